@@ -1,0 +1,91 @@
+//! Command-line definitions. Each subcommand lives in `commands/`; this file
+//! parses arguments and turns each result into an exit code.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+use crate::error::Error;
+
+#[derive(Debug, Parser)]
+#[command(name = "runner", version, about = "A declarative experiment runner for deep learning", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to read an experiment file: shared by every command that takes one.
+#[derive(Debug, Clone, Args)]
+pub struct ExperimentArgs {
+    /// The experiment file (TOML).
+    pub file: PathBuf,
+    /// Override a config key, e.g. `--set optimizer.learning_rate=3e-4`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Ignore `RUNNER_*` environment variables.
+    #[arg(long)]
+    pub no_env: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate experiment files without running anything.
+    Check {
+        /// Experiment files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Override a config key (applies to every file). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Ignore `RUNNER_*` environment variables.
+        #[arg(long)]
+        no_env: bool,
+        /// Print the fully resolved config, noting where each overridden value came from.
+        #[arg(long)]
+        show_config: bool,
+    },
+    /// Print a Keras-style table of the model's layers, shapes and parameters.
+    Summary {
+        #[command(flatten)]
+        exp: ExperimentArgs,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check {
+            files,
+            set,
+            no_env,
+            show_config,
+        } => commands::check::run(&files, &set, !no_env, show_config),
+        Command::Summary { exp } => commands::check::summary(&exp),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            report(&err);
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Render an error with miette on stderr: colors only on a terminal.
+pub fn report(err: &Error) {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    let mut out = String::new();
+    if handler.render_report(&mut out, err).is_err() {
+        out = format!("error: {err}");
+    }
+    eprintln!("{out}");
+}

@@ -1,0 +1,60 @@
+//! `runner check` and `runner summary`.
+
+use std::path::PathBuf;
+
+use burn::backend::Flex;
+
+use crate::cli::ExperimentArgs;
+use crate::error::{Error, Result};
+use crate::model::{summary, Net};
+
+/// Validate each file; report every failure, not just the first.
+pub fn run(files: &[PathBuf], set: &[String], use_env: bool, show_config: bool) -> Result<()> {
+    let mut first_err: Option<Error> = None;
+    for file in files {
+        let exp = ExperimentArgs {
+            file: file.clone(),
+            set: set.to_vec(),
+            no_env: !use_env,
+        };
+        match super::load_plan(&exp) {
+            Ok((loaded, plan)) => {
+                if show_config {
+                    println!("# {} (resolved)", file.display());
+                    print!("{}", loaded.annotated());
+                } else {
+                    let params = plan.model.params();
+                    println!(
+                        "ok: {} ({}: {} layers, {} params)",
+                        file.display(),
+                        plan.name,
+                        plan.model.layers.len(),
+                        summary::thousands(params.total())
+                    );
+                }
+            }
+            Err(e) => {
+                if files.len() > 1 {
+                    crate::cli::report(&e);
+                }
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        // With several files every error was already shown; keep the exit code.
+        Some(e) if files.len() > 1 => Err(Error::Usage(format!("{} found problems: {e}", "check"))),
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Build the model on the CPU and print its summary.
+pub fn summary(exp: &ExperimentArgs) -> Result<()> {
+    let (_, plan) = super::load_plan(exp)?;
+    let device = Default::default();
+    let net = Net::<Flex>::init(&plan.model, &device);
+    let s = summary::summarize(&plan.model, &net);
+    print!("{}", s.render(&plan.name, plan.model.input, plan.model.folded_softmax));
+    Ok(())
+}

@@ -1,0 +1,313 @@
+//! Reading an experiment: strict TOML parse, the `extends` chain, figment
+//! layering of `RUNNER_*` environment variables and `--set` overrides, and
+//! located errors for anything wrong.
+//!
+//! Precedence, lowest first: built-in defaults < parent files (`extends`,
+//! farthest ancestor first) < the experiment file < `RUNNER_*` environment
+//! variables < `--set key.path=value`.
+
+pub mod diagnostic;
+pub mod provenance;
+pub mod spec;
+pub mod tagged;
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+
+pub use diagnostic::{ConfigError, KeyPath, Seg};
+use spec::{ExperimentSpec, TOP_LEVEL_KEYS};
+
+/// Environment variables with this prefix override config keys;
+/// `__` separates key-path segments: `RUNNER_OPTIMIZER__LEARNING_RATE=3e-4`.
+pub const ENV_PREFIX: &str = "RUNNER_";
+
+const MAX_EXTENDS_DEPTH: usize = 16;
+
+/// One file of the `extends` chain, with its text kept for diagnostics.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// A `--set key.path=value` override, as given and as parsed.
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub raw: String,
+    pub key: String,
+    pub value: Value,
+}
+
+impl Override {
+    pub fn parse(raw: &str) -> Result<Override, ConfigError> {
+        let Some((key, value)) = raw.split_once('=') else {
+            return Err(ConfigError::BadOverride {
+                raw: raw.to_string(),
+                reason: "expected KEY=VALUE, for example `--set model.dropout=0.3`".into(),
+            });
+        };
+        let key = key.trim();
+        if key.is_empty() || key.split('.').any(|s| s.is_empty()) {
+            return Err(ConfigError::BadOverride {
+                raw: raw.to_string(),
+                reason: format!("`{key}` is not a key path such as `optimizer.learning_rate`"),
+            });
+        }
+        if let Some(seg) = key.split('.').find(|s| s.chars().all(|c| c.is_ascii_digit())) {
+            return Err(ConfigError::BadOverride {
+                raw: raw.to_string(),
+                reason: format!(
+                    "`{seg}` indexes into a list; list elements (such as one layer of `model.layers`) \
+                     cannot be overridden one by one. Override a table key instead, e.g. `model.dropout`, \
+                     which every dropout layer without its own rate inherits"
+                ),
+            });
+        }
+        let value: Value = value.trim().parse().unwrap_or_else(|_| Value::from(value.trim().to_string()));
+        Ok(Override {
+            raw: raw.to_string(),
+            key: key.to_string(),
+            value,
+        })
+    }
+}
+
+/// How to read an experiment.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub overrides: Vec<Override>,
+    /// Read `RUNNER_*` environment variables (on by default in the CLI).
+    pub use_env: bool,
+}
+
+/// The files and overrides an experiment was read from, with everything
+/// needed to explain where a value came from.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The experiment file first, then its parents in `extends` order.
+    pub files: Vec<SourceFile>,
+    pub overrides: Vec<Override>,
+    /// Environment overrides that were applied: (variable, key path).
+    pub env: Vec<(String, String)>,
+    figment: Figment,
+}
+
+impl Sources {
+    /// The experiment file itself.
+    pub fn main_file(&self) -> &SourceFile {
+        &self.files[0]
+    }
+
+    /// Where the value at `path` came from.
+    pub fn origin(&self, path: &KeyPath) -> provenance::Origin {
+        provenance::origin(&self.figment, &self.files, &self.env, path, false)
+    }
+
+    /// Turn a problem found after parsing (a bad value, an impossible shape)
+    /// into an error located at the key in the file that set it.
+    pub fn error_at(&self, path: KeyPath, message: String, help: Option<String>) -> ConfigError {
+        let origin = provenance::origin(&self.figment, &self.files, &self.env, &path, true);
+        diagnostic::located(&origin, &self.files, path, message, help)
+    }
+}
+
+/// A fully resolved experiment and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub spec: ExperimentSpec,
+    pub sources: Sources,
+}
+
+/// Read an experiment file with its parents and overrides.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let files = read_chain(path)?;
+
+    // Farthest ancestor first, so each child overrides its parent.
+    let mut figment = Figment::new();
+    for file in files.iter().rev() {
+        figment = figment.merge(Toml::file_exact(&file.path));
+    }
+    let mut env_used = Vec::new();
+    if opts.use_env {
+        let (env, used) = env_provider()?;
+        env_used = used;
+        figment = figment.merge(env);
+    }
+    for o in &opts.overrides {
+        figment = figment.merge(SetProvider(o.clone()));
+    }
+
+    let value: serde_json::Value = figment.extract().map_err(|e| ConfigError::Layering {
+        message: e.to_string(),
+    })?;
+    let sources = Sources {
+        files,
+        overrides: opts.overrides.clone(),
+        env: env_used,
+        figment,
+    };
+    let mut spec: ExperimentSpec = match serde_path_to_error::deserialize(&value) {
+        Ok(spec) => spec,
+        Err(err) => return Err(diagnostic::from_serde(&sources, &value, err)),
+    };
+    spec.extends = None;
+    Ok(Loaded { spec, sources })
+}
+
+/// Parse a resolved config text (no `extends`, no overrides), e.g. a run
+/// folder's `config.resolved.toml` or a sweep trial's config.
+pub fn load_exact(path: &Path) -> Result<Loaded, ConfigError> {
+    load(path, &LoadOptions::default())
+}
+
+fn read_chain(path: &Path) -> Result<Vec<SourceFile>, ConfigError> {
+    let mut files: Vec<SourceFile> = Vec::new();
+    let mut next = Some((path.to_path_buf(), None::<(usize, String)>));
+    while let Some((path, from)) = next.take() {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(match from {
+                    None => ConfigError::FileMissing {
+                        path: path.clone(),
+                        reason: io_reason(&e),
+                    },
+                    Some((child, _)) => {
+                        let child = &files[child];
+                        diagnostic::extends_error(
+                            child,
+                            format!(
+                                "`extends` points at {}, which cannot be read ({})",
+                                path.display(),
+                                io_reason(&e)
+                            ),
+                            Some("paths in `extends` are relative to the file that contains them".into()),
+                        )
+                    }
+                });
+            }
+        };
+        let table: toml::Table = toml::from_str(&text).map_err(|e| diagnostic::syntax(&path, &text, &e))?;
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if files
+            .iter()
+            .any(|f| f.path.canonicalize().map(|p| p == canonical).unwrap_or(false))
+        {
+            let chain: Vec<String> = files
+                .iter()
+                .map(|f| f.path.display().to_string())
+                .chain([path.display().to_string()])
+                .collect();
+            return Err(diagnostic::extends_error(
+                files.last().expect("a cycle needs a child"),
+                format!("`extends` forms a cycle: {}", chain.join(" -> ")),
+                None,
+            ));
+        }
+        let parent = match table.get("extends") {
+            None => None,
+            Some(toml::Value::String(p)) => {
+                let base = path.parent().unwrap_or(Path::new("."));
+                Some(base.join(p))
+            }
+            Some(other) => {
+                let file = SourceFile { path: path.clone(), text };
+                return Err(diagnostic::extends_error(
+                    &file,
+                    format!("`extends` must be a file path string, found {}", other.type_str()),
+                    None,
+                ));
+            }
+        };
+        files.push(SourceFile { path, text });
+        if files.len() > MAX_EXTENDS_DEPTH {
+            return Err(diagnostic::extends_error(
+                files.last().expect("just pushed"),
+                format!("`extends` chain is deeper than {MAX_EXTENDS_DEPTH} files"),
+                None,
+            ));
+        }
+        next = parent.map(|p| (p, Some((files.len() - 1, String::new()))));
+    }
+    Ok(files)
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// `RUNNER_SECTION__KEY=value` variables. Variables without `__` (such as a
+/// CI system's `RUNNER_OS`) are not config keys and are left alone; a
+/// variable with `__` whose section does not exist is an error.
+fn env_provider() -> Result<(Env, Vec<(String, String)>), ConfigError> {
+    let mut used = Vec::new();
+    for (name, _) in std::env::vars() {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        if !rest.contains("__") {
+            continue;
+        }
+        let key = rest.to_ascii_lowercase().replace("__", ".");
+        let section = key.split('.').next().unwrap_or_default();
+        if !TOP_LEVEL_KEYS.contains(&section) {
+            return Err(ConfigError::BadEnv {
+                name: name.clone(),
+                section: section.to_string(),
+                help: diagnostic::did_you_mean(section, TOP_LEVEL_KEYS),
+            });
+        }
+        used.push((name, key));
+    }
+    let env = Env::prefixed(ENV_PREFIX)
+        .split("__")
+        .filter(|k| k.as_str().contains('.') && TOP_LEVEL_KEYS.contains(&k.as_str().split('.').next().unwrap_or("")));
+    Ok((env, used))
+}
+
+/// A figment provider for one `--set` override, named after it so that
+/// provenance can say which flag set a value.
+struct SetProvider(Override);
+
+impl Provider for SetProvider {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!("--set {}", self.0.raw))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut value = self.0.value.clone();
+        let segs: Vec<&str> = self.0.key.split('.').collect();
+        for seg in segs[1..].iter().rev() {
+            let mut d = Dict::new();
+            d.insert((*seg).to_string(), value);
+            value = Value::from(d);
+        }
+        let mut dict = Dict::new();
+        dict.insert(segs[0].to_string(), value);
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// The resolved spec as a TOML table.
+pub fn to_table(spec: &ExperimentSpec) -> toml::Table {
+    toml::Table::try_from(spec).unwrap_or_default()
+}
+
+/// The resolved spec as a TOML document that `runner` can read back.
+pub fn to_toml(spec: &ExperimentSpec) -> String {
+    provenance::annotated_toml(&to_table(spec), &|_| None)
+}
+
+impl Loaded {
+    /// The resolved config with a note on every value that did not come from
+    /// the experiment file (`runner check --show-config`).
+    pub fn annotated(&self) -> String {
+        let files = &self.sources.files;
+        provenance::annotated_toml(&to_table(&self.spec), &|p| self.sources.origin(p).note(files))
+    }
+}

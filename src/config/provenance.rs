@@ -1,0 +1,163 @@
+//! Where a resolved value came from: a file of the `extends` chain, a
+//! `RUNNER_*` environment variable, a `--set` flag, or a built-in default.
+
+use figment::Figment;
+use figment::Source;
+
+use super::diagnostic::{KeyPath, Seg};
+use super::SourceFile;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Not set anywhere: the built-in default.
+    Default,
+    /// Set in `files[index]` (0 is the experiment file itself).
+    File { index: usize },
+    /// Set by an environment variable.
+    Env { var: String },
+    /// Set by a `--set` flag (as written).
+    Set { flag: String },
+}
+
+impl Origin {
+    /// A short note for `--show-config`; `None` for the experiment file itself.
+    pub fn note(&self, files: &[SourceFile]) -> Option<String> {
+        match self {
+            Origin::Default => Some("default".into()),
+            Origin::File { index: 0 } => None,
+            Origin::File { index } => Some(format!("from {}", files[*index].path.display())),
+            Origin::Env { var } => Some(format!("from environment variable {var}")),
+            Origin::Set { flag } => Some(format!("from {flag}")),
+        }
+    }
+}
+
+/// Find the origin of the value at `path`. Paths into lists (layers) resolve
+/// to the list as a whole, since lists are replaced wholesale when layered.
+/// With `nearest`, a key that is not set resolves to its closest parent
+/// table that is (where an error about a missing key should point).
+pub fn origin(
+    figment: &Figment,
+    files: &[SourceFile],
+    env: &[(String, String)],
+    path: &KeyPath,
+    nearest: bool,
+) -> Origin {
+    let keys: Vec<&str> = path
+        .0
+        .iter()
+        .map_while(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index(_) => None,
+        })
+        .collect();
+    // A key with a dot inside it (a sweep axis such as "model.dropout") cannot be
+    // looked up by a dotted path; fall back to its parent table.
+    let exact = keys.len() == path.0.len() && !keys.iter().any(|k| k.contains('.'));
+    for n in (1..=keys.len()).rev() {
+        if keys[..n].iter().any(|k| k.contains('.')) {
+            continue;
+        }
+        let dotted = keys[..n].join(".");
+        let Some(md) = figment.find_metadata(&dotted) else {
+            if exact && !nearest {
+                return Origin::Default;
+            }
+            continue;
+        };
+        if let Some(flag) = md.name.strip_prefix("--set ") {
+            return Origin::Set { flag: format!("--set {flag}") };
+        }
+        if let Some(Source::File(p)) = &md.source {
+            let found = files.iter().position(|f| same_file(&f.path, p));
+            if let Some(index) = found {
+                return Origin::File { index };
+            }
+        }
+        if let Some((var, _)) = env.iter().find(|(_, key)| dotted == *key || key.starts_with(&format!("{dotted}."))) {
+            return Origin::Env { var: var.clone() };
+        }
+        return Origin::Default;
+    }
+    Origin::Default
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b
+        || match (a.canonicalize(), b.canonicalize()) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        }
+}
+
+/// The resolved config as TOML, with a comment on every value that did not
+/// come from the experiment file itself (a default, a parent file, an
+/// environment variable or a `--set` flag).
+pub fn annotated_toml(spec_value: &toml::Table, notes: &dyn Fn(&KeyPath) -> Option<String>) -> String {
+    let mut out = String::new();
+    emit_table(&KeyPath::default(), spec_value, notes, &mut out);
+    out
+}
+
+fn toml_key(k: &str) -> String {
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        k.to_string()
+    } else {
+        format!("{:?}", k)
+    }
+}
+
+fn header(path: &KeyPath) -> String {
+    path.0
+        .iter()
+        .filter_map(|s| match s {
+            Seg::Key(k) => Some(toml_key(k)),
+            Seg::Index(_) => None,
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn is_table_array(v: &toml::Value) -> bool {
+    matches!(v, toml::Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.is_table()))
+}
+
+fn emit_table(path: &KeyPath, table: &toml::Table, notes: &dyn Fn(&KeyPath) -> Option<String>, out: &mut String) {
+    let in_array = path.0.iter().any(|s| matches!(s, Seg::Index(_)));
+    for (k, v) in table {
+        if v.is_table() || is_table_array(v) {
+            continue;
+        }
+        let key_path = path.clone().key(k);
+        let note = if in_array { None } else { notes(&key_path) };
+        match note {
+            Some(n) => out.push_str(&format!("{} = {}  # {n}\n", toml_key(k), v)),
+            None => out.push_str(&format!("{} = {}\n", toml_key(k), v)),
+        }
+    }
+    for (k, v) in table {
+        let key_path = path.clone().key(k);
+        match v {
+            toml::Value::Table(t) => {
+                out.push_str(&format!("\n[{}]", header(&key_path)));
+                match notes(&key_path).filter(|_| !in_array && t.is_empty()) {
+                    Some(n) => out.push_str(&format!("  # {n}\n")),
+                    None => out.push('\n'),
+                }
+                emit_table(&key_path, t, notes, out);
+            }
+            toml::Value::Array(items) if is_table_array(v) => {
+                if let Some(n) = notes(&key_path).filter(|_| !in_array) {
+                    out.push_str(&format!("\n# {} {n}", header(&key_path)));
+                }
+                for (i, item) in items.iter().enumerate() {
+                    out.push_str(&format!("\n[[{}]]\n", header(&key_path)));
+                    if let toml::Value::Table(t) = item {
+                        emit_table(&key_path.clone().index(i), t, notes, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

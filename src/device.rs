@@ -1,0 +1,197 @@
+//! Backend and device choice, and the CUDA driver probe.
+//!
+//! burn-cuda panics on first use when the driver library is missing, so we
+//! look for the driver ourselves and turn its absence into a one-line error.
+
+use std::fmt;
+use std::str::FromStr;
+
+use thiserror::Error;
+
+/// What the user asked for with `--device` or `runtime.device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceRequest {
+    /// CUDA when compiled in and a GPU is present, otherwise CPU.
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for DeviceRequest {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        match s.as_str() {
+            "auto" => Ok(DeviceRequest::Auto),
+            "cpu" => Ok(DeviceRequest::Cpu),
+            "cuda" | "gpu" => Ok(DeviceRequest::Cuda(0)),
+            _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(DeviceRequest::Cuda(n)),
+                _ => Err(format!("`{s}` is not a device; use auto, cpu, cuda or cuda:N")),
+            },
+        }
+    }
+}
+
+impl fmt::Display for DeviceRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceRequest::Auto => f.write_str("auto"),
+            DeviceRequest::Cpu => f.write_str("cpu"),
+            DeviceRequest::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// The device a run actually uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Cuda(usize),
+}
+
+impl Device {
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Device::Cpu => "flex",
+            Device::Cuda(_) => "cuda",
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DeviceError {
+    #[error("--device {0} asked for CUDA, but this runner was built without it; rebuild with `cargo build --release --features cuda`")]
+    NotCompiled(DeviceRequest),
+    #[error("--device {0} asked for CUDA, but no NVIDIA driver was found (libcuda.so.1 cannot be loaded); use --device cpu")]
+    NoDriver(DeviceRequest),
+    #[error("--device {req} asked for GPU {index}, but only {count} GPU(s) are visible")]
+    NoSuchGpu {
+        req: DeviceRequest,
+        index: usize,
+        count: usize,
+    },
+}
+
+/// Whether this binary was built with the `cuda` feature.
+pub const CUDA_COMPILED: bool = cfg!(feature = "cuda");
+
+/// Number of CUDA devices the driver reports, or `None` when no driver loads.
+pub fn cuda_device_count() -> Option<usize> {
+    probe::device_count()
+}
+
+/// Turn a request into a device this process can use, without touching burn.
+pub fn resolve(req: DeviceRequest) -> Result<Device, DeviceError> {
+    match req {
+        DeviceRequest::Cpu => Ok(Device::Cpu),
+        DeviceRequest::Auto => {
+            if CUDA_COMPILED && cuda_device_count().unwrap_or(0) > 0 {
+                Ok(Device::Cuda(0))
+            } else {
+                Ok(Device::Cpu)
+            }
+        }
+        DeviceRequest::Cuda(index) => {
+            if !CUDA_COMPILED {
+                return Err(DeviceError::NotCompiled(req));
+            }
+            match cuda_device_count() {
+                None => Err(DeviceError::NoDriver(req)),
+                Some(count) if index >= count => Err(DeviceError::NoSuchGpu { req, index, count }),
+                Some(_) => Ok(Device::Cuda(index)),
+            }
+        }
+    }
+}
+
+/// Number of CPU threads to use: the configured count, or all cores.
+pub fn cpu_threads(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    }
+}
+
+mod probe {
+    //! Loads `libcuda` with `dlopen` and asks `cuDeviceGetCount`, the same
+    //! library burn-cuda would load; nothing is linked at build time.
+    use std::ffi::{c_char, c_int, c_void, CString};
+
+    type CuInit = unsafe extern "C" fn(flags: u32) -> c_int;
+    type CuDeviceGetCount = unsafe extern "C" fn(count: *mut c_int) -> c_int;
+
+    pub fn device_count() -> Option<usize> {
+        for name in ["libcuda.so.1", "libcuda.so"] {
+            let cname = CString::new(name).ok()?;
+            // SAFETY: dlopen with a valid C string; the handle is checked for null.
+            let handle = unsafe { libc::dlopen(cname.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+            if handle.is_null() {
+                continue;
+            }
+            let init = symbol(handle, "cuInit")?;
+            let count_fn = symbol(handle, "cuDeviceGetCount")?;
+            // SAFETY: the symbols come from libcuda with these C signatures.
+            let (init, count_fn): (CuInit, CuDeviceGetCount) =
+                unsafe { (std::mem::transmute::<*mut c_void, CuInit>(init), std::mem::transmute::<*mut c_void, CuDeviceGetCount>(count_fn)) };
+            // SAFETY: plain FFI calls into the driver API.
+            let rc = unsafe { init(0) };
+            if rc != 0 {
+                return Some(0);
+            }
+            let mut n: c_int = 0;
+            // SAFETY: `n` is a valid out-pointer.
+            let rc = unsafe { count_fn(&mut n) };
+            return Some(if rc == 0 { n.max(0) as usize } else { 0 });
+        }
+        None
+    }
+
+    fn symbol(handle: *mut c_void, name: &str) -> Option<*mut c_void> {
+        let cname = CString::new(name).ok()?;
+        // SAFETY: valid handle from dlopen and a valid C string.
+        let sym = unsafe { libc::dlsym(handle, cname.as_ptr() as *const c_char) };
+        (!sym.is_null()).then_some(sym)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_requests() {
+        assert_eq!("cpu".parse(), Ok(DeviceRequest::Cpu));
+        assert_eq!("CUDA".parse(), Ok(DeviceRequest::Cuda(0)));
+        assert_eq!("cuda:3".parse(), Ok(DeviceRequest::Cuda(3)));
+        assert_eq!("auto".parse(), Ok(DeviceRequest::Auto));
+        assert!("tpu".parse::<DeviceRequest>().is_err());
+        assert!("cuda:x".parse::<DeviceRequest>().is_err());
+    }
+
+    #[test]
+    fn cpu_always_resolves() {
+        assert_eq!(resolve(DeviceRequest::Cpu), Ok(Device::Cpu));
+    }
+
+    #[test]
+    fn cuda_without_feature_or_driver_is_a_clean_error() {
+        if CUDA_COMPILED && cuda_device_count().unwrap_or(0) > 0 {
+            return; // a real GPU: nothing to check here
+        }
+        let err = resolve(DeviceRequest::Cuda(0)).unwrap_err();
+        assert!(matches!(err, DeviceError::NotCompiled(_) | DeviceError::NoDriver(_) | DeviceError::NoSuchGpu { .. }));
+        assert!(!err.to_string().contains('\n'));
+    }
+}

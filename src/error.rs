@@ -1,0 +1,51 @@
+//! The top-level error: one variant per module's own error, and the exit
+//! code each one maps to (0 ok, 1 a run failed, 2 usage or config error).
+
+use miette::Diagnostic;
+use thiserror::Error;
+
+use crate::config::ConfigError;
+use crate::device::DeviceError;
+use crate::plan::PlanErrors;
+
+#[derive(Debug, Error, Diagnostic)]
+pub enum Error {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Plan(PlanErrors),
+
+    #[error(transparent)]
+    #[diagnostic(code(runner::device))]
+    Device(#[from] DeviceError),
+
+    #[error("{0}")]
+    #[diagnostic(code(runner::usage))]
+    Usage(String),
+}
+
+impl From<PlanErrors> for Error {
+    /// A single problem is shown on its own, without the "N problems" wrapper.
+    fn from(mut e: PlanErrors) -> Error {
+        if e.errors.len() == 1 {
+            Error::Config(e.errors.remove(0))
+        } else {
+            Error::Plan(e)
+        }
+    }
+}
+
+impl Error {
+    /// 2 for anything the user can fix in the command or config; 1 when a
+    /// run itself failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::Plan(_) | Error::Device(_) | Error::Usage(_) => 2,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,11 @@
+//! The burn model built from a [`ModelPlan`](crate::plan::ModelPlan).
+//!
+//! `layer` holds one `#[derive(Module)]` enum per layer type, `net` the
+//! forward pass over the stack, `summary` the Keras-style table whose counts
+//! come from the built module.
+
+pub mod layer;
+pub mod net;
+pub mod summary;
+
+pub use net::Net;

@@ -1,0 +1,150 @@
+//! The forward pass over the layer stack.
+
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use super::layer::{ActKind, Layer};
+use crate::plan::ModelPlan;
+
+/// A sequential image classifier.
+#[derive(Module, Debug)]
+pub struct Net<B: Backend> {
+    pub layers: Vec<Layer<B>>,
+    /// The plan's last-layer softmax, folded into the loss: `forward`
+    /// returns logits and `predict` applies it.
+    pub folded_softmax: bool,
+}
+
+/// Activations between layers: a feature map or a flat vector.
+enum Flow<B: Backend> {
+    Map(Tensor<B, 4>),
+    Flat(Tensor<B, 2>),
+}
+
+impl<B: Backend> Net<B> {
+    /// Build the network with fresh weights. Weight initialisation draws
+    /// from the backend's RNG: seed it first for a reproducible start.
+    pub fn init(plan: &ModelPlan, device: &B::Device) -> Net<B> {
+        let mut layers: Vec<Layer<B>> = plan
+            .layers
+            .iter()
+            .map(|l| Layer::init(l, plan.initializer, device))
+            .collect();
+        if plan.folded_softmax {
+            // Drop the softmax from the last layer; the loss and `predict` apply it.
+            match layers.last_mut() {
+                Some(Layer::Dense(d)) => d.act.kind = ActKind::Linear,
+                Some(Layer::Activation(a)) => a.kind = ActKind::Linear,
+                _ => {}
+            }
+        }
+        Net {
+            layers,
+            folded_softmax: plan.folded_softmax,
+        }
+    }
+
+    /// Class scores (logits) for a batch of `[batch, channels, height, width]` images.
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let mut x = Flow::Map(images);
+        for layer in &self.layers {
+            x = match (layer, x) {
+                (Layer::Conv(c), Flow::Map(t)) => Flow::Map(c.act.apply(c.conv.forward(t))),
+                (Layer::MaxPool(p), Flow::Map(t)) => Flow::Map(p.forward(t)),
+                (Layer::AvgPool(p), Flow::Map(t)) => Flow::Map(p.forward(t)),
+                (Layer::GlobalAvgPool(p), Flow::Map(t)) => Flow::Flat(p.forward(t).flatten(1, 3)),
+                (Layer::Dropout(d), Flow::Map(t)) => Flow::Map(d.forward(t)),
+                (Layer::Dropout(d), Flow::Flat(t)) => Flow::Flat(d.forward(t)),
+                (Layer::Flatten(_), Flow::Map(t)) => Flow::Flat(t.flatten(1, 3)),
+                (Layer::Flatten(_), Flow::Flat(t)) => Flow::Flat(t),
+                (Layer::Dense(d), Flow::Flat(t)) => Flow::Flat(d.act.apply(d.linear.forward(t))),
+                (Layer::BatchNorm(bn), Flow::Map(t)) => Flow::Map(bn.forward(t)),
+                (Layer::BatchNorm(bn), Flow::Flat(t)) => Flow::Flat(bn.forward(t)),
+                (Layer::Activation(a), Flow::Map(t)) => Flow::Map(a.apply(t)),
+                (Layer::Activation(a), Flow::Flat(t)) => Flow::Flat(a.apply(t)),
+                // Shape inference in the plan rules these out before a model is built.
+                (_, Flow::Map(_)) | (_, Flow::Flat(_)) => unreachable!("layer stack was validated by the plan"),
+            };
+        }
+        match x {
+            Flow::Flat(t) => t,
+            Flow::Map(t) => t.flatten(1, 3),
+        }
+    }
+
+    /// Class probabilities.
+    pub fn predict(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let out = self.forward(images);
+        if self.folded_softmax {
+            softmax(out, 1)
+        } else {
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::spec::{Activation, InitializerKind, Padding};
+    use crate::plan::{LayerKind, LayerPlan};
+    use crate::shape::{LayerShape, ParamCount, Shape};
+    use burn::backend::Flex;
+
+    fn lp(kind: LayerKind) -> LayerPlan {
+        let s = Shape::Flat(1);
+        LayerPlan {
+            name: "x".into(),
+            kind,
+            shape: LayerShape {
+                input: s,
+                output: s,
+                params: ParamCount::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn forward_gives_one_score_per_class_and_softmax_sums_to_one() {
+        let plan = ModelPlan {
+            input: [6, 6, 1],
+            layers: vec![
+                lp(LayerKind::Conv2d {
+                    in_channels: 1,
+                    filters: 4,
+                    kernel: [3, 3],
+                    stride: [1, 1],
+                    padding: Padding::Same,
+                    activation: Activation::Relu,
+                    use_bias: true,
+                }),
+                lp(LayerKind::MaxPool2d {
+                    pool: [2, 2],
+                    stride: [2, 2],
+                    padding: Padding::Valid,
+                }),
+                lp(LayerKind::Flatten),
+                lp(LayerKind::Dense {
+                    in_features: 36,
+                    units: 3,
+                    activation: Activation::Softmax,
+                    use_bias: true,
+                }),
+            ],
+            num_classes: 3,
+            folded_softmax: true,
+            initializer: InitializerKind::GlorotUniform,
+        };
+        let device = Default::default();
+        let net = Net::<Flex>::init(&plan, &device);
+        let x = Tensor::<Flex, 4>::ones([2, 1, 6, 6], &device);
+        let logits = net.forward(x.clone());
+        assert_eq!(logits.dims(), [2, 3]);
+        let probs: Vec<f32> = net.predict(x).sum_dim(1).into_data().to_vec().unwrap();
+        for p in probs {
+            assert!((p - 1.0).abs() < 1e-5);
+        }
+    }
+}

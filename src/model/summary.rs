@@ -1,0 +1,114 @@
+//! A Keras-style model summary. Output shapes come from shape inference; the
+//! parameter counts are read from the built burn module.
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+
+use super::Net;
+use crate::plan::ModelPlan;
+use crate::shape::ParamCount;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub name: String,
+    pub class: &'static str,
+    pub output: String,
+    pub params: ParamCount,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub rows: Vec<SummaryRow>,
+    pub total: ParamCount,
+}
+
+/// Read per-layer parameter counts off the built network.
+pub fn summarize<B: Backend>(plan: &ModelPlan, net: &Net<B>) -> Summary {
+    let rows: Vec<SummaryRow> = plan
+        .layers
+        .iter()
+        .zip(&net.layers)
+        .map(|(lp, layer)| {
+            let non_trainable = layer.non_trainable_params();
+            SummaryRow {
+                name: lp.name.clone(),
+                class: lp.kind.keras_class(),
+                output: lp.shape.output.to_string(),
+                params: ParamCount {
+                    trainable: layer.num_params(),
+                    non_trainable,
+                },
+            }
+        })
+        .collect();
+    let total = rows.iter().fold(ParamCount::default(), |acc, r| ParamCount {
+        trainable: acc.trainable + r.params.trainable,
+        non_trainable: acc.non_trainable + r.params.non_trainable,
+    });
+    Summary { rows, total }
+}
+
+/// `10588458` -> `10,588,458`.
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+impl Summary {
+    /// The table as Keras 2 prints it, with the first column widened
+    /// instead of truncated.
+    pub fn render(&self, model_name: &str, input: [usize; 3], folded_softmax: bool) -> String {
+        let first: Vec<String> = self.rows.iter().map(|r| format!("{} ({})", r.name, r.class)).collect();
+        let w1 = first.iter().map(String::len).max().unwrap_or(0).max(27) + 2;
+        let w2 = self.rows.iter().map(|r| r.output.len()).max().unwrap_or(0).max(24) + 2;
+        let w3 = 10;
+        let width = w1 + w2 + w3;
+        let thin = "_".repeat(width);
+        let thick = "=".repeat(width);
+        let mut out = String::new();
+        out.push_str(&format!("Model: \"{model_name}\"\n"));
+        out.push_str(&format!("Input: (None, {}, {}, {})\n", input[0], input[1], input[2]));
+        out.push_str(&thin);
+        out.push('\n');
+        out.push_str(&format!("{:<w1$}{:<w2$}{}\n", "Layer (type)", "Output Shape", "Param #"));
+        out.push_str(&thick);
+        out.push('\n');
+        for (i, (row, label)) in self.rows.iter().zip(&first).enumerate() {
+            out.push_str(&format!("{label:<w1$}{:<w2$}{}\n", row.output, thousands(row.params.total())));
+            out.push_str(if i + 1 == self.rows.len() { &thick } else { &thin });
+            out.push('\n');
+        }
+        out.push_str(&format!("Total params: {}\n", thousands(self.total.total())));
+        out.push_str(&format!("Trainable params: {}\n", thousands(self.total.trainable)));
+        out.push_str(&format!("Non-trainable params: {}\n", thousands(self.total.non_trainable)));
+        out.push_str(&thin);
+        out.push('\n');
+        if folded_softmax {
+            out.push_str(
+                "Note: the final softmax is folded into the cross-entropy loss; the network \
+                 outputs logits while training and probabilities when predicting.\n",
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(10_588_458), "10,588,458");
+    }
+}

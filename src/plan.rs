@@ -1,0 +1,965 @@
+//! Spec -> Plan: every cross-field check, shape inference, resolved
+//! defaults. Everything downstream (model, data, trainer, sweeps) takes a
+//! plan and never re-checks user input.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::diagnostic::{did_you_mean, ConfigError, KeyPath};
+use crate::config::spec::{
+    Activation, AugmentSpec, BatchNormSpec, CallbacksSpec, ClassSelect, Conv2dSpec, DataSpec, DenseSpec,
+    DistributionSpec, DropoutSpec, ExperimentSpec, InitializerKind, IntRangeSpec, LayerSpec, LrScheduleSpec,
+    Mode, OptimizerSpec, Padding, Pair, PoolSpec, RangeSpec, Strategy, SweepSpec, TrainSpec,
+};
+use crate::config::{Loaded, Sources};
+use crate::device::DeviceRequest;
+use crate::shape::{self, LayerShape, ParamCount, Shape};
+
+/// A validated experiment.
+#[derive(Debug, Clone)]
+pub struct ExperimentPlan {
+    pub name: String,
+    pub seed: u64,
+    pub description: String,
+    pub device: DeviceRequest,
+    pub threads: usize,
+    pub runs_dir: PathBuf,
+    /// Data source with every relative path made absolute.
+    pub data: DataSpec,
+    pub augment: AugmentPlan,
+    pub model: ModelPlan,
+    pub optimizer: OptimizerSpec,
+    pub train: TrainSpec,
+    pub callbacks: CallbacksSpec,
+    pub sweep: Option<SweepSpec>,
+    /// Metrics this experiment logs every epoch, e.g. `loss`, `val_accuracy`.
+    pub metrics: Vec<String>,
+    /// The resolved spec, as it will be written to `config.resolved.toml`.
+    pub spec: ExperimentSpec,
+}
+
+/// Preprocessing and augmentation with defaults resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AugmentPlan {
+    /// Multiplier on raw 0-255 pixel values (1.0 when unset).
+    pub rescale: f64,
+    pub spec: AugmentSpec,
+}
+
+impl AugmentPlan {
+    /// Whether any random augmentation is configured.
+    pub fn is_random(&self) -> bool {
+        let s = &self.spec;
+        s.rotation_range > 0.0
+            || s.width_shift_range > 0.0
+            || s.height_shift_range > 0.0
+            || s.brightness_range.is_some()
+            || s.zoom_range.map(|z| z.bounds() != [1.0, 1.0]).unwrap_or(false)
+            || s.shear_range > 0.0
+            || s.horizontal_flip
+            || s.vertical_flip
+    }
+}
+
+/// The layer stack with names, shapes and parameter counts resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelPlan {
+    /// Height, width, channels.
+    pub input: [usize; 3],
+    pub layers: Vec<LayerPlan>,
+    pub num_classes: usize,
+    /// The last layer's softmax is folded into the cross-entropy: the
+    /// network outputs logits and probabilities come from a softmax at
+    /// prediction time.
+    pub folded_softmax: bool,
+    pub initializer: InitializerKind,
+}
+
+impl ModelPlan {
+    pub fn params(&self) -> ParamCount {
+        self.layers.iter().fold(ParamCount::default(), |acc, l| ParamCount {
+            trainable: acc.trainable + l.shape.params.trainable,
+            non_trainable: acc.non_trainable + l.shape.params.non_trainable,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerPlan {
+    /// Keras-style name: `conv2d`, `conv2d_1`, ..., or the user's `name`.
+    pub name: String,
+    pub kind: LayerKind,
+    pub shape: LayerShape,
+}
+
+/// One layer with every option resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerKind {
+    Conv2d {
+        in_channels: usize,
+        filters: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+        activation: Activation,
+        use_bias: bool,
+    },
+    MaxPool2d {
+        pool: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+    },
+    AvgPool2d {
+        pool: [usize; 2],
+        stride: [usize; 2],
+        padding: Padding,
+    },
+    GlobalAvgPool2d,
+    Dropout {
+        rate: f64,
+    },
+    Flatten,
+    Dense {
+        in_features: usize,
+        units: usize,
+        activation: Activation,
+        use_bias: bool,
+    },
+    BatchNorm {
+        features: usize,
+        momentum: f64,
+        epsilon: f64,
+    },
+    Activation(Activation),
+}
+
+impl LayerKind {
+    /// Keras's class name, for the summary table.
+    pub fn keras_class(&self) -> &'static str {
+        match self {
+            LayerKind::Conv2d { .. } => "Conv2D",
+            LayerKind::MaxPool2d { .. } => "MaxPooling2D",
+            LayerKind::AvgPool2d { .. } => "AveragePooling2D",
+            LayerKind::GlobalAvgPool2d => "GlobalAveragePooling2D",
+            LayerKind::Dropout { .. } => "Dropout",
+            LayerKind::Flatten => "Flatten",
+            LayerKind::Dense { .. } => "Dense",
+            LayerKind::BatchNorm { .. } => "BatchNormalization",
+            LayerKind::Activation(_) => "Activation",
+        }
+    }
+
+    fn keras_base_name(&self) -> &'static str {
+        match self {
+            LayerKind::Conv2d { .. } => "conv2d",
+            LayerKind::MaxPool2d { .. } => "max_pooling2d",
+            LayerKind::AvgPool2d { .. } => "average_pooling2d",
+            LayerKind::GlobalAvgPool2d => "global_average_pooling2d",
+            LayerKind::Dropout { .. } => "dropout",
+            LayerKind::Flatten => "flatten",
+            LayerKind::Dense { .. } => "dense",
+            LayerKind::BatchNorm { .. } => "batch_normalization",
+            LayerKind::Activation(_) => "activation",
+        }
+    }
+}
+
+/// The metric a callback or sweep watches, with its direction resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Monitor {
+    pub metric: String,
+    /// True when larger is better.
+    pub maximize: bool,
+}
+
+impl Monitor {
+    pub fn new(metric: &str, mode: Mode) -> Monitor {
+        let maximize = match mode {
+            Mode::Max => true,
+            Mode::Min => false,
+            // Keras: "max" for accuracy-like metrics, "min" otherwise.
+            Mode::Auto => metric.contains("acc"),
+        };
+        Monitor {
+            metric: metric.to_string(),
+            maximize,
+        }
+    }
+
+    /// Whether `value` beats `best` by more than `min_delta`.
+    pub fn improves(&self, value: f64, best: f64, min_delta: f64) -> bool {
+        if self.maximize {
+            value - min_delta.abs() > best
+        } else {
+            value + min_delta.abs() < best
+        }
+    }
+}
+
+/// Problems found while validating; all are reported at once.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{} problem(s) in {}", errors.len(), file.display())]
+pub struct PlanErrors {
+    pub file: PathBuf,
+    #[related]
+    pub errors: Vec<ConfigError>,
+}
+
+struct Checker<'a> {
+    sources: &'a Sources,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, path: &str, message: impl Into<String>, help: Option<String>) {
+        self.fail_at(KeyPath::parse(path), message, help);
+    }
+
+    fn fail_at(&mut self, path: KeyPath, message: impl Into<String>, help: Option<String>) {
+        let message = format!("`{path}`: {}", message.into());
+        self.errors.push(self.sources.error_at(path, message, help));
+    }
+
+    /// `lo <= value <= hi` (or `< hi` when `hi_open`).
+    fn range(&mut self, path: &str, value: f64, lo: f64, hi: f64, hi_open: bool) {
+        let ok = value.is_finite() && value >= lo && if hi_open { value < hi } else { value <= hi };
+        if !ok {
+            let upper = if hi.is_infinite() {
+                String::new()
+            } else if hi_open {
+                format!(" and below {hi}")
+            } else {
+                format!(" and at most {hi}")
+            };
+            self.fail(path, format!("{value} is out of range: it must be at least {lo}{upper}"), None);
+        }
+    }
+
+    fn positive(&mut self, path: &str, value: f64) {
+        if !(value.is_finite() && value > 0.0) {
+            self.fail(path, format!("{value} is out of range: it must be greater than 0"), None);
+        }
+    }
+}
+
+/// Validate a loaded experiment and infer its shapes.
+pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
+    let spec = &loaded.spec;
+    let mut ck = Checker {
+        sources: &loaded.sources,
+        errors: Vec::new(),
+    };
+    let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+
+    // experiment
+    let name = &spec.experiment.name;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || name.starts_with('.') {
+        ck.fail(
+            "experiment.name",
+            format!("`{name}` cannot name a run folder"),
+            Some("use letters, digits, `-`, `_` and `.` only".into()),
+        );
+    }
+
+    // runtime
+    let device = match spec.runtime.device.parse::<DeviceRequest>() {
+        Ok(d) => d,
+        Err(e) => {
+            ck.fail("runtime.device", e, None);
+            DeviceRequest::Cpu
+        }
+    };
+
+    // data
+    let data = check_data(&mut ck, &spec.data, &base);
+    let has_validation = match &data {
+        DataSpec::ImageFolder(d) => d.validation_split.is_some() || d.validation_path.is_some(),
+        DataSpec::Food101(d) => d.validation_split.is_some(),
+        DataSpec::Idx(d) => d.validation_split.is_some(),
+        DataSpec::Synthetic(d) => d.validation_size > 0,
+    };
+
+    // model
+    let model = check_model(&mut ck, spec);
+    if let (Some(model), DataSpec::Synthetic(synth)) = (&model, &data) {
+        let classes = synth.classes;
+        if model.num_classes != classes {
+            ck.fail(
+                "data.classes",
+                format!(
+                    "the synthetic data has {classes} classes but the model ends in {} outputs",
+                    model.num_classes
+                ),
+                Some("make the last dense layer's `units` equal the number of classes".into()),
+            );
+        }
+    }
+    if let Some(m) = &model {
+        if let Some(norm) = &spec.augment.normalize {
+            let c = m.input[2];
+            if norm.mean.len() != c || norm.std.len() != c {
+                ck.fail(
+                    "augment.normalize",
+                    format!(
+                        "mean and std need one value per channel ({c}), found {} and {}",
+                        norm.mean.len(),
+                        norm.std.len()
+                    ),
+                    None,
+                );
+            }
+        }
+    }
+
+    // augment
+    let augment = check_augment(&mut ck, &spec.augment);
+
+    // optimizer
+    check_optimizer(&mut ck, &spec.optimizer);
+
+    // train
+    let t = &spec.train;
+    if t.epochs == 0 {
+        ck.fail("train.epochs", "must be at least 1", None);
+    }
+    if t.batch_size == 0 {
+        ck.fail("train.batch_size", "must be at least 1", None);
+    }
+    if t.steps_per_epoch == Some(0) {
+        ck.fail("train.steps_per_epoch", "must be at least 1 when set", None);
+    }
+    if t.validation_steps == Some(0) {
+        ck.fail("train.validation_steps", "must be at least 1 when set", None);
+    }
+    if let (Some(k), Some(m)) = (t.top_k, &model) {
+        if k == 0 || k >= m.num_classes {
+            ck.fail(
+                "train.top_k",
+                format!("{k} is out of range: it must be between 1 and {} (one less than the classes)", m.num_classes.saturating_sub(1)),
+                None,
+            );
+        }
+    }
+
+    // metrics the loop produces, and everything that watches one
+    let mut metrics = vec!["loss".to_string(), "accuracy".to_string()];
+    if let Some(k) = t.top_k {
+        metrics.push(format!("top{k}_accuracy"));
+    }
+    if has_validation {
+        let val: Vec<String> = metrics.iter().map(|m| format!("val_{m}")).collect();
+        metrics.extend(val);
+    }
+    check_callbacks(&mut ck, &spec.callbacks, &metrics, has_validation, t.epochs);
+    if let Some(sweep) = &spec.sweep {
+        check_sweep(&mut ck, sweep, &metrics, has_validation);
+    }
+
+    match (ck.errors.is_empty(), model) {
+        (true, Some(model)) => Ok(ExperimentPlan {
+            name: spec.experiment.name.clone(),
+            seed: spec.experiment.seed,
+            description: spec.experiment.description.clone(),
+            device,
+            threads: spec.runtime.threads,
+            runs_dir: absolute(&base, &spec.runtime.runs_dir),
+            data: data.clone(),
+            augment,
+            model,
+            optimizer: spec.optimizer.clone(),
+            train: spec.train.clone(),
+            callbacks: spec.callbacks.clone(),
+            sweep: spec.sweep.clone(),
+            metrics,
+            spec: ExperimentSpec {
+                data,
+                ..spec.clone()
+            },
+        }),
+        _ => Err(PlanErrors {
+            file: loaded.sources.main_file().path.clone(),
+            errors: ck.errors,
+        }),
+    }
+}
+
+fn absolute(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn check_fraction_split(ck: &mut Checker, split: Option<f64>) {
+    if let Some(v) = split {
+        if !(v > 0.0 && v < 1.0) {
+            ck.fail("data.validation_split", format!("{v} is out of range: it must be between 0 and 1 (exclusive)"), None);
+        }
+    }
+}
+
+fn check_classes(ck: &mut Checker, classes: &Option<ClassSelect>) {
+    match classes {
+        Some(ClassSelect::First(n)) if *n < 2 => {
+            ck.fail("data.classes", format!("{n} classes cannot train a classifier; use at least 2"), None)
+        }
+        Some(ClassSelect::Names(names)) => {
+            if names.len() < 2 {
+                ck.fail("data.classes", "list at least 2 classes", None);
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for n in names {
+                if !seen.insert(n) {
+                    ck.fail("data.classes", format!("class `{n}` is listed twice"), None);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_data(ck: &mut Checker, data: &DataSpec, base: &Path) -> DataSpec {
+    let mut data = data.clone();
+    match &mut data {
+        DataSpec::ImageFolder(d) => {
+            d.path = absolute(base, &d.path);
+            if let Some(p) = d.validation_path.as_mut() {
+                *p = absolute(base, p);
+            }
+            if let Some(p) = d.test_path.as_mut() {
+                *p = absolute(base, p);
+            }
+            check_fraction_split(ck, d.validation_split);
+            if d.validation_split.is_some() && d.validation_path.is_some() {
+                ck.fail(
+                    "data.validation_path",
+                    "set either `validation_split` or `validation_path`, not both",
+                    None,
+                );
+            }
+            check_classes(ck, &d.classes);
+            check_prefetch(ck, d.prefetch);
+        }
+        DataSpec::Food101(d) => {
+            d.path = absolute(base, &d.path);
+            check_fraction_split(ck, d.validation_split);
+            check_classes(ck, &d.classes);
+            check_prefetch(ck, d.prefetch);
+        }
+        DataSpec::Idx(d) => {
+            d.path = absolute(base, &d.path);
+            check_fraction_split(ck, d.validation_split);
+            if let Some(names) = &d.class_names {
+                if names.len() < 2 {
+                    ck.fail("data.class_names", "list at least 2 class names", None);
+                }
+            }
+            check_prefetch(ck, d.prefetch);
+        }
+        DataSpec::Synthetic(d) => {
+            if !(2..=SYNTHETIC_MAX_CLASSES).contains(&d.classes) {
+                ck.fail(
+                    "data.classes",
+                    format!(
+                        "{} is out of range: the synthetic set has 2 to {SYNTHETIC_MAX_CLASSES} classes",
+                        d.classes
+                    ),
+                    None,
+                );
+            }
+            if d.train_size == 0 {
+                ck.fail("data.train_size", "must be at least 1", None);
+            }
+            if d.test_size == 0 {
+                ck.fail("data.test_size", "must be at least 1", None);
+            }
+            ck.range("data.noise", d.noise, 0.0, 1.0, false);
+            check_prefetch(ck, d.prefetch);
+        }
+    }
+    data
+}
+
+/// Number of distinct shape classes the synthetic generator can draw.
+pub const SYNTHETIC_MAX_CLASSES: usize = 12;
+
+fn check_prefetch(ck: &mut Checker, prefetch: usize) {
+    if prefetch == 0 {
+        ck.fail("data.prefetch", "must be at least 1 batch", None);
+    }
+}
+
+fn check_augment(ck: &mut Checker, a: &AugmentSpec) -> AugmentPlan {
+    if let Some(r) = a.rescale {
+        if !(r.0.is_finite() && r.0 > 0.0) {
+            ck.fail("augment.rescale", format!("{} is out of range: it must be greater than 0", r.0), None);
+        }
+    }
+    ck.range("augment.rotation_range", a.rotation_range, 0.0, 360.0, false);
+    ck.range("augment.width_shift_range", a.width_shift_range, 0.0, 1.0, true);
+    ck.range("augment.height_shift_range", a.height_shift_range, 0.0, 1.0, true);
+    ck.range("augment.shear_range", a.shear_range, 0.0, 90.0, true);
+    if let Some([lo, hi]) = a.brightness_range {
+        if !(lo >= 0.0 && lo <= hi && hi.is_finite()) {
+            ck.fail(
+                "augment.brightness_range",
+                format!("[{lo}, {hi}] is not a range of factors: it needs 0 <= lo <= hi"),
+                None,
+            );
+        }
+    }
+    if let Some(z) = a.zoom_range {
+        let [lo, hi] = z.bounds();
+        if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+            ck.fail(
+                "augment.zoom_range",
+                format!("zoom factors [{lo}, {hi}] are not valid: they need 0 < lo <= hi"),
+                Some("a single number z means [1 - z, 1 + z], so z must be below 1".into()),
+            );
+        }
+    }
+    ck.range("augment.cval", a.cval, 0.0, 255.0, false);
+    if let Some(n) = &a.normalize {
+        if n.std.iter().any(|s| !(*s > 0.0)) {
+            ck.fail("augment.normalize.std", "every std must be greater than 0", None);
+        }
+    }
+    AugmentPlan {
+        rescale: a.rescale.map(|r| r.0).unwrap_or(1.0),
+        spec: a.clone(),
+    }
+}
+
+fn check_optimizer(ck: &mut Checker, o: &OptimizerSpec) {
+    let (lr, wd, clip_norm, clip_value) = match o {
+        OptimizerSpec::Rmsprop(r) => {
+            ck.range("optimizer.rho", r.rho, 0.0, 1.0, true);
+            ck.range("optimizer.momentum", r.momentum, 0.0, 1.0, true);
+            ck.positive("optimizer.epsilon", r.epsilon);
+            (r.learning_rate, r.weight_decay, r.clip_norm, r.clip_value)
+        }
+        OptimizerSpec::Adam(a) => {
+            ck.range("optimizer.beta_1", a.beta_1, 0.0, 1.0, true);
+            ck.range("optimizer.beta_2", a.beta_2, 0.0, 1.0, true);
+            ck.positive("optimizer.epsilon", a.epsilon);
+            (a.learning_rate, a.weight_decay, a.clip_norm, a.clip_value)
+        }
+        OptimizerSpec::Adamw(a) => {
+            ck.range("optimizer.beta_1", a.beta_1, 0.0, 1.0, true);
+            ck.range("optimizer.beta_2", a.beta_2, 0.0, 1.0, true);
+            ck.positive("optimizer.epsilon", a.epsilon);
+            (a.learning_rate, a.weight_decay, a.clip_norm, a.clip_value)
+        }
+        OptimizerSpec::Sgd(g) => {
+            ck.range("optimizer.momentum", g.momentum, 0.0, 1.0, true);
+            if g.nesterov && g.momentum == 0.0 {
+                ck.fail("optimizer.nesterov", "Nesterov momentum needs `momentum` > 0", None);
+            }
+            (g.learning_rate, g.weight_decay, g.clip_norm, g.clip_value)
+        }
+    };
+    ck.positive("optimizer.learning_rate", lr);
+    ck.range("optimizer.weight_decay", wd, 0.0, f64::INFINITY, false);
+    if let Some(c) = clip_norm {
+        ck.positive("optimizer.clip_norm", c);
+    }
+    if let Some(c) = clip_value {
+        ck.positive("optimizer.clip_value", c);
+    }
+    if clip_norm.is_some() && clip_value.is_some() {
+        ck.fail("optimizer.clip_value", "set either `clip_norm` or `clip_value`, not both", None);
+    }
+}
+
+fn check_monitor(ck: &mut Checker, path: &str, monitor: &str, metrics: &[String], has_validation: bool) {
+    if metrics.iter().any(|m| m == monitor) {
+        return;
+    }
+    let names: Vec<&str> = metrics.iter().map(String::as_str).collect();
+    let mut help = did_you_mean(monitor, &names).map(|h| format!("{h} ")).unwrap_or_default();
+    help.push_str(&format!("this experiment produces: {}", names.join(", ")));
+    let why = if monitor.starts_with("val_") && !has_validation {
+        "it is a validation metric and this experiment has no validation data (set `data.validation_split`)".to_string()
+    } else {
+        "this experiment does not produce that metric".to_string()
+    };
+    ck.fail(path, format!("cannot monitor `{monitor}`: {why}"), Some(help));
+}
+
+fn check_callbacks(ck: &mut Checker, c: &CallbacksSpec, metrics: &[String], has_validation: bool, epochs: usize) {
+    if let Some(es) = &c.early_stopping {
+        check_monitor(ck, "callbacks.early_stopping.monitor", &es.monitor, metrics, has_validation);
+        ck.range("callbacks.early_stopping.min_delta", es.min_delta, 0.0, f64::INFINITY, false);
+    }
+    let cp = &c.checkpoint;
+    check_monitor(ck, "callbacks.checkpoint.monitor", &cp.monitor, metrics, has_validation);
+    if cp.keep_last_n == Some(0) {
+        ck.fail("callbacks.checkpoint.keep_last_n", "must be at least 1 when set", None);
+    }
+    if let Some(r) = &c.reduce_lr_on_plateau {
+        check_monitor(ck, "callbacks.reduce_lr_on_plateau.monitor", &r.monitor, metrics, has_validation);
+        if !(r.factor > 0.0 && r.factor < 1.0) {
+            ck.fail(
+                "callbacks.reduce_lr_on_plateau.factor",
+                format!("{} is out of range: it must be between 0 and 1 (exclusive)", r.factor),
+                None,
+            );
+        }
+        ck.range("callbacks.reduce_lr_on_plateau.min_lr", r.min_lr, 0.0, f64::INFINITY, false);
+        ck.range("callbacks.reduce_lr_on_plateau.min_delta", r.min_delta, 0.0, f64::INFINITY, false);
+    }
+    if let Some(s) = &c.lr_schedule {
+        let warmup = match s {
+            LrScheduleSpec::Constant(c) => c.warmup_epochs,
+            LrScheduleSpec::Step(st) => {
+                if st.step_size == 0 {
+                    ck.fail("callbacks.lr_schedule.step_size", "must be at least 1", None);
+                }
+                ck.positive("callbacks.lr_schedule.gamma", st.gamma);
+                st.warmup_epochs
+            }
+            LrScheduleSpec::Cosine(c) => {
+                ck.range("callbacks.lr_schedule.min_lr", c.min_lr, 0.0, f64::INFINITY, false);
+                c.warmup_epochs
+            }
+        };
+        if warmup >= epochs.max(1) {
+            ck.fail(
+                "callbacks.lr_schedule.warmup_epochs",
+                format!("{warmup} warm-up epochs leave none of the {epochs} epochs to train at the full rate"),
+                None,
+            );
+        }
+    }
+}
+
+fn check_sweep(ck: &mut Checker, s: &SweepSpec, metrics: &[String], has_validation: bool) {
+    check_monitor(ck, "sweep.metric", &s.metric, metrics, has_validation);
+    if s.parallel == Some(0) {
+        ck.fail("sweep.parallel", "must be at least 1 when set", None);
+    }
+    for (key, values) in &s.grid {
+        if values.is_empty() {
+            ck.fail_at(KeyPath::parse("sweep.grid").key(key), "an axis needs at least one value", None);
+        }
+    }
+    let mut zip_len = None;
+    for (key, values) in &s.zip {
+        match zip_len {
+            None => zip_len = Some(values.len()),
+            Some(n) if n != values.len() => ck.fail_at(
+                KeyPath::parse("sweep.zip").key(key),
+                format!("zip axes vary together and need the same length; this one has {} values, the first has {n}", values.len()),
+                None,
+            ),
+            _ => {}
+        }
+        if values.is_empty() {
+            ck.fail_at(KeyPath::parse("sweep.zip").key(key), "an axis needs at least one value", None);
+        }
+    }
+    for key in s.grid.keys() {
+        if s.zip.contains_key(key) || s.random.contains_key(key) {
+            ck.fail_at(KeyPath::parse("sweep.grid").key(key), "this key is swept twice", None);
+        }
+    }
+    for (key, dist) in &s.random {
+        let path = KeyPath::parse("sweep.random").key(key);
+        match dist {
+            DistributionSpec::Uniform(RangeSpec { low, high }) if !(low < high) => {
+                ck.fail_at(path, format!("uniform needs low < high, found {low} and {high}"), None)
+            }
+            DistributionSpec::LogUniform(RangeSpec { low, high }) if !(*low > 0.0 && low < high) => {
+                ck.fail_at(path, format!("log_uniform needs 0 < low < high, found {low} and {high}"), None)
+            }
+            DistributionSpec::Int(IntRangeSpec { low, high }) if low > high => {
+                ck.fail_at(path, format!("int needs low <= high, found {low} and {high}"), None)
+            }
+            DistributionSpec::Choice(c) if c.values.is_empty() => {
+                ck.fail_at(path, "choice needs at least one value", None)
+            }
+            _ => {}
+        }
+    }
+    match s.strategy {
+        Strategy::Grid => {
+            if !s.random.is_empty() {
+                ck.fail(
+                    "sweep.random",
+                    "distributions need `strategy = \"random\"`",
+                    Some("set sweep.strategy = \"random\" and sweep.trials".into()),
+                );
+            }
+            if s.grid.is_empty() && s.zip.is_empty() {
+                ck.fail("sweep.grid", "a grid sweep needs at least one axis in [sweep.grid] or [sweep.zip]", None);
+            }
+        }
+        Strategy::Random => {
+            if s.trials.unwrap_or(0) == 0 {
+                ck.fail("sweep.trials", "a random sweep needs `trials` >= 1", None);
+            }
+            if s.random.is_empty() && s.grid.is_empty() && s.zip.is_empty() {
+                ck.fail("sweep.random", "a random sweep needs at least one axis", None);
+            }
+        }
+    }
+}
+
+fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
+    let m = &spec.model;
+    let mut ok = true;
+    for (i, v) in m.input_shape.iter().enumerate() {
+        if *v == 0 {
+            ck.fail_at(
+                KeyPath::parse("model.input_shape").index(i),
+                "every input dimension must be at least 1",
+                None,
+            );
+            ok = false;
+        }
+    }
+    if !matches!(m.input_shape[2], 1 | 3) {
+        ck.fail(
+            "model.input_shape",
+            format!("{} channels: images have 1 (grayscale) or 3 (RGB) channels", m.input_shape[2]),
+            None,
+        );
+        ok = false;
+    }
+    if let Some(d) = m.dropout {
+        if !(0.0..1.0).contains(&d) {
+            ck.fail("model.dropout", format!("{d} is out of range: a dropout rate must be in [0, 1)"), None);
+            ok = false;
+        }
+    }
+    if m.layers.is_empty() {
+        ck.fail("model.layers", "the model has no layers", None);
+        return None;
+    }
+    // Option checks per layer, before shapes.
+    for (i, layer) in m.layers.iter().enumerate() {
+        let at = |k: &str| KeyPath::parse("model.layers").index(i).key(k);
+        let what = format!("layer {i} ({})", layer.type_name());
+        match layer {
+            LayerSpec::Conv2d(Conv2dSpec {
+                filters, kernel, stride, ..
+            }) => {
+                if *filters == 0 {
+                    ck.fail_at(at("filters"), format!("{what} needs at least 1 filter"), None);
+                    ok = false;
+                }
+                if kernel.0.contains(&0) {
+                    ck.fail_at(at("kernel"), format!("{what}: a kernel size must be at least 1"), None);
+                    ok = false;
+                }
+                if stride.0.contains(&0) {
+                    ck.fail_at(at("stride"), format!("{what}: a stride must be at least 1"), None);
+                    ok = false;
+                }
+            }
+            LayerSpec::MaxPool2d(PoolSpec { pool, stride, .. }) | LayerSpec::AvgPool2d(PoolSpec { pool, stride, .. }) => {
+                if pool.0.contains(&0) {
+                    ck.fail_at(at("pool"), format!("{what}: a pool size must be at least 1"), None);
+                    ok = false;
+                }
+                if stride.map(|Pair(s)| s.contains(&0)).unwrap_or(false) {
+                    ck.fail_at(at("stride"), format!("{what}: a stride must be at least 1"), None);
+                    ok = false;
+                }
+            }
+            LayerSpec::Dropout(DropoutSpec { rate, .. }) => match rate.or(m.dropout) {
+                Some(r) if (0.0..1.0).contains(&r) => {}
+                // An inherited bad `model.dropout` was reported above.
+                Some(_) if rate.is_none() => {}
+                Some(r) => {
+                    ck.fail_at(at("rate"), format!("{what}: {r} is out of range: a dropout rate must be in [0, 1)"), None);
+                    ok = false;
+                }
+                None => {
+                    ck.fail_at(
+                        KeyPath::parse("model.layers").index(i),
+                        format!("{what} has no `rate` and `model.dropout` is not set"),
+                        Some("set `rate` on the layer, or `model.dropout` for every dropout layer".into()),
+                    );
+                    ok = false;
+                }
+            },
+            LayerSpec::Dense(DenseSpec { units, .. }) => {
+                if *units == 0 {
+                    ck.fail_at(at("units"), format!("{what} needs at least 1 unit"), None);
+                    ok = false;
+                }
+            }
+            LayerSpec::BatchNorm(BatchNormSpec { momentum, epsilon, .. }) => {
+                if !(0.0..1.0).contains(momentum) {
+                    ck.fail_at(at("momentum"), format!("{what}: momentum {momentum} must be in [0, 1)"), None);
+                    ok = false;
+                }
+                if !(*epsilon > 0.0) {
+                    ck.fail_at(at("epsilon"), format!("{what}: epsilon must be greater than 0"), None);
+                    ok = false;
+                }
+            }
+            _ => {}
+        }
+    }
+    if !ok {
+        return None;
+    }
+
+    let shapes = match shape::infer(m.input_shape, &m.layers) {
+        Ok(s) => s,
+        Err(e) => {
+            let layer_path = KeyPath::parse("model.layers").index(e.index);
+            let out = match &m.layers[e.index] {
+                LayerSpec::Conv2d(c) if c.padding == Padding::Valid => ", valid padding",
+                _ => "",
+            };
+            ck.fail_at(
+                layer_path,
+                format!(
+                    "layer {} ({}{out}) gets input {}: {}",
+                    e.index, e.layer_type, e.input, e.reason
+                ),
+                e.help,
+            );
+            return None;
+        }
+    };
+
+    // Names: Keras's scheme, unless the user names a layer.
+    let mut counters = std::collections::BTreeMap::<&str, usize>::new();
+    let mut names = std::collections::BTreeSet::new();
+    let mut layers = Vec::with_capacity(m.layers.len());
+    for (i, (layer, shape)) in m.layers.iter().zip(&shapes).enumerate() {
+        let kind = layer_kind(layer, shape, m.dropout);
+        let base = kind.keras_base_name();
+        let n = counters.entry(base).or_insert(0);
+        let auto = if *n == 0 { base.to_string() } else { format!("{base}_{n}") };
+        *n += 1;
+        let name = layer.name().map(str::to_string).unwrap_or(auto);
+        if !names.insert(name.clone()) {
+            ck.fail_at(
+                KeyPath::parse("model.layers").index(i).key("name"),
+                format!("layer name `{name}` is used twice"),
+                None,
+            );
+        }
+        layers.push(LayerPlan {
+            name,
+            kind,
+            shape: *shape,
+        });
+    }
+
+    // The model must end in class scores.
+    let last = shapes.last().map(|s| s.output);
+    let Some(Shape::Flat(num_classes)) = last else {
+        ck.fail(
+            "model.layers",
+            format!(
+                "the model ends in a feature map {}; a classifier must end in a vector of class scores",
+                last.map(|s| s.to_string()).unwrap_or_default()
+            ),
+            Some("end the stack with flatten (or global_avg_pool2d) and a dense layer with one unit per class".into()),
+        );
+        return None;
+    };
+    if num_classes < 2 {
+        ck.fail("model.layers", format!("the model ends in {num_classes} output; a classifier needs one per class (at least 2)"), None);
+        return None;
+    }
+    let folded_softmax = match final_activation(&layers) {
+        Some(Activation::Softmax) => true,
+        Some(Activation::Linear) | None => false,
+        Some(other) => {
+            let i = layers.len() - 1;
+            ck.fail_at(
+                KeyPath::parse("model.layers").index(i),
+                format!(
+                    "the model ends in a `{}` activation; the loss is categorical cross-entropy, which needs class scores",
+                    other.as_str()
+                ),
+                Some("end with a dense layer with activation = \"softmax\" (or none, for logits)".into()),
+            );
+            return None;
+        }
+    };
+    Some(ModelPlan {
+        input: m.input_shape,
+        layers,
+        num_classes,
+        folded_softmax,
+        initializer: m.initializer,
+    })
+}
+
+/// The activation applied by the last layer that has one (dense or activation).
+fn final_activation(layers: &[LayerPlan]) -> Option<Activation> {
+    match layers.last().map(|l| &l.kind) {
+        Some(LayerKind::Dense { activation, .. }) => Some(*activation),
+        Some(LayerKind::Activation(a)) => Some(*a),
+        _ => None,
+    }
+}
+
+fn layer_kind(layer: &LayerSpec, shape: &LayerShape, default_dropout: Option<f64>) -> LayerKind {
+    let channels = |s: &Shape| match *s {
+        Shape::Map { c, .. } => c,
+        Shape::Flat(n) => n,
+    };
+    match layer {
+        LayerSpec::Conv2d(c) => LayerKind::Conv2d {
+            in_channels: channels(&shape.input),
+            filters: c.filters,
+            kernel: c.kernel.0,
+            stride: c.stride.0,
+            padding: c.padding,
+            activation: c.activation,
+            use_bias: c.use_bias,
+        },
+        LayerSpec::MaxPool2d(p) => LayerKind::MaxPool2d {
+            pool: p.pool.0,
+            stride: p.stride.unwrap_or(p.pool).0,
+            padding: p.padding,
+        },
+        LayerSpec::AvgPool2d(p) => LayerKind::AvgPool2d {
+            pool: p.pool.0,
+            stride: p.stride.unwrap_or(p.pool).0,
+            padding: p.padding,
+        },
+        LayerSpec::GlobalAvgPool2d(_) => LayerKind::GlobalAvgPool2d,
+        LayerSpec::Dropout(d) => LayerKind::Dropout {
+            rate: d.rate.or(default_dropout).unwrap_or(0.0),
+        },
+        LayerSpec::Flatten(_) => LayerKind::Flatten,
+        LayerSpec::Dense(d) => LayerKind::Dense {
+            in_features: shape.input.elements(),
+            units: d.units,
+            activation: d.activation,
+            use_bias: d.use_bias,
+        },
+        LayerSpec::BatchNorm(b) => LayerKind::BatchNorm {
+            features: channels(&shape.input),
+            momentum: b.momentum,
+            epsilon: b.epsilon,
+        },
+        LayerSpec::Activation(a) => LayerKind::Activation(a.activation),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_modes_follow_keras() {
+        assert!(Monitor::new("val_accuracy", Mode::Auto).maximize);
+        assert!(!Monitor::new("val_loss", Mode::Auto).maximize);
+        assert!(Monitor::new("val_loss", Mode::Max).maximize);
+        let m = Monitor::new("val_loss", Mode::Min);
+        assert!(m.improves(0.5, 0.6, 0.0));
+        assert!(!m.improves(0.59, 0.6, 0.02));
+        assert!(!m.improves(0.6, 0.6, 0.0));
+    }
+}
