@@ -6,8 +6,14 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod data;
 pub mod device;
 pub mod error;
+pub mod logging;
 pub mod model;
 pub mod plan;
+pub mod report;
+pub mod rundir;
 pub mod shape;
+pub mod signals;
+pub mod train;

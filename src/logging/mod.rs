@@ -1,0 +1,3 @@
+//! Run logs: `metrics.csv` and TensorBoard event files.
+
+pub mod csv;
