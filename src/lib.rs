@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod logging;
 pub mod model;
 pub mod plan;
 pub mod shape;
