@@ -12,7 +12,8 @@ use crate::config::{self, Loaded};
 use crate::data::Dataset;
 use crate::device::{self, Device, DeviceRequest};
 use crate::error::{Error, Result};
-use crate::logging::csv as metrics_csv;
+use crate::logging::csv::{self as metrics_csv, EpochRow};
+use crate::logging::tensorboard::{self as tb, Stream, TensorboardLog};
 use crate::plan::{self, ExperimentPlan};
 use crate::report;
 use crate::rundir::{self, Meta, RunDir, Status};
@@ -264,14 +265,59 @@ fn new_meta(plan: &ExperimentPlan, data: &Dataset, device: Device, threads: usiz
     }
 }
 
-/// Per-epoch outputs: metrics.csv and meta.json progress.
+/// Per-epoch outputs: metrics.csv, TensorBoard scalars and meta.json progress.
 struct RunEvents<'a> {
     run: &'a RunDir,
     plan: &'a ExperimentPlan,
     has_validation: bool,
+    tb: Option<TensorboardLog>,
+}
+
+impl RunEvents<'_> {
+    fn tb_err(e: crate::logging::LogError) -> TrainError {
+        TrainError::Output {
+            what: "TensorBoard events".into(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Keras's tags: `train/` and `validation/` runs, step = epoch from 0.
+    fn epoch_scalars(&mut self, row: &EpochRow) -> std::result::Result<(), TrainError> {
+        let Some(tb) = self.tb.as_mut() else { return Ok(()) };
+        let step = row.epoch as i64;
+        let k = self.plan.train.top_k;
+        let mut put = |stream, tag: &str, v: Option<f64>| match v {
+            Some(v) => tb.scalar(stream, tag, step, v),
+            None => Ok(()),
+        };
+        put(Stream::Train, tb::EPOCH_LOSS, Some(row.train_loss)).map_err(Self::tb_err)?;
+        put(Stream::Train, tb::EPOCH_ACCURACY, Some(row.train_accuracy)).map_err(Self::tb_err)?;
+        put(Stream::Train, tb::EPOCH_LEARNING_RATE, Some(row.lr)).map_err(Self::tb_err)?;
+        put(Stream::Validation, tb::EPOCH_LOSS, row.val_loss).map_err(Self::tb_err)?;
+        put(Stream::Validation, tb::EPOCH_ACCURACY, row.val_accuracy).map_err(Self::tb_err)?;
+        if let Some(k) = k {
+            let tag = format!("epoch_top{k}_accuracy");
+            put(Stream::Train, &tag, row.train_top_k_accuracy).map_err(Self::tb_err)?;
+            put(Stream::Validation, &tag, row.val_top_k_accuracy).map_err(Self::tb_err)?;
+        }
+        tb.flush().map_err(Self::tb_err)
+    }
 }
 
 impl EpochEvents for RunEvents<'_> {
+    fn on_batch(&mut self, global_step: u64, loss: f64, accuracy: f64) -> std::result::Result<(), TrainError> {
+        let every = self.plan.callbacks.tensorboard.batch_every as u64;
+        if every == 0 || global_step % every != 0 {
+            return Ok(());
+        }
+        if let Some(tb) = self.tb.as_mut() {
+            let step = global_step as i64;
+            tb.scalar(Stream::Train, tb::BATCH_LOSS, step, loss).map_err(Self::tb_err)?;
+            tb.scalar(Stream::Train, tb::BATCH_ACCURACY, step, accuracy).map_err(Self::tb_err)?;
+        }
+        Ok(())
+    }
+
     fn on_epoch_end(&mut self, state: &TrainState) -> std::result::Result<(), TrainError> {
         metrics_csv::write(&self.run.metrics_csv(), &state.history, self.plan.train.top_k, self.has_validation).map_err(|e| {
             TrainError::Output {
@@ -279,6 +325,9 @@ impl EpochEvents for RunEvents<'_> {
                 message: e.to_string(),
             }
         })?;
+        if let Some(row) = state.history.last() {
+            self.epoch_scalars(&row.clone())?;
+        }
         if let Ok(mut meta) = self.run.read_meta() {
             meta.epochs_completed = state.epochs_done;
             meta.best_epoch = state.checkpoint.best_epoch;
@@ -304,16 +353,24 @@ fn execute<B: AutodiffBackend>(
         signals,
         resume,
     };
+    let tb = if plan.callbacks.tensorboard.enabled {
+        let mut log = TensorboardLog::open(run.root()).map_err(|e| Error::RunFailed(e.to_string()))?;
+        if !resume {
+            let config = format!("```toml\n{}\n```", config::to_toml(&plan.spec));
+            log.text(Stream::Train, "config", 0, &config).map_err(|e| Error::RunFailed(e.to_string()))?;
+        }
+        Some(log)
+    } else {
+        None
+    };
     let mut events = RunEvents {
         run,
         plan,
         has_validation: data.validation.is_some(),
+        tb,
     };
     let mut progress = Progress::new();
     let fit = session.fit::<B>(device, &mut events, &mut progress).map_err(Error::Train)?;
-    // The CSV is rebuilt from the checkpointed history, so a resumed run
-    // never shows a row twice.
-    events.on_epoch_end(&fit.state).map_err(Error::Train)?;
 
     let evaluate = matches!(fit.ending, Ending::Completed | Ending::EarlyStopped { .. });
     let mut test_accuracy = None;
@@ -328,7 +385,17 @@ fn execute<B: AutodiffBackend>(
         let evaluation = report::eval::Evaluation::compute(split_name, &data.classes, &preds);
         print!("\n{}", evaluation.render_table());
         let grid = report::prediction_grid(split, &preds, &data.classes, plan.seed)?;
-        report::write(&run.report_dir(), &evaluation, &fit.state.history, grid)?;
+        let pictures = report::write(&run.report_dir(), &evaluation, &fit.state.history, grid)?;
+        if let Some(tb) = events.tb.as_mut() {
+            let step = fit.state.epochs_done.saturating_sub(1) as i64;
+            for p in &pictures {
+                tb.image_png(Stream::Validation, &format!("evaluation/{}", p.name), step, &p.png, p.width, p.height)
+                    .map_err(|e| Error::RunFailed(e.to_string()))?;
+            }
+            tb.text(Stream::Validation, "evaluation/report", step, &format!("```\n{}```", evaluation.render_table()))
+                .map_err(|e| Error::RunFailed(e.to_string()))?;
+            tb.flush().map_err(|e| Error::RunFailed(e.to_string()))?;
+        }
         println!("Report: {}", run.report_dir().display());
         test_accuracy = Some(evaluation.accuracy);
     }

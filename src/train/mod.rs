@@ -291,6 +291,10 @@ impl Session<'_> {
                 .map_err(|e| TrainError::Resume(format!("the optimizer state does not load: {e}")))?;
             state = self.restored_state(saved)?;
             progress.note(&format!("Resuming after epoch {} of {}", state.epochs_done, train.epochs));
+            // Rebuild the outputs from the checkpointed history: the CSV never
+            // shows a row twice, and the last epoch's logs are written again
+            // (same values, same step) in case the process died just before.
+            events.on_epoch_end(&state)?;
         }
 
         let loss_fn = CrossEntropyLossConfig::new().init(device);
