@@ -11,3 +11,4 @@ pub mod error;
 pub mod model;
 pub mod plan;
 pub mod shape;
+pub mod sweep;
