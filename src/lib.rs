@@ -16,4 +16,5 @@ pub mod report;
 pub mod rundir;
 pub mod shape;
 pub mod signals;
+pub mod sweep;
 pub mod train;

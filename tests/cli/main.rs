@@ -1,4 +1,6 @@
-//! The integration test binary: one module per area.
+//! The integration tests: one binary driving the real `runner`, one module per area.
 
 mod python;
+mod slurm;
+mod slurm_cluster;
 mod tensorboard;
