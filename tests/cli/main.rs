@@ -1,5 +1,7 @@
 //! The integration tests: one binary driving the real `runner`, one module per area.
 
+mod common;
+mod config;
 mod python;
 mod slurm;
 mod slurm_cluster;
