@@ -52,6 +52,20 @@ pub enum Command {
         #[command(flatten)]
         exp: ExperimentArgs,
     },
+    /// Re-evaluate a finished run from its resolved config and a checkpoint.
+    Eval {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// Which weights: final (what the run ended with), best, last, or epoch-N.
+        #[arg(long, default_value = "final")]
+        checkpoint: String,
+        /// Other data to evaluate on: a test folder (image_folder) or a dataset root (food101, idx).
+        #[arg(long, value_name = "PATH")]
+        data: Option<PathBuf>,
+        /// Override a config key of the run. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Train an experiment into a new run folder (or resume one).
     #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "resume", "trial"])))]
     Run {
@@ -88,6 +102,17 @@ pub fn main() -> ExitCode {
             show_config,
         } => commands::check::run(&files, &set, !no_env, show_config),
         Command::Summary { exp } => commands::check::summary(&exp),
+        Command::Eval {
+            run_dir,
+            checkpoint,
+            data,
+            set,
+        } => commands::eval::eval(&commands::eval::EvalArgs {
+            run_dir,
+            checkpoint,
+            data,
+            set,
+        }),
         Command::Run {
             file,
             resume,

@@ -66,13 +66,23 @@ impl Override {
                 ),
             });
         }
-        let value: Value = value.trim().parse().unwrap_or_else(|_| Value::from(value.trim().to_string()));
+        let value = parse_value(value.trim());
         Ok(Override {
             raw: raw.to_string(),
             key: key.to_string(),
             value,
         })
     }
+}
+
+/// A `--set` value in TOML syntax (`0.3`, `1e-4`, `true`, `[1, 2]`,
+/// `"text"`); anything that is not a TOML value is taken as a bare string.
+fn parse_value(raw: &str) -> Value {
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .and_then(|v| v.try_into::<Value>().ok());
+    parsed.unwrap_or_else(|| Value::from(raw.to_string()))
 }
 
 /// How to read an experiment.
@@ -310,5 +320,24 @@ impl Loaded {
     pub fn annotated(&self) -> String {
         let files = &self.sources.files;
         provenance::annotated_toml(&to_table(&self.spec), &|p| self.sources.origin(p).note(files))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_values_use_toml_syntax() {
+        let v = |s: &str| Override::parse(&format!("a.b={s}")).unwrap().value;
+        assert_eq!(v("1e6").to_f64(), Some(1e6));
+        assert_eq!(v("0.3").to_f64(), Some(0.3));
+        assert_eq!(v("7").to_i128(), Some(7));
+        assert_eq!(v("true").to_bool(), Some(true));
+        assert_eq!(v("adam").as_str(), Some("adam"));
+        assert_eq!(v("\"x y\"").as_str(), Some("x y"));
+        assert_eq!(v("[1, 2]").into_array().map(|a| a.len()), Some(2));
+        assert!(Override::parse("novalue").is_err());
+        assert!(Override::parse("model.layers.1.rate=0.5").is_err());
     }
 }

@@ -29,13 +29,15 @@ pub fn summarize<B: Backend>(plan: &ModelPlan, net: &Net<B>) -> Summary {
         .iter()
         .zip(&net.layers)
         .map(|(lp, layer)| {
+            // burn counts BatchNorm's running statistics among the module's
+            // parameters; Keras lists them as non-trainable.
             let non_trainable = layer.non_trainable_params();
             SummaryRow {
                 name: lp.name.clone(),
                 class: lp.kind.keras_class(),
                 output: lp.shape.output.to_string(),
                 params: ParamCount {
-                    trainable: layer.num_params(),
+                    trainable: layer.num_params().saturating_sub(non_trainable),
                     non_trainable,
                 },
             }
@@ -110,5 +112,59 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(10_588_458), "10,588,458");
+    }
+}
+
+#[cfg(test)]
+mod module_tests {
+    use super::*;
+    use crate::config::{self, LoadOptions};
+    use burn::backend::Flex;
+
+    /// The counts read off the built burn module agree with shape inference,
+    /// layer by layer, for the tutorial model and a model with batch norm.
+    #[test]
+    fn module_counts_agree_with_shape_inference() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let loaded = config::load(&root.join("experiments/baseline.toml"), &LoadOptions::default()).unwrap();
+        let plan = crate::plan::plan(&loaded).unwrap();
+        let net = Net::<Flex>::init(&plan.model, &Default::default());
+        let s = summarize(&plan.model, &net);
+        for (row, layer) in s.rows.iter().zip(&plan.model.layers) {
+            assert_eq!(row.params, layer.shape.params, "layer {}", layer.name);
+        }
+        assert_eq!(s.total.total(), 10_588_458);
+        assert_eq!(s.total, plan.model.params());
+
+        let overrides = vec![config::Override::parse("model.dropout=0.1").unwrap()];
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("bn.toml");
+        std::fs::write(
+            &path,
+            r#"[experiment]
+name = "bn"
+[data]
+source = "synthetic"
+classes = 3
+[model]
+input_shape = [8, 8, 1]
+layers = [
+  { type = "conv2d", filters = 5, kernel = 3, use_bias = false },
+  { type = "batch_norm" },
+  { type = "activation", activation = "relu" },
+  { type = "global_avg_pool2d" },
+  { type = "dense", units = 3 },
+]
+"#,
+        )
+        .unwrap();
+        let loaded = config::load(&path, &LoadOptions { overrides, use_env: false }).unwrap();
+        let plan = crate::plan::plan(&loaded).unwrap();
+        let net = Net::<Flex>::init(&plan.model, &Default::default());
+        let s = summarize(&plan.model, &net);
+        for (row, layer) in s.rows.iter().zip(&plan.model.layers) {
+            assert_eq!(row.params, layer.shape.params, "layer {}", layer.name);
+        }
+        assert_eq!(s.total.non_trainable, 10);
     }
 }

@@ -35,6 +35,8 @@ pub const LAST: &str = "last";
 pub const BEST: &str = "best";
 /// The epoch early stopping would restore (kept alive until training ends).
 pub const RESTORE: &str = "restore";
+/// The weights the run ended with and was evaluated on.
+pub const FINAL: &str = "final";
 
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
@@ -114,7 +116,7 @@ impl Checkpoints {
     /// the resume state (optimizer, loop state) of every epoch but `last`.
     pub fn prune(&self, keep: &BTreeSet<usize>) {
         let last = self.linked_epoch(LAST);
-        let linked: BTreeSet<usize> = [LAST, BEST, RESTORE].iter().filter_map(|n| self.linked_epoch(n)).collect();
+        let linked: BTreeSet<usize> = [LAST, BEST, RESTORE, FINAL].iter().filter_map(|n| self.linked_epoch(n)).collect();
         for e in self.saved_epochs() {
             if !keep.contains(&e) && !linked.contains(&e) {
                 let _ = fs::remove_dir_all(self.epoch_dir(e));

@@ -26,7 +26,7 @@ use crate::model::Net;
 use crate::plan::{ExperimentPlan, Monitor};
 use crate::signals::Signals;
 use callbacks::{scheduled_lr, CheckpointTracker, Decision, EarlyStopping, Logs, ReduceLrOnPlateau};
-use checkpoint::{CheckpointError, Checkpoints, BEST, LAST, RESTORE};
+use checkpoint::{CheckpointError, Checkpoints, BEST, FINAL, LAST, RESTORE};
 use optim::Optim;
 use progress::Progress;
 
@@ -449,6 +449,17 @@ impl Session<'_> {
                 };
                 break;
             }
+        }
+        // Keep the weights the run ends with as `final`, for `runner eval`.
+        if matches!(ending, Ending::Completed | Ending::EarlyStopped { .. }) && state.epochs_done > 0 {
+            let epoch = match &ending {
+                Ending::EarlyStopped { restored: Some(best), .. } => best + 1,
+                _ => state.epochs_done,
+            };
+            if !self.checkpoints.epoch_dir(epoch).join("model.mpk").exists() {
+                self.checkpoints.save_model(epoch, &model)?;
+            }
+            self.checkpoints.link(FINAL, epoch)?;
         }
         self.checkpoints.unlink(RESTORE);
         self.prune();

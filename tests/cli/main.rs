@@ -3,6 +3,7 @@
 mod common;
 mod config;
 mod python;
+mod run;
 mod slurm;
 mod slurm_cluster;
 mod tensorboard;

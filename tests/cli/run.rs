@@ -1,0 +1,339 @@
+//! `runner run`: the run folder, callbacks, NaN termination, kill and
+//! resume, concurrent runs, and the logs read back by their real consumers.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{runner, stderr, stdout, tiny_experiment};
+use crate::python::{python_with, run_script};
+
+fn run_dir(runs: &Path, name: &str) -> PathBuf {
+    let latest = runs.join(name).join("latest");
+    let target = std::fs::read_link(&latest).expect("latest link");
+    runs.join(name).join(target)
+}
+
+fn meta(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap()
+}
+
+fn csv_epochs(dir: &Path) -> Vec<usize> {
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    text.lines().skip(1).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect()
+}
+
+#[test]
+fn a_run_leaves_a_complete_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "complete", "");
+    let runs = tmp.path().join("runs");
+    let out = runner().arg("run").arg(&exp).arg("--runs-dir").arg(&runs).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let dir = run_dir(&runs, "complete");
+    assert!(dir.ends_with("complete/v0001"), "{}", dir.display());
+    for f in [
+        "source/complete.toml",
+        "config.resolved.toml",
+        "overrides.json",
+        "meta.json",
+        "metrics.csv",
+        "checkpoints/last/model.mpk",
+        "checkpoints/last/optimizer.mpk",
+        "checkpoints/last/state.json",
+        "checkpoints/best/model.mpk",
+        "report/classification_report.csv",
+        "report/confusion_matrix.csv",
+        "report/confusion_matrix.png",
+        "report/predictions.png",
+        "report/curves.png",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing in {}", dir.display());
+    }
+    assert!(std::fs::read_dir(dir.join("train")).unwrap().count() > 0);
+    assert!(std::fs::read_dir(dir.join("validation")).unwrap().count() > 0);
+    let m = meta(&dir);
+    assert_eq!(m["status"], "completed");
+    assert_eq!(m["epochs_completed"], 3);
+    assert_eq!(m["backend"], "flex");
+    assert_eq!(m["dataset"]["classes"].as_array().unwrap().len(), 4);
+    assert!(m["end_time"].is_string());
+    assert_eq!(csv_epochs(&dir), vec![0, 1, 2]);
+    let header = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert!(header.starts_with(
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,epoch_seconds,images_per_second\n"
+    ));
+    // The resolved config is a valid experiment on its own.
+    let again = runner().arg("check").arg(dir.join("config.resolved.toml")).output().unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    // The report is printed, sorted by F1.
+    assert!(stdout(&out).contains("Overall accuracy on test (32 images)"), "{}", stdout(&out));
+}
+
+#[test]
+fn the_logs_read_back_in_pandas_and_tensorboard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "readback", "");
+    let runs = tmp.path().join("runs");
+    let out = runner().arg("run").arg(&exp).arg("--runs-dir").arg(&runs).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = run_dir(&runs, "readback");
+    let Some(python) = python_with("tensorboard") else { return };
+
+    // pandas sees one row per epoch with the numbers of the CSV.
+    let code = format!(
+        "import pandas as pd; df = pd.read_csv({:?}); print(len(df), list(df.epoch), round(df.val_accuracy.iloc[-1], 6))",
+        dir.join("metrics.csv").display().to_string()
+    );
+    let out = std::process::Command::new(&python).args(["-c", &code]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let last_val: f64 = csv.lines().last().unwrap().split(',').nth(4).unwrap().parse().unwrap();
+    assert_eq!(stdout(&out).trim(), format!("3 [0, 1, 2] {}", (last_val * 1e6).round() / 1e6));
+
+    // TensorBoard's EventAccumulator reads the same values at steps 0, 1, 2.
+    let out = run_script(&python, "read_events.py", &[dir.as_os_str()]);
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let series = |run: &str, tag: &str| -> Vec<(i64, f64)> {
+        events["runs"][run]["scalars"][tag]
+            .as_array()
+            .unwrap_or_else(|| panic!("{run}/{tag} in {events}"))
+            .iter()
+            .map(|p| (p[0].as_i64().unwrap(), p[1].as_f64().unwrap()))
+            .collect()
+    };
+    let val_loss = series("validation", "epoch_loss");
+    assert_eq!(val_loss.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    for (row, (_, v)) in csv.lines().skip(1).zip(&val_loss) {
+        let want: f64 = row.split(',').nth(3).unwrap().parse().unwrap();
+        assert!((want - v).abs() <= want.abs() * 1e-6, "{want} vs {v}");
+    }
+    assert_eq!(series("train", "epoch_accuracy").len(), 3);
+    assert_eq!(series("train", "epoch_learning_rate").len(), 3);
+}
+
+#[test]
+fn terminate_on_nan_fails_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "nan", "");
+    // Without ReLUs to die, weights grow by a factor of about the learning
+    // rate at every step until they overflow and the loss turns NaN.
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("activation = \"relu\"", "activation = \"linear\"")
+        .replace("type = \"adam\"", "type = \"sgd\"");
+    std::fs::write(&exp, text).unwrap();
+    let runs = tmp.path().join("runs");
+    let out = runner()
+        .arg("run")
+        .arg(&exp)
+        .args(["--set", "optimizer.learning_rate=1e6", "--set", "train.epochs=20"])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stderr(&out).contains("terminate_on_nan"), "{}", stderr(&out));
+    let dir = run_dir(&runs, "nan");
+    let m = meta(&dir);
+    assert_eq!(m["status"], "failed");
+    assert!(m["message"].as_str().unwrap().contains("loss became"), "{m}");
+    assert!(m["epochs_completed"].as_u64().unwrap() < 20);
+    // With the callback off, the same run goes on to the end.
+    let out = runner()
+        .arg("run")
+        .arg(&exp)
+        .args(["--set", "optimizer.learning_rate=1e6", "--set", "train.epochs=2"])
+        .args(["--set", "callbacks.terminate_on_nan=false"])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn best_only_checkpointing_saves_only_on_improvement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "bestonly",
+        "[callbacks.checkpoint]\nmonitor = \"val_loss\"\nsave_best_only = true\nsave_last = false\n",
+    );
+    let runs = tmp.path().join("runs");
+    let out = runner()
+        .arg("run")
+        .arg(&exp)
+        .args(["--set", "train.epochs=6", "--set", "optimizer.learning_rate=0.05"])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = run_dir(&runs, "bestonly");
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let val: Vec<f64> = csv.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse().unwrap()).collect();
+    let best = val.iter().enumerate().fold((0, f64::MAX), |b, (i, v)| if *v < b.1 { (i, *v) } else { b });
+    // `best` points at the epoch with the lowest val_loss, and nothing else is kept.
+    let target = std::fs::read_link(dir.join("checkpoints/best")).unwrap();
+    assert_eq!(target, PathBuf::from(format!("epoch-{:04}", best.0 + 1)));
+    let kept: Vec<String> = std::fs::read_dir(dir.join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("epoch-"))
+        .collect();
+    assert_eq!(kept, vec![format!("epoch-{:04}", best.0 + 1)]);
+    assert!(!dir.join("checkpoints/last").exists());
+}
+
+#[test]
+fn early_stopping_restores_the_best_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A rate this high makes validation loss bounce, so patience 1 stops early.
+    let exp = tiny_experiment(
+        tmp.path(),
+        "early",
+        "[callbacks.early_stopping]\nmonitor = \"val_loss\"\npatience = 1\nrestore_best_weights = true\n",
+    );
+    let runs = tmp.path().join("runs");
+    let out = runner()
+        .arg("run")
+        .arg(&exp)
+        .args(["--set", "train.epochs=30", "--set", "optimizer.learning_rate=0.3"])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = run_dir(&runs, "early");
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let val: Vec<f64> = csv.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse().unwrap()).collect();
+    assert!(val.len() < 30, "early stopping never fired: {val:?}");
+    // Keras semantics: the stop comes `patience` epochs after the best one.
+    let best = val.iter().enumerate().fold((0, f64::MAX), |b, (i, v)| if *v < b.1 { (i, *v) } else { b });
+    assert_eq!(val.len() - 1, best.0 + 1, "{val:?}");
+    let m = meta(&dir);
+    assert!(m["message"].as_str().unwrap().contains(&format!("restored the weights of epoch {}", best.0 + 1)), "{m}");
+    // The evaluation ran on the restored weights: re-evaluating the best
+    // checkpoint gives the same test accuracy.
+    let eval = runner()
+        .arg("eval")
+        .arg(&dir)
+        .args(["--checkpoint", "best"])
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    let acc = m["test_accuracy"].as_f64().unwrap();
+    assert!(stdout(&eval).contains(&format!("{:.2}%", acc * 100.0)), "{} vs {}", stdout(&eval), acc);
+}
+
+#[test]
+fn eight_concurrent_runs_get_eight_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "crowd", "");
+    let runs = tmp.path().join("runs");
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+                .arg("run")
+                .arg(&exp)
+                .args(["--set", "train.epochs=1", "--set", "data.train_size=16", "--set", "runtime.threads=1"])
+                .arg("--runs-dir")
+                .arg(&runs)
+                .env("RUNNER_PLAIN", "1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut dirs: Vec<String> = std::fs::read_dir(runs.join("crowd"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('v'))
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs, (1..=8).map(|i| format!("v{i:04}")).collect::<Vec<_>>());
+    for d in &dirs {
+        assert_eq!(meta(&runs.join("crowd").join(d))["status"], "completed");
+    }
+}
+
+#[test]
+fn a_killed_run_resumes_without_losing_or_repeating_an_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "killed", "");
+    let runs = tmp.path().join("runs");
+    let epochs = 8;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(&exp)
+        .args(["--set", &format!("train.epochs={epochs}"), "--set", "data.train_size=400"])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .env("RUNNER_PLAIN", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the second checkpoint, then SIGKILL mid-training.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let dir = loop {
+        if let Ok(target) = std::fs::read_link(runs.join("killed/latest")) {
+            let dir = runs.join("killed").join(target);
+            if std::fs::read_link(dir.join("checkpoints/last")).is_ok_and(|t| t != Path::new("epoch-0001")) {
+                break dir;
+            }
+        }
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = csv_epochs(&dir);
+    assert!(before.len() < epochs, "killed too late: {before:?}");
+    assert_eq!(meta(&dir)["status"], "running", "a killed run has no chance to mark itself");
+
+    let out = runner().arg("run").arg("--resume").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("Resuming after epoch"), "{}", stdout(&out));
+    assert_eq!(csv_epochs(&dir), (0..epochs).collect::<Vec<_>>(), "one row per epoch, in order");
+    let m = meta(&dir);
+    assert_eq!(m["status"], "completed");
+    assert_eq!(m["resumes"], 1);
+    // The last checkpoint is intact: it evaluates.
+    let eval = runner().arg("eval").arg(&dir).output().unwrap();
+    assert!(eval.status.success(), "{}", stderr(&eval));
+
+    // TensorBoard shows one curve with one point per epoch.
+    let Some(python) = python_with("tensorboard") else { return };
+    let out = run_script(&python, "read_events.py", &[dir.as_os_str()]);
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut steps: Vec<i64> = events["runs"]["validation"]["scalars"]["epoch_loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_i64().unwrap())
+        .collect();
+    steps.dedup();
+    assert_eq!(steps, (0..epochs as i64).collect::<Vec<_>>());
+}
+
+#[test]
+fn resume_refuses_a_completed_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "done", "");
+    let runs = tmp.path().join("runs");
+    let out = runner().arg("run").arg(&exp).args(["--set", "train.epochs=1"]).arg("--runs-dir").arg(&runs).output().unwrap();
+    assert!(out.status.success());
+    let out = runner().arg("run").arg("--resume").arg(run_dir(&runs, "done")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("already completed"), "{}", stderr(&out));
+}
