@@ -89,6 +89,54 @@ pub enum Command {
         /// Where to create the run folder (overrides runtime.runs_dir).
         #[arg(long, value_name = "DIR")]
         runs_dir: Option<PathBuf>,
+        /// CPU threads (overrides runtime.threads; 0 means all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Run a grid or random search over any config keys, one run per trial.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "resume", "status", "cancel"])))]
+    Sweep {
+        /// The experiment file, with a [sweep] table.
+        file: Option<PathBuf>,
+        /// Override a config key of the base experiment. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Ignore `RUNNER_*` environment variables.
+        #[arg(long)]
+        no_env: bool,
+        /// List the trials and their values, check every trial's config, run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Trials at once (overrides sweep.parallel).
+        #[arg(long)]
+        parallel: Option<usize>,
+        /// Stop the sweep at the first failed trial.
+        #[arg(long)]
+        fail_fast: bool,
+        /// local or slurm (overrides sweep.launcher.type).
+        #[arg(long)]
+        launcher: Option<String>,
+        /// Where to create the sweep folder (overrides runtime.runs_dir).
+        #[arg(long, value_name = "DIR")]
+        runs_dir: Option<PathBuf>,
+        /// Continue an interrupted sweep: finished trials are never run again.
+        #[arg(long, value_name = "SWEEP_DIR", conflicts_with_all = ["file", "set"])]
+        resume: Option<PathBuf>,
+        /// With --resume: run failed trials again too.
+        #[arg(long, requires = "resume")]
+        retry_failed: bool,
+        /// Show each trial's state (polls Slurm for Slurm sweeps).
+        #[arg(long, value_name = "SWEEP_DIR", conflicts_with_all = ["file", "set"])]
+        status: Option<PathBuf>,
+        /// Follow the sweep until every trial has ended.
+        #[arg(long)]
+        wait: bool,
+        /// Cancel a Slurm sweep's jobs (scancel).
+        #[arg(long, value_name = "SWEEP_DIR", conflicts_with_all = ["file", "set"])]
+        cancel: Option<PathBuf>,
+        /// Seconds between Slurm polls.
+        #[arg(long, default_value_t = 5.0, hide = true)]
+        poll_seconds: f64,
     },
 }
 
@@ -121,6 +169,7 @@ pub fn main() -> ExitCode {
             no_env,
             device,
             runs_dir,
+            threads,
         } => {
             let target = match (file, resume, trial) {
                 (_, Some(dir), _) => commands::run::RunTarget::Resume(dir),
@@ -128,8 +177,37 @@ pub fn main() -> ExitCode {
                 (Some(file), _, _) => commands::run::RunTarget::New(ExperimentArgs { file, set, no_env }),
                 (None, None, None) => unreachable!("clap requires one of FILE, --resume, --trial"),
             };
-            commands::run::run(target, &commands::run::RunOptions { device, runs_dir })
+            commands::run::run(target, &commands::run::RunOptions { device, runs_dir, threads })
         }
+        Command::Sweep {
+            file,
+            set,
+            no_env,
+            dry_run,
+            parallel,
+            fail_fast,
+            launcher,
+            runs_dir,
+            resume,
+            retry_failed,
+            status,
+            wait,
+            cancel,
+            poll_seconds,
+        } => commands::sweep::sweep(&commands::sweep::SweepArgs {
+            exp: file.map(|file| ExperimentArgs { file, set, no_env }),
+            dry_run,
+            parallel,
+            fail_fast,
+            launcher,
+            runs_dir,
+            resume,
+            retry_failed,
+            status,
+            wait,
+            cancel,
+            poll_seconds,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -70,6 +70,60 @@ pub fn relink(link: &Path, target: &str) -> Result<(), RunDirError> {
     Ok(())
 }
 
+/// Create the next free `<prefix>NNNN` folder under `parent` and point
+/// `parent/latest` at it. `create_dir` is atomic, so concurrent callers
+/// never share a folder: one that loses the race takes the next number.
+pub fn allocate_versioned(parent: &Path, prefix: &str) -> Result<PathBuf, RunDirError> {
+    fs::create_dir_all(parent).map_err(|source| RunDirError::Create {
+        parent: parent.to_path_buf(),
+        source,
+    })?;
+    let highest = fs::read_dir(parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix(prefix)?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0);
+    let mut next = highest + 1;
+    loop {
+        let name = format!("{prefix}{next:04}");
+        let root = parent.join(&name);
+        match fs::create_dir(&root) {
+            Ok(()) => {
+                // Best effort: a stale `latest` must not fail the run.
+                let _ = relink(&parent.join("latest"), &name);
+                return Ok(root);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => next += 1,
+            Err(source) => {
+                return Err(RunDirError::Create {
+                    parent: parent.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Hold an exclusive lock on `path` while the returned file lives; `None`
+/// when another process holds it.
+pub fn try_lock(path: &Path) -> Result<Option<fs::File>, RunDirError> {
+    use std::os::fd::AsRawFd;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|source| RunDirError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    // SAFETY: flock on a valid open descriptor.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    Ok((rc == 0).then_some(f))
+}
+
 /// Run lifecycle, as recorded in `meta.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,35 +156,8 @@ impl RunDir {
     /// `create_dir` is atomic, so concurrent runs never share a folder: a
     /// process that loses the race simply takes the next number.
     pub fn allocate(runs_dir: &Path, experiment: &str) -> Result<RunDir, RunDirError> {
-        let parent = runs_dir.join(experiment);
-        fs::create_dir_all(&parent).map_err(|source| RunDirError::Create {
-            parent: parent.clone(),
-            source,
-        })?;
-        let mut next = Self::highest_version(&parent) + 1;
-        loop {
-            let root = parent.join(format!("v{next:04}"));
-            match fs::create_dir(&root) {
-                Ok(()) => {
-                    let dir = RunDir { root };
-                    // Best effort: a stale `latest` must not fail the run.
-                    let _ = relink(&parent.join("latest"), &format!("v{next:04}"));
-                    return Ok(dir);
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => next += 1,
-                Err(source) => return Err(RunDirError::Create { parent, source }),
-            }
-        }
-    }
-
-    fn highest_version(parent: &Path) -> u32 {
-        fs::read_dir(parent)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix('v')?.parse::<u32>().ok())
-            .max()
-            .unwrap_or(0)
+        let root = allocate_versioned(&runs_dir.join(experiment), "v")?;
+        Ok(RunDir { root })
     }
 
     /// Use `root` as the run folder, creating it if needed (sweep trials).
@@ -140,6 +167,11 @@ impl RunDir {
             source,
         })?;
         Ok(RunDir { root: root.to_path_buf() })
+    }
+
+    /// A folder that may or may not hold a run yet (reading only).
+    pub fn at_existing(root: &Path) -> RunDir {
+        RunDir { root: root.to_path_buf() }
     }
 
     /// An existing run folder (for `--resume` and `runner eval`).

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod eval;
 pub mod run;
+pub mod sweep;
 
 use crate::cli::ExperimentArgs;
 use crate::config::{self, LoadOptions, Loaded, Override};

@@ -35,6 +35,7 @@ pub enum RunTarget {
 pub struct RunOptions {
     pub device: Option<String>,
     pub runs_dir: Option<PathBuf>,
+    pub threads: Option<usize>,
 }
 
 /// Name of a trial's config inside its folder.
@@ -48,7 +49,12 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
         plan.device = d.parse::<DeviceRequest>().map_err(Error::Usage)?;
     }
     let device = device::resolve(plan.device)?;
-    let threads = device::cpu_threads(plan.threads);
+    let threads = device::cpu_threads(opts.threads.unwrap_or(plan.threads));
+    // One process per run folder: a second `--resume` or a requeued trial
+    // must not train into the same folder at the same time.
+    let Some(_lock) = rundir::try_lock(&run.root().join(".lock"))? else {
+        return Err(Error::Usage(format!("{} is being run by another runner process", run.root().display())));
+    };
     // Only the first call in a process can size the global pool.
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
 

@@ -39,6 +39,9 @@ pub struct Override {
     pub raw: String,
     pub key: String,
     pub value: Value,
+    /// Where the override came from, as error messages and provenance
+    /// notes name it: `--set model.dropout=0.3`, `sweep axis model.dropout = 0.3`.
+    pub label: String,
 }
 
 impl Override {
@@ -71,7 +74,20 @@ impl Override {
             raw: raw.to_string(),
             key: key.to_string(),
             value,
+            label: format!("{OVERRIDE_LABEL}{raw}"),
         })
+    }
+
+    /// A sweep trial's value for one axis.
+    pub fn axis(key: &str, value: &toml::Value) -> Result<Override, ConfigError> {
+        let raw = format!("{key}={value}");
+        let mut o = Override::parse(&raw)?;
+        o.value = value.clone().try_into::<Value>().map_err(|e| ConfigError::BadOverride {
+            raw: raw.clone(),
+            reason: e.to_string(),
+        })?;
+        o.label = format!("{AXIS_LABEL}{key} = {value}");
+        Ok(o)
     }
 }
 
@@ -84,6 +100,10 @@ fn parse_value(raw: &str) -> Value {
         .and_then(|v| v.try_into::<Value>().ok());
     parsed.unwrap_or_else(|| Value::from(raw.to_string()))
 }
+
+/// Provenance labels of overrides (see [`provenance::Origin::Set`]).
+pub const OVERRIDE_LABEL: &str = "--set ";
+pub const AXIS_LABEL: &str = "sweep axis ";
 
 /// How to read an experiment.
 #[derive(Debug, Clone, Default)]
@@ -287,7 +307,7 @@ struct SetProvider(Override);
 
 impl Provider for SetProvider {
     fn metadata(&self) -> Metadata {
-        Metadata::named(format!("--set {}", self.0.raw))
+        Metadata::named(self.0.label.clone())
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {

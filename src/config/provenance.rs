@@ -15,7 +15,7 @@ pub enum Origin {
     File { index: usize },
     /// Set by an environment variable.
     Env { var: String },
-    /// Set by a `--set` flag (as written).
+    /// Set by a `--set` flag or a sweep axis (as written).
     Set { flag: String },
 }
 
@@ -65,8 +65,8 @@ pub fn origin(
             }
             continue;
         };
-        if let Some(flag) = md.name.strip_prefix("--set ") {
-            return Origin::Set { flag: format!("--set {flag}") };
+        if md.name.starts_with(super::OVERRIDE_LABEL) || md.name.starts_with(super::AXIS_LABEL) {
+            return Origin::Set { flag: md.name.to_string() };
         }
         if let Some(Source::File(p)) = &md.source {
             let found = files.iter().position(|f| same_file(&f.path, p));

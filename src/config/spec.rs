@@ -1249,3 +1249,19 @@ pub struct SlurmSpec {
 fn default_signal_seconds() -> u64 {
     120
 }
+
+impl Default for SlurmSpec {
+    fn default() -> Self {
+        SlurmSpec {
+            partition: None,
+            time: None,
+            cpus_per_task: None,
+            mem: None,
+            gres: None,
+            account: None,
+            max_parallel: None,
+            signal_seconds: default_signal_seconds(),
+            extra: Vec::new(),
+        }
+    }
+}

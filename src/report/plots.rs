@@ -129,52 +129,153 @@ pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
 
 /// A heat map of `confusion[true][predicted]` with the counts written in.
 pub fn confusion(names: &[String], confusion: &[Vec<usize>]) -> Result<RgbImage, PlotError> {
+    let cells: Vec<Vec<Option<f64>>> = confusion.iter().map(|r| r.iter().map(|v| Some(*v as f64)).collect()).collect();
+    heatmap(
+        "Confusion matrix (rows: true, columns: predicted)",
+        names,
+        names,
+        &cells,
+        |v| format!("{v:.0}"),
+    )
+}
+
+/// A grid of cells shaded by value (darker is larger) with the value
+/// written in; empty cells stay white. Row labels on the left, column
+/// labels written downwards under the grid.
+pub fn heatmap(
+    title: &str,
+    rows: &[String],
+    cols: &[String],
+    cells: &[Vec<Option<f64>>],
+    fmt: impl Fn(f64) -> String,
+) -> Result<RgbImage, PlotError> {
     register_font();
-    let k = names.len().max(1);
-    let cell = (640 / k).clamp(24, 64) as i32;
-    let label_w = names.iter().map(|n| n.len()).max().unwrap_or(4).min(24) as i32 * 8 + 20;
-    let (w, h) = ((label_w + cell * k as i32 + 30) as u32, (80 + label_w + cell * k as i32) as u32);
+    let k = rows.len().max(cols.len()).max(1);
+    let cell = (640 / k).clamp(28, 90) as i32;
+    let longest = |names: &[String]| names.iter().map(|n| n.chars().count()).max().unwrap_or(4).min(24) as i32;
+    let label_w = longest(rows) * 8 + 20;
+    let label_h = longest(cols) * 8 + 20;
+    let title_w = title.chars().count() as i32 * 9 + 20;
+    let w = (label_w + cell * cols.len().max(1) as i32 + 30).max(title_w) as u32;
+    let h = (80 + label_h + cell * rows.len().max(1) as i32) as u32;
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err("confusion matrix"))?;
-        root.draw(&Text::new("Confusion matrix (rows: true, columns: predicted)", (10, 10), ("sans-serif", 18)))
-            .map_err(draw_err("confusion matrix"))?;
+        root.fill(&WHITE).map_err(draw_err("heat map"))?;
+        root.draw(&Text::new(title.to_string(), (10, 10), ("sans-serif", 18)))
+            .map_err(draw_err("heat map"))?;
         let x0 = label_w;
         let y0 = 50;
-        let max = confusion.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
-        for (t, row) in confusion.iter().enumerate() {
-            for (p, &v) in row.iter().enumerate() {
-                let x = x0 + p as i32 * cell;
-                let y = y0 + t as i32 * cell;
-                let f = v as f64 / max;
-                let shade = (255.0 * (1.0 - 0.85 * f)) as u8;
-                let color = RGBColor(shade, shade, 255);
+        let values: Vec<f64> = cells.iter().flatten().flatten().copied().filter(|v| v.is_finite()).collect();
+        let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        // Counts shade from zero; other values over their own range.
+        let base = if lo >= 0.0 && (hi - lo) >= hi * 0.5 { 0.0 } else { lo };
+        let span = if base == 0.0 { hi.max(1e-12) } else { span };
+        for (r, row) in cells.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                let x = x0 + c as i32 * cell;
+                let y = y0 + r as i32 * cell;
+                let (color, ink) = match v {
+                    Some(v) if v.is_finite() => {
+                        let f = ((v - base) / span).clamp(0.0, 1.0);
+                        let shade = (255.0 * (1.0 - 0.85 * f)) as u8;
+                        (RGBColor(shade, shade, 255), if f > 0.55 { WHITE } else { BLACK })
+                    }
+                    _ => (WHITE, BLACK),
+                };
                 root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], color.filled()))
-                    .map_err(draw_err("confusion matrix"))?;
+                    .map_err(draw_err("heat map"))?;
                 root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], RGBColor(200, 200, 200)))
-                    .map_err(draw_err("confusion matrix"))?;
-                let ink = if f > 0.55 { WHITE } else { BLACK };
-                let style = TextStyle::from(("sans-serif", (cell / 3).clamp(10, 18)).into_font()).color(&ink);
-                root.draw(&Text::new(v.to_string(), (x + 4, y + cell / 3), style))
-                    .map_err(draw_err("confusion matrix"))?;
+                    .map_err(draw_err("heat map"))?;
+                let text = v.map(&fmt).unwrap_or_else(|| "-".into());
+                let style = TextStyle::from(("sans-serif", (cell / 4).clamp(10, 18)).into_font()).color(&ink);
+                root.draw(&Text::new(text, (x + 4, y + cell / 3), style))
+                    .map_err(draw_err("heat map"))?;
             }
-            let name: String = names.get(t).map(|s| s.chars().take(24).collect()).unwrap_or_default();
-            root.draw(&Text::new(name, (6, y0 + t as i32 * cell + cell / 3), ("sans-serif", 13)))
-                .map_err(draw_err("confusion matrix"))?;
         }
-        // Column labels, written downwards under the grid.
-        let yl = y0 + cell * k as i32 + 8;
-        for (p, name) in names.iter().enumerate() {
+        for (r, name) in rows.iter().enumerate() {
+            let name: String = name.chars().take(24).collect();
+            root.draw(&Text::new(name, (6, y0 + r as i32 * cell + cell / 3), ("sans-serif", 13)))
+                .map_err(draw_err("heat map"))?;
+        }
+        let yl = y0 + cell * rows.len() as i32 + 8;
+        for (c, name) in cols.iter().enumerate() {
             let name: String = name.chars().take(24).collect();
             let style = TextStyle::from(("sans-serif", 13).into_font()).transform(FontTransform::Rotate90);
-            root.draw(&Text::new(name, (x0 + p as i32 * cell + cell / 2 + 6, yl), style))
-                .map_err(draw_err("confusion matrix"))?;
+            root.draw(&Text::new(name, (x0 + c as i32 * cell + cell / 2 + 6, yl), style))
+                .map_err(draw_err("heat map"))?;
         }
-        root.present().map_err(draw_err("confusion matrix"))?;
+        root.present().map_err(draw_err("heat map"))?;
     }
     RgbImage::from_raw(w, h, buf).ok_or(PlotError::Draw {
-        what: "confusion matrix",
+        what: "heat map",
+        message: "buffer size".into(),
+    })
+}
+
+/// `y` against each of several numeric parameters, one panel per parameter;
+/// a log scale where a parameter spans more than a factor of 10.
+pub fn scatter_panels(title: &str, y_label: &str, panels: &[(String, Vec<(f64, f64)>)]) -> Result<RgbImage, PlotError> {
+    register_font();
+    let n = panels.len().max(1);
+    let (w, h) = (480 * n as u32, 420u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err("scatter"))?;
+        let root = root.titled(title, ("sans-serif", 20)).map_err(draw_err("scatter"))?;
+        let areas = root.split_evenly((1, n));
+        for (area, (name, points)) in areas.iter().zip(panels) {
+            let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+            let ys: Vec<f64> = points.iter().map(|p| p.1).filter(|v| v.is_finite()).collect();
+            let (x_lo, x_hi) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+            let (y_lo, y_hi) = ys.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+            let (y_lo, y_hi) = if y_lo <= y_hi { (y_lo, y_hi) } else { (0.0, 1.0) };
+            let ypad = ((y_hi - y_lo) * 0.1).max(1e-3);
+            let log = x_lo > 0.0 && x_hi / x_lo > 10.0;
+            let blue = RGBColor(31, 119, 180);
+            if log {
+                let mut chart = ChartBuilder::on(area)
+                    .margin(14)
+                    .x_label_area_size(40)
+                    .y_label_area_size(56)
+                    .build_cartesian_2d((x_lo * 0.8..x_hi * 1.25).log_scale(), (y_lo - ypad)..(y_hi + ypad))
+                    .map_err(draw_err("scatter"))?;
+                chart
+                    .configure_mesh()
+                    .x_desc(name.as_str())
+                    .y_desc(y_label)
+                    .label_style(("sans-serif", 13))
+                    .draw()
+                    .map_err(draw_err("scatter"))?;
+                chart
+                    .draw_series(points.iter().map(|p| Circle::new(*p, 5, blue.filled())))
+                    .map_err(draw_err("scatter"))?;
+            } else {
+                let xpad = ((x_hi - x_lo) * 0.1).max(1e-3);
+                let mut chart = ChartBuilder::on(area)
+                    .margin(14)
+                    .x_label_area_size(40)
+                    .y_label_area_size(56)
+                    .build_cartesian_2d((x_lo - xpad)..(x_hi + xpad), (y_lo - ypad)..(y_hi + ypad))
+                    .map_err(draw_err("scatter"))?;
+                chart
+                    .configure_mesh()
+                    .x_desc(name.as_str())
+                    .y_desc(y_label)
+                    .label_style(("sans-serif", 13))
+                    .draw()
+                    .map_err(draw_err("scatter"))?;
+                chart
+                    .draw_series(points.iter().map(|p| Circle::new(*p, 5, blue.filled())))
+                    .map_err(draw_err("scatter"))?;
+            }
+        }
+        root.present().map_err(draw_err("scatter"))?;
+    }
+    RgbImage::from_raw(w, h, buf).ok_or(PlotError::Draw {
+        what: "scatter",
         message: "buffer size".into(),
     })
 }

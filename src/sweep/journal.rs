@@ -1,0 +1,148 @@
+//! The append-only journal of trial states (`journal.jsonl`): one JSON line
+//! per state change, fsynced, never rewritten. The latest line of a trial is
+//! its state; a torn last line (a crash mid-write) is ignored.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::rundir::{now_rfc3339, RunDirError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialState {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    /// Stopped by a signal or a time limit; resumes from its checkpoint.
+    Stopped,
+}
+
+impl TrialState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TrialState::Pending => "pending",
+            TrialState::Running => "running",
+            TrialState::Done => "done",
+            TrialState::Failed => "failed",
+            TrialState::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub time: String,
+    pub trial: usize,
+    pub id: String,
+    pub state: TrialState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The trial's values, on its first (pending) line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<BTreeMap<String, toml::Value>>,
+}
+
+impl Entry {
+    pub fn new(trial: usize, id: &str, state: TrialState) -> Entry {
+        Entry {
+            time: now_rfc3339(),
+            trial,
+            id: id.to_string(),
+            state,
+            exit_code: None,
+            message: None,
+            params: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    pub fn new(sweep_dir: &Path) -> Journal {
+        Journal {
+            path: sweep_dir.join("journal.jsonl"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.is_file()
+    }
+
+    /// Append one line and make it durable before returning.
+    pub fn append(&self, entry: &Entry) -> Result<(), RunDirError> {
+        let err = |source| RunDirError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let mut line = serde_json::to_string(entry).unwrap_or_default();
+        line.push('\n');
+        // A crash mid-write leaves a line without its newline: end it first,
+        // so this entry starts on a line of its own.
+        if let Ok(bytes) = std::fs::read(&self.path) {
+            if bytes.last().is_some_and(|b| *b != b'\n') {
+                line.insert(0, '\n');
+            }
+        }
+        let mut f = OpenOptions::new().create(true).append(true).open(&self.path).map_err(err)?;
+        f.write_all(line.as_bytes()).map_err(err)?;
+        f.sync_data().map_err(err)?;
+        Ok(())
+    }
+
+    /// Every readable line, in order.
+    pub fn entries(&self) -> Vec<Entry> {
+        std::fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The latest entry of each trial.
+    pub fn latest(&self) -> BTreeMap<usize, Entry> {
+        let mut m = BTreeMap::new();
+        for e in self.entries() {
+            m.insert(e.trial, e);
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_state_wins_and_a_torn_line_is_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let j = Journal::new(tmp.path());
+        j.append(&Entry::new(0, "aaa", TrialState::Pending)).unwrap();
+        j.append(&Entry::new(1, "bbb", TrialState::Pending)).unwrap();
+        j.append(&Entry::new(0, "aaa", TrialState::Running)).unwrap();
+        j.append(&Entry::new(0, "aaa", TrialState::Done)).unwrap();
+        let mut f = OpenOptions::new().append(true).open(j.path()).unwrap();
+        f.write_all(b"{\"time\":\"x\",\"trial\":1,\"id\":\"bbb\",\"sta").unwrap();
+        let latest = j.latest();
+        assert_eq!(latest[&0].state, TrialState::Done);
+        assert_eq!(latest[&1].state, TrialState::Pending);
+        assert_eq!(j.entries().len(), 4);
+        // The next entry after a torn line is still read.
+        j.append(&Entry::new(1, "bbb", TrialState::Failed)).unwrap();
+        assert_eq!(j.latest()[&1].state, TrialState::Failed);
+    }
+}

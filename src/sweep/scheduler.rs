@@ -1,0 +1,218 @@
+//! Running trials as local child processes, `parallel` at a time.
+//!
+//! Each trial is `runner run --trial DIR --threads N`, its output going to
+//! `DIR/run.log`. Children die with the sweep (PR_SET_PDEATHSIG), so a
+//! killed sweep never leaves orphans writing into trial folders. After each
+//! trial ends, the caller records it (journal, summary) before the next
+//! decision: like hyperfine, results are exported after every run.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::rundir::{RunDir, Status};
+use crate::signals::Signals;
+
+use super::journal::TrialState;
+use super::Trial;
+
+pub struct LocalOptions {
+    pub parallel: usize,
+    /// CPU threads per trial.
+    pub threads: usize,
+    pub fail_fast: bool,
+    pub runner_bin: PathBuf,
+    /// One device per slot (e.g. `cuda:0`, `cuda:1`), or none to let each
+    /// trial use its config's device.
+    pub devices: Vec<String>,
+}
+
+/// How a trial's process ended, judged by its run folder.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub trial: Trial,
+    pub state: TrialState,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+    pub seconds: f64,
+}
+
+/// Events the caller records as they happen.
+pub enum Event<'a> {
+    Started(&'a Trial),
+    Finished(&'a Finished),
+}
+
+struct Running {
+    trial: Trial,
+    child: Child,
+    slot: usize,
+    started: Instant,
+}
+
+/// The last `n` lines of a trial's log, for failure reports.
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Exit code, or 128 + signal for a process killed by a signal.
+fn exit_code(status: &ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|s| 128 + s))
+}
+
+/// Decide a trial's state from its folder: only a `completed` meta.json is
+/// success; `stopped` is resumable; anything else failed.
+pub fn judge(trial: &Trial, dir: &Path, status: Option<&ExitStatus>, seconds: f64) -> Finished {
+    let meta = RunDir::at_existing(dir).read_meta().ok();
+    let code = status.and_then(exit_code);
+    let (state, message) = match meta.as_ref().map(|m| m.status) {
+        Some(Status::Completed) => (TrialState::Done, meta.as_ref().and_then(|m| m.message.clone())),
+        Some(Status::Stopped) => (
+            TrialState::Stopped,
+            Some(meta.as_ref().and_then(|m| m.message.clone()).unwrap_or_else(|| "stopped".into())),
+        ),
+        _ => {
+            let why = meta.as_ref().and_then(|m| m.message.clone());
+            let tail = log_tail(&dir.join("run.log"), 12);
+            let head = match (code, why) {
+                (Some(c), Some(w)) => format!("exit status {c}: {w}"),
+                (Some(c), None) => format!("exit status {c}"),
+                (None, Some(w)) => w,
+                (None, None) => "ended without completing".into(),
+            };
+            (
+                TrialState::Failed,
+                Some(if tail.is_empty() { head } else { format!("{head}\n{tail}") }),
+            )
+        }
+    };
+    Finished {
+        trial: trial.clone(),
+        state,
+        exit_code: code,
+        message,
+        seconds,
+    }
+}
+
+fn launch(trial: &Trial, sweep_dir: &Path, slot: usize, opts: &LocalOptions) -> std::io::Result<Child> {
+    let dir = trial.dir(sweep_dir);
+    let log = OpenOptions::new().create(true).append(true).open(dir.join("run.log"))?;
+    let mut cmd = Command::new(&opts.runner_bin);
+    cmd.arg("run")
+        .arg("--trial")
+        .arg(&dir)
+        .arg("--threads")
+        .arg(opts.threads.to_string())
+        .env("RUNNER_PLAIN", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if let Some(d) = opts.devices.get(slot) {
+        cmd.arg("--device").arg(d);
+    }
+    // SAFETY: prctl is async-signal-safe; the child dies with the sweep.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// What the sweep loop ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalEnd {
+    /// Every trial given was run.
+    Finished,
+    /// Ctrl-C / SIGTERM, or `--fail-fast` after a failure: unstarted trials
+    /// stay pending and the sweep can be resumed.
+    Interrupted,
+}
+
+/// Run `todo` in order, at most `parallel` at once. `record` is called when
+/// a trial starts and when it ends.
+pub fn run_local(
+    sweep_dir: &Path,
+    todo: &[Trial],
+    opts: &LocalOptions,
+    signals: &Signals,
+    record: &mut dyn FnMut(Event),
+) -> LocalEnd {
+    let parallel = opts.parallel.max(1);
+    let mut queue = todo.iter();
+    let mut running: Vec<Running> = Vec::new();
+    let mut stopping = false;
+    let mut forwarded = false;
+    loop {
+        if signals.stop_requested() && !forwarded {
+            // A terminal's Ctrl-C reached the children too; a SIGTERM sent to
+            // the sweep alone is passed on, so they also finish their epoch.
+            stopping = true;
+            forwarded = true;
+            for r in &running {
+                // SAFETY: signalling our own child by pid.
+                unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
+            }
+        }
+        while !stopping && running.len() < parallel {
+            let Some(trial) = queue.next() else { break };
+            let slot = (0..parallel).find(|s| !running.iter().any(|r| r.slot == *s)).unwrap_or(0);
+            record(Event::Started(trial));
+            match launch(trial, sweep_dir, slot, opts) {
+                Ok(child) => running.push(Running {
+                    trial: trial.clone(),
+                    child,
+                    slot,
+                    started: Instant::now(),
+                }),
+                Err(e) => {
+                    let f = Finished {
+                        trial: trial.clone(),
+                        state: TrialState::Failed,
+                        exit_code: None,
+                        message: Some(format!("cannot start {}: {e}", opts.runner_bin.display())),
+                        seconds: 0.0,
+                    };
+                    record(Event::Finished(&f));
+                }
+            }
+        }
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mut i = 0;
+        while i < running.len() {
+            match running[i].child.try_wait() {
+                Ok(Some(status)) => {
+                    let r = running.swap_remove(i);
+                    let f = judge(&r.trial, &r.trial.dir(sweep_dir), Some(&status), r.started.elapsed().as_secs_f64());
+                    let failed = f.state == TrialState::Failed;
+                    record(Event::Finished(&f));
+                    if failed && opts.fail_fast && !stopping {
+                        stopping = true;
+                        for other in &running {
+                            // SIGUSR1: stop at the next batch; the last epoch is checkpointed.
+                            // SAFETY: signalling our own child by pid.
+                            unsafe { libc::kill(other.child.id() as i32, libc::SIGUSR1) };
+                        }
+                    }
+                }
+                Ok(None) => i += 1,
+                Err(_) => i += 1,
+            }
+        }
+    }
+    if stopping {
+        LocalEnd::Interrupted
+    } else {
+        LocalEnd::Finished
+    }
+}

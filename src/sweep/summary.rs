@@ -1,0 +1,312 @@
+//! Sweep results: `summary.csv` (rewritten after every trial), the ranked
+//! table on the terminal, and a plot of the metric over the swept values.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::spec::{Strategy, SweepSpec};
+use crate::plan::Monitor;
+use crate::report::plots::{self, PlotError};
+use crate::rundir::{write_atomic, Meta, RunDir, RunDirError};
+
+use super::journal::{Entry, TrialState};
+use super::Trial;
+
+/// What one trial achieved, read from its run folder.
+#[derive(Debug, Clone)]
+pub struct TrialResult {
+    pub trial: Trial,
+    pub state: TrialState,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+    pub epochs: usize,
+    /// Epoch (from 0) with the best value of the sweep metric.
+    pub best_epoch: Option<usize>,
+    pub best: Option<f64>,
+    /// The metric at the last epoch.
+    pub last: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub wall_seconds: Option<f64>,
+    pub run_dir: PathBuf,
+}
+
+/// `val_accuracy` -> the metrics.csv column that holds it.
+pub fn csv_column(metric: &str) -> String {
+    match metric.strip_prefix("val_") {
+        Some(_) => metric.to_string(),
+        None => format!("train_{metric}"),
+    }
+}
+
+/// One column of a metrics.csv.
+pub fn read_metric(csv_path: &Path, metric: &str) -> Vec<f64> {
+    let Ok(mut r) = csv::Reader::from_path(csv_path) else {
+        return Vec::new();
+    };
+    let column = csv_column(metric);
+    let Some(i) = r.headers().ok().and_then(|h| h.iter().position(|c| c == column)) else {
+        return Vec::new();
+    };
+    r.records()
+        .flatten()
+        .filter_map(|rec| rec.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .collect()
+}
+
+fn seconds_between(start: &str, end: &str) -> Option<f64> {
+    let fmt = &time::format_description::well_known::Rfc3339;
+    let a = time::OffsetDateTime::parse(start, fmt).ok()?;
+    let b = time::OffsetDateTime::parse(end, fmt).ok()?;
+    Some((b - a).as_seconds_f64())
+}
+
+/// Results of every trial, from the journal and the trial folders.
+pub fn collect(sweep_dir: &Path, trials: &[Trial], latest: &BTreeMap<usize, Entry>, monitor: &Monitor) -> Vec<TrialResult> {
+    trials
+        .iter()
+        .map(|t| {
+            let dir = t.dir(sweep_dir);
+            let run = RunDir::at_existing(&dir);
+            let meta: Option<Meta> = run.read_meta().ok();
+            let values = read_metric(&run.metrics_csv(), &monitor.metric);
+            let best = values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .fold(None::<(usize, f64)>, |acc, (i, v)| match acc {
+                    Some((_, b)) if !monitor.improves(*v, b, 0.0) => acc,
+                    _ => Some((i, *v)),
+                });
+            let entry = latest.get(&t.index);
+            TrialResult {
+                trial: t.clone(),
+                state: entry.map(|e| e.state).unwrap_or(TrialState::Pending),
+                exit_code: entry.and_then(|e| e.exit_code),
+                message: entry.and_then(|e| e.message.clone()),
+                epochs: values.len(),
+                best_epoch: best.map(|b| b.0),
+                best: best.map(|b| b.1),
+                last: values.last().copied(),
+                test_accuracy: meta.as_ref().and_then(|m| m.test_accuracy),
+                wall_seconds: meta.as_ref().and_then(|m| seconds_between(&m.start_time, m.end_time.as_deref()?)),
+                run_dir: dir,
+            }
+        })
+        .collect()
+}
+
+fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One row per trial: its values, status, best and last metric, wall time
+/// and folder. Written atomically, so a crash never leaves half a file.
+pub fn write_csv(path: &Path, axes: &[String], metric: &str, results: &[TrialResult]) -> Result<(), RunDirError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = vec!["trial".into(), "id".into(), "status".into()];
+    header.extend(axes.iter().cloned());
+    header.extend([
+        "epochs".into(),
+        "best_epoch".into(),
+        format!("best_{metric}"),
+        format!("last_{metric}"),
+        "test_accuracy".into(),
+        "wall_seconds".into(),
+        "exit_code".into(),
+        "message".into(),
+        "run_dir".into(),
+    ]);
+    let _ = w.write_record(&header);
+    let num = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
+    for r in results {
+        let mut rec = vec![r.trial.index.to_string(), r.trial.id.clone(), r.state.as_str().to_string()];
+        rec.extend(axes.iter().map(|a| r.trial.params.get(a).map(value_text).unwrap_or_default()));
+        rec.extend([
+            r.epochs.to_string(),
+            r.best_epoch.map(|e| e.to_string()).unwrap_or_default(),
+            num(r.best),
+            num(r.last),
+            num(r.test_accuracy),
+            r.wall_seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
+            r.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            r.message.clone().unwrap_or_default(),
+            r.run_dir.display().to_string(),
+        ]);
+        let _ = w.write_record(&rec);
+    }
+    let bytes = w.into_inner().unwrap_or_default();
+    write_atomic(path, &bytes)
+}
+
+/// Trials ranked by their best metric (failed and unfinished ones last),
+/// the best one marked with `*`.
+pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult]) -> String {
+    let mut order: Vec<&TrialResult> = results.iter().collect();
+    order.sort_by(|a, b| match (a.best, b.best) {
+        (Some(x), Some(y)) => {
+            let c = x.total_cmp(&y);
+            if monitor.maximize {
+                c.reverse()
+            } else {
+                c
+            }
+        }
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.trial.index.cmp(&b.trial.index),
+    });
+    let mut header: Vec<String> = vec!["".into(), "trial".into(), "status".into()];
+    header.extend(axes.iter().cloned());
+    header.extend([format!("best {}", monitor.metric), "epoch".into(), "test acc".into(), "time".into()]);
+    let mut rows: Vec<Vec<String>> = vec![header];
+    for (rank, r) in order.iter().enumerate() {
+        let mut row = vec![
+            if rank == 0 && r.best.is_some() { "*".to_string() } else { String::new() },
+            r.trial.folder_name(),
+            r.state.as_str().to_string(),
+        ];
+        row.extend(axes.iter().map(|a| r.trial.params.get(a).map(value_text).unwrap_or_default()));
+        row.extend([
+            r.best.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
+            r.best_epoch.map(|e| (e + 1).to_string()).unwrap_or_else(|| "-".into()),
+            r.test_accuracy.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
+            r.wall_seconds.map(|s| format!("{s:.0}s")).unwrap_or_else(|| "-".into()),
+        ]);
+        rows.push(row);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A heat map for exactly two grid axes, otherwise the metric against each
+/// numeric axis. `None` when nothing finished yet.
+pub fn plot(spec: &SweepSpec, monitor: &Monitor, results: &[TrialResult]) -> Result<Option<image::RgbImage>, PlotError> {
+    let done: Vec<&TrialResult> = results.iter().filter(|r| r.best.is_some()).collect();
+    if done.is_empty() {
+        return Ok(None);
+    }
+    let title = format!("best {} per trial", monitor.metric);
+    if spec.strategy == Strategy::Grid && spec.grid.len() == 2 && spec.zip.is_empty() {
+        let keys: Vec<&String> = spec.grid.keys().collect();
+        let (rows, cols) = (&spec.grid[keys[0]], &spec.grid[keys[1]]);
+        let cells: Vec<Vec<Option<f64>>> = rows
+            .iter()
+            .map(|rv| {
+                cols.iter()
+                    .map(|cv| {
+                        done.iter()
+                            .find(|r| r.trial.params.get(keys[0]) == Some(rv) && r.trial.params.get(keys[1]) == Some(cv))
+                            .and_then(|r| r.best)
+                    })
+                    .collect()
+            })
+            .collect();
+        let label = |k: &str, v: &toml::Value| format!("{k}={}", value_text(v));
+        let row_labels: Vec<String> = rows.iter().map(|v| label(keys[0], v)).collect();
+        let col_labels: Vec<String> = cols.iter().map(|v| label(keys[1], v)).collect();
+        let img = plots::heatmap(
+            &format!("{title} (rows: {}, columns: {})", keys[0], keys[1]),
+            &row_labels,
+            &col_labels,
+            &cells,
+            |v| format!("{v:.4}"),
+        )?;
+        return Ok(Some(img));
+    }
+    let mut panels = Vec::new();
+    for key in super::axis_names(spec) {
+        let points: Vec<(f64, f64)> = done
+            .iter()
+            .filter_map(|r| {
+                let x = match r.trial.params.get(&key)? {
+                    toml::Value::Float(f) => *f,
+                    toml::Value::Integer(i) => *i as f64,
+                    _ => return None,
+                };
+                Some((x, r.best?))
+            })
+            .collect();
+        if !points.is_empty() {
+            panels.push((key, points));
+        }
+    }
+    if panels.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(plots::scatter_panels(&title, &monitor.metric, &panels)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::spec::Mode;
+
+    fn result(index: usize, lr: f64, best: Option<f64>, state: TrialState) -> TrialResult {
+        let params = BTreeMap::from([("optimizer.learning_rate".to_string(), toml::Value::Float(lr))]);
+        TrialResult {
+            trial: Trial {
+                index,
+                id: super::super::trial_id(&params),
+                params,
+            },
+            state,
+            exit_code: None,
+            message: None,
+            epochs: 2,
+            best_epoch: best.map(|_| 1),
+            best,
+            last: best,
+            test_accuracy: None,
+            wall_seconds: Some(3.0),
+            run_dir: PathBuf::from(format!("/x/{index}")),
+        }
+    }
+
+    #[test]
+    fn ranking_puts_the_best_first_and_failures_last() {
+        let m = Monitor::new("val_accuracy", Mode::Auto);
+        let results = vec![
+            result(0, 0.1, Some(0.5), TrialState::Done),
+            result(1, 0.01, None, TrialState::Failed),
+            result(2, 0.001, Some(0.9), TrialState::Done),
+        ];
+        let axes = vec!["optimizer.learning_rate".to_string()];
+        let table = ranked_table(&axes, &m, &results);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].starts_with("*  trial-002"), "{table}");
+        assert!(lines[2].contains("trial-000"), "{table}");
+        assert!(lines[3].contains("trial-001") && lines[3].contains("failed"), "{table}");
+    }
+
+    #[test]
+    fn csv_has_one_row_per_trial_with_its_values() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("summary.csv");
+        let results = vec![result(0, 0.1, Some(0.5), TrialState::Done), result(1, 0.01, None, TrialState::Failed)];
+        write_csv(&path, &["optimizer.learning_rate".to_string()], "val_accuracy", &results).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("trial,id,status,optimizer.learning_rate,epochs,best_epoch,best_val_accuracy"));
+        assert!(lines[1].starts_with("0,"), "{text}");
+        assert!(lines[2].contains(",failed,0.01,"), "{text}");
+        assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn metric_columns() {
+        assert_eq!(csv_column("val_accuracy"), "val_accuracy");
+        assert_eq!(csv_column("loss"), "train_loss");
+        assert_eq!(csv_column("top5_accuracy"), "train_top5_accuracy");
+    }
+}
