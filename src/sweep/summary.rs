@@ -212,9 +212,8 @@ pub fn plot(spec: &SweepSpec, monitor: &Monitor, results: &[TrialResult]) -> Res
                     .collect()
             })
             .collect();
-        let label = |k: &str, v: &toml::Value| format!("{k}={}", value_text(v));
-        let row_labels: Vec<String> = rows.iter().map(|v| label(keys[0], v)).collect();
-        let col_labels: Vec<String> = cols.iter().map(|v| label(keys[1], v)).collect();
+        let row_labels: Vec<String> = rows.iter().map(value_text).collect();
+        let col_labels: Vec<String> = cols.iter().map(value_text).collect();
         let img = plots::heatmap(
             &format!("{title} (rows: {}, columns: {})", keys[0], keys[1]),
             &row_labels,

@@ -5,5 +5,6 @@ mod config;
 mod python;
 mod run;
 mod slurm;
+mod sweep;
 mod slurm_cluster;
 mod tensorboard;

@@ -1,0 +1,235 @@
+//! `runner sweep`: dry runs, bad axes, a full sweep with its summary and
+//! HParams, failing trials, kill and resume, and `runner compare`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{root, runner, stderr, stdout, tiny_experiment};
+use crate::python::{python_with, run_script};
+
+fn journal(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn states_of(dir: &Path, state: &str) -> Vec<u64> {
+    let mut v: Vec<u64> = journal(dir)
+        .iter()
+        .filter(|e| e["state"] == state)
+        .map(|e| e["trial"].as_u64().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sweep_dir(runs: &Path, name: &str) -> PathBuf {
+    let sweeps = runs.join(name).join("sweeps");
+    sweeps.join(std::fs::read_link(sweeps.join("latest")).expect("latest sweep"))
+}
+
+fn summary_rows(dir: &Path) -> Vec<Vec<String>> {
+    let mut r = csv::Reader::from_path(dir.join("summary.csv")).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    let mut rows = vec![header];
+    rows.extend(r.records().map(|rec| rec.unwrap().iter().map(String::from).collect::<Vec<_>>()));
+    rows
+}
+
+#[test]
+fn dry_runs_list_exactly_the_expected_trials() {
+    for name in ["grid-2x3", "zip", "random"] {
+        let out = runner()
+            .args(["sweep", &format!("tests/fixtures/sweeps/{name}.toml"), "--dry-run"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        insta::assert_snapshot!(format!("dry-run-{name}"), stdout(&out));
+    }
+    // The same random sweep twice lists the same trials.
+    let a = runner().args(["sweep", "tests/fixtures/sweeps/random.toml", "--dry-run"]).output().unwrap();
+    let b = runner().args(["sweep", "tests/fixtures/sweeps/random.toml", "--dry-run"]).output().unwrap();
+    assert_eq!(a.stdout, b.stdout);
+    assert!(!root().join("tests/fixtures/sweeps/runs").exists(), "a dry run creates nothing");
+}
+
+#[test]
+fn a_bad_axis_key_or_value_exits_2_naming_it() {
+    let out = runner().args(["sweep", "tests/fixtures/sweeps/bad-axis.toml", "--dry-run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("model.dropuot"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did you mean `dropout`?"), "{}", stderr(&out));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = runner()
+        .args(["sweep", "tests/fixtures/sweeps/bad-axis-value.toml", "--runs-dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("model.dropout = 1.5"), "{}", stderr(&out));
+    assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none(), "nothing was created or run");
+}
+
+const GRID: &str = "[sweep]\nmetric = \"val_accuracy\"\nparallel = 2\n\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.3]\n\"optimizer.learning_rate\" = [0.003, 0.03]\n";
+
+#[test]
+fn a_sweep_leaves_summary_trial_folders_plot_and_hparams() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "swept", GRID);
+    let runs = tmp.path().join("runs");
+    let out = runner().arg("sweep").arg(&exp).arg("--runs-dir").arg(&runs).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let dir = sweep_dir(&runs, "swept");
+    let rows = summary_rows(&dir);
+    assert_eq!(rows.len(), 5, "a header and 4 trials: {rows:?}");
+    assert_eq!(&rows[0][..5], ["trial", "id", "status", "model.dropout", "optimizer.learning_rate"]);
+    for (i, row) in rows[1..].iter().enumerate() {
+        assert_eq!(row[0], i.to_string());
+        assert_eq!(row[2], "done");
+        let tdir = PathBuf::from(row.last().unwrap());
+        for f in ["trial.toml", "params.json", "meta.json", "metrics.csv", "report/confusion_matrix.png", "checkpoints/final/model.mpk"] {
+            assert!(tdir.join(f).exists(), "{f} in {}", tdir.display());
+        }
+        assert!(tdir.file_name().unwrap().to_str().unwrap().starts_with(&format!("trial-{i:03}-")));
+    }
+    assert!(dir.join("summary.png").is_file());
+    // The ranked table marks the best trial.
+    let text = stdout(&out);
+    let table: Vec<&str> = text.lines().skip_while(|l| !(l.contains("status") && l.contains("best val_accuracy"))).collect();
+    assert!(table.len() >= 5 && table[1].starts_with('*'), "{text}");
+
+    // TensorBoard: the hparams plugin sees every trial with its values and metrics.
+    let Some(python) = python_with("tensorboard") else { return };
+    let out = run_script(&python, "read_events.py", &[dir.as_os_str()]);
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = events.to_string();
+    assert!(text.contains("model.dropout") && text.contains("optimizer.learning_rate"), "{text}");
+    run_script(
+        &python,
+        "tb_server_check.py",
+        &[dir.as_os_str(), "--hparams".as_ref(), "--expect-tags".as_ref(), "epoch_loss,epoch_accuracy".as_ref()],
+    );
+}
+
+#[test]
+fn a_failing_trial_is_reported_and_the_others_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Linear activations and SGD at 1e6 overflow to NaN (terminate_on_nan).
+    let exp = tiny_experiment(
+        tmp.path(),
+        "onefails",
+        "[sweep]\nparallel = 2\n[sweep.grid]\n\"optimizer.learning_rate\" = [0.01, 1e6, 0.05]\n",
+    );
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("activation = \"relu\"", "activation = \"linear\"")
+        .replace("type = \"adam\"", "type = \"sgd\"");
+    std::fs::write(&exp, text).unwrap();
+    let runs = tmp.path().join("runs");
+    let out = runner().arg("sweep").arg(&exp).arg("--runs-dir").arg(&runs).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
+    let dir = sweep_dir(&runs, "onefails");
+    let rows = summary_rows(&dir);
+    let status: Vec<&str> = rows[1..].iter().map(|r| r[2].as_str()).collect();
+    assert_eq!(status, vec!["done", "failed", "done"]);
+    let msg_col = rows[0].iter().position(|c| c == "message").unwrap();
+    assert!(rows[2][msg_col].contains("loss became"), "{:?}", rows[2]);
+    let code_col = rows[0].iter().position(|c| c == "exit_code").unwrap();
+    assert_eq!(rows[2][code_col], "1");
+    assert!(stdout(&out).contains("failed"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("1 of 3 trial(s) failed"), "{}", stderr(&out));
+
+    // --fail-fast stops at the first failure, leaving the rest pending.
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .args(["--runs-dir"])
+        .arg(&runs)
+        .args(["--fail-fast", "--parallel", "1"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let dir = sweep_dir(&runs, "onefails");
+    assert_eq!(states_of(&dir, "done"), vec![0]);
+    assert_eq!(states_of(&dir, "failed"), vec![1]);
+    assert!(states_of(&dir, "running").iter().all(|t| *t < 2), "trial 2 never started");
+}
+
+#[test]
+fn a_killed_sweep_resumes_and_never_reruns_a_finished_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "killsweep",
+        "[sweep]\nparallel = 2\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1, 0.2, 0.3]\n",
+    );
+    let runs = tmp.path().join("runs");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("sweep")
+        .arg(&exp)
+        .args(["--set", "train.epochs=5", "--set", "data.train_size=320", "--runs-dir"])
+        .arg(&runs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill the sweep once a trial has finished and others are running.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let dir = loop {
+        if let Ok(target) = std::fs::read_link(runs.join("killsweep/sweeps/latest")) {
+            let dir = runs.join("killsweep/sweeps").join(target);
+            if !states_of(&dir, "done").is_empty() {
+                break dir;
+            }
+        }
+        assert!(Instant::now() < deadline, "no trial finished");
+        assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done_before = states_of(&dir, "done");
+    assert!(done_before.len() < 4, "killed too late: {done_before:?}");
+    let first = done_before[0] as usize;
+    let first_dir = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(&format!("trial-{first:03}-")))
+        .unwrap();
+    let meta_before = std::fs::read_to_string(first_dir.join("meta.json")).unwrap();
+    let log_before = std::fs::read_to_string(first_dir.join("run.log")).unwrap();
+
+    let out = runner().args(["sweep", "--resume"]).arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    // Each trial is done exactly once in the journal and in summary.csv.
+    assert_eq!(states_of(&dir, "done"), vec![0, 1, 2, 3]);
+    let rows = summary_rows(&dir);
+    assert_eq!(rows.len(), 5);
+    assert!(rows[1..].iter().all(|r| r[2] == "done"), "{rows:?}");
+    // The finished trial was not run again: its folder is untouched.
+    assert_eq!(std::fs::read_to_string(first_dir.join("meta.json")).unwrap(), meta_before);
+    assert_eq!(std::fs::read_to_string(first_dir.join("run.log")).unwrap(), log_before);
+    // A second resume has nothing left to do.
+    let out = runner().args(["sweep", "--resume"]).arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("0 trial(s) to run"), "{}", stdout(&out));
+    assert_eq!(states_of(&dir, "done"), vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn resuming_with_a_changed_spec_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "changed", "[sweep]\n[sweep.grid]\n\"model.dropout\" = [0.0]\n");
+    let runs = tmp.path().join("runs");
+    let out = runner().arg("sweep").arg(&exp).args(["--set", "train.epochs=1", "--runs-dir"]).arg(&runs).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&exp).unwrap().replace("learning_rate = 0.01", "learning_rate = 0.02");
+    std::fs::write(&exp, text).unwrap();
+    let out = runner().args(["sweep", "--resume"]).arg(sweep_dir(&runs, "changed")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("optimizer.learning_rate"), "{}", stderr(&out));
+}
