@@ -93,6 +93,12 @@ pub enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Runs side by side: the config keys that differ, final and best metrics.
+    Compare {
+        /// Run folders, sweep folders (all their trials) or experiment folders (all their runs).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
     /// Run a grid or random search over any config keys, one run per trial.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "resume", "status", "cancel"])))]
     Sweep {
@@ -179,6 +185,7 @@ pub fn main() -> ExitCode {
             };
             commands::run::run(target, &commands::run::RunOptions { device, runs_dir, threads })
         }
+        Command::Compare { dirs } => commands::compare::compare(&dirs),
         Command::Sweep {
             file,
             set,

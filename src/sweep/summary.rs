@@ -53,6 +53,18 @@ pub fn read_metric(csv_path: &Path, metric: &str) -> Vec<f64> {
         .collect()
 }
 
+/// The epoch (from 0) and value of the best finite entry of a metric series.
+pub fn best_of(values: &[f64], monitor: &Monitor) -> Option<(usize, f64)> {
+    values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .fold(None, |acc, (i, v)| match acc {
+            Some((_, b)) if !monitor.improves(*v, b, 0.0) => acc,
+            _ => Some((i, *v)),
+        })
+}
+
 fn seconds_between(start: &str, end: &str) -> Option<f64> {
     let fmt = &time::format_description::well_known::Rfc3339;
     let a = time::OffsetDateTime::parse(start, fmt).ok()?;
@@ -69,14 +81,7 @@ pub fn collect(sweep_dir: &Path, trials: &[Trial], latest: &BTreeMap<usize, Entr
             let run = RunDir::at_existing(&dir);
             let meta: Option<Meta> = run.read_meta().ok();
             let values = read_metric(&run.metrics_csv(), &monitor.metric);
-            let best = values
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.is_finite())
-                .fold(None::<(usize, f64)>, |acc, (i, v)| match acc {
-                    Some((_, b)) if !monitor.improves(*v, b, 0.0) => acc,
-                    _ => Some((i, *v)),
-                });
+            let best = best_of(&values, monitor);
             let entry = latest.get(&t.index);
             TrialResult {
                 trial: t.clone(),

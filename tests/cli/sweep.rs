@@ -101,6 +101,16 @@ fn a_sweep_leaves_summary_trial_folders_plot_and_hparams() {
     let table: Vec<&str> = text.lines().skip_while(|l| !(l.contains("status") && l.contains("best val_accuracy"))).collect();
     assert!(table.len() >= 5 && table[1].starts_with('*'), "{text}");
 
+    // `runner compare` lines the trials up with only the keys that differ.
+    let cmp = runner().arg("compare").arg(&dir).output().unwrap();
+    assert!(cmp.status.success(), "{}", stderr(&cmp));
+    let text = stdout(&cmp);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(lines[0].contains("model.dropout") && lines[0].contains("optimizer.learning_rate"), "{text}");
+    assert!(!lines[0].contains("train.epochs"), "{text}");
+    assert!(lines[1].contains("trial-000-") && lines[1].contains("completed"), "{text}");
+
     // TensorBoard: the hparams plugin sees every trial with its values and metrics.
     let Some(python) = python_with("tensorboard") else { return };
     let out = run_script(&python, "read_events.py", &[dir.as_os_str()]);
