@@ -115,13 +115,18 @@ pub fn resolve(req: DeviceRequest) -> Result<Device, DeviceError> {
     }
 }
 
-/// Number of CPU threads to use: the configured count, or all cores.
+/// Number of CPU threads to use: the configured count; otherwise the CPUs
+/// Slurm gave this task (`SLURM_CPUS_PER_TASK`), or all cores.
 pub fn cpu_threads(configured: usize) -> usize {
     if configured > 0 {
-        configured
-    } else {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        return configured;
     }
+    if let Some(n) = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse::<usize>().ok()) {
+        if n > 0 {
+            return n;
+        }
+    }
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 mod probe {

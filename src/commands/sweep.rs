@@ -615,13 +615,14 @@ fn submit_slurm(s: &Loaded, spec: &SlurmSpec, todo: &[usize]) -> Result<()> {
 }
 
 /// A trial's state from its folder and what Slurm says about its task.
-fn slurm_state(dir: &Path, task: Option<&TaskState>, journal_state: TrialState) -> (TrialState, Option<String>) {
+/// `log` is the task's Slurm output file, quoted when the trial failed.
+fn slurm_state(dir: &Path, task: Option<&TaskState>, journal_state: TrialState, log: Option<&Path>) -> (TrialState, Option<String>) {
     let meta = rundir::RunDir::at_existing(dir).read_meta().ok();
     let meta_status = meta.as_ref().map(|m| m.status);
     if meta_status == Some(rundir::Status::Completed) {
         return (TrialState::Done, None);
     }
-    let tail = || scheduler::log_tail(&dir.join("run.log"), 8);
+    let tail = || log.map(|l| scheduler::log_tail(l, 8)).unwrap_or_default();
     match task {
         Some(TaskState::Pending) => (TrialState::Pending, None),
         Some(TaskState::Running) => (TrialState::Running, None),
@@ -663,10 +664,12 @@ fn follow(s: &Loaded, wait: bool, poll_seconds: f64) -> Result<()> {
             }
         };
         let latest = journal.latest();
+        let by_trial = slurm::latest_job_per_trial(&jobs);
         let mut active = 0;
         for t in &s.trials {
             let old = latest.get(&t.index).map(|e| e.state).unwrap_or(TrialState::Pending);
-            let (state, message) = slurm_state(&t.dir(&s.dir.root), tasks.get(&t.index), old);
+            let log = by_trial.get(&t.index).and_then(|j| j.log_files(&s.dir.root, t.index)).map(|(_, err)| err);
+            let (state, message) = slurm_state(&t.dir(&s.dir.root), tasks.get(&t.index), old, log.as_deref());
             if matches!(state, TrialState::Pending | TrialState::Running) && tasks.get(&t.index).is_some_and(|x| x.is_active()) {
                 active += 1;
             }

@@ -110,6 +110,21 @@ fn the_logs_read_back_in_pandas_and_tensorboard() {
     }
     assert_eq!(series("train", "epoch_accuracy").len(), 3);
     assert_eq!(series("train", "epoch_learning_rate").len(), 3);
+
+    // A real TensorBoard server on loopback lists the run's curves.
+    run_script(
+        &python,
+        "tb_server_check.py",
+        &[
+            dir.as_os_str(),
+            "--expect-run".as_ref(),
+            "train".as_ref(),
+            "--expect-run".as_ref(),
+            "validation".as_ref(),
+            "--expect-tags".as_ref(),
+            "epoch_loss,epoch_accuracy".as_ref(),
+        ],
+    );
 }
 
 #[test]
@@ -336,4 +351,56 @@ fn resume_refuses_a_completed_run() {
     let out = runner().arg("run").arg("--resume").arg(run_dir(&runs, "done")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("already completed"), "{}", stderr(&out));
+}
+
+/// SIGUSR1 (Slurm's warning before a time limit) stops at the next batch;
+/// SIGINT (Ctrl-C) finishes the epoch. Both leave a `stopped`, resumable run.
+#[test]
+fn signals_stop_a_run_cleanly_and_it_resumes() {
+    for (signal, name) in [(libc::SIGUSR1, "SIGUSR1"), (libc::SIGINT, "interrupt")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let exp = tiny_experiment(tmp.path(), "signalled", "");
+        let runs = tmp.path().join("runs");
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+            .arg("run")
+            .arg(&exp)
+            .args(["--set", "train.epochs=30", "--set", "data.train_size=400"])
+            .arg("--runs-dir")
+            .arg(&runs)
+            .env("RUNNER_PLAIN", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let dir = loop {
+            if let Ok(target) = std::fs::read_link(runs.join("signalled/latest")) {
+                let dir = runs.join("signalled").join(target);
+                if std::fs::read_link(dir.join("checkpoints/last")).is_ok() {
+                    break dir;
+                }
+            }
+            assert!(Instant::now() < deadline, "no checkpoint appeared");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let m = meta(&dir);
+        assert_eq!(m["status"], "stopped", "{name}: {m}");
+        assert!(m["message"].as_str().unwrap().contains(name), "{m}");
+        assert!(m["message"].as_str().unwrap().contains("--resume"), "{m}");
+        let done = csv_epochs(&dir).len();
+        assert!(done < 30, "{name}: stopped early");
+        let out = runner()
+            .arg("run")
+            .arg("--resume")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(csv_epochs(&dir), (0..30).collect::<Vec<_>>());
+        assert_eq!(meta(&dir)["status"], "completed");
+    }
 }
