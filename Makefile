@@ -10,12 +10,13 @@ TB_LOGDIR ?= runs
 TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
 
-.PHONY: help build release run test check fmt clippy tensorboard
+.PHONY: help build release run sweep test check fmt clippy tensorboard
 
 help:
 	@echo "make run        build (release) and run $(EXP)"
 	@echo "make test       run the whole test suite (installs the Python readers it needs into $(VENV))"
 	@echo "make check      validate every file in experiments/"
+	@echo "make sweep      build (release) and run the sweep of $(EXP)"
 	@echo "make build      debug build;  make release  optimized build"
 	@echo "make tensorboard  TensorBoard on $(TB_LOGDIR)/ at http://$(TB_HOST):$(TB_PORT)/ (installs it into $(VENV))"
 
@@ -27,6 +28,9 @@ release:
 
 run: release
 	$(RUNNER) run $(EXP)
+
+sweep: release
+	$(RUNNER) sweep $(EXP)
 
 check: build
 	$(TARGET_DIR)/debug/runner check experiments/*.toml
