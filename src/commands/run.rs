@@ -332,7 +332,7 @@ impl EpochEvents for RunEvents<'_> {
             }
         })?;
         if let Some(row) = state.history.last() {
-            self.epoch_scalars(&row.clone())?;
+            self.epoch_scalars(row)?;
         }
         if let Ok(mut meta) = self.run.read_meta() {
             meta.epochs_completed = state.epochs_done;

@@ -300,8 +300,6 @@ impl Session<'_> {
         let loss_fn = CrossEntropyLossConfig::new().init(device);
         let base_lr = plan.optimizer.learning_rate();
         let schedule = plan.callbacks.lr_schedule.as_ref();
-        let cp = &plan.callbacks.checkpoint;
-        let has_val = self.data.validation.is_some();
         let batches_per_epoch = {
             let n = self.data.train.len().div_ceil(train.batch_size);
             Some(train.steps_per_epoch.map_or(n, |s| s.min(n)))
@@ -420,7 +418,7 @@ impl Session<'_> {
             state.epochs_done = epoch + 1;
 
             // ---- checkpoint first, then the logs that point at it
-            self.save_epoch(&model, &optim, &state, improved, has_val || !cp.monitor.starts_with("val_"))?;
+            self.save_epoch(&model, &optim, &state, improved)?;
             progress.end_epoch(train.epochs, &row);
             events.on_epoch_end(&state)?;
 
@@ -473,7 +471,6 @@ impl Session<'_> {
         optim: &Optim<B>,
         state: &TrainState,
         improved: bool,
-        monitor_available: bool,
     ) -> Result<(), TrainError> {
         let cp = &self.plan.callbacks.checkpoint;
         let done = state.epochs_done;
@@ -483,7 +480,7 @@ impl Session<'_> {
             .as_ref()
             .filter(|_| self.plan.callbacks.early_stopping.as_ref().is_some_and(|s| s.restore_best_weights))
             .and_then(|es| es.best_epoch);
-        let needed = cp.save_last || !cp.save_best_only || (improved && monitor_available) || restore_epoch == Some(done - 1);
+        let needed = cp.save_last || !cp.save_best_only || improved || restore_epoch == Some(done - 1);
         if !needed {
             return Ok(());
         }
@@ -493,7 +490,7 @@ impl Session<'_> {
             ck.save_resume_state(done, &bytes, state)?;
             ck.link(LAST, done)?;
         }
-        if improved && monitor_available {
+        if improved {
             ck.link(BEST, done)?;
         }
         if let Some(e) = restore_epoch {
