@@ -3,6 +3,10 @@
 //! Data flows one way: file -> `*Spec` ([`config`]) -> `*Plan` ([`plan`],
 //! shapes from [`shape`]) -> model, data and trainer -> run folder.
 
+// Config errors carry the source text and span they point at, so they are
+// large; they are built once, on the way out, never in a hot loop.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -528,7 +528,7 @@ fn check_augment(ck: &mut Checker, a: &AugmentSpec) -> AugmentPlan {
     }
     ck.range("augment.cval", a.cval, 0.0, 255.0, false);
     if let Some(n) = &a.normalize {
-        if n.std.iter().any(|s| !(*s > 0.0)) {
+        if n.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
             ck.fail("augment.normalize.std", "every std must be greater than 0", None);
         }
     }
@@ -674,7 +674,7 @@ fn check_sweep(ck: &mut Checker, s: &SweepSpec, metrics: &[String], has_validati
     for (key, dist) in &s.random {
         let path = KeyPath::parse("sweep.random").key(key);
         match dist {
-            DistributionSpec::Uniform(RangeSpec { low, high }) if !(low < high) => {
+            DistributionSpec::Uniform(RangeSpec { low, high }) if low.is_nan() || high.is_nan() || low >= high => {
                 ck.fail_at(path, format!("uniform needs low < high, found {low} and {high}"), None)
             }
             DistributionSpec::LogUniform(RangeSpec { low, high }) if !(*low > 0.0 && low < high) => {
@@ -792,18 +792,16 @@ fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
                     ok = false;
                 }
             },
-            LayerSpec::Dense(DenseSpec { units, .. }) => {
-                if *units == 0 {
-                    ck.fail_at(at("units"), format!("{what} needs at least 1 unit"), None);
-                    ok = false;
-                }
+            LayerSpec::Dense(DenseSpec { units: 0, .. }) => {
+                ck.fail_at(at("units"), format!("{what} needs at least 1 unit"), None);
+                ok = false;
             }
             LayerSpec::BatchNorm(BatchNormSpec { momentum, epsilon, .. }) => {
                 if !(0.0..1.0).contains(momentum) {
                     ck.fail_at(at("momentum"), format!("{what}: momentum {momentum} must be in [0, 1)"), None);
                     ok = false;
                 }
-                if !(*epsilon > 0.0) {
+                if epsilon.is_nan() || *epsilon <= 0.0 {
                     ck.fail_at(at("epsilon"), format!("{what}: epsilon must be greater than 0"), None);
                     ok = false;
                 }

@@ -313,7 +313,7 @@ impl RunEvents<'_> {
 impl EpochEvents for RunEvents<'_> {
     fn on_batch(&mut self, global_step: u64, loss: f64, accuracy: f64) -> std::result::Result<(), TrainError> {
         let every = self.plan.callbacks.tensorboard.batch_every as u64;
-        if every == 0 || global_step % every != 0 {
+        if every == 0 || !global_step.is_multiple_of(every) {
             return Ok(());
         }
         if let Some(tb) = self.tb.as_mut() {

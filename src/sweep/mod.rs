@@ -196,9 +196,9 @@ pub fn check_axes(sweep_file: &Path, spec: &SweepSpec) -> Result<(), TrialError>
         .iter()
         .chain(&spec.zip)
         .filter_map(|(k, v)| v.first().map(|v| (k.clone(), v.clone())))
-        .chain(spec.random.iter().filter_map(|(k, d)| {
+        .chain(spec.random.iter().map(|(k, d)| {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-            Some((k.clone(), sample(d, &mut rng)))
+            (k.clone(), sample(d, &mut rng))
         }));
     for (key, value) in firsts {
         let trial = Trial {
