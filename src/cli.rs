@@ -52,6 +52,17 @@ pub enum Command {
         #[command(flatten)]
         exp: ExperimentArgs,
     },
+    /// Report what the data source holds: classes, counts per split, image sizes, unreadable files.
+    Data {
+        #[command(flatten)]
+        exp: ExperimentArgs,
+        /// Also write a grid of augmented training samples with their labels to this PNG.
+        #[arg(long, value_name = "OUT.png")]
+        preview: Option<PathBuf>,
+        /// Only list the files; do not decode every image.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -64,6 +75,7 @@ pub fn main() -> ExitCode {
             show_config,
         } => commands::check::run(&files, &set, !no_env, show_config),
         Command::Summary { exp } => commands::check::summary(&exp),
+        Command::Data { exp, preview, quick } => commands::data::run(&exp, preview.as_deref(), quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

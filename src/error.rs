@@ -5,6 +5,7 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::config::ConfigError;
+use crate::data::DataError;
 use crate::device::DeviceError;
 use crate::plan::PlanErrors;
 
@@ -21,6 +22,12 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(code(runner::device))]
     Device(#[from] DeviceError),
+
+    /// Bad or missing data found before training (the loader's errors
+    /// during a run belong to the run's own failure).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Data(#[from] DataError),
 
     #[error("{0}")]
     #[diagnostic(code(runner::usage))]
@@ -43,7 +50,7 @@ impl Error {
     /// run itself failed.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Plan(_) | Error::Device(_) | Error::Usage(_) => 2,
+            Error::Config(_) | Error::Plan(_) | Error::Device(_) | Error::Data(_) | Error::Usage(_) => 2,
         }
     }
 }

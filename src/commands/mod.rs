@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod check;
+pub mod data;
 
 use crate::cli::ExperimentArgs;
 use crate::config::{self, LoadOptions, Loaded, Override};
