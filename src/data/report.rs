@@ -204,7 +204,8 @@ pub struct Inspection {
     pub sizes: BTreeMap<(u32, u32), usize>,
     /// Files that could not be decoded, with the reason.
     pub bad: Vec<(PathBuf, String)>,
-    pub checked: usize,
+    /// Image files decoded (in-memory sources are checked when read).
+    pub decoded: usize,
 }
 
 impl Inspection {
@@ -217,7 +218,6 @@ impl Inspection {
         for split in splits {
             if let Some(size) = split.native_size() {
                 *out.sizes.entry(size).or_insert(0) += split.len();
-                out.checked += split.len();
                 progress(done.fetch_add(split.len(), Ordering::Relaxed) + split.len(), total);
                 continue;
             }
@@ -232,7 +232,7 @@ impl Inspection {
                 })
                 .collect();
             for (path, r) in results {
-                out.checked += 1;
+                out.decoded += 1;
                 match r {
                     Ok(size) => *out.sizes.entry(size).or_insert(0) += 1,
                     Err(reason) => out.bad.push((path, reason)),
@@ -258,7 +258,9 @@ impl fmt::Display for Inspection {
             let rest: usize = sizes[6..].iter().map(|(_, n)| **n).sum();
             let _ = write!(line, ", {} other sizes ({})", sizes.len() - 6, thousands(rest));
         }
-        writeln!(f, "checked     {} images (each decoded once)", thousands(self.checked))?;
+        if self.decoded > 0 {
+            writeln!(f, "decoded     {} image files", thousands(self.decoded))?;
+        }
         writeln!(f, "sizes       {line}   (width x height as stored)")?;
         if self.bad.is_empty() {
             writeln!(f, "bad images  none")?;

@@ -1,6 +1,6 @@
-//! A built-in image set that needs no files: one filled shape per image on a
-//! coloured, graded, noisy background, with random colours, position, scale
-//! and rotation. Each sample is a pure function of (seed, split, index),
+//! A built-in image set that needs no files: one bright shape per image on a
+//! darker, graded, noisy background, with random colours, position, scale
+//! and rotation (up to 30 degrees). Each sample is a pure function of (seed, split, index),
 //! drawn at the model's size when asked for, so nothing is stored and the
 //! result cannot depend on threads or order.
 
@@ -13,6 +13,16 @@ use crate::plan::SYNTHETIC_MAX_CLASSES;
 pub const CLASS_NAMES: [&str; SYNTHETIC_MAX_CLASSES] = [
     "disk", "ring", "square", "frame", "triangle", "plus", "star", "bar", "crescent", "half_disk", "two_dots", "ell",
 ];
+
+/// Shapes are turned by up to this many degrees either way: enough to vary
+/// them, little enough that a small CNN learns the set in a few epochs.
+const MAX_ROTATION: f64 = 30.0;
+
+/// Background channels are drawn from [0, BACKGROUND_MAX), shape channels
+/// from [FOREGROUND_MIN, 255), with at least MIN_CONTRAST luma between them.
+const BACKGROUND_MAX: f64 = 100.0;
+const FOREGROUND_MIN: f64 = 140.0;
+const MIN_CONTRAST: f64 = 70.0;
 
 /// Which split a sample belongs to; part of its seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,17 +56,19 @@ impl Generator {
         let (h, w) = (self.height as f64, self.width as f64);
         let side = h.min(w);
 
-        let bg: [f64; 3] = std::array::from_fn(|_| rng.random_range(0.0..255.0));
-        let mut fg: [f64; 3] = std::array::from_fn(|_| rng.random_range(0.0..255.0));
-        // Keep the shape visible (also in gray): at least this much luma contrast.
+        // Bright shapes on darker backgrounds, both in random colours. (Random
+        // polarity and full-range backgrounds made the set far slower to learn.)
+        let bg: [f64; 3] = std::array::from_fn(|_| rng.random_range(0.0..BACKGROUND_MAX));
+        let mut fg: [f64; 3] = std::array::from_fn(|_| rng.random_range(FOREGROUND_MIN..255.0));
+        // Keep the shape visible, also in gray: at least this much luma contrast.
         for _ in 0..32 {
-            if (luma(&fg) - luma(&bg)).abs() >= 70.0 {
+            if luma(&fg) - luma(&bg) >= MIN_CONTRAST {
                 break;
             }
-            fg = std::array::from_fn(|_| rng.random_range(0.0..255.0));
+            fg = std::array::from_fn(|_| rng.random_range(FOREGROUND_MIN..255.0));
         }
-        if (luma(&fg) - luma(&bg)).abs() < 70.0 {
-            fg = if luma(&bg) > 127.0 { [20.0; 3] } else { [235.0; 3] };
+        if luma(&fg) - luma(&bg) < MIN_CONTRAST {
+            fg = [255.0; 3];
         }
         let grad_angle: f64 = rng.random_range(0.0..std::f64::consts::TAU);
         let grad_amp: f64 = rng.random_range(0.0..40.0);
@@ -64,7 +76,7 @@ impl Generator {
         let margin = radius * 0.8;
         let cx = if w > 2.0 * margin { rng.random_range(margin..w - margin) } else { w / 2.0 };
         let cy = if h > 2.0 * margin { rng.random_range(margin..h - margin) } else { h / 2.0 };
-        let (sin, cos) = rng.random_range(0.0..std::f64::consts::TAU).sin_cos();
+        let (sin, cos) = rng.random_range(-MAX_ROTATION..MAX_ROTATION).to_radians().sin_cos();
         let (gs, gc) = grad_angle.sin_cos();
 
         let c = self.channels;
@@ -160,7 +172,7 @@ fn star(u: f64, v: f64) -> bool {
     // Edge from the spike tip (1, 0) to the inner corner.
     let (ix, iy) = (0.45 * (sector / 2.0).cos(), 0.45 * (sector / 2.0).sin());
     let cross = (ix - 1.0) * py - iy * (px - 1.0);
-    cross <= 0.0
+    cross >= 0.0
 }
 
 #[cfg(test)]
@@ -214,6 +226,18 @@ mod tests {
                 let differ = ma.iter().zip(mb).filter(|(x, y)| x != y).count();
                 assert!(differ > n * n / 20, "{} and {} look alike", CLASS_NAMES[a], CLASS_NAMES[b]);
             }
+        }
+    }
+
+    #[test]
+    fn the_star_has_its_spikes_and_a_solid_centre() {
+        use std::f64::consts::TAU;
+        assert!(star(0.0, 0.0));
+        for k in 0..5 {
+            let tip = k as f64 * TAU / 5.0;
+            assert!(star(0.9 * tip.cos(), 0.9 * tip.sin()), "spike {k}");
+            let gap = tip + TAU / 10.0;
+            assert!(!star(0.9 * gap.cos(), 0.9 * gap.sin()), "between spikes {k}");
         }
     }
 
