@@ -166,7 +166,7 @@ fn star(u: f64, v: f64) -> bool {
         return false;
     }
     let sector = 2.0 * PI / 5.0;
-    let a = v.atan2(u).rem_euclid(sector) - sector / 2.0;
+    let a = (v.atan2(u) + sector / 2.0).rem_euclid(sector) - sector / 2.0;
     // Point in the sector's frame, folded onto one side of the spike's axis.
     let (px, py) = (rho * a.cos(), rho * a.sin().abs());
     // Edge from the spike tip (1, 0) to the inner corner.
