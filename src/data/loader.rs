@@ -156,7 +156,7 @@ pub(super) fn start(split: Split, opts: BatchOptions) -> Batches {
 
 /// Decode, augment and standardize the items at `positions` in parallel.
 /// `Ok(None)` when every item was skipped as a bad image.
-fn make_batch(split: &Split, positions: &[usize], opts: &BatchOptions) -> Result<Option<Batch>, DataError> {
+pub(super) fn make_batch(split: &Split, positions: &[usize], opts: &BatchOptions) -> Result<Option<Batch>, DataError> {
     let [h, w, c] = split.input_shape();
     let per = h * w * c;
     let mut images = vec![0.0f32; positions.len() * per];

@@ -10,6 +10,7 @@
 
 pub mod augment;
 pub mod decode;
+pub mod fixtures;
 pub mod food101;
 pub mod idx;
 pub mod image_folder;
@@ -18,6 +19,8 @@ pub mod preview;
 pub mod report;
 pub mod split;
 pub mod synthetic;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
