@@ -1,5 +1,7 @@
 //! `runner data`: what the experiment's data source holds, checked by
 //! decoding every image once, and optionally a preview of augmented samples.
+//! Unreadable images are listed; with `on_bad_image = "fail"` (the default)
+//! they also make the command fail (exit 2), as they would fail a run.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -7,7 +9,8 @@ use std::path::Path;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::ExperimentArgs;
-use crate::data::{preview, Dataset, Inspection};
+use crate::config::spec::BadImagePolicy;
+use crate::data::{preview, DataError, Dataset, Inspection};
 use crate::error::Result;
 
 /// Samples in a preview grid.
@@ -23,6 +26,16 @@ pub fn run(exp: &ExperimentArgs, preview_path: Option<&Path>, quick: bool) -> Re
         bar.finish_and_clear();
         println!();
         print!("{inspection}");
+        if let Some((first, reason)) = inspection.bad.first() {
+            if dataset.train.bad_image_policy() == BadImagePolicy::Fail {
+                return Err(DataError::BadImages {
+                    count: inspection.bad.len(),
+                    first: first.clone(),
+                    reason: reason.clone(),
+                }
+                .into());
+            }
+        }
     }
     if let Some(path) = preview_path {
         preview::write(&dataset, plan.seed, PREVIEW_SAMPLES, path)?;

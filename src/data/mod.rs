@@ -122,6 +122,10 @@ pub enum DataError {
     #[diagnostic(code(runner::data::bad_image), help("remove or replace the file, or set `data.on_bad_image = \"skip\"` to leave such files out"))]
     BadImage { path: PathBuf, reason: String },
 
+    #[error("{count} image(s) cannot be decoded; the first is {}: {reason}", first.display())]
+    #[diagnostic(code(runner::data::bad_image), help("remove or replace the files, or set `data.on_bad_image = \"skip\"` to leave them out"))]
+    BadImages { count: usize, first: PathBuf, reason: String },
+
     #[error("cannot write {}: {reason}", path.display())]
     #[diagnostic(code(runner::data::write))]
     Write { path: PathBuf, reason: String },
@@ -368,6 +372,11 @@ impl Split {
         let f = self.frame(index, seed, epoch, augment)?;
         self.inner.pipeline.standardize.write_chw(&f, out);
         Ok(())
+    }
+
+    /// What happens to an image that cannot be decoded.
+    pub fn bad_image_policy(&self) -> BadImagePolicy {
+        self.inner.pipeline.on_bad_image
     }
 
     fn skip_policy(&self) -> BadImagePolicy {

@@ -1,0 +1,3 @@
+//! Integration tests: the real `runner` binary, one module per command area.
+
+mod data;
