@@ -52,6 +52,30 @@ pub enum Command {
         #[command(flatten)]
         exp: ExperimentArgs,
     },
+    /// Train an experiment into a new run folder (or resume one).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "resume", "trial"])))]
+    Run {
+        /// The experiment file (TOML).
+        file: Option<PathBuf>,
+        /// Continue an interrupted run in its folder.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["file", "set"])]
+        resume: Option<PathBuf>,
+        /// Run one sweep trial in its folder (starts it, or resumes it from its checkpoint).
+        #[arg(long, value_name = "TRIAL_DIR", hide = true, conflicts_with_all = ["file", "set"])]
+        trial: Option<PathBuf>,
+        /// Override a config key, e.g. `--set optimizer.learning_rate=3e-4`. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Ignore `RUNNER_*` environment variables.
+        #[arg(long)]
+        no_env: bool,
+        /// cpu, cuda or cuda:N (overrides runtime.device).
+        #[arg(long)]
+        device: Option<String>,
+        /// Where to create the run folder (overrides runtime.runs_dir).
+        #[arg(long, value_name = "DIR")]
+        runs_dir: Option<PathBuf>,
+    },
     /// Report what the data source holds: classes, counts per split, image sizes, unreadable files.
     Data {
         #[command(flatten)]
@@ -75,6 +99,23 @@ pub fn main() -> ExitCode {
             show_config,
         } => commands::check::run(&files, &set, !no_env, show_config),
         Command::Summary { exp } => commands::check::summary(&exp),
+        Command::Run {
+            file,
+            resume,
+            trial,
+            set,
+            no_env,
+            device,
+            runs_dir,
+        } => {
+            let target = match (file, resume, trial) {
+                (_, Some(dir), _) => commands::run::RunTarget::Resume(dir),
+                (_, _, Some(dir)) => commands::run::RunTarget::Trial(dir),
+                (Some(file), _, _) => commands::run::RunTarget::New(ExperimentArgs { file, set, no_env }),
+                (None, None, None) => unreachable!("clap requires one of FILE, --resume, --trial"),
+            };
+            commands::run::run(target, &commands::run::RunOptions { device, runs_dir })
+        }
         Command::Data { exp, preview, quick } => commands::data::run(&exp, preview.as_deref(), quick),
     };
     match result {

@@ -8,6 +8,9 @@ use crate::config::ConfigError;
 use crate::data::DataError;
 use crate::device::DeviceError;
 use crate::plan::PlanErrors;
+use crate::report::ReportError;
+use crate::rundir::RunDirError;
+use crate::train::TrainError;
 
 #[derive(Debug, Error, Diagnostic)]
 pub enum Error {
@@ -32,6 +35,26 @@ pub enum Error {
     #[error("{0}")]
     #[diagnostic(code(runner::usage))]
     Usage(String),
+
+    #[error(transparent)]
+    #[diagnostic(code(runner::train))]
+    Train(TrainError),
+
+    #[error(transparent)]
+    #[diagnostic(code(runner::output))]
+    RunDir(#[from] RunDirError),
+
+    #[error(transparent)]
+    #[diagnostic(code(runner::report))]
+    Report(#[from] ReportError),
+
+    #[error("run failed: {0}")]
+    #[diagnostic(code(runner::failed))]
+    RunFailed(String),
+
+    #[error("{0}")]
+    #[diagnostic(code(runner::interrupted))]
+    Interrupted(String),
 }
 
 impl From<PlanErrors> for Error {
@@ -50,7 +73,10 @@ impl Error {
     /// run itself failed.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Plan(_) | Error::Device(_) | Error::Data(_) | Error::Usage(_) => 2,
+            Error::Config(_) | Error::Plan(_) | Error::Device(_) | Error::Usage(_) | Error::Data(_) => 2,
+            Error::Train(_) | Error::RunDir(_) | Error::Report(_) | Error::RunFailed(_) => 1,
+            // The shell's convention for a run stopped by Ctrl-C.
+            Error::Interrupted(_) => 130,
         }
     }
 }

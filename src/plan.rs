@@ -349,7 +349,14 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
         let val: Vec<String> = metrics.iter().map(|m| format!("val_{m}")).collect();
         metrics.extend(val);
     }
-    check_callbacks(&mut ck, &spec.callbacks, &metrics, has_validation, t.epochs);
+    // The checkpoint callback is always on; when its monitor was left at the
+    // default and there is no validation data, it watches the training loss.
+    let mut callbacks = spec.callbacks.clone();
+    let monitor_path = KeyPath::parse("callbacks.checkpoint.monitor");
+    if !has_validation && loaded.sources.origin(&monitor_path) == crate::config::provenance::Origin::Default {
+        callbacks.checkpoint.monitor = "loss".into();
+    }
+    check_callbacks(&mut ck, &callbacks, &metrics, has_validation, t.epochs);
     if let Some(sweep) = &spec.sweep {
         check_sweep(&mut ck, sweep, &metrics, has_validation);
     }
@@ -367,11 +374,12 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
             model,
             optimizer: spec.optimizer.clone(),
             train: spec.train.clone(),
-            callbacks: spec.callbacks.clone(),
+            callbacks: callbacks.clone(),
             sweep: spec.sweep.clone(),
             metrics,
             spec: ExperimentSpec {
                 data,
+                callbacks,
                 ..spec.clone()
             },
         }),

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod data;
+pub mod run;
 
 use crate::cli::ExperimentArgs;
 use crate::config::{self, LoadOptions, Loaded, Override};

@@ -315,8 +315,10 @@ pub fn find_span(text: &str, path: &KeyPath, of: SpanOf) -> Option<Range<usize>>
     Some(match of {
         SpanOf::Key => k.span(),
         SpanOf::Value => match v.get_ref() {
-            // A table's value span may cover its whole body; the key is more useful.
+            // A table's or a multi-line array's span covers its whole body;
+            // the key is more useful.
             DeValue::Table(_) => k.span(),
+            DeValue::Array(_) if text.get(v.span()).is_some_and(|t| t.contains('\n')) => k.span(),
             _ => v.span(),
         },
     })

@@ -264,9 +264,10 @@ fn env_provider() -> Result<(Env, Vec<(String, String)>), ConfigError> {
         }
         used.push((name, key));
     }
-    let env = Env::prefixed(ENV_PREFIX)
-        .split("__")
-        .filter(|k| k.as_str().contains('.') && TOP_LEVEL_KEYS.contains(&k.as_str().split('.').next().unwrap_or("")));
+    let env = Env::prefixed(ENV_PREFIX).split("__").filter(|k| {
+        let k = k.as_str().to_ascii_lowercase();
+        k.contains('.') && TOP_LEVEL_KEYS.contains(&k.split('.').next().unwrap_or(""))
+    });
     Ok((env, used))
 }
 

@@ -3,14 +3,9 @@
 
 use std::path::Path;
 
-use assert_cmd::Command;
 use runner::data::fixtures;
 
-fn runner() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runner"));
-    cmd.env("NO_COLOR", "1");
-    cmd
-}
+use crate::common::{runner, stderr, stdout};
 
 /// An experiment file using `data` (a `[data]` body) for a model of
 /// `classes` outputs on `input` images.
@@ -44,14 +39,6 @@ monitor = "loss"
 /// whatever TMPDIR says), so wrapped error messages snapshot the same.
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("runner-").tempdir_in("/tmp").expect("tempdir in /tmp")
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Replace the temporary folder in `text` by `[TMP]`.

@@ -1,0 +1,402 @@
+//! `runner run`: train an experiment into a new run folder, resume one, or
+//! run one sweep trial in its own folder.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::cli::ExperimentArgs;
+use crate::config::{self, Loaded};
+use crate::data::Dataset;
+use crate::device::{self, Device, DeviceRequest};
+use crate::error::{Error, Result};
+use crate::logging::csv::{self as metrics_csv, EpochRow};
+use crate::logging::tensorboard::{self as tb, Stream, TensorboardLog};
+use crate::plan::{self, ExperimentPlan};
+use crate::report;
+use crate::rundir::{self, Meta, RunDir, Status};
+use crate::signals::Signals;
+use crate::train::checkpoint::{Checkpoints, LAST};
+use crate::train::progress::Progress;
+use crate::train::{self, EpochEvents, Ending, Session, TrainError, TrainState};
+
+/// What `runner run` was asked to do.
+pub enum RunTarget {
+    /// A new run of an experiment file.
+    New(ExperimentArgs),
+    /// Continue an interrupted run in its folder.
+    Resume(PathBuf),
+    /// A sweep trial: start it, or resume it if it has a checkpoint.
+    Trial(PathBuf),
+}
+
+pub struct RunOptions {
+    pub device: Option<String>,
+    pub runs_dir: Option<PathBuf>,
+}
+
+/// Name of a trial's config inside its folder.
+pub const TRIAL_CONFIG: &str = "trial.toml";
+
+pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
+    let Some((loaded, mut plan, run, resume)) = prepare(target, opts)? else {
+        return Ok(());
+    };
+    if let Some(d) = &opts.device {
+        plan.device = d.parse::<DeviceRequest>().map_err(Error::Usage)?;
+    }
+    let device = device::resolve(plan.device)?;
+    let threads = device::cpu_threads(plan.threads);
+    // Only the first call in a process can size the global pool.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+
+    let data = Dataset::open(&plan).map_err(Error::Data)?;
+    print_dataset(&data);
+    if data.classes.len() != plan.model.num_classes {
+        return Err(Error::Usage(format!(
+            "the data has {} classes but the model ends in {} outputs; set the last dense layer's `units` to {}",
+            data.classes.len(),
+            plan.model.num_classes,
+            data.classes.len()
+        )));
+    }
+
+    if !resume {
+        write_inputs(&run, &loaded, &plan)?;
+    }
+    let mut meta = match (resume, run.read_meta()) {
+        (true, Ok(mut m)) => {
+            m.resumes += 1;
+            m.status = Status::Running;
+            m.end_time = None;
+            m.message = None;
+            m.pid = std::process::id();
+            m.backend = device.backend_name().into();
+            m.device = device.to_string();
+            m
+        }
+        _ => new_meta(&plan, &data, device, threads),
+    };
+    run.write_meta(&meta)?;
+    println!("Run folder: {}", run.root().display());
+
+    let signals = Signals::install();
+    let outcome = match device {
+        Device::Cpu => execute::<Autodiff<Flex>>(&plan, &data, &run, &signals, resume, &Default::default()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(i) => execute::<Autodiff<burn::backend::Cuda>>(
+            &plan,
+            &data,
+            &run,
+            &signals,
+            resume,
+            &burn::backend::cuda::CudaDevice::new(i),
+        ),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => unreachable!("device::resolve refuses cuda without the feature"),
+    };
+    finish(&run, &mut meta, outcome)
+}
+
+/// Result of training plus evaluation.
+struct Outcome {
+    state: TrainState,
+    ending: Ending,
+    test_accuracy: Option<f64>,
+}
+
+fn finish(run: &RunDir, meta: &mut Meta, outcome: std::result::Result<Outcome, Error>) -> Result<()> {
+    meta.end_time = Some(rundir::now_rfc3339());
+    let result = match outcome {
+        Ok(o) => {
+            meta.epochs_completed = o.state.epochs_done;
+            meta.best_epoch = o.state.checkpoint.best_epoch;
+            meta.best_value = o.state.checkpoint.best;
+            meta.test_accuracy = o.test_accuracy;
+            match o.ending {
+                Ending::Completed => {
+                    meta.status = Status::Completed;
+                    Ok(())
+                }
+                Ending::EarlyStopped { epoch, restored } => {
+                    meta.status = Status::Completed;
+                    meta.message = Some(match restored {
+                        Some(b) => format!("early stopping after epoch {}; restored the weights of epoch {}", epoch + 1, b + 1),
+                        None => format!("early stopping after epoch {}", epoch + 1),
+                    });
+                    Ok(())
+                }
+                Ending::Interrupted { reason } => {
+                    meta.status = Status::Stopped;
+                    let msg = format!(
+                        "stopped by {reason} after {} epoch(s); continue with `runner run --resume {}`",
+                        o.state.epochs_done,
+                        run.root().display()
+                    );
+                    meta.message = Some(msg.clone());
+                    Err(Error::Interrupted(msg))
+                }
+                Ending::Diverged { epoch, batch, loss } => {
+                    meta.status = Status::Failed;
+                    let msg = format!(
+                        "the loss became {loss} at batch {batch} of epoch {} (terminate_on_nan); try a lower learning rate",
+                        epoch + 1
+                    );
+                    meta.message = Some(msg.clone());
+                    Err(Error::RunFailed(msg))
+                }
+            }
+        }
+        Err(e) => {
+            meta.status = Status::Failed;
+            meta.message = Some(e.to_string());
+            Err(e)
+        }
+    };
+    run.write_meta(meta)?;
+    if let Some(m) = &meta.message {
+        println!("{m}");
+    }
+    println!("Status: {}", meta.status.as_str());
+    result
+}
+
+/// Read the config and pick the run folder for each kind of target.
+/// `None` when there is nothing to do (a trial that already completed).
+fn prepare(target: RunTarget, opts: &RunOptions) -> Result<Option<(Loaded, ExperimentPlan, RunDir, bool)>> {
+    match target {
+        RunTarget::New(exp) => {
+            let (loaded, mut plan) = super::load_plan(&exp)?;
+            if let Some(d) = &opts.runs_dir {
+                plan.runs_dir = d.clone();
+            }
+            let run = RunDir::allocate(&plan.runs_dir, &plan.name)?;
+            Ok(Some((loaded, plan, run, false)))
+        }
+        RunTarget::Resume(dir) => {
+            let run = RunDir::open(&dir)?;
+            let meta = run.read_meta()?;
+            if meta.status == Status::Completed {
+                return Err(Error::Usage(format!("{} already completed; nothing to resume", dir.display())));
+            }
+            let (loaded, plan) = load_exact(&run.resolved_config())?;
+            if Checkpoints::new(run.checkpoints()).linked_epoch(LAST).is_none() {
+                return Err(Error::Usage(format!(
+                    "{} has no checkpoint to resume from (it stopped before finishing its first epoch); start it again with `runner run`",
+                    dir.display()
+                )));
+            }
+            Ok(Some((loaded, plan, run, true)))
+        }
+        RunTarget::Trial(dir) => {
+            let run = RunDir::at(&dir)?;
+            if let Ok(meta) = run.read_meta() {
+                if meta.status == Status::Completed {
+                    println!("{} already completed", dir.display());
+                    return Ok(None);
+                }
+            }
+            let (loaded, plan) = load_exact(&dir.join(TRIAL_CONFIG))?;
+            let resume = Checkpoints::new(run.checkpoints()).linked_epoch(LAST).is_some();
+            Ok(Some((loaded, plan, run, resume)))
+        }
+    }
+}
+
+fn load_exact(path: &Path) -> Result<(Loaded, ExperimentPlan)> {
+    let loaded = config::load_exact(path)?;
+    let plan = plan::plan(&loaded)?;
+    Ok((loaded, plan))
+}
+
+/// What was found, per class and split, before training starts.
+fn print_dataset(data: &Dataset) {
+    print!("{}", data.report());
+    println!();
+}
+
+/// The original file(s), the resolved config and the overrides.
+fn write_inputs(run: &RunDir, loaded: &Loaded, plan: &ExperimentPlan) -> Result<()> {
+    for f in &loaded.sources.files {
+        let name = f.path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "experiment.toml".into());
+        run.write(&run.source_dir().join(name), f.text.as_bytes())?;
+    }
+    run.write(&run.resolved_config(), config::to_toml(&plan.spec).as_bytes())?;
+    let overrides = serde_json::json!({
+        "set": loaded.sources.overrides.iter().map(|o| o.raw.clone()).collect::<Vec<_>>(),
+        "env": loaded.sources.env.iter().map(|(var, key)| serde_json::json!({"variable": var, "key": key})).collect::<Vec<_>>(),
+        "extends": loaded.sources.files.iter().skip(1).map(|f| f.path.display().to_string()).collect::<Vec<_>>(),
+    });
+    run.write(&run.overrides(), serde_json::to_string_pretty(&overrides).unwrap_or_default().as_bytes())?;
+    Ok(())
+}
+
+fn new_meta(plan: &ExperimentPlan, data: &Dataset, device: Device, threads: usize) -> Meta {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    Meta {
+        experiment: plan.name.clone(),
+        runner_version: env!("CARGO_PKG_VERSION").into(),
+        git: rundir::git_info(&cwd),
+        backend: device.backend_name().into(),
+        device: device.to_string(),
+        threads,
+        seed: plan.seed,
+        dataset: serde_json::to_value(data.fingerprint()).unwrap_or_default(),
+        command: std::env::args().collect(),
+        cwd,
+        hostname: rundir::hostname(),
+        pid: std::process::id(),
+        start_time: rundir::now_rfc3339(),
+        end_time: None,
+        status: Status::Running,
+        message: None,
+        epochs_completed: 0,
+        best_epoch: None,
+        best_value: None,
+        test_accuracy: None,
+        resumes: 0,
+    }
+}
+
+/// Per-epoch outputs: metrics.csv, TensorBoard scalars and meta.json progress.
+struct RunEvents<'a> {
+    run: &'a RunDir,
+    plan: &'a ExperimentPlan,
+    has_validation: bool,
+    tb: Option<TensorboardLog>,
+}
+
+impl RunEvents<'_> {
+    fn tb_err(e: crate::logging::LogError) -> TrainError {
+        TrainError::Output {
+            what: "TensorBoard events".into(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Keras's tags: `train/` and `validation/` runs, step = epoch from 0.
+    fn epoch_scalars(&mut self, row: &EpochRow) -> std::result::Result<(), TrainError> {
+        let Some(tb) = self.tb.as_mut() else { return Ok(()) };
+        let step = row.epoch as i64;
+        let k = self.plan.train.top_k;
+        let mut put = |stream, tag: &str, v: Option<f64>| match v {
+            Some(v) => tb.scalar(stream, tag, step, v),
+            None => Ok(()),
+        };
+        put(Stream::Train, tb::EPOCH_LOSS, Some(row.train_loss)).map_err(Self::tb_err)?;
+        put(Stream::Train, tb::EPOCH_ACCURACY, Some(row.train_accuracy)).map_err(Self::tb_err)?;
+        put(Stream::Train, tb::EPOCH_LEARNING_RATE, Some(row.lr)).map_err(Self::tb_err)?;
+        put(Stream::Validation, tb::EPOCH_LOSS, row.val_loss).map_err(Self::tb_err)?;
+        put(Stream::Validation, tb::EPOCH_ACCURACY, row.val_accuracy).map_err(Self::tb_err)?;
+        if let Some(k) = k {
+            let tag = format!("epoch_top{k}_accuracy");
+            put(Stream::Train, &tag, row.train_top_k_accuracy).map_err(Self::tb_err)?;
+            put(Stream::Validation, &tag, row.val_top_k_accuracy).map_err(Self::tb_err)?;
+        }
+        tb.flush().map_err(Self::tb_err)
+    }
+}
+
+impl EpochEvents for RunEvents<'_> {
+    fn on_batch(&mut self, global_step: u64, loss: f64, accuracy: f64) -> std::result::Result<(), TrainError> {
+        let every = self.plan.callbacks.tensorboard.batch_every as u64;
+        if every == 0 || global_step % every != 0 {
+            return Ok(());
+        }
+        if let Some(tb) = self.tb.as_mut() {
+            let step = global_step as i64;
+            tb.scalar(Stream::Train, tb::BATCH_LOSS, step, loss).map_err(Self::tb_err)?;
+            tb.scalar(Stream::Train, tb::BATCH_ACCURACY, step, accuracy).map_err(Self::tb_err)?;
+        }
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, state: &TrainState) -> std::result::Result<(), TrainError> {
+        metrics_csv::write(&self.run.metrics_csv(), &state.history, self.plan.train.top_k, self.has_validation).map_err(|e| {
+            TrainError::Output {
+                what: "metrics.csv".into(),
+                message: e.to_string(),
+            }
+        })?;
+        if let Some(row) = state.history.last() {
+            self.epoch_scalars(&row.clone())?;
+        }
+        if let Ok(mut meta) = self.run.read_meta() {
+            meta.epochs_completed = state.epochs_done;
+            meta.best_epoch = state.checkpoint.best_epoch;
+            meta.best_value = state.checkpoint.best;
+            let _ = self.run.write_meta(&meta);
+        }
+        Ok(())
+    }
+}
+
+fn execute<B: AutodiffBackend>(
+    plan: &ExperimentPlan,
+    data: &Dataset,
+    run: &RunDir,
+    signals: &Signals,
+    resume: bool,
+    device: &B::Device,
+) -> std::result::Result<Outcome, Error> {
+    let session = Session {
+        plan,
+        data,
+        checkpoints: Checkpoints::new(run.checkpoints()),
+        signals,
+        resume,
+    };
+    let tb = if plan.callbacks.tensorboard.enabled {
+        let mut log = TensorboardLog::open(run.root()).map_err(|e| Error::RunFailed(e.to_string()))?;
+        if !resume {
+            let config = format!("```toml\n{}\n```", config::to_toml(&plan.spec));
+            log.text(Stream::Train, "config", 0, &config).map_err(|e| Error::RunFailed(e.to_string()))?;
+        }
+        Some(log)
+    } else {
+        None
+    };
+    let mut events = RunEvents {
+        run,
+        plan,
+        has_validation: data.validation.is_some(),
+        tb,
+    };
+    let mut progress = Progress::new();
+    let fit = session.fit::<B>(device, &mut events, &mut progress).map_err(Error::Train)?;
+
+    let evaluate = matches!(fit.ending, Ending::Completed | Ending::EarlyStopped { .. });
+    let mut test_accuracy = None;
+    if evaluate {
+        let model = fit.model.valid();
+        let (split_name, split) = match (&data.test, &data.validation) {
+            (Some(t), _) => ("test", t),
+            (None, Some(v)) => ("validation", v),
+            (None, None) => ("train", &data.train),
+        };
+        let preds = train::predict(&model, split, plan.train.batch_size, device).map_err(Error::Train)?;
+        let evaluation = report::eval::Evaluation::compute(split_name, &data.classes, &preds);
+        print!("\n{}", evaluation.render_table());
+        let grid = report::prediction_grid(split, &preds, &data.classes, plan.seed)?;
+        let pictures = report::write(&run.report_dir(), &evaluation, &fit.state.history, grid)?;
+        if let Some(tb) = events.tb.as_mut() {
+            let step = fit.state.epochs_done.saturating_sub(1) as i64;
+            for p in &pictures {
+                tb.image_png(Stream::Validation, &format!("evaluation/{}", p.name), step, &p.png, p.width, p.height)
+                    .map_err(|e| Error::RunFailed(e.to_string()))?;
+            }
+            tb.text(Stream::Validation, "evaluation/report", step, &format!("```\n{}```", evaluation.render_table()))
+                .map_err(|e| Error::RunFailed(e.to_string()))?;
+            tb.flush().map_err(|e| Error::RunFailed(e.to_string()))?;
+        }
+        println!("Report: {}", run.report_dir().display());
+        test_accuracy = Some(evaluation.accuracy);
+    }
+    Ok(Outcome {
+        state: fit.state,
+        ending: fit.ending,
+        test_accuracy,
+    })
+}

@@ -1,0 +1,352 @@
+//! TensorBoard event files laid out as Keras's `TensorBoard` callback does:
+//! `train/` and `validation/` under the run folder, one event file per folder
+//! and per [`TensorboardLog::open`], tags [`EPOCH_LOSS`], [`EPOCH_ACCURACY`],
+//! [`EPOCH_LEARNING_RATE`] (train only) at step = epoch counted from 0, and
+//! optional [`BATCH_LOSS`], [`BATCH_ACCURACY`] in `train/` at a global batch step.
+//!
+//! A resumed run opens new event files in the same folders; TensorBoard merges
+//! all event files of a folder into one run.
+
+use std::fs;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use image::codecs::png::PngDecoder;
+use image::{ColorType, ImageDecoder};
+use protobuf::{Message, RepeatedField};
+use tensorboard_proto::plugin_text::TextPluginData;
+use tensorboard_proto::summary::{
+    Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Image, Summary_Value,
+};
+use tensorboard_proto::tensor::TensorProto;
+use tensorboard_proto::tensor_shape::TensorShapeProto;
+use tensorboard_proto::types::DataType;
+
+use super::event_file::EventFile;
+use super::LogError;
+
+pub const EPOCH_LOSS: &str = "epoch_loss";
+pub const EPOCH_ACCURACY: &str = "epoch_accuracy";
+pub const EPOCH_LEARNING_RATE: &str = "epoch_learning_rate";
+pub const BATCH_LOSS: &str = "batch_loss";
+pub const BATCH_ACCURACY: &str = "batch_accuracy";
+
+/// Which subfolder (TensorBoard run) a summary goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stream {
+    Train,
+    Validation,
+}
+
+impl Stream {
+    /// The subfolder's name, as Keras names it.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Stream::Train => "train",
+            Stream::Validation => "validation",
+        }
+    }
+}
+
+/// The event writers of one run folder. A stream's file is created on its
+/// first summary, so a run without validation has no `validation/` folder.
+pub struct TensorboardLog {
+    run_dir: PathBuf,
+    train: Option<EventFile>,
+    validation: Option<EventFile>,
+}
+
+impl TensorboardLog {
+    /// Open (or reopen after a resume: new event file, same folders) the
+    /// writers under `run_dir`, which is created if missing.
+    pub fn open(run_dir: &Path) -> Result<Self, LogError> {
+        fs::create_dir_all(run_dir).map_err(|source| LogError::CreateDir {
+            path: run_dir.to_path_buf(),
+            source,
+        })?;
+        Ok(TensorboardLog {
+            run_dir: run_dir.to_path_buf(),
+            train: None,
+            validation: None,
+        })
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    fn writer(&mut self, stream: Stream) -> Result<&mut EventFile, LogError> {
+        let slot = match stream {
+            Stream::Train => &mut self.train,
+            Stream::Validation => &mut self.validation,
+        };
+        let writer = match slot.take() {
+            Some(writer) => writer,
+            None => EventFile::create(&self.run_dir.join(stream.dir_name()))?,
+        };
+        Ok(slot.insert(writer))
+    }
+
+    /// One scalar; TensorBoard stores it as f32.
+    pub fn scalar(
+        &mut self,
+        stream: Stream,
+        tag: &str,
+        step: i64,
+        value: f64,
+    ) -> Result<(), LogError> {
+        let summary = tensorboard_rs::summary::scalar(tag, value as f32);
+        self.writer(stream)?.write_summary(summary, step)
+    }
+
+    /// A PNG (already encoded) as an image summary, e.g. tag
+    /// "evaluation/confusion_matrix". `width` and `height` must match the PNG.
+    pub fn image_png(
+        &mut self,
+        stream: Stream,
+        tag: &str,
+        step: i64,
+        png: &[u8],
+        width: u32,
+        height: u32,
+    ) -> Result<(), LogError> {
+        let colorspace = check_png(tag, png, width, height)?;
+        let mut image = Summary_Image::new();
+        image.set_width(to_i32(width));
+        image.set_height(to_i32(height));
+        image.set_colorspace(colorspace);
+        image.set_encoded_image_string(png.to_vec());
+        let mut value = Summary_Value::new();
+        value.set_tag(tag.to_string());
+        value.set_image(image);
+        self.writer(stream)?.write_summary(summary_of(value), step)
+    }
+
+    /// A Markdown text summary (text plugin), e.g. the resolved config under
+    /// tag "config".
+    pub fn text(
+        &mut self,
+        stream: Stream,
+        tag: &str,
+        step: i64,
+        markdown: &str,
+    ) -> Result<(), LogError> {
+        let mut tensor = TensorProto::new();
+        tensor.set_dtype(DataType::DT_STRING);
+        tensor.set_tensor_shape(TensorShapeProto::new()); // a scalar
+        tensor.set_string_val(RepeatedField::from_vec(vec![markdown.as_bytes().to_vec()]));
+        let mut value = Summary_Value::new();
+        value.set_tag(tag.to_string());
+        value.set_metadata(plugin_metadata(
+            "text",
+            &TextPluginData::new(),
+            &self.run_dir,
+        )?);
+        value.set_tensor(tensor);
+        self.writer(stream)?.write_summary(summary_of(value), step)
+    }
+
+    /// Write everything queued to disk before returning.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        for writer in [&mut self.train, &mut self.validation]
+            .into_iter()
+            .flatten()
+        {
+            writer.flush()?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn summary_of(value: Summary_Value) -> Summary {
+    let mut summary = Summary::new();
+    summary.set_value(RepeatedField::from_vec(vec![value]));
+    summary
+}
+
+/// Summary metadata naming a plugin, with `content` serialized as its data.
+pub(crate) fn plugin_metadata(
+    plugin: &str,
+    content: &dyn Message,
+    path: &Path,
+) -> Result<SummaryMetadata, LogError> {
+    let bytes = content
+        .write_to_bytes()
+        .map_err(|source| LogError::Encode {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let mut data = SummaryMetadata_PluginData::new();
+    data.set_plugin_name(plugin.to_string());
+    data.set_content(bytes);
+    let mut metadata = SummaryMetadata::new();
+    metadata.set_plugin_data(data);
+    Ok(metadata)
+}
+
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Check that `png` is a PNG of the given size; return TensorBoard's
+/// colorspace code (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA).
+fn check_png(tag: &str, png: &[u8], width: u32, height: u32) -> Result<i32, LogError> {
+    let decoder = PngDecoder::new(Cursor::new(png)).map_err(|e| LogError::InvalidPng {
+        tag: tag.to_string(),
+        reason: e.to_string(),
+    })?;
+    let (actual_width, actual_height) = decoder.dimensions();
+    if (actual_width, actual_height) != (width, height) {
+        return Err(LogError::PngSize {
+            tag: tag.to_string(),
+            width,
+            height,
+            actual_width,
+            actual_height,
+        });
+    }
+    Ok(match decoder.color_type() {
+        ColorType::L8 | ColorType::L16 => 1,
+        ColorType::La8 | ColorType::La16 => 2,
+        ColorType::Rgba8 | ColorType::Rgba16 | ColorType::Rgba32F => 4,
+        _ => 3,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logging::event_file::tests::read_events;
+
+    fn event_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn png(width: u32, height: u32, color: image::ExtendedColorType) -> Vec<u8> {
+        let channels = color.channel_count() as usize;
+        let pixels = vec![128u8; width as usize * height as usize * channels];
+        let mut out = Vec::new();
+        image::ImageEncoder::write_image(
+            image::codecs::png::PngEncoder::new(&mut out),
+            &pixels,
+            width,
+            height,
+            color,
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn streams_go_to_keras_subfolders_created_on_first_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TensorboardLog::open(dir.path()).unwrap();
+        log.scalar(Stream::Train, EPOCH_LOSS, 0, 0.5).unwrap();
+        log.flush().unwrap();
+        assert!(dir.path().join("train").is_dir());
+        assert!(!dir.path().join("validation").exists());
+        log.scalar(Stream::Validation, EPOCH_LOSS, 0, 0.7).unwrap();
+        log.flush().unwrap();
+        let files = event_files(&dir.path().join("validation"));
+        assert_eq!(files.len(), 1);
+        let events = read_events(&files[0]);
+        let value = &events[1].get_summary().get_value()[0];
+        assert_eq!(
+            (value.get_tag(), value.get_simple_value()),
+            (EPOCH_LOSS, 0.7f32)
+        );
+    }
+
+    #[test]
+    fn reopening_adds_a_file_and_keeps_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut log = TensorboardLog::open(dir.path()).unwrap();
+            log.scalar(Stream::Train, EPOCH_LOSS, 0, 1.0).unwrap();
+            log.flush().unwrap();
+        }
+        let mut log = TensorboardLog::open(dir.path()).unwrap();
+        log.scalar(Stream::Train, EPOCH_LOSS, 1, 0.5).unwrap();
+        log.flush().unwrap();
+        let files = event_files(&dir.path().join("train"));
+        assert_eq!(files.len(), 2);
+        let steps: Vec<i64> = files.iter().map(|f| read_events(f)[1].get_step()).collect();
+        assert_eq!(steps, [0, 1]);
+    }
+
+    #[test]
+    fn images_carry_size_and_colorspace() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TensorboardLog::open(dir.path()).unwrap();
+        let rgba = png(5, 3, image::ExtendedColorType::Rgba8);
+        log.image_png(Stream::Validation, "m", 2, &rgba, 5, 3)
+            .unwrap();
+        log.flush().unwrap();
+        let files = event_files(&dir.path().join("validation"));
+        let events = read_events(&files[0]);
+        let image = events[1].get_summary().get_value()[0].get_image();
+        assert_eq!(
+            (
+                image.get_width(),
+                image.get_height(),
+                image.get_colorspace()
+            ),
+            (5, 3, 4)
+        );
+        assert_eq!(image.get_encoded_image_string(), &rgba[..]);
+    }
+
+    #[test]
+    fn wrong_sizes_and_non_pngs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TensorboardLog::open(dir.path()).unwrap();
+        let grey = png(4, 2, image::ExtendedColorType::L8);
+        let err = log
+            .image_png(Stream::Train, "g", 0, &grey, 2, 4)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LogError::PngSize {
+                    actual_width: 4,
+                    actual_height: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = log
+            .image_png(Stream::Train, "g", 0, b"GIF89a", 1, 1)
+            .unwrap_err();
+        assert!(
+            matches!(err, LogError::InvalidPng { ref tag, .. } if tag == "g"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn text_is_a_string_tensor_for_the_text_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TensorboardLog::open(dir.path()).unwrap();
+        log.text(Stream::Train, "config", 0, "# hi\n`x = 1`")
+            .unwrap();
+        log.flush().unwrap();
+        let files = event_files(&dir.path().join("train"));
+        let events = read_events(&files[0]);
+        let value = &events[1].get_summary().get_value()[0];
+        assert_eq!(
+            value.get_metadata().get_plugin_data().get_plugin_name(),
+            "text"
+        );
+        assert_eq!(value.get_tensor().get_dtype(), DataType::DT_STRING);
+        assert_eq!(
+            value.get_tensor().get_string_val(),
+            [b"# hi\n`x = 1`".to_vec()]
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! Pictures, drawn with plotters into memory and encoded as PNG: training
+//! curves (what livelossplot showed), a confusion-matrix heat map, and grids
+//! of labelled images (test predictions, augmentation previews).
+
+use std::sync::Once;
+
+use image::{imageops, DynamicImage, ImageEncoder, RgbImage};
+use plotters::prelude::*;
+use plotters::style::{FontStyle, RGBColor};
+use thiserror::Error;
+
+use crate::logging::csv::EpochRow;
+
+#[derive(Debug, Error)]
+pub enum PlotError {
+    #[error("cannot draw {what}: {message}")]
+    Draw { what: &'static str, message: String },
+}
+
+fn draw_err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> PlotError {
+    move |e| PlotError::Draw {
+        what,
+        message: e.to_string(),
+    }
+}
+
+/// plotters draws text with a font we embed (DejaVu Sans), so pictures look
+/// the same on every machine and need no system fonts.
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold());
+    });
+}
+
+pub const GREEN: RGBColor = RGBColor(0, 140, 60);
+pub const RED: RGBColor = RGBColor(200, 30, 30);
+
+/// Encode an RGB buffer as PNG.
+pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>, PlotError> {
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
+        .map_err(draw_err("png"))?;
+    Ok(out)
+}
+
+/// Loss and accuracy for training and validation, one panel each.
+pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
+    register_font();
+    let (w, h) = (1200u32, 480u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err("curves"))?;
+        let panels = root.split_evenly((1, 2));
+        let epochs: Vec<f64> = history.iter().map(|r| (r.epoch + 1) as f64).collect();
+        let x_max = epochs.last().copied().unwrap_or(1.0).max(2.0);
+        type Pick = fn(&EpochRow) -> Option<f64>;
+        let specs: [(&str, Pick, Pick); 2] = [
+            ("Loss", |r| Some(r.train_loss), |r| r.val_loss),
+            ("Accuracy", |r| Some(r.train_accuracy), |r| r.val_accuracy),
+        ];
+        for (panel, (title, train, val)) in panels.iter().zip(specs) {
+            let series = |f: Pick| -> Vec<(f64, f64)> {
+                history
+                    .iter()
+                    .zip(&epochs)
+                    .filter_map(|(r, e)| f(r).filter(|v| v.is_finite()).map(|v| (*e, v)))
+                    .collect()
+            };
+            let tr = series(train);
+            let va = series(val);
+            let all: Vec<f64> = tr.iter().chain(&va).map(|p| p.1).collect();
+            let (mut lo, mut hi) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+            if !lo.is_finite() || !hi.is_finite() || lo > hi {
+                (lo, hi) = (0.0, 1.0);
+            }
+            let pad = ((hi - lo) * 0.08).max(1e-3);
+            let mut chart = ChartBuilder::on(panel)
+                .caption(title, ("sans-serif", 24))
+                .margin(16)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(1.0..x_max, (lo - pad)..(hi + pad))
+                .map_err(draw_err("curves"))?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .label_style(("sans-serif", 14))
+                .draw()
+                .map_err(draw_err("curves"))?;
+            let blue = RGBColor(31, 119, 180);
+            let orange = RGBColor(255, 127, 14);
+            chart
+                .draw_series(LineSeries::new(tr.clone(), blue.stroke_width(2)))
+                .map_err(draw_err("curves"))?
+                .label("training")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(2)));
+            chart
+                .draw_series(tr.iter().map(|p| Circle::new(*p, 3, blue.filled())))
+                .map_err(draw_err("curves"))?;
+            if !va.is_empty() {
+                chart
+                    .draw_series(LineSeries::new(va.clone(), orange.stroke_width(2)))
+                    .map_err(draw_err("curves"))?
+                    .label("validation")
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], orange.stroke_width(2)));
+                chart
+                    .draw_series(va.iter().map(|p| Circle::new(*p, 3, orange.filled())))
+                    .map_err(draw_err("curves"))?;
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 14))
+                .draw()
+                .map_err(draw_err("curves"))?;
+        }
+        root.present().map_err(draw_err("curves"))?;
+    }
+    RgbImage::from_raw(w, h, buf).ok_or(PlotError::Draw {
+        what: "curves",
+        message: "buffer size".into(),
+    })
+}
+
+/// A heat map of `confusion[true][predicted]` with the counts written in.
+pub fn confusion(names: &[String], confusion: &[Vec<usize>]) -> Result<RgbImage, PlotError> {
+    register_font();
+    let k = names.len().max(1);
+    let cell = (640 / k).clamp(24, 64) as i32;
+    let label_w = names.iter().map(|n| n.len()).max().unwrap_or(4).min(24) as i32 * 8 + 20;
+    let (w, h) = ((label_w + cell * k as i32 + 30) as u32, (80 + label_w + cell * k as i32) as u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err("confusion matrix"))?;
+        root.draw(&Text::new("Confusion matrix (rows: true, columns: predicted)", (10, 10), ("sans-serif", 18)))
+            .map_err(draw_err("confusion matrix"))?;
+        let x0 = label_w;
+        let y0 = 50;
+        let max = confusion.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+        for (t, row) in confusion.iter().enumerate() {
+            for (p, &v) in row.iter().enumerate() {
+                let x = x0 + p as i32 * cell;
+                let y = y0 + t as i32 * cell;
+                let f = v as f64 / max;
+                let shade = (255.0 * (1.0 - 0.85 * f)) as u8;
+                let color = RGBColor(shade, shade, 255);
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], color.filled()))
+                    .map_err(draw_err("confusion matrix"))?;
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], RGBColor(200, 200, 200)))
+                    .map_err(draw_err("confusion matrix"))?;
+                let ink = if f > 0.55 { WHITE } else { BLACK };
+                let style = TextStyle::from(("sans-serif", (cell / 3).clamp(10, 18)).into_font()).color(&ink);
+                root.draw(&Text::new(v.to_string(), (x + 4, y + cell / 3), style))
+                    .map_err(draw_err("confusion matrix"))?;
+            }
+            let name: String = names.get(t).map(|s| s.chars().take(24).collect()).unwrap_or_default();
+            root.draw(&Text::new(name, (6, y0 + t as i32 * cell + cell / 3), ("sans-serif", 13)))
+                .map_err(draw_err("confusion matrix"))?;
+        }
+        // Column labels, written downwards under the grid.
+        let yl = y0 + cell * k as i32 + 8;
+        for (p, name) in names.iter().enumerate() {
+            let name: String = name.chars().take(24).collect();
+            let style = TextStyle::from(("sans-serif", 13).into_font()).transform(FontTransform::Rotate90);
+            root.draw(&Text::new(name, (x0 + p as i32 * cell + cell / 2 + 6, yl), style))
+                .map_err(draw_err("confusion matrix"))?;
+        }
+        root.present().map_err(draw_err("confusion matrix"))?;
+    }
+    RgbImage::from_raw(w, h, buf).ok_or(PlotError::Draw {
+        what: "confusion matrix",
+        message: "buffer size".into(),
+    })
+}
+
+/// One tile of an image grid: a picture with up to two caption lines.
+pub struct Tile {
+    pub image: DynamicImage,
+    pub lines: Vec<String>,
+    pub color: RGBColor,
+}
+
+/// Images in a grid of `cols` columns, each scaled to `cell` pixels wide
+/// with its caption above it (the tutorial's Fig 13 and Fig 15).
+pub fn image_grid(title: &str, tiles: &[Tile], cols: usize, cell: u32) -> Result<RgbImage, PlotError> {
+    register_font();
+    let cols = cols.max(1);
+    let rows = tiles.len().div_ceil(cols).max(1);
+    let caption_h = 44u32;
+    let title_h = 36u32;
+    let (w, h) = (cols as u32 * (cell + 10) + 10, title_h + rows as u32 * (cell + caption_h + 10));
+    let mut canvas = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    let origin = |i: usize| {
+        let (r, c) = (i / cols, i % cols);
+        (10 + c as u32 * (cell + 10), title_h + r as u32 * (cell + caption_h + 10))
+    };
+    for (i, tile) in tiles.iter().enumerate() {
+        let (x, y) = origin(i);
+        let scaled = tile
+            .image
+            .resize_exact(cell, cell, imageops::FilterType::Nearest)
+            .to_rgb8();
+        imageops::overlay(&mut canvas, &scaled, x as i64, (y + caption_h) as i64);
+    }
+    let mut buf = canvas.into_raw();
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.draw(&Text::new(title.to_string(), (10, 8), ("sans-serif", 20)))
+            .map_err(draw_err("image grid"))?;
+        for (i, tile) in tiles.iter().enumerate() {
+            let (x, y) = origin(i);
+            for (l, line) in tile.lines.iter().take(2).enumerate() {
+                let text: String = line.chars().take((cell / 7).max(8) as usize).collect();
+                let style = TextStyle::from(("sans-serif", 14).into_font()).color(&tile.color);
+                root.draw(&Text::new(text, (x as i32, (y + 4 + l as u32 * 18) as i32), style))
+                    .map_err(draw_err("image grid"))?;
+            }
+        }
+        root.present().map_err(draw_err("image grid"))?;
+    }
+    RgbImage::from_raw(w, h, buf).ok_or(PlotError::Draw {
+        what: "image grid",
+        message: "buffer size".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: usize, loss: f64) -> EpochRow {
+        EpochRow {
+            epoch,
+            train_loss: loss,
+            train_accuracy: 1.0 - loss / 3.0,
+            train_top_k_accuracy: None,
+            val_loss: Some(loss * 1.1),
+            val_accuracy: Some(0.9 - loss / 3.0),
+            val_top_k_accuracy: None,
+            lr: 1e-3,
+            epoch_seconds: 1.0,
+            images_per_second: 10.0,
+        }
+    }
+
+    #[test]
+    fn curves_draw_lines_in_both_colours() {
+        let img = curves(&[row(0, 2.0), row(1, 1.0), row(2, 0.5)]).unwrap();
+        let blue = img.pixels().filter(|p| p.0 == [31, 119, 180]).count();
+        let orange = img.pixels().filter(|p| p.0 == [255, 127, 14]).count();
+        assert!(blue > 100 && orange > 100, "blue {blue} orange {orange}");
+        assert!(!encode_png(&img).unwrap().is_empty());
+    }
+
+    #[test]
+    fn grid_places_every_tile() {
+        let red = DynamicImage::ImageRgb8(RgbImage::from_pixel(8, 8, image::Rgb([250, 0, 0])));
+        let tiles: Vec<Tile> = (0..5)
+            .map(|i| Tile {
+                image: red.clone(),
+                lines: vec![format!("t{i}")],
+                color: GREEN,
+            })
+            .collect();
+        let img = image_grid("x", &tiles, 3, 32).unwrap();
+        let reds = img.pixels().filter(|p| p.0 == [250, 0, 0]).count();
+        assert_eq!(reds, 5 * 32 * 32);
+    }
+}

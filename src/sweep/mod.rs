@@ -1,0 +1,3 @@
+//! Trial sweeps.
+
+pub mod slurm;

@@ -1,0 +1,188 @@
+//! Checkpoints: one `epoch-NNNN/` folder per saved epoch (`model.mpk`, and
+//! for resumable ones `optimizer.mpk` + `state.json`), and links `last`,
+//! `best` and `restore` that point at one of them. Every file is written
+//! atomically and a link only moves once its target is complete, so a run
+//! killed at any moment leaves the links pointing at whole checkpoints.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
+use burn::tensor::backend::Backend;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::model::Net;
+use crate::rundir::{relink, write_atomic, RunDirError};
+
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Io(#[from] RunDirError),
+    #[error("cannot encode {what}: {message}")]
+    Encode { what: String, message: String },
+    #[error("checkpoint {} is unreadable: {message}", path.display())]
+    Decode { path: PathBuf, message: String },
+    #[error("no `{name}` checkpoint in {}", dir.display())]
+    Missing { name: String, dir: PathBuf },
+}
+
+/// Names of the links into the epoch folders.
+pub const LAST: &str = "last";
+pub const BEST: &str = "best";
+/// The epoch early stopping would restore (kept alive until training ends).
+pub const RESTORE: &str = "restore";
+
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    dir: PathBuf,
+}
+
+fn recorder() -> NamedMpkBytesRecorder<FullPrecisionSettings> {
+    NamedMpkBytesRecorder::new()
+}
+
+impl Checkpoints {
+    pub fn new(dir: PathBuf) -> Checkpoints {
+        Checkpoints { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Folder for the checkpoint taken after `epochs_done` epochs.
+    pub fn epoch_dir(&self, epochs_done: usize) -> PathBuf {
+        self.dir.join(format!("epoch-{epochs_done:04}"))
+    }
+
+    pub fn save_model<B: Backend>(&self, epochs_done: usize, net: &Net<B>) -> Result<(), CheckpointError> {
+        let bytes = Recorder::<B>::record(&recorder(), net.clone().into_record(), ()).map_err(|e| CheckpointError::Encode {
+            what: "model weights".into(),
+            message: e.to_string(),
+        })?;
+        write_atomic(&self.epoch_dir(epochs_done).join("model.mpk"), &bytes)?;
+        Ok(())
+    }
+
+    /// Optimizer state and loop state, which make a checkpoint resumable.
+    pub fn save_resume_state<S: Serialize>(&self, epochs_done: usize, optimizer: &[u8], state: &S) -> Result<(), CheckpointError> {
+        let dir = self.epoch_dir(epochs_done);
+        write_atomic(&dir.join("optimizer.mpk"), optimizer)?;
+        let json = serde_json::to_vec_pretty(state).map_err(|e| CheckpointError::Encode {
+            what: "training state".into(),
+            message: e.to_string(),
+        })?;
+        write_atomic(&dir.join("state.json"), &json)?;
+        Ok(())
+    }
+
+    /// Point link `name` at the checkpoint of `epochs_done`.
+    pub fn link(&self, name: &str, epochs_done: usize) -> Result<(), CheckpointError> {
+        let target = format!("epoch-{epochs_done:04}");
+        relink(&self.dir.join(name), &target)?;
+        Ok(())
+    }
+
+    pub fn unlink(&self, name: &str) {
+        let _ = fs::remove_file(self.dir.join(name));
+    }
+
+    /// Which epoch a link points at.
+    pub fn linked_epoch(&self, name: &str) -> Option<usize> {
+        let target = fs::read_link(self.dir.join(name)).ok()?;
+        target.to_str()?.strip_prefix("epoch-")?.parse().ok()
+    }
+
+    /// Epochs with a checkpoint folder on disk, ascending.
+    pub fn saved_epochs(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("epoch-")?.parse().ok())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Delete every epoch folder that is neither linked nor in `keep`, and
+    /// the resume state (optimizer, loop state) of every epoch but `last`.
+    pub fn prune(&self, keep: &BTreeSet<usize>) {
+        let last = self.linked_epoch(LAST);
+        let linked: BTreeSet<usize> = [LAST, BEST, RESTORE].iter().filter_map(|n| self.linked_epoch(n)).collect();
+        for e in self.saved_epochs() {
+            if !keep.contains(&e) && !linked.contains(&e) {
+                let _ = fs::remove_dir_all(self.epoch_dir(e));
+            } else if Some(e) != last {
+                let _ = fs::remove_file(self.epoch_dir(e).join("optimizer.mpk"));
+                let _ = fs::remove_file(self.epoch_dir(e).join("state.json"));
+            }
+        }
+    }
+
+    /// Load model weights saved at `epochs_done` into `net`.
+    pub fn load_model<B: Backend>(&self, epochs_done: usize, net: Net<B>, device: &B::Device) -> Result<Net<B>, CheckpointError> {
+        load_model_file(&self.epoch_dir(epochs_done).join("model.mpk"), net, device)
+    }
+
+    /// Loop state and optimizer bytes of the `last` checkpoint, if any.
+    pub fn load_resume_state<S: DeserializeOwned>(&self) -> Result<Option<(usize, S, Vec<u8>)>, CheckpointError> {
+        let Some(epoch) = self.linked_epoch(LAST) else {
+            return Ok(None);
+        };
+        let dir = self.epoch_dir(epoch);
+        let read = |name: &str| {
+            let path = dir.join(name);
+            fs::read(&path).map_err(|e| CheckpointError::Decode {
+                path: path.clone(),
+                message: e.to_string(),
+            })
+        };
+        let state_path = dir.join("state.json");
+        let state: S = serde_json::from_slice(&read("state.json")?).map_err(|e| CheckpointError::Decode {
+            path: state_path,
+            message: e.to_string(),
+        })?;
+        Ok(Some((epoch, state, read("optimizer.mpk")?)))
+    }
+}
+
+/// Load weights from a `model.mpk` file into `net` (same architecture).
+pub fn load_model_file<B: Backend>(path: &Path, net: Net<B>, device: &B::Device) -> Result<Net<B>, CheckpointError> {
+    let bytes = fs::read(path).map_err(|e| CheckpointError::Decode {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let record = Recorder::<B>::load(&recorder(), bytes, device).map_err(|e| CheckpointError::Decode {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(net.load_record(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_and_pruning_keep_only_what_is_referenced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Checkpoints::new(tmp.path().join("checkpoints"));
+        for e in 1..=5 {
+            write_atomic(&c.epoch_dir(e).join("model.mpk"), b"x").unwrap();
+        }
+        c.link(LAST, 5).unwrap();
+        c.link(BEST, 2).unwrap();
+        assert_eq!(c.linked_epoch(LAST), Some(5));
+        c.prune(&BTreeSet::from([4]));
+        assert_eq!(c.saved_epochs(), vec![2, 4, 5]);
+        c.link(LAST, 4).unwrap();
+        c.prune(&BTreeSet::new());
+        assert_eq!(c.saved_epochs(), vec![2, 4]);
+    }
+}

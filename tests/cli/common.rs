@@ -1,0 +1,74 @@
+//! Shared helpers: the real `runner` binary, run from the repository root
+//! with a clean environment, and tiny experiment files.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `runner` from the repository root, plain output, no RUNNER_* leaking in.
+pub fn runner() -> Command {
+    let mut cmd = Command::cargo_bin("runner").expect("the runner binary is built for tests");
+    cmd.current_dir(root());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RUNNER_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUNNER_PLAIN", "1").env("NO_COLOR", "1");
+    cmd
+}
+
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A small synthetic experiment that trains in about a second.
+pub fn tiny_experiment(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"[experiment]
+name = "{name}"
+seed = 3
+
+[data]
+source = "synthetic"
+classes = 4
+train_size = 96
+validation_size = 32
+test_size = 32
+
+[augment]
+rescale = "1/255"
+
+[model]
+input_shape = [12, 12, 3]
+dropout = 0.1
+layers = [
+  {{ type = "conv2d", filters = 4, kernel = 3, padding = "same", activation = "relu" }},
+  {{ type = "max_pool2d", pool = 2 }},
+  {{ type = "flatten" }},
+  {{ type = "dropout" }},
+  {{ type = "dense", units = 4, activation = "softmax" }},
+]
+
+[optimizer]
+type = "adam"
+learning_rate = 0.01
+
+[train]
+epochs = 3
+batch_size = 16
+{extra}
+"#
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write experiment");
+    path
+}

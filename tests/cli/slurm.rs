@@ -1,0 +1,174 @@
+//! The Slurm launcher end to end on a real single-node cluster: the generated
+//! batch script, a split array with offsets, task states, cancelling, and a
+//! teardown that leaves nothing behind. The trials are a fake `runner` script.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use runner::config::spec::SlurmSpec;
+use runner::sweep::slurm::{
+    read_jobs, write_script, write_trials_file, PollEvent, Poller, Slurm, SubmittedJob, TaskState,
+};
+
+use crate::slurm_cluster::SlurmCluster;
+
+fn spec() -> SlurmSpec {
+    SlurmSpec {
+        partition: Some("local".into()),
+        time: Some("00:05:00".into()),
+        cpus_per_task: Some(1),
+        // Proves RealMemory is set: with the default of 1 MiB any --mem is rejected.
+        mem: Some("64M".into()),
+        gres: None,
+        account: None,
+        max_parallel: Some(2),
+        signal_seconds: 120,
+        extra: vec!["--comment=runner-test".into()],
+    }
+}
+
+/// A sweep folder with `n` trial folders, trials.txt and the batch script;
+/// the "runner" records what it was asked to run, then runs `body`.
+fn make_sweep(root: &Path, n: usize, body: &str) -> (PathBuf, PathBuf, Vec<PathBuf>) {
+    let sweep = root.join("sweeps").join("s1");
+    let trials: Vec<PathBuf> = (0..n)
+        .map(|i| sweep.join(format!("trial-{i:03}-abcdef")))
+        .collect();
+    for t in &trials {
+        std::fs::create_dir_all(t).unwrap();
+    }
+    write_trials_file(&sweep, &trials).unwrap();
+    let runner = root.join("fake-runner");
+    std::fs::write(
+        &runner,
+        format!(
+            "#!/bin/bash\n\
+             # $1=run $2=--trial $3=dir\n\
+             echo \"$1 $2 task=$SLURM_ARRAY_TASK_ID offset=$RUNNER_TRIAL_OFFSET\" > \"$3/ran.tmp\" && mv \"$3/ran.tmp\" \"$3/ran\"\n\
+             {body}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = write_script(&spec(), &sweep, &runner, "runner-test").unwrap();
+    (sweep, script, trials)
+}
+
+/// Poll every 300 ms until nothing is pending or running, or `limit` passes.
+fn wait(slurm: &Slurm, jobs: &[SubmittedJob], limit: Duration) -> BTreeMap<usize, TaskState> {
+    let start = Instant::now();
+    let poller = Poller {
+        interval: Duration::from_millis(300),
+        max_consecutive_errors: 5,
+    };
+    poller
+        .run(slurm, jobs, |event| {
+            if let PollEvent::TransientError { error, .. } = event {
+                eprintln!("transient: {error}");
+            }
+            if start.elapsed() > limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .expect("polling the cluster")
+}
+
+#[test]
+fn slurm_array_runs_fails_and_cancels_on_a_real_cluster() {
+    let started = Instant::now();
+    // MaxArraySize=3 makes the 4 trials two submissions (offsets 0 and 3).
+    let Some(cluster) = SlurmCluster::start_with("MaxArraySize=3") else {
+        return;
+    };
+    let up = started.elapsed();
+    let root = tempfile::tempdir().unwrap();
+
+    // Four trials; trial 2 exits 3.
+    let (sweep, script, trials) = make_sweep(
+        root.path(),
+        4,
+        "case \"$3\" in *trial-002-*) exit 3;; esac\nexit 0",
+    );
+    let slurm = cluster.client(&sweep);
+    assert_eq!(slurm.max_array_size().unwrap(), 3);
+    let jobs = slurm.submit(&script, &[0, 1, 2, 3], Some(2)).unwrap();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert_eq!((jobs[0].offset, jobs[0].trials.clone()), (0, vec![0, 1, 2]));
+    assert_eq!((jobs[1].offset, jobs[1].trials.clone()), (3, vec![3]));
+    assert_eq!(read_jobs(&sweep).unwrap(), jobs);
+
+    let states = wait(&slurm, &jobs, Duration::from_secs(40));
+    assert_eq!(
+        states,
+        BTreeMap::from([
+            (0, TaskState::Completed),
+            (1, TaskState::Completed),
+            (2, TaskState::Failed { exit_code: 3 }),
+            (3, TaskState::Completed),
+        ]),
+        "{}",
+        cluster.logs()
+    );
+    // Each task ran its own trial, through the offset for the second array.
+    for (i, trial) in trials.iter().enumerate() {
+        let ran = std::fs::read_to_string(trial.join("ran")).unwrap();
+        let (task, offset) = if i < 3 { (i, 0) } else { (0, 3) };
+        assert_eq!(
+            ran.trim(),
+            format!("run --trial task={task} offset={offset}")
+        );
+        let job = jobs.iter().find(|j| j.trials.contains(&i)).unwrap();
+        let (out, _err) = job.log_files(&sweep, i).unwrap();
+        let log = std::fs::read_to_string(&out).unwrap();
+        assert!(
+            log.contains(&format!("runs trial {i}: {}", trial.display())),
+            "{log}"
+        );
+    }
+    let finished = started.elapsed();
+
+    // Cancelling a sleeping trial.
+    let root2 = tempfile::tempdir().unwrap();
+    let (sweep2, script2, trials2) = make_sweep(root2.path(), 1, "exec sleep 317");
+    let slurm2 = cluster.client(&sweep2);
+    let sleeping = slurm2.submit(&script2, &[0], None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !trials2[0].join("ran").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the sleeping task never started\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(slurm2.poll(&sleeping).unwrap()[&0], TaskState::Running);
+    slurm2.cancel(&sleeping).unwrap();
+    let states = wait(&slurm2, &sleeping, Duration::from_secs(20));
+    assert_eq!(states[&0], TaskState::Cancelled);
+    // Cancelling again (already finished) is fine.
+    slurm2.cancel(&sleeping).unwrap();
+
+    let before_down = started.elapsed();
+    let state_dir = cluster.state_dir().to_path_buf();
+    cluster.shutdown().unwrap();
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|c| c.contains(&format!("{}/", state_dir.display())) || c.contains("sleep 317"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    eprintln!(
+        "slurm timings: up {:.1}s, array done at {:.1}s, cancel done at {:.1}s, down at {:.1}s",
+        up.as_secs_f64(),
+        finished.as_secs_f64(),
+        before_down.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+}
