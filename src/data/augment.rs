@@ -85,24 +85,28 @@ impl Params {
     /// order, only for the augmentations that are configured (as Keras does).
     pub fn draw(plan: &AugmentPlan, height: usize, width: usize, rng: &mut impl Rng) -> Params {
         let s = &plan.spec;
-        let mut p = Params::default();
-        p.rotation = symmetric(rng, s.rotation_range);
-        p.shift_x = symmetric(rng, s.width_shift_range) * width as f64;
-        p.shift_y = symmetric(rng, s.height_shift_range) * height as f64;
-        p.shear = symmetric(rng, s.shear_range);
-        if let Some(z) = s.zoom_range {
-            let [lo, hi] = z.bounds();
-            if lo != 1.0 || hi != 1.0 {
-                p.zoom_x = rng.random_range(lo..=hi);
-                p.zoom_y = rng.random_range(lo..=hi);
-            }
+        let rotation = symmetric(rng, s.rotation_range);
+        let shift_x = symmetric(rng, s.width_shift_range) * width as f64;
+        let shift_y = symmetric(rng, s.height_shift_range) * height as f64;
+        let shear = symmetric(rng, s.shear_range);
+        let (zoom_x, zoom_y) = match s.zoom_range.map(|z| z.bounds()) {
+            Some([lo, hi]) if lo != 1.0 || hi != 1.0 => (rng.random_range(lo..=hi), rng.random_range(lo..=hi)),
+            _ => (1.0, 1.0),
+        };
+        let flip_horizontal = s.horizontal_flip && rng.random_bool(0.5);
+        let flip_vertical = s.vertical_flip && rng.random_bool(0.5);
+        let brightness = s.brightness_range.map(|[lo, hi]| if lo < hi { rng.random_range(lo..=hi) } else { lo });
+        Params {
+            rotation,
+            shift_x,
+            shift_y,
+            shear,
+            zoom_x,
+            zoom_y,
+            flip_horizontal,
+            flip_vertical,
+            brightness,
         }
-        p.flip_horizontal = s.horizontal_flip && rng.random_bool(0.5);
-        p.flip_vertical = s.vertical_flip && rng.random_bool(0.5);
-        if let Some([lo, hi]) = s.brightness_range {
-            p.brightness = Some(if lo < hi { rng.random_range(lo..=hi) } else { lo });
-        }
-        p
     }
 
     fn has_affine(&self) -> bool {

@@ -99,9 +99,12 @@ pub fn jpeg_scale(full: (usize, usize), target: (usize, usize)) -> usize {
         .unwrap_or(8)
 }
 
+/// Decoded pixels and the (width, height) stored in the file.
+type PixelsAndSize = (Pixels, (u32, u32));
+
 /// `Ok(None)` when the JPEG has a pixel format this path does not handle
 /// (CMYK): the generic decoder takes it.
-fn decode_jpeg_scaled(bytes: &[u8], target: &Target) -> Result<Option<(Pixels, (u32, u32))>, String> {
+fn decode_jpeg_scaled(bytes: &[u8], target: &Target) -> Result<Option<PixelsAndSize>, String> {
     let mut d = jpeg_decoder::Decoder::new(bytes);
     d.read_info().map_err(|e| e.to_string())?;
     let info = d.info().ok_or("no JPEG header")?;
@@ -134,7 +137,7 @@ fn decode_jpeg_scaled(bytes: &[u8], target: &Target) -> Result<Option<(Pixels, (
     Ok(Some((pixels, (w as u32, h as u32))))
 }
 
-fn decode_generic(bytes: &[u8]) -> Result<(Pixels, (u32, u32)), String> {
+fn decode_generic(bytes: &[u8]) -> Result<PixelsAndSize, String> {
     let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
     let original = (img.width(), img.height());
     let pixels = if img.color().has_color() {

@@ -197,6 +197,9 @@ impl fmt::Display for DataReport {
     }
 }
 
+/// A file's stored (width, height), or why it cannot be decoded.
+type DecodeResult = Result<(u32, u32), String>;
+
 /// The result of decoding every image once (`runner data`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Inspection {
@@ -222,7 +225,7 @@ impl Inspection {
                 continue;
             }
             let target = split.inner.pipeline.target;
-            let results: Vec<(PathBuf, Result<(u32, u32), String>)> = (0..split.len())
+            let results: Vec<(PathBuf, DecodeResult)> = (0..split.len())
                 .into_par_iter()
                 .filter_map(|i| {
                     let path = split.path(i)?.to_path_buf();

@@ -90,10 +90,11 @@ mod tests {
         assert_eq!(all, (0..labels.len()).collect::<Vec<_>>(), "every item exactly once");
         let count = |set: &[usize], c: usize| set.iter().filter(|&&p| labels[p] == c).count();
         let per_class: Vec<usize> = (0..3).map(|c| labels.iter().filter(|&&l| l == c).count()).collect();
-        for c in 0..3 {
-            let expected = (per_class[c] as f64 * 0.25).round() as usize;
-            assert_eq!(count(&val, c), expected, "class {c} of {}", per_class[c]);
-            assert_eq!(count(&train, c), per_class[c] - expected);
+        assert_eq!(per_class, vec![40, 20, 7]);
+        for (c, &n) in per_class.iter().enumerate() {
+            let expected = (n as f64 * 0.25).round() as usize;
+            assert_eq!(count(&val, c), expected, "class {c} of {n}");
+            assert_eq!(count(&train, c), n - expected);
         }
     }
 
