@@ -42,9 +42,6 @@ impl Frame {
         self.data.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect()
     }
 
-    fn at(&self, row: usize, col: usize, ch: usize) -> f32 {
-        self.data[(row * self.width + col) * self.channels + ch]
-    }
 }
 
 /// The random choices for one sample. Angles in degrees, shifts in pixels.
@@ -170,13 +167,11 @@ pub fn affine(src: &Frame, m: &Affine, fill: FillMode, cval: f32) -> Frame {
     let (h, w, c) = (src.height, src.width, src.channels);
     let mut out = vec![0.0f32; h * w * c];
     let [[a, b, tx], [d, e, ty]] = m.0;
-    for row in 0..h {
-        for col in 0..w {
-            let (x, y) = (col as f64, row as f64);
-            let sx = a * x + b * y + tx;
-            let sy = d * x + e * y + ty;
-            let o = (row * w + col) * c;
-            sample_bilinear(src, sx, sy, fill, cval, &mut out[o..o + c]);
+    for (row, line) in out.chunks_exact_mut(w * c).enumerate() {
+        let y = row as f64;
+        for (col, px) in line.chunks_exact_mut(c).enumerate() {
+            let x = col as f64;
+            sample_bilinear(src, a * x + b * y + tx, d * x + e * y + ty, fill, cval, px);
         }
     }
     Frame {
@@ -192,28 +187,34 @@ pub fn affine(src: &Frame, m: &Affine, fill: FillMode, cval: f32) -> Frame {
 const SNAP: f64 = 1e-6;
 
 fn sample_bilinear(src: &Frame, x: f64, y: f64, fill: FillMode, cval: f32, out: &mut [f32]) {
-    let (w, h) = (src.width, src.height);
+    let (w, h, c) = (src.width, src.height, src.channels);
     let (x, y) = (snap(x), snap(y));
     if fill == FillMode::Constant && (x < 0.0 || y < 0.0 || x > (w - 1) as f64 || y > (h - 1) as f64) {
         out.fill(cval);
         return;
     }
-    let x0 = x.floor();
-    let y0 = y.floor();
-    let fx = (x - x0) as f32;
-    let fy = (y - y0) as f32;
+    let (x0, y0) = (x.floor(), y.floor());
+    let (fx, fy) = ((x - x0) as f32, (y - y0) as f32);
     let (x0, y0) = (x0 as i64, y0 as i64);
+    let data = &src.data;
+    if x0 >= 0 && y0 >= 0 && (x0 as usize) + 1 < w && (y0 as usize) + 1 < h {
+        // Inside: the four neighbours are in the image.
+        let base = (y0 as usize * w + x0 as usize) * c;
+        let (r0, r1) = (&data[base..base + 2 * c], &data[base + w * c..base + w * c + 2 * c]);
+        for (ch, o) in out.iter_mut().enumerate() {
+            let top = r0[ch] + (r0[c + ch] - r0[ch]) * fx;
+            let bottom = r1[ch] + (r1[c + ch] - r1[ch]) * fx;
+            *o = top + (bottom - top) * fy;
+        }
+        return;
+    }
     let cols = [index(x0, w, fill), index(x0 + 1, w, fill)];
     let rows = [index(y0, h, fill), index(y0 + 1, h, fill)];
     for (ch, o) in out.iter_mut().enumerate() {
-        let p = |r: usize, c: usize| src.at(rows[r], cols[c], ch);
-        let top = if fx == 0.0 { p(0, 0) } else { p(0, 0) * (1.0 - fx) + p(0, 1) * fx };
-        *o = if fy == 0.0 {
-            top
-        } else {
-            let bottom = if fx == 0.0 { p(1, 0) } else { p(1, 0) * (1.0 - fx) + p(1, 1) * fx };
-            top * (1.0 - fy) + bottom * fy
-        };
+        let p = |r: usize, k: usize| data[(rows[r] * w + cols[k]) * c + ch];
+        let top = p(0, 0) + (p(0, 1) - p(0, 0)) * fx;
+        let bottom = p(1, 0) + (p(1, 1) - p(1, 0)) * fx;
+        *o = top + (bottom - top) * fy;
     }
 }
 
