@@ -164,66 +164,127 @@ impl Affine {
 /// Resample `src` through `m` (output pixel -> input position) with
 /// bilinear interpolation; positions outside the image follow `fill`.
 pub fn affine(src: &Frame, m: &Affine, fill: FillMode, cval: f32) -> Frame {
-    let (h, w, c) = (src.height, src.width, src.channels);
-    let mut out = vec![0.0f32; h * w * c];
-    let [[a, b, tx], [d, e, ty]] = m.0;
-    for (row, line) in out.chunks_exact_mut(w * c).enumerate() {
+    match src.channels {
+        1 => affine_n::<1>(src, m, fill, cval),
+        3 => affine_n::<3>(src, m, fill, cval),
+        _ => affine_any(src, m, fill, cval),
+    }
+}
+
+/// Matrix entries this close to a multiple of 1/2 are taken as exact, so
+/// that quarter turns, flips and whole-pixel shifts land exactly on pixels.
+const SNAP: f64 = 1e-9;
+
+fn snapped(m: &Affine) -> [[f64; 3]; 2] {
+    m.0.map(|row| {
+        row.map(|v| {
+            let r = floor(v * 2.0 + 0.5) as f64 / 2.0;
+            if (v - r).abs() < SNAP {
+                r
+            } else {
+                v
+            }
+        })
+    })
+}
+
+/// `v.floor()` as an integer, by casts: `f64::floor` is a library call on
+/// baseline x86-64 (no SSE4.1), far too slow per pixel. Positions here are
+/// small, finite numbers.
+fn floor(v: f64) -> i64 {
+    let i = v as i64;
+    if (i as f64) > v {
+        i - 1
+    } else {
+        i
+    }
+}
+
+/// Where output pixel (x, y) samples from: the top-left neighbour, the
+/// fractions, and whether all four neighbours are inside the image.
+#[inline(always)]
+fn locate(sx: f64, sy: f64, w: usize, h: usize) -> (i64, i64, f32, f32, bool) {
+    let (x0, y0) = (floor(sx), floor(sy));
+    let (fx, fy) = ((sx - x0 as f64) as f32, (sy - y0 as f64) as f32);
+    let inside = x0 >= 0 && y0 >= 0 && (x0 as usize) + 1 < w && (y0 as usize) + 1 < h;
+    (x0, y0, fx, fy, inside)
+}
+
+#[inline(always)]
+fn lerp2(p00: f32, p01: f32, p10: f32, p11: f32, fx: f32, fy: f32) -> f32 {
+    let top = p00 + (p01 - p00) * fx;
+    let bottom = p10 + (p11 - p10) * fx;
+    top + (bottom - top) * fy
+}
+
+/// Bilinear sample of a C-channel HWC image at input position (sx, sy).
+#[inline(always)]
+fn sample<T: Copy + Into<f32>, const C: usize>(data: &[T], w: usize, h: usize, sx: f64, sy: f64, fill: FillMode, cval: f32) -> [f32; C] {
+    if fill == FillMode::Constant && !(sx >= 0.0 && sy >= 0.0 && sx <= (w - 1) as f64 && sy <= (h - 1) as f64) {
+        return [cval; C];
+    }
+    let (x0, y0, fx, fy, inside) = locate(sx, sy, w, h);
+    let mut px = [0.0f32; C];
+    if inside {
+        let base = (y0 as usize * w + x0 as usize) * C;
+        let (r0, r1) = (&data[base..base + 2 * C], &data[base + w * C..base + w * C + 2 * C]);
+        for ch in 0..C {
+            px[ch] = lerp2(r0[ch].into(), r0[C + ch].into(), r1[ch].into(), r1[C + ch].into(), fx, fy);
+        }
+    } else {
+        let (c0, c1) = (index(x0, w, fill), index(x0 + 1, w, fill));
+        let (q0, q1) = (index(y0, h, fill) * w, index(y0 + 1, h, fill) * w);
+        for ch in 0..C {
+            let p = |r: usize, c: usize| -> f32 { data[(r + c) * C + ch].into() };
+            px[ch] = lerp2(p(q0, c0), p(q0, c1), p(q1, c0), p(q1, c1), fx, fy);
+        }
+    }
+    px
+}
+
+fn affine_n<const C: usize>(src: &Frame, m: &Affine, fill: FillMode, cval: f32) -> Frame {
+    let (h, w) = (src.height, src.width);
+    let mut out = vec![0.0f32; h * w * C];
+    let [[a, b, tx], [d, e, ty]] = snapped(m);
+    for (row, line) in out.chunks_exact_mut(w * C).enumerate() {
         let y = row as f64;
-        for (col, px) in line.chunks_exact_mut(c).enumerate() {
+        let (rx, ry) = (b * y + tx, e * y + ty);
+        for (col, px) in line.chunks_exact_mut(C).enumerate() {
             let x = col as f64;
-            sample_bilinear(src, a * x + b * y + tx, d * x + e * y + ty, fill, cval, px);
+            px.copy_from_slice(&sample::<f32, C>(&src.data, w, h, a * x + rx, d * x + ry, fill, cval));
+        }
+    }
+    Frame {
+        height: h,
+        width: w,
+        channels: C,
+        data: out,
+    }
+}
+
+/// Any channel count (the plan allows only 1 and 3; kept for completeness).
+fn affine_any(src: &Frame, m: &Affine, fill: FillMode, cval: f32) -> Frame {
+    let (h, w, c) = (src.height, src.width, src.channels);
+    let planes: Vec<Frame> = (0..c)
+        .map(|ch| Frame {
+            height: h,
+            width: w,
+            channels: 1,
+            data: src.data.iter().skip(ch).step_by(c.max(1)).copied().collect(),
+        })
+        .map(|plane| affine_n::<1>(&plane, m, fill, cval))
+        .collect();
+    let mut data = vec![0.0f32; h * w * c];
+    for (ch, plane) in planes.iter().enumerate() {
+        for (i, v) in plane.data.iter().enumerate() {
+            data[i * c + ch] = *v;
         }
     }
     Frame {
         height: h,
         width: w,
         channels: c,
-        data: out,
-    }
-}
-
-/// Round-off below this counts as "on the pixel" (keeps exact 90-degree
-/// rotations exact).
-const SNAP: f64 = 1e-6;
-
-fn sample_bilinear(src: &Frame, x: f64, y: f64, fill: FillMode, cval: f32, out: &mut [f32]) {
-    let (w, h, c) = (src.width, src.height, src.channels);
-    let (x, y) = (snap(x), snap(y));
-    if fill == FillMode::Constant && (x < 0.0 || y < 0.0 || x > (w - 1) as f64 || y > (h - 1) as f64) {
-        out.fill(cval);
-        return;
-    }
-    let (x0, y0) = (x.floor(), y.floor());
-    let (fx, fy) = ((x - x0) as f32, (y - y0) as f32);
-    let (x0, y0) = (x0 as i64, y0 as i64);
-    let data = &src.data;
-    if x0 >= 0 && y0 >= 0 && (x0 as usize) + 1 < w && (y0 as usize) + 1 < h {
-        // Inside: the four neighbours are in the image.
-        let base = (y0 as usize * w + x0 as usize) * c;
-        let (r0, r1) = (&data[base..base + 2 * c], &data[base + w * c..base + w * c + 2 * c]);
-        for (ch, o) in out.iter_mut().enumerate() {
-            let top = r0[ch] + (r0[c + ch] - r0[ch]) * fx;
-            let bottom = r1[ch] + (r1[c + ch] - r1[ch]) * fx;
-            *o = top + (bottom - top) * fy;
-        }
-        return;
-    }
-    let cols = [index(x0, w, fill), index(x0 + 1, w, fill)];
-    let rows = [index(y0, h, fill), index(y0 + 1, h, fill)];
-    for (ch, o) in out.iter_mut().enumerate() {
-        let p = |r: usize, k: usize| data[(rows[r] * w + cols[k]) * c + ch];
-        let top = p(0, 0) + (p(0, 1) - p(0, 0)) * fx;
-        let bottom = p(1, 0) + (p(1, 1) - p(1, 0)) * fx;
-        *o = top + (bottom - top) * fy;
-    }
-}
-
-fn snap(v: f64) -> f64 {
-    let r = v.round();
-    if (v - r).abs() < SNAP {
-        r
-    } else {
-        v
+        data,
     }
 }
 
@@ -274,8 +335,9 @@ pub fn flip_vertical(f: &mut Frame) {
 pub fn brightness(f: &mut Frame, factor: f64) {
     let factor = factor as f32;
     for v in &mut f.data {
-        let px = v.clamp(0.0, 255.0).trunc();
-        *v = (px * factor).clamp(0.0, 255.0).trunc();
+        // `as u8` truncates and saturates: PIL's uint8 conversion and clip.
+        let px = *v as u8 as f32;
+        *v = (px * factor) as u8 as f32;
     }
 }
 
@@ -332,6 +394,60 @@ impl Standardize {
             let dst = &mut out[ch * plane..(ch + 1) * plane];
             for (i, d) in dst.iter_mut().enumerate() {
                 *d = (f.data[i * f.channels + ch] * self.rescale - mean) * inv_std;
+            }
+        }
+    }
+}
+
+/// The whole per-sample pipeline in one pass, from 8-bit HWC pixels
+/// straight into model input (CHW floats): the same arithmetic, in the same
+/// order, as [`apply`] followed by [`Standardize::write_chw`] (a test holds
+/// them equal bit for bit), without intermediate images. Flips are folded
+/// into the sampling position.
+#[allow(clippy::too_many_arguments)]
+pub fn render_chw(src: &[u8], height: usize, width: usize, channels: usize, p: &Params, plan: &AugmentPlan, st: &Standardize, out: &mut [f32]) {
+    match channels {
+        1 => render_n::<1>(src, height, width, p, plan, st, out),
+        3 => render_n::<3>(src, height, width, p, plan, st, out),
+        _ => {
+            let f = apply(Frame::from_u8(height, width, channels, src), p, plan);
+            st.write_chw(&f, out);
+        }
+    }
+}
+
+fn render_n<const C: usize>(src: &[u8], h: usize, w: usize, p: &Params, plan: &AugmentPlan, st: &Standardize, out: &mut [f32]) {
+    let plane = h * w;
+    let m = p.has_affine().then(|| snapped(&p.matrix(h, w)));
+    let (fill, cval) = (plan.spec.fill_mode, plan.spec.cval as f32);
+    let brightness = p.brightness.map(|b| b as f32);
+    let mean: [f32; C] = std::array::from_fn(|ch| st.mean[ch]);
+    let inv_std: [f32; C] = std::array::from_fn(|ch| 1.0 / st.std[ch]);
+    let rescale = st.rescale;
+    for row in 0..h {
+        let fr = if p.flip_vertical { h - 1 - row } else { row };
+        let y = fr as f64;
+        let (rx, ry) = match m {
+            Some([[_, b, tx], [_, e, ty]]) => (b * y + tx, e * y + ty),
+            None => (0.0, 0.0),
+        };
+        for col in 0..w {
+            let fc = if p.flip_horizontal { w - 1 - col } else { col };
+            let mut v: [f32; C] = match m {
+                Some([[a, _, _], [d, _, _]]) => {
+                    let x = fc as f64;
+                    sample::<u8, C>(src, w, h, a * x + rx, d * x + ry, fill, cval)
+                }
+                None => std::array::from_fn(|ch| src[(fr * w + fc) * C + ch] as f32),
+            };
+            if let Some(b) = brightness {
+                for x in &mut v {
+                    *x = (*x as u8 as f32 * b) as u8 as f32;
+                }
+            }
+            let o = row * w + col;
+            for ch in 0..C {
+                out[ch * plane + o] = (v[ch] * rescale - mean[ch]) * inv_std[ch];
             }
         }
     }
@@ -420,6 +536,30 @@ mod tests {
         assert_eq!(shift(3.0, FillMode::Reflect, 0.0), vec![3., 3., 2., 1.]);
         assert_eq!(shift(3.0, FillMode::Wrap, 0.0), vec![3., 0., 1., 2.]);
         assert_eq!(shift(1.5, FillMode::Constant, -1.0), vec![1.5, 2.5, -1., -1.]);
+    }
+
+    #[test]
+    fn every_channel_moves_alike_whatever_the_channel_count() {
+        let p = Params {
+            rotation: 90.0,
+            ..Params::default()
+        };
+        let m = p.matrix(4, 4);
+        let one = affine(&grid4(), &m, FillMode::Nearest, 0.0);
+        for c in [2, 3] {
+            let multi = Frame {
+                height: 4,
+                width: 4,
+                channels: c,
+                data: grid4().data.iter().flat_map(|&v| (0..c).map(move |k| v + 100.0 * k as f32)).collect(),
+            };
+            let out = affine(&multi, &m, FillMode::Nearest, 0.0);
+            for (i, v) in one.data.iter().enumerate() {
+                for k in 0..c {
+                    assert_eq!(out.data[i * c + k], v + 100.0 * k as f32, "{c} channels");
+                }
+            }
+        }
     }
 
     #[test]
@@ -519,6 +659,51 @@ mod tests {
         }
         assert!((60..140).contains(&flips), "about half the images flip: {flips}");
         assert_eq!(Params::draw(&plan(AugmentSpec::default()), 4, 4, &mut rng), Params::default());
+    }
+
+    #[test]
+    fn the_one_pass_pipeline_equals_the_step_by_step_one() {
+        use rand::Rng;
+        let mut rng = crate::data::split::rng(&[9]);
+        for (k, fill) in [FillMode::Nearest, FillMode::Constant, FillMode::Reflect, FillMode::Wrap].into_iter().enumerate() {
+            for channels in [1, 3] {
+                let (h, w) = (9 + k, 13);
+                let src: Vec<u8> = (0..h * w * channels).map(|_| rng.random()).collect();
+                let spec = AugmentSpec {
+                    rescale: Some(crate::config::spec::Number(1.0 / 255.0)),
+                    normalize: Some(NormalizeSpec {
+                        mean: vec![0.4; channels],
+                        std: vec![0.2; channels],
+                    }),
+                    rotation_range: 90.0,
+                    width_shift_range: 0.3,
+                    height_shift_range: 0.2,
+                    shear_range: 20.0,
+                    zoom_range: Some(crate::config::spec::ZoomRange::Symmetric(0.3)),
+                    brightness_range: Some([0.2, 1.8]),
+                    horizontal_flip: true,
+                    vertical_flip: true,
+                    fill_mode: fill,
+                    cval: 77.0,
+                };
+                let p = plan(spec);
+                let st = Standardize::new(&p, channels);
+                for _ in 0..20 {
+                    let params = Params::draw(&p, h, w, &mut rng);
+                    let mut reference = vec![0.0; h * w * channels];
+                    st.write_chw(&apply(Frame::from_u8(h, w, channels, &src), &params, &p), &mut reference);
+                    let mut fused = vec![0.0; h * w * channels];
+                    render_chw(&src, h, w, channels, &params, &p, &st, &mut fused);
+                    assert_eq!(fused, reference, "{fill:?}, {channels} channels, {params:?}");
+                }
+                let none = Params::default();
+                let mut reference = vec![0.0; h * w * channels];
+                st.write_chw(&apply(Frame::from_u8(h, w, channels, &src), &none, &p), &mut reference);
+                let mut fused = vec![0.0; h * w * channels];
+                render_chw(&src, h, w, channels, &none, &p, &st, &mut fused);
+                assert_eq!(fused, reference);
+            }
+        }
     }
 
     #[test]

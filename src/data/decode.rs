@@ -1,9 +1,12 @@
 //! Image files to 8-bit pixels at the model's size and channel count.
 //!
-//! JPEGs are decoded with `jpeg-decoder` at the smallest DCT scale (1/8,
-//! 1/4, 1/2 or 1) that still covers the target size in both directions, which
-//! skips most of the inverse DCT and colour conversion for large photos;
-//! everything else goes through the `image` crate. Then, as Keras's
+//! JPEGs at least 4 times the target size in both directions are decoded by
+//! `jpeg-decoder` at 1/4 or 1/8 scale in the DCT domain (the smallest scale
+//! that still covers the target), which skips most of the inverse DCT and
+//! colour conversion; other JPEGs and every other format go through the
+//! `image` crate (zune-jpeg for JPEG, whose Huffman decoding is faster and
+//! wins at 1/2 and full scale). Never smaller than the target: the model
+//! sees the resolution it asks for. Then, as Keras's
 //! `load_img`: convert to gray or RGB (PIL's luma weights), resize to the
 //! target with the configured interpolation (nearest by default, PIL's
 //! pixel-centre rule).
@@ -74,13 +77,10 @@ fn is_jpeg(bytes: &[u8]) -> bool {
 }
 
 fn decode_inner(bytes: &[u8], target: &Target) -> Result<Decoded, String> {
-    let (pixels, original) = if is_jpeg(bytes) {
-        match decode_jpeg_scaled(bytes, target)? {
-            Some(r) => r,
-            None => decode_generic(bytes)?,
-        }
-    } else {
-        decode_generic(bytes)?
+    let scaled = if is_jpeg(bytes) { decode_jpeg_scaled(bytes, target)? } else { None };
+    let (pixels, original) = match scaled {
+        Some(r) => r,
+        None => decode_generic(bytes)?,
     };
     let pixels = convert_channels(pixels, target.channels);
     Ok(Decoded {
@@ -102,19 +102,22 @@ pub fn jpeg_scale(full: (usize, usize), target: (usize, usize)) -> usize {
 /// Decoded pixels and the (width, height) stored in the file.
 type PixelsAndSize = (Pixels, (u32, u32));
 
-/// `Ok(None)` when the JPEG has a pixel format this path does not handle
-/// (CMYK): the generic decoder takes it.
+/// A JPEG that can be decoded at 1/4 or 1/8 scale, through `jpeg-decoder`.
+/// `Ok(None)` sends it to the generic decoder (zune-jpeg, whose Huffman
+/// decoding is faster, so it wins at 1/2 and full scale), as are pixel
+/// formats this path does not handle (CMYK).
 fn decode_jpeg_scaled(bytes: &[u8], target: &Target) -> Result<Option<PixelsAndSize>, String> {
     let mut d = jpeg_decoder::Decoder::new(bytes);
     d.read_info().map_err(|e| e.to_string())?;
     let info = d.info().ok_or("no JPEG header")?;
     let (w, h) = (info.width as usize, info.height as usize);
     let k = jpeg_scale((w, h), (target.width, target.height));
-    if k < 8 {
-        let sw = (w * k).div_ceil(8) as u16;
-        let sh = (h * k).div_ceil(8) as u16;
-        d.scale(sw, sh).map_err(|e| e.to_string())?;
+    if k > 2 {
+        return Ok(None);
     }
+    let sw = (w * k).div_ceil(8) as u16;
+    let sh = (h * k).div_ceil(8) as u16;
+    d.scale(sw, sh).map_err(|e| e.to_string())?;
     let data = d.decode().map_err(|e| e.to_string())?;
     let info = d.info().ok_or("no JPEG header")?;
     let (ow, oh) = (info.width as usize, info.height as usize);
@@ -343,6 +346,10 @@ mod tests {
         assert!(right[2] > 200 && right[0] < 60, "right is blue: {right:?}");
         let g = decode(&bytes, &target(8, 8, 1)).expect("decodes");
         assert_eq!(g.pixels.data.len(), 64);
+        // Too small to downscale in the DCT domain: the full decode path.
+        let full = decode(&bytes, &target(40, 40, 3)).expect("decodes");
+        assert_eq!((full.pixels.height, full.pixels.width), (40, 40));
+        assert!(full.pixels.data[0] > 200 && full.pixels.data[39 * 3 + 2] > 200);
     }
 
     #[test]
@@ -359,7 +366,8 @@ mod tests {
         assert!(decode(b"not an image at all", &target(4, 4, 3)).is_err());
         let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 7]));
         let jpeg = encode(DynamicImage::ImageRgb8(img.clone()), image::ImageFormat::Jpeg);
-        assert!(decode(&jpeg[..jpeg.len() / 3], &target(16, 16, 3)).is_err(), "truncated JPEG");
+        assert!(decode(&jpeg[..jpeg.len() / 3], &target(16, 16, 3)).is_err(), "truncated JPEG, scaled decode");
+        assert!(decode(&jpeg[..jpeg.len() / 3], &target(48, 48, 3)).is_err(), "truncated JPEG, full decode");
         let png = encode(DynamicImage::ImageRgb8(img), image::ImageFormat::Png);
         assert!(decode(&png[..png.len() / 2], &target(16, 16, 3)).is_err(), "truncated PNG");
         assert!(decode(&jpeg[..20], &target(16, 16, 3)).is_err(), "header only");

@@ -353,24 +353,33 @@ impl Split {
         }))
     }
 
+    /// The random augmentation of item `index` in (`seed`, `epoch`): none
+    /// unless asked for and configured.
+    fn params(&self, index: usize, seed: u64, epoch: usize, augment: bool) -> Params {
+        let plan = &self.inner.pipeline.augment;
+        if augment && plan.is_random() {
+            let t = &self.inner.pipeline.target;
+            let mut rng = split::rng(&[split::TAG_AUGMENT, seed, epoch as u64, index as u64]);
+            Params::draw(plan, t.height, t.width, &mut rng)
+        } else {
+            Params::default()
+        }
+    }
+
     /// Item `index` in 0-255 floats, augmented when asked.
     fn frame(&self, index: usize, seed: u64, epoch: usize, augment: bool) -> Result<Frame, DataError> {
         let p = self.pixels(index)?;
         let frame = Frame::from_u8(p.height, p.width, p.channels, &p.data);
-        let plan = &self.inner.pipeline.augment;
-        if augment && plan.is_random() {
-            let mut rng = split::rng(&[split::TAG_AUGMENT, seed, epoch as u64, index as u64]);
-            let params = Params::draw(plan, p.height, p.width, &mut rng);
-            Ok(augment::apply(frame, &params, plan))
-        } else {
-            Ok(frame)
-        }
+        let params = self.params(index, seed, epoch, augment);
+        Ok(augment::apply(frame, &params, &self.inner.pipeline.augment))
     }
 
-    /// Write item `index` as model input (CHW floats) into `out`.
+    /// Write item `index` as model input (CHW floats) into `out`, in one pass.
     fn fill(&self, index: usize, seed: u64, epoch: usize, augment: bool, out: &mut [f32]) -> Result<(), DataError> {
-        let f = self.frame(index, seed, epoch, augment)?;
-        self.inner.pipeline.standardize.write_chw(&f, out);
+        let p = self.pixels(index)?;
+        let params = self.params(index, seed, epoch, augment);
+        let pipe = &self.inner.pipeline;
+        augment::render_chw(&p.data, p.height, p.width, p.channels, &params, &pipe.augment, &pipe.standardize, out);
         Ok(())
     }
 

@@ -118,7 +118,8 @@ fn luma(p: &[f64; 3]) -> f64 {
 }
 
 fn quantize(v: f64) -> u8 {
-    v.round().clamp(0.0, 255.0) as u8
+    // Saturating cast: rounds half up, clamps to 0-255 (no libm call).
+    (v + 0.5) as u8
 }
 
 /// A standard normal draw (Box-Muller); 0 draws nothing when noise is off.
