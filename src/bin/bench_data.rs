@@ -22,9 +22,10 @@ const CLASSES: [&str; 10] = [
     "apple_pie", "baby_back_ribs", "baklava", "beef_carpaccio", "beef_tartare", "beet_salad", "beignets", "bibimbap", "bread_pudding", "breakfast_burrito",
 ];
 const SIZE: (u32, u32) = (512, 384);
-/// Pixel noise and JPEG quality: files of about the size of Food-101 photos.
+/// Pixel noise and JPEG quality: about 35 KB a file, the bytes per pixel of
+/// Food-101 (4.65 GB for 101,000 photos of mostly 512x512).
 const NOISE: f64 = 0.02;
-const QUALITY: u8 = 90;
+const QUALITY: u8 = 85;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

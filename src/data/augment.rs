@@ -420,34 +420,42 @@ fn render_n<const C: usize>(src: &[u8], h: usize, w: usize, p: &Params, plan: &A
     let plane = h * w;
     let m = p.has_affine().then(|| snapped(&p.matrix(h, w)));
     let (fill, cval) = (plan.spec.fill_mode, plan.spec.cval as f32);
-    let brightness = p.brightness.map(|b| b as f32);
-    let mean: [f32; C] = std::array::from_fn(|ch| st.mean[ch]);
-    let inv_std: [f32; C] = std::array::from_fn(|ch| 1.0 / st.std[ch]);
-    let rescale = st.rescale;
+    let mut line = vec![0.0f32; w * C];
     for row in 0..h {
+        // Geometry (and flips) for one output row, HWC.
         let fr = if p.flip_vertical { h - 1 - row } else { row };
-        let y = fr as f64;
-        let (rx, ry) = match m {
-            Some([[_, b, tx], [_, e, ty]]) => (b * y + tx, e * y + ty),
-            None => (0.0, 0.0),
-        };
-        for col in 0..w {
-            let fc = if p.flip_horizontal { w - 1 - col } else { col };
-            let mut v: [f32; C] = match m {
-                Some([[a, _, _], [d, _, _]]) => {
+        match m {
+            Some([[a, b, tx], [d, e, ty]]) => {
+                let y = fr as f64;
+                let (rx, ry) = (b * y + tx, e * y + ty);
+                for (col, px) in line.chunks_exact_mut(C).enumerate() {
+                    let fc = if p.flip_horizontal { w - 1 - col } else { col };
                     let x = fc as f64;
-                    sample::<u8, C>(src, w, h, a * x + rx, d * x + ry, fill, cval)
-                }
-                None => std::array::from_fn(|ch| src[(fr * w + fc) * C + ch] as f32),
-            };
-            if let Some(b) = brightness {
-                for x in &mut v {
-                    *x = (*x as u8 as f32 * b) as u8 as f32;
+                    px.copy_from_slice(&sample::<u8, C>(src, w, h, a * x + rx, d * x + ry, fill, cval));
                 }
             }
-            let o = row * w + col;
-            for ch in 0..C {
-                out[ch * plane + o] = (v[ch] * rescale - mean[ch]) * inv_std[ch];
+            None => {
+                let src_row = &src[fr * w * C..(fr + 1) * w * C];
+                for (col, px) in line.chunks_exact_mut(C).enumerate() {
+                    let fc = if p.flip_horizontal { w - 1 - col } else { col };
+                    for ch in 0..C {
+                        px[ch] = src_row[fc * C + ch] as f32;
+                    }
+                }
+            }
+        }
+        if let Some(b) = p.brightness {
+            let b = b as f32;
+            for v in line.iter_mut() {
+                *v = (*v as u8 as f32 * b) as u8 as f32;
+            }
+        }
+        // Rescale, normalize, channel-first.
+        for ch in 0..C {
+            let (mean, inv_std, rescale) = (st.mean[ch], 1.0 / st.std[ch], st.rescale);
+            let dst = &mut out[ch * plane + row * w..ch * plane + (row + 1) * w];
+            for (d, px) in dst.iter_mut().zip(line.chunks_exact(C)) {
+                *d = (px[ch] * rescale - mean) * inv_std;
             }
         }
     }
