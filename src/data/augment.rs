@@ -5,7 +5,8 @@
 //!
 //! Two deliberate departures from Keras 3.15's code, both about geometry:
 //! Keras swaps the axes of its shift parameters (its `width_shift_range`
-//! moves rows) and rotates non-square images about a slightly wrong centre.
+//! moves rows) and turns non-square images about a point off their centre
+//! (the centre's coordinates are swapped too).
 //! Here `width_shift_range` moves the image horizontally by a fraction of its
 //! width, `height_shift_range` vertically by a fraction of its height, and
 //! every transform is about the true centre. `fill_mode = "wrap"` tiles the
