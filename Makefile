@@ -10,7 +10,12 @@ TB_LOGDIR ?= runs
 TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
 
-.PHONY: help build release run sweep test check fmt clippy tensorboard
+BENCH_VENV := bench/.venv
+BENCH_PY ?= $(BENCH_VENV)/bin/python
+BENCH_JPEGS := bench/work/jpegs
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: help build release run sweep test check fmt clippy tensorboard data bench-data
 
 help:
 	@echo "make run        build (release) and run $(EXP)"
@@ -18,6 +23,8 @@ help:
 	@echo "make check      validate every file in experiments/"
 	@echo "make sweep      build (release) and run the sweep of $(EXP)"
 	@echo "make build      debug build;  make release  optimized build"
+	@echo "make data       install Fashion-MNIST (Debian package dataset-fashion-mnist) for experiments/fashion-mnist.toml"
+	@echo "make bench-data loader images/s against Keras ImageDataGenerator and torchvision (BENCH_PY=python with both)"
 	@echo "make tensorboard  TensorBoard on $(TB_LOGDIR)/ at http://$(TB_HOST):$(TB_PORT)/ (installs it into $(VENV))"
 
 build:
@@ -56,3 +63,34 @@ fmt:
 
 clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# Fashion-MNIST's IDX files, from Debian's package where apt exists.
+data:
+	@if [ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ]; then \
+		echo "Fashion-MNIST is installed in $(FASHION_MNIST)"; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		sudo_cmd=""; [ "$$(id -u)" -ne 0 ] && sudo_cmd="sudo"; \
+		$$sudo_cmd apt-get install -y -qq dataset-fashion-mnist || \
+			{ $$sudo_cmd apt-get update -qq && $$sudo_cmd apt-get install -y -qq dataset-fashion-mnist; }; \
+	else \
+		echo "No apt-get here. Download the four Fashion-MNIST files (train-images-idx3-ubyte.gz,"; \
+		echo "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)"; \
+		echo "into a folder, and set data.path in experiments/fashion-mnist.toml to it"; \
+		echo "(or run: runner run experiments/fashion-mnist.toml --set data.path=FOLDER)."; \
+		exit 1; \
+	fi
+
+# The peers the loader benchmark compares against.
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
+	touch $@
+
+# 2,000 generated 512x384 JPEGs in 10 classes (written once into bench/work/),
+# the tutorial's augmentation, 32x3x128x128 float batches: runner's loader,
+# torchvision's 2-worker DataLoader and Keras's ImageDataGenerator, one after
+# the other in the same run. Measure on a quiet machine.
+bench-data: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.installed)
+	$(CARGO) build --release --bin bench_data
+	$(TARGET_DIR)/release/bench_data generate $(BENCH_JPEGS) 2000
+	$(TARGET_DIR)/release/bench_data compare $(BENCH_JPEGS) $(BENCH_PY) bench

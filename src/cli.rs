@@ -144,6 +144,17 @@ pub enum Command {
         #[arg(long, default_value_t = 5.0, hide = true)]
         poll_seconds: f64,
     },
+    /// Report what the data source holds: classes, counts per split, image sizes, unreadable files.
+    Data {
+        #[command(flatten)]
+        exp: ExperimentArgs,
+        /// Also write a grid of augmented training samples with their labels to this PNG.
+        #[arg(long, value_name = "OUT.png")]
+        preview: Option<PathBuf>,
+        /// Only list the files; do not decode every image.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -215,6 +226,7 @@ pub fn main() -> ExitCode {
             cancel,
             poll_seconds,
         }),
+        Command::Data { exp, preview, quick } => commands::data::run(&exp, preview.as_deref(), quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

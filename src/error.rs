@@ -26,14 +26,15 @@ pub enum Error {
     #[diagnostic(code(runner::device))]
     Device(#[from] DeviceError),
 
+    /// Bad or missing data found before training (the loader's errors
+    /// during a run belong to the run's own failure).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Data(#[from] DataError),
+
     #[error("{0}")]
     #[diagnostic(code(runner::usage))]
     Usage(String),
-
-    /// Bad data found before training starts.
-    #[error(transparent)]
-    #[diagnostic(code(runner::data))]
-    Data(DataError),
 
     #[error(transparent)]
     #[diagnostic(code(runner::train))]

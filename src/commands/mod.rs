@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod compare;
+pub mod data;
 pub mod eval;
 pub mod run;
 pub mod sweep;

@@ -217,15 +217,10 @@ fn load_exact(path: &Path) -> Result<(Loaded, ExperimentPlan)> {
     Ok((loaded, plan))
 }
 
+/// What was found, per class and split, before training starts.
 fn print_dataset(data: &Dataset) {
-    let fp = data.fingerprint();
-    let counts: Vec<String> = fp.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
-    println!(
-        "Found {} classes: {} ({})",
-        data.classes.len(),
-        data.classes.join(", "),
-        counts.join(", ")
-    );
+    print!("{}", data.report());
+    println!();
 }
 
 /// The original file(s), the resolved config and the overrides.

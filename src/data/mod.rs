@@ -1,152 +1,670 @@
-//! TEMPORARY stand-in for the data module (replaced by the `data` branch):
-//! class-dependent random images with the interface the trainer uses.
-#![allow(missing_docs)]
+//! Plan -> datasets: scan and validate the source, split it, and hand out
+//! epochs of preprocessed (and, for training, augmented) batches.
+//!
+//! [`Dataset::open`] only lists files and reads small in-memory sources
+//! (IDX); images are decoded batch by batch by [`Split::batches`], in
+//! parallel on rayon, on a background thread that keeps `prefetch` batches
+//! ready. Every random choice (validation split, epoch order, augmentation,
+//! synthetic samples) comes from a generator seeded by the experiment seed
+//! and the item it is for, so batches do not depend on the thread count.
 
-use serde::Serialize;
+pub mod augment;
+pub mod decode;
+pub mod fixtures;
+pub mod food101;
+pub mod idx;
+pub mod image_folder;
+pub mod loader;
+pub mod preview;
+pub mod report;
+pub mod split;
+pub mod synthetic;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use image::DynamicImage;
+use miette::Diagnostic;
 use thiserror::Error;
 
-use crate::config::spec::DataSpec;
-use crate::plan::ExperimentPlan;
+use crate::config::spec::{BadImagePolicy, DataSpec, Interpolation};
+use crate::plan::{AugmentPlan, ExperimentPlan};
+use augment::{Frame, Params, Standardize};
+use decode::{Pixels, Target};
+use idx::IdxImages;
+use synthetic::{Generator, SplitId};
 
-#[derive(Debug, Error)]
+pub use loader::{Batch, BatchOptions, Batches};
+pub use report::{DataFingerprint, DataReport, Inspection};
+
+/// Everything that can be wrong with the data, each naming the path at fault.
+#[derive(Debug, Error, Diagnostic)]
 pub enum DataError {
-    #[error("{0}")]
-    Other(String),
+    #[error("{what} {} does not exist or is not a folder", path.display())]
+    #[diagnostic(code(runner::data::missing), help("check `data.path` in the experiment file (relative paths start from the current folder)"))]
+    MissingFolder { path: PathBuf, what: &'static str },
+
+    #[error("{what} {} does not exist", path.display())]
+    #[diagnostic(code(runner::data::missing))]
+    MissingFile {
+        path: PathBuf,
+        what: &'static str,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("{} has no class sub-folders", path.display())]
+    #[diagnostic(code(runner::data::no_classes), help("put each class's images in its own sub-folder: <path>/<class>/<image>.jpg"))]
+    NoClasses { path: PathBuf },
+
+    #[error("class folder {} does not exist (class `{class}`)", path.display())]
+    #[diagnostic(code(runner::data::missing_class), help("validation and test folders need a sub-folder for every training class"))]
+    MissingClassFolder { path: PathBuf, class: String },
+
+    #[error("class folder {} has no images (.jpg, .jpeg, .png, .bmp or .webp)", path.display())]
+    #[diagnostic(code(runner::data::empty_class))]
+    EmptyClass { path: PathBuf },
+
+    #[error("class `{name}` does not exist in {}", path.display())]
+    #[diagnostic(code(runner::data::unknown_class))]
+    UnknownClass {
+        name: String,
+        path: PathBuf,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("`classes = {requested}` asks for more classes than the {found} in {}", path.display())]
+    #[diagnostic(code(runner::data::too_few_classes))]
+    TooFewClasses { path: PathBuf, requested: usize, found: usize },
+
+    #[error("the data has {data} classes but the model ends in {model} outputs")]
+    #[diagnostic(code(runner::data::class_count), help("make the last dense layer's `units` equal the number of classes, or choose classes with `data.classes`"))]
+    ClassCount { data: usize, model: usize },
+
+    #[error("{}: not a valid IDX file: {reason}", path.display())]
+    #[diagnostic(code(runner::data::idx))]
+    BadIdx { path: PathBuf, reason: String },
+
+    #[error("{} has {images} images but {} has {labels} labels", images_path.display(), labels_path.display())]
+    #[diagnostic(code(runner::data::idx))]
+    IdxCountMismatch {
+        images_path: PathBuf,
+        images: usize,
+        labels_path: PathBuf,
+        labels: usize,
+    },
+
+    #[error("{}: label {label} of item {index} is out of range for {classes} class names", path.display())]
+    #[diagnostic(code(runner::data::label), help("list one name per label in `data.class_names`"))]
+    BadLabel { path: PathBuf, label: usize, index: usize, classes: usize },
+
+    #[error("{}: {reason}", path.display())]
+    #[diagnostic(code(runner::data::meta))]
+    BadMeta { path: PathBuf, reason: String },
+
+    #[error("{} lists `{entry}`, but {} does not exist{}", meta.display(), path.display(), if *more > 0 { format!(" ({more} more listed files are missing too)") } else { String::new() })]
+    #[diagnostic(code(runner::data::missing_listed))]
+    MissingListed { meta: PathBuf, entry: String, path: PathBuf, more: usize },
+
+    #[error("cannot read {}: {source}", path.display())]
+    #[diagnostic(code(runner::data::io))]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("cannot list {}: {reason}", path.display())]
+    #[diagnostic(code(runner::data::io))]
+    Walk { path: PathBuf, reason: String },
+
+    #[error("cannot decode image {}: {reason}", path.display())]
+    #[diagnostic(code(runner::data::bad_image), help("remove or replace the file, or set `data.on_bad_image = \"skip\"` to leave such files out"))]
+    BadImage { path: PathBuf, reason: String },
+
+    #[error("{count} image(s) cannot be decoded; the first is {}: {reason}", first.display())]
+    #[diagnostic(code(runner::data::bad_image), help("remove or replace the files, or set `data.on_bad_image = \"skip\"` to leave them out"))]
+    BadImages { count: usize, first: PathBuf, reason: String },
+
+    #[error("cannot write {}: {reason}", path.display())]
+    #[diagnostic(code(runner::data::write))]
+    Write { path: PathBuf, reason: String },
+
+    #[error("the data loader crashed while preparing a batch of the {split} split (a bug in runner)")]
+    #[diagnostic(code(runner::data::loader))]
+    LoaderCrashed { split: &'static str },
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct DataFingerprint {
-    pub classes: Vec<String>,
-    pub counts: std::collections::BTreeMap<String, usize>,
+impl DataError {
+    pub fn io(path: &Path, source: std::io::Error) -> DataError {
+        DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
+/// Which part of the data a split is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitKind {
+    Train,
+    Validation,
+    Test,
+}
+
+impl SplitKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SplitKind::Train => "train",
+            SplitKind::Validation => "validation",
+            SplitKind::Test => "test",
+        }
+    }
+}
+
+/// A source with its splits. Cheap to clone: splits share their contents.
 #[derive(Clone)]
-pub struct Split {
-    n: usize,
-    shape: [usize; 3],
-    classes: usize,
-    seed: u64,
-}
-
 pub struct Dataset {
     pub classes: Vec<String>,
     pub train: Split,
     pub validation: Option<Split>,
     pub test: Option<Split>,
+    report: Arc<DataReport>,
 }
 
-pub struct BatchOptions {
-    pub batch_size: usize,
-    pub epoch: usize,
-    pub seed: u64,
-    pub shuffle: bool,
-    pub augment: bool,
-    pub max_batches: Option<usize>,
-}
-
-pub struct Batch {
-    pub images: Vec<f32>,
-    pub labels: Vec<i64>,
-    pub indices: Vec<usize>,
-    pub shape: [usize; 4],
-}
-
-impl Dataset {
-    pub fn open(plan: &ExperimentPlan) -> Result<Dataset, DataError> {
-        let DataSpec::Synthetic(s) = &plan.data else {
-            return Err(DataError::Other("stand-in data supports synthetic only".into()));
-        };
-        let [h, w, c] = plan.model.input;
-        let mk = |n, k| Split { n, shape: [h, w, c], classes: s.classes, seed: plan.seed ^ k };
-        Ok(Dataset {
-            classes: (0..s.classes).map(|i| format!("class_{i}")).collect(),
-            train: mk(s.train_size, 1),
-            validation: (s.validation_size > 0).then(|| mk(s.validation_size, 2)),
-            test: Some(mk(s.test_size, 3)),
-        })
+impl std::fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataset")
+            .field("classes", &self.classes)
+            .field("train", &self.train.len())
+            .field("validation", &self.validation.as_ref().map(Split::len))
+            .field("test", &self.test.as_ref().map(Split::len))
+            .finish()
     }
+}
 
-    pub fn fingerprint(&self) -> DataFingerprint {
-        let mut counts = std::collections::BTreeMap::new();
-        counts.insert("train".into(), self.train.len());
-        if let Some(v) = &self.validation {
-            counts.insert("validation".into(), v.len());
-        }
-        if let Some(t) = &self.test {
-            counts.insert("test".into(), t.len());
-        }
-        DataFingerprint { classes: self.classes.clone(), counts }
-    }
+/// Where a split's items come from.
+enum Items {
+    Files(Vec<PathBuf>),
+    Idx { images: Arc<IdxImages>, rows: Vec<usize> },
+    Synthetic { generator: Arc<Generator>, split: SplitId },
+}
+
+/// How every item becomes model input.
+#[derive(Debug, Clone)]
+struct Pipeline {
+    target: Target,
+    augment: AugmentPlan,
+    standardize: Standardize,
+    on_bad_image: BadImagePolicy,
+    prefetch: usize,
+}
+
+struct SplitInner {
+    kind: SplitKind,
+    items: Items,
+    labels: Vec<usize>,
+    pipeline: Arc<Pipeline>,
+    /// Decoded items at the target size, when the user opts in (`cache`).
+    cache: Option<Vec<OnceLock<Arc<Pixels>>>>,
+    /// Items left out under `on_bad_image = "skip"`: position -> reason.
+    skipped: Mutex<BTreeMap<usize, String>>,
+}
+
+/// One part of a dataset (training, validation or test). Cheap to clone.
+#[derive(Clone)]
+pub struct Split {
+    inner: Arc<SplitInner>,
 }
 
 impl Split {
+    fn new(kind: SplitKind, items: Items, labels: Vec<usize>, pipeline: Arc<Pipeline>, cache: bool) -> Split {
+        let cache = (cache && matches!(items, Items::Files(_))).then(|| (0..labels.len()).map(|_| OnceLock::new()).collect());
+        Split {
+            inner: Arc::new(SplitInner {
+                kind,
+                items,
+                labels,
+                pipeline,
+                cache,
+                skipped: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    pub fn kind(&self) -> SplitKind {
+        self.inner.kind
+    }
+
     pub fn len(&self) -> usize {
-        self.n
+        self.inner.labels.len()
     }
+
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.inner.labels.is_empty()
     }
+
     pub fn label(&self, index: usize) -> usize {
-        index % self.classes
+        self.inner.labels[index]
     }
 
-    fn sample(&self, index: usize, out: &mut Vec<f32>) {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed.wrapping_mul(1_000_003) ^ index as u64);
-        let label = self.label(index);
-        let [h, w, c] = self.shape;
-        for ch in 0..c {
-            let base = ((label * 7 + ch * 3) % 11) as f32 / 10.0;
-            for y in 0..h {
-                for x in 0..w {
-                    let stripe = if (x + y * (label % 3)) % (label % 4 + 2) == 0 { 0.3 } else { 0.0 };
-                    out.push(base + stripe + rng.random::<f32>() * 0.2);
-                }
+    pub fn labels(&self) -> &[usize] {
+        &self.inner.labels
+    }
+
+    /// The file behind item `index`, for file-based sources.
+    pub fn path(&self, index: usize) -> Option<&Path> {
+        match &self.inner.items {
+            Items::Files(files) => files.get(index).map(PathBuf::as_path),
+            _ => None,
+        }
+    }
+
+    /// Model input size: height, width, channels.
+    pub fn input_shape(&self) -> [usize; 3] {
+        let t = &self.inner.pipeline.target;
+        [t.height, t.width, t.channels]
+    }
+
+    /// Batches kept ready ahead of the consumer.
+    pub fn prefetch(&self) -> usize {
+        self.inner.pipeline.prefetch
+    }
+
+    /// The size of the items as stored, for sources whose items all share
+    /// one (IDX, synthetic); `None` for files.
+    pub fn native_size(&self) -> Option<(u32, u32)> {
+        match &self.inner.items {
+            Items::Files(_) => None,
+            Items::Idx { images, .. } => Some((images.cols as u32, images.rows as u32)),
+            Items::Synthetic { generator, .. } => Some((generator.width as u32, generator.height as u32)),
+        }
+    }
+
+    /// Files left out so far under `on_bad_image = "skip"`, with the reason.
+    pub fn skipped(&self) -> Vec<(PathBuf, String)> {
+        let skipped = self.inner.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        skipped
+            .iter()
+            .map(|(&i, reason)| (self.path(i).map(Path::to_path_buf).unwrap_or_default(), reason.clone()))
+            .collect()
+    }
+
+    /// Item `index` at the model's size and channels, 8-bit, no augmentation.
+    pub fn pixels(&self, index: usize) -> Result<Arc<Pixels>, DataError> {
+        if let Some(cache) = &self.inner.cache {
+            if let Some(p) = cache[index].get() {
+                return Ok(p.clone());
             }
         }
-    }
-
-    pub fn batches(&self, opts: &BatchOptions) -> impl Iterator<Item = Result<Batch, DataError>> + '_ {
-        use rand::seq::SliceRandom;
-        use rand::SeedableRng;
-        let mut order: Vec<usize> = (0..self.n).collect();
-        if opts.shuffle {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed ^ (opts.epoch as u64 * 7919));
-            order.shuffle(&mut rng);
-        }
-        let bs = opts.batch_size;
-        let max = opts.max_batches.unwrap_or(usize::MAX);
-        let [h, w, c] = self.shape;
-        order
-            .chunks(bs)
-            .take(max)
-            .map(|chunk| {
-                let mut images = Vec::with_capacity(chunk.len() * h * w * c);
-                for &i in chunk {
-                    self.sample(i, &mut images);
-                }
-                Ok(Batch {
-                    images,
-                    labels: chunk.iter().map(|&i| self.label(i) as i64).collect(),
-                    indices: chunk.to_vec(),
-                    shape: [chunk.len(), c, h, w],
-                })
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-    }
-
-    pub fn image(&self, index: usize) -> Result<image::DynamicImage, DataError> {
-        let mut v = Vec::new();
-        self.sample(index, &mut v);
-        let [h, w, c] = self.shape;
-        let mut img = image::RgbImage::new(w as u32, h as u32);
-        for y in 0..h {
-            for x in 0..w {
-                let px = |ch: usize| (v[(ch.min(c - 1) * h + y) * w + x].clamp(0.0, 1.0) * 255.0) as u8;
-                img.put_pixel(x as u32, y as u32, image::Rgb([px(0), px(1), px(2)]));
+        let target = &self.inner.pipeline.target;
+        let pixels = match &self.inner.items {
+            Items::Files(files) => {
+                let path = &files[index];
+                decode::load(path, target)
+                    .map_err(|reason| DataError::BadImage {
+                        path: path.clone(),
+                        reason,
+                    })?
+                    .pixels
             }
+            Items::Idx { images, rows } => {
+                let raw = Pixels {
+                    height: images.rows,
+                    width: images.cols,
+                    channels: 1,
+                    data: images.image(rows[index]).to_vec(),
+                };
+                decode::resize(&decode::convert_channels(raw, target.channels), target)
+            }
+            Items::Synthetic { generator, split } => Pixels {
+                height: target.height,
+                width: target.width,
+                channels: target.channels,
+                data: generator.render(*split, index),
+            },
+        };
+        let pixels = Arc::new(pixels);
+        if let Some(cache) = &self.inner.cache {
+            let _ = cache[index].set(pixels.clone());
         }
-        Ok(image::DynamicImage::ImageRgb8(img))
+        Ok(pixels)
+    }
+
+    /// One preprocessed (not augmented) example as 8-bit gray or RGB at
+    /// model size, for picture grids.
+    pub fn image(&self, index: usize) -> Result<DynamicImage, DataError> {
+        let p = self.pixels(index)?;
+        Ok(to_image(&p))
+    }
+
+    /// Item `index` after the random augmentation of (`seed`, `epoch`),
+    /// before `rescale` and `normalize`: what a training batch shows the
+    /// model, as a picture.
+    pub fn augmented_image(&self, index: usize, seed: u64, epoch: usize) -> Result<DynamicImage, DataError> {
+        let f = self.frame(index, seed, epoch, true)?;
+        let t = &self.inner.pipeline.target;
+        Ok(to_image(&Pixels {
+            height: t.height,
+            width: t.width,
+            channels: t.channels,
+            data: f.to_u8(),
+        }))
+    }
+
+    /// The random augmentation of item `index` in (`seed`, `epoch`): none
+    /// unless asked for and configured.
+    fn params(&self, index: usize, seed: u64, epoch: usize, augment: bool) -> Params {
+        let plan = &self.inner.pipeline.augment;
+        if augment && plan.is_random() {
+            let t = &self.inner.pipeline.target;
+            let mut rng = split::rng(&[split::TAG_AUGMENT, seed, epoch as u64, index as u64]);
+            Params::draw(plan, t.height, t.width, &mut rng)
+        } else {
+            Params::default()
+        }
+    }
+
+    /// Item `index` in 0-255 floats, augmented when asked.
+    fn frame(&self, index: usize, seed: u64, epoch: usize, augment: bool) -> Result<Frame, DataError> {
+        let p = self.pixels(index)?;
+        let frame = Frame::from_u8(p.height, p.width, p.channels, &p.data);
+        let params = self.params(index, seed, epoch, augment);
+        Ok(augment::apply(frame, &params, &self.inner.pipeline.augment))
+    }
+
+    /// Write item `index` as model input (CHW floats) into `out`, in one pass.
+    fn fill(&self, index: usize, seed: u64, epoch: usize, augment: bool, out: &mut [f32]) -> Result<(), DataError> {
+        let p = self.pixels(index)?;
+        let params = self.params(index, seed, epoch, augment);
+        let pipe = &self.inner.pipeline;
+        augment::render_chw(&p.data, p.height, p.width, p.channels, &params, &pipe.augment, &pipe.standardize, out);
+        Ok(())
+    }
+
+    /// What happens to an image that cannot be decoded.
+    pub fn bad_image_policy(&self) -> BadImagePolicy {
+        self.inner.pipeline.on_bad_image
+    }
+
+    fn skip_policy(&self) -> BadImagePolicy {
+        self.inner.pipeline.on_bad_image
+    }
+
+    fn record_skip(&self, index: usize, reason: String) {
+        let mut skipped = self.inner.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        skipped.insert(index, reason);
+    }
+
+    /// One epoch of batches. See [`loader`].
+    pub fn batches(&self, opts: &BatchOptions) -> Batches {
+        loader::start(self.clone(), opts.clone())
+    }
+}
+
+fn to_image(p: &Pixels) -> DynamicImage {
+    // `Pixels` built here always match their size; fall back to black if not.
+    p.to_image()
+        .unwrap_or_else(|| DynamicImage::new_rgb8(p.width as u32, p.height as u32))
+}
+
+impl Dataset {
+    /// Scan and validate the source described by the plan: list files,
+    /// check folders, meta files and IDX headers, split off validation.
+    /// Images are not decoded here.
+    pub fn open(plan: &ExperimentPlan) -> Result<Dataset, DataError> {
+        let [height, width, channels] = plan.model.input;
+        let interpolation = match &plan.data {
+            DataSpec::ImageFolder(d) => d.interpolation,
+            DataSpec::Food101(d) => d.interpolation,
+            DataSpec::Idx(_) | DataSpec::Synthetic(_) => Interpolation::Nearest,
+        };
+        let (on_bad_image, prefetch, cache) = match &plan.data {
+            DataSpec::ImageFolder(d) => (d.on_bad_image, d.prefetch, d.cache),
+            DataSpec::Food101(d) => (d.on_bad_image, d.prefetch, d.cache),
+            DataSpec::Idx(d) => (BadImagePolicy::Fail, d.prefetch, false),
+            DataSpec::Synthetic(d) => (BadImagePolicy::Fail, d.prefetch, false),
+        };
+        let pipeline = Arc::new(Pipeline {
+            target: Target {
+                height,
+                width,
+                channels,
+                interpolation,
+            },
+            augment: plan.augment.clone(),
+            standardize: Standardize::new(&plan.augment, channels),
+            on_bad_image,
+            prefetch: prefetch.max(1),
+        });
+        let seed = plan.seed;
+        let split = |kind, items, labels| Split::new(kind, items, labels, pipeline.clone(), cache);
+        let mut notes = Vec::new();
+
+        let (classes, train, validation, test, validation_from) = match &plan.data {
+            DataSpec::ImageFolder(d) => {
+                let available = image_folder::class_dirs(&d.path)?;
+                let classes = image_folder::select_classes(&available, d.classes.as_ref(), &d.path)?;
+                let (files, labels) = image_folder::scan(&d.path, &classes)?;
+                let (train, validation, from) = if let Some(fraction) = d.validation_split {
+                    let (t, v) = split_files(files, labels, fraction, seed);
+                    (
+                        split(SplitKind::Train, Items::Files(t.0), t.1),
+                        Some(split(SplitKind::Validation, Items::Files(v.0), v.1)),
+                        report::ValidationFrom::Split { fraction, seed },
+                    )
+                } else if let Some(vp) = &d.validation_path {
+                    let (vf, vl) = scan_other(vp, &classes, "validation folder")?;
+                    (
+                        split(SplitKind::Train, Items::Files(files), labels),
+                        Some(split(SplitKind::Validation, Items::Files(vf), vl)),
+                        report::ValidationFrom::Folder(vp.clone()),
+                    )
+                } else {
+                    (split(SplitKind::Train, Items::Files(files), labels), None, report::ValidationFrom::None)
+                };
+                let test = match &d.test_path {
+                    Some(tp) => {
+                        let (tf, tl) = scan_other(tp, &classes, "test folder")?;
+                        Some(split(SplitKind::Test, Items::Files(tf), tl))
+                    }
+                    None => None,
+                };
+                if available.len() > classes.len() {
+                    notes.push(format!("using {} of the {} class folders", classes.len(), available.len()));
+                }
+                (classes, train, validation, test, from)
+            }
+            DataSpec::Food101(d) => {
+                let f = food101::scan(&d.path, d.classes.as_ref())?;
+                let (train, validation, from) = match d.validation_split {
+                    Some(fraction) => {
+                        let (t, v) = split_files(f.train.files, f.train.labels, fraction, seed);
+                        (
+                            split(SplitKind::Train, Items::Files(t.0), t.1),
+                            Some(split(SplitKind::Validation, Items::Files(v.0), v.1)),
+                            report::ValidationFrom::Split { fraction, seed },
+                        )
+                    }
+                    None => (
+                        split(SplitKind::Train, Items::Files(f.train.files), f.train.labels),
+                        None,
+                        report::ValidationFrom::None,
+                    ),
+                };
+                let test = Some(split(SplitKind::Test, Items::Files(f.test.files), f.test.labels));
+                (f.classes, train, validation, test, from)
+            }
+            DataSpec::Idx(d) => {
+                let path = |name: &str| d.path.join(name);
+                if !d.path.is_dir() {
+                    return Err(DataError::MissingFolder {
+                        path: d.path.clone(),
+                        what: "IDX folder",
+                    });
+                }
+                let (train_images, train_labels) = read_idx_pair(&path(&d.train_images), &path(&d.train_labels))?;
+                let (test_images, test_labels) = read_idx_pair(&path(&d.test_images), &path(&d.test_labels))?;
+                let max_label = train_labels.iter().chain(&test_labels).copied().max().unwrap_or(0) as usize;
+                let classes: Vec<String> = match &d.class_names {
+                    Some(names) => {
+                        for (file, labels) in [(&d.train_labels, &train_labels), (&d.test_labels, &test_labels)] {
+                            if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= names.len()) {
+                                return Err(DataError::BadLabel {
+                                    path: path(file),
+                                    label: label as usize,
+                                    index,
+                                    classes: names.len(),
+                                });
+                            }
+                        }
+                        names.clone()
+                    }
+                    None => (0..=max_label).map(|l| l.to_string()).collect(),
+                };
+                let train_labels: Vec<usize> = train_labels.iter().map(|&l| l as usize).collect();
+                let test_labels: Vec<usize> = test_labels.iter().map(|&l| l as usize).collect();
+                let train_images = Arc::new(train_images);
+                let idx_items = |images: &Arc<IdxImages>, rows: Vec<usize>| Items::Idx {
+                    images: images.clone(),
+                    rows,
+                };
+                let (train, validation, from) = match d.validation_split {
+                    Some(fraction) => {
+                        let (t, v) = split::stratified(&train_labels, fraction, seed);
+                        let tl = t.iter().map(|&i| train_labels[i]).collect();
+                        let vl = v.iter().map(|&i| train_labels[i]).collect();
+                        (
+                            split(SplitKind::Train, idx_items(&train_images, t), tl),
+                            Some(split(SplitKind::Validation, idx_items(&train_images, v), vl)),
+                            report::ValidationFrom::Split { fraction, seed },
+                        )
+                    }
+                    None => {
+                        let rows = (0..train_labels.len()).collect();
+                        (split(SplitKind::Train, idx_items(&train_images, rows), train_labels), None, report::ValidationFrom::None)
+                    }
+                };
+                let test_images = Arc::new(test_images);
+                let rows = (0..test_labels.len()).collect();
+                let test = Some(split(SplitKind::Test, idx_items(&test_images, rows), test_labels));
+                (classes, train, validation, test, from)
+            }
+            DataSpec::Synthetic(d) => {
+                let generator = Arc::new(Generator {
+                    seed,
+                    classes: d.classes,
+                    height,
+                    width,
+                    channels,
+                    noise: d.noise,
+                });
+                let synth = |kind, id, n: usize| {
+                    let labels = (0..n).map(|i| generator.label(i)).collect();
+                    split(
+                        kind,
+                        Items::Synthetic {
+                            generator: generator.clone(),
+                            split: id,
+                        },
+                        labels,
+                    )
+                };
+                let train = synth(SplitKind::Train, SplitId::Train, d.train_size);
+                let validation = (d.validation_size > 0).then(|| synth(SplitKind::Validation, SplitId::Validation, d.validation_size));
+                let test = Some(synth(SplitKind::Test, SplitId::Test, d.test_size));
+                let classes = synthetic::CLASS_NAMES[..d.classes].iter().map(|s| s.to_string()).collect();
+                let from = if validation.is_some() {
+                    report::ValidationFrom::Generated
+                } else {
+                    report::ValidationFrom::None
+                };
+                (classes, train, validation, test, from)
+            }
+        };
+
+        if classes.len() != plan.model.num_classes {
+            return Err(DataError::ClassCount {
+                data: classes.len(),
+                model: plan.model.num_classes,
+            });
+        }
+        let report = DataReport::new(&plan.data, &classes, &train, validation.as_ref(), test.as_ref(), validation_from, notes);
+        Ok(Dataset {
+            classes,
+            train,
+            validation,
+            test,
+            report: Arc::new(report),
+        })
+    }
+
+    /// Class list and per-split counts (the dataset's identity in meta.json).
+    pub fn fingerprint(&self) -> DataFingerprint {
+        self.report.fingerprint()
+    }
+
+    /// What `runner data` prints: classes and counts per split.
+    pub fn report(&self) -> &DataReport {
+        &self.report
+    }
+
+    /// The splits that exist, in order.
+    pub fn splits(&self) -> Vec<&Split> {
+        std::iter::once(&self.train).chain(self.validation.as_ref()).chain(self.test.as_ref()).collect()
+    }
+}
+
+type FilesAndLabels = (Vec<PathBuf>, Vec<usize>);
+
+fn split_files(files: Vec<PathBuf>, labels: Vec<usize>, fraction: f64, seed: u64) -> (FilesAndLabels, FilesAndLabels) {
+    let (t, v) = split::stratified(&labels, fraction, seed);
+    let pick = |positions: &[usize]| -> FilesAndLabels {
+        (
+            positions.iter().map(|&i| files[i].clone()).collect(),
+            positions.iter().map(|&i| labels[i]).collect(),
+        )
+    };
+    (pick(&t), pick(&v))
+}
+
+/// A validation or test folder, read with the training classes.
+fn scan_other(root: &Path, classes: &[String], what: &'static str) -> Result<FilesAndLabels, DataError> {
+    if !root.is_dir() {
+        return Err(DataError::MissingFolder {
+            path: root.to_path_buf(),
+            what,
+        });
+    }
+    image_folder::scan(root, classes)
+}
+
+fn read_idx_pair(images: &Path, labels: &Path) -> Result<(IdxImages, Vec<u8>), DataError> {
+    let imgs = idx::read_images(images).map_err(with_idx_help)?;
+    let lbls = idx::read_labels(labels).map_err(with_idx_help)?;
+    if imgs.count != lbls.len() {
+        return Err(DataError::IdxCountMismatch {
+            images_path: images.to_path_buf(),
+            images: imgs.count,
+            labels_path: labels.to_path_buf(),
+            labels: lbls.len(),
+        });
+    }
+    Ok((imgs, lbls))
+}
+
+fn with_idx_help(e: DataError) -> DataError {
+    match e {
+        DataError::MissingFile { path, what, .. } => DataError::MissingFile {
+            path,
+            what,
+            help: Some(
+                "`make data` installs Fashion-MNIST (Debian package dataset-fashion-mnist) into /usr/share/datasets/fashion-mnist; \
+                 or set `data.path` to a folder holding the four IDX files"
+                    .into(),
+            ),
+        },
+        other => other,
     }
 }

@@ -2,6 +2,7 @@
 
 mod common;
 mod config;
+mod data;
 mod python;
 mod run;
 mod slurm;
