@@ -189,16 +189,22 @@ fn best_only_checkpointing_saves_only_on_improvement() {
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     let val: Vec<f64> = csv.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse().unwrap()).collect();
     let best = val.iter().enumerate().fold((0, f64::MAX), |b, (i, v)| if *v < b.1 { (i, *v) } else { b });
-    // `best` points at the epoch with the lowest val_loss, and nothing else is kept.
+    // `best` points at the epoch with the lowest val_loss; besides it only
+    // `final` (the weights the run ended with, epoch 6) is kept.
     let target = std::fs::read_link(dir.join("checkpoints/best")).unwrap();
     assert_eq!(target, PathBuf::from(format!("epoch-{:04}", best.0 + 1)));
-    let kept: Vec<String> = std::fs::read_dir(dir.join("checkpoints"))
+    assert_eq!(std::fs::read_link(dir.join("checkpoints/final")).unwrap(), PathBuf::from("epoch-0006"));
+    let mut kept: Vec<String> = std::fs::read_dir(dir.join("checkpoints"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("epoch-"))
         .collect();
-    assert_eq!(kept, vec![format!("epoch-{:04}", best.0 + 1)]);
+    kept.sort();
+    let mut expected = vec![format!("epoch-{:04}", best.0 + 1), "epoch-0006".to_string()];
+    expected.sort();
+    expected.dedup();
+    assert_eq!(kept, expected);
     assert!(!dir.join("checkpoints/last").exists());
 }
 
