@@ -3,6 +3,7 @@
 //! Data flows one way: file -> `*Spec` ([`config`]) -> `*Plan` ([`plan`],
 //! shapes from [`shape`]) -> model, data and trainer -> run folder.
 
+pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod config;
