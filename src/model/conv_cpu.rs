@@ -56,35 +56,87 @@ impl Geometry {
     }
 }
 
-/// `cols[(c, i, j), (oh, ow)] = x[c, oh*s + i*d - p, ow*s + j*d - p]` (0 outside).
-fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let l = oh * ow;
+/// Output pixels `[p0, p1)` (row-major over `oh x ow`) as runs of whole or
+/// partial output rows: `(y, x_start, x_end, offset_in_tile)`.
+fn runs(g: &Geometry, p0: usize, p1: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let ow = g.out_w();
+    let (y0, y1) = (p0 / ow, (p1 + ow - 1) / ow);
+    (y0..y1).filter_map(move |y| {
+        let xs = if y * ow < p0 { p0 - y * ow } else { 0 };
+        let xe = ((p1 - y * ow).min(ow)).max(xs);
+        (xe > xs).then_some((y, xs, xe, y * ow + xs - p0))
+    })
+}
+
+/// For output columns `xs..xe` and kernel column `j`: the sub-range whose
+/// input column lies inside the image, and the input column of `xs`.
+fn inside(g: &Geometry, j: usize, xs: usize, xe: usize) -> (usize, usize, isize) {
+    let off = (j * g.dilation[1]) as isize - g.padding[1] as isize;
+    // Input column of output column x is x*stride + off; inside when in [0, w).
+    let s = g.stride[1] as isize;
+    let lo = ((-off + s - 1).div_euclid(s)).clamp(xs as isize, xe as isize) as usize;
+    let hi = ((g.w as isize - off + s - 1).div_euclid(s)).clamp(lo as isize, xe as isize) as usize;
+    (lo, hi, off)
+}
+
+/// `cols[(c, i, j), p - p0] = x[c, oh*s + i*d - p, ow*s + j*d - p]` (0
+/// outside) for output pixels `p` in `[p0, p1)`; `cols` is `rows x (p1 - p0)`.
+fn im2col(x: &[f32], g: &Geometry, p0: usize, p1: usize, cols: &mut [f32]) {
+    let t = p1 - p0;
     for c in 0..g.cin {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for i in 0..g.kh {
             for j in 0..g.kw {
-                let row = &mut cols[((c * g.kh + i) * g.kw + j) * l..][..l];
-                for y in 0..oh {
+                let row = &mut cols[((c * g.kh + i) * g.kw + j) * t..][..t];
+                for (y, xs, xe, at) in runs(g, p0, p1) {
+                    let dst = &mut row[at..at + (xe - xs)];
                     let iy = (y * g.stride[0] + i * g.dilation[0]) as isize - g.padding[0] as isize;
-                    let dst = &mut row[y * ow..(y + 1) * ow];
                     if iy < 0 || iy >= g.h as isize {
                         dst.fill(0.0);
                         continue;
                     }
                     let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    let off = (j * g.dilation[1]) as isize - g.padding[1] as isize;
+                    let (lo, hi, off) = inside(g, j, xs, xe);
+                    dst[..lo - xs].fill(0.0);
                     if g.stride[1] == 1 {
-                        // Output columns whose input column lies inside the row.
-                        let lo = (-off).clamp(0, ow as isize) as usize;
-                        let hi = (g.w as isize - off).clamp(lo as isize, ow as isize) as usize;
-                        dst[..lo].fill(0.0);
-                        dst[lo..hi].copy_from_slice(&src[(lo as isize + off) as usize..(hi as isize + off) as usize]);
-                        dst[hi..].fill(0.0);
+                        let a = (lo as isize + off) as usize;
+                        dst[lo - xs..hi - xs].copy_from_slice(&src[a..a + (hi - lo)]);
                     } else {
-                        for (x_out, d) in dst.iter_mut().enumerate() {
-                            let ix = (x_out * g.stride[1]) as isize + off;
-                            *d = if ix >= 0 && ix < g.w as isize { src[ix as usize] } else { 0.0 };
+                        for (k, d) in dst[lo - xs..hi - xs].iter_mut().enumerate() {
+                            *d = src[(((lo + k) * g.stride[1]) as isize + off) as usize];
+                        }
+                    }
+                    dst[hi - xs..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: add each column entry back onto its input pixel.
+fn col2im_add(cols: &[f32], g: &Geometry, p0: usize, p1: usize, x: &mut [f32]) {
+    let t = p1 - p0;
+    for c in 0..g.cin {
+        let plane = &mut x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = &cols[((c * g.kh + i) * g.kw + j) * t..][..t];
+                for (y, xs, xe, at) in runs(g, p0, p1) {
+                    let iy = (y * g.stride[0] + i * g.dilation[0]) as isize - g.padding[0] as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    let src = &row[at..at + (xe - xs)];
+                    let (lo, hi, off) = inside(g, j, xs, xe);
+                    if g.stride[1] == 1 {
+                        let a = (lo as isize + off) as usize;
+                        for (d, v) in dst[a..a + (hi - lo)].iter_mut().zip(&src[lo - xs..hi - xs]) {
+                            *d += *v;
+                        }
+                    } else {
+                        for (k, v) in src[lo - xs..hi - xs].iter().enumerate() {
+                            dst[(((lo + k) * g.stride[1]) as isize + off) as usize] += *v;
                         }
                     }
                 }
@@ -93,42 +145,11 @@ fn im2col(x: &[f32], g: &Geometry, cols: &mut [f32]) {
     }
 }
 
-/// The adjoint of [`im2col`]: add each column entry back onto its input pixel.
-fn col2im_add(cols: &[f32], g: &Geometry, x: &mut [f32]) {
-    let (oh, ow) = (g.out_h(), g.out_w());
-    let l = oh * ow;
-    for c in 0..g.cin {
-        let plane = &mut x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for i in 0..g.kh {
-            for j in 0..g.kw {
-                let row = &cols[((c * g.kh + i) * g.kw + j) * l..][..l];
-                for y in 0..oh {
-                    let iy = (y * g.stride[0] + i * g.dilation[0]) as isize - g.padding[0] as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
-                    }
-                    let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    let src = &row[y * ow..(y + 1) * ow];
-                    let off = (j * g.dilation[1]) as isize - g.padding[1] as isize;
-                    if g.stride[1] == 1 {
-                        let lo = (-off).clamp(0, ow as isize) as usize;
-                        let hi = (g.w as isize - off).clamp(lo as isize, ow as isize) as usize;
-                        let d = &mut dst[(lo as isize + off) as usize..(hi as isize + off) as usize];
-                        for (a, b) in d.iter_mut().zip(&src[lo..hi]) {
-                            *a += *b;
-                        }
-                    } else {
-                        for (x_out, v) in src.iter().enumerate() {
-                            let ix = (x_out * g.stride[1]) as isize + off;
-                            if ix >= 0 && ix < g.w as isize {
-                                dst[ix as usize] += *v;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+/// Output pixels per GEMM: enough that the column tile (rows x tile floats)
+/// stays near 512 KiB, so it is still in L2 when the GEMM reads it.
+fn tile(g: &Geometry) -> usize {
+    let l = g.cols();
+    (131_072 / g.rows().max(1)).max(256).min(l).max(1)
 }
 
 /// Row-major matrix view for [`matmul`]: element (r, c) at `ptr[r*rs + c*cs]`.
@@ -139,12 +160,15 @@ struct View {
     cs: isize,
 }
 
-/// `dst[m, n] (+)= a[m, k] · b[k, n]`, `dst` row-major and contiguous.
-fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, a: View, b: View, par: Parallelism) {
-    assert!(dst.len() >= m * n);
-    // SAFETY: `dst` holds m*n elements (checked above); the callers build `a`
-    // and `b` from slices holding at least m*k and k*n elements at the given
-    // strides. gemm reads `dst` only when `read_dst` is true.
+/// `dst[m, n] (+)= a[m, k] · b[k, n]`; `dst` row-major with row stride
+/// `dst_rs`, starting at `dst[0]`.
+#[allow(clippy::too_many_arguments)]
+fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumulate: bool, a: View, b: View, par: Parallelism) {
+    assert!(m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n);
+    // SAFETY: `dst` holds the m x n block at row stride dst_rs (checked
+    // above); the callers build `a` and `b` from slices holding the m x k and
+    // k x n blocks at the given strides. gemm reads `dst` only when
+    // `read_dst` is true.
     unsafe {
         gemm::gemm(
             m,
@@ -152,7 +176,7 @@ fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, a: Vi
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             a.ptr,
             a.cs,
@@ -182,30 +206,36 @@ fn schedule(batch: usize) -> (usize, Parallelism) {
 
 /// Forward pass: `[batch, cout, oh, ow]` from `x: [batch, cin, h, w]`.
 pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
+    forward_tiled(x, weight, bias, g, tile(g))
+}
+
+fn forward_tiled(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry, t: usize) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * g.in_len());
     assert_eq!(weight.len(), g.cout * g.rows());
     let (rows, l) = (g.rows(), g.cols());
     let mut out = vec![0.0f32; g.batch * g.out_len()];
     let (per_task, par) = schedule(g.batch);
-    let w_view = View {
+    let w_view = SendView(View {
         ptr: weight.as_ptr(),
         rs: rows as isize,
         cs: 1,
-    };
-    let w_view = SendView(w_view);
+    });
     out.par_chunks_mut(per_task * g.out_len())
         .zip(x.par_chunks(per_task * g.in_len()))
         .for_each(|(out_chunk, x_chunk)| {
             let w_view = w_view;
-            let mut cols = vec![0.0f32; rows * l];
+            let mut cols = vec![0.0f32; rows * t];
             for (o, xi) in out_chunk.chunks_mut(g.out_len()).zip(x_chunk.chunks(g.in_len())) {
-                im2col(xi, g, &mut cols);
-                let c_view = View {
-                    ptr: cols.as_ptr(),
-                    rs: l as isize,
-                    cs: 1,
-                };
-                matmul(g.cout, l, rows, o, false, w_view.0, c_view, par);
+                for p0 in (0..l).step_by(t) {
+                    let p1 = (p0 + t).min(l);
+                    im2col(xi, g, p0, p1, &mut cols);
+                    let c_view = View {
+                        ptr: cols.as_ptr(),
+                        rs: (p1 - p0) as isize,
+                        cs: 1,
+                    };
+                    matmul(g.cout, p1 - p0, rows, &mut o[p0..], l, false, w_view.0, c_view, par);
+                }
                 if let Some(b) = bias {
                     for (plane, bv) in o.chunks_mut(l).zip(b) {
                         for v in plane {
@@ -220,6 +250,10 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry) ->
 
 /// Weight and bias gradients: (`[cout, cin, kh, kw]`, `[cout]`).
 pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<f32>) {
+    backward_weight_tiled(x, grad, g, tile(g))
+}
+
+fn backward_weight_tiled(x: &[f32], grad: &[f32], g: &Geometry, t: usize) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), g.batch * g.in_len());
     assert_eq!(grad.len(), g.batch * g.out_len());
     let (rows, l) = (g.rows(), g.cols());
@@ -230,21 +264,26 @@ pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<
         .map(|(g_chunk, x_chunk)| {
             let mut dw = vec![0.0f32; g.cout * rows];
             let mut db = vec![0.0f32; g.cout];
-            let mut cols = vec![0.0f32; rows * l];
-            for (k, (gi, xi)) in g_chunk.chunks(g.out_len()).zip(x_chunk.chunks(g.in_len())).enumerate() {
-                im2col(xi, g, &mut cols);
-                let g_view = View {
-                    ptr: gi.as_ptr(),
-                    rs: l as isize,
-                    cs: 1,
-                };
-                // cols transposed: element (pixel, row) at cols[row*l + pixel].
-                let ct_view = View {
-                    ptr: cols.as_ptr(),
-                    rs: 1,
-                    cs: l as isize,
-                };
-                matmul(g.cout, rows, l, &mut dw, k > 0, g_view, ct_view, par);
+            let mut cols = vec![0.0f32; rows * t];
+            let mut first = true;
+            for (gi, xi) in g_chunk.chunks(g.out_len()).zip(x_chunk.chunks(g.in_len())) {
+                for p0 in (0..l).step_by(t) {
+                    let p1 = (p0 + t).min(l);
+                    im2col(xi, g, p0, p1, &mut cols);
+                    let g_view = View {
+                        ptr: gi[p0..].as_ptr(),
+                        rs: l as isize,
+                        cs: 1,
+                    };
+                    // cols transposed: element (pixel, row) at cols[row*(p1-p0) + pixel].
+                    let ct_view = View {
+                        ptr: cols.as_ptr(),
+                        rs: 1,
+                        cs: (p1 - p0) as isize,
+                    };
+                    matmul(g.cout, rows, p1 - p0, &mut dw, rows, !first, g_view, ct_view, par);
+                    first = false;
+                }
                 for (acc, plane) in db.iter_mut().zip(gi.chunks(l)) {
                     *acc += plane.iter().sum::<f32>();
                 }
@@ -267,6 +306,10 @@ pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<
 
 /// Input gradient: `[batch, cin, h, w]`.
 pub fn backward_input(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
+    backward_input_tiled(weight, grad, g, tile(g))
+}
+
+fn backward_input_tiled(weight: &[f32], grad: &[f32], g: &Geometry, t: usize) -> Vec<f32> {
     assert_eq!(weight.len(), g.cout * g.rows());
     assert_eq!(grad.len(), g.batch * g.out_len());
     let (rows, l) = (g.rows(), g.cols());
@@ -282,15 +325,18 @@ pub fn backward_input(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
         .zip(grad.par_chunks(per_task * g.out_len()))
         .for_each(|(dx_chunk, g_chunk)| {
             let wt_view = wt_view;
-            let mut cols = vec![0.0f32; rows * l];
+            let mut cols = vec![0.0f32; rows * t];
             for (dxi, gi) in dx_chunk.chunks_mut(g.in_len()).zip(g_chunk.chunks(g.out_len())) {
-                let g_view = View {
-                    ptr: gi.as_ptr(),
-                    rs: l as isize,
-                    cs: 1,
-                };
-                matmul(rows, l, g.cout, &mut cols, false, wt_view.0, g_view, par);
-                col2im_add(&cols, g, dxi);
+                for p0 in (0..l).step_by(t) {
+                    let p1 = (p0 + t).min(l);
+                    let g_view = View {
+                        ptr: gi[p0..].as_ptr(),
+                        rs: l as isize,
+                        cs: 1,
+                    };
+                    matmul(rows, p1 - p0, g.cout, &mut cols, p1 - p0, false, wt_view.0, g_view, par);
+                    col2im_add(&cols, g, p0, p1, dxi);
+                }
             }
         });
     dx
@@ -369,6 +415,7 @@ mod tests {
             Geometry { stride: [2, 2], padding: [1, 1], ..base },
             Geometry { dilation: [2, 1], padding: [1, 0], ..base },
             Geometry { batch: 1, cin: 1, ..base },
+            Geometry { stride: [2, 3], padding: [2, 1], kh: 4, kw: 2, ..base },
         ]
     }
 
@@ -379,13 +426,22 @@ mod tests {
         }
     }
 
+    /// Tile sizes to try: whole rows, partial rows, single pixels, all at once.
+    fn tiles(g: &Geometry) -> Vec<usize> {
+        let l = g.out_h() * g.out_w();
+        vec![1, 3, g.out_w(), g.out_w() + 2, l, tile(g)]
+    }
+
     #[test]
     fn forward_matches_the_definition() {
         for g in geometries() {
             let x = pseudo(g.batch * g.cin * g.h * g.w, 1);
             let w = pseudo(g.cout * g.cin * g.kh * g.kw, 2);
             let b = pseudo(g.cout, 3);
-            close(&forward(&x, &w, Some(&b), &g), &naive_forward(&x, &w, &b, &g));
+            let expected = naive_forward(&x, &w, &b, &g);
+            for t in tiles(&g) {
+                close(&forward_tiled(&x, &w, Some(&b), &g, t), &expected);
+            }
         }
     }
 
@@ -400,10 +456,13 @@ mod tests {
             let y = forward(&x, &w, None, &g);
             let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (*p as f64) * (*q as f64)).sum::<f64>();
             let uy = dot(&u, &y);
-            let dx = backward_input(&w, &u, &g);
-            let (dw, db) = backward_weight(&x, &u, &g);
-            assert!((dot(&dx, &x) - uy).abs() < 1e-3 * (1.0 + uy.abs()), "dx for {g:?}");
-            assert!((dot(&dw, &w) - uy).abs() < 1e-3 * (1.0 + uy.abs()), "dw for {g:?}");
+            for t in tiles(&g) {
+                let dx = backward_input_tiled(&w, &u, &g, t);
+                let (dw, _) = backward_weight_tiled(&x, &u, &g, t);
+                assert!((dot(&dx, &x) - uy).abs() < 1e-3 * (1.0 + uy.abs()), "dx for {g:?}, tile {t}");
+                assert!((dot(&dw, &w) - uy).abs() < 1e-3 * (1.0 + uy.abs()), "dw for {g:?}, tile {t}");
+            }
+            let (_, db) = backward_weight(&x, &u, &g);
             // db is the sum of u per output channel.
             let l = g.out_h() * g.out_w();
             for co in 0..g.cout {
