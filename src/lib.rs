@@ -7,6 +7,7 @@
 // large; they are built once, on the way out, never in a hot loop.
 #![allow(clippy::result_large_err)]
 
+pub mod backend;
 pub mod cli;
 pub mod commands;
 pub mod config;

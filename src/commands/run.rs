@@ -7,6 +7,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::model::ConvOps;
 use crate::cli::ExperimentArgs;
 use crate::config::{self, Loaded};
 use crate::data::Dataset;
@@ -339,7 +340,7 @@ impl EpochEvents for RunEvents<'_> {
     }
 }
 
-fn execute<B: AutodiffBackend>(
+fn execute<B: AutodiffBackend<InnerBackend: ConvOps> + ConvOps>(
     plan: &ExperimentPlan,
     data: &Dataset,
     run: &RunDir,

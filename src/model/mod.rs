@@ -4,8 +4,11 @@
 //! forward pass over the stack, `summary` the Keras-style table whose counts
 //! come from the built module.
 
+pub mod conv;
+pub mod conv_cpu;
 pub mod layer;
 pub mod net;
 pub mod summary;
 
+pub use conv::ConvOps;
 pub use net::Net;

@@ -5,6 +5,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use super::conv::{self, ConvOps};
 use super::layer::{ActKind, Layer};
 use crate::plan::ModelPlan;
 
@@ -45,13 +46,15 @@ impl<B: Backend> Net<B> {
             folded_softmax: plan.folded_softmax,
         }
     }
+}
 
+impl<B: ConvOps> Net<B> {
     /// Class scores (logits) for a batch of `[batch, channels, height, width]` images.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = Flow::Map(images);
         for layer in &self.layers {
             x = match (layer, x) {
-                (Layer::Conv(c), Flow::Map(t)) => Flow::Map(c.act.apply(c.conv.forward(t))),
+                (Layer::Conv(c), Flow::Map(t)) => Flow::Map(c.act.apply(conv::conv2d(&c.conv, t))),
                 (Layer::MaxPool(p), Flow::Map(t)) => Flow::Map(p.forward(t)),
                 (Layer::AvgPool(p), Flow::Map(t)) => Flow::Map(p.forward(t)),
                 (Layer::GlobalAvgPool(p), Flow::Map(t)) => Flow::Flat(p.forward(t).flatten(1, 3)),

@@ -22,7 +22,7 @@ use thiserror::Error;
 
 use crate::data::{Batch, BatchOptions, DataError, Dataset, Split};
 use crate::logging::csv::EpochRow;
-use crate::model::Net;
+use crate::model::{ConvOps, Net};
 use crate::plan::{ExperimentPlan, Monitor};
 use crate::signals::Signals;
 use callbacks::{scheduled_lr, CheckpointTracker, Decision, EarlyStopping, Logs, ReduceLrOnPlateau};
@@ -155,7 +155,7 @@ fn hits<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>, k: Option<u
 }
 
 /// Evaluate `model` on a split: mean loss, accuracy and top-k accuracy.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: ConvOps>(
     model: &Net<B>,
     split: &Split,
     batch_size: usize,
@@ -189,7 +189,7 @@ pub fn evaluate<B: Backend>(
 }
 
 /// Class predictions for every example of a split, in order.
-pub fn predict<B: Backend>(
+pub fn predict<B: ConvOps>(
     model: &Net<B>,
     split: &Split,
     batch_size: usize,
@@ -265,7 +265,7 @@ impl Session<'_> {
 
     /// Train according to the plan. Returns the final model (with best
     /// weights restored when early stopping says so) and how it ended.
-    pub fn fit<B: AutodiffBackend>(
+    pub fn fit<B: AutodiffBackend<InnerBackend: ConvOps> + ConvOps>(
         &self,
         device: &B::Device,
         events: &mut dyn EpochEvents,

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Training-step throughput of Keras 3 (TensorFlow backend) on the CPU, random data.
+
+Same models, batch sizes, input shapes and optimizers as runner's
+bench/models/*.toml and bench/train_torch.py. Keras's own `fit` loop runs
+over one fixed random batch repeated; a callback times every step
+(`on_train_batch_begin` to `on_train_batch_end`), so each timed step is
+forward + cross-entropy + backward + optimizer step inside the compiled
+train function.
+
+    bench/.venv/bin/python bench/train_keras.py --workload tutorial
+    bench/.venv/bin/python bench/train_keras.py --workload fashion
+
+Prints one RESULT line per workload (see train_torch.py).
+"""
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+
+
+def _early_threads():
+    n = "2"
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            n = sys.argv[i + 1]
+        elif a.startswith("--threads="):
+            n = a.split("=", 1)[1]
+    os.environ["OMP_NUM_THREADS"] = n
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    return int(n)
+
+
+_THREADS = _early_threads()
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+tf.config.threading.set_intra_op_parallelism_threads(_THREADS)
+tf.config.threading.set_inter_op_parallelism_threads(_THREADS)
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+
+def tutorial_model(dropout=0.2):
+    """The Keras CNN tutorial, verbatim: 10,588,458 parameters."""
+    return keras.Sequential([
+        keras.Input((128, 128, 3)),
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
+        layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(2), layers.Dropout(dropout),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+        layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D(2), layers.Dropout(dropout),
+        layers.Conv2D(128, 3, padding="same", activation="relu"),
+        layers.Conv2D(128, 3, activation="relu"),
+        layers.Activation("relu"),
+        layers.MaxPooling2D(2), layers.Dropout(dropout),
+        layers.Conv2D(512, 5, padding="same", activation="relu"),
+        layers.Conv2D(512, 5, activation="relu"),
+        layers.MaxPooling2D(4), layers.Dropout(dropout),
+        layers.Flatten(),
+        layers.Dense(1024, activation="relu"), layers.Dropout(dropout),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+
+def fashion_model(dropout=0.5):
+    """The 2-conv Fashion-MNIST CNN: 225,034 parameters."""
+    return keras.Sequential([
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"), layers.Dropout(dropout),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+
+WORKLOADS = {
+    "tutorial": (tutorial_model, (128, 128, 3), 32, "rmsprop"),
+    "fashion": (fashion_model, (28, 28, 1), 128, "adam"),
+}
+
+
+def make_optimizer(name, lr):
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=lr, rho=0.9, epsilon=1e-7, momentum=0.0)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr, epsilon=1e-7)
+    raise SystemExit(f"unknown optimizer {name}")
+
+
+class StepTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times = []
+        self._t0 = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter() - self._t0)
+
+
+def max_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench(workload, optimizer, lr, steps, warmup, batch):
+    build, hwc, default_batch, default_opt = WORKLOADS[workload]
+    optimizer = optimizer or default_opt
+    batch = batch or default_batch
+    if lr is None:
+        lr = 1e-4 if optimizer == "rmsprop" else 1e-3
+    keras.utils.set_random_seed(42)
+    model = build()
+    # The softmax output with sparse categorical cross-entropy, as the tutorial compiles it.
+    model.compile(optimizer=make_optimizer(optimizer, lr), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(42)
+    x = rng.random((batch, *hwc), dtype=np.float32)
+    y = rng.integers(0, 10, size=(batch,)).astype(np.int32)
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    timer = StepTimer()
+    model.fit(ds, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer])
+    times = timer.times[warmup:]
+    for i, dt in enumerate(times):
+        print(f"step {i:3d}: {dt:.3f} s  {batch / dt:.2f} img/s", file=sys.stderr, flush=True)
+    med = statistics.median(times)
+    print(
+        f"RESULT framework=keras version={keras.__version__}/tf{tf.__version__} workload={workload} "
+        f"batch={batch} optimizer={optimizer} params={model.count_params()} "
+        f"threads={tf.config.threading.get_intra_op_parallelism_threads()} "
+        f"interop={tf.config.threading.get_inter_op_parallelism_threads()} steps={len(times)} "
+        f"median_step_s={med:.4f} min_step_s={min(times):.4f} img_per_s={batch / med:.2f} "
+        f"max_rss_mib={max_rss_mib():.0f}",
+        flush=True,
+    )
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workload", choices=["tutorial", "fashion", "both"], default="both")
+    p.add_argument("--optimizer", choices=["rmsprop", "adam"], default=None,
+                   help="default: rmsprop for tutorial, adam for fashion")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 10 tutorial, 30 fashion)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 tutorial, 5 fashion)")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--threads", type=int, default=_THREADS)
+    a = p.parse_args()
+    names = ["tutorial", "fashion"] if a.workload == "both" else [a.workload]
+    for w in names:
+        steps = a.steps or (10 if w == "tutorial" else 30)
+        warmup = a.warmup if a.warmup is not None else (2 if w == "tutorial" else 5)
+        bench(w, a.optimizer, a.lr, steps, warmup, a.batch)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Training-step throughput of PyTorch on the CPU, random data.
+
+Same models, batch sizes, input shapes and optimizers as runner's
+bench/models/*.toml (see bench/FINDINGS.md). One fixed random batch is
+reused (no data loading in the timed loop); each timed step is
+forward + cross-entropy + backward + optimizer step.
+
+    bench/.venv/bin/python bench/train_torch.py --workload tutorial
+    bench/.venv/bin/python bench/train_torch.py --workload fashion --optimizer rmsprop
+
+Prints one RESULT line per workload:
+    RESULT framework=torch workload=tutorial batch=32 threads=2 ... img_per_s=10.4 max_rss_mib=...
+max_rss_mib is the process's peak resident memory (getrusage) after the
+run: run one workload per process to read the peak of that workload alone.
+"""
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+
+# Thread counts must be fixed before torch starts its pools.
+def _early_threads():
+    n = "2"
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            n = sys.argv[i + 1]
+        elif a.startswith("--threads="):
+            n = a.split("=", 1)[1]
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = n
+    return int(n)
+
+
+_THREADS = _early_threads()
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+def tutorial_model(dropout=0.2):
+    """The Keras CNN tutorial: 10,588,458 parameters at 3x128x128."""
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 32, 3), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout(dropout),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(64, 64, 3), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout(dropout),
+        nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(128, 128, 3), nn.ReLU(),
+        nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout(dropout),
+        nn.Conv2d(128, 512, 5, padding=2), nn.ReLU(),
+        nn.Conv2d(512, 512, 5), nn.ReLU(),
+        nn.MaxPool2d(4), nn.Dropout(dropout),
+        nn.Flatten(),
+        nn.Linear(2048, 1024), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(1024, 10),  # softmax folded into the cross-entropy
+    )
+
+
+def fashion_model(dropout=0.5):
+    """The 2-conv Fashion-MNIST CNN: 225,034 parameters at 1x28x28."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(1600, 128), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(128, 10),
+    )
+
+
+WORKLOADS = {
+    # name: (model builder, input CHW, batch, default optimizer)
+    "tutorial": (tutorial_model, (3, 128, 128), 32, "rmsprop"),
+    "fashion": (fashion_model, (1, 28, 28), 128, "adam"),
+}
+
+
+def make_optimizer(name, params, lr):
+    if name == "rmsprop":
+        # Keras's RMSprop: rho 0.9, epsilon 1e-7, no momentum.
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7, momentum=0.0)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-7)
+    raise SystemExit(f"unknown optimizer {name}")
+
+
+def max_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench(workload, optimizer, lr, steps, warmup, batch):
+    build, chw, default_batch, default_opt = WORKLOADS[workload]
+    optimizer = optimizer or default_opt
+    batch = batch or default_batch
+    if lr is None:
+        lr = 1e-4 if optimizer == "rmsprop" else 1e-3
+    torch.manual_seed(42)
+    model = build()
+    model.train()
+    params = sum(p.numel() for p in model.parameters())
+    opt = make_optimizer(optimizer, model.parameters(), lr)
+    loss_fn = nn.CrossEntropyLoss()
+    x = torch.rand(batch, *chw)
+    y = torch.randint(0, 10, (batch,))
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        loss.item()
+        dt = time.perf_counter() - t0
+        if i >= warmup:
+            times.append(dt)
+            print(f"step {i - warmup:3d}: {dt:.3f} s  {batch / dt:.2f} img/s", file=sys.stderr, flush=True)
+    med = statistics.median(times)
+    print(
+        f"RESULT framework=torch version={torch.__version__} workload={workload} batch={batch} "
+        f"optimizer={optimizer} params={params} threads={torch.get_num_threads()} "
+        f"interop={torch.get_num_interop_threads()} steps={len(times)} median_step_s={med:.4f} "
+        f"min_step_s={min(times):.4f} img_per_s={batch / med:.2f} max_rss_mib={max_rss_mib():.0f}",
+        flush=True,
+    )
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workload", choices=["tutorial", "fashion", "both"], default="both")
+    p.add_argument("--optimizer", choices=["rmsprop", "adam"], default=None,
+                   help="default: rmsprop for tutorial, adam for fashion")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 10 tutorial, 30 fashion)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 tutorial, 5 fashion)")
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--threads", type=int, default=_THREADS)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+    names = ["tutorial", "fashion"] if a.workload == "both" else [a.workload]
+    for w in names:
+        steps = a.steps or (10 if w == "tutorial" else 30)
+        warmup = a.warmup if a.warmup is not None else (2 if w == "tutorial" else 5)
+        bench(w, a.optimizer, a.lr, steps, warmup, a.batch)
+
+
+if __name__ == "__main__":
+    main()

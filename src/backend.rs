@@ -1,0 +1,255 @@
+//! Which burn backend computes on the CPU, and how many threads it uses.
+//!
+//! The training code is generic over `B: AutodiffBackend`; this module turns
+//! a runtime choice into a concrete backend type by calling back into that
+//! generic code ([`WithBackend`]), so the loop is written once and
+//! monomorphised per compiled-in backend.
+//!
+//! `flex` (burn's pure-Rust CPU backend, SIMD + rayon) is always built and is
+//! the default. The others are opt-in cargo features:
+//!
+//! | feature        | backend                  | needs at build time                                  |
+//! |----------------|--------------------------|------------------------------------------------------|
+//! | (none)         | `flex`                   | nothing                                              |
+//! | `tch`          | LibTorch via `tch` 0.22  | a libtorch 2.9 (see bench/FINDINGS.md)               |
+//! | `ndarray-blas` | `ndarray` + OpenBLAS     | `apt install libopenblas-dev`                        |
+//! | `candle`       | `candle` (CPU)           | nothing                                              |
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::AutodiffBackend;
+use thiserror::Error;
+
+use crate::model::ConvOps;
+
+/// A CPU backend that `runner` may be built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpuBackend {
+    /// burn-flex: pure Rust, SIMD kernels, rayon threads. Always available.
+    #[default]
+    Flex,
+    /// burn-tch: LibTorch (the C++ core of PyTorch). Feature `tch`.
+    Tch,
+    /// burn-ndarray with OpenBLAS matrix products. Feature `ndarray-blas`.
+    NdArray,
+    /// burn-candle on the CPU. Feature `candle`.
+    Candle,
+}
+
+impl CpuBackend {
+    pub const ALL: [CpuBackend; 4] = [CpuBackend::Flex, CpuBackend::Tch, CpuBackend::NdArray, CpuBackend::Candle];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuBackend::Flex => "flex",
+            CpuBackend::Tch => "tch",
+            CpuBackend::NdArray => "ndarray",
+            CpuBackend::Candle => "candle",
+        }
+    }
+
+    /// The cargo feature that compiles this backend in.
+    pub fn feature(self) -> Option<&'static str> {
+        match self {
+            CpuBackend::Flex => None,
+            CpuBackend::Tch => Some("tch"),
+            CpuBackend::NdArray => Some("ndarray-blas"),
+            CpuBackend::Candle => Some("candle"),
+        }
+    }
+
+    /// Whether this binary was built with the backend.
+    pub fn compiled(self) -> bool {
+        match self {
+            CpuBackend::Flex => true,
+            CpuBackend::Tch => cfg!(feature = "tch"),
+            CpuBackend::NdArray => cfg!(feature = "ndarray-blas"),
+            CpuBackend::Candle => cfg!(feature = "candle"),
+        }
+    }
+
+    /// The fastest CPU backend compiled into this binary, by the training
+    /// throughput measured in bench/FINDINGS.md (tch, then flex).
+    pub fn fastest_compiled() -> CpuBackend {
+        if CpuBackend::Tch.compiled() {
+            CpuBackend::Tch
+        } else {
+            CpuBackend::Flex
+        }
+    }
+
+    /// Names of the backends compiled in, for help and error texts.
+    pub fn compiled_names() -> Vec<&'static str> {
+        CpuBackend::ALL.iter().filter(|b| b.compiled()).map(|b| b.name()).collect()
+    }
+}
+
+impl fmt::Display for CpuBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for CpuBackend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "flex" => Ok(CpuBackend::Flex),
+            "tch" | "libtorch" | "torch" => Ok(CpuBackend::Tch),
+            "ndarray" | "ndarray-blas" | "openblas" => Ok(CpuBackend::NdArray),
+            "candle" => Ok(CpuBackend::Candle),
+            other => Err(format!("`{other}` is not a CPU backend; use flex, tch, ndarray or candle")),
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BackendError {
+    #[error("the `{backend}` backend is not compiled into this runner; rebuild with `cargo build --release --features {feature}` (compiled in: {available})")]
+    NotCompiled {
+        backend: CpuBackend,
+        feature: &'static str,
+        available: String,
+    },
+}
+
+/// What the training loop needs from a backend: autodiff, and runner's
+/// convolution ([`ConvOps`]) on it and on its inner (validation) backend.
+pub trait TrainBackend: AutodiffBackend<InnerBackend: ConvOps> + ConvOps {}
+
+impl<T> TrainBackend for T where T: AutodiffBackend<InnerBackend: ConvOps> + ConvOps {}
+
+/// Generic code to run on whichever backend is chosen at run time, e.g. the
+/// training loop: `fn run<B: TrainBackend>(self, device: B::Device)`.
+pub trait WithBackend {
+    type Output;
+    fn run<B: TrainBackend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Run `job` on the chosen CPU backend.
+pub fn with_cpu_backend<W: WithBackend>(backend: CpuBackend, job: W) -> Result<W::Output, BackendError> {
+    match backend {
+        CpuBackend::Flex => Ok(job.run::<Autodiff<Flex>>(Default::default())),
+        #[cfg(feature = "tch")]
+        CpuBackend::Tch => Ok(job.run::<Autodiff<burn::backend::LibTorch>>(burn::backend::libtorch::LibTorchDevice::Cpu)),
+        #[cfg(feature = "ndarray-blas")]
+        CpuBackend::NdArray => Ok(job.run::<Autodiff<burn::backend::NdArray>>(burn::backend::ndarray::NdArrayDevice::Cpu)),
+        #[cfg(feature = "candle")]
+        CpuBackend::Candle => Ok(job.run::<Autodiff<burn::backend::Candle>>(burn::backend::candle::CandleDevice::Cpu)),
+        #[allow(unreachable_patterns)]
+        other => Err(BackendError::NotCompiled {
+            backend: other,
+            // Every backend but flex has a feature; flex is matched above.
+            feature: other.feature().unwrap_or("flex"),
+            available: CpuBackend::compiled_names().join(", "),
+        }),
+    }
+}
+
+/// Fix the number of compute threads for every CPU backend compiled in:
+/// rayon's global pool (flex, ndarray, candle), LibTorch's intra-op pool and
+/// OpenBLAS. `0` means all cores. Call once, before any tensor is made.
+/// Returns the count in effect.
+pub fn configure_cpu_threads(requested: usize) -> usize {
+    let n = if requested > 0 {
+        requested
+    } else {
+        std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    };
+    // Fails only if the global pool was already built; the existing pool then stays.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    #[cfg(feature = "tch")]
+    {
+        let n = i32::try_from(n).unwrap_or(i32::MAX);
+        tch::set_num_threads(n);
+        // One inter-op thread: a sequential model has no parallel branches.
+        tch::set_num_interop_threads(1);
+    }
+    #[cfg(feature = "ndarray-blas")]
+    openblas::set_threads(n);
+    n
+}
+
+#[cfg(feature = "ndarray-blas")]
+mod openblas {
+    extern "C" {
+        fn openblas_set_num_threads(n: std::ffi::c_int);
+    }
+
+    pub fn set_threads(n: usize) {
+        let n = std::ffi::c_int::try_from(n).unwrap_or(std::ffi::c_int::MAX);
+        // SAFETY: a plain setter exported by the OpenBLAS library that the
+        // `ndarray-blas` feature links.
+        unsafe { openblas_set_num_threads(n) }
+    }
+}
+
+/// This process's peak resident memory so far, in MiB (Linux, macOS).
+pub fn max_rss_mib() -> Option<f64> {
+    // SAFETY: getrusage fills the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc != 0 {
+        return None;
+    }
+    let raw = usage.ru_maxrss as f64;
+    // Linux reports KiB, macOS bytes.
+    Some(if cfg!(target_os = "macos") { raw / (1024.0 * 1024.0) } else { raw / 1024.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_backend_names() {
+        assert_eq!("flex".parse(), Ok(CpuBackend::Flex));
+        assert_eq!("LibTorch".parse(), Ok(CpuBackend::Tch));
+        assert_eq!("ndarray".parse(), Ok(CpuBackend::NdArray));
+        assert_eq!("candle".parse(), Ok(CpuBackend::Candle));
+        assert!("cuda".parse::<CpuBackend>().is_err());
+        for b in CpuBackend::ALL {
+            assert_eq!(b.name().parse(), Ok(b));
+        }
+    }
+
+    #[test]
+    fn flex_is_always_compiled_and_fastest_is_compiled() {
+        assert!(CpuBackend::Flex.compiled());
+        assert!(CpuBackend::fastest_compiled().compiled());
+        assert!(CpuBackend::compiled_names().contains(&"flex"));
+    }
+
+    struct Name;
+    impl WithBackend for Name {
+        type Output = String;
+        fn run<B: TrainBackend>(self, _device: B::Device) -> String {
+            B::name(&Default::default())
+        }
+    }
+
+    #[test]
+    fn dispatch_runs_on_compiled_backends_and_refuses_others() {
+        for b in CpuBackend::ALL {
+            let out = with_cpu_backend(b, Name);
+            if b.compiled() {
+                assert!(out.is_ok(), "{b} is compiled but did not run");
+            } else {
+                let err = out.unwrap_err();
+                assert!(err.to_string().contains(&format!("--features {}", b.feature().unwrap())));
+            }
+        }
+    }
+
+    #[test]
+    fn peak_rss_is_positive() {
+        assert!(max_rss_mib().unwrap() > 0.0);
+    }
+}
