@@ -15,7 +15,7 @@ BENCH_PY ?= $(BENCH_VENV)/bin/python
 BENCH_JPEGS := bench/work/jpegs
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: help build release run sweep test check fmt clippy tensorboard data bench-data
+.PHONY: help build release run sweep test check fmt clippy tensorboard data bench bench-data bench-gpu
 
 help:
 	@echo "make run        build (release) and run $(EXP)"
@@ -24,7 +24,9 @@ help:
 	@echo "make sweep      build (release) and run the sweep of $(EXP)"
 	@echo "make build      debug build;  make release  optimized build"
 	@echo "make data       install Fashion-MNIST (Debian package dataset-fashion-mnist) for experiments/fashion-mnist.toml"
+	@echo "make bench      runner vs PyTorch and Keras side by side: training img/s, peak RSS, loader, time to 0.90 (bench/results/)"
 	@echo "make bench-data loader images/s against Keras ImageDataGenerator and torchvision (BENCH_PY=python with both)"
+	@echo "make bench-gpu  runner --device cuda vs PyTorch on the GPU (builds --features cuda; needs an NVIDIA GPU)"
 	@echo "make tensorboard  TensorBoard on $(TB_LOGDIR)/ at http://$(TB_HOST):$(TB_PORT)/ (installs it into $(VENV))"
 
 build:
@@ -80,8 +82,10 @@ data:
 		exit 1; \
 	fi
 
-# The peers the loader benchmark compares against.
+# The peers the benchmarks compare against (PyTorch, torchvision, Keras on
+# TensorFlow), in a virtual environment of their own.
 $(BENCH_VENV)/.installed: bench/requirements.txt
+	@echo "installing the benchmark peers (bench/requirements.txt) into $(BENCH_VENV)"
 	python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
 	touch $@
@@ -94,3 +98,17 @@ bench-data: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.i
 	$(CARGO) build --release --bin bench_data
 	$(TARGET_DIR)/release/bench_data generate $(BENCH_JPEGS) 2000
 	$(TARGET_DIR)/release/bench_data compare $(BENCH_JPEGS) $(BENCH_PY) bench
+
+# Everything side by side in one run, one process at a time: training
+# throughput and peak RSS (runner through `runner run`, PyTorch, Keras), the
+# loader, and time to 0.90 test accuracy on Fashion-MNIST. Prints the ratios
+# and writes bench/results/<date>.md. Measure on a quiet machine; about 25
+# minutes on 2 cores.
+bench: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.installed)
+	@[ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ] || echo "note: Fashion-MNIST is missing (make data); the time-to-accuracy part will fail"
+	$(CARGO) build --release --bin runner --bin bench_data
+	$(BENCH_PY) bench/bench.py --runner $(TARGET_DIR)/release/runner --bench-data $(TARGET_DIR)/release/bench_data
+
+# runner on CUDA vs PyTorch on the same GPU (tutorial model, batch 32).
+bench-gpu:
+	bench/gpu.sh

@@ -94,20 +94,22 @@ def max_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench(workload, optimizer, lr, steps, warmup, batch):
+def bench(workload, optimizer, lr, steps, warmup, batch, device="cpu"):
     build, chw, default_batch, default_opt = WORKLOADS[workload]
     optimizer = optimizer or default_opt
     batch = batch or default_batch
     if lr is None:
         lr = 1e-4 if optimizer == "rmsprop" else 1e-3
     torch.manual_seed(42)
-    model = build()
+    model = build().to(device)
     model.train()
     params = sum(p.numel() for p in model.parameters())
     opt = make_optimizer(optimizer, model.parameters(), lr)
     loss_fn = nn.CrossEntropyLoss()
-    x = torch.rand(batch, *chw)
-    y = torch.randint(0, 10, (batch,))
+    x = torch.rand(batch, *chw, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
@@ -115,7 +117,7 @@ def bench(workload, optimizer, lr, steps, warmup, batch):
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
-        loss.item()
+        loss.item()  # waits for the step (also on the GPU)
         dt = time.perf_counter() - t0
         if i >= warmup:
             times.append(dt)
@@ -125,7 +127,8 @@ def bench(workload, optimizer, lr, steps, warmup, batch):
         f"RESULT framework=torch version={torch.__version__} workload={workload} batch={batch} "
         f"optimizer={optimizer} params={params} threads={torch.get_num_threads()} "
         f"interop={torch.get_num_interop_threads()} steps={len(times)} median_step_s={med:.4f} "
-        f"min_step_s={min(times):.4f} img_per_s={batch / med:.2f} max_rss_mib={max_rss_mib():.0f}",
+        f"min_step_s={min(times):.4f} img_per_s={batch / med:.2f} max_rss_mib={max_rss_mib():.0f} device={device}"
+        + (f" gpu_peak_alloc_mib={torch.cuda.max_memory_allocated() / 2**20:.0f}" if device.startswith("cuda") else ""),
         flush=True,
     )
 
@@ -140,6 +143,7 @@ def main():
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 tutorial, 5 fashion)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--threads", type=int, default=_THREADS)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     try:
@@ -150,7 +154,7 @@ def main():
     for w in names:
         steps = a.steps or (10 if w == "tutorial" else 30)
         warmup = a.warmup if a.warmup is not None else (2 if w == "tutorial" else 5)
-        bench(w, a.optimizer, a.lr, steps, warmup, a.batch)
+        bench(w, a.optimizer, a.lr, steps, warmup, a.batch, a.device)
 
 
 if __name__ == "__main__":

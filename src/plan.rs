@@ -274,7 +274,7 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
     let has_validation = match &data {
         DataSpec::ImageFolder(d) => d.validation_split.is_some() || d.validation_path.is_some(),
         DataSpec::Food101(d) => d.validation_split.is_some(),
-        DataSpec::Idx(d) => d.validation_split.is_some(),
+        DataSpec::Idx(d) => d.validation_split.is_some() || d.validate_on_test,
         DataSpec::Synthetic(d) => d.validation_size > 0,
     };
 
@@ -457,6 +457,13 @@ fn check_data(ck: &mut Checker, data: &DataSpec, base: &Path) -> DataSpec {
         DataSpec::Idx(d) => {
             d.path = absolute(base, &d.path);
             check_fraction_split(ck, d.validation_split);
+            if d.validation_split.is_some() && d.validate_on_test {
+                ck.fail(
+                    "data.validate_on_test",
+                    "set either `validation_split` or `validate_on_test`, not both",
+                    None,
+                );
+            }
             if let Some(names) = &d.class_names {
                 if names.len() < 2 {
                     ck.fail("data.class_names", "list at least 2 class names", None);

@@ -179,6 +179,10 @@ pub struct IdxSpec {
     pub class_names: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_split: Option<f64>,
+    /// Validate on the test files every epoch (Keras's
+    /// `validation_data=(x_test, y_test)`), instead of a held-out split.
+    #[serde(default)]
+    pub validate_on_test: bool,
     #[serde(default = "default_prefetch")]
     pub prefetch: usize,
 }

@@ -547,8 +547,14 @@ impl Dataset {
                     }
                 };
                 let test_images = Arc::new(test_images);
-                let rows = (0..test_labels.len()).collect();
-                let test = Some(split(SplitKind::Test, idx_items(&test_images, rows), test_labels));
+                let test_rows: Vec<usize> = (0..test_labels.len()).collect();
+                let (validation, from) = if d.validate_on_test {
+                    let items = idx_items(&test_images, test_rows.clone());
+                    (Some(split(SplitKind::Validation, items, test_labels.clone())), report::ValidationFrom::Test)
+                } else {
+                    (validation, from)
+                };
+                let test = Some(split(SplitKind::Test, idx_items(&test_images, test_rows), test_labels));
                 (classes, train, validation, test, from)
             }
             DataSpec::Synthetic(d) => {

@@ -21,6 +21,8 @@ pub enum ValidationFrom {
     /// A stratified, seeded fraction of the training images.
     Split { fraction: f64, seed: u64 },
     Folder(PathBuf),
+    /// The test set, evaluated every epoch (`validate_on_test`).
+    Test,
     /// Generated (synthetic source).
     Generated,
 }
@@ -159,6 +161,7 @@ impl fmt::Display for DataReport {
                 format!("   (a {} split of the training images, stratified by class, seed {seed})", percent(*fraction))
             }
             ValidationFrom::Folder(p) => format!("   (from {})", p.display()),
+            ValidationFrom::Test => "   (the test set, evaluated every epoch)".to_string(),
             ValidationFrom::Generated => String::new(),
         };
         writeln!(f, "validation  {:>width$}{val_note}", opt(self.validation))?;

@@ -334,6 +334,26 @@ fn idx_files_give_images_labels_and_a_stratified_validation_split() {
 }
 
 #[test]
+fn idx_validate_on_test_validates_on_the_whole_test_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fixtures::idx_files(dir.path(), 50, 20, 5, 6, 4, true).expect("fixture");
+    let plan = plan_from(&experiment(
+        &format!("source = \"idx\"\npath = \"{}\"\nvalidate_on_test = true", dir.path().display()),
+        "rescale = \"1/255\"",
+        [6, 4, 1],
+        5,
+    ));
+    let ds = Dataset::open(&plan).expect("opens");
+    // All 50 training images train; the 20 test images are the validation data too.
+    assert_eq!(ds.train.len(), 50);
+    let (val, test) = (ds.validation.as_ref().expect("validation"), ds.test.as_ref().expect("test"));
+    assert_eq!(val.len(), 20);
+    assert_eq!(val.labels(), test.labels());
+    let (v, t) = (&collect(val, &opts(20, 0, false, false))[0], &collect(test, &opts(20, 0, false, false))[0]);
+    assert_eq!(v.images, t.images);
+}
+
+#[test]
 fn idx_problems_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     fixtures::idx_files(dir.path(), 10, 4, 3, 2, 2, false).expect("fixture");

@@ -1,5 +1,6 @@
 //! The integration tests: one binary driving the real `runner`, one module per area.
 
+mod bench;
 mod common;
 mod config;
 mod data;
