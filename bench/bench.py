@@ -168,7 +168,8 @@ def runner_tta(args, work, target):
         for row in metrics_rows(dirs[0].parent):
             elapsed += float(row["epoch_seconds"])
             if float(row["val_accuracy"]) >= target:
-                state.update(epoch=int(row["epoch"]), seconds=elapsed, accuracy=float(row["val_accuracy"]))
+                # metrics.csv counts epochs from 0, as Keras's CSVLogger does.
+                state.update(epoch=int(row["epoch"]) + 1, seconds=elapsed, accuracy=float(row["val_accuracy"]))
                 return True
         return False
 

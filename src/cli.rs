@@ -55,6 +55,7 @@ pub enum Command {
     /// Re-evaluate a finished run from its resolved config and a checkpoint.
     Eval {
         /// The run folder.
+        #[arg(value_parser = folder_arg)]
         run_dir: PathBuf,
         /// Which weights: final (what the run ended with), best, last, or epoch-N.
         #[arg(long, default_value = "final")]
@@ -72,7 +73,7 @@ pub enum Command {
         /// The experiment file (TOML).
         file: Option<PathBuf>,
         /// Continue an interrupted run in its folder.
-        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["file", "set"])]
+        #[arg(long, value_name = "RUN_DIR", value_parser = folder_arg, conflicts_with_all = ["file", "set"])]
         resume: Option<PathBuf>,
         /// Run one sweep trial in its folder (starts it, or resumes it from its checkpoint).
         #[arg(long, value_name = "TRIAL_DIR", hide = true, conflicts_with_all = ["file", "set"])]
@@ -96,7 +97,7 @@ pub enum Command {
     /// Runs side by side: the config keys that differ, final and best metrics.
     Compare {
         /// Run folders, sweep folders (all their trials) or experiment folders (all their runs).
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = folder_arg)]
         dirs: Vec<PathBuf>,
     },
     /// Run a grid or random search over any config keys, one run per trial.
@@ -126,19 +127,19 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         runs_dir: Option<PathBuf>,
         /// Continue an interrupted sweep: finished trials are never run again.
-        #[arg(long, value_name = "SWEEP_DIR", conflicts_with_all = ["file", "set"])]
+        #[arg(long, value_name = "SWEEP_DIR", value_parser = folder_arg, conflicts_with_all = ["file", "set"])]
         resume: Option<PathBuf>,
         /// With --resume: run failed trials again too.
         #[arg(long, requires = "resume")]
         retry_failed: bool,
         /// Show each trial's state (polls Slurm for Slurm sweeps).
-        #[arg(long, value_name = "SWEEP_DIR", conflicts_with_all = ["file", "set"])]
+        #[arg(long, value_name = "SWEEP_DIR", value_parser = folder_arg, conflicts_with_all = ["file", "set"])]
         status: Option<PathBuf>,
         /// Follow the sweep until every trial has ended.
         #[arg(long)]
         wait: bool,
         /// Cancel a Slurm sweep's jobs (scancel).
-        #[arg(long, value_name = "SWEEP_DIR", conflicts_with_all = ["file", "set"])]
+        #[arg(long, value_name = "SWEEP_DIR", value_parser = folder_arg, conflicts_with_all = ["file", "set"])]
         cancel: Option<PathBuf>,
         /// Seconds between Slurm polls.
         #[arg(long, default_value_t = 5.0, hide = true)]
@@ -155,6 +156,11 @@ pub enum Command {
         #[arg(long)]
         quick: bool,
     },
+}
+
+/// A run or sweep folder argument; `.../latest` names the newest one.
+fn folder_arg(s: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(crate::rundir::resolve_latest(std::path::Path::new(s)))
 }
 
 pub fn main() -> ExitCode {

@@ -92,7 +92,7 @@ pub fn allocate_versioned(parent: &Path, prefix: &str) -> Result<PathBuf, RunDir
         match fs::create_dir(&root) {
             Ok(()) => {
                 // Best effort: a stale `latest` must not fail the run.
-                let _ = relink(&parent.join("latest"), &name);
+                let _ = write_latest(parent, &name);
                 return Ok(root);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => next += 1,
@@ -307,6 +307,34 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The file naming the newest run (or sweep) folder of its parent.
+pub const LATEST: &str = "latest";
+
+/// Point `parent/latest` at `name`. It is a one-line file, not a symlink:
+/// TensorBoard follows directory links and would list every run twice.
+fn write_latest(parent: &Path, name: &str) -> Result<(), RunDirError> {
+    let path = parent.join(LATEST);
+    if path.is_symlink() {
+        // Written by an older runner.
+        let _ = fs::remove_file(&path);
+    }
+    write_atomic(&path, format!("{name}\n").as_bytes())
+}
+
+/// `.../latest` (the file, or an older runner's symlink) as the folder it
+/// names; any other path unchanged.
+pub fn resolve_latest(path: &Path) -> PathBuf {
+    if path.file_name().is_some_and(|n| n == LATEST) && path.is_file() {
+        if let (Some(parent), Ok(text)) = (path.parent(), fs::read_to_string(path)) {
+            let name = text.trim();
+            if !name.is_empty() && !name.contains('/') {
+                return parent.join(name);
+            }
+        }
+    }
+    path.to_path_buf()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,8 +346,12 @@ mod tests {
         let b = RunDir::allocate(tmp.path(), "exp").unwrap();
         assert!(a.root().ends_with("exp/v0001"));
         assert!(b.root().ends_with("exp/v0002"));
-        let latest = fs::read_link(tmp.path().join("exp/latest")).unwrap();
-        assert_eq!(latest, PathBuf::from("v0002"));
+        let latest = tmp.path().join("exp/latest");
+        assert_eq!(fs::read_to_string(&latest).unwrap(), "v0002\n");
+        assert_eq!(resolve_latest(&latest), tmp.path().join("exp/v0002"));
+        // Not a directory link: TensorBoard would list every run twice.
+        assert!(!latest.is_symlink());
+        assert_eq!(resolve_latest(&tmp.path().join("exp/v0001")), tmp.path().join("exp/v0001"));
     }
 
     #[test]

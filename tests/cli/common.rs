@@ -72,3 +72,8 @@ batch_size = 16
     std::fs::write(&path, text).expect("write experiment");
     path
 }
+
+/// The folder name `runs/<experiment>/latest` (a one-line file) names.
+pub fn read_latest(path: impl AsRef<Path>) -> std::io::Result<PathBuf> {
+    Ok(PathBuf::from(std::fs::read_to_string(path)?.trim()))
+}

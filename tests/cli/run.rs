@@ -10,7 +10,7 @@ use crate::python::{python_with, run_script};
 
 fn run_dir(runs: &Path, name: &str) -> PathBuf {
     let latest = runs.join(name).join("latest");
-    let target = std::fs::read_link(&latest).expect("latest link");
+    let target = crate::common::read_latest(&latest).expect("latest file");
     runs.join(name).join(target)
 }
 
@@ -68,6 +68,12 @@ fn a_run_leaves_a_complete_folder() {
     assert!(again.status.success(), "{}", stderr(&again));
     // The report is printed, sorted by F1.
     assert!(stdout(&out).contains("Overall accuracy on test (32 images)"), "{}", stdout(&out));
+    // `latest` is a file naming the folder (a directory link would make
+    // TensorBoard list the run twice), and commands accept it for the folder.
+    assert!(!runs.join("complete/latest").is_symlink());
+    let eval = runner().arg("eval").arg(runs.join("complete/latest")).output().unwrap();
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    assert!(stdout(&eval).contains("Overall accuracy on test (32 images)"), "{}", stdout(&eval));
 }
 
 #[test]
@@ -306,7 +312,7 @@ fn a_killed_run_resumes_without_losing_or_repeating_an_epoch() {
     // Wait for the second checkpoint, then SIGKILL mid-training.
     let deadline = Instant::now() + Duration::from_secs(120);
     let dir = loop {
-        if let Ok(target) = std::fs::read_link(runs.join("killed/latest")) {
+        if let Ok(target) = crate::common::read_latest(runs.join("killed/latest")) {
             let dir = runs.join("killed").join(target);
             if std::fs::read_link(dir.join("checkpoints/last")).is_ok_and(|t| t != Path::new("epoch-0001")) {
                 break dir;
@@ -380,7 +386,7 @@ fn signals_stop_a_run_cleanly_and_it_resumes() {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
         let dir = loop {
-            if let Ok(target) = std::fs::read_link(runs.join("signalled/latest")) {
+            if let Ok(target) = crate::common::read_latest(runs.join("signalled/latest")) {
                 let dir = runs.join("signalled").join(target);
                 if std::fs::read_link(dir.join("checkpoints/last")).is_ok() {
                     break dir;

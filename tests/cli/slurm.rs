@@ -209,7 +209,7 @@ fn runner_sweep_through_slurm_records_results_and_failures() {
     assert!(stdout.contains("Submitted 4 trial(s) to Slurm as job"), "{stdout}");
 
     let sweeps = runs.join("slurmsweep/sweeps");
-    let dir = sweeps.join(std::fs::read_link(sweeps.join("latest")).unwrap());
+    let dir = sweeps.join(crate::common::read_latest(sweeps.join("latest")).unwrap());
     let mut r = csv::Reader::from_path(dir.join("summary.csv")).unwrap();
     let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
     let rows: Vec<Vec<String>> = r.records().map(|x| x.unwrap().iter().map(String::from).collect()).collect();

@@ -28,7 +28,7 @@ fn states_of(dir: &Path, state: &str) -> Vec<u64> {
 
 fn sweep_dir(runs: &Path, name: &str) -> PathBuf {
     let sweeps = runs.join(name).join("sweeps");
-    sweeps.join(std::fs::read_link(sweeps.join("latest")).expect("latest sweep"))
+    sweeps.join(crate::common::read_latest(sweeps.join("latest")).expect("latest sweep"))
 }
 
 fn summary_rows(dir: &Path) -> Vec<Vec<String>> {
@@ -189,7 +189,7 @@ fn a_killed_sweep_resumes_and_never_reruns_a_finished_trial() {
     // Kill the sweep once a trial has finished and others are running.
     let deadline = Instant::now() + Duration::from_secs(180);
     let dir = loop {
-        if let Ok(target) = std::fs::read_link(runs.join("killsweep/sweeps/latest")) {
+        if let Ok(target) = crate::common::read_latest(runs.join("killsweep/sweeps/latest")) {
             let dir = runs.join("killsweep/sweeps").join(target);
             if !states_of(&dir, "done").is_empty() {
                 break dir;
