@@ -22,20 +22,11 @@ import sys
 import time
 
 
-def _early_threads():
-    n = "2"
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            n = sys.argv[i + 1]
-        elif a.startswith("--threads="):
-            n = a.split("=", 1)[1]
-    os.environ["OMP_NUM_THREADS"] = n
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    return int(n)
+# Thread counts must be fixed before the framework starts its pools.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_threads import pin  # noqa: E402
 
-
-_THREADS = _early_threads()
+_THREADS = pin("keras")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -22,20 +22,11 @@ import statistics
 import sys
 import time
 
-# Thread counts must be fixed before torch starts its pools.
-def _early_threads():
-    n = "2"
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            n = sys.argv[i + 1]
-        elif a.startswith("--threads="):
-            n = a.split("=", 1)[1]
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = n
-    return int(n)
+# Thread counts must be fixed before the framework starts its pools.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_threads import pin  # noqa: E402
 
-
-_THREADS = _early_threads()
+_THREADS = pin("torch")
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
