@@ -88,6 +88,8 @@ pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
             chart
                 .configure_mesh()
                 .x_desc("epoch")
+                // Epochs are whole numbers: no "2.0" ticks, no half epochs.
+                .x_label_formatter(&|x| if x.fract() == 0.0 { format!("{x:.0}") } else { String::new() })
                 .label_style(("sans-serif", 14))
                 .draw()
                 .map_err(draw_err("curves"))?;
