@@ -89,6 +89,7 @@ fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
     ts[ts.len() / 2]
 }
 
+#[allow(clippy::single_range_in_vec_init)] // burn slices take one range per dimension
 fn sync<B: Backend, const D: usize>(t: Tensor<B, D>) {
     // Read one element back so lazy backends finish the work.
     let _ = t.flatten::<1>(0, D - 1).slice([0..1]).into_data();

@@ -171,7 +171,7 @@ fn flex_geometry(x: &burn_flex::FlexTensor, w: &burn_flex::FlexTensor, options: 
         dilation: options.dilation,
     };
     // The kernel must fit in the padded input.
-    let fits = |size: usize, pad: usize, d: usize, k: usize| size + 2 * pad >= d * (k - 1) + 1;
+    let fits = |size: usize, pad: usize, d: usize, k: usize| size + 2 * pad > d * (k - 1);
     (fits(g.h, g.padding[0], g.dilation[0], g.kh) && fits(g.w, g.padding[1], g.dilation[1], g.kw)).then_some(g)
 }
 

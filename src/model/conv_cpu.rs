@@ -60,9 +60,9 @@ impl Geometry {
 /// partial output rows: `(y, x_start, x_end, offset_in_tile)`.
 fn runs(g: &Geometry, p0: usize, p1: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
     let ow = g.out_w();
-    let (y0, y1) = (p0 / ow, (p1 + ow - 1) / ow);
+    let (y0, y1) = (p0 / ow, p1.div_ceil(ow));
     (y0..y1).filter_map(move |y| {
-        let xs = if y * ow < p0 { p0 - y * ow } else { 0 };
+        let xs = p0.saturating_sub(y * ow);
         let xe = ((p1 - y * ow).min(ow)).max(xs);
         (xe > xs).then_some((y, xs, xe, y * ow + xs - p0))
     })
@@ -223,6 +223,8 @@ fn forward_tiled(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry, 
     out.par_chunks_mut(per_task * g.out_len())
         .zip(x.par_chunks(per_task * g.in_len()))
         .for_each(|(out_chunk, x_chunk)| {
+            // Moves the (Send, not Sync) view into each task instead of sharing it.
+            #[allow(clippy::redundant_locals)]
             let w_view = w_view;
             let mut cols = vec![0.0f32; rows * t];
             for (o, xi) in out_chunk.chunks_mut(g.out_len()).zip(x_chunk.chunks(g.in_len())) {
@@ -324,6 +326,8 @@ fn backward_input_tiled(weight: &[f32], grad: &[f32], g: &Geometry, t: usize) ->
     dx.par_chunks_mut(per_task * g.in_len())
         .zip(grad.par_chunks(per_task * g.out_len()))
         .for_each(|(dx_chunk, g_chunk)| {
+            // Moves the (Send, not Sync) view into each task instead of sharing it.
+            #[allow(clippy::redundant_locals)]
             let wt_view = wt_view;
             let mut cols = vec![0.0f32; rows * t];
             for (dxi, gi) in dx_chunk.chunks_mut(g.in_len()).zip(g_chunk.chunks(g.out_len())) {
