@@ -71,7 +71,7 @@ impl CpuBackend {
     }
 
     /// The fastest CPU backend compiled into this binary, by the training
-    /// throughput measured in bench/FINDINGS.md (tch, then flex).
+    /// throughput measured in bench/FINDINGS.md (tch, then flex; see bench/FINDINGS.md, which has no tch figures yet).
     pub fn fastest_compiled() -> CpuBackend {
         if CpuBackend::Tch.compiled() {
             CpuBackend::Tch
