@@ -236,42 +236,12 @@ pub fn scatter_panels(title: &str, y_label: &str, panels: &[(String, Vec<(f64, f
             let (y_lo, y_hi) = if y_lo <= y_hi { (y_lo, y_hi) } else { (0.0, 1.0) };
             let ypad = ((y_hi - y_lo) * 0.1).max(1e-3);
             let log = x_lo > 0.0 && x_hi / x_lo > 10.0;
-            let blue = RGBColor(31, 119, 180);
+            let y = (y_lo - ypad)..(y_hi + ypad);
             if log {
-                let mut chart = ChartBuilder::on(area)
-                    .margin(14)
-                    .x_label_area_size(40)
-                    .y_label_area_size(56)
-                    .build_cartesian_2d((x_lo * 0.8..x_hi * 1.25).log_scale(), (y_lo - ypad)..(y_hi + ypad))
-                    .map_err(draw_err("scatter"))?;
-                chart
-                    .configure_mesh()
-                    .x_desc(name.as_str())
-                    .y_desc(y_label)
-                    .label_style(("sans-serif", 13))
-                    .draw()
-                    .map_err(draw_err("scatter"))?;
-                chart
-                    .draw_series(points.iter().map(|p| Circle::new(*p, 5, blue.filled())))
-                    .map_err(draw_err("scatter"))?;
+                scatter_panel(area, (x_lo * 0.8..x_hi * 1.25).log_scale(), y, name, y_label, points)?;
             } else {
                 let xpad = ((x_hi - x_lo) * 0.1).max(1e-3);
-                let mut chart = ChartBuilder::on(area)
-                    .margin(14)
-                    .x_label_area_size(40)
-                    .y_label_area_size(56)
-                    .build_cartesian_2d((x_lo - xpad)..(x_hi + xpad), (y_lo - ypad)..(y_hi + ypad))
-                    .map_err(draw_err("scatter"))?;
-                chart
-                    .configure_mesh()
-                    .x_desc(name.as_str())
-                    .y_desc(y_label)
-                    .label_style(("sans-serif", 13))
-                    .draw()
-                    .map_err(draw_err("scatter"))?;
-                chart
-                    .draw_series(points.iter().map(|p| Circle::new(*p, 5, blue.filled())))
-                    .map_err(draw_err("scatter"))?;
+                scatter_panel(area, (x_lo - xpad)..(x_hi + xpad), y, name, y_label, points)?;
             }
         }
         root.present().map_err(draw_err("scatter"))?;
@@ -280,6 +250,40 @@ pub fn scatter_panels(title: &str, y_label: &str, panels: &[(String, Vec<(f64, f
         what: "scatter",
         message: "buffer size".into(),
     })
+}
+
+/// One scatter panel: `points` over an x axis that is linear or logarithmic.
+fn scatter_panel<DB, X>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    x: X,
+    y: std::ops::Range<f64>,
+    name: &str,
+    y_label: &str,
+    points: &[(f64, f64)],
+) -> Result<(), PlotError>
+where
+    DB: DrawingBackend,
+    X: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+    X::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    let blue = RGBColor(31, 119, 180);
+    let mut chart = ChartBuilder::on(area)
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x, y)
+        .map_err(draw_err("scatter"))?;
+    chart
+        .configure_mesh()
+        .x_desc(name)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(draw_err("scatter"))?;
+    chart
+        .draw_series(points.iter().map(|p| Circle::new(*p, 5, blue.filled())))
+        .map_err(draw_err("scatter"))?;
+    Ok(())
 }
 
 /// One tile of an image grid: a picture with up to two caption lines.
