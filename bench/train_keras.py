@@ -14,7 +14,6 @@ train function.
 Prints one RESULT line per workload (see train_torch.py).
 """
 
-import argparse
 import os
 import resource
 import statistics
@@ -24,7 +23,7 @@ import time
 
 # Thread counts must be fixed before the framework starts its pools.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_threads import pin  # noqa: E402
+from peer_common import pin, train_parser, workloads  # noqa: E402
 
 _THREADS = pin("keras")
 
@@ -136,20 +135,9 @@ def bench(workload, optimizer, lr, steps, warmup, batch):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workload", choices=["tutorial", "fashion", "both"], default="both")
-    p.add_argument("--optimizer", choices=["rmsprop", "adam"], default=None,
-                   help="default: rmsprop for tutorial, adam for fashion")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--steps", type=int, default=None, help="timed steps (default 10 tutorial, 30 fashion)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 tutorial, 5 fashion)")
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--threads", type=int, default=_THREADS)
+    p = train_parser(__doc__, _THREADS)
     a = p.parse_args()
-    names = ["tutorial", "fashion"] if a.workload == "both" else [a.workload]
-    for w in names:
-        steps = a.steps or (10 if w == "tutorial" else 30)
-        warmup = a.warmup if a.warmup is not None else (2 if w == "tutorial" else 5)
+    for w, steps, warmup in workloads(a):
         bench(w, a.optimizer, a.lr, steps, warmup, a.batch)
 
 

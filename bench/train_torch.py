@@ -15,7 +15,6 @@ max_rss_mib is the process's peak resident memory (getrusage) after the
 run: run one workload per process to read the peak of that workload alone.
 """
 
-import argparse
 import os
 import resource
 import statistics
@@ -24,7 +23,7 @@ import time
 
 # Thread counts must be fixed before the framework starts its pools.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_threads import pin  # noqa: E402
+from peer_common import pin, train_parser, workloads  # noqa: E402
 
 _THREADS = pin("torch")
 
@@ -125,15 +124,7 @@ def bench(workload, optimizer, lr, steps, warmup, batch, device="cpu"):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workload", choices=["tutorial", "fashion", "both"], default="both")
-    p.add_argument("--optimizer", choices=["rmsprop", "adam"], default=None,
-                   help="default: rmsprop for tutorial, adam for fashion")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--steps", type=int, default=None, help="timed steps (default 10 tutorial, 30 fashion)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2 tutorial, 5 fashion)")
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--threads", type=int, default=_THREADS)
+    p = train_parser(__doc__, _THREADS)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -141,10 +132,7 @@ def main():
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
-    names = ["tutorial", "fashion"] if a.workload == "both" else [a.workload]
-    for w in names:
-        steps = a.steps or (10 if w == "tutorial" else 30)
-        warmup = a.warmup if a.warmup is not None else (2 if w == "tutorial" else 5)
+    for w, steps, warmup in workloads(a):
         bench(w, a.optimizer, a.lr, steps, warmup, a.batch, a.device)
 
 

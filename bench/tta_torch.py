@@ -13,7 +13,6 @@ Prints one line per epoch and a final line:
     TTA_RESULT framework=torch target=0.9 reached=true epoch=7 seconds=123.4 ...
 """
 
-import argparse
 import os
 import sys
 import time
@@ -21,7 +20,7 @@ import time
 
 # Thread counts must be fixed before the framework starts its pools.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_threads import pin  # noqa: E402
+from peer_common import pin, tta_parser  # noqa: E402
 
 _THREADS = pin("torch")
 
@@ -29,21 +28,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from idx import FASHION_DIR, load_fashion  # noqa: E402
+from idx import load_fashion  # noqa: E402
 from train_torch import fashion_model  # noqa: E402
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--target", type=float, default=0.90)
-    p.add_argument("--epochs", type=int, default=15, help="give up after this many epochs")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--data", default=FASHION_DIR)
-    p.add_argument("--threads", type=int, default=_THREADS)
-    p.add_argument("--keep-going", action="store_true", help="run all epochs even after reaching the target")
+    p = tta_parser(__doc__, _THREADS)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
