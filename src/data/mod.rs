@@ -530,6 +530,8 @@ impl Dataset {
                     images: images.clone(),
                     rows,
                 };
+                let test_images = Arc::new(test_images);
+                let test_rows: Vec<usize> = (0..test_labels.len()).collect();
                 let (train, validation, from) = match d.validation_split {
                     Some(fraction) => {
                         let (t, v) = split::stratified(&train_labels, fraction, seed);
@@ -543,16 +545,15 @@ impl Dataset {
                     }
                     None => {
                         let rows = (0..train_labels.len()).collect();
-                        (split(SplitKind::Train, idx_items(&train_images, rows), train_labels), None, report::ValidationFrom::None)
+                        let train = split(SplitKind::Train, idx_items(&train_images, rows), train_labels);
+                        if d.validate_on_test {
+                            let items = idx_items(&test_images, test_rows.clone());
+                            let validation = split(SplitKind::Validation, items, test_labels.clone());
+                            (train, Some(validation), report::ValidationFrom::Test)
+                        } else {
+                            (train, None, report::ValidationFrom::None)
+                        }
                     }
-                };
-                let test_images = Arc::new(test_images);
-                let test_rows: Vec<usize> = (0..test_labels.len()).collect();
-                let (validation, from) = if d.validate_on_test {
-                    let items = idx_items(&test_images, test_rows.clone());
-                    (Some(split(SplitKind::Validation, items, test_labels.clone())), report::ValidationFrom::Test)
-                } else {
-                    (validation, from)
                 };
                 let test = Some(split(SplitKind::Test, idx_items(&test_images, test_rows), test_labels));
                 (classes, train, validation, test, from)
