@@ -307,10 +307,12 @@ def main():
     p.add_argument("--only", default="train,data,tta", help="comma-separated: train, data, tta")
     p.add_argument("--target", type=float, default=0.90)
     p.add_argument("--results", default=str(HERE / "results"), help="folder for <date>.md")
+    p.add_argument("--work", default=None, help="folder for raw outputs and run folders "
+                   "(default bench/work/<timestamp>)")
     p.add_argument("--smoke", action="store_true", help="tiny runner-only run that checks the plumbing")
     args = p.parse_args()
     started = datetime.datetime.now(datetime.timezone.utc)
-    work = HERE / "work" / started.strftime("%Y%m%d-%H%M%S")
+    work = Path(args.work) if args.work else HERE / "work" / started.strftime("%Y%m%d-%H%M%S")
     work.mkdir(parents=True, exist_ok=True)
 
     if args.smoke:

@@ -17,6 +17,8 @@ fn bench_smoke_reads_runner_throughput_from_a_real_run() {
         .arg(&runner)
         .arg("--results")
         .arg(results.path())
+        .arg("--work")
+        .arg(results.path().join("work"))
         .arg("--threads")
         .arg("1")
         .current_dir(root())
