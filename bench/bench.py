@@ -204,7 +204,7 @@ def data_loader(args, work):
     rc, out, err, _, _ = spawn([args.bench_data, "compare", jpegs, args.python, HERE], work, "data-compare")
     if rc != 0:
         raise Failed(f"bench_data compare exited {rc}:\n{err[-3000:]}")
-    ours = re.search(r"runner \(mean of both runs\): ([\d.]+) img/s", out)
+    ours = re.search(r"medians of \d+ runs: runner ([\d.]+) img/s", out)
     keras = re.search(r"vs Keras ImageDataGenerator:\s+([\d.]+)x", out)
     torch = re.search(r"vs torchvision 2-worker loader:\s+([\d.]+)x", out)
     if not (ours and keras and torch):

@@ -10,6 +10,8 @@
 //!
 //! Throughput is one epoch, timed from the first batch on (worker start-up
 //! and imports excluded for every contender), files already in the page cache.
+//! `compare` runs runner and torchvision three times each, interleaved, and
+//! reports their medians; Keras (about 16 s an epoch) runs once.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -185,22 +187,44 @@ fn compare(dir: &Path, python: &str, bench: &Path) -> Result<(), String> {
     println!("folder: {} ({} JPEGs of {}x{}), batches of 32 x 3 x 128 x 128 floats", dir.display(), count_files(dir), SIZE.0, SIZE.1);
     println!("load average before: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     let script = |name: &str| -> PathBuf { bench.join(name) };
-    let r1 = rust(dir)?;
-    println!("{}", r1.line());
-    let torch = peer("torchvision DataLoader (2 workers)", python, &script("data_torch.py"), dir)?;
-    println!("{}", torch.line());
-    let keras = peer("Keras ImageDataGenerator", python, &script("data_keras.py"), dir)?;
-    println!("{}", keras.line());
-    let r2 = rust(dir)?;
-    println!("{}", r2.line());
-    let ours = (r1.rate() + r2.rate()) / 2.0;
+    // Three rounds of runner and torchvision, interleaved so that a noisy
+    // neighbour hits both alike; Keras (16 s an epoch) once, mid-way.
+    let (mut ours, mut torch) = (Vec::new(), Vec::new());
+    let mut keras = None;
+    for round in 0..ROUNDS {
+        let r = rust(dir)?;
+        println!("{}", r.line());
+        ours.push(r.rate());
+        let t = peer("torchvision DataLoader (2 workers)", python, &script("data_torch.py"), dir)?;
+        println!("{}", t.line());
+        torch.push(t.rate());
+        if round == ROUNDS / 2 {
+            let k = peer("Keras ImageDataGenerator", python, &script("data_keras.py"), dir)?;
+            println!("{}", k.line());
+            keras = Some(k.rate());
+        }
+    }
+    let (ours, torch) = (median(&mut ours), median(&mut torch));
+    let keras = keras.unwrap_or(f64::NAN);
     println!();
-    println!("runner (mean of both runs): {ours:.0} img/s");
-    println!("vs Keras ImageDataGenerator:    {:.1}x  (target >= 5x)", ours / keras.rate());
-    println!("vs torchvision 2-worker loader: {:.1}x  (target >= 2x)", ours / torch.rate());
+    println!("medians of {ROUNDS} runs: runner {ours:.0} img/s, torchvision {torch:.0} img/s; Keras {keras:.0} img/s (one run)");
+    println!("vs Keras ImageDataGenerator:    {:.2}x  (target >= 5x)", ours / keras);
+    println!("vs torchvision 2-worker loader: {:.2}x  (target >= 2x)", ours / torch);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average after: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
     Ok(())
+}
+
+/// Rounds of runner and torchvision in `compare`.
+const ROUNDS: usize = 3;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn count_files(dir: &Path) -> usize {

@@ -1,12 +1,12 @@
 //! Image files to 8-bit pixels at the model's size and channel count.
 //!
-//! JPEGs at least 4 times the target size in both directions are decoded by
-//! `jpeg-decoder` at 1/4 or 1/8 scale in the DCT domain (the smallest scale
-//! that still covers the target), which skips most of the inverse DCT and
-//! colour conversion; other JPEGs and every other format go through the
-//! `image` crate (zune-jpeg for JPEG, whose Huffman decoding is faster and
-//! wins at 1/2 and full scale). Never smaller than the target: the model
-//! sees the resolution it asks for. Then, as Keras's
+//! JPEGs are decoded by libjpeg-turbo (MozJPEG's build of it), at 1/2, 1/4
+//! or 1/8 scale in the DCT domain when that still covers the target in both
+//! directions (as PIL's draft mode), which skips most of the inverse DCT and
+//! colour conversion. Never smaller than the target: the model sees the
+//! resolution it asks for. CMYK JPEGs, JPEGs libjpeg errors or warns on
+//! (corrupt, truncated) and every other format go through the `image`
+//! crate, whose verdict on a bad file stands. Then, as Keras's
 //! `load_img`: convert to gray or RGB (PIL's luma weights), resize to the
 //! target with the configured interpolation (nearest by default, PIL's
 //! pixel-centre rule).
@@ -77,8 +77,8 @@ fn is_jpeg(bytes: &[u8]) -> bool {
 }
 
 fn decode_inner(bytes: &[u8], target: &Target) -> Result<Decoded, String> {
-    let scaled = if is_jpeg(bytes) { decode_jpeg_scaled(bytes, target)? } else { None };
-    let (pixels, original) = match scaled {
+    let fast = if is_jpeg(bytes) { decode_jpeg(bytes, target) } else { None };
+    let (pixels, original) = match fast {
         Some(r) => r,
         None => decode_generic(bytes)?,
     };
@@ -102,42 +102,64 @@ pub fn jpeg_scale(full: (usize, usize), target: (usize, usize)) -> usize {
 /// Decoded pixels and the (width, height) stored in the file.
 type PixelsAndSize = (Pixels, (u32, u32));
 
-/// A JPEG that can be decoded at 1/4 or 1/8 scale, through `jpeg-decoder`.
-/// `Ok(None)` sends it to the generic decoder (zune-jpeg, whose Huffman
-/// decoding is faster, so it wins at 1/2 and full scale), as are pixel
-/// formats this path does not handle (CMYK).
-fn decode_jpeg_scaled(bytes: &[u8], target: &Target) -> Result<Option<PixelsAndSize>, String> {
-    let mut d = jpeg_decoder::Decoder::new(bytes);
-    d.read_info().map_err(|e| e.to_string())?;
-    let info = d.info().ok_or("no JPEG header")?;
-    let (w, h) = (info.width as usize, info.height as usize);
-    let k = jpeg_scale((w, h), (target.width, target.height));
-    if k > 2 {
-        return Ok(None);
+thread_local! {
+    /// Set by libjpeg's message hook when it warns (corrupt or truncated
+    /// data, which it would otherwise paper over with gray).
+    static JPEG_WARNED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// libjpeg's fatal-error hook: it must not return, so unwind (the C code is
+/// built with unwinding support) to the `catch_unwind` in [`decode_jpeg`].
+extern "C-unwind" fn jpeg_error_exit(_: &mut mozjpeg_sys::jpeg_common_struct) {
+    std::panic::resume_unwind(Box::new("libjpeg error"));
+}
+
+/// libjpeg's message hook: level -1 is a warning about the data.
+extern "C-unwind" fn jpeg_message(_: &mut mozjpeg_sys::jpeg_common_struct, level: std::os::raw::c_int) {
+    if level < 0 {
+        JPEG_WARNED.with(|w| w.set(true));
     }
-    let sw = (w * k).div_ceil(8) as u16;
-    let sh = (h * k).div_ceil(8) as u16;
-    d.scale(sw, sh).map_err(|e| e.to_string())?;
-    let data = d.decode().map_err(|e| e.to_string())?;
-    let info = d.info().ok_or("no JPEG header")?;
-    let (ow, oh) = (info.width as usize, info.height as usize);
-    let (channels, data) = match info.pixel_format {
-        jpeg_decoder::PixelFormat::L8 => (1, data),
-        jpeg_decoder::PixelFormat::RGB24 => (3, data),
-        // Big-endian 16-bit samples: keep the high byte.
-        jpeg_decoder::PixelFormat::L16 => (1, data.chunks_exact(2).map(|p| p[0]).collect()),
-        jpeg_decoder::PixelFormat::CMYK32 => return Ok(None),
-    };
-    if data.len() != ow * oh * channels {
-        return Err(format!("decoded {} bytes for a {ow}x{oh} image", data.len()));
+}
+
+/// A JPEG through libjpeg-turbo, downscaled in the DCT domain by the
+/// [`jpeg_scale`] for the target. `Ok(None)` sends it to the generic decoder:
+/// CMYK files, and any file libjpeg errors or warns on, so that a corrupt
+/// or truncated file gets that decoder's verdict (an error naming the file)
+/// rather than libjpeg's gray patch.
+fn decode_jpeg(bytes: &[u8], target: &Target) -> Option<PixelsAndSize> {
+    JPEG_WARNED.with(|w| w.set(false));
+    let decoded = catch_unwind(AssertUnwindSafe(|| -> Option<PixelsAndSize> {
+        // SAFETY: jpeg_std_error fills every field of a zeroed error manager.
+        let mut err: mozjpeg_sys::jpeg_error_mgr = unsafe { std::mem::zeroed() };
+        unsafe { mozjpeg_sys::jpeg_std_error(&mut err) };
+        err.error_exit = Some(jpeg_error_exit);
+        err.emit_message = Some(jpeg_message);
+        let mut d = mozjpeg::Decompress::builder().with_err(err).from_mem(bytes).ok()?;
+        let original = (d.width() as u32, d.height() as u32);
+        let k = jpeg_scale((d.width(), d.height()), (target.width, target.height));
+        d.scale(k as u8);
+        let (channels, mut started) = match d.image().ok()? {
+            mozjpeg::Format::RGB(s) => (3, s),
+            mozjpeg::Format::Gray(s) => (1, s),
+            mozjpeg::Format::CMYK(_) => return None,
+        };
+        let (width, height) = (started.width(), started.height());
+        let data = started.read_scanlines::<u8>().ok()?;
+        started.finish().ok()?;
+        (data.len() == width * height * channels).then_some((
+            Pixels {
+                height,
+                width,
+                channels,
+                data,
+            },
+            original,
+        ))
+    }));
+    match decoded {
+        Ok(Some(r)) if !JPEG_WARNED.with(|w| w.get()) => Some(r),
+        _ => None,
     }
-    let pixels = Pixels {
-        height: oh,
-        width: ow,
-        channels,
-        data,
-    };
-    Ok(Some((pixels, (w as u32, h as u32))))
 }
 
 fn decode_generic(bytes: &[u8]) -> Result<PixelsAndSize, String> {
@@ -350,6 +372,25 @@ mod tests {
         let full = decode(&bytes, &target(40, 40, 3)).expect("decodes");
         assert_eq!((full.pixels.height, full.pixels.width), (40, 40));
         assert!(full.pixels.data[0] > 200 && full.pixels.data[39 * 3 + 2] > 200);
+    }
+
+    #[test]
+    fn jpegs_go_through_libjpeg_at_the_smallest_covering_scale() {
+        let img = RgbImage::from_fn(512, 384, |x, y| image::Rgb([(x / 2) as u8, (y / 2) as u8, 90]));
+        let bytes = encode(DynamicImage::ImageRgb8(img), image::ImageFormat::Jpeg);
+        let (p, original) = decode_jpeg(&bytes, &target(128, 128, 3)).expect("libjpeg path");
+        assert_eq!(original, (512, 384));
+        assert_eq!((p.width, p.height, p.channels), (256, 192, 3), "1/2 scale covers 128x128");
+        // Pixel (100, 50) of the half-size image averages the full image's
+        // 2x2 block at (200, 100): about (100, 50, 90).
+        let px = &p.data[(50 * 256 + 100) * 3..][..3];
+        assert!(px[0].abs_diff(100) <= 3 && px[1].abs_diff(50) <= 3 && px[2].abs_diff(90) <= 3, "{px:?}");
+        let gray = encode(DynamicImage::ImageLuma8(GrayImage::from_pixel(64, 64, image::Luma([77]))), image::ImageFormat::Jpeg);
+        let (g, _) = decode_jpeg(&gray, &target(64, 64, 3)).expect("gray JPEG");
+        assert_eq!((g.width, g.channels), (64, 1));
+        assert!(g.data.iter().all(|v| v.abs_diff(77) <= 1));
+        // Truncated data makes libjpeg warn: not this path's to accept.
+        assert!(decode_jpeg(&bytes[..bytes.len() / 2], &target(128, 128, 3)).is_none());
     }
 
     #[test]
