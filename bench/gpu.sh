@@ -23,6 +23,16 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
 fi
 nvidia-smi -L
 
+# burn-cuda compiles its kernels at run time with NVRTC (libnvrtc.so.*),
+# which cudarc loads by name: add the CUDA toolkit's and pip's NVIDIA
+# library folders when the loader cannot already find it.
+if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
+  for f in $(find /usr/local/cuda*/lib64 /usr/local/cuda*/targets/*/lib /usr/local/lib/python3*/dist-packages/nvidia \
+      /usr/lib/python3/dist-packages/nvidia /opt -name 'libnvrtc.so*' 2>/dev/null | head -3); do
+    export LD_LIBRARY_PATH="$(dirname "$f")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  done
+fi
+
 bin="${RUNNER_BIN:-}"
 if [ -z "$bin" ]; then
   cargo build --release --features cuda --bin runner
