@@ -122,7 +122,7 @@ extern "C-unwind" fn jpeg_message(_: &mut mozjpeg_sys::jpeg_common_struct, level
 }
 
 /// A JPEG through libjpeg-turbo, downscaled in the DCT domain by the
-/// [`jpeg_scale`] for the target. `Ok(None)` sends it to the generic decoder:
+/// [`jpeg_scale`] for the target. `None` sends it to the generic decoder:
 /// CMYK files, and any file libjpeg errors or warns on, so that a corrupt
 /// or truncated file gets that decoder's verdict (an error naming the file)
 /// rather than libjpeg's gray patch.
