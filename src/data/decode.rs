@@ -394,6 +394,35 @@ mod tests {
     }
 
     #[test]
+    fn progressive_and_cmyk_jpegs_decode() {
+        // Progressive JPEG (common among photos), through libjpeg at 1/2 scale.
+        let (w, h) = (96usize, 64usize);
+        let rgb: Vec<u8> = (0..w * h).flat_map(|i| [((i % w) * 2) as u8, ((i / w) * 3) as u8, 40]).collect();
+        let encode_with = |space: mozjpeg::ColorSpace, pixels: &[u8], progressive: bool| -> Vec<u8> {
+            let mut c = mozjpeg::Compress::new(space);
+            c.set_size(w, h);
+            c.set_quality(95.0);
+            if progressive {
+                c.set_progressive_mode();
+            }
+            let mut started = c.start_compress(Vec::new()).expect("start");
+            started.write_scanlines(pixels).expect("scanlines");
+            started.finish().expect("finish")
+        };
+        let progressive = encode_with(mozjpeg::ColorSpace::JCS_RGB, &rgb, true);
+        let (p, original) = decode_jpeg(&progressive, &target(32, 48, 3)).expect("progressive JPEG, libjpeg path");
+        assert_eq!((original, p.width, p.height), ((96, 64), 48, 32));
+        let px = &p.data[(10 * 48 + 20) * 3..][..3];
+        assert!(px[0].abs_diff(81) <= 4 && px[1].abs_diff(61) <= 4 && px[2].abs_diff(40) <= 4, "{px:?}");
+        // CMYK is left to the generic decoder, which still gives RGB.
+        let cmyk: Vec<u8> = (0..w * h).flat_map(|_| [0u8, 255, 255, 0]).collect();
+        let cmyk_jpeg = encode_with(mozjpeg::ColorSpace::JCS_CMYK, &cmyk, false);
+        assert!(decode_jpeg(&cmyk_jpeg, &target(32, 48, 3)).is_none());
+        let d = decode(&cmyk_jpeg, &target(32, 48, 3)).expect("CMYK through the image crate");
+        assert_eq!((d.pixels.width, d.pixels.height, d.pixels.channels), (48, 32, 3));
+    }
+
+    #[test]
     fn png_and_gray_inputs_are_converted() {
         let img = GrayImage::from_fn(4, 4, |x, y| image::Luma([(x * 60 + y) as u8]));
         let bytes = encode(DynamicImage::ImageLuma8(img), image::ImageFormat::Png);
