@@ -70,8 +70,8 @@ impl CpuBackend {
         }
     }
 
-    /// The fastest CPU backend compiled into this binary, by the training
-    /// throughput measured in bench/FINDINGS.md (tch, then flex; see bench/FINDINGS.md, which has no tch figures yet).
+    /// The fastest CPU backend compiled into this binary: tch, then flex
+    /// (bench/FINDINGS.md; it has no tch training figures yet).
     pub fn fastest_compiled() -> CpuBackend {
         if CpuBackend::Tch.compiled() {
             CpuBackend::Tch

@@ -321,8 +321,8 @@ fn write_latest(parent: &Path, name: &str) -> Result<(), RunDirError> {
     write_atomic(&path, format!("{name}\n").as_bytes())
 }
 
-/// `.../latest` (the file, or an older runner's symlink) as the folder it
-/// names; any other path unchanged.
+/// `.../latest` (the file) as the folder it names; any other path, an older
+/// runner's `latest` symlink included, unchanged.
 pub fn resolve_latest(path: &Path) -> PathBuf {
     if path.file_name().is_some_and(|n| n == LATEST) && path.is_file() {
         if let (Some(parent), Ok(text)) = (path.parent(), fs::read_to_string(path)) {

@@ -334,11 +334,8 @@ pub fn flip_vertical(f: &mut Frame) {
 /// Keras hands it over: values truncated to 8 bits, multiplied by the
 /// factor, truncated and clipped to 0-255 again.
 pub fn brightness(f: &mut Frame, factor: f64) {
-    let factor = factor as f32;
-    for v in &mut f.data {
-        // Truncate and saturate: PIL's uint8 conversion and clip.
-        *v = to_u8(to_u8(*v) * factor);
-    }
+    // Truncate and saturate: PIL's uint8 conversion and clip.
+    rows::brightness(&mut f.data, factor as f32);
 }
 
 /// Apply the random part (geometry, flips, brightness) to `frame`.
@@ -498,12 +495,11 @@ mod rows {
 
     /// [`super::brightness`] on a row: `to_u8(to_u8(v) * b)`.
     pub(super) fn brightness(line: &mut [f32], b: f32) {
-        let mut from = 0;
+        // SAFETY: AVX2 is present (checked at run time).
         #[cfg(target_arch = "x86_64")]
-        if avx2::available() {
-            // SAFETY: AVX2 is present (checked at run time).
-            from = unsafe { avx2::brightness(line, b) };
-        }
+        let from = if avx2::available() { unsafe { avx2::brightness(line, b) } } else { 0 };
+        #[cfg(not(target_arch = "x86_64"))]
+        let from = 0;
         for v in &mut line[from..] {
             *v = to_u8(to_u8(*v) * b);
         }
@@ -591,6 +587,19 @@ mod rows {
             let vcval = _mm256_set1_ps(cval);
             let byte = _mm256_set1_epi32(0xFF);
             let base = src.as_ptr() as *const i32;
+            let one = _mm256_set1_epi32(1);
+            // Far-off positions are clamped before the i32 conversion (the
+            // scalar path's i64 cannot overflow; i32 could).
+            let lim = _mm256_set1_pd(1e9);
+            let fl = |v: __m256d| _mm256_round_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(v);
+            let frac = |v: [__m256d; 2], f: [__m256d; 2]| {
+                _mm256_set_m128(_mm256_cvtpd_ps(_mm256_sub_pd(v[1], f[1])), _mm256_cvtpd_ps(_mm256_sub_pd(v[0], f[0])))
+            };
+            let to_i = |v: [__m256d; 2]| {
+                let c = |v: __m256d| _mm256_cvttpd_epi32(_mm256_max_pd(_mm256_min_pd(v, lim), _mm256_sub_pd(_mm256_setzero_pd(), lim)));
+                _mm256_set_m128i(c(v[1]), c(v[0]))
+            };
+            let clamp = |v: __m256i, hi: __m256i| _mm256_min_epi32(_mm256_max_epi32(v, zero), hi);
             let mut col = 0;
             while col + 8 <= w {
                 // x for columns col..col+8, as f64 in two halves.
@@ -599,22 +608,9 @@ mod rows {
                 // sx = a * x + rx, sy = d * x + ry (separate multiply and add).
                 let sx = [_mm256_add_pd(_mm256_mul_pd(va, x_lo), vrx), _mm256_add_pd(_mm256_mul_pd(va, x_hi), vrx)];
                 let sy = [_mm256_add_pd(_mm256_mul_pd(vd, x_lo), vry), _mm256_add_pd(_mm256_mul_pd(vd, x_hi), vry)];
-                let fl = |v: __m256d| _mm256_round_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(v);
                 let (x0d, y0d) = ([fl(sx[0]), fl(sx[1])], [fl(sy[0]), fl(sy[1])]);
-                let frac = |v: [__m256d; 2], f: [__m256d; 2]| {
-                    _mm256_set_m128(_mm256_cvtpd_ps(_mm256_sub_pd(v[1], f[1])), _mm256_cvtpd_ps(_mm256_sub_pd(v[0], f[0])))
-                };
                 let (fx, fy) = (frac(sx, x0d), frac(sy, y0d));
-                // Positions far outside the image: clamp before converting
-                // (the scalar path's i64 cannot overflow; i32 could).
-                let lim = _mm256_set1_pd(1e9);
-                let to_i = |v: [__m256d; 2]| {
-                    let c = |v: __m256d| _mm256_cvttpd_epi32(_mm256_max_pd(_mm256_min_pd(v, lim), _mm256_sub_pd(_mm256_setzero_pd(), lim)));
-                    _mm256_set_m128i(c(v[1]), c(v[0]))
-                };
                 let (x0, y0) = (to_i(x0d), to_i(y0d));
-                let one = _mm256_set1_epi32(1);
-                let clamp = |v: __m256i, hi: __m256i| _mm256_min_epi32(_mm256_max_epi32(v, zero), hi);
                 let xa = _mm256_mullo_epi32(clamp(x0, wl), cc);
                 let xb = _mm256_mullo_epi32(clamp(_mm256_add_epi32(x0, one), wl), cc);
                 let ra = _mm256_mullo_epi32(clamp(y0, hl), stride);
