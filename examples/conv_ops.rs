@@ -39,19 +39,79 @@ impl Conv {
 }
 
 const TUTORIAL: [Conv; 8] = [
-    Conv { cin: 3, cout: 32, k: 3, pad: 1, size: 128 },
-    Conv { cin: 32, cout: 32, k: 3, pad: 0, size: 128 },
-    Conv { cin: 32, cout: 64, k: 3, pad: 1, size: 63 },
-    Conv { cin: 64, cout: 64, k: 3, pad: 0, size: 63 },
-    Conv { cin: 64, cout: 128, k: 3, pad: 1, size: 30 },
-    Conv { cin: 128, cout: 128, k: 3, pad: 0, size: 30 },
-    Conv { cin: 128, cout: 512, k: 5, pad: 2, size: 14 },
-    Conv { cin: 512, cout: 512, k: 5, pad: 0, size: 14 },
+    Conv {
+        cin: 3,
+        cout: 32,
+        k: 3,
+        pad: 1,
+        size: 128,
+    },
+    Conv {
+        cin: 32,
+        cout: 32,
+        k: 3,
+        pad: 0,
+        size: 128,
+    },
+    Conv {
+        cin: 32,
+        cout: 64,
+        k: 3,
+        pad: 1,
+        size: 63,
+    },
+    Conv {
+        cin: 64,
+        cout: 64,
+        k: 3,
+        pad: 0,
+        size: 63,
+    },
+    Conv {
+        cin: 64,
+        cout: 128,
+        k: 3,
+        pad: 1,
+        size: 30,
+    },
+    Conv {
+        cin: 128,
+        cout: 128,
+        k: 3,
+        pad: 0,
+        size: 30,
+    },
+    Conv {
+        cin: 128,
+        cout: 512,
+        k: 5,
+        pad: 2,
+        size: 14,
+    },
+    Conv {
+        cin: 512,
+        cout: 512,
+        k: 5,
+        pad: 0,
+        size: 14,
+    },
 ];
 
 const FASHION: [Conv; 2] = [
-    Conv { cin: 1, cout: 32, k: 3, pad: 0, size: 28 },
-    Conv { cin: 32, cout: 64, k: 3, pad: 0, size: 13 },
+    Conv {
+        cin: 1,
+        cout: 32,
+        k: 3,
+        pad: 0,
+        size: 28,
+    },
+    Conv {
+        cin: 32,
+        cout: 64,
+        k: 3,
+        pad: 0,
+        size: 13,
+    },
 ];
 
 struct Job {
@@ -103,24 +163,45 @@ impl WithBackend for Job {
         let n = self.batch;
         let mut totals = [0.0f64; 3];
         let mut total_flops = 0.0;
-        println!("{:<26} {:>9} {:>9} {:>9}   GFLOP/s fwd / dx / dw", "layer", "fwd ms", "dx ms", "dw ms");
+        println!(
+            "{:<26} {:>9} {:>9} {:>9}   GFLOP/s fwd / dx / dw",
+            "layer", "fwd ms", "dx ms", "dw ms"
+        );
         for c in &self.convs {
             let o = c.out();
-            let x = Tensor::<B<AB>, 4>::random([n, c.cin, c.size, c.size], Distribution::Default, &device);
-            let w = Tensor::<B<AB>, 4>::random([c.cout, c.cin, c.k, c.k], Distribution::Default, &device);
+            let x = Tensor::<B<AB>, 4>::random(
+                [n, c.cin, c.size, c.size],
+                Distribution::Default,
+                &device,
+            );
+            let w = Tensor::<B<AB>, 4>::random(
+                [c.cout, c.cin, c.k, c.k],
+                Distribution::Default,
+                &device,
+            );
             let b = Tensor::<B<AB>, 1>::random([c.cout], Distribution::Default, &device);
             let g = Tensor::<B<AB>, 4>::random([n, c.cout, o, o], Distribution::Default, &device);
             let opts = ConvOptions::new([1, 1], [c.pad, c.pad], [1, 1], 1);
-            let fwd = time(self.reps, || sync(conv2d(x.clone(), w.clone(), Some(b.clone()), opts.clone())));
+            let fwd = time(self.reps, || {
+                sync(conv2d(x.clone(), w.clone(), Some(b.clone()), opts.clone()))
+            });
             // Input gradient exactly as burn-backend's conv2d_x_backward.
             let pad_out = c.size + 2 * c.pad - c.k - (o - 1);
-            let topts = ConvTransposeOptions::new([1, 1], [c.pad, c.pad], [pad_out, pad_out], [1, 1], 1);
-            let dx = time(self.reps, || sync(conv_transpose2d(g.clone(), w.clone(), None, topts.clone())));
+            let topts =
+                ConvTransposeOptions::new([1, 1], [c.pad, c.pad], [pad_out, pad_out], [1, 1], 1);
+            let dx = time(self.reps, || {
+                sync(conv_transpose2d(g.clone(), w.clone(), None, topts.clone()))
+            });
             // Weight gradient exactly as burn-backend's conv2d_weight_grad_no_groups.
             let dw = time(self.reps, || {
                 let xs = x.clone().swap_dims(0, 1);
                 let gs = g.clone().swap_dims(0, 1);
-                let wg = conv2d(xs, gs, None, ConvOptions::new([1, 1], [c.pad, c.pad], [1, 1], 1));
+                let wg = conv2d(
+                    xs,
+                    gs,
+                    None,
+                    ConvOptions::new([1, 1], [c.pad, c.pad], [1, 1], 1),
+                );
                 sync(wg.swap_dims(0, 1))
             });
             let f = c.flops(n);
@@ -130,7 +211,10 @@ impl WithBackend for Job {
             totals[2] += dw;
             println!(
                 "{:<26} {:>9.1} {:>9.1} {:>9.1}   {:>6.1} / {:>6.1} / {:>6.1}",
-                format!("{}->{} {}x{} pad{} @{}", c.cin, c.cout, c.k, c.k, c.pad, c.size),
+                format!(
+                    "{}->{} {}x{} pad{} @{}",
+                    c.cin, c.cout, c.k, c.k, c.pad, c.size
+                ),
                 fwd * 1e3,
                 dx * 1e3,
                 dw * 1e3,
@@ -157,10 +241,16 @@ impl WithBackend for Job {
                     dilation: [1, 1],
                 };
                 let o = c.out();
-                let x: Vec<f32> = (0..n * c.cin * c.size * c.size).map(|i| (i % 17) as f32 * 0.1).collect();
-                let w: Vec<f32> = (0..c.cout * c.cin * c.k * c.k).map(|i| (i % 13) as f32 * 0.01).collect();
+                let x: Vec<f32> = (0..n * c.cin * c.size * c.size)
+                    .map(|i| (i % 17) as f32 * 0.1)
+                    .collect();
+                let w: Vec<f32> = (0..c.cout * c.cin * c.k * c.k)
+                    .map(|i| (i % 13) as f32 * 0.01)
+                    .collect();
                 let b = vec![0.1f32; c.cout];
-                let gr: Vec<f32> = (0..n * c.cout * o * o).map(|i| (i % 7) as f32 * 0.1).collect();
+                let gr: Vec<f32> = (0..n * c.cout * o * o)
+                    .map(|i| (i % 7) as f32 * 0.1)
+                    .collect();
                 let fwd = time(self.reps, || drop(conv_cpu::forward(&x, &w, Some(&b), &g)));
                 let dx = time(self.reps, || drop(conv_cpu::backward_input(&w, &gr, &g)));
                 let dw = time(self.reps, || drop(conv_cpu::backward_weight(&x, &gr, &g)));
@@ -170,7 +260,10 @@ impl WithBackend for Job {
                 totals[2] += dw;
                 println!(
                     "{:<26} {:>9.1} {:>9.1} {:>9.1}   {:>6.1} / {:>6.1} / {:>6.1}",
-                    format!("{}->{} {}x{} pad{} @{}", c.cin, c.cout, c.k, c.k, c.pad, c.size),
+                    format!(
+                        "{}->{} {}x{} pad{} @{}",
+                        c.cin, c.cout, c.k, c.k, c.pad, c.size
+                    ),
                     fwd * 1e3,
                     dx * 1e3,
                     dw * 1e3,
@@ -194,7 +287,13 @@ fn main() {
     let mut host = false;
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--backend" => backend_choice = args.next().unwrap_or_default().parse().unwrap_or_else(|e: String| fail(&e)),
+            "--backend" => {
+                backend_choice = args
+                    .next()
+                    .unwrap_or_default()
+                    .parse()
+                    .unwrap_or_else(|e: String| fail(&e))
+            }
             "--reps" => reps = args.next().and_then(|v| v.parse().ok()).unwrap_or(3),
             "--threads" => threads = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--runner-kernels" => host = true,
@@ -204,10 +303,19 @@ fn main() {
         }
     }
     let threads = backend::configure_cpu_threads(threads);
-    let (convs, default_batch) = if model == "tutorial" { (TUTORIAL.to_vec(), 32) } else { (FASHION.to_vec(), 128) };
+    let (convs, default_batch) = if model == "tutorial" {
+        (TUTORIAL.to_vec(), 32)
+    } else {
+        (FASHION.to_vec(), 128)
+    };
     let batch = batch.unwrap_or(default_batch);
     println!("conv_ops backend={backend_choice} model={model} batch={batch} threads={threads} reps={reps}");
-    let job = Job { convs, host, batch, reps };
+    let job = Job {
+        convs,
+        host,
+        batch,
+        reps,
+    };
     if let Err(e) = backend::with_cpu_backend(backend_choice, job) {
         fail(&e.to_string());
     }

@@ -57,11 +57,29 @@ fn parse_args() -> Result<Args, String> {
         let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
             "--backend" => args.backend = val("--backend")?.parse()?,
-            "--steps" => args.steps = val("--steps")?.parse().map_err(|e| format!("--steps: {e}"))?,
-            "--warmup" => args.warmup = val("--warmup")?.parse().map_err(|e| format!("--warmup: {e}"))?,
-            "--batch" => args.batch = Some(val("--batch")?.parse().map_err(|e| format!("--batch: {e}"))?),
+            "--steps" => {
+                args.steps = val("--steps")?
+                    .parse()
+                    .map_err(|e| format!("--steps: {e}"))?
+            }
+            "--warmup" => {
+                args.warmup = val("--warmup")?
+                    .parse()
+                    .map_err(|e| format!("--warmup: {e}"))?
+            }
+            "--batch" => {
+                args.batch = Some(
+                    val("--batch")?
+                        .parse()
+                        .map_err(|e| format!("--batch: {e}"))?,
+                )
+            }
             "--optimizer" => args.optimizer = Some(val("--optimizer")?),
-            "--threads" => args.threads = val("--threads")?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--threads" => {
+                args.threads = val("--threads")?
+                    .parse()
+                    .map_err(|e| format!("--threads: {e}"))?
+            }
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s => file = Some(PathBuf::from(s)),
         }
@@ -88,12 +106,19 @@ impl WithBackend for Bench {
         let mut net: Net<B> = Net::init(&self.model, &device);
         let [h, w, c] = self.model.input;
         let classes = self.model.num_classes;
-        let images = Tensor::<B, 4>::random([self.batch, c, h, w], Distribution::Uniform(0.0, 1.0), &device);
+        let images = Tensor::<B, 4>::random(
+            [self.batch, c, h, w],
+            Distribution::Uniform(0.0, 1.0),
+            &device,
+        );
         let labels: Vec<i64> = (0..self.batch).map(|i| (i * 7 % classes) as i64).collect();
-        let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [self.batch]), &device);
+        let targets =
+            Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [self.batch]), &device);
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
 
-        let step = |net: Net<B>, opt: &mut dyn FnMut(Net<B>, GradientsParams) -> Net<B>| -> (Net<B>, f64, f64) {
+        let step = |net: Net<B>,
+                    opt: &mut dyn FnMut(Net<B>, GradientsParams) -> Net<B>|
+         -> (Net<B>, f64, f64) {
             let t0 = Instant::now();
             let logits = net.forward(images.clone());
             let loss = loss_fn.forward(logits, targets.clone());
@@ -112,7 +137,12 @@ impl WithBackend for Bench {
                 let (n, dt, loss) = step(net.clone(), opt);
                 net = n;
                 if i >= self.warmup {
-                    eprintln!("step {:>3}: {:.3} s  {:.2} img/s  loss {loss:.4}", i - self.warmup, dt, self.batch as f64 / dt);
+                    eprintln!(
+                        "step {:>3}: {:.3} s  {:.2} img/s  loss {loss:.4}",
+                        i - self.warmup,
+                        dt,
+                        self.batch as f64 / dt
+                    );
                     times.push(dt);
                 }
             }
@@ -182,7 +212,10 @@ fn main() {
         }
     };
     let threads = backend::configure_cpu_threads(args.threads);
-    let optimizer_name = args.optimizer.clone().unwrap_or_else(|| plan.optimizer.type_name().to_string());
+    let optimizer_name = args
+        .optimizer
+        .clone()
+        .unwrap_or_else(|| plan.optimizer.type_name().to_string());
     let batch = args.batch.unwrap_or(plan.train.batch_size);
     let bench = Bench {
         model: plan.model.clone(),

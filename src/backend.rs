@@ -39,7 +39,12 @@ pub enum CpuBackend {
 }
 
 impl CpuBackend {
-    pub const ALL: [CpuBackend; 4] = [CpuBackend::Flex, CpuBackend::Tch, CpuBackend::NdArray, CpuBackend::Candle];
+    pub const ALL: [CpuBackend; 4] = [
+        CpuBackend::Flex,
+        CpuBackend::Tch,
+        CpuBackend::NdArray,
+        CpuBackend::Candle,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -82,7 +87,11 @@ impl CpuBackend {
 
     /// Names of the backends compiled in, for help and error texts.
     pub fn compiled_names() -> Vec<&'static str> {
-        CpuBackend::ALL.iter().filter(|b| b.compiled()).map(|b| b.name()).collect()
+        CpuBackend::ALL
+            .iter()
+            .filter(|b| b.compiled())
+            .map(|b| b.name())
+            .collect()
     }
 }
 
@@ -101,7 +110,9 @@ impl FromStr for CpuBackend {
             "tch" | "libtorch" | "torch" => Ok(CpuBackend::Tch),
             "ndarray" | "ndarray-blas" | "openblas" => Ok(CpuBackend::NdArray),
             "candle" => Ok(CpuBackend::Candle),
-            other => Err(format!("`{other}` is not a CPU backend; use flex, tch, ndarray or candle")),
+            other => Err(format!(
+                "`{other}` is not a CPU backend; use flex, tch, ndarray or candle"
+            )),
         }
     }
 }
@@ -130,15 +141,24 @@ pub trait WithBackend {
 }
 
 /// Run `job` on the chosen CPU backend.
-pub fn with_cpu_backend<W: WithBackend>(backend: CpuBackend, job: W) -> Result<W::Output, BackendError> {
+pub fn with_cpu_backend<W: WithBackend>(
+    backend: CpuBackend,
+    job: W,
+) -> Result<W::Output, BackendError> {
     match backend {
         CpuBackend::Flex => Ok(job.run::<Autodiff<Flex>>(Default::default())),
         #[cfg(feature = "tch")]
-        CpuBackend::Tch => Ok(job.run::<Autodiff<burn::backend::LibTorch>>(burn::backend::libtorch::LibTorchDevice::Cpu)),
+        CpuBackend::Tch => Ok(job.run::<Autodiff<burn::backend::LibTorch>>(
+            burn::backend::libtorch::LibTorchDevice::Cpu,
+        )),
         #[cfg(feature = "ndarray-blas")]
-        CpuBackend::NdArray => Ok(job.run::<Autodiff<burn::backend::NdArray>>(burn::backend::ndarray::NdArrayDevice::Cpu)),
+        CpuBackend::NdArray => Ok(
+            job.run::<Autodiff<burn::backend::NdArray>>(burn::backend::ndarray::NdArrayDevice::Cpu)
+        ),
         #[cfg(feature = "candle")]
-        CpuBackend::Candle => Ok(job.run::<Autodiff<burn::backend::Candle>>(burn::backend::candle::CandleDevice::Cpu)),
+        CpuBackend::Candle => Ok(
+            job.run::<Autodiff<burn::backend::Candle>>(burn::backend::candle::CandleDevice::Cpu)
+        ),
         #[allow(unreachable_patterns)]
         other => Err(BackendError::NotCompiled {
             backend: other,
@@ -161,10 +181,16 @@ pub fn configure_cpu_threads(requested: usize) -> usize {
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
     };
     // Fails only if the global pool was already built; the existing pool then stays.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
     #[cfg(feature = "tch")]
     {
         let n = i32::try_from(n).unwrap_or(i32::MAX);
@@ -201,7 +227,11 @@ pub fn max_rss_mib() -> Option<f64> {
     }
     let raw = usage.ru_maxrss as f64;
     // Linux reports KiB, macOS bytes.
-    Some(if cfg!(target_os = "macos") { raw / (1024.0 * 1024.0) } else { raw / 1024.0 })
+    Some(if cfg!(target_os = "macos") {
+        raw / (1024.0 * 1024.0)
+    } else {
+        raw / 1024.0
+    })
 }
 
 #[cfg(test)]
@@ -243,7 +273,9 @@ mod tests {
                 assert!(out.is_ok(), "{b} is compiled but did not run");
             } else {
                 let err = out.unwrap_err();
-                assert!(err.to_string().contains(&format!("--features {}", b.feature().unwrap())));
+                assert!(err
+                    .to_string()
+                    .contains(&format!("--features {}", b.feature().unwrap())));
             }
         }
     }

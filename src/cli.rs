@@ -197,10 +197,19 @@ pub fn main() -> ExitCode {
             let target = match (file, resume, trial) {
                 (_, Some(dir), _) => commands::run::RunTarget::Resume(dir),
                 (_, _, Some(dir)) => commands::run::RunTarget::Trial(dir),
-                (Some(file), _, _) => commands::run::RunTarget::New(ExperimentArgs { file, set, no_env }),
+                (Some(file), _, _) => {
+                    commands::run::RunTarget::New(ExperimentArgs { file, set, no_env })
+                }
                 (None, None, None) => unreachable!("clap requires one of FILE, --resume, --trial"),
             };
-            commands::run::run(target, &commands::run::RunOptions { device, runs_dir, threads })
+            commands::run::run(
+                target,
+                &commands::run::RunOptions {
+                    device,
+                    runs_dir,
+                    threads,
+                },
+            )
         }
         Command::Compare { dirs } => commands::compare::compare(&dirs),
         Command::Sweep {
@@ -232,7 +241,11 @@ pub fn main() -> ExitCode {
             cancel,
             poll_seconds,
         }),
-        Command::Data { exp, preview, quick } => commands::data::run(&exp, preview.as_deref(), quick),
+        Command::Data {
+            exp,
+            preview,
+            quick,
+        } => commands::data::run(&exp, preview.as_deref(), quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -28,7 +28,9 @@ impl FromStr for DeviceRequest {
             "cuda" | "gpu" => Ok(DeviceRequest::Cuda(0)),
             _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Ok(DeviceRequest::Cuda(n)),
-                _ => Err(format!("`{s}` is not a device; use auto, cpu, cuda or cuda:N")),
+                _ => Err(format!(
+                    "`{s}` is not a device; use auto, cpu, cuda or cuda:N"
+                )),
             },
         }
     }
@@ -121,12 +123,17 @@ pub fn cpu_threads(configured: usize) -> usize {
     if configured > 0 {
         return configured;
     }
-    if let Some(n) = std::env::var("SLURM_CPUS_PER_TASK").ok().and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(n) = std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         if n > 0 {
             return n;
         }
     }
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 mod probe {
@@ -148,8 +155,12 @@ mod probe {
             let init = symbol(handle, "cuInit")?;
             let count_fn = symbol(handle, "cuDeviceGetCount")?;
             // SAFETY: the symbols come from libcuda with these C signatures.
-            let (init, count_fn): (CuInit, CuDeviceGetCount) =
-                unsafe { (std::mem::transmute::<*mut c_void, CuInit>(init), std::mem::transmute::<*mut c_void, CuDeviceGetCount>(count_fn)) };
+            let (init, count_fn): (CuInit, CuDeviceGetCount) = unsafe {
+                (
+                    std::mem::transmute::<*mut c_void, CuInit>(init),
+                    std::mem::transmute::<*mut c_void, CuDeviceGetCount>(count_fn),
+                )
+            };
             // SAFETY: plain FFI calls into the driver API.
             let rc = unsafe { init(0) };
             if rc != 0 {
@@ -196,7 +207,10 @@ mod tests {
             return; // a real GPU: nothing to check here
         }
         let err = resolve(DeviceRequest::Cuda(0)).unwrap_err();
-        assert!(matches!(err, DeviceError::NotCompiled(_) | DeviceError::NoDriver(_) | DeviceError::NoSuchGpu { .. }));
+        assert!(matches!(
+            err,
+            DeviceError::NotCompiled(_) | DeviceError::NoDriver(_) | DeviceError::NoSuchGpu { .. }
+        ));
         assert!(!err.to_string().contains('\n'));
     }
 }

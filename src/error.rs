@@ -73,7 +73,11 @@ impl Error {
     /// run itself failed.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Plan(_) | Error::Device(_) | Error::Usage(_) | Error::Data(_) => 2,
+            Error::Config(_)
+            | Error::Plan(_)
+            | Error::Device(_)
+            | Error::Usage(_)
+            | Error::Data(_) => 2,
             Error::Train(_) | Error::RunDir(_) | Error::Report(_) | Error::RunFailed(_) => 1,
             // The shell's convention for a run stopped by Ctrl-C.
             Error::Interrupted(_) => 130,

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use crate::config::diagnostic::{did_you_mean, ConfigError, KeyPath};
 use crate::config::spec::{
-    Activation, AugmentSpec, BatchNormSpec, CallbacksSpec, ClassSelect, Conv2dSpec, DataSpec, DenseSpec,
-    DistributionSpec, DropoutSpec, ExperimentSpec, InitializerKind, IntRangeSpec, LayerSpec, LrScheduleSpec,
-    Mode, OptimizerSpec, Padding, Pair, PoolSpec, RangeSpec, Strategy, SweepSpec, TrainSpec,
+    Activation, AugmentSpec, BatchNormSpec, CallbacksSpec, ClassSelect, Conv2dSpec, DataSpec,
+    DenseSpec, DistributionSpec, DropoutSpec, ExperimentSpec, InitializerKind, IntRangeSpec,
+    LayerSpec, LrScheduleSpec, Mode, OptimizerSpec, Padding, Pair, PoolSpec, RangeSpec, Strategy,
+    SweepSpec, TrainSpec,
 };
 use crate::config::{Loaded, Sources};
 use crate::device::DeviceRequest;
@@ -53,7 +54,9 @@ impl AugmentPlan {
             || s.width_shift_range > 0.0
             || s.height_shift_range > 0.0
             || s.brightness_range.is_some()
-            || s.zoom_range.map(|z| z.bounds() != [1.0, 1.0]).unwrap_or(false)
+            || s.zoom_range
+                .map(|z| z.bounds() != [1.0, 1.0])
+                .unwrap_or(false)
             || s.shear_range > 0.0
             || s.horizontal_flip
             || s.vertical_flip
@@ -76,10 +79,12 @@ pub struct ModelPlan {
 
 impl ModelPlan {
     pub fn params(&self) -> ParamCount {
-        self.layers.iter().fold(ParamCount::default(), |acc, l| ParamCount {
-            trainable: acc.trainable + l.shape.params.trainable,
-            non_trainable: acc.non_trainable + l.shape.params.non_trainable,
-        })
+        self.layers
+            .iter()
+            .fold(ParamCount::default(), |acc, l| ParamCount {
+                trainable: acc.trainable + l.shape.params.trainable,
+                non_trainable: acc.non_trainable + l.shape.params.non_trainable,
+            })
     }
 }
 
@@ -230,13 +235,21 @@ impl Checker<'_> {
             } else {
                 format!(" and at most {hi}")
             };
-            self.fail(path, format!("{value} is out of range: it must be at least {lo}{upper}"), None);
+            self.fail(
+                path,
+                format!("{value} is out of range: it must be at least {lo}{upper}"),
+                None,
+            );
         }
     }
 
     fn positive(&mut self, path: &str, value: f64) {
         if !(value.is_finite() && value > 0.0) {
-            self.fail(path, format!("{value} is out of range: it must be greater than 0"), None);
+            self.fail(
+                path,
+                format!("{value} is out of range: it must be greater than 0"),
+                None,
+            );
         }
     }
 }
@@ -252,7 +265,12 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
 
     // experiment
     let name = &spec.experiment.name;
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || name.starts_with('.') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || name.starts_with('.')
+    {
         ck.fail(
             "experiment.name",
             format!("`{name}` cannot name a run folder"),
@@ -328,13 +346,20 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
         ck.fail("train.steps_per_epoch", "must be at least 1 when set", None);
     }
     if t.validation_steps == Some(0) {
-        ck.fail("train.validation_steps", "must be at least 1 when set", None);
+        ck.fail(
+            "train.validation_steps",
+            "must be at least 1 when set",
+            None,
+        );
     }
     if let (Some(k), Some(m)) = (t.top_k, &model) {
         if k == 0 || k >= m.num_classes {
             ck.fail(
                 "train.top_k",
-                format!("{k} is out of range: it must be between 1 and {} (one less than the classes)", m.num_classes.saturating_sub(1)),
+                format!(
+                    "{k} is out of range: it must be between 1 and {} (one less than the classes)",
+                    m.num_classes.saturating_sub(1)
+                ),
                 None,
             );
         }
@@ -353,7 +378,9 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
     // default and there is no validation data, it watches the training loss.
     let mut callbacks = spec.callbacks.clone();
     let monitor_path = KeyPath::parse("callbacks.checkpoint.monitor");
-    if !has_validation && loaded.sources.origin(&monitor_path) == crate::config::provenance::Origin::Default {
+    if !has_validation
+        && loaded.sources.origin(&monitor_path) == crate::config::provenance::Origin::Default
+    {
         callbacks.checkpoint.monitor = "loss".into();
     }
     check_callbacks(&mut ck, &callbacks, &metrics, has_validation, t.epochs);
@@ -401,16 +428,22 @@ fn absolute(base: &Path, p: &Path) -> PathBuf {
 fn check_fraction_split(ck: &mut Checker, split: Option<f64>) {
     if let Some(v) = split {
         if !(v > 0.0 && v < 1.0) {
-            ck.fail("data.validation_split", format!("{v} is out of range: it must be between 0 and 1 (exclusive)"), None);
+            ck.fail(
+                "data.validation_split",
+                format!("{v} is out of range: it must be between 0 and 1 (exclusive)"),
+                None,
+            );
         }
     }
 }
 
 fn check_classes(ck: &mut Checker, classes: &Option<ClassSelect>) {
     match classes {
-        Some(ClassSelect::First(n)) if *n < 2 => {
-            ck.fail("data.classes", format!("{n} classes cannot train a classifier; use at least 2"), None)
-        }
+        Some(ClassSelect::First(n)) if *n < 2 => ck.fail(
+            "data.classes",
+            format!("{n} classes cannot train a classifier; use at least 2"),
+            None,
+        ),
         Some(ClassSelect::Names(names)) => {
             if names.len() < 2 {
                 ck.fail("data.classes", "list at least 2 classes", None);
@@ -507,12 +540,34 @@ fn check_prefetch(ck: &mut Checker, prefetch: usize) {
 fn check_augment(ck: &mut Checker, a: &AugmentSpec) -> AugmentPlan {
     if let Some(r) = a.rescale {
         if !(r.0.is_finite() && r.0 > 0.0) {
-            ck.fail("augment.rescale", format!("{} is out of range: it must be greater than 0", r.0), None);
+            ck.fail(
+                "augment.rescale",
+                format!("{} is out of range: it must be greater than 0", r.0),
+                None,
+            );
         }
     }
-    ck.range("augment.rotation_range", a.rotation_range, 0.0, 360.0, false);
-    ck.range("augment.width_shift_range", a.width_shift_range, 0.0, 1.0, true);
-    ck.range("augment.height_shift_range", a.height_shift_range, 0.0, 1.0, true);
+    ck.range(
+        "augment.rotation_range",
+        a.rotation_range,
+        0.0,
+        360.0,
+        false,
+    );
+    ck.range(
+        "augment.width_shift_range",
+        a.width_shift_range,
+        0.0,
+        1.0,
+        true,
+    );
+    ck.range(
+        "augment.height_shift_range",
+        a.height_shift_range,
+        0.0,
+        1.0,
+        true,
+    );
     ck.range("augment.shear_range", a.shear_range, 0.0, 90.0, true);
     if let Some([lo, hi]) = a.brightness_range {
         if !(lo >= 0.0 && lo <= hi && hi.is_finite()) {
@@ -536,7 +591,11 @@ fn check_augment(ck: &mut Checker, a: &AugmentSpec) -> AugmentPlan {
     ck.range("augment.cval", a.cval, 0.0, 255.0, false);
     if let Some(n) = &a.normalize {
         if n.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
-            ck.fail("augment.normalize.std", "every std must be greater than 0", None);
+            ck.fail(
+                "augment.normalize.std",
+                "every std must be greater than 0",
+                None,
+            );
         }
     }
     AugmentPlan {
@@ -568,7 +627,11 @@ fn check_optimizer(ck: &mut Checker, o: &OptimizerSpec) {
         OptimizerSpec::Sgd(g) => {
             ck.range("optimizer.momentum", g.momentum, 0.0, 1.0, true);
             if g.nesterov && g.momentum == 0.0 {
-                ck.fail("optimizer.nesterov", "Nesterov momentum needs `momentum` > 0", None);
+                ck.fail(
+                    "optimizer.nesterov",
+                    "Nesterov momentum needs `momentum` > 0",
+                    None,
+                );
             }
             (g.learning_rate, g.weight_decay, g.clip_norm, g.clip_value)
         }
@@ -582,59 +645,134 @@ fn check_optimizer(ck: &mut Checker, o: &OptimizerSpec) {
         ck.positive("optimizer.clip_value", c);
     }
     if clip_norm.is_some() && clip_value.is_some() {
-        ck.fail("optimizer.clip_value", "set either `clip_norm` or `clip_value`, not both", None);
+        ck.fail(
+            "optimizer.clip_value",
+            "set either `clip_norm` or `clip_value`, not both",
+            None,
+        );
     }
 }
 
-fn check_monitor(ck: &mut Checker, path: &str, monitor: &str, metrics: &[String], has_validation: bool) {
+fn check_monitor(
+    ck: &mut Checker,
+    path: &str,
+    monitor: &str,
+    metrics: &[String],
+    has_validation: bool,
+) {
     if metrics.iter().any(|m| m == monitor) {
         return;
     }
     let names: Vec<&str> = metrics.iter().map(String::as_str).collect();
-    let mut help = did_you_mean(monitor, &names).map(|h| format!("{h} ")).unwrap_or_default();
+    let mut help = did_you_mean(monitor, &names)
+        .map(|h| format!("{h} "))
+        .unwrap_or_default();
     help.push_str(&format!("this experiment produces: {}", names.join(", ")));
     let why = if monitor.starts_with("val_") && !has_validation {
         "it is a validation metric and this experiment has no validation data (set `data.validation_split`)".to_string()
     } else {
         "this experiment does not produce that metric".to_string()
     };
-    ck.fail(path, format!("cannot monitor `{monitor}`: {why}"), Some(help));
+    ck.fail(
+        path,
+        format!("cannot monitor `{monitor}`: {why}"),
+        Some(help),
+    );
 }
 
-fn check_callbacks(ck: &mut Checker, c: &CallbacksSpec, metrics: &[String], has_validation: bool, epochs: usize) {
+fn check_callbacks(
+    ck: &mut Checker,
+    c: &CallbacksSpec,
+    metrics: &[String],
+    has_validation: bool,
+    epochs: usize,
+) {
     if let Some(es) = &c.early_stopping {
-        check_monitor(ck, "callbacks.early_stopping.monitor", &es.monitor, metrics, has_validation);
-        ck.range("callbacks.early_stopping.min_delta", es.min_delta, 0.0, f64::INFINITY, false);
+        check_monitor(
+            ck,
+            "callbacks.early_stopping.monitor",
+            &es.monitor,
+            metrics,
+            has_validation,
+        );
+        ck.range(
+            "callbacks.early_stopping.min_delta",
+            es.min_delta,
+            0.0,
+            f64::INFINITY,
+            false,
+        );
     }
     let cp = &c.checkpoint;
-    check_monitor(ck, "callbacks.checkpoint.monitor", &cp.monitor, metrics, has_validation);
+    check_monitor(
+        ck,
+        "callbacks.checkpoint.monitor",
+        &cp.monitor,
+        metrics,
+        has_validation,
+    );
     if cp.keep_last_n == Some(0) {
-        ck.fail("callbacks.checkpoint.keep_last_n", "must be at least 1 when set", None);
+        ck.fail(
+            "callbacks.checkpoint.keep_last_n",
+            "must be at least 1 when set",
+            None,
+        );
     }
     if let Some(r) = &c.reduce_lr_on_plateau {
-        check_monitor(ck, "callbacks.reduce_lr_on_plateau.monitor", &r.monitor, metrics, has_validation);
+        check_monitor(
+            ck,
+            "callbacks.reduce_lr_on_plateau.monitor",
+            &r.monitor,
+            metrics,
+            has_validation,
+        );
         if !(r.factor > 0.0 && r.factor < 1.0) {
             ck.fail(
                 "callbacks.reduce_lr_on_plateau.factor",
-                format!("{} is out of range: it must be between 0 and 1 (exclusive)", r.factor),
+                format!(
+                    "{} is out of range: it must be between 0 and 1 (exclusive)",
+                    r.factor
+                ),
                 None,
             );
         }
-        ck.range("callbacks.reduce_lr_on_plateau.min_lr", r.min_lr, 0.0, f64::INFINITY, false);
-        ck.range("callbacks.reduce_lr_on_plateau.min_delta", r.min_delta, 0.0, f64::INFINITY, false);
+        ck.range(
+            "callbacks.reduce_lr_on_plateau.min_lr",
+            r.min_lr,
+            0.0,
+            f64::INFINITY,
+            false,
+        );
+        ck.range(
+            "callbacks.reduce_lr_on_plateau.min_delta",
+            r.min_delta,
+            0.0,
+            f64::INFINITY,
+            false,
+        );
     }
     if let Some(s) = &c.lr_schedule {
         let warmup = match s {
             LrScheduleSpec::Constant(c) => c.warmup_epochs,
             LrScheduleSpec::Step(st) => {
                 if st.step_size == 0 {
-                    ck.fail("callbacks.lr_schedule.step_size", "must be at least 1", None);
+                    ck.fail(
+                        "callbacks.lr_schedule.step_size",
+                        "must be at least 1",
+                        None,
+                    );
                 }
                 ck.positive("callbacks.lr_schedule.gamma", st.gamma);
                 st.warmup_epochs
             }
             LrScheduleSpec::Cosine(c) => {
-                ck.range("callbacks.lr_schedule.min_lr", c.min_lr, 0.0, f64::INFINITY, false);
+                ck.range(
+                    "callbacks.lr_schedule.min_lr",
+                    c.min_lr,
+                    0.0,
+                    f64::INFINITY,
+                    false,
+                );
                 c.warmup_epochs
             }
         };
@@ -655,7 +793,11 @@ fn check_sweep(ck: &mut Checker, s: &SweepSpec, metrics: &[String], has_validati
     }
     for (key, values) in &s.grid {
         if values.is_empty() {
-            ck.fail_at(KeyPath::parse("sweep.grid").key(key), "an axis needs at least one value", None);
+            ck.fail_at(
+                KeyPath::parse("sweep.grid").key(key),
+                "an axis needs at least one value",
+                None,
+            );
         }
     }
     let mut zip_len = None;
@@ -670,26 +812,48 @@ fn check_sweep(ck: &mut Checker, s: &SweepSpec, metrics: &[String], has_validati
             _ => {}
         }
         if values.is_empty() {
-            ck.fail_at(KeyPath::parse("sweep.zip").key(key), "an axis needs at least one value", None);
+            ck.fail_at(
+                KeyPath::parse("sweep.zip").key(key),
+                "an axis needs at least one value",
+                None,
+            );
         }
     }
     for key in s.grid.keys() {
         if s.zip.contains_key(key) || s.random.contains_key(key) {
-            ck.fail_at(KeyPath::parse("sweep.grid").key(key), "this key is swept twice", None);
+            ck.fail_at(
+                KeyPath::parse("sweep.grid").key(key),
+                "this key is swept twice",
+                None,
+            );
         }
     }
     for (key, dist) in &s.random {
         let path = KeyPath::parse("sweep.random").key(key);
         match dist {
-            DistributionSpec::Uniform(RangeSpec { low, high }) if low.is_nan() || high.is_nan() || low >= high => {
-                ck.fail_at(path, format!("uniform needs low < high, found {low} and {high}"), None)
+            DistributionSpec::Uniform(RangeSpec { low, high })
+                if low.is_nan() || high.is_nan() || low >= high =>
+            {
+                ck.fail_at(
+                    path,
+                    format!("uniform needs low < high, found {low} and {high}"),
+                    None,
+                )
             }
-            DistributionSpec::LogUniform(RangeSpec { low, high }) if !(*low > 0.0 && low < high) => {
-                ck.fail_at(path, format!("log_uniform needs 0 < low < high, found {low} and {high}"), None)
+            DistributionSpec::LogUniform(RangeSpec { low, high })
+                if !(*low > 0.0 && low < high) =>
+            {
+                ck.fail_at(
+                    path,
+                    format!("log_uniform needs 0 < low < high, found {low} and {high}"),
+                    None,
+                )
             }
-            DistributionSpec::Int(IntRangeSpec { low, high }) if low > high => {
-                ck.fail_at(path, format!("int needs low <= high, found {low} and {high}"), None)
-            }
+            DistributionSpec::Int(IntRangeSpec { low, high }) if low > high => ck.fail_at(
+                path,
+                format!("int needs low <= high, found {low} and {high}"),
+                None,
+            ),
             DistributionSpec::Choice(c) if c.values.is_empty() => {
                 ck.fail_at(path, "choice needs at least one value", None)
             }
@@ -706,7 +870,11 @@ fn check_sweep(ck: &mut Checker, s: &SweepSpec, metrics: &[String], has_validati
                 );
             }
             if s.grid.is_empty() && s.zip.is_empty() {
-                ck.fail("sweep.grid", "a grid sweep needs at least one axis in [sweep.grid] or [sweep.zip]", None);
+                ck.fail(
+                    "sweep.grid",
+                    "a grid sweep needs at least one axis in [sweep.grid] or [sweep.zip]",
+                    None,
+                );
             }
         }
         Strategy::Random => {
@@ -714,7 +882,11 @@ fn check_sweep(ck: &mut Checker, s: &SweepSpec, metrics: &[String], has_validati
                 ck.fail("sweep.trials", "a random sweep needs `trials` >= 1", None);
             }
             if s.random.is_empty() && s.grid.is_empty() && s.zip.is_empty() {
-                ck.fail("sweep.random", "a random sweep needs at least one axis", None);
+                ck.fail(
+                    "sweep.random",
+                    "a random sweep needs at least one axis",
+                    None,
+                );
             }
         }
     }
@@ -736,14 +908,21 @@ fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
     if !matches!(m.input_shape[2], 1 | 3) {
         ck.fail(
             "model.input_shape",
-            format!("{} channels: images have 1 (grayscale) or 3 (RGB) channels", m.input_shape[2]),
+            format!(
+                "{} channels: images have 1 (grayscale) or 3 (RGB) channels",
+                m.input_shape[2]
+            ),
             None,
         );
         ok = false;
     }
     if let Some(d) = m.dropout {
         if !(0.0..1.0).contains(&d) {
-            ck.fail("model.dropout", format!("{d} is out of range: a dropout rate must be in [0, 1)"), None);
+            ck.fail(
+                "model.dropout",
+                format!("{d} is out of range: a dropout rate must be in [0, 1)"),
+                None,
+            );
             ok = false;
         }
     }
@@ -757,28 +936,52 @@ fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
         let what = format!("layer {i} ({})", layer.type_name());
         match layer {
             LayerSpec::Conv2d(Conv2dSpec {
-                filters, kernel, stride, ..
+                filters,
+                kernel,
+                stride,
+                ..
             }) => {
                 if *filters == 0 {
-                    ck.fail_at(at("filters"), format!("{what} needs at least 1 filter"), None);
+                    ck.fail_at(
+                        at("filters"),
+                        format!("{what} needs at least 1 filter"),
+                        None,
+                    );
                     ok = false;
                 }
                 if kernel.0.contains(&0) {
-                    ck.fail_at(at("kernel"), format!("{what}: a kernel size must be at least 1"), None);
+                    ck.fail_at(
+                        at("kernel"),
+                        format!("{what}: a kernel size must be at least 1"),
+                        None,
+                    );
                     ok = false;
                 }
                 if stride.0.contains(&0) {
-                    ck.fail_at(at("stride"), format!("{what}: a stride must be at least 1"), None);
+                    ck.fail_at(
+                        at("stride"),
+                        format!("{what}: a stride must be at least 1"),
+                        None,
+                    );
                     ok = false;
                 }
             }
-            LayerSpec::MaxPool2d(PoolSpec { pool, stride, .. }) | LayerSpec::AvgPool2d(PoolSpec { pool, stride, .. }) => {
+            LayerSpec::MaxPool2d(PoolSpec { pool, stride, .. })
+            | LayerSpec::AvgPool2d(PoolSpec { pool, stride, .. }) => {
                 if pool.0.contains(&0) {
-                    ck.fail_at(at("pool"), format!("{what}: a pool size must be at least 1"), None);
+                    ck.fail_at(
+                        at("pool"),
+                        format!("{what}: a pool size must be at least 1"),
+                        None,
+                    );
                     ok = false;
                 }
                 if stride.map(|Pair(s)| s.contains(&0)).unwrap_or(false) {
-                    ck.fail_at(at("stride"), format!("{what}: a stride must be at least 1"), None);
+                    ck.fail_at(
+                        at("stride"),
+                        format!("{what}: a stride must be at least 1"),
+                        None,
+                    );
                     ok = false;
                 }
             }
@@ -787,14 +990,21 @@ fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
                 // An inherited bad `model.dropout` was reported above.
                 Some(_) if rate.is_none() => {}
                 Some(r) => {
-                    ck.fail_at(at("rate"), format!("{what}: {r} is out of range: a dropout rate must be in [0, 1)"), None);
+                    ck.fail_at(
+                        at("rate"),
+                        format!("{what}: {r} is out of range: a dropout rate must be in [0, 1)"),
+                        None,
+                    );
                     ok = false;
                 }
                 None => {
                     ck.fail_at(
                         KeyPath::parse("model.layers").index(i),
                         format!("{what} has no `rate` and `model.dropout` is not set"),
-                        Some("set `rate` on the layer, or `model.dropout` for every dropout layer".into()),
+                        Some(
+                            "set `rate` on the layer, or `model.dropout` for every dropout layer"
+                                .into(),
+                        ),
                     );
                     ok = false;
                 }
@@ -803,13 +1013,23 @@ fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
                 ck.fail_at(at("units"), format!("{what} needs at least 1 unit"), None);
                 ok = false;
             }
-            LayerSpec::BatchNorm(BatchNormSpec { momentum, epsilon, .. }) => {
+            LayerSpec::BatchNorm(BatchNormSpec {
+                momentum, epsilon, ..
+            }) => {
                 if !(0.0..1.0).contains(momentum) {
-                    ck.fail_at(at("momentum"), format!("{what}: momentum {momentum} must be in [0, 1)"), None);
+                    ck.fail_at(
+                        at("momentum"),
+                        format!("{what}: momentum {momentum} must be in [0, 1)"),
+                        None,
+                    );
                     ok = false;
                 }
                 if epsilon.is_nan() || *epsilon <= 0.0 {
-                    ck.fail_at(at("epsilon"), format!("{what}: epsilon must be greater than 0"), None);
+                    ck.fail_at(
+                        at("epsilon"),
+                        format!("{what}: epsilon must be greater than 0"),
+                        None,
+                    );
                     ok = false;
                 }
             }
@@ -848,7 +1068,11 @@ fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
         let kind = layer_kind(layer, shape, m.dropout);
         let base = kind.keras_base_name();
         let n = counters.entry(base).or_insert(0);
-        let auto = if *n == 0 { base.to_string() } else { format!("{base}_{n}") };
+        let auto = if *n == 0 {
+            base.to_string()
+        } else {
+            format!("{base}_{n}")
+        };
         *n += 1;
         let name = layer.name().map(str::to_string).unwrap_or(auto);
         if !names.insert(name.clone()) {

@@ -82,7 +82,13 @@ pub fn allocate_versioned(parent: &Path, prefix: &str) -> Result<PathBuf, RunDir
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix(prefix)?.parse::<u32>().ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix(prefix)?
+                .parse::<u32>()
+                .ok()
+        })
         .max()
         .unwrap_or(0);
     let mut next = highest + 1;
@@ -166,17 +172,23 @@ impl RunDir {
             parent: root.to_path_buf(),
             source,
         })?;
-        Ok(RunDir { root: root.to_path_buf() })
+        Ok(RunDir {
+            root: root.to_path_buf(),
+        })
     }
 
     /// A folder that may or may not hold a run yet (reading only).
     pub fn at_existing(root: &Path) -> RunDir {
-        RunDir { root: root.to_path_buf() }
+        RunDir {
+            root: root.to_path_buf(),
+        }
     }
 
     /// An existing run folder (for `--resume` and `runner eval`).
     pub fn open(root: &Path) -> Result<RunDir, RunDirError> {
-        let dir = RunDir { root: root.to_path_buf() };
+        let dir = RunDir {
+            root: root.to_path_buf(),
+        };
         if !dir.resolved_config().is_file() {
             return Err(RunDirError::NotARun {
                 path: root.to_path_buf(),
@@ -287,10 +299,14 @@ pub fn git_info(dir: &Path) -> Option<GitInfo> {
             .stderr(std::process::Stdio::null())
             .output()
             .ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
     let commit = run(&["rev-parse", "HEAD"])?;
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()).unwrap_or(false);
+    let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
+        .map(|s| !s.is_empty())
+        .unwrap_or(false);
     Some(GitInfo { commit, dirty })
 }
 
@@ -351,7 +367,10 @@ mod tests {
         assert_eq!(resolve_latest(&latest), tmp.path().join("exp/v0002"));
         // Not a directory link: TensorBoard would list every run twice.
         assert!(!latest.is_symlink());
-        assert_eq!(resolve_latest(&tmp.path().join("exp/v0001")), tmp.path().join("exp/v0001"));
+        assert_eq!(
+            resolve_latest(&tmp.path().join("exp/v0001")),
+            tmp.path().join("exp/v0001")
+        );
     }
 
     #[test]
@@ -359,7 +378,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dirs: Vec<PathBuf> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..16)
-                .map(|_| s.spawn(|| RunDir::allocate(tmp.path(), "exp").unwrap().root().to_path_buf()))
+                .map(|_| {
+                    s.spawn(|| {
+                        RunDir::allocate(tmp.path(), "exp")
+                            .unwrap()
+                            .root()
+                            .to_path_buf()
+                    })
+                })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
@@ -374,7 +400,10 @@ mod tests {
         write_atomic(&p, b"a").unwrap();
         write_atomic(&p, b"bb").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"bb");
-        let leftovers: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().flatten().collect();
+        let leftovers: Vec<_> = fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
     }
 }

@@ -105,8 +105,10 @@ pub fn infer(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerShape>,
                         Some("move the conv2d before the flatten / global_avg_pool2d layer"),
                     ));
                 };
-                let (Some(oh), Some(ow)) = (window_out(h, k[0], s[0], *padding), window_out(w, k[1], s[1], *padding))
-                else {
+                let (Some(oh), Some(ow)) = (
+                    window_out(h, k[0], s[0], *padding),
+                    window_out(w, k[1], s[1], *padding),
+                ) else {
                     return Err(fail(
                         format!(
                             "a {}x{} kernel with valid padding does not fit a {h}x{w} feature map",
@@ -118,7 +120,11 @@ pub fn infer(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerShape>,
                 let weights = k[0] * k[1] * c * filters;
                 let bias = if *use_bias { *filters } else { 0 };
                 (
-                    Shape::Map { h: oh, w: ow, c: *filters },
+                    Shape::Map {
+                        h: oh,
+                        w: ow,
+                        c: *filters,
+                    },
                     ParamCount {
                         trainable: weights + bias,
                         non_trainable: 0,
@@ -139,15 +145,23 @@ pub fn infer(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerShape>,
             }) => {
                 let Shape::Map { h, w, c } = shape else {
                     return Err(fail(
-                        format!("{} needs a feature map but gets a flat vector", layer.type_name()),
+                        format!(
+                            "{} needs a feature map but gets a flat vector",
+                            layer.type_name()
+                        ),
                         Some("pooling layers belong before flatten"),
                     ));
                 };
                 let s = stride.map(|Pair(s)| s).unwrap_or(*p);
-                let (Some(oh), Some(ow)) = (window_out(h, p[0], s[0], *padding), window_out(w, p[1], s[1], *padding))
-                else {
+                let (Some(oh), Some(ow)) = (
+                    window_out(h, p[0], s[0], *padding),
+                    window_out(w, p[1], s[1], *padding),
+                ) else {
                     return Err(fail(
-                        format!("a {}x{} pool does not fit a {h}x{w} feature map", p[0], p[1]),
+                        format!(
+                            "a {}x{} pool does not fit a {h}x{w} feature map",
+                            p[0], p[1]
+                        ),
                         Some("use a smaller pool, padding = \"same\", or a larger input"),
                     ));
                 };
@@ -163,7 +177,9 @@ pub fn infer(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerShape>,
                 (Shape::Flat(c), ParamCount::default())
             }
             LayerSpec::Flatten(_) => (Shape::Flat(shape.elements()), ParamCount::default()),
-            LayerSpec::Dense(DenseSpec { units, use_bias, .. }) => {
+            LayerSpec::Dense(DenseSpec {
+                units, use_bias, ..
+            }) => {
                 let Shape::Flat(n) = shape else {
                     return Err(fail(
                         "dense needs a flat vector but gets a feature map; runner does not apply dense \
@@ -324,6 +340,12 @@ mod tests {
             name: None,
         })];
         let s = infer([4, 4, 16], &layers).unwrap();
-        assert_eq!(s[0].params, ParamCount { trainable: 32, non_trainable: 32 });
+        assert_eq!(
+            s[0].params,
+            ParamCount {
+                trainable: 32,
+                non_trainable: 32
+            }
+        );
     }
 }

@@ -21,7 +21,16 @@ use runner::config::{self, LoadOptions};
 use runner::data::{fixtures, BatchOptions, Dataset};
 
 const CLASSES: [&str; 10] = [
-    "apple_pie", "baby_back_ribs", "baklava", "beef_carpaccio", "beef_tartare", "beet_salad", "beignets", "bibimbap", "bread_pudding", "breakfast_burrito",
+    "apple_pie",
+    "baby_back_ribs",
+    "baklava",
+    "beef_carpaccio",
+    "beef_tartare",
+    "beet_salad",
+    "beignets",
+    "bibimbap",
+    "bread_pudding",
+    "breakfast_burrito",
 ];
 const SIZE: (u32, u32) = (512, 384);
 /// Pixel noise and JPEG quality: about 35 KB a file, the bytes per pixel of
@@ -31,7 +40,12 @@ const QUALITY: u8 = 85;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["generate", dir] => generate(Path::new(dir), 2000),
         ["generate", dir, n] => match n.parse() {
             Ok(n) => generate(Path::new(dir), n),
@@ -39,7 +53,10 @@ fn main() -> ExitCode {
         },
         ["rust", dir] => rust(Path::new(dir)).map(|r| println!("{}", r.line())),
         ["compare", dir, python, bench] => compare(Path::new(dir), python, Path::new(bench)),
-        _ => Err("usage: bench_data generate DIR [COUNT] | rust DIR | compare DIR PYTHON BENCH_DIR".into()),
+        _ => Err(
+            "usage: bench_data generate DIR [COUNT] | rust DIR | compare DIR PYTHON BENCH_DIR"
+                .into(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,15 +72,31 @@ fn generate(dir: &Path, count: usize) -> Result<(), String> {
     let per_class = count.div_ceil(CLASSES.len());
     let done = dir.join(format!(".complete-{per_class}-{NOISE}-{QUALITY}"));
     if done.is_file() {
-        println!("{}: {} JPEGs already generated", dir.display(), per_class * CLASSES.len());
+        println!(
+            "{}: {} JPEGs already generated",
+            dir.display(),
+            per_class * CLASSES.len()
+        );
         return Ok(());
     }
-    println!("generating {} JPEGs of {}x{} in {} ...", per_class * CLASSES.len(), SIZE.0, SIZE.1, dir.display());
-    let jobs: Vec<(usize, usize)> = (0..CLASSES.len()).flat_map(|c| (0..per_class).map(move |k| (c, k))).collect();
+    println!(
+        "generating {} JPEGs of {}x{} in {} ...",
+        per_class * CLASSES.len(),
+        SIZE.0,
+        SIZE.1,
+        dir.display()
+    );
+    let jobs: Vec<(usize, usize)> = (0..CLASSES.len())
+        .flat_map(|c| (0..per_class).map(move |k| (c, k)))
+        .collect();
     use rayon::prelude::*;
     jobs.par_iter().try_for_each(|&(c, k)| {
         let img = fixtures::picture(11, c, k, SIZE.0, SIZE.1, NOISE);
-        fixtures::save(&img, &dir.join(CLASSES[c]).join(format!("{k:05}.jpg")), QUALITY)
+        fixtures::save(
+            &img,
+            &dir.join(CLASSES[c]).join(format!("{k:05}.jpg")),
+            QUALITY,
+        )
     })?;
     std::fs::write(&done, b"").map_err(|e| e.to_string())?;
     Ok(())
@@ -80,7 +113,13 @@ impl Measured {
         self.images as f64 / self.seconds
     }
     fn line(&self) -> String {
-        format!("{:<44} {:>8.0} img/s   ({} images in {:.2} s)", self.who, self.rate(), self.images, self.seconds)
+        format!(
+            "{:<44} {:>8.0} img/s   ({} images in {:.2} s)",
+            self.who,
+            self.rate(),
+            self.images,
+            self.seconds
+        )
     }
 }
 
@@ -152,7 +191,10 @@ fn rust(dir: &Path) -> Result<Measured, String> {
     let seconds = start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(f64::NAN);
     std::hint::black_box(checksum);
     Ok(Measured {
-        who: format!("runner loader (rayon, {} threads)", rayon::current_num_threads()),
+        who: format!(
+            "runner loader (rayon, {} threads)",
+            rayon::current_num_threads()
+        ),
         images,
         seconds,
     })
@@ -167,12 +209,24 @@ fn peer(who: &str, python: &str, script: &Path, dir: &Path) -> Result<Measured, 
         .map_err(|e| format!("cannot run {python}: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        return Err(format!("{} failed:\n{}{}", script.display(), text, String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "{} failed:\n{}{}",
+            script.display(),
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
-    let line = text.lines().rev().find(|l| l.starts_with("RESULT ")).ok_or_else(|| format!("{} printed no RESULT line:\n{text}", script.display()))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("RESULT "))
+        .ok_or_else(|| format!("{} printed no RESULT line:\n{text}", script.display()))?;
     let parts: Vec<&str> = line.split_whitespace().collect();
     let (images, seconds) = match parts.as_slice() {
-        [_, n, s] => (n.parse().map_err(|_| line.to_string())?, s.parse().map_err(|_| line.to_string())?),
+        [_, n, s] => (
+            n.parse().map_err(|_| line.to_string())?,
+            s.parse().map_err(|_| line.to_string())?,
+        ),
         _ => return Err(format!("bad RESULT line: {line}")),
     };
     Ok(Measured {
@@ -184,8 +238,20 @@ fn peer(who: &str, python: &str, script: &Path, dir: &Path) -> Result<Measured, 
 
 fn compare(dir: &Path, python: &str, bench: &Path) -> Result<(), String> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("folder: {} ({} JPEGs of {}x{}), batches of 32 x 3 x 128 x 128 floats", dir.display(), count_files(dir), SIZE.0, SIZE.1);
-    println!("load average before: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    println!(
+        "folder: {} ({} JPEGs of {}x{}), batches of 32 x 3 x 128 x 128 floats",
+        dir.display(),
+        count_files(dir),
+        SIZE.0,
+        SIZE.1
+    );
+    println!(
+        "load average before: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let script = |name: &str| -> PathBuf { bench.join(name) };
     // Three rounds of runner and torchvision, interleaved so that a noisy
     // neighbour hits both alike; Keras (16 s an epoch) once, mid-way.
@@ -195,11 +261,21 @@ fn compare(dir: &Path, python: &str, bench: &Path) -> Result<(), String> {
         let r = rust(dir)?;
         println!("{}", r.line());
         ours.push(r.rate());
-        let t = peer("torchvision DataLoader (2 workers)", python, &script("data_torch.py"), dir)?;
+        let t = peer(
+            "torchvision DataLoader (2 workers)",
+            python,
+            &script("data_torch.py"),
+            dir,
+        )?;
         println!("{}", t.line());
         torch.push(t.rate());
         if round == ROUNDS / 2 {
-            let k = peer("Keras ImageDataGenerator", python, &script("data_keras.py"), dir)?;
+            let k = peer(
+                "Keras ImageDataGenerator",
+                python,
+                &script("data_keras.py"),
+                dir,
+            )?;
             println!("{}", k.line());
             keras = Some(k.rate());
         }
@@ -208,10 +284,22 @@ fn compare(dir: &Path, python: &str, bench: &Path) -> Result<(), String> {
     let keras = keras.unwrap_or(f64::NAN);
     println!();
     println!("medians of {ROUNDS} runs: runner {ours:.0} img/s, torchvision {torch:.0} img/s; Keras {keras:.0} img/s (one run)");
-    println!("vs Keras ImageDataGenerator:    {:.2}x  (target >= 5x)", ours / keras);
-    println!("vs torchvision 2-worker loader: {:.2}x  (target >= 2x)", ours / torch);
+    println!(
+        "vs Keras ImageDataGenerator:    {:.2}x  (target >= 5x)",
+        ours / keras
+    );
+    println!(
+        "vs torchvision 2-worker loader: {:.2}x  (target >= 2x)",
+        ours / torch
+    );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average after: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    println!(
+        "load average after: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     Ok(())
 }
 

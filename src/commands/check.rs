@@ -55,6 +55,9 @@ pub fn summary(exp: &ExperimentArgs) -> Result<()> {
     let device = Default::default();
     let net = Net::<Flex>::init(&plan.model, &device);
     let s = summary::summarize(&plan.model, &net);
-    print!("{}", s.render(&plan.name, plan.model.input, plan.model.folded_softmax));
+    print!(
+        "{}",
+        s.render(&plan.name, plan.model.input, plan.model.folded_softmax)
+    );
     Ok(())
 }

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
-use crate::rundir::RunDir;
 use crate::config::spec::Mode;
+use crate::error::{Error, Result};
 use crate::plan::Monitor;
+use crate::rundir::RunDir;
 use crate::sweep::summary::{best_of, read_metric};
 
 struct Row {
@@ -24,7 +24,11 @@ struct Row {
 /// Flatten a TOML table into `key.path = value` pairs (arrays inline).
 fn flatten(prefix: &str, t: &toml::Table, out: &mut BTreeMap<String, String>) {
     for (k, v) in t {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(inner) => flatten(&path, inner, out),
             other => {
@@ -60,7 +64,8 @@ fn load(dir: &Path, label: String) -> Result<Row> {
     let run = RunDir::open(dir)?;
     let text = std::fs::read_to_string(run.resolved_config())
         .map_err(|e| Error::Usage(format!("{}: {e}", run.resolved_config().display())))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| Error::Usage(format!("{}: {e}", dir.display())))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| Error::Usage(format!("{}: {e}", dir.display())))?;
     let mut config = BTreeMap::new();
     flatten("", &table, &mut config);
     let meta = run.read_meta().ok();
@@ -69,7 +74,10 @@ fn load(dir: &Path, label: String) -> Result<Row> {
     Ok(Row {
         name: label,
         config,
-        status: meta.as_ref().map(|m| m.status.as_str().to_string()).unwrap_or_else(|| "unknown".into()),
+        status: meta
+            .as_ref()
+            .map(|m| m.status.as_str().to_string())
+            .unwrap_or_else(|| "unknown".into()),
         epochs: read_metric(&run.metrics_csv(), "loss").len(),
         best_val_accuracy: best_of(&acc, &Monitor::new("val_accuracy", Mode::Max)),
         best_val_loss: best_of(&loss, &Monitor::new("val_loss", Mode::Min)),
@@ -81,7 +89,11 @@ fn load(dir: &Path, label: String) -> Result<Row> {
 /// A short, distinct label: the folder name, with its parent when needed.
 fn label(dir: &Path) -> String {
     let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?");
-    let parent = dir.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("");
+    let parent = dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
     if parent.is_empty() {
         name.to_string()
     } else {
@@ -92,9 +104,14 @@ fn label(dir: &Path) -> String {
 pub fn compare(dirs: &[PathBuf]) -> Result<()> {
     let runs = expand(dirs);
     if runs.is_empty() {
-        return Err(Error::Usage("no run folders found in the given paths".into()));
+        return Err(Error::Usage(
+            "no run folders found in the given paths".into(),
+        ));
     }
-    let rows: Vec<Row> = runs.iter().map(|d| load(d, label(d))).collect::<Result<_>>()?;
+    let rows: Vec<Row> = runs
+        .iter()
+        .map(|d| load(d, label(d)))
+        .collect::<Result<_>>()?;
     print!("{}", render(&rows));
     Ok(())
 }
@@ -110,17 +127,32 @@ fn render(rows: &[Row]) -> String {
         })
         .collect();
     let fmt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
-    let fmt_best = |v: Option<(usize, f64)>| v.map(|(e, v)| format!("{v:.4} @{}", e + 1)).unwrap_or_else(|| "-".into());
+    let fmt_best = |v: Option<(usize, f64)>| {
+        v.map(|(e, v)| format!("{v:.4} @{}", e + 1))
+            .unwrap_or_else(|| "-".into())
+    };
     let mut table: Vec<Vec<String>> = Vec::new();
     let mut header = vec!["run".to_string()];
     header.extend(differing.iter().map(|k| k.to_string()));
     header.extend(
-        ["status", "epochs", "best val_accuracy", "best val_loss", "final val_accuracy", "test accuracy"].map(String::from),
+        [
+            "status",
+            "epochs",
+            "best val_accuracy",
+            "best val_loss",
+            "final val_accuracy",
+            "test accuracy",
+        ]
+        .map(String::from),
     );
     table.push(header);
     for r in rows {
         let mut row = vec![r.name.clone()];
-        row.extend(differing.iter().map(|k| r.config.get(*k).cloned().unwrap_or_else(|| "-".into())));
+        row.extend(
+            differing
+                .iter()
+                .map(|k| r.config.get(*k).cloned().unwrap_or_else(|| "-".into())),
+        );
         row.extend([
             r.status.clone(),
             r.epochs.to_string(),
@@ -132,14 +164,24 @@ fn render(rows: &[Row]) -> String {
         table.push(row);
     }
     let widths: Vec<usize> = (0..table[0].len())
-        .map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     if differing.is_empty() {
         out.push_str("(the configs are identical)\n");
     }
     for row in table {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }

@@ -22,7 +22,8 @@ pub fn run(exp: &ExperimentArgs, preview_path: Option<&Path>, quick: bool) -> Re
     print!("{}", dataset.report());
     if !quick {
         let bar = progress_bar(dataset.splits().iter().map(|s| s.len()).sum());
-        let inspection = Inspection::run(&dataset.splits(), &|done, _| bar.set_position(done as u64));
+        let inspection =
+            Inspection::run(&dataset.splits(), &|done, _| bar.set_position(done as u64));
         bar.finish_and_clear();
         println!();
         print!("{inspection}");
@@ -40,7 +41,10 @@ pub fn run(exp: &ExperimentArgs, preview_path: Option<&Path>, quick: bool) -> Re
     if let Some(path) = preview_path {
         preview::write(&dataset, plan.seed, PREVIEW_SAMPLES, path)?;
         println!();
-        println!("preview     {} ({PREVIEW_SAMPLES} training samples as the model sees them in epoch 1)", path.display());
+        println!(
+            "preview     {} ({PREVIEW_SAMPLES} training samples as the model sees them in epoch 1)",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -50,7 +54,9 @@ fn progress_bar(total: usize) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total as u64);
-    if let Ok(style) = ProgressStyle::with_template("checking images {bar:30} {pos}/{len} ({per_sec}, {eta} left)") {
+    if let Ok(style) =
+        ProgressStyle::with_template("checking images {bar:30} {pos}/{len} ({per_sec}, {eta} left)")
+    {
         bar.set_style(style);
     }
     bar

@@ -34,15 +34,26 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             DataSpec::ImageFolder(_) => "data.test_path",
             DataSpec::Food101(_) | DataSpec::Idx(_) => "data.path",
             DataSpec::Synthetic(_) => {
-                return Err(Error::Usage("--data does not apply to the built-in synthetic data".into()));
+                return Err(Error::Usage(
+                    "--data does not apply to the built-in synthetic data".into(),
+                ));
             }
         };
-        overrides.push(config::Override::parse(&format!("{key}={}", data.display()))?);
+        overrides.push(config::Override::parse(&format!(
+            "{key}={}",
+            data.display()
+        ))?);
     }
     let loaded = if overrides.is_empty() {
         loaded
     } else {
-        config::load(&run.resolved_config(), &LoadOptions { overrides, use_env: false })?
+        config::load(
+            &run.resolved_config(),
+            &LoadOptions {
+                overrides,
+                use_env: false,
+            },
+        )?
     };
     let plan = plan::plan(&loaded)?;
     let data = Dataset::open(&plan).map_err(Error::Data)?;
@@ -51,14 +62,16 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let model_file = model_file(&checkpoints, &args.checkpoint)?;
     let device = Default::default();
     let net = Net::<Flex>::init(&plan.model, &device);
-    let net = checkpoint::load_model_file(&model_file, net, &device).map_err(|e| Error::RunFailed(e.to_string()))?;
+    let net = checkpoint::load_model_file(&model_file, net, &device)
+        .map_err(|e| Error::RunFailed(e.to_string()))?;
 
     let (split_name, split) = match (&data.test, &data.validation) {
         (Some(t), _) => ("test", t),
         (None, Some(v)) => ("validation", v),
         (None, None) => ("train", &data.train),
     };
-    let preds = crate::train::predict(&net, split, plan.train.batch_size, &device).map_err(Error::Train)?;
+    let preds =
+        crate::train::predict(&net, split, plan.train.batch_size, &device).map_err(Error::Train)?;
     let evaluation = report::eval::Evaluation::compute(split_name, &data.classes, &preds);
     println!("Checkpoint: {}", model_file.display());
     print!("{}", evaluation.render_table());
@@ -70,7 +83,10 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
 }
 
 fn model_file(checkpoints: &Checkpoints, name: &str) -> Result<PathBuf> {
-    let dir = match name.strip_prefix("epoch-").and_then(|n| n.parse::<usize>().ok()) {
+    let dir = match name
+        .strip_prefix("epoch-")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
         Some(epoch) => checkpoints.epoch_dir(epoch),
         None => checkpoints.dir().join(name),
     };
@@ -82,7 +98,12 @@ fn model_file(checkpoints: &Checkpoints, name: &str) -> Result<PathBuf> {
         .iter()
         .filter(|n| checkpoints.dir().join(n).join("model.mpk").is_file())
         .map(|s| s.to_string())
-        .chain(checkpoints.saved_epochs().iter().map(|e| format!("epoch-{e:04}")))
+        .chain(
+            checkpoints
+                .saved_epochs()
+                .iter()
+                .map(|e| format!("epoch-{e:04}")),
+        )
         .collect();
     let hint = if name == FINAL {
         " (the run did not finish; try `last`)"
@@ -92,6 +113,10 @@ fn model_file(checkpoints: &Checkpoints, name: &str) -> Result<PathBuf> {
     Err(Error::Usage(format!(
         "{} has no `{name}` checkpoint{hint}; available: {}",
         checkpoints.dir().display(),
-        if available.is_empty() { "none".to_string() } else { available.join(", ") }
+        if available.is_empty() {
+            "none".to_string()
+        } else {
+            available.join(", ")
+        }
     )))
 }

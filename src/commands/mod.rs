@@ -14,7 +14,10 @@ use crate::plan::{self, ExperimentPlan};
 
 /// Parse `--set` flags.
 pub fn overrides(set: &[String]) -> Result<Vec<Override>> {
-    Ok(set.iter().map(|s| Override::parse(s)).collect::<Result<_, _>>()?)
+    Ok(set
+        .iter()
+        .map(|s| Override::parse(s))
+        .collect::<Result<_, _>>()?)
 }
 
 /// Read and validate an experiment: file -> spec -> plan.

@@ -7,7 +7,6 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::model::ConvOps;
 use crate::cli::ExperimentArgs;
 use crate::config::{self, Loaded};
 use crate::data::Dataset;
@@ -15,13 +14,14 @@ use crate::device::{self, Device, DeviceRequest};
 use crate::error::{Error, Result};
 use crate::logging::csv::{self as metrics_csv, EpochRow};
 use crate::logging::tensorboard::{self as tb, Stream, TensorboardLog};
+use crate::model::ConvOps;
 use crate::plan::{self, ExperimentPlan};
 use crate::report;
 use crate::rundir::{self, Meta, RunDir, Status};
 use crate::signals::Signals;
 use crate::train::checkpoint::{Checkpoints, LAST};
 use crate::train::progress::Progress;
-use crate::train::{self, EpochEvents, Ending, Session, TrainError, TrainState};
+use crate::train::{self, Ending, EpochEvents, Session, TrainError, TrainState};
 
 /// What `runner run` was asked to do.
 pub enum RunTarget {
@@ -54,10 +54,15 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     // One process per run folder: a second `--resume` or a requeued trial
     // must not train into the same folder at the same time.
     let Some(_lock) = rundir::try_lock(&run.root().join(".lock"))? else {
-        return Err(Error::Usage(format!("{} is being run by another runner process", run.root().display())));
+        return Err(Error::Usage(format!(
+            "{} is being run by another runner process",
+            run.root().display()
+        )));
     };
     // Only the first call in a process can size the global pool.
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
 
     let data = Dataset::open(&plan).map_err(Error::Data)?;
     print_dataset(&data);
@@ -91,7 +96,9 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
 
     let signals = Signals::install();
     let outcome = match device {
-        Device::Cpu => execute::<Autodiff<Flex>>(&plan, &data, &run, &signals, resume, &Default::default()),
+        Device::Cpu => {
+            execute::<Autodiff<Flex>>(&plan, &data, &run, &signals, resume, &Default::default())
+        }
         #[cfg(feature = "cuda")]
         Device::Cuda(i) => execute::<Autodiff<burn::backend::Cuda>>(
             &plan,
@@ -114,7 +121,11 @@ struct Outcome {
     test_accuracy: Option<f64>,
 }
 
-fn finish(run: &RunDir, meta: &mut Meta, outcome: std::result::Result<Outcome, Error>) -> Result<()> {
+fn finish(
+    run: &RunDir,
+    meta: &mut Meta,
+    outcome: std::result::Result<Outcome, Error>,
+) -> Result<()> {
     meta.end_time = Some(rundir::now_rfc3339());
     let result = match outcome {
         Ok(o) => {
@@ -130,7 +141,11 @@ fn finish(run: &RunDir, meta: &mut Meta, outcome: std::result::Result<Outcome, E
                 Ending::EarlyStopped { epoch, restored } => {
                     meta.status = Status::Completed;
                     meta.message = Some(match restored {
-                        Some(b) => format!("early stopping after epoch {}; restored the weights of epoch {}", epoch + 1, b + 1),
+                        Some(b) => format!(
+                            "early stopping after epoch {}; restored the weights of epoch {}",
+                            epoch + 1,
+                            b + 1
+                        ),
                         None => format!("early stopping after epoch {}", epoch + 1),
                     });
                     Ok(())
@@ -172,7 +187,10 @@ fn finish(run: &RunDir, meta: &mut Meta, outcome: std::result::Result<Outcome, E
 
 /// Read the config and pick the run folder for each kind of target.
 /// `None` when there is nothing to do (a trial that already completed).
-fn prepare(target: RunTarget, opts: &RunOptions) -> Result<Option<(Loaded, ExperimentPlan, RunDir, bool)>> {
+fn prepare(
+    target: RunTarget,
+    opts: &RunOptions,
+) -> Result<Option<(Loaded, ExperimentPlan, RunDir, bool)>> {
     match target {
         RunTarget::New(exp) => {
             let (loaded, mut plan) = super::load_plan(&exp)?;
@@ -186,10 +204,16 @@ fn prepare(target: RunTarget, opts: &RunOptions) -> Result<Option<(Loaded, Exper
             let run = RunDir::open(&dir)?;
             let meta = run.read_meta()?;
             if meta.status == Status::Completed {
-                return Err(Error::Usage(format!("{} already completed; nothing to resume", dir.display())));
+                return Err(Error::Usage(format!(
+                    "{} already completed; nothing to resume",
+                    dir.display()
+                )));
             }
             let (loaded, plan) = load_exact(&run.resolved_config())?;
-            if Checkpoints::new(run.checkpoints()).linked_epoch(LAST).is_none() {
+            if Checkpoints::new(run.checkpoints())
+                .linked_epoch(LAST)
+                .is_none()
+            {
                 return Err(Error::Usage(format!(
                     "{} has no checkpoint to resume from (it stopped before finishing its first epoch); start it again with `runner run`",
                     dir.display()
@@ -206,7 +230,9 @@ fn prepare(target: RunTarget, opts: &RunOptions) -> Result<Option<(Loaded, Exper
                 }
             }
             let (loaded, plan) = load_exact(&dir.join(TRIAL_CONFIG))?;
-            let resume = Checkpoints::new(run.checkpoints()).linked_epoch(LAST).is_some();
+            let resume = Checkpoints::new(run.checkpoints())
+                .linked_epoch(LAST)
+                .is_some();
             Ok(Some((loaded, plan, run, resume)))
         }
     }
@@ -227,16 +253,28 @@ fn print_dataset(data: &Dataset) {
 /// The original file(s), the resolved config and the overrides.
 fn write_inputs(run: &RunDir, loaded: &Loaded, plan: &ExperimentPlan) -> Result<()> {
     for f in &loaded.sources.files {
-        let name = f.path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "experiment.toml".into());
+        let name = f
+            .path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "experiment.toml".into());
         run.write(&run.source_dir().join(name), f.text.as_bytes())?;
     }
-    run.write(&run.resolved_config(), config::to_toml(&plan.spec).as_bytes())?;
+    run.write(
+        &run.resolved_config(),
+        config::to_toml(&plan.spec).as_bytes(),
+    )?;
     let overrides = serde_json::json!({
         "set": loaded.sources.overrides.iter().map(|o| o.raw.clone()).collect::<Vec<_>>(),
         "env": loaded.sources.env.iter().map(|(var, key)| serde_json::json!({"variable": var, "key": key})).collect::<Vec<_>>(),
         "extends": loaded.sources.files.iter().skip(1).map(|f| f.path.display().to_string()).collect::<Vec<_>>(),
     });
-    run.write(&run.overrides(), serde_json::to_string_pretty(&overrides).unwrap_or_default().as_bytes())?;
+    run.write(
+        &run.overrides(),
+        serde_json::to_string_pretty(&overrides)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
     Ok(())
 }
 
@@ -285,7 +323,9 @@ impl RunEvents<'_> {
 
     /// Keras's tags: `train/` and `validation/` runs, step = epoch from 0.
     fn epoch_scalars(&mut self, row: &EpochRow) -> std::result::Result<(), TrainError> {
-        let Some(tb) = self.tb.as_mut() else { return Ok(()) };
+        let Some(tb) = self.tb.as_mut() else {
+            return Ok(());
+        };
         let step = row.epoch as i64;
         let k = self.plan.train.top_k;
         let mut put = |stream, tag: &str, v: Option<f64>| match v {
@@ -307,25 +347,36 @@ impl RunEvents<'_> {
 }
 
 impl EpochEvents for RunEvents<'_> {
-    fn on_batch(&mut self, global_step: u64, loss: f64, accuracy: f64) -> std::result::Result<(), TrainError> {
+    fn on_batch(
+        &mut self,
+        global_step: u64,
+        loss: f64,
+        accuracy: f64,
+    ) -> std::result::Result<(), TrainError> {
         let every = self.plan.callbacks.tensorboard.batch_every as u64;
         if every == 0 || !global_step.is_multiple_of(every) {
             return Ok(());
         }
         if let Some(tb) = self.tb.as_mut() {
             let step = global_step as i64;
-            tb.scalar(Stream::Train, tb::BATCH_LOSS, step, loss).map_err(Self::tb_err)?;
-            tb.scalar(Stream::Train, tb::BATCH_ACCURACY, step, accuracy).map_err(Self::tb_err)?;
+            tb.scalar(Stream::Train, tb::BATCH_LOSS, step, loss)
+                .map_err(Self::tb_err)?;
+            tb.scalar(Stream::Train, tb::BATCH_ACCURACY, step, accuracy)
+                .map_err(Self::tb_err)?;
         }
         Ok(())
     }
 
     fn on_epoch_end(&mut self, state: &TrainState) -> std::result::Result<(), TrainError> {
-        metrics_csv::write(&self.run.metrics_csv(), &state.history, self.plan.train.top_k, self.has_validation).map_err(|e| {
-            TrainError::Output {
-                what: "metrics.csv".into(),
-                message: e.to_string(),
-            }
+        metrics_csv::write(
+            &self.run.metrics_csv(),
+            &state.history,
+            self.plan.train.top_k,
+            self.has_validation,
+        )
+        .map_err(|e| TrainError::Output {
+            what: "metrics.csv".into(),
+            message: e.to_string(),
         })?;
         if let Some(row) = state.history.last() {
             self.epoch_scalars(row)?;
@@ -356,10 +407,12 @@ fn execute<B: AutodiffBackend<InnerBackend: ConvOps> + ConvOps>(
         resume,
     };
     let tb = if plan.callbacks.tensorboard.enabled {
-        let mut log = TensorboardLog::open(run.root()).map_err(|e| Error::RunFailed(e.to_string()))?;
+        let mut log =
+            TensorboardLog::open(run.root()).map_err(|e| Error::RunFailed(e.to_string()))?;
         if !resume {
             let config = format!("```toml\n{}\n```", config::to_toml(&plan.spec));
-            log.text(Stream::Train, "config", 0, &config).map_err(|e| Error::RunFailed(e.to_string()))?;
+            log.text(Stream::Train, "config", 0, &config)
+                .map_err(|e| Error::RunFailed(e.to_string()))?;
         }
         Some(log)
     } else {
@@ -372,7 +425,9 @@ fn execute<B: AutodiffBackend<InnerBackend: ConvOps> + ConvOps>(
         tb,
     };
     let mut progress = Progress::new();
-    let fit = session.fit::<B>(device, &mut events, &mut progress).map_err(Error::Train)?;
+    let fit = session
+        .fit::<B>(device, &mut events, &mut progress)
+        .map_err(Error::Train)?;
 
     let evaluate = matches!(fit.ending, Ending::Completed | Ending::EarlyStopped { .. });
     let mut test_accuracy = None;
@@ -383,7 +438,8 @@ fn execute<B: AutodiffBackend<InnerBackend: ConvOps> + ConvOps>(
             (None, Some(v)) => ("validation", v),
             (None, None) => ("train", &data.train),
         };
-        let preds = train::predict(&model, split, plan.train.batch_size, device).map_err(Error::Train)?;
+        let preds =
+            train::predict(&model, split, plan.train.batch_size, device).map_err(Error::Train)?;
         let evaluation = report::eval::Evaluation::compute(split_name, &data.classes, &preds);
         print!("\n{}", evaluation.render_table());
         let grid = report::prediction_grid(split, &preds, &data.classes, plan.seed)?;
@@ -391,11 +447,23 @@ fn execute<B: AutodiffBackend<InnerBackend: ConvOps> + ConvOps>(
         if let Some(tb) = events.tb.as_mut() {
             let step = fit.state.epochs_done.saturating_sub(1) as i64;
             for p in &pictures {
-                tb.image_png(Stream::Validation, &format!("evaluation/{}", p.name), step, &p.png, p.width, p.height)
-                    .map_err(|e| Error::RunFailed(e.to_string()))?;
-            }
-            tb.text(Stream::Validation, "evaluation/report", step, &format!("```\n{}```", evaluation.render_table()))
+                tb.image_png(
+                    Stream::Validation,
+                    &format!("evaluation/{}", p.name),
+                    step,
+                    &p.png,
+                    p.width,
+                    p.height,
+                )
                 .map_err(|e| Error::RunFailed(e.to_string()))?;
+            }
+            tb.text(
+                Stream::Validation,
+                "evaluation/report",
+                step,
+                &format!("```\n{}```", evaluation.render_table()),
+            )
+            .map_err(|e| Error::RunFailed(e.to_string()))?;
             tb.flush().map_err(|e| Error::RunFailed(e.to_string()))?;
         }
         println!("Report: {}", run.report_dir().display());

@@ -81,9 +81,18 @@ impl SweepDir {
         Journal::new(&self.root)
     }
     fn read_meta(&self) -> Result<SweepMeta> {
-        let text = std::fs::read_to_string(self.meta())
-            .map_err(|e| Error::Usage(format!("{} is not a sweep folder ({e})", self.root.display())))?;
-        serde_json::from_str(&text).map_err(|e| Error::Usage(format!("{}: sweep.json is unreadable: {e}", self.root.display())))
+        let text = std::fs::read_to_string(self.meta()).map_err(|e| {
+            Error::Usage(format!(
+                "{} is not a sweep folder ({e})",
+                self.root.display()
+            ))
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            Error::Usage(format!(
+                "{}: sweep.json is unreadable: {e}",
+                self.root.display()
+            ))
+        })
     }
 }
 
@@ -107,7 +116,9 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
         return resume(dir, args);
     }
     let Some(exp) = &args.exp else {
-        return Err(Error::Usage("give an experiment file, or --resume / --status / --cancel SWEEP_DIR".into()));
+        return Err(Error::Usage(
+            "give an experiment file, or --resume / --status / --cancel SWEEP_DIR".into(),
+        ));
     };
     start(exp, args)
 }
@@ -120,7 +131,11 @@ fn trial_error(e: sw::TrialError) -> Error {
 }
 
 fn params_text(params: &BTreeMap<String, toml::Value>) -> String {
-    params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("  ")
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("  ")
 }
 
 fn launcher_of(spec: &SweepSpec, flag: Option<&str>) -> Result<LauncherSpec> {
@@ -131,20 +146,31 @@ fn launcher_of(spec: &SweepSpec, flag: Option<&str>) -> Result<LauncherSpec> {
             LauncherSpec::Slurm(s) => LauncherSpec::Slurm(s.clone()),
             LauncherSpec::Local(_) => LauncherSpec::Slurm(SlurmSpec::default()),
         }),
-        Some(other) => Err(Error::Usage(format!("--launcher {other}: use local or slurm"))),
+        Some(other) => Err(Error::Usage(format!(
+            "--launcher {other}: use local or slurm"
+        ))),
     }
 }
 
 /// Check every trial's config, in a scratch copy of the sweep file, before
 /// anything is created or run.
-fn validate(plan: &ExperimentPlan, spec: &SweepSpec, trials: &[Trial]) -> Result<Vec<ExperimentPlan>> {
-    let scratch = tempfile::tempdir().map_err(|e| Error::Usage(format!("cannot create a scratch folder: {e}")))?;
+fn validate(
+    plan: &ExperimentPlan,
+    spec: &SweepSpec,
+    trials: &[Trial],
+) -> Result<Vec<ExperimentPlan>> {
+    let scratch = tempfile::tempdir()
+        .map_err(|e| Error::Usage(format!("cannot create a scratch folder: {e}")))?;
     let file = scratch.path().join(SWEEP_FILE);
     std::fs::write(&file, config::to_toml(&plan.spec)).map_err(|e| Error::Usage(e.to_string()))?;
     sw::check_axes(&file, spec).map_err(trial_error)?;
     trials
         .iter()
-        .map(|t| sw::trial_config(&file, t).map(|(_, p)| p).map_err(trial_error))
+        .map(|t| {
+            sw::trial_config(&file, t)
+                .map(|(_, p)| p)
+                .map_err(trial_error)
+        })
         .collect()
 }
 
@@ -190,7 +216,11 @@ fn start(exp: &ExperimentArgs, args: &SweepArgs) -> Result<()> {
     let dir = SweepDir { root };
     write_atomic(&dir.sweep_file(), config::to_toml(&plan.spec).as_bytes())?;
     for f in &loaded.sources.files {
-        let name = f.path.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "experiment.toml".into());
+        let name = f
+            .path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "experiment.toml".into());
         write_atomic(&dir.root.join("source").join(name), f.text.as_bytes())?;
     }
     let meta = SweepMeta {
@@ -205,14 +235,27 @@ fn start(exp: &ExperimentArgs, args: &SweepArgs) -> Result<()> {
         trials: trials.len(),
         runner_version: env!("CARGO_PKG_VERSION").into(),
     };
-    write_atomic(&dir.meta(), serde_json::to_string_pretty(&meta).unwrap_or_default().as_bytes())?;
+    write_atomic(
+        &dir.meta(),
+        serde_json::to_string_pretty(&meta)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
     // Trial folders and configs, written from the validated plans.
     let journal = dir.journal();
     for t in &trials {
         let (_, trial_plan) = sw::trial_config(&dir.sweep_file(), t).map_err(trial_error)?;
         let tdir = t.dir(&dir.root);
-        write_atomic(&tdir.join(TRIAL_CONFIG), config::to_toml(&trial_plan.spec).as_bytes())?;
-        write_atomic(&tdir.join("params.json"), serde_json::to_string_pretty(&t.params).unwrap_or_default().as_bytes())?;
+        write_atomic(
+            &tdir.join(TRIAL_CONFIG),
+            config::to_toml(&trial_plan.spec).as_bytes(),
+        )?;
+        write_atomic(
+            &tdir.join("params.json"),
+            serde_json::to_string_pretty(&t.params)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
         let mut e = Entry::new(t.index, &t.id, TrialState::Pending);
         e.params = Some(t.params.clone());
         journal.append(&e)?;
@@ -265,7 +308,9 @@ fn hvalue(v: &toml::Value) -> HValue {
 /// Values of one discrete axis, all of one kind for TensorBoard.
 fn discrete(values: &[toml::Value]) -> Option<Domain> {
     let vals: Vec<HValue> = values.iter().map(hvalue).collect();
-    let same_kind = vals.windows(2).all(|w| std::mem::discriminant(&w[0]) == std::mem::discriminant(&w[1]));
+    let same_kind = vals
+        .windows(2)
+        .all(|w| std::mem::discriminant(&w[0]) == std::mem::discriminant(&w[1]));
     same_kind.then_some(Domain::Discrete(vals))
 }
 
@@ -287,14 +332,22 @@ fn write_hparams_experiment(root: &Path, spec: &SweepSpec, plan: &ExperimentPlan
     }
     for (k, d) in &spec.random {
         let domain = match d {
-            DistributionSpec::Uniform(r) | DistributionSpec::LogUniform(r) => Some(Domain::Interval { min: r.low, max: r.high }),
+            DistributionSpec::Uniform(r) | DistributionSpec::LogUniform(r) => {
+                Some(Domain::Interval {
+                    min: r.low,
+                    max: r.high,
+                })
+            }
             DistributionSpec::Int(r) => Some(Domain::Interval {
                 min: r.low as f64,
                 max: r.high as f64,
             }),
             DistributionSpec::Choice(c) => discrete(&c.values),
         };
-        infos.push(HparamInfo { name: k.clone(), domain });
+        infos.push(HparamInfo {
+            name: k.clone(),
+            domain,
+        });
     }
     let has_val = plan.metrics.iter().any(|m| m.starts_with("val_"));
     let mut metrics = Vec::new();
@@ -306,7 +359,11 @@ fn write_hparams_experiment(root: &Path, spec: &SweepSpec, plan: &ExperimentPlan
             metrics.push(MetricInfo {
                 group: group.into(),
                 tag: tag.into(),
-                display_name: format!("{} {}", if group == "train" { "train" } else { "val" }, &tag[6..]),
+                display_name: format!(
+                    "{} {}",
+                    if group == "train" { "train" } else { "val" },
+                    &tag[6..]
+                ),
             });
         }
     }
@@ -328,7 +385,11 @@ fn session_start(trial: &Trial, sweep_root: &Path, journal: &Journal) {
     if started_before {
         return;
     }
-    let hp: BTreeMap<String, HValue> = trial.params.iter().map(|(k, v)| (k.clone(), hvalue(v))).collect();
+    let hp: BTreeMap<String, HValue> = trial
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), hvalue(v)))
+        .collect();
     let _ = hparams::write_session_start(&trial.dir(sweep_root), &hp, now_secs());
 }
 
@@ -343,14 +404,18 @@ fn session_end(trial: &Trial, sweep_root: &Path, state: TrialState) {
 
 /// Read a sweep folder back: its spec, plan and trials.
 fn open(dir: &Path) -> Result<Loaded> {
-    let dir = SweepDir { root: dir.to_path_buf() };
+    let dir = SweepDir {
+        root: dir.to_path_buf(),
+    };
     let meta = dir.read_meta()?;
     let loaded = config::load(&dir.sweep_file(), &LoadOptions::default())?;
     let plan = crate::plan::plan(&loaded)?;
-    let spec = plan
-        .sweep
-        .clone()
-        .ok_or_else(|| Error::Usage(format!("{} has no [sweep] table", dir.sweep_file().display())))?;
+    let spec = plan.sweep.clone().ok_or_else(|| {
+        Error::Usage(format!(
+            "{} has no [sweep] table",
+            dir.sweep_file().display()
+        ))
+    })?;
     let trials = sw::expand(&spec, plan.seed);
     Ok(Loaded {
         dir,
@@ -365,9 +430,15 @@ fn open(dir: &Path) -> Result<Loaded> {
 fn differing_keys(a: &toml::Table, b: &toml::Table, prefix: &str, out: &mut Vec<String>) {
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     for k in keys {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match (a.get(k), b.get(k)) {
-            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => differing_keys(x, y, &path, out),
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                differing_keys(x, y, &path, out)
+            }
             (x, y) if x != y => out.push(path),
             _ => {}
         }
@@ -378,7 +449,11 @@ fn resume(dir: &Path, args: &SweepArgs) -> Result<()> {
     let s = open(dir)?;
     // Never renumber: the trials in the journal must be the trials of the spec.
     let journal = s.dir.journal();
-    let known: BTreeMap<usize, String> = journal.entries().into_iter().map(|e| (e.trial, e.id)).collect();
+    let known: BTreeMap<usize, String> = journal
+        .entries()
+        .into_iter()
+        .map(|e| (e.trial, e.id))
+        .collect();
     for t in &s.trials {
         if let Some(id) = known.get(&t.index) {
             if *id != t.id {
@@ -399,7 +474,12 @@ fn resume(dir: &Path, args: &SweepArgs) -> Result<()> {
         };
         if let Ok(now) = config::load(&s.meta.source, &opts) {
             let mut diff = Vec::new();
-            differing_keys(&config::to_table(&now.spec), &config::to_table(&s.plan.spec), "", &mut diff);
+            differing_keys(
+                &config::to_table(&now.spec),
+                &config::to_table(&s.plan.spec),
+                "",
+                &mut diff,
+            );
             // The data paths are made absolute in the sweep file.
             diff.retain(|k| !k.starts_with("data.") || !k.ends_with("path"));
             if !diff.is_empty() {
@@ -435,14 +515,22 @@ fn resume(dir: &Path, args: &SweepArgs) -> Result<()> {
                 "Resuming {}: {} trial(s) to run, {skipped} already finished{}",
                 s.dir.root.display(),
                 todo.len(),
-                if args.retry_failed { "" } else { " or failed (use --retry-failed to run failed ones again)" }
+                if args.retry_failed {
+                    ""
+                } else {
+                    " or failed (use --retry-failed to run failed ones again)"
+                }
             );
             run_locally(&s, &todo, args)
         }
         LauncherSpec::Slurm(spec) => {
             let slurm = Slurm::new(&s.dir.root);
             let jobs = slurm::read_jobs(&s.dir.root).unwrap_or_default();
-            let live = if jobs.is_empty() { BTreeMap::new() } else { slurm.poll(&jobs).unwrap_or_default() };
+            let live = if jobs.is_empty() {
+                BTreeMap::new()
+            } else {
+                slurm.poll(&jobs).unwrap_or_default()
+            };
             let todo: Vec<usize> = s
                 .trials
                 .iter()
@@ -478,7 +566,8 @@ fn trial_completed(dir: &Path) -> bool {
 /// Default parallelism: one trial per GPU, or on CPU as many trials as
 /// cores (up to the number of trials), each with an equal share of threads.
 fn local_options(s: &Loaded, todo: usize, args: &SweepArgs) -> Result<LocalOptions> {
-    let runner_bin = std::env::current_exe().map_err(|e| Error::Usage(format!("cannot find the runner binary: {e}")))?;
+    let runner_bin = std::env::current_exe()
+        .map_err(|e| Error::Usage(format!("cannot find the runner binary: {e}")))?;
     let cores = device::cpu_threads(0);
     let device = device::resolve(s.plan.device)?;
     let gpus = match device {
@@ -488,9 +577,19 @@ fn local_options(s: &Loaded, todo: usize, args: &SweepArgs) -> Result<LocalOptio
     let parallel = args
         .parallel
         .or(s.spec.parallel)
-        .unwrap_or(if gpus > 0 { gpus } else { cores.min(todo.max(1)) })
+        .unwrap_or(if gpus > 0 {
+            gpus
+        } else {
+            cores.min(todo.max(1))
+        })
         .max(1);
-    let devices = if gpus > 0 { (0..parallel).map(|i| format!("cuda:{}", i % gpus)).collect() } else { Vec::new() };
+    let devices = if gpus > 0 {
+        (0..parallel)
+            .map(|i| format!("cuda:{}", i % gpus))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(LocalOptions {
         parallel,
         threads: (cores / parallel).max(1),
@@ -502,7 +601,10 @@ fn local_options(s: &Loaded, todo: usize, args: &SweepArgs) -> Result<LocalOptio
 
 fn run_locally(s: &Loaded, todo: &[Trial], args: &SweepArgs) -> Result<()> {
     let Some(_lock) = rundir::try_lock(&s.dir.lock())? else {
-        return Err(Error::Usage(format!("{} is already being run by another runner process", s.dir.root.display())));
+        return Err(Error::Usage(format!(
+            "{} is already being run by another runner process",
+            s.dir.root.display()
+        )));
     };
     let opts = local_options(s, todo.len(), args)?;
     println!(
@@ -521,7 +623,12 @@ fn run_locally(s: &Loaded, todo: &[Trial], args: &SweepArgs) -> Result<()> {
         Event::Started(t) => {
             session_start(t, &s.dir.root, &journal);
             let _ = journal.append(&Entry::new(t.index, &t.id, TrialState::Running));
-            println!("[{}/{total}] {} started  {}", t.index + 1, t.folder_name(), params_text(&t.params));
+            println!(
+                "[{}/{total}] {} started  {}",
+                t.index + 1,
+                t.folder_name(),
+                params_text(&t.params)
+            );
         }
         Event::Finished(f) => {
             if f.state == TrialState::Failed {
@@ -549,7 +656,12 @@ fn finish_trial(s: &Loaded, journal: &Journal, f: &Finished, axes: &[String], mo
         .and_then(|r| r.best)
         .map(|v| format!("  best {} {v:.4}", monitor.metric))
         .unwrap_or_default();
-    println!("       {} {} in {:.0}s{best}", f.trial.folder_name(), f.state.as_str(), f.seconds);
+    println!(
+        "       {} {} in {:.0}s{best}",
+        f.trial.folder_name(),
+        f.state.as_str(),
+        f.seconds
+    );
     if f.state == TrialState::Failed {
         if let Some(m) = &f.message {
             for line in m.lines() {
@@ -560,7 +672,13 @@ fn finish_trial(s: &Loaded, journal: &Journal, f: &Finished, axes: &[String], mo
 }
 
 /// Final summary: CSV, plot, ranked table, and the sweep's exit status.
-fn conclude(s: &Loaded, axes: &[String], monitor: &Monitor, end: LocalEnd, failures: usize) -> Result<()> {
+fn conclude(
+    s: &Loaded,
+    axes: &[String],
+    monitor: &Monitor,
+    end: LocalEnd,
+    failures: usize,
+) -> Result<()> {
     let latest = s.dir.journal().latest();
     let results = summary::collect(&s.dir.root, &s.trials, &latest, monitor);
     summary::write_csv(&s.dir.summary_csv(), axes, &monitor.metric, &results)?;
@@ -571,7 +689,10 @@ fn conclude(s: &Loaded, axes: &[String], monitor: &Monitor, end: LocalEnd, failu
     }
     println!("\n{}", summary::ranked_table(axes, monitor, &results));
     println!("Summary: {}", s.dir.summary_csv().display());
-    let failed = results.iter().filter(|r| r.state == TrialState::Failed).count();
+    let failed = results
+        .iter()
+        .filter(|r| r.state == TrialState::Failed)
+        .count();
     if end == LocalEnd::Interrupted {
         return Err(Error::Interrupted(format!(
             "sweep stopped; continue it with `runner sweep --resume {}`",
@@ -593,17 +714,25 @@ fn slurm_err(e: slurm::SlurmError) -> Error {
 }
 
 fn submit_slurm(s: &Loaded, spec: &SlurmSpec, todo: &[usize]) -> Result<()> {
-    let runner_bin = std::env::current_exe().map_err(|e| Error::Usage(format!("cannot find the runner binary: {e}")))?;
+    let runner_bin = std::env::current_exe()
+        .map_err(|e| Error::Usage(format!("cannot find the runner binary: {e}")))?;
     let dirs: Vec<PathBuf> = s
         .trials
         .iter()
-        .map(|t| std::fs::canonicalize(&s.dir.root).unwrap_or_else(|_| s.dir.root.clone()).join(t.folder_name()))
+        .map(|t| {
+            std::fs::canonicalize(&s.dir.root)
+                .unwrap_or_else(|_| s.dir.root.clone())
+                .join(t.folder_name())
+        })
         .collect();
     slurm::write_trials_file(&s.dir.root, &dirs).map_err(slurm_err)?;
     let job_name = format!("runner-{}", s.plan.name);
-    let script = slurm::write_script(spec, &s.dir.root, &runner_bin, &job_name).map_err(slurm_err)?;
+    let script =
+        slurm::write_script(spec, &s.dir.root, &runner_bin, &job_name).map_err(slurm_err)?;
     let client = Slurm::new(&s.dir.root);
-    let jobs = client.submit(&script, todo, spec.max_parallel).map_err(slurm_err)?;
+    let jobs = client
+        .submit(&script, todo, spec.max_parallel)
+        .map_err(slurm_err)?;
     let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
     println!(
         "Submitted {} trial(s) to Slurm as job {} (array {})",
@@ -616,7 +745,12 @@ fn submit_slurm(s: &Loaded, spec: &SlurmSpec, todo: &[usize]) -> Result<()> {
 
 /// A trial's state from its folder and what Slurm says about its task.
 /// `log` is the task's Slurm output file, quoted when the trial failed.
-fn slurm_state(dir: &Path, task: Option<&TaskState>, journal_state: TrialState, log: Option<&Path>) -> (TrialState, Option<String>) {
+fn slurm_state(
+    dir: &Path,
+    task: Option<&TaskState>,
+    journal_state: TrialState,
+    log: Option<&Path>,
+) -> (TrialState, Option<String>) {
     let meta = rundir::RunDir::at_existing(dir).read_meta().ok();
     let meta_status = meta.as_ref().map(|m| m.status);
     if meta_status == Some(rundir::Status::Completed) {
@@ -632,7 +766,14 @@ fn slurm_state(dir: &Path, task: Option<&TaskState>, journal_state: TrialState, 
                 Some(rundir::Status::Stopped) => (TrialState::Stopped, Some(why)),
                 _ => {
                     let detail = meta.and_then(|m| m.message).unwrap_or_else(tail);
-                    (TrialState::Failed, Some(if detail.is_empty() { why } else { format!("{why}: {detail}") }))
+                    (
+                        TrialState::Failed,
+                        Some(if detail.is_empty() {
+                            why
+                        } else {
+                            format!("{why}: {detail}")
+                        }),
+                    )
                 }
             }
         }
@@ -667,10 +808,23 @@ fn follow(s: &Loaded, wait: bool, poll_seconds: f64) -> Result<()> {
         let by_trial = slurm::latest_job_per_trial(&jobs);
         let mut active = 0;
         for t in &s.trials {
-            let old = latest.get(&t.index).map(|e| e.state).unwrap_or(TrialState::Pending);
-            let log = by_trial.get(&t.index).and_then(|j| j.log_files(&s.dir.root, t.index)).map(|(_, err)| err);
-            let (state, message) = slurm_state(&t.dir(&s.dir.root), tasks.get(&t.index), old, log.as_deref());
-            if matches!(state, TrialState::Pending | TrialState::Running) && tasks.get(&t.index).is_some_and(|x| x.is_active()) {
+            let old = latest
+                .get(&t.index)
+                .map(|e| e.state)
+                .unwrap_or(TrialState::Pending);
+            let log = by_trial
+                .get(&t.index)
+                .and_then(|j| j.log_files(&s.dir.root, t.index))
+                .map(|(_, err)| err);
+            let (state, message) = slurm_state(
+                &t.dir(&s.dir.root),
+                tasks.get(&t.index),
+                old,
+                log.as_deref(),
+            );
+            if matches!(state, TrialState::Pending | TrialState::Running)
+                && tasks.get(&t.index).is_some_and(|x| x.is_active())
+            {
                 active += 1;
             }
             if state != old {
@@ -698,7 +852,11 @@ fn follow(s: &Loaded, wait: bool, poll_seconds: f64) -> Result<()> {
         if !wait || active == 0 || signals.stop_requested() {
             print_status(s, &tasks, &monitor);
             if active == 0 {
-                let failures = journal.latest().values().filter(|e| e.state == TrialState::Failed).count();
+                let failures = journal
+                    .latest()
+                    .values()
+                    .filter(|e| e.state == TrialState::Failed)
+                    .count();
                 return conclude(s, &axes, &monitor, LocalEnd::Finished, failures);
             }
             return Ok(());
@@ -711,9 +869,18 @@ fn print_status(s: &Loaded, tasks: &BTreeMap<usize, TaskState>, monitor: &Monito
     let latest = s.dir.journal().latest();
     println!("Sweep {} ({} trials)", s.dir.root.display(), s.trials.len());
     for t in &s.trials {
-        let state = latest.get(&t.index).map(|e| e.state.as_str()).unwrap_or("pending");
-        let values = summary::read_metric(&rundir::RunDir::at_existing(&t.dir(&s.dir.root)).metrics_csv(), &monitor.metric);
-        let slurm = tasks.get(&t.index).map(|x| format!("  slurm {}", x.label())).unwrap_or_default();
+        let state = latest
+            .get(&t.index)
+            .map(|e| e.state.as_str())
+            .unwrap_or("pending");
+        let values = summary::read_metric(
+            &rundir::RunDir::at_existing(&t.dir(&s.dir.root)).metrics_csv(),
+            &monitor.metric,
+        );
+        let slurm = tasks
+            .get(&t.index)
+            .map(|x| format!("  slurm {}", x.label()))
+            .unwrap_or_default();
         println!(
             "  {}  {:<8} epochs {:>3}{slurm}  {}",
             t.folder_name(),
@@ -747,6 +914,12 @@ fn cancel(dir: &Path) -> Result<()> {
     }
     let jobs = slurm::read_jobs(&s.dir.root).map_err(slurm_err)?;
     Slurm::new(&s.dir.root).cancel(&jobs).map_err(slurm_err)?;
-    println!("Cancelled job(s) {}", jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(", "));
+    println!(
+        "Cancelled job(s) {}",
+        jobs.iter()
+            .map(|j| j.job_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     follow(&s, false, 1.0)
 }

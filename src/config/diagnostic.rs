@@ -26,7 +26,13 @@ pub enum Seg {
 impl KeyPath {
     /// A dotted path without indices, e.g. `optimizer.learning_rate`.
     pub fn parse(dotted: &str) -> KeyPath {
-        KeyPath(dotted.split('.').filter(|s| !s.is_empty()).map(|s| Seg::Key(s.to_string())).collect())
+        KeyPath(
+            dotted
+                .split('.')
+                .filter(|s| !s.is_empty())
+                .map(|s| Seg::Key(s.to_string()))
+                .collect(),
+        )
     }
 
     pub fn key(mut self, k: impl Into<String>) -> KeyPath {
@@ -48,7 +54,9 @@ impl fmt::Display for KeyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, seg) in self.0.iter().enumerate() {
             match seg {
-                Seg::Key(k) if k.contains('.') => write!(f, "{}\"{k}\"", if i > 0 { "." } else { "" })?,
+                Seg::Key(k) if k.contains('.') => {
+                    write!(f, "{}\"{k}\"", if i > 0 { "." } else { "" })?
+                }
                 Seg::Key(k) if i == 0 => write!(f, "{k}")?,
                 Seg::Key(k) => write!(f, ".{k}")?,
                 Seg::Index(n) => write!(f, "[{n}]")?,
@@ -169,9 +177,20 @@ pub(super) fn syntax(path: &Path, text: &str, err: &toml::de::Error) -> ConfigEr
     }
 }
 
-pub(super) fn extends_error(file: &SourceFile, message: String, help: Option<String>) -> ConfigError {
+pub(super) fn extends_error(
+    file: &SourceFile,
+    message: String,
+    help: Option<String>,
+) -> ConfigError {
     let span = find_span(&file.text, &KeyPath::parse("extends"), SpanOf::Value);
-    invalid_in_file(file, span, KeyPath::parse("extends"), message, "here".into(), help)
+    invalid_in_file(
+        file,
+        span,
+        KeyPath::parse("extends"),
+        message,
+        "here".into(),
+        help,
+    )
 }
 
 fn invalid_in_file(
@@ -186,7 +205,10 @@ fn invalid_in_file(
         location: file_location(&file.path, &file.text, span.as_ref()),
         path,
         message,
-        src: Some(NamedSource::new(file.path.display().to_string(), file.text.clone())),
+        src: Some(NamedSource::new(
+            file.path.display().to_string(),
+            file.text.clone(),
+        )),
         span: span.map(|s| s.into()),
         label,
         help,
@@ -208,7 +230,15 @@ pub(super) fn located(
     message: String,
     help: Option<String>,
 ) -> ConfigError {
-    located_with(origin, files, path, message, help, SpanOf::Value, "this value")
+    located_with(
+        origin,
+        files,
+        path,
+        message,
+        help,
+        SpanOf::Value,
+        "this value",
+    )
 }
 
 fn located_with(
@@ -357,7 +387,8 @@ pub(super) fn from_serde(
             .filter_map(|s| match s {
                 serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
                 serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
-                serde_path_to_error::Segment::Enum { .. } | serde_path_to_error::Segment::Unknown => None,
+                serde_path_to_error::Segment::Enum { .. }
+                | serde_path_to_error::Segment::Unknown => None,
             })
             .collect(),
     );
@@ -409,17 +440,36 @@ pub(super) fn from_serde(
             None => format!("expected one of: {}", candidates.join(", ")),
         });
         // A tagged table reports the tag's value; point at the tag key.
-        let tagged = value_at(merged, &path).map(|v| v.is_object()).unwrap_or(false);
+        let tagged = value_at(merged, &path)
+            .map(|v| v.is_object())
+            .unwrap_or(false);
         let (at, message) = if tagged {
             let (tag, noun) = tag_of(&path);
-            (path.clone().key(tag), format!("unknown {noun} `{variant}` in `{path}`"))
+            (
+                path.clone().key(tag),
+                format!("unknown {noun} `{variant}` in `{path}`"),
+            )
         } else {
-            (path.clone(), format!("unknown value `{variant}` for `{path}`{context}"))
+            (
+                path.clone(),
+                format!("unknown value `{variant}` for `{path}`{context}"),
+            )
         };
         let origin = sources_origin(sources, &at);
-        return located_with(&origin, &sources.files, at, message, help, SpanOf::Value, "not a known value");
+        return located_with(
+            &origin,
+            &sources.files,
+            at,
+            message,
+            help,
+            SpanOf::Value,
+            "not a known value",
+        );
     }
-    if let Some(field) = raw.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+    if let Some(field) = raw
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
         let field = field.to_string();
         let message = if path.is_empty() {
             format!("missing required table or key `{field}`")
@@ -428,7 +478,15 @@ pub(super) fn from_serde(
         };
         let full = path.clone().key(&field);
         let origin = sources_origin(sources, &full);
-        return located_with(&origin, &sources.files, full, message, None, SpanOf::Key, "required key missing here");
+        return located_with(
+            &origin,
+            &sources.files,
+            full,
+            message,
+            None,
+            SpanOf::Key,
+            "required key missing here",
+        );
     }
     // Wrong types and values: serde says what it found and what it expected.
     let message = plain_types(
@@ -515,8 +573,14 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("porb", &["rate", "prob"]).as_deref(), Some("did you mean `prob`?"));
-        assert_eq!(did_you_mean("dropuot", &["dropout", "dense"]).as_deref(), Some("did you mean `dropout`?"));
+        assert_eq!(
+            did_you_mean("porb", &["rate", "prob"]).as_deref(),
+            Some("did you mean `prob`?")
+        );
+        assert_eq!(
+            did_you_mean("dropuot", &["dropout", "dense"]).as_deref(),
+            Some("did you mean `dropout`?")
+        );
         assert_eq!(did_you_mean("zzzzzz", &["rate", "name"]), None);
     }
 
@@ -528,15 +592,23 @@ mod tests {
         assert_eq!(&text[span.clone()], "1.5");
         assert_eq!(line_col(text, span.start), (9, 8));
         let p = KeyPath::parse("model.input_shape");
-        assert_eq!(&text[find_span(text, &p, SpanOf::Key).unwrap()], "input_shape");
+        assert_eq!(
+            &text[find_span(text, &p, SpanOf::Key).unwrap()],
+            "input_shape"
+        );
     }
 
     #[test]
     fn parse_serde_unknown_messages() {
-        let (f, e) = parse_unknown("unknown field `porb`, expected `rate` or `name`", "unknown field").unwrap();
+        let (f, e) = parse_unknown(
+            "unknown field `porb`, expected `rate` or `name`",
+            "unknown field",
+        )
+        .unwrap();
         assert_eq!(f, "porb");
         assert_eq!(e, vec!["rate", "name"]);
-        let (f, e) = parse_unknown("unknown field `x`, there are no fields", "unknown field").unwrap();
+        let (f, e) =
+            parse_unknown("unknown field `x`, there are no fields", "unknown field").unwrap();
         assert_eq!(f, "x");
         assert!(e.is_empty());
     }

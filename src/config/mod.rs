@@ -59,7 +59,10 @@ impl Override {
                 reason: format!("`{key}` is not a key path such as `optimizer.learning_rate`"),
             });
         }
-        if let Some(seg) = key.split('.').find(|s| s.chars().all(|c| c.is_ascii_digit())) {
+        if let Some(seg) = key
+            .split('.')
+            .find(|s| s.chars().all(|c| c.is_ascii_digit()))
+        {
             return Err(ConfigError::BadOverride {
                 raw: raw.to_string(),
                 reason: format!(
@@ -82,10 +85,13 @@ impl Override {
     pub fn axis(key: &str, value: &toml::Value) -> Result<Override, ConfigError> {
         let raw = format!("{key}={value}");
         let mut o = Override::parse(&raw)?;
-        o.value = value.clone().try_into::<Value>().map_err(|e| ConfigError::BadOverride {
-            raw: raw.clone(),
-            reason: e.to_string(),
-        })?;
+        o.value = value
+            .clone()
+            .try_into::<Value>()
+            .map_err(|e| ConfigError::BadOverride {
+                raw: raw.clone(),
+                reason: e.to_string(),
+            })?;
         o.label = format!("{AXIS_LABEL}{key} = {value}");
         Ok(o)
     }
@@ -214,18 +220,24 @@ fn read_chain(path: &Path) -> Result<Vec<SourceFile>, ConfigError> {
                                 path.display(),
                                 io_reason(&e)
                             ),
-                            Some("paths in `extends` are relative to the file that contains them".into()),
+                            Some(
+                                "paths in `extends` are relative to the file that contains them"
+                                    .into(),
+                            ),
                         )
                     }
                 });
             }
         };
-        let table: toml::Table = toml::from_str(&text).map_err(|e| diagnostic::syntax(&path, &text, &e))?;
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| diagnostic::syntax(&path, &text, &e))?;
         let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
-        if files
-            .iter()
-            .any(|f| f.path.canonicalize().map(|p| p == canonical).unwrap_or(false))
-        {
+        if files.iter().any(|f| {
+            f.path
+                .canonicalize()
+                .map(|p| p == canonical)
+                .unwrap_or(false)
+        }) {
             let chain: Vec<String> = files
                 .iter()
                 .map(|f| f.path.display().to_string())
@@ -244,10 +256,16 @@ fn read_chain(path: &Path) -> Result<Vec<SourceFile>, ConfigError> {
                 Some(base.join(p))
             }
             Some(other) => {
-                let file = SourceFile { path: path.clone(), text };
+                let file = SourceFile {
+                    path: path.clone(),
+                    text,
+                };
                 return Err(diagnostic::extends_error(
                     &file,
-                    format!("`extends` must be a file path string, found {}", other.type_str()),
+                    format!(
+                        "`extends` must be a file path string, found {}",
+                        other.type_str()
+                    ),
                     None,
                 ));
             }
@@ -279,7 +297,9 @@ fn io_reason(e: &std::io::Error) -> String {
 fn env_provider() -> Result<(Env, Vec<(String, String)>), ConfigError> {
     let mut used = Vec::new();
     for (name, _) in std::env::vars() {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         if !rest.contains("__") {
             continue;
         }
@@ -339,7 +359,9 @@ impl Loaded {
     /// the experiment file (`runner check --show-config`).
     pub fn annotated(&self) -> String {
         let files = &self.sources.files;
-        provenance::annotated_toml(&to_table(&self.spec), &|p| self.sources.origin(p).note(files))
+        provenance::annotated_toml(&to_table(&self.spec), &|p| {
+            self.sources.origin(p).note(files)
+        })
     }
 }
 

@@ -66,7 +66,9 @@ pub fn origin(
             continue;
         };
         if md.name.starts_with(super::OVERRIDE_LABEL) || md.name.starts_with(super::AXIS_LABEL) {
-            return Origin::Set { flag: md.name.to_string() };
+            return Origin::Set {
+                flag: md.name.to_string(),
+            };
         }
         if let Some(Source::File(p)) = &md.source {
             let found = files.iter().position(|f| same_file(&f.path, p));
@@ -74,7 +76,10 @@ pub fn origin(
                 return Origin::File { index };
             }
         }
-        if let Some((var, _)) = env.iter().find(|(_, key)| dotted == *key || key.starts_with(&format!("{dotted}."))) {
+        if let Some((var, _)) = env
+            .iter()
+            .find(|(_, key)| dotted == *key || key.starts_with(&format!("{dotted}.")))
+        {
             return Origin::Env { var: var.clone() };
         }
         return Origin::Default;
@@ -93,14 +98,20 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 /// The resolved config as TOML, with a comment on every value that did not
 /// come from the experiment file itself (a default, a parent file, an
 /// environment variable or a `--set` flag).
-pub fn annotated_toml(spec_value: &toml::Table, notes: &dyn Fn(&KeyPath) -> Option<String>) -> String {
+pub fn annotated_toml(
+    spec_value: &toml::Table,
+    notes: &dyn Fn(&KeyPath) -> Option<String>,
+) -> String {
     let mut out = String::new();
     emit_table(&KeyPath::default(), spec_value, notes, &mut out);
     out
 }
 
 fn toml_key(k: &str) -> String {
-    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         k.to_string()
     } else {
         format!("{:?}", k)
@@ -122,7 +133,12 @@ fn is_table_array(v: &toml::Value) -> bool {
     matches!(v, toml::Value::Array(a) if !a.is_empty() && a.iter().all(|x| x.is_table()))
 }
 
-fn emit_table(path: &KeyPath, table: &toml::Table, notes: &dyn Fn(&KeyPath) -> Option<String>, out: &mut String) {
+fn emit_table(
+    path: &KeyPath,
+    table: &toml::Table,
+    notes: &dyn Fn(&KeyPath) -> Option<String>,
+    out: &mut String,
+) {
     let in_array = path.0.iter().any(|s| matches!(s, Seg::Index(_)));
     for (k, v) in table {
         if v.is_table() || is_table_array(v) {

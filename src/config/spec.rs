@@ -397,7 +397,9 @@ impl<'de> Deserialize<'de> for Number {
                 Ok(Number(v as f64))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
-                parse_fraction(v).map(Number).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+                parse_fraction(v)
+                    .map(Number)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
             }
         }
         d.deserialize_any(V)
@@ -683,8 +685,12 @@ impl<'de> Deserialize<'de> for Pair {
                 Ok(Pair([v as usize, v as usize]))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Pair, A::Error> {
-                let h: usize = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let w: usize = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let h: usize = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let w: usize = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
                 if seq.next_element::<de::IgnoredAny>()?.is_some() {
                     return Err(de::Error::invalid_length(3, &self));
                 }

@@ -14,12 +14,18 @@ const MARK: char = '\u{1}';
 const SEP: char = '\u{2}';
 
 /// Read a table, take out its tag, and return (tag, rest of the table).
-pub fn split<'de, D: Deserializer<'de>>(d: D, tag: &'static str) -> Result<(String, serde_json::Value), D::Error> {
+pub fn split<'de, D: Deserializer<'de>>(
+    d: D,
+    tag: &'static str,
+) -> Result<(String, serde_json::Value), D::Error> {
     let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
     match map.remove(tag) {
         None => Err(de::Error::missing_field(tag)),
         Some(serde_json::Value::String(t)) => Ok((t, serde_json::Value::Object(map))),
-        Some(other) => Err(de::Error::invalid_type(unexpected(&other), &"a string naming the variant")),
+        Some(other) => Err(de::Error::invalid_type(
+            unexpected(&other),
+            &"a string naming the variant",
+        )),
     }
 }
 
@@ -110,9 +116,10 @@ mod tests {
 
     #[test]
     fn inner_paths_round_trip() {
-        let e: serde_json::Error = inner::<std::collections::BTreeMap<String, f64>, serde_json::Error>(
-            serde_json::json!({"a": 1.0, "b": "x"}),
-        )
+        let e: serde_json::Error = inner::<
+            std::collections::BTreeMap<String, f64>,
+            serde_json::Error,
+        >(serde_json::json!({"a": 1.0, "b": "x"}))
         .unwrap_err();
         let (path, msg) = split_inner(&e.to_string()).unwrap();
         assert_eq!(path, vec![InnerSeg::Key("b".into())]);

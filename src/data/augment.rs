@@ -40,9 +40,11 @@ impl Frame {
 
     /// Back to 8 bits, rounding and clamping (for pictures).
     pub fn to_u8(&self) -> Vec<u8> {
-        self.data.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8).collect()
+        self.data
+            .iter()
+            .map(|&v| v.round().clamp(0.0, 255.0) as u8)
+            .collect()
     }
-
 }
 
 /// The random choices for one sample. Angles in degrees, shifts in pixels.
@@ -88,12 +90,20 @@ impl Params {
         let shift_y = symmetric(rng, s.height_shift_range) * height as f64;
         let shear = symmetric(rng, s.shear_range);
         let (zoom_x, zoom_y) = match s.zoom_range.map(|z| z.bounds()) {
-            Some([lo, hi]) if lo != 1.0 || hi != 1.0 => (rng.random_range(lo..=hi), rng.random_range(lo..=hi)),
+            Some([lo, hi]) if lo != 1.0 || hi != 1.0 => {
+                (rng.random_range(lo..=hi), rng.random_range(lo..=hi))
+            }
             _ => (1.0, 1.0),
         };
         let flip_horizontal = s.horizontal_flip && rng.random_bool(0.5);
         let flip_vertical = s.vertical_flip && rng.random_bool(0.5);
-        let brightness = s.brightness_range.map(|[lo, hi]| if lo < hi { rng.random_range(lo..=hi) } else { lo });
+        let brightness = s.brightness_range.map(|[lo, hi]| {
+            if lo < hi {
+                rng.random_range(lo..=hi)
+            } else {
+                lo
+            }
+        });
         Params {
             rotation,
             shift_x,
@@ -125,7 +135,10 @@ impl Params {
         let (ssin, scos) = self.shear.to_radians().sin_cos();
         let shear = [[1.0, -ssin, 0.0], [0.0, scos, 0.0]];
         let zoom = [[self.zoom_x, 0.0, 0.0], [0.0, self.zoom_y, 0.0]];
-        let m = Affine(rot).then(&Affine(shift)).then(&Affine(shear)).then(&Affine(zoom));
+        let m = Affine(rot)
+            .then(&Affine(shift))
+            .then(&Affine(shear))
+            .then(&Affine(zoom));
         let cx = (width as f64 - 1.0) / 2.0;
         let cy = (height as f64 - 1.0) / 2.0;
         let to_center = Affine([[1.0, 0.0, cx], [0.0, 1.0, cy]]);
@@ -220,17 +233,37 @@ fn lerp2(p00: f32, p01: f32, p10: f32, p11: f32, fx: f32, fy: f32) -> f32 {
 
 /// Bilinear sample of a C-channel HWC image at input position (sx, sy).
 #[inline(always)]
-fn sample<T: Copy + Into<f32>, const C: usize>(data: &[T], w: usize, h: usize, sx: f64, sy: f64, fill: FillMode, cval: f32) -> [f32; C] {
-    if fill == FillMode::Constant && !(sx >= 0.0 && sy >= 0.0 && sx <= (w - 1) as f64 && sy <= (h - 1) as f64) {
+fn sample<T: Copy + Into<f32>, const C: usize>(
+    data: &[T],
+    w: usize,
+    h: usize,
+    sx: f64,
+    sy: f64,
+    fill: FillMode,
+    cval: f32,
+) -> [f32; C] {
+    if fill == FillMode::Constant
+        && !(sx >= 0.0 && sy >= 0.0 && sx <= (w - 1) as f64 && sy <= (h - 1) as f64)
+    {
         return [cval; C];
     }
     let (x0, y0, fx, fy, inside) = locate(sx, sy, w, h);
     let mut px = [0.0f32; C];
     if inside {
         let base = (y0 as usize * w + x0 as usize) * C;
-        let (r0, r1) = (&data[base..base + 2 * C], &data[base + w * C..base + w * C + 2 * C]);
+        let (r0, r1) = (
+            &data[base..base + 2 * C],
+            &data[base + w * C..base + w * C + 2 * C],
+        );
         for ch in 0..C {
-            px[ch] = lerp2(r0[ch].into(), r0[C + ch].into(), r1[ch].into(), r1[C + ch].into(), fx, fy);
+            px[ch] = lerp2(
+                r0[ch].into(),
+                r0[C + ch].into(),
+                r1[ch].into(),
+                r1[C + ch].into(),
+                fx,
+                fy,
+            );
         }
     } else {
         let (c0, c1) = (index(x0, w, fill), index(x0 + 1, w, fill));
@@ -252,7 +285,15 @@ fn affine_n<const C: usize>(src: &Frame, m: &Affine, fill: FillMode, cval: f32) 
         let (rx, ry) = (b * y + tx, e * y + ty);
         for (col, px) in line.chunks_exact_mut(C).enumerate() {
             let x = col as f64;
-            px.copy_from_slice(&sample::<f32, C>(&src.data, w, h, a * x + rx, d * x + ry, fill, cval));
+            px.copy_from_slice(&sample::<f32, C>(
+                &src.data,
+                w,
+                h,
+                a * x + rx,
+                d * x + ry,
+                fill,
+                cval,
+            ));
         }
     }
     Frame {
@@ -271,7 +312,13 @@ fn affine_any(src: &Frame, m: &Affine, fill: FillMode, cval: f32) -> Frame {
             height: h,
             width: w,
             channels: 1,
-            data: src.data.iter().skip(ch).step_by(c.max(1)).copied().collect(),
+            data: src
+                .data
+                .iter()
+                .skip(ch)
+                .step_by(c.max(1))
+                .copied()
+                .collect(),
         })
         .map(|plane| affine_n::<1>(&plane, m, fill, cval))
         .collect();
@@ -402,7 +449,16 @@ impl Standardize {
 /// them equal bit for bit), without intermediate images. Flips are folded
 /// into the sampling position.
 #[allow(clippy::too_many_arguments)]
-pub fn render_chw(src: &[u8], height: usize, width: usize, channels: usize, p: &Params, plan: &AugmentPlan, st: &Standardize, out: &mut [f32]) {
+pub fn render_chw(
+    src: &[u8],
+    height: usize,
+    width: usize,
+    channels: usize,
+    p: &Params,
+    plan: &AugmentPlan,
+    st: &Standardize,
+    out: &mut [f32],
+) {
     match channels {
         1 => render_n::<1>(src, height, width, p, plan, st, out),
         3 => render_n::<3>(src, height, width, p, plan, st, out),
@@ -413,7 +469,15 @@ pub fn render_chw(src: &[u8], height: usize, width: usize, channels: usize, p: &
     }
 }
 
-fn render_n<const C: usize>(src: &[u8], h: usize, w: usize, p: &Params, plan: &AugmentPlan, st: &Standardize, out: &mut [f32]) {
+fn render_n<const C: usize>(
+    src: &[u8],
+    h: usize,
+    w: usize,
+    p: &Params,
+    plan: &AugmentPlan,
+    st: &Standardize,
+    out: &mut [f32],
+) {
     let plane = h * w;
     let m = p.has_affine().then(|| snapped(&p.matrix(h, w)));
     let (fill, cval) = (plan.spec.fill_mode, plan.spec.cval as f32);
@@ -427,7 +491,16 @@ fn render_n<const C: usize>(src: &[u8], h: usize, w: usize, p: &Params, plan: &A
                 let y = fr as f64;
                 let (rx, ry) = (b * y + tx, e * y + ty);
                 if matches!(fill, FillMode::Nearest | FillMode::Constant) {
-                    rows::clamped::<C>(src, w, h, &mut line, p.flip_horizontal, [a, d, rx, ry], fill, cval);
+                    rows::clamped::<C>(
+                        src,
+                        w,
+                        h,
+                        &mut line,
+                        p.flip_horizontal,
+                        [a, d, rx, ry],
+                        fill,
+                        cval,
+                    );
                 } else {
                     for col in 0..w {
                         let x = if p.flip_horizontal { w - 1 - col } else { col } as f64;
@@ -480,7 +553,16 @@ mod rows {
     /// Output column `x` of a row samples input position
     /// `(a * x + rx, d * x + ry)`; `line` is channel-planar.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn clamped<const C: usize>(src: &[u8], w: usize, h: usize, line: &mut [f32], flip: bool, coef: [f64; 4], fill: FillMode, cval: f32) {
+    pub(super) fn clamped<const C: usize>(
+        src: &[u8],
+        w: usize,
+        h: usize,
+        line: &mut [f32],
+        flip: bool,
+        coef: [f64; 4],
+        fill: FillMode,
+        cval: f32,
+    ) {
         #[cfg(target_arch = "x86_64")]
         {
             if avx2::available() && C <= 3 {
@@ -497,7 +579,11 @@ mod rows {
     pub(super) fn brightness(line: &mut [f32], b: f32) {
         // SAFETY: AVX2 is present (checked at run time).
         #[cfg(target_arch = "x86_64")]
-        let from = if avx2::available() { unsafe { avx2::brightness(line, b) } } else { 0 };
+        let from = if avx2::available() {
+            unsafe { avx2::brightness(line, b) }
+        } else {
+            0
+        };
         #[cfg(not(target_arch = "x86_64"))]
         let from = 0;
         for v in &mut line[from..] {
@@ -507,7 +593,17 @@ mod rows {
 
     /// Columns `from..w` one at a time.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn scalar<const C: usize>(src: &[u8], w: usize, h: usize, line: &mut [f32], flip: bool, [a, d, rx, ry]: [f64; 4], fill: FillMode, cval: f32, from: usize) {
+    pub(super) fn scalar<const C: usize>(
+        src: &[u8],
+        w: usize,
+        h: usize,
+        line: &mut [f32],
+        flip: bool,
+        [a, d, rx, ry]: [f64; 4],
+        fill: FillMode,
+        cval: f32,
+        from: usize,
+    ) {
         let (wl, hl) = (w as i64 - 1, h as i64 - 1);
         let (wmax, hmax) = ((w - 1) as f64, (h - 1) as f64);
         let constant = fill == FillMode::Constant;
@@ -522,8 +618,14 @@ mod rows {
             }
             let (x0, y0) = (floor(sx), floor(sy));
             let (fx, fy) = ((sx - x0 as f64) as f32, (sy - y0 as f64) as f32);
-            let (xa, xb) = (x0.clamp(0, wl) as usize * C, (x0 + 1).clamp(0, wl) as usize * C);
-            let (ra, rb) = (y0.clamp(0, hl) as usize * w * C, (y0 + 1).clamp(0, hl) as usize * w * C);
+            let (xa, xb) = (
+                x0.clamp(0, wl) as usize * C,
+                (x0 + 1).clamp(0, wl) as usize * C,
+            );
+            let (ra, rb) = (
+                y0.clamp(0, hl) as usize * w * C,
+                (y0 + 1).clamp(0, hl) as usize * w * C,
+            );
             for ch in 0..C {
                 let p = |i: usize| src[i + ch] as f32;
                 line[ch * w + col] = lerp2(p(ra + xa), p(ra + xb), p(rb + xa), p(rb + xb), fx, fy);
@@ -551,8 +653,17 @@ mod rows {
         /// The CPU must support AVX2.
         #[target_feature(enable = "avx2")]
         pub unsafe fn brightness(line: &mut [f32], b: f32) -> usize {
-            let (zero, top, vb) = (_mm256_setzero_ps(), _mm256_set1_ps(255.0), _mm256_set1_ps(b));
-            let to_u8 = |v: __m256| _mm256_cvtepi32_ps(_mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(v, zero), top)));
+            let (zero, top, vb) = (
+                _mm256_setzero_ps(),
+                _mm256_set1_ps(255.0),
+                _mm256_set1_ps(b),
+            );
+            let to_u8 = |v: __m256| {
+                _mm256_cvtepi32_ps(_mm256_cvttps_epi32(_mm256_min_ps(
+                    _mm256_max_ps(v, zero),
+                    top,
+                )))
+            };
             let whole = line.len() / 8 * 8;
             for c in line[..whole].chunks_exact_mut(8) {
                 let v = _mm256_loadu_ps(c.as_ptr());
@@ -570,7 +681,16 @@ mod rows {
         /// The CPU must support AVX2.
         #[target_feature(enable = "avx2")]
         #[allow(clippy::too_many_arguments)]
-        pub unsafe fn clamped<const C: usize>(src: &[u8], w: usize, h: usize, line: &mut [f32], flip: bool, [a, d, rx, ry]: [f64; 4], fill: FillMode, cval: f32) -> usize {
+        pub unsafe fn clamped<const C: usize>(
+            src: &[u8],
+            w: usize,
+            h: usize,
+            line: &mut [f32],
+            flip: bool,
+            [a, d, rx, ry]: [f64; 4],
+            fill: FillMode,
+            cval: f32,
+        ) -> usize {
             // Each gather reads 4 bytes from the first byte of a pixel: the
             // last pixels of the image would read past its end.
             let len = src.len();
@@ -578,11 +698,25 @@ mod rows {
                 return 0;
             }
             let last_safe = (len - 4) as i32; // largest byte offset a gather may start at
-            let (wl, hl) = (_mm256_set1_epi32(w as i32 - 1), _mm256_set1_epi32(h as i32 - 1));
+            let (wl, hl) = (
+                _mm256_set1_epi32(w as i32 - 1),
+                _mm256_set1_epi32(h as i32 - 1),
+            );
             let zero = _mm256_setzero_si256();
-            let (stride, cc) = (_mm256_set1_epi32((w * C) as i32), _mm256_set1_epi32(C as i32));
-            let (wmax, hmax) = (_mm256_set1_pd((w - 1) as f64), _mm256_set1_pd((h - 1) as f64));
-            let (va, vd, vrx, vry) = (_mm256_set1_pd(a), _mm256_set1_pd(d), _mm256_set1_pd(rx), _mm256_set1_pd(ry));
+            let (stride, cc) = (
+                _mm256_set1_epi32((w * C) as i32),
+                _mm256_set1_epi32(C as i32),
+            );
+            let (wmax, hmax) = (
+                _mm256_set1_pd((w - 1) as f64),
+                _mm256_set1_pd((h - 1) as f64),
+            );
+            let (va, vd, vrx, vry) = (
+                _mm256_set1_pd(a),
+                _mm256_set1_pd(d),
+                _mm256_set1_pd(rx),
+                _mm256_set1_pd(ry),
+            );
             let constant = fill == FillMode::Constant;
             let vcval = _mm256_set1_ps(cval);
             let byte = _mm256_set1_epi32(0xFF);
@@ -591,23 +725,42 @@ mod rows {
             // Far-off positions are clamped before the i32 conversion (the
             // scalar path's i64 cannot overflow; i32 could).
             let lim = _mm256_set1_pd(1e9);
-            let fl = |v: __m256d| _mm256_round_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(v);
+            let fl =
+                |v: __m256d| _mm256_round_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(v);
             let frac = |v: [__m256d; 2], f: [__m256d; 2]| {
-                _mm256_set_m128(_mm256_cvtpd_ps(_mm256_sub_pd(v[1], f[1])), _mm256_cvtpd_ps(_mm256_sub_pd(v[0], f[0])))
+                _mm256_set_m128(
+                    _mm256_cvtpd_ps(_mm256_sub_pd(v[1], f[1])),
+                    _mm256_cvtpd_ps(_mm256_sub_pd(v[0], f[0])),
+                )
             };
             let to_i = |v: [__m256d; 2]| {
-                let c = |v: __m256d| _mm256_cvttpd_epi32(_mm256_max_pd(_mm256_min_pd(v, lim), _mm256_sub_pd(_mm256_setzero_pd(), lim)));
+                let c = |v: __m256d| {
+                    _mm256_cvttpd_epi32(_mm256_max_pd(
+                        _mm256_min_pd(v, lim),
+                        _mm256_sub_pd(_mm256_setzero_pd(), lim),
+                    ))
+                };
                 _mm256_set_m128i(c(v[1]), c(v[0]))
             };
             let clamp = |v: __m256i, hi: __m256i| _mm256_min_epi32(_mm256_max_epi32(v, zero), hi);
             let mut col = 0;
             while col + 8 <= w {
                 // x for columns col..col+8, as f64 in two halves.
-                let xs: [f64; 8] = std::array::from_fn(|k| if flip { w - 1 - (col + k) } else { col + k } as f64);
-                let (x_lo, x_hi) = (_mm256_loadu_pd(xs.as_ptr()), _mm256_loadu_pd(xs.as_ptr().add(4)));
+                let xs: [f64; 8] =
+                    std::array::from_fn(|k| if flip { w - 1 - (col + k) } else { col + k } as f64);
+                let (x_lo, x_hi) = (
+                    _mm256_loadu_pd(xs.as_ptr()),
+                    _mm256_loadu_pd(xs.as_ptr().add(4)),
+                );
                 // sx = a * x + rx, sy = d * x + ry (separate multiply and add).
-                let sx = [_mm256_add_pd(_mm256_mul_pd(va, x_lo), vrx), _mm256_add_pd(_mm256_mul_pd(va, x_hi), vrx)];
-                let sy = [_mm256_add_pd(_mm256_mul_pd(vd, x_lo), vry), _mm256_add_pd(_mm256_mul_pd(vd, x_hi), vry)];
+                let sx = [
+                    _mm256_add_pd(_mm256_mul_pd(va, x_lo), vrx),
+                    _mm256_add_pd(_mm256_mul_pd(va, x_hi), vrx),
+                ];
+                let sy = [
+                    _mm256_add_pd(_mm256_mul_pd(vd, x_lo), vry),
+                    _mm256_add_pd(_mm256_mul_pd(vd, x_hi), vry),
+                ];
                 let (x0d, y0d) = ([fl(sx[0]), fl(sx[1])], [fl(sy[0]), fl(sy[1])]);
                 let (fx, fy) = (frac(sx, x0d), frac(sy, y0d));
                 let (x0, y0) = (to_i(x0d), to_i(y0d));
@@ -615,10 +768,21 @@ mod rows {
                 let xb = _mm256_mullo_epi32(clamp(_mm256_add_epi32(x0, one), wl), cc);
                 let ra = _mm256_mullo_epi32(clamp(y0, hl), stride);
                 let rb = _mm256_mullo_epi32(clamp(_mm256_add_epi32(y0, one), hl), stride);
-                let offs = [_mm256_add_epi32(ra, xa), _mm256_add_epi32(ra, xb), _mm256_add_epi32(rb, xa), _mm256_add_epi32(rb, xb)];
+                let offs = [
+                    _mm256_add_epi32(ra, xa),
+                    _mm256_add_epi32(ra, xb),
+                    _mm256_add_epi32(rb, xa),
+                    _mm256_add_epi32(rb, xb),
+                ];
                 // A gather past the end: leave this group (and the rest of the row) to the scalar path.
                 let mut worst = [0i32; 8];
-                _mm256_storeu_si256(worst.as_mut_ptr() as *mut __m256i, _mm256_max_epi32(_mm256_max_epi32(offs[0], offs[1]), _mm256_max_epi32(offs[2], offs[3])));
+                _mm256_storeu_si256(
+                    worst.as_mut_ptr() as *mut __m256i,
+                    _mm256_max_epi32(
+                        _mm256_max_epi32(offs[0], offs[1]),
+                        _mm256_max_epi32(offs[2], offs[3]),
+                    ),
+                );
                 if worst.iter().any(|&o| o > last_safe) {
                     return col;
                 }
@@ -626,7 +790,10 @@ mod rows {
                 let q = [g(offs[0]), g(offs[1]), g(offs[2]), g(offs[3])];
                 let outside = if constant {
                     let inside = |s: __m256d, max: __m256d| {
-                        _mm256_and_pd(_mm256_cmp_pd::<_CMP_GE_OQ>(s, _mm256_setzero_pd()), _mm256_cmp_pd::<_CMP_LE_OQ>(s, max))
+                        _mm256_and_pd(
+                            _mm256_cmp_pd::<_CMP_GE_OQ>(s, _mm256_setzero_pd()),
+                            _mm256_cmp_pd::<_CMP_LE_OQ>(s, max),
+                        )
                     };
                     let both = |k: usize| _mm256_and_pd(inside(sx[k], wmax), inside(sy[k], hmax));
                     // f64 masks (4 x 64 bits) to one f32 mask (8 x 32 bits), inverted.
@@ -637,7 +804,9 @@ mod rows {
                 };
                 for ch in 0..C {
                     let shift = _mm_cvtsi32_si128(8 * ch as i32);
-                    let chan = |v: __m256i| _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(v, shift), byte));
+                    let chan = |v: __m256i| {
+                        _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srl_epi32(v, shift), byte))
+                    };
                     let (p00, p01, p10, p11) = (chan(q[0]), chan(q[1]), chan(q[2]), chan(q[3]));
                     let top = _mm256_add_ps(p00, _mm256_mul_ps(_mm256_sub_ps(p01, p00), fx));
                     let bottom = _mm256_add_ps(p10, _mm256_mul_ps(_mm256_sub_ps(p11, p10), fx));
@@ -670,11 +839,19 @@ mod tests {
     }
 
     fn rows(f: &Frame) -> Vec<Vec<f32>> {
-        f.data.chunks(f.width * f.channels).map(|r| r.to_vec()).collect()
+        f.data
+            .chunks(f.width * f.channels)
+            .map(|r| r.to_vec())
+            .collect()
     }
 
     fn grid4() -> Frame {
-        gray(&[&[0., 1., 2., 3.], &[4., 5., 6., 7.], &[8., 9., 10., 11.], &[12., 13., 14., 15.]])
+        gray(&[
+            &[0., 1., 2., 3.],
+            &[4., 5., 6., 7.],
+            &[8., 9., 10., 11.],
+            &[12., 13., 14., 15.],
+        ])
     }
 
     fn plan(spec: AugmentSpec) -> AugmentPlan {
@@ -736,7 +913,10 @@ mod tests {
         assert_eq!(shift(-1.0, FillMode::Nearest, 0.0), vec![0., 0., 1., 2.]);
         assert_eq!(shift(3.0, FillMode::Reflect, 0.0), vec![3., 3., 2., 1.]);
         assert_eq!(shift(3.0, FillMode::Wrap, 0.0), vec![3., 0., 1., 2.]);
-        assert_eq!(shift(1.5, FillMode::Constant, -1.0), vec![1.5, 2.5, -1., -1.]);
+        assert_eq!(
+            shift(1.5, FillMode::Constant, -1.0),
+            vec![1.5, 2.5, -1., -1.]
+        );
     }
 
     #[test]
@@ -752,7 +932,11 @@ mod tests {
                 height: 4,
                 width: 4,
                 channels: c,
-                data: grid4().data.iter().flat_map(|&v| (0..c).map(move |k| v + 100.0 * k as f32)).collect(),
+                data: grid4()
+                    .data
+                    .iter()
+                    .flat_map(|&v| (0..c).map(move |k| v + 100.0 * k as f32))
+                    .collect(),
             };
             let out = affine(&multi, &m, FillMode::Nearest, 0.0);
             for (i, v) in one.data.iter().enumerate() {
@@ -789,7 +973,10 @@ mod tests {
             ..Params::default()
         };
         let out = affine(&grid4(), &p.matrix(4, 4), FillMode::Nearest, 0.0);
-        for (got, want) in rows(&out)[0].iter().zip([2.8180194, 3.8180194, 4.7573595, 4.7573595]) {
+        for (got, want) in rows(&out)[0]
+            .iter()
+            .zip([2.8180194, 3.8180194, 4.7573595, 4.7573595])
+        {
             assert!((got - want).abs() < 1e-4, "{got} vs {want}");
         }
     }
@@ -806,7 +993,11 @@ mod tests {
         assert_eq!(g.data, vec![150., 255., 255., 4., 0., 115.]);
         let mut h = gray(&[&[100.7, -3.0]]);
         brightness(&mut h, 1.0);
-        assert_eq!(h.data, vec![100., 0.], "values are truncated to 8 bits first");
+        assert_eq!(
+            h.data,
+            vec![100., 0.],
+            "values are truncated to 8 bits first"
+        );
     }
 
     #[test]
@@ -858,14 +1049,37 @@ mod tests {
             assert!((0.1..=0.7).contains(&b));
             flips += d.flip_horizontal as usize;
         }
-        assert!((60..140).contains(&flips), "about half the images flip: {flips}");
-        assert_eq!(Params::draw(&plan(AugmentSpec::default()), 4, 4, &mut rng), Params::default());
+        assert!(
+            (60..140).contains(&flips),
+            "about half the images flip: {flips}"
+        );
+        assert_eq!(
+            Params::draw(&plan(AugmentSpec::default()), 4, 4, &mut rng),
+            Params::default()
+        );
     }
 
     #[test]
     fn the_row_brightness_equals_the_scalar_one_for_every_kind_of_value() {
-        let special = [f32::NAN, -0.0, 0.0, -1.5, 0.999, 254.99, 255.0, 255.5, 300.0, f32::INFINITY, f32::NEG_INFINITY, 1e10];
-        let values: Vec<f32> = special.iter().copied().chain((0..2000).map(|i| i as f32 * 0.137 - 10.0)).collect();
+        let special = [
+            f32::NAN,
+            -0.0,
+            0.0,
+            -1.5,
+            0.999,
+            254.99,
+            255.0,
+            255.5,
+            300.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e10,
+        ];
+        let values: Vec<f32> = special
+            .iter()
+            .copied()
+            .chain((0..2000).map(|i| i as f32 * 0.137 - 10.0))
+            .collect();
         for b in [0.1f32, 0.7, 1.0, 1.9] {
             let mut row = values.clone();
             rows::brightness(&mut row, b);
@@ -909,18 +1123,31 @@ mod tests {
                         let mut v = vec![f32::NAN; w * channels];
                         // SAFETY: AVX2 is present.
                         vector_columns += match channels {
-                            1 => unsafe { rows::avx2::clamped::<1>(&src, w, h, &mut v, flip, coef, fill, 9.0) },
-                            _ => unsafe { rows::avx2::clamped::<3>(&src, w, h, &mut v, flip, coef, fill, 9.0) },
+                            1 => unsafe {
+                                rows::avx2::clamped::<1>(&src, w, h, &mut v, flip, coef, fill, 9.0)
+                            },
+                            _ => unsafe {
+                                rows::avx2::clamped::<3>(&src, w, h, &mut v, flip, coef, fill, 9.0)
+                            },
                         };
                     }
-                    let same = scalar.iter().zip(&any).all(|(x, y)| x.to_bits() == y.to_bits());
-                    assert!(same, "{fill:?} {channels} channels {coef:?} flip {flip}:\n{scalar:?}\n{any:?}");
+                    let same = scalar
+                        .iter()
+                        .zip(&any)
+                        .all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(
+                        same,
+                        "{fill:?} {channels} channels {coef:?} flip {flip}:\n{scalar:?}\n{any:?}"
+                    );
                 }
             }
         }
         #[cfg(target_arch = "x86_64")]
         if rows::avx2::available() {
-            assert!(vector_columns > 20_000, "the vector path ran for {vector_columns} columns");
+            assert!(
+                vector_columns > 20_000,
+                "the vector path ran for {vector_columns} columns"
+            );
         }
     }
 
@@ -928,7 +1155,15 @@ mod tests {
     fn the_one_pass_pipeline_equals_the_step_by_step_one() {
         use rand::Rng;
         let mut rng = crate::data::split::rng(&[9]);
-        for (k, fill) in [FillMode::Nearest, FillMode::Constant, FillMode::Reflect, FillMode::Wrap].into_iter().enumerate() {
+        for (k, fill) in [
+            FillMode::Nearest,
+            FillMode::Constant,
+            FillMode::Reflect,
+            FillMode::Wrap,
+        ]
+        .into_iter()
+        .enumerate()
+        {
             for channels in [1, 3] {
                 let (h, w) = (9 + k, 13);
                 let src: Vec<u8> = (0..h * w * channels).map(|_| rng.random()).collect();
@@ -954,14 +1189,23 @@ mod tests {
                 for _ in 0..20 {
                     let params = Params::draw(&p, h, w, &mut rng);
                     let mut reference = vec![0.0; h * w * channels];
-                    st.write_chw(&apply(Frame::from_u8(h, w, channels, &src), &params, &p), &mut reference);
+                    st.write_chw(
+                        &apply(Frame::from_u8(h, w, channels, &src), &params, &p),
+                        &mut reference,
+                    );
                     let mut fused = vec![0.0; h * w * channels];
                     render_chw(&src, h, w, channels, &params, &p, &st, &mut fused);
-                    assert_eq!(fused, reference, "{fill:?}, {channels} channels, {params:?}");
+                    assert_eq!(
+                        fused, reference,
+                        "{fill:?}, {channels} channels, {params:?}"
+                    );
                 }
                 let none = Params::default();
                 let mut reference = vec![0.0; h * w * channels];
-                st.write_chw(&apply(Frame::from_u8(h, w, channels, &src), &none, &p), &mut reference);
+                st.write_chw(
+                    &apply(Frame::from_u8(h, w, channels, &src), &none, &p),
+                    &mut reference,
+                );
                 let mut fused = vec![0.0; h * w * channels];
                 render_chw(&src, h, w, channels, &none, &p, &st, &mut fused);
                 assert_eq!(fused, reference);

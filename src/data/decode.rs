@@ -77,7 +77,11 @@ fn is_jpeg(bytes: &[u8]) -> bool {
 }
 
 fn decode_inner(bytes: &[u8], target: &Target) -> Result<Decoded, String> {
-    let fast = if is_jpeg(bytes) { decode_jpeg(bytes, target) } else { None };
+    let fast = if is_jpeg(bytes) {
+        decode_jpeg(bytes, target)
+    } else {
+        None
+    };
     let (pixels, original) = match fast {
         Some(r) => r,
         None => decode_generic(bytes)?,
@@ -115,7 +119,10 @@ extern "C-unwind" fn jpeg_error_exit(_: &mut mozjpeg_sys::jpeg_common_struct) {
 }
 
 /// libjpeg's message hook: level -1 is a warning about the data.
-extern "C-unwind" fn jpeg_message(_: &mut mozjpeg_sys::jpeg_common_struct, level: std::os::raw::c_int) {
+extern "C-unwind" fn jpeg_message(
+    _: &mut mozjpeg_sys::jpeg_common_struct,
+    level: std::os::raw::c_int,
+) {
     if level < 0 {
         JPEG_WARNED.with(|w| w.set(true));
     }
@@ -134,7 +141,10 @@ fn decode_jpeg(bytes: &[u8], target: &Target) -> Option<PixelsAndSize> {
         unsafe { mozjpeg_sys::jpeg_std_error(&mut err) };
         err.error_exit = Some(jpeg_error_exit);
         err.emit_message = Some(jpeg_message);
-        let mut d = mozjpeg::Decompress::builder().with_err(err).from_mem(bytes).ok()?;
+        let mut d = mozjpeg::Decompress::builder()
+            .with_err(err)
+            .from_mem(bytes)
+            .ok()?;
         let original = (d.width() as u32, d.height() as u32);
         let k = jpeg_scale((d.width(), d.height()), (target.width, target.height));
         d.scale(k as u8);
@@ -195,7 +205,10 @@ pub fn convert_channels(p: Pixels, channels: usize) -> Pixels {
         (3, 1) => p
             .data
             .chunks_exact(3)
-            .map(|px| ((px[0] as u32 * 19595 + px[1] as u32 * 38470 + px[2] as u32 * 7471 + 0x8000) >> 16) as u8)
+            .map(|px| {
+                ((px[0] as u32 * 19595 + px[1] as u32 * 38470 + px[2] as u32 * 7471 + 0x8000) >> 16)
+                    as u8
+            })
             .collect(),
         _ => p.data,
     };
@@ -222,10 +235,12 @@ pub fn resize(p: &Pixels, target: &Target) -> Pixels {
             };
             let (w, h) = (p.width as u32, p.height as u32);
             let data = match p.channels {
-                1 => GrayImage::from_raw(w, h, p.data.clone())
-                    .map(|img| image::imageops::resize(&img, tw as u32, th as u32, filter).into_raw()),
-                _ => RgbImage::from_raw(w, h, p.data.clone())
-                    .map(|img| image::imageops::resize(&img, tw as u32, th as u32, filter).into_raw()),
+                1 => GrayImage::from_raw(w, h, p.data.clone()).map(|img| {
+                    image::imageops::resize(&img, tw as u32, th as u32, filter).into_raw()
+                }),
+                _ => RgbImage::from_raw(w, h, p.data.clone()).map(|img| {
+                    image::imageops::resize(&img, tw as u32, th as u32, filter).into_raw()
+                }),
             };
             match data {
                 Some(data) => Pixels {
@@ -260,7 +275,10 @@ fn nearest_table(n_in: usize, n_out: usize) -> Vec<usize> {
 /// Nearest-neighbour resize, pixel for pixel as PIL's `Image.NEAREST`.
 pub fn resize_nearest(p: &Pixels, th: usize, tw: usize) -> Pixels {
     let c = p.channels;
-    let cols: Vec<usize> = nearest_table(p.width, tw).into_iter().map(|x| x * c).collect();
+    let cols: Vec<usize> = nearest_table(p.width, tw)
+        .into_iter()
+        .map(|x| x * c)
+        .collect();
     let mut data = Vec::with_capacity(th * tw * c);
     for y in nearest_table(p.height, th) {
         let row = &p.data[y * p.width * c..][..p.width * c];
@@ -308,7 +326,10 @@ mod tests {
             data: (0..8).map(|v| v * 10).collect(),
         };
         assert_eq!(resize_nearest(&p, 1, 3).data, vec![10, 40, 60]);
-        assert_eq!(resize_nearest(&p, 1, 12).data, vec![0, 10, 10, 20, 20, 30, 40, 50, 50, 60, 70, 70]);
+        assert_eq!(
+            resize_nearest(&p, 1, 12).data,
+            vec![0, 10, 10, 20, 20, 30, 40, 50, 50, 60, 70, 70]
+        );
         // Rows follow the same rule as columns.
         let col = Pixels {
             height: 8,
@@ -316,7 +337,10 @@ mod tests {
             channels: 1,
             data: p.data.clone(),
         };
-        assert_eq!(resize_nearest(&col, 12, 1).data, resize_nearest(&p, 1, 12).data);
+        assert_eq!(
+            resize_nearest(&col, 12, 1).data,
+            resize_nearest(&p, 1, 12).data
+        );
         // PIL for 384 -> 128 picks rows 1, 4, 7, ...
         assert_eq!(&nearest_table(384, 128)[..3], &[1, 4, 7]);
         assert_eq!(nearest_table(3, 3), vec![0, 1, 2]);
@@ -357,11 +381,20 @@ mod tests {
 
     #[test]
     fn scaled_jpeg_decode_gives_the_target_size_and_colours() {
-        let img = RgbImage::from_fn(64, 48, |x, _| if x < 32 { image::Rgb([250, 10, 10]) } else { image::Rgb([10, 10, 250]) });
+        let img = RgbImage::from_fn(64, 48, |x, _| {
+            if x < 32 {
+                image::Rgb([250, 10, 10])
+            } else {
+                image::Rgb([10, 10, 250])
+            }
+        });
         let bytes = encode(DynamicImage::ImageRgb8(img), image::ImageFormat::Jpeg);
         let d = decode(&bytes, &target(8, 8, 3)).expect("decodes");
         assert_eq!(d.original, (64, 48));
-        assert_eq!((d.pixels.height, d.pixels.width, d.pixels.channels), (8, 8, 3));
+        assert_eq!(
+            (d.pixels.height, d.pixels.width, d.pixels.channels),
+            (8, 8, 3)
+        );
         let left = &d.pixels.data[0..3];
         let right = &d.pixels.data[7 * 3..8 * 3];
         assert!(left[0] > 200 && left[2] < 60, "left is red: {left:?}");
@@ -376,16 +409,28 @@ mod tests {
 
     #[test]
     fn jpegs_go_through_libjpeg_at_the_smallest_covering_scale() {
-        let img = RgbImage::from_fn(512, 384, |x, y| image::Rgb([(x / 2) as u8, (y / 2) as u8, 90]));
+        let img = RgbImage::from_fn(512, 384, |x, y| {
+            image::Rgb([(x / 2) as u8, (y / 2) as u8, 90])
+        });
         let bytes = encode(DynamicImage::ImageRgb8(img), image::ImageFormat::Jpeg);
         let (p, original) = decode_jpeg(&bytes, &target(128, 128, 3)).expect("libjpeg path");
         assert_eq!(original, (512, 384));
-        assert_eq!((p.width, p.height, p.channels), (256, 192, 3), "1/2 scale covers 128x128");
+        assert_eq!(
+            (p.width, p.height, p.channels),
+            (256, 192, 3),
+            "1/2 scale covers 128x128"
+        );
         // Pixel (100, 50) of the half-size image averages the full image's
         // 2x2 block at (200, 100): about (100, 50, 90).
         let px = &p.data[(50 * 256 + 100) * 3..][..3];
-        assert!(px[0].abs_diff(100) <= 3 && px[1].abs_diff(50) <= 3 && px[2].abs_diff(90) <= 3, "{px:?}");
-        let gray = encode(DynamicImage::ImageLuma8(GrayImage::from_pixel(64, 64, image::Luma([77]))), image::ImageFormat::Jpeg);
+        assert!(
+            px[0].abs_diff(100) <= 3 && px[1].abs_diff(50) <= 3 && px[2].abs_diff(90) <= 3,
+            "{px:?}"
+        );
+        let gray = encode(
+            DynamicImage::ImageLuma8(GrayImage::from_pixel(64, 64, image::Luma([77]))),
+            image::ImageFormat::Jpeg,
+        );
         let (g, _) = decode_jpeg(&gray, &target(64, 64, 3)).expect("gray JPEG");
         assert_eq!((g.width, g.channels), (64, 1));
         assert!(g.data.iter().all(|v| v.abs_diff(77) <= 1));
@@ -397,29 +442,39 @@ mod tests {
     fn progressive_and_cmyk_jpegs_decode() {
         // Progressive JPEG (common among photos), through libjpeg at 1/2 scale.
         let (w, h) = (96usize, 64usize);
-        let rgb: Vec<u8> = (0..w * h).flat_map(|i| [((i % w) * 2) as u8, ((i / w) * 3) as u8, 40]).collect();
-        let encode_with = |space: mozjpeg::ColorSpace, pixels: &[u8], progressive: bool| -> Vec<u8> {
-            let mut c = mozjpeg::Compress::new(space);
-            c.set_size(w, h);
-            c.set_quality(95.0);
-            if progressive {
-                c.set_progressive_mode();
-            }
-            let mut started = c.start_compress(Vec::new()).expect("start");
-            started.write_scanlines(pixels).expect("scanlines");
-            started.finish().expect("finish")
-        };
+        let rgb: Vec<u8> = (0..w * h)
+            .flat_map(|i| [((i % w) * 2) as u8, ((i / w) * 3) as u8, 40])
+            .collect();
+        let encode_with =
+            |space: mozjpeg::ColorSpace, pixels: &[u8], progressive: bool| -> Vec<u8> {
+                let mut c = mozjpeg::Compress::new(space);
+                c.set_size(w, h);
+                c.set_quality(95.0);
+                if progressive {
+                    c.set_progressive_mode();
+                }
+                let mut started = c.start_compress(Vec::new()).expect("start");
+                started.write_scanlines(pixels).expect("scanlines");
+                started.finish().expect("finish")
+            };
         let progressive = encode_with(mozjpeg::ColorSpace::JCS_RGB, &rgb, true);
-        let (p, original) = decode_jpeg(&progressive, &target(32, 48, 3)).expect("progressive JPEG, libjpeg path");
+        let (p, original) =
+            decode_jpeg(&progressive, &target(32, 48, 3)).expect("progressive JPEG, libjpeg path");
         assert_eq!((original, p.width, p.height), ((96, 64), 48, 32));
         let px = &p.data[(10 * 48 + 20) * 3..][..3];
-        assert!(px[0].abs_diff(81) <= 4 && px[1].abs_diff(61) <= 4 && px[2].abs_diff(40) <= 4, "{px:?}");
+        assert!(
+            px[0].abs_diff(81) <= 4 && px[1].abs_diff(61) <= 4 && px[2].abs_diff(40) <= 4,
+            "{px:?}"
+        );
         // CMYK is left to the generic decoder, which still gives RGB.
         let cmyk: Vec<u8> = (0..w * h).flat_map(|_| [0u8, 255, 255, 0]).collect();
         let cmyk_jpeg = encode_with(mozjpeg::ColorSpace::JCS_CMYK, &cmyk, false);
         assert!(decode_jpeg(&cmyk_jpeg, &target(32, 48, 3)).is_none());
         let d = decode(&cmyk_jpeg, &target(32, 48, 3)).expect("CMYK through the image crate");
-        assert_eq!((d.pixels.width, d.pixels.height, d.pixels.channels), (48, 32, 3));
+        assert_eq!(
+            (d.pixels.width, d.pixels.height, d.pixels.channels),
+            (48, 32, 3)
+        );
     }
 
     #[test]
@@ -435,11 +490,26 @@ mod tests {
     fn garbage_and_truncated_files_are_errors_not_panics() {
         assert!(decode(b"not an image at all", &target(4, 4, 3)).is_err());
         let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 7]));
-        let jpeg = encode(DynamicImage::ImageRgb8(img.clone()), image::ImageFormat::Jpeg);
-        assert!(decode(&jpeg[..jpeg.len() / 3], &target(16, 16, 3)).is_err(), "truncated JPEG, scaled decode");
-        assert!(decode(&jpeg[..jpeg.len() / 3], &target(48, 48, 3)).is_err(), "truncated JPEG, full decode");
+        let jpeg = encode(
+            DynamicImage::ImageRgb8(img.clone()),
+            image::ImageFormat::Jpeg,
+        );
+        assert!(
+            decode(&jpeg[..jpeg.len() / 3], &target(16, 16, 3)).is_err(),
+            "truncated JPEG, scaled decode"
+        );
+        assert!(
+            decode(&jpeg[..jpeg.len() / 3], &target(48, 48, 3)).is_err(),
+            "truncated JPEG, full decode"
+        );
         let png = encode(DynamicImage::ImageRgb8(img), image::ImageFormat::Png);
-        assert!(decode(&png[..png.len() / 2], &target(16, 16, 3)).is_err(), "truncated PNG");
-        assert!(decode(&jpeg[..20], &target(16, 16, 3)).is_err(), "header only");
+        assert!(
+            decode(&png[..png.len() / 2], &target(16, 16, 3)).is_err(),
+            "truncated PNG"
+        );
+        assert!(
+            decode(&jpeg[..20], &target(16, 16, 3)).is_err(),
+            "header only"
+        );
     }
 }

@@ -32,7 +32,11 @@ pub fn save(img: &RgbImage, path: &Path, quality: u8) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if ext == "jpg" || ext == "jpeg" {
         let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut out = std::io::BufWriter::new(file);
@@ -41,12 +45,19 @@ pub fn save(img: &RgbImage, path: &Path, quality: u8) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         out.flush().map_err(|e| format!("{}: {e}", path.display()))
     } else {
-        img.save(path).map_err(|e| format!("{}: {e}", path.display()))
+        img.save(path)
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 }
 
 /// `root/<class>/img_<k>.<ext>` for each class; returns the files written.
-pub fn image_folder(root: &Path, classes: &[&str], per_class: usize, size: (u32, u32), ext: &str) -> Result<Vec<PathBuf>, String> {
+pub fn image_folder(
+    root: &Path,
+    classes: &[&str],
+    per_class: usize,
+    size: (u32, u32),
+    ext: &str,
+) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for (c, name) in classes.iter().enumerate() {
         for k in 0..per_class {
@@ -60,7 +71,13 @@ pub fn image_folder(root: &Path, classes: &[&str], per_class: usize, size: (u32,
 
 /// The Food-101 layout: `images/<class>/<id>.jpg`, `meta/train.json` and
 /// `meta/test.json` listing `train` and `test` images per class.
-pub fn food101(root: &Path, classes: &[&str], train: usize, test: usize, size: (u32, u32)) -> Result<(), String> {
+pub fn food101(
+    root: &Path,
+    classes: &[&str],
+    train: usize,
+    test: usize,
+    size: (u32, u32),
+) -> Result<(), String> {
     let mut train_meta = serde_json::Map::new();
     let mut test_meta = serde_json::Map::new();
     for (c, name) in classes.iter().enumerate() {
@@ -68,7 +85,11 @@ pub fn food101(root: &Path, classes: &[&str], train: usize, test: usize, size: (
         let mut te = Vec::new();
         for k in 0..train + test {
             let id = format!("{}", 1000 + k * 7);
-            save(&picture(2, c, k, size.0, size.1, 0.05), &root.join("images").join(name).join(format!("{id}.jpg")), 90)?;
+            save(
+                &picture(2, c, k, size.0, size.1, 0.05),
+                &root.join("images").join(name).join(format!("{id}.jpg")),
+                90,
+            )?;
             let entry = serde_json::Value::String(format!("{name}/{id}"));
             if k < train {
                 tr.push(entry);
@@ -90,19 +111,36 @@ pub fn food101(root: &Path, classes: &[&str], train: usize, test: usize, size: (
 
 /// Four IDX files in Fashion-MNIST's names (gzipped when `gz`): image `i`
 /// of a split is filled with the value `i % 256` and has label `i % classes`.
-pub fn idx_files(dir: &Path, train: usize, test: usize, classes: usize, rows: usize, cols: usize, gz: bool) -> Result<(), String> {
+pub fn idx_files(
+    dir: &Path,
+    train: usize,
+    test: usize,
+    classes: usize,
+    rows: usize,
+    cols: usize,
+    gz: bool,
+) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let suffix = if gz { ".gz" } else { "" };
     for (prefix, n) in [("train", train), ("t10k", test)] {
-        let pixels: Vec<u8> = (0..n).flat_map(|i| std::iter::repeat_n((i % 256) as u8, rows * cols)).collect();
+        let pixels: Vec<u8> = (0..n)
+            .flat_map(|i| std::iter::repeat_n((i % 256) as u8, rows * cols))
+            .collect();
         let labels: Vec<u8> = (0..n).map(|i| (i % classes) as u8).collect();
         let files = [
-            (format!("{prefix}-images-idx3-ubyte{suffix}"), idx::encode(&[n, rows, cols], &pixels)),
-            (format!("{prefix}-labels-idx1-ubyte{suffix}"), idx::encode(&[n], &labels)),
+            (
+                format!("{prefix}-images-idx3-ubyte{suffix}"),
+                idx::encode(&[n, rows, cols], &pixels),
+            ),
+            (
+                format!("{prefix}-labels-idx1-ubyte{suffix}"),
+                idx::encode(&[n], &labels),
+            ),
         ];
         for (name, bytes) in files {
             let bytes = if gz {
-                let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 enc.write_all(&bytes).map_err(|e| e.to_string())?;
                 enc.finish().map_err(|e| e.to_string())?
             } else {

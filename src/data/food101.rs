@@ -61,11 +61,20 @@ pub fn scan(root: &Path, select: Option<&ClassSelect>) -> Result<Food101, DataEr
     let images = root.join("images");
     let train = listing(&train, &classes, &images, &train_meta)?;
     let test = listing(&test, &classes, &images, &test_meta)?;
-    Ok(Food101 { classes, train, test })
+    Ok(Food101 {
+        classes,
+        train,
+        test,
+    })
 }
 
 /// Resolve the entries of `meta` for `classes`; every listed file must exist.
-fn listing(meta: &BTreeMap<String, Vec<String>>, classes: &[String], images: &Path, meta_path: &Path) -> Result<Listing, DataError> {
+fn listing(
+    meta: &BTreeMap<String, Vec<String>>,
+    classes: &[String],
+    images: &Path,
+    meta_path: &Path,
+) -> Result<Listing, DataError> {
     let mut out = Listing::default();
     let mut missing: Vec<(String, PathBuf)> = Vec::new();
     for (label, class) in classes.iter().enumerate() {
@@ -112,9 +121,23 @@ mod tests {
     }
 
     fn fixture(r: &Path) {
-        write(&r.join("meta/train.json"), r#"{"pizza": ["pizza/1", "pizza/2"], "apple_pie": ["apple_pie/9"], "sushi": ["sushi/5"]}"#);
-        write(&r.join("meta/test.json"), r#"{"pizza": ["pizza/3"], "apple_pie": ["apple_pie/8"], "sushi": ["sushi/6"]}"#);
-        for f in ["pizza/1", "pizza/2", "pizza/3", "apple_pie/9", "apple_pie/8", "sushi/5", "sushi/6"] {
+        write(
+            &r.join("meta/train.json"),
+            r#"{"pizza": ["pizza/1", "pizza/2"], "apple_pie": ["apple_pie/9"], "sushi": ["sushi/5"]}"#,
+        );
+        write(
+            &r.join("meta/test.json"),
+            r#"{"pizza": ["pizza/3"], "apple_pie": ["apple_pie/8"], "sushi": ["sushi/6"]}"#,
+        );
+        for f in [
+            "pizza/1",
+            "pizza/2",
+            "pizza/3",
+            "apple_pie/9",
+            "apple_pie/8",
+            "sushi/5",
+            "sushi/6",
+        ] {
             write(&r.join(format!("images/{f}.jpg")), "x");
         }
     }
@@ -137,7 +160,10 @@ mod tests {
         std::fs::remove_file(dir.path().join("images/pizza/2.jpg")).expect("rm");
         let err = scan(dir.path(), None).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("pizza/2") && msg.contains("train.json"), "{msg}");
+        assert!(
+            msg.contains("pizza/2") && msg.contains("train.json"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -146,9 +172,15 @@ mod tests {
         fixture(dir.path());
         write(&dir.path().join("meta/test.json"), "{\"pizza\": 3}");
         let err = scan(dir.path(), None).unwrap_err();
-        assert!(matches!(&err, DataError::BadMeta { path, .. } if path.ends_with("meta/test.json")), "{err}");
+        assert!(
+            matches!(&err, DataError::BadMeta { path, .. } if path.ends_with("meta/test.json")),
+            "{err}"
+        );
         std::fs::remove_file(dir.path().join("meta/train.json")).expect("rm");
         let err = scan(dir.path(), None).unwrap_err();
-        assert!(matches!(&err, DataError::MissingFile { path, .. } if path.ends_with("meta/train.json")), "{err}");
+        assert!(
+            matches!(&err, DataError::MissingFile { path, .. } if path.ends_with("meta/train.json")),
+            "{err}"
+        );
     }
 }

@@ -54,10 +54,18 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
 }
 
 /// Check the header and length; returns the dimensions and the data.
-fn parse<'a>(path: &Path, bytes: &'a [u8], dims: usize, kind: &str) -> Result<(Vec<usize>, &'a [u8]), DataError> {
+fn parse<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    dims: usize,
+    kind: &str,
+) -> Result<(Vec<usize>, &'a [u8]), DataError> {
     let expected_magic = 0x0800 | dims as u32;
     if bytes.len() < 4 {
-        return Err(bad(path, format!("{} bytes is too short for an IDX header", bytes.len())));
+        return Err(bad(
+            path,
+            format!("{} bytes is too short for an IDX header", bytes.len()),
+        ));
     }
     let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     if magic != expected_magic {
@@ -68,7 +76,13 @@ fn parse<'a>(path: &Path, bytes: &'a [u8], dims: usize, kind: &str) -> Result<(V
     }
     let header = 4 + 4 * dims;
     if bytes.len() < header {
-        return Err(bad(path, format!("the header needs {header} bytes, the file has {}", bytes.len())));
+        return Err(bad(
+            path,
+            format!(
+                "the header needs {header} bytes, the file has {}",
+                bytes.len()
+            ),
+        ));
     }
     let shape: Vec<usize> = bytes[4..header]
         .chunks_exact(4)
@@ -148,15 +162,24 @@ mod tests {
         let labels_as_images = dir.path().join("x");
         std::fs::write(&labels_as_images, encode(&[3], &[1, 2, 3])).expect("write");
         let err = read_images(&labels_as_images).unwrap_err().to_string();
-        assert!(err.contains("magic number 0x00000801") && err.contains("0x00000803"), "{err}");
-        assert!(err.contains(&labels_as_images.display().to_string()), "{err}");
+        assert!(
+            err.contains("magic number 0x00000801") && err.contains("0x00000803"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&labels_as_images.display().to_string()),
+            "{err}"
+        );
 
         let short = dir.path().join("short");
         let mut bytes = encode(&[2, 2, 2], &[0; 8]);
         bytes.pop();
         std::fs::write(&short, bytes).expect("write");
         let err = read_images(&short).unwrap_err().to_string();
-        assert!(err.contains("2 x 2 x 2 = 8 bytes") && err.contains("has 7"), "{err}");
+        assert!(
+            err.contains("2 x 2 x 2 = 8 bytes") && err.contains("has 7"),
+            "{err}"
+        );
 
         let missing = read_labels(&dir.path().join("none")).unwrap_err();
         assert!(matches!(missing, DataError::MissingFile { .. }));

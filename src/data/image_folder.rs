@@ -39,7 +39,9 @@ pub fn class_dirs(root: &Path) -> Result<Vec<String>, DataError> {
     }
     names.sort();
     if names.is_empty() {
-        return Err(DataError::NoClasses { path: root.to_path_buf() });
+        return Err(DataError::NoClasses {
+            path: root.to_path_buf(),
+        });
     }
     Ok(names)
 }
@@ -47,7 +49,11 @@ pub fn class_dirs(root: &Path) -> Result<Vec<String>, DataError> {
 /// Apply the `classes` setting to the available (sorted) class names:
 /// the first N, or the listed names in the listed order (Keras's label
 /// order for an explicit list).
-pub fn select_classes(available: &[String], select: Option<&ClassSelect>, origin: &Path) -> Result<Vec<String>, DataError> {
+pub fn select_classes(
+    available: &[String],
+    select: Option<&ClassSelect>,
+    origin: &Path,
+) -> Result<Vec<String>, DataError> {
     match select {
         None => Ok(available.to_vec()),
         Some(ClassSelect::First(n)) => {
@@ -129,7 +135,10 @@ mod tests {
         let classes = class_dirs(r).expect("classes");
         assert_eq!(classes, vec!["a", "b"]);
         let (files, labels) = scan(r, &classes).expect("scan");
-        let names: Vec<String> = files.iter().map(|f| f.strip_prefix(r).expect("under root").display().to_string()).collect();
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| f.strip_prefix(r).expect("under root").display().to_string())
+            .collect();
         assert_eq!(names, vec!["a/x.png", "b/deep/er/two.webp", "b/one.JPG"]);
         assert_eq!(labels, vec![0, 1, 1]);
     }
@@ -142,20 +151,35 @@ mod tests {
         std::fs::create_dir_all(r.join("b/sub")).expect("mkdir");
         touch(&r.join("b/readme.md"));
         let err = scan(r, &class_dirs(r).expect("classes")).unwrap_err();
-        assert!(matches!(&err, DataError::EmptyClass { path } if path.ends_with("b")), "{err}");
+        assert!(
+            matches!(&err, DataError::EmptyClass { path } if path.ends_with("b")),
+            "{err}"
+        );
         let err = class_dirs(&r.join("nope")).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
         let empty = tempfile::tempdir().expect("tempdir");
-        assert!(matches!(class_dirs(empty.path()), Err(DataError::NoClasses { .. })));
+        assert!(matches!(
+            class_dirs(empty.path()),
+            Err(DataError::NoClasses { .. })
+        ));
     }
 
     #[test]
     fn class_selection_keeps_order_and_suggests_names() {
-        let avail: Vec<String> = ["apple_pie", "baby_back_ribs", "baklava"].iter().map(|s| s.to_string()).collect();
+        let avail: Vec<String> = ["apple_pie", "baby_back_ribs", "baklava"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let o = Path::new("/d");
-        assert_eq!(select_classes(&avail, Some(&ClassSelect::First(2)), o).expect("first 2"), vec!["apple_pie", "baby_back_ribs"]);
+        assert_eq!(
+            select_classes(&avail, Some(&ClassSelect::First(2)), o).expect("first 2"),
+            vec!["apple_pie", "baby_back_ribs"]
+        );
         let list = ClassSelect::Names(vec!["baklava".into(), "apple_pie".into()]);
-        assert_eq!(select_classes(&avail, Some(&list), o).expect("names"), vec!["baklava", "apple_pie"]);
+        assert_eq!(
+            select_classes(&avail, Some(&list), o).expect("names"),
+            vec!["baklava", "apple_pie"]
+        );
         let typo = ClassSelect::Names(vec!["baklawa".into(), "apple_pie".into()]);
         match select_classes(&avail, Some(&typo), o) {
             Err(DataError::UnknownClass { name, help, .. }) => {
@@ -166,7 +190,11 @@ mod tests {
         }
         assert!(matches!(
             select_classes(&avail, Some(&ClassSelect::First(5)), o),
-            Err(DataError::TooFewClasses { requested: 5, found: 3, .. })
+            Err(DataError::TooFewClasses {
+                requested: 5,
+                found: 3,
+                ..
+            })
         ));
     }
 }

@@ -103,7 +103,10 @@ impl Drop for Batches {
 
 pub(super) fn start(split: Split, opts: BatchOptions) -> Batches {
     let order = split::epoch_order(split.len(), opts.seed, opts.epoch, opts.shuffle);
-    let mut chunks: VecDeque<Vec<usize>> = order.chunks(opts.batch_size.max(1)).map(<[usize]>::to_vec).collect();
+    let mut chunks: VecDeque<Vec<usize>> = order
+        .chunks(opts.batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect();
     if let Some(max) = opts.max_batches {
         chunks.truncate(max);
     }
@@ -114,26 +117,32 @@ pub(super) fn start(split: Split, opts: BatchOptions) -> Batches {
     let worker_split = split.clone();
     let worker_opts = opts.clone();
     let worker_chunks = chunks.clone();
-    let spawned = std::thread::Builder::new().name("runner-data".into()).spawn(move || {
-        for chunk in worker_chunks {
-            if worker_stop.load(Ordering::Relaxed) {
-                return;
+    let spawned = std::thread::Builder::new()
+        .name("runner-data".into())
+        .spawn(move || {
+            for chunk in worker_chunks {
+                if worker_stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    make_batch(&worker_split, &chunk, &worker_opts)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(DataError::LoaderCrashed {
+                        split: worker_split.kind().as_str(),
+                    })
+                });
+                let batch = match result {
+                    Ok(None) => continue,
+                    Ok(Some(b)) => Ok(b),
+                    Err(e) => Err(e),
+                };
+                let failed = batch.is_err();
+                if tx.send(batch).is_err() || failed {
+                    return;
+                }
             }
-            let result = catch_unwind(AssertUnwindSafe(|| make_batch(&worker_split, &chunk, &worker_opts)))
-                .unwrap_or_else(|_| Err(DataError::LoaderCrashed {
-                    split: worker_split.kind().as_str(),
-                }));
-            let batch = match result {
-                Ok(None) => continue,
-                Ok(Some(b)) => Ok(b),
-                Err(e) => Err(e),
-            };
-            let failed = batch.is_err();
-            if tx.send(batch).is_err() || failed {
-                return;
-            }
-        }
-    });
+        });
     match spawned {
         Ok(worker) => Batches {
             rx: Some(rx),
@@ -156,7 +165,11 @@ pub(super) fn start(split: Split, opts: BatchOptions) -> Batches {
 
 /// Decode, augment and standardize the items at `positions` in parallel.
 /// `Ok(None)` when every item was skipped as a bad image.
-pub(super) fn make_batch(split: &Split, positions: &[usize], opts: &BatchOptions) -> Result<Option<Batch>, DataError> {
+pub(super) fn make_batch(
+    split: &Split,
+    positions: &[usize],
+    opts: &BatchOptions,
+) -> Result<Option<Batch>, DataError> {
     let [h, w, c] = split.input_shape();
     let per = h * w * c;
     let mut images = vec![0.0f32; positions.len() * per];
@@ -169,7 +182,9 @@ pub(super) fn make_batch(split: &Split, positions: &[usize], opts: &BatchOptions
     for (slot, result) in results.into_iter().enumerate() {
         match result {
             Ok(()) => kept.push(slot),
-            Err(DataError::BadImage { reason, .. }) if split.skip_policy() == BadImagePolicy::Skip => {
+            Err(DataError::BadImage { reason, .. })
+                if split.skip_policy() == BadImagePolicy::Skip =>
+            {
                 split.record_skip(positions[slot], reason);
             }
             Err(e) => return Err(e),

@@ -57,11 +57,17 @@ pub enum DataError {
     },
 
     #[error("{} has no class sub-folders", path.display())]
-    #[diagnostic(code(runner::data::no_classes), help("put each class's images in its own sub-folder: <path>/<class>/<image>.jpg"))]
+    #[diagnostic(
+        code(runner::data::no_classes),
+        help("put each class's images in its own sub-folder: <path>/<class>/<image>.jpg")
+    )]
     NoClasses { path: PathBuf },
 
     #[error("class folder {} does not exist (class `{class}`)", path.display())]
-    #[diagnostic(code(runner::data::missing_class), help("validation and test folders need a sub-folder for every training class"))]
+    #[diagnostic(
+        code(runner::data::missing_class),
+        help("validation and test folders need a sub-folder for every training class")
+    )]
     MissingClassFolder { path: PathBuf, class: String },
 
     #[error("class folder {} has no images (.jpg, .jpeg, .png, .bmp or .webp)", path.display())]
@@ -79,7 +85,11 @@ pub enum DataError {
 
     #[error("`classes = {requested}` asks for more classes than the {found} in {}", path.display())]
     #[diagnostic(code(runner::data::too_few_classes))]
-    TooFewClasses { path: PathBuf, requested: usize, found: usize },
+    TooFewClasses {
+        path: PathBuf,
+        requested: usize,
+        found: usize,
+    },
 
     #[error("the data has {data} classes but the model ends in {model} outputs")]
     #[diagnostic(code(runner::data::class_count), help("make the last dense layer's `units` equal the number of classes, or choose classes with `data.classes`"))]
@@ -99,8 +109,16 @@ pub enum DataError {
     },
 
     #[error("{}: label {label} of item {index} is out of range for {classes} class names", path.display())]
-    #[diagnostic(code(runner::data::label), help("list one name per label in `data.class_names`"))]
-    BadLabel { path: PathBuf, label: usize, index: usize, classes: usize },
+    #[diagnostic(
+        code(runner::data::label),
+        help("list one name per label in `data.class_names`")
+    )]
+    BadLabel {
+        path: PathBuf,
+        label: usize,
+        index: usize,
+        classes: usize,
+    },
 
     #[error("{}: {reason}", path.display())]
     #[diagnostic(code(runner::data::meta))]
@@ -108,11 +126,19 @@ pub enum DataError {
 
     #[error("{} lists `{entry}`, but {} does not exist{}", meta.display(), path.display(), if *more > 0 { format!(" ({more} more listed files are missing too)") } else { String::new() })]
     #[diagnostic(code(runner::data::missing_listed))]
-    MissingListed { meta: PathBuf, entry: String, path: PathBuf, more: usize },
+    MissingListed {
+        meta: PathBuf,
+        entry: String,
+        path: PathBuf,
+        more: usize,
+    },
 
     #[error("cannot read {}: {source}", path.display())]
     #[diagnostic(code(runner::data::io))]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("cannot list {}: {reason}", path.display())]
     #[diagnostic(code(runner::data::io))]
@@ -123,14 +149,25 @@ pub enum DataError {
     BadImage { path: PathBuf, reason: String },
 
     #[error("{count} image(s) cannot be decoded; the first is {}: {reason}", first.display())]
-    #[diagnostic(code(runner::data::bad_image), help("remove or replace the files, or set `data.on_bad_image = \"skip\"` to leave them out"))]
-    BadImages { count: usize, first: PathBuf, reason: String },
+    #[diagnostic(
+        code(runner::data::bad_image),
+        help(
+            "remove or replace the files, or set `data.on_bad_image = \"skip\"` to leave them out"
+        )
+    )]
+    BadImages {
+        count: usize,
+        first: PathBuf,
+        reason: String,
+    },
 
     #[error("cannot write {}: {reason}", path.display())]
     #[diagnostic(code(runner::data::write))]
     Write { path: PathBuf, reason: String },
 
-    #[error("the data loader crashed while preparing a batch of the {split} split (a bug in runner)")]
+    #[error(
+        "the data loader crashed while preparing a batch of the {split} split (a bug in runner)"
+    )]
     #[diagnostic(code(runner::data::loader))]
     LoaderCrashed { split: &'static str },
 }
@@ -187,8 +224,14 @@ impl std::fmt::Debug for Dataset {
 /// Where a split's items come from.
 enum Items {
     Files(Vec<PathBuf>),
-    Idx { images: Arc<IdxImages>, rows: Vec<usize> },
-    Synthetic { generator: Arc<Generator>, split: SplitId },
+    Idx {
+        images: Arc<IdxImages>,
+        rows: Vec<usize>,
+    },
+    Synthetic {
+        generator: Arc<Generator>,
+        split: SplitId,
+    },
 }
 
 /// How every item becomes model input.
@@ -219,8 +262,15 @@ pub struct Split {
 }
 
 impl Split {
-    fn new(kind: SplitKind, items: Items, labels: Vec<usize>, pipeline: Arc<Pipeline>, cache: bool) -> Split {
-        let cache = (cache && matches!(items, Items::Files(_))).then(|| (0..labels.len()).map(|_| OnceLock::new()).collect());
+    fn new(
+        kind: SplitKind,
+        items: Items,
+        labels: Vec<usize>,
+        pipeline: Arc<Pipeline>,
+        cache: bool,
+    ) -> Split {
+        let cache = (cache && matches!(items, Items::Files(_)))
+            .then(|| (0..labels.len()).map(|_| OnceLock::new()).collect());
         Split {
             inner: Arc::new(SplitInner {
                 kind,
@@ -278,7 +328,9 @@ impl Split {
         match &self.inner.items {
             Items::Files(_) => None,
             Items::Idx { images, .. } => Some((images.cols as u32, images.rows as u32)),
-            Items::Synthetic { generator, .. } => Some((generator.width as u32, generator.height as u32)),
+            Items::Synthetic { generator, .. } => {
+                Some((generator.width as u32, generator.height as u32))
+            }
         }
     }
 
@@ -287,7 +339,12 @@ impl Split {
         let skipped = self.inner.skipped.lock().unwrap_or_else(|p| p.into_inner());
         skipped
             .iter()
-            .map(|(&i, reason)| (self.path(i).map(Path::to_path_buf).unwrap_or_default(), reason.clone()))
+            .map(|(&i, reason)| {
+                (
+                    self.path(i).map(Path::to_path_buf).unwrap_or_default(),
+                    reason.clone(),
+                )
+            })
             .collect()
     }
 
@@ -342,7 +399,12 @@ impl Split {
     /// Item `index` after the random augmentation of (`seed`, `epoch`),
     /// before `rescale` and `normalize`: what a training batch shows the
     /// model, as a picture.
-    pub fn augmented_image(&self, index: usize, seed: u64, epoch: usize) -> Result<DynamicImage, DataError> {
+    pub fn augmented_image(
+        &self,
+        index: usize,
+        seed: u64,
+        epoch: usize,
+    ) -> Result<DynamicImage, DataError> {
         let f = self.frame(index, seed, epoch, true)?;
         let t = &self.inner.pipeline.target;
         Ok(to_image(&Pixels {
@@ -367,7 +429,13 @@ impl Split {
     }
 
     /// Item `index` in 0-255 floats, augmented when asked.
-    fn frame(&self, index: usize, seed: u64, epoch: usize, augment: bool) -> Result<Frame, DataError> {
+    fn frame(
+        &self,
+        index: usize,
+        seed: u64,
+        epoch: usize,
+        augment: bool,
+    ) -> Result<Frame, DataError> {
         let p = self.pixels(index)?;
         let frame = Frame::from_u8(p.height, p.width, p.channels, &p.data);
         let params = self.params(index, seed, epoch, augment);
@@ -375,11 +443,27 @@ impl Split {
     }
 
     /// Write item `index` as model input (CHW floats) into `out`, in one pass.
-    fn fill(&self, index: usize, seed: u64, epoch: usize, augment: bool, out: &mut [f32]) -> Result<(), DataError> {
+    fn fill(
+        &self,
+        index: usize,
+        seed: u64,
+        epoch: usize,
+        augment: bool,
+        out: &mut [f32],
+    ) -> Result<(), DataError> {
         let p = self.pixels(index)?;
         let params = self.params(index, seed, epoch, augment);
         let pipe = &self.inner.pipeline;
-        augment::render_chw(&p.data, p.height, p.width, p.channels, &params, &pipe.augment, &pipe.standardize, out);
+        augment::render_chw(
+            &p.data,
+            p.height,
+            p.width,
+            p.channels,
+            &params,
+            &pipe.augment,
+            &pipe.standardize,
+            out,
+        );
         Ok(())
     }
 
@@ -445,7 +529,8 @@ impl Dataset {
         let (classes, train, validation, test, validation_from) = match &plan.data {
             DataSpec::ImageFolder(d) => {
                 let available = image_folder::class_dirs(&d.path)?;
-                let classes = image_folder::select_classes(&available, d.classes.as_ref(), &d.path)?;
+                let classes =
+                    image_folder::select_classes(&available, d.classes.as_ref(), &d.path)?;
                 let (files, labels) = image_folder::scan(&d.path, &classes)?;
                 let (train, validation, from) = if let Some(fraction) = d.validation_split {
                     let (t, v) = split_files(files, labels, fraction, seed);
@@ -462,7 +547,11 @@ impl Dataset {
                         report::ValidationFrom::Folder(vp.clone()),
                     )
                 } else {
-                    (split(SplitKind::Train, Items::Files(files), labels), None, report::ValidationFrom::None)
+                    (
+                        split(SplitKind::Train, Items::Files(files), labels),
+                        None,
+                        report::ValidationFrom::None,
+                    )
                 };
                 let test = match &d.test_path {
                     Some(tp) => {
@@ -472,7 +561,11 @@ impl Dataset {
                     None => None,
                 };
                 if available.len() > classes.len() {
-                    notes.push(format!("using {} of the {} class folders", classes.len(), available.len()));
+                    notes.push(format!(
+                        "using {} of the {} class folders",
+                        classes.len(),
+                        available.len()
+                    ));
                 }
                 (classes, train, validation, test, from)
             }
@@ -488,12 +581,20 @@ impl Dataset {
                         )
                     }
                     None => (
-                        split(SplitKind::Train, Items::Files(f.train.files), f.train.labels),
+                        split(
+                            SplitKind::Train,
+                            Items::Files(f.train.files),
+                            f.train.labels,
+                        ),
                         None,
                         report::ValidationFrom::None,
                     ),
                 };
-                let test = Some(split(SplitKind::Test, Items::Files(f.test.files), f.test.labels));
+                let test = Some(split(
+                    SplitKind::Test,
+                    Items::Files(f.test.files),
+                    f.test.labels,
+                ));
                 (f.classes, train, validation, test, from)
             }
             DataSpec::Idx(d) => {
@@ -504,13 +605,27 @@ impl Dataset {
                         what: "IDX folder",
                     });
                 }
-                let (train_images, train_labels) = read_idx_pair(&path(&d.train_images), &path(&d.train_labels))?;
-                let (test_images, test_labels) = read_idx_pair(&path(&d.test_images), &path(&d.test_labels))?;
-                let max_label = train_labels.iter().chain(&test_labels).copied().max().unwrap_or(0) as usize;
+                let (train_images, train_labels) =
+                    read_idx_pair(&path(&d.train_images), &path(&d.train_labels))?;
+                let (test_images, test_labels) =
+                    read_idx_pair(&path(&d.test_images), &path(&d.test_labels))?;
+                let max_label = train_labels
+                    .iter()
+                    .chain(&test_labels)
+                    .copied()
+                    .max()
+                    .unwrap_or(0) as usize;
                 let classes: Vec<String> = match &d.class_names {
                     Some(names) => {
-                        for (file, labels) in [(&d.train_labels, &train_labels), (&d.test_labels, &test_labels)] {
-                            if let Some((index, &label)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= names.len()) {
+                        for (file, labels) in [
+                            (&d.train_labels, &train_labels),
+                            (&d.test_labels, &test_labels),
+                        ] {
+                            if let Some((index, &label)) = labels
+                                .iter()
+                                .enumerate()
+                                .find(|(_, &l)| l as usize >= names.len())
+                            {
                                 return Err(DataError::BadLabel {
                                     path: path(file),
                                     label: label as usize,
@@ -539,23 +654,36 @@ impl Dataset {
                         let vl = v.iter().map(|&i| train_labels[i]).collect();
                         (
                             split(SplitKind::Train, idx_items(&train_images, t), tl),
-                            Some(split(SplitKind::Validation, idx_items(&train_images, v), vl)),
+                            Some(split(
+                                SplitKind::Validation,
+                                idx_items(&train_images, v),
+                                vl,
+                            )),
                             report::ValidationFrom::Split { fraction, seed },
                         )
                     }
                     None => {
                         let rows = (0..train_labels.len()).collect();
-                        let train = split(SplitKind::Train, idx_items(&train_images, rows), train_labels);
+                        let train = split(
+                            SplitKind::Train,
+                            idx_items(&train_images, rows),
+                            train_labels,
+                        );
                         if d.validate_on_test {
                             let items = idx_items(&test_images, test_rows.clone());
-                            let validation = split(SplitKind::Validation, items, test_labels.clone());
+                            let validation =
+                                split(SplitKind::Validation, items, test_labels.clone());
                             (train, Some(validation), report::ValidationFrom::Test)
                         } else {
                             (train, None, report::ValidationFrom::None)
                         }
                     }
                 };
-                let test = Some(split(SplitKind::Test, idx_items(&test_images, test_rows), test_labels));
+                let test = Some(split(
+                    SplitKind::Test,
+                    idx_items(&test_images, test_rows),
+                    test_labels,
+                ));
                 (classes, train, validation, test, from)
             }
             DataSpec::Synthetic(d) => {
@@ -579,9 +707,18 @@ impl Dataset {
                     )
                 };
                 let train = synth(SplitKind::Train, SplitId::Train, d.train_size);
-                let validation = (d.validation_size > 0).then(|| synth(SplitKind::Validation, SplitId::Validation, d.validation_size));
+                let validation = (d.validation_size > 0).then(|| {
+                    synth(
+                        SplitKind::Validation,
+                        SplitId::Validation,
+                        d.validation_size,
+                    )
+                });
                 let test = Some(synth(SplitKind::Test, SplitId::Test, d.test_size));
-                let classes = synthetic::CLASS_NAMES[..d.classes].iter().map(|s| s.to_string()).collect();
+                let classes = synthetic::CLASS_NAMES[..d.classes]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
                 let from = if validation.is_some() {
                     report::ValidationFrom::Generated
                 } else {
@@ -597,7 +734,15 @@ impl Dataset {
                 model: plan.model.num_classes,
             });
         }
-        let report = DataReport::new(&plan.data, &classes, &train, validation.as_ref(), test.as_ref(), validation_from, notes);
+        let report = DataReport::new(
+            &plan.data,
+            &classes,
+            &train,
+            validation.as_ref(),
+            test.as_ref(),
+            validation_from,
+            notes,
+        );
         Ok(Dataset {
             classes,
             train,
@@ -619,13 +764,21 @@ impl Dataset {
 
     /// The splits that exist, in order.
     pub fn splits(&self) -> Vec<&Split> {
-        std::iter::once(&self.train).chain(self.validation.as_ref()).chain(self.test.as_ref()).collect()
+        std::iter::once(&self.train)
+            .chain(self.validation.as_ref())
+            .chain(self.test.as_ref())
+            .collect()
     }
 }
 
 type FilesAndLabels = (Vec<PathBuf>, Vec<usize>);
 
-fn split_files(files: Vec<PathBuf>, labels: Vec<usize>, fraction: f64, seed: u64) -> (FilesAndLabels, FilesAndLabels) {
+fn split_files(
+    files: Vec<PathBuf>,
+    labels: Vec<usize>,
+    fraction: f64,
+    seed: u64,
+) -> (FilesAndLabels, FilesAndLabels) {
     let (t, v) = split::stratified(&labels, fraction, seed);
     let pick = |positions: &[usize]| -> FilesAndLabels {
         (
@@ -637,7 +790,11 @@ fn split_files(files: Vec<PathBuf>, labels: Vec<usize>, fraction: f64, seed: u64
 }
 
 /// A validation or test folder, read with the training classes.
-fn scan_other(root: &Path, classes: &[String], what: &'static str) -> Result<FilesAndLabels, DataError> {
+fn scan_other(
+    root: &Path,
+    classes: &[String],
+    what: &'static str,
+) -> Result<FilesAndLabels, DataError> {
     if !root.is_dir() {
         return Err(DataError::MissingFolder {
             path: root.to_path_buf(),

@@ -15,7 +15,11 @@ pub fn register_fonts() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The bundled font is valid; a failure would only lose the labels.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
     });
 }
 
@@ -49,8 +53,14 @@ pub fn write(dataset: &Dataset, seed: u64, count: usize, path: &Path) -> Result<
     let mut cells = Vec::with_capacity(picks.len());
     for &i in &picks {
         let img = train.augmented_image(i, seed, 0)?;
-        let rgb = DynamicImage::ImageRgb8(img.to_rgb8()).resize_exact(cw, ch, FilterType::Nearest).to_rgb8();
-        let name = dataset.classes.get(train.label(i)).cloned().unwrap_or_default();
+        let rgb = DynamicImage::ImageRgb8(img.to_rgb8())
+            .resize_exact(cw, ch, FilterType::Nearest)
+            .to_rgb8();
+        let name = dataset
+            .classes
+            .get(train.label(i))
+            .cloned()
+            .unwrap_or_default();
         cells.push((rgb.into_raw(), name));
     }
 
@@ -67,14 +77,18 @@ pub fn write(dataset: &Dataset, seed: u64, count: usize, path: &Path) -> Result<
             let x = (pad + c * (cw + pad)) as i32;
             let y = (pad + r * (ch + label_h + pad)) as i32;
             let label: String = name.chars().take((cw as usize / 8).max(4)).collect();
-            root.draw(&Text::new(label, (x, y + 2), font.clone())).map_err(|e| fail(e.to_string()))?;
-            if let Some(el) = BitMapElement::<_>::with_owned_buffer((x, y + label_h as i32), (cw, ch), pixels) {
+            root.draw(&Text::new(label, (x, y + 2), font.clone()))
+                .map_err(|e| fail(e.to_string()))?;
+            if let Some(el) =
+                BitMapElement::<_>::with_owned_buffer((x, y + label_h as i32), (cw, ch), pixels)
+            {
                 root.draw(&el).map_err(|e| fail(e.to_string()))?;
             }
         }
         root.present().map_err(|e| fail(e.to_string()))?;
     }
-    let img = RgbImage::from_raw(width, height, buf).ok_or_else(|| fail("picture buffer has the wrong size".into()))?;
+    let img = RgbImage::from_raw(width, height, buf)
+        .ok_or_else(|| fail("picture buffer has the wrong size".into()))?;
     save_png_atomically(&img, path).map_err(fail)
 }
 
@@ -90,7 +104,8 @@ pub fn save_png_atomically(img: &RgbImage, path: &Path) -> Result<(), String> {
         .tempfile_in(dir)
         .map_err(|e| e.to_string())?;
     let mut out = std::io::BufWriter::new(tmp.as_file_mut());
-    img.write_to(&mut out, image::ImageFormat::Png).map_err(|e| e.to_string())?;
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .map_err(|e| e.to_string())?;
     std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
     drop(out);
     tmp.persist(path).map_err(|e| e.error.to_string())?;

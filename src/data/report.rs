@@ -19,7 +19,10 @@ use crate::model::summary::thousands;
 pub enum ValidationFrom {
     None,
     /// A stratified, seeded fraction of the training images.
-    Split { fraction: f64, seed: u64 },
+    Split {
+        fraction: f64,
+        seed: u64,
+    },
     Folder(PathBuf),
     /// The test set, evaluated every epoch (`validate_on_test`).
     Test,
@@ -83,7 +86,11 @@ impl DataReport {
         notes: Vec<String>,
     ) -> DataReport {
         let n = classes.len();
-        let (tr, va, te) = (counts(Some(train), n).unwrap_or_default(), counts(validation, n), counts(test, n));
+        let (tr, va, te) = (
+            counts(Some(train), n).unwrap_or_default(),
+            counts(validation, n),
+            counts(test, n),
+        );
         let location = match spec {
             DataSpec::ImageFolder(d) => d.path.display().to_string(),
             DataSpec::Food101(d) => d.path.display().to_string(),
@@ -118,7 +125,11 @@ impl DataReport {
             train: self.train,
             validation: self.validation,
             test: self.test,
-            per_class: self.classes.iter().map(|c| [Some(c.train), c.validation, c.test]).collect(),
+            per_class: self
+                .classes
+                .iter()
+                .map(|c| [Some(c.train), c.validation, c.test])
+                .collect(),
         }
     }
 
@@ -145,7 +156,11 @@ impl fmt::Display for DataReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "source      {} ({})", self.source, self.location)?;
         writeln!(f, "classes     {}", self.classes.len())?;
-        let width = [Some(self.train), self.validation, self.test].iter().map(|n| opt(*n).len()).max().unwrap_or(1);
+        let width = [Some(self.train), self.validation, self.test]
+            .iter()
+            .map(|n| opt(*n).len())
+            .max()
+            .unwrap_or(1);
         let train_note = match (&self.validation_from, self.validation) {
             (ValidationFrom::Split { .. }, Some(v)) => format!(
                 "   ({} training images found, {} of them held out for validation)",
@@ -154,11 +169,18 @@ impl fmt::Display for DataReport {
             ),
             _ => String::new(),
         };
-        writeln!(f, "train       {:>width$}{train_note}", thousands(self.train))?;
+        writeln!(
+            f,
+            "train       {:>width$}{train_note}",
+            thousands(self.train)
+        )?;
         let val_note = match &self.validation_from {
             ValidationFrom::None => "   (no validation data)".to_string(),
             ValidationFrom::Split { fraction, seed } => {
-                format!("   (a {} split of the training images, stratified by class, seed {seed})", percent(*fraction))
+                format!(
+                    "   (a {} split of the training images, stratified by class, seed {seed})",
+                    percent(*fraction)
+                )
             }
             ValidationFrom::Folder(p) => format!("   (from {})", p.display()),
             ValidationFrom::Test => "   (the test set, evaluated every epoch)".to_string(),
@@ -171,7 +193,13 @@ impl fmt::Display for DataReport {
         }
         writeln!(f)?;
 
-        let name_w = self.classes.iter().map(|c| c.name.chars().count()).max().unwrap_or(5).max(5);
+        let name_w = self
+            .classes
+            .iter()
+            .map(|c| c.name.chars().count())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         let col = |n: Option<usize>| opt(n);
         let total = ClassCounts {
             name: "total".into(),
@@ -183,18 +211,49 @@ impl fmt::Display for DataReport {
             .classes
             .iter()
             .chain(std::iter::once(&total))
-            .map(|c| [c.name.clone(), thousands(c.train), col(c.validation), col(c.test)])
+            .map(|c| {
+                [
+                    c.name.clone(),
+                    thousands(c.train),
+                    col(c.validation),
+                    col(c.test),
+                ]
+            })
             .collect();
         let w: [usize; 3] = std::array::from_fn(|k| {
             let header = ["train", "validation", "test"][k].len();
-            rows.iter().map(|r| r[k + 1].len()).max().unwrap_or(0).max(header)
+            rows.iter()
+                .map(|r| r[k + 1].len())
+                .max()
+                .unwrap_or(0)
+                .max(header)
         });
-        writeln!(f, "{:<name_w$}  {:>w0$}  {:>w1$}  {:>w2$}", "class", "train", "validation", "test", w0 = w[0], w1 = w[1], w2 = w[2])?;
+        writeln!(
+            f,
+            "{:<name_w$}  {:>w0$}  {:>w1$}  {:>w2$}",
+            "class",
+            "train",
+            "validation",
+            "test",
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2]
+        )?;
         for (i, r) in rows.iter().enumerate() {
             if i == rows.len() - 1 {
                 writeln!(f, "{}", "-".repeat(name_w + 6 + w[0] + w[1] + w[2]))?;
             }
-            writeln!(f, "{:<name_w$}  {:>w0$}  {:>w1$}  {:>w2$}", r[0], r[1], r[2], r[3], w0 = w[0], w1 = w[1], w2 = w[2])?;
+            writeln!(
+                f,
+                "{:<name_w$}  {:>w0$}  {:>w1$}  {:>w2$}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                w0 = w[0],
+                w1 = w[1],
+                w2 = w[2]
+            )?;
         }
         Ok(())
     }
@@ -224,7 +283,10 @@ impl Inspection {
         for split in splits {
             if let Some(size) = split.native_size() {
                 *out.sizes.entry(size).or_insert(0) += split.len();
-                progress(done.fetch_add(split.len(), Ordering::Relaxed) + split.len(), total);
+                progress(
+                    done.fetch_add(split.len(), Ordering::Relaxed) + split.len(),
+                    total,
+                );
                 continue;
             }
             let target = split.inner.pipeline.target;
@@ -262,7 +324,12 @@ impl fmt::Display for Inspection {
         }
         if sizes.len() > 6 {
             let rest: usize = sizes[6..].iter().map(|(_, n)| **n).sum();
-            let _ = write!(line, ", {} other sizes ({})", sizes.len() - 6, thousands(rest));
+            let _ = write!(
+                line,
+                ", {} other sizes ({})",
+                sizes.len() - 6,
+                thousands(rest)
+            );
         }
         if self.decoded > 0 {
             writeln!(f, "decoded     {} image files", thousands(self.decoded))?;

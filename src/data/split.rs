@@ -87,9 +87,15 @@ mod tests {
         let (train, val) = stratified(&labels, 0.25, 42);
         let mut all: Vec<usize> = train.iter().chain(&val).copied().collect();
         all.sort_unstable();
-        assert_eq!(all, (0..labels.len()).collect::<Vec<_>>(), "every item exactly once");
+        assert_eq!(
+            all,
+            (0..labels.len()).collect::<Vec<_>>(),
+            "every item exactly once"
+        );
         let count = |set: &[usize], c: usize| set.iter().filter(|&&p| labels[p] == c).count();
-        let per_class: Vec<usize> = (0..3).map(|c| labels.iter().filter(|&&l| l == c).count()).collect();
+        let per_class: Vec<usize> = (0..3)
+            .map(|c| labels.iter().filter(|&&l| l == c).count())
+            .collect();
         assert_eq!(per_class, vec![40, 20, 7]);
         for (c, &n) in per_class.iter().enumerate() {
             let expected = (n as f64 * 0.25).round() as usize;

@@ -11,7 +11,18 @@ use crate::plan::SYNTHETIC_MAX_CLASSES;
 
 /// Class names, in label order.
 pub const CLASS_NAMES: [&str; SYNTHETIC_MAX_CLASSES] = [
-    "disk", "ring", "square", "frame", "triangle", "plus", "star", "bar", "crescent", "half_disk", "two_dots", "ell",
+    "disk",
+    "ring",
+    "square",
+    "frame",
+    "triangle",
+    "plus",
+    "star",
+    "bar",
+    "crescent",
+    "half_disk",
+    "two_dots",
+    "ell",
 ];
 
 /// Shapes are turned by up to this many degrees either way: enough to vary
@@ -74,9 +85,20 @@ impl Generator {
         let grad_amp: f64 = rng.random_range(0.0..40.0);
         let radius = side * rng.random_range(0.22..0.42);
         let margin = radius * 0.8;
-        let cx = if w > 2.0 * margin { rng.random_range(margin..w - margin) } else { w / 2.0 };
-        let cy = if h > 2.0 * margin { rng.random_range(margin..h - margin) } else { h / 2.0 };
-        let (sin, cos) = rng.random_range(-MAX_ROTATION..MAX_ROTATION).to_radians().sin_cos();
+        let cx = if w > 2.0 * margin {
+            rng.random_range(margin..w - margin)
+        } else {
+            w / 2.0
+        };
+        let cy = if h > 2.0 * margin {
+            rng.random_range(margin..h - margin)
+        } else {
+            h / 2.0
+        };
+        let (sin, cos) = rng
+            .random_range(-MAX_ROTATION..MAX_ROTATION)
+            .to_radians()
+            .sin_cos();
         let (gs, gc) = grad_angle.sin_cos();
 
         let c = self.channels;
@@ -98,8 +120,10 @@ impl Generator {
                         }
                     }
                 }
-                let t = ((col as f64 / w - 0.5) * gc + (row as f64 / h - 0.5) * gs) * 2.0 * grad_amp;
-                let px: [f64; 3] = std::array::from_fn(|k| (bg[k] + t) * (1.0 - cover) + fg[k] * cover);
+                let t =
+                    ((col as f64 / w - 0.5) * gc + (row as f64 / h - 0.5) * gs) * 2.0 * grad_amp;
+                let px: [f64; 3] =
+                    std::array::from_fn(|k| (bg[k] + t) * (1.0 - cover) + fg[k] * cover);
                 if c == 1 {
                     out.push(quantize(luma(&px) + sigma * normal(&mut rng)));
                 } else {
@@ -147,14 +171,19 @@ fn inside(class: usize, u: f64, v: f64) -> bool {
         8 => r2 <= 1.0 && (u - 0.5) * (u - 0.5) + v * v > 0.5625,
         9 => r2 <= 1.0 && v >= -0.2,
         10 => (u - 0.55).powi(2) + v * v <= 0.16 || (u + 0.55).powi(2) + v * v <= 0.16,
-        _ => ((-0.8..=-0.3).contains(&u) && v.abs() <= 0.9) || ((-0.8..=0.8).contains(&u) && (0.4..=0.9).contains(&v)),
+        _ => {
+            ((-0.8..=-0.3).contains(&u) && v.abs() <= 0.9)
+                || ((-0.8..=0.8).contains(&u) && (0.4..=0.9).contains(&v))
+        }
     }
 }
 
 /// Equilateral triangle with circumradius 1: inradius 0.5 to each side.
 fn triangle(u: f64, v: f64) -> bool {
     (0..3).all(|k| {
-        let a = std::f64::consts::FRAC_PI_2 + (k as f64) * std::f64::consts::TAU / 3.0 + std::f64::consts::PI;
+        let a = std::f64::consts::FRAC_PI_2
+            + (k as f64) * std::f64::consts::TAU / 3.0
+            + std::f64::consts::PI;
         u * a.cos() + v * a.sin() <= 0.5
     })
 }
@@ -199,7 +228,10 @@ mod tests {
         assert_eq!(a, g.render(SplitId::Train, 5));
         assert_ne!(a, g.render(SplitId::Test, 5), "splits differ");
         assert_ne!(a, g.render(SplitId::Train, 17), "indices differ");
-        let other = Generator { seed: 4, ..g.clone() };
+        let other = Generator {
+            seed: 4,
+            ..g.clone()
+        };
         assert_ne!(a, other.render(SplitId::Train, 5), "seeds differ");
         assert_eq!(generator(1).render(SplitId::Train, 5).len(), 24 * 32);
     }
@@ -222,10 +254,19 @@ mod tests {
             .collect();
         for (a, ma) in masks.iter().enumerate() {
             let area = ma.iter().filter(|&&x| x).count() as f64 / (n * n) as f64;
-            assert!((0.08..0.7).contains(&area), "{} covers {area}", CLASS_NAMES[a]);
+            assert!(
+                (0.08..0.7).contains(&area),
+                "{} covers {area}",
+                CLASS_NAMES[a]
+            );
             for (b, mb) in masks.iter().enumerate().skip(a + 1) {
                 let differ = ma.iter().zip(mb).filter(|(x, y)| x != y).count();
-                assert!(differ > n * n / 20, "{} and {} look alike", CLASS_NAMES[a], CLASS_NAMES[b]);
+                assert!(
+                    differ > n * n / 20,
+                    "{} and {} look alike",
+                    CLASS_NAMES[a],
+                    CLASS_NAMES[b]
+                );
             }
         }
     }
@@ -238,17 +279,26 @@ mod tests {
             let tip = k as f64 * TAU / 5.0;
             assert!(star(0.9 * tip.cos(), 0.9 * tip.sin()), "spike {k}");
             let gap = tip + TAU / 10.0;
-            assert!(!star(0.9 * gap.cos(), 0.9 * gap.sin()), "between spikes {k}");
+            assert!(
+                !star(0.9 * gap.cos(), 0.9 * gap.sin()),
+                "between spikes {k}"
+            );
         }
     }
 
     #[test]
     fn the_shape_stands_out_from_the_background() {
         // Without noise, an image has both background and shape pixels.
-        let g = Generator { noise: 0.0, ..generator(1) };
+        let g = Generator {
+            noise: 0.0,
+            ..generator(1)
+        };
         for i in 0..24 {
             let px = g.render(SplitId::Validation, i);
-            let (lo, hi) = (px.iter().min().copied().unwrap_or(0), px.iter().max().copied().unwrap_or(0));
+            let (lo, hi) = (
+                px.iter().min().copied().unwrap_or(0),
+                px.iter().max().copied().unwrap_or(0),
+            );
             assert!(hi - lo >= 50, "sample {i}: range {lo}..{hi}");
         }
     }

@@ -51,18 +51,26 @@ fn opts(batch_size: usize, epoch: usize, shuffle: bool, augment: bool) -> BatchO
 }
 
 fn collect(split: &Split, o: &BatchOptions) -> Vec<Batch> {
-    split.batches(o).collect::<Result<Vec<_>, _>>().expect("batches")
+    split
+        .batches(o)
+        .collect::<Result<Vec<_>, _>>()
+        .expect("batches")
 }
 
 fn paths(split: &Split) -> Vec<PathBuf> {
-    (0..split.len()).map(|i| split.path(i).expect("file").to_path_buf()).collect()
+    (0..split.len())
+        .map(|i| split.path(i).expect("file").to_path_buf())
+        .collect()
 }
 
 const CLASSES: [&str; 3] = ["cat", "dog", "fox"];
 
 fn folder_plan(root: &Path, extra: &str, augment: &str) -> ExperimentPlan {
     plan_from(&experiment(
-        &format!("source = \"image_folder\"\npath = \"{}\"\n{extra}", root.display()),
+        &format!(
+            "source = \"image_folder\"\npath = \"{}\"\n{extra}",
+            root.display()
+        ),
         augment,
         [12, 16, 3],
         3,
@@ -79,7 +87,11 @@ fn image_folder_split_is_stratified_disjoint_and_stable() {
     let (train, val) = (&ds.train, ds.validation.as_ref().expect("validation"));
     assert_eq!((train.len(), val.len()), (24, 6));
     for c in 0..3 {
-        assert_eq!(val.labels().iter().filter(|&&l| l == c).count(), 2, "class {c}");
+        assert_eq!(
+            val.labels().iter().filter(|&&l| l == c).count(),
+            2,
+            "class {c}"
+        );
     }
     let t: BTreeSet<PathBuf> = paths(train).into_iter().collect();
     let v: BTreeSet<PathBuf> = paths(val).into_iter().collect();
@@ -91,7 +103,10 @@ fn image_folder_split_is_stratified_disjoint_and_stable() {
     }
     // The same split on every open.
     let again = Dataset::open(&plan).expect("opens");
-    assert_eq!(paths(again.validation.as_ref().expect("validation")), paths(val));
+    assert_eq!(
+        paths(again.validation.as_ref().expect("validation")),
+        paths(val)
+    );
     let fp = ds.fingerprint();
     assert_eq!((fp.train, fp.validation, fp.test), (24, Some(6), None));
 }
@@ -102,7 +117,14 @@ fn image_folder_with_validation_and_test_folders_and_mixed_files() {
     let r = dir.path();
     fixtures::image_folder(&r.join("train"), &CLASSES, 4, (20, 20), "jpg").expect("fixture");
     fixtures::image_folder(&r.join("val"), &CLASSES, 2, (30, 10), "bmp").expect("fixture");
-    fixtures::image_folder(&r.join("test"), &["cat", "dog", "fox", "extra"], 1, (8, 8), "webp").expect("fixture");
+    fixtures::image_folder(
+        &r.join("test"),
+        &["cat", "dog", "fox", "extra"],
+        1,
+        (8, 8),
+        "webp",
+    )
+    .expect("fixture");
     // A gray PNG among the colour JPEGs, in a nested folder.
     let gray = image::GrayImage::from_pixel(5, 7, image::Luma([200]));
     std::fs::create_dir_all(r.join("train/cat/nested")).expect("mkdir");
@@ -121,11 +143,18 @@ fn image_folder_with_validation_and_test_folders_and_mixed_files() {
     let ds = Dataset::open(&plan).expect("opens");
     assert_eq!(ds.train.len(), 13);
     assert_eq!(ds.validation.as_ref().map(Split::len), Some(6));
-    assert_eq!(ds.test.as_ref().map(Split::len), Some(3), "the extra test class is ignored");
+    assert_eq!(
+        ds.test.as_ref().map(Split::len),
+        Some(3),
+        "the extra test class is ignored"
+    );
     let img = ds.train.image(0).expect("decodes");
     assert_eq!((img.width(), img.height()), (16, 12));
     // The gray file comes out as 3 equal channels.
-    let k = paths(&ds.train).iter().position(|p| p.ends_with("g.PNG")).expect("gray file");
+    let k = paths(&ds.train)
+        .iter()
+        .position(|p| p.ends_with("g.PNG"))
+        .expect("gray file");
     let px = ds.train.pixels(k).expect("decodes");
     assert_eq!(px.channels, 3);
     assert!(px.data.iter().all(|&v| v == 200));
@@ -138,7 +167,10 @@ fn batches_are_shaped_shuffled_per_epoch_and_the_last_is_partial() {
     let plan = folder_plan(dir.path(), "", "rescale = \"1/255\"");
     let ds = Dataset::open(&plan).expect("opens");
     let b = collect(&ds.train, &opts(5, 0, true, false));
-    assert_eq!(b.iter().map(|b| b.shape[0]).collect::<Vec<_>>(), vec![5, 5, 2]);
+    assert_eq!(
+        b.iter().map(|b| b.shape[0]).collect::<Vec<_>>(),
+        vec![5, 5, 2]
+    );
     assert_eq!(b[0].shape, [5, 3, 12, 16]);
     assert_eq!(b[0].images.len(), 5 * 3 * 12 * 16);
     let seen: BTreeSet<usize> = b.iter().flat_map(|b| b.indices.clone()).collect();
@@ -147,12 +179,23 @@ fn batches_are_shaped_shuffled_per_epoch_and_the_last_is_partial() {
         for (k, &i) in batch.indices.iter().enumerate() {
             assert_eq!(batch.labels[k], ds.train.label(i) as i64);
         }
-        assert!(batch.images.iter().all(|v| (0.0..=1.0).contains(v)), "rescaled");
+        assert!(
+            batch.images.iter().all(|v| (0.0..=1.0).contains(v)),
+            "rescaled"
+        );
     }
-    let order = |epoch| collect(&ds.train, &opts(5, epoch, true, false)).into_iter().flat_map(|b| b.indices).collect::<Vec<_>>();
+    let order = |epoch| {
+        collect(&ds.train, &opts(5, epoch, true, false))
+            .into_iter()
+            .flat_map(|b| b.indices)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(order(0), order(0));
     assert_ne!(order(0), order(1));
-    let unshuffled: Vec<usize> = collect(&ds.train, &opts(5, 3, false, false)).into_iter().flat_map(|b| b.indices).collect();
+    let unshuffled: Vec<usize> = collect(&ds.train, &opts(5, 3, false, false))
+        .into_iter()
+        .flat_map(|b| b.indices)
+        .collect();
     assert_eq!(unshuffled, (0..12).collect::<Vec<_>>());
     let capped = ds.train.batches(&BatchOptions {
         max_batches: Some(2),
@@ -202,8 +245,13 @@ fn batches_do_not_depend_on_the_thread_count() {
     let o = opts(4, 2, true, true);
     let chunk: Vec<usize> = split::epoch_order(ds.train.len(), 5, 2, true)[..4].to_vec();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
-        pool.install(|| loader::make_batch(&ds.train, &chunk, &o)).expect("batch").expect("not empty")
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("pool");
+        pool.install(|| loader::make_batch(&ds.train, &chunk, &o))
+            .expect("batch")
+            .expect("not empty")
     };
     let one = run(1);
     assert_eq!(one, run(3));
@@ -216,9 +264,17 @@ fn cached_items_give_the_same_batches() {
     let dir = tempfile::tempdir().expect("tempdir");
     fixtures::image_folder(dir.path(), &CLASSES, 2, (20, 20), "png").expect("fixture");
     let a = Dataset::open(&folder_plan(dir.path(), "", "horizontal_flip = true")).expect("opens");
-    let b = Dataset::open(&folder_plan(dir.path(), "cache = true", "horizontal_flip = true")).expect("opens");
+    let b = Dataset::open(&folder_plan(
+        dir.path(),
+        "cache = true",
+        "horizontal_flip = true",
+    ))
+    .expect("opens");
     for epoch in 0..2 {
-        assert_eq!(collect(&a.train, &opts(4, epoch, true, true)), collect(&b.train, &opts(4, epoch, true, true)));
+        assert_eq!(
+            collect(&a.train, &opts(4, epoch, true, true)),
+            collect(&b.train, &opts(4, epoch, true, true))
+        );
     }
 }
 
@@ -230,11 +286,21 @@ fn a_corrupt_image_fails_naming_the_file_or_is_skipped_and_counted() {
     let bytes = std::fs::read(bad).expect("read");
     std::fs::write(bad, &bytes[..bytes.len() / 3]).expect("truncate");
 
-    let ds = Dataset::open(&folder_plan(dir.path(), "", "")).expect("opens: files are not decoded yet");
+    let ds =
+        Dataset::open(&folder_plan(dir.path(), "", "")).expect("opens: files are not decoded yet");
     let results: Vec<_> = ds.train.batches(&opts(4, 0, false, false)).collect();
-    let err = results.iter().find_map(|r| r.as_ref().err()).expect("an error");
-    assert!(matches!(err, DataError::BadImage { path, .. } if path == bad), "{err}");
-    assert!(results.last().is_some_and(|r| r.is_err()), "nothing after the error");
+    let err = results
+        .iter()
+        .find_map(|r| r.as_ref().err())
+        .expect("an error");
+    assert!(
+        matches!(err, DataError::BadImage { path, .. } if path == bad),
+        "{err}"
+    );
+    assert!(
+        results.last().is_some_and(|r| r.is_err()),
+        "nothing after the error"
+    );
 
     let ds = Dataset::open(&folder_plan(dir.path(), "on_bad_image = \"skip\"", "")).expect("opens");
     let batches = collect(&ds.train, &opts(4, 0, false, false));
@@ -261,8 +327,16 @@ fn bad_folders_and_classes_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     fixtures::image_folder(dir.path(), &CLASSES, 1, (8, 8), "png").expect("fixture");
     let err = Dataset::open(&folder_plan(&dir.path().join("missing"), "", "")).unwrap_err();
-    assert!(matches!(&err, DataError::MissingFolder { path, .. } if path.ends_with("missing")), "{err}");
-    let err = Dataset::open(&folder_plan(dir.path(), "classes = [\"cat\", \"dgo\", \"fox\"]", "")).unwrap_err();
+    assert!(
+        matches!(&err, DataError::MissingFolder { path, .. } if path.ends_with("missing")),
+        "{err}"
+    );
+    let err = Dataset::open(&folder_plan(
+        dir.path(),
+        "classes = [\"cat\", \"dgo\", \"fox\"]",
+        "",
+    ))
+    .unwrap_err();
     match &err {
         DataError::UnknownClass { name, help, .. } => {
             assert_eq!(name, "dgo");
@@ -272,15 +346,28 @@ fn bad_folders_and_classes_are_named() {
     }
     // Two classes for a 3-way model.
     let err = Dataset::open(&folder_plan(dir.path(), "classes = 2", "")).unwrap_err();
-    assert!(matches!(err, DataError::ClassCount { data: 2, model: 3 }), "{err}");
+    assert!(
+        matches!(err, DataError::ClassCount { data: 2, model: 3 }),
+        "{err}"
+    );
 }
 
 #[test]
 fn food101_reads_meta_files_and_splits_validation_from_train() {
     let dir = tempfile::tempdir().expect("tempdir");
-    fixtures::food101(dir.path(), &["apple_pie", "baklava", "churros", "donuts"], 10, 3, (24, 24)).expect("fixture");
+    fixtures::food101(
+        dir.path(),
+        &["apple_pie", "baklava", "churros", "donuts"],
+        10,
+        3,
+        (24, 24),
+    )
+    .expect("fixture");
     let plan = plan_from(&experiment(
-        &format!("source = \"food101\"\npath = \"{}\"\nclasses = 3\nvalidation_split = 0.3", dir.path().display()),
+        &format!(
+            "source = \"food101\"\npath = \"{}\"\nclasses = 3\nvalidation_split = 0.3",
+            dir.path().display()
+        ),
         "rescale = \"1/255\"",
         [16, 16, 3],
         3,
@@ -293,7 +380,9 @@ fn food101_reads_meta_files_and_splits_validation_from_train() {
     let test = ds.test.as_ref().expect("test");
     let b = collect(test, &opts(4, 0, false, false));
     assert_eq!(b.iter().map(|b| b.shape[0]).sum::<usize>(), 9);
-    assert!(paths(test).iter().all(|p| p.starts_with(dir.path().join("images"))));
+    assert!(paths(test)
+        .iter()
+        .all(|p| p.starts_with(dir.path().join("images"))));
 }
 
 #[test]
@@ -317,7 +406,10 @@ fn idx_files_give_images_labels_and_a_stratified_validation_split() {
         ));
         let ds = Dataset::open(&plan).expect("opens");
         assert_eq!(ds.classes, vec!["0", "1", "2", "3", "4"]);
-        assert_eq!((ds.train.len(), ds.validation.as_ref().map(Split::len)), (40, Some(10)));
+        assert_eq!(
+            (ds.train.len(), ds.validation.as_ref().map(Split::len)),
+            (40, Some(10))
+        );
         let val = ds.validation.as_ref().expect("validation");
         for c in 0..5 {
             assert_eq!(val.labels().iter().filter(|&&l| l == c).count(), 2);
@@ -328,7 +420,9 @@ fn idx_files_give_images_labels_and_a_stratified_validation_split() {
         assert_eq!(b.shape, [20, 1, 6, 4]);
         for k in 0..20 {
             assert_eq!(b.labels[k], (k % 5) as i64);
-            assert!(b.images[k * 24..(k + 1) * 24].iter().all(|&v| (v - k as f32 / 255.0).abs() < 1e-6));
+            assert!(b.images[k * 24..(k + 1) * 24]
+                .iter()
+                .all(|&v| (v - k as f32 / 255.0).abs() < 1e-6));
         }
     }
 }
@@ -338,7 +432,10 @@ fn idx_validate_on_test_validates_on_the_whole_test_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     fixtures::idx_files(dir.path(), 50, 20, 5, 6, 4, true).expect("fixture");
     let plan = plan_from(&experiment(
-        &format!("source = \"idx\"\npath = \"{}\"\nvalidate_on_test = true", dir.path().display()),
+        &format!(
+            "source = \"idx\"\npath = \"{}\"\nvalidate_on_test = true",
+            dir.path().display()
+        ),
         "rescale = \"1/255\"",
         [6, 4, 1],
         5,
@@ -346,10 +443,16 @@ fn idx_validate_on_test_validates_on_the_whole_test_file() {
     let ds = Dataset::open(&plan).expect("opens");
     // All 50 training images train; the 20 test images are the validation data too.
     assert_eq!(ds.train.len(), 50);
-    let (val, test) = (ds.validation.as_ref().expect("validation"), ds.test.as_ref().expect("test"));
+    let (val, test) = (
+        ds.validation.as_ref().expect("validation"),
+        ds.test.as_ref().expect("test"),
+    );
     assert_eq!(val.len(), 20);
     assert_eq!(val.labels(), test.labels());
-    let (v, t) = (&collect(val, &opts(20, 0, false, false))[0], &collect(test, &opts(20, 0, false, false))[0]);
+    let (v, t) = (
+        &collect(val, &opts(20, 0, false, false))[0],
+        &collect(test, &opts(20, 0, false, false))[0],
+    );
     assert_eq!(v.images, t.images);
 }
 
@@ -363,34 +466,69 @@ fn idx_problems_are_named() {
             dir.path().display()
         )
     };
-    let err = Dataset::open(&plan_from(&experiment(&data("class_names = [\"a\", \"b\"]"), "", [2, 2, 1], 2))).unwrap_err();
-    assert!(matches!(err, DataError::BadLabel { label: 2, classes: 2, .. }), "{err}");
-    std::fs::copy(dir.path().join("t10k-labels-idx1-ubyte"), dir.path().join("train-images-idx3-ubyte")).expect("copy");
+    let err = Dataset::open(&plan_from(&experiment(
+        &data("class_names = [\"a\", \"b\"]"),
+        "",
+        [2, 2, 1],
+        2,
+    )))
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DataError::BadLabel {
+                label: 2,
+                classes: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    std::fs::copy(
+        dir.path().join("t10k-labels-idx1-ubyte"),
+        dir.path().join("train-images-idx3-ubyte"),
+    )
+    .expect("copy");
     let err = Dataset::open(&plan_from(&experiment(&data(""), "", [2, 2, 1], 3))).unwrap_err();
-    assert!(err.to_string().contains("train-images-idx3-ubyte") && err.to_string().contains("magic"), "{err}");
+    assert!(
+        err.to_string().contains("train-images-idx3-ubyte") && err.to_string().contains("magic"),
+        "{err}"
+    );
 }
 
 #[test]
 fn real_fashion_mnist_when_installed() {
     let dir = Path::new("/usr/share/datasets/fashion-mnist");
     if !dir.join("train-images-idx3-ubyte.gz").is_file() {
-        eprintln!("skipped: Fashion-MNIST is not installed at {} (`make data` installs it)", dir.display());
+        eprintln!(
+            "skipped: Fashion-MNIST is not installed at {} (`make data` installs it)",
+            dir.display()
+        );
         return;
     }
     let plan = plan_from(&experiment(
-        &format!("source = \"idx\"\npath = \"{}\"\nvalidation_split = 0.1", dir.display()),
+        &format!(
+            "source = \"idx\"\npath = \"{}\"\nvalidation_split = 0.1",
+            dir.display()
+        ),
         "rescale = \"1/255\"",
         [28, 28, 1],
         10,
     ));
     let ds = Dataset::open(&plan).expect("opens");
-    assert_eq!(ds.train.len() + ds.validation.as_ref().map_or(0, Split::len), 60_000);
+    assert_eq!(
+        ds.train.len() + ds.validation.as_ref().map_or(0, Split::len),
+        60_000
+    );
     assert_eq!(ds.validation.as_ref().map(Split::len), Some(6_000));
     assert_eq!(ds.test.as_ref().map(Split::len), Some(10_000));
-    let b = &collect(ds.test.as_ref().expect("test"), &BatchOptions {
-        max_batches: Some(1),
-        ..opts(64, 0, false, false)
-    })[0];
+    let b = &collect(
+        ds.test.as_ref().expect("test"),
+        &BatchOptions {
+            max_batches: Some(1),
+            ..opts(64, 0, false, false)
+        },
+    )[0];
     assert_eq!(b.shape, [64, 1, 28, 28]);
     // Label of the first test image is 9 (ankle boot), as the dataset documents.
     assert_eq!(b.labels[0], 9);
@@ -406,7 +544,14 @@ fn synthetic_splits_are_balanced_and_reproducible() {
     ));
     let ds = Dataset::open(&plan).expect("opens");
     assert_eq!(ds.classes, vec!["disk", "ring", "square", "frame"]);
-    assert_eq!((ds.train.len(), ds.validation.as_ref().map(Split::len), ds.test.as_ref().map(Split::len)), (40, Some(8), Some(12)));
+    assert_eq!(
+        (
+            ds.train.len(),
+            ds.validation.as_ref().map(Split::len),
+            ds.test.as_ref().map(Split::len)
+        ),
+        (40, Some(8), Some(12))
+    );
     for c in 0..4 {
         assert_eq!(ds.train.labels().iter().filter(|&&l| l == c).count(), 10);
     }

@@ -31,7 +31,11 @@ pub struct EpochRow {
 /// Render the history as CSV. Validation and top-k columns are present
 /// only when the experiment produces them.
 pub fn render(rows: &[EpochRow], top_k: Option<usize>, has_validation: bool) -> String {
-    let mut header = vec!["epoch".to_string(), "train_loss".into(), "train_accuracy".into()];
+    let mut header = vec![
+        "epoch".to_string(),
+        "train_loss".into(),
+        "train_accuracy".into(),
+    ];
     if let Some(k) = top_k {
         header.push(format!("train_top{k}_accuracy"));
     }
@@ -42,13 +46,21 @@ pub fn render(rows: &[EpochRow], top_k: Option<usize>, has_validation: bool) -> 
             header.push(format!("val_top{k}_accuracy"));
         }
     }
-    header.extend(["lr".into(), "epoch_seconds".into(), "images_per_second".into()]);
+    header.extend([
+        "lr".into(),
+        "epoch_seconds".into(),
+        "images_per_second".into(),
+    ]);
     let mut w = csv::Writer::from_writer(Vec::new());
     // Writing into memory cannot fail.
     let _ = w.write_record(&header);
     let opt = |v: Option<f64>| v.map(num).unwrap_or_default();
     for r in rows {
-        let mut rec = vec![r.epoch.to_string(), num(r.train_loss), num(r.train_accuracy)];
+        let mut rec = vec![
+            r.epoch.to_string(),
+            num(r.train_loss),
+            num(r.train_accuracy),
+        ];
         if top_k.is_some() {
             rec.push(opt(r.train_top_k_accuracy));
         }
@@ -59,7 +71,11 @@ pub fn render(rows: &[EpochRow], top_k: Option<usize>, has_validation: bool) -> 
                 rec.push(opt(r.val_top_k_accuracy));
             }
         }
-        rec.extend([num(r.lr), format!("{:.3}", r.epoch_seconds), format!("{:.1}", r.images_per_second)]);
+        rec.extend([
+            num(r.lr),
+            format!("{:.3}", r.epoch_seconds),
+            format!("{:.1}", r.images_per_second),
+        ]);
         let _ = w.write_record(&rec);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -77,7 +93,12 @@ fn num(v: f64) -> String {
     }
 }
 
-pub fn write(path: &Path, rows: &[EpochRow], top_k: Option<usize>, has_validation: bool) -> Result<(), RunDirError> {
+pub fn write(
+    path: &Path,
+    rows: &[EpochRow],
+    top_k: Option<usize>,
+    has_validation: bool,
+) -> Result<(), RunDirError> {
     write_atomic(path, render(rows, top_k, has_validation).as_bytes())
 }
 

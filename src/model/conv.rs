@@ -89,10 +89,15 @@ pub fn burn_conv2d_backward<B: Backend>(
     options: ConvOptions<2>,
     needed: Needed,
 ) -> [Option<FloatTensor<B>>; 3] {
-    let dx = needed[0].then(|| B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
+    let dx = needed[0]
+        .then(|| B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
     let db = match (needed[2], bias_len) {
         (true, Some(n)) => {
-            let bias = B::float_zeros(Shape::new([n]), &B::float_device(&grad), grad.dtype().into());
+            let bias = B::float_zeros(
+                Shape::new([n]),
+                &B::float_device(&grad),
+                grad.dtype().into(),
+            );
             Some(B::conv2d_bias_backward(x.clone(), bias, grad.clone()))
         }
         _ => None,
@@ -126,7 +131,9 @@ macro_rules! burn_conv_ops {
                 _saved: (),
             ) -> [Option<FloatTensor<Self>>; 3] {
                 match (x, weight) {
-                    (Some(x), Some(w)) => burn_conv2d_backward::<Self>(x, w, bias_len, grad, options, needed),
+                    (Some(x), Some(w)) => {
+                        burn_conv2d_backward::<Self>(x, w, bias_len, grad, options, needed)
+                    }
                     // BACKWARD_READS_INPUTS is true: the autodiff step always passes both.
                     _ => unreachable!("convolution inputs were checkpointed"),
                 }
@@ -149,8 +156,15 @@ burn_conv_ops!(burn::backend::Cuda);
 // ---------------------------------------------------------------- flex
 
 /// The CPU kernels handle f32, one group, any stride/padding/dilation.
-fn flex_geometry(x: &burn_flex::FlexTensor, w: &burn_flex::FlexTensor, options: &ConvOptions<2>) -> Option<Geometry> {
-    if options.groups != 1 || x.dtype() != burn::tensor::DType::F32 || w.dtype() != burn::tensor::DType::F32 {
+fn flex_geometry(
+    x: &burn_flex::FlexTensor,
+    w: &burn_flex::FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<Geometry> {
+    if options.groups != 1
+        || x.dtype() != burn::tensor::DType::F32
+        || w.dtype() != burn::tensor::DType::F32
+    {
         return None;
     }
     let xs = x.layout().shape();
@@ -172,7 +186,8 @@ fn flex_geometry(x: &burn_flex::FlexTensor, w: &burn_flex::FlexTensor, options: 
     };
     // The kernel must fit in the padded input.
     let fits = |size: usize, pad: usize, d: usize, k: usize| size + 2 * pad > d * (k - 1);
-    (fits(g.h, g.padding[0], g.dilation[0], g.kh) && fits(g.w, g.padding[1], g.dilation[1], g.kw)).then_some(g)
+    (fits(g.h, g.padding[0], g.dilation[0], g.kh) && fits(g.w, g.padding[1], g.dilation[1], g.kw))
+        .then_some(g)
 }
 
 fn flex_f32(t: &burn_flex::FlexTensor) -> burn_flex::FlexTensor {
@@ -234,7 +249,10 @@ impl ConvOps for Flex {
         let grad = flex_f32(&grad);
         let dx = needed[0].then(|| {
             let w = flex_f32(&weight);
-            flex_from(conv_cpu::backward_input(slice(&w), slice(&grad), &g), [g.batch, g.cin, g.h, g.w])
+            flex_from(
+                conv_cpu::backward_input(slice(&w), slice(&grad), &g),
+                [g.batch, g.cin, g.h, g.w],
+            )
         });
         let (dw, db) = if needed[1] || needed[2] {
             let x = flex_f32(&x);
@@ -280,7 +298,12 @@ mod libtorch {
         }
     }
 
-    fn conv(x: &tch::Tensor, w: &tch::Tensor, b: Option<&tch::Tensor>, o: &ConvOptions<2>) -> tch::Tensor {
+    fn conv(
+        x: &tch::Tensor,
+        w: &tch::Tensor,
+        b: Option<&tch::Tensor>,
+        o: &ConvOptions<2>,
+    ) -> tch::Tensor {
         let s = o.stride.map(|v| v as i64);
         let p = o.padding.map(|v| v as i64);
         let d = o.dilation.map(|v| v as i64);
@@ -302,7 +325,9 @@ mod libtorch {
             // gradient is needed are tracked by PyTorch.
             let xl = x.tensor.detach().set_requires_grad(needed[0]);
             let wl = weight.tensor.detach().set_requires_grad(needed[1]);
-            let bl = bias.as_ref().map(|b| b.tensor.detach().set_requires_grad(needed[2]));
+            let bl = bias
+                .as_ref()
+                .map(|b| b.tensor.detach().set_requires_grad(needed[2]));
             let out = {
                 let _grad_mode = tch::with_grad(|| conv(&xl, &wl, bl.as_ref(), &options));
                 _grad_mode
@@ -310,7 +335,13 @@ mod libtorch {
             let result = TchTensor::new(out.detach());
             let mut leaves = vec![xl, wl];
             leaves.extend(bl);
-            (result, Some(TorchGraph { leaves, output: out }))
+            (
+                result,
+                Some(TorchGraph {
+                    leaves,
+                    output: out,
+                }),
+            )
         }
 
         fn runner_conv2d_backward(
@@ -328,7 +359,8 @@ mod libtorch {
             // d/d(leaves) of <output, grad> is the convolution's backward pass.
             let wanted: Vec<usize> = (0..graph.leaves.len()).filter(|&i| needed[i]).collect();
             let inputs: Vec<&tch::Tensor> = wanted.iter().map(|&i| &graph.leaves[i]).collect();
-            let objective = tch::with_grad(|| (&graph.output * &grad.tensor).sum(grad.tensor.kind()));
+            let objective =
+                tch::with_grad(|| (&graph.output * &grad.tensor).sum(grad.tensor.kind()));
             let grads = tch::Tensor::run_backward(&[objective], &inputs, false, false);
             let mut out: [Option<FloatTensor<Self>>; 3] = [None, None, None];
             for (i, g) in wanted.into_iter().zip(grads) {
@@ -359,11 +391,19 @@ struct ConvState<S> {
 impl<B: ConvOps, const N: usize> Backward<B, N> for ConvBackward<N> {
     type State = ConvState<B::ConvSaved>;
 
-    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+    fn backward(
+        self,
+        ops: Ops<Self::State, N>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
         let grad = grads.consume::<B>(&ops.node);
         let s = ops.state;
-        let x = s.x.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
-        let w = s.weight.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
+        let x =
+            s.x.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
+        let w = s
+            .weight
+            .map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
         let out = B::runner_conv2d_backward(x, w, s.bias_len, grad, s.options, s.needed, s.saved);
         for (parent, g) in ops.parents.iter().zip(out) {
             if let (Some(node), Some(g)) = (parent, g) {
@@ -386,40 +426,89 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
         match bias {
             Some(bias) => {
                 let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
-                let needed = [nodes[0].requirement.is_none(), nodes[1].requirement.is_none(), nodes[2].requirement.is_none()]
-                    .map(|none| !none);
-                match ConvBackward::<3>.prepare::<C>(nodes).compute_bound().stateful() {
+                let needed = [
+                    nodes[0].requirement.is_none(),
+                    nodes[1].requirement.is_none(),
+                    nodes[2].requirement.is_none(),
+                ]
+                .map(|none| !none);
+                match ConvBackward::<3>
+                    .prepare::<C>(nodes)
+                    .compute_bound()
+                    .stateful()
+                {
                     OpsKind::Tracked(mut prep) => {
                         let (xs, ws) = if B::BACKWARD_READS_INPUTS {
                             (Some(prep.checkpoint(&x)), Some(prep.checkpoint(&weight)))
                         } else {
                             (None, None)
                         };
-                        let (out, saved) =
-                            B::runner_conv2d_tracked(x.primitive, weight.primitive, Some(bias.primitive), options.clone(), needed);
-                        let state = ConvState { x: xs, weight: ws, bias_len, options, needed, saved };
+                        let (out, saved) = B::runner_conv2d_tracked(
+                            x.primitive,
+                            weight.primitive,
+                            Some(bias.primitive),
+                            options.clone(),
+                            needed,
+                        );
+                        let state = ConvState {
+                            x: xs,
+                            weight: ws,
+                            bias_len,
+                            options,
+                            needed,
+                            saved,
+                        };
                         prep.finish(state, out)
                     }
-                    OpsKind::UnTracked(prep) => {
-                        prep.finish(B::runner_conv2d(x.primitive, weight.primitive, Some(bias.primitive), options))
-                    }
+                    OpsKind::UnTracked(prep) => prep.finish(B::runner_conv2d(
+                        x.primitive,
+                        weight.primitive,
+                        Some(bias.primitive),
+                        options,
+                    )),
                 }
             }
             None => {
                 let nodes = [x.node.clone(), weight.node.clone()];
-                let needed = [!nodes[0].requirement.is_none(), !nodes[1].requirement.is_none(), false];
-                match ConvBackward::<2>.prepare::<C>(nodes).compute_bound().stateful() {
+                let needed = [
+                    !nodes[0].requirement.is_none(),
+                    !nodes[1].requirement.is_none(),
+                    false,
+                ];
+                match ConvBackward::<2>
+                    .prepare::<C>(nodes)
+                    .compute_bound()
+                    .stateful()
+                {
                     OpsKind::Tracked(mut prep) => {
                         let (xs, ws) = if B::BACKWARD_READS_INPUTS {
                             (Some(prep.checkpoint(&x)), Some(prep.checkpoint(&weight)))
                         } else {
                             (None, None)
                         };
-                        let (out, saved) = B::runner_conv2d_tracked(x.primitive, weight.primitive, None, options.clone(), needed);
-                        let state = ConvState { x: xs, weight: ws, bias_len: None, options, needed, saved };
+                        let (out, saved) = B::runner_conv2d_tracked(
+                            x.primitive,
+                            weight.primitive,
+                            None,
+                            options.clone(),
+                            needed,
+                        );
+                        let state = ConvState {
+                            x: xs,
+                            weight: ws,
+                            bias_len: None,
+                            options,
+                            needed,
+                            saved,
+                        };
                         prep.finish(state, out)
                     }
-                    OpsKind::UnTracked(prep) => prep.finish(B::runner_conv2d(x.primitive, weight.primitive, None, options)),
+                    OpsKind::UnTracked(prep) => prep.finish(B::runner_conv2d(
+                        x.primitive,
+                        weight.primitive,
+                        None,
+                        options,
+                    )),
                 }
             }
         }
@@ -446,22 +535,36 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
         _saved: (),
     ) -> [Option<FloatTensor<Self>>; 3] {
         match (x, weight) {
-            (Some(x), Some(w)) => burn_conv2d_backward::<Self>(x, w, bias_len, grad, options, needed),
+            (Some(x), Some(w)) => {
+                burn_conv2d_backward::<Self>(x, w, bias_len, grad, options, needed)
+            }
             _ => unreachable!("Autodiff<Autodiff<_>> always passes its inputs"),
         }
     }
 }
 
 /// (before, after) padding per spatial dimension, as burn's `Conv2d` computes it.
-fn padding_pairs(p: &PaddingConfig2d, size: [usize; 2], kernel: [usize; 2], stride: [usize; 2]) -> ((usize, usize), (usize, usize)) {
+fn padding_pairs(
+    p: &PaddingConfig2d,
+    size: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+) -> ((usize, usize), (usize, usize)) {
     let same = |k: usize, s: usize, n: usize| {
         let out = n.div_ceil(s);
-        let total = if out > 0 { ((out - 1) * s + k).saturating_sub(n) } else { 0 };
+        let total = if out > 0 {
+            ((out - 1) * s + k).saturating_sub(n)
+        } else {
+            0
+        };
         (total / 2, total - total / 2)
     };
     match p {
         PaddingConfig2d::Valid => ((0, 0), (0, 0)),
-        PaddingConfig2d::Same => (same(kernel[0], stride[0], size[0]), same(kernel[1], stride[1], size[1])),
+        PaddingConfig2d::Same => (
+            same(kernel[0], stride[0], size[0]),
+            same(kernel[1], stride[1], size[1]),
+        ),
         PaddingConfig2d::Explicit(top, left, bottom, right) => ((*top, *bottom), (*left, *right)),
     }
 }
@@ -470,7 +573,11 @@ fn padding_pairs(p: &PaddingConfig2d, size: [usize; 2], kernel: [usize; 2], stri
 /// (an escape hatch, and the baseline for bench/FINDINGS.md).
 pub fn burn_conv_forced() -> bool {
     static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FORCED.get_or_init(|| std::env::var("RUNNER_CONV").map(|v| v.eq_ignore_ascii_case("burn")).unwrap_or(false))
+    *FORCED.get_or_init(|| {
+        std::env::var("RUNNER_CONV")
+            .map(|v| v.eq_ignore_ascii_case("burn"))
+            .unwrap_or(false)
+    })
 }
 
 /// Run `conv` on `x` through [`ConvOps`]. Asymmetric padding (an even
@@ -480,13 +587,17 @@ pub fn conv2d<B: ConvOps>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
         return conv.forward(x);
     }
     let [_, _, h, w] = x.dims();
-    let ((top, bottom), (left, right)) = padding_pairs(&conv.padding, [h, w], conv.kernel_size, conv.stride);
+    let ((top, bottom), (left, right)) =
+        padding_pairs(&conv.padding, [h, w], conv.kernel_size, conv.stride);
     if top != bottom || left != right || conv.groups != 1 {
         return conv.forward(x);
     }
     let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, 1);
     let weight = conv.weight.val().into_primitive().tensor();
-    let bias = conv.bias.as_ref().map(|b| b.val().into_primitive().tensor());
+    let bias = conv
+        .bias
+        .as_ref()
+        .map(|b| b.val().into_primitive().tensor());
     let out = B::runner_conv2d(x.into_primitive().tensor(), weight, bias, options);
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
@@ -517,28 +628,46 @@ mod tests {
         let g_ours = ours.backward();
         let g_theirs = theirs.backward();
         let pairs = [
-            (x.grad(&g_ours).map(|t| t.into_data()), x.grad(&g_theirs).map(|t| t.into_data())),
+            (
+                x.grad(&g_ours).map(|t| t.into_data()),
+                x.grad(&g_theirs).map(|t| t.into_data()),
+            ),
             (
                 conv.weight.val().grad(&g_ours).map(|t| t.into_data()),
                 conv.weight.val().grad(&g_theirs).map(|t| t.into_data()),
             ),
         ];
         for (a, b) in pairs {
-            let (a, b) = (a.expect("gradient from runner's conv"), b.expect("gradient from burn's conv"));
+            let (a, b) = (
+                a.expect("gradient from runner's conv"),
+                b.expect("gradient from burn's conv"),
+            );
             a.assert_approx_eq::<f32>(&b, Tolerance::rel_abs(1e-3, 1e-3));
         }
         if let Some(bias) = &conv.bias {
             let a = bias.val().grad(&g_ours).expect("bias gradient").into_data();
-            let b = bias.val().grad(&g_theirs).expect("bias gradient").into_data();
+            let b = bias
+                .val()
+                .grad(&g_theirs)
+                .expect("bias gradient")
+                .into_data();
             a.assert_approx_eq::<f32>(&b, Tolerance::rel_abs(1e-3, 1e-3));
         }
     }
 
     #[test]
     fn gradients_match_burns_convolution() {
-        check(Conv2dConfig::new([3, 4], [3, 3]).with_padding(PaddingConfig2d::Same), [2, 3, 6, 5]);
+        check(
+            Conv2dConfig::new([3, 4], [3, 3]).with_padding(PaddingConfig2d::Same),
+            [2, 3, 6, 5],
+        );
         check(Conv2dConfig::new([2, 5], [5, 5]), [3, 2, 9, 9]);
-        check(Conv2dConfig::new([2, 3], [3, 3]).with_stride([2, 2]).with_bias(false), [2, 2, 7, 8]);
+        check(
+            Conv2dConfig::new([2, 3], [3, 3])
+                .with_stride([2, 2])
+                .with_bias(false),
+            [2, 2, 7, 8],
+        );
         check(
             Conv2dConfig::new([2, 3], [3, 3])
                 .with_dilation([2, 2])
@@ -550,7 +679,9 @@ mod tests {
     #[test]
     fn inference_without_autodiff_matches_burn() {
         let device = Default::default();
-        let conv: Conv2d<Flex> = Conv2dConfig::new([3, 8], [3, 3]).with_padding(PaddingConfig2d::Same).init(&device);
+        let conv: Conv2d<Flex> = Conv2dConfig::new([3, 8], [3, 3])
+            .with_padding(PaddingConfig2d::Same)
+            .init(&device);
         let x = Tensor::<Flex, 4>::random([2, 3, 10, 10], Distribution::Default, &device);
         conv2d(&conv, x.clone())
             .into_data()
@@ -559,10 +690,22 @@ mod tests {
 
     #[test]
     fn padding_pairs_follow_burn() {
-        assert_eq!(padding_pairs(&PaddingConfig2d::Same, [128, 128], [3, 3], [1, 1]), ((1, 1), (1, 1)));
-        assert_eq!(padding_pairs(&PaddingConfig2d::Same, [14, 14], [5, 5], [1, 1]), ((2, 2), (2, 2)));
+        assert_eq!(
+            padding_pairs(&PaddingConfig2d::Same, [128, 128], [3, 3], [1, 1]),
+            ((1, 1), (1, 1))
+        );
+        assert_eq!(
+            padding_pairs(&PaddingConfig2d::Same, [14, 14], [5, 5], [1, 1]),
+            ((2, 2), (2, 2))
+        );
         // An even kernel pads more at the end: the caller falls back to burn.
-        assert_eq!(padding_pairs(&PaddingConfig2d::Same, [8, 8], [2, 2], [1, 1]), ((0, 1), (0, 1)));
-        assert_eq!(padding_pairs(&PaddingConfig2d::Valid, [8, 8], [3, 3], [1, 1]), ((0, 0), (0, 0)));
+        assert_eq!(
+            padding_pairs(&PaddingConfig2d::Same, [8, 8], [2, 2], [1, 1]),
+            ((0, 1), (0, 1))
+        );
+        assert_eq!(
+            padding_pairs(&PaddingConfig2d::Valid, [8, 8], [3, 3], [1, 1]),
+            ((0, 0), (0, 0))
+        );
     }
 }

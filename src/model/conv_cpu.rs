@@ -163,7 +163,17 @@ struct View {
 /// `dst[m, n] (+)= a[m, k] · b[k, n]`; `dst` row-major with row stride
 /// `dst_rs`, starting at `dst[0]`.
 #[allow(clippy::too_many_arguments)]
-fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumulate: bool, a: View, b: View, par: Parallelism) {
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    a: View,
+    b: View,
+    par: Parallelism,
+) {
     assert!(m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n);
     // SAFETY: `dst` holds the m x n block at row stride dst_rs (checked
     // above); the callers build `a` and `b` from slices holding the m x k and
@@ -209,7 +219,13 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry) ->
     forward_tiled(x, weight, bias, g, tile(g))
 }
 
-fn forward_tiled(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry, t: usize) -> Vec<f32> {
+fn forward_tiled(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    g: &Geometry,
+    t: usize,
+) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * g.in_len());
     assert_eq!(weight.len(), g.cout * g.rows());
     let (rows, l) = (g.rows(), g.cols());
@@ -227,7 +243,10 @@ fn forward_tiled(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry, 
             #[allow(clippy::redundant_locals)]
             let w_view = w_view;
             let mut cols = vec![0.0f32; rows * t];
-            for (o, xi) in out_chunk.chunks_mut(g.out_len()).zip(x_chunk.chunks(g.in_len())) {
+            for (o, xi) in out_chunk
+                .chunks_mut(g.out_len())
+                .zip(x_chunk.chunks(g.in_len()))
+            {
                 for p0 in (0..l).step_by(t) {
                     let p1 = (p0 + t).min(l);
                     im2col(xi, g, p0, p1, &mut cols);
@@ -236,7 +255,17 @@ fn forward_tiled(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry, 
                         rs: (p1 - p0) as isize,
                         cs: 1,
                     };
-                    matmul(g.cout, p1 - p0, rows, &mut o[p0..], l, false, w_view.0, c_view, par);
+                    matmul(
+                        g.cout,
+                        p1 - p0,
+                        rows,
+                        &mut o[p0..],
+                        l,
+                        false,
+                        w_view.0,
+                        c_view,
+                        par,
+                    );
                 }
                 if let Some(b) = bias {
                     for (plane, bv) in o.chunks_mut(l).zip(b) {
@@ -283,7 +312,17 @@ fn backward_weight_tiled(x: &[f32], grad: &[f32], g: &Geometry, t: usize) -> (Ve
                         rs: 1,
                         cs: (p1 - p0) as isize,
                     };
-                    matmul(g.cout, rows, p1 - p0, &mut dw, rows, !first, g_view, ct_view, par);
+                    matmul(
+                        g.cout,
+                        rows,
+                        p1 - p0,
+                        &mut dw,
+                        rows,
+                        !first,
+                        g_view,
+                        ct_view,
+                        par,
+                    );
                     first = false;
                 }
                 for (acc, plane) in db.iter_mut().zip(gi.chunks(l)) {
@@ -294,7 +333,9 @@ fn backward_weight_tiled(x: &[f32], grad: &[f32], g: &Geometry, t: usize) -> (Ve
         })
         .collect();
     let mut iter = partials.into_iter();
-    let (mut dw, mut db) = iter.next().unwrap_or_else(|| (vec![0.0; g.cout * rows], vec![0.0; g.cout]));
+    let (mut dw, mut db) = iter
+        .next()
+        .unwrap_or_else(|| (vec![0.0; g.cout * rows], vec![0.0; g.cout]));
     for (pw, pb) in iter {
         for (a, b) in dw.iter_mut().zip(&pw) {
             *a += *b;
@@ -330,7 +371,10 @@ fn backward_input_tiled(weight: &[f32], grad: &[f32], g: &Geometry, t: usize) ->
             #[allow(clippy::redundant_locals)]
             let wt_view = wt_view;
             let mut cols = vec![0.0f32; rows * t];
-            for (dxi, gi) in dx_chunk.chunks_mut(g.in_len()).zip(g_chunk.chunks(g.out_len())) {
+            for (dxi, gi) in dx_chunk
+                .chunks_mut(g.in_len())
+                .zip(g_chunk.chunks(g.out_len()))
+            {
                 for p0 in (0..l).step_by(t) {
                     let p1 = (p0 + t).min(l);
                     let g_view = View {
@@ -338,7 +382,17 @@ fn backward_input_tiled(weight: &[f32], grad: &[f32], g: &Geometry, t: usize) ->
                         rs: l as isize,
                         cs: 1,
                     };
-                    matmul(rows, p1 - p0, g.cout, &mut cols, p1 - p0, false, wt_view.0, g_view, par);
+                    matmul(
+                        rows,
+                        p1 - p0,
+                        g.cout,
+                        &mut cols,
+                        p1 - p0,
+                        false,
+                        wt_view.0,
+                        g_view,
+                        par,
+                    );
                     col2im_add(&cols, g, p0, p1, dxi);
                 }
             }
@@ -370,10 +424,17 @@ mod tests {
                         for ci in 0..g.cin {
                             for i in 0..g.kh {
                                 for j in 0..g.kw {
-                                    let iy = (y * g.stride[0] + i * g.dilation[0]) as isize - g.padding[0] as isize;
-                                    let ix = (xo * g.stride[1] + j * g.dilation[1]) as isize - g.padding[1] as isize;
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
-                                        s += x[((n * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize]
+                                    let iy = (y * g.stride[0] + i * g.dilation[0]) as isize
+                                        - g.padding[0] as isize;
+                                    let ix = (xo * g.stride[1] + j * g.dilation[1]) as isize
+                                        - g.padding[1] as isize;
+                                    if iy >= 0
+                                        && ix >= 0
+                                        && (iy as usize) < g.h
+                                        && (ix as usize) < g.w
+                                    {
+                                        s += x[((n * g.cin + ci) * g.h + iy as usize) * g.w
+                                            + ix as usize]
                                             * w[((co * g.cin + ci) * g.kh + i) * g.kw + j];
                                     }
                                 }
@@ -414,19 +475,48 @@ mod tests {
         };
         vec![
             base,
-            Geometry { padding: [1, 1], ..base },
-            Geometry { kh: 5, kw: 3, padding: [2, 1], ..base },
-            Geometry { stride: [2, 2], padding: [1, 1], ..base },
-            Geometry { dilation: [2, 1], padding: [1, 0], ..base },
-            Geometry { batch: 1, cin: 1, ..base },
-            Geometry { stride: [2, 3], padding: [2, 1], kh: 4, kw: 2, ..base },
+            Geometry {
+                padding: [1, 1],
+                ..base
+            },
+            Geometry {
+                kh: 5,
+                kw: 3,
+                padding: [2, 1],
+                ..base
+            },
+            Geometry {
+                stride: [2, 2],
+                padding: [1, 1],
+                ..base
+            },
+            Geometry {
+                dilation: [2, 1],
+                padding: [1, 0],
+                ..base
+            },
+            Geometry {
+                batch: 1,
+                cin: 1,
+                ..base
+            },
+            Geometry {
+                stride: [2, 3],
+                padding: [2, 1],
+                kh: 4,
+                kw: 2,
+                ..base
+            },
         ]
     }
 
     fn close(a: &[f32], b: &[f32]) {
         assert_eq!(a.len(), b.len());
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
-            assert!((x - y).abs() <= 1e-3 * (1.0 + y.abs()), "element {i}: {x} vs {y}");
+            assert!(
+                (x - y).abs() <= 1e-3 * (1.0 + y.abs()),
+                "element {i}: {x} vs {y}"
+            );
         }
     }
 
@@ -458,19 +548,32 @@ mod tests {
             let w = pseudo(g.cout * g.cin * g.kh * g.kw, 5);
             let u = pseudo(g.batch * g.cout * g.out_h() * g.out_w(), 6);
             let y = forward(&x, &w, None, &g);
-            let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| (*p as f64) * (*q as f64)).sum::<f64>();
+            let dot = |a: &[f32], b: &[f32]| {
+                a.iter()
+                    .zip(b)
+                    .map(|(p, q)| (*p as f64) * (*q as f64))
+                    .sum::<f64>()
+            };
             let uy = dot(&u, &y);
             for t in tiles(&g) {
                 let dx = backward_input_tiled(&w, &u, &g, t);
                 let (dw, _) = backward_weight_tiled(&x, &u, &g, t);
-                assert!((dot(&dx, &x) - uy).abs() < 1e-3 * (1.0 + uy.abs()), "dx for {g:?}, tile {t}");
-                assert!((dot(&dw, &w) - uy).abs() < 1e-3 * (1.0 + uy.abs()), "dw for {g:?}, tile {t}");
+                assert!(
+                    (dot(&dx, &x) - uy).abs() < 1e-3 * (1.0 + uy.abs()),
+                    "dx for {g:?}, tile {t}"
+                );
+                assert!(
+                    (dot(&dw, &w) - uy).abs() < 1e-3 * (1.0 + uy.abs()),
+                    "dw for {g:?}, tile {t}"
+                );
             }
             let (_, db) = backward_weight(&x, &u, &g);
             // db is the sum of u per output channel.
             let l = g.out_h() * g.out_w();
             for co in 0..g.cout {
-                let s: f32 = (0..g.batch).map(|n| u[(n * g.cout + co) * l..][..l].iter().sum::<f32>()).sum();
+                let s: f32 = (0..g.batch)
+                    .map(|n| u[(n * g.cout + co) * l..][..l].iter().sum::<f32>())
+                    .sum();
                 assert!((db[co] - s).abs() < 1e-3 * (1.0 + s.abs()));
             }
         }

@@ -2,8 +2,13 @@
 
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::pool::{
+    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, MaxPool2d,
+    MaxPool2dConfig,
+};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
+};
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -144,20 +149,30 @@ impl<B: Backend> Layer<B> {
                     act: (*activation).into(),
                 })
             }
-            LayerKind::MaxPool2d { pool, stride, padding: p } => Layer::MaxPool(
+            LayerKind::MaxPool2d {
+                pool,
+                stride,
+                padding: p,
+            } => Layer::MaxPool(
                 MaxPool2dConfig::new(*pool)
                     .with_strides(*stride)
                     .with_padding(padding(*p))
                     .init(),
             ),
-            LayerKind::AvgPool2d { pool, stride, padding: p } => Layer::AvgPool(
+            LayerKind::AvgPool2d {
+                pool,
+                stride,
+                padding: p,
+            } => Layer::AvgPool(
                 AvgPool2dConfig::new(*pool)
                     .with_strides(*stride)
                     .with_padding(padding(*p))
                     .with_count_include_pad(false)
                     .init(),
             ),
-            LayerKind::GlobalAvgPool2d => Layer::GlobalAvgPool(AdaptiveAvgPool2dConfig::new([1, 1]).init()),
+            LayerKind::GlobalAvgPool2d => {
+                Layer::GlobalAvgPool(AdaptiveAvgPool2dConfig::new([1, 1]).init())
+            }
             LayerKind::Dropout { rate } => Layer::Dropout(DropoutConfig::new(*rate).init()),
             LayerKind::Flatten => Layer::Flatten(Flatten),
             LayerKind::Dense {
@@ -196,7 +211,9 @@ impl<B: Backend> Layer<B> {
     /// Parameters that do not learn (BatchNorm's moving mean and variance).
     pub fn non_trainable_params(&self) -> usize {
         match self {
-            Layer::BatchNorm(bn) => bn.running_mean.value().dims()[0] + bn.running_var.value().dims()[0],
+            Layer::BatchNorm(bn) => {
+                bn.running_mean.value().dims()[0] + bn.running_var.value().dims()[0]
+            }
             _ => 0,
         }
     }

@@ -68,7 +68,9 @@ impl<B: ConvOps> Net<B> {
                 (Layer::Activation(a), Flow::Map(t)) => Flow::Map(a.apply(t)),
                 (Layer::Activation(a), Flow::Flat(t)) => Flow::Flat(a.apply(t)),
                 // Shape inference in the plan rules these out before a model is built.
-                (_, Flow::Map(_)) | (_, Flow::Flat(_)) => unreachable!("layer stack was validated by the plan"),
+                (_, Flow::Map(_)) | (_, Flow::Flat(_)) => {
+                    unreachable!("layer stack was validated by the plan")
+                }
             };
         }
         match x {

@@ -43,10 +43,12 @@ pub fn summarize<B: Backend>(plan: &ModelPlan, net: &Net<B>) -> Summary {
             }
         })
         .collect();
-    let total = rows.iter().fold(ParamCount::default(), |acc, r| ParamCount {
-        trainable: acc.trainable + r.params.trainable,
-        non_trainable: acc.non_trainable + r.params.non_trainable,
-    });
+    let total = rows
+        .iter()
+        .fold(ParamCount::default(), |acc, r| ParamCount {
+            trainable: acc.trainable + r.params.trainable,
+            non_trainable: acc.non_trainable + r.params.non_trainable,
+        });
     Summary { rows, total }
 }
 
@@ -67,29 +69,63 @@ impl Summary {
     /// The table as Keras 2 prints it, with the first column widened
     /// instead of truncated.
     pub fn render(&self, model_name: &str, input: [usize; 3], folded_softmax: bool) -> String {
-        let first: Vec<String> = self.rows.iter().map(|r| format!("{} ({})", r.name, r.class)).collect();
+        let first: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| format!("{} ({})", r.name, r.class))
+            .collect();
         let w1 = first.iter().map(String::len).max().unwrap_or(0).max(27) + 2;
-        let w2 = self.rows.iter().map(|r| r.output.len()).max().unwrap_or(0).max(24) + 2;
+        let w2 = self
+            .rows
+            .iter()
+            .map(|r| r.output.len())
+            .max()
+            .unwrap_or(0)
+            .max(24)
+            + 2;
         let w3 = 10;
         let width = w1 + w2 + w3;
         let thin = "_".repeat(width);
         let thick = "=".repeat(width);
         let mut out = String::new();
         out.push_str(&format!("Model: \"{model_name}\"\n"));
-        out.push_str(&format!("Input: (None, {}, {}, {})\n", input[0], input[1], input[2]));
+        out.push_str(&format!(
+            "Input: (None, {}, {}, {})\n",
+            input[0], input[1], input[2]
+        ));
         out.push_str(&thin);
         out.push('\n');
-        out.push_str(&format!("{:<w1$}{:<w2$}{}\n", "Layer (type)", "Output Shape", "Param #"));
+        out.push_str(&format!(
+            "{:<w1$}{:<w2$}{}\n",
+            "Layer (type)", "Output Shape", "Param #"
+        ));
         out.push_str(&thick);
         out.push('\n');
         for (i, (row, label)) in self.rows.iter().zip(&first).enumerate() {
-            out.push_str(&format!("{label:<w1$}{:<w2$}{}\n", row.output, thousands(row.params.total())));
-            out.push_str(if i + 1 == self.rows.len() { &thick } else { &thin });
+            out.push_str(&format!(
+                "{label:<w1$}{:<w2$}{}\n",
+                row.output,
+                thousands(row.params.total())
+            ));
+            out.push_str(if i + 1 == self.rows.len() {
+                &thick
+            } else {
+                &thin
+            });
             out.push('\n');
         }
-        out.push_str(&format!("Total params: {}\n", thousands(self.total.total())));
-        out.push_str(&format!("Trainable params: {}\n", thousands(self.total.trainable)));
-        out.push_str(&format!("Non-trainable params: {}\n", thousands(self.total.non_trainable)));
+        out.push_str(&format!(
+            "Total params: {}\n",
+            thousands(self.total.total())
+        ));
+        out.push_str(&format!(
+            "Trainable params: {}\n",
+            thousands(self.total.trainable)
+        ));
+        out.push_str(&format!(
+            "Non-trainable params: {}\n",
+            thousands(self.total.non_trainable)
+        ));
         out.push_str(&thin);
         out.push('\n');
         if folded_softmax {
@@ -126,7 +162,11 @@ mod module_tests {
     #[test]
     fn module_counts_agree_with_shape_inference() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let loaded = config::load(&root.join("experiments/baseline.toml"), &LoadOptions::default()).unwrap();
+        let loaded = config::load(
+            &root.join("experiments/baseline.toml"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
         let plan = crate::plan::plan(&loaded).unwrap();
         let net = Net::<Flex>::init(&plan.model, &Default::default());
         let s = summarize(&plan.model, &net);
@@ -158,7 +198,14 @@ layers = [
 "#,
         )
         .unwrap();
-        let loaded = config::load(&path, &LoadOptions { overrides, use_env: false }).unwrap();
+        let loaded = config::load(
+            &path,
+            &LoadOptions {
+                overrides,
+                use_env: false,
+            },
+        )
+        .unwrap();
         let plan = crate::plan::plan(&loaded).unwrap();
         let net = Net::<Flex>::init(&plan.model, &Default::default());
         let s = summarize(&plan.model, &net);

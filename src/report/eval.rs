@@ -82,7 +82,13 @@ impl Evaluation {
 
     /// The per-class table as the tutorial prints it.
     pub fn render_table(&self) -> String {
-        let w = self.classes.iter().map(|c| c.class.len()).max().unwrap_or(5).max(5);
+        let w = self
+            .classes
+            .iter()
+            .map(|c| c.class.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         let mut out = format!(
             "Overall accuracy on {} ({} images): {:.2}%\n\n{:<w$}  {:>9}  {:>9}  {:>9}  {:>7}\n",
             self.split,
@@ -158,10 +164,18 @@ mod tests {
         assert!((b.precision - 0.5).abs() < 1e-12 && (b.recall - 0.5).abs() < 1e-12);
         let c = get("c");
         assert!((c.precision - 0.5).abs() < 1e-12 && c.recall == 1.0);
-        assert_eq!(e.confusion, vec![vec![2, 1, 0], vec![0, 1, 1], vec![0, 0, 1]]);
+        assert_eq!(
+            e.confusion,
+            vec![vec![2, 1, 0], vec![0, 1, 1], vec![0, 0, 1]]
+        );
         // sorted by F1: a (0.8), c (0.667), b (0.5)
         let order: Vec<&str> = e.classes.iter().map(|c| c.class.as_str()).collect();
         assert_eq!(order, vec!["a", "c", "b"]);
-        assert!(e.confusion_csv().lines().nth(1).unwrap().starts_with("a,2,1,0"));
+        assert!(e
+            .confusion_csv()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("a,2,1,0"));
     }
 }

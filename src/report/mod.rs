@@ -45,7 +45,12 @@ fn picture(name: &'static str, img: image::RgbImage) -> Result<Picture, ReportEr
 
 /// 20 test images (seeded choice) with the predicted label over the true
 /// one, green when right and red when wrong.
-pub fn prediction_grid(split: &Split, preds: &Predictions, classes: &[String], seed: u64) -> Result<image::RgbImage, ReportError> {
+pub fn prediction_grid(
+    split: &Split,
+    preds: &Predictions,
+    classes: &[String],
+    seed: u64,
+) -> Result<image::RgbImage, ReportError> {
     let n = preds.truth.len();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut tiles = Vec::new();
@@ -68,12 +73,21 @@ pub fn write(
     history: &[EpochRow],
     grid: image::RgbImage,
 ) -> Result<Vec<Picture>, ReportError> {
-    write_atomic(&dir.join("classification_report.csv"), evaluation.classes_csv().as_bytes())?;
-    write_atomic(&dir.join("confusion_matrix.csv"), evaluation.confusion_csv().as_bytes())?;
+    write_atomic(
+        &dir.join("classification_report.csv"),
+        evaluation.classes_csv().as_bytes(),
+    )?;
+    write_atomic(
+        &dir.join("confusion_matrix.csv"),
+        evaluation.confusion_csv().as_bytes(),
+    )?;
     let json = serde_json::to_vec_pretty(evaluation).unwrap_or_default();
     write_atomic(&dir.join("evaluation.json"), &json)?;
     let mut pictures = vec![
-        picture("confusion_matrix", plots::confusion(&evaluation.class_names, &evaluation.confusion)?)?,
+        picture(
+            "confusion_matrix",
+            plots::confusion(&evaluation.class_names, &evaluation.confusion)?,
+        )?,
         picture("predictions", grid)?,
     ];
     if !history.is_empty() {

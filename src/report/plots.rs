@@ -29,7 +29,11 @@ fn draw_err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> PlotError
 fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
         let _ = plotters::style::register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold());
     });
 }
@@ -41,7 +45,12 @@ pub const RED: RGBColor = RGBColor(200, 30, 30);
 pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>, PlotError> {
     let mut out = Vec::new();
     image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
         .map_err(draw_err("png"))?;
     Ok(out)
 }
@@ -73,7 +82,9 @@ pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
             let tr = series(train);
             let va = series(val);
             let all: Vec<f64> = tr.iter().chain(&va).map(|p| p.1).collect();
-            let (mut lo, mut hi) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+            let (mut lo, mut hi) = all
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
             if !lo.is_finite() || !hi.is_finite() || lo > hi {
                 (lo, hi) = (0.0, 1.0);
             }
@@ -89,7 +100,13 @@ pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
                 .configure_mesh()
                 .x_desc("epoch")
                 // Epochs are whole numbers: no "2.0" ticks, no half epochs.
-                .x_label_formatter(&|x| if x.fract() == 0.0 { format!("{x:.0}") } else { String::new() })
+                .x_label_formatter(&|x| {
+                    if x.fract() == 0.0 {
+                        format!("{x:.0}")
+                    } else {
+                        String::new()
+                    }
+                })
                 .label_style(("sans-serif", 14))
                 .draw()
                 .map_err(draw_err("curves"))?;
@@ -99,7 +116,9 @@ pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
                 .draw_series(LineSeries::new(tr.clone(), blue.stroke_width(2)))
                 .map_err(draw_err("curves"))?
                 .label("training")
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(2))
+                });
             chart
                 .draw_series(tr.iter().map(|p| Circle::new(*p, 3, blue.filled())))
                 .map_err(draw_err("curves"))?;
@@ -108,7 +127,9 @@ pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
                     .draw_series(LineSeries::new(va.clone(), orange.stroke_width(2)))
                     .map_err(draw_err("curves"))?
                     .label("validation")
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], orange.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], orange.stroke_width(2))
+                    });
                 chart
                     .draw_series(va.iter().map(|p| Circle::new(*p, 3, orange.filled())))
                     .map_err(draw_err("curves"))?;
@@ -131,7 +152,10 @@ pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
 
 /// A heat map of `confusion[true][predicted]` with the counts written in.
 pub fn confusion(names: &[String], confusion: &[Vec<usize>]) -> Result<RgbImage, PlotError> {
-    let cells: Vec<Vec<Option<f64>>> = confusion.iter().map(|r| r.iter().map(|v| Some(*v as f64)).collect()).collect();
+    let cells: Vec<Vec<Option<f64>>> = confusion
+        .iter()
+        .map(|r| r.iter().map(|v| Some(*v as f64)).collect())
+        .collect();
     heatmap(
         "Confusion matrix (rows: true, columns: predicted)",
         names,
@@ -154,7 +178,14 @@ pub fn heatmap(
     register_font();
     let k = rows.len().max(cols.len()).max(1);
     let cell = (640 / k).clamp(28, 90) as i32;
-    let longest = |names: &[String]| names.iter().map(|n| n.chars().count()).max().unwrap_or(4).min(24) as i32;
+    let longest = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(4)
+            .min(24) as i32
+    };
     let label_w = longest(rows) * 8 + 20;
     let label_h = longest(cols) * 8 + 20;
     let title_w = title.chars().count() as i32 * 9 + 20;
@@ -168,11 +199,23 @@ pub fn heatmap(
             .map_err(draw_err("heat map"))?;
         let x0 = label_w;
         let y0 = 50;
-        let values: Vec<f64> = cells.iter().flatten().flatten().copied().filter(|v| v.is_finite()).collect();
-        let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+        let values: Vec<f64> = cells
+            .iter()
+            .flatten()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        let (lo, hi) = values
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
         let span = if hi > lo { hi - lo } else { 1.0 };
         // Counts shade from zero; other values over their own range.
-        let base = if lo >= 0.0 && (hi - lo) >= hi * 0.5 { 0.0 } else { lo };
+        let base = if lo >= 0.0 && (hi - lo) >= hi * 0.5 {
+            0.0
+        } else {
+            lo
+        };
         let span = if base == 0.0 { hi.max(1e-12) } else { span };
         for (r, row) in cells.iter().enumerate() {
             for (c, v) in row.iter().enumerate() {
@@ -182,31 +225,50 @@ pub fn heatmap(
                     Some(v) if v.is_finite() => {
                         let f = ((v - base) / span).clamp(0.0, 1.0);
                         let shade = (255.0 * (1.0 - 0.85 * f)) as u8;
-                        (RGBColor(shade, shade, 255), if f > 0.55 { WHITE } else { BLACK })
+                        (
+                            RGBColor(shade, shade, 255),
+                            if f > 0.55 { WHITE } else { BLACK },
+                        )
                     }
                     _ => (WHITE, BLACK),
                 };
-                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], color.filled()))
-                    .map_err(draw_err("heat map"))?;
-                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], RGBColor(200, 200, 200)))
-                    .map_err(draw_err("heat map"))?;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    color.filled(),
+                ))
+                .map_err(draw_err("heat map"))?;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    RGBColor(200, 200, 200),
+                ))
+                .map_err(draw_err("heat map"))?;
                 let text = v.map(&fmt).unwrap_or_else(|| "-".into());
-                let style = TextStyle::from(("sans-serif", (cell / 4).clamp(10, 18)).into_font()).color(&ink);
+                let style = TextStyle::from(("sans-serif", (cell / 4).clamp(10, 18)).into_font())
+                    .color(&ink);
                 root.draw(&Text::new(text, (x + 4, y + cell / 3), style))
                     .map_err(draw_err("heat map"))?;
             }
         }
         for (r, name) in rows.iter().enumerate() {
             let name: String = name.chars().take(24).collect();
-            root.draw(&Text::new(name, (6, y0 + r as i32 * cell + cell / 3), ("sans-serif", 13)))
-                .map_err(draw_err("heat map"))?;
+            root.draw(&Text::new(
+                name,
+                (6, y0 + r as i32 * cell + cell / 3),
+                ("sans-serif", 13),
+            ))
+            .map_err(draw_err("heat map"))?;
         }
         let yl = y0 + cell * rows.len() as i32 + 8;
         for (c, name) in cols.iter().enumerate() {
             let name: String = name.chars().take(24).collect();
-            let style = TextStyle::from(("sans-serif", 13).into_font()).transform(FontTransform::Rotate90);
-            root.draw(&Text::new(name, (x0 + c as i32 * cell + cell / 2 + 6, yl), style))
-                .map_err(draw_err("heat map"))?;
+            let style =
+                TextStyle::from(("sans-serif", 13).into_font()).transform(FontTransform::Rotate90);
+            root.draw(&Text::new(
+                name,
+                (x0 + c as i32 * cell + cell / 2 + 6, yl),
+                style,
+            ))
+            .map_err(draw_err("heat map"))?;
         }
         root.present().map_err(draw_err("heat map"))?;
     }
@@ -218,7 +280,11 @@ pub fn heatmap(
 
 /// `y` against each of several numeric parameters, one panel per parameter;
 /// a log scale where a parameter spans more than a factor of 10.
-pub fn scatter_panels(title: &str, y_label: &str, panels: &[(String, Vec<(f64, f64)>)]) -> Result<RgbImage, PlotError> {
+pub fn scatter_panels(
+    title: &str,
+    y_label: &str,
+    panels: &[(String, Vec<(f64, f64)>)],
+) -> Result<RgbImage, PlotError> {
     register_font();
     let n = panels.len().max(1);
     let (w, h) = (480 * n as u32, 420u32);
@@ -226,19 +292,40 @@ pub fn scatter_panels(title: &str, y_label: &str, panels: &[(String, Vec<(f64, f
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err("scatter"))?;
-        let root = root.titled(title, ("sans-serif", 20)).map_err(draw_err("scatter"))?;
+        let root = root
+            .titled(title, ("sans-serif", 20))
+            .map_err(draw_err("scatter"))?;
         let areas = root.split_evenly((1, n));
         for (area, (name, points)) in areas.iter().zip(panels) {
             let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
-            let ys: Vec<f64> = points.iter().map(|p| p.1).filter(|v| v.is_finite()).collect();
-            let (x_lo, x_hi) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
-            let (y_lo, y_hi) = ys.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
-            let (y_lo, y_hi) = if y_lo <= y_hi { (y_lo, y_hi) } else { (0.0, 1.0) };
+            let ys: Vec<f64> = points
+                .iter()
+                .map(|p| p.1)
+                .filter(|v| v.is_finite())
+                .collect();
+            let (x_lo, x_hi) = xs
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+            let (y_lo, y_hi) = ys
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+            let (y_lo, y_hi) = if y_lo <= y_hi {
+                (y_lo, y_hi)
+            } else {
+                (0.0, 1.0)
+            };
             let ypad = ((y_hi - y_lo) * 0.1).max(1e-3);
             let log = x_lo > 0.0 && x_hi / x_lo > 10.0;
             let y = (y_lo - ypad)..(y_hi + ypad);
             if log {
-                scatter_panel(area, (x_lo * 0.8..x_hi * 1.25).log_scale(), y, name, y_label, points)?;
+                scatter_panel(
+                    area,
+                    (x_lo * 0.8..x_hi * 1.25).log_scale(),
+                    y,
+                    name,
+                    y_label,
+                    points,
+                )?;
             } else {
                 let xpad = ((x_hi - x_lo) * 0.1).max(1e-3);
                 scatter_panel(area, (x_lo - xpad)..(x_hi + xpad), y, name, y_label, points)?;
@@ -295,17 +382,28 @@ pub struct Tile {
 
 /// Images in a grid of `cols` columns, each scaled to `cell` pixels wide
 /// with its caption above it (the tutorial's Fig 13 and Fig 15).
-pub fn image_grid(title: &str, tiles: &[Tile], cols: usize, cell: u32) -> Result<RgbImage, PlotError> {
+pub fn image_grid(
+    title: &str,
+    tiles: &[Tile],
+    cols: usize,
+    cell: u32,
+) -> Result<RgbImage, PlotError> {
     register_font();
     let cols = cols.max(1);
     let rows = tiles.len().div_ceil(cols).max(1);
     let caption_h = 44u32;
     let title_h = 36u32;
-    let (w, h) = (cols as u32 * (cell + 10) + 10, title_h + rows as u32 * (cell + caption_h + 10));
+    let (w, h) = (
+        cols as u32 * (cell + 10) + 10,
+        title_h + rows as u32 * (cell + caption_h + 10),
+    );
     let mut canvas = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
     let origin = |i: usize| {
         let (r, c) = (i / cols, i % cols);
-        (10 + c as u32 * (cell + 10), title_h + r as u32 * (cell + caption_h + 10))
+        (
+            10 + c as u32 * (cell + 10),
+            title_h + r as u32 * (cell + caption_h + 10),
+        )
     };
     for (i, tile) in tiles.iter().enumerate() {
         let (x, y) = origin(i);
@@ -325,8 +423,12 @@ pub fn image_grid(title: &str, tiles: &[Tile], cols: usize, cell: u32) -> Result
             for (l, line) in tile.lines.iter().take(2).enumerate() {
                 let text: String = line.chars().take((cell / 7).max(8) as usize).collect();
                 let style = TextStyle::from(("sans-serif", 14).into_font()).color(&tile.color);
-                root.draw(&Text::new(text, (x as i32, (y + 4 + l as u32 * 18) as i32), style))
-                    .map_err(draw_err("image grid"))?;
+                root.draw(&Text::new(
+                    text,
+                    (x as i32, (y + 4 + l as u32 * 18) as i32),
+                    style,
+                ))
+                .map_err(draw_err("image grid"))?;
             }
         }
         root.present().map_err(draw_err("image grid"))?;

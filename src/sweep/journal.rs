@@ -98,7 +98,11 @@ impl Journal {
                 line.insert(0, '\n');
             }
         }
-        let mut f = OpenOptions::new().create(true).append(true).open(&self.path).map_err(err)?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(err)?;
         f.write_all(line.as_bytes()).map_err(err)?;
         f.sync_data().map_err(err)?;
         Ok(())
@@ -131,12 +135,16 @@ mod tests {
     fn latest_state_wins_and_a_torn_line_is_ignored() {
         let tmp = tempfile::tempdir().unwrap();
         let j = Journal::new(tmp.path());
-        j.append(&Entry::new(0, "aaa", TrialState::Pending)).unwrap();
-        j.append(&Entry::new(1, "bbb", TrialState::Pending)).unwrap();
-        j.append(&Entry::new(0, "aaa", TrialState::Running)).unwrap();
+        j.append(&Entry::new(0, "aaa", TrialState::Pending))
+            .unwrap();
+        j.append(&Entry::new(1, "bbb", TrialState::Pending))
+            .unwrap();
+        j.append(&Entry::new(0, "aaa", TrialState::Running))
+            .unwrap();
         j.append(&Entry::new(0, "aaa", TrialState::Done)).unwrap();
         let mut f = OpenOptions::new().append(true).open(j.path()).unwrap();
-        f.write_all(b"{\"time\":\"x\",\"trial\":1,\"id\":\"bbb\",\"sta").unwrap();
+        f.write_all(b"{\"time\":\"x\",\"trial\":1,\"id\":\"bbb\",\"sta")
+            .unwrap();
         let latest = j.latest();
         assert_eq!(latest[&0].state, TrialState::Done);
         assert_eq!(latest[&1].state, TrialState::Pending);

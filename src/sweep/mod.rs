@@ -52,7 +52,11 @@ pub fn trial_id(params: &BTreeMap<String, toml::Value>) -> String {
         h.update(v.to_string().as_bytes());
         h.update(b"\n");
     }
-    h.finalize().iter().take(3).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(3)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The names of all swept keys, in the order trials list them.
@@ -108,7 +112,10 @@ pub fn expand(spec: &SweepSpec, experiment_seed: u64) -> Vec<Trial> {
             for _ in 0..spec.trials.unwrap_or(0) {
                 let mut p = BTreeMap::new();
                 for (key, values) in &spec.grid {
-                    p.insert(key.clone(), values[rng.random_range(0..values.len())].clone());
+                    p.insert(
+                        key.clone(),
+                        values[rng.random_range(0..values.len())].clone(),
+                    );
                 }
                 if zip_len > 0 {
                     let i = rng.random_range(0..zip_len);
@@ -147,11 +154,15 @@ fn round_sig(v: f64) -> f64 {
 
 fn sample(dist: &DistributionSpec, rng: &mut impl Rng) -> toml::Value {
     match dist {
-        DistributionSpec::Uniform(RangeSpec { low, high }) => toml::Value::Float(round_sig(rng.random_range(*low..*high))),
+        DistributionSpec::Uniform(RangeSpec { low, high }) => {
+            toml::Value::Float(round_sig(rng.random_range(*low..*high)))
+        }
         DistributionSpec::LogUniform(RangeSpec { low, high }) => {
             toml::Value::Float(round_sig(rng.random_range(low.ln()..high.ln()).exp()))
         }
-        DistributionSpec::Int(IntRangeSpec { low, high }) => toml::Value::Integer(rng.random_range(*low..=*high)),
+        DistributionSpec::Int(IntRangeSpec { low, high }) => {
+            toml::Value::Integer(rng.random_range(*low..=*high))
+        }
         DistributionSpec::Choice(c) => c.values[rng.random_range(0..c.values.len())].clone(),
     }
 }
@@ -173,13 +184,22 @@ pub enum TrialError {
 /// A trial's full config: the sweep file with the trial's values applied as
 /// overrides (so a bad axis key or value is reported like a bad `--set`,
 /// naming the axis), without the `[sweep]` table.
-pub fn trial_config(sweep_file: &Path, trial: &Trial) -> Result<(Loaded, ExperimentPlan), TrialError> {
+pub fn trial_config(
+    sweep_file: &Path,
+    trial: &Trial,
+) -> Result<(Loaded, ExperimentPlan), TrialError> {
     let overrides = trial
         .params
         .iter()
         .map(|(k, v)| Override::axis(k, v))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut loaded = config::load(sweep_file, &LoadOptions { overrides, use_env: false })?;
+    let mut loaded = config::load(
+        sweep_file,
+        &LoadOptions {
+            overrides,
+            use_env: false,
+        },
+    )?;
     let mut plan = plan::plan(&loaded)?;
     loaded.spec.sweep = None;
     plan.spec.sweep = None;
@@ -222,7 +242,13 @@ mod tests {
     fn show(trials: &[Trial]) -> Vec<String> {
         trials
             .iter()
-            .map(|t| t.params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
+            .map(|t| {
+                t.params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect()
     }
 
@@ -232,7 +258,10 @@ mod tests {
         let t = expand(&s, 1);
         assert_eq!(t.len(), 6);
         assert_eq!(t[0].params["model.dropout"].as_float(), Some(0.1));
-        assert_eq!(t[1].params["optimizer.learning_rate"].as_float(), Some(3e-4));
+        assert_eq!(
+            t[1].params["optimizer.learning_rate"].as_float(),
+            Some(3e-4)
+        );
         assert_eq!(t[3].params["model.dropout"].as_float(), Some(0.2));
         let ids: std::collections::BTreeSet<_> = t.iter().map(|t| t.id.clone()).collect();
         assert_eq!(ids.len(), 6, "ids are distinct");
@@ -260,14 +289,21 @@ mod tests {
             "strategy = \"random\"\ntrials = 20\nseed = 5\n[random]\n\"optimizer.learning_rate\" = { distribution = \"log_uniform\", low = 1e-5, high = 1e-2 }\n\"model.dropout\" = { distribution = \"uniform\", low = 0.0, high = 0.5 }\n\"train.batch_size\" = { distribution = \"choice\", values = [16, 32] }\n\"train.epochs\" = { distribution = \"int\", low = 1, high = 3 }\n",
         );
         let a = expand(&s, 1);
-        assert_eq!(a, expand(&s, 2), "the sweep seed wins over the experiment seed");
+        assert_eq!(
+            a,
+            expand(&s, 2),
+            "the sweep seed wins over the experiment seed"
+        );
         assert_eq!(a.len(), 20);
         for t in &a {
             let lr = t.params["optimizer.learning_rate"].as_float().unwrap();
             assert!((1e-5..=1e-2).contains(&lr));
             let d = t.params["model.dropout"].as_float().unwrap();
             assert!((0.0..=0.5).contains(&d));
-            assert!(matches!(t.params["train.batch_size"].as_integer(), Some(16 | 32)));
+            assert!(matches!(
+                t.params["train.batch_size"].as_integer(),
+                Some(16 | 32)
+            ));
             assert!((1..=3).contains(&t.params["train.epochs"].as_integer().unwrap()));
         }
         let mut other = s.clone();

@@ -71,10 +71,17 @@ pub fn judge(trial: &Trial, dir: &Path, status: Option<&ExitStatus>, seconds: f6
     let meta = RunDir::at_existing(dir).read_meta().ok();
     let code = status.and_then(exit_code);
     let (state, message) = match meta.as_ref().map(|m| m.status) {
-        Some(Status::Completed) => (TrialState::Done, meta.as_ref().and_then(|m| m.message.clone())),
+        Some(Status::Completed) => (
+            TrialState::Done,
+            meta.as_ref().and_then(|m| m.message.clone()),
+        ),
         Some(Status::Stopped) => (
             TrialState::Stopped,
-            Some(meta.as_ref().and_then(|m| m.message.clone()).unwrap_or_else(|| "stopped".into())),
+            Some(
+                meta.as_ref()
+                    .and_then(|m| m.message.clone())
+                    .unwrap_or_else(|| "stopped".into()),
+            ),
         ),
         _ => {
             let why = meta.as_ref().and_then(|m| m.message.clone());
@@ -87,7 +94,11 @@ pub fn judge(trial: &Trial, dir: &Path, status: Option<&ExitStatus>, seconds: f6
             };
             (
                 TrialState::Failed,
-                Some(if tail.is_empty() { head } else { format!("{head}\n{tail}") }),
+                Some(if tail.is_empty() {
+                    head
+                } else {
+                    format!("{head}\n{tail}")
+                }),
             )
         }
     };
@@ -100,9 +111,17 @@ pub fn judge(trial: &Trial, dir: &Path, status: Option<&ExitStatus>, seconds: f6
     }
 }
 
-fn launch(trial: &Trial, sweep_dir: &Path, slot: usize, opts: &LocalOptions) -> std::io::Result<Child> {
+fn launch(
+    trial: &Trial,
+    sweep_dir: &Path,
+    slot: usize,
+    opts: &LocalOptions,
+) -> std::io::Result<Child> {
     let dir = trial.dir(sweep_dir);
-    let log = OpenOptions::new().create(true).append(true).open(dir.join("run.log"))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("run.log"))?;
     let mut cmd = Command::new(&opts.runner_bin);
     cmd.arg("run")
         .arg("--trial")
@@ -163,7 +182,9 @@ pub fn run_local(
         }
         while !stopping && running.len() < parallel {
             let Some(trial) = queue.next() else { break };
-            let slot = (0..parallel).find(|s| !running.iter().any(|r| r.slot == *s)).unwrap_or(0);
+            let slot = (0..parallel)
+                .find(|s| !running.iter().any(|r| r.slot == *s))
+                .unwrap_or(0);
             record(Event::Started(trial));
             match launch(trial, sweep_dir, slot, opts) {
                 Ok(child) => running.push(Running {
@@ -193,7 +214,12 @@ pub fn run_local(
             match running[i].child.try_wait() {
                 Ok(Some(status)) => {
                     let r = running.swap_remove(i);
-                    let f = judge(&r.trial, &r.trial.dir(sweep_dir), Some(&status), r.started.elapsed().as_secs_f64());
+                    let f = judge(
+                        &r.trial,
+                        &r.trial.dir(sweep_dir),
+                        Some(&status),
+                        r.started.elapsed().as_secs_f64(),
+                    );
                     let failed = f.state == TrialState::Failed;
                     record(Event::Finished(&f));
                     if failed && opts.fail_fast && !stopping {

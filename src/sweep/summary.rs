@@ -44,7 +44,11 @@ pub fn read_metric(csv_path: &Path, metric: &str) -> Vec<f64> {
         return Vec::new();
     };
     let column = csv_column(metric);
-    let Some(i) = r.headers().ok().and_then(|h| h.iter().position(|c| c == column)) else {
+    let Some(i) = r
+        .headers()
+        .ok()
+        .and_then(|h| h.iter().position(|c| c == column))
+    else {
         return Vec::new();
     };
     r.records()
@@ -73,7 +77,12 @@ fn seconds_between(start: &str, end: &str) -> Option<f64> {
 }
 
 /// Results of every trial, from the journal and the trial folders.
-pub fn collect(sweep_dir: &Path, trials: &[Trial], latest: &BTreeMap<usize, Entry>, monitor: &Monitor) -> Vec<TrialResult> {
+pub fn collect(
+    sweep_dir: &Path,
+    trials: &[Trial],
+    latest: &BTreeMap<usize, Entry>,
+    monitor: &Monitor,
+) -> Vec<TrialResult> {
     trials
         .iter()
         .map(|t| {
@@ -93,7 +102,9 @@ pub fn collect(sweep_dir: &Path, trials: &[Trial], latest: &BTreeMap<usize, Entr
                 best: best.map(|b| b.1),
                 last: values.last().copied(),
                 test_accuracy: meta.as_ref().and_then(|m| m.test_accuracy),
-                wall_seconds: meta.as_ref().and_then(|m| seconds_between(&m.start_time, m.end_time.as_deref()?)),
+                wall_seconds: meta
+                    .as_ref()
+                    .and_then(|m| seconds_between(&m.start_time, m.end_time.as_deref()?)),
                 run_dir: dir,
             }
         })
@@ -109,7 +120,12 @@ fn value_text(v: &toml::Value) -> String {
 
 /// One row per trial: its values, status, best and last metric, wall time
 /// and folder. Written atomically, so a crash never leaves half a file.
-pub fn write_csv(path: &Path, axes: &[String], metric: &str, results: &[TrialResult]) -> Result<(), RunDirError> {
+pub fn write_csv(
+    path: &Path,
+    axes: &[String],
+    metric: &str,
+    results: &[TrialResult],
+) -> Result<(), RunDirError> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = vec!["trial".into(), "id".into(), "status".into()];
     header.extend(axes.iter().cloned());
@@ -127,15 +143,24 @@ pub fn write_csv(path: &Path, axes: &[String], metric: &str, results: &[TrialRes
     let _ = w.write_record(&header);
     let num = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_default();
     for r in results {
-        let mut rec = vec![r.trial.index.to_string(), r.trial.id.clone(), r.state.as_str().to_string()];
-        rec.extend(axes.iter().map(|a| r.trial.params.get(a).map(value_text).unwrap_or_default()));
+        let mut rec = vec![
+            r.trial.index.to_string(),
+            r.trial.id.clone(),
+            r.state.as_str().to_string(),
+        ];
+        rec.extend(
+            axes.iter()
+                .map(|a| r.trial.params.get(a).map(value_text).unwrap_or_default()),
+        );
         rec.extend([
             r.epochs.to_string(),
             r.best_epoch.map(|e| e.to_string()).unwrap_or_default(),
             num(r.best),
             num(r.last),
             num(r.test_accuracy),
-            r.wall_seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
+            r.wall_seconds
+                .map(|s| format!("{s:.1}"))
+                .unwrap_or_default(),
             r.exit_code.map(|c| c.to_string()).unwrap_or_default(),
             r.message.clone().unwrap_or_default(),
             r.run_dir.display().to_string(),
@@ -165,20 +190,40 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
     });
     let mut header: Vec<String> = vec!["".into(), "trial".into(), "status".into()];
     header.extend(axes.iter().cloned());
-    header.extend([format!("best {}", monitor.metric), "epoch".into(), "test acc".into(), "time".into()]);
+    header.extend([
+        format!("best {}", monitor.metric),
+        "epoch".into(),
+        "test acc".into(),
+        "time".into(),
+    ]);
     let mut rows: Vec<Vec<String>> = vec![header];
     for (rank, r) in order.iter().enumerate() {
         let mut row = vec![
-            if rank == 0 && r.best.is_some() { "*".to_string() } else { String::new() },
+            if rank == 0 && r.best.is_some() {
+                "*".to_string()
+            } else {
+                String::new()
+            },
             r.trial.folder_name(),
             r.state.as_str().to_string(),
         ];
-        row.extend(axes.iter().map(|a| r.trial.params.get(a).map(value_text).unwrap_or_default()));
+        row.extend(
+            axes.iter()
+                .map(|a| r.trial.params.get(a).map(value_text).unwrap_or_default()),
+        );
         row.extend([
-            r.best.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
-            r.best_epoch.map(|e| (e + 1).to_string()).unwrap_or_else(|| "-".into()),
-            r.test_accuracy.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
-            r.wall_seconds.map(|s| format!("{s:.0}s")).unwrap_or_else(|| "-".into()),
+            r.best
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "-".into()),
+            r.best_epoch
+                .map(|e| (e + 1).to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.test_accuracy
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "-".into()),
+            r.wall_seconds
+                .map(|s| format!("{s:.0}s"))
+                .unwrap_or_else(|| "-".into()),
         ]);
         rows.push(row);
     }
@@ -187,7 +232,11 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
         .collect();
     let mut out = String::new();
     for row in rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
@@ -196,7 +245,11 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
 
 /// A heat map for exactly two grid axes, otherwise the metric against each
 /// numeric axis. `None` when nothing finished yet.
-pub fn plot(spec: &SweepSpec, monitor: &Monitor, results: &[TrialResult]) -> Result<Option<image::RgbImage>, PlotError> {
+pub fn plot(
+    spec: &SweepSpec,
+    monitor: &Monitor,
+    results: &[TrialResult],
+) -> Result<Option<image::RgbImage>, PlotError> {
     let done: Vec<&TrialResult> = results.iter().filter(|r| r.best.is_some()).collect();
     if done.is_empty() {
         return Ok(None);
@@ -211,7 +264,10 @@ pub fn plot(spec: &SweepSpec, monitor: &Monitor, results: &[TrialResult]) -> Res
                 cols.iter()
                     .map(|cv| {
                         done.iter()
-                            .find(|r| r.trial.params.get(keys[0]) == Some(rv) && r.trial.params.get(keys[1]) == Some(cv))
+                            .find(|r| {
+                                r.trial.params.get(keys[0]) == Some(rv)
+                                    && r.trial.params.get(keys[1]) == Some(cv)
+                            })
                             .and_then(|r| r.best)
                     })
                     .collect()
@@ -248,7 +304,11 @@ pub fn plot(spec: &SweepSpec, monitor: &Monitor, results: &[TrialResult]) -> Res
     if panels.is_empty() {
         return Ok(None);
     }
-    Ok(Some(plots::scatter_panels(&title, &monitor.metric, &panels)?))
+    Ok(Some(plots::scatter_panels(
+        &title,
+        &monitor.metric,
+        &panels,
+    )?))
 }
 
 #[cfg(test)]
@@ -257,7 +317,10 @@ mod tests {
     use crate::config::spec::Mode;
 
     fn result(index: usize, lr: f64, best: Option<f64>, state: TrialState) -> TrialResult {
-        let params = BTreeMap::from([("optimizer.learning_rate".to_string(), toml::Value::Float(lr))]);
+        let params = BTreeMap::from([(
+            "optimizer.learning_rate".to_string(),
+            toml::Value::Float(lr),
+        )]);
         TrialResult {
             trial: Trial {
                 index,
@@ -290,18 +353,32 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[1].starts_with("*  trial-002"), "{table}");
         assert!(lines[2].contains("trial-000"), "{table}");
-        assert!(lines[3].contains("trial-001") && lines[3].contains("failed"), "{table}");
+        assert!(
+            lines[3].contains("trial-001") && lines[3].contains("failed"),
+            "{table}"
+        );
     }
 
     #[test]
     fn csv_has_one_row_per_trial_with_its_values() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("summary.csv");
-        let results = vec![result(0, 0.1, Some(0.5), TrialState::Done), result(1, 0.01, None, TrialState::Failed)];
-        write_csv(&path, &["optimizer.learning_rate".to_string()], "val_accuracy", &results).unwrap();
+        let results = vec![
+            result(0, 0.1, Some(0.5), TrialState::Done),
+            result(1, 0.01, None, TrialState::Failed),
+        ];
+        write_csv(
+            &path,
+            &["optimizer.learning_rate".to_string()],
+            "val_accuracy",
+            &results,
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with("trial,id,status,optimizer.learning_rate,epochs,best_epoch,best_val_accuracy"));
+        assert!(lines[0].starts_with(
+            "trial,id,status,optimizer.learning_rate,epochs,best_epoch,best_val_accuracy"
+        ));
         assert!(lines[1].starts_with("0,"), "{text}");
         assert!(lines[2].contains(",failed,0.01,"), "{text}");
         assert_eq!(lines.len(), 3);

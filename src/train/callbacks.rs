@@ -20,7 +20,9 @@ pub enum Decision {
     Continue,
     /// Stop training; `restore` asks the loop to load the best weights,
     /// which were saved at `best_epoch`.
-    Stop { restore: Option<usize> },
+    Stop {
+        restore: Option<usize>,
+    },
 }
 
 /// `EarlyStopping` exactly as Keras 3:
@@ -98,7 +100,11 @@ impl EarlyStopping {
         }
         if self.wait >= spec.patience && epoch > 0 {
             self.stopped_epoch = Some(epoch);
-            let restore = if spec.restore_best_weights { self.best_epoch } else { None };
+            let restore = if spec.restore_best_weights {
+                self.best_epoch
+            } else {
+                None
+            };
             return Decision::Stop { restore };
         }
         Decision::Continue
@@ -182,7 +188,12 @@ impl ReduceLrOnPlateau {
 
 /// The learning rate for `epoch` (from 0) under a schedule, before any
 /// plateau reduction. Warm-up ramps linearly from `base / warmup` to `base`.
-pub fn scheduled_lr(schedule: Option<&LrScheduleSpec>, base: f64, epoch: usize, epochs: usize) -> f64 {
+pub fn scheduled_lr(
+    schedule: Option<&LrScheduleSpec>,
+    base: f64,
+    epoch: usize,
+    epochs: usize,
+) -> f64 {
     let Some(s) = schedule else { return base };
     let warmup = match s {
         LrScheduleSpec::Constant(c) => c.warmup_epochs,
@@ -231,7 +242,9 @@ impl CheckpointTracker {
 
     /// True when this epoch is the best so far and should be saved as `best`.
     pub fn on_epoch_end(&mut self, epoch: usize, logs: &Logs) -> bool {
-        let Some(monitor) = &self.monitor else { return false };
+        let Some(monitor) = &self.monitor else {
+            return false;
+        };
         let Some(&current) = logs.get(&monitor.metric) else {
             return false;
         };
@@ -335,7 +348,9 @@ mod tests {
         let seq = [0.5, 0.7, 0.6];
         let mut stopped = None;
         for (e, v) in seq.iter().enumerate() {
-            if let Decision::Stop { restore } = cb.on_epoch_end(e, &BTreeMap::from([("val_accuracy".to_string(), *v)])) {
+            if let Decision::Stop { restore } =
+                cb.on_epoch_end(e, &BTreeMap::from([("val_accuracy".to_string(), *v)]))
+            {
                 stopped = Some((e, restore));
             }
         }
@@ -374,7 +389,9 @@ mod tests {
             gamma: 0.1,
             warmup_epochs: 0,
         });
-        let lrs: Vec<f64> = (0..5).map(|e| scheduled_lr(Some(&step), 1.0, e, 5)).collect();
+        let lrs: Vec<f64> = (0..5)
+            .map(|e| scheduled_lr(Some(&step), 1.0, e, 5))
+            .collect();
         assert_eq!(lrs, vec![1.0, 1.0, 0.1, 0.1, 0.010000000000000002]);
         let cos = LrScheduleSpec::Cosine(CosineScheduleSpec {
             min_lr: 0.0,
@@ -388,7 +405,11 @@ mod tests {
     #[test]
     fn checkpoint_tracker_saves_only_on_improvement() {
         let mut t = CheckpointTracker::new(Monitor::new("val_loss", Mode::Auto));
-        let saved: Vec<bool> = [0.5, 0.6, 0.4, 0.4, 0.3].iter().enumerate().map(|(e, v)| t.on_epoch_end(e, &logs(*v))).collect();
+        let saved: Vec<bool> = [0.5, 0.6, 0.4, 0.4, 0.3]
+            .iter()
+            .enumerate()
+            .map(|(e, v)| t.on_epoch_end(e, &logs(*v)))
+            .collect();
         assert_eq!(saved, vec![true, false, true, false, true]);
         assert_eq!(t.best_epoch, Some(4));
     }

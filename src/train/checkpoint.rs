@@ -61,17 +61,29 @@ impl Checkpoints {
         self.dir.join(format!("epoch-{epochs_done:04}"))
     }
 
-    pub fn save_model<B: Backend>(&self, epochs_done: usize, net: &Net<B>) -> Result<(), CheckpointError> {
-        let bytes = Recorder::<B>::record(&recorder(), net.clone().into_record(), ()).map_err(|e| CheckpointError::Encode {
-            what: "model weights".into(),
-            message: e.to_string(),
-        })?;
+    pub fn save_model<B: Backend>(
+        &self,
+        epochs_done: usize,
+        net: &Net<B>,
+    ) -> Result<(), CheckpointError> {
+        let bytes =
+            Recorder::<B>::record(&recorder(), net.clone().into_record(), ()).map_err(|e| {
+                CheckpointError::Encode {
+                    what: "model weights".into(),
+                    message: e.to_string(),
+                }
+            })?;
         write_atomic(&self.epoch_dir(epochs_done).join("model.mpk"), &bytes)?;
         Ok(())
     }
 
     /// Optimizer state and loop state, which make a checkpoint resumable.
-    pub fn save_resume_state<S: Serialize>(&self, epochs_done: usize, optimizer: &[u8], state: &S) -> Result<(), CheckpointError> {
+    pub fn save_resume_state<S: Serialize>(
+        &self,
+        epochs_done: usize,
+        optimizer: &[u8],
+        state: &S,
+    ) -> Result<(), CheckpointError> {
         let dir = self.epoch_dir(epochs_done);
         write_atomic(&dir.join("optimizer.mpk"), optimizer)?;
         let json = serde_json::to_vec_pretty(state).map_err(|e| CheckpointError::Encode {
@@ -116,7 +128,10 @@ impl Checkpoints {
     /// the resume state (optimizer, loop state) of every epoch but `last`.
     pub fn prune(&self, keep: &BTreeSet<usize>) {
         let last = self.linked_epoch(LAST);
-        let linked: BTreeSet<usize> = [LAST, BEST, RESTORE, FINAL].iter().filter_map(|n| self.linked_epoch(n)).collect();
+        let linked: BTreeSet<usize> = [LAST, BEST, RESTORE, FINAL]
+            .iter()
+            .filter_map(|n| self.linked_epoch(n))
+            .collect();
         for e in self.saved_epochs() {
             if !keep.contains(&e) && !linked.contains(&e) {
                 let _ = fs::remove_dir_all(self.epoch_dir(e));
@@ -128,12 +143,19 @@ impl Checkpoints {
     }
 
     /// Load model weights saved at `epochs_done` into `net`.
-    pub fn load_model<B: Backend>(&self, epochs_done: usize, net: Net<B>, device: &B::Device) -> Result<Net<B>, CheckpointError> {
+    pub fn load_model<B: Backend>(
+        &self,
+        epochs_done: usize,
+        net: Net<B>,
+        device: &B::Device,
+    ) -> Result<Net<B>, CheckpointError> {
         load_model_file(&self.epoch_dir(epochs_done).join("model.mpk"), net, device)
     }
 
     /// Loop state and optimizer bytes of the `last` checkpoint, if any.
-    pub fn load_resume_state<S: DeserializeOwned>(&self) -> Result<Option<(usize, S, Vec<u8>)>, CheckpointError> {
+    pub fn load_resume_state<S: DeserializeOwned>(
+        &self,
+    ) -> Result<Option<(usize, S, Vec<u8>)>, CheckpointError> {
         let Some(epoch) = self.linked_epoch(LAST) else {
             return Ok(None);
         };
@@ -146,24 +168,30 @@ impl Checkpoints {
             })
         };
         let state_path = dir.join("state.json");
-        let state: S = serde_json::from_slice(&read("state.json")?).map_err(|e| CheckpointError::Decode {
-            path: state_path,
-            message: e.to_string(),
-        })?;
+        let state: S =
+            serde_json::from_slice(&read("state.json")?).map_err(|e| CheckpointError::Decode {
+                path: state_path,
+                message: e.to_string(),
+            })?;
         Ok(Some((epoch, state, read("optimizer.mpk")?)))
     }
 }
 
 /// Load weights from a `model.mpk` file into `net` (same architecture).
-pub fn load_model_file<B: Backend>(path: &Path, net: Net<B>, device: &B::Device) -> Result<Net<B>, CheckpointError> {
+pub fn load_model_file<B: Backend>(
+    path: &Path,
+    net: Net<B>,
+    device: &B::Device,
+) -> Result<Net<B>, CheckpointError> {
     let bytes = fs::read(path).map_err(|e| CheckpointError::Decode {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let record = Recorder::<B>::load(&recorder(), bytes, device).map_err(|e| CheckpointError::Decode {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let record =
+        Recorder::<B>::load(&recorder(), bytes, device).map_err(|e| CheckpointError::Decode {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
     Ok(net.load_record(record))
 }
 

@@ -25,7 +25,9 @@ use crate::logging::csv::EpochRow;
 use crate::model::{ConvOps, Net};
 use crate::plan::{ExperimentPlan, Monitor};
 use crate::signals::Signals;
-use callbacks::{scheduled_lr, CheckpointTracker, Decision, EarlyStopping, Logs, ReduceLrOnPlateau};
+use callbacks::{
+    scheduled_lr, CheckpointTracker, Decision, EarlyStopping, Logs, ReduceLrOnPlateau,
+};
 use checkpoint::{CheckpointError, Checkpoints, BEST, FINAL, LAST, RESTORE};
 use optim::Optim;
 use progress::Progress;
@@ -67,17 +69,29 @@ pub enum Ending {
     Completed,
     /// Early stopping fired after `epoch` (from 0); `restored` is the epoch
     /// whose weights were restored, if any.
-    EarlyStopped { epoch: usize, restored: Option<usize> },
+    EarlyStopped {
+        epoch: usize,
+        restored: Option<usize>,
+    },
     /// A signal asked to stop; the run can be resumed.
     Interrupted { reason: String },
     /// The loss became NaN or infinite (`terminate_on_nan`).
-    Diverged { epoch: usize, batch: usize, loss: f64 },
+    Diverged {
+        epoch: usize,
+        batch: usize,
+        loss: f64,
+    },
 }
 
 /// Hooks for the outputs of each epoch (CSV, TensorBoard, meta.json).
 /// They run after the epoch's checkpoint is safely on disk.
 pub trait EpochEvents {
-    fn on_batch(&mut self, _global_step: u64, _loss: f64, _accuracy: f64) -> Result<(), TrainError> {
+    fn on_batch(
+        &mut self,
+        _global_step: u64,
+        _loss: f64,
+        _accuracy: f64,
+    ) -> Result<(), TrainError> {
         Ok(())
     }
     fn on_epoch_end(&mut self, state: &TrainState) -> Result<(), TrainError>;
@@ -123,7 +137,10 @@ impl Tally {
 /// A per-epoch seed mixed from the experiment seed, so dropout masks and
 /// other backend randomness are the same whether or not a run was resumed.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    let mut z = seed ^ (epoch as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut z = seed
+        ^ (epoch as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -137,14 +154,21 @@ fn to_tensors<B: Backend>(batch: Batch, device: &B::Device) -> (Tensor<B, 4>, Te
 }
 
 /// Correct predictions and top-k hits in a batch of logits.
-fn hits<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 1, Int>, k: Option<usize>) -> (u64, u64) {
+fn hits<B: Backend>(
+    logits: Tensor<B, 2>,
+    labels: Tensor<B, 1, Int>,
+    k: Option<usize>,
+) -> (u64, u64) {
     let [n, classes] = logits.dims();
     let pred = logits.clone().argmax(1).reshape([n]);
     let correct: i64 = pred.equal(labels.clone()).int().sum().into_scalar().elem();
     let top = match k {
         Some(k) => {
             // In the top k when fewer than k classes score higher than the true one.
-            let truth = logits.clone().gather(1, labels.reshape([n, 1])).repeat_dim(1, classes);
+            let truth = logits
+                .clone()
+                .gather(1, labels.reshape([n, 1]))
+                .repeat_dim(1, classes);
             let higher = logits.greater(truth).int().sum_dim(1).reshape([n]);
             let in_top: i64 = higher.lower_elem(k as i64).int().sum().into_scalar().elem();
             in_top as u64
@@ -178,7 +202,10 @@ pub fn evaluate<B: ConvOps>(
         let n = batch.shape[0];
         let (x, y) = to_tensors::<B>(batch, device);
         let logits = model.forward(x);
-        let loss: f64 = loss_fn.forward(logits.clone(), y.clone()).into_scalar().elem();
+        let loss: f64 = loss_fn
+            .forward(logits.clone(), y.clone())
+            .into_scalar()
+            .elem();
         let (c, k) = hits(logits, y, top_k);
         t.loss_sum += loss * n as f64;
         t.correct += c;
@@ -212,8 +239,18 @@ pub fn predict<B: ConvOps>(
         let (x, _) = to_tensors::<B>(batch, device);
         let probs = model.predict(x);
         let (best, idx) = probs.max_dim_with_indices(1);
-        let best: Vec<f32> = best.reshape([n]).into_data().convert::<f32>().to_vec().unwrap_or_default();
-        let idx: Vec<i64> = idx.reshape([n]).into_data().convert::<i64>().to_vec().unwrap_or_default();
+        let best: Vec<f32> = best
+            .reshape([n])
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        let idx: Vec<i64> = idx
+            .reshape([n])
+            .into_data()
+            .convert::<i64>()
+            .to_vec()
+            .unwrap_or_default();
         out.confidence.extend(best);
         out.predicted.extend(idx.iter().map(|&i| i as usize));
     }
@@ -229,7 +266,10 @@ impl Session<'_> {
             history: Vec::new(),
             early_stopping: cb.early_stopping.as_ref().map(EarlyStopping::new),
             plateau: cb.reduce_lr_on_plateau.as_ref().map(ReduceLrOnPlateau::new),
-            checkpoint: CheckpointTracker::new(Monitor::new(&cb.checkpoint.monitor, cb.checkpoint.mode)),
+            checkpoint: CheckpointTracker::new(Monitor::new(
+                &cb.checkpoint.monitor,
+                cb.checkpoint.mode,
+            )),
             optimizer: self.plan.optimizer.type_name().to_string(),
         }
     }
@@ -279,18 +319,23 @@ impl Session<'_> {
         let mut state = self.fresh_state();
 
         if self.resume {
-            let Some((epoch, saved, optim_bytes)) = self.checkpoints.load_resume_state::<TrainState>()? else {
+            let Some((epoch, saved, optim_bytes)) =
+                self.checkpoints.load_resume_state::<TrainState>()?
+            else {
                 return Err(TrainError::Resume(format!(
                     "{} has no `last` checkpoint (was `callbacks.checkpoint.save_last` off?)",
                     self.checkpoints.dir().display()
                 )));
             };
             model = self.checkpoints.load_model(epoch, model, device)?;
-            optim = optim
-                .load_bytes(optim_bytes, device)
-                .map_err(|e| TrainError::Resume(format!("the optimizer state does not load: {e}")))?;
+            optim = optim.load_bytes(optim_bytes, device).map_err(|e| {
+                TrainError::Resume(format!("the optimizer state does not load: {e}"))
+            })?;
             state = self.restored_state(saved)?;
-            progress.note(&format!("Resuming after epoch {} of {}", state.epochs_done, train.epochs));
+            progress.note(&format!(
+                "Resuming after epoch {} of {}",
+                state.epochs_done, train.epochs
+            ));
             // Rebuild the outputs from the checkpointed history: the CSV never
             // shows a row twice, and the last epoch's logs are written again
             // (same values, same step) in case the process died just before.
@@ -343,7 +388,9 @@ impl Session<'_> {
                 let loss = loss_fn.forward(logits.clone(), y.clone());
                 let loss_value: f64 = loss.clone().into_scalar().elem();
                 if !loss_value.is_finite() && plan.callbacks.terminate_on_nan {
-                    progress.note(&format!("Batch {b}: invalid loss {loss_value}, terminating training"));
+                    progress.note(&format!(
+                        "Batch {b}: invalid loss {loss_value}, terminating training"
+                    ));
                     return Ok(Fit {
                         model,
                         state,
@@ -449,9 +496,14 @@ impl Session<'_> {
             }
         }
         // Keep the weights the run ends with as `final`, for `runner eval`.
-        if matches!(ending, Ending::Completed | Ending::EarlyStopped { .. }) && state.epochs_done > 0 {
+        if matches!(ending, Ending::Completed | Ending::EarlyStopped { .. })
+            && state.epochs_done > 0
+        {
             let epoch = match &ending {
-                Ending::EarlyStopped { restored: Some(best), .. } => best + 1,
+                Ending::EarlyStopped {
+                    restored: Some(best),
+                    ..
+                } => best + 1,
                 _ => state.epochs_done,
             };
             if !self.checkpoints.epoch_dir(epoch).join("model.mpk").exists() {
@@ -461,7 +513,11 @@ impl Session<'_> {
         }
         self.checkpoints.unlink(RESTORE);
         self.prune();
-        Ok(Fit { model, state, ending })
+        Ok(Fit {
+            model,
+            state,
+            ending,
+        })
     }
 
     /// Save the epoch's checkpoint and move the links.
@@ -478,15 +534,24 @@ impl Session<'_> {
         let restore_epoch = state
             .early_stopping
             .as_ref()
-            .filter(|_| self.plan.callbacks.early_stopping.as_ref().is_some_and(|s| s.restore_best_weights))
+            .filter(|_| {
+                self.plan
+                    .callbacks
+                    .early_stopping
+                    .as_ref()
+                    .is_some_and(|s| s.restore_best_weights)
+            })
             .and_then(|es| es.best_epoch);
-        let needed = cp.save_last || !cp.save_best_only || improved || restore_epoch == Some(done - 1);
+        let needed =
+            cp.save_last || !cp.save_best_only || improved || restore_epoch == Some(done - 1);
         if !needed {
             return Ok(());
         }
         ck.save_model(done, model)?;
         if cp.save_last {
-            let bytes = optim.to_bytes().map_err(|e| TrainError::OptimizerState(e.to_string()))?;
+            let bytes = optim
+                .to_bytes()
+                .map_err(|e| TrainError::OptimizerState(e.to_string()))?;
             ck.save_resume_state(done, &bytes, state)?;
             ck.link(LAST, done)?;
         }
@@ -561,7 +626,11 @@ mod baseline_tests {
     fn baseline_model_learns_on_a_fixed_batch() {
         type B = Autodiff<Flex>;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let loaded = config::load(&root.join("experiments/baseline.toml"), &LoadOptions::default()).unwrap();
+        let loaded = config::load(
+            &root.join("experiments/baseline.toml"),
+            &LoadOptions::default(),
+        )
+        .unwrap();
         let plan = crate::plan::plan(&loaded).unwrap();
         assert_eq!(plan.model.params().total(), 10_588_458);
         let device = Default::default();
@@ -577,7 +646,9 @@ mod baseline_tests {
         for label in &labels {
             for ch in 0..c {
                 for _ in 0..h * w {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     let noise = (state >> 40) as f32 / (1u64 << 24) as f32 * 0.2;
                     images.push(((*label as usize * 3 + ch) % 5) as f32 / 5.0 + noise);
                 }
@@ -604,6 +675,9 @@ mod baseline_tests {
         assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
         // Dropout makes single steps noisy: compare the last two with the start.
         let end = (losses[4] + losses[5]) / 2.0;
-        assert!(end < losses[0] * 0.8, "the loss should fall on a fixed batch: {losses:?}");
+        assert!(
+            end < losses[0] * 0.8,
+            "the loss should fall on a fixed batch: {losses:?}"
+        );
     }
 }

@@ -2,11 +2,14 @@
 //! (burn's defaults differ from Keras's: RMSprop alpha 0.99, momentum 0.9,
 //! epsilon 1e-5; SGD momentum dampening 0.1).
 
+use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{Adam, AdamConfig, AdamW, AdamWConfig, GradientsParams, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig};
-use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::{
+    Adam, AdamConfig, AdamW, AdamWConfig, GradientsParams, Optimizer, RmsProp, RmsPropConfig, Sgd,
+    SgdConfig,
+};
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder, RecorderError};
 use burn::tensor::backend::AutodiffBackend;
 
@@ -110,9 +113,13 @@ impl<B: AutodiffBackend> Optim<B> {
     pub fn load_bytes(self, bytes: Vec<u8>, device: &B::Device) -> Result<Optim<B>, RecorderError> {
         let rec = NamedMpkBytesRecorder::<FullPrecisionSettings>::new();
         Ok(match self {
-            Optim::RmsProp(o) => Optim::RmsProp(o.load_record(Recorder::<B>::load(&rec, bytes, device)?)),
+            Optim::RmsProp(o) => {
+                Optim::RmsProp(o.load_record(Recorder::<B>::load(&rec, bytes, device)?))
+            }
             Optim::Adam(o) => Optim::Adam(o.load_record(Recorder::<B>::load(&rec, bytes, device)?)),
-            Optim::AdamW(o) => Optim::AdamW(o.load_record(Recorder::<B>::load(&rec, bytes, device)?)),
+            Optim::AdamW(o) => {
+                Optim::AdamW(o.load_record(Recorder::<B>::load(&rec, bytes, device)?))
+            }
             Optim::Sgd(o) => Optim::Sgd(o.load_record(Recorder::<B>::load(&rec, bytes, device)?)),
         })
     }

@@ -18,7 +18,8 @@ pub struct Progress {
 impl Progress {
     pub fn new() -> Progress {
         Progress {
-            interactive: std::io::stdout().is_terminal() && std::env::var_os("RUNNER_PLAIN").is_none(),
+            interactive: std::io::stdout().is_terminal()
+                && std::env::var_os("RUNNER_PLAIN").is_none(),
             bar: None,
             started: None,
         }
@@ -45,7 +46,11 @@ impl Progress {
 
     pub fn batch(&mut self, done: usize, loss: f64, accuracy: f64, images: usize) {
         if let Some(bar) = &self.bar {
-            let secs = self.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0).max(1e-9);
+            let secs = self
+                .started
+                .map(|s| s.elapsed().as_secs_f64())
+                .unwrap_or(0.0)
+                .max(1e-9);
             bar.set_position(done as u64);
             bar.set_message(format!(
                 "loss {loss:.4} acc {accuracy:.4} {:.0} img/s",
@@ -70,7 +75,10 @@ impl Progress {
         if let (Some(l), Some(a)) = (row.val_loss, row.val_accuracy) {
             line.push_str(&format!(" - val_loss: {l:.4} - val_accuracy: {a:.4}"));
         }
-        line.push_str(&format!(" - lr: {:.3e} - {:.0} img/s", row.lr, row.images_per_second));
+        line.push_str(&format!(
+            " - lr: {:.3e} - {:.0} img/s",
+            row.lr, row.images_per_second
+        ));
         println!("{line}");
     }
 

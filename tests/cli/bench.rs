@@ -26,8 +26,15 @@ fn bench_smoke_reads_runner_throughput_from_a_real_run() {
         .output()
         .expect("python3 runs bench/bench.py");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let line = stdout.lines().find(|l| l.starts_with("SMOKE ")).expect("a SMOKE line");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("SMOKE "))
+        .expect("a SMOKE line");
     let field = |k: &str| -> f64 {
         line.split_whitespace()
             .find_map(|kv| kv.strip_prefix(&format!("{k}=")))

@@ -14,7 +14,10 @@ fn every_experiment_file_checks() {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 2, "experiments/ holds the shipped experiments");
+    assert!(
+        files.len() >= 2,
+        "experiments/ holds the shipped experiments"
+    );
     for f in files {
         let out = runner().arg("check").arg(&f).output().unwrap();
         assert!(out.status.success(), "{}: {}", f.display(), stderr(&out));
@@ -43,16 +46,25 @@ fn broken_corpus_fails_with_located_messages() {
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{}: {err}", rel.display());
         let stem = f.file_stem().unwrap().to_str().unwrap();
-        assert!(err.contains(".toml:"), "{stem}: the message names a file and line: {err}");
+        assert!(
+            err.contains(".toml:"),
+            "{stem}: the message names a file and line: {err}"
+        );
         assert!(!err.contains("panicked"), "{stem}: {err}");
-        assert!(!err.contains("Error {"), "{stem}: no Rust debug dump: {err}");
+        assert!(
+            !err.contains("Error {"),
+            "{stem}: no Rust debug dump: {err}"
+        );
         insta::assert_snapshot!(format!("broken-{stem}"), err);
     }
 }
 
 #[test]
 fn missing_file_is_named_not_a_missing_field() {
-    let out = runner().args(["check", "experiments/no-such-file.toml"]).output().unwrap();
+    let out = runner()
+        .args(["check", "experiments/no-such-file.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("experiments/no-such-file.toml"), "{err}");
@@ -64,7 +76,12 @@ fn missing_file_is_named_not_a_missing_field() {
 fn set_and_env_overrides_reach_the_resolved_config() {
     let out = runner()
         .args(["check", "experiments/quickstart.toml", "--show-config"])
-        .args(["--set", "optimizer.learning_rate=0.5", "--set", "train.epochs=9"])
+        .args([
+            "--set",
+            "optimizer.learning_rate=0.5",
+            "--set",
+            "train.epochs=9",
+        ])
         .env("RUNNER_MODEL__DROPOUT", "0.33")
         .env("RUNNER_OPTIMIZER__LEARNING_RATE", "0.1")
         .env("RUNNER_OS", "Linux") // a CI system's variable: not a config key
@@ -73,9 +90,18 @@ fn set_and_env_overrides_reach_the_resolved_config() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     // --set beats the environment, which beats the file.
-    assert!(text.contains("learning_rate = 0.5  # from --set optimizer.learning_rate=0.5"), "{text}");
-    assert!(text.contains("epochs = 9  # from --set train.epochs=9"), "{text}");
-    assert!(text.contains("dropout = 0.33  # from environment variable RUNNER_MODEL__DROPOUT"), "{text}");
+    assert!(
+        text.contains("learning_rate = 0.5  # from --set optimizer.learning_rate=0.5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("epochs = 9  # from --set train.epochs=9"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dropout = 0.33  # from environment variable RUNNER_MODEL__DROPOUT"),
+        "{text}"
+    );
     // Values from the file carry no note; defaults say so.
     assert!(text.contains("name = \"quickstart\"\n"), "{text}");
     assert!(text.contains("threads = 0  # default"), "{text}");
@@ -84,7 +110,12 @@ fn set_and_env_overrides_reach_the_resolved_config() {
     let path = tmp.path().join("resolved.toml");
     let body: String = text.lines().skip(1).collect::<Vec<_>>().join("\n");
     std::fs::write(&path, body).unwrap();
-    let again = runner().arg("check").arg(&path).arg("--show-config").output().unwrap();
+    let again = runner()
+        .arg("check")
+        .arg(&path)
+        .arg("--show-config")
+        .output()
+        .unwrap();
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stdout(&again).contains("learning_rate = 0.5\n"));
 }
@@ -92,7 +123,12 @@ fn set_and_env_overrides_reach_the_resolved_config() {
 #[test]
 fn bad_override_names_the_key() {
     let out = runner()
-        .args(["check", "experiments/quickstart.toml", "--set", "optimizer.learning_rat=0.5"])
+        .args([
+            "check",
+            "experiments/quickstart.toml",
+            "--set",
+            "optimizer.learning_rat=0.5",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -101,7 +137,12 @@ fn bad_override_names_the_key() {
     assert!(err.contains("did you mean `learning_rate`?"), "{err}");
 
     let out = runner()
-        .args(["check", "experiments/quickstart.toml", "--set", "model.layers.1.rate=0.5"])
+        .args([
+            "check",
+            "experiments/quickstart.toml",
+            "--set",
+            "model.layers.1.rate=0.5",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -113,7 +154,11 @@ fn bad_override_names_the_key() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("did you mean `model`?"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did you mean `model`?"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -123,26 +168,46 @@ fn extends_child_overrides_parent_and_show_config_says_so() {
     let parent = root().join("experiments/quickstart.toml");
     std::fs::write(
         &child,
-        format!("extends = {:?}\n\n[experiment]\nname = \"child\"\n\n[train]\nepochs = 2\n", parent.display().to_string()),
+        format!(
+            "extends = {:?}\n\n[experiment]\nname = \"child\"\n\n[train]\nepochs = 2\n",
+            parent.display().to_string()
+        ),
     )
     .unwrap();
-    let out = runner().arg("check").arg(&child).arg("--show-config").output().unwrap();
+    let out = runner()
+        .arg("check")
+        .arg(&child)
+        .arg("--show-config")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("name = \"child\"\n"), "{text}");
     assert!(text.contains("epochs = 2\n"), "{text}");
-    assert!(text.contains(&format!("batch_size = 32  # from {}", parent.display())), "{text}");
+    assert!(
+        text.contains(&format!("batch_size = 32  # from {}", parent.display())),
+        "{text}"
+    );
 }
 
 #[test]
 fn summary_of_the_tutorial_model_matches_keras() {
-    let out = runner().args(["summary", "experiments/baseline.toml"]).output().unwrap();
+    let out = runner()
+        .args(["summary", "experiments/baseline.toml"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("Total params: 10,588,458"), "{text}");
     assert!(text.contains("Trainable params: 10,588,458"), "{text}");
     assert!(text.contains("Non-trainable params: 0"), "{text}");
-    for shape in ["(None, 128, 128, 32)", "(None, 2, 2, 512)", "(None, 2048)", "(None, 1024)", "(None, 10)"] {
+    for shape in [
+        "(None, 128, 128, 32)",
+        "(None, 2, 2, 512)",
+        "(None, 2048)",
+        "(None, 1024)",
+        "(None, 10)",
+    ] {
         assert!(text.contains(shape), "{shape} in {text}");
     }
     insta::assert_snapshot!("summary-baseline", text);

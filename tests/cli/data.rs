@@ -9,7 +9,13 @@ use crate::common::{runner, stderr, stdout};
 
 /// An experiment file using `data` (a `[data]` body) for a model of
 /// `classes` outputs on `input` images.
-fn experiment(dir: &Path, data: &str, augment: &str, input: [usize; 3], classes: usize) -> std::path::PathBuf {
+fn experiment(
+    dir: &Path,
+    data: &str,
+    augment: &str,
+    input: [usize; 3],
+    classes: usize,
+) -> std::path::PathBuf {
     let [h, w, c] = input;
     let text = format!(
         r#"[experiment]
@@ -38,7 +44,10 @@ monitor = "loss"
 /// A temporary folder whose path always has the same length (under /tmp,
 /// whatever TMPDIR says), so wrapped error messages snapshot the same.
 fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("runner-").tempdir_in("/tmp").expect("tempdir in /tmp")
+    tempfile::Builder::new()
+        .prefix("runner-")
+        .tempdir_in("/tmp")
+        .expect("tempdir in /tmp")
 }
 
 /// Replace the temporary folder in `text` by `[TMP]`.
@@ -48,7 +57,10 @@ fn redact(text: &str, dir: &Path) -> String {
 
 #[test]
 fn quickstart_report() {
-    let out = runner().args(["data", "--no-env", "experiments/quickstart.toml"]).output().expect("runs");
+    let out = runner()
+        .args(["data", "--no-env", "experiments/quickstart.toml"])
+        .output()
+        .expect("runs");
     assert!(out.status.success(), "{}", stderr(&out));
     insta::assert_snapshot!(stdout(&out));
 }
@@ -57,30 +69,66 @@ fn quickstart_report() {
 fn image_folder_report_lists_a_corrupt_file_and_fails() {
     let dir = tempdir();
     let root = dir.path().join("pets");
-    let files = fixtures::image_folder(&root, &["cat", "dog"], 6, (48, 32), "jpg").expect("fixture");
+    let files =
+        fixtures::image_folder(&root, &["cat", "dog"], 6, (48, 32), "jpg").expect("fixture");
     std::fs::write(&files[7], b"\xFF\xD8\xFFgarbage").expect("corrupt a file");
-    let data = format!("source = \"image_folder\"\npath = \"{}\"\nvalidation_split = 0.25", root.display());
+    let data = format!(
+        "source = \"image_folder\"\npath = \"{}\"\nvalidation_split = 0.25",
+        root.display()
+    );
     let exp = experiment(dir.path(), &data, "", [16, 16, 3], 2);
 
-    let out = runner().args(["data", "--no-env"]).arg(&exp).output().expect("runs");
-    assert_eq!(out.status.code(), Some(2), "bad images fail the default policy");
-    insta::assert_snapshot!("image_folder_corrupt_stdout", redact(&stdout(&out), dir.path()));
+    let out = runner()
+        .args(["data", "--no-env"])
+        .arg(&exp)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "bad images fail the default policy"
+    );
+    insta::assert_snapshot!(
+        "image_folder_corrupt_stdout",
+        redact(&stdout(&out), dir.path())
+    );
     let err = redact(&stderr(&out), dir.path());
-    assert!(err.contains("1 image(s) cannot be decoded; the first is [TMP]/pets/dog/img_00001.jpg"), "{err}");
+    assert!(
+        err.contains("1 image(s) cannot be decoded; the first is [TMP]/pets/dog/img_00001.jpg"),
+        "{err}"
+    );
     assert!(err.contains("on_bad_image"), "{err}");
 
     // With `skip`, the same report succeeds.
-    std::fs::write(&exp, std::fs::read_to_string(&exp).expect("read").replace("validation_split", "on_bad_image = \"skip\"\nvalidation_split")).expect("write");
-    let out = runner().args(["data", "--no-env"]).arg(&exp).output().expect("runs");
+    std::fs::write(
+        &exp,
+        std::fs::read_to_string(&exp).expect("read").replace(
+            "validation_split",
+            "on_bad_image = \"skip\"\nvalidation_split",
+        ),
+    )
+    .expect("write");
+    let out = runner()
+        .args(["data", "--no-env"])
+        .arg(&exp)
+        .output()
+        .expect("runs");
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
 fn missing_folder_is_named_with_exit_code_2() {
     let dir = tempdir();
-    let data = format!("source = \"image_folder\"\npath = \"{}\"", dir.path().join("nope").display());
+    let data = format!(
+        "source = \"image_folder\"\npath = \"{}\"",
+        dir.path().join("nope").display()
+    );
     let exp = experiment(dir.path(), &data, "", [8, 8, 3], 2);
-    let out = runner().args(["data", "--no-env", "--quick"]).arg(&exp).output().expect("runs");
+    let out = runner()
+        .args(["data", "--no-env", "--quick"])
+        .arg(&exp)
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     insta::assert_snapshot!("missing_folder_stderr", redact(&stderr(&out), dir.path()));
 }
@@ -90,9 +138,16 @@ fn unknown_class_gets_a_did_you_mean() {
     let dir = tempdir();
     let root = dir.path().join("pets");
     fixtures::image_folder(&root, &["cat", "dog"], 1, (8, 8), "png").expect("fixture");
-    let data = format!("source = \"image_folder\"\npath = \"{}\"\nclasses = [\"cat\", \"dgo\"]", root.display());
+    let data = format!(
+        "source = \"image_folder\"\npath = \"{}\"\nclasses = [\"cat\", \"dgo\"]",
+        root.display()
+    );
     let exp = experiment(dir.path(), &data, "", [8, 8, 3], 2);
-    let out = runner().args(["data", "--no-env"]).arg(&exp).output().expect("runs");
+    let out = runner()
+        .args(["data", "--no-env"])
+        .arg(&exp)
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     insta::assert_snapshot!("unknown_class_stderr", redact(&stderr(&out), dir.path()));
 }
@@ -105,10 +160,17 @@ fn empty_class_folder_is_named() {
     std::fs::create_dir_all(root.join("dog")).expect("mkdir");
     let data = format!("source = \"image_folder\"\npath = \"{}\"", root.display());
     let exp = experiment(dir.path(), &data, "", [8, 8, 3], 2);
-    let out = runner().args(["data", "--no-env"]).arg(&exp).output().expect("runs");
+    let out = runner()
+        .args(["data", "--no-env"])
+        .arg(&exp)
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = redact(&stderr(&out), dir.path());
-    assert!(err.contains("class folder [TMP]/pets/dog has no images"), "{err}");
+    assert!(
+        err.contains("class folder [TMP]/pets/dog has no images"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -118,10 +180,18 @@ fn idx_with_a_wrong_magic_number_is_named() {
     fixtures::idx_files(&idx, 10, 5, 2, 4, 4, true).expect("fixture");
     // Swap the training images and labels.
     std::fs::rename(idx.join("train-images-idx3-ubyte.gz"), idx.join("tmp")).expect("mv");
-    std::fs::rename(idx.join("train-labels-idx1-ubyte.gz"), idx.join("train-images-idx3-ubyte.gz")).expect("mv");
+    std::fs::rename(
+        idx.join("train-labels-idx1-ubyte.gz"),
+        idx.join("train-images-idx3-ubyte.gz"),
+    )
+    .expect("mv");
     let data = format!("source = \"idx\"\npath = \"{}\"", idx.display());
     let exp = experiment(dir.path(), &data, "", [4, 4, 1], 2);
-    let out = runner().args(["data", "--no-env"]).arg(&exp).output().expect("runs");
+    let out = runner()
+        .args(["data", "--no-env"])
+        .arg(&exp)
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     insta::assert_snapshot!("idx_magic_stderr", redact(&stderr(&out), dir.path()));
 }
@@ -134,19 +204,34 @@ fn food101_meta_pointing_at_a_missing_file_is_named() {
     std::fs::remove_file(root.join("images/baklava/1007.jpg")).expect("rm");
     let data = format!("source = \"food101\"\npath = \"{}\"", root.display());
     let exp = experiment(dir.path(), &data, "", [8, 8, 3], 2);
-    let out = runner().args(["data", "--no-env"]).arg(&exp).output().expect("runs");
+    let out = runner()
+        .args(["data", "--no-env"])
+        .arg(&exp)
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
-    insta::assert_snapshot!("food101_missing_file_stderr", redact(&stderr(&out), dir.path()));
+    insta::assert_snapshot!(
+        "food101_missing_file_stderr",
+        redact(&stderr(&out), dir.path())
+    );
 }
 
 #[test]
 fn food101_report_counts_the_official_split() {
     let dir = tempdir();
     let root = dir.path().join("food-101");
-    fixtures::food101(&root, &["apple_pie", "baklava", "churros"], 8, 2, (40, 30)).expect("fixture");
-    let data = format!("source = \"food101\"\npath = \"{}\"\nclasses = 2\nvalidation_split = 0.25", root.display());
+    fixtures::food101(&root, &["apple_pie", "baklava", "churros"], 8, 2, (40, 30))
+        .expect("fixture");
+    let data = format!(
+        "source = \"food101\"\npath = \"{}\"\nclasses = 2\nvalidation_split = 0.25",
+        root.display()
+    );
     let exp = experiment(dir.path(), &data, "", [16, 16, 3], 2);
-    let out = runner().args(["data", "--no-env"]).arg(&exp).output().expect("runs");
+    let out = runner()
+        .args(["data", "--no-env"])
+        .arg(&exp)
+        .output()
+        .expect("runs");
     assert!(out.status.success(), "{}", stderr(&out));
     insta::assert_snapshot!("food101_stdout", redact(&stdout(&out), dir.path()));
 }
@@ -158,9 +243,17 @@ fn model_outputs_must_match_the_classes() {
     fixtures::image_folder(&root, &["cat", "dog", "eel"], 1, (8, 8), "png").expect("fixture");
     let data = format!("source = \"image_folder\"\npath = \"{}\"", root.display());
     let exp = experiment(dir.path(), &data, "", [8, 8, 3], 2);
-    let out = runner().args(["data", "--no-env"]).arg(&exp).output().expect("runs");
+    let out = runner()
+        .args(["data", "--no-env"])
+        .arg(&exp)
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("the data has 3 classes but the model ends in 2 outputs"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the data has 3 classes but the model ends in 2 outputs"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -169,7 +262,15 @@ fn fashion_mnist_report() {
         eprintln!("skipped: Fashion-MNIST is not installed (`make data` installs it)");
         return;
     }
-    let out = runner().args(["data", "--no-env", "--quick", "experiments/fashion-mnist.toml"]).output().expect("runs");
+    let out = runner()
+        .args([
+            "data",
+            "--no-env",
+            "--quick",
+            "experiments/fashion-mnist.toml",
+        ])
+        .output()
+        .expect("runs");
     assert!(out.status.success(), "{}", stderr(&out));
     insta::assert_snapshot!(stdout(&out));
 }
@@ -179,15 +280,29 @@ fn preview_writes_a_picture_grid() {
     let dir = tempdir();
     let png = dir.path().join("preview.png");
     let out = runner()
-        .args(["data", "--no-env", "--quick", "experiments/quickstart.toml", "--preview"])
+        .args([
+            "data",
+            "--no-env",
+            "--quick",
+            "experiments/quickstart.toml",
+            "--preview",
+        ])
         .arg(&png)
         .output()
         .expect("runs");
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("preview.png (16 training samples"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("preview.png (16 training samples"),
+        "{}",
+        stdout(&out)
+    );
     let img = image::open(&png).expect("a readable PNG");
     // 4 x 4 cells of 128 px with 8 px gaps and a 22 px label band.
     assert_eq!((img.width(), img.height()), (4 * 136 + 8, 4 * 158 + 8));
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").filter_map(Result::ok).map(|e| e.file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(leftovers.len(), 1, "no temporary files left: {leftovers:?}");
 }

@@ -7,6 +7,6 @@ mod data;
 mod python;
 mod run;
 mod slurm;
-mod sweep;
 mod slurm_cluster;
+mod sweep;
 mod tensorboard;

@@ -20,7 +20,10 @@ fn meta(dir: &Path) -> serde_json::Value {
 
 fn csv_epochs(dir: &Path) -> Vec<usize> {
     let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    text.lines().skip(1).map(|l| l.split(',').next().unwrap().parse().unwrap()).collect()
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect()
 }
 
 #[test]
@@ -28,7 +31,13 @@ fn a_run_leaves_a_complete_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(tmp.path(), "complete", "");
     let runs = tmp.path().join("runs");
-    let out = runner().arg("run").arg(&exp).arg("--runs-dir").arg(&runs).output().unwrap();
+    let out = runner()
+        .arg("run")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let dir = run_dir(&runs, "complete");
     assert!(dir.ends_with("complete/v0001"), "{}", dir.display());
@@ -64,16 +73,32 @@ fn a_run_leaves_a_complete_folder() {
         "epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,epoch_seconds,images_per_second\n"
     ));
     // The resolved config is a valid experiment on its own.
-    let again = runner().arg("check").arg(dir.join("config.resolved.toml")).output().unwrap();
+    let again = runner()
+        .arg("check")
+        .arg(dir.join("config.resolved.toml"))
+        .output()
+        .unwrap();
     assert!(again.status.success(), "{}", stderr(&again));
     // The report is printed, sorted by F1.
-    assert!(stdout(&out).contains("Overall accuracy on test (32 images)"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Overall accuracy on test (32 images)"),
+        "{}",
+        stdout(&out)
+    );
     // `latest` is a file naming the folder (a directory link would make
     // TensorBoard list the run twice), and commands accept it for the folder.
     assert!(!runs.join("complete/latest").is_symlink());
-    let eval = runner().arg("eval").arg(runs.join("complete/latest")).output().unwrap();
+    let eval = runner()
+        .arg("eval")
+        .arg(runs.join("complete/latest"))
+        .output()
+        .unwrap();
     assert!(eval.status.success(), "{}", stderr(&eval));
-    assert!(stdout(&eval).contains("Overall accuracy on test (32 images)"), "{}", stdout(&eval));
+    assert!(
+        stdout(&eval).contains("Overall accuracy on test (32 images)"),
+        "{}",
+        stdout(&eval)
+    );
 }
 
 #[test]
@@ -81,21 +106,43 @@ fn the_logs_read_back_in_pandas_and_tensorboard() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(tmp.path(), "readback", "");
     let runs = tmp.path().join("runs");
-    let out = runner().arg("run").arg(&exp).arg("--runs-dir").arg(&runs).output().unwrap();
+    let out = runner()
+        .arg("run")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let dir = run_dir(&runs, "readback");
-    let Some(python) = python_with("tensorboard") else { return };
+    let Some(python) = python_with("tensorboard") else {
+        return;
+    };
 
     // pandas sees one row per epoch with the numbers of the CSV.
     let code = format!(
         "import pandas as pd; df = pd.read_csv({:?}); print(len(df), list(df.epoch), round(df.val_accuracy.iloc[-1], 6))",
         dir.join("metrics.csv").display().to_string()
     );
-    let out = std::process::Command::new(&python).args(["-c", &code]).output().unwrap();
+    let out = std::process::Command::new(&python)
+        .args(["-c", &code])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    let last_val: f64 = csv.lines().last().unwrap().split(',').nth(4).unwrap().parse().unwrap();
-    assert_eq!(stdout(&out).trim(), format!("3 [0, 1, 2] {}", (last_val * 1e6).round() / 1e6));
+    let last_val: f64 = csv
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .nth(4)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("3 [0, 1, 2] {}", (last_val * 1e6).round() / 1e6)
+    );
 
     // TensorBoard's EventAccumulator reads the same values at steps 0, 1, 2.
     let out = run_script(&python, "read_events.py", &[dir.as_os_str()]);
@@ -109,7 +156,10 @@ fn the_logs_read_back_in_pandas_and_tensorboard() {
             .collect()
     };
     let val_loss = series("validation", "epoch_loss");
-    assert_eq!(val_loss.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(
+        val_loss.iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
     for (row, (_, v)) in csv.lines().skip(1).zip(&val_loss) {
         let want: f64 = row.split(',').nth(3).unwrap().parse().unwrap();
         assert!((want - v).abs() <= want.abs() * 1e-6, "{want} vs {v}");
@@ -148,23 +198,46 @@ fn terminate_on_nan_fails_the_run() {
     let out = runner()
         .arg("run")
         .arg(&exp)
-        .args(["--set", "optimizer.learning_rate=1e6", "--set", "train.epochs=20"])
+        .args([
+            "--set",
+            "optimizer.learning_rate=1e6",
+            "--set",
+            "train.epochs=20",
+        ])
         .arg("--runs-dir")
         .arg(&runs)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
-    assert!(stderr(&out).contains("terminate_on_nan"), "{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("terminate_on_nan"),
+        "{}",
+        stderr(&out)
+    );
     let dir = run_dir(&runs, "nan");
     let m = meta(&dir);
     assert_eq!(m["status"], "failed");
-    assert!(m["message"].as_str().unwrap().contains("loss became"), "{m}");
+    assert!(
+        m["message"].as_str().unwrap().contains("loss became"),
+        "{m}"
+    );
     assert!(m["epochs_completed"].as_u64().unwrap() < 20);
     // With the callback off, the same run goes on to the end.
     let out = runner()
         .arg("run")
         .arg(&exp)
-        .args(["--set", "optimizer.learning_rate=1e6", "--set", "train.epochs=2"])
+        .args([
+            "--set",
+            "optimizer.learning_rate=1e6",
+            "--set",
+            "train.epochs=2",
+        ])
         .args(["--set", "callbacks.terminate_on_nan=false"])
         .arg("--runs-dir")
         .arg(&runs)
@@ -185,7 +258,12 @@ fn best_only_checkpointing_saves_only_on_improvement() {
     let out = runner()
         .arg("run")
         .arg(&exp)
-        .args(["--set", "train.epochs=6", "--set", "optimizer.learning_rate=0.05"])
+        .args([
+            "--set",
+            "train.epochs=6",
+            "--set",
+            "optimizer.learning_rate=0.05",
+        ])
         .arg("--runs-dir")
         .arg(&runs)
         .output()
@@ -193,13 +271,23 @@ fn best_only_checkpointing_saves_only_on_improvement() {
     assert!(out.status.success(), "{}", stderr(&out));
     let dir = run_dir(&runs, "bestonly");
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    let val: Vec<f64> = csv.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse().unwrap()).collect();
-    let best = val.iter().enumerate().fold((0, f64::MAX), |b, (i, v)| if *v < b.1 { (i, *v) } else { b });
+    let val: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
+    let best = val.iter().enumerate().fold(
+        (0, f64::MAX),
+        |b, (i, v)| if *v < b.1 { (i, *v) } else { b },
+    );
     // `best` points at the epoch with the lowest val_loss; besides it only
     // `final` (the weights the run ended with, epoch 6) is kept.
     let target = std::fs::read_link(dir.join("checkpoints/best")).unwrap();
     assert_eq!(target, PathBuf::from(format!("epoch-{:04}", best.0 + 1)));
-    assert_eq!(std::fs::read_link(dir.join("checkpoints/final")).unwrap(), PathBuf::from("epoch-0006"));
+    assert_eq!(
+        std::fs::read_link(dir.join("checkpoints/final")).unwrap(),
+        PathBuf::from("epoch-0006")
+    );
     let mut kept: Vec<String> = std::fs::read_dir(dir.join("checkpoints"))
         .unwrap()
         .flatten()
@@ -227,7 +315,12 @@ fn early_stopping_restores_the_best_weights() {
     let out = runner()
         .arg("run")
         .arg(&exp)
-        .args(["--set", "train.epochs=30", "--set", "optimizer.learning_rate=0.3"])
+        .args([
+            "--set",
+            "train.epochs=30",
+            "--set",
+            "optimizer.learning_rate=0.3",
+        ])
         .arg("--runs-dir")
         .arg(&runs)
         .output()
@@ -235,13 +328,26 @@ fn early_stopping_restores_the_best_weights() {
     assert!(out.status.success(), "{}", stderr(&out));
     let dir = run_dir(&runs, "early");
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    let val: Vec<f64> = csv.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse().unwrap()).collect();
+    let val: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap().parse().unwrap())
+        .collect();
     assert!(val.len() < 30, "early stopping never fired: {val:?}");
     // Keras semantics: the stop comes `patience` epochs after the best one.
-    let best = val.iter().enumerate().fold((0, f64::MAX), |b, (i, v)| if *v < b.1 { (i, *v) } else { b });
+    let best = val.iter().enumerate().fold(
+        (0, f64::MAX),
+        |b, (i, v)| if *v < b.1 { (i, *v) } else { b },
+    );
     assert_eq!(val.len() - 1, best.0 + 1, "{val:?}");
     let m = meta(&dir);
-    assert!(m["message"].as_str().unwrap().contains(&format!("restored the weights of epoch {}", best.0 + 1)), "{m}");
+    assert!(
+        m["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("restored the weights of epoch {}", best.0 + 1)),
+        "{m}"
+    );
     // The evaluation ran on the restored weights: re-evaluating the best
     // checkpoint gives the same test accuracy.
     let eval = runner()
@@ -252,7 +358,12 @@ fn early_stopping_restores_the_best_weights() {
         .unwrap();
     assert!(eval.status.success(), "{}", stderr(&eval));
     let acc = m["test_accuracy"].as_f64().unwrap();
-    assert!(stdout(&eval).contains(&format!("{:.2}%", acc * 100.0)), "{} vs {}", stdout(&eval), acc);
+    assert!(
+        stdout(&eval).contains(&format!("{:.2}%", acc * 100.0)),
+        "{} vs {}",
+        stdout(&eval),
+        acc
+    );
 }
 
 #[test]
@@ -265,7 +376,14 @@ fn eight_concurrent_runs_get_eight_folders() {
             std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
                 .arg("run")
                 .arg(&exp)
-                .args(["--set", "train.epochs=1", "--set", "data.train_size=16", "--set", "runtime.threads=1"])
+                .args([
+                    "--set",
+                    "train.epochs=1",
+                    "--set",
+                    "data.train_size=16",
+                    "--set",
+                    "runtime.threads=1",
+                ])
                 .arg("--runs-dir")
                 .arg(&runs)
                 .env("RUNNER_PLAIN", "1")
@@ -277,7 +395,11 @@ fn eight_concurrent_runs_get_eight_folders() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let mut dirs: Vec<String> = std::fs::read_dir(runs.join("crowd"))
         .unwrap()
@@ -286,7 +408,10 @@ fn eight_concurrent_runs_get_eight_folders() {
         .filter(|n| n.starts_with('v'))
         .collect();
     dirs.sort();
-    assert_eq!(dirs, (1..=8).map(|i| format!("v{i:04}")).collect::<Vec<_>>());
+    assert_eq!(
+        dirs,
+        (1..=8).map(|i| format!("v{i:04}")).collect::<Vec<_>>()
+    );
     for d in &dirs {
         assert_eq!(meta(&runs.join("crowd").join(d))["status"], "completed");
     }
@@ -301,7 +426,12 @@ fn a_killed_run_resumes_without_losing_or_repeating_an_epoch() {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
         .arg("run")
         .arg(&exp)
-        .args(["--set", &format!("train.epochs={epochs}"), "--set", "data.train_size=400"])
+        .args([
+            "--set",
+            &format!("train.epochs={epochs}"),
+            "--set",
+            "data.train_size=400",
+        ])
         .arg("--runs-dir")
         .arg(&runs)
         .env("RUNNER_PLAIN", "1")
@@ -314,24 +444,46 @@ fn a_killed_run_resumes_without_losing_or_repeating_an_epoch() {
     let dir = loop {
         if let Ok(target) = crate::common::read_latest(runs.join("killed/latest")) {
             let dir = runs.join("killed").join(target);
-            if std::fs::read_link(dir.join("checkpoints/last")).is_ok_and(|t| t != Path::new("epoch-0001")) {
+            if std::fs::read_link(dir.join("checkpoints/last"))
+                .is_ok_and(|t| t != Path::new("epoch-0001"))
+            {
                 break dir;
             }
         }
         assert!(Instant::now() < deadline, "no checkpoint appeared");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     child.kill().unwrap();
     child.wait().unwrap();
     let before = csv_epochs(&dir);
     assert!(before.len() < epochs, "killed too late: {before:?}");
-    assert_eq!(meta(&dir)["status"], "running", "a killed run has no chance to mark itself");
+    assert_eq!(
+        meta(&dir)["status"],
+        "running",
+        "a killed run has no chance to mark itself"
+    );
 
-    let out = runner().arg("run").arg("--resume").arg(&dir).output().unwrap();
+    let out = runner()
+        .arg("run")
+        .arg("--resume")
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("Resuming after epoch"), "{}", stdout(&out));
-    assert_eq!(csv_epochs(&dir), (0..epochs).collect::<Vec<_>>(), "one row per epoch, in order");
+    assert!(
+        stdout(&out).contains("Resuming after epoch"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        csv_epochs(&dir),
+        (0..epochs).collect::<Vec<_>>(),
+        "one row per epoch, in order"
+    );
     let m = meta(&dir);
     assert_eq!(m["status"], "completed");
     assert_eq!(m["resumes"], 1);
@@ -340,7 +492,9 @@ fn a_killed_run_resumes_without_losing_or_repeating_an_epoch() {
     assert!(eval.status.success(), "{}", stderr(&eval));
 
     // TensorBoard shows one curve with one point per epoch.
-    let Some(python) = python_with("tensorboard") else { return };
+    let Some(python) = python_with("tensorboard") else {
+        return;
+    };
     let out = run_script(&python, "read_events.py", &[dir.as_os_str()]);
     let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut steps: Vec<i64> = events["runs"]["validation"]["scalars"]["epoch_loss"]
@@ -358,11 +512,27 @@ fn resume_refuses_a_completed_run() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(tmp.path(), "done", "");
     let runs = tmp.path().join("runs");
-    let out = runner().arg("run").arg(&exp).args(["--set", "train.epochs=1"]).arg("--runs-dir").arg(&runs).output().unwrap();
+    let out = runner()
+        .arg("run")
+        .arg(&exp)
+        .args(["--set", "train.epochs=1"])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let out = runner().arg("run").arg("--resume").arg(run_dir(&runs, "done")).output().unwrap();
+    let out = runner()
+        .arg("run")
+        .arg("--resume")
+        .arg(run_dir(&runs, "done"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("already completed"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already completed"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// SIGUSR1 (Slurm's warning before a time limit) stops at the next batch;
@@ -398,7 +568,12 @@ fn signals_stop_a_run_cleanly_and_it_resumes() {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, signal) };
         let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(130), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let m = meta(&dir);
         assert_eq!(m["status"], "stopped", "{name}: {m}");
         assert!(m["message"].as_str().unwrap().contains(name), "{m}");

@@ -178,7 +178,9 @@ fn slurm_array_runs_fails_and_cancels_on_a_real_cluster() {
 /// end; then the cluster is torn down with nothing left behind.
 #[test]
 fn runner_sweep_through_slurm_records_results_and_failures() {
-    let Some(cluster) = SlurmCluster::start() else { return };
+    let Some(cluster) = SlurmCluster::start() else {
+        return;
+    };
     let started = std::time::Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     // Linear activations and SGD: the 1e6 learning rate overflows to NaN.
@@ -198,44 +200,83 @@ fn runner_sweep_through_slurm_records_results_and_failures() {
         .env(k, &v)
         .arg("sweep")
         .arg(&exp)
-        .args(["--set", "train.epochs=2", "--wait", "--poll-seconds", "1", "--runs-dir"])
+        .args([
+            "--set",
+            "train.epochs=2",
+            "--wait",
+            "--poll-seconds",
+            "1",
+            "--runs-dir",
+        ])
         .arg(&runs)
         .timeout(std::time::Duration::from_secs(150))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "one trial fails:\n{stdout}\n{stderr}\n{}", cluster.logs());
-    assert!(stdout.contains("Submitted 4 trial(s) to Slurm as job"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one trial fails:\n{stdout}\n{stderr}\n{}",
+        cluster.logs()
+    );
+    assert!(
+        stdout.contains("Submitted 4 trial(s) to Slurm as job"),
+        "{stdout}"
+    );
 
     let sweeps = runs.join("slurmsweep/sweeps");
     let dir = sweeps.join(crate::common::read_latest(sweeps.join("latest")).unwrap());
     let mut r = csv::Reader::from_path(dir.join("summary.csv")).unwrap();
     let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    let rows: Vec<Vec<String>> = r.records().map(|x| x.unwrap().iter().map(String::from).collect()).collect();
+    let rows: Vec<Vec<String>> = r
+        .records()
+        .map(|x| x.unwrap().iter().map(String::from).collect())
+        .collect();
     let col = |n: &str| header.iter().position(|h| h == n).unwrap();
     let status: Vec<&str> = rows.iter().map(|r| r[col("status")].as_str()).collect();
     assert_eq!(status, vec!["done", "done", "failed", "done"], "{rows:?}");
     // The failure is explained by Slurm's state and the trial's own message.
     let msg = &rows[2][col("message")];
-    assert!(msg.contains("Slurm task failed with exit code 1") && msg.contains("loss became"), "{msg}");
+    assert!(
+        msg.contains("Slurm task failed with exit code 1") && msg.contains("loss became"),
+        "{msg}"
+    );
     assert_eq!(rows[2][col("exit_code")], "1");
     for row in &rows {
         let tdir = std::path::PathBuf::from(&row[col("run_dir")]);
         assert!(tdir.join("meta.json").is_file(), "{}", tdir.display());
         if row[col("status")] == "done" {
-            assert!(tdir.join("metrics.csv").is_file() && tdir.join("report/predictions.png").is_file());
+            assert!(
+                tdir.join("metrics.csv").is_file() && tdir.join("report/predictions.png").is_file()
+            );
         }
     }
     assert!(dir.join("slurm/jobs.json").is_file() && dir.join("slurm/sweep.sbatch").is_file());
     // --status re-attaches from another "shell" and reports the same states.
-    let st = crate::common::runner().env(k, &v).args(["sweep", "--status"]).arg(&dir).output().unwrap();
+    let st = crate::common::runner()
+        .env(k, &v)
+        .args(["sweep", "--status"])
+        .arg(&dir)
+        .output()
+        .unwrap();
     let st_out = String::from_utf8_lossy(&st.stdout);
-    assert!(st_out.matches(" done ").count() >= 3 && st_out.contains("failed"), "{st_out}");
+    assert!(
+        st_out.matches(" done ").count() >= 3 && st_out.contains("failed"),
+        "{st_out}"
+    );
     println!("slurm sweep took {:.1}s", started.elapsed().as_secs_f64());
 
     let state_dir = cluster.state_dir().to_path_buf();
     cluster.shutdown().expect("clean teardown");
-    let left = std::process::Command::new("pgrep").arg("-f").arg(state_dir.as_os_str()).output().unwrap();
-    assert!(left.stdout.is_empty(), "leftover processes: {}", String::from_utf8_lossy(&left.stdout));
+    let left = std::process::Command::new("pgrep")
+        .arg("-f")
+        .arg(state_dir.as_os_str())
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "leftover processes: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }

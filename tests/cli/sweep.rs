@@ -35,7 +35,10 @@ fn summary_rows(dir: &Path) -> Vec<Vec<String>> {
     let mut r = csv::Reader::from_path(dir.join("summary.csv")).unwrap();
     let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
     let mut rows = vec![header];
-    rows.extend(r.records().map(|rec| rec.unwrap().iter().map(String::from).collect::<Vec<_>>()));
+    rows.extend(
+        r.records()
+            .map(|rec| rec.unwrap().iter().map(String::from).collect::<Vec<_>>()),
+    );
     rows
 }
 
@@ -43,34 +46,65 @@ fn summary_rows(dir: &Path) -> Vec<Vec<String>> {
 fn dry_runs_list_exactly_the_expected_trials() {
     for name in ["grid-2x3", "zip", "random"] {
         let out = runner()
-            .args(["sweep", &format!("tests/fixtures/sweeps/{name}.toml"), "--dry-run"])
+            .args([
+                "sweep",
+                &format!("tests/fixtures/sweeps/{name}.toml"),
+                "--dry-run",
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         insta::assert_snapshot!(format!("dry-run-{name}"), stdout(&out));
     }
     // The same random sweep twice lists the same trials.
-    let a = runner().args(["sweep", "tests/fixtures/sweeps/random.toml", "--dry-run"]).output().unwrap();
-    let b = runner().args(["sweep", "tests/fixtures/sweeps/random.toml", "--dry-run"]).output().unwrap();
+    let a = runner()
+        .args(["sweep", "tests/fixtures/sweeps/random.toml", "--dry-run"])
+        .output()
+        .unwrap();
+    let b = runner()
+        .args(["sweep", "tests/fixtures/sweeps/random.toml", "--dry-run"])
+        .output()
+        .unwrap();
     assert_eq!(a.stdout, b.stdout);
-    assert!(!root().join("tests/fixtures/sweeps/runs").exists(), "a dry run creates nothing");
+    assert!(
+        !root().join("tests/fixtures/sweeps/runs").exists(),
+        "a dry run creates nothing"
+    );
 }
 
 #[test]
 fn a_bad_axis_key_or_value_exits_2_naming_it() {
-    let out = runner().args(["sweep", "tests/fixtures/sweeps/bad-axis.toml", "--dry-run"]).output().unwrap();
+    let out = runner()
+        .args(["sweep", "tests/fixtures/sweeps/bad-axis.toml", "--dry-run"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("model.dropuot"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("did you mean `dropout`?"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did you mean `dropout`?"),
+        "{}",
+        stderr(&out)
+    );
     let tmp = tempfile::tempdir().unwrap();
     let out = runner()
-        .args(["sweep", "tests/fixtures/sweeps/bad-axis-value.toml", "--runs-dir"])
+        .args([
+            "sweep",
+            "tests/fixtures/sweeps/bad-axis-value.toml",
+            "--runs-dir",
+        ])
         .arg(tmp.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("model.dropout = 1.5"), "{}", stderr(&out));
-    assert!(std::fs::read_dir(tmp.path()).unwrap().next().is_none(), "nothing was created or run");
+    assert!(
+        stderr(&out).contains("model.dropout = 1.5"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().next().is_none(),
+        "nothing was created or run"
+    );
 }
 
 const GRID: &str = "[sweep]\nmetric = \"val_accuracy\"\nparallel = 2\n\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.3]\n\"optimizer.learning_rate\" = [0.003, 0.03]\n";
@@ -80,25 +114,55 @@ fn a_sweep_leaves_summary_trial_folders_plot_and_hparams() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(tmp.path(), "swept", GRID);
     let runs = tmp.path().join("runs");
-    let out = runner().arg("sweep").arg(&exp).arg("--runs-dir").arg(&runs).output().unwrap();
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let dir = sweep_dir(&runs, "swept");
     let rows = summary_rows(&dir);
     assert_eq!(rows.len(), 5, "a header and 4 trials: {rows:?}");
-    assert_eq!(&rows[0][..5], ["trial", "id", "status", "model.dropout", "optimizer.learning_rate"]);
+    assert_eq!(
+        &rows[0][..5],
+        [
+            "trial",
+            "id",
+            "status",
+            "model.dropout",
+            "optimizer.learning_rate"
+        ]
+    );
     for (i, row) in rows[1..].iter().enumerate() {
         assert_eq!(row[0], i.to_string());
         assert_eq!(row[2], "done");
         let tdir = PathBuf::from(row.last().unwrap());
-        for f in ["trial.toml", "params.json", "meta.json", "metrics.csv", "report/confusion_matrix.png", "checkpoints/final/model.mpk"] {
+        for f in [
+            "trial.toml",
+            "params.json",
+            "meta.json",
+            "metrics.csv",
+            "report/confusion_matrix.png",
+            "checkpoints/final/model.mpk",
+        ] {
             assert!(tdir.join(f).exists(), "{f} in {}", tdir.display());
         }
-        assert!(tdir.file_name().unwrap().to_str().unwrap().starts_with(&format!("trial-{i:03}-")));
+        assert!(tdir
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("trial-{i:03}-")));
     }
     assert!(dir.join("summary.png").is_file());
     // The ranked table marks the best trial.
     let text = stdout(&out);
-    let table: Vec<&str> = text.lines().skip_while(|l| !(l.contains("status") && l.contains("best val_accuracy"))).collect();
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !(l.contains("status") && l.contains("best val_accuracy")))
+        .collect();
     assert!(table.len() >= 5 && table[1].starts_with('*'), "{text}");
 
     // `runner compare` lines the trials up with only the keys that differ.
@@ -107,20 +171,36 @@ fn a_sweep_leaves_summary_trial_folders_plot_and_hparams() {
     let text = stdout(&cmp);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 5, "{text}");
-    assert!(lines[0].contains("model.dropout") && lines[0].contains("optimizer.learning_rate"), "{text}");
+    assert!(
+        lines[0].contains("model.dropout") && lines[0].contains("optimizer.learning_rate"),
+        "{text}"
+    );
     assert!(!lines[0].contains("train.epochs"), "{text}");
-    assert!(lines[1].contains("trial-000-") && lines[1].contains("completed"), "{text}");
+    assert!(
+        lines[1].contains("trial-000-") && lines[1].contains("completed"),
+        "{text}"
+    );
 
     // TensorBoard: the hparams plugin sees every trial with its values and metrics.
-    let Some(python) = python_with("tensorboard") else { return };
+    let Some(python) = python_with("tensorboard") else {
+        return;
+    };
     let out = run_script(&python, "read_events.py", &[dir.as_os_str()]);
     let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let text = events.to_string();
-    assert!(text.contains("model.dropout") && text.contains("optimizer.learning_rate"), "{text}");
+    assert!(
+        text.contains("model.dropout") && text.contains("optimizer.learning_rate"),
+        "{text}"
+    );
     run_script(
         &python,
         "tb_server_check.py",
-        &[dir.as_os_str(), "--hparams".as_ref(), "--expect-tags".as_ref(), "epoch_loss,epoch_accuracy".as_ref()],
+        &[
+            dir.as_os_str(),
+            "--hparams".as_ref(),
+            "--expect-tags".as_ref(),
+            "epoch_loss,epoch_accuracy".as_ref(),
+        ],
     );
 }
 
@@ -139,8 +219,20 @@ fn a_failing_trial_is_reported_and_the_others_finish() {
         .replace("type = \"adam\"", "type = \"sgd\"");
     std::fs::write(&exp, text).unwrap();
     let runs = tmp.path().join("runs");
-    let out = runner().arg("sweep").arg(&exp).arg("--runs-dir").arg(&runs).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}\n{}", stdout(&out), stderr(&out));
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let dir = sweep_dir(&runs, "onefails");
     let rows = summary_rows(&dir);
     let status: Vec<&str> = rows[1..].iter().map(|r| r[2].as_str()).collect();
@@ -150,7 +242,11 @@ fn a_failing_trial_is_reported_and_the_others_finish() {
     let code_col = rows[0].iter().position(|c| c == "exit_code").unwrap();
     assert_eq!(rows[2][code_col], "1");
     assert!(stdout(&out).contains("failed"), "{}", stdout(&out));
-    assert!(stderr(&out).contains("1 of 3 trial(s) failed"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 of 3 trial(s) failed"),
+        "{}",
+        stderr(&out)
+    );
 
     // --fail-fast stops at the first failure, leaving the rest pending.
     let out = runner()
@@ -165,7 +261,10 @@ fn a_failing_trial_is_reported_and_the_others_finish() {
     let dir = sweep_dir(&runs, "onefails");
     assert_eq!(states_of(&dir, "done"), vec![0]);
     assert_eq!(states_of(&dir, "failed"), vec![1]);
-    assert!(states_of(&dir, "running").iter().all(|t| *t < 2), "trial 2 never started");
+    assert!(
+        states_of(&dir, "running").iter().all(|t| *t < 2),
+        "trial 2 never started"
+    );
 }
 
 #[test]
@@ -180,7 +279,13 @@ fn a_killed_sweep_resumes_and_never_reruns_a_finished_trial() {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
         .arg("sweep")
         .arg(&exp)
-        .args(["--set", "train.epochs=5", "--set", "data.train_size=320", "--runs-dir"])
+        .args([
+            "--set",
+            "train.epochs=5",
+            "--set",
+            "data.train_size=320",
+            "--runs-dir",
+        ])
         .arg(&runs)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -196,7 +301,10 @@ fn a_killed_sweep_resumes_and_never_reruns_a_finished_trial() {
             }
         }
         assert!(Instant::now() < deadline, "no trial finished");
-        assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sweep ended before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     child.kill().unwrap();
@@ -208,12 +316,22 @@ fn a_killed_sweep_resumes_and_never_reruns_a_finished_trial() {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(&format!("trial-{first:03}-")))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&format!("trial-{first:03}-"))
+        })
         .unwrap();
     let meta_before = std::fs::read_to_string(first_dir.join("meta.json")).unwrap();
     let log_before = std::fs::read_to_string(first_dir.join("run.log")).unwrap();
 
-    let out = runner().args(["sweep", "--resume"]).arg(&dir).output().unwrap();
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     // Each trial is done exactly once in the journal and in summary.csv.
     assert_eq!(states_of(&dir, "done"), vec![0, 1, 2, 3]);
@@ -221,25 +339,59 @@ fn a_killed_sweep_resumes_and_never_reruns_a_finished_trial() {
     assert_eq!(rows.len(), 5);
     assert!(rows[1..].iter().all(|r| r[2] == "done"), "{rows:?}");
     // The finished trial was not run again: its folder is untouched.
-    assert_eq!(std::fs::read_to_string(first_dir.join("meta.json")).unwrap(), meta_before);
-    assert_eq!(std::fs::read_to_string(first_dir.join("run.log")).unwrap(), log_before);
+    assert_eq!(
+        std::fs::read_to_string(first_dir.join("meta.json")).unwrap(),
+        meta_before
+    );
+    assert_eq!(
+        std::fs::read_to_string(first_dir.join("run.log")).unwrap(),
+        log_before
+    );
     // A second resume has nothing left to do.
-    let out = runner().args(["sweep", "--resume"]).arg(&dir).output().unwrap();
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("0 trial(s) to run"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("0 trial(s) to run"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(states_of(&dir, "done"), vec![0, 1, 2, 3]);
 }
 
 #[test]
 fn resuming_with_a_changed_spec_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let exp = tiny_experiment(tmp.path(), "changed", "[sweep]\n[sweep.grid]\n\"model.dropout\" = [0.0]\n");
+    let exp = tiny_experiment(
+        tmp.path(),
+        "changed",
+        "[sweep]\n[sweep.grid]\n\"model.dropout\" = [0.0]\n",
+    );
     let runs = tmp.path().join("runs");
-    let out = runner().arg("sweep").arg(&exp).args(["--set", "train.epochs=1", "--runs-dir"]).arg(&runs).output().unwrap();
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .args(["--set", "train.epochs=1", "--runs-dir"])
+        .arg(&runs)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let text = std::fs::read_to_string(&exp).unwrap().replace("learning_rate = 0.01", "learning_rate = 0.02");
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("learning_rate = 0.01", "learning_rate = 0.02");
     std::fs::write(&exp, text).unwrap();
-    let out = runner().args(["sweep", "--resume"]).arg(sweep_dir(&runs, "changed")).output().unwrap();
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(sweep_dir(&runs, "changed"))
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("optimizer.learning_rate"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("optimizer.learning_rate"),
+        "{}",
+        stderr(&out)
+    );
 }
