@@ -33,13 +33,15 @@ use burn::tensor::TensorMetadata;
 use burn::tensor::{Shape, Tensor, TensorData, TensorPrimitive};
 
 use super::conv_cpu::{self, Geometry};
+use super::pool::PoolOps;
 
 /// Which gradients the backward pass must produce: input, weight, bias.
 pub type Needed = [bool; 3];
 
 /// A backend's 2D convolution, forward and backward. Only stride, padding
 /// and dilation vary here; grouped convolutions go through burn directly.
-pub trait ConvOps: Backend {
+/// Its supertrait [`PoolOps`] holds the max-pooling counterpart.
+pub trait ConvOps: PoolOps {
     /// What the backward pass keeps from the forward pass besides the
     /// inputs (LibTorch keeps its own autograd graph; others nothing).
     type ConvSaved: Clone + Send + Debug + 'static;
@@ -110,6 +112,7 @@ pub fn burn_conv2d_backward<B: Backend>(
 #[allow(unused_macros)]
 macro_rules! burn_conv_ops {
     ($ty:ty) => {
+        impl PoolOps for $ty {}
         impl ConvOps for $ty {
             type ConvSaved = ();
             fn runner_conv2d_tracked(
@@ -190,15 +193,15 @@ fn flex_geometry(
         .then_some(g)
 }
 
-fn flex_f32(t: &burn_flex::FlexTensor) -> burn_flex::FlexTensor {
+pub(super) fn flex_contiguous(t: &burn_flex::FlexTensor) -> burn_flex::FlexTensor {
     t.to_contiguous()
 }
 
-fn flex_from(values: Vec<f32>, shape: [usize; 4]) -> burn_flex::FlexTensor {
+pub(super) fn flex_from(values: Vec<f32>, shape: [usize; 4]) -> burn_flex::FlexTensor {
     burn_flex::FlexTensor::from_data(TensorData::new(values, shape))
 }
 
-fn slice(t: &burn_flex::FlexTensor) -> &[f32] {
+pub(super) fn flex_slice(t: &burn_flex::FlexTensor) -> &[f32] {
     // `flex_f32` made it contiguous with offset 0, so this is the whole tensor.
     t.as_slice::<f32>().unwrap_or_else(|| t.storage::<f32>())
 }
@@ -215,9 +218,14 @@ impl ConvOps for Flex {
         let Some(g) = flex_geometry(&x, &weight, &options) else {
             return Self::conv2d(x, weight, bias, options);
         };
-        let (x, w) = (flex_f32(&x), flex_f32(&weight));
-        let b = bias.as_ref().map(flex_f32);
-        let out = conv_cpu::forward(slice(&x), slice(&w), b.as_ref().map(slice), &g);
+        let (x, w) = (flex_contiguous(&x), flex_contiguous(&weight));
+        let b = bias.as_ref().map(flex_contiguous);
+        let out = conv_cpu::forward(
+            flex_slice(&x),
+            flex_slice(&w),
+            b.as_ref().map(flex_slice),
+            &g,
+        );
         flex_from(out, [g.batch, g.cout, g.out_h(), g.out_w()])
     }
 
@@ -246,17 +254,17 @@ impl ConvOps for Flex {
         let Some(g) = flex_geometry(&x, &weight, &options) else {
             return burn_conv2d_backward::<Self>(x, weight, bias_len, grad, options, needed);
         };
-        let grad = flex_f32(&grad);
+        let grad = flex_contiguous(&grad);
         let dx = needed[0].then(|| {
-            let w = flex_f32(&weight);
+            let w = flex_contiguous(&weight);
             flex_from(
-                conv_cpu::backward_input(slice(&w), slice(&grad), &g),
+                conv_cpu::backward_input(flex_slice(&w), flex_slice(&grad), &g),
                 [g.batch, g.cin, g.h, g.w],
             )
         });
         let (dw, db) = if needed[1] || needed[2] {
-            let x = flex_f32(&x);
-            let (dw, db) = conv_cpu::backward_weight(slice(&x), slice(&grad), &g);
+            let x = flex_contiguous(&x);
+            let (dw, db) = conv_cpu::backward_weight(flex_slice(&x), flex_slice(&grad), &g);
             let dw = needed[1].then(|| flex_from(dw, [g.cout, g.cin, g.kh, g.kw]));
             let db = (needed[2] && bias_len.is_some())
                 .then(|| burn_flex::FlexTensor::from_data(TensorData::new(db, [g.cout])));
@@ -309,6 +317,8 @@ mod libtorch {
         let d = o.dilation.map(|v| v as i64);
         tch::Tensor::conv2d(x, w, b, s, p, d, o.groups as i64)
     }
+
+    impl crate::model::pool::PoolOps for LibTorch {}
 
     impl ConvOps for LibTorch {
         type ConvSaved = Option<TorchGraph>;
@@ -544,7 +554,7 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
 }
 
 /// (before, after) padding per spatial dimension, as burn's `Conv2d` computes it.
-fn padding_pairs(
+pub(super) fn padding_pairs(
     p: &PaddingConfig2d,
     size: [usize; 2],
     kernel: [usize; 2],
@@ -569,9 +579,9 @@ fn padding_pairs(
     }
 }
 
-/// Whether `RUNNER_CONV=burn` asks for burn's own convolution everywhere
-/// (an escape hatch, and the baseline for bench/FINDINGS.md).
-pub fn burn_conv_forced() -> bool {
+/// Whether `RUNNER_CONV=burn` asks for burn's own convolution and pooling
+/// everywhere (an escape hatch, and the baseline for bench/FINDINGS.md).
+pub fn burn_kernels_forced() -> bool {
     static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FORCED.get_or_init(|| {
         std::env::var("RUNNER_CONV")
@@ -583,7 +593,7 @@ pub fn burn_conv_forced() -> bool {
 /// Run `conv` on `x` through [`ConvOps`]. Asymmetric padding (an even
 /// kernel with `same` padding) and grouped convolutions use burn's module.
 pub fn conv2d<B: ConvOps>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
-    if burn_conv_forced() {
+    if burn_kernels_forced() {
         return conv.forward(x);
     }
     let [_, _, h, w] = x.dims();

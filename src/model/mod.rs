@@ -8,6 +8,8 @@ pub mod conv;
 pub mod conv_cpu;
 pub mod layer;
 pub mod net;
+pub mod pool;
+pub mod pool_cpu;
 pub mod summary;
 
 pub use conv::ConvOps;

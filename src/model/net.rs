@@ -7,6 +7,7 @@ use burn::tensor::Tensor;
 
 use super::conv::{self, ConvOps};
 use super::layer::{ActKind, Layer};
+use super::pool;
 use crate::plan::ModelPlan;
 
 /// A sequential image classifier.
@@ -55,7 +56,7 @@ impl<B: ConvOps> Net<B> {
         for layer in &self.layers {
             x = match (layer, x) {
                 (Layer::Conv(c), Flow::Map(t)) => Flow::Map(c.act.apply(conv::conv2d(&c.conv, t))),
-                (Layer::MaxPool(p), Flow::Map(t)) => Flow::Map(p.forward(t)),
+                (Layer::MaxPool(p), Flow::Map(t)) => Flow::Map(pool::max_pool2d(p, t)),
                 (Layer::AvgPool(p), Flow::Map(t)) => Flow::Map(p.forward(t)),
                 (Layer::GlobalAvgPool(p), Flow::Map(t)) => Flow::Flat(p.forward(t).flatten(1, 3)),
                 (Layer::Dropout(d), Flow::Map(t)) => Flow::Map(d.forward(t)),

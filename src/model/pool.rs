@@ -1,0 +1,279 @@
+//! The max pooling every `max_pool2d` layer runs, with a faster path on
+//! `flex` ([`super::pool_cpu`]) and burn's own pooling everywhere else.
+//!
+//! Like [`super::conv`], this is a backend extension ([`PoolOps`]): burn's
+//! behaviour by default, runner's kernels where they exist, and an
+//! `Autodiff<B>` implementation that records its own backward step (the
+//! gradient goes to the element each maximum came from, remembered as one
+//! byte per output instead of burn-flex's `i64` index).
+
+use std::sync::Arc;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::{Autodiff, Flex};
+use burn::nn::pool::MaxPool2d;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
+
+use super::conv::{burn_kernels_forced, flex_contiguous, flex_from, flex_slice, padding_pairs};
+use super::pool_cpu::{self, PoolGeometry};
+
+/// A max-pooling window: size, stride and (symmetric) padding per spatial dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolWindow {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+}
+
+/// Which element of its window each output came from (row-major window
+/// position), as recorded by the forward pass.
+pub type Argmax = Arc<[u8]>;
+
+/// A backend's 2D max pooling, where runner has its own kernels. The
+/// defaults say "none": callers then use burn's pooling.
+pub trait PoolOps: Backend {
+    /// Whether [`runner_max_pool2d`](Self::runner_max_pool2d) handles `x` with `window`.
+    fn runner_max_pool2d_supported(_x: &FloatTensor<Self>, _window: &PoolWindow) -> bool {
+        false
+    }
+
+    /// The pooled tensor and where each maximum came from. Only called
+    /// when [`runner_max_pool2d_supported`](Self::runner_max_pool2d_supported) said yes.
+    fn runner_max_pool2d(
+        _x: FloatTensor<Self>,
+        _window: PoolWindow,
+    ) -> (FloatTensor<Self>, Argmax) {
+        unreachable!("runner_max_pool2d called on a backend without runner's pooling")
+    }
+
+    /// The input gradient of [`runner_max_pool2d`](Self::runner_max_pool2d)
+    /// for an input of shape `dims`.
+    fn runner_max_pool2d_backward(
+        _grad: FloatTensor<Self>,
+        _argmax: &Argmax,
+        _dims: [usize; 4],
+        _window: PoolWindow,
+    ) -> FloatTensor<Self> {
+        unreachable!("runner_max_pool2d_backward called on a backend without runner's pooling")
+    }
+}
+
+fn dims4(shape: &burn::tensor::Shape) -> Option<[usize; 4]> {
+    (shape.num_dims() == 4).then(|| [shape[0], shape[1], shape[2], shape[3]])
+}
+
+fn geometry(dims: [usize; 4], window: &PoolWindow) -> PoolGeometry {
+    PoolGeometry {
+        planes: dims[0] * dims[1],
+        h: dims[2],
+        w: dims[3],
+        kh: window.kernel[0],
+        kw: window.kernel[1],
+        stride: window.stride,
+        padding: window.padding,
+    }
+}
+
+impl PoolOps for Flex {
+    fn runner_max_pool2d_supported(x: &FloatTensor<Self>, window: &PoolWindow) -> bool {
+        x.dtype() == burn::tensor::DType::F32
+            && dims4(&x.shape()).is_some_and(|d| geometry(d, window).supported())
+    }
+
+    fn runner_max_pool2d(x: FloatTensor<Self>, window: PoolWindow) -> (FloatTensor<Self>, Argmax) {
+        let Some(dims) = dims4(&x.shape()) else {
+            unreachable!("checked by runner_max_pool2d_supported")
+        };
+        let g = geometry(dims, &window);
+        let x = flex_contiguous(&x);
+        let (out, arg) = pool_cpu::max_forward(flex_slice(&x), &g);
+        (
+            flex_from(out, [dims[0], dims[1], g.out_h(), g.out_w()]),
+            arg.into(),
+        )
+    }
+
+    fn runner_max_pool2d_backward(
+        grad: FloatTensor<Self>,
+        argmax: &Argmax,
+        dims: [usize; 4],
+        window: PoolWindow,
+    ) -> FloatTensor<Self> {
+        let g = geometry(dims, &window);
+        let grad = flex_contiguous(&grad);
+        flex_from(pool_cpu::max_backward(flex_slice(&grad), argmax, &g), dims)
+    }
+}
+
+#[derive(Debug)]
+struct MaxPoolBackward;
+
+#[derive(Debug, Clone)]
+struct MaxPoolState {
+    argmax: Argmax,
+    dims: [usize; 4],
+    window: PoolWindow,
+}
+
+impl<B: PoolOps> Backward<B, 1> for MaxPoolBackward {
+    type State = MaxPoolState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let s = ops.state;
+        if let Some(parent) = &ops.parents[0] {
+            grads.register::<B>(
+                parent.id,
+                B::runner_max_pool2d_backward(grad, &s.argmax, s.dims, s.window),
+            );
+        }
+    }
+}
+
+impl<B: PoolOps, C: CheckpointStrategy> PoolOps for Autodiff<B, C> {
+    fn runner_max_pool2d_supported(x: &FloatTensor<Self>, window: &PoolWindow) -> bool {
+        B::runner_max_pool2d_supported(&x.primitive, window)
+    }
+
+    fn runner_max_pool2d(x: FloatTensor<Self>, window: PoolWindow) -> (FloatTensor<Self>, Argmax) {
+        let dims = dims4(&x.primitive.shape());
+        match MaxPoolBackward
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let Some(dims) = dims else {
+                    unreachable!("checked by runner_max_pool2d_supported")
+                };
+                let (out, argmax) = B::runner_max_pool2d(x.primitive, window);
+                let state = MaxPoolState {
+                    argmax: argmax.clone(),
+                    dims,
+                    window,
+                };
+                (prep.finish(state, out), argmax)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (out, argmax) = B::runner_max_pool2d(x.primitive, window);
+                (prep.finish(out), argmax)
+            }
+        }
+    }
+    // Second-order gradients through pooling are not supported (the
+    // defaults are never reached: `supported` is asked of the inner backend).
+}
+
+/// Run `pool` on `x`, through runner's kernels where the backend has them
+/// and the pooling is plain (dilation 1, floor mode, symmetric padding).
+pub fn max_pool2d<B: PoolOps>(pool: &MaxPool2d, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    if burn_kernels_forced() || pool.dilation != [1, 1] || pool.ceil_mode {
+        return pool.forward(x);
+    }
+    let [_, _, h, w] = x.dims();
+    let ((top, bottom), (left, right)) =
+        padding_pairs(&pool.padding, [h, w], pool.kernel_size, pool.stride);
+    if top != bottom || left != right {
+        return pool.forward(x);
+    }
+    let window = PoolWindow {
+        kernel: pool.kernel_size,
+        stride: pool.stride,
+        padding: [top, left],
+    };
+    let x = x.into_primitive().tensor();
+    if !B::runner_max_pool2d_supported(&x, &window) {
+        return pool.forward(Tensor::from_primitive(TensorPrimitive::Float(x)));
+    }
+    Tensor::from_primitive(TensorPrimitive::Float(B::runner_max_pool2d(x, window).0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::nn::PaddingConfig2d;
+    use burn::tensor::{Distribution, Tolerance};
+
+    type AD = Autodiff<Flex>;
+
+    /// Values and input gradients equal burn's pooling (random inputs have no ties).
+    fn check(pool: MaxPool2d, input: [usize; 4]) {
+        let device = Default::default();
+        let x = Tensor::<AD, 4>::random(input, Distribution::Default, &device).require_grad();
+        let ours = max_pool2d(&pool, x.clone());
+        let theirs = pool.forward(x.clone());
+        assert_eq!(ours.dims(), theirs.dims());
+        ours.clone()
+            .into_data()
+            .assert_eq(&theirs.clone().into_data(), true);
+        let probe = Tensor::<AD, 4>::random(ours.dims(), Distribution::Default, &device);
+        let g_ours = (ours * probe.clone()).sum().backward();
+        let g_theirs = (theirs * probe).sum().backward();
+        let (a, b) = (
+            x.grad(&g_ours).expect("our gradient"),
+            x.grad(&g_theirs).expect("burn's gradient"),
+        );
+        a.into_data()
+            .assert_approx_eq::<f32>(&b.into_data(), Tolerance::rel_abs(1e-6, 1e-6));
+    }
+
+    #[test]
+    fn values_and_gradients_match_burns_pooling() {
+        check(MaxPool2dConfig::new([2, 2]).init(), [2, 3, 7, 8]);
+        check(
+            MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init(),
+            [1, 2, 9, 9],
+        );
+        check(
+            MaxPool2dConfig::new([3, 3]).with_strides([1, 1]).init(),
+            [2, 2, 6, 5],
+        );
+        check(
+            MaxPool2dConfig::new([3, 3])
+                .with_strides([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(),
+            [1, 2, 8, 7],
+        );
+        // Asymmetric `same` padding and dilation take burn's path; still equal.
+        check(
+            MaxPool2dConfig::new([2, 2])
+                .with_padding(PaddingConfig2d::Same)
+                .init(),
+            [1, 1, 5, 5],
+        );
+        check(
+            MaxPool2dConfig::new([2, 2]).with_dilation([2, 2]).init(),
+            [1, 1, 6, 6],
+        );
+    }
+
+    #[test]
+    fn inference_without_autodiff_matches_burn() {
+        let device = Default::default();
+        let pool = MaxPool2dConfig::new([2, 2]).init();
+        let x = Tensor::<Flex, 4>::random([2, 4, 10, 11], Distribution::Default, &device);
+        let ours = max_pool2d(&pool, x.clone());
+        assert!(Flex::runner_max_pool2d_supported(
+            &x.clone().into_primitive().tensor(),
+            &PoolWindow {
+                kernel: [2, 2],
+                stride: [2, 2],
+                padding: [0, 0]
+            }
+        ));
+        ours.into_data()
+            .assert_eq(&pool.forward(x).into_data(), true);
+    }
+}
