@@ -83,6 +83,10 @@ fn inside(g: &Geometry, j: usize, xs: usize, xe: usize) -> (usize, usize, isize)
 /// outside) for output pixels `p` in `[p0, p1)`; `cols` is `rows x (p1 - p0)`.
 fn im2col(x: &[f32], g: &Geometry, p0: usize, p1: usize, cols: &mut [f32]) {
     let t = p1 - p0;
+    let ow = g.out_w();
+    if g.stride == [1, 1] && g.dilation == [1, 1] && p0 % ow == 0 && (p1 % ow == 0 || p1 == g.cols()) {
+        return im2col_whole_rows(x, g, p0 / ow, p1.div_ceil(ow), cols);
+    }
     for c in 0..g.cin {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for i in 0..g.kh {
@@ -107,6 +111,35 @@ fn im2col(x: &[f32], g: &Geometry, p0: usize, p1: usize, cols: &mut [f32]) {
                         }
                     }
                     dst[hi - xs..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// [`im2col`] for stride 1, dilation 1 and a tile of whole output rows
+/// `y0..y1`, the common case: the in-image range of each kernel column is
+/// the same for every output row, so it is worked out once per column.
+fn im2col_whole_rows(x: &[f32], g: &Geometry, y0: usize, y1: usize, cols: &mut [f32]) {
+    let ow = g.out_w();
+    let t = (y1 - y0) * ow;
+    for c in 0..g.cin {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = &mut cols[((c * g.kh + i) * g.kw + j) * t..][..t];
+                let (lo, hi, off) = inside(g, j, 0, ow);
+                let start = (lo as isize + off) as usize;
+                for (dst, y) in row.chunks_exact_mut(ow).zip(y0..y1) {
+                    let iy = (y + i) as isize - g.padding[0] as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        dst.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w + start..][..hi - lo];
+                    dst[..lo].fill(0.0);
+                    dst[lo..hi].copy_from_slice(src);
+                    dst[hi..].fill(0.0);
                 }
             }
         }
@@ -147,9 +180,15 @@ fn col2im_add(cols: &[f32], g: &Geometry, p0: usize, p1: usize, x: &mut [f32]) {
 
 /// Output pixels per GEMM: enough that the column tile (rows x tile floats)
 /// stays near 512 KiB, so it is still in L2 when the GEMM reads it.
+/// Rounded down to whole output rows where a row fits, for [`im2col_whole_rows`].
 fn tile(g: &Geometry) -> usize {
-    let l = g.cols();
-    (131_072 / g.rows().max(1)).max(256).min(l).max(1)
+    let (l, ow) = (g.cols(), g.out_w());
+    let t = (131_072 / g.rows().max(1)).max(256).min(l).max(1);
+    if t >= ow && t < l {
+        t / ow * ow
+    } else {
+        t
+    }
 }
 
 /// Row-major matrix view for [`matmul`]: element (r, c) at `ptr[r*rs + c*cs]`.
@@ -326,7 +365,7 @@ fn backward_weight_tiled(x: &[f32], grad: &[f32], g: &Geometry, t: usize) -> (Ve
                     first = false;
                 }
                 for (acc, plane) in db.iter_mut().zip(gi.chunks(l)) {
-                    *acc += plane.iter().sum::<f32>();
+                    *acc += sum(plane);
                 }
             }
             (dw, db)
@@ -398,6 +437,20 @@ fn backward_input_tiled(weight: &[f32], grad: &[f32], g: &Geometry, t: usize) ->
             }
         });
     dx
+}
+
+/// The sum of `v` in eight lanes (a plain `iter().sum()` is one serial
+/// chain of additions, which the compiler may not reorder into vectors).
+fn sum(v: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += *x;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// A read-only matrix view shared across rayon tasks.
@@ -523,7 +576,7 @@ mod tests {
     /// Tile sizes to try: whole rows, partial rows, single pixels, all at once.
     fn tiles(g: &Geometry) -> Vec<usize> {
         let l = g.out_h() * g.out_w();
-        vec![1, 3, g.out_w(), g.out_w() + 2, l, tile(g)]
+        vec![1, 3, g.out_w(), g.out_w() + 2, 2 * g.out_w(), l, tile(g)]
     }
 
     #[test]
