@@ -85,7 +85,11 @@ fn inside(g: &Geometry, j: usize, xs: usize, xe: usize) -> (usize, usize, isize)
 fn im2col(x: &[f32], g: &Geometry, p0: usize, p1: usize, cols: &mut [f32], ld: usize) {
     let t = p1 - p0;
     let ow = g.out_w();
-    if g.stride == [1, 1] && g.dilation == [1, 1] && p0 % ow == 0 && (p1 % ow == 0 || p1 == g.cols()) {
+    if g.stride == [1, 1]
+        && g.dilation == [1, 1]
+        && p0 % ow == 0
+        && (p1 % ow == 0 || p1 == g.cols())
+    {
         return im2col_whole_rows(x, g, p0 / ow, p1.div_ceil(ow), cols, ld);
     }
     for c in 0..g.cin {
@@ -305,7 +309,13 @@ fn from_group(group: &[f32], image: &mut [f32], k: usize, l: usize, n: usize) {
     }
 }
 
-fn forward_blocked(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry, blocks: Blocking) -> Vec<f32> {
+fn forward_blocked(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    g: &Geometry,
+    blocks: Blocking,
+) -> Vec<f32> {
     assert_eq!(x.len(), g.batch * g.in_len());
     assert_eq!(weight.len(), g.cout * g.rows());
     let (rows, l) = (g.rows(), g.cols());
@@ -325,7 +335,10 @@ fn forward_blocked(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry
             match blocks {
                 Blocking::Tiles(t) => {
                     let mut cols = vec![0.0f32; rows * t];
-                    for (o, xi) in out_chunk.chunks_mut(g.out_len()).zip(x_chunk.chunks(g.in_len())) {
+                    for (o, xi) in out_chunk
+                        .chunks_mut(g.out_len())
+                        .zip(x_chunk.chunks(g.in_len()))
+                    {
                         for p0 in (0..l).step_by(t) {
                             let p1 = (p0 + t).min(l);
                             im2col(xi, g, p0, p1, &mut cols, p1 - p0);
@@ -334,7 +347,17 @@ fn forward_blocked(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry
                                 rs: (p1 - p0) as isize,
                                 cs: 1,
                             };
-                            matmul(g.cout, p1 - p0, rows, &mut o[p0..], l, false, w_view.0, c_view, par);
+                            matmul(
+                                g.cout,
+                                p1 - p0,
+                                rows,
+                                &mut o[p0..],
+                                l,
+                                false,
+                                w_view.0,
+                                c_view,
+                                par,
+                            );
                         }
                     }
                 }
@@ -379,7 +402,12 @@ pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<
     backward_weight_blocked(x, grad, g, blocking(g))
 }
 
-fn backward_weight_blocked(x: &[f32], grad: &[f32], g: &Geometry, blocks: Blocking) -> (Vec<f32>, Vec<f32>) {
+fn backward_weight_blocked(
+    x: &[f32],
+    grad: &[f32],
+    g: &Geometry,
+    blocks: Blocking,
+) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), g.batch * g.in_len());
     assert_eq!(grad.len(), g.batch * g.out_len());
     let (rows, l) = (g.rows(), g.cols());
@@ -398,7 +426,9 @@ fn backward_weight_blocked(x: &[f32], grad: &[f32], g: &Geometry, blocks: Blocki
                     rs: 1,
                     cs: ld as isize,
                 };
-                matmul(g.cout, rows, n, &mut dw, rows, !first, grad_view, ct_view, par);
+                matmul(
+                    g.cout, rows, n, &mut dw, rows, !first, grad_view, ct_view, par,
+                );
                 first = false;
             };
             match blocks {
@@ -425,7 +455,11 @@ fn backward_weight_blocked(x: &[f32], grad: &[f32], g: &Geometry, blocks: Blocki
                         .zip(x_chunk.chunks(per_gemm * g.in_len()))
                     {
                         let n = xs.len() / g.in_len() * l;
-                        for (k, (gi, xi)) in gs.chunks(g.out_len()).zip(xs.chunks(g.in_len())).enumerate() {
+                        for (k, (gi, xi)) in gs
+                            .chunks(g.out_len())
+                            .zip(xs.chunks(g.in_len()))
+                            .enumerate()
+                        {
                             im2col(xi, g, 0, l, &mut cols[k * l..], n);
                             to_group(gi, &mut grads, k, l, n);
                         }
@@ -447,7 +481,9 @@ fn backward_weight_blocked(x: &[f32], grad: &[f32], g: &Geometry, blocks: Blocki
         })
         .collect();
     let mut iter = partials.into_iter();
-    let (mut dw, mut db) = iter.next().unwrap_or_else(|| (vec![0.0; g.cout * rows], vec![0.0; g.cout]));
+    let (mut dw, mut db) = iter
+        .next()
+        .unwrap_or_else(|| (vec![0.0; g.cout * rows], vec![0.0; g.cout]));
     for (pw, pb) in iter {
         for (a, b) in dw.iter_mut().zip(&pw) {
             *a += *b;
@@ -464,7 +500,12 @@ pub fn backward_input(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     backward_input_blocked(weight, grad, g, blocking(g))
 }
 
-fn backward_input_blocked(weight: &[f32], grad: &[f32], g: &Geometry, blocks: Blocking) -> Vec<f32> {
+fn backward_input_blocked(
+    weight: &[f32],
+    grad: &[f32],
+    g: &Geometry,
+    blocks: Blocking,
+) -> Vec<f32> {
     assert_eq!(weight.len(), g.cout * g.rows());
     assert_eq!(grad.len(), g.batch * g.out_len());
     let (rows, l) = (g.rows(), g.cols());
@@ -485,7 +526,10 @@ fn backward_input_blocked(weight: &[f32], grad: &[f32], g: &Geometry, blocks: Bl
             match blocks {
                 Blocking::Tiles(t) => {
                     let mut cols = vec![0.0f32; rows * t];
-                    for (dxi, gi) in dx_chunk.chunks_mut(g.in_len()).zip(g_chunk.chunks(g.out_len())) {
+                    for (dxi, gi) in dx_chunk
+                        .chunks_mut(g.in_len())
+                        .zip(g_chunk.chunks(g.out_len()))
+                    {
                         for p0 in (0..l).step_by(t) {
                             let p1 = (p0 + t).min(l);
                             let g_view = View {
@@ -493,7 +537,17 @@ fn backward_input_blocked(weight: &[f32], grad: &[f32], g: &Geometry, blocks: Bl
                                 rs: l as isize,
                                 cs: 1,
                             };
-                            matmul(rows, p1 - p0, g.cout, &mut cols, p1 - p0, false, wt_view.0, g_view, par);
+                            matmul(
+                                rows,
+                                p1 - p0,
+                                g.cout,
+                                &mut cols,
+                                p1 - p0,
+                                false,
+                                wt_view.0,
+                                g_view,
+                                par,
+                            );
                             col2im_add(&cols, g, p0, p1, dxi, p1 - p0);
                         }
                     }
@@ -667,7 +721,12 @@ mod tests {
             .into_iter()
             .map(Blocking::Tiles)
             .collect();
-        b.extend([Blocking::Images(1), Blocking::Images(2), Blocking::Images(g.batch), blocking(g)]);
+        b.extend([
+            Blocking::Images(1),
+            Blocking::Images(2),
+            Blocking::Images(g.batch),
+            blocking(g),
+        ]);
         b
     }
 
