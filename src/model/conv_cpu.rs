@@ -87,8 +87,8 @@ fn im2col(x: &[f32], g: &Geometry, p0: usize, p1: usize, cols: &mut [f32], ld: u
     let ow = g.out_w();
     if g.stride == [1, 1]
         && g.dilation == [1, 1]
-        && p0 % ow == 0
-        && (p1 % ow == 0 || p1 == g.cols())
+        && p0.is_multiple_of(ow)
+        && (p1.is_multiple_of(ow) || p1 == g.cols())
     {
         return im2col_whole_rows(x, g, p0 / ow, p1.div_ceil(ow), cols, ld);
     }
