@@ -4,16 +4,17 @@
 //! convolution over batch-swapped tensors (the output gradient becomes a
 //! kernel as large as the image), and its input gradient with a transposed
 //! convolution. On a 2-core CPU both run far below the forward pass (see
-//! bench/FINDINGS.md). These kernels use the textbook formulation instead,
-//! one image at a time so the column buffer stays small:
+//! bench/FINDINGS.md). These kernels use the textbook formulation instead:
 //!
 //! - forward:  `out[n] = W · cols(x[n]) + b`
 //! - weight:   `dW += g[n] · cols(x[n])ᵀ`, `db += Σ g[n]`
 //! - input:    `dx[n] = col2im(Wᵀ · g[n])`
 //!
-//! Images are spread over rayon's pool; each GEMM runs on one thread
-//! unless there are fewer images than threads. Plain `f32` slices in
-//! NCHW order, groups 1, any stride, padding and dilation.
+//! with the column buffer kept small ([`Blocking`]): large images in tiles
+//! of output pixels, small ones several whole images per GEMM. Images are
+//! spread over rayon's pool; each GEMM runs on one thread unless there are
+//! fewer images than threads. Plain `f32` slices in NCHW order, groups 1,
+//! any stride, padding and dilation.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
