@@ -32,7 +32,7 @@ pub struct PoolWindow {
 
 /// Which element of its window each output came from (row-major window
 /// position), as recorded by the forward pass.
-pub type Argmax = Arc<[u8]>;
+pub type Argmax = Arc<Vec<u8>>;
 
 /// A backend's 2D max pooling, where runner has its own kernels. The
 /// defaults say "none": callers then use burn's pooling.

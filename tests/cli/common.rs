@@ -30,6 +30,17 @@ pub fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Assert the process exited with `code`, showing its output when it did not.
+pub fn assert_exit(out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
 /// A small synthetic experiment that trains in about a second.
 pub fn tiny_experiment(dir: &Path, name: &str, extra: &str) -> PathBuf {
     let text = format!(

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{runner, stderr, stdout, tiny_experiment};
+use crate::common::{assert_exit, runner, stderr, stdout, tiny_experiment};
 use crate::python::{python_with, run_script};
 
 fn run_dir(runs: &Path, name: &str) -> PathBuf {
@@ -38,7 +38,7 @@ fn a_run_leaves_a_complete_folder() {
         .arg(&runs)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_exit(&out, 0);
     let dir = run_dir(&runs, "complete");
     assert!(dir.ends_with("complete/v0001"), "{}", dir.display());
     for f in [
@@ -208,13 +208,7 @@ fn terminate_on_nan_fails_the_run() {
         .arg(&runs)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 1);
     assert!(
         stderr(&out).contains("terminate_on_nan"),
         "{}",
@@ -473,7 +467,7 @@ fn a_killed_run_resumes_without_losing_or_repeating_an_epoch() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_exit(&out, 0);
     assert!(
         stdout(&out).contains("Resuming after epoch"),
         "{}",

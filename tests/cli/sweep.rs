@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{root, runner, stderr, stdout, tiny_experiment};
+use crate::common::{assert_exit, root, runner, stderr, stdout, tiny_experiment};
 use crate::python::{python_with, run_script};
 
 fn journal(dir: &Path) -> Vec<serde_json::Value> {
@@ -121,7 +121,7 @@ fn a_sweep_leaves_summary_trial_folders_plot_and_hparams() {
         .arg(&runs)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_exit(&out, 0);
     let dir = sweep_dir(&runs, "swept");
     let rows = summary_rows(&dir);
     assert_eq!(rows.len(), 5, "a header and 4 trials: {rows:?}");
@@ -226,13 +226,7 @@ fn a_failing_trial_is_reported_and_the_others_finish() {
         .arg(&runs)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 1);
     let dir = sweep_dir(&runs, "onefails");
     let rows = summary_rows(&dir);
     let status: Vec<&str> = rows[1..].iter().map(|r| r[2].as_str()).collect();
@@ -332,7 +326,7 @@ fn a_killed_sweep_resumes_and_never_reruns_a_finished_trial() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_exit(&out, 0);
     // Each trial is done exactly once in the journal and in summary.csv.
     assert_eq!(states_of(&dir, "done"), vec![0, 1, 2, 3]);
     let rows = summary_rows(&dir);
