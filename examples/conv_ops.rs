@@ -251,7 +251,9 @@ impl WithBackend for Job {
                 let gr: Vec<f32> = (0..n * c.cout * o * o)
                     .map(|i| (i % 7) as f32 * 0.1)
                     .collect();
-                let fwd = time(self.reps, || drop(conv_cpu::forward(&x, &w, Some(&b), &g)));
+                let fwd = time(self.reps, || {
+                    drop(conv_cpu::forward(&x, &w, Some(&b), false, &g))
+                });
                 let dx = time(self.reps, || drop(conv_cpu::backward_input(&w, &gr, &g)));
                 let dw = time(self.reps, || drop(conv_cpu::backward_weight(&x, &gr, &g)));
                 let f = c.flops(n);

@@ -38,33 +38,40 @@ use super::pool::PoolOps;
 /// Which gradients the backward pass must produce: input, weight, bias.
 pub type Needed = [bool; 3];
 
-/// A backend's 2D convolution, forward and backward. Only stride, padding
-/// and dilation vary here; grouped convolutions go through burn directly.
-/// Its supertrait [`PoolOps`] holds the max-pooling counterpart.
+/// A backend's 2D convolution, forward and backward, optionally followed
+/// by a ReLU in the same operation (a `conv2d` layer with `activation =
+/// "relu"`: one pass over the output each way instead of three). Only
+/// stride, padding and dilation vary here; grouped convolutions go through
+/// burn directly. Its supertrait [`PoolOps`] holds the max-pooling
+/// counterpart.
 pub trait ConvOps: PoolOps {
     /// What the backward pass keeps from the forward pass besides the
-    /// inputs (LibTorch keeps its own autograd graph; others nothing).
+    /// inputs: the rectified output where there is a ReLU (LibTorch keeps
+    /// its own autograd graph instead).
     type ConvSaved: Clone + Send + Debug + 'static;
 
     /// Whether the backward pass reads the forward inputs `x` and `weight`.
     const BACKWARD_READS_INPUTS: bool = true;
 
-    /// Forward convolution that will not be differentiated.
+    /// Forward convolution (then ReLU where `relu`) that will not be differentiated.
     fn runner_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<2>,
+        relu: bool,
     ) -> FloatTensor<Self> {
-        Self::conv2d(x, weight, bias, options)
+        rectify::<Self>(Self::conv2d(x, weight, bias, options), relu).0
     }
 
-    /// Forward convolution whose gradients `needed` will be asked for.
+    /// Forward convolution (then ReLU where `relu`) whose gradients
+    /// `needed` will be asked for.
     fn runner_conv2d_tracked(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<2>,
+        relu: bool,
         needed: Needed,
     ) -> (FloatTensor<Self>, Self::ConvSaved);
 
@@ -80,6 +87,31 @@ pub trait ConvOps: PoolOps {
         needed: Needed,
         saved: Self::ConvSaved,
     ) -> [Option<FloatTensor<Self>>; 3];
+}
+
+/// `out` through a ReLU where `relu`, with the rectified output the backward
+/// pass needs (burn's `relu` and `relu_backward`).
+fn rectify<B: Backend>(
+    out: FloatTensor<B>,
+    relu: bool,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    if relu {
+        let out = B::relu(out);
+        (out.clone(), Some(out))
+    } else {
+        (out, None)
+    }
+}
+
+/// The output gradient taken back through [`rectify`]'s ReLU, if there was one.
+fn unrectify<B: Backend>(
+    grad: FloatTensor<B>,
+    rectified: Option<FloatTensor<B>>,
+) -> FloatTensor<B> {
+    match rectified {
+        Some(out) => B::relu_backward(out, grad),
+        None => grad,
+    }
 }
 
 /// burn's own convolution gradients, for backends without a faster path.
@@ -114,15 +146,16 @@ macro_rules! burn_conv_ops {
     ($ty:ty) => {
         impl PoolOps for $ty {}
         impl ConvOps for $ty {
-            type ConvSaved = ();
+            type ConvSaved = Option<FloatTensor<Self>>;
             fn runner_conv2d_tracked(
                 x: FloatTensor<Self>,
                 weight: FloatTensor<Self>,
                 bias: Option<FloatTensor<Self>>,
                 options: ConvOptions<2>,
+                relu: bool,
                 _needed: Needed,
-            ) -> (FloatTensor<Self>, ()) {
-                (Self::conv2d(x, weight, bias, options), ())
+            ) -> (FloatTensor<Self>, Self::ConvSaved) {
+                rectify::<Self>(Self::conv2d(x, weight, bias, options), relu)
             }
             fn runner_conv2d_backward(
                 x: Option<FloatTensor<Self>>,
@@ -131,8 +164,9 @@ macro_rules! burn_conv_ops {
                 grad: FloatTensor<Self>,
                 options: ConvOptions<2>,
                 needed: Needed,
-                _saved: (),
+                saved: Self::ConvSaved,
             ) -> [Option<FloatTensor<Self>>; 3] {
+                let grad = unrectify::<Self>(grad, saved);
                 match (x, weight) {
                     (Some(x), Some(w)) => {
                         burn_conv2d_backward::<Self>(x, w, bias_len, grad, options, needed)
@@ -207,16 +241,18 @@ pub(super) fn flex_slice(t: &burn_flex::FlexTensor) -> &[f32] {
 }
 
 impl ConvOps for Flex {
-    type ConvSaved = ();
+    /// The rectified output, where the convolution has a ReLU.
+    type ConvSaved = Option<burn_flex::FlexTensor>;
 
     fn runner_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<2>,
+        relu: bool,
     ) -> FloatTensor<Self> {
         let Some(g) = flex_geometry(&x, &weight, &options) else {
-            return Self::conv2d(x, weight, bias, options);
+            return rectify::<Self>(Self::conv2d(x, weight, bias, options), relu).0;
         };
         let (x, w) = (flex_contiguous(&x), flex_contiguous(&weight));
         let b = bias.as_ref().map(flex_contiguous);
@@ -224,6 +260,7 @@ impl ConvOps for Flex {
             flex_slice(&x),
             flex_slice(&w),
             b.as_ref().map(flex_slice),
+            relu,
             &g,
         );
         flex_from(out, [g.batch, g.cout, g.out_h(), g.out_w()])
@@ -234,9 +271,12 @@ impl ConvOps for Flex {
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<2>,
+        relu: bool,
         _needed: Needed,
-    ) -> (FloatTensor<Self>, ()) {
-        (Self::runner_conv2d(x, weight, bias, options), ())
+    ) -> (FloatTensor<Self>, Self::ConvSaved) {
+        let out = Self::runner_conv2d(x, weight, bias, options, relu);
+        let saved = relu.then(|| out.clone());
+        (out, saved)
     }
 
     fn runner_conv2d_backward(
@@ -246,15 +286,23 @@ impl ConvOps for Flex {
         grad: FloatTensor<Self>,
         options: ConvOptions<2>,
         needed: Needed,
-        _saved: (),
+        saved: Self::ConvSaved,
     ) -> [Option<FloatTensor<Self>>; 3] {
         let (Some(x), Some(weight)) = (x, weight) else {
             unreachable!("convolution inputs were checkpointed")
         };
         let Some(g) = flex_geometry(&x, &weight, &options) else {
+            let grad = unrectify::<Self>(grad, saved);
             return burn_conv2d_backward::<Self>(x, weight, bias_len, grad, options, needed);
         };
-        let grad = flex_contiguous(&grad);
+        let grad = match saved {
+            Some(out) => {
+                let (out, grad) = (flex_contiguous(&out), flex_contiguous(&grad));
+                let masked = conv_cpu::relu_backward(flex_slice(&out), flex_slice(&grad));
+                flex_from(masked, [g.batch, g.cout, g.out_h(), g.out_w()])
+            }
+            None => flex_contiguous(&grad),
+        };
         let dx = needed[0].then(|| {
             let w = flex_contiguous(&weight);
             flex_from(
@@ -329,6 +377,7 @@ mod libtorch {
             weight: FloatTensor<Self>,
             bias: Option<FloatTensor<Self>>,
             options: ConvOptions<2>,
+            relu: bool,
             needed: Needed,
         ) -> (FloatTensor<Self>, Option<TorchGraph>) {
             // Leaves sharing storage with burn's tensors; only those whose
@@ -339,8 +388,14 @@ mod libtorch {
                 .as_ref()
                 .map(|b| b.tensor.detach().set_requires_grad(needed[2]));
             let out = {
-                let _grad_mode = tch::with_grad(|| conv(&xl, &wl, bl.as_ref(), &options));
-                _grad_mode
+                tch::with_grad(|| {
+                    let out = conv(&xl, &wl, bl.as_ref(), &options);
+                    if relu {
+                        out.relu()
+                    } else {
+                        out
+                    }
+                })
             };
             let result = TchTensor::new(out.detach());
             let mut leaves = vec![xl, wl];
@@ -424,13 +479,14 @@ impl<B: ConvOps, const N: usize> Backward<B, N> for ConvBackward<N> {
 }
 
 impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
-    type ConvSaved = ();
+    type ConvSaved = Option<FloatTensor<Self>>;
 
     fn runner_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<2>,
+        relu: bool,
     ) -> FloatTensor<Self> {
         let bias_len = bias.as_ref().map(|b| b.primitive.shape()[0]);
         match bias {
@@ -458,6 +514,7 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
                             weight.primitive,
                             Some(bias.primitive),
                             options.clone(),
+                            relu,
                             needed,
                         );
                         let state = ConvState {
@@ -475,6 +532,7 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
                         weight.primitive,
                         Some(bias.primitive),
                         options,
+                        relu,
                     )),
                 }
             }
@@ -501,6 +559,7 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
                             weight.primitive,
                             None,
                             options.clone(),
+                            relu,
                             needed,
                         );
                         let state = ConvState {
@@ -518,6 +577,7 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
                         weight.primitive,
                         None,
                         options,
+                        relu,
                     )),
                 }
             }
@@ -529,10 +589,11 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<2>,
+        relu: bool,
         _needed: Needed,
-    ) -> (FloatTensor<Self>, ()) {
-        // Second-order autodiff is not supported: record as a plain tracked op.
-        (Self::runner_conv2d(x, weight, bias, options), ())
+    ) -> (FloatTensor<Self>, Self::ConvSaved) {
+        // Second-order autodiff: the convolution as a tracked op, then burn's ReLU.
+        rectify::<Self>(Self::runner_conv2d(x, weight, bias, options, false), relu)
     }
 
     fn runner_conv2d_backward(
@@ -542,8 +603,9 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
         grad: FloatTensor<Self>,
         options: ConvOptions<2>,
         needed: Needed,
-        _saved: (),
+        saved: Self::ConvSaved,
     ) -> [Option<FloatTensor<Self>>; 3] {
+        let grad = unrectify::<Self>(grad, saved);
         match (x, weight) {
             (Some(x), Some(w)) => {
                 burn_conv2d_backward::<Self>(x, w, bias_len, grad, options, needed)
@@ -590,17 +652,26 @@ pub fn burn_kernels_forced() -> bool {
     })
 }
 
-/// Run `conv` on `x` through [`ConvOps`]. Asymmetric padding (an even
-/// kernel with `same` padding) and grouped convolutions use burn's module.
-pub fn conv2d<B: ConvOps>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+/// Run `conv` on `x` through [`ConvOps`], followed by a ReLU where `relu`.
+/// Asymmetric padding (an even kernel with `same` padding) and grouped
+/// convolutions use burn's module and burn's ReLU.
+pub fn conv2d<B: ConvOps>(conv: &Conv2d<B>, x: Tensor<B, 4>, relu: bool) -> Tensor<B, 4> {
+    let burns = |x| {
+        let out = conv.forward(x);
+        if relu {
+            burn::tensor::activation::relu(out)
+        } else {
+            out
+        }
+    };
     if burn_kernels_forced() {
-        return conv.forward(x);
+        return burns(x);
     }
     let [_, _, h, w] = x.dims();
     let ((top, bottom), (left, right)) =
         padding_pairs(&conv.padding, [h, w], conv.kernel_size, conv.stride);
     if top != bottom || left != right || conv.groups != 1 {
-        return conv.forward(x);
+        return burns(x);
     }
     let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, 1);
     let weight = conv.weight.val().into_primitive().tensor();
@@ -608,7 +679,7 @@ pub fn conv2d<B: ConvOps>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
         .bias
         .as_ref()
         .map(|b| b.val().into_primitive().tensor());
-    let out = B::runner_conv2d(x.into_primitive().tensor(), weight, bias, options);
+    let out = B::runner_conv2d(x.into_primitive().tensor(), weight, bias, options, relu);
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
@@ -621,7 +692,14 @@ mod tests {
 
     type AD = Autodiff<Flex>;
 
+    /// Runner's convolution (with a fused ReLU where `relu`) against burn's
+    /// module (then burn's ReLU): values and all three gradients.
     fn check(config: Conv2dConfig, input: [usize; 4]) {
+        check_with(config.clone(), input, false);
+        check_with(config, input, true);
+    }
+
+    fn check_with(config: Conv2dConfig, input: [usize; 4], relu: bool) {
         let device = Default::default();
         let conv: Conv2d<AD> = config.init(&device);
         let x = Tensor::<AD, 4>::random(input, Distribution::Default, &device).require_grad();
@@ -629,8 +707,17 @@ mod tests {
         let probe = Tensor::<AD, 4>::random(probe_shape, Distribution::Default, &device);
 
         // Same scalar objective through burn's convolution and through ours.
-        let ours = (conv2d(&conv, x.clone()) * probe.clone()).sum();
-        let theirs = (conv.forward(x.clone()) * probe).sum();
+        let ours = (conv2d(&conv, x.clone(), relu) * probe.clone()).sum();
+        let reference = conv.forward(x.clone());
+        let reference = if relu {
+            // Some outputs must be rectified, or the ReLU goes untested.
+            let negative = reference.clone().lower_elem(0.0).int().sum().into_scalar();
+            assert!(negative > 0, "no negative outputs to rectify");
+            burn::tensor::activation::relu(reference)
+        } else {
+            reference
+        };
+        let theirs = (reference * probe).sum();
         ours.clone()
             .into_data()
             .assert_approx_eq::<f32>(&theirs.clone().into_data(), Tolerance::rel_abs(1e-4, 1e-4));
@@ -693,9 +780,18 @@ mod tests {
             .with_padding(PaddingConfig2d::Same)
             .init(&device);
         let x = Tensor::<Flex, 4>::random([2, 3, 10, 10], Distribution::Default, &device);
-        conv2d(&conv, x.clone())
+        conv2d(&conv, x.clone(), false)
             .into_data()
-            .assert_approx_eq::<f32>(&conv.forward(x).into_data(), Tolerance::rel_abs(1e-4, 1e-4));
+            .assert_approx_eq::<f32>(
+                &conv.forward(x.clone()).into_data(),
+                Tolerance::rel_abs(1e-4, 1e-4),
+            );
+        conv2d(&conv, x.clone(), true)
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &burn::tensor::activation::relu(conv.forward(x)).into_data(),
+                Tolerance::rel_abs(1e-4, 1e-4),
+            );
     }
 
     #[test]

@@ -290,9 +290,52 @@ fn schedule(batch: usize) -> (usize, Parallelism) {
     }
 }
 
-/// Forward pass: `[batch, cout, oh, ow]` from `x: [batch, cin, h, w]`.
-pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, g: &Geometry) -> Vec<f32> {
-    forward_blocked(x, weight, bias, g, blocking(g))
+/// Forward pass: `[batch, cout, oh, ow]` from `x: [batch, cin, h, w]`,
+/// plus the bias and, where `relu`, a ReLU fused into the same pass.
+pub fn forward(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    g: &Geometry,
+) -> Vec<f32> {
+    forward_blocked(x, weight, bias, relu, g, blocking(g))
+}
+
+/// The forward pass's epilogue on one image's output planes (`l` pixels
+/// each): add the bias, then `max(v, 0)` where `relu` (burn's ReLU, which
+/// also maps NaN to 0). Runs right after the image's GEMM, while its output
+/// is still in cache.
+fn finish_image(o: &mut [f32], bias: Option<&[f32]>, relu: bool, l: usize) {
+    for (c, plane) in o.chunks_mut(l).enumerate() {
+        let bv = bias.map_or(0.0, |b| b[c]);
+        if relu {
+            for v in plane {
+                *v = (*v + bv).max(0.0);
+            }
+        } else if bias.is_some() {
+            for v in plane {
+                *v += bv;
+            }
+        }
+    }
+}
+
+/// The gradient through a fused ReLU: `grad` where the forward output
+/// `out` is positive, 0 elsewhere (burn's `relu_backward`), in parallel.
+pub fn relu_backward(out: &[f32], grad: &[f32]) -> Vec<f32> {
+    assert_eq!(out.len(), grad.len());
+    const CHUNK: usize = 1 << 15;
+    let mut masked = vec![0.0f32; grad.len()];
+    masked
+        .par_chunks_mut(CHUNK)
+        .zip(out.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
+        .for_each(|(m, (o, g))| {
+            for (m, (o, g)) in m.iter_mut().zip(o.iter().zip(g)) {
+                *m = if *o > 0.0 { *g } else { 0.0 };
+            }
+        });
+    masked
 }
 
 /// Copy image `k`'s planes (`[channels, l]`) into column block `k` of a
@@ -314,6 +357,7 @@ fn forward_blocked(
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
+    relu: bool,
     g: &Geometry,
     blocks: Blocking,
 ) -> Vec<f32> {
@@ -360,6 +404,7 @@ fn forward_blocked(
                                 par,
                             );
                         }
+                        finish_image(o, bias, relu, l);
                     }
                 }
                 Blocking::Images(per_gemm) => {
@@ -381,15 +426,7 @@ fn forward_blocked(
                         matmul(g.cout, n, rows, &mut res, n, false, w_view.0, c_view, par);
                         for (k, oi) in o.chunks_mut(g.out_len()).enumerate() {
                             from_group(&res, oi, k, l, n);
-                        }
-                    }
-                }
-            }
-            if let Some(b) = bias {
-                for o in out_chunk.chunks_mut(g.out_len()) {
-                    for (plane, bv) in o.chunks_mut(l).zip(b) {
-                        for v in plane {
-                            *v += *bv;
+                            finish_image(oi, bias, relu, l);
                         }
                     }
                 }
@@ -738,9 +775,38 @@ mod tests {
             let w = pseudo(g.cout * g.cin * g.kh * g.kw, 2);
             let b = pseudo(g.cout, 3);
             let expected = naive_forward(&x, &w, &b, &g);
+            let rectified: Vec<f32> = expected.iter().map(|v| v.max(0.0)).collect();
+            assert!(rectified.iter().zip(&expected).any(|(r, e)| r != e));
+            let unbiased = naive_forward(&x, &w, &vec![0.0; g.cout], &g);
             for t in tiles(&g) {
-                close(&forward_blocked(&x, &w, Some(&b), &g, t), &expected);
+                close(&forward_blocked(&x, &w, Some(&b), false, &g, t), &expected);
+                close(&forward_blocked(&x, &w, Some(&b), true, &g, t), &rectified);
+                close(&forward_blocked(&x, &w, None, false, &g, t), &unbiased);
             }
+        }
+    }
+
+    #[test]
+    fn fused_relu_rectifies_without_bias_and_masks_the_gradient() {
+        let g = geometries()[1];
+        let x = pseudo(g.batch * g.cin * g.h * g.w, 7);
+        let w = pseudo(g.cout * g.cin * g.kh * g.kw, 8);
+        let plain = forward(&x, &w, None, false, &g);
+        let fused = forward(&x, &w, None, true, &g);
+        let expected: Vec<f32> = plain.iter().map(|v| v.max(0.0)).collect();
+        assert_eq!(fused, expected);
+        // NaN and -0.0 follow burn's relu (`max(v, 0)`) and relu_backward (`out > 0`).
+        let out = [1.0, 0.0, -0.0, 2.5, 0.0, f32::MIN_POSITIVE];
+        let grad = [3.0, 4.0, 5.0, f32::NAN, 6.0, 7.0];
+        let masked = relu_backward(&out, &grad);
+        assert_eq!(masked[..3], [3.0, 0.0, 0.0]);
+        assert!(masked[3].is_nan());
+        assert_eq!(masked[4..], [0.0, 7.0]);
+        let long_out = pseudo(100_000, 9);
+        let long_grad = pseudo(100_000, 10);
+        let long = relu_backward(&long_out, &long_grad);
+        for ((m, o), g) in long.iter().zip(&long_out).zip(&long_grad) {
+            assert_eq!(*m, if *o > 0.0 { *g } else { 0.0 });
         }
     }
 
@@ -752,7 +818,7 @@ mod tests {
             let x = pseudo(g.batch * g.cin * g.h * g.w, 4);
             let w = pseudo(g.cout * g.cin * g.kh * g.kw, 5);
             let u = pseudo(g.batch * g.cout * g.out_h() * g.out_w(), 6);
-            let y = forward(&x, &w, None, &g);
+            let y = forward(&x, &w, None, false, &g);
             let dot = |a: &[f32], b: &[f32]| {
                 a.iter()
                     .zip(b)

@@ -55,7 +55,12 @@ impl<B: ConvOps> Net<B> {
         let mut x = Flow::Map(images);
         for layer in &self.layers {
             x = match (layer, x) {
-                (Layer::Conv(c), Flow::Map(t)) => Flow::Map(c.act.apply(conv::conv2d(&c.conv, t))),
+                (Layer::Conv(c), Flow::Map(t)) => {
+                    // A ReLU runs inside the convolution (one pass each way, in parallel).
+                    let relu = c.act.kind == ActKind::Relu;
+                    let out = conv::conv2d(&c.conv, t, relu);
+                    Flow::Map(if relu { out } else { c.act.apply(out) })
+                }
                 (Layer::MaxPool(p), Flow::Map(t)) => Flow::Map(pool::max_pool2d(p, t)),
                 (Layer::AvgPool(p), Flow::Map(t)) => Flow::Map(p.forward(t)),
                 (Layer::GlobalAvgPool(p), Flow::Map(t)) => Flow::Flat(p.forward(t).flatten(1, 3)),
