@@ -304,7 +304,7 @@ fn main() {
             other => fail(&format!("unknown argument {other}")),
         }
     }
-    let threads = backend::configure_cpu_threads(threads);
+    let threads = backend::configure_cpu(threads);
     let (convs, default_batch) = if model == "tutorial" {
         (TUTORIAL.to_vec(), 32)
     } else {

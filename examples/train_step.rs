@@ -211,7 +211,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let threads = backend::configure_cpu_threads(args.threads);
+    let threads = backend::configure_cpu(args.threads);
     let optimizer_name = args
         .optimizer
         .clone()

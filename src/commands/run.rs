@@ -7,6 +7,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::backend;
 use crate::cli::ExperimentArgs;
 use crate::config::{self, Loaded};
 use crate::data::Dataset;
@@ -60,9 +61,7 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
         )));
     };
     // Only the first call in a process can size the global pool.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global();
+    backend::configure_cpu(threads);
 
     let data = Dataset::open(&plan).map_err(Error::Data)?;
     print_dataset(&data);
