@@ -325,17 +325,25 @@ fn finish_image(o: &mut [f32], bias: Option<&[f32]>, relu: bool, l: usize) {
 /// `out` is positive, 0 elsewhere (burn's `relu_backward`), in parallel.
 pub fn relu_backward(out: &[f32], grad: &[f32]) -> Vec<f32> {
     assert_eq!(out.len(), grad.len());
-    const CHUNK: usize = 1 << 15;
-    let mut masked = vec![0.0f32; grad.len()];
-    masked
-        .par_chunks_mut(CHUNK)
-        .zip(out.par_chunks(CHUNK).zip(grad.par_chunks(CHUNK)))
-        .for_each(|(m, (o, g))| {
-            for (m, (o, g)) in m.iter_mut().zip(o.iter().zip(g)) {
-                *m = if *o > 0.0 { *g } else { 0.0 };
-            }
-        });
-    masked
+    out.par_iter()
+        .with_min_len(1 << 14)
+        .zip(grad)
+        .map(|(o, g)| if *o > 0.0 { *g } else { 0.0 })
+        .collect()
+}
+
+/// `n` zeros, written by the thread pool when there are many. An output
+/// buffer is allocated on the thread that calls the kernel (burn's, which
+/// then waits); with freed memory kept for reuse
+/// ([`crate::backend::retain_freed_memory`]) zeroing it is a real pass over
+/// memory, which would otherwise run there alone.
+pub(super) fn zeroed<T: Copy + Default + Send + Sync>(n: usize) -> Vec<T> {
+    if n < 1 << 16 {
+        return vec![T::default(); n];
+    }
+    let mut v = Vec::with_capacity(n);
+    v.par_extend(rayon::iter::repeat_n(T::default(), n).with_min_len(1 << 14));
+    v
 }
 
 /// Copy image `k`'s planes (`[channels, l]`) into column block `k` of a
@@ -364,7 +372,7 @@ fn forward_blocked(
     assert_eq!(x.len(), g.batch * g.in_len());
     assert_eq!(weight.len(), g.cout * g.rows());
     let (rows, l) = (g.rows(), g.cols());
-    let mut out = vec![0.0f32; g.batch * g.out_len()];
+    let mut out = zeroed(g.batch * g.out_len());
     let (per_task, par) = schedule(g.batch);
     let w_view = SendView(View {
         ptr: weight.as_ptr(),
@@ -548,7 +556,7 @@ fn backward_input_blocked(
     assert_eq!(grad.len(), g.batch * g.out_len());
     let (rows, l) = (g.rows(), g.cols());
     let (per_task, par) = schedule(g.batch);
-    let mut dx = vec![0.0f32; g.batch * g.in_len()];
+    let mut dx = zeroed(g.batch * g.in_len());
     // Wᵀ: element (row, cout) at weight[cout*rows + row].
     let wt_view = SendView(View {
         ptr: weight.as_ptr(),

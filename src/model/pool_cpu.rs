@@ -10,6 +10,7 @@
 //! element. Ties go to the first element in row-major window order and a NaN
 //! wins over numbers (PyTorch's rule). Planes are spread over rayon's pool.
 
+use super::conv_cpu::zeroed;
 use rayon::prelude::*;
 
 /// Sizes of one max pooling: `planes` (batch x channels) planes of
@@ -74,8 +75,8 @@ pub fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u8>) {
     assert!(g.supported(), "unsupported max pooling {g:?}");
     assert_eq!(x.len(), g.planes * g.in_plane());
     let (ip, op) = (g.in_plane(), g.out_plane());
-    let mut out = vec![0.0f32; g.planes * op];
-    let mut arg = vec![0u8; g.planes * op];
+    let mut out = zeroed(g.planes * op);
+    let mut arg = zeroed(g.planes * op);
     let per = planes_per_task(g);
     out.par_chunks_mut(per * op)
         .zip(arg.par_chunks_mut(per * op))
@@ -162,7 +163,7 @@ pub fn max_backward(grad: &[f32], arg: &[u8], g: &PoolGeometry) -> Vec<f32> {
     let (ip, op) = (g.in_plane(), g.out_plane());
     assert_eq!(grad.len(), g.planes * op);
     assert_eq!(arg.len(), g.planes * op);
-    let mut dx = vec![0.0f32; g.planes * ip];
+    let mut dx = zeroed(g.planes * ip);
     let per = planes_per_task(g);
     dx.par_chunks_mut(per * ip)
         .zip(grad.par_chunks(per * op))
