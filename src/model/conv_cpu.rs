@@ -144,7 +144,7 @@ fn im2col_whole_rows(x: &[f32], g: &Geometry, y0: usize, y1: usize, cols: &mut [
                     }
                     let src = &plane[iy as usize * g.w + start..][..hi - lo];
                     dst[..lo].fill(0.0);
-                    dst[lo..hi].copy_from_slice(src);
+                    copy_row(&mut dst[lo..hi], src);
                     dst[hi..].fill(0.0);
                 }
             }
@@ -152,9 +152,39 @@ fn im2col_whole_rows(x: &[f32], g: &Geometry, y0: usize, y1: usize, cols: &mut [
     }
 }
 
+/// `dst.copy_from_slice(src)` for the short rows of small feature maps
+/// (8 to 64 floats) as inline 8-float moves, the last one overlapping,
+/// instead of a call into the C library's `memcpy`. Measured on the Fashion
+/// CNN (`perf annotate`): with the call, half of im2col's time was a stall
+/// right after `memcpy` returned, in some builds and not others.
+#[inline(always)]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    let n = src.len();
+    if !(8..=64).contains(&n) {
+        return dst.copy_from_slice(src);
+    }
+    let dst = &mut dst[..n];
+    let mut k = 0;
+    while k + 8 <= n {
+        dst[k..k + 8].copy_from_slice(&src[k..k + 8]);
+        k += 8;
+    }
+    if k < n {
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    }
+}
+
 /// The adjoint of [`im2col`]: add each column entry back onto its input pixel.
 fn col2im_add(cols: &[f32], g: &Geometry, p0: usize, p1: usize, x: &mut [f32], ld: usize) {
     let t = p1 - p0;
+    let ow = g.out_w();
+    if g.stride == [1, 1]
+        && g.dilation == [1, 1]
+        && p0.is_multiple_of(ow)
+        && (p1.is_multiple_of(ow) || p1 == g.cols())
+    {
+        return col2im_add_whole_rows(cols, g, p0 / ow, p1.div_ceil(ow), x, ld);
+    }
     for c in 0..g.cin {
         let plane = &mut x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for i in 0..g.kh {
@@ -177,6 +207,40 @@ fn col2im_add(cols: &[f32], g: &Geometry, p0: usize, p1: usize, x: &mut [f32], l
                         for (k, v) in src[lo - xs..hi - xs].iter().enumerate() {
                             dst[(((lo + k) * g.stride[1]) as isize + off) as usize] += *v;
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`col2im_add`] for stride 1, dilation 1 and whole output rows `y0..y1`
+/// (the counterpart of [`im2col_whole_rows`]).
+fn col2im_add_whole_rows(
+    cols: &[f32],
+    g: &Geometry,
+    y0: usize,
+    y1: usize,
+    x: &mut [f32],
+    ld: usize,
+) {
+    let ow = g.out_w();
+    let t = (y1 - y0) * ow;
+    for c in 0..g.cin {
+        let plane = &mut x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = &cols[((c * g.kh + i) * g.kw + j) * ld..][..t];
+                let (lo, hi, off) = inside(g, j, 0, ow);
+                let start = (lo as isize + off) as usize;
+                for (src, y) in row.chunks_exact(ow).zip(y0..y1) {
+                    let iy = (y + i) as isize - g.padding[0] as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let dst = &mut plane[iy as usize * g.w + start..][..hi - lo];
+                    for (d, v) in dst.iter_mut().zip(&src[lo..hi]) {
+                        *d += *v;
                     }
                 }
             }
