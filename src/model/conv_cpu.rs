@@ -810,7 +810,30 @@ mod tests {
                 kw: 2,
                 ..base
             },
+            // Rows of 8 to 64 floats take copy_row's inline path.
+            Geometry {
+                h: 9,
+                w: 21,
+                ..base
+            },
+            Geometry {
+                h: 9,
+                w: 21,
+                padding: [1, 1],
+                ..base
+            },
         ]
+    }
+
+    #[test]
+    fn copy_row_copies_every_length() {
+        for n in 0..80 {
+            let src = pseudo(n, n as u32);
+            let mut dst = vec![9.0; n + 3];
+            copy_row(&mut dst[..n], &src);
+            assert_eq!(dst[..n], src[..], "length {n}");
+            assert_eq!(dst[n..], [9.0; 3], "length {n} wrote past its row");
+        }
     }
 
     fn close(a: &[f32], b: &[f32]) {
