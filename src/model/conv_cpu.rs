@@ -16,6 +16,8 @@
 //! fewer images than threads. Plain `f32` slices in NCHW order, groups 1,
 //! any stride, padding and dilation.
 
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -346,11 +348,20 @@ fn matmul(
 
 /// How to spread `batch` images over the pool: (images per task, GEMM parallelism).
 fn schedule(batch: usize) -> (usize, Parallelism) {
+    (
+        batch.div_ceil(rayon::current_num_threads().max(1)),
+        gemm_parallelism(batch),
+    )
+}
+
+/// Each GEMM on one thread while there are at least as many images as
+/// threads to spread; otherwise the GEMMs themselves use the pool.
+fn gemm_parallelism(batch: usize) -> Parallelism {
     let threads = rayon::current_num_threads().max(1);
     if batch >= threads {
-        (batch.div_ceil(threads), Parallelism::None)
+        Parallelism::None
     } else {
-        (1, Parallelism::Rayon(threads))
+        Parallelism::Rayon(threads)
     }
 }
 
@@ -410,6 +421,44 @@ pub(super) fn zeroed<T: Copy + Default + Send + Sync>(n: usize) -> Vec<T> {
     v
 }
 
+/// A vector of `n` values made on the thread pool in chunks of `chunk`
+/// values (the last may be shorter), one chunk per item of `inputs`. Each
+/// task zeroes its chunk right before `fill` writes it, so the zeros go to
+/// cache instead of being a separate pass over the whole output ([`zeroed`]);
+/// `fill` also gets a scratch value that `scratch` makes once per rayon job.
+pub(super) fn par_fill<T, S, I>(
+    n: usize,
+    chunk: usize,
+    inputs: I,
+    scratch: impl Fn() -> S + Sync + Send,
+    fill: impl Fn(&mut S, &mut [T], I::Item) + Sync + Send,
+) -> Vec<T>
+where
+    T: Copy + Default + Send,
+    I: IndexedParallelIterator,
+{
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    let chunks = v.spare_capacity_mut()[..n].par_chunks_mut(chunk.max(1));
+    // Every chunk must get an input, or part of the vector stays uninitialised.
+    assert_eq!(chunks.len(), inputs.len(), "one input per output chunk");
+    chunks
+        .zip(inputs)
+        .for_each_init(scratch, |s, (part, input)| {
+            for e in part.iter_mut() {
+                e.write(T::default());
+            }
+            // SAFETY: every element of `part` was initialised just above, and
+            // `MaybeUninit<T>` has the layout of `T`.
+            let part = unsafe { &mut *(part as *mut [MaybeUninit<T>] as *mut [T]) };
+            fill(s, part, input);
+        });
+    // SAFETY: the chunks cover the first `n` elements (checked above) and
+    // each task initialised its whole chunk; a panicking task propagates out
+    // of `for_each_init` before this line.
+    unsafe { v.set_len(n) };
+    v
+}
+
 /// Copy image `k`'s planes (`[channels, l]`) into column block `k` of a
 /// `[channels, n]` matrix that holds a group of images side by side.
 fn to_group(image: &[f32], group: &mut [f32], k: usize, l: usize, n: usize) {
@@ -436,75 +485,65 @@ fn forward_blocked(
     assert_eq!(x.len(), g.batch * g.in_len());
     assert_eq!(weight.len(), g.cout * g.rows());
     let (rows, l) = (g.rows(), g.cols());
-    let mut out = zeroed(g.batch * g.out_len());
-    let (per_task, par) = schedule(g.batch);
+    let par = gemm_parallelism(g.batch);
     let w_view = SendView(View {
         ptr: weight.as_ptr(),
         rs: rows as isize,
         cs: 1,
     });
-    out.par_chunks_mut(per_task * g.out_len())
-        .zip(x.par_chunks(per_task * g.in_len()))
-        .for_each(|(out_chunk, x_chunk)| {
-            // Moves the (Send, not Sync) view into each task instead of sharing it.
-            #[allow(clippy::redundant_locals)]
-            let w_view = w_view;
-            match blocks {
-                Blocking::Tiles(t) => {
-                    let mut cols = vec![0.0f32; rows * t];
-                    for (o, xi) in out_chunk
-                        .chunks_mut(g.out_len())
-                        .zip(x_chunk.chunks(g.in_len()))
-                    {
-                        for p0 in (0..l).step_by(t) {
-                            let p1 = (p0 + t).min(l);
-                            im2col(xi, g, p0, p1, &mut cols, p1 - p0);
-                            let c_view = View {
-                                ptr: cols.as_ptr(),
-                                rs: (p1 - p0) as isize,
-                                cs: 1,
-                            };
-                            matmul(
-                                g.cout,
-                                p1 - p0,
-                                rows,
-                                &mut o[p0..],
-                                l,
-                                false,
-                                w_view.0,
-                                c_view,
-                                par,
-                            );
-                        }
-                        finish_image(o, bias, relu, l);
-                    }
+    // Images per task, and the scratch each rayon job keeps: the column
+    // matrix, and for groups the GEMM's [cout, n] result.
+    let (images, scratch) = match blocks {
+        Blocking::Tiles(t) => (1, (rows * t, 0)),
+        Blocking::Images(k) => (k, (rows * k * l, g.cout * k * l)),
+    };
+    par_fill(
+        g.batch * g.out_len(),
+        images * g.out_len(),
+        x.par_chunks(images * g.in_len()),
+        || (vec![0.0f32; scratch.0], vec![0.0f32; scratch.1]),
+        |(cols, res), o, xs| match blocks {
+            Blocking::Tiles(t) => {
+                for p0 in (0..l).step_by(t) {
+                    let p1 = (p0 + t).min(l);
+                    im2col(xs, g, p0, p1, cols, p1 - p0);
+                    let c_view = View {
+                        ptr: cols.as_ptr(),
+                        rs: (p1 - p0) as isize,
+                        cs: 1,
+                    };
+                    matmul(
+                        g.cout,
+                        p1 - p0,
+                        rows,
+                        &mut o[p0..],
+                        l,
+                        false,
+                        w_view.get(),
+                        c_view,
+                        par,
+                    );
                 }
-                Blocking::Images(per_gemm) => {
-                    let mut cols = vec![0.0f32; rows * per_gemm * l];
-                    let mut res = vec![0.0f32; g.cout * per_gemm * l];
-                    for (o, xs) in out_chunk
-                        .chunks_mut(per_gemm * g.out_len())
-                        .zip(x_chunk.chunks(per_gemm * g.in_len()))
-                    {
-                        let n = xs.len() / g.in_len() * l;
-                        for (k, xi) in xs.chunks(g.in_len()).enumerate() {
-                            im2col(xi, g, 0, l, &mut cols[k * l..], n);
-                        }
-                        let c_view = View {
-                            ptr: cols.as_ptr(),
-                            rs: n as isize,
-                            cs: 1,
-                        };
-                        matmul(g.cout, n, rows, &mut res, n, false, w_view.0, c_view, par);
-                        for (k, oi) in o.chunks_mut(g.out_len()).enumerate() {
-                            from_group(&res, oi, k, l, n);
-                            finish_image(oi, bias, relu, l);
-                        }
-                    }
+                finish_image(o, bias, relu, l);
+            }
+            Blocking::Images(_) => {
+                let n = xs.len() / g.in_len() * l;
+                for (k, xi) in xs.chunks(g.in_len()).enumerate() {
+                    im2col(xi, g, 0, l, &mut cols[k * l..], n);
+                }
+                let c_view = View {
+                    ptr: cols.as_ptr(),
+                    rs: n as isize,
+                    cs: 1,
+                };
+                matmul(g.cout, n, rows, res, n, false, w_view.get(), c_view, par);
+                for (k, oi) in o.chunks_mut(g.out_len()).enumerate() {
+                    from_group(res, oi, k, l, n);
+                    finish_image(oi, bias, relu, l);
                 }
             }
-        });
-    out
+        },
+    )
 }
 
 /// Weight and bias gradients: (`[cout, cin, kh, kw]`, `[cout]`).
@@ -619,74 +658,63 @@ fn backward_input_blocked(
     assert_eq!(weight.len(), g.cout * g.rows());
     assert_eq!(grad.len(), g.batch * g.out_len());
     let (rows, l) = (g.rows(), g.cols());
-    let (per_task, par) = schedule(g.batch);
-    let mut dx = zeroed(g.batch * g.in_len());
+    let par = gemm_parallelism(g.batch);
     // Wᵀ: element (row, cout) at weight[cout*rows + row].
     let wt_view = SendView(View {
         ptr: weight.as_ptr(),
         rs: 1,
         cs: rows as isize,
     });
-    dx.par_chunks_mut(per_task * g.in_len())
-        .zip(grad.par_chunks(per_task * g.out_len()))
-        .for_each(|(dx_chunk, g_chunk)| {
-            // Moves the (Send, not Sync) view into each task instead of sharing it.
-            #[allow(clippy::redundant_locals)]
-            let wt_view = wt_view;
-            match blocks {
-                Blocking::Tiles(t) => {
-                    let mut cols = vec![0.0f32; rows * t];
-                    for (dxi, gi) in dx_chunk
-                        .chunks_mut(g.in_len())
-                        .zip(g_chunk.chunks(g.out_len()))
-                    {
-                        for p0 in (0..l).step_by(t) {
-                            let p1 = (p0 + t).min(l);
-                            let g_view = View {
-                                ptr: gi[p0..].as_ptr(),
-                                rs: l as isize,
-                                cs: 1,
-                            };
-                            matmul(
-                                rows,
-                                p1 - p0,
-                                g.cout,
-                                &mut cols,
-                                p1 - p0,
-                                false,
-                                wt_view.0,
-                                g_view,
-                                par,
-                            );
-                            col2im_add(&cols, g, p0, p1, dxi, p1 - p0);
-                        }
-                    }
-                }
-                Blocking::Images(per_gemm) => {
-                    let mut cols = vec![0.0f32; rows * per_gemm * l];
-                    let mut grads = vec![0.0f32; g.cout * per_gemm * l];
-                    for (dxs, gs) in dx_chunk
-                        .chunks_mut(per_gemm * g.in_len())
-                        .zip(g_chunk.chunks(per_gemm * g.out_len()))
-                    {
-                        let n = gs.len() / g.out_len() * l;
-                        for (k, gi) in gs.chunks(g.out_len()).enumerate() {
-                            to_group(gi, &mut grads, k, l, n);
-                        }
-                        let g_view = View {
-                            ptr: grads.as_ptr(),
-                            rs: n as isize,
-                            cs: 1,
-                        };
-                        matmul(rows, n, g.cout, &mut cols, n, false, wt_view.0, g_view, par);
-                        for (k, dxi) in dxs.chunks_mut(g.in_len()).enumerate() {
-                            col2im_add(&cols[k * l..], g, 0, l, dxi, n);
-                        }
-                    }
+    let (images, scratch) = match blocks {
+        Blocking::Tiles(t) => (1, (rows * t, 0)),
+        Blocking::Images(k) => (k, (rows * k * l, g.cout * k * l)),
+    };
+    // par_fill hands each task its images' input gradient zeroed, for col2im_add to add onto.
+    par_fill(
+        g.batch * g.in_len(),
+        images * g.in_len(),
+        grad.par_chunks(images * g.out_len()),
+        || (vec![0.0f32; scratch.0], vec![0.0f32; scratch.1]),
+        |(cols, grads), dxs, gs| match blocks {
+            Blocking::Tiles(t) => {
+                for p0 in (0..l).step_by(t) {
+                    let p1 = (p0 + t).min(l);
+                    let g_view = View {
+                        ptr: gs[p0..].as_ptr(),
+                        rs: l as isize,
+                        cs: 1,
+                    };
+                    matmul(
+                        rows,
+                        p1 - p0,
+                        g.cout,
+                        cols,
+                        p1 - p0,
+                        false,
+                        wt_view.get(),
+                        g_view,
+                        par,
+                    );
+                    col2im_add(cols, g, p0, p1, dxs, p1 - p0);
                 }
             }
-        });
-    dx
+            Blocking::Images(_) => {
+                let n = gs.len() / g.out_len() * l;
+                for (k, gi) in gs.chunks(g.out_len()).enumerate() {
+                    to_group(gi, grads, k, l, n);
+                }
+                let g_view = View {
+                    ptr: grads.as_ptr(),
+                    rs: n as isize,
+                    cs: 1,
+                };
+                matmul(rows, n, g.cout, cols, n, false, wt_view.get(), g_view, par);
+                for (k, dxi) in dxs.chunks_mut(g.in_len()).enumerate() {
+                    col2im_add(&cols[k * l..], g, 0, l, dxi, n);
+                }
+            }
+        },
+    )
 }
 
 /// The sum of `v` in eight lanes (a plain `iter().sum()` is one serial
@@ -710,6 +738,14 @@ struct SendView(View);
 // is only read.
 unsafe impl Send for SendView {}
 unsafe impl Sync for SendView {}
+
+impl SendView {
+    /// The view (a method, so that closures capture the whole `SendView`
+    /// rather than its non-`Sync` field).
+    fn get(&self) -> View {
+        self.0
+    }
+}
 
 #[cfg(test)]
 mod tests {

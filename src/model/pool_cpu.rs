@@ -10,7 +10,7 @@
 //! element. Ties go to the first element in row-major window order and a NaN
 //! wins over numbers (PyTorch's rule). Planes are spread over rayon's pool.
 
-use super::conv_cpu::zeroed;
+use super::conv_cpu::{par_fill, zeroed};
 use rayon::prelude::*;
 
 /// Sizes of one max pooling: `planes` (batch x channels) planes of
@@ -57,10 +57,15 @@ impl PoolGeometry {
     }
 }
 
-/// Planes per rayon task: a few tasks per thread, at least one plane each.
-fn planes_per_task(g: &PoolGeometry) -> usize {
+/// Planes per rayon task: a few tasks per thread, at least one plane each,
+/// and no more than about 64 KiB of output (`plane` floats per plane) so
+/// that [`par_fill`] zeroes it in cache right before it is written.
+fn planes_per_task(g: &PoolGeometry, plane: usize) -> usize {
     let tasks = rayon::current_num_threads().max(1) * 4;
-    g.planes.div_ceil(tasks).max(1)
+    g.planes
+        .div_ceil(tasks)
+        .min((16 << 10) / plane.max(1))
+        .max(1)
 }
 
 /// `b` replaces the running maximum `a` when larger, or when NaN.
@@ -75,13 +80,14 @@ pub fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u8>) {
     assert!(g.supported(), "unsupported max pooling {g:?}");
     assert_eq!(x.len(), g.planes * g.in_plane());
     let (ip, op) = (g.in_plane(), g.out_plane());
-    let mut out = zeroed(g.planes * op);
     let mut arg = zeroed(g.planes * op);
-    let per = planes_per_task(g);
-    out.par_chunks_mut(per * op)
-        .zip(arg.par_chunks_mut(per * op))
-        .zip(x.par_chunks(per * ip))
-        .for_each(|((out, arg), x)| {
+    let per = planes_per_task(g, op);
+    let out = par_fill(
+        g.planes * op,
+        per * op,
+        arg.par_chunks_mut(per * op).zip(x.par_chunks(per * ip)),
+        || (),
+        |_, out, (arg, x)| {
             for ((o, a), p) in out.chunks_mut(op).zip(arg.chunks_mut(op)).zip(x.chunks(ip)) {
                 if g.is_2x2_stride_2() {
                     forward_plane_2x2(p, g, o, a);
@@ -89,7 +95,8 @@ pub fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u8>) {
                     forward_plane(p, g, o, a);
                 }
             }
-        });
+        },
+    );
     (out, arg)
 }
 
@@ -163,12 +170,14 @@ pub fn max_backward(grad: &[f32], arg: &[u8], g: &PoolGeometry) -> Vec<f32> {
     let (ip, op) = (g.in_plane(), g.out_plane());
     assert_eq!(grad.len(), g.planes * op);
     assert_eq!(arg.len(), g.planes * op);
-    let mut dx = zeroed(g.planes * ip);
-    let per = planes_per_task(g);
-    dx.par_chunks_mut(per * ip)
-        .zip(grad.par_chunks(per * op))
-        .zip(arg.par_chunks(per * op))
-        .for_each(|((dx, grad), arg)| {
+    let per = planes_per_task(g, ip);
+    // par_fill zeroes each chunk first: windows need not cover the input.
+    par_fill(
+        g.planes * ip,
+        per * ip,
+        grad.par_chunks(per * op).zip(arg.par_chunks(per * op)),
+        || (),
+        |_, dx, (grad, arg)| {
             for ((d, gr), a) in dx.chunks_mut(ip).zip(grad.chunks(op)).zip(arg.chunks(op)) {
                 if g.is_2x2_stride_2() {
                     backward_plane_2x2(gr, a, g, d);
@@ -176,8 +185,8 @@ pub fn max_backward(grad: &[f32], arg: &[u8], g: &PoolGeometry) -> Vec<f32> {
                     backward_plane(gr, a, g, d);
                 }
             }
-        });
-    dx
+        },
+    )
 }
 
 fn backward_plane(grad: &[f32], arg: &[u8], g: &PoolGeometry, dx: &mut [f32]) {
