@@ -16,6 +16,7 @@
 //! fewer images than threads. Plain `f32` slices in NCHW order, groups 1,
 //! any stride, padding and dilation.
 
+use std::cell::Cell;
 use std::mem::MaybeUninit;
 
 use gemm::Parallelism;
@@ -501,45 +502,48 @@ fn forward_blocked(
         g.batch * g.out_len(),
         images * g.out_len(),
         x.par_chunks(images * g.in_len()),
-        || (vec![0.0f32; scratch.0], vec![0.0f32; scratch.1]),
-        |(cols, res), o, xs| match blocks {
-            Blocking::Tiles(t) => {
-                for p0 in (0..l).step_by(t) {
-                    let p1 = (p0 + t).min(l);
-                    im2col(xs, g, p0, p1, cols, p1 - p0);
+        || Scratch::take(scratch.0 + scratch.1),
+        |s, o, xs| {
+            let (cols, res) = s.split(scratch.0, scratch.1);
+            match blocks {
+                Blocking::Tiles(t) => {
+                    for p0 in (0..l).step_by(t) {
+                        let p1 = (p0 + t).min(l);
+                        im2col(xs, g, p0, p1, cols, p1 - p0);
+                        let c_view = View {
+                            ptr: cols.as_ptr(),
+                            rs: (p1 - p0) as isize,
+                            cs: 1,
+                        };
+                        matmul(
+                            g.cout,
+                            p1 - p0,
+                            rows,
+                            &mut o[p0..],
+                            l,
+                            false,
+                            w_view.get(),
+                            c_view,
+                            par,
+                        );
+                    }
+                    finish_image(o, bias, relu, l);
+                }
+                Blocking::Images(_) => {
+                    let n = xs.len() / g.in_len() * l;
+                    for (k, xi) in xs.chunks(g.in_len()).enumerate() {
+                        im2col(xi, g, 0, l, &mut cols[k * l..], n);
+                    }
                     let c_view = View {
                         ptr: cols.as_ptr(),
-                        rs: (p1 - p0) as isize,
+                        rs: n as isize,
                         cs: 1,
                     };
-                    matmul(
-                        g.cout,
-                        p1 - p0,
-                        rows,
-                        &mut o[p0..],
-                        l,
-                        false,
-                        w_view.get(),
-                        c_view,
-                        par,
-                    );
-                }
-                finish_image(o, bias, relu, l);
-            }
-            Blocking::Images(_) => {
-                let n = xs.len() / g.in_len() * l;
-                for (k, xi) in xs.chunks(g.in_len()).enumerate() {
-                    im2col(xi, g, 0, l, &mut cols[k * l..], n);
-                }
-                let c_view = View {
-                    ptr: cols.as_ptr(),
-                    rs: n as isize,
-                    cs: 1,
-                };
-                matmul(g.cout, n, rows, res, n, false, w_view.get(), c_view, par);
-                for (k, oi) in o.chunks_mut(g.out_len()).enumerate() {
-                    from_group(res, oi, k, l, n);
-                    finish_image(oi, bias, relu, l);
+                    matmul(g.cout, n, rows, res, n, false, w_view.get(), c_view, par);
+                    for (k, oi) in o.chunks_mut(g.out_len()).enumerate() {
+                        from_group(res, oi, k, l, n);
+                        finish_image(oi, bias, relu, l);
+                    }
                 }
             }
         },
@@ -582,23 +586,25 @@ fn backward_weight_blocked(
             };
             match blocks {
                 Blocking::Tiles(t) => {
-                    let mut cols = vec![0.0f32; rows * t];
+                    let mut scratch = Scratch::take(rows * t);
+                    let cols = &mut scratch.0[..rows * t];
                     for (gi, xi) in g_chunk.chunks(g.out_len()).zip(x_chunk.chunks(g.in_len())) {
                         for p0 in (0..l).step_by(t) {
                             let p1 = (p0 + t).min(l);
-                            im2col(xi, g, p0, p1, &mut cols, p1 - p0);
+                            im2col(xi, g, p0, p1, cols, p1 - p0);
                             let g_view = View {
                                 ptr: gi[p0..].as_ptr(),
                                 rs: l as isize,
                                 cs: 1,
                             };
-                            accumulate(g_view, &cols, p1 - p0, p1 - p0);
+                            accumulate(g_view, cols, p1 - p0, p1 - p0);
                         }
                     }
                 }
                 Blocking::Images(per_gemm) => {
-                    let mut cols = vec![0.0f32; rows * per_gemm * l];
-                    let mut grads = vec![0.0f32; g.cout * per_gemm * l];
+                    let sizes = (rows * per_gemm * l, g.cout * per_gemm * l);
+                    let mut scratch = Scratch::take(sizes.0 + sizes.1);
+                    let (cols, grads) = scratch.split(sizes.0, sizes.1);
                     for (gs, xs) in g_chunk
                         .chunks(per_gemm * g.out_len())
                         .zip(x_chunk.chunks(per_gemm * g.in_len()))
@@ -610,14 +616,14 @@ fn backward_weight_blocked(
                             .enumerate()
                         {
                             im2col(xi, g, 0, l, &mut cols[k * l..], n);
-                            to_group(gi, &mut grads, k, l, n);
+                            to_group(gi, grads, k, l, n);
                         }
                         let g_view = View {
                             ptr: grads.as_ptr(),
                             rs: n as isize,
                             cs: 1,
                         };
-                        accumulate(g_view, &cols, n, n);
+                        accumulate(g_view, cols, n, n);
                     }
                 }
             }
@@ -674,43 +680,46 @@ fn backward_input_blocked(
         g.batch * g.in_len(),
         images * g.in_len(),
         grad.par_chunks(images * g.out_len()),
-        || (vec![0.0f32; scratch.0], vec![0.0f32; scratch.1]),
-        |(cols, grads), dxs, gs| match blocks {
-            Blocking::Tiles(t) => {
-                for p0 in (0..l).step_by(t) {
-                    let p1 = (p0 + t).min(l);
+        || Scratch::take(scratch.0 + scratch.1),
+        |s, dxs, gs| {
+            let (cols, grads) = s.split(scratch.0, scratch.1);
+            match blocks {
+                Blocking::Tiles(t) => {
+                    for p0 in (0..l).step_by(t) {
+                        let p1 = (p0 + t).min(l);
+                        let g_view = View {
+                            ptr: gs[p0..].as_ptr(),
+                            rs: l as isize,
+                            cs: 1,
+                        };
+                        matmul(
+                            rows,
+                            p1 - p0,
+                            g.cout,
+                            cols,
+                            p1 - p0,
+                            false,
+                            wt_view.get(),
+                            g_view,
+                            par,
+                        );
+                        col2im_add(cols, g, p0, p1, dxs, p1 - p0);
+                    }
+                }
+                Blocking::Images(_) => {
+                    let n = gs.len() / g.out_len() * l;
+                    for (k, gi) in gs.chunks(g.out_len()).enumerate() {
+                        to_group(gi, grads, k, l, n);
+                    }
                     let g_view = View {
-                        ptr: gs[p0..].as_ptr(),
-                        rs: l as isize,
+                        ptr: grads.as_ptr(),
+                        rs: n as isize,
                         cs: 1,
                     };
-                    matmul(
-                        rows,
-                        p1 - p0,
-                        g.cout,
-                        cols,
-                        p1 - p0,
-                        false,
-                        wt_view.get(),
-                        g_view,
-                        par,
-                    );
-                    col2im_add(cols, g, p0, p1, dxs, p1 - p0);
-                }
-            }
-            Blocking::Images(_) => {
-                let n = gs.len() / g.out_len() * l;
-                for (k, gi) in gs.chunks(g.out_len()).enumerate() {
-                    to_group(gi, grads, k, l, n);
-                }
-                let g_view = View {
-                    ptr: grads.as_ptr(),
-                    rs: n as isize,
-                    cs: 1,
-                };
-                matmul(rows, n, g.cout, cols, n, false, wt_view.get(), g_view, par);
-                for (k, dxi) in dxs.chunks_mut(g.in_len()).enumerate() {
-                    col2im_add(&cols[k * l..], g, 0, l, dxi, n);
+                    matmul(rows, n, g.cout, cols, n, false, wt_view.get(), g_view, par);
+                    for (k, dxi) in dxs.chunks_mut(g.in_len()).enumerate() {
+                        col2im_add(&cols[k * l..], g, 0, l, dxi, n);
+                    }
                 }
             }
         },
@@ -729,6 +738,41 @@ fn sum(v: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + tail
+}
+
+thread_local! {
+    /// Each thread's spare scratch buffer, see [`Scratch`].
+    static SPARE: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Scratch floats for the column matrices and group buffers above, kept
+/// per thread between calls instead of allocated and zeroed for every task
+/// (a 0.5-32 MiB memset each; the buffer stays as large as the largest
+/// layer's). The contents are stale: every user writes what it then reads.
+/// Taken out of the thread's slot while in use, so a task nested on the
+/// same thread (work stealing inside a parallel GEMM) gets a buffer of its own.
+struct Scratch(Vec<f32>);
+
+impl Scratch {
+    fn take(n: usize) -> Scratch {
+        let mut v = SPARE.take();
+        if v.len() < n {
+            v.resize(n, 0.0);
+        }
+        Scratch(v)
+    }
+
+    /// Two disjoint parts of `a` and `b` floats.
+    fn split(&mut self, a: usize, b: usize) -> (&mut [f32], &mut [f32]) {
+        let (first, rest) = self.0.split_at_mut(a);
+        (first, &mut rest[..b])
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        SPARE.set(std::mem::take(&mut self.0));
+    }
 }
 
 /// A read-only matrix view shared across rayon tasks.
