@@ -906,6 +906,48 @@ mod tests {
     }
 
     #[test]
+    fn par_fill_hands_out_zeroed_chunks_that_cover_the_vector() {
+        let starts: Vec<usize> = (0..8).map(|i| i * 3).collect();
+        // 23 values in chunks of 3: the last chunk has 2.
+        let v: Vec<f32> = par_fill(
+            23,
+            3,
+            starts.par_iter(),
+            || 0usize,
+            |calls, part, &start| {
+                *calls += 1;
+                assert!(
+                    part.iter().all(|&x| x == 0.0),
+                    "chunk at {start} not zeroed"
+                );
+                for (k, x) in part.iter_mut().enumerate() {
+                    *x = (start + k) as f32;
+                }
+            },
+        );
+        assert_eq!(v, (0..23).map(|k| k as f32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    #[should_panic(expected = "one input per output chunk")]
+    fn par_fill_refuses_fewer_inputs_than_chunks() {
+        let _: Vec<f32> = par_fill(10, 3, [0u8; 3].par_iter(), || (), |_, _, _| {});
+    }
+
+    #[test]
+    fn scratch_is_reused_per_thread_and_a_nested_take_gets_its_own() {
+        let first = {
+            let s = Scratch::take(100);
+            s.0.as_ptr()
+        };
+        let s = Scratch::take(50);
+        assert_eq!(s.0.as_ptr(), first, "the thread's buffer comes back");
+        assert!(s.0.len() >= 100);
+        let inner = Scratch::take(10);
+        assert_ne!(inner.0.as_ptr(), s.0.as_ptr());
+    }
+
+    #[test]
     fn copy_row_copies_every_length() {
         for n in 0..80 {
             let src = pseudo(n, n as u32);
