@@ -40,7 +40,8 @@ pub type Needed = [bool; 3];
 
 /// A backend's 2D convolution, forward and backward, optionally followed
 /// by a ReLU in the same operation (a `conv2d` layer with `activation =
-/// "relu"`: one pass over the output each way instead of three). Only
+/// "relu"`; on `flex` the ReLU then runs inside the convolution's own
+/// parallel passes instead of as separate serial ones). Only
 /// stride, padding and dilation vary here; grouped convolutions go through
 /// burn directly. Its supertrait [`PoolOps`] holds the max-pooling
 /// counterpart.
