@@ -479,6 +479,69 @@ impl<B: ConvOps, const N: usize> Backward<B, N> for ConvBackward<N> {
     }
 }
 
+/// Record one convolution on the autodiff tape. Its `N` parents are the
+/// input, the weight and, where `N` is 3, the bias.
+fn record<B: ConvOps, C: CheckpointStrategy, const N: usize>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: Option<FloatTensor<Autodiff<B, C>>>,
+    options: ConvOptions<2>,
+    relu: bool,
+) -> FloatTensor<Autodiff<B, C>> {
+    let parents: Vec<_> = [Some(&x), Some(&weight), bias.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|t| t.node.clone())
+        .collect();
+    let Ok(nodes) = <[_; N]>::try_from(parents) else {
+        unreachable!("runner_conv2d passes N = 3 with a bias and 2 without")
+    };
+    let needed = [
+        !x.node.requirement.is_none(),
+        !weight.node.requirement.is_none(),
+        bias.as_ref().is_some_and(|b| !b.node.requirement.is_none()),
+    ];
+    let bias_len = bias.as_ref().map(|b| b.primitive.shape()[0]);
+    let bias = bias.map(|b| b.primitive);
+    match ConvBackward::<N>
+        .prepare::<C>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let (xs, ws) = if B::BACKWARD_READS_INPUTS {
+                (Some(prep.checkpoint(&x)), Some(prep.checkpoint(&weight)))
+            } else {
+                (None, None)
+            };
+            let (out, saved) = B::runner_conv2d_tracked(
+                x.primitive,
+                weight.primitive,
+                bias,
+                options.clone(),
+                relu,
+                needed,
+            );
+            let state = ConvState {
+                x: xs,
+                weight: ws,
+                bias_len,
+                options,
+                needed,
+                saved,
+            };
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(B::runner_conv2d(
+            x.primitive,
+            weight.primitive,
+            bias,
+            options,
+            relu,
+        )),
+    }
+}
+
 impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
     type ConvSaved = Option<FloatTensor<Self>>;
 
@@ -489,99 +552,9 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
         options: ConvOptions<2>,
         relu: bool,
     ) -> FloatTensor<Self> {
-        let bias_len = bias.as_ref().map(|b| b.primitive.shape()[0]);
         match bias {
-            Some(bias) => {
-                let nodes = [x.node.clone(), weight.node.clone(), bias.node.clone()];
-                let needed = [
-                    nodes[0].requirement.is_none(),
-                    nodes[1].requirement.is_none(),
-                    nodes[2].requirement.is_none(),
-                ]
-                .map(|none| !none);
-                match ConvBackward::<3>
-                    .prepare::<C>(nodes)
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(mut prep) => {
-                        let (xs, ws) = if B::BACKWARD_READS_INPUTS {
-                            (Some(prep.checkpoint(&x)), Some(prep.checkpoint(&weight)))
-                        } else {
-                            (None, None)
-                        };
-                        let (out, saved) = B::runner_conv2d_tracked(
-                            x.primitive,
-                            weight.primitive,
-                            Some(bias.primitive),
-                            options.clone(),
-                            relu,
-                            needed,
-                        );
-                        let state = ConvState {
-                            x: xs,
-                            weight: ws,
-                            bias_len,
-                            options,
-                            needed,
-                            saved,
-                        };
-                        prep.finish(state, out)
-                    }
-                    OpsKind::UnTracked(prep) => prep.finish(B::runner_conv2d(
-                        x.primitive,
-                        weight.primitive,
-                        Some(bias.primitive),
-                        options,
-                        relu,
-                    )),
-                }
-            }
-            None => {
-                let nodes = [x.node.clone(), weight.node.clone()];
-                let needed = [
-                    !nodes[0].requirement.is_none(),
-                    !nodes[1].requirement.is_none(),
-                    false,
-                ];
-                match ConvBackward::<2>
-                    .prepare::<C>(nodes)
-                    .compute_bound()
-                    .stateful()
-                {
-                    OpsKind::Tracked(mut prep) => {
-                        let (xs, ws) = if B::BACKWARD_READS_INPUTS {
-                            (Some(prep.checkpoint(&x)), Some(prep.checkpoint(&weight)))
-                        } else {
-                            (None, None)
-                        };
-                        let (out, saved) = B::runner_conv2d_tracked(
-                            x.primitive,
-                            weight.primitive,
-                            None,
-                            options.clone(),
-                            relu,
-                            needed,
-                        );
-                        let state = ConvState {
-                            x: xs,
-                            weight: ws,
-                            bias_len: None,
-                            options,
-                            needed,
-                            saved,
-                        };
-                        prep.finish(state, out)
-                    }
-                    OpsKind::UnTracked(prep) => prep.finish(B::runner_conv2d(
-                        x.primitive,
-                        weight.primitive,
-                        None,
-                        options,
-                        relu,
-                    )),
-                }
-            }
+            Some(_) => record::<B, C, 3>(x, weight, bias, options, relu),
+            None => record::<B, C, 2>(x, weight, bias, options, relu),
         }
     }
 

@@ -262,6 +262,19 @@ enum Blocking {
     Images(usize),
 }
 
+impl Blocking {
+    /// Images per GEMM task, and the scratch floats such a task needs: the
+    /// column matrix, and for a group the `[cout, n]` matrix its GEMM
+    /// reads or writes (0 for tiles).
+    fn per_task(self, g: &Geometry) -> (usize, (usize, usize)) {
+        let (rows, l) = (g.rows(), g.cols());
+        match self {
+            Blocking::Tiles(t) => (1, (rows * t, 0)),
+            Blocking::Images(k) => (k, (rows * k * l, g.cout * k * l)),
+        }
+    }
+}
+
 /// Column-matrix floats per GEMM: about 512 KiB, so the tile is still in
 /// L2 when the GEMM reads it.
 const TILE_FLOATS: usize = 131_072;
@@ -494,10 +507,7 @@ fn forward_blocked(
     });
     // Images per task, and the scratch each rayon job keeps: the column
     // matrix, and for groups the GEMM's [cout, n] result.
-    let (images, scratch) = match blocks {
-        Blocking::Tiles(t) => (1, (rows * t, 0)),
-        Blocking::Images(k) => (k, (rows * k * l, g.cout * k * l)),
-    };
+    let (images, scratch) = blocks.per_task(g);
     par_fill(
         g.batch * g.out_len(),
         images * g.out_len(),
@@ -586,8 +596,9 @@ fn backward_weight_blocked(
             };
             match blocks {
                 Blocking::Tiles(t) => {
-                    let mut scratch = Scratch::take(rows * t);
-                    let cols = &mut scratch.0[..rows * t];
+                    let sizes = blocks.per_task(g).1;
+                    let mut scratch = Scratch::take(sizes.0);
+                    let cols = &mut scratch.0[..sizes.0];
                     for (gi, xi) in g_chunk.chunks(g.out_len()).zip(x_chunk.chunks(g.in_len())) {
                         for p0 in (0..l).step_by(t) {
                             let p1 = (p0 + t).min(l);
@@ -602,7 +613,7 @@ fn backward_weight_blocked(
                     }
                 }
                 Blocking::Images(per_gemm) => {
-                    let sizes = (rows * per_gemm * l, g.cout * per_gemm * l);
+                    let sizes = blocks.per_task(g).1;
                     let mut scratch = Scratch::take(sizes.0 + sizes.1);
                     let (cols, grads) = scratch.split(sizes.0, sizes.1);
                     for (gs, xs) in g_chunk
@@ -671,10 +682,7 @@ fn backward_input_blocked(
         rs: 1,
         cs: rows as isize,
     });
-    let (images, scratch) = match blocks {
-        Blocking::Tiles(t) => (1, (rows * t, 0)),
-        Blocking::Images(k) => (k, (rows * k * l, g.cout * k * l)),
-    };
+    let (images, scratch) = blocks.per_task(g);
     // par_fill hands each task its images' input gradient zeroed, for col2im_add to add onto.
     par_fill(
         g.batch * g.in_len(),

@@ -22,6 +22,13 @@ pub fn runner() -> Command {
     cmd
 }
 
+/// `runner <command> <experiment> --runs-dir <runs>`, for more arguments.
+pub fn runner_on(command: &str, experiment: &Path, runs: &Path) -> Command {
+    let mut cmd = runner();
+    cmd.arg(command).arg(experiment).arg("--runs-dir").arg(runs);
+    cmd
+}
+
 pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_exit, runner, stderr, stdout, tiny_experiment};
+use crate::common::{assert_exit, runner, runner_on, stderr, stdout, tiny_experiment};
 use crate::python::{python_with, run_script};
 
 fn run_dir(runs: &Path, name: &str) -> PathBuf {
@@ -31,13 +31,7 @@ fn a_run_leaves_a_complete_folder() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(tmp.path(), "complete", "");
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .arg("run")
-        .arg(&exp)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
+    let out = runner_on("run", &exp, &runs).output().unwrap();
     assert_exit(&out, 0);
     let dir = run_dir(&runs, "complete");
     assert!(dir.ends_with("complete/v0001"), "{}", dir.display());
@@ -106,13 +100,7 @@ fn the_logs_read_back_in_pandas_and_tensorboard() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(tmp.path(), "readback", "");
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .arg("run")
-        .arg(&exp)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
+    let out = runner_on("run", &exp, &runs).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let dir = run_dir(&runs, "readback");
     let Some(python) = python_with("tensorboard") else {
@@ -195,17 +183,13 @@ fn terminate_on_nan_fails_the_run() {
         .replace("type = \"adam\"", "type = \"sgd\"");
     std::fs::write(&exp, text).unwrap();
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .arg("run")
-        .arg(&exp)
+    let out = runner_on("run", &exp, &runs)
         .args([
             "--set",
             "optimizer.learning_rate=1e6",
             "--set",
             "train.epochs=20",
         ])
-        .arg("--runs-dir")
-        .arg(&runs)
         .output()
         .unwrap();
     assert_exit(&out, 1);
@@ -223,9 +207,7 @@ fn terminate_on_nan_fails_the_run() {
     );
     assert!(m["epochs_completed"].as_u64().unwrap() < 20);
     // With the callback off, the same run goes on to the end.
-    let out = runner()
-        .arg("run")
-        .arg(&exp)
+    let out = runner_on("run", &exp, &runs)
         .args([
             "--set",
             "optimizer.learning_rate=1e6",
@@ -233,8 +215,6 @@ fn terminate_on_nan_fails_the_run() {
             "train.epochs=2",
         ])
         .args(["--set", "callbacks.terminate_on_nan=false"])
-        .arg("--runs-dir")
-        .arg(&runs)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -249,17 +229,13 @@ fn best_only_checkpointing_saves_only_on_improvement() {
         "[callbacks.checkpoint]\nmonitor = \"val_loss\"\nsave_best_only = true\nsave_last = false\n",
     );
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .arg("run")
-        .arg(&exp)
+    let out = runner_on("run", &exp, &runs)
         .args([
             "--set",
             "train.epochs=6",
             "--set",
             "optimizer.learning_rate=0.05",
         ])
-        .arg("--runs-dir")
-        .arg(&runs)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -306,17 +282,13 @@ fn early_stopping_restores_the_best_weights() {
         "[callbacks.early_stopping]\nmonitor = \"val_loss\"\npatience = 1\nrestore_best_weights = true\n",
     );
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .arg("run")
-        .arg(&exp)
+    let out = runner_on("run", &exp, &runs)
         .args([
             "--set",
             "train.epochs=30",
             "--set",
             "optimizer.learning_rate=0.3",
         ])
-        .arg("--runs-dir")
-        .arg(&runs)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -506,12 +478,8 @@ fn resume_refuses_a_completed_run() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(tmp.path(), "done", "");
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .arg("run")
-        .arg(&exp)
+    let out = runner_on("run", &exp, &runs)
         .args(["--set", "train.epochs=1"])
-        .arg("--runs-dir")
-        .arg(&runs)
         .output()
         .unwrap();
     assert!(out.status.success());

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_exit, root, runner, stderr, stdout, tiny_experiment};
+use crate::common::{assert_exit, root, runner, runner_on, stderr, stdout, tiny_experiment};
 use crate::python::{python_with, run_script};
 
 fn journal(dir: &Path) -> Vec<serde_json::Value> {
@@ -114,13 +114,7 @@ fn a_sweep_leaves_summary_trial_folders_plot_and_hparams() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(tmp.path(), "swept", GRID);
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .arg("sweep")
-        .arg(&exp)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
+    let out = runner_on("sweep", &exp, &runs).output().unwrap();
     assert_exit(&out, 0);
     let dir = sweep_dir(&runs, "swept");
     let rows = summary_rows(&dir);
@@ -219,13 +213,7 @@ fn a_failing_trial_is_reported_and_the_others_finish() {
         .replace("type = \"adam\"", "type = \"sgd\"");
     std::fs::write(&exp, text).unwrap();
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .arg("sweep")
-        .arg(&exp)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
+    let out = runner_on("sweep", &exp, &runs).output().unwrap();
     assert_exit(&out, 1);
     let dir = sweep_dir(&runs, "onefails");
     let rows = summary_rows(&dir);
