@@ -53,15 +53,23 @@ impl<B: ConvOps> Net<B> {
     /// Class scores (logits) for a batch of `[batch, channels, height, width]` images.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = Flow::Map(images);
-        for layer in &self.layers {
+        // A convolution's ReLU handed on to the max pooling right after it.
+        let mut pending_relu = false;
+        for (i, layer) in self.layers.iter().enumerate() {
             x = match (layer, x) {
                 (Layer::Conv(c), Flow::Map(t)) => {
-                    // A ReLU runs inside the convolution (one pass each way, in parallel).
+                    // A ReLU runs inside the pooling that follows (on a quarter
+                    // of the values, its mask free with the argmax), or else
+                    // inside the convolution (one pass each way, in parallel).
                     let relu = c.act.kind == ActKind::Relu;
-                    let out = conv::conv2d(&c.conv, t, relu);
+                    pending_relu =
+                        relu && matches!(self.layers.get(i + 1), Some(Layer::MaxPool(_)));
+                    let out = conv::conv2d(&c.conv, t, relu && !pending_relu);
                     Flow::Map(if relu { out } else { c.act.apply(out) })
                 }
-                (Layer::MaxPool(p), Flow::Map(t)) => Flow::Map(pool::max_pool2d(p, t)),
+                (Layer::MaxPool(p), Flow::Map(t)) => {
+                    Flow::Map(pool::max_pool2d(p, t, std::mem::take(&mut pending_relu)))
+                }
                 (Layer::AvgPool(p), Flow::Map(t)) => Flow::Map(p.forward(t)),
                 (Layer::GlobalAvgPool(p), Flow::Map(t)) => Flow::Flat(p.forward(t).flatten(1, 3)),
                 (Layer::Dropout(d), Flow::Map(t)) => Flow::Map(d.forward(t)),
@@ -117,9 +125,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn forward_gives_one_score_per_class_and_softmax_sums_to_one() {
-        let plan = ModelPlan {
+    fn conv_pool_dense_plan() -> ModelPlan {
+        ModelPlan {
             input: [6, 6, 1],
             layers: vec![
                 lp(LayerKind::Conv2d {
@@ -147,7 +154,12 @@ mod tests {
             num_classes: 3,
             folded_softmax: true,
             initializer: InitializerKind::GlorotUniform,
-        };
+        }
+    }
+
+    #[test]
+    fn forward_gives_one_score_per_class_and_softmax_sums_to_one() {
+        let plan = conv_pool_dense_plan();
         let device = Default::default();
         let net = Net::<Flex>::init(&plan, &device);
         let x = Tensor::<Flex, 4>::ones([2, 1, 6, 6], &device);
@@ -157,5 +169,49 @@ mod tests {
         for p in probs {
             assert!((p - 1.0).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn a_relu_handed_to_the_pooling_gives_burns_values_and_gradients() {
+        // conv2d(relu) then max_pool2d: the network rectifies after pooling;
+        // the result and every gradient must equal burn's conv, ReLU, pool.
+        type AD = burn::backend::Autodiff<Flex>;
+        let device = Default::default();
+        let net = Net::<AD>::init(&conv_pool_dense_plan(), &device);
+        let x = Tensor::<AD, 4>::random(
+            [3, 1, 6, 6],
+            burn::tensor::Distribution::Uniform(-1.0, 1.0),
+            &device,
+        );
+        let ours = net.forward(x.clone());
+        let (Layer::Conv(c), Layer::MaxPool(p), Layer::Dense(d)) =
+            (&net.layers[0], &net.layers[1], &net.layers[3])
+        else {
+            panic!("conv, pool, flatten, dense expected")
+        };
+        let maps = burn::tensor::activation::relu(c.conv.forward(x));
+        let theirs = d.linear.forward(p.forward(maps).flatten(1, 3));
+        ours.clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&theirs.clone().into_data(), Default::default());
+        let probe =
+            Tensor::<AD, 2>::random(ours.dims(), burn::tensor::Distribution::Default, &device);
+        let g_ours = (ours * probe.clone()).sum().backward();
+        let g_theirs = (theirs * probe).sum().backward();
+        let weight = &c.conv.weight;
+        let (a, b) = (
+            weight.grad(&g_ours).expect("our gradient"),
+            weight.grad(&g_theirs).expect("burn's gradient"),
+        );
+        let a: Vec<f32> = a.into_data().to_vec().expect("f32");
+        assert!(
+            a.iter().any(|v| *v != 0.0),
+            "the gradient reaches the weights"
+        );
+        a.iter()
+            .zip(b.into_data().to_vec::<f32>().expect("f32"))
+            .for_each(|(a, b)| {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+            });
     }
 }

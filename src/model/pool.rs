@@ -6,6 +6,13 @@
 //! `Autodiff<B>` implementation that records its own backward step (the
 //! gradient goes to the element each maximum came from, remembered as one
 //! byte per output instead of burn-flex's `i64` index).
+//!
+//! A ReLU can be fused into the pooling ([`max_pool2d`]'s `relu`): pooling
+//! then rectifying equals rectifying then pooling (both keep the largest
+//! positive value, and its gradient reaches the same element), but the ReLU
+//! then touches a quarter of the values (2x2 windows) and its backward mask
+//! comes free with the argmax. The network uses it for a `conv2d` with
+//! `activation = "relu"` followed by a `max_pool2d`.
 
 use std::sync::Arc;
 
@@ -17,7 +24,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::nn::pool::MaxPool2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorMetadata, TensorPrimitive};
+use burn::tensor::{activation, Tensor, TensorMetadata, TensorPrimitive};
 
 use super::conv::{burn_kernels_forced, flex_contiguous, flex_from, flex_slice, padding_pairs};
 use super::pool_cpu::{self, PoolGeometry};
@@ -42,11 +49,13 @@ pub trait PoolOps: Backend {
         false
     }
 
-    /// The pooled tensor and where each maximum came from. Only called
-    /// when [`runner_max_pool2d_supported`](Self::runner_max_pool2d_supported) said yes.
+    /// The pooled tensor (rectified where `relu`) and where each maximum
+    /// came from ([`pool_cpu::NO_GRADIENT`] where the ReLU cut it off). Only
+    /// called when [`runner_max_pool2d_supported`](Self::runner_max_pool2d_supported) said yes.
     fn runner_max_pool2d(
         _x: FloatTensor<Self>,
         _window: PoolWindow,
+        _relu: bool,
     ) -> (FloatTensor<Self>, Argmax) {
         unreachable!("runner_max_pool2d called on a backend without runner's pooling")
     }
@@ -85,13 +94,17 @@ impl PoolOps for Flex {
             && dims4(&x.shape()).is_some_and(|d| geometry(d, window).supported())
     }
 
-    fn runner_max_pool2d(x: FloatTensor<Self>, window: PoolWindow) -> (FloatTensor<Self>, Argmax) {
+    fn runner_max_pool2d(
+        x: FloatTensor<Self>,
+        window: PoolWindow,
+        relu: bool,
+    ) -> (FloatTensor<Self>, Argmax) {
         let Some(dims) = dims4(&x.shape()) else {
             unreachable!("checked by runner_max_pool2d_supported")
         };
         let g = geometry(dims, &window);
         let x = flex_contiguous(&x);
-        let (out, arg) = pool_cpu::max_forward(flex_slice(&x), &g);
+        let (out, arg) = pool_cpu::max_forward(flex_slice(&x), &g, relu);
         (
             flex_from(out, [dims[0], dims[1], g.out_h(), g.out_w()]),
             arg.into(),
@@ -145,7 +158,11 @@ impl<B: PoolOps, C: CheckpointStrategy> PoolOps for Autodiff<B, C> {
         B::runner_max_pool2d_supported(&x.primitive, window)
     }
 
-    fn runner_max_pool2d(x: FloatTensor<Self>, window: PoolWindow) -> (FloatTensor<Self>, Argmax) {
+    fn runner_max_pool2d(
+        x: FloatTensor<Self>,
+        window: PoolWindow,
+        relu: bool,
+    ) -> (FloatTensor<Self>, Argmax) {
         let dims = dims4(&x.primitive.shape());
         match MaxPoolBackward
             .prepare::<C>([x.node.clone()])
@@ -156,7 +173,7 @@ impl<B: PoolOps, C: CheckpointStrategy> PoolOps for Autodiff<B, C> {
                 let Some(dims) = dims else {
                     unreachable!("checked by runner_max_pool2d_supported")
                 };
-                let (out, argmax) = B::runner_max_pool2d(x.primitive, window);
+                let (out, argmax) = B::runner_max_pool2d(x.primitive, window, relu);
                 let state = MaxPoolState {
                     argmax: argmax.clone(),
                     dims,
@@ -165,7 +182,7 @@ impl<B: PoolOps, C: CheckpointStrategy> PoolOps for Autodiff<B, C> {
                 (prep.finish(state, out), argmax)
             }
             OpsKind::UnTracked(prep) => {
-                let (out, argmax) = B::runner_max_pool2d(x.primitive, window);
+                let (out, argmax) = B::runner_max_pool2d(x.primitive, window, relu);
                 (prep.finish(out), argmax)
             }
         }
@@ -174,17 +191,26 @@ impl<B: PoolOps, C: CheckpointStrategy> PoolOps for Autodiff<B, C> {
     // defaults are never reached: `supported` is asked of the inner backend).
 }
 
-/// Run `pool` on `x`, through runner's kernels where the backend has them
-/// and the pooling is plain (dilation 1, floor mode, symmetric padding).
-pub fn max_pool2d<B: PoolOps>(pool: &MaxPool2d, x: Tensor<B, 4>) -> Tensor<B, 4> {
+/// Run `pool` on `x`, then a ReLU where `relu`, through runner's kernels
+/// where the backend has them and the pooling is plain (dilation 1, floor
+/// mode, symmetric padding); burn's pooling and ReLU otherwise.
+pub fn max_pool2d<B: PoolOps>(pool: &MaxPool2d, x: Tensor<B, 4>, relu: bool) -> Tensor<B, 4> {
+    let burns = |x: Tensor<B, 4>| {
+        let out = pool.forward(x);
+        if relu {
+            activation::relu(out)
+        } else {
+            out
+        }
+    };
     if burn_kernels_forced() || pool.dilation != [1, 1] || pool.ceil_mode {
-        return pool.forward(x);
+        return burns(x);
     }
     let [_, _, h, w] = x.dims();
     let ((top, bottom), (left, right)) =
         padding_pairs(&pool.padding, [h, w], pool.kernel_size, pool.stride);
     if top != bottom || left != right {
-        return pool.forward(x);
+        return burns(x);
     }
     let window = PoolWindow {
         kernel: pool.kernel_size,
@@ -193,9 +219,11 @@ pub fn max_pool2d<B: PoolOps>(pool: &MaxPool2d, x: Tensor<B, 4>) -> Tensor<B, 4>
     };
     let x = x.into_primitive().tensor();
     if !B::runner_max_pool2d_supported(&x, &window) {
-        return pool.forward(Tensor::from_primitive(TensorPrimitive::Float(x)));
+        return burns(Tensor::from_primitive(TensorPrimitive::Float(x)));
     }
-    Tensor::from_primitive(TensorPrimitive::Float(B::runner_max_pool2d(x, window).0))
+    Tensor::from_primitive(TensorPrimitive::Float(
+        B::runner_max_pool2d(x, window, relu).0,
+    ))
 }
 
 #[cfg(test)]
@@ -207,12 +235,23 @@ mod tests {
 
     type AD = Autodiff<Flex>;
 
-    /// Values and input gradients equal burn's pooling (random inputs have no ties).
+    /// Values and input gradients equal burn's pooling (random inputs have
+    /// no ties), and with the fused ReLU those of burn's ReLU then pooling.
     fn check(pool: MaxPool2d, input: [usize; 4]) {
+        check_with(&pool, input, false);
+        check_with(&pool, input, true);
+    }
+
+    fn check_with(pool: &MaxPool2d, input: [usize; 4], relu: bool) {
         let device = Default::default();
-        let x = Tensor::<AD, 4>::random(input, Distribution::Default, &device).require_grad();
-        let ours = max_pool2d(&pool, x.clone());
-        let theirs = pool.forward(x.clone());
+        let x = Tensor::<AD, 4>::random(input, Distribution::Uniform(-1.0, 1.0), &device)
+            .require_grad();
+        let ours = max_pool2d(pool, x.clone(), relu);
+        let theirs = if relu {
+            pool.forward(activation::relu(x.clone()))
+        } else {
+            pool.forward(x.clone())
+        };
         assert_eq!(ours.dims(), theirs.dims());
         ours.clone()
             .into_data()
@@ -264,7 +303,7 @@ mod tests {
         let device = Default::default();
         let pool = MaxPool2dConfig::new([2, 2]).init();
         let x = Tensor::<Flex, 4>::random([2, 4, 10, 11], Distribution::Default, &device);
-        let ours = max_pool2d(&pool, x.clone());
+        let ours = max_pool2d(&pool, x.clone(), false);
         assert!(Flex::runner_max_pool2d_supported(
             &x.clone().into_primitive().tensor(),
             &PoolWindow {

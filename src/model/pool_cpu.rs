@@ -9,9 +9,18 @@
 //! won as one byte, and the backward pass sends each output gradient to that
 //! element. Ties go to the first element in row-major window order and a NaN
 //! wins over numbers (PyTorch's rule). Planes are spread over rayon's pool.
+//!
+//! A ReLU can run inside the pooling (`relu`): `max(window)` then
+//! `max(v, 0)`, which equals pooling the rectified input, and an output that
+//! is not positive records [`NO_GRADIENT`] instead of a window position, so
+//! the backward pass needs no separate ReLU mask.
 
 use super::conv_cpu::{par_fill, zeroed};
 use rayon::prelude::*;
+
+/// The argmax byte of an output that gets no gradient: its ReLU (fused into
+/// the pooling) cut it off. Window positions stay below it.
+pub const NO_GRADIENT: u8 = u8::MAX;
 
 /// Sizes of one max pooling: `planes` (batch x channels) planes of
 /// `h x w`, a `kh x kw` window moved by `stride`, `padding` on each side
@@ -30,9 +39,10 @@ pub struct PoolGeometry {
 impl PoolGeometry {
     /// Whether these kernels handle the geometry: every window overlaps the
     /// image (padding at most half the window, as PyTorch requires), a
-    /// window position fits in a byte, and the output is not empty.
+    /// window position fits in a byte below [`NO_GRADIENT`], and the output
+    /// is not empty.
     pub fn supported(&self) -> bool {
-        let window_ok = self.kh * self.kw <= 256 && self.kh > 0 && self.kw > 0;
+        let window_ok = self.kh * self.kw <= NO_GRADIENT as usize && self.kh > 0 && self.kw > 0;
         let padding_ok = 2 * self.padding[0] <= self.kh && 2 * self.padding[1] <= self.kw;
         let stride_ok = self.stride[0] > 0 && self.stride[1] > 0;
         let fits =
@@ -75,8 +85,10 @@ fn wins(b: f32, a: f32) -> bool {
 }
 
 /// The maximum of every window, and which window element (row-major,
-/// `i * kw + j`) it came from.
-pub fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u8>) {
+/// `i * kw + j`) it came from. With `relu`, each maximum is then rectified
+/// (`max(v, 0)`, NaN to 0 as burn's ReLU does) and one that was not positive
+/// records [`NO_GRADIENT`].
+pub fn max_forward(x: &[f32], g: &PoolGeometry, relu: bool) -> (Vec<f32>, Vec<u8>) {
     assert!(g.supported(), "unsupported max pooling {g:?}");
     assert_eq!(x.len(), g.planes * g.in_plane());
     let (ip, op) = (g.in_plane(), g.out_plane());
@@ -94,10 +106,23 @@ pub fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u8>) {
                 } else {
                     forward_plane(p, g, o, a);
                 }
+                if relu {
+                    rectify(o, a);
+                }
             }
         },
     );
     (out, arg)
+}
+
+/// The fused ReLU on one plane's maxima, right after they were written.
+fn rectify(out: &mut [f32], arg: &mut [u8]) {
+    for (o, a) in out.iter_mut().zip(arg) {
+        if o.is_nan() || *o <= 0.0 {
+            *o = 0.0;
+            *a = NO_GRADIENT;
+        }
+    }
 }
 
 fn forward_plane(x: &[f32], g: &PoolGeometry, out: &mut [f32], arg: &mut [u8]) {
@@ -164,7 +189,7 @@ fn forward_plane_2x2(x: &[f32], g: &PoolGeometry, out: &mut [f32], arg: &mut [u8
 }
 
 /// The input gradient: each output's gradient added to the element its
-/// maximum came from (`arg` from [`max_forward`]).
+/// maximum came from (`arg` from [`max_forward`]; none for [`NO_GRADIENT`]).
 pub fn max_backward(grad: &[f32], arg: &[u8], g: &PoolGeometry) -> Vec<f32> {
     assert!(g.supported(), "unsupported max pooling {g:?}");
     let (ip, op) = (g.in_plane(), g.out_plane());
@@ -192,6 +217,9 @@ pub fn max_backward(grad: &[f32], arg: &[u8], g: &PoolGeometry) -> Vec<f32> {
 fn backward_plane(grad: &[f32], arg: &[u8], g: &PoolGeometry, dx: &mut [f32]) {
     let ow = g.out_w();
     for (o, (gv, a)) in grad.iter().zip(arg).enumerate() {
+        if *a == NO_GRADIENT {
+            continue;
+        }
         let (oy, ox) = (o / ow, o % ow);
         let (i, j) = (*a as usize / g.kw, *a as usize % g.kw);
         let y = oy * g.stride[0] + i - g.padding[0];
@@ -211,7 +239,8 @@ fn backward_plane_2x2(grad: &[f32], arg: &[u8], g: &PoolGeometry, dx: &mut [f32]
             .zip(top[..2 * ow].chunks_exact_mut(2))
             .zip(bottom.chunks_exact_mut(2))
         {
-            // Windows do not overlap: every input element gets one value.
+            // Windows do not overlap: every input element gets one value
+            // (0 everywhere for NO_GRADIENT).
             let pick = |k: u8| if *a == k { *gv } else { 0.0 };
             t[0] = pick(0);
             t[1] = pick(1);
@@ -255,7 +284,7 @@ mod tests {
             9.0, 9.0,   9.0, 9.0,   9.0,
         ];
         let g = geometry(1, 5, 5, [2, 2], [2, 2], [0, 0]);
-        let (out, arg) = max_forward(&x, &g);
+        let (out, arg) = max_forward(&x, &g, false);
         assert_eq!(out, [5.0, 7.0, 8.0, -1.0]);
         assert_eq!(arg, [1, 2, 2, 0]);
         // The last window holds -1.0 twice: the first one wins. Each gradient
@@ -276,13 +305,13 @@ mod tests {
     fn ties_go_to_the_first_element_and_nan_wins() {
         let g = geometry(1, 2, 4, [2, 2], [2, 2], [0, 0]);
         let x = [3.0, 3.0, 1.0, f32::NAN, 3.0, 3.0, 2.0, 5.0];
-        let (out, arg) = max_forward(&x, &g);
+        let (out, arg) = max_forward(&x, &g, false);
         assert_eq!(arg, [0, 1]);
         assert_eq!(out[0], 3.0);
         assert!(out[1].is_nan());
         // The general loop follows the same rules.
         let g3 = geometry(1, 2, 4, [2, 2], [2, 1], [0, 0]);
-        let (out3, arg3) = max_forward(&x, &g3);
+        let (out3, arg3) = max_forward(&x, &g3, false);
         assert_eq!(arg3, [0, 0, 1]);
         assert_eq!(&out3[..2], &[3.0, 3.0]);
         assert!(out3[2].is_nan());
@@ -294,7 +323,7 @@ mod tests {
         // wins, and overlapping windows add their gradients.
         let g = geometry(2, 5, 4, [3, 3], [2, 2], [1, 1]);
         let x: Vec<f32> = (0..40).map(|i| ((i * 7919) % 23) as f32 - 11.0).collect();
-        let (out, arg) = max_forward(&x, &g);
+        let (out, arg) = max_forward(&x, &g, false);
         assert_eq!((g.out_h(), g.out_w()), (3, 2));
         let grad: Vec<f32> = (0..out.len()).map(|i| i as f32 + 1.0).collect();
         let dx = max_backward(&grad, &arg, &g);
@@ -329,7 +358,7 @@ mod tests {
         let x: Vec<f32> = (0..g.planes * 63)
             .map(|i| ((i * 104729) % 97) as f32 / 7.0 - 5.0)
             .collect();
-        let (fast, fast_arg) = max_forward(&x, &g);
+        let (fast, fast_arg) = max_forward(&x, &g, false);
         let (mut slow, mut slow_arg) = (vec![0.0; fast.len()], vec![0u8; fast.len()]);
         for p in 0..g.planes {
             let op = g.out_plane();
@@ -357,6 +386,62 @@ mod tests {
     }
 
     #[test]
+    fn fused_relu_equals_pooling_the_rectified_input() {
+        // Planes whose windows hold only negatives, zeros, mixed signs and a
+        // NaN, through both loops (2x2 stride 2, and 3x3 stride 2 padded).
+        let x: Vec<f32> = (0..2 * 6 * 7)
+            .map(|i| match i % 11 {
+                0 => 0.0,
+                5 if i == 49 => f32::NAN,
+                _ => ((i * 7919) % 23) as f32 - 14.0,
+            })
+            .collect();
+        for g in [
+            geometry(2, 6, 7, [2, 2], [2, 2], [0, 0]),
+            geometry(2, 6, 7, [3, 3], [2, 2], [1, 1]),
+        ] {
+            let (plain, plain_arg) = max_forward(&x, &g, false);
+            let (fused, fused_arg) = max_forward(&x, &g, true);
+            let relu = |v: f32| v.max(0.0);
+            let rectified: Vec<f32> = x.iter().map(|v| relu(*v)).collect();
+            let mut cut = 0;
+            for (i, (f, p)) in fused.iter().zip(&plain).enumerate() {
+                assert_eq!(*f, relu(*p), "output {i} of {g:?}");
+                if *p > 0.0 {
+                    assert_eq!(fused_arg[i], plain_arg[i]);
+                } else {
+                    assert_eq!(fused_arg[i], NO_GRADIENT);
+                    cut += 1;
+                }
+            }
+            assert!(
+                cut > 0 && cut < fused.len(),
+                "both cases exercised in {g:?}"
+            );
+            // Away from the NaN the values equal pooling relu(x) (burn's
+            // order); the gradient reaches an element only through a positive
+            // maximum.
+            let (r, _) = max_forward(&rectified, &g, false);
+            let (nan_plane, op) = (49 / g.in_plane(), g.out_plane());
+            for (i, (a, b)) in fused.iter().zip(&r).enumerate() {
+                if i / op != nan_plane {
+                    assert_eq!(a, b, "output {i}");
+                }
+            }
+            let grad: Vec<f32> = (0..fused.len()).map(|i| i as f32 + 1.0).collect();
+            let masked: Vec<f32> = grad
+                .iter()
+                .zip(&plain)
+                .map(|(d, p)| if *p > 0.0 { *d } else { 0.0 })
+                .collect();
+            assert_eq!(
+                max_backward(&grad, &fused_arg, &g),
+                max_backward(&masked, &plain_arg, &g)
+            );
+        }
+    }
+
+    #[test]
     fn unsupported_geometries_are_refused() {
         assert!(
             !geometry(1, 4, 4, [2, 2], [2, 2], [2, 0]).supported(),
@@ -366,6 +451,11 @@ mod tests {
             !geometry(1, 4, 4, [17, 16], [1, 1], [0, 0]).supported(),
             "window too large for a byte"
         );
+        assert!(
+            !geometry(1, 16, 16, [16, 16], [1, 1], [0, 0]).supported(),
+            "256 positions: the last would read as NO_GRADIENT"
+        );
+        assert!(geometry(1, 15, 17, [15, 17], [1, 1], [0, 0]).supported());
         assert!(
             !geometry(1, 1, 4, [2, 2], [1, 1], [0, 0]).supported(),
             "window taller than the plane"
