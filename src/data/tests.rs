@@ -560,3 +560,27 @@ fn synthetic_splits_are_balanced_and_reproducible() {
     assert_eq!(a, collect(&again.train, &opts(16, 1, true, true)));
     assert_eq!(a[0].shape, [16, 3, 10, 12]);
 }
+
+#[test]
+fn small_synthetic_splits_are_drawn_once_and_large_ones_every_time() {
+    let plan = |train_size: usize| {
+        plan_from(&experiment(
+            &format!("source = \"synthetic\"\nclasses = 3\ntrain_size = {train_size}\nvalidation_size = 0\ntest_size = 6"),
+            "rescale = \"1/255\"",
+            [64, 64, 3],
+            3,
+        ))
+    };
+    // 30 samples of 64x64x3 bytes are kept: the same pixels, not drawn again.
+    let small = Dataset::open(&plan(30)).expect("opens");
+    let first = small.train.pixels(7).expect("pixels");
+    assert!(Arc::ptr_eq(&first, &small.train.pixels(7).expect("pixels")));
+    // 70,000 of them (860 MB) are drawn each time, with the same result.
+    let large = Dataset::open(&plan(70_000)).expect("opens");
+    let drawn = large.train.pixels(7).expect("pixels");
+    assert!(!Arc::ptr_eq(
+        &drawn,
+        &large.train.pixels(7).expect("pixels")
+    ));
+    assert_eq!(drawn.data, first.data, "kept and drawn pixels agree");
+}
