@@ -205,6 +205,20 @@ pub fn configure_cpu(requested: usize) -> usize {
     n
 }
 
+/// Run `work` (a CPU training loop) on one of the pool's own threads when
+/// the pool has more than one. burn calls each kernel from the thread it
+/// runs on: from an outside thread every parallel kernel is a cold
+/// injection into the pool (two futex wake-ups, and the caller sleeps),
+/// from a pool thread it is a local split that the caller helps with.
+/// With one thread the loop stays where it is: a pool thread waiting for
+/// the next batch would leave no thread to make it.
+pub fn on_cpu_pool<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
+    if threads < 2 || rayon::current_num_threads() < 2 {
+        return work();
+    }
+    rayon::scope(|_| work())
+}
+
 /// Keep memory that a training step frees inside the process for the next
 /// step. A step allocates and frees the same large buffers (activations,
 /// gradients, im2col columns) every time; with glibc's defaults each one
@@ -263,6 +277,20 @@ pub fn max_rss_mib() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_training_loop_runs_on_a_pool_thread_unless_there_is_one_thread() {
+        use rayon::prelude::*;
+        // From this (outside) thread: one thread keeps the work here; more
+        // move it onto the pool, where kernels split locally.
+        assert_eq!(rayon::current_thread_index(), None);
+        assert_eq!(on_cpu_pool(1, rayon::current_thread_index), None);
+        let moved = on_cpu_pool(2, rayon::current_thread_index);
+        assert_eq!(moved.is_some(), rayon::current_num_threads() >= 2);
+        // A loop on the pool still gets every parallel kernel's result.
+        let sum: u64 = on_cpu_pool(2, || (1..=1000u64).into_par_iter().sum());
+        assert_eq!(sum, 500_500);
+    }
 
     #[test]
     fn parses_backend_names() {

@@ -95,9 +95,9 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
 
     let signals = Signals::install();
     let outcome = match device {
-        Device::Cpu => {
+        Device::Cpu => backend::on_cpu_pool(threads, || {
             execute::<Autodiff<Flex>>(&plan, &data, &run, &signals, resume, &Default::default())
-        }
+        }),
         #[cfg(feature = "cuda")]
         Device::Cuda(i) => execute::<Autodiff<burn::backend::Cuda>>(
             &plan,
