@@ -9,7 +9,8 @@
 //!
 //! A ReLU can be fused into the pooling ([`max_pool2d`]'s `relu`): pooling
 //! then rectifying equals rectifying then pooling (both keep the largest
-//! positive value, and its gradient reaches the same element), but the ReLU
+//! positive value, and its gradient reaches the same element; only a window
+//! holding a NaN differs: 0 here, its largest other value there), but the ReLU
 //! then touches a quarter of the values (2x2 windows) and its backward mask
 //! comes free with the argmax. The network uses it for a `conv2d` with
 //! `activation = "relu"` followed by a `max_pool2d`.
