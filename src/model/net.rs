@@ -53,8 +53,6 @@ impl<B: ConvOps> Net<B> {
     /// Class scores (logits) for a batch of `[batch, channels, height, width]` images.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = Flow::Map(images);
-        // A convolution's ReLU handed on to the max pooling right after it.
-        let mut pending_relu = false;
         for (i, layer) in self.layers.iter().enumerate() {
             x = match (layer, x) {
                 (Layer::Conv(c), Flow::Map(t)) => {
@@ -62,13 +60,12 @@ impl<B: ConvOps> Net<B> {
                     // of the values, its mask free with the argmax), or else
                     // inside the convolution (one pass each way, in parallel).
                     let relu = c.act.kind == ActKind::Relu;
-                    pending_relu =
-                        relu && matches!(self.layers.get(i + 1), Some(Layer::MaxPool(_)));
-                    let out = conv::conv2d(&c.conv, t, relu && !pending_relu);
+                    let out = conv::conv2d(&c.conv, t, relu && !self.relu_moves_to_pool(i));
                     Flow::Map(if relu { out } else { c.act.apply(out) })
                 }
                 (Layer::MaxPool(p), Flow::Map(t)) => {
-                    Flow::Map(pool::max_pool2d(p, t, std::mem::take(&mut pending_relu)))
+                    let relu = i > 0 && self.relu_moves_to_pool(i - 1);
+                    Flow::Map(pool::max_pool2d(p, t, relu))
                 }
                 (Layer::AvgPool(p), Flow::Map(t)) => Flow::Map(p.forward(t)),
                 (Layer::GlobalAvgPool(p), Flow::Map(t)) => Flow::Flat(p.forward(t).flatten(1, 3)),
@@ -91,6 +88,13 @@ impl<B: ConvOps> Net<B> {
             Flow::Flat(t) => t,
             Flow::Map(t) => t.flatten(1, 3),
         }
+    }
+
+    /// Whether layer `i` is a `conv2d` with a ReLU followed by a max
+    /// pooling, which then applies that ReLU to its maxima.
+    fn relu_moves_to_pool(&self, i: usize) -> bool {
+        matches!(self.layers.get(i), Some(Layer::Conv(c)) if c.act.kind == ActKind::Relu)
+            && matches!(self.layers.get(i + 1), Some(Layer::MaxPool(_)))
     }
 
     /// Class probabilities.
