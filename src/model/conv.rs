@@ -33,6 +33,7 @@ use burn::tensor::TensorMetadata;
 use burn::tensor::{Shape, Tensor, TensorData, TensorPrimitive};
 
 use super::conv_cpu::{self, Geometry};
+use super::conv_pool::ConvPoolOps;
 use super::pool::PoolOps;
 
 /// Which gradients the backward pass must produce: input, weight, bias.
@@ -45,7 +46,7 @@ pub type Needed = [bool; 3];
 /// stride, padding and dilation vary here; grouped convolutions go through
 /// burn directly. Its supertrait [`PoolOps`] holds the max-pooling
 /// counterpart.
-pub trait ConvOps: PoolOps {
+pub trait ConvOps: PoolOps + ConvPoolOps {
     /// What the backward pass keeps from the forward pass besides the
     /// inputs: the rectified output where there is a ReLU (LibTorch keeps
     /// its own autograd graph instead).
@@ -146,6 +147,7 @@ pub fn burn_conv2d_backward<B: Backend>(
 macro_rules! burn_conv_ops {
     ($ty:ty) => {
         impl PoolOps for $ty {}
+        impl ConvPoolOps for $ty {}
         impl ConvOps for $ty {
             type ConvSaved = Option<FloatTensor<Self>>;
             fn runner_conv2d_tracked(
@@ -368,6 +370,7 @@ mod libtorch {
     }
 
     impl crate::model::pool::PoolOps for LibTorch {}
+    impl crate::model::conv_pool::ConvPoolOps for LibTorch {}
 
     impl ConvOps for LibTorch {
         type ConvSaved = Option<TorchGraph>;
@@ -626,6 +629,23 @@ pub fn burn_kernels_forced() -> bool {
     })
 }
 
+/// The options of `conv` on `x` for runner's kernels, or `None` where
+/// burn's module must run it: `RUNNER_CONV=burn`, asymmetric padding (an
+/// even kernel with `same` padding) or a grouped convolution.
+pub(super) fn runner_options<B: Backend>(
+    conv: &Conv2d<B>,
+    x: &Tensor<B, 4>,
+) -> Option<ConvOptions<2>> {
+    if burn_kernels_forced() {
+        return None;
+    }
+    let [_, _, h, w] = x.dims();
+    let ((top, bottom), (left, right)) =
+        padding_pairs(&conv.padding, [h, w], conv.kernel_size, conv.stride);
+    (top == bottom && left == right && conv.groups == 1)
+        .then(|| ConvOptions::new(conv.stride, [top, left], conv.dilation, 1))
+}
+
 /// Run `conv` on `x` through [`ConvOps`], followed by a ReLU where `relu`.
 /// Asymmetric padding (an even kernel with `same` padding) and grouped
 /// convolutions use burn's module and burn's ReLU.
@@ -638,16 +658,9 @@ pub fn conv2d<B: ConvOps>(conv: &Conv2d<B>, x: Tensor<B, 4>, relu: bool) -> Tens
             out
         }
     };
-    if burn_kernels_forced() {
+    let Some(options) = runner_options(conv, &x) else {
         return burns(x);
-    }
-    let [_, _, h, w] = x.dims();
-    let ((top, bottom), (left, right)) =
-        padding_pairs(&conv.padding, [h, w], conv.kernel_size, conv.stride);
-    if top != bottom || left != right || conv.groups != 1 {
-        return burns(x);
-    }
-    let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, 1);
+    };
     let weight = conv.weight.val().into_primitive().tensor();
     let bias = conv
         .bias

@@ -6,6 +6,8 @@
 
 pub mod conv;
 pub mod conv_cpu;
+pub mod conv_pool;
+pub mod conv_pool_cpu;
 pub mod layer;
 pub mod net;
 pub mod pool;

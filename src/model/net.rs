@@ -6,7 +6,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::conv::{self, ConvOps};
-use super::layer::{ActKind, Layer};
+use super::conv_pool;
+use super::layer::{ActKind, ConvLayer, Layer};
 use super::pool;
 use crate::plan::ModelPlan;
 
@@ -53,15 +54,19 @@ impl<B: ConvOps> Net<B> {
     /// Class scores (logits) for a batch of `[batch, channels, height, width]` images.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         let mut x = Flow::Map(images);
+        // The pooling of layer `i` already ran fused into its convolution.
+        let mut pooled = None;
         for (i, layer) in self.layers.iter().enumerate() {
+            if pooled.take() == Some(i) {
+                continue;
+            }
             x = match (layer, x) {
                 (Layer::Conv(c), Flow::Map(t)) => {
-                    // A ReLU runs inside the pooling that follows (on a quarter
-                    // of the values, its mask free with the argmax), or else
-                    // inside the convolution (one pass each way, in parallel).
-                    let relu = c.act.kind == ActKind::Relu;
-                    let out = conv::conv2d(&c.conv, t, relu && !self.relu_moves_to_pool(i));
-                    Flow::Map(if relu { out } else { c.act.apply(out) })
+                    let (out, with_pool) = self.conv_layer(i, c, t);
+                    if with_pool {
+                        pooled = Some(i + 1);
+                    }
+                    Flow::Map(out)
                 }
                 (Layer::MaxPool(p), Flow::Map(t)) => {
                     let relu = i > 0 && self.relu_moves_to_pool(i - 1);
@@ -88,6 +93,27 @@ impl<B: ConvOps> Net<B> {
             Flow::Flat(t) => t,
             Flow::Map(t) => t.flatten(1, 3),
         }
+    }
+
+    /// Layer `i`, convolution `c`, on `t`; `true` where the max pooling of
+    /// layer `i + 1` ran with it. Where the input needs no gradient, the
+    /// convolution, its ReLU and a 2x2 pooling that follows can run as one
+    /// operation; otherwise the ReLU runs inside the pooling (on a quarter
+    /// of the values, its mask free with the argmax), or else inside the
+    /// convolution (one pass each way, in parallel).
+    fn conv_layer(&self, i: usize, c: &ConvLayer<B>, t: Tensor<B, 4>) -> (Tensor<B, 4>, bool) {
+        let relu = c.act.kind == ActKind::Relu;
+        let t = match (relu, self.layers.get(i + 1)) {
+            (true, Some(Layer::MaxPool(p))) => {
+                match conv_pool::conv2d_relu_max_pool(&c.conv, p, t) {
+                    Ok(out) => return (out, true),
+                    Err(t) => t,
+                }
+            }
+            _ => t,
+        };
+        let out = conv::conv2d(&c.conv, t, relu && !self.relu_moves_to_pool(i));
+        (if relu { out } else { c.act.apply(out) }, false)
     }
 
     /// Whether layer `i` is a `conv2d` with a ReLU followed by a max
@@ -181,19 +207,30 @@ mod tests {
         // the result and every gradient must equal burn's conv, ReLU, pool.
         type AD = burn::backend::Autodiff<Flex>;
         let device = Default::default();
-        let net = Net::<AD>::init(&conv_pool_dense_plan(), &device);
+        // An input without a gradient takes the fused convolution + pooling
+        // (where the CPU has AVX-512); one with a gradient the separate ops.
+        for track_input in [false, true] {
+            let net = Net::<AD>::init(&conv_pool_dense_plan(), &device);
+            check_conv_pool_dense(&net, track_input);
+        }
+    }
+
+    fn check_conv_pool_dense(net: &Net<burn::backend::Autodiff<Flex>>, track_input: bool) {
+        type AD = burn::backend::Autodiff<Flex>;
+        let device = Default::default();
         let x = Tensor::<AD, 4>::random(
             [3, 1, 6, 6],
             burn::tensor::Distribution::Uniform(-1.0, 1.0),
             &device,
         );
+        let x = if track_input { x.require_grad() } else { x };
         let ours = net.forward(x.clone());
         let (Layer::Conv(c), Layer::MaxPool(p), Layer::Dense(d)) =
             (&net.layers[0], &net.layers[1], &net.layers[3])
         else {
             panic!("conv, pool, flatten, dense expected")
         };
-        let maps = burn::tensor::activation::relu(c.conv.forward(x));
+        let maps = burn::tensor::activation::relu(c.conv.forward(x.clone()));
         let theirs = d.linear.forward(p.forward(maps).flatten(1, 3));
         ours.clone()
             .into_data()
@@ -217,5 +254,13 @@ mod tests {
             .for_each(|(a, b)| {
                 assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
             });
+        if track_input {
+            let (a, b) = (
+                x.grad(&g_ours).expect("our input gradient"),
+                x.grad(&g_theirs).expect("burn's input gradient"),
+            );
+            a.into_data()
+                .assert_approx_eq::<f32>(&b.into_data(), Default::default());
+        }
     }
 }

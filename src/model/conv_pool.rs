@@ -1,0 +1,372 @@
+//! A `conv2d` layer with a ReLU followed by a 2x2, stride-2 `max_pool2d`,
+//! as one operation where its input needs no gradient (the network's first
+//! layer) and the backend has a kernel for it (`flex`:
+//! [`super::conv_pool_cpu`]).
+//!
+//! Like [`super::conv`] and [`super::pool`], this is a backend extension
+//! ([`ConvPoolOps`]) whose defaults say "not here": the network then runs
+//! the convolution and the pooling separately. `Autodiff<B>` records its own
+//! backward step, which produces the weight and bias gradients from the
+//! pooled gradient and the argmax bytes alone.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::{Autodiff, Flex};
+use burn::nn::conv::Conv2d;
+use burn::nn::pool::MaxPool2d;
+use burn::nn::PaddingConfig2d;
+use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
+
+use super::conv::{flex_contiguous, flex_from, flex_slice, runner_options};
+use super::conv_cpu::Geometry;
+use super::conv_pool_cpu;
+use super::pool::{Argmax, PoolOps};
+
+/// A backend's fused convolution + ReLU + 2x2 max pooling. The defaults say
+/// "none".
+pub trait ConvPoolOps: PoolOps {
+    /// Whether [`runner_conv_relu_pool`](Self::runner_conv_relu_pool)
+    /// handles input `x`, `weight` and `options`; only asked where `x`
+    /// needs no gradient.
+    fn runner_conv_relu_pool_supported(
+        _x: &FloatTensor<Self>,
+        _weight: &FloatTensor<Self>,
+        _options: &ConvOptions<2>,
+    ) -> bool {
+        false
+    }
+
+    /// The pooled, rectified convolution and where each maximum came from
+    /// (as [`PoolOps::runner_max_pool2d`] with its ReLU).
+    fn runner_conv_relu_pool(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _bias: Option<FloatTensor<Self>>,
+        _options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, Argmax) {
+        unreachable!("runner_conv_relu_pool called on a backend without it")
+    }
+
+    /// Weight and (where `bias`) bias gradients from the pooled output's
+    /// gradient.
+    fn runner_conv_relu_pool_backward(
+        _x: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _argmax: &Argmax,
+        _weight_dims: [usize; 4],
+        _options: ConvOptions<2>,
+        _bias: bool,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        unreachable!("runner_conv_relu_pool_backward called on a backend without it")
+    }
+}
+
+fn flex_dims(t: &burn_flex::FlexTensor) -> Option<[usize; 4]> {
+    let s = t.shape();
+    (s.num_dims() == 4).then(|| [s[0], s[1], s[2], s[3]])
+}
+
+/// The kernels' geometry for input dimensions `x` and weight dimensions `w`.
+fn geometry(x: [usize; 4], w: [usize; 4], options: &ConvOptions<2>) -> Option<Geometry> {
+    let g = Geometry {
+        batch: x[0],
+        cin: x[1],
+        h: x[2],
+        w: x[3],
+        cout: w[0],
+        kh: w[2],
+        kw: w[3],
+        stride: options.stride,
+        padding: options.padding,
+        dilation: options.dilation,
+    };
+    (options.groups == 1 && w[1] == x[1] && conv_pool_cpu::supported(&g)).then_some(g)
+}
+
+impl ConvPoolOps for Flex {
+    fn runner_conv_relu_pool_supported(
+        x: &FloatTensor<Self>,
+        weight: &FloatTensor<Self>,
+        options: &ConvOptions<2>,
+    ) -> bool {
+        let f32s =
+            x.dtype() == burn::tensor::DType::F32 && weight.dtype() == burn::tensor::DType::F32;
+        match (flex_dims(x), flex_dims(weight)) {
+            (Some(xd), Some(wd)) => {
+                f32s && conv_pool_cpu::vectorized() && geometry(xd, wd, options).is_some()
+            }
+            _ => false,
+        }
+    }
+
+    fn runner_conv_relu_pool(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, Argmax) {
+        let dims = flex_dims(&x).zip(flex_dims(&weight));
+        let Some(g) = dims.and_then(|(xd, wd)| geometry(xd, wd, &options)) else {
+            unreachable!("checked by runner_conv_relu_pool_supported")
+        };
+        let (x, w) = (flex_contiguous(&x), flex_contiguous(&weight));
+        let b = bias.as_ref().map(flex_contiguous);
+        let (out, arg) = conv_pool_cpu::forward(
+            flex_slice(&x),
+            flex_slice(&w),
+            b.as_ref().map(flex_slice),
+            &g,
+        );
+        let [ph, pw] = conv_pool_cpu::pooled(&g);
+        (flex_from(out, [g.batch, g.cout, ph, pw]), arg.into())
+    }
+
+    fn runner_conv_relu_pool_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        argmax: &Argmax,
+        weight_dims: [usize; 4],
+        options: ConvOptions<2>,
+        bias: bool,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        let Some(g) = flex_dims(&x).and_then(|xd| geometry(xd, weight_dims, &options)) else {
+            unreachable!("the forward pass checked the geometry")
+        };
+        let (x, grad) = (flex_contiguous(&x), flex_contiguous(&grad));
+        let (dw, db) = conv_pool_cpu::backward(flex_slice(&x), flex_slice(&grad), argmax, &g);
+        let db = bias.then(|| burn_flex::FlexTensor::from_data(TensorData::new(db, [g.cout])));
+        (flex_from(dw, weight_dims), db)
+    }
+}
+
+#[derive(Debug)]
+struct ConvPoolBackward<const N: usize>;
+
+/// What the backward step keeps: the (untracked) input, the argmax bytes,
+/// the weight's dimensions and the options.
+#[derive(Debug, Clone)]
+struct ConvPoolState<T> {
+    x: T,
+    argmax: Argmax,
+    weight_dims: [usize; 4],
+    options: ConvOptions<2>,
+}
+
+impl<B: ConvPoolOps, const N: usize> Backward<B, N> for ConvPoolBackward<N> {
+    type State = ConvPoolState<FloatTensor<B>>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, N>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let s = ops.state;
+        // Parents: the weight, then the bias where N is 2.
+        let (dw, db) = B::runner_conv_relu_pool_backward(
+            s.x,
+            grad,
+            &s.argmax,
+            s.weight_dims,
+            s.options,
+            N == 2,
+        );
+        if let Some(node) = &ops.parents[0] {
+            grads.register::<B>(node.id, dw);
+        }
+        if let (Some(Some(node)), Some(db)) = (ops.parents.get(1), db) {
+            grads.register::<B>(node.id, db);
+        }
+    }
+}
+
+/// Record the fused operation on the autodiff tape; its `N` parents are the
+/// weight and, where `N` is 2, the bias.
+fn record<B: ConvPoolOps, C: CheckpointStrategy, const N: usize>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: Option<FloatTensor<Autodiff<B, C>>>,
+    options: ConvOptions<2>,
+) -> (FloatTensor<Autodiff<B, C>>, Argmax) {
+    let parents: Vec<_> = [Some(&weight), bias.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|t| t.node.clone())
+        .collect();
+    let Ok(nodes) = <[_; N]>::try_from(parents) else {
+        unreachable!("N is 2 with a bias and 1 without")
+    };
+    let shape = weight.primitive.shape();
+    let weight_dims = [shape[0], shape[1], shape[2], shape[3]];
+    let bias = bias.map(|b| b.primitive);
+    match ConvPoolBackward::<N>
+        .prepare::<C>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (out, argmax) = B::runner_conv_relu_pool(
+                x.primitive.clone(),
+                weight.primitive,
+                bias,
+                options.clone(),
+            );
+            let state = ConvPoolState {
+                x: x.primitive,
+                argmax: argmax.clone(),
+                weight_dims,
+                options,
+            };
+            (prep.finish(state, out), argmax)
+        }
+        OpsKind::UnTracked(prep) => {
+            let (out, argmax) =
+                B::runner_conv_relu_pool(x.primitive, weight.primitive, bias, options);
+            (prep.finish(out), argmax)
+        }
+    }
+}
+
+impl<B: ConvPoolOps, C: CheckpointStrategy> ConvPoolOps for Autodiff<B, C> {
+    fn runner_conv_relu_pool_supported(
+        x: &FloatTensor<Self>,
+        weight: &FloatTensor<Self>,
+        options: &ConvOptions<2>,
+    ) -> bool {
+        // The backward step produces no input gradient.
+        x.node.requirement.is_none()
+            && B::runner_conv_relu_pool_supported(&x.primitive, &weight.primitive, options)
+    }
+
+    fn runner_conv_relu_pool(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, Argmax) {
+        match bias {
+            Some(_) => record::<B, C, 2>(x, weight, bias, options),
+            None => record::<B, C, 1>(x, weight, bias, options),
+        }
+    }
+    // Second-order gradients are not supported: `supported` is asked of
+    // the inner backend, whose defaults say no for `Autodiff<Autodiff<_>>`.
+}
+
+/// `conv` (whose activation is a ReLU) then `pool` on `x` as one fused
+/// operation, where the pooling is a 2x2 window with stride 2 and no
+/// padding, `x` needs no gradient and the backend has a kernel for it;
+/// otherwise `x` comes back unchanged for the separate path.
+pub fn conv2d_relu_max_pool<B: ConvPoolOps>(
+    conv: &Conv2d<B>,
+    pool: &MaxPool2d,
+    x: Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let plain_pool = pool.kernel_size == [2, 2]
+        && pool.stride == [2, 2]
+        && pool.dilation == [1, 1]
+        && !pool.ceil_mode
+        && matches!(
+            pool.padding,
+            PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
+        );
+    let Some(options) = runner_options(conv, &x).filter(|_| plain_pool) else {
+        return Err(x);
+    };
+    let weight = conv.weight.val().into_primitive().tensor();
+    let xp = x.into_primitive().tensor();
+    if !B::runner_conv_relu_pool_supported(&xp, &weight, &options) {
+        return Err(Tensor::from_primitive(TensorPrimitive::Float(xp)));
+    }
+    let bias = conv
+        .bias
+        .as_ref()
+        .map(|b| b.val().into_primitive().tensor());
+    let (out, _) = B::runner_conv_relu_pool(xp, weight, bias, options);
+    Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::tensor::{activation, Distribution, Tolerance};
+
+    type AD = Autodiff<Flex>;
+
+    /// The fused operation against burn's convolution, ReLU and pooling:
+    /// the pooled values and the weight and bias gradients.
+    fn check(config: Conv2dConfig, input: [usize; 4]) {
+        let device = Default::default();
+        let conv: Conv2d<AD> = config.init(&device);
+        let pool = MaxPool2dConfig::new([2, 2]).init();
+        let x = Tensor::<AD, 4>::random(input, Distribution::Uniform(-1.0, 1.0), &device);
+        let Ok(ours) = conv2d_relu_max_pool(&conv, &pool, x.clone()) else {
+            panic!("the fused operation applies to {config:?} on {input:?}")
+        };
+        let theirs = pool.forward(activation::relu(conv.forward(x)));
+        assert_eq!(ours.dims(), theirs.dims());
+        ours.clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&theirs.clone().into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+        let probe = Tensor::<AD, 4>::random(ours.dims(), Distribution::Default, &device);
+        let g_ours = (ours * probe.clone()).sum().backward();
+        let g_theirs = (theirs * probe).sum().backward();
+        let data = |t: Option<Tensor<Flex, 4>>| t.map(|t| t.into_data());
+        let data1 = |t: Option<Tensor<Flex, 1>>| t.map(|t| t.into_data());
+        let bias = conv.bias.as_ref().expect("a bias");
+        let pairs = [
+            (
+                data(conv.weight.grad(&g_ours)),
+                data(conv.weight.grad(&g_theirs)),
+            ),
+            (data1(bias.grad(&g_ours)), data1(bias.grad(&g_theirs))),
+        ];
+        for (a, b) in pairs {
+            let (Some(a), Some(b)) = (a, b) else {
+                panic!("both paths produce the weight and bias gradients")
+            };
+            a.assert_approx_eq::<f32>(&b, Tolerance::rel_abs(1e-4, 1e-4));
+        }
+    }
+
+    #[test]
+    fn values_and_parameter_gradients_match_burns_layers() {
+        if !conv_pool_cpu::vectorized() {
+            eprintln!("skipped: the fused operation is only offered with AVX-512");
+            return;
+        }
+        check(Conv2dConfig::new([1, 8], [3, 3]), [4, 1, 28, 28]);
+        check(
+            Conv2dConfig::new([3, 4], [3, 3]).with_padding(PaddingConfig2d::Same),
+            [2, 3, 9, 12],
+        );
+    }
+
+    #[test]
+    fn an_input_that_needs_a_gradient_or_another_pooling_is_handed_back() {
+        let device = Default::default();
+        let conv: Conv2d<AD> = Conv2dConfig::new([1, 2], [3, 3]).init(&device);
+        let x = Tensor::<AD, 4>::random([1, 1, 8, 8], Distribution::Default, &device);
+        let pool = MaxPool2dConfig::new([2, 2]).init();
+        assert!(conv2d_relu_max_pool(&conv, &pool, x.clone().require_grad()).is_err());
+        let wide = MaxPool2dConfig::new([3, 3]).init();
+        assert!(conv2d_relu_max_pool(&conv, &wide, x.clone()).is_err());
+        let strided: Conv2d<AD> = Conv2dConfig::new([1, 2], [3, 3])
+            .with_stride([2, 2])
+            .init(&device);
+        assert!(conv2d_relu_max_pool(&strided, &pool, x.clone()).is_err());
+        // The same call without autodiff (validation) takes it where it can.
+        let plain: Conv2d<Flex> = Conv2dConfig::new([1, 2], [3, 3]).init(&device);
+        let xp = Tensor::<Flex, 4>::random([1, 1, 8, 8], Distribution::Default, &device);
+        assert_eq!(
+            conv2d_relu_max_pool(&plain, &pool, xp).is_ok(),
+            conv_pool_cpu::vectorized()
+        );
+    }
+}
