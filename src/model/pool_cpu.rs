@@ -116,7 +116,7 @@ pub fn max_forward(x: &[f32], g: &PoolGeometry, relu: bool) -> (Vec<f32>, Vec<u8
 }
 
 /// The fused ReLU on one plane's maxima, right after they were written.
-pub(super) fn rectify(out: &mut [f32], arg: &mut [u8]) {
+fn rectify(out: &mut [f32], arg: &mut [u8]) {
     for (o, a) in out.iter_mut().zip(arg) {
         if o.is_nan() || *o <= 0.0 {
             *o = 0.0;
@@ -156,7 +156,7 @@ fn forward_plane(x: &[f32], g: &PoolGeometry, out: &mut [f32], arg: &mut [u8]) {
     }
 }
 
-pub(super) fn forward_plane_2x2(x: &[f32], g: &PoolGeometry, out: &mut [f32], arg: &mut [u8]) {
+fn forward_plane_2x2(x: &[f32], g: &PoolGeometry, out: &mut [f32], arg: &mut [u8]) {
     let ow = g.out_w();
     for (oy, (orow, arow)) in out.chunks_mut(ow).zip(arg.chunks_mut(ow)).enumerate() {
         let r0 = &x[2 * oy * g.w..][..2 * ow];
