@@ -108,6 +108,29 @@ impl Padded {
         (c % 2) * self.half + c / 2
     }
 
+    /// Per tap (input channel, kernel row, kernel column), where its even-
+    /// and odd-output columns start relative to a window row pair's start
+    /// (`2 py * row() + j0`), for the top row; the bottom row is one `row()`
+    /// further. Checks that every window of an image of `len` floats reads
+    /// inside it.
+    #[cfg(target_arch = "x86_64")]
+    fn offsets(&self, g: &Geometry, len: usize) -> Vec<[usize; 2]> {
+        let col = |k: usize| (k % 2) * self.half + k / 2;
+        let mut offs = Vec::with_capacity(g.cin * g.kh * g.kw);
+        for ci in 0..g.cin {
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let base = ci * self.plane() + ky * self.row();
+                    offs.push([base + col(kx), base + col(kx + 1)]);
+                }
+            }
+        }
+        let last_pair = (self.rows - g.kh - 1) * self.row() + self.cols - LANES;
+        let reach = offs.iter().flatten().max().copied().unwrap_or(0) + self.row() + LANES;
+        assert!(last_pair + reach <= len, "a window reads past the image");
+        offs
+    }
+
     /// Copy image `x` (`[cin, h, w]`) into `buf`.
     fn fill(&self, g: &Geometry, x: &[f32], buf: &mut Vec<f32>) {
         buf.clear();
@@ -449,6 +472,8 @@ mod avx512 {
     ) {
         let [ph, pw] = pooled(g);
         let taps = g.cin * g.kh * g.kw;
+        let offs = layout.offsets(g, input.len());
+        let (src, row) = (input.as_ptr(), layout.row());
         for (co, (o_plane, a_plane)) in out
             .chunks_mut(ph * pw)
             .zip(arg.chunks_mut(ph * pw))
@@ -463,24 +488,17 @@ mod avx512 {
             {
                 for j0 in (0..layout.cols).step_by(LANES) {
                     let (mut a0, mut a1, mut a2, mut a3) = (b, b, b, b);
-                    let mut t = 0;
-                    for ci in 0..g.cin {
-                        let plane = &input[ci * layout.plane()..][..layout.plane()];
-                        for ky in 0..g.kh {
-                            let top = &plane[(2 * py + ky) * layout.row()..][..layout.row()];
-                            let bottom = &plane[(2 * py + 1 + ky) * layout.row()..][..layout.row()];
-                            for kx in 0..g.kw {
-                                let wv = _mm512_set1_ps(w[t]);
-                                t += 1;
-                                let step = |a: __m512, v: &[f32; LANES]| {
-                                    _mm512_add_ps(a, _mm512_mul_ps(wv, load(v)))
-                                };
-                                a0 = step(a0, layout.taps(top, j0, kx));
-                                a1 = step(a1, layout.taps(top, j0, kx + 1));
-                                a2 = step(a2, layout.taps(bottom, j0, kx));
-                                a3 = step(a3, layout.taps(bottom, j0, kx + 1));
-                            }
-                        }
+                    let at = src.add(2 * py * row + j0);
+                    for (&wt, &[even, odd]) in w.iter().zip(&offs) {
+                        let wv = _mm512_set1_ps(wt);
+                        // SAFETY: `offsets` checked that every window reads inside `input`.
+                        let step = |a: __m512, i: usize| {
+                            _mm512_add_ps(a, _mm512_mul_ps(wv, _mm512_loadu_ps(at.add(i))))
+                        };
+                        a0 = step(a0, even);
+                        a1 = step(a1, odd);
+                        a2 = step(a2, even + row);
+                        a3 = step(a3, odd + row);
                     }
                     let m1 = wins(a1, a0);
                     let top = _mm512_mask_blend_ps(m1, a0, a1);
@@ -520,6 +538,8 @@ mod avx512 {
     ) {
         let [ph, pw] = pooled(g);
         let taps = g.cin * g.kh * g.kw;
+        let offs = layout.offsets(g, input.len());
+        let (src, row) = (input.as_ptr(), layout.row());
         for ((gp, ap), acc) in grad
             .chunks(ph * pw)
             .zip(arg.chunks(ph * pw))
@@ -542,23 +562,16 @@ mod avx512 {
                     let sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(q0, q1), q2), q3);
                     let d = &mut db[0];
                     _mm512_storeu_ps(d.as_mut_ptr(), _mm512_add_ps(load(d), sum));
-                    let mut t = 0;
-                    for ci in 0..g.cin {
-                        let plane = &input[ci * layout.plane()..][..layout.plane()];
-                        for ky in 0..g.kh {
-                            let top = &plane[(2 * py + ky) * layout.row()..][..layout.row()];
-                            let bottom = &plane[(2 * py + 1 + ky) * layout.row()..][..layout.row()];
-                            for kx in 0..g.kw {
-                                let p0 = _mm512_mul_ps(q0, load(layout.taps(top, j0, kx)));
-                                let p1 = _mm512_mul_ps(q1, load(layout.taps(top, j0, kx + 1)));
-                                let p2 = _mm512_mul_ps(q2, load(layout.taps(bottom, j0, kx)));
-                                let p3 = _mm512_mul_ps(q3, load(layout.taps(bottom, j0, kx + 1)));
-                                let s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p0, p1), p2), p3);
-                                let d = &mut dw[t];
-                                t += 1;
-                                _mm512_storeu_ps(d.as_mut_ptr(), _mm512_add_ps(load(d), s));
-                            }
-                        }
+                    let at = src.add(2 * py * row + j0);
+                    // SAFETY: `offsets` checked that every window reads inside `input`.
+                    let x = |i: usize| _mm512_loadu_ps(at.add(i));
+                    for (d, &[even, odd]) in dw.iter_mut().zip(&offs) {
+                        let p0 = _mm512_mul_ps(q0, x(even));
+                        let p1 = _mm512_mul_ps(q1, x(odd));
+                        let p2 = _mm512_mul_ps(q2, x(even + row));
+                        let p3 = _mm512_mul_ps(q3, x(odd + row));
+                        let s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(p0, p1), p2), p3);
+                        _mm512_storeu_ps(d.as_mut_ptr(), _mm512_add_ps(load(d), s));
                     }
                 }
             }
