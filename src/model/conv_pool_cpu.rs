@@ -8,19 +8,21 @@
 //! input gradient, which the weight gradient then reads through an im2col
 //! GEMM whose inner dimension is only 9. Here:
 //!
-//! - the forward pass computes two convolution rows at a time straight from
-//!   the input (a direct convolution, 16 columns per vector), pools them
-//!   while they are in L1 and writes only the pooled values and the argmax
-//!   bytes of [`super::pool_cpu`] (with its tie, NaN and ReLU rules);
+//! - the forward pass is a direct convolution over input rows split into
+//!   their even and odd columns ([`Padded`]): the four convolution outputs
+//!   of 16 neighbouring pooling windows are four vectors, pooled and
+//!   rectified in registers, and only the pooled values and the argmax
+//!   bytes of [`super::pool_cpu`] (with its tie, NaN and ReLU rules) are
+//!   written;
 //! - the backward pass needs only those bytes: a pooled output's gradient
 //!   reaches the one convolution output its maximum came from, so the
 //!   weight gradient sums `grad x input patch` over the pooled outputs,
 //!   a quarter of the positions, without ever forming the full-size
 //!   gradient.
 //!
-//! Sums run in a fixed order whatever the thread count or the CPU's vector
-//! width (a product and an addition each, never a fused multiply-add), so
-//! results are reproducible across machines.
+//! Sums run in a fixed order whatever the thread count (a product and an
+//! addition each, never a fused multiply-add; images in fixed groups), and
+//! the AVX-512 kernels give the portable loops' bits.
 
 use rayon::prelude::*;
 
@@ -115,13 +117,12 @@ impl Padded {
     /// inside it.
     #[cfg(target_arch = "x86_64")]
     fn offsets(&self, g: &Geometry, len: usize) -> Vec<[usize; 2]> {
-        let col = |k: usize| (k % 2) * self.half + k / 2;
         let mut offs = Vec::with_capacity(g.cin * g.kh * g.kw);
         for ci in 0..g.cin {
             for ky in 0..g.kh {
                 for kx in 0..g.kw {
                     let base = ci * self.plane() + ky * self.row();
-                    offs.push([base + col(kx), base + col(kx + 1)]);
+                    offs.push([base + self.col(kx), base + self.col(kx + 1)]);
                 }
             }
         }
@@ -158,7 +159,7 @@ impl Padded {
     /// pooled column `j0` on: padded columns `2 (j0 + l) + k`.
     #[inline(always)]
     fn taps<'a>(&self, line: &'a [f32], j0: usize, k: usize) -> &'a [f32; LANES] {
-        let start = (k % 2) * self.half + j0 + k / 2;
+        let start = self.col(2 * j0 + k);
         let Some(v) = line
             .get(start..start + LANES)
             .and_then(|s| s.try_into().ok())
@@ -171,7 +172,7 @@ impl Padded {
 
 /// Convolution, bias, 2x2 max pooling and ReLU: `[batch, cout, ph, pw]`
 /// (see [`pooled`]) and, per output, the argmax byte of
-/// [`pool_cpu::max_forward`] with `relu` (its window position, or
+/// [`super::pool_cpu::max_forward`] with `relu` (its window position, or
 /// [`NO_GRADIENT`] where the ReLU cut the maximum off).
 pub fn forward(
     x: &[f32],
@@ -201,7 +202,7 @@ pub fn forward(
 }
 
 /// `b` replaces the running maximum `a` when larger, or when NaN (the rule
-/// of [`pool_cpu::max_forward`]).
+/// of [`super::pool_cpu::max_forward`]).
 #[inline(always)]
 fn wins(b: f32, a: f32) -> bool {
     b > a || b.is_nan()
