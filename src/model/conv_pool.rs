@@ -253,8 +253,10 @@ impl<B: ConvPoolOps, C: CheckpointStrategy> ConvPoolOps for Autodiff<B, C> {
             None => record::<B, C, 1>(x, weight, bias, options),
         }
     }
-    // Second-order gradients are not supported: `supported` is asked of
-    // the inner backend, whose defaults say no for `Autodiff<Autodiff<_>>`.
+    // No backward pass of its own: nested autodiff (second-order
+    // gradients) is not supported, and runner never builds
+    // `Autodiff<Autodiff<_>>`, whose backward step would reach the
+    // `unreachable!` default of the inner `Autodiff`.
 }
 
 /// `conv` (whose activation is a ReLU) then `pool` on `x` as one fused
