@@ -195,31 +195,25 @@ burn_conv_ops!(burn::backend::Cuda);
 
 // ---------------------------------------------------------------- flex
 
-/// The CPU kernels handle f32, one group, any stride/padding/dilation.
-fn flex_geometry(
-    x: &burn_flex::FlexTensor,
-    w: &burn_flex::FlexTensor,
+/// The CPU kernels' geometry for input dimensions `x` and weight
+/// dimensions `w` (`[cout, cin, kh, kw]`): one group, matching channels,
+/// any stride/padding/dilation, the kernel inside the padded input.
+pub(super) fn dims_geometry(
+    x: [usize; 4],
+    w: [usize; 4],
     options: &ConvOptions<2>,
 ) -> Option<Geometry> {
-    if options.groups != 1
-        || x.dtype() != burn::tensor::DType::F32
-        || w.dtype() != burn::tensor::DType::F32
-    {
-        return None;
-    }
-    let xs = x.layout().shape();
-    let ws = w.layout().shape();
-    if xs.num_dims() != 4 || ws.num_dims() != 4 || xs[1] != ws[1] {
+    if options.groups != 1 || x[1] != w[1] {
         return None;
     }
     let g = Geometry {
-        batch: xs[0],
-        cin: xs[1],
-        h: xs[2],
-        w: xs[3],
-        cout: ws[0],
-        kh: ws[2],
-        kw: ws[3],
+        batch: x[0],
+        cin: x[1],
+        h: x[2],
+        w: x[3],
+        cout: w[0],
+        kh: w[2],
+        kw: w[3],
         stride: options.stride,
         padding: options.padding,
         dilation: options.dilation,
@@ -228,6 +222,25 @@ fn flex_geometry(
     let fits = |size: usize, pad: usize, d: usize, k: usize| size + 2 * pad > d * (k - 1);
     (fits(g.h, g.padding[0], g.dilation[0], g.kh) && fits(g.w, g.padding[1], g.dilation[1], g.kw))
         .then_some(g)
+}
+
+/// A 4D tensor's dimensions.
+pub(super) fn flex_dims(t: &burn_flex::FlexTensor) -> Option<[usize; 4]> {
+    let s = t.layout().shape();
+    (s.num_dims() == 4).then(|| [s[0], s[1], s[2], s[3]])
+}
+
+/// The CPU kernels handle f32 tensors of [`dims_geometry`].
+pub(super) fn flex_geometry(
+    x: &burn_flex::FlexTensor,
+    w: &burn_flex::FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<Geometry> {
+    let f32s = x.dtype() == burn::tensor::DType::F32 && w.dtype() == burn::tensor::DType::F32;
+    match (flex_dims(x), flex_dims(w)) {
+        (Some(xd), Some(wd)) if f32s => dims_geometry(xd, wd, options),
+        _ => None,
+    }
 }
 
 pub(super) fn flex_contiguous(t: &burn_flex::FlexTensor) -> burn_flex::FlexTensor {

@@ -16,14 +16,15 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::{Autodiff, Flex};
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
-use burn::nn::PaddingConfig2d;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
-use super::conv::{flex_contiguous, flex_from, flex_slice, runner_options};
+use super::conv::{
+    dims_geometry, flex_contiguous, flex_dims, flex_from, flex_geometry, flex_slice, runner_options,
+};
 use super::conv_cpu::Geometry;
 use super::conv_pool_cpu;
-use super::pool::{Argmax, PoolOps};
+use super::pool::{runner_window, Argmax, PoolOps, PoolWindow};
 
 /// A backend's fused convolution + ReLU + 2x2 max pooling. The defaults say
 /// "none".
@@ -64,26 +65,10 @@ pub trait ConvPoolOps: PoolOps {
     }
 }
 
-fn flex_dims(t: &burn_flex::FlexTensor) -> Option<[usize; 4]> {
-    let s = t.shape();
-    (s.num_dims() == 4).then(|| [s[0], s[1], s[2], s[3]])
-}
-
-/// The kernels' geometry for input dimensions `x` and weight dimensions `w`.
+/// The kernels' geometry: a convolution the CPU kernels take
+/// ([`dims_geometry`]) that the fused kernels take too.
 fn geometry(x: [usize; 4], w: [usize; 4], options: &ConvOptions<2>) -> Option<Geometry> {
-    let g = Geometry {
-        batch: x[0],
-        cin: x[1],
-        h: x[2],
-        w: x[3],
-        cout: w[0],
-        kh: w[2],
-        kw: w[3],
-        stride: options.stride,
-        padding: options.padding,
-        dilation: options.dilation,
-    };
-    (options.groups == 1 && w[1] == x[1] && conv_pool_cpu::supported(&g)).then_some(g)
+    dims_geometry(x, w, options).filter(conv_pool_cpu::supported)
 }
 
 impl ConvPoolOps for Flex {
@@ -92,14 +77,10 @@ impl ConvPoolOps for Flex {
         weight: &FloatTensor<Self>,
         options: &ConvOptions<2>,
     ) -> bool {
-        let f32s =
-            x.dtype() == burn::tensor::DType::F32 && weight.dtype() == burn::tensor::DType::F32;
-        match (flex_dims(x), flex_dims(weight)) {
-            (Some(xd), Some(wd)) => {
-                f32s && conv_pool_cpu::vectorized() && geometry(xd, wd, options).is_some()
-            }
-            _ => false,
-        }
+        conv_pool_cpu::vectorized()
+            && flex_geometry(x, weight, options)
+                .filter(conv_pool_cpu::supported)
+                .is_some()
     }
 
     fn runner_conv_relu_pool(
@@ -108,8 +89,7 @@ impl ConvPoolOps for Flex {
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<2>,
     ) -> (FloatTensor<Self>, Argmax) {
-        let dims = flex_dims(&x).zip(flex_dims(&weight));
-        let Some(g) = dims.and_then(|(xd, wd)| geometry(xd, wd, &options)) else {
+        let Some(g) = flex_geometry(&x, &weight, &options).filter(conv_pool_cpu::supported) else {
             unreachable!("checked by runner_conv_relu_pool_supported")
         };
         let (x, w) = (flex_contiguous(&x), flex_contiguous(&weight));
@@ -268,14 +248,12 @@ pub fn conv2d_relu_max_pool<B: ConvPoolOps>(
     pool: &MaxPool2d,
     x: Tensor<B, 4>,
 ) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
-    let plain_pool = pool.kernel_size == [2, 2]
-        && pool.stride == [2, 2]
-        && pool.dilation == [1, 1]
-        && !pool.ceil_mode
-        && matches!(
-            pool.padding,
-            PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
-        );
+    const TWO_BY_TWO: PoolWindow = PoolWindow {
+        kernel: [2, 2],
+        stride: [2, 2],
+        padding: [0, 0],
+    };
+    let plain_pool = runner_window(pool, &x) == Some(TWO_BY_TWO);
     let Some(options) = runner_options(conv, &x).filter(|_| plain_pool) else {
         return Err(x);
     };
@@ -297,6 +275,7 @@ mod tests {
     use super::*;
     use burn::nn::conv::Conv2dConfig;
     use burn::nn::pool::MaxPool2dConfig;
+    use burn::nn::PaddingConfig2d;
     use burn::tensor::{activation, Distribution, Tolerance};
 
     type AD = Autodiff<Flex>;

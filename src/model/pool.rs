@@ -188,8 +188,26 @@ impl<B: PoolOps, C: CheckpointStrategy> PoolOps for Autodiff<B, C> {
             }
         }
     }
-    // Second-order gradients through pooling are not supported (the
-    // defaults are never reached: `supported` is asked of the inner backend).
+    // Second-order gradients through pooling are not supported: runner
+    // never builds `Autodiff<Autodiff<_>>`, whose backward step would reach
+    // the `unreachable!` default of the inner `Autodiff`.
+}
+
+/// The window of `pool` on `x` for runner's kernels, or `None` where burn's
+/// pooling must run it: `RUNNER_CONV=burn`, dilation, ceil mode or
+/// asymmetric padding.
+pub(super) fn runner_window<B: Backend>(pool: &MaxPool2d, x: &Tensor<B, 4>) -> Option<PoolWindow> {
+    if burn_kernels_forced() || pool.dilation != [1, 1] || pool.ceil_mode {
+        return None;
+    }
+    let [_, _, h, w] = x.dims();
+    let ((top, bottom), (left, right)) =
+        padding_pairs(&pool.padding, [h, w], pool.kernel_size, pool.stride);
+    (top == bottom && left == right).then_some(PoolWindow {
+        kernel: pool.kernel_size,
+        stride: pool.stride,
+        padding: [top, left],
+    })
 }
 
 /// Run `pool` on `x`, then a ReLU where `relu`, through runner's kernels
@@ -204,19 +222,8 @@ pub fn max_pool2d<B: PoolOps>(pool: &MaxPool2d, x: Tensor<B, 4>, relu: bool) -> 
             out
         }
     };
-    if burn_kernels_forced() || pool.dilation != [1, 1] || pool.ceil_mode {
+    let Some(window) = runner_window(pool, &x) else {
         return burns(x);
-    }
-    let [_, _, h, w] = x.dims();
-    let ((top, bottom), (left, right)) =
-        padding_pairs(&pool.padding, [h, w], pool.kernel_size, pool.stride);
-    if top != bottom || left != right {
-        return burns(x);
-    }
-    let window = PoolWindow {
-        kernel: pool.kernel_size,
-        stride: pool.stride,
-        padding: [top, left],
     };
     let x = x.into_primitive().tensor();
     if !B::runner_max_pool2d_supported(&x, &window) {
