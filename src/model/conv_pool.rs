@@ -19,12 +19,16 @@ use burn::nn::pool::MaxPool2d;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
+use super::conv::Needed;
 use super::conv::{
     dims_geometry, flex_contiguous, flex_dims, flex_from, flex_geometry, flex_slice, runner_options,
 };
+use super::conv_cpu;
 use super::conv_cpu::Geometry;
 use super::conv_pool_cpu;
-use super::pool::{runner_window, Argmax, PoolOps, PoolWindow};
+use super::pool::{geometry as pool_geometry, runner_window, Argmax, PoolOps, PoolWindow};
+use super::pool_cpu;
+use super::pool_grad_cpu;
 
 /// A backend's fused convolution + ReLU + 2x2 max pooling. The defaults say
 /// "none".
@@ -49,6 +53,45 @@ pub trait ConvPoolOps: PoolOps {
         _options: ConvOptions<2>,
     ) -> (FloatTensor<Self>, Argmax) {
         unreachable!("runner_conv_relu_pool called on a backend without it")
+    }
+
+    /// Whether [`runner_conv_pool_sparse`](Self::runner_conv_pool_sparse)
+    /// handles input `x`, `weight`, `options` and pooling `window`.
+    fn runner_conv_pool_sparse_supported(
+        _x: &FloatTensor<Self>,
+        _weight: &FloatTensor<Self>,
+        _options: &ConvOptions<2>,
+        _window: &PoolWindow,
+    ) -> bool {
+        false
+    }
+
+    /// The convolution, then its max pooling with the ReLU: the pooled
+    /// values and where each maximum came from, for
+    /// [`runner_conv_pool_sparse_backward`](Self::runner_conv_pool_sparse_backward).
+    fn runner_conv_pool_sparse(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _bias: Option<FloatTensor<Self>>,
+        _options: ConvOptions<2>,
+        _window: PoolWindow,
+    ) -> (FloatTensor<Self>, Argmax) {
+        unreachable!("runner_conv_pool_sparse called on a backend without it")
+    }
+
+    /// Input, weight and bias gradients (`None` where not `needed`) from the
+    /// pooled gradient and the argmax bytes alone.
+    #[allow(clippy::too_many_arguments)]
+    fn runner_conv_pool_sparse_backward(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _argmax: &Argmax,
+        _options: ConvOptions<2>,
+        _window: PoolWindow,
+        _needed: Needed,
+    ) -> [Option<FloatTensor<Self>>; 3] {
+        unreachable!("runner_conv_pool_sparse_backward called on a backend without it")
     }
 
     /// Weight and (where `bias`) bias gradients from the pooled output's
@@ -120,6 +163,94 @@ impl ConvPoolOps for Flex {
         let db = bias.then(|| burn_flex::FlexTensor::from_data(TensorData::new(db, [g.cout])));
         (flex_from(dw, weight_dims), db)
     }
+
+    fn runner_conv_pool_sparse_supported(
+        x: &FloatTensor<Self>,
+        weight: &FloatTensor<Self>,
+        options: &ConvOptions<2>,
+        window: &PoolWindow,
+    ) -> bool {
+        flex_geometry(x, weight, options).is_some_and(|g| sparse_pays(&g, window))
+    }
+
+    fn runner_conv_pool_sparse(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+        window: PoolWindow,
+    ) -> (FloatTensor<Self>, Argmax) {
+        let Some(g) = flex_geometry(&x, &weight, &options) else {
+            unreachable!("checked by runner_conv_pool_sparse_supported")
+        };
+        let (x, w) = (flex_contiguous(&x), flex_contiguous(&weight));
+        let b = bias.as_ref().map(flex_contiguous);
+        let out = conv_cpu::forward(
+            flex_slice(&x),
+            flex_slice(&w),
+            b.as_ref().map(flex_slice),
+            false,
+            &g,
+        );
+        let p = pool_geometry([g.batch, g.cout, g.out_h(), g.out_w()], &window);
+        let (pooled, arg) = pool_cpu::max_forward(&out, &p, true);
+        (
+            flex_from(pooled, [g.batch, g.cout, p.out_h(), p.out_w()]),
+            arg.into(),
+        )
+    }
+
+    fn runner_conv_pool_sparse_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        argmax: &Argmax,
+        options: ConvOptions<2>,
+        window: PoolWindow,
+        needed: Needed,
+    ) -> [Option<FloatTensor<Self>>; 3] {
+        let Some(g) = flex_geometry(&x, &weight, &options) else {
+            unreachable!("the forward pass checked the geometry")
+        };
+        let p = pool_geometry([g.batch, g.cout, g.out_h(), g.out_w()], &window);
+        let grad = flex_contiguous(&grad);
+        let dx = needed[0].then(|| {
+            let w = flex_contiguous(&weight);
+            let dx =
+                pool_grad_cpu::backward_input(flex_slice(&w), flex_slice(&grad), argmax, &g, &p);
+            flex_from(dx, [g.batch, g.cin, g.h, g.w])
+        });
+        let (dw, db) = match needed[1] || needed[2] {
+            true => {
+                let x = flex_contiguous(&x);
+                let (dw, db) = pool_grad_cpu::backward_weight(
+                    flex_slice(&x),
+                    flex_slice(&grad),
+                    argmax,
+                    &g,
+                    &p,
+                );
+                let dw = flex_from(dw, [g.cout, g.cin, g.kh, g.kw]);
+                let db = burn_flex::FlexTensor::from_data(TensorData::new(db, [g.cout]));
+                (
+                    Some(dw).filter(|_| needed[1]),
+                    Some(db).filter(|_| needed[2]),
+                )
+            }
+            false => (None, None),
+        };
+        [dx, dw, db]
+    }
+}
+
+/// Whether the sparse gradients beat the dense ones for convolution `g`
+/// and pooling `window` on the CPU: pooling windows of 9 or more outputs,
+/// where they do 9x or less of the dense arithmetic (the tutorial's 4x4:
+/// about a third of the time; at 2x2 they are no faster than the GEMMs,
+/// bench/FINDINGS.md), and a pooling the kernels take.
+fn sparse_pays(g: &Geometry, window: &PoolWindow) -> bool {
+    let p = pool_geometry([g.batch, g.cout, g.out_h(), g.out_w()], window);
+    window.kernel[0] * window.kernel[1] >= 9 && pool_grad_cpu::fits(g, &p)
 }
 
 #[derive(Debug)]
@@ -233,10 +364,125 @@ impl<B: ConvPoolOps, C: CheckpointStrategy> ConvPoolOps for Autodiff<B, C> {
             None => record::<B, C, 1>(x, weight, bias, options),
         }
     }
-    // No backward pass of its own: nested autodiff (second-order
+
+    fn runner_conv_pool_sparse_supported(
+        x: &FloatTensor<Self>,
+        weight: &FloatTensor<Self>,
+        options: &ConvOptions<2>,
+        window: &PoolWindow,
+    ) -> bool {
+        B::runner_conv_pool_sparse_supported(&x.primitive, &weight.primitive, options, window)
+    }
+
+    fn runner_conv_pool_sparse(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+        window: PoolWindow,
+    ) -> (FloatTensor<Self>, Argmax) {
+        match bias {
+            Some(_) => record_sparse::<B, C, 3>(x, weight, bias, options, window),
+            None => record_sparse::<B, C, 2>(x, weight, bias, options, window),
+        }
+    }
+    // No backward passes of their own: nested autodiff (second-order
     // gradients) is not supported, and runner never builds
     // `Autodiff<Autodiff<_>>`, whose backward step would reach the
     // `unreachable!` default of the inner `Autodiff`.
+}
+
+#[derive(Debug)]
+struct SparseBackward<const N: usize>;
+
+/// What the sparse backward step keeps: the input, the weight, the argmax
+/// bytes, the convolution and pooling, and which gradients are needed.
+#[derive(Debug, Clone)]
+struct SparseState<T> {
+    x: T,
+    weight: T,
+    argmax: Argmax,
+    options: ConvOptions<2>,
+    window: PoolWindow,
+    needed: Needed,
+}
+
+impl<B: ConvPoolOps, const N: usize> Backward<B, N> for SparseBackward<N> {
+    type State = SparseState<FloatTensor<B>>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, N>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let s = ops.state;
+        let out = B::runner_conv_pool_sparse_backward(
+            s.x, s.weight, grad, &s.argmax, s.options, s.window, s.needed,
+        );
+        // Parents: the input, the weight, then the bias where N is 3.
+        for (parent, g) in ops.parents.iter().zip(out) {
+            if let (Some(node), Some(g)) = (parent, g) {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
+/// Record the convolution and its pooling on the autodiff tape as one
+/// operation; its `N` parents are the input, the weight and, where `N` is
+/// 3, the bias.
+fn record_sparse<B: ConvPoolOps, C: CheckpointStrategy, const N: usize>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: Option<FloatTensor<Autodiff<B, C>>>,
+    options: ConvOptions<2>,
+    window: PoolWindow,
+) -> (FloatTensor<Autodiff<B, C>>, Argmax) {
+    let parents: Vec<_> = [Some(&x), Some(&weight), bias.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|t| t.node.clone())
+        .collect();
+    let Ok(nodes) = <[_; N]>::try_from(parents) else {
+        unreachable!("N is 3 with a bias and 2 without")
+    };
+    let needed = [
+        !x.node.requirement.is_none(),
+        !weight.node.requirement.is_none(),
+        bias.as_ref().is_some_and(|b| !b.node.requirement.is_none()),
+    ];
+    let bias = bias.map(|b| b.primitive);
+    match SparseBackward::<N>
+        .prepare::<C>(nodes)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (out, argmax) = B::runner_conv_pool_sparse(
+                x.primitive.clone(),
+                weight.primitive.clone(),
+                bias,
+                options.clone(),
+                window,
+            );
+            let state = SparseState {
+                x: x.primitive,
+                weight: weight.primitive,
+                argmax: argmax.clone(),
+                options,
+                window,
+                needed,
+            };
+            (prep.finish(state, out), argmax)
+        }
+        OpsKind::UnTracked(prep) => {
+            let (out, argmax) =
+                B::runner_conv_pool_sparse(x.primitive, weight.primitive, bias, options, window);
+            (prep.finish(out), argmax)
+        }
+    }
 }
 
 /// `conv` (whose activation is a ReLU) then `pool` on `x` as one fused
@@ -267,6 +513,31 @@ pub fn conv2d_relu_max_pool<B: ConvPoolOps>(
         .as_ref()
         .map(|b| b.val().into_primitive().tensor());
     let (out, _) = B::runner_conv_relu_pool(xp, weight, bias, options);
+    Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
+}
+
+/// `conv` (whose activation is a ReLU) then `pool` on `x` as one operation
+/// whose backward pass takes the convolution's gradients straight from the
+/// pooled gradient ([`super::pool_grad_cpu`]), where the backend offers it
+/// for this convolution and pooling; otherwise `x` comes back unchanged.
+pub fn conv2d_relu_max_pool_sparse<B: ConvPoolOps>(
+    conv: &Conv2d<B>,
+    pool: &MaxPool2d,
+    x: Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    let (Some(window), Some(options)) = (runner_window(pool, &x), runner_options(conv, &x)) else {
+        return Err(x);
+    };
+    let weight = conv.weight.val().into_primitive().tensor();
+    let xp = x.into_primitive().tensor();
+    if !B::runner_conv_pool_sparse_supported(&xp, &weight, &options, &window) {
+        return Err(Tensor::from_primitive(TensorPrimitive::Float(xp)));
+    }
+    let bias = conv
+        .bias
+        .as_ref()
+        .map(|b| b.val().into_primitive().tensor());
+    let (out, _) = B::runner_conv_pool_sparse(xp, weight, bias, options, window);
     Ok(Tensor::from_primitive(TensorPrimitive::Float(out)))
 }
 
@@ -327,6 +598,69 @@ mod tests {
             Conv2dConfig::new([3, 4], [3, 3]).with_padding(PaddingConfig2d::Same),
             [2, 3, 9, 12],
         );
+    }
+
+    /// The sparse-gradient operation against burn's convolution, ReLU and
+    /// pooling: values and the input, weight and bias gradients.
+    fn check_sparse(config: Conv2dConfig, input: [usize; 4], pool: MaxPool2dConfig) {
+        let device = Default::default();
+        let conv: Conv2d<AD> = config.init(&device);
+        let pool = pool.init();
+        let x = Tensor::<AD, 4>::random(input, Distribution::Uniform(-1.0, 1.0), &device)
+            .require_grad();
+        let Ok(ours) = conv2d_relu_max_pool_sparse(&conv, &pool, x.clone()) else {
+            panic!("the sparse operation applies to {config:?} on {input:?}")
+        };
+        let theirs = pool.forward(activation::relu(conv.forward(x.clone())));
+        assert_eq!(ours.dims(), theirs.dims());
+        ours.clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&theirs.clone().into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+        let probe = Tensor::<AD, 4>::random(ours.dims(), Distribution::Default, &device);
+        let g_ours = (ours * probe.clone()).sum().backward();
+        let g_theirs = (theirs * probe).sum().backward();
+        let bias = conv.bias.as_ref().expect("a bias");
+        let pairs = [
+            (
+                x.grad(&g_ours).map(|t| t.into_data()),
+                x.grad(&g_theirs).map(|t| t.into_data()),
+            ),
+            (
+                conv.weight.grad(&g_ours).map(|t| t.into_data()),
+                conv.weight.grad(&g_theirs).map(|t| t.into_data()),
+            ),
+            (
+                bias.grad(&g_ours).map(|t| t.into_data()),
+                bias.grad(&g_theirs).map(|t| t.into_data()),
+            ),
+        ];
+        for (a, b) in pairs {
+            let (Some(a), Some(b)) = (a, b) else {
+                panic!("both paths produce the input, weight and bias gradients")
+            };
+            a.assert_approx_eq::<f32>(&b, Tolerance::rel_abs(1e-4, 1e-4));
+        }
+    }
+
+    #[test]
+    fn sparse_gradients_match_burns_layers() {
+        // The tutorial's last block in small: 5x5 kernels, a 4x4 pooling.
+        check_sparse(
+            Conv2dConfig::new([20, 6], [5, 5]),
+            [2, 20, 10, 10],
+            MaxPool2dConfig::new([4, 4]),
+        );
+        // `same` padding, a 3x3 pooling with stride 2 (overlapping windows).
+        check_sparse(
+            Conv2dConfig::new([3, 4], [3, 3]).with_padding(PaddingConfig2d::Same),
+            [2, 3, 9, 9],
+            MaxPool2dConfig::new([3, 3]).with_strides([2, 2]),
+        );
+        // 2x2 poolings keep the dense path.
+        let conv: Conv2d<AD> = Conv2dConfig::new([3, 4], [3, 3]).init(&Default::default());
+        let x = Tensor::<AD, 4>::zeros([1, 3, 8, 8], &Default::default());
+        let two = MaxPool2dConfig::new([2, 2]).init();
+        assert!(conv2d_relu_max_pool_sparse(&conv, &two, x).is_err());
     }
 
     #[test]

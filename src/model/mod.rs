@@ -12,6 +12,7 @@ pub mod layer;
 pub mod net;
 pub mod pool;
 pub mod pool_cpu;
+pub mod pool_grad_cpu;
 pub mod summary;
 
 pub use conv::ConvOps;

@@ -98,14 +98,20 @@ impl<B: ConvOps> Net<B> {
     /// Layer `i`, convolution `c`, on `t`; `true` where the max pooling of
     /// layer `i + 1` ran with it. Where the input needs no gradient, the
     /// convolution, its ReLU and a 2x2 pooling that follows can run as one
-    /// operation; otherwise the ReLU runs inside the pooling (on a quarter
-    /// of the values, its mask free with the argmax), or else inside the
-    /// convolution (one pass each way, in parallel).
+    /// operation; with a wider pooling (3x3 and up), as one operation whose
+    /// gradients come straight from the pooled gradient; otherwise the ReLU
+    /// runs inside the pooling (on a quarter of the values, its mask free
+    /// with the argmax), or else inside the convolution (one pass each way,
+    /// in parallel).
     fn conv_layer(&self, i: usize, c: &ConvLayer<B>, t: Tensor<B, 4>) -> (Tensor<B, 4>, bool) {
         let relu = c.act.kind == ActKind::Relu;
         let t = match (relu, self.layers.get(i + 1)) {
             (true, Some(Layer::MaxPool(p))) => {
-                match conv_pool::conv2d_relu_max_pool(&c.conv, p, t) {
+                let t = match conv_pool::conv2d_relu_max_pool(&c.conv, p, t) {
+                    Ok(out) => return (out, true),
+                    Err(t) => t,
+                };
+                match conv_pool::conv2d_relu_max_pool_sparse(&c.conv, p, t) {
                     Ok(out) => return (out, true),
                     Err(t) => t,
                 }

@@ -77,7 +77,7 @@ fn dims4(shape: &burn::tensor::Shape) -> Option<[usize; 4]> {
     (shape.num_dims() == 4).then(|| [shape[0], shape[1], shape[2], shape[3]])
 }
 
-fn geometry(dims: [usize; 4], window: &PoolWindow) -> PoolGeometry {
+pub(super) fn geometry(dims: [usize; 4], window: &PoolWindow) -> PoolGeometry {
     PoolGeometry {
         planes: dims[0] * dims[1],
         h: dims[2],

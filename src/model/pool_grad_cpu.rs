@@ -1,0 +1,827 @@
+//! A convolution's gradients taken straight from the gradient of the max
+//! pooling after it (with the pooling's fused ReLU, [`super::pool_cpu`]).
+//!
+//! A max pooling passes each pooled output's gradient to the one
+//! convolution output its maximum came from: of a `k x k` window's `k²`
+//! outputs, one gets a gradient, the rest get zeros. The separate path
+//! writes that mostly-zero gradient at full size and multiplies it through
+//! im2col GEMMs as if it were dense. Here each pooled output is a *hit*,
+//! (convolution output position, gradient), and
+//!
+//! - input:  `dx[:, iy, ix] += g · W[co, :, ky, kx]` for every tap of every hit;
+//! - weight: `dW[co, :, ky, kx] += g · x[:, iy, ix]`, and `db[co] += g`;
+//!
+//! with the input channels in blocks of [`LANES`] (`[block][pixel][lane]`,
+//! zero-padded), so that every update is one vector `y + g·x` and a block of
+//! the operands stays in the core's cache while the hits run over it. That is
+//! `k²` times less arithmetic than the dense GEMMs, but at more memory
+//! operations per product: measured on this project's 2-core AVX-512 VM, it
+//! runs the tutorial's 4x4 pooling's convolution gradients in about a third
+//! of the dense time and a 2x2 pooling's no faster (bench/FINDINGS.md), so
+//! the network uses it for windows of 9 or more outputs.
+//!
+//! Sums run in a fixed order whatever the thread count, products then
+//! additions and never a fused multiply-add, so the AVX-512 kernels (sums in
+//! registers) give the portable loops' bits. Input gradient: per (block,
+//! image), output positions in order, each position's channels summed per
+//! tap (ascending), then added to the pixels its taps read. Weight gradient:
+//! per output channel, images in order, then hits, per tap.
+
+use rayon::prelude::*;
+
+use super::conv_cpu::{zeroed, Geometry};
+use super::pool_cpu::{PoolGeometry, NO_GRADIENT};
+
+/// Input channels per block: one AVX-512 vector.
+const LANES: usize = 16;
+
+/// One block's values at one pixel, aligned to a cache line (the AVX-512
+/// kernels use aligned loads and stores; no access straddles two lines).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, align(64))]
+struct Lanes([f32; LANES]);
+
+const ZERO: Lanes = Lanes([0.0; LANES]);
+
+/// About this many floats of weight gradient per task (a few hundred KiB,
+/// to stay in the core's cache while the images stream past).
+const WEIGHT_FLOATS_PER_TASK: usize = 64 << 10;
+
+/// Whether the pooling `pool` takes convolution `g`'s output: its planes
+/// are the convolution's output planes.
+pub fn fits(g: &Geometry, pool: &PoolGeometry) -> bool {
+    pool.planes == g.batch * g.cout
+        && pool.h == g.out_h()
+        && pool.w == g.out_w()
+        && pool.supported()
+}
+
+/// Where each argmax byte's maximum sits in its window: (row, column), for
+/// all 256 byte values ([`NO_GRADIENT`] and unused ones at (0, 0)).
+fn window_table(pool: &PoolGeometry) -> Vec<(usize, usize)> {
+    (0..256)
+        .map(|a| match a < pool.kh * pool.kw {
+            true => (a / pool.kw, a % pool.kw),
+            false => (0, 0),
+        })
+        .collect()
+}
+
+/// One hit: convolution output row, column, and the gradient it gets.
+type Hit = (usize, usize, f32);
+
+/// The hits of one `(image, output channel)` plane: each pooled output that
+/// passes a gradient `g`, as the convolution output `(oy, ox)` its maximum
+/// came from and `g` (`table`: [`window_table`]). They are gathered into
+/// `list` without a branch per pooled output (whether the ReLU cut one off
+/// is as good as random).
+#[inline(always)]
+fn gather_hits<'l>(
+    grad: &[f32],
+    arg: &[u8],
+    pool: &PoolGeometry,
+    table: &[(usize, usize)],
+    list: &'l mut Vec<Hit>,
+) -> &'l [Hit] {
+    let ow = pool.out_w();
+    if list.len() < grad.len() {
+        list.resize(grad.len(), (0, 0, 0.0));
+    }
+    let mut k = 0;
+    for (py, (gr, ar)) in grad.chunks_exact(ow).zip(arg.chunks_exact(ow)).enumerate() {
+        let y0 = py * pool.stride[0];
+        for (px, (gv, a)) in gr.iter().zip(ar).enumerate() {
+            // Padding never wins: a hit's position is inside the plane. A
+            // cut-off output writes a slot the next hit overwrites.
+            let (i, j) = table[*a as usize];
+            let y = (y0 + i).wrapping_sub(pool.padding[0]);
+            let x = (px * pool.stride[1] + j).wrapping_sub(pool.padding[1]);
+            list[k] = (y, x, *gv);
+            k += usize::from(*a != NO_GRADIENT);
+        }
+    }
+    &list[..k]
+}
+
+/// Pixel offsets of the taps (`ky * kw + kx` order) from the patch's first
+/// pixel, for a patch that lies inside the image.
+fn tap_offsets(g: &Geometry) -> Vec<usize> {
+    (0..g.kh)
+        .flat_map(|ky| (0..g.kw).map(move |kx| ky * g.dilation[0] * g.w + kx * g.dilation[1]))
+        .collect()
+}
+
+/// The input pixel (`iy * w + ix`) each tap of output `(oy, ox)` reads,
+/// into `pix`; a tap in the padding gets pixel `h * w`, one past the image
+/// (a zero in the input blocks, a discarded sum in the gradient's).
+#[inline(always)]
+fn tap_pixels(g: &Geometry, oy: usize, ox: usize, offsets: &[usize], pix: &mut [usize]) {
+    let y0 = (oy * g.stride[0]) as isize - g.padding[0] as isize;
+    let x0 = (ox * g.stride[1]) as isize - g.padding[1] as isize;
+    let (dy, dx) = (g.dilation[0], g.dilation[1]);
+    let inside = y0 >= 0
+        && x0 >= 0
+        && y0 as usize + (g.kh - 1) * dy < g.h
+        && x0 as usize + (g.kw - 1) * dx < g.w;
+    if inside {
+        let base = y0 as usize * g.w + x0 as usize;
+        for (p, o) in pix.iter_mut().zip(offsets) {
+            *p = base + o;
+        }
+        return;
+    }
+    let mut t = 0;
+    for ky in 0..g.kh {
+        let iy = y0 + (ky * dy) as isize;
+        for kx in 0..g.kw {
+            let ix = x0 + (kx * dx) as isize;
+            let inside = (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix);
+            pix[t] = if inside {
+                iy as usize * g.w + ix as usize
+            } else {
+                g.h * g.w
+            };
+            t += 1;
+        }
+    }
+}
+
+/// One image's hits grouped by convolution output position (counting sort;
+/// output channels ascending within a position).
+#[derive(Default)]
+struct Buckets {
+    /// `start[q]..start[q + 1]` index the hits at output position `q`.
+    start: Vec<u32>,
+    next: Vec<u32>,
+    list: Vec<Hit>,
+    channel: Vec<u32>,
+    grad: Vec<f32>,
+}
+
+impl Buckets {
+    /// Group the hits of one image (`grad`, `arg`: `[cout][ph * pw]`).
+    fn fill(
+        &mut self,
+        grad: &[f32],
+        arg: &[u8],
+        g: &Geometry,
+        pool: &PoolGeometry,
+        table: &[(usize, usize)],
+    ) {
+        let (ow, positions) = (g.out_w(), g.out_h() * g.out_w());
+        let plane = pool.out_h() * pool.out_w();
+        self.start.clear();
+        self.start.resize(positions + 1, 0);
+        for (gp, ap) in grad.chunks_exact(plane).zip(arg.chunks_exact(plane)) {
+            for &(y, x, _) in gather_hits(gp, ap, pool, table, &mut self.list) {
+                self.start[y * ow + x + 1] += 1;
+            }
+        }
+        for q in 0..positions {
+            self.start[q + 1] += self.start[q];
+        }
+        let total = self.start[positions] as usize;
+        self.channel.resize(total, 0);
+        self.grad.resize(total, 0.0);
+        self.next.clear();
+        self.next.extend_from_slice(&self.start[..positions]);
+        for (co, (gp, ap)) in grad
+            .chunks_exact(plane)
+            .zip(arg.chunks_exact(plane))
+            .enumerate()
+        {
+            for &(y, x, gv) in gather_hits(gp, ap, pool, table, &mut self.list) {
+                let i = &mut self.next[y * ow + x];
+                self.channel[*i as usize] = co as u32;
+                self.grad[*i as usize] = gv;
+                *i += 1;
+            }
+        }
+    }
+}
+
+/// `y += a · x` in one vector: a product then an addition per lane.
+#[inline(always)]
+fn axpy(y: &mut Lanes, a: f32, x: &Lanes) {
+    for (y, x) in y.0.iter_mut().zip(&x.0) {
+        *y += a * x;
+    }
+}
+
+/// `y += x`.
+#[inline(always)]
+fn add(y: &mut Lanes, x: &Lanes) {
+    for (y, x) in y.0.iter_mut().zip(&x.0) {
+        *y += x;
+    }
+}
+
+/// `[c][l]` planes (`c` channels of `l` values) as blocks of `stride >= l`
+/// vectors, the lanes past `c` (and the vectors past `l`) zero.
+fn to_blocks(planes: &[f32], c: usize, stride: usize, out: &mut [Lanes]) {
+    let l = planes.len() / c.max(1);
+    for (ci, plane) in planes.chunks_exact(l.max(1)).enumerate() {
+        let (block, lane) = (ci / LANES, ci % LANES);
+        for (o, v) in out[block * stride..][..l].iter_mut().zip(plane) {
+            o.0[lane] = *v;
+        }
+    }
+}
+
+/// A block's vectors (`[l]`) back into its channels' `[c][l]` planes
+/// (`planes` holds only that block's channels).
+fn from_block(rows: &[Lanes], planes: &mut [f32]) {
+    let l = rows.len();
+    for (lane, plane) in planes.chunks_exact_mut(l.max(1)).enumerate() {
+        for (v, r) in plane.iter_mut().zip(rows) {
+            *v = r.0[lane];
+        }
+    }
+}
+
+/// The weight `[cout, cin, kh, kw]` as `[block][cout][kh * kw]` vectors.
+fn weight_blocks(weight: &[f32], g: &Geometry) -> Vec<Lanes> {
+    let taps = g.kh * g.kw;
+    let blocks = g.cin.div_ceil(LANES);
+    let mut out = vec![ZERO; blocks * g.cout * taps];
+    out.par_chunks_mut(g.cout * taps)
+        .enumerate()
+        .for_each(|(b, part)| {
+            for (co, o) in part.chunks_exact_mut(taps).enumerate() {
+                for lane in 0..LANES.min(g.cin - b * LANES) {
+                    let ci = b * LANES + lane;
+                    let w = &weight[(co * g.cin + ci) * taps..][..taps];
+                    for (o, v) in o.iter_mut().zip(w) {
+                        o.0[lane] = *v;
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// What every kernel call shares: both geometries and their lookup tables.
+struct Shapes<'a> {
+    g: &'a Geometry,
+    pool: &'a PoolGeometry,
+    /// [`window_table`].
+    table: Vec<(usize, usize)>,
+    /// [`tap_offsets`].
+    offsets: Vec<usize>,
+}
+
+impl<'a> Shapes<'a> {
+    fn new(g: &'a Geometry, pool: &'a PoolGeometry) -> Shapes<'a> {
+        assert!(
+            fits(g, pool),
+            "pooling {pool:?} does not follow convolution {g:?}"
+        );
+        Shapes {
+            g,
+            pool,
+            table: window_table(pool),
+            offsets: tap_offsets(g),
+        }
+    }
+    fn taps(&self) -> usize {
+        self.g.kh * self.g.kw
+    }
+    fn pixels(&self) -> usize {
+        self.g.h * self.g.w
+    }
+    fn blocks(&self) -> usize {
+        self.g.cin.div_ceil(LANES)
+    }
+    /// Pooled outputs per plane.
+    fn pooled(&self) -> usize {
+        self.pool.out_h() * self.pool.out_w()
+    }
+}
+
+/// The input gradient `[batch, cin, h, w]` from the pooled gradient `grad`
+/// and the pooling's argmax bytes `arg` (both `[batch, cout, ph, pw]`).
+pub fn backward_input(
+    weight: &[f32],
+    grad: &[f32],
+    arg: &[u8],
+    g: &Geometry,
+    pool: &PoolGeometry,
+) -> Vec<f32> {
+    let s = Shapes::new(g, pool);
+    let (hw, taps) = (s.pixels(), s.taps());
+    let per_image = g.cout * s.pooled();
+    assert_eq!(weight.len(), g.cout * g.cin * taps);
+    assert_eq!(grad.len(), g.batch * per_image);
+    assert_eq!(arg.len(), grad.len());
+    let wb = weight_blocks(weight, g);
+    let mut dx = zeroed(g.batch * g.cin * hw);
+    // One task per (block, image), block by block: a block's weights stay
+    // in cache while the images pass. Each writes its channels of one image.
+    let mut parts: Vec<(usize, usize, &mut [f32])> = dx
+        .chunks_mut(g.cin * hw)
+        .enumerate()
+        .flat_map(|(n, image)| {
+            image
+                .chunks_mut(LANES * hw)
+                .enumerate()
+                .map(move |(b, part)| (b, n, part))
+        })
+        .collect();
+    parts.sort_by_key(|&(b, n, _)| (b, n));
+    let kernel = kernels::input_block();
+    parts.into_par_iter().for_each_init(
+        || (Buckets::default(), Vec::new()),
+        |(buckets, img), (b, n, part)| {
+            img.clear();
+            img.resize(hw + 1, ZERO);
+            let wb = &wb[b * g.cout * taps..][..g.cout * taps];
+            let at = n * per_image;
+            let (gi, ai) = (&grad[at..at + per_image], &arg[at..at + per_image]);
+            buckets.fill(gi, ai, g, pool, &s.table);
+            kernel(&s, wb, buckets, img);
+            from_block(&img[..hw], part);
+        },
+    );
+    dx
+}
+
+/// One image's input gradient for one block of input channels (`wb`:
+/// `[cout][taps]` vectors) from its hits grouped by position, added onto
+/// `img` (`[h * w + 1]` vectors).
+#[inline(always)]
+fn input_block(s: &Shapes, wb: &[Lanes], hits: &Buckets, img: &mut [Lanes]) {
+    let t = s.taps();
+    input_positions(s, wb, hits, img, &mut vec![ZERO; t], &mut vec![0; t]);
+}
+
+/// [`input_block`] with scratch `acc` and `pix`, one per tap: per output
+/// position, the sum of its channels' `g · W` per tap, then added to the
+/// pixels the taps read. (The AVX-512 kernel keeps `acc` in registers.)
+#[inline(always)]
+fn input_positions(
+    s: &Shapes,
+    wb: &[Lanes],
+    hits: &Buckets,
+    img: &mut [Lanes],
+    acc: &mut [Lanes],
+    pix: &mut [usize],
+) {
+    let taps = acc.len();
+    let ow = s.g.out_w();
+    for (q, span) in hits.start.windows(2).enumerate() {
+        let (lo, hi) = (span[0] as usize, span[1] as usize);
+        if lo == hi {
+            continue;
+        }
+        acc.fill(ZERO);
+        for (co, gv) in hits.channel[lo..hi].iter().zip(&hits.grad[lo..hi]) {
+            let w = &wb[*co as usize * taps..][..taps];
+            for (a, w) in acc.iter_mut().zip(w) {
+                axpy(a, *gv, w);
+            }
+        }
+        tap_pixels(s.g, q / ow, q % ow, &s.offsets, pix);
+        for (a, p) in acc.iter().zip(pix.iter()) {
+            add(&mut img[*p], a);
+        }
+    }
+}
+
+/// Weight and bias gradients (`[cout, cin, kh, kw]`, `[cout]`) from the
+/// pooled gradient and the argmax bytes, for input `x`.
+pub fn backward_weight(
+    x: &[f32],
+    grad: &[f32],
+    arg: &[u8],
+    g: &Geometry,
+    pool: &PoolGeometry,
+) -> (Vec<f32>, Vec<f32>) {
+    let s = Shapes::new(g, pool);
+    let (hw, taps, blocks, plane) = (s.pixels(), s.taps(), s.blocks(), s.pooled());
+    assert_eq!(x.len(), g.batch * g.cin * hw);
+    assert_eq!(grad.len(), g.batch * g.cout * plane);
+    assert_eq!(arg.len(), grad.len());
+    // The input as `[image][block][h * w + 1]` vectors, the last one zero.
+    let mut xb = vec![ZERO; g.batch * blocks * (hw + 1)];
+    xb.par_chunks_mut(blocks * (hw + 1))
+        .zip(x.par_chunks(g.cin * hw))
+        .for_each(|(o, xi)| to_blocks(xi, g.cin, hw + 1, o));
+    // One task per (block, chunk of output channels), each over all images.
+    // (How the channels are chunked does not change any sum.)
+    let wanted = (4 * rayon::current_num_threads()).div_ceil(blocks).max(1);
+    let chunk = (WEIGHT_FLOATS_PER_TASK / (taps * LANES))
+        .min(g.cout.div_ceil(wanted))
+        .max(1);
+    let chunks = g.cout.div_ceil(chunk);
+    let kernel = kernels::weight_block();
+    let partials: Vec<Vec<Lanes>> = (0..blocks * chunks)
+        .into_par_iter()
+        .map(|t| {
+            let (b, c0) = (t / chunks, (t % chunks) * chunk);
+            let c1 = (c0 + chunk).min(g.cout);
+            let mut dw = vec![ZERO; (c1 - c0) * taps];
+            kernel(&s, &xb, grad, arg, b, [c0, c1], &mut dw);
+            dw
+        })
+        .collect();
+    // `[block][cout][taps]` vectors back into `[cout][cin][taps]`.
+    let mut dw = vec![0.0f32; g.cout * g.cin * taps];
+    dw.par_chunks_mut(g.cin * taps)
+        .enumerate()
+        .for_each(|(co, out)| {
+            let (c, k) = (co / chunk, co % chunk);
+            for (ci, o) in out.chunks_exact_mut(taps).enumerate() {
+                let part = &partials[(ci / LANES) * chunks + c][k * taps..][..taps];
+                for (o, v) in o.iter_mut().zip(part) {
+                    *o = v.0[ci % LANES];
+                }
+            }
+        });
+    // The bias gradient: each channel's hits, images in order.
+    let (mut db, mut list) = (vec![0.0f32; g.cout], Vec::new());
+    for (i, (gp, ap)) in grad.chunks(plane).zip(arg.chunks(plane)).enumerate() {
+        for &(_, _, gv) in gather_hits(gp, ap, pool, &s.table, &mut list) {
+            db[i % g.cout] += gv;
+        }
+    }
+    (dw, db)
+}
+
+/// Output channels `[c0, c1)` of the weight gradient for input-channel
+/// block `b`, over all images, added onto `dw` (`[c1 - c0][taps]` vectors).
+#[inline(always)]
+fn weight_block(
+    s: &Shapes,
+    xb: &[Lanes],
+    grad: &[f32],
+    arg: &[u8],
+    b: usize,
+    c: [usize; 2],
+    dw: &mut [Lanes],
+) {
+    let t = s.taps();
+    let mut list = Vec::new();
+    weight_channels(
+        s,
+        xb,
+        grad,
+        arg,
+        b,
+        c,
+        dw,
+        &mut vec![ZERO; t],
+        &mut vec![0; t],
+        &mut list,
+    );
+}
+
+/// [`weight_block`] with scratch `acc` and `pix`, one per tap: per image
+/// and output channel, the hits' `g · x` summed per tap onto the running
+/// gradient. (The AVX-512 kernel keeps `acc` in registers.)
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn weight_channels(
+    s: &Shapes,
+    xb: &[Lanes],
+    grad: &[f32],
+    arg: &[u8],
+    b: usize,
+    [c0, c1]: [usize; 2],
+    dw: &mut [Lanes],
+    acc: &mut [Lanes],
+    pix: &mut [usize],
+    list: &mut Vec<Hit>,
+) {
+    let (g, hw, plane) = (s.g, s.pixels(), s.pooled());
+    let taps = acc.len();
+    for n in 0..g.batch {
+        let x = &xb[(n * s.blocks() + b) * (hw + 1)..][..hw + 1];
+        for co in c0..c1 {
+            let at = (n * g.cout + co) * plane;
+            let w = &mut dw[(co - c0) * taps..][..taps];
+            acc.copy_from_slice(w);
+            let (gp, ap) = (&grad[at..at + plane], &arg[at..at + plane]);
+            for &(oy, ox, gv) in gather_hits(gp, ap, s.pool, &s.table, list) {
+                tap_pixels(g, oy, ox, &s.offsets, pix);
+                for (a, p) in acc.iter_mut().zip(pix.iter()) {
+                    axpy(a, gv, &x[*p]);
+                }
+            }
+            w.copy_from_slice(acc);
+        }
+    }
+}
+
+/// The kernels compiled for the widest vectors this CPU has.
+mod kernels {
+    use super::*;
+
+    pub type InputBlock = fn(&Shapes, &[Lanes], &Buckets, &mut [Lanes]);
+    pub type WeightBlock = fn(&Shapes, &[Lanes], &[f32], &[u8], usize, [usize; 2], &mut [Lanes]);
+
+    pub fn input_block() -> InputBlock {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") {
+            return |s, wb, hits, img| {
+                // SAFETY: the CPU supports AVX-512F (checked above).
+                unsafe { x86::input_block_avx512(s, wb, hits, img) }
+            };
+        }
+        |s, wb, hits, img| super::input_block(s, wb, hits, img)
+    }
+
+    pub fn weight_block() -> WeightBlock {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") {
+            return |s, xb, gr, ar, b, c, dw| {
+                // SAFETY: the CPU supports AVX-512F (checked above).
+                unsafe { x86::weight_block_avx512(s, xb, gr, ar, b, c, dw) }
+            };
+        }
+        |s, xb, gr, ar, b, c, dw| super::weight_block(s, xb, gr, ar, b, c, dw)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    mod x86 {
+        use std::arch::x86_64::*;
+
+        use super::super::*;
+
+        /// # Safety
+        /// The CPU must support AVX-512F.
+        #[target_feature(enable = "avx512f")]
+        pub unsafe fn input_block_avx512(
+            s: &Shapes,
+            wb: &[Lanes],
+            hits: &Buckets,
+            img: &mut [Lanes],
+        ) {
+            match s.taps() {
+                9 => input_positions_9(s, wb, hits, img),
+                25 => input_positions_25(s, wb, hits, img),
+                _ => input_block(s, wb, hits, img),
+            }
+        }
+
+        /// # Safety
+        /// The CPU must support AVX-512F.
+        #[target_feature(enable = "avx512f")]
+        pub unsafe fn weight_block_avx512(
+            s: &Shapes,
+            xb: &[Lanes],
+            grad: &[f32],
+            arg: &[u8],
+            b: usize,
+            c: [usize; 2],
+            dw: &mut [Lanes],
+        ) {
+            match s.taps() {
+                9 => weight_channels_9(s, xb, grad, arg, b, c, dw),
+                25 => weight_channels_25(s, xb, grad, arg, b, c, dw),
+                _ => weight_block(s, xb, grad, arg, b, c, dw),
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn load(v: &Lanes) -> __m512 {
+            _mm512_load_ps(v.0.as_ptr())
+        }
+
+        #[inline(always)]
+        unsafe fn store(v: &mut Lanes, x: __m512) {
+            _mm512_store_ps(v.0.as_mut_ptr(), x)
+        }
+
+        /// The AVX-512 kernels for one tap count `$taps`, each sum in a
+        /// register of its own (`$a`, one per tap `$t`): the portable
+        /// kernels' operations in the same order.
+        macro_rules! kernels_for_taps {
+            ($input:ident, $weight:ident, $taps:literal, [$($a:ident $t:literal),*]) => {
+                /// [`super::super::input_positions`] for this tap count.
+                #[target_feature(enable = "avx512f")]
+                unsafe fn $input(s: &Shapes, wb: &[Lanes], hits: &Buckets, img: &mut [Lanes]) {
+                    let ow = s.g.out_w();
+                    let last = img.len() - 1;
+                    let mut pix = [0usize; $taps];
+                    for (q, span) in hits.start.windows(2).enumerate() {
+                        let (lo, hi) = (span[0] as usize, span[1] as usize);
+                        if lo == hi {
+                            continue;
+                        }
+                        $(let mut $a = _mm512_setzero_ps();)*
+                        for (co, gv) in hits.channel[lo..hi].iter().zip(&hits.grad[lo..hi]) {
+                            let at = *co as usize * $taps;
+                            let Some(w) = wb.get(at..at + $taps) else {
+                                unreachable!("one weight vector per channel and tap")
+                            };
+                            let gv = _mm512_set1_ps(*gv);
+                            $($a = _mm512_add_ps($a, _mm512_mul_ps(gv, load(&w[$t])));)*
+                        }
+                        tap_pixels(s.g, q / ow, q % ow, &s.offsets, &mut pix);
+                        // (`min`: pixels are at most `last`; no bounds check.)
+                        $({
+                            let v = &mut img[pix[$t].min(last)];
+                            store(v, _mm512_add_ps(load(v), $a));
+                        })*
+                    }
+                }
+
+                /// [`super::super::weight_channels`] for this tap count.
+                #[target_feature(enable = "avx512f")]
+                unsafe fn $weight(
+                    s: &Shapes,
+                    xb: &[Lanes],
+                    grad: &[f32],
+                    arg: &[u8],
+                    b: usize,
+                    [c0, c1]: [usize; 2],
+                    dw: &mut [Lanes],
+                ) {
+                    let (g, hw, plane) = (s.g, s.pixels(), s.pooled());
+                    let (mut pix, mut list) = ([0usize; $taps], Vec::new());
+                    for n in 0..g.batch {
+                        let x = &xb[(n * s.blocks() + b) * (hw + 1)..][..hw + 1];
+                        for co in c0..c1 {
+                            let at = (n * g.cout + co) * plane;
+                            let w = &mut dw[(co - c0) * $taps..][..$taps];
+                            $(let mut $a = load(&w[$t]);)*
+                            let (gp, ap) = (&grad[at..at + plane], &arg[at..at + plane]);
+                            for &(oy, ox, gv) in gather_hits(gp, ap, s.pool, &s.table, &mut list) {
+                                tap_pixels(g, oy, ox, &s.offsets, &mut pix);
+                                let gv = _mm512_set1_ps(gv);
+                                // (`min`: pixels are at most `hw`; no bounds check.)
+                                $($a = _mm512_add_ps(
+                                    $a,
+                                    _mm512_mul_ps(gv, load(&x[pix[$t].min(hw)])),
+                                );)*
+                            }
+                            $(store(&mut w[$t], $a);)*
+                        }
+                    }
+                }
+            };
+        }
+
+        kernels_for_taps!(input_positions_9, weight_channels_9, 9, [a0 0, a1 1, a2 2, a3 3, a4 4, a5 5, a6 6, a7 7, a8 8]);
+        kernels_for_taps!(input_positions_25, weight_channels_25, 25, [a0 0, a1 1, a2 2, a3 3, a4 4, a5 5, a6 6, a7 7, a8 8, a9 9, a10 10, a11 11, a12 12, a13 13, a14 14, a15 15, a16 16, a17 17, a18 18, a19 19, a20 20, a21 21, a22 22, a23 23, a24 24]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{conv_cpu, pool_cpu};
+
+    /// Deterministic values in [-1, 1) without ties in practice.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                "{what}[{i}]: {x} against {y}"
+            );
+        }
+    }
+
+    /// The sparse gradients against the separate path: the pooling's dense
+    /// input gradient through the im2col GEMM gradients.
+    fn check(g: Geometry, kernel: usize, stride: usize, padding: usize) {
+        let x = values(g.batch * g.cin * g.h * g.w, 1);
+        let w = values(g.cout * g.cin * g.kh * g.kw, 2);
+        // Large biases of both signs, so that the ReLU cuts off whole planes too.
+        let b: Vec<f32> = values(g.cout, 3).iter().map(|v| 12.0 * v).collect();
+        let out = conv_cpu::forward(&x, &w, Some(&b), false, &g);
+        let pool = PoolGeometry {
+            planes: g.batch * g.cout,
+            h: g.out_h(),
+            w: g.out_w(),
+            kh: kernel,
+            kw: kernel,
+            stride: [stride, stride],
+            padding: [padding, padding],
+        };
+        let (pooled, arg) = pool_cpu::max_forward(&out, &pool, true);
+        assert!(
+            arg.contains(&NO_GRADIENT),
+            "some outputs are cut off by the ReLU"
+        );
+        let grad = values(pooled.len(), 4);
+        let dense = pool_cpu::max_backward(&grad, &arg, &pool);
+        let dx = backward_input(&w, &grad, &arg, &g, &pool);
+        close(&dx, &conv_cpu::backward_input(&w, &dense, &g), "dx");
+        let (dw, db) = backward_weight(&x, &grad, &arg, &g, &pool);
+        let (dw_ref, db_ref) = conv_cpu::backward_weight(&x, &dense, &g);
+        close(&dw, &dw_ref, "dw");
+        close(&db, &db_ref, "db");
+    }
+
+    fn geometry(batch: usize, cin: usize, hw: usize, cout: usize, k: usize) -> Geometry {
+        Geometry {
+            batch,
+            cin,
+            h: hw,
+            w: hw,
+            cout,
+            kh: k,
+            kw: k,
+            stride: [1, 1],
+            padding: [0, 0],
+            dilation: [1, 1],
+        }
+    }
+
+    #[test]
+    fn gradients_equal_the_dense_path() {
+        // The Fashion CNN's second layer: 2x2 pooling of 11x11, the last row unread.
+        check(geometry(3, 32, 13, 64, 3), 2, 2, 0);
+        // `same` padding, channels that are no multiple of a vector, odd sizes.
+        check(
+            Geometry {
+                padding: [1, 1],
+                ..geometry(2, 5, 9, 7, 3)
+            },
+            2,
+            2,
+            0,
+        );
+        // The tutorial's last block: 5x5 kernel, 4x4 pooling, 8+ images per group.
+        check(geometry(10, 16, 14, 24, 5), 4, 4, 0);
+        // A kernel size without its own vector kernel (6 taps), 17 channels.
+        check(
+            Geometry {
+                kh: 2,
+                ..geometry(2, 17, 8, 5, 3)
+            },
+            3,
+            3,
+            0,
+        );
+        // Strided, dilated convolution; overlapping, padded pooling windows.
+        check(
+            Geometry {
+                stride: [2, 1],
+                dilation: [1, 2],
+                padding: [1, 2],
+                ..geometry(2, 3, 11, 4, 3)
+            },
+            3,
+            2,
+            1,
+        );
+    }
+
+    #[test]
+    fn vector_and_portable_kernels_give_the_same_bits() {
+        let g = geometry(2, 20, 10, 6, 3);
+        let x = values(g.batch * g.cin * g.h * g.w, 5);
+        let w = values(g.cout * g.cin * g.kh * g.kw, 6);
+        let pool = PoolGeometry {
+            planes: g.batch * g.cout,
+            h: g.out_h(),
+            w: g.out_w(),
+            kh: 2,
+            kw: 2,
+            stride: [2, 2],
+            padding: [0, 0],
+        };
+        let out = conv_cpu::forward(&x, &w, None, false, &g);
+        let (pooled, arg) = pool_cpu::max_forward(&out, &pool, true);
+        let grad = values(pooled.len(), 7);
+        let s = Shapes::new(&g, &pool);
+        let (taps, hw, blocks) = (s.taps(), s.pixels(), s.blocks());
+        let wb = weight_blocks(&w, &g);
+        let n = g.cout * s.pooled();
+        let mut hits = Buckets::default();
+        // The second image.
+        hits.fill(&grad[n..], &arg[n..], &g, &pool, &s.table);
+        let image = |f: kernels::InputBlock| {
+            let mut img = vec![ZERO; hw + 1];
+            // The second block (4 channels of 16 lanes).
+            f(&s, &wb[g.cout * taps..], &hits, &mut img);
+            img
+        };
+        assert_eq!(image(kernels::input_block()), image(input_block));
+        let mut xb = vec![ZERO; g.batch * blocks * (hw + 1)];
+        for (o, i) in xb.chunks_mut(blocks * (hw + 1)).zip(x.chunks(g.cin * hw)) {
+            to_blocks(i, g.cin, hw + 1, o);
+        }
+        let task = |f: kernels::WeightBlock| {
+            let mut dw = vec![ZERO; g.cout * taps];
+            f(&s, &xb, &grad, &arg, 1, [0, g.cout], &mut dw);
+            dw
+        };
+        assert_eq!(task(kernels::weight_block()), task(weight_block));
+    }
+}
