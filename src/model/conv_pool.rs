@@ -9,6 +9,8 @@
 //! backward step, which produces the weight and bias gradients from the
 //! pooled gradient and the argmax bytes alone.
 
+use std::borrow::Cow;
+
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -180,18 +182,18 @@ impl ConvPoolOps for Flex {
         options: ConvOptions<2>,
         window: PoolWindow,
     ) -> (FloatTensor<Self>, Argmax) {
-        let Some(g) = flex_geometry(&x, &weight, &options) else {
+        let Some(full) = flex_geometry(&x, &weight, &options) else {
             unreachable!("checked by runner_conv_pool_sparse_supported")
         };
         let (x, w) = (flex_contiguous(&x), flex_contiguous(&weight));
         let b = bias.as_ref().map(flex_contiguous);
-        let out = conv_cpu::forward(
-            flex_slice(&x),
-            flex_slice(&w),
-            b.as_ref().map(flex_slice),
-            false,
-            &g,
-        );
+        // Only the convolution outputs the pooling reads.
+        let (g, cropped) = read_region(&full, &window);
+        let xs = match &cropped {
+            true => Cow::Owned(pool_grad_cpu::crop(flex_slice(&x), &full, &g)),
+            false => Cow::Borrowed(flex_slice(&x)),
+        };
+        let out = conv_cpu::forward(&xs, flex_slice(&w), b.as_ref().map(flex_slice), false, &g);
         let p = pool_geometry([g.batch, g.cout, g.out_h(), g.out_w()], &window);
         let (pooled, arg) = pool_cpu::max_forward(&out, &p, true);
         (
@@ -209,27 +211,31 @@ impl ConvPoolOps for Flex {
         window: PoolWindow,
         needed: Needed,
     ) -> [Option<FloatTensor<Self>>; 3] {
-        let Some(g) = flex_geometry(&x, &weight, &options) else {
+        let Some(full) = flex_geometry(&x, &weight, &options) else {
             unreachable!("the forward pass checked the geometry")
         };
+        let (g, cropped) = read_region(&full, &window);
         let p = pool_geometry([g.batch, g.cout, g.out_h(), g.out_w()], &window);
         let grad = flex_contiguous(&grad);
         let dx = needed[0].then(|| {
             let w = flex_contiguous(&weight);
             let dx =
                 pool_grad_cpu::backward_input(flex_slice(&w), flex_slice(&grad), argmax, &g, &p);
-            flex_from(dx, [g.batch, g.cin, g.h, g.w])
+            let dx = match cropped {
+                true => pool_grad_cpu::uncrop(&dx, &g, &full),
+                false => dx,
+            };
+            flex_from(dx, [g.batch, g.cin, full.h, full.w])
         });
         let (dw, db) = match needed[1] || needed[2] {
             true => {
                 let x = flex_contiguous(&x);
-                let (dw, db) = pool_grad_cpu::backward_weight(
-                    flex_slice(&x),
-                    flex_slice(&grad),
-                    argmax,
-                    &g,
-                    &p,
-                );
+                let xs = match cropped {
+                    true => Cow::Owned(pool_grad_cpu::crop(flex_slice(&x), &full, &g)),
+                    false => Cow::Borrowed(flex_slice(&x)),
+                };
+                let (dw, db) =
+                    pool_grad_cpu::backward_weight(&xs, flex_slice(&grad), argmax, &g, &p);
                 let dw = flex_from(dw, [g.cout, g.cin, g.kh, g.kw]);
                 let db = burn_flex::FlexTensor::from_data(TensorData::new(db, [g.cout]));
                 (
@@ -240,6 +246,16 @@ impl ConvPoolOps for Flex {
             false => (None, None),
         };
         [dx, dw, db]
+    }
+}
+
+/// The convolution cut to what `window` reads ([`pool_grad_cpu::read_region`];
+/// `true` when it was cut), or `g` whole.
+fn read_region(g: &Geometry, window: &PoolWindow) -> (Geometry, bool) {
+    match window.padding == [0, 0] {
+        true => pool_grad_cpu::read_region(g, window.kernel, window.stride)
+            .map_or((*g, false), |r| (r, true)),
+        false => (*g, false),
     }
 }
 

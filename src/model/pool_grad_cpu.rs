@@ -56,6 +56,75 @@ pub fn fits(g: &Geometry, pool: &PoolGeometry) -> bool {
         && pool.supported()
 }
 
+/// Convolution `g` cut to the input rows and columns whose outputs the
+/// pooling `window` (kernel, stride; no padding) reads, where the
+/// convolution has no padding and the pooling leaves outputs unread (the
+/// tutorial's 10x10 maps under a 4x4 pooling: 8x8 read). The pooled values,
+/// the argmax bytes and every gradient stay the same; `None` where nothing
+/// would be cut.
+pub fn read_region(g: &Geometry, kernel: [usize; 2], stride: [usize; 2]) -> Option<Geometry> {
+    if g.padding != [0, 0] {
+        return None;
+    }
+    // Convolution outputs read, then the input they read, per dimension.
+    let cut = |out: usize, size: usize, k: usize, s: usize, cs: usize, d: usize, ck: usize| {
+        let read = (out.checked_sub(k)? / s) * s + k;
+        Some((read - 1) * cs + (ck - 1) * d + 1).filter(|&n| n < size)
+    };
+    let h = cut(
+        g.out_h(),
+        g.h,
+        kernel[0],
+        stride[0],
+        g.stride[0],
+        g.dilation[0],
+        g.kh,
+    );
+    let w = cut(
+        g.out_w(),
+        g.w,
+        kernel[1],
+        stride[1],
+        g.stride[1],
+        g.dilation[1],
+        g.kw,
+    );
+    (h.is_some() || w.is_some()).then(|| Geometry {
+        h: h.unwrap_or(g.h),
+        w: w.unwrap_or(g.w),
+        ..*g
+    })
+}
+
+/// The top-left `to.h x to.w` corner of every plane of `x` (geometry `from`).
+pub fn crop(x: &[f32], from: &Geometry, to: &Geometry) -> Vec<f32> {
+    let (ip, op) = (from.h * from.w, to.h * to.w);
+    let mut out = zeroed(from.batch * from.cin * op);
+    out.par_chunks_mut(op)
+        .zip(x.par_chunks(ip))
+        .for_each(|(o, p)| {
+            for (orow, prow) in o.chunks_exact_mut(to.w).zip(p.chunks_exact(from.w)) {
+                orow.copy_from_slice(&prow[..to.w]);
+            }
+        });
+    out
+}
+
+/// [`crop`]'s inverse for gradients: planes of geometry `from` placed in
+/// the top-left corner of zero planes of geometry `to`.
+pub fn uncrop(dx: &[f32], from: &Geometry, to: &Geometry) -> Vec<f32> {
+    let (ip, op) = (from.h * from.w, to.h * to.w);
+    let mut out = zeroed(to.batch * to.cin * op);
+    out.par_chunks_mut(op)
+        .zip(dx.par_chunks(ip))
+        .for_each(|(o, p)| {
+            for (orow, prow) in o.chunks_exact_mut(to.w).zip(p.chunks_exact(from.w)) {
+                orow[..from.w].copy_from_slice(prow);
+            }
+        });
+    out
+}
+
 /// Where each argmax byte's maximum sits in its window: (row, column), for
 /// all 256 byte values ([`NO_GRADIENT`] and unused ones at (0, 0)).
 fn window_table(pool: &PoolGeometry) -> Vec<(usize, usize)> {
@@ -779,6 +848,58 @@ mod tests {
             3,
             2,
             1,
+        );
+    }
+
+    #[test]
+    fn the_read_region_gives_the_same_pooling_and_gradients() {
+        // The tutorial's last block: 14x14 input, 5x5 valid convolution,
+        // 10x10 output, of which a 4x4 pooling reads 8x8 from 12x12 inputs.
+        let g = geometry(3, 16, 14, 8, 5);
+        let Some(r) = read_region(&g, [4, 4], [4, 4]) else {
+            panic!("a 4x4 pooling of 10x10 leaves outputs unread")
+        };
+        assert_eq!([r.h, r.w, r.out_h(), r.out_w()], [12, 12, 8, 8]);
+        assert_eq!(
+            read_region(&g, [2, 2], [2, 2]),
+            None,
+            "a 2x2 pooling reads all 10"
+        );
+        assert_eq!(
+            read_region(
+                &Geometry {
+                    padding: [2, 2],
+                    ..g
+                },
+                [4, 4],
+                [4, 4]
+            ),
+            None,
+            "padded convolutions are left whole"
+        );
+        let x = values(g.batch * g.cin * g.h * g.w, 8);
+        let w = values(g.cout * g.cin * g.kh * g.kw, 9);
+        let pool = |c: &Geometry| PoolGeometry {
+            planes: c.batch * c.cout,
+            h: c.out_h(),
+            w: c.out_w(),
+            kh: 4,
+            kw: 4,
+            stride: [4, 4],
+            padding: [0, 0],
+        };
+        let (pg, pr) = (pool(&g), pool(&r));
+        let xr = crop(&x, &g, &r);
+        let full = pool_cpu::max_forward(&conv_cpu::forward(&x, &w, None, false, &g), &pg, true);
+        let cut = pool_cpu::max_forward(&conv_cpu::forward(&xr, &w, None, false, &r), &pr, true);
+        assert_eq!(full, cut, "same pooled values and argmax bytes");
+        let grad = values(full.0.len(), 10);
+        let dx_full = backward_input(&w, &grad, &full.1, &g, &pg);
+        let dx_cut = uncrop(&backward_input(&w, &grad, &cut.1, &r, &pr), &r, &g);
+        assert_eq!(dx_full, dx_cut);
+        assert_eq!(
+            backward_weight(&x, &grad, &full.1, &g, &pg),
+            backward_weight(&xr, &grad, &cut.1, &r, &pr)
         );
     }
 
