@@ -98,8 +98,9 @@ impl<B: ConvOps> Net<B> {
     /// Layer `i`, convolution `c`, on `t`; `true` where the max pooling of
     /// layer `i + 1` ran with it. Where the input needs no gradient, the
     /// convolution, its ReLU and a 2x2 pooling that follows can run as one
-    /// operation; with a wider pooling (3x3 and up), as one operation whose
-    /// gradients come straight from the pooled gradient; otherwise the ReLU
+    /// operation; with a wider pooling (3x3 and up) or a 2x2 one over a
+    /// small map, as one operation whose gradients come straight from the
+    /// pooled gradient; otherwise the ReLU
     /// runs inside the pooling (on a quarter of the values, its mask free
     /// with the argmax), or else inside the convolution (one pass each way,
     /// in parallel).
@@ -214,7 +215,8 @@ mod tests {
         type AD = burn::backend::Autodiff<Flex>;
         let device = Default::default();
         // An input without a gradient takes the fused convolution + pooling
-        // (where the CPU has AVX-512); one with a gradient the separate ops.
+        // (where the CPU has AVX-512); one with a gradient the operation
+        // with sparse gradients (a 2x2 pooling of a small map).
         for track_input in [false, true] {
             let net = Net::<AD>::init(&conv_pool_dense_plan(), &device);
             check_conv_pool_dense(&net, track_input);

@@ -17,8 +17,8 @@
 //! `k²` times less arithmetic than the dense GEMMs, but at more memory
 //! operations per product: measured on this project's 2-core AVX-512 VM, it
 //! runs the tutorial's 4x4 pooling's convolution gradients in about a third
-//! of the dense time and a 2x2 pooling's no faster (bench/FINDINGS.md), so
-//! the network uses it for windows of 9 or more outputs.
+//! of the dense time, a 2x2 pooling's faster on small maps (13x13) and
+//! slower on large ones (63x63 and up), see `conv_pool::sparse_pays`.
 //!
 //! Sums run in a fixed order whatever the thread count, products then
 //! additions and never a fused multiply-add, so the AVX-512 kernels (sums in
