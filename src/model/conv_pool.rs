@@ -1,13 +1,21 @@
-//! A `conv2d` layer with a ReLU followed by a 2x2, stride-2 `max_pool2d`,
-//! as one operation where its input needs no gradient (the network's first
-//! layer) and the backend has a kernel for it (`flex`:
-//! [`super::conv_pool_cpu`]).
+//! A `conv2d` layer with a ReLU and the `max_pool2d` after it as one
+//! operation, two ways:
+//!
+//! - with a 2x2, stride-2 pooling, where its input needs no gradient (the
+//!   network's first layer) and the backend has a kernel for it (`flex`:
+//!   [`super::conv_pool_cpu`]): a direct convolution pooled in registers,
+//!   whose backward step produces the weight and bias gradients from the
+//!   pooled gradient and the argmax bytes alone;
+//! - with any pooling the backend's sparse gradients pay for (`flex`:
+//!   windows of 9 or more outputs, or 2x2 over small maps): the same
+//!   convolution and pooling forward (only the outputs the pooling reads),
+//!   and a backward step that takes the input, weight and bias gradients
+//!   straight from the pooled gradient ([`super::pool_grad_cpu`]).
 //!
 //! Like [`super::conv`] and [`super::pool`], this is a backend extension
 //! ([`ConvPoolOps`]) whose defaults say "not here": the network then runs
-//! the convolution and the pooling separately. `Autodiff<B>` records its own
-//! backward step, which produces the weight and bias gradients from the
-//! pooled gradient and the argmax bytes alone.
+//! the convolution and the pooling separately. `Autodiff<B>` records the
+//! backward steps.
 
 use std::borrow::Cow;
 

@@ -581,7 +581,7 @@ mod avx512 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::conv_cpu;
     use crate::model::pool_cpu::{self, PoolGeometry};
@@ -609,7 +609,7 @@ mod tests {
     }
 
     /// Deterministic values in [-1, 1) without ties in practice.
-    fn values(n: usize, seed: u64) -> Vec<f32> {
+    pub(crate) fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)
             .map(|_| {

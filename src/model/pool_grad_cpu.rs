@@ -98,28 +98,26 @@ pub fn read_region(g: &Geometry, kernel: [usize; 2], stride: [usize; 2]) -> Opti
 
 /// The top-left `to.h x to.w` corner of every plane of `x` (geometry `from`).
 pub fn crop(x: &[f32], from: &Geometry, to: &Geometry) -> Vec<f32> {
-    let (ip, op) = (from.h * from.w, to.h * to.w);
-    let mut out = zeroed(from.batch * from.cin * op);
-    out.par_chunks_mut(op)
-        .zip(x.par_chunks(ip))
-        .for_each(|(o, p)| {
-            for (orow, prow) in o.chunks_exact_mut(to.w).zip(p.chunks_exact(from.w)) {
-                orow.copy_from_slice(&prow[..to.w]);
-            }
-        });
-    out
+    corners(x, from, to)
 }
 
 /// [`crop`]'s inverse for gradients: planes of geometry `from` placed in
 /// the top-left corner of zero planes of geometry `to`.
 pub fn uncrop(dx: &[f32], from: &Geometry, to: &Geometry) -> Vec<f32> {
+    corners(dx, from, to)
+}
+
+/// Planes of geometry `to` (zeros) holding the top-left region they share
+/// with the planes of `x` (geometry `from`).
+fn corners(x: &[f32], from: &Geometry, to: &Geometry) -> Vec<f32> {
     let (ip, op) = (from.h * from.w, to.h * to.w);
-    let mut out = zeroed(to.batch * to.cin * op);
+    let w = from.w.min(to.w);
+    let mut out = zeroed(from.batch * from.cin * op);
     out.par_chunks_mut(op)
-        .zip(dx.par_chunks(ip))
+        .zip(x.par_chunks(ip))
         .for_each(|(o, p)| {
             for (orow, prow) in o.chunks_exact_mut(to.w).zip(p.chunks_exact(from.w)) {
-                orow[..from.w].copy_from_slice(prow);
+                orow[..w].copy_from_slice(&prow[..w]);
             }
         });
     out
@@ -739,20 +737,8 @@ mod kernels {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::conv_pool_cpu::tests::values;
     use crate::model::{conv_cpu, pool_cpu};
-
-    /// Deterministic values in [-1, 1) without ties in practice.
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
 
     fn close(a: &[f32], b: &[f32], what: &str) {
         assert_eq!(a.len(), b.len(), "{what}: lengths");
