@@ -11,7 +11,8 @@
 //! - input:  `dx[:, iy, ix] += g · W[co, :, ky, kx]` for every tap of every hit;
 //! - weight: `dW[co, :, ky, kx] += g · x[:, iy, ix]`, and `db[co] += g`;
 //!
-//! with the input channels in blocks of 16 (one AVX-512 vector) (`[block][pixel][lane]`,
+//! with the input channels in blocks of 16, one AVX-512 vector
+//! (`[block][pixel][lane]`,
 //! zero-padded), so that every update is one vector `y + g·x` and a block of
 //! the operands stays in the core's cache while the hits run over it. That is
 //! `k²` times less arithmetic than the dense GEMMs, but at more memory
