@@ -12,9 +12,9 @@
 //! - weight: `dW[co, :, ky, kx] += g · x[:, iy, ix]`, and `db[co] += g`;
 //!
 //! with the input channels in blocks of 16, one AVX-512 vector
-//! (`[block][pixel][lane]`,
-//! zero-padded), so that every update is one vector `y + g·x` and a block of
-//! the operands stays in the core's cache while the hits run over it. That is
+//! (`[block][pixel][lane]`, zero-padded), so that every update is one vector
+//! `y + g·x` and a block of the operands stays in the core's cache while the
+//! hits run over it. That is
 //! `k²` times less arithmetic than the dense GEMMs, but at more memory
 //! operations per product: measured on this project's 2-core AVX-512 VM, it
 //! runs the tutorial's 4x4 pooling's convolution gradients in about a third
