@@ -495,6 +495,19 @@ impl<B: ConvOps, const N: usize> Backward<B, N> for ConvBackward<N> {
     }
 }
 
+/// Which of a convolution's input, weight and bias need a gradient.
+pub(super) fn needed<B: Backend, C: CheckpointStrategy>(
+    x: &FloatTensor<Autodiff<B, C>>,
+    weight: &FloatTensor<Autodiff<B, C>>,
+    bias: Option<&FloatTensor<Autodiff<B, C>>>,
+) -> Needed {
+    [
+        !x.node.requirement.is_none(),
+        !weight.node.requirement.is_none(),
+        bias.is_some_and(|b| !b.node.requirement.is_none()),
+    ]
+}
+
 /// Record one convolution on the autodiff tape. Its `N` parents are the
 /// input, the weight and, where `N` is 3, the bias.
 fn record<B: ConvOps, C: CheckpointStrategy, const N: usize>(
@@ -512,11 +525,7 @@ fn record<B: ConvOps, C: CheckpointStrategy, const N: usize>(
     let Ok(nodes) = <[_; N]>::try_from(parents) else {
         unreachable!("runner_conv2d passes N = 3 with a bias and 2 without")
     };
-    let needed = [
-        !x.node.requirement.is_none(),
-        !weight.node.requirement.is_none(),
-        bias.as_ref().is_some_and(|b| !b.node.requirement.is_none()),
-    ];
+    let needed = needed::<B, C>(&x, &weight, bias.as_ref());
     let bias_len = bias.as_ref().map(|b| b.primitive.shape()[0]);
     let bias = bias.map(|b| b.primitive);
     match ConvBackward::<N>

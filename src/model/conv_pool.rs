@@ -29,10 +29,10 @@ use burn::nn::pool::MaxPool2d;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
-use super::conv::Needed;
 use super::conv::{
     dims_geometry, flex_contiguous, flex_dims, flex_from, flex_geometry, flex_slice, runner_options,
 };
+use super::conv::{needed, Needed};
 use super::conv_cpu;
 use super::conv_cpu::Geometry;
 use super::conv_pool_cpu;
@@ -325,6 +325,32 @@ impl<B: ConvPoolOps, const N: usize> Backward<B, N> for ConvPoolBackward<N> {
     }
 }
 
+/// Record operation `op` on the autodiff tape with `inputs` as its `N`
+/// parents: `forward` computes the pooled output and its argmax bytes, and
+/// `state` makes what the backward step keeps (only where it will run).
+fn record_pooled<B, C, O, const N: usize>(
+    op: O,
+    inputs: &[&FloatTensor<Autodiff<B, C>>],
+    forward: impl FnOnce() -> (FloatTensor<B>, Argmax),
+    state: impl FnOnce(Argmax) -> O::State,
+) -> (FloatTensor<Autodiff<B, C>>, Argmax)
+where
+    B: ConvPoolOps,
+    C: CheckpointStrategy,
+    O: Backward<B, N>,
+{
+    let parents: Vec<_> = inputs.iter().map(|t| t.node.clone()).collect();
+    let Ok(nodes) = <[_; N]>::try_from(parents) else {
+        unreachable!("one parent per input")
+    };
+    let prep = op.prepare::<C>(nodes).compute_bound().stateful();
+    let (out, argmax) = forward();
+    match prep {
+        OpsKind::Tracked(prep) => (prep.finish(state(argmax.clone()), out), argmax),
+        OpsKind::UnTracked(prep) => (prep.finish(out), argmax),
+    }
+}
+
 /// Record the fused operation on the autodiff tape; its `N` parents are the
 /// weight and, where `N` is 2, the bias.
 fn record<B: ConvPoolOps, C: CheckpointStrategy, const N: usize>(
@@ -333,43 +359,26 @@ fn record<B: ConvPoolOps, C: CheckpointStrategy, const N: usize>(
     bias: Option<FloatTensor<Autodiff<B, C>>>,
     options: ConvOptions<2>,
 ) -> (FloatTensor<Autodiff<B, C>>, Argmax) {
-    let parents: Vec<_> = [Some(&weight), bias.as_ref()]
+    let inputs: Vec<_> = [Some(&weight), bias.as_ref()]
         .into_iter()
         .flatten()
-        .map(|t| t.node.clone())
         .collect();
-    let Ok(nodes) = <[_; N]>::try_from(parents) else {
-        unreachable!("N is 2 with a bias and 1 without")
-    };
     let shape = weight.primitive.shape();
     let weight_dims = [shape[0], shape[1], shape[2], shape[3]];
-    let bias = bias.map(|b| b.primitive);
-    match ConvPoolBackward::<N>
-        .prepare::<C>(nodes)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let (out, argmax) = B::runner_conv_relu_pool(
-                x.primitive.clone(),
-                weight.primitive,
-                bias,
-                options.clone(),
-            );
-            let state = ConvPoolState {
-                x: x.primitive,
-                argmax: argmax.clone(),
-                weight_dims,
-                options,
-            };
-            (prep.finish(state, out), argmax)
-        }
-        OpsKind::UnTracked(prep) => {
-            let (out, argmax) =
-                B::runner_conv_relu_pool(x.primitive, weight.primitive, bias, options);
-            (prep.finish(out), argmax)
-        }
-    }
+    let (xp, wp) = (x.primitive.clone(), weight.primitive.clone());
+    let bp = bias.as_ref().map(|b| b.primitive.clone());
+    let state_options = options.clone();
+    record_pooled::<B, C, _, N>(
+        ConvPoolBackward::<N>,
+        &inputs,
+        || B::runner_conv_relu_pool(xp, wp, bp, options),
+        |argmax| ConvPoolState {
+            x: x.primitive.clone(),
+            argmax,
+            weight_dims,
+            options: state_options,
+        },
+    )
 }
 
 impl<B: ConvPoolOps, C: CheckpointStrategy> ConvPoolOps for Autodiff<B, C> {
@@ -470,49 +479,27 @@ fn record_sparse<B: ConvPoolOps, C: CheckpointStrategy, const N: usize>(
     options: ConvOptions<2>,
     window: PoolWindow,
 ) -> (FloatTensor<Autodiff<B, C>>, Argmax) {
-    let parents: Vec<_> = [Some(&x), Some(&weight), bias.as_ref()]
+    let inputs: Vec<_> = [Some(&x), Some(&weight), bias.as_ref()]
         .into_iter()
         .flatten()
-        .map(|t| t.node.clone())
         .collect();
-    let Ok(nodes) = <[_; N]>::try_from(parents) else {
-        unreachable!("N is 3 with a bias and 2 without")
-    };
-    let needed = [
-        !x.node.requirement.is_none(),
-        !weight.node.requirement.is_none(),
-        bias.as_ref().is_some_and(|b| !b.node.requirement.is_none()),
-    ];
-    let bias = bias.map(|b| b.primitive);
-    match SparseBackward::<N>
-        .prepare::<C>(nodes)
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let (out, argmax) = B::runner_conv_pool_sparse(
-                x.primitive.clone(),
-                weight.primitive.clone(),
-                bias,
-                options.clone(),
-                window,
-            );
-            let state = SparseState {
-                x: x.primitive,
-                weight: weight.primitive,
-                argmax: argmax.clone(),
-                options,
-                window,
-                needed,
-            };
-            (prep.finish(state, out), argmax)
-        }
-        OpsKind::UnTracked(prep) => {
-            let (out, argmax) =
-                B::runner_conv_pool_sparse(x.primitive, weight.primitive, bias, options, window);
-            (prep.finish(out), argmax)
-        }
-    }
+    let needed = needed::<B, C>(&x, &weight, bias.as_ref());
+    let (xp, wp) = (x.primitive.clone(), weight.primitive.clone());
+    let bp = bias.as_ref().map(|b| b.primitive.clone());
+    let state_options = options.clone();
+    record_pooled::<B, C, _, N>(
+        SparseBackward::<N>,
+        &inputs,
+        || B::runner_conv_pool_sparse(xp, wp, bp, options, window),
+        |argmax| SparseState {
+            x: x.primitive.clone(),
+            weight: weight.primitive.clone(),
+            argmax,
+            options: state_options,
+            window,
+            needed,
+        },
+    )
 }
 
 /// `conv` (whose activation is a ReLU) then `pool` on `x` as one fused
