@@ -14,7 +14,9 @@
 //! with the input channels in blocks of 16, one AVX-512 vector
 //! (`[block][pixel][lane]`, zero-padded), so that every update is one vector
 //! `y + g·x` and a block of the operands stays in the core's cache while the
-//! hits run over it. That is
+//! hits run over it. The blocks hold the input planes with the
+//! convolution's zero padding around them, so every tap of every hit reads
+//! at a fixed offset from its patch's corner, without a border case. That is
 //! `k²` times less arithmetic than the dense GEMMs, but at more memory
 //! operations per product: measured on this project's 2-core AVX-512 VM, it
 //! runs the tutorial's 4x4 pooling's convolution gradients in about a third
@@ -171,47 +173,13 @@ fn gather_hits<'l>(
     &list[..k]
 }
 
-/// Pixel offsets of the taps (`ky * kw + kx` order) from the patch's first
-/// pixel, for a patch that lies inside the image.
+/// Offsets of the taps (`ky * kw + kx` order) from the patch's first
+/// pixel, in the padded planes ([`Shapes::padded`]).
 fn tap_offsets(g: &Geometry) -> Vec<usize> {
+    let wp = g.w + 2 * g.padding[1];
     (0..g.kh)
-        .flat_map(|ky| (0..g.kw).map(move |kx| ky * g.dilation[0] * g.w + kx * g.dilation[1]))
+        .flat_map(|ky| (0..g.kw).map(move |kx| ky * g.dilation[0] * wp + kx * g.dilation[1]))
         .collect()
-}
-
-/// The input pixel (`iy * w + ix`) each tap of output `(oy, ox)` reads,
-/// into `pix`; a tap in the padding gets pixel `h * w`, one past the image
-/// (a zero in the input blocks, a discarded sum in the gradient's).
-#[inline(always)]
-fn tap_pixels(g: &Geometry, oy: usize, ox: usize, offsets: &[usize], pix: &mut [usize]) {
-    let y0 = (oy * g.stride[0]) as isize - g.padding[0] as isize;
-    let x0 = (ox * g.stride[1]) as isize - g.padding[1] as isize;
-    let (dy, dx) = (g.dilation[0], g.dilation[1]);
-    let inside = y0 >= 0
-        && x0 >= 0
-        && y0 as usize + (g.kh - 1) * dy < g.h
-        && x0 as usize + (g.kw - 1) * dx < g.w;
-    if inside {
-        let base = y0 as usize * g.w + x0 as usize;
-        for (p, o) in pix.iter_mut().zip(offsets) {
-            *p = base + o;
-        }
-        return;
-    }
-    let mut t = 0;
-    for ky in 0..g.kh {
-        let iy = y0 + (ky * dy) as isize;
-        for kx in 0..g.kw {
-            let ix = x0 + (kx * dx) as isize;
-            let inside = (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix);
-            pix[t] = if inside {
-                iy as usize * g.w + ix as usize
-            } else {
-                g.h * g.w
-            };
-            t += 1;
-        }
-    }
 }
 
 /// One image's hits grouped by convolution output position (counting sort;
@@ -284,25 +252,35 @@ fn add(y: &mut Lanes, x: &Lanes) {
     }
 }
 
-/// `[c][l]` planes (`c` channels of `l` values) as blocks of `stride >= l`
-/// vectors, the lanes past `c` (and the vectors past `l`) zero.
-fn to_blocks(planes: &[f32], c: usize, stride: usize, out: &mut [Lanes]) {
-    let l = planes.len() / c.max(1);
-    for (ci, plane) in planes.chunks_exact(l.max(1)).enumerate() {
+/// One image's `[cin][h][w]` planes as `[block][padded pixel]` vectors
+/// ([`Shapes::padded`]), the padding and the lanes past `cin` zero.
+fn to_blocks(s: &Shapes, planes: &[f32], out: &mut [Lanes]) {
+    let (g, len) = (s.g, s.padded());
+    let (wp, [py, px]) = (g.w + 2 * g.padding[1], g.padding);
+    for (ci, plane) in planes.chunks_exact(g.h * g.w).enumerate() {
         let (block, lane) = (ci / LANES, ci % LANES);
-        for (o, v) in out[block * stride..][..l].iter_mut().zip(plane) {
-            o.0[lane] = *v;
+        let rows = out[block * len..][..len].chunks_exact_mut(wp).skip(py);
+        for (o, r) in rows.zip(plane.chunks_exact(g.w)) {
+            for (o, v) in o[px..].iter_mut().zip(r) {
+                o.0[lane] = *v;
+            }
         }
     }
 }
 
-/// A block's vectors (`[l]`) back into its channels' `[c][l]` planes
-/// (`planes` holds only that block's channels).
-fn from_block(rows: &[Lanes], planes: &mut [f32]) {
-    let l = rows.len();
-    for (lane, plane) in planes.chunks_exact_mut(l.max(1)).enumerate() {
-        for (v, r) in plane.iter_mut().zip(rows) {
-            *v = r.0[lane];
+/// A block's padded vectors back into its channels' `[h][w]` planes
+/// (`planes` holds only that block's channels), the padding dropped.
+fn from_block(s: &Shapes, rows: &[Lanes], planes: &mut [f32]) {
+    let g = s.g;
+    let (wp, [py, px]) = (g.w + 2 * g.padding[1], g.padding);
+    for (lane, plane) in planes.chunks_exact_mut(g.h * g.w).enumerate() {
+        for (p, r) in plane
+            .chunks_exact_mut(g.w)
+            .zip(rows.chunks_exact(wp).skip(py))
+        {
+            for (v, r) in p.iter_mut().zip(&r[px..]) {
+                *v = r.0[lane];
+            }
         }
     }
 }
@@ -357,6 +335,16 @@ impl<'a> Shapes<'a> {
     fn pixels(&self) -> usize {
         self.g.h * self.g.w
     }
+    /// Pixels of an input plane with the convolution's padding around it.
+    fn padded(&self) -> usize {
+        (self.g.h + 2 * self.g.padding[0]) * (self.g.w + 2 * self.g.padding[1])
+    }
+    /// The padded pixel of output `(oy, ox)`'s patch's first tap.
+    #[inline(always)]
+    fn corner(&self, oy: usize, ox: usize) -> usize {
+        let wp = self.g.w + 2 * self.g.padding[1];
+        oy * self.g.stride[0] * wp + ox * self.g.stride[1]
+    }
     fn blocks(&self) -> usize {
         self.g.cin.div_ceil(LANES)
     }
@@ -376,7 +364,7 @@ pub fn backward_input(
     pool: &PoolGeometry,
 ) -> Vec<f32> {
     let s = Shapes::new(g, pool);
-    let (hw, taps) = (s.pixels(), s.taps());
+    let (hw, taps, len) = (s.pixels(), s.taps(), s.padded());
     let per_image = g.cout * s.pooled();
     assert_eq!(weight.len(), g.cout * g.cin * taps);
     assert_eq!(grad.len(), g.batch * per_image);
@@ -401,13 +389,13 @@ pub fn backward_input(
         || (Buckets::default(), Vec::new()),
         |(buckets, img), (b, n, part)| {
             img.clear();
-            img.resize(hw + 1, ZERO);
+            img.resize(len, ZERO);
             let wb = &wb[b * g.cout * taps..][..g.cout * taps];
             let at = n * per_image;
             let (gi, ai) = (&grad[at..at + per_image], &arg[at..at + per_image]);
             buckets.fill(gi, ai, g, pool, &s.table);
             kernel(&s, wb, buckets, img);
-            from_block(&img[..hw], part);
+            from_block(&s, img, part);
         },
     );
     dx
@@ -415,25 +403,18 @@ pub fn backward_input(
 
 /// One image's input gradient for one block of input channels (`wb`:
 /// `[cout][taps]` vectors) from its hits grouped by position, added onto
-/// `img` (`[h * w + 1]` vectors).
+/// `img` (padded, [`Shapes::padded`]).
 #[inline(always)]
 fn input_block(s: &Shapes, wb: &[Lanes], hits: &Buckets, img: &mut [Lanes]) {
     let t = s.taps();
-    input_positions(s, wb, hits, img, &mut vec![ZERO; t], &mut vec![0; t]);
+    input_positions(s, wb, hits, img, &mut vec![ZERO; t]);
 }
 
-/// [`input_block`] with scratch `acc` and `pix`, one per tap: per output
+/// [`input_block`] with scratch `acc`, one per tap: per output
 /// position, the sum of its channels' `g · W` per tap, then added to the
 /// pixels the taps read. (The AVX-512 kernel keeps `acc` in registers.)
 #[inline(always)]
-fn input_positions(
-    s: &Shapes,
-    wb: &[Lanes],
-    hits: &Buckets,
-    img: &mut [Lanes],
-    acc: &mut [Lanes],
-    pix: &mut [usize],
-) {
+fn input_positions(s: &Shapes, wb: &[Lanes], hits: &Buckets, img: &mut [Lanes], acc: &mut [Lanes]) {
     let taps = acc.len();
     let ow = s.g.out_w();
     for (q, span) in hits.start.windows(2).enumerate() {
@@ -448,9 +429,9 @@ fn input_positions(
                 axpy(a, *gv, w);
             }
         }
-        tap_pixels(s.g, q / ow, q % ow, &s.offsets, pix);
-        for (a, p) in acc.iter().zip(pix.iter()) {
-            add(&mut img[*p], a);
+        let corner = s.corner(q / ow, q % ow);
+        for (a, o) in acc.iter().zip(&s.offsets) {
+            add(&mut img[corner + o], a);
         }
     }
 }
@@ -466,14 +447,15 @@ pub fn backward_weight(
 ) -> (Vec<f32>, Vec<f32>) {
     let s = Shapes::new(g, pool);
     let (hw, taps, blocks, plane) = (s.pixels(), s.taps(), s.blocks(), s.pooled());
+    let len = s.padded();
     assert_eq!(x.len(), g.batch * g.cin * hw);
     assert_eq!(grad.len(), g.batch * g.cout * plane);
     assert_eq!(arg.len(), grad.len());
-    // The input as `[image][block][h * w + 1]` vectors, the last one zero.
-    let mut xb = vec![ZERO; g.batch * blocks * (hw + 1)];
-    xb.par_chunks_mut(blocks * (hw + 1))
+    // The input as `[image][block][padded pixel]` vectors.
+    let mut xb = vec![ZERO; g.batch * blocks * len];
+    xb.par_chunks_mut(blocks * len)
         .zip(x.par_chunks(g.cin * hw))
-        .for_each(|(o, xi)| to_blocks(xi, g.cin, hw + 1, o));
+        .for_each(|(o, xi)| to_blocks(&s, xi, o));
     // One task per (block, chunk of output channels), each over all images.
     // (How the channels are chunked does not change any sum.)
     let wanted = (4 * rayon::current_num_threads()).div_ceil(blocks).max(1);
@@ -529,21 +511,10 @@ fn weight_block(
 ) {
     let t = s.taps();
     let mut list = Vec::new();
-    weight_channels(
-        s,
-        xb,
-        grad,
-        arg,
-        b,
-        c,
-        dw,
-        &mut vec![ZERO; t],
-        &mut vec![0; t],
-        &mut list,
-    );
+    weight_channels(s, xb, grad, arg, b, c, dw, &mut vec![ZERO; t], &mut list);
 }
 
-/// [`weight_block`] with scratch `acc` and `pix`, one per tap: per image
+/// [`weight_block`] with scratch `acc`, one per tap: per image
 /// and output channel, the hits' `g · x` summed per tap onto the running
 /// gradient. (The AVX-512 kernel keeps `acc` in registers.)
 #[allow(clippy::too_many_arguments)]
@@ -557,22 +528,21 @@ fn weight_channels(
     [c0, c1]: [usize; 2],
     dw: &mut [Lanes],
     acc: &mut [Lanes],
-    pix: &mut [usize],
     list: &mut Vec<Hit>,
 ) {
-    let (g, hw, plane) = (s.g, s.pixels(), s.pooled());
+    let (g, len, plane) = (s.g, s.padded(), s.pooled());
     let taps = acc.len();
     for n in 0..g.batch {
-        let x = &xb[(n * s.blocks() + b) * (hw + 1)..][..hw + 1];
+        let x = &xb[(n * s.blocks() + b) * len..][..len];
         for co in c0..c1 {
             let at = (n * g.cout + co) * plane;
             let w = &mut dw[(co - c0) * taps..][..taps];
             acc.copy_from_slice(w);
             let (gp, ap) = (&grad[at..at + plane], &arg[at..at + plane]);
             for &(oy, ox, gv) in gather_hits(gp, ap, s.pool, &s.table, list) {
-                tap_pixels(g, oy, ox, &s.offsets, pix);
-                for (a, p) in acc.iter_mut().zip(pix.iter()) {
-                    axpy(a, gv, &x[*p]);
+                let corner = s.corner(oy, ox);
+                for (a, o) in acc.iter_mut().zip(&s.offsets) {
+                    axpy(a, gv, &x[corner + o]);
                 }
             }
             w.copy_from_slice(acc);
@@ -650,6 +620,15 @@ mod kernels {
             }
         }
 
+        /// The tap offsets as an array of the kernel's tap count.
+        #[inline(always)]
+        fn tap_array<const T: usize>(s: &Shapes) -> [usize; T] {
+            let Ok(a) = s.offsets[..].try_into() else {
+                unreachable!("the kernel for {T} taps runs only on {T} offsets")
+            };
+            a
+        }
+
         #[inline(always)]
         unsafe fn load(v: &Lanes) -> __m512 {
             _mm512_load_ps(v.0.as_ptr())
@@ -670,7 +649,7 @@ mod kernels {
                 unsafe fn $input(s: &Shapes, wb: &[Lanes], hits: &Buckets, img: &mut [Lanes]) {
                     let ow = s.g.out_w();
                     let last = img.len() - 1;
-                    let mut pix = [0usize; $taps];
+                    let offsets = tap_array::<$taps>(s);
                     for (q, span) in hits.start.windows(2).enumerate() {
                         let (lo, hi) = (span[0] as usize, span[1] as usize);
                         if lo == hi {
@@ -685,10 +664,10 @@ mod kernels {
                             let gv = _mm512_set1_ps(*gv);
                             $($a = _mm512_add_ps($a, _mm512_mul_ps(gv, load(&w[$t])));)*
                         }
-                        tap_pixels(s.g, q / ow, q % ow, &s.offsets, &mut pix);
+                        let corner = s.corner(q / ow, q % ow);
                         // (`min`: pixels are at most `last`; no bounds check.)
                         $({
-                            let v = &mut img[pix[$t].min(last)];
+                            let v = &mut img[(corner + offsets[$t]).min(last)];
                             store(v, _mm512_add_ps(load(v), $a));
                         })*
                     }
@@ -705,22 +684,27 @@ mod kernels {
                     [c0, c1]: [usize; 2],
                     dw: &mut [Lanes],
                 ) {
-                    let (g, hw, plane) = (s.g, s.pixels(), s.pooled());
-                    let (mut pix, mut list) = ([0usize; $taps], Vec::new());
+                    let (g, len, plane) = (s.g, s.padded(), s.pooled());
+                    let (offsets, mut list) = (tap_array::<$taps>(s), Vec::new());
                     for n in 0..g.batch {
-                        let x = &xb[(n * s.blocks() + b) * (hw + 1)..][..hw + 1];
+                        let x = &xb[(n * s.blocks() + b) * len..][..len];
                         for co in c0..c1 {
                             let at = (n * g.cout + co) * plane;
                             let w = &mut dw[(co - c0) * $taps..][..$taps];
-                            $(let mut $a = load(&w[$t]);)*
                             let (gp, ap) = (&grad[at..at + plane], &arg[at..at + plane]);
-                            for &(oy, ox, gv) in gather_hits(gp, ap, s.pool, &s.table, &mut list) {
-                                tap_pixels(g, oy, ox, &s.offsets, &mut pix);
+                            // Gathered before the sums are loaded: its
+                            // (rare) allocation is a call, and registers
+                            // live across a call were kept on the stack
+                            // for the whole loop.
+                            let hits = gather_hits(gp, ap, s.pool, &s.table, &mut list);
+                            $(let mut $a = load(&w[$t]);)*
+                            for &(oy, ox, gv) in hits {
+                                let corner = s.corner(oy, ox);
                                 let gv = _mm512_set1_ps(gv);
-                                // (`min`: pixels are at most `hw`; no bounds check.)
+                                // (`min`: pixels are below `len`; no bounds check.)
                                 $($a = _mm512_add_ps(
                                     $a,
-                                    _mm512_mul_ps(gv, load(&x[pix[$t].min(hw)])),
+                                    _mm512_mul_ps(gv, load(&x[(corner + offsets[$t]).min(len - 1)])),
                                 );)*
                             }
                             $(store(&mut w[$t], $a);)*
@@ -892,7 +876,19 @@ mod tests {
 
     #[test]
     fn vector_and_portable_kernels_give_the_same_bits() {
-        let g = geometry(2, 20, 10, 6, 3);
+        // 3x3 (9 taps) unpadded and `same`, 5x5 (25 taps) `same`: the
+        // kernels with a register per tap, patches inside and on the border.
+        for (k, padding) in [(3, 0), (3, 1), (5, 2)] {
+            let g = Geometry {
+                padding: [padding; 2],
+                ..geometry(2, 20, 10, 6, k)
+            };
+            vector_and_portable_bits(&g);
+        }
+    }
+
+    fn vector_and_portable_bits(g: &Geometry) {
+        let g = *g;
         let x = values(g.batch * g.cin * g.h * g.w, 5);
         let w = values(g.cout * g.cin * g.kh * g.kw, 6);
         let pool = PoolGeometry {
@@ -908,22 +904,22 @@ mod tests {
         let (pooled, arg) = pool_cpu::max_forward(&out, &pool, true);
         let grad = values(pooled.len(), 7);
         let s = Shapes::new(&g, &pool);
-        let (taps, hw, blocks) = (s.taps(), s.pixels(), s.blocks());
+        let (taps, hw, blocks, len) = (s.taps(), s.pixels(), s.blocks(), s.padded());
         let wb = weight_blocks(&w, &g);
         let n = g.cout * s.pooled();
         let mut hits = Buckets::default();
         // The second image.
         hits.fill(&grad[n..], &arg[n..], &g, &pool, &s.table);
         let image = |f: kernels::InputBlock| {
-            let mut img = vec![ZERO; hw + 1];
+            let mut img = vec![ZERO; len];
             // The second block (4 channels of 16 lanes).
             f(&s, &wb[g.cout * taps..], &hits, &mut img);
             img
         };
         assert_eq!(image(kernels::input_block()), image(input_block));
-        let mut xb = vec![ZERO; g.batch * blocks * (hw + 1)];
-        for (o, i) in xb.chunks_mut(blocks * (hw + 1)).zip(x.chunks(g.cin * hw)) {
-            to_blocks(i, g.cin, hw + 1, o);
+        let mut xb = vec![ZERO; g.batch * blocks * len];
+        for (o, i) in xb.chunks_mut(blocks * len).zip(x.chunks(g.cin * hw)) {
+            to_blocks(&s, i, o);
         }
         let task = |f: kernels::WeightBlock| {
             let mut dw = vec![ZERO; g.cout * taps];
