@@ -225,10 +225,10 @@ impl ConvPoolOps for Flex {
         let (g, cropped) = read_region(&full, &window);
         let p = pool_geometry([g.batch, g.cout, g.out_h(), g.out_w()], &window);
         let grad = flex_contiguous(&grad);
+        let hits = pool_grad_cpu::Hits::new(flex_slice(&grad), argmax, &g, &p);
         let dx = needed[0].then(|| {
             let w = flex_contiguous(&weight);
-            let dx =
-                pool_grad_cpu::backward_input(flex_slice(&w), flex_slice(&grad), argmax, &g, &p);
+            let dx = pool_grad_cpu::backward_input(flex_slice(&w), &hits, &g, &p);
             let dx = match cropped {
                 true => pool_grad_cpu::uncrop(&dx, &g, &full),
                 false => dx,
@@ -242,8 +242,7 @@ impl ConvPoolOps for Flex {
                     true => Cow::Owned(pool_grad_cpu::crop(flex_slice(&x), &full, &g)),
                     false => Cow::Borrowed(flex_slice(&x)),
                 };
-                let (dw, db) =
-                    pool_grad_cpu::backward_weight(&xs, flex_slice(&grad), argmax, &g, &p);
+                let (dw, db) = pool_grad_cpu::backward_weight(&xs, &hits, &g, &p);
                 let dw = flex_from(dw, [g.cout, g.cin, g.kh, g.kw]);
                 let db = burn_flex::FlexTensor::from_data(TensorData::new(db, [g.cout]));
                 (

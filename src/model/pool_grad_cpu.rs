@@ -182,56 +182,110 @@ fn tap_offsets(g: &Geometry) -> Vec<usize> {
         .collect()
 }
 
+/// Every hit of a batch, gathered once for both gradients: plane by plane
+/// (`(image, output channel)` in order), each as its convolution output
+/// position (`oy * ow + ox`), its patch's corner in the padded input
+/// ([`Shapes::corner`]) and its gradient.
+pub struct Hits {
+    /// `start[p]..start[p + 1]` index plane `p`'s hits.
+    start: Vec<usize>,
+    position: Vec<u32>,
+    corner: Vec<u32>,
+    grad: Vec<f32>,
+}
+
+impl Hits {
+    /// The hits of the pooled gradient `grad` with the pooling's argmax
+    /// bytes `arg` (both `[batch, cout, ph, pw]`), gathered per image on
+    /// the thread pool.
+    pub fn new(grad: &[f32], arg: &[u8], g: &Geometry, pool: &PoolGeometry) -> Hits {
+        let s = Shapes::new(g, pool);
+        let (plane, ow) = (s.pooled(), g.out_w());
+        let per_image = g.cout * plane;
+        assert_eq!(grad.len(), g.batch * per_image);
+        assert_eq!(arg.len(), grad.len());
+        type Part = (Vec<usize>, Vec<u32>, Vec<u32>, Vec<f32>);
+        let parts: Vec<Part> = grad
+            .par_chunks(per_image.max(1))
+            .zip(arg.par_chunks(per_image.max(1)))
+            .map_init(Vec::new, |list, (gi, ai)| {
+                let mut part: Part = Default::default();
+                for (gp, ap) in gi.chunks_exact(plane).zip(ai.chunks_exact(plane)) {
+                    let hits = gather_hits(gp, ap, pool, &s.table, list);
+                    part.0.push(hits.len());
+                    for &(y, x, gv) in hits {
+                        part.1.push((y * ow + x) as u32);
+                        part.2.push(s.corner(y, x) as u32);
+                        part.3.push(gv);
+                    }
+                }
+                part
+            })
+            .collect();
+        let total = parts.iter().map(|p| p.1.len()).sum();
+        let mut hits = Hits {
+            start: Vec::with_capacity(g.batch * g.cout + 1),
+            position: Vec::with_capacity(total),
+            corner: Vec::with_capacity(total),
+            grad: Vec::with_capacity(total),
+        };
+        hits.start.push(0);
+        for (counts, position, corner, grad) in parts {
+            for c in counts {
+                hits.start.push(hits.start[hits.start.len() - 1] + c);
+            }
+            hits.position.extend(position);
+            hits.corner.extend(corner);
+            hits.grad.extend(grad);
+        }
+        hits
+    }
+
+    /// Plane `p`'s hits: their corners and gradients.
+    #[inline(always)]
+    fn plane(&self, p: usize) -> (&[u32], &[f32]) {
+        let (lo, hi) = (self.start[p], self.start[p + 1]);
+        (&self.corner[lo..hi], &self.grad[lo..hi])
+    }
+}
+
 /// One image's hits grouped by convolution output position (counting sort;
 /// output channels ascending within a position).
 #[derive(Default)]
 struct Buckets {
     /// `start[q]..start[q + 1]` index the hits at output position `q`.
     start: Vec<u32>,
-    next: Vec<u32>,
-    list: Vec<Hit>,
     channel: Vec<u32>,
     grad: Vec<f32>,
 }
 
 impl Buckets {
-    /// Group the hits of one image (`grad`, `arg`: `[cout][ph * pw]`).
-    fn fill(
-        &mut self,
-        grad: &[f32],
-        arg: &[u8],
-        g: &Geometry,
-        pool: &PoolGeometry,
-        table: &[(usize, usize)],
-    ) {
-        let (ow, positions) = (g.out_w(), g.out_h() * g.out_w());
-        let plane = pool.out_h() * pool.out_w();
-        self.start.clear();
-        self.start.resize(positions + 1, 0);
-        for (gp, ap) in grad.chunks_exact(plane).zip(arg.chunks_exact(plane)) {
-            for &(y, x, _) in gather_hits(gp, ap, pool, table, &mut self.list) {
-                self.start[y * ow + x + 1] += 1;
-            }
+    /// Image `n`'s hits grouped by position.
+    fn new(hits: &Hits, n: usize, g: &Geometry) -> Buckets {
+        let positions = g.out_h() * g.out_w();
+        let planes = n * g.cout..(n + 1) * g.cout;
+        let (lo, hi) = (hits.start[planes.start], hits.start[planes.end]);
+        let mut start = vec![0u32; positions + 1];
+        for q in &hits.position[lo..hi] {
+            start[*q as usize + 1] += 1;
         }
         for q in 0..positions {
-            self.start[q + 1] += self.start[q];
+            start[q + 1] += start[q];
         }
-        let total = self.start[positions] as usize;
-        self.channel.resize(total, 0);
-        self.grad.resize(total, 0.0);
-        self.next.clear();
-        self.next.extend_from_slice(&self.start[..positions]);
-        for (co, (gp, ap)) in grad
-            .chunks_exact(plane)
-            .zip(arg.chunks_exact(plane))
-            .enumerate()
-        {
-            for &(y, x, gv) in gather_hits(gp, ap, pool, table, &mut self.list) {
-                let i = &mut self.next[y * ow + x];
-                self.channel[*i as usize] = co as u32;
-                self.grad[*i as usize] = gv;
-                *i += 1;
+        let (mut channel, mut grad) = (vec![0; hi - lo], vec![0.0; hi - lo]);
+        let mut next = start[..positions].to_vec();
+        for (co, p) in planes.enumerate() {
+            for i in hits.start[p]..hits.start[p + 1] {
+                let slot = &mut next[hits.position[i] as usize];
+                channel[*slot as usize] = co as u32;
+                grad[*slot as usize] = hits.grad[i];
+                *slot += 1;
             }
+        }
+        Buckets {
+            start,
+            channel,
+            grad,
         }
     }
 }
@@ -322,6 +376,11 @@ impl<'a> Shapes<'a> {
             fits(g, pool),
             "pooling {pool:?} does not follow convolution {g:?}"
         );
+        let padded = (g.h + 2 * g.padding[0]) * (g.w + 2 * g.padding[1]);
+        assert!(
+            padded <= u32::MAX as usize && g.out_h() * g.out_w() <= u32::MAX as usize,
+            "positions and corners are kept as u32"
+        );
         Shapes {
             g,
             pool,
@@ -354,22 +413,19 @@ impl<'a> Shapes<'a> {
     }
 }
 
-/// The input gradient `[batch, cin, h, w]` from the pooled gradient `grad`
-/// and the pooling's argmax bytes `arg` (both `[batch, cout, ph, pw]`).
-pub fn backward_input(
-    weight: &[f32],
-    grad: &[f32],
-    arg: &[u8],
-    g: &Geometry,
-    pool: &PoolGeometry,
-) -> Vec<f32> {
+/// The input gradient `[batch, cin, h, w]` from the pooled gradient's hits
+/// ([`Hits`]).
+pub fn backward_input(weight: &[f32], hits: &Hits, g: &Geometry, pool: &PoolGeometry) -> Vec<f32> {
     let s = Shapes::new(g, pool);
     let (hw, taps, len) = (s.pixels(), s.taps(), s.padded());
-    let per_image = g.cout * s.pooled();
     assert_eq!(weight.len(), g.cout * g.cin * taps);
-    assert_eq!(grad.len(), g.batch * per_image);
-    assert_eq!(arg.len(), grad.len());
+    assert_eq!(hits.start.len(), g.batch * g.cout + 1);
     let wb = weight_blocks(weight, g);
+    // Each image's hits by position, once for all its blocks.
+    let buckets: Vec<Buckets> = (0..g.batch)
+        .into_par_iter()
+        .map(|n| Buckets::new(hits, n, g))
+        .collect();
     let mut dx = zeroed(g.batch * g.cin * hw);
     // One task per (block, image), block by block: a block's weights stay
     // in cache while the images pass. Each writes its channels of one image.
@@ -385,19 +441,15 @@ pub fn backward_input(
         .collect();
     parts.sort_by_key(|&(b, n, _)| (b, n));
     let kernel = kernels::input_block();
-    parts.into_par_iter().for_each_init(
-        || (Buckets::default(), Vec::new()),
-        |(buckets, img), (b, n, part)| {
+    parts
+        .into_par_iter()
+        .for_each_init(Vec::new, |img, (b, n, part)| {
             img.clear();
             img.resize(len, ZERO);
             let wb = &wb[b * g.cout * taps..][..g.cout * taps];
-            let at = n * per_image;
-            let (gi, ai) = (&grad[at..at + per_image], &arg[at..at + per_image]);
-            buckets.fill(gi, ai, g, pool, &s.table);
-            kernel(&s, wb, buckets, img);
+            kernel(&s, wb, &buckets[n], img);
             from_block(&s, img, part);
-        },
-    );
+        });
     dx
 }
 
@@ -437,20 +489,17 @@ fn input_positions(s: &Shapes, wb: &[Lanes], hits: &Buckets, img: &mut [Lanes], 
 }
 
 /// Weight and bias gradients (`[cout, cin, kh, kw]`, `[cout]`) from the
-/// pooled gradient and the argmax bytes, for input `x`.
+/// pooled gradient's hits ([`Hits`]), for input `x`.
 pub fn backward_weight(
     x: &[f32],
-    grad: &[f32],
-    arg: &[u8],
+    hits: &Hits,
     g: &Geometry,
     pool: &PoolGeometry,
 ) -> (Vec<f32>, Vec<f32>) {
     let s = Shapes::new(g, pool);
-    let (hw, taps, blocks, plane) = (s.pixels(), s.taps(), s.blocks(), s.pooled());
-    let len = s.padded();
+    let (hw, taps, blocks, len) = (s.pixels(), s.taps(), s.blocks(), s.padded());
     assert_eq!(x.len(), g.batch * g.cin * hw);
-    assert_eq!(grad.len(), g.batch * g.cout * plane);
-    assert_eq!(arg.len(), grad.len());
+    assert_eq!(hits.start.len(), g.batch * g.cout + 1);
     // The input as `[image][block][padded pixel]` vectors.
     let mut xb = vec![ZERO; g.batch * blocks * len];
     xb.par_chunks_mut(blocks * len)
@@ -470,7 +519,7 @@ pub fn backward_weight(
             let (b, c0) = (t / chunks, (t % chunks) * chunk);
             let c1 = (c0 + chunk).min(g.cout);
             let mut dw = vec![ZERO; (c1 - c0) * taps];
-            kernel(&s, &xb, grad, arg, b, [c0, c1], &mut dw);
+            kernel(&s, &xb, hits, b, [c0, c1], &mut dw);
             dw
         })
         .collect();
@@ -488,10 +537,10 @@ pub fn backward_weight(
             }
         });
     // The bias gradient: each channel's hits, images in order.
-    let (mut db, mut list) = (vec![0.0f32; g.cout], Vec::new());
-    for (i, (gp, ap)) in grad.chunks(plane).zip(arg.chunks(plane)).enumerate() {
-        for &(_, _, gv) in gather_hits(gp, ap, pool, &s.table, &mut list) {
-            db[i % g.cout] += gv;
+    let mut db = vec![0.0f32; g.cout];
+    for p in 0..g.batch * g.cout {
+        for gv in hits.plane(p).1 {
+            db[p % g.cout] += gv;
         }
     }
     (dw, db)
@@ -500,49 +549,34 @@ pub fn backward_weight(
 /// Output channels `[c0, c1)` of the weight gradient for input-channel
 /// block `b`, over all images, added onto `dw` (`[c1 - c0][taps]` vectors).
 #[inline(always)]
-fn weight_block(
-    s: &Shapes,
-    xb: &[Lanes],
-    grad: &[f32],
-    arg: &[u8],
-    b: usize,
-    c: [usize; 2],
-    dw: &mut [Lanes],
-) {
-    let t = s.taps();
-    let mut list = Vec::new();
-    weight_channels(s, xb, grad, arg, b, c, dw, &mut vec![ZERO; t], &mut list);
+fn weight_block(s: &Shapes, xb: &[Lanes], hits: &Hits, b: usize, c: [usize; 2], dw: &mut [Lanes]) {
+    weight_channels(s, xb, hits, b, c, dw, &mut vec![ZERO; s.taps()]);
 }
 
 /// [`weight_block`] with scratch `acc`, one per tap: per image
 /// and output channel, the hits' `g · x` summed per tap onto the running
 /// gradient. (The AVX-512 kernel keeps `acc` in registers.)
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn weight_channels(
     s: &Shapes,
     xb: &[Lanes],
-    grad: &[f32],
-    arg: &[u8],
+    hits: &Hits,
     b: usize,
     [c0, c1]: [usize; 2],
     dw: &mut [Lanes],
     acc: &mut [Lanes],
-    list: &mut Vec<Hit>,
 ) {
-    let (g, len, plane) = (s.g, s.padded(), s.pooled());
+    let (g, len) = (s.g, s.padded());
     let taps = acc.len();
     for n in 0..g.batch {
         let x = &xb[(n * s.blocks() + b) * len..][..len];
         for co in c0..c1 {
-            let at = (n * g.cout + co) * plane;
             let w = &mut dw[(co - c0) * taps..][..taps];
             acc.copy_from_slice(w);
-            let (gp, ap) = (&grad[at..at + plane], &arg[at..at + plane]);
-            for &(oy, ox, gv) in gather_hits(gp, ap, s.pool, &s.table, list) {
-                let corner = s.corner(oy, ox);
+            let (corners, grads) = hits.plane(n * g.cout + co);
+            for (corner, gv) in corners.iter().zip(grads) {
                 for (a, o) in acc.iter_mut().zip(&s.offsets) {
-                    axpy(a, gv, &x[corner + o]);
+                    axpy(a, *gv, &x[*corner as usize + o]);
                 }
             }
             w.copy_from_slice(acc);
@@ -555,7 +589,7 @@ mod kernels {
     use super::*;
 
     pub type InputBlock = fn(&Shapes, &[Lanes], &Buckets, &mut [Lanes]);
-    pub type WeightBlock = fn(&Shapes, &[Lanes], &[f32], &[u8], usize, [usize; 2], &mut [Lanes]);
+    pub type WeightBlock = fn(&Shapes, &[Lanes], &Hits, usize, [usize; 2], &mut [Lanes]);
 
     pub fn input_block() -> InputBlock {
         #[cfg(target_arch = "x86_64")]
@@ -571,12 +605,12 @@ mod kernels {
     pub fn weight_block() -> WeightBlock {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx512f") {
-            return |s, xb, gr, ar, b, c, dw| {
+            return |s, xb, hits, b, c, dw| {
                 // SAFETY: the CPU supports AVX-512F (checked above).
-                unsafe { x86::weight_block_avx512(s, xb, gr, ar, b, c, dw) }
+                unsafe { x86::weight_block_avx512(s, xb, hits, b, c, dw) }
             };
         }
-        |s, xb, gr, ar, b, c, dw| super::weight_block(s, xb, gr, ar, b, c, dw)
+        |s, xb, hits, b, c, dw| super::weight_block(s, xb, hits, b, c, dw)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -607,16 +641,15 @@ mod kernels {
         pub unsafe fn weight_block_avx512(
             s: &Shapes,
             xb: &[Lanes],
-            grad: &[f32],
-            arg: &[u8],
+            hits: &Hits,
             b: usize,
             c: [usize; 2],
             dw: &mut [Lanes],
         ) {
             match s.taps() {
-                9 => weight_channels_9(s, xb, grad, arg, b, c, dw),
-                25 => weight_channels_25(s, xb, grad, arg, b, c, dw),
-                _ => weight_block(s, xb, grad, arg, b, c, dw),
+                9 => weight_channels_9(s, xb, hits, b, c, dw),
+                25 => weight_channels_25(s, xb, hits, b, c, dw),
+                _ => weight_block(s, xb, hits, b, c, dw),
             }
         }
 
@@ -678,29 +711,22 @@ mod kernels {
                 unsafe fn $weight(
                     s: &Shapes,
                     xb: &[Lanes],
-                    grad: &[f32],
-                    arg: &[u8],
+                    hits: &Hits,
                     b: usize,
                     [c0, c1]: [usize; 2],
                     dw: &mut [Lanes],
                 ) {
-                    let (g, len, plane) = (s.g, s.padded(), s.pooled());
-                    let (offsets, mut list) = (tap_array::<$taps>(s), Vec::new());
+                    let (g, len) = (s.g, s.padded());
+                    let offsets = tap_array::<$taps>(s);
                     for n in 0..g.batch {
                         let x = &xb[(n * s.blocks() + b) * len..][..len];
                         for co in c0..c1 {
-                            let at = (n * g.cout + co) * plane;
                             let w = &mut dw[(co - c0) * $taps..][..$taps];
-                            let (gp, ap) = (&grad[at..at + plane], &arg[at..at + plane]);
-                            // Gathered before the sums are loaded: its
-                            // (rare) allocation is a call, and registers
-                            // live across a call were kept on the stack
-                            // for the whole loop.
-                            let hits = gather_hits(gp, ap, s.pool, &s.table, &mut list);
+                            let (corners, grads) = hits.plane(n * g.cout + co);
                             $(let mut $a = load(&w[$t]);)*
-                            for &(oy, ox, gv) in hits {
-                                let corner = s.corner(oy, ox);
-                                let gv = _mm512_set1_ps(gv);
+                            for (corner, gv) in corners.iter().zip(grads) {
+                                let corner = *corner as usize;
+                                let gv = _mm512_set1_ps(*gv);
                                 // (`min`: pixels are below `len`; no bounds check.)
                                 $($a = _mm512_add_ps(
                                     $a,
@@ -759,9 +785,10 @@ mod tests {
         );
         let grad = values(pooled.len(), 4);
         let dense = pool_cpu::max_backward(&grad, &arg, &pool);
-        let dx = backward_input(&w, &grad, &arg, &g, &pool);
+        let hits = Hits::new(&grad, &arg, &g, &pool);
+        let dx = backward_input(&w, &hits, &g, &pool);
         close(&dx, &conv_cpu::backward_input(&w, &dense, &g), "dx");
-        let (dw, db) = backward_weight(&x, &grad, &arg, &g, &pool);
+        let (dw, db) = backward_weight(&x, &hits, &g, &pool);
         let (dw_ref, db_ref) = conv_cpu::backward_weight(&x, &dense, &g);
         close(&dw, &dw_ref, "dw");
         close(&db, &db_ref, "db");
@@ -865,12 +892,16 @@ mod tests {
         let cut = pool_cpu::max_forward(&conv_cpu::forward(&xr, &w, None, false, &r), &pr, true);
         assert_eq!(full, cut, "same pooled values and argmax bytes");
         let grad = values(full.0.len(), 10);
-        let dx_full = backward_input(&w, &grad, &full.1, &g, &pg);
-        let dx_cut = uncrop(&backward_input(&w, &grad, &cut.1, &r, &pr), &r, &g);
+        let (hits_full, hits_cut) = (
+            Hits::new(&grad, &full.1, &g, &pg),
+            Hits::new(&grad, &cut.1, &r, &pr),
+        );
+        let dx_full = backward_input(&w, &hits_full, &g, &pg);
+        let dx_cut = uncrop(&backward_input(&w, &hits_cut, &r, &pr), &r, &g);
         assert_eq!(dx_full, dx_cut);
         assert_eq!(
-            backward_weight(&x, &grad, &full.1, &g, &pg),
-            backward_weight(&xr, &grad, &cut.1, &r, &pr)
+            backward_weight(&x, &hits_full, &g, &pg),
+            backward_weight(&xr, &hits_cut, &r, &pr)
         );
     }
 
@@ -906,10 +937,9 @@ mod tests {
         let s = Shapes::new(&g, &pool);
         let (taps, hw, blocks, len) = (s.taps(), s.pixels(), s.blocks(), s.padded());
         let wb = weight_blocks(&w, &g);
-        let n = g.cout * s.pooled();
-        let mut hits = Buckets::default();
+        let all = Hits::new(&grad, &arg, &g, &pool);
         // The second image.
-        hits.fill(&grad[n..], &arg[n..], &g, &pool, &s.table);
+        let hits = Buckets::new(&all, 1, &g);
         let image = |f: kernels::InputBlock| {
             let mut img = vec![ZERO; len];
             // The second block (4 channels of 16 lanes).
@@ -923,7 +953,7 @@ mod tests {
         }
         let task = |f: kernels::WeightBlock| {
             let mut dw = vec![ZERO; g.cout * taps];
-            f(&s, &xb, &grad, &arg, 1, [0, g.cout], &mut dw);
+            f(&s, &xb, &all, 1, [0, g.cout], &mut dw);
             dw
         };
         assert_eq!(task(kernels::weight_block()), task(weight_block));
