@@ -16,7 +16,7 @@ use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Distribution, Tensor};
 
 use runner::backend::{self, CpuBackend, TrainBackend, WithBackend};
-use runner::model::conv_cpu;
+use runner::model::{conv_cpu, conv_direct_cpu};
 
 /// One convolution: in channels, out channels, kernel, padding, input size.
 #[derive(Clone, Copy)]
@@ -252,8 +252,18 @@ impl WithBackend for Job {
                     .map(|i| (i % 7) as f32 * 0.1)
                     .collect();
                 let fwd = time(self.reps, || {
-                    drop(conv_cpu::forward(&x, &w, Some(&b), false, &g))
+                    drop(conv_cpu::forward_gemm(&x, &w, Some(&b), false, &g))
                 });
+                if conv_direct_cpu::supported(&g) {
+                    let direct = time(self.reps, || {
+                        drop(conv_direct_cpu::forward(&x, &w, Some(&b), false, &g))
+                    });
+                    println!(
+                        "  direct forward (conv_direct_cpu) {:.1} ms against {:.1} ms im2col+gemm",
+                        direct * 1e3,
+                        fwd * 1e3
+                    );
+                }
                 let dx = time(self.reps, || drop(conv_cpu::backward_input(&w, &gr, &g)));
                 let dw = time(self.reps, || drop(conv_cpu::backward_weight(&x, &gr, &g)));
                 let f = c.flops(n);

@@ -22,6 +22,8 @@ use std::mem::MaybeUninit;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::conv_direct_cpu;
+
 /// Sizes of one convolution. Weights are `[cout, cin, kh, kw]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Geometry {
@@ -382,6 +384,21 @@ fn gemm_parallelism(batch: usize) -> Parallelism {
 /// Forward pass: `[batch, cout, oh, ow]` from `x: [batch, cin, h, w]`,
 /// plus the bias and, where `relu`, a ReLU fused into the same pass.
 pub fn forward(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    g: &Geometry,
+) -> Vec<f32> {
+    match conv_direct_cpu::supported(g) && conv_direct_cpu::pays(g) {
+        true => conv_direct_cpu::forward(x, weight, bias, relu, g),
+        false => forward_gemm(x, weight, bias, relu, g),
+    }
+}
+
+/// [`forward`] as im2col + GEMM, where the direct kernel
+/// ([`conv_direct_cpu`]) does not run.
+pub fn forward_gemm(
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
