@@ -256,7 +256,14 @@ impl WithBackend for Job {
                 });
                 if conv_direct_cpu::supported(&g) {
                     let direct = time(self.reps, || {
-                        drop(conv_direct_cpu::forward(&x, &w, Some(&b), false, &g))
+                        drop(conv_direct_cpu::forward(
+                            &x,
+                            [g.h, g.w],
+                            &w,
+                            Some(&b),
+                            false,
+                            &g,
+                        ))
                     });
                     println!(
                         "  direct forward (conv_direct_cpu) {:.1} ms against {:.1} ms im2col+gemm",

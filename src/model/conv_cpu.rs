@@ -390,10 +390,43 @@ pub fn forward(
     relu: bool,
     g: &Geometry,
 ) -> Vec<f32> {
-    match conv_direct_cpu::supported(g) && conv_direct_cpu::pays(g) {
-        true => conv_direct_cpu::forward(x, weight, bias, relu, g),
-        false => forward_gemm(x, weight, bias, relu, g),
+    forward_corner(x, [g.h, g.w], weight, bias, relu, g)
+}
+
+/// [`forward`] on the top-left `h x w` corner of input planes of `plane`
+/// (`>= [h, w]`) pixels: the direct kernel reads the corner in place,
+/// im2col + GEMM on a cropped copy.
+pub fn forward_corner(
+    x: &[f32],
+    plane: [usize; 2],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    g: &Geometry,
+) -> Vec<f32> {
+    assert!(plane[0] >= g.h && plane[1] >= g.w);
+    assert_eq!(x.len(), g.batch * g.cin * plane[0] * plane[1]);
+    if conv_direct_cpu::supported(g) && conv_direct_cpu::pays(g) {
+        return conv_direct_cpu::forward(x, plane, weight, bias, relu, g);
     }
+    match plane == [g.h, g.w] {
+        true => forward_gemm(x, weight, bias, relu, g),
+        false => forward_gemm(&crop(x, plane, g), weight, bias, relu, g),
+    }
+}
+
+/// The top-left `g.h x g.w` corner of every plane of `x` (planes of
+/// `plane` pixels).
+fn crop(x: &[f32], plane: [usize; 2], g: &Geometry) -> Vec<f32> {
+    let mut out = zeroed(g.batch * g.cin * g.h * g.w);
+    out.par_chunks_mut(g.h * g.w)
+        .zip(x.par_chunks(plane[0] * plane[1]))
+        .for_each(|(o, p)| {
+            for (orow, prow) in o.chunks_exact_mut(g.w).zip(p.chunks_exact(plane[1])) {
+                orow.copy_from_slice(&prow[..g.w]);
+            }
+        });
+    out
 }
 
 /// [`forward`] as im2col + GEMM, where the direct kernel

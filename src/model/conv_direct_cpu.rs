@@ -81,11 +81,13 @@ fn pack(weight: &[f32], g: &Geometry, nv: usize) -> Vec<f32> {
     out
 }
 
-/// `[batch, cout, oh, ow]` from `x: [batch, cin, h, w]`, plus the bias and,
+/// `[batch, cout, oh, ow]` from the top-left `h x w` corner of `x`'s
+/// `[batch, cin]` planes of `plane` (`>= [h, w]`) pixels, plus the bias and,
 /// where `relu`, `max(v, 0)` (NaN to 0, as burn's ReLU). Panics unless
 /// [`supported`].
 pub fn forward(
     x: &[f32],
+    plane: [usize; 2],
     weight: &[f32],
     bias: Option<&[f32]>,
     relu: bool,
@@ -93,7 +95,8 @@ pub fn forward(
 ) -> Vec<f32> {
     assert!(supported(g), "the direct kernel does not take {g:?}");
     let k = g.cin * g.kh * g.kw;
-    assert_eq!(x.len(), g.batch * g.cin * g.h * g.w);
+    assert!(plane[0] >= g.h && plane[1] >= g.w);
+    assert_eq!(x.len(), g.batch * g.cin * plane[0] * plane[1]);
     assert_eq!(weight.len(), g.cout * k);
     let nv = vectors(g);
     let packed = pack(weight, g, nv);
@@ -106,10 +109,10 @@ pub fn forward(
     par_fill(
         g.batch * out_len,
         out_len,
-        x.par_chunks(g.cin * g.h * g.w),
+        x.par_chunks(g.cin * plane[0] * plane[1]),
         Vec::new,
         |padded, out, image| {
-            pad(image, g, padded);
+            pad(image, plane, g, padded);
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `supported` checked that the CPU has AVX-512F; the
             // kernel's reads stay inside `padded` and `packed` and its
@@ -121,19 +124,17 @@ pub fn forward(
     )
 }
 
-/// One image's `[cin][h][w]` planes with the convolution's zero padding
-/// around them, into `out`.
-fn pad(image: &[f32], g: &Geometry, out: &mut Vec<f32>) {
+/// The top-left `h x w` corner of one image's `[cin][plane]` planes with
+/// the convolution's zero padding around it, into `out`.
+fn pad(image: &[f32], plane: [usize; 2], g: &Geometry, out: &mut Vec<f32>) {
     let (hp, wp) = (g.h + 2 * g.padding[0], g.w + 2 * g.padding[1]);
     out.clear();
     out.resize(g.cin * hp * wp, 0.0);
-    for (plane, o) in image
-        .chunks_exact(g.h * g.w)
-        .zip(out.chunks_exact_mut(hp * wp))
-    {
+    let planes = image.chunks_exact(plane[0] * plane[1]);
+    for (src, o) in planes.zip(out.chunks_exact_mut(hp * wp)) {
         let rows = o.chunks_exact_mut(wp).skip(g.padding[0]);
-        for (row, src) in rows.zip(plane.chunks_exact(g.w)) {
-            row[g.padding[1]..][..g.w].copy_from_slice(src);
+        for (row, r) in rows.zip(src.chunks_exact(plane[1])).take(g.h) {
+            row[g.padding[1]..][..g.w].copy_from_slice(&r[..g.w]);
         }
     }
 }
@@ -332,7 +333,7 @@ mod tests {
             let w = values(g.cout * g.cin * g.kh * g.kw, 2);
             let b = values(g.cout, 3);
             for (bias, relu) in [(None, false), (Some(&b[..]), true)] {
-                let got = forward(&x, &w, bias, relu, &g);
+                let got = forward(&x, [g.h, g.w], &w, bias, relu, &g);
                 let want = conv_cpu::forward_gemm(&x, &w, bias, relu, &g);
                 assert_eq!(got.len(), want.len());
                 for (i, (a, b)) in got.iter().zip(&want).enumerate() {
@@ -343,6 +344,19 @@ mod tests {
                 }
             }
         }
+        // The top-left corner of larger planes, read in place.
+        let plane = [base.h + 2, base.w + 1];
+        let big = values(base.batch * base.cin * plane[0] * plane[1], 4);
+        let corner: Vec<f32> = big
+            .chunks(plane[0] * plane[1])
+            .flat_map(|p| p.chunks(plane[1]).take(base.h).flat_map(|r| &r[..base.w]))
+            .copied()
+            .collect();
+        let w = values(base.cout * base.cin * base.kh * base.kw, 5);
+        assert_eq!(
+            forward(&big, plane, &w, None, true, &base),
+            forward(&corner, [base.h, base.w], &w, None, true, &base)
+        );
         let strided = Geometry {
             stride: [2, 2],
             ..base

@@ -17,8 +17,6 @@
 //! the convolution and the pooling separately. `Autodiff<B>` records the
 //! backward steps.
 
-use std::borrow::Cow;
-
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -195,13 +193,11 @@ impl ConvPoolOps for Flex {
         };
         let (x, w) = (flex_contiguous(&x), flex_contiguous(&weight));
         let b = bias.as_ref().map(flex_contiguous);
-        // Only the convolution outputs the pooling reads.
-        let (g, cropped) = read_region(&full, &window);
-        let xs = match &cropped {
-            true => Cow::Owned(pool_grad_cpu::crop(flex_slice(&x), &full, &g)),
-            false => Cow::Borrowed(flex_slice(&x)),
-        };
-        let out = conv_cpu::forward(&xs, flex_slice(&w), b.as_ref().map(flex_slice), false, &g);
+        // Only the convolution outputs the pooling reads: the top-left
+        // corner of the input.
+        let g = read_region(&full, &window);
+        let (x, w, b) = (flex_slice(&x), flex_slice(&w), b.as_ref().map(flex_slice));
+        let out = conv_cpu::forward_corner(x, [full.h, full.w], w, b, false, &g);
         let p = pool_geometry([g.batch, g.cout, g.out_h(), g.out_w()], &window);
         let (pooled, arg) = pool_cpu::max_forward(&out, &p, true);
         (
@@ -222,27 +218,20 @@ impl ConvPoolOps for Flex {
         let Some(full) = flex_geometry(&x, &weight, &options) else {
             unreachable!("the forward pass checked the geometry")
         };
-        let (g, cropped) = read_region(&full, &window);
+        let g = read_region(&full, &window);
+        let plane = [full.h, full.w];
         let p = pool_geometry([g.batch, g.cout, g.out_h(), g.out_w()], &window);
         let grad = flex_contiguous(&grad);
         let hits = pool_grad_cpu::Hits::new(flex_slice(&grad), argmax, &g, &p);
         let dx = needed[0].then(|| {
             let w = flex_contiguous(&weight);
-            let dx = pool_grad_cpu::backward_input(flex_slice(&w), &hits, &g, &p);
-            let dx = match cropped {
-                true => pool_grad_cpu::uncrop(&dx, &g, &full),
-                false => dx,
-            };
+            let dx = pool_grad_cpu::backward_input(flex_slice(&w), &hits, &g, &p, plane);
             flex_from(dx, [g.batch, g.cin, full.h, full.w])
         });
         let (dw, db) = match needed[1] || needed[2] {
             true => {
                 let x = flex_contiguous(&x);
-                let xs = match cropped {
-                    true => Cow::Owned(pool_grad_cpu::crop(flex_slice(&x), &full, &g)),
-                    false => Cow::Borrowed(flex_slice(&x)),
-                };
-                let (dw, db) = pool_grad_cpu::backward_weight(&xs, &hits, &g, &p);
+                let (dw, db) = pool_grad_cpu::backward_weight(flex_slice(&x), plane, &hits, &g, &p);
                 let dw = flex_from(dw, [g.cout, g.cin, g.kh, g.kw]);
                 let db = burn_flex::FlexTensor::from_data(TensorData::new(db, [g.cout]));
                 (
@@ -256,13 +245,12 @@ impl ConvPoolOps for Flex {
     }
 }
 
-/// The convolution cut to what `window` reads ([`pool_grad_cpu::read_region`];
-/// `true` when it was cut), or `g` whole.
-fn read_region(g: &Geometry, window: &PoolWindow) -> (Geometry, bool) {
+/// The convolution cut to what `window` reads ([`pool_grad_cpu::read_region`]:
+/// the top-left corner of the input), or `g` whole.
+fn read_region(g: &Geometry, window: &PoolWindow) -> Geometry {
     match window.padding == [0, 0] {
-        true => pool_grad_cpu::read_region(g, window.kernel, window.stride)
-            .map_or((*g, false), |r| (r, true)),
-        false => (*g, false),
+        true => pool_grad_cpu::read_region(g, window.kernel, window.stride).unwrap_or(*g),
+        false => *g,
     }
 }
 

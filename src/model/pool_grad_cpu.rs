@@ -99,33 +99,6 @@ pub fn read_region(g: &Geometry, kernel: [usize; 2], stride: [usize; 2]) -> Opti
     })
 }
 
-/// The top-left `to.h x to.w` corner of every plane of `x` (geometry `from`).
-pub fn crop(x: &[f32], from: &Geometry, to: &Geometry) -> Vec<f32> {
-    corners(x, from, to)
-}
-
-/// [`crop`]'s inverse for gradients: planes of geometry `from` placed in
-/// the top-left corner of zero planes of geometry `to`.
-pub fn uncrop(dx: &[f32], from: &Geometry, to: &Geometry) -> Vec<f32> {
-    corners(dx, from, to)
-}
-
-/// Planes of geometry `to` (zeros) holding the top-left region they share
-/// with the planes of `x` (geometry `from`).
-fn corners(x: &[f32], from: &Geometry, to: &Geometry) -> Vec<f32> {
-    let (ip, op) = (from.h * from.w, to.h * to.w);
-    let w = from.w.min(to.w);
-    let mut out = zeroed(from.batch * from.cin * op);
-    out.par_chunks_mut(op)
-        .zip(x.par_chunks(ip))
-        .for_each(|(o, p)| {
-            for (orow, prow) in o.chunks_exact_mut(to.w).zip(p.chunks_exact(from.w)) {
-                orow[..w].copy_from_slice(&prow[..w]);
-            }
-        });
-    out
-}
-
 /// Where each argmax byte's maximum sits in its window: (row, column), for
 /// all 256 byte values ([`NO_GRADIENT`] and unused ones at (0, 0)).
 fn window_table(pool: &PoolGeometry) -> Vec<(usize, usize)> {
@@ -306,33 +279,35 @@ fn add(y: &mut Lanes, x: &Lanes) {
     }
 }
 
-/// One image's `[cin][h][w]` planes as `[block][padded pixel]` vectors
-/// ([`Shapes::padded`]), the padding and the lanes past `cin` zero.
-fn to_blocks(s: &Shapes, planes: &[f32], out: &mut [Lanes]) {
+/// The top-left `h x w` corner of one image's `[cin][plane]` planes as
+/// `[block][padded pixel]` vectors ([`Shapes::padded`]), the padding and
+/// the lanes past `cin` zero.
+fn to_blocks(s: &Shapes, planes: &[f32], plane: [usize; 2], out: &mut [Lanes]) {
     let (g, len) = (s.g, s.padded());
     let (wp, [py, px]) = (g.w + 2 * g.padding[1], g.padding);
-    for (ci, plane) in planes.chunks_exact(g.h * g.w).enumerate() {
+    for (ci, src) in planes.chunks_exact(plane[0] * plane[1]).enumerate() {
         let (block, lane) = (ci / LANES, ci % LANES);
         let rows = out[block * len..][..len].chunks_exact_mut(wp).skip(py);
-        for (o, r) in rows.zip(plane.chunks_exact(g.w)) {
-            for (o, v) in o[px..].iter_mut().zip(r) {
+        for (o, r) in rows.zip(src.chunks_exact(plane[1])).take(g.h) {
+            for (o, v) in o[px..].iter_mut().zip(&r[..g.w]) {
                 o.0[lane] = *v;
             }
         }
     }
 }
 
-/// A block's padded vectors back into its channels' `[h][w]` planes
-/// (`planes` holds only that block's channels), the padding dropped.
-fn from_block(s: &Shapes, rows: &[Lanes], planes: &mut [f32]) {
+/// A block's padded vectors back into the top-left `h x w` corner of its
+/// channels' planes of `plane` pixels (`planes` holds only that block's
+/// channels), the padding dropped and the rest of the planes untouched.
+fn from_block(s: &Shapes, rows: &[Lanes], plane: [usize; 2], planes: &mut [f32]) {
     let g = s.g;
     let (wp, [py, px]) = (g.w + 2 * g.padding[1], g.padding);
-    for (lane, plane) in planes.chunks_exact_mut(g.h * g.w).enumerate() {
-        for (p, r) in plane
-            .chunks_exact_mut(g.w)
-            .zip(rows.chunks_exact(wp).skip(py))
-        {
-            for (v, r) in p.iter_mut().zip(&r[px..]) {
+    for (lane, dst) in planes.chunks_exact_mut(plane[0] * plane[1]).enumerate() {
+        let pairs = dst
+            .chunks_exact_mut(plane[1])
+            .zip(rows.chunks_exact(wp).skip(py));
+        for (p, r) in pairs.take(g.h) {
+            for (v, r) in p[..g.w].iter_mut().zip(&r[px..]) {
                 *v = r.0[lane];
             }
         }
@@ -391,9 +366,6 @@ impl<'a> Shapes<'a> {
     fn taps(&self) -> usize {
         self.g.kh * self.g.kw
     }
-    fn pixels(&self) -> usize {
-        self.g.h * self.g.w
-    }
     /// Pixels of an input plane with the convolution's padding around it.
     fn padded(&self) -> usize {
         (self.g.h + 2 * self.g.padding[0]) * (self.g.w + 2 * self.g.padding[1])
@@ -413,11 +385,19 @@ impl<'a> Shapes<'a> {
     }
 }
 
-/// The input gradient `[batch, cin, h, w]` from the pooled gradient's hits
-/// ([`Hits`]).
-pub fn backward_input(weight: &[f32], hits: &Hits, g: &Geometry, pool: &PoolGeometry) -> Vec<f32> {
+/// The input gradient from the pooled gradient's hits ([`Hits`]), as
+/// `[batch, cin]` planes of `plane` (`>= [h, w]`) pixels: convolution `g`
+/// read the top-left corner of a larger input, the rest gets zeros.
+pub fn backward_input(
+    weight: &[f32],
+    hits: &Hits,
+    g: &Geometry,
+    pool: &PoolGeometry,
+    plane: [usize; 2],
+) -> Vec<f32> {
     let s = Shapes::new(g, pool);
-    let (hw, taps, len) = (s.pixels(), s.taps(), s.padded());
+    assert!(plane[0] >= g.h && plane[1] >= g.w);
+    let (hw, taps, len) = (plane[0] * plane[1], s.taps(), s.padded());
     assert_eq!(weight.len(), g.cout * g.cin * taps);
     assert_eq!(hits.start.len(), g.batch * g.cout + 1);
     let wb = weight_blocks(weight, g);
@@ -448,7 +428,7 @@ pub fn backward_input(weight: &[f32], hits: &Hits, g: &Geometry, pool: &PoolGeom
             img.resize(len, ZERO);
             let wb = &wb[b * g.cout * taps..][..g.cout * taps];
             kernel(&s, wb, &buckets[n], img);
-            from_block(&s, img, part);
+            from_block(&s, img, plane, part);
         });
     dx
 }
@@ -489,22 +469,25 @@ fn input_positions(s: &Shapes, wb: &[Lanes], hits: &Buckets, img: &mut [Lanes], 
 }
 
 /// Weight and bias gradients (`[cout, cin, kh, kw]`, `[cout]`) from the
-/// pooled gradient's hits ([`Hits`]), for input `x`.
+/// pooled gradient's hits ([`Hits`]), for input `x`: `[batch, cin]` planes
+/// of `plane` (`>= [h, w]`) pixels, of which `g` reads the top-left corner.
 pub fn backward_weight(
     x: &[f32],
+    plane: [usize; 2],
     hits: &Hits,
     g: &Geometry,
     pool: &PoolGeometry,
 ) -> (Vec<f32>, Vec<f32>) {
     let s = Shapes::new(g, pool);
-    let (hw, taps, blocks, len) = (s.pixels(), s.taps(), s.blocks(), s.padded());
+    assert!(plane[0] >= g.h && plane[1] >= g.w);
+    let (hw, taps, blocks, len) = (plane[0] * plane[1], s.taps(), s.blocks(), s.padded());
     assert_eq!(x.len(), g.batch * g.cin * hw);
     assert_eq!(hits.start.len(), g.batch * g.cout + 1);
     // The input as `[image][block][padded pixel]` vectors.
     let mut xb = vec![ZERO; g.batch * blocks * len];
     xb.par_chunks_mut(blocks * len)
         .zip(x.par_chunks(g.cin * hw))
-        .for_each(|(o, xi)| to_blocks(&s, xi, o));
+        .for_each(|(o, xi)| to_blocks(&s, xi, plane, o));
     // One task per (block, chunk of output channels), each over all images.
     // (How the channels are chunked does not change any sum.)
     let wanted = (4 * rayon::current_num_threads()).div_ceil(blocks).max(1);
@@ -786,9 +769,9 @@ mod tests {
         let grad = values(pooled.len(), 4);
         let dense = pool_cpu::max_backward(&grad, &arg, &pool);
         let hits = Hits::new(&grad, &arg, &g, &pool);
-        let dx = backward_input(&w, &hits, &g, &pool);
+        let dx = backward_input(&w, &hits, &g, &pool, [g.h, g.w]);
         close(&dx, &conv_cpu::backward_input(&w, &dense, &g), "dx");
-        let (dw, db) = backward_weight(&x, &hits, &g, &pool);
+        let (dw, db) = backward_weight(&x, [g.h, g.w], &hits, &g, &pool);
         let (dw_ref, db_ref) = conv_cpu::backward_weight(&x, &dense, &g);
         close(&dw, &dw_ref, "dw");
         close(&db, &db_ref, "db");
@@ -887,21 +870,21 @@ mod tests {
             padding: [0, 0],
         };
         let (pg, pr) = (pool(&g), pool(&r));
-        let xr = crop(&x, &g, &r);
         let full = pool_cpu::max_forward(&conv_cpu::forward(&x, &w, None, false, &g), &pg, true);
-        let cut = pool_cpu::max_forward(&conv_cpu::forward(&xr, &w, None, false, &r), &pr, true);
+        let corner = conv_cpu::forward_corner(&x, [g.h, g.w], &w, None, false, &r);
+        let cut = pool_cpu::max_forward(&corner, &pr, true);
         assert_eq!(full, cut, "same pooled values and argmax bytes");
         let grad = values(full.0.len(), 10);
         let (hits_full, hits_cut) = (
             Hits::new(&grad, &full.1, &g, &pg),
             Hits::new(&grad, &cut.1, &r, &pr),
         );
-        let dx_full = backward_input(&w, &hits_full, &g, &pg);
-        let dx_cut = uncrop(&backward_input(&w, &hits_cut, &r, &pr), &r, &g);
+        let dx_full = backward_input(&w, &hits_full, &g, &pg, [g.h, g.w]);
+        let dx_cut = backward_input(&w, &hits_cut, &r, &pr, [g.h, g.w]);
         assert_eq!(dx_full, dx_cut);
         assert_eq!(
-            backward_weight(&x, &hits_full, &g, &pg),
-            backward_weight(&xr, &hits_cut, &r, &pr)
+            backward_weight(&x, [g.h, g.w], &hits_full, &g, &pg),
+            backward_weight(&x, [g.h, g.w], &hits_cut, &r, &pr)
         );
     }
 
@@ -935,7 +918,7 @@ mod tests {
         let (pooled, arg) = pool_cpu::max_forward(&out, &pool, true);
         let grad = values(pooled.len(), 7);
         let s = Shapes::new(&g, &pool);
-        let (taps, hw, blocks, len) = (s.taps(), s.pixels(), s.blocks(), s.padded());
+        let (taps, hw, blocks, len) = (s.taps(), g.h * g.w, s.blocks(), s.padded());
         let wb = weight_blocks(&w, &g);
         let all = Hits::new(&grad, &arg, &g, &pool);
         // The second image.
@@ -949,7 +932,7 @@ mod tests {
         assert_eq!(image(kernels::input_block()), image(input_block));
         let mut xb = vec![ZERO; g.batch * blocks * len];
         for (o, i) in xb.chunks_mut(blocks * len).zip(x.chunks(g.cin * hw)) {
-            to_blocks(&s, i, o);
+            to_blocks(&s, i, [g.h, g.w], o);
         }
         let task = |f: kernels::WeightBlock| {
             let mut dw = vec![ZERO; g.cout * taps];
