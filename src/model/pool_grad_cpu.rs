@@ -110,42 +110,6 @@ fn window_table(pool: &PoolGeometry) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// One hit: convolution output row, column, and the gradient it gets.
-type Hit = (usize, usize, f32);
-
-/// The hits of one `(image, output channel)` plane: each pooled output that
-/// passes a gradient `g`, as the convolution output `(oy, ox)` its maximum
-/// came from and `g` (`table`: [`window_table`]). They are gathered into
-/// `list` without a branch per pooled output (whether the ReLU cut one off
-/// is as good as random).
-#[inline(always)]
-fn gather_hits<'l>(
-    grad: &[f32],
-    arg: &[u8],
-    pool: &PoolGeometry,
-    table: &[(usize, usize)],
-    list: &'l mut Vec<Hit>,
-) -> &'l [Hit] {
-    let ow = pool.out_w();
-    if list.len() < grad.len() {
-        list.resize(grad.len(), (0, 0, 0.0));
-    }
-    let mut k = 0;
-    for (py, (gr, ar)) in grad.chunks_exact(ow).zip(arg.chunks_exact(ow)).enumerate() {
-        let y0 = py * pool.stride[0];
-        for (px, (gv, a)) in gr.iter().zip(ar).enumerate() {
-            // Padding never wins: a hit's position is inside the plane. A
-            // cut-off output writes a slot the next hit overwrites.
-            let (i, j) = table[*a as usize];
-            let y = (y0 + i).wrapping_sub(pool.padding[0]);
-            let x = (px * pool.stride[1] + j).wrapping_sub(pool.padding[1]);
-            list[k] = (y, x, *gv);
-            k += usize::from(*a != NO_GRADIENT);
-        }
-    }
-    &list[..k]
-}
-
 /// Offsets of the taps (`ky * kw + kx` order) from the patch's first
 /// pixel, in the padded planes ([`Shapes::padded`]).
 fn tap_offsets(g: &Geometry) -> Vec<usize> {
@@ -155,13 +119,19 @@ fn tap_offsets(g: &Geometry) -> Vec<usize> {
         .collect()
 }
 
-/// Every hit of a batch, gathered once for both gradients: plane by plane
-/// (`(image, output channel)` in order), each as its convolution output
-/// position (`oy * ow + ox`), its patch's corner in the padded input
-/// ([`Shapes::corner`]) and its gradient.
+/// Every hit of a batch, gathered once for both gradients, image by image.
 pub struct Hits {
-    /// `start[p]..start[p + 1]` index plane `p`'s hits.
-    start: Vec<usize>,
+    cout: usize,
+    images: Vec<ImageHits>,
+}
+
+/// One image's hits, plane by plane (output channels in order), each as its
+/// convolution output position (`oy * ow + ox`), its patch's corner in the
+/// padded input ([`Shapes::corner`]) and its gradient.
+#[derive(Default)]
+struct ImageHits {
+    /// `start[c]..start[c + 1]` index output channel `c`'s hits.
+    start: Vec<u32>,
     position: Vec<u32>,
     corner: Vec<u32>,
     grad: Vec<f32>,
@@ -169,56 +139,71 @@ pub struct Hits {
 
 impl Hits {
     /// The hits of the pooled gradient `grad` with the pooling's argmax
-    /// bytes `arg` (both `[batch, cout, ph, pw]`), gathered per image on
-    /// the thread pool.
+    /// bytes `arg` (both `[batch, cout, ph, pw]`), one image per task.
     pub fn new(grad: &[f32], arg: &[u8], g: &Geometry, pool: &PoolGeometry) -> Hits {
         let s = Shapes::new(g, pool);
-        let (plane, ow) = (s.pooled(), g.out_w());
-        let per_image = g.cout * plane;
+        let per_image = g.cout * s.pooled();
         assert_eq!(grad.len(), g.batch * per_image);
         assert_eq!(arg.len(), grad.len());
-        type Part = (Vec<usize>, Vec<u32>, Vec<u32>, Vec<f32>);
-        let parts: Vec<Part> = grad
+        let images = grad
             .par_chunks(per_image.max(1))
             .zip(arg.par_chunks(per_image.max(1)))
-            .map_init(Vec::new, |list, (gi, ai)| {
-                let mut part: Part = Default::default();
-                for (gp, ap) in gi.chunks_exact(plane).zip(ai.chunks_exact(plane)) {
-                    let hits = gather_hits(gp, ap, pool, &s.table, list);
-                    part.0.push(hits.len());
-                    for &(y, x, gv) in hits {
-                        part.1.push((y * ow + x) as u32);
-                        part.2.push(s.corner(y, x) as u32);
-                        part.3.push(gv);
-                    }
-                }
-                part
-            })
+            .map(|(gi, ai)| ImageHits::gather(gi, ai, &s))
             .collect();
-        let total = parts.iter().map(|p| p.1.len()).sum();
-        let mut hits = Hits {
-            start: Vec::with_capacity(g.batch * g.cout + 1),
-            position: Vec::with_capacity(total),
-            corner: Vec::with_capacity(total),
-            grad: Vec::with_capacity(total),
-        };
-        hits.start.push(0);
-        for (counts, position, corner, grad) in parts {
-            for c in counts {
-                hits.start.push(hits.start[hits.start.len() - 1] + c);
-            }
-            hits.position.extend(position);
-            hits.corner.extend(corner);
-            hits.grad.extend(grad);
+        Hits {
+            cout: g.cout,
+            images,
         }
-        hits
     }
 
-    /// Plane `p`'s hits: their corners and gradients.
+    /// Plane `p`'s (image `p / cout`, channel `p % cout`) hits: their
+    /// corners and gradients.
     #[inline(always)]
     fn plane(&self, p: usize) -> (&[u32], &[f32]) {
-        let (lo, hi) = (self.start[p], self.start[p + 1]);
-        (&self.corner[lo..hi], &self.grad[lo..hi])
+        let (image, c) = (&self.images[p / self.cout], p % self.cout);
+        let (lo, hi) = (image.start[c] as usize, image.start[c + 1] as usize);
+        (&image.corner[lo..hi], &image.grad[lo..hi])
+    }
+}
+
+impl ImageHits {
+    /// Each pooled output of one image (`grad`, `arg`: `[cout][ph * pw]`)
+    /// that passes a gradient, as the convolution output its maximum came
+    /// from. Written without a branch per pooled output (whether the ReLU
+    /// cut one off is as good as random): every output writes the next
+    /// slot, and only a hit moves on from it.
+    fn gather(grad: &[f32], arg: &[u8], s: &Shapes) -> ImageHits {
+        let (pool, ow, pw) = (s.pool, s.g.out_w(), s.pool.out_w());
+        let plane = s.pooled();
+        let mut hits = ImageHits {
+            start: Vec::with_capacity(s.g.cout + 1),
+            position: vec![0; grad.len()],
+            corner: vec![0; grad.len()],
+            grad: vec![0.0; grad.len()],
+        };
+        hits.start.push(0);
+        let mut k = 0;
+        for (gp, ap) in grad.chunks_exact(plane).zip(arg.chunks_exact(plane)) {
+            for (i, (gv, a)) in gp.iter().zip(ap).enumerate() {
+                let (py, px) = (i / pw, i % pw);
+                // Padding never wins: a hit's position is inside the plane
+                // (a cut-off output's, which may not be, is replaced by 0).
+                let hit = *a != NO_GRADIENT;
+                let (wy, wx) = s.table[*a as usize];
+                let y = (py * pool.stride[0] + wy).wrapping_sub(pool.padding[0]);
+                let x = (px * pool.stride[1] + wx).wrapping_sub(pool.padding[1]);
+                let (y, x) = if hit { (y, x) } else { (0, 0) };
+                hits.position[k] = (y * ow + x) as u32;
+                hits.corner[k] = s.corner(y, x) as u32;
+                hits.grad[k] = *gv;
+                k += usize::from(hit);
+            }
+            hits.start.push(k as u32);
+        }
+        hits.position.truncate(k);
+        hits.corner.truncate(k);
+        hits.grad.truncate(k);
+        hits
     }
 }
 
@@ -235,23 +220,23 @@ struct Buckets {
 impl Buckets {
     /// Image `n`'s hits grouped by position.
     fn new(hits: &Hits, n: usize, g: &Geometry) -> Buckets {
+        let image = &hits.images[n];
         let positions = g.out_h() * g.out_w();
-        let planes = n * g.cout..(n + 1) * g.cout;
-        let (lo, hi) = (hits.start[planes.start], hits.start[planes.end]);
         let mut start = vec![0u32; positions + 1];
-        for q in &hits.position[lo..hi] {
+        for q in &image.position {
             start[*q as usize + 1] += 1;
         }
         for q in 0..positions {
             start[q + 1] += start[q];
         }
-        let (mut channel, mut grad) = (vec![0; hi - lo], vec![0.0; hi - lo]);
+        let total = image.position.len();
+        let (mut channel, mut grad) = (vec![0; total], vec![0.0; total]);
         let mut next = start[..positions].to_vec();
-        for (co, p) in planes.enumerate() {
-            for i in hits.start[p]..hits.start[p + 1] {
-                let slot = &mut next[hits.position[i] as usize];
+        for (co, span) in image.start.windows(2).enumerate() {
+            for i in span[0] as usize..span[1] as usize {
+                let slot = &mut next[image.position[i] as usize];
                 channel[*slot as usize] = co as u32;
-                grad[*slot as usize] = hits.grad[i];
+                grad[*slot as usize] = image.grad[i];
                 *slot += 1;
             }
         }
@@ -399,7 +384,7 @@ pub fn backward_input(
     assert!(plane[0] >= g.h && plane[1] >= g.w);
     let (hw, taps, len) = (plane[0] * plane[1], s.taps(), s.padded());
     assert_eq!(weight.len(), g.cout * g.cin * taps);
-    assert_eq!(hits.start.len(), g.batch * g.cout + 1);
+    assert_eq!((hits.images.len(), hits.cout), (g.batch, g.cout));
     let wb = weight_blocks(weight, g);
     // Each image's hits by position, once for all its blocks.
     let buckets: Vec<Buckets> = (0..g.batch)
@@ -482,7 +467,7 @@ pub fn backward_weight(
     assert!(plane[0] >= g.h && plane[1] >= g.w);
     let (hw, taps, blocks, len) = (plane[0] * plane[1], s.taps(), s.blocks(), s.padded());
     assert_eq!(x.len(), g.batch * g.cin * hw);
-    assert_eq!(hits.start.len(), g.batch * g.cout + 1);
+    assert_eq!((hits.images.len(), hits.cout), (g.batch, g.cout));
     // The input as `[image][block][padded pixel]` vectors.
     let mut xb = vec![ZERO; g.batch * blocks * len];
     xb.par_chunks_mut(blocks * len)
