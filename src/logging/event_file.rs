@@ -52,13 +52,13 @@ impl EventFile {
             source,
         })?;
         let wall_time = now_secs();
+        let stamp = name_stamp(dir, wall_time as u64);
         let host = hostname();
         let pid = std::process::id();
         let (path, file) = loop {
             let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
             let path = dir.join(format!(
-                "events.out.tfevents.{:010}.{host}.{pid}.{seq:010}",
-                wall_time as u64
+                "events.out.tfevents.{stamp:010}.{host}.{pid}.{seq:010}"
             ));
             // append: after a failed write is cut back (see `flush`), the next
             // write still lands at the end.
@@ -150,6 +150,29 @@ impl Drop for EventFile {
     }
 }
 
+/// The seconds in a new file's name: `now`, or one past the newest event
+/// file already in `dir` when that one is as new. TensorBoard reads a
+/// folder's files in name order, and after the seconds the names of two
+/// processes differ by pid, which does not sort by age (a run resumed in the
+/// second its killed predecessor started, pids of different lengths or
+/// wrapped around; a clock set back).
+fn name_stamp(dir: &Path, now: u64) -> u64 {
+    let newest = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let rest = name.to_str()?.strip_prefix("events.out.tfevents.")?;
+            rest.split('.').next()?.parse::<u64>().ok()
+        })
+        .max();
+    match newest {
+        Some(n) if n >= now => n + 1,
+        _ => now,
+    }
+}
+
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now_secs() -> f64 {
     SystemTime::now()
@@ -232,9 +255,44 @@ pub(crate) mod tests {
         // Same second (almost always): names must still sort by creation.
         let name = |f: &EventFile| f.path().file_name().unwrap().to_string_lossy().into_owned();
         let (na, nb) = (name(&a), name(&b));
-        if na.split('.').nth(3) == nb.split('.').nth(3) {
-            assert!(na < nb, "{na} !< {nb}");
-        }
+        assert!(na < nb, "{na} !< {nb}");
+    }
+
+    #[test]
+    fn a_new_file_sorts_after_another_process_files_of_the_same_second() {
+        let dir = tempfile::tempdir().unwrap();
+        // Another process's file, as new as now, whose pid sorts after ours
+        // (or a clock that was set back since it was written).
+        let now = now_secs() as u64;
+        let other = format!(
+            "events.out.tfevents.{:010}.host.999999999.0000000000",
+            now + 3
+        );
+        fs::write(dir.path().join(&other), b"").unwrap();
+        let f = EventFile::create(dir.path()).unwrap();
+        let name = f.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name > other, "{name} !> {other}");
+        assert!(
+            name.starts_with(&format!("events.out.tfevents.{:010}.", now + 4)),
+            "{name}"
+        );
+        // A stale older file leaves the name at the current time.
+        let dir = tempfile::tempdir().unwrap();
+        let old = format!("events.out.tfevents.{:010}.host.1.0000000000", now - 100);
+        fs::write(dir.path().join(old), b"").unwrap();
+        let f = EventFile::create(dir.path()).unwrap();
+        let stamp: u64 = f
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .split('.')
+            .nth(3)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((now..now + 2).contains(&stamp), "{stamp} vs {now}");
     }
 
     #[test]
