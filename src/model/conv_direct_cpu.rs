@@ -116,7 +116,7 @@ pub fn forward(
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `supported` checked that the CPU has AVX-512F; the
             // kernel's reads stay inside `padded` and `packed` and its
-            // writes inside `out` (see `image_avx512`).
+            // writes inside `out` (see `avx512::tiles`).
             unsafe {
                 avx512::image(padded, &packed, &taps, bias, relu, g, nv, out)
             };
@@ -277,18 +277,7 @@ mod avx512 {
 mod tests {
     use super::*;
     use crate::model::conv_cpu;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::model::conv_pool_cpu::tests::values;
 
     #[test]
     fn direct_kernel_equals_the_gemm_path() {
