@@ -128,7 +128,6 @@ pub struct Hits {
 /// One image's hits, plane by plane (output channels in order), each as its
 /// convolution output position (`oy * ow + ox`), its patch's corner in the
 /// padded input ([`Shapes::corner`]) and its gradient.
-#[derive(Default)]
 struct ImageHits {
     /// `start[c]..start[c + 1]` index output channel `c`'s hits.
     start: Vec<u32>,
@@ -209,7 +208,6 @@ impl ImageHits {
 
 /// One image's hits grouped by convolution output position (counting sort;
 /// output channels ascending within a position).
-#[derive(Default)]
 struct Buckets {
     /// `start[q]..start[q + 1]` index the hits at output position `q`.
     start: Vec<u32>,
@@ -737,15 +735,7 @@ mod tests {
         // Large biases of both signs, so that the ReLU cuts off whole planes too.
         let b: Vec<f32> = values(g.cout, 3).iter().map(|v| 12.0 * v).collect();
         let out = conv_cpu::forward(&x, &w, Some(&b), false, &g);
-        let pool = PoolGeometry {
-            planes: g.batch * g.cout,
-            h: g.out_h(),
-            w: g.out_w(),
-            kh: kernel,
-            kw: kernel,
-            stride: [stride, stride],
-            padding: [padding, padding],
-        };
+        let pool = pool_after(&g, kernel, stride, padding);
         let (pooled, arg) = pool_cpu::max_forward(&out, &pool, true);
         assert!(
             arg.contains(&NO_GRADIENT),
@@ -760,6 +750,20 @@ mod tests {
         let (dw_ref, db_ref) = conv_cpu::backward_weight(&x, &dense, &g);
         close(&dw, &dw_ref, "dw");
         close(&db, &db_ref, "db");
+    }
+
+    /// A square max pooling (`kernel`, `stride`, `padding`) of convolution
+    /// `g`'s output.
+    fn pool_after(g: &Geometry, kernel: usize, stride: usize, padding: usize) -> PoolGeometry {
+        PoolGeometry {
+            planes: g.batch * g.cout,
+            h: g.out_h(),
+            w: g.out_w(),
+            kh: kernel,
+            kw: kernel,
+            stride: [stride, stride],
+            padding: [padding, padding],
+        }
     }
 
     fn geometry(batch: usize, cin: usize, hw: usize, cout: usize, k: usize) -> Geometry {
@@ -845,15 +849,7 @@ mod tests {
         );
         let x = values(g.batch * g.cin * g.h * g.w, 8);
         let w = values(g.cout * g.cin * g.kh * g.kw, 9);
-        let pool = |c: &Geometry| PoolGeometry {
-            planes: c.batch * c.cout,
-            h: c.out_h(),
-            w: c.out_w(),
-            kh: 4,
-            kw: 4,
-            stride: [4, 4],
-            padding: [0, 0],
-        };
+        let pool = |c: &Geometry| pool_after(c, 4, 4, 0);
         let (pg, pr) = (pool(&g), pool(&r));
         let full = pool_cpu::max_forward(&conv_cpu::forward(&x, &w, None, false, &g), &pg, true);
         let corner = conv_cpu::forward_corner(&x, [g.h, g.w], &w, None, false, &r);
@@ -890,15 +886,7 @@ mod tests {
         let g = *g;
         let x = values(g.batch * g.cin * g.h * g.w, 5);
         let w = values(g.cout * g.cin * g.kh * g.kw, 6);
-        let pool = PoolGeometry {
-            planes: g.batch * g.cout,
-            h: g.out_h(),
-            w: g.out_w(),
-            kh: 2,
-            kw: 2,
-            stride: [2, 2],
-            padding: [0, 0],
-        };
+        let pool = pool_after(&g, 2, 2, 0);
         let out = conv_cpu::forward(&x, &w, None, false, &g);
         let (pooled, arg) = pool_cpu::max_forward(&out, &pool, true);
         let grad = values(pooled.len(), 7);
