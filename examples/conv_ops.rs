@@ -16,7 +16,7 @@ use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Distribution, Tensor};
 
 use runner::backend::{self, CpuBackend, TrainBackend, WithBackend};
-use runner::model::{conv_cpu, conv_direct_cpu};
+use runner::model::{conv_cpu, conv_direct_cpu, conv_lanes_cpu};
 
 /// One convolution: in channels, out channels, kernel, padding, input size.
 #[derive(Clone, Copy)]
@@ -136,17 +136,18 @@ fn report_totals(label: &str, totals: [f64; 3], total_flops: f64, n: usize) {
     );
 }
 
+/// The fastest of `reps` runs after a warm-up: on a shared VM the times
+/// wander by 10-20 % with the neighbours' load, and the fastest run is the
+/// least disturbed one.
 fn time<F: FnMut()>(reps: usize, mut f: F) -> f64 {
     f(); // warm-up
-    let mut ts: Vec<f64> = (0..reps)
+    (0..reps)
         .map(|_| {
             let t = Instant::now();
             f();
             t.elapsed().as_secs_f64()
         })
-        .collect();
-    ts.sort_by(|a, b| a.total_cmp(b));
-    ts[ts.len() / 2]
+        .fold(f64::INFINITY, f64::min)
 }
 
 #[allow(clippy::single_range_in_vec_init)] // burn slices take one range per dimension
@@ -225,7 +226,9 @@ impl WithBackend for Job {
         }
         report_totals("all convs", totals, total_flops, n);
         if self.host {
-            println!("runner im2col+gemm kernels (src/model/conv_cpu.rs), same shapes:");
+            println!(
+                "runner kernels (src/model/conv_cpu.rs and the kernels it picks), same shapes:"
+            );
             let mut totals = [0.0f64; 3];
             for c in &self.convs {
                 let g = conv_cpu::Geometry {
@@ -251,11 +254,18 @@ impl WithBackend for Job {
                 let gr: Vec<f32> = (0..n * c.cout * o * o)
                     .map(|i| (i % 7) as f32 * 0.1)
                     .collect();
-                let fwd = time(self.reps, || {
-                    drop(conv_cpu::forward_gemm(&x, &w, Some(&b), false, &g))
-                });
+                let ms = |f: &dyn Fn()| time(self.reps, f) * 1e3;
+                let gemm = [
+                    ms(&|| drop(conv_cpu::forward_gemm(&x, &w, Some(&b), false, &g))),
+                    ms(&|| drop(conv_cpu::backward_input_gemm(&w, &gr, &g))),
+                    ms(&|| drop(conv_cpu::backward_weight_gemm(&x, &gr, &g))),
+                ];
+                println!(
+                    "  im2col+gemm {:.1} / {:.1} / {:.1} ms",
+                    gemm[0], gemm[1], gemm[2]
+                );
                 if conv_direct_cpu::supported(&g) {
-                    let direct = time(self.reps, || {
+                    let direct = ms(&|| {
                         drop(conv_direct_cpu::forward(
                             &x,
                             [g.h, g.w],
@@ -265,12 +275,35 @@ impl WithBackend for Job {
                             &g,
                         ))
                     });
+                    println!("  direct forward (conv_direct_cpu) {direct:.1} ms");
+                }
+                if conv_lanes_cpu::supported(&g) {
+                    let fwd = ms(&|| {
+                        drop(conv_lanes_cpu::forward(
+                            &x,
+                            [g.h, g.w],
+                            &w,
+                            Some(&b),
+                            false,
+                            &g,
+                        ))
+                    });
+                    let dx = match conv_lanes_cpu::transposable(&g) {
+                        true => ms(&|| drop(conv_lanes_cpu::backward_input(&w, &gr, &g))),
+                        false => f64::NAN,
+                    };
+                    let dw = ms(&|| drop(conv_lanes_cpu::backward_weight(&x, &gr, &g)));
                     println!(
-                        "  direct forward (conv_direct_cpu) {:.1} ms against {:.1} ms im2col+gemm",
-                        direct * 1e3,
-                        fwd * 1e3
+                        "  lanes (conv_lanes_cpu) {fwd:.1} / {dx:.1} / {dw:.1} ms{}",
+                        match conv_lanes_cpu::pays(&g) {
+                            true => ", used",
+                            false => ", not used",
+                        }
                     );
                 }
+                let fwd = time(self.reps, || {
+                    drop(conv_cpu::forward(&x, &w, Some(&b), false, &g))
+                });
                 let dx = time(self.reps, || drop(conv_cpu::backward_input(&w, &gr, &g)));
                 let dw = time(self.reps, || drop(conv_cpu::backward_weight(&x, &gr, &g)));
                 let f = c.flops(n);

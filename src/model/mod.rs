@@ -7,6 +7,7 @@
 pub mod conv;
 pub mod conv_cpu;
 pub mod conv_direct_cpu;
+pub mod conv_lanes_cpu;
 pub mod conv_pool;
 pub mod conv_pool_cpu;
 pub mod layer;
