@@ -16,7 +16,8 @@ use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Distribution, Tensor};
 
 use runner::backend::{self, CpuBackend, TrainBackend, WithBackend};
-use runner::model::{conv_cpu, conv_direct_cpu, conv_lanes_cpu};
+use runner::model::conv_lanes_cpu::{self, Pass};
+use runner::model::{conv_cpu, conv_direct_cpu};
 
 /// One convolution: in channels, out channels, kernel, padding, input size.
 #[derive(Clone, Copy)]
@@ -293,12 +294,15 @@ impl WithBackend for Job {
                         false => f64::NAN,
                     };
                     let dw = ms(&|| drop(conv_lanes_cpu::backward_weight(&x, &gr, &g)));
+                    let used = |p| match conv_lanes_cpu::pays(&g, p) {
+                        true => "used",
+                        false => "not used",
+                    };
                     println!(
-                        "  lanes (conv_lanes_cpu) {fwd:.1} / {dx:.1} / {dw:.1} ms{}",
-                        match conv_lanes_cpu::pays(&g) {
-                            true => ", used",
-                            false => ", not used",
-                        }
+                        "  lanes (conv_lanes_cpu) {fwd:.1} / {dx:.1} / {dw:.1} ms ({} / {} / {})",
+                        used(Pass::Forward),
+                        used(Pass::Input),
+                        used(Pass::Weight),
                     );
                 }
                 let fwd = time(self.reps, || {

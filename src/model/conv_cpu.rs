@@ -22,7 +22,8 @@ use std::mem::MaybeUninit;
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::{conv_direct_cpu, conv_lanes_cpu};
+use super::conv_direct_cpu;
+use super::conv_lanes_cpu::{self, Pass};
 
 /// Sizes of one convolution. Weights are `[cout, cin, kh, kw]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -406,11 +407,11 @@ pub fn forward_corner(
 ) -> Vec<f32> {
     assert!(plane[0] >= g.h && plane[1] >= g.w);
     assert_eq!(x.len(), g.batch * g.cin * plane[0] * plane[1]);
-    if conv_lanes_cpu::supported(g) && conv_lanes_cpu::pays(g) {
-        return conv_lanes_cpu::forward(x, plane, weight, bias, relu, g);
-    }
     if conv_direct_cpu::supported(g) && conv_direct_cpu::pays(g) {
         return conv_direct_cpu::forward(x, plane, weight, bias, relu, g);
+    }
+    if conv_lanes_cpu::supported(g) && conv_lanes_cpu::pays(g, Pass::Forward) {
+        return conv_lanes_cpu::forward(x, plane, weight, bias, relu, g);
     }
     match plane == [g.h, g.w] {
         true => forward_gemm(x, weight, bias, relu, g),
@@ -615,7 +616,7 @@ fn forward_blocked(
 
 /// Weight and bias gradients: (`[cout, cin, kh, kw]`, `[cout]`).
 pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<f32>) {
-    if conv_lanes_cpu::supported(g) && conv_lanes_cpu::pays(g) {
+    if conv_lanes_cpu::supported(g) && conv_lanes_cpu::pays(g, Pass::Weight) {
         return conv_lanes_cpu::backward_weight(x, grad, g);
     }
     backward_weight_gemm(x, grad, g)
@@ -724,7 +725,7 @@ fn backward_weight_blocked(
 
 /// Input gradient: `[batch, cin, h, w]`.
 pub fn backward_input(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
-    if conv_lanes_cpu::transposable(g) && conv_lanes_cpu::pays(g) {
+    if conv_lanes_cpu::transposable(g) && conv_lanes_cpu::pays(g, Pass::Input) {
         return conv_lanes_cpu::backward_input(weight, grad, g);
     }
     backward_input_gemm(weight, grad, g)
