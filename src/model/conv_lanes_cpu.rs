@@ -580,6 +580,22 @@ mod tests {
     }
 
     #[test]
+    fn spread_planes_start_in_distinct_cache_sets() {
+        for n in [1, 16, 17, 900, 130 * 130, 4096, 4096 * 16, 63 * 16] {
+            let s = spread(n);
+            assert!(s >= n && s < n + 8 * LANES, "{n} -> {s}");
+            assert_eq!(s % LANES, 0);
+            // The first line of each of 64 consecutive planes, mod the 64
+            // sets of the L1 cache: all different.
+            let sets: std::collections::HashSet<usize> =
+                (0..64).map(|c| c * s / LANES % 64).collect();
+            assert_eq!(sets.len(), 64, "{n} -> {s}");
+            // Neighbouring planes are not in neighbouring sets either.
+            assert!(!matches!(s / LANES % 64, 1 | 63));
+        }
+    }
+
+    #[test]
     fn lane_kernels_equal_the_gemm_path() {
         if !vectorized() {
             eprintln!("no AVX-512 on this CPU: the lane kernels are not used here");
@@ -623,6 +639,13 @@ mod tests {
                 h: 70,
                 w: 90,
                 cout: 9,
+                padding: [1, 1],
+                ..base
+            },
+            // 64 channels: the weight gradient's 6 x 4 tile.
+            Geometry {
+                cin: 7,
+                cout: 64,
                 padding: [1, 1],
                 ..base
             },
