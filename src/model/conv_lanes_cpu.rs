@@ -63,7 +63,7 @@ pub fn supported(g: &Geometry) -> bool {
 pub fn transposable(g: &Geometry) -> bool {
     supported(g) && g.padding[0] < g.kh && g.padding[1] < g.kw && {
         let t = transposed(g);
-        t.out_h() == g.h && t.out_w() == g.w
+        supported(&t) && t.out_h() == g.h && t.out_w() == g.w
     }
 }
 
@@ -346,6 +346,9 @@ pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<
             let (mut padded, mut dyt) = (Vec::new(), vec![0.0f32; l * channels]);
             for (gi, xi) in gs.chunks_exact(g.cout * l).zip(xs.chunks_exact(in_len)) {
                 pad(xi, [g.h, g.w], g, &f, len, &mut padded);
+                // The last output pixel's corner plus the largest tap stays inside.
+                let last = (f.oh - 1) * f.wp + f.ow - 1;
+                assert!(last + (taps[k - 1] as usize) < padded.len());
                 transpose(gi, l, &mut dyt, channels, &mut db);
                 for q0 in (0..l).step_by(span) {
                     let q1 = (q0 + span).min(l);
