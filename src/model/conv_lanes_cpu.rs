@@ -41,9 +41,9 @@ const MR: usize = 8;
 const NV: usize = 3;
 /// Pixels per forward tile.
 const TILE: usize = NV * LANES;
-/// Output pixels per span: a forward span's output (`[cout, span]`) and a
-/// weight-gradient span's slice of the output gradient stay in the core's
-/// cache while every channel block and tap runs over them.
+/// Output pixels (whole rows, at least one) per span of the forward pass:
+/// the span's output (`[cout, span]`) stays in the core's cache until it is
+/// copied out with the bias and ReLU.
 const SPAN: usize = 4096;
 
 /// Whether this CPU has the kernels and they take convolution `g` (forward
