@@ -71,12 +71,13 @@ pub fn transposable(g: &Geometry) -> bool {
 /// rather than as im2col + GEMM: the weights fit in the core's cache (at
 /// most 1 MiB; there is no blocking over them), at least three quarters of
 /// the computed columns are kept (`ow / wp`), and the pass fills its tiles.
-/// Measured with `examples/conv_ops` (batch 32 and 128, 2 threads): the
-/// tutorial's 3x3 layers from 32 channels up, forward 5-35 % and gradients
-/// up to 30 % faster than im2col + GEMM; with a single input channel
-/// (Fashion's first layer) the input gradient is a pass with one output
-/// channel in tiles of 8, and weight gradients over few taps (3 and 1
-/// input channels: 27 and 9 taps, in tiles of 12) ran 30-40 % slower.
+/// Measured with `examples/conv_ops` (batch 32 and 128, 2 threads, fastest
+/// of 5): on the tutorial's 3x3 layers from 32 channels up, each pass up
+/// to 30 % faster than im2col + GEMM or equal within this VM's noise (the
+/// three passes of the five layers: 753 against 839 ms). With a single
+/// input channel (Fashion's first layer) the input gradient is a pass with
+/// one output channel in tiles of 8, and weight gradients over few taps (3
+/// and 1 input channels: 27 and 9 taps, in tiles of 12) ran 30-40 % slower.
 pub fn pays(g: &Geometry, pass: Pass) -> bool {
     let wp = g.w + 2 * g.padding[1];
     let fits = g.cout * g.cin * g.kh * g.kw * 4 <= 1 << 20 && 4 * g.out_w() >= 3 * wp;
