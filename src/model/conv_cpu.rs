@@ -365,10 +365,13 @@ fn matmul(
 
 /// How to spread `batch` images over the pool: (images per task, GEMM parallelism).
 fn schedule(batch: usize) -> (usize, Parallelism) {
-    (
-        batch.div_ceil(rayon::current_num_threads().max(1)),
-        gemm_parallelism(batch),
-    )
+    (images_per_task(batch), gemm_parallelism(batch))
+}
+
+/// Images per task when a pass that sums over the batch (a weight
+/// gradient) gives each pool thread one run of images and a partial sum.
+pub(super) fn images_per_task(batch: usize) -> usize {
+    batch.div_ceil(rayon::current_num_threads().max(1))
 }
 
 /// Each GEMM on one thread while there are at least as many images as

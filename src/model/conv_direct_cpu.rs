@@ -112,7 +112,7 @@ pub fn forward(
         x.par_chunks(g.cin * plane[0] * plane[1]),
         Vec::new,
         |padded, out, image| {
-            pad(image, plane, g, padded);
+            pad(image, plane, g, hp * wp, g.cin * hp * wp, padded);
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `supported` checked that the CPU has AVX-512F; the
             // kernel's reads stay inside `padded` and `packed` and its
@@ -125,13 +125,21 @@ pub fn forward(
 }
 
 /// The top-left `h x w` corner of one image's `[cin][plane]` planes with
-/// the convolution's zero padding around it, into `out`.
-fn pad(image: &[f32], plane: [usize; 2], g: &Geometry, out: &mut Vec<f32>) {
-    let (hp, wp) = (g.h + 2 * g.padding[0], g.w + 2 * g.padding[1]);
+/// the convolution's zero padding around it, into `out` (resized to `len`
+/// floats, the padded planes `stride` floats apart).
+pub(super) fn pad(
+    image: &[f32],
+    plane: [usize; 2],
+    g: &Geometry,
+    stride: usize,
+    len: usize,
+    out: &mut Vec<f32>,
+) {
+    let wp = g.w + 2 * g.padding[1];
     out.clear();
-    out.resize(g.cin * hp * wp, 0.0);
+    out.resize(len, 0.0);
     let planes = image.chunks_exact(plane[0] * plane[1]);
-    for (src, o) in planes.zip(out.chunks_exact_mut(hp * wp)) {
+    for (src, o) in planes.zip(out.chunks_exact_mut(stride)) {
         let rows = o.chunks_exact_mut(wp).skip(g.padding[0]);
         for (row, r) in rows.zip(src.chunks_exact(plane[1])).take(g.h) {
             row[g.padding[1]..][..g.w].copy_from_slice(&r[..g.w]);

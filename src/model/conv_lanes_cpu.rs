@@ -30,8 +30,8 @@
 
 use rayon::prelude::*;
 
-use super::conv_cpu::{par_fill, Geometry};
-use super::conv_direct_cpu::vectorized;
+use super::conv_cpu::{images_per_task, par_fill, Geometry};
+use super::conv_direct_cpu::{pad, vectorized};
 
 /// Pixels per vector.
 const LANES: usize = 16;
@@ -160,20 +160,6 @@ fn taps(g: &Geometry, f: &Frame) -> Vec<u32> {
         .collect()
 }
 
-/// The top-left `h x w` corner of one image's planes of `plane` pixels,
-/// with the padding of `g` around it, into `out` (resized to `len`).
-fn pad(image: &[f32], plane: [usize; 2], g: &Geometry, f: &Frame, len: usize, out: &mut Vec<f32>) {
-    out.clear();
-    out.resize(len, 0.0);
-    let planes = image.chunks_exact(plane[0] * plane[1]);
-    for (src, o) in planes.zip(out.chunks_exact_mut(f.plane)) {
-        let rows = o.chunks_exact_mut(f.wp).skip(g.padding[0]);
-        for (row, r) in rows.zip(src.chunks_exact(plane[1])).take(g.h) {
-            row[g.padding[1]..][..g.w].copy_from_slice(&r[..g.w]);
-        }
-    }
-}
-
 /// `[cout, k]` weights as `[cout / MR][k][MR]`, zero rows past `cout`.
 fn pack(weight: &[f32], cout: usize, k: usize) -> Vec<f32> {
     let blocks = cout.div_ceil(MR);
@@ -219,7 +205,7 @@ pub fn forward(
         x.par_chunks(g.cin * plane[0] * plane[1]),
         || (Vec::new(), Vec::new()),
         |(padded, span), out, image| {
-            pad(image, plane, g, &f, len, padded);
+            pad(image, plane, g, f.plane, len, padded);
             image_forward(padded, &packed, &taps, bias, relu, g, &f, span, out);
         },
     )
@@ -336,7 +322,7 @@ pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<
     taps.resize(rows, 0);
     let len = f.padded_len(g.cin, g.kw);
     let span = shape.span();
-    let per_task = g.batch.div_ceil(rayon::current_num_threads().max(1));
+    let per_task = images_per_task(g.batch);
     let partials: Vec<(Vec<f32>, Vec<f32>)> = grad
         .par_chunks(per_task * g.cout * l)
         .zip(x.par_chunks(per_task * in_len))
@@ -346,7 +332,7 @@ pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<
             let mut db = vec![0.0f32; g.cout];
             let (mut padded, mut dyt) = (Vec::new(), vec![0.0f32; l * channels]);
             for (gi, xi) in gs.chunks_exact(g.cout * l).zip(xs.chunks_exact(in_len)) {
-                pad(xi, [g.h, g.w], g, &f, len, &mut padded);
+                pad(xi, [g.h, g.w], g, f.plane, len, &mut padded);
                 // The last output pixel's corner plus the largest tap stays inside.
                 let last = (f.oh - 1) * f.wp + f.ow - 1;
                 assert!(last + (taps[k - 1] as usize) < padded.len());
