@@ -6,7 +6,14 @@
 //!
 //! ```text
 //! cargo run --release --example conv_ops -- [tutorial|fashion] [--backend flex] [--reps 3] [--threads 2]
+//!     [--batch N] [--runner-kernels | --runner-only] [--layer I]... [--size S]
 //! ```
+//!
+//! `--runner-kernels` also times runner's own kernels (`--runner-only`:
+//! those alone); `--layer I` picks convolution `I` (0 = the first; may be
+//! repeated) and `--size S` sets the picked layers' input size (the
+//! tutorial's last convolution as the pooling after it reads it: `--layer
+//! 7 --size 12`).
 
 use std::time::Instant;
 
@@ -17,7 +24,7 @@ use burn::tensor::{Distribution, Tensor};
 
 use runner::backend::{self, CpuBackend, TrainBackend, WithBackend};
 use runner::model::conv_lanes_cpu::{self, Pass};
-use runner::model::{conv_cpu, conv_direct_cpu};
+use runner::model::{conv_cpu, conv_direct_cpu, conv_winograd_cpu};
 
 /// One convolution: in channels, out channels, kernel, padding, input size.
 #[derive(Clone, Copy)]
@@ -120,6 +127,8 @@ struct Job {
     host: bool,
     batch: usize,
     reps: usize,
+    /// Skip burn's own kernels (only with `host`).
+    runner_only: bool,
 }
 
 fn report_totals(label: &str, totals: [f64; 3], total_flops: f64, n: usize) {
@@ -169,7 +178,7 @@ impl WithBackend for Job {
             "{:<26} {:>9} {:>9} {:>9}   GFLOP/s fwd / dx / dw",
             "layer", "fwd ms", "dx ms", "dw ms"
         );
-        for c in &self.convs {
+        for c in self.convs.iter().filter(|_| !self.runner_only) {
             let o = c.out();
             let x = Tensor::<B<AB>, 4>::random(
                 [n, c.cin, c.size, c.size],
@@ -225,7 +234,9 @@ impl WithBackend for Job {
                 f / dw / 1e9,
             );
         }
-        report_totals("all convs", totals, total_flops, n);
+        if !self.runner_only {
+            report_totals("all convs", totals, total_flops, n);
+        }
         if self.host {
             println!(
                 "runner kernels (src/model/conv_cpu.rs and the kernels it picks), same shapes:"
@@ -277,6 +288,27 @@ impl WithBackend for Job {
                         ))
                     });
                     println!("  direct forward (conv_direct_cpu) {direct:.1} ms");
+                }
+                if conv_winograd_cpu::supported(&g) {
+                    let fwd = ms(&|| {
+                        drop(conv_winograd_cpu::forward(
+                            &x,
+                            [g.h, g.w],
+                            &w,
+                            Some(&b),
+                            false,
+                            &g,
+                        ))
+                    });
+                    let dx = match conv_winograd_cpu::transposable(&g) {
+                        true => ms(&|| drop(conv_winograd_cpu::backward_input(&w, &gr, &g))),
+                        false => f64::NAN,
+                    };
+                    let used = match conv_winograd_cpu::pays(&g) {
+                        true => "used",
+                        false => "not used",
+                    };
+                    println!("  winograd (conv_winograd_cpu) {fwd:.1} / {dx:.1} ms ({used})");
                 }
                 if conv_lanes_cpu::supported(&g) {
                     let fwd = ms(&|| {
@@ -341,6 +373,9 @@ fn main() {
     let mut threads = 0;
     let mut batch = None;
     let mut host = false;
+    let mut runner_only = false;
+    let mut size = None;
+    let mut layers: Vec<usize> = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--backend" => {
@@ -353,6 +388,12 @@ fn main() {
             "--reps" => reps = args.next().and_then(|v| v.parse().ok()).unwrap_or(3),
             "--threads" => threads = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--runner-kernels" => host = true,
+            "--runner-only" => (host, runner_only) = (true, true),
+            "--size" => size = args.next().and_then(|v| v.parse().ok()),
+            "--layer" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(i) => layers.push(i),
+                None => fail("--layer takes a layer number (0 = the first convolution)"),
+            },
             "--batch" => batch = args.next().and_then(|v| v.parse().ok()),
             "tutorial" | "fashion" => model = a,
             other => fail(&format!("unknown argument {other}")),
@@ -364,6 +405,24 @@ fn main() {
     } else {
         (FASHION.to_vec(), 128)
     };
+    let convs: Vec<Conv> = match layers.is_empty() {
+        true => convs,
+        false => layers
+            .iter()
+            .map(|&i| {
+                *convs
+                    .get(i)
+                    .unwrap_or_else(|| fail(&format!("no layer {i}")))
+            })
+            .collect(),
+    };
+    let convs: Vec<Conv> = convs
+        .into_iter()
+        .map(|c| Conv {
+            size: size.unwrap_or(c.size),
+            ..c
+        })
+        .collect();
     let batch = batch.unwrap_or(default_batch);
     println!("conv_ops backend={backend_choice} model={model} batch={batch} threads={threads} reps={reps}");
     let job = Job {
@@ -371,6 +430,7 @@ fn main() {
         host,
         batch,
         reps,
+        runner_only,
     };
     if let Err(e) = backend::with_cpu_backend(backend_choice, job) {
         fail(&e.to_string());

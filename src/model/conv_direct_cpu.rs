@@ -112,7 +112,7 @@ pub fn forward(
         x.par_chunks(g.cin * plane[0] * plane[1]),
         Vec::new,
         |padded, out, image| {
-            pad(image, plane, g, hp * wp, g.cin * hp * wp, padded);
+            pad(image, plane, g, wp, hp * wp, g.cin * hp * wp, padded);
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `supported` checked that the CPU has AVX-512F; the
             // kernel's reads stay inside `padded` and `packed` and its
@@ -126,16 +126,18 @@ pub fn forward(
 
 /// The top-left `h x w` corner of one image's `[cin][plane]` planes with
 /// the convolution's zero padding around it, into `out` (resized to `len`
-/// floats, the padded planes `stride` floats apart).
+/// floats, the padded planes `stride` floats apart, rows `wp >= w + 2 *
+/// padding` floats wide).
 pub(super) fn pad(
     image: &[f32],
     plane: [usize; 2],
     g: &Geometry,
+    wp: usize,
     stride: usize,
     len: usize,
     out: &mut Vec<f32>,
 ) {
-    let wp = g.w + 2 * g.padding[1];
+    assert!(wp >= g.w + 2 * g.padding[1]);
     out.clear();
     out.resize(len, 0.0);
     let planes = image.chunks_exact(plane[0] * plane[1]);

@@ -36,11 +36,11 @@ use super::conv_direct_cpu::{pad, vectorized};
 /// Pixels per vector.
 const LANES: usize = 16;
 /// Output channels per forward tile.
-const MR: usize = 8;
+pub(super) const MR: usize = 8;
 /// Vectors of pixels per forward tile.
-const NV: usize = 3;
+pub(super) const NV: usize = 3;
 /// Pixels per forward tile.
-const TILE: usize = NV * LANES;
+pub(super) const TILE: usize = NV * LANES;
 /// Output pixels (whole rows, at least one) per span of the forward pass:
 /// the span's output (`[cout, span]`) stays in the core's cache until it is
 /// copied out with the bias and ReLU.
@@ -126,7 +126,7 @@ struct Frame {
 /// bytes past a multiple of 4 KiB) the rows a tile reads fell into a few
 /// sets and evicted each other (`examples/conv_ops`, 32 -> 32 channels on
 /// 128x128: a tile loop at 130 GFLOP/s on one core, 145 spread).
-fn spread(n: usize) -> usize {
+pub(super) fn spread(n: usize) -> usize {
     let mut lines = n.div_ceil(LANES);
     while lines.is_multiple_of(2) || matches!(lines % 64, 1 | 63) {
         lines += 1;
@@ -205,7 +205,7 @@ pub fn forward(
         x.par_chunks(g.cin * plane[0] * plane[1]),
         || (Vec::new(), Vec::new()),
         |(padded, span), out, image| {
-            pad(image, plane, g, f.plane, len, padded);
+            pad(image, plane, g, f.wp, f.plane, len, padded);
             image_forward(padded, &packed, &taps, bias, relu, g, &f, span, out);
         },
     )
@@ -332,7 +332,7 @@ pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<
             let mut db = vec![0.0f32; g.cout];
             let (mut padded, mut dyt) = (Vec::new(), vec![0.0f32; l * channels]);
             for (gi, xi) in gs.chunks_exact(g.cout * l).zip(xs.chunks_exact(in_len)) {
-                pad(xi, [g.h, g.w], g, f.plane, len, &mut padded);
+                pad(xi, [g.h, g.w], g, f.wp, f.plane, len, &mut padded);
                 // The last output pixel's corner plus the largest tap stays inside.
                 let last = (f.oh - 1) * f.wp + f.ow - 1;
                 assert!(last + (taps[k - 1] as usize) < padded.len());
@@ -445,7 +445,7 @@ impl WeightTile {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(super) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{LANES, MR, NV};
@@ -457,7 +457,7 @@ mod avx512 {
     /// AVX-512F; `x + taps[k]` readable for `NV * 16` floats for every
     /// `k`, `w` for `taps.len() * MR`, `out` writable for the tile's rows.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn forward_tile(
+    pub(in crate::model) unsafe fn forward_tile(
         x: *const f32,
         w: *const f32,
         taps: &[u32],
@@ -496,7 +496,7 @@ mod avx512 {
     /// and the tile's channels, `x` at every tap plus corner, `dwt`
     /// writable for the tile.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn weight_tile(
+    pub(super) unsafe fn weight_tile(
         shape: super::WeightTile,
         dyt: *const f32,
         ld: usize,
