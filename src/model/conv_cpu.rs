@@ -623,6 +623,9 @@ fn forward_blocked(
 
 /// Weight and bias gradients: (`[cout, cin, kh, kw]`, `[cout]`).
 pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<f32>) {
+    if conv_winograd_cpu::supported(g) && conv_winograd_cpu::pays(g) {
+        return conv_winograd_cpu::backward_weight(x, grad, g);
+    }
     if conv_lanes_cpu::supported(g) && conv_lanes_cpu::pays(g, Pass::Weight) {
         return conv_lanes_cpu::backward_weight(x, grad, g);
     }

@@ -392,11 +392,36 @@ pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<
 }
 
 /// `planes` (`[channels][l]`) into `rows` (`[l][width]`, `width >=
-/// channels`), sixteen pixels at a time so that the block written stays in
-/// L1 (reading pixel by pixel across the planes, 64 KB apart on the
-/// tutorial's 126x126 maps, missed the cache on nearly every read), and
-/// each plane's sum added to `sums`.
-fn transpose(planes: &[f32], l: usize, rows: &mut [f32], width: usize, sums: &mut [f32]) {
+/// channels`; the columns from `channels` to the next multiple of 16 are
+/// zeroed), and each plane's sum added to `sums`. Blocks of 16 channels x
+/// 16 pixels are transposed in registers (scalar, pixel by pixel across
+/// the planes, this took half as long as the weight-gradient tiles it
+/// feeds on the tutorial's 32 -> 64 layer).
+pub(super) fn transpose(
+    planes: &[f32],
+    l: usize,
+    rows: &mut [f32],
+    width: usize,
+    sums: &mut [f32],
+) {
+    let channels = sums.len();
+    assert!(width >= channels.next_multiple_of(LANES));
+    assert_eq!(planes.len(), channels * l);
+    assert!(rows.len() >= l * width);
+    #[cfg(target_arch = "x86_64")]
+    if vectorized() {
+        // SAFETY: AVX-512F checked; reads stay inside `planes` (masked to
+        // `channels` planes of `l` pixels), writes inside `rows` (pixels <
+        // l, columns < channels rounded up to 16 <= width), asserted above.
+        unsafe { avx512::transpose(planes, l, rows, width, sums) };
+        return;
+    }
+    transpose_scalar(planes, l, rows, width, sums);
+}
+
+/// [`transpose`] one value at a time, sixteen pixels at a time so that the
+/// block written stays in L1.
+fn transpose_scalar(planes: &[f32], l: usize, rows: &mut [f32], width: usize, sums: &mut [f32]) {
     for q0 in (0..l).step_by(LANES) {
         let n = (l - q0).min(LANES);
         let block = &mut rows[q0 * width..][..n * width];
@@ -407,21 +432,24 @@ fn transpose(planes: &[f32], l: usize, rows: &mut [f32], width: usize, sums: &mu
             }
             *s += src.iter().sum::<f32>();
         }
+        for row in block.chunks_exact_mut(width) {
+            row[sums.len()..sums.len().next_multiple_of(LANES)].fill(0.0);
+        }
     }
 }
 
 /// A weight-gradient tile: `taps` rows of `vectors` channel vectors, 24
 /// sums either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct WeightTile {
+pub(in crate::model) struct WeightTile {
     vectors: usize,
-    taps: usize,
+    pub(super) taps: usize,
 }
 
 impl WeightTile {
     /// 4 vectors x 6 taps where the channels fill 64-channel tiles, else
     /// 2 x 12 (channels padded to 32).
-    fn new(cout: usize) -> WeightTile {
+    pub(super) fn new(cout: usize) -> WeightTile {
         match cout.is_multiple_of(4 * LANES) {
             true => WeightTile {
                 vectors: 4,
@@ -433,13 +461,13 @@ impl WeightTile {
             },
         }
     }
-    fn width(self) -> usize {
+    pub(super) fn width(self) -> usize {
         self.vectors * LANES
     }
     /// Output pixels per span: their gradient rows for one tile of
     /// channels (32 KiB) stay in L1 while every tile of taps runs over
     /// them.
-    fn span(self) -> usize {
+    pub(super) fn span(self) -> usize {
         8192 / self.width()
     }
 }
@@ -449,6 +477,72 @@ pub(super) mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{LANES, MR, NV};
+
+    /// [`super::transpose`], 16 x 16 blocks in registers.
+    ///
+    /// # Safety
+    /// AVX-512F; the sizes [`super::transpose`] asserts.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose(
+        planes: &[f32],
+        l: usize,
+        rows: &mut [f32],
+        width: usize,
+        sums: &mut [f32],
+    ) {
+        let channels = sums.len();
+        for c0 in (0..channels).step_by(LANES) {
+            let nc = (channels - c0).min(LANES);
+            let mut total = _mm512_setzero_ps();
+            for q0 in (0..l).step_by(LANES) {
+                let n = (l - q0).min(LANES);
+                let mask: __mmask16 = if n == LANES { 0xFFFF } else { (1 << n) - 1 };
+                let mut r = [_mm512_setzero_ps(); LANES];
+                for (i, r) in r.iter_mut().enumerate().take(nc) {
+                    let src = planes.as_ptr().add((c0 + i) * l + q0);
+                    *r = _mm512_maskz_loadu_ps(mask, src);
+                }
+                transpose16(&mut r);
+                for (j, r) in r.iter().enumerate().take(n) {
+                    total = _mm512_add_ps(total, *r);
+                    _mm512_storeu_ps(rows.as_mut_ptr().add((q0 + j) * width + c0), *r);
+                }
+            }
+            let mut t = [0.0f32; LANES];
+            _mm512_storeu_ps(t.as_mut_ptr(), total);
+            for (s, t) in sums[c0..c0 + nc].iter_mut().zip(t) {
+                *s += t;
+            }
+        }
+    }
+
+    /// Rows `r[i]` become columns: `r[j][i]` after = `r[i][j]` before.
+    #[inline(always)]
+    unsafe fn transpose16(r: &mut [__m512; LANES]) {
+        let mut t = [_mm512_setzero_ps(); LANES];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        for i in 0..4 {
+            let b = 4 * i;
+            r[b] = _mm512_shuffle_ps::<0x44>(t[b], t[b + 2]);
+            r[b + 1] = _mm512_shuffle_ps::<0xEE>(t[b], t[b + 2]);
+            r[b + 2] = _mm512_shuffle_ps::<0x44>(t[b + 1], t[b + 3]);
+            r[b + 3] = _mm512_shuffle_ps::<0xEE>(t[b + 1], t[b + 3]);
+        }
+        for h in 0..2 {
+            let b = 8 * h;
+            for j in 0..4 {
+                t[b + j] = _mm512_shuffle_f32x4::<0x88>(r[b + j], r[b + 4 + j]);
+                t[b + 4 + j] = _mm512_shuffle_f32x4::<0xDD>(r[b + j], r[b + 4 + j]);
+            }
+        }
+        for j in 0..8 {
+            r[j] = _mm512_shuffle_f32x4::<0x88>(t[j], t[8 + j]);
+            r[8 + j] = _mm512_shuffle_f32x4::<0xDD>(t[j], t[8 + j]);
+        }
+    }
 
     /// `out[r * ld + v * 16 ..][..16] = Σ_k w[k * MR + r] * x[taps[k] + v *
     /// 16 ..][..16]` for the `MR x NV` tile.
@@ -496,7 +590,7 @@ pub(super) mod avx512 {
     /// and the tile's channels, `x` at every tap plus corner, `dwt`
     /// writable for the tile.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn weight_tile(
+    pub(in crate::model) unsafe fn weight_tile(
         shape: super::WeightTile,
         dyt: *const f32,
         ld: usize,
@@ -558,6 +652,28 @@ mod tests {
     use super::*;
     use crate::model::conv_cpu;
     use crate::model::conv_pool_cpu::tests::values;
+
+    #[test]
+    fn transpose_in_registers_equals_the_scalar_one() {
+        for (channels, l, width) in [(19, 37, 32), (64, 16, 64), (3, 5, 16), (32, 3969, 32)] {
+            let planes = values(channels * l, 7);
+            let (mut a, mut b) = (vec![f32::NAN; l * width], vec![f32::NAN; l * width]);
+            let (mut sa, mut sb) = (vec![1.0; channels], vec![1.0; channels]);
+            transpose(&planes, l, &mut a, width, &mut sa);
+            transpose_scalar(&planes, l, &mut b, width, &mut sb);
+            let written = channels.next_multiple_of(LANES);
+            for q in 0..l {
+                for c in 0..written {
+                    let want = if c < channels { planes[c * l + q] } else { 0.0 };
+                    assert_eq!(a[q * width + c], want, "{channels} {l} [{q}][{c}]");
+                    assert_eq!(b[q * width + c], want, "{channels} {l} [{q}][{c}]");
+                }
+            }
+            for (x, y) in sa.iter().zip(&sb) {
+                assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+            }
+        }
+    }
 
     fn close(got: &[f32], want: &[f32], what: &str, g: &Geometry) {
         assert_eq!(got.len(), want.len(), "{what} {g:?}");

@@ -1,6 +1,6 @@
 //! 3x3, stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3):
-//! the forward pass and the input gradient with 16 multiplications per
-//! 2x2 block of outputs and channel pair instead of 36 (Lavin & Gray,
+//! the forward pass and both gradients with 16 multiplications per 2x2
+//! block of outputs and channel pair instead of 36 (Lavin & Gray,
 //! "Fast Algorithms for Convolutional Neural Networks", 2015; the
 //! algorithm cuDNN, NNPACK and oneDNN use for such layers).
 //!
@@ -14,15 +14,21 @@
 //! tiles). The input gradient of a 3x3 stride-1 convolution is such a
 //! convolution of the output gradient with the flipped, transposed filters.
 //!
+//! The weight gradient follows from `Y = Aᵀ [(G g Gᵀ) ⊙ V] A` being linear
+//! in `g`: `∂g = Gᵀ [Σ_tiles (A ∂Y Aᵀ) ⊙ V] G`. Each tile's output gradient
+//! is transformed with the output channels in the lanes, and the sums over
+//! tiles run on the lane kernels' weight-gradient tile, one input channel's
+//! `V` broadcast per step.
+//!
 //! The transforms only add and subtract (and halve, for `U`), so the
 //! results differ from a direct sum by rounding alone; each output is
 //! computed from its own image, so it does not depend on the thread count.
 
 use rayon::prelude::*;
 
-use super::conv_cpu::{par_fill, Geometry};
+use super::conv_cpu::{images_per_task, par_fill, Geometry};
 use super::conv_direct_cpu::{pad, vectorized};
-use super::conv_lanes_cpu::{spread, MR, TILE};
+use super::conv_lanes_cpu::{spread, transpose, WeightTile, MR, TILE};
 
 /// Tiles per vector.
 const LANES: usize = 16;
@@ -51,9 +57,8 @@ pub fn transposable(g: &Geometry) -> bool {
     supported(g) && g.padding[0] <= 2 && g.padding[1] <= 2 && supported(&transposed(g))
 }
 
-/// Whether [`super::conv_cpu`] should run `g`'s forward pass and input
-/// gradient here: both channel counts fill the GEMM tiles' 8 output
-/// channels twice over.
+/// Whether [`super::conv_cpu`] should run `g`'s passes here: both channel
+/// counts fill the GEMM tiles' 8 output channels twice over.
 pub fn pays(g: &Geometry) -> bool {
     g.cin >= 2 * MR && g.cout >= 2 * MR
 }
@@ -254,6 +259,121 @@ fn image_forward(
     }
 }
 
+/// Weight and bias gradients: (`[cout, cin, 3, 3]`, `[cout]`). Panics
+/// unless [`supported`].
+pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<f32>) {
+    assert!(supported(g), "the Winograd kernels do not take {g:?}");
+    let f = Frame::new(g);
+    let (in_len, l) = (g.cin * g.h * g.w, f.oh * f.ow);
+    assert_eq!(x.len(), g.batch * in_len);
+    assert_eq!(grad.len(), g.batch * g.cout * l);
+    let shape = WeightTile::new(g.cout);
+    let width = shape.width();
+    let channels = g.cout.next_multiple_of(width);
+    // Input channels padded to whole weight tiles (the extra rows read
+    // channel 0 and are dropped).
+    let rows = g.cin.next_multiple_of(shape.taps);
+    // Tiles per block: the transformed input stays in L2 and one tile of
+    // channels' transformed gradient (`n x width`) in L1.
+    let block = block(g.cin).min(shape.span() / LANES * LANES);
+    let mut offsets: Vec<u32> = (0..g.cin).map(|c| (c * block) as u32).collect();
+    offsets.resize(rows, 0);
+    let per_task = images_per_task(g.batch);
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = grad
+        .par_chunks(per_task * g.cout * l)
+        .zip(x.par_chunks(per_task * in_len))
+        .map(|(gs, xs)| {
+            // Σ (A ∂Y Aᵀ) ⊙ V as [ξ][rows][channels].
+            let mut du = vec![0.0f32; XI * rows * channels];
+            let mut db = vec![0.0f32; g.cout];
+            let mut padded = Vec::new();
+            let mut v = vec![0.0f32; XI * g.cin * block];
+            let mut dm = vec![0.0f32; XI * block * channels];
+            let mut dyt = vec![0.0f32; l * channels];
+            for (gi, xi) in gs.chunks_exact(g.cout * l).zip(xs.chunks_exact(in_len)) {
+                pad(
+                    xi,
+                    [g.h, g.w],
+                    g,
+                    f.cols,
+                    f.plane,
+                    g.cin * f.plane,
+                    &mut padded,
+                );
+                transpose(gi, l, &mut dyt, channels, &mut db);
+                for t0 in (0..f.tiles).step_by(block) {
+                    let n = (f.tiles - t0).min(block);
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `supported` checked AVX-512F. `input` as in
+                    // `image_forward`; `gradient` reads `dyt`'s pixels
+                    // inside the map and writes dm's rows [ξ][t < n]. The
+                    // weight tiles read dm's rows t < n at columns c0 +
+                    // width <= channels, v's rows at `offsets` (< cin *
+                    // block) plus t < n, and write du's rows [ξ][r0..r0 +
+                    // taps] (<= rows), columns c0..c0 + width.
+                    unsafe {
+                        avx512::input(&padded, &f, g.cin, t0, n, block, &mut v);
+                        avx512::gradient(&dyt, channels, &f, t0, n, block, &mut dm);
+                        let run = [(0, n as u32)];
+                        for xi in 0..XI {
+                            let vx = v.as_ptr().add(xi * g.cin * block);
+                            for c0 in (0..channels).step_by(width) {
+                                for r0 in (0..rows).step_by(shape.taps) {
+                                    super::conv_lanes_cpu::avx512::weight_tile(
+                                        shape,
+                                        dm.as_ptr().add(xi * block * channels + c0),
+                                        channels,
+                                        vx,
+                                        &offsets[r0..r0 + shape.taps],
+                                        &run,
+                                        du.as_mut_ptr().add((xi * rows + r0) * channels + c0),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            (du, db)
+        })
+        .collect();
+    let mut du = vec![0.0f32; XI * rows * channels];
+    let mut db = vec![0.0f32; g.cout];
+    for (pu, pb) in partials {
+        for (a, b) in du.iter_mut().zip(&pu) {
+            *a += *b;
+        }
+        for (a, b) in db.iter_mut().zip(&pb) {
+            *a += *b;
+        }
+    }
+    // ∂g = Gᵀ ∂U G; row a of Gᵀ is column a of G.
+    const GT: [[f32; 4]; 3] = [
+        [1.0, 0.5, 0.5, 0.0],
+        [0.0, 0.5, -0.5, 0.0],
+        [0.0, 0.5, 0.5, 1.0],
+    ];
+    let mut dw = vec![0.0f32; g.cout * g.cin * 9];
+    for co in 0..g.cout {
+        for ci in 0..g.cin {
+            let u = |xi: usize| du[(xi * rows + ci) * channels + co];
+            let out = &mut dw[(co * g.cin + ci) * 9..][..9];
+            for (a, ga) in GT.iter().enumerate() {
+                for (b, gb) in GT.iter().enumerate() {
+                    let mut s = 0.0;
+                    for (i, gi) in ga.iter().enumerate() {
+                        for (j, gj) in gb.iter().enumerate() {
+                            s += gi * gj * u(i * 4 + j);
+                        }
+                    }
+                    out[a * 3 + b] = s;
+                }
+            }
+        }
+    }
+    (dw, db)
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
@@ -312,6 +432,62 @@ mod avx512 {
                         let at = ((i * 4 + j) * cin + c) * ld + t;
                         debug_assert!(at + LANES <= v.len());
                         _mm512_storeu_ps(v.as_mut_ptr().add(at), x);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `dm[(ξ * ld + t - t0) * width + c]` for tiles `t0..t0 + n`: `A ∂Y
+    /// Aᵀ` of each tile's 2x2 output gradient, zero outside the map, from
+    /// the output gradient as `[pixel][width]` rows (`dyt`).
+    ///
+    /// # Safety
+    /// AVX-512F; `dyt` holds `oh * ow * width` floats, `width` a multiple
+    /// of 16; `dm` holds `16 * ld * width`, `n <= ld`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn gradient(
+        dyt: &[f32],
+        width: usize,
+        f: &Frame,
+        t0: usize,
+        n: usize,
+        ld: usize,
+        dm: &mut [f32],
+    ) {
+        debug_assert!(dyt.len() >= f.oh * f.ow * width && dm.len() >= XI * ld * width);
+        let zero = _mm512_setzero_ps();
+        for t in 0..n {
+            let (ty, tx) = ((t0 + t) / f.twp, (t0 + t) % f.twp);
+            let (y0, x0) = (2 * ty, 2 * tx);
+            // The tile's four pixels' rows, where inside the map.
+            let at = |dy: usize, dx: usize| {
+                let (y, x) = (y0 + dy, x0 + dx);
+                (y < f.oh && x < f.ow).then(|| dyt.as_ptr().add((y * f.ow + x) * width))
+            };
+            let px = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+            for c in (0..width).step_by(LANES) {
+                let [y00, y01, y10, y11] = px.map(|p| match p {
+                    Some(p) => _mm512_loadu_ps(p.add(c)),
+                    None => zero,
+                });
+                // z = A y (4x2), then each row times Aᵀ.
+                let z = [
+                    [y00, y01],
+                    [_mm512_add_ps(y00, y10), _mm512_add_ps(y01, y11)],
+                    [_mm512_sub_ps(y00, y10), _mm512_sub_ps(y01, y11)],
+                    [_mm512_sub_ps(zero, y10), _mm512_sub_ps(zero, y11)],
+                ];
+                for (i, [a, b]) in z.into_iter().enumerate() {
+                    let row = [
+                        a,
+                        _mm512_add_ps(a, b),
+                        _mm512_sub_ps(a, b),
+                        _mm512_sub_ps(zero, b),
+                    ];
+                    for (j, r) in row.into_iter().enumerate() {
+                        let o = dm.as_mut_ptr().add(((i * 4 + j) * ld + t) * width + c);
+                        _mm512_storeu_ps(o, r);
                     }
                 }
             }
@@ -436,6 +612,15 @@ mod tests {
         };
         for g in [
             base,
+            // 64 output channels: the weight gradient's 4 x 6 tile.
+            Geometry {
+                cin: 7,
+                cout: 64,
+                h: 9,
+                w: 20,
+                padding: [1, 1],
+                ..base
+            },
             // Odd channel counts, "same" padding, a map wider than one
             // vector of tiles with an odd output width.
             Geometry {
@@ -479,6 +664,10 @@ mod tests {
             let got = backward_input(&w, &dy, &g);
             let want = conv_cpu::backward_input_gemm(&w, &dy, &g);
             close(&got, &want, &format!("input gradient {g:?}"));
+            let (dw, db) = backward_weight(&x, &dy, &g);
+            let (want_w, want_b) = conv_cpu::backward_weight_gemm(&x, &dy, &g);
+            close(&dw, &want_w, &format!("weight gradient {g:?}"));
+            close(&db, &want_b, &format!("bias gradient {g:?}"));
         }
         // The top-left corner of larger planes, read in place.
         let plane = [base.h + 2, base.w + 1];
