@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use super::conv_direct_cpu;
 use super::conv_lanes_cpu::{self, Pass};
+use super::conv_winograd5_cpu;
 use super::conv_winograd_cpu;
 
 /// Sizes of one convolution. Weights are `[cout, cin, kh, kw]`.
@@ -417,6 +418,9 @@ pub fn forward_corner(
     if conv_winograd_cpu::supported(g) && conv_winograd_cpu::pays(g) {
         return conv_winograd_cpu::forward(x, plane, weight, bias, relu, g);
     }
+    if conv_winograd5_cpu::supported(g) && conv_winograd5_cpu::pays(g) {
+        return conv_winograd5_cpu::forward(x, plane, weight, bias, relu, g);
+    }
     if conv_lanes_cpu::supported(g) && conv_lanes_cpu::pays(g, Pass::Forward) {
         return conv_lanes_cpu::forward(x, plane, weight, bias, relu, g);
     }
@@ -626,6 +630,9 @@ pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<
     if conv_winograd_cpu::supported(g) && conv_winograd_cpu::pays(g) {
         return conv_winograd_cpu::backward_weight(x, grad, g);
     }
+    if conv_winograd5_cpu::supported(g) && conv_winograd5_cpu::pays(g) {
+        return conv_winograd5_cpu::backward_weight(x, grad, g);
+    }
     if conv_lanes_cpu::supported(g) && conv_lanes_cpu::pays(g, Pass::Weight) {
         return conv_lanes_cpu::backward_weight(x, grad, g);
     }
@@ -737,6 +744,9 @@ fn backward_weight_blocked(
 pub fn backward_input(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     if conv_winograd_cpu::transposable(g) && conv_winograd_cpu::pays(g) {
         return conv_winograd_cpu::backward_input(weight, grad, g);
+    }
+    if conv_winograd5_cpu::transposable(g) && conv_winograd5_cpu::pays(g) {
+        return conv_winograd5_cpu::backward_input(weight, grad, g);
     }
     if conv_lanes_cpu::transposable(g) && conv_lanes_cpu::pays(g, Pass::Input) {
         return conv_lanes_cpu::backward_input(weight, grad, g);

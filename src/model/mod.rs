@@ -10,6 +10,7 @@ pub mod conv_direct_cpu;
 pub mod conv_lanes_cpu;
 pub mod conv_pool;
 pub mod conv_pool_cpu;
+pub mod conv_winograd5_cpu;
 pub mod conv_winograd_cpu;
 pub mod layer;
 pub mod net;
