@@ -24,7 +24,7 @@ use burn::tensor::{Distribution, Tensor};
 
 use runner::backend::{self, CpuBackend, TrainBackend, WithBackend};
 use runner::model::conv_lanes_cpu::{self, Pass};
-use runner::model::{conv_cpu, conv_direct_cpu, conv_winograd_cpu};
+use runner::model::{conv_cpu, conv_direct_cpu, conv_winograd5_cpu, conv_winograd_cpu};
 
 /// One convolution: in channels, out channels, kernel, padding, input size.
 #[derive(Clone, Copy)]
@@ -304,11 +304,44 @@ impl WithBackend for Job {
                         true => ms(&|| drop(conv_winograd_cpu::backward_input(&w, &gr, &g))),
                         false => f64::NAN,
                     };
-                    let used = match conv_winograd_cpu::pays(&g) {
+                    let dw = ms(&|| drop(conv_winograd_cpu::backward_weight(&x, &gr, &g)));
+                    let used = |p| match conv_winograd_cpu::pays(&g, p) {
                         true => "used",
                         false => "not used",
                     };
-                    println!("  winograd (conv_winograd_cpu) {fwd:.1} / {dx:.1} ms ({used})");
+                    println!(
+                        "  winograd 3x3 (conv_winograd_cpu) {fwd:.1} / {dx:.1} / {dw:.1} ms ({} / {} / {})",
+                        used(Pass::Forward),
+                        used(Pass::Input),
+                        used(Pass::Weight),
+                    );
+                }
+                if conv_winograd5_cpu::supported(&g) {
+                    let fwd = ms(&|| {
+                        drop(conv_winograd5_cpu::forward(
+                            &x,
+                            [g.h, g.w],
+                            &w,
+                            Some(&b),
+                            false,
+                            &g,
+                        ))
+                    });
+                    let dx = match conv_winograd5_cpu::transposable(&g) {
+                        true => ms(&|| drop(conv_winograd5_cpu::backward_input(&w, &gr, &g))),
+                        false => f64::NAN,
+                    };
+                    let dw = ms(&|| drop(conv_winograd5_cpu::backward_weight(&x, &gr, &g)));
+                    let used = |p| match conv_winograd5_cpu::pays(&g, p) {
+                        true => "used",
+                        false => "not used",
+                    };
+                    println!(
+                        "  winograd 5x5 (conv_winograd5_cpu) {fwd:.1} / {dx:.1} / {dw:.1} ms ({} / {} / {})",
+                        used(Pass::Forward),
+                        used(Pass::Input),
+                        used(Pass::Weight),
+                    );
                 }
                 if conv_lanes_cpu::supported(&g) {
                     let fwd = ms(&|| {

@@ -415,10 +415,10 @@ pub fn forward_corner(
     if conv_direct_cpu::supported(g) && conv_direct_cpu::pays(g) {
         return conv_direct_cpu::forward(x, plane, weight, bias, relu, g);
     }
-    if conv_winograd_cpu::supported(g) && conv_winograd_cpu::pays(g) {
+    if conv_winograd_cpu::supported(g) && conv_winograd_cpu::pays(g, Pass::Forward) {
         return conv_winograd_cpu::forward(x, plane, weight, bias, relu, g);
     }
-    if conv_winograd5_cpu::supported(g) && conv_winograd5_cpu::pays(g) {
+    if conv_winograd5_cpu::supported(g) && conv_winograd5_cpu::pays(g, Pass::Forward) {
         return conv_winograd5_cpu::forward(x, plane, weight, bias, relu, g);
     }
     if conv_lanes_cpu::supported(g) && conv_lanes_cpu::pays(g, Pass::Forward) {
@@ -627,10 +627,10 @@ fn forward_blocked(
 
 /// Weight and bias gradients: (`[cout, cin, kh, kw]`, `[cout]`).
 pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<f32>) {
-    if conv_winograd_cpu::supported(g) && conv_winograd_cpu::pays(g) {
+    if conv_winograd_cpu::supported(g) && conv_winograd_cpu::pays(g, Pass::Weight) {
         return conv_winograd_cpu::backward_weight(x, grad, g);
     }
-    if conv_winograd5_cpu::supported(g) && conv_winograd5_cpu::pays(g) {
+    if conv_winograd5_cpu::supported(g) && conv_winograd5_cpu::pays(g, Pass::Weight) {
         return conv_winograd5_cpu::backward_weight(x, grad, g);
     }
     if conv_lanes_cpu::supported(g) && conv_lanes_cpu::pays(g, Pass::Weight) {
@@ -742,10 +742,10 @@ fn backward_weight_blocked(
 
 /// Input gradient: `[batch, cin, h, w]`.
 pub fn backward_input(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
-    if conv_winograd_cpu::transposable(g) && conv_winograd_cpu::pays(g) {
+    if conv_winograd_cpu::transposable(g) && conv_winograd_cpu::pays(g, Pass::Input) {
         return conv_winograd_cpu::backward_input(weight, grad, g);
     }
-    if conv_winograd5_cpu::transposable(g) && conv_winograd5_cpu::pays(g) {
+    if conv_winograd5_cpu::transposable(g) && conv_winograd5_cpu::pays(g, Pass::Input) {
         return conv_winograd5_cpu::backward_input(weight, grad, g);
     }
     if conv_lanes_cpu::transposable(g) && conv_lanes_cpu::pays(g, Pass::Input) {

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use super::conv_cpu::{images_per_task, par_fill, Geometry};
 use super::conv_direct_cpu::{pad, vectorized};
-use super::conv_lanes_cpu::{transpose, WeightTile, MR, TILE};
+use super::conv_lanes_cpu::{transpose, Pass, WeightTile, MR, TILE};
 
 /// Tiles per vector.
 const LANES: usize = 16;
@@ -77,12 +77,25 @@ pub fn transposable(g: &Geometry) -> bool {
     supported(g) && g.padding[0] <= 4 && g.padding[1] <= 4 && supported(&transposed(g))
 }
 
-/// Whether [`super::conv_cpu`] should run `g`'s passes here: many channels
+/// Whether [`super::conv_cpu`] should run `g`'s `pass` here: many channels
 /// both ways (the gathers are shared by `cout` and the scatters by `cin`
-/// multiply-adds) on maps of at most 32x32 outputs (larger maps need
-/// the row layout of [`super::conv_winograd_cpu`], which has no 5x5 yet).
-pub fn pays(g: &Geometry) -> bool {
-    g.cin >= 64 && g.cout >= 64 && g.out_h() * g.out_w() <= 1024
+/// multiply-adds) on maps of at most 32x32 (larger maps need the row
+/// layout of [`super::conv_winograd_cpu`], which has no 5x5 yet).
+/// Measured with `examples/conv_ops` (batch 32, 2 threads, fastest of 3):
+/// the tutorial's 128 -> 512 layer on 14x14 took 60 / 70 / 69 ms against
+/// 113 / 119 / 116 for im2col + GEMM, and its 512 -> 512 layer on the
+/// 12x12 corner the pooling reads 90 / 159 ms against 147 / 191 for the
+/// forward pass and input gradient. The weight gradient keeps its sums (36
+/// x cin x cout floats) for the whole task and rewrites them every block
+/// of tiles, so it runs here only while they fit in about 10 MiB of cache:
+/// for 512 -> 512 channels (38 MiB) it took 236 against 172 ms.
+pub fn pays(g: &Geometry, pass: Pass) -> bool {
+    let map = match pass {
+        Pass::Forward | Pass::Weight => g.out_h() * g.out_w(),
+        Pass::Input => g.h * g.w,
+    };
+    let sums_fit = pass != Pass::Weight || XI * g.cin * g.cout * 4 <= 10 << 20;
+    g.cin >= 64 && g.cout >= 64 && map <= 1024 && sums_fit
 }
 
 /// The convolution whose forward pass is `g`'s input gradient.
@@ -128,8 +141,10 @@ impl Frame {
 }
 
 /// The filters `[cout, cin, 5, 5]` transformed (`U = G g Gᵀ`) and packed
-/// as `[cout / MR][ξ][cin][MR]`, zero past `cout`.
-fn transform_weights(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+/// as `[cout / MR][ξ][cin][MR]`, zero past `cout`. Where `flip`, `weight`
+/// is `[cin, cout, 5, 5]` and each filter is turned by 180 degrees (the
+/// input gradient's filters).
+fn transform_weights(weight: &[f32], cout: usize, cin: usize, flip: bool) -> Vec<f32> {
     let mut u = vec![0.0; cout.div_ceil(MR) * XI * cin * MR];
     u.par_chunks_mut(XI * cin * MR).enumerate().for_each_init(
         || {
@@ -144,12 +159,20 @@ fn transform_weights(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
                 let co = b * MR + r;
                 // The channel's filters as [tap][cin], so that every step
                 // below is one loop over the input channels.
-                for (ci, k) in weight[co * cin * 25..][..cin * 25]
-                    .chunks_exact(25)
-                    .enumerate()
-                {
-                    for (tap, v) in k.iter().enumerate() {
-                        kt[tap * cin + ci] = *v;
+                for ci in 0..cin {
+                    match flip {
+                        false => {
+                            let k = &weight[(co * cin + ci) * 25..][..25];
+                            for (tap, v) in k.iter().enumerate() {
+                                kt[tap * cin + ci] = *v;
+                            }
+                        }
+                        true => {
+                            let k = &weight[(ci * cout + co) * 25..][..25];
+                            for (tap, v) in k.iter().rev().enumerate() {
+                                kt[tap * cin + ci] = *v;
+                            }
+                        }
                     }
                 }
                 // G g: [6][5][cin].
@@ -227,12 +250,37 @@ pub fn forward(
     g: &Geometry,
 ) -> Vec<f32> {
     assert!(supported(g), "the 5x5 Winograd kernels do not take {g:?}");
+    assert_eq!(weight.len(), g.cout * g.cin * 25);
+    let u = transform_weights(weight, g.cout, g.cin, false);
+    run(x, plane, &u, bias, relu, g)
+}
+
+/// Input gradient `[batch, cin, h, w]` from the output gradient. Panics
+/// unless [`transposable`].
+pub fn backward_input(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
+    assert!(
+        transposable(g),
+        "the 5x5 Winograd kernels do not take {g:?}"
+    );
+    assert_eq!(weight.len(), g.cout * g.cin * 25);
+    let t = transposed(g);
+    let u = transform_weights(weight, t.cout, t.cin, true);
+    run(grad, [t.h, t.w], &u, None, false, &t)
+}
+
+/// [`forward`] with the transformed filters `u`.
+fn run(
+    x: &[f32],
+    plane: [usize; 2],
+    u: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    g: &Geometry,
+) -> Vec<f32> {
     assert!(plane[0] >= g.h && plane[1] >= g.w);
     let image = g.cin * plane[0] * plane[1];
     assert_eq!(x.len(), g.batch * image);
-    assert_eq!(weight.len(), g.cout * g.cin * 25);
     let f = Frame::new(g);
-    let u = transform_weights(weight, g.cout, g.cin);
     let blocks = g.cout.div_ceil(MR);
     let rows: Vec<u32> = (0..g.cin).map(|c| (c * BLOCK) as u32).collect();
     let out_len = g.cout * f.oh * f.ow;
@@ -285,28 +333,6 @@ pub fn forward(
             }
         },
     )
-}
-
-/// Input gradient `[batch, cin, h, w]` from the output gradient. Panics
-/// unless [`transposable`].
-pub fn backward_input(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
-    assert!(
-        transposable(g),
-        "the 5x5 Winograd kernels do not take {g:?}"
-    );
-    let t = transposed(g);
-    // wt[ci][co][i][j] = w[co][ci][4-i][4-j]
-    let mut wt = vec![0.0; weight.len()];
-    for co in 0..g.cout {
-        for ci in 0..g.cin {
-            let src = &weight[(co * g.cin + ci) * 25..][..25];
-            let dst = &mut wt[(ci * g.cout + co) * 25..][..25];
-            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
-                *d = *s;
-            }
-        }
-    }
-    forward(grad, [t.h, t.w], &wt, None, false, &t)
 }
 
 /// Weight and bias gradients: (`[cout, cin, 5, 5]`, `[cout]`), as
