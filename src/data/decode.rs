@@ -1,12 +1,12 @@
 //! Image files to 8-bit pixels at the model's size and channel count.
 //!
-//! JPEGs are decoded by libjpeg-turbo (MozJPEG's build of it), at 1/2, 1/4
-//! or 1/8 scale in the DCT domain when that still covers the target in both
-//! directions (as PIL's draft mode), which skips most of the inverse DCT and
-//! colour conversion. Never smaller than the target: the model sees the
-//! resolution it asks for. CMYK JPEGs, JPEGs libjpeg errors or warns on
-//! (corrupt, truncated) and every other format go through the `image`
-//! crate, whose verdict on a bad file stands. Then, as Keras's
+//! JPEGs are decoded by libjpeg-turbo (MozJPEG's build of it), at the
+//! smallest k/8 scale in the DCT domain that still covers the target in
+//! both directions (as PIL's draft mode, which has only 1/2, 1/4 and 1/8),
+//! which skips most of the inverse DCT and colour conversion. Never smaller
+//! than the target: the model sees the resolution it asks for. CMYK JPEGs,
+//! JPEGs libjpeg errors or warns on (corrupt, truncated) and every other
+//! format go through the `image` crate, whose verdict on a bad file stands. Then, as Keras's
 //! `load_img`: convert to gray or RGB (PIL's luma weights), resize to the
 //! target with the configured interpolation (nearest by default, PIL's
 //! pixel-centre rule).
@@ -93,12 +93,12 @@ fn decode_inner(bytes: &[u8], target: &Target) -> Result<Decoded, String> {
     })
 }
 
-/// Eighths the JPEG is decoded at: the smallest of 1, 2, 4, 8 whose output
-/// still covers the target in both directions.
+/// Eighths the JPEG is decoded at: the smallest of 1 to 8 whose output
+/// still covers the target in both directions (libjpeg-turbo scales by any
+/// k/8 in the DCT domain, PIL's draft mode only by 1/2, 1/4 and 1/8).
 pub fn jpeg_scale(full: (usize, usize), target: (usize, usize)) -> usize {
     let scaled = |len: usize, k: usize| (len * k).div_ceil(8);
-    [1, 2, 4]
-        .into_iter()
+    (1..8)
         .find(|&k| scaled(full.0, k) >= target.0 && scaled(full.1, k) >= target.1)
         .unwrap_or(8)
 }
@@ -367,7 +367,7 @@ mod tests {
 
     #[test]
     fn jpeg_scale_covers_the_target_in_both_directions() {
-        assert_eq!(jpeg_scale((512, 384), (128, 128)), 4, "256x192 at 1/2");
+        assert_eq!(jpeg_scale((512, 384), (128, 128)), 3, "192x144 at 3/8");
         assert_eq!(jpeg_scale((512, 512), (128, 128)), 2, "128x128 at 1/4");
         assert_eq!(jpeg_scale((2048, 2048), (128, 128)), 1);
         assert_eq!(jpeg_scale((100, 80), (128, 128)), 8);
@@ -417,14 +417,15 @@ mod tests {
         assert_eq!(original, (512, 384));
         assert_eq!(
             (p.width, p.height, p.channels),
-            (256, 192, 3),
-            "1/2 scale covers 128x128"
+            (192, 144, 3),
+            "3/8 scale covers 128x128"
         );
-        // Pixel (100, 50) of the half-size image averages the full image's
-        // 2x2 block at (200, 100): about (100, 50, 90).
-        let px = &p.data[(50 * 256 + 100) * 3..][..3];
+        // Each pixel of the 3/8-size image stands for 8/3 x 8/3 pixels of
+        // the full one: pixel (75, 36) for the area around (201.3, 97.3),
+        // about (101, 49, 90).
+        let px = &p.data[(36 * 192 + 75) * 3..][..3];
         assert!(
-            px[0].abs_diff(100) <= 3 && px[1].abs_diff(50) <= 3 && px[2].abs_diff(90) <= 3,
+            px[0].abs_diff(101) <= 3 && px[1].abs_diff(49) <= 3 && px[2].abs_diff(90) <= 3,
             "{px:?}"
         );
         let gray = encode(
