@@ -6,10 +6,10 @@
 //! which skips most of the inverse DCT and colour conversion. Never smaller
 //! than the target: the model sees the resolution it asks for. CMYK JPEGs,
 //! JPEGs libjpeg errors or warns on (corrupt, truncated) and every other
-//! format go through the `image` crate, whose verdict on a bad file stands. Then, as Keras's
-//! `load_img`: convert to gray or RGB (PIL's luma weights), resize to the
-//! target with the configured interpolation (nearest by default, PIL's
-//! pixel-centre rule).
+//! format go through the `image` crate, whose verdict on a bad file
+//! stands. Then, as Keras's `load_img`: convert to gray or RGB (PIL's luma
+//! weights), resize to the target with the configured interpolation
+//! (nearest by default, PIL's pixel-centre rule).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
