@@ -488,6 +488,8 @@ mod avx512 {
                 let base = padded.as_ptr().add(c * plane);
                 // e = Bᵀ d, row by row of the patch's columns.
                 let mut e = [[_mm512_setzero_ps(); N]; N];
+                // j picks a column of every row of e.
+                #[allow(clippy::needless_range_loop)]
                 for j in 0..N {
                     let mut d = [_mm512_setzero_ps(); N];
                     for (i, d) in d.iter_mut().enumerate() {
@@ -553,8 +555,8 @@ mod avx512 {
                     ]
                 });
                 for (i, [a, b]) in z.into_iter().enumerate() {
-                    for j in 0..N {
-                        let r = combine2(AT[0][j], a, AT[1][j], b);
+                    for (j, (c0, c1)) in AT[0].iter().zip(&AT[1]).enumerate() {
+                        let r = combine2(*c0, a, *c1, b);
                         _mm512_storeu_ps(
                             dm.as_mut_ptr().add(((i * N + j) * BLOCK + t) * width + c),
                             r,

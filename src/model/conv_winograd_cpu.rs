@@ -437,6 +437,8 @@ mod avx512 {
                         _mm512_sub_ps(d1, d3),
                     ];
                 }
+                // j picks a column of every row of e.
+                #[allow(clippy::needless_range_loop)]
                 for j in 0..4 {
                     let col = [
                         _mm512_sub_ps(e[0][j], e[2][j]),
