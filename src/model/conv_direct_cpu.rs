@@ -287,7 +287,7 @@ mod avx512 {
 mod tests {
     use super::*;
     use crate::model::conv_cpu;
-    use crate::model::conv_pool_cpu::tests::values;
+    use crate::model::conv_pool_cpu::tests::{corners, values};
 
     #[test]
     fn direct_kernel_equals_the_gemm_path() {
@@ -346,11 +346,7 @@ mod tests {
         // The top-left corner of larger planes, read in place.
         let plane = [base.h + 2, base.w + 1];
         let big = values(base.batch * base.cin * plane[0] * plane[1], 4);
-        let corner: Vec<f32> = big
-            .chunks(plane[0] * plane[1])
-            .flat_map(|p| p.chunks(plane[1]).take(base.h).flat_map(|r| &r[..base.w]))
-            .copied()
-            .collect();
+        let corner = corners(&big, plane, base.h, base.w);
         let w = values(base.cout * base.cin * base.kh * base.kw, 5);
         assert_eq!(
             forward(&big, plane, &w, None, true, &base),

@@ -621,6 +621,25 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// The top-left `h x w` corner of each of `big`'s planes of `plane`
+    /// pixels.
+    pub(crate) fn corners(big: &[f32], plane: [usize; 2], h: usize, w: usize) -> Vec<f32> {
+        big.chunks(plane[0] * plane[1])
+            .flat_map(|p| p.chunks(plane[1]).take(h).flat_map(|r| &r[..w]))
+            .copied()
+            .collect()
+    }
+
+    /// `got` equals `want` to 1e-4 of `want`'s largest magnitude (at least
+    /// 1).
+    pub(crate) fn close_to_scale(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * scale, "{what} [{i}]: {a} vs {b}");
+        }
+    }
+
     /// The unfused path: convolution, then pooling with its ReLU.
     fn separate(
         x: &[f32],

@@ -671,15 +671,7 @@ mod avx512 {
 mod tests {
     use super::*;
     use crate::model::conv_cpu;
-    use crate::model::conv_pool_cpu::tests::values;
-
-    fn close(got: &[f32], want: &[f32], what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}");
-        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (a, b)) in got.iter().zip(want).enumerate() {
-            assert!((a - b).abs() <= 1e-4 * scale, "{what} [{i}]: {a} vs {b}");
-        }
-    }
+    use crate::model::conv_pool_cpu::tests::{close_to_scale as close, corners, values};
 
     #[test]
     fn winograd_5x5_equals_the_gemm_path() {
@@ -756,11 +748,7 @@ mod tests {
         };
         let plane = [g.h + 2, g.w + 1];
         let big = values(g.batch * g.cin * plane[0] * plane[1], 5);
-        let corner: Vec<f32> = big
-            .chunks(plane[0] * plane[1])
-            .flat_map(|p| p.chunks(plane[1]).take(g.h).flat_map(|r| &r[..g.w]))
-            .copied()
-            .collect();
+        let corner = corners(&big, plane, g.h, g.w);
         let w = values(g.cout * g.cin * 25, 6);
         assert_eq!(
             forward(&big, plane, &w, None, true, &g),

@@ -600,15 +600,7 @@ mod avx512 {
 mod tests {
     use super::*;
     use crate::model::conv_cpu;
-    use crate::model::conv_pool_cpu::tests::values;
-
-    fn close(got: &[f32], want: &[f32], what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}");
-        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (a, b)) in got.iter().zip(want).enumerate() {
-            assert!((a - b).abs() <= 1e-4 * scale, "{what} [{i}]: {a} vs {b}");
-        }
-    }
+    use crate::model::conv_pool_cpu::tests::{close_to_scale as close, corners, values};
 
     #[test]
     fn winograd_equals_the_gemm_path() {
@@ -690,11 +682,7 @@ mod tests {
         // The top-left corner of larger planes, read in place.
         let plane = [base.h + 2, base.w + 1];
         let big = values(base.batch * base.cin * plane[0] * plane[1], 5);
-        let corner: Vec<f32> = big
-            .chunks(plane[0] * plane[1])
-            .flat_map(|p| p.chunks(plane[1]).take(base.h).flat_map(|r| &r[..base.w]))
-            .copied()
-            .collect();
+        let corner = corners(&big, plane, base.h, base.w);
         let w = values(base.cout * base.cin * 9, 6);
         assert_eq!(
             forward(&big, plane, &w, None, true, &base),
