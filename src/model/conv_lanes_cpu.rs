@@ -96,8 +96,9 @@ pub enum Pass {
     Weight,
 }
 
-/// The convolution whose forward pass is `g`'s input gradient.
-fn transposed(g: &Geometry) -> Geometry {
+/// The convolution whose forward pass is `g`'s input gradient (padding at
+/// most `k - 1`).
+pub(super) fn transposed(g: &Geometry) -> Geometry {
     Geometry {
         cin: g.cout,
         h: g.out_h(),
@@ -216,21 +217,25 @@ pub fn forward(
 pub fn backward_input(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     assert!(transposable(g), "the lane kernels do not take {g:?}");
     let t = transposed(g);
-    let (kh, kw, k) = (g.kh, g.kw, g.kh * g.kw);
-    // wt[ci][co][i][j] = w[co][ci][kh-1-i][kw-1-j]
+    forward(grad, [t.h, t.w], &flipped(weight, g), None, false, &t)
+}
+
+/// The filters of [`transposed`]`(g)`: `wt[ci][co][i][j] =
+/// w[co][ci][kh-1-i][kw-1-j]`.
+pub(super) fn flipped(weight: &[f32], g: &Geometry) -> Vec<f32> {
+    let k = g.kh * g.kw;
     let mut wt = vec![0.0; weight.len()];
     for co in 0..g.cout {
         for ci in 0..g.cin {
             let src = &weight[(co * g.cin + ci) * k..][..k];
             let dst = &mut wt[(ci * g.cout + co) * k..][..k];
-            for i in 0..kh {
-                for j in 0..kw {
-                    dst[i * kw + j] = src[(kh - 1 - i) * kw + (kw - 1 - j)];
-                }
+            // Row-major taps reversed = both axes flipped.
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
             }
         }
     }
-    forward(grad, [t.h, t.w], &wt, None, false, &t)
+    wt
 }
 
 /// One image's forward pass, span by span of output rows.

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::conv_cpu::{images_per_task, par_fill, Geometry};
 use super::conv_direct_cpu::{pad, vectorized};
-use super::conv_lanes_cpu::{transpose, Pass, WeightTile, MR, TILE};
+use super::conv_lanes_cpu::{transpose, transposed, Pass, WeightTile, MR, TILE};
 
 /// Tiles per vector.
 const LANES: usize = 16;
@@ -97,18 +97,6 @@ pub fn pays(g: &Geometry, pass: Pass) -> bool {
     };
     let sums_fit = pass != Pass::Weight || XI * g.cin * g.cout * 4 <= 10 << 20;
     g.cin >= 64 && g.cout >= 64 && map <= 1024 && sums_fit
-}
-
-/// The convolution whose forward pass is `g`'s input gradient.
-fn transposed(g: &Geometry) -> Geometry {
-    Geometry {
-        cin: g.cout,
-        h: g.out_h(),
-        w: g.out_w(),
-        cout: g.cin,
-        padding: [4 - g.padding[0].min(4), 4 - g.padding[1].min(4)],
-        ..*g
-    }
 }
 
 /// Sizes of one image's tiles.

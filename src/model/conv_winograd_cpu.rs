@@ -28,7 +28,7 @@ use rayon::prelude::*;
 
 use super::conv_cpu::{images_per_task, par_fill, Geometry};
 use super::conv_direct_cpu::{pad, vectorized};
-use super::conv_lanes_cpu::{spread, transpose, Pass, WeightTile, MR, TILE};
+use super::conv_lanes_cpu::{flipped, spread, transpose, transposed, Pass, WeightTile, MR, TILE};
 
 /// Tiles per vector.
 const LANES: usize = 16;
@@ -77,18 +77,6 @@ pub fn pays(g: &Geometry, pass: Pass) -> bool {
             Pass::Forward | Pass::Weight => filled(g.out_w()),
             Pass::Input => filled(g.w),
         }
-}
-
-/// The convolution whose forward pass is `g`'s input gradient.
-fn transposed(g: &Geometry) -> Geometry {
-    Geometry {
-        cin: g.cout,
-        h: g.out_h(),
-        w: g.out_w(),
-        cout: g.cin,
-        padding: [2 - g.padding[0].min(2), 2 - g.padding[1].min(2)],
-        ..*g
-    }
 }
 
 /// Sizes of one image's pass.
@@ -206,18 +194,7 @@ pub fn forward(
 pub fn backward_input(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     assert!(transposable(g), "the Winograd kernels do not take {g:?}");
     let t = transposed(g);
-    // wt[ci][co][i][j] = w[co][ci][2-i][2-j]
-    let mut wt = vec![0.0; weight.len()];
-    for co in 0..g.cout {
-        for ci in 0..g.cin {
-            let src = &weight[(co * g.cin + ci) * 9..][..9];
-            let dst = &mut wt[(ci * g.cout + co) * 9..][..9];
-            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
-                *d = *s;
-            }
-        }
-    }
-    forward(grad, [t.h, t.w], &wt, None, false, &t)
+    forward(grad, [t.h, t.w], &flipped(weight, g), None, false, &t)
 }
 
 /// One image, block by block of tiles: transform the block's input, run
