@@ -15,7 +15,7 @@ BENCH_PY ?= $(BENCH_VENV)/bin/python
 BENCH_JPEGS := bench/work/jpegs
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: help build release run sweep test check fmt clippy tensorboard data bench bench-data bench-gpu
+.PHONY: help build release run sweep test test-gpu check fmt clippy tensorboard data bench bench-data bench-gpu
 
 help:
 	@echo "make run        build (release) and run $(EXP)"
@@ -26,7 +26,8 @@ help:
 	@echo "make data       install Fashion-MNIST (Debian package dataset-fashion-mnist) for experiments/fashion-mnist.toml"
 	@echo "make bench      runner vs PyTorch and Keras side by side: training img/s, peak RSS, loader, time to 0.90 (bench/results/)"
 	@echo "make bench-data loader images/s against Keras ImageDataGenerator and torchvision (BENCH_PY=python with both)"
-	@echo "make bench-gpu  runner --device cuda vs PyTorch on the GPU (builds --features cuda; needs an NVIDIA GPU)"
+	@echo "make test-gpu   the GPU path end to end: accuracy, CPU/GPU agreement, kill and resume, sweep, out of memory (needs an NVIDIA GPU; DEVICE=wgpu for Vulkan)"
+	@echo "make bench-gpu  runner --device cuda vs PyTorch on the GPU: img/s at batch 32 and 256, cold and warm start, GPU memory (needs an NVIDIA GPU)"
 	@echo "make tensorboard  TensorBoard on $(TB_LOGDIR)/ at http://$(TB_HOST):$(TB_PORT)/ (installs it into $(VENV))"
 
 build:
@@ -51,8 +52,13 @@ $(VENV)/.installed: requirements-test.txt
 	$(VENV)/bin/pip install -q -r requirements-test.txt
 	touch $@
 
+# The tests build the wgpu backend too: its tests run the GPU code path
+# (cubecl: fusion, autotune, kernel caches, fixed shapes) on any Vulkan
+# driver, in CI Mesa's lavapipe on the CPU (apt install mesa-vulkan-drivers).
+TEST_FEATURES ?= wgpu
+
 test: $(VENV)/.installed
-	RUNNER_TEST_PYTHON=$(abspath $(PY)) $(CARGO) test --locked
+	RUNNER_TEST_PYTHON=$(abspath $(PY)) $(CARGO) test --locked --features "$(TEST_FEATURES)"
 
 # TensorBoard on the run folders; TB_LOGDIR, TB_HOST, TB_PORT override.
 tensorboard: $(VENV)/.installed
@@ -109,6 +115,12 @@ bench: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.instal
 	$(CARGO) build --release --bin runner --bin bench_data
 	$(BENCH_PY) bench/bench.py --runner $(TARGET_DIR)/release/runner --bench-data $(TARGET_DIR)/release/bench_data
 
-# runner on CUDA vs PyTorch on the same GPU (tutorial model, batch 32).
+# The GPU path checked end to end on a machine with a GPU (bench/gpu_check.sh
+# lists the checks); builds --features cuda unless RUNNER_BIN names a binary.
+test-gpu:
+	bench/gpu_check.sh
+
+# runner on CUDA vs PyTorch on the same GPU (tutorial model, batch 32 and
+# 256; bench/gpu_bench.py); writes bench/results/gpu-<date>.md.
 bench-gpu:
 	bench/gpu.sh

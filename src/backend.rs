@@ -6,7 +6,8 @@
 //! monomorphised per compiled-in backend.
 //!
 //! `flex` (burn's pure-Rust CPU backend, SIMD + rayon) is always built and is
-//! the default. The others are opt-in cargo features:
+//! the default; [`with_device`] picks it or a GPU backend (features `cuda`,
+//! `wgpu`). Other CPU backends are opt-in cargo features:
 //!
 //! | feature        | backend                  | needs at build time                                  |
 //! |----------------|--------------------------|------------------------------------------------------|
@@ -22,6 +23,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::AutodiffBackend;
 use thiserror::Error;
 
+use crate::device::{Device, DeviceError};
+use crate::gpu::{self, GpuError, GpuSettings};
 use crate::model::ConvOps;
 
 /// A CPU backend that `runner` may be built with.
@@ -125,6 +128,22 @@ pub enum BackendError {
         feature: &'static str,
         available: String,
     },
+    /// A `RUNNER_GPU_*` or `RUNNER_KERNEL_CACHE` setting is invalid.
+    #[error(transparent)]
+    Settings(#[from] GpuError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// The GPU stack failed while a run used it (one paragraph).
+    #[error("{0}")]
+    GpuFailed(String),
+}
+
+impl BackendError {
+    /// Whether the user can fix it in the command or environment (exit
+    /// code 2) rather than a run having failed (1).
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, BackendError::GpuFailed(_))
+    }
 }
 
 /// What the training loop needs from a backend: autodiff, and runner's
@@ -167,6 +186,94 @@ pub fn with_cpu_backend<W: WithBackend>(
             available: CpuBackend::compiled_names().join(", "),
         }),
     }
+}
+
+/// Run `job` on `device`: flex on the CPU (on the rayon pool of `threads`,
+/// see [`on_cpu_pool`]); on a GPU, burn's cubecl backend for it, wrapped in
+/// burn's fusion backend when [`gpu::settings`](crate::gpu::settings) says
+/// so. Call [`prepare_gpu`] first for a GPU.
+pub fn with_device<W>(device: Device, threads: usize, job: W) -> W::Output
+where
+    W: WithBackend + Send,
+    W::Output: Send,
+{
+    match device {
+        Device::Cpu => on_cpu_pool(threads, || job.run::<Autodiff<Flex>>(Default::default())),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(i) => {
+            use burn_cubecl::cubecl::cuda::{CudaDevice, CudaRuntime};
+            type Cube = burn_cubecl::CubeBackend<CudaRuntime, f32, i32, u8>;
+            let device = CudaDevice::new(i);
+            if crate::gpu::settings().fusion {
+                job.run::<Autodiff<burn_fusion::Fusion<Cube>>>(device)
+            } else {
+                job.run::<Autodiff<Cube>>(device)
+            }
+        }
+        #[cfg(feature = "wgpu")]
+        Device::Wgpu => {
+            use burn_cubecl::cubecl::wgpu::{WgpuDevice, WgpuRuntime};
+            type Cube = burn_cubecl::CubeBackend<WgpuRuntime, f32, i32, u32>;
+            let device = WgpuDevice::DefaultDevice;
+            if crate::gpu::settings().fusion {
+                job.run::<Autodiff<burn_fusion::Fusion<Cube>>>(device)
+            } else {
+                job.run::<Autodiff<Cube>>(device)
+            }
+        }
+        #[allow(unreachable_patterns)]
+        other => unreachable!("device::resolve refuses {other} without its feature"),
+    }
+}
+
+/// [`with_device`], with a panic on a GPU (in burn or cubecl) turned into
+/// [`BackendError::GpuFailed`]: one paragraph, which for running out of
+/// memory names `train.batch_size` (`batch_size`).
+pub fn run_on<W>(
+    device: Device,
+    threads: usize,
+    batch_size: usize,
+    job: W,
+) -> Result<W::Output, BackendError>
+where
+    W: WithBackend + Send,
+    W::Output: Send,
+{
+    if !device.is_gpu() {
+        return Ok(with_device(device, threads, job));
+    }
+    gpu::catch_panics(|| with_device(device, threads, job))
+        .map_err(|p| BackendError::GpuFailed(p.paragraph(&device.to_string(), batch_size)))
+}
+
+/// Fix the GPU settings for this process (from the environment) and check
+/// that `device` answers: a wgpu adapter exists and a first tensor can be
+/// made. Returns the settings in effect. A no-op on the CPU.
+pub fn prepare_gpu(device: Device) -> Result<Option<&'static GpuSettings>, BackendError> {
+    if !device.is_gpu() {
+        return Ok(None);
+    }
+    let settings = gpu::init(GpuSettings::from_env()?);
+    struct Probe;
+    impl WithBackend for Probe {
+        type Output = ();
+        fn run<B: TrainBackend>(self, device: B::Device) {
+            let t = burn::tensor::Tensor::<B::InnerBackend, 1>::ones([1], &device);
+            let _ = t.into_data();
+        }
+    }
+    if let Err(p) = gpu::catch_panics(|| with_device(device, 1, Probe)) {
+        let message = p.messages.first().cloned().unwrap_or_default();
+        return Err(match device {
+            Device::Wgpu => DeviceError::NoAdapter(first_line(&message)).into(),
+            _ => BackendError::GpuFailed(p.paragraph(&device.to_string(), 0)),
+        });
+    }
+    Ok(Some(settings))
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
 }
 
 /// Set up the process for CPU training: keep freed memory for reuse

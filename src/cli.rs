@@ -66,6 +66,9 @@ pub enum Command {
         /// Override a config key of the run. Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// cpu, cuda, cuda:N or wgpu (default: the run's runtime.device).
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Train an experiment into a new run folder (or resume one).
     #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "resume", "trial"])))]
@@ -84,7 +87,7 @@ pub enum Command {
         /// Ignore `RUNNER_*` environment variables.
         #[arg(long)]
         no_env: bool,
-        /// cpu, cuda or cuda:N (overrides runtime.device).
+        /// cpu, cuda, cuda:N or wgpu (overrides runtime.device).
         #[arg(long)]
         device: Option<String>,
         /// Where to create the run folder (overrides runtime.runs_dir).
@@ -178,11 +181,13 @@ pub fn main() -> ExitCode {
             checkpoint,
             data,
             set,
+            device,
         } => commands::eval::eval(&commands::eval::EvalArgs {
             run_dir,
             checkpoint,
             data,
             set,
+            device,
         }),
         Command::Run {
             file,

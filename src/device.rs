@@ -2,6 +2,7 @@
 //!
 //! burn-cuda panics on first use when the driver library is missing, so we
 //! look for the driver ourselves and turn its absence into a one-line error.
+//! A wgpu adapter is probed by the backend itself ([`crate::backend`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,6 +16,8 @@ pub enum DeviceRequest {
     Auto,
     Cpu,
     Cuda(usize),
+    /// burn's wgpu backend on the default adapter (Vulkan, Metal, DX12).
+    Wgpu,
 }
 
 impl FromStr for DeviceRequest {
@@ -26,10 +29,11 @@ impl FromStr for DeviceRequest {
             "auto" => Ok(DeviceRequest::Auto),
             "cpu" => Ok(DeviceRequest::Cpu),
             "cuda" | "gpu" => Ok(DeviceRequest::Cuda(0)),
+            "wgpu" => Ok(DeviceRequest::Wgpu),
             _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Ok(DeviceRequest::Cuda(n)),
                 _ => Err(format!(
-                    "`{s}` is not a device; use auto, cpu, cuda or cuda:N"
+                    "`{s}` is not a device; use auto, cpu, cuda, cuda:N or wgpu"
                 )),
             },
         }
@@ -42,6 +46,7 @@ impl fmt::Display for DeviceRequest {
             DeviceRequest::Auto => f.write_str("auto"),
             DeviceRequest::Cpu => f.write_str("cpu"),
             DeviceRequest::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceRequest::Wgpu => f.write_str("wgpu"),
         }
     }
 }
@@ -51,6 +56,7 @@ impl fmt::Display for DeviceRequest {
 pub enum Device {
     Cpu,
     Cuda(usize),
+    Wgpu,
 }
 
 impl Device {
@@ -58,7 +64,14 @@ impl Device {
         match self {
             Device::Cpu => "flex",
             Device::Cuda(_) => "cuda",
+            Device::Wgpu => "wgpu",
         }
+    }
+
+    /// A GPU through cubecl: kernels are compiled (and tuned) at run time,
+    /// so batches keep one shape and results are read back rarely.
+    pub fn is_gpu(&self) -> bool {
+        !matches!(self, Device::Cpu)
     }
 }
 
@@ -67,13 +80,14 @@ impl fmt::Display for Device {
         match self {
             Device::Cpu => f.write_str("cpu"),
             Device::Cuda(n) => write!(f, "cuda:{n}"),
+            Device::Wgpu => f.write_str("wgpu"),
         }
     }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DeviceError {
-    #[error("--device {0} asked for CUDA, but this runner was built without it; rebuild with `cargo build --release --features cuda`")]
+    #[error("--device {0} asked for the {feature} backend, but this runner was built without it; rebuild with `cargo build --release --features {feature}`", feature = .0.feature())]
     NotCompiled(DeviceRequest),
     #[error("--device {0} asked for CUDA, but no NVIDIA driver was found (libcuda.so.1 cannot be loaded); use --device cpu")]
     NoDriver(DeviceRequest),
@@ -83,10 +97,24 @@ pub enum DeviceError {
         index: usize,
         count: usize,
     },
+    #[error("--device wgpu found no GPU adapter (Vulkan, Metal or DX12): {0}; install the GPU's Vulkan driver (on Linux without a GPU, Mesa's lavapipe: `apt install mesa-vulkan-drivers`) or use --device cpu")]
+    NoAdapter(String),
+}
+
+impl DeviceRequest {
+    /// The cargo feature that compiles this device's backend in.
+    pub fn feature(&self) -> &'static str {
+        match self {
+            DeviceRequest::Wgpu => "wgpu",
+            _ => "cuda",
+        }
+    }
 }
 
 /// Whether this binary was built with the `cuda` feature.
 pub const CUDA_COMPILED: bool = cfg!(feature = "cuda");
+/// Whether this binary was built with the `wgpu` feature.
+pub const WGPU_COMPILED: bool = cfg!(feature = "wgpu");
 
 /// Number of CUDA devices the driver reports, or `None` when no driver loads.
 pub fn cuda_device_count() -> Option<usize> {
@@ -114,6 +142,8 @@ pub fn resolve(req: DeviceRequest) -> Result<Device, DeviceError> {
                 Some(_) => Ok(Device::Cuda(index)),
             }
         }
+        DeviceRequest::Wgpu if WGPU_COMPILED => Ok(Device::Wgpu),
+        DeviceRequest::Wgpu => Err(DeviceError::NotCompiled(req)),
     }
 }
 
@@ -192,6 +222,7 @@ mod tests {
         assert_eq!("CUDA".parse(), Ok(DeviceRequest::Cuda(0)));
         assert_eq!("cuda:3".parse(), Ok(DeviceRequest::Cuda(3)));
         assert_eq!("auto".parse(), Ok(DeviceRequest::Auto));
+        assert_eq!("WGPU".parse(), Ok(DeviceRequest::Wgpu));
         assert!("tpu".parse::<DeviceRequest>().is_err());
         assert!("cuda:x".parse::<DeviceRequest>().is_err());
     }
@@ -212,5 +243,19 @@ mod tests {
             DeviceError::NotCompiled(_) | DeviceError::NoDriver(_) | DeviceError::NoSuchGpu { .. }
         ));
         assert!(!err.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn wgpu_resolves_only_when_compiled_and_says_which_feature() {
+        let resolved = resolve(DeviceRequest::Wgpu);
+        assert_eq!(resolved.is_ok(), cfg!(feature = "wgpu"));
+        match resolved {
+            Ok(d) => {
+                assert_eq!(d, Device::Wgpu);
+                assert!(d.is_gpu());
+            }
+            Err(e) => assert!(e.to_string().contains("--features wgpu"), "{e}"),
+        }
+        assert!(!Device::Cpu.is_gpu());
     }
 }

@@ -4,6 +4,7 @@
 use miette::Diagnostic;
 use thiserror::Error;
 
+use crate::backend::BackendError;
 use crate::config::ConfigError;
 use crate::data::DataError;
 use crate::device::DeviceError;
@@ -25,6 +26,10 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(code(runner::device))]
     Device(#[from] DeviceError),
+
+    #[error(transparent)]
+    #[diagnostic(code(runner::gpu))]
+    Backend(#[from] BackendError),
 
     /// Bad or missing data found before training (the loader's errors
     /// during a run belong to the run's own failure).
@@ -80,6 +85,8 @@ impl Error {
             | Error::Data(_) => 2,
             Error::Train(_) | Error::RunDir(_) | Error::Report(_) | Error::RunFailed(_) => 1,
             // The shell's convention for a run stopped by Ctrl-C.
+            Error::Backend(e) if e.is_usage() => 2,
+            Error::Backend(_) => 1,
             Error::Interrupted(_) => 130,
         }
     }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod gpu;
 pub mod logging;
 pub mod model;
 pub mod plan;

@@ -78,6 +78,14 @@ pub struct ModelPlan {
 }
 
 impl ModelPlan {
+    /// Whether rows of a training batch interact (batch norm's statistics),
+    /// so padding a short batch would change the result.
+    pub fn mixes_rows(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| matches!(l.kind, LayerKind::BatchNorm { .. }))
+    }
+
     pub fn params(&self) -> ParamCount {
         self.layers
             .iter()

@@ -257,6 +257,9 @@ pub struct Meta {
     pub git: Option<GitInfo>,
     pub backend: String,
     pub device: String,
+    /// The GPU settings a GPU run used (fusion, convolution kernels, kernel cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
     pub threads: usize,
     pub seed: u64,
     pub dataset: serde_json::Value,

@@ -1,9 +1,10 @@
 //! `runner eval RUN_DIR`: re-evaluate a saved run from its resolved config
 //! and one of its checkpoints, optionally on other data.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use burn::backend::Flex;
+use crate::backend::{self, TrainBackend, WithBackend};
+use crate::device::{self, DeviceRequest};
 
 use crate::config::spec::DataSpec;
 use crate::config::{self, LoadOptions};
@@ -23,6 +24,8 @@ pub struct EvalArgs {
     /// dataset root for `food101` and `idx`.
     pub data: Option<PathBuf>,
     pub set: Vec<String>,
+    /// cpu, cuda, cuda:N or wgpu; the run's `runtime.device` when unset.
+    pub device: Option<String>,
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
@@ -55,31 +58,65 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             },
         )?
     };
-    let plan = plan::plan(&loaded)?;
+    let mut plan = plan::plan(&loaded)?;
+    if let Some(d) = &args.device {
+        plan.device = d.parse::<DeviceRequest>().map_err(Error::Usage)?;
+    }
+    let device = device::resolve(plan.device)?;
+    backend::prepare_gpu(device)?;
+    let threads = device::cpu_threads(plan.threads);
+    backend::configure_cpu(threads);
     let data = Dataset::open(&plan).map_err(Error::Data)?;
 
     let checkpoints = Checkpoints::new(run.checkpoints());
     let model_file = model_file(&checkpoints, &args.checkpoint)?;
-    let device = Default::default();
-    let net = Net::<Flex>::init(&plan.model, &device);
-    let net = checkpoint::load_model_file(&model_file, net, &device)
-        .map_err(|e| Error::RunFailed(e.to_string()))?;
-
     let (split_name, split) = match (&data.test, &data.validation) {
         (Some(t), _) => ("test", t),
         (None, Some(v)) => ("validation", v),
         (None, None) => ("train", &data.train),
     };
-    let preds =
-        crate::train::predict(&net, split, plan.train.batch_size, &device).map_err(Error::Train)?;
+    let job = Predict {
+        plan: &plan,
+        model_file: &model_file,
+        split,
+        pad: device.is_gpu(),
+    };
+    let preds = backend::run_on(device, threads, plan.train.batch_size, job)??;
+    println!("Device: {device}");
     let evaluation = report::eval::Evaluation::compute(split_name, &data.classes, &preds);
     println!("Checkpoint: {}", model_file.display());
     print!("{}", evaluation.render_table());
     let grid = report::prediction_grid(split, &preds, &data.classes, plan.seed)?;
     let out = run.root().join("eval").join(&args.checkpoint);
-    report::write(&out, &evaluation, &[], grid)?;
+    report::write(&out, &evaluation, &preds, &[], grid)?;
     println!("Report: {}", out.display());
     Ok(())
+}
+
+/// The checkpoint's predictions on a split, on the chosen backend.
+struct Predict<'a> {
+    plan: &'a plan::ExperimentPlan,
+    model_file: &'a Path,
+    split: &'a crate::data::Split,
+    pad: bool,
+}
+
+impl WithBackend for Predict<'_> {
+    type Output = Result<crate::report::eval::Predictions>;
+
+    fn run<B: TrainBackend>(self, device: B::Device) -> Self::Output {
+        let net = Net::<B::InnerBackend>::init(&self.plan.model, &device);
+        let net = checkpoint::load_model_file(self.model_file, net, &device)
+            .map_err(|e| Error::RunFailed(e.to_string()))?;
+        crate::train::predict(
+            &net,
+            self.split,
+            self.plan.train.batch_size,
+            self.pad,
+            &device,
+        )
+        .map_err(Error::Train)
+    }
 }
 
 fn model_file(checkpoints: &Checkpoints, name: &str) -> Result<PathBuf> {

@@ -3,26 +3,24 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 
-use crate::backend;
+use crate::backend::{self, TrainBackend, WithBackend};
 use crate::cli::ExperimentArgs;
 use crate::config::{self, Loaded};
 use crate::data::Dataset;
 use crate::device::{self, Device, DeviceRequest};
 use crate::error::{Error, Result};
+use crate::gpu::GpuSettings;
 use crate::logging::csv::{self as metrics_csv, EpochRow};
 use crate::logging::tensorboard::{self as tb, Stream, TensorboardLog};
-use crate::model::ConvOps;
 use crate::plan::{self, ExperimentPlan};
 use crate::report;
 use crate::rundir::{self, Meta, RunDir, Status};
 use crate::signals::Signals;
 use crate::train::checkpoint::{Checkpoints, LAST};
 use crate::train::progress::Progress;
-use crate::train::{self, Ending, EpochEvents, Session, TrainError, TrainState};
+use crate::train::{self, Ending, EpochEvents, Execution, Session, TrainError, TrainState};
 
 /// What `runner run` was asked to do.
 pub enum RunTarget {
@@ -51,6 +49,7 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
         plan.device = d.parse::<DeviceRequest>().map_err(Error::Usage)?;
     }
     let device = device::resolve(plan.device)?;
+    let gpu = backend::prepare_gpu(device)?;
     let threads = device::cpu_threads(opts.threads.unwrap_or(plan.threads));
     // One process per run folder: a second `--resume` or a requeued trial
     // must not train into the same folder at the same time.
@@ -86,30 +85,39 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
             m.pid = std::process::id();
             m.backend = device.backend_name().into();
             m.device = device.to_string();
+            m.gpu = gpu.map(|s| s.describe());
             m
         }
-        _ => new_meta(&plan, &data, device, threads),
+        _ => new_meta(&plan, &data, device, threads, gpu),
     };
     run.write_meta(&meta)?;
     println!("Run folder: {}", run.root().display());
+    let execution = match gpu {
+        Some(settings) => {
+            println!("GPU: {device} ({})", settings.describe());
+            Execution::gpu(
+                plan.model.mixes_rows(),
+                settings
+                    .cache_dir
+                    .as_deref()
+                    .map_or("off".into(), |p| p.display().to_string()),
+            )
+        }
+        None => Execution::cpu(),
+    };
 
     let signals = Signals::install();
-    let outcome = match device {
-        Device::Cpu => backend::on_cpu_pool(threads, || {
-            execute::<Autodiff<Flex>>(&plan, &data, &run, &signals, resume, &Default::default())
-        }),
-        #[cfg(feature = "cuda")]
-        Device::Cuda(i) => execute::<Autodiff<burn::backend::Cuda>>(
-            &plan,
-            &data,
-            &run,
-            &signals,
-            resume,
-            &burn::backend::cuda::CudaDevice::new(i),
-        ),
-        #[cfg(not(feature = "cuda"))]
-        Device::Cuda(_) => unreachable!("device::resolve refuses cuda without the feature"),
+    let job = Execute {
+        plan: &plan,
+        data: &data,
+        run: &run,
+        signals: &signals,
+        resume,
+        execution,
     };
+    let outcome = backend::run_on(device, threads, plan.train.batch_size, job)
+        .map_err(Error::from)
+        .and_then(|o| o);
     finish(&run, &mut meta, outcome)
 }
 
@@ -277,7 +285,13 @@ fn write_inputs(run: &RunDir, loaded: &Loaded, plan: &ExperimentPlan) -> Result<
     Ok(())
 }
 
-fn new_meta(plan: &ExperimentPlan, data: &Dataset, device: Device, threads: usize) -> Meta {
+fn new_meta(
+    plan: &ExperimentPlan,
+    data: &Dataset,
+    device: Device,
+    threads: usize,
+    gpu: Option<&GpuSettings>,
+) -> Meta {
     let cwd = std::env::current_dir().unwrap_or_default();
     Meta {
         experiment: plan.name.clone(),
@@ -285,6 +299,7 @@ fn new_meta(plan: &ExperimentPlan, data: &Dataset, device: Device, threads: usiz
         git: rundir::git_info(&cwd),
         backend: device.backend_name().into(),
         device: device.to_string(),
+        gpu: gpu.map(|s| s.describe()),
         threads,
         seed: plan.seed,
         dataset: serde_json::to_value(data.fingerprint()).unwrap_or_default(),
@@ -390,20 +405,45 @@ impl EpochEvents for RunEvents<'_> {
     }
 }
 
-fn execute<B: AutodiffBackend<InnerBackend: ConvOps> + ConvOps>(
-    plan: &ExperimentPlan,
-    data: &Dataset,
-    run: &RunDir,
-    signals: &Signals,
+/// Training and evaluation of one run, on whichever backend
+/// [`backend::with_device`] picks.
+struct Execute<'a> {
+    plan: &'a ExperimentPlan,
+    data: &'a Dataset,
+    run: &'a RunDir,
+    signals: &'a Signals,
     resume: bool,
+    execution: Execution,
+}
+
+impl WithBackend for Execute<'_> {
+    type Output = std::result::Result<Outcome, Error>;
+
+    fn run<B: TrainBackend>(self, device: B::Device) -> Self::Output {
+        execute::<B>(self, &device)
+    }
+}
+
+fn execute<B: TrainBackend>(
+    job: Execute<'_>,
     device: &B::Device,
 ) -> std::result::Result<Outcome, Error> {
+    let Execute {
+        plan,
+        data,
+        run,
+        signals,
+        resume,
+        execution,
+    } = job;
+    let pad_eval = execution.pad_eval;
     let session = Session {
         plan,
         data,
         checkpoints: Checkpoints::new(run.checkpoints()),
         signals,
         resume,
+        execution,
     };
     let tb = if plan.callbacks.tensorboard.enabled {
         let mut log =
@@ -437,12 +477,18 @@ fn execute<B: AutodiffBackend<InnerBackend: ConvOps> + ConvOps>(
             (None, Some(v)) => ("validation", v),
             (None, None) => ("train", &data.train),
         };
-        let preds =
-            train::predict(&model, split, plan.train.batch_size, device).map_err(Error::Train)?;
+        let preds = train::predict(&model, split, plan.train.batch_size, pad_eval, device)
+            .map_err(Error::Train)?;
         let evaluation = report::eval::Evaluation::compute(split_name, &data.classes, &preds);
         print!("\n{}", evaluation.render_table());
         let grid = report::prediction_grid(split, &preds, &data.classes, plan.seed)?;
-        let pictures = report::write(&run.report_dir(), &evaluation, &fit.state.history, grid)?;
+        let pictures = report::write(
+            &run.report_dir(),
+            &evaluation,
+            &preds,
+            &fit.state.history,
+            grid,
+        )?;
         if let Some(tb) = events.tb.as_mut() {
             let step = fit.state.epochs_done.saturating_sub(1) as i64;
             for p in &pictures {

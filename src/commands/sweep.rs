@@ -572,6 +572,7 @@ fn local_options(s: &Loaded, todo: usize, args: &SweepArgs) -> Result<LocalOptio
     let device = device::resolve(s.plan.device)?;
     let gpus = match device {
         Device::Cuda(_) => device::cuda_device_count().unwrap_or(1).max(1),
+        Device::Wgpu => 1,
         Device::Cpu => 0,
     };
     let parallel = args
@@ -585,7 +586,10 @@ fn local_options(s: &Loaded, todo: usize, args: &SweepArgs) -> Result<LocalOptio
         .max(1);
     let devices = if gpus > 0 {
         (0..parallel)
-            .map(|i| format!("cuda:{}", i % gpus))
+            .map(|i| match device {
+                Device::Wgpu => "wgpu".to_string(),
+                _ => format!("cuda:{}", i % gpus),
+            })
             .collect()
     } else {
         Vec::new()

@@ -12,7 +12,9 @@
 //!   gradients ([`super::conv_cpu`]);
 //! - `LibTorch` (feature `tch`): PyTorch's own convolution and autograd
 //!   (`convolution_backward`), exactly what PyTorch runs;
-//! - every other backend (CUDA, ndarray, candle): burn's ops, unchanged.
+//! - the cubecl GPU backends (CUDA, wgpu): burn-cubecl's kernels with the
+//!   strategy `RUNNER_GPU_CONV` names ([`super::cube`]);
+//! - every other backend (ndarray, candle): burn's ops, unchanged.
 //!
 //! `Autodiff<B>` implements [`ConvOps`] for any `B: ConvOps` by recording a
 //! custom backward step, so the training loop stays generic.
@@ -93,7 +95,7 @@ pub trait ConvOps: PoolOps + ConvPoolOps {
 
 /// `out` through a ReLU where `relu`, with the rectified output the backward
 /// pass needs (burn's `relu` and `relu_backward`).
-fn rectify<B: Backend>(
+pub(crate) fn rectify<B: Backend>(
     out: FloatTensor<B>,
     relu: bool,
 ) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
@@ -106,7 +108,7 @@ fn rectify<B: Backend>(
 }
 
 /// The output gradient taken back through [`rectify`]'s ReLU, if there was one.
-fn unrectify<B: Backend>(
+pub(crate) fn unrectify<B: Backend>(
     grad: FloatTensor<B>,
     rectified: Option<FloatTensor<B>>,
 ) -> FloatTensor<B> {
@@ -142,37 +144,39 @@ pub fn burn_conv2d_backward<B: Backend>(
     [dx, dw, db]
 }
 
-/// Implement [`ConvOps`] with burn's own operations.
+/// Implement [`ConvOps`] with burn's own operations, for a type
+/// (`burn_conv_ops!(NdArray)`) or a generic one
+/// (`burn_conv_ops!(impl<B: FusionBackend> for Fusion<B>)`).
 #[allow(unused_macros)]
 macro_rules! burn_conv_ops {
-    ($ty:ty) => {
-        impl PoolOps for $ty {}
-        impl ConvPoolOps for $ty {}
-        impl ConvOps for $ty {
-            type ConvSaved = Option<FloatTensor<Self>>;
+    (impl<$($g:ident: $bound:path),*> for $ty:ty) => {
+        impl<$($g: $bound),*> $crate::model::pool::PoolOps for $ty {}
+        impl<$($g: $bound),*> $crate::model::conv_pool::ConvPoolOps for $ty {}
+        impl<$($g: $bound),*> $crate::model::conv::ConvOps for $ty {
+            type ConvSaved = Option<burn::tensor::ops::FloatTensor<Self>>;
             fn runner_conv2d_tracked(
-                x: FloatTensor<Self>,
-                weight: FloatTensor<Self>,
-                bias: Option<FloatTensor<Self>>,
-                options: ConvOptions<2>,
+                x: burn::tensor::ops::FloatTensor<Self>,
+                weight: burn::tensor::ops::FloatTensor<Self>,
+                bias: Option<burn::tensor::ops::FloatTensor<Self>>,
+                options: burn::tensor::ops::ConvOptions<2>,
                 relu: bool,
-                _needed: Needed,
-            ) -> (FloatTensor<Self>, Self::ConvSaved) {
-                rectify::<Self>(Self::conv2d(x, weight, bias, options), relu)
+                _needed: $crate::model::conv::Needed,
+            ) -> (burn::tensor::ops::FloatTensor<Self>, Self::ConvSaved) {
+                $crate::model::conv::rectify::<Self>(<Self as burn::tensor::ops::ModuleOps<Self>>::conv2d(x, weight, bias, options), relu)
             }
             fn runner_conv2d_backward(
-                x: Option<FloatTensor<Self>>,
-                weight: Option<FloatTensor<Self>>,
+                x: Option<burn::tensor::ops::FloatTensor<Self>>,
+                weight: Option<burn::tensor::ops::FloatTensor<Self>>,
                 bias_len: Option<usize>,
-                grad: FloatTensor<Self>,
-                options: ConvOptions<2>,
-                needed: Needed,
+                grad: burn::tensor::ops::FloatTensor<Self>,
+                options: burn::tensor::ops::ConvOptions<2>,
+                needed: $crate::model::conv::Needed,
                 saved: Self::ConvSaved,
-            ) -> [Option<FloatTensor<Self>>; 3] {
-                let grad = unrectify::<Self>(grad, saved);
+            ) -> [Option<burn::tensor::ops::FloatTensor<Self>>; 3] {
+                let grad = $crate::model::conv::unrectify::<Self>(grad, saved);
                 match (x, weight) {
                     (Some(x), Some(w)) => {
-                        burn_conv2d_backward::<Self>(x, w, bias_len, grad, options, needed)
+                        $crate::model::conv::burn_conv2d_backward::<Self>(x, w, bias_len, grad, options, needed)
                     }
                     // BACKWARD_READS_INPUTS is true: the autodiff step always passes both.
                     _ => unreachable!("convolution inputs were checkpointed"),
@@ -180,7 +184,13 @@ macro_rules! burn_conv_ops {
             }
         }
     };
+    ($ty:ty) => {
+        burn_conv_ops!(impl<> for $ty);
+    };
 }
+
+#[allow(unused_imports)]
+pub(super) use burn_conv_ops;
 
 #[cfg(feature = "ndarray-blas")]
 burn_conv_ops!(burn::backend::NdArray);
@@ -190,8 +200,6 @@ mod candle_impl {
     use super::*;
     burn_conv_ops!(burn::backend::Candle);
 }
-#[cfg(feature = "cuda")]
-burn_conv_ops!(burn::backend::Cuda);
 
 // ---------------------------------------------------------------- flex
 

@@ -12,6 +12,8 @@ pub mod conv_pool;
 pub mod conv_pool_cpu;
 pub mod conv_winograd5_cpu;
 pub mod conv_winograd_cpu;
+#[cfg(feature = "gpu")]
+pub mod cube;
 pub mod layer;
 pub mod net;
 pub mod pool;

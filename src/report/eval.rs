@@ -109,6 +109,28 @@ impl Evaluation {
         out
     }
 
+    /// One row per example, in evaluation order: its index in the split,
+    /// true and predicted class, and the predicted class's probability.
+    pub fn predictions_csv(&self, p: &Predictions) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let _ = w.write_record(["index", "true_class", "predicted_class", "probability"]);
+        let name = |c: usize| {
+            self.class_names
+                .get(c)
+                .cloned()
+                .unwrap_or_else(|| c.to_string())
+        };
+        for i in 0..p.indices.len() {
+            let _ = w.write_record([
+                p.indices[i].to_string(),
+                name(p.truth[i]),
+                name(p.predicted[i]),
+                p.confidence[i].to_string(),
+            ]);
+        }
+        String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+    }
+
     pub fn classes_csv(&self) -> String {
         let mut w = csv::Writer::from_writer(Vec::new());
         let _ = w.write_record(["class", "precision", "recall", "f1", "support"]);

@@ -70,9 +70,14 @@ pub fn prediction_grid(
 pub fn write(
     dir: &std::path::Path,
     evaluation: &Evaluation,
+    predictions: &Predictions,
     history: &[EpochRow],
     grid: image::RgbImage,
 ) -> Result<Vec<Picture>, ReportError> {
+    write_atomic(
+        &dir.join("predictions.csv"),
+        evaluation.predictions_csv(predictions).as_bytes(),
+    )?;
     write_atomic(
         &dir.join("classification_report.csv"),
         evaluation.classes_csv().as_bytes(),

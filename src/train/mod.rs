@@ -10,13 +10,15 @@ pub mod optim;
 pub mod progress;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
+use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -111,6 +113,7 @@ pub struct Session<'a> {
     pub signals: &'a Signals,
     /// Continue from the `last` checkpoint (which must exist).
     pub resume: bool,
+    pub execution: Execution,
 }
 
 /// Loss, accuracy and counts accumulated over batches.
@@ -146,45 +149,208 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-fn to_tensors<B: Backend>(batch: Batch, device: &B::Device) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
-    let n = batch.shape[0];
-    let x = Tensor::<B, 4>::from_data(TensorData::new(batch.images, batch.shape), device);
-    let y = Tensor::<B, 1, Int>::from_data(TensorData::new(batch.labels, [n]), device);
-    (x, y)
+/// How a session runs on its device, beside what the plan says.
+#[derive(Debug, Clone, Default)]
+pub struct Execution {
+    /// Pad short training batches to `train.batch_size` rows, masked out of
+    /// the loss and the counts, so every step has one shape (on a GPU each
+    /// new shape means compiling and tuning kernels). Off where rows
+    /// interact (batch norm's batch statistics would see the padding).
+    pub pad_train: bool,
+    /// The same for evaluation and prediction (exact in every model).
+    pub pad_eval: bool,
+    /// Read a training step's loss and counts back from the device at most
+    /// every this many steps (0 or 1: every step). Each read waits for the
+    /// device to finish; the progress bar also reads when it refreshes.
+    pub read_every: usize,
+    /// Say how long the first step took, and why, where kernels are compiled
+    /// at run time (the kernel cache's description).
+    pub warmup_note: Option<String>,
 }
 
-/// Correct predictions and top-k hits in a batch of logits.
-fn hits<B: Backend>(
+impl Execution {
+    /// Every batch as it comes, every result read at once: the CPU.
+    pub fn cpu() -> Execution {
+        Execution::default()
+    }
+
+    /// Fixed shapes and rare reads: a GPU. `batch_norm` says whether the
+    /// model has a layer whose rows interact in training.
+    pub fn gpu(batch_norm: bool, kernel_cache: String) -> Execution {
+        Execution {
+            pad_train: !batch_norm,
+            pad_eval: true,
+            read_every: 32,
+            warmup_note: Some(kernel_cache),
+        }
+    }
+}
+
+/// Reads of results from the device (each waits for it), in this process.
+static READBACKS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The same count on this thread (tests run side by side).
+    static THREAD_READBACKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times this process read results back from the device.
+pub fn readbacks() -> u64 {
+    READBACKS.load(Ordering::Relaxed)
+}
+
+/// How many times this thread read results back from the device.
+pub fn thread_readbacks() -> u64 {
+    THREAD_READBACKS.with(|c| c.get())
+}
+
+/// A batch on the device: images, labels and, where padded, a weight per
+/// row (1 for the `real` rows, 0 for the padding after them).
+struct Input<B: Backend> {
+    x: Tensor<B, 4>,
+    y: Tensor<B, 1, Int>,
+    weights: Option<Tensor<B, 1>>,
+    real: usize,
+}
+
+/// With `pad_to`, a short batch gets zero rows up to that size, and every
+/// batch (full ones too, so that all steps run the same kernels) a weight
+/// per row.
+fn to_input<B: Backend>(mut batch: Batch, pad_to: Option<usize>, device: &B::Device) -> Input<B> {
+    let [n, c, h, w] = batch.shape;
+    let rows = pad_to.map_or(n, |p| p.max(n));
+    let weights = pad_to.map(|_| {
+        batch.images.resize(rows * c * h * w, 0.0);
+        batch.labels.resize(rows, 0);
+        let mut w = vec![1.0f32; n];
+        w.resize(rows, 0.0);
+        Tensor::<B, 1>::from_data(TensorData::new(w, [rows]), device)
+    });
+    let x = Tensor::<B, 4>::from_data(TensorData::new(batch.images, [rows, c, h, w]), device);
+    let y = Tensor::<B, 1, Int>::from_data(TensorData::new(batch.labels, [rows]), device);
+    Input {
+        x,
+        y,
+        weights,
+        real: n,
+    }
+}
+
+/// The batch's mean cross-entropy over its real rows: burn's loss, or the
+/// same sum with the padding's rows weighted 0.
+fn batch_loss<B: Backend>(
+    loss_fn: &burn::nn::loss::CrossEntropyLoss<B>,
+    logits: Tensor<B, 2>,
+    input: &Input<B>,
+) -> Tensor<B, 1> {
+    let y = input.y.clone();
+    match &input.weights {
+        None => loss_fn.forward(logits, y),
+        Some(w) => {
+            let [n, _] = logits.dims();
+            let picked = log_softmax(logits, 1)
+                .gather(1, y.reshape([n, 1]))
+                .reshape([n]);
+            (picked * w.clone())
+                .sum()
+                .neg()
+                .div_scalar(input.real as f32)
+        }
+    }
+}
+
+/// `[loss, correct, top-k hits]` of a batch, on the device: the real rows'
+/// correct predictions, and those whose true class is among the `k` highest
+/// scores (fewer than `k` classes score higher).
+fn step_stats<B: Backend>(
+    loss: Tensor<B, 1>,
     logits: Tensor<B, 2>,
     labels: Tensor<B, 1, Int>,
+    weights: Option<Tensor<B, 1>>,
     k: Option<usize>,
-) -> (u64, u64) {
+) -> Tensor<B, 1> {
     let [n, classes] = logits.dims();
+    let count = |hit: Tensor<B, 1>| match &weights {
+        Some(w) => (hit * w.clone()).sum(),
+        None => hit.sum(),
+    };
     let pred = logits.clone().argmax(1).reshape([n]);
-    let correct: i64 = pred.equal(labels.clone()).int().sum().into_scalar().elem();
+    let correct = count(pred.equal(labels.clone()).float());
     let top = match k {
         Some(k) => {
-            // In the top k when fewer than k classes score higher than the true one.
             let truth = logits
                 .clone()
                 .gather(1, labels.reshape([n, 1]))
                 .repeat_dim(1, classes);
             let higher = logits.greater(truth).int().sum_dim(1).reshape([n]);
-            let in_top: i64 = higher.lower_elem(k as i64).int().sum().into_scalar().elem();
-            in_top as u64
+            count(higher.lower_elem(k as i64).float())
         }
-        None => 0,
+        None => correct.zeros_like(),
     };
-    (correct as u64, top)
+    Tensor::cat(vec![loss.reshape([1]), correct, top], 0)
+}
+
+/// Read rows back from the device in one transfer.
+fn read_rows<B: Backend>(rows: Vec<Tensor<B, 1>>) -> Vec<Vec<f32>> {
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let lengths: Vec<usize> = rows.iter().map(|r| r.dims()[0]).collect();
+    READBACKS.fetch_add(1, Ordering::Relaxed);
+    THREAD_READBACKS.with(|c| c.set(c.get() + 1));
+    let flat: Vec<f32> = Tensor::cat(rows, 0)
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(lengths.len());
+    let mut at = 0;
+    for len in lengths {
+        let end = (at + len).min(flat.len());
+        out.push(flat[at.min(end)..end].to_vec());
+        at = end;
+    }
+    out
+}
+
+/// Training steps whose results are still on the device: `(stats, real rows)`.
+struct Pending<B: Backend> {
+    steps: Vec<(Tensor<B, 1>, usize)>,
+}
+
+impl<B: Backend> Pending<B> {
+    fn new() -> Self {
+        Pending { steps: Vec::new() }
+    }
+
+    fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// `(loss, correct, top-k, real rows)` per step, oldest first.
+    fn read(&mut self) -> Vec<(f64, u64, u64, usize)> {
+        let (stats, sizes): (Vec<_>, Vec<_>) = std::mem::take(&mut self.steps).into_iter().unzip();
+        read_rows(stats)
+            .into_iter()
+            .zip(sizes)
+            .map(|(r, n)| {
+                let at = |i: usize| r.get(i).copied().unwrap_or(f32::NAN);
+                (at(0) as f64, at(1).round() as u64, at(2).round() as u64, n)
+            })
+            .collect()
+    }
 }
 
 /// Evaluate `model` on a split: mean loss, accuracy and top-k accuracy.
+/// With `pad`, the last batch is padded to `batch_size` rows (masked out).
+/// Results are read back once, at the end.
 pub fn evaluate<B: ConvOps>(
     model: &Net<B>,
     split: &Split,
     batch_size: usize,
     max_batches: Option<usize>,
     top_k: Option<usize>,
+    pad: bool,
     device: &B::Device,
 ) -> Result<(f64, f64, f64), TrainError> {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
@@ -196,30 +362,32 @@ pub fn evaluate<B: ConvOps>(
         augment: false,
         max_batches,
     };
-    let mut t = Tally::default();
+    let mut pending = Pending::<B>::new();
     for batch in split.batches(&opts) {
-        let batch = batch?;
-        let n = batch.shape[0];
-        let (x, y) = to_tensors::<B>(batch, device);
-        let logits = model.forward(x);
-        let loss: f64 = loss_fn
-            .forward(logits.clone(), y.clone())
-            .into_scalar()
-            .elem();
-        let (c, k) = hits(logits, y, top_k);
+        let input = to_input::<B>(batch?, pad.then_some(batch_size.min(split.len())), device);
+        let logits = model.forward(input.x.clone());
+        let loss = batch_loss(&loss_fn, logits.clone(), &input);
+        let stats = step_stats(loss, logits, input.y, input.weights, top_k);
+        pending.steps.push((stats, input.real));
+    }
+    let mut t = Tally::default();
+    for (loss, correct, top, n) in pending.read() {
         t.loss_sum += loss * n as f64;
-        t.correct += c;
-        t.top_k += k;
+        t.correct += correct;
+        t.top_k += top;
         t.seen += n as u64;
     }
     Ok((t.loss(), t.accuracy(), t.top_k()))
 }
 
-/// Class predictions for every example of a split, in order.
+/// Class predictions for every example of a split, in order. With `pad`,
+/// the last batch is padded to `batch_size` rows (dropped from the result).
+/// Results are read back once, at the end.
 pub fn predict<B: ConvOps>(
     model: &Net<B>,
     split: &Split,
     batch_size: usize,
+    pad: bool,
     device: &B::Device,
 ) -> Result<crate::report::eval::Predictions, TrainError> {
     let opts = BatchOptions {
@@ -231,30 +399,59 @@ pub fn predict<B: ConvOps>(
         max_batches: None,
     };
     let mut out = crate::report::eval::Predictions::default();
+    let mut rows = Vec::new();
+    let mut real = Vec::new();
     for batch in split.batches(&opts) {
         let batch = batch?;
-        let n = batch.shape[0];
         out.indices.extend(&batch.indices);
         out.truth.extend(batch.labels.iter().map(|&l| l as usize));
-        let (x, _) = to_tensors::<B>(batch, device);
-        let probs = model.predict(x);
+        let input = to_input::<B>(batch, pad.then_some(batch_size.min(split.len())), device);
+        let n = input.real;
+        let probs = model.predict(input.x);
+        let rows_in = probs.dims()[0];
         let (best, idx) = probs.max_dim_with_indices(1);
-        let best: Vec<f32> = best
-            .reshape([n])
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
-        let idx: Vec<i64> = idx
-            .reshape([n])
-            .into_data()
-            .convert::<i64>()
-            .to_vec()
-            .unwrap_or_default();
-        out.confidence.extend(best);
-        out.predicted.extend(idx.iter().map(|&i| i as usize));
+        let row = Tensor::cat(
+            vec![best.reshape([rows_in]), idx.float().reshape([rows_in])],
+            0,
+        );
+        rows.push(row);
+        real.push(n);
+    }
+    for (values, n) in read_rows(rows).into_iter().zip(real) {
+        // [best of each row..., class of each row...], padding included.
+        let (best, class) = values.split_at(values.len() / 2);
+        out.confidence.extend(best.iter().take(n).copied());
+        out.predicted
+            .extend(class.iter().take(n).map(|&i| i.max(0.0) as usize));
     }
     Ok(out)
+}
+
+/// Take the results of the steps in `pending` (the last of them batch
+/// `steps - 1` of the epoch) into the tally, the step counter and the
+/// per-batch events, oldest first. With `stop_on_nan`, stops at the first
+/// non-finite loss and returns its batch and value.
+fn drain<B: Backend>(
+    pending: &mut Pending<B>,
+    steps: usize,
+    stop_on_nan: bool,
+    t: &mut Tally,
+    state: &mut TrainState,
+    events: &mut dyn EpochEvents,
+) -> Result<Option<(usize, f64)>, TrainError> {
+    let first = steps.saturating_sub(pending.len());
+    for (i, (loss, correct, top, n)) in pending.read().into_iter().enumerate() {
+        if stop_on_nan && !loss.is_finite() {
+            return Ok(Some((first + i, loss)));
+        }
+        t.loss_sum += loss * n as f64;
+        t.correct += correct;
+        t.top_k += top;
+        t.seen += n as u64;
+        state.global_step += 1;
+        events.on_batch(state.global_step, loss, correct as f64 / n.max(1) as f64)?;
+    }
+    Ok(None)
 }
 
 impl Session<'_> {
@@ -351,6 +548,8 @@ impl Session<'_> {
         };
 
         let mut ending = Ending::Completed;
+        // The first step of this process compiles (and tunes) GPU kernels.
+        let mut warmup = self.execution.warmup_note.clone();
         while state.epochs_done < train.epochs {
             let epoch = state.epochs_done;
             if self.signals.stop_requested() {
@@ -376,41 +575,70 @@ impl Session<'_> {
             };
             let mut t = Tally::default();
             let mut interrupted = false;
+            let mut pending = Pending::<B::InnerBackend>::new();
+            // Never more rows than the split has (a batch size above it).
+            let pad_to = self
+                .execution
+                .pad_train
+                .then_some(train.batch_size.min(self.data.train.len()));
+            let stop_on_nan = plan.callbacks.terminate_on_nan;
+            let mut steps = 0;
+            let mut diverged = None;
             for (b, batch) in self.data.train.batches(&opts).enumerate() {
                 if self.signals.urgent() {
                     interrupted = true;
                     break;
                 }
                 let batch = batch?;
-                let n = batch.shape[0];
-                let (x, y) = to_tensors::<B>(batch, device);
-                let logits = model.forward(x);
-                let loss = loss_fn.forward(logits.clone(), y.clone());
-                let loss_value: f64 = loss.clone().into_scalar().elem();
-                if !loss_value.is_finite() && plan.callbacks.terminate_on_nan {
-                    progress.note(&format!(
-                        "Batch {b}: invalid loss {loss_value}, terminating training"
-                    ));
-                    return Ok(Fit {
-                        model,
-                        state,
-                        ending: Ending::Diverged {
-                            epoch,
-                            batch: b,
-                            loss: loss_value,
-                        },
-                    });
+                let first_step = warmup.take();
+                if let Some(cache) = &first_step {
+                    progress.warmup_start(cache);
                 }
-                let (c, k) = hits(logits.inner(), y.inner(), train.top_k);
+                let step_started = Instant::now();
+                let input = to_input::<B>(batch, pad_to, device);
+                let real = input.real;
+                let logits = model.forward(input.x.clone());
+                let loss = batch_loss(&loss_fn, logits.clone(), &input);
+                let stats = step_stats(
+                    loss.clone().inner(),
+                    logits.inner(),
+                    input.y.inner(),
+                    input.weights.map(|w| w.inner()),
+                    train.top_k,
+                );
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
                 model = optim.step(lr, model, grads);
-                t.loss_sum += loss_value * n as f64;
-                t.correct += c;
-                t.top_k += k;
-                t.seen += n as u64;
-                state.global_step += 1;
-                progress.batch(b + 1, t.loss(), t.accuracy(), t.seen as usize);
-                events.on_batch(state.global_step, loss_value, c as f64 / n as f64)?;
+                pending.steps.push((stats, real));
+                steps = b + 1;
+                let due = pending.len() >= self.execution.read_every.max(1)
+                    || first_step.is_some()
+                    || progress.wants_refresh();
+                if !due {
+                    continue;
+                }
+                if let Some(nan) =
+                    drain(&mut pending, steps, stop_on_nan, &mut t, &mut state, events)?
+                {
+                    diverged = Some(nan);
+                    break;
+                }
+                if first_step.is_some() {
+                    progress.warmup_end(step_started.elapsed().as_secs_f64());
+                }
+                progress.batch(steps, t.loss(), t.accuracy(), t.seen as usize);
+            }
+            if diverged.is_none() && !interrupted {
+                diverged = drain(&mut pending, steps, stop_on_nan, &mut t, &mut state, events)?;
+            }
+            if let Some((batch, loss)) = diverged {
+                progress.note(&format!(
+                    "Batch {batch}: invalid loss {loss}, terminating training"
+                ));
+                return Ok(Fit {
+                    model,
+                    state,
+                    ending: Ending::Diverged { epoch, batch, loss },
+                });
             }
             if interrupted {
                 ending = Ending::Interrupted {
@@ -428,6 +656,7 @@ impl Session<'_> {
                     train.batch_size,
                     train.validation_steps,
                     train.top_k,
+                    self.execution.pad_eval,
                     device,
                 )?),
                 None => None,
@@ -618,6 +847,7 @@ mod baseline_tests {
     use super::*;
     use crate::config::{self, LoadOptions};
     use burn::backend::{Autodiff, Flex};
+    use burn::tensor::ElementConversion;
 
     /// The tutorial's 10.6M-parameter model builds from experiments/baseline.toml
     /// and learns end to end: with its own optimizer (RMSprop at 1e-4), the
@@ -658,16 +888,17 @@ mod baseline_tests {
         let lr = plan.optimizer.learning_rate();
         let mut losses = Vec::new();
         for _ in 0..6 {
-            let (x, y) = to_tensors::<B>(
+            let input = to_input::<B>(
                 Batch {
                     images: images.clone(),
                     labels: labels.clone(),
                     indices: (0..n).collect(),
                     shape: [n, c, h, w],
                 },
+                None,
                 &device,
             );
-            let loss = loss_fn.forward(model.forward(x), y);
+            let loss = loss_fn.forward(model.forward(input.x), input.y);
             losses.push(loss.clone().into_scalar().elem::<f64>());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
@@ -679,5 +910,216 @@ mod baseline_tests {
             end < losses[0] * 0.8,
             "the loss should fall on a fixed batch: {losses:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod execution_tests {
+    //! The GPU's way of running a session (padded fixed-shape batches, rare
+    //! reads), checked on the CPU backend against the CPU's way.
+    use super::*;
+    use crate::config::{self, LoadOptions};
+    use burn::backend::{Autodiff, Flex};
+
+    type B = Autodiff<Flex>;
+
+    /// 44 training images in batches of 16 (the last has 12), no dropout:
+    /// padding must not change a single number beyond rounding.
+    fn plan(dir: &std::path::Path, extra: &str) -> ExperimentPlan {
+        let text = format!(
+            r#"[experiment]
+name = "exec"
+seed = 5
+[data]
+source = "synthetic"
+classes = 3
+train_size = 44
+validation_size = 21
+test_size = 9
+[augment]
+rescale = "1/255"
+[model]
+input_shape = [10, 10, 3]
+layers = [
+  {{ type = "conv2d", filters = 4, kernel = 3, activation = "relu" }},
+  {{ type = "max_pool2d", pool = 2 }},
+  {{ type = "flatten" }},
+  {{ type = "dense", units = 3, activation = "softmax" }},
+]
+[train]
+epochs = 2
+batch_size = 16
+top_k = 2
+{optimizer}
+"#,
+            optimizer = if extra.contains("[optimizer]") {
+                extra.to_string()
+            } else {
+                format!("[optimizer]\ntype = \"adam\"\nlearning_rate = 0.01\n{extra}")
+            }
+        );
+        let path = dir.join("exec.toml");
+        std::fs::write(&path, text).unwrap();
+        let loaded = config::load(&path, &LoadOptions::default()).unwrap();
+        crate::plan::plan(&loaded).unwrap()
+    }
+
+    struct Steps(Vec<(u64, f64, f64)>);
+
+    impl EpochEvents for Steps {
+        fn on_batch(&mut self, step: u64, loss: f64, accuracy: f64) -> Result<(), TrainError> {
+            self.0.push((step, loss, accuracy));
+            Ok(())
+        }
+        fn on_epoch_end(&mut self, _state: &TrainState) -> Result<(), TrainError> {
+            Ok(())
+        }
+    }
+
+    /// Train `plan` with `execution`, its checkpoints in `dir` (resuming
+    /// from them where `resume`); the fit, the per-batch events and the
+    /// reads this thread made.
+    fn fit_in(
+        plan: &ExperimentPlan,
+        execution: Execution,
+        dir: &std::path::Path,
+        resume: bool,
+    ) -> (Fit<B>, Steps, u64) {
+        let data = Dataset::open(plan).unwrap();
+        let signals = Signals::none();
+        let session = Session {
+            plan,
+            data: &data,
+            checkpoints: Checkpoints::new(dir.join("checkpoints")),
+            signals: &signals,
+            resume,
+            execution,
+        };
+        let mut steps = Steps(Vec::new());
+        let before = thread_readbacks();
+        let fit = session
+            .fit::<B>(&Default::default(), &mut steps, &mut Progress::new())
+            .unwrap();
+        let reads = thread_readbacks() - before;
+        (fit, steps, reads)
+    }
+
+    fn fit(plan: &ExperimentPlan, execution: Execution) -> (Fit<B>, Steps, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        fit_in(plan, execution, dir.path(), false)
+    }
+
+    /// A copy of a checkpoint folder, links as links.
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let (src, dst) = (entry.path(), to.join(entry.file_name()));
+            let kind = entry.file_type().unwrap();
+            if kind.is_symlink() {
+                std::os::unix::fs::symlink(std::fs::read_link(&src).unwrap(), &dst).unwrap();
+            } else if kind.is_dir() {
+                copy_tree(&src, &dst);
+            } else {
+                std::fs::copy(&src, &dst).unwrap();
+            }
+        }
+    }
+
+    fn gpu_like() -> Execution {
+        Execution {
+            warmup_note: None,
+            ..Execution::gpu(false, String::new())
+        }
+    }
+
+    #[test]
+    fn padded_batches_give_the_unpadded_numbers() {
+        // One epoch, then the second from that checkpoint both ways: the
+        // same weights in, no dropout, so only rounding may differ. (Two
+        // fresh fits could start from different weights: the backend's
+        // random generator is shared with tests running beside this one.)
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = plan(dir.path(), "");
+        plan.train.epochs = 1;
+        let first = dir.path().join("first");
+        fit_in(&plan, Execution::cpu(), &first, false);
+        plan.train.epochs = 2;
+        let resumed = |execution, name: &str| {
+            let at = dir.path().join(name);
+            copy_tree(&first, &at);
+            fit_in(&plan, execution, &at, true)
+        };
+        let (cpu, cpu_steps, _) = resumed(Execution::cpu(), "cpu");
+        let (gpu, gpu_steps, _) = resumed(gpu_like(), "gpu");
+        assert_eq!(cpu.state.global_step, 6);
+        assert_eq!(gpu.state.global_step, 6);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(1.0);
+        let (c, g) = (&cpu.state.history[1], &gpu.state.history[1]);
+        assert!(close(c.train_loss, g.train_loss), "{c:?}\n{g:?}");
+        assert_eq!(c.train_accuracy, g.train_accuracy);
+        assert_eq!(c.train_top_k_accuracy, g.train_top_k_accuracy);
+        assert!(
+            close(c.val_loss.unwrap(), g.val_loss.unwrap()),
+            "{c:?}\n{g:?}"
+        );
+        assert_eq!(c.val_accuracy, g.val_accuracy);
+        assert_eq!(c.val_top_k_accuracy, g.val_top_k_accuracy);
+        // Every step's loss and accuracy reach the events, in order; the
+        // short third batch's accuracy is over its 12 real rows only.
+        assert_eq!(cpu_steps.0.len(), 3);
+        assert_eq!(gpu_steps.0.len(), 3);
+        for (c, g) in cpu_steps.0.iter().zip(&gpu_steps.0) {
+            assert_eq!(c.0, g.0);
+            assert!(close(c.1, g.1), "{c:?} {g:?}");
+            assert_eq!(c.2, g.2);
+        }
+        let third = gpu_steps.0[2].2 * 12.0;
+        assert!(
+            (third - third.round()).abs() < 1e-9,
+            "accuracy of 12 rows: {third}"
+        );
+    }
+
+    #[test]
+    fn gpu_execution_reads_results_back_rarely() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = plan(dir.path(), "");
+        let (_, _, cpu_reads) = fit(&plan, Execution::cpu());
+        let (_, _, gpu_reads) = fit(&plan, gpu_like());
+        // CPU: one read per training step (6) and one per validation (2).
+        assert_eq!(cpu_reads, 8);
+        // GPU: one read per epoch of training and one per validation.
+        assert_eq!(gpu_reads, 4);
+    }
+
+    #[test]
+    fn padding_stays_off_for_batch_norm() {
+        assert!(!Execution::gpu(true, String::new()).pad_train);
+        assert!(Execution::gpu(true, String::new()).pad_eval);
+        assert!(Execution::gpu(false, String::new()).pad_train);
+        assert!(!Execution::cpu().pad_train && !Execution::cpu().pad_eval);
+    }
+
+    #[test]
+    fn a_nan_is_found_at_its_batch_among_deferred_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        // SGD at an absurd rate overflows within a few steps.
+        let plan = plan(
+            dir.path(),
+            "[callbacks]\nterminate_on_nan = true\n[optimizer]\ntype = \"sgd\"\nlearning_rate = 1e30",
+        );
+        for execution in [Execution::cpu(), gpu_like()] {
+            let (fit, steps, _) = fit(&plan, execution);
+            // The steps before the bad one were reported, and no step after it.
+            match fit.ending {
+                Ending::Diverged { epoch, batch, loss } => {
+                    assert!(!loss.is_finite());
+                    assert_eq!(steps.0.len(), epoch * 3 + batch, "{:?}", steps.0);
+                    assert!(steps.0.iter().all(|s| s.1.is_finite()));
+                }
+                other => panic!("should diverge: {other:?}"),
+            }
+        }
     }
 }

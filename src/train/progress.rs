@@ -3,7 +3,7 @@
 //! otherwise (logs, CI, sweep children).
 
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -13,7 +13,12 @@ pub struct Progress {
     interactive: bool,
     bar: Option<ProgressBar>,
     started: Option<Instant>,
+    /// When the bar last showed new numbers.
+    refreshed: Option<Instant>,
 }
+
+/// How often the bar asks for fresh numbers (each ask may wait for the GPU).
+const REFRESH: Duration = Duration::from_millis(250);
 
 impl Progress {
     pub fn new() -> Progress {
@@ -22,7 +27,37 @@ impl Progress {
                 && std::env::var_os("RUNNER_PLAIN").is_none(),
             bar: None,
             started: None,
+            refreshed: None,
         }
+    }
+
+    /// Whether the bar would show new numbers now: only on a terminal, at
+    /// most every quarter second.
+    pub fn wants_refresh(&self) -> bool {
+        self.bar.is_some() && self.refreshed.is_none_or(|t| t.elapsed() >= REFRESH)
+    }
+
+    /// The first step is about to run on a GPU: say that kernels are being
+    /// compiled and tuned (kept in `cache`), and keep the bar moving.
+    pub fn warmup_start(&mut self, cache: &str) {
+        let line =
+            format!("Compiling and tuning GPU kernels for the first step (kernel cache: {cache})");
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message("compiling and tuning GPU kernels...");
+                bar.enable_steady_tick(Duration::from_millis(200));
+                bar.println(line);
+            }
+            None => println!("{line}"),
+        }
+    }
+
+    /// The first step has finished after `seconds`.
+    pub fn warmup_end(&mut self, seconds: f64) {
+        if let Some(bar) = &self.bar {
+            bar.disable_steady_tick();
+        }
+        self.note(&format!("First step: {seconds:.1} s"));
     }
 
     pub fn start_epoch(&mut self, epoch: usize, epochs: usize, batches: Option<usize>) {
@@ -46,6 +81,7 @@ impl Progress {
 
     pub fn batch(&mut self, done: usize, loss: f64, accuracy: f64, images: usize) {
         if let Some(bar) = &self.bar {
+            self.refreshed = Some(Instant::now());
             let secs = self
                 .started
                 .map(|s| s.elapsed().as_secs_f64())

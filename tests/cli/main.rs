@@ -4,6 +4,7 @@ mod bench;
 mod common;
 mod config;
 mod data;
+mod gpu;
 mod python;
 mod run;
 mod slurm;

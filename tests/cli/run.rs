@@ -49,6 +49,7 @@ fn a_run_leaves_a_complete_folder() {
         "report/confusion_matrix.csv",
         "report/confusion_matrix.png",
         "report/predictions.png",
+        "report/predictions.csv",
         "report/curves.png",
     ] {
         assert!(dir.join(f).exists(), "{f} missing in {}", dir.display());
