@@ -84,19 +84,23 @@ def max_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench(workload, optimizer, lr, steps, warmup, batch, device="cpu"):
+def bench(workload, optimizer, lr, steps, warmup, batch, device="cpu",
+          channels_last=False, compile_model=False, cudnn_benchmark=False):
     build, chw, default_batch, default_opt = WORKLOADS[workload]
     optimizer = optimizer or default_opt
     batch = batch or default_batch
     if lr is None:
         lr = 1e-4 if optimizer == "rmsprop" else 1e-3
     torch.manual_seed(42)
-    model = build().to(device)
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = build().to(device, memory_format=fmt)
     model.train()
     params = sum(p.numel() for p in model.parameters())
     opt = make_optimizer(optimizer, model.parameters(), lr)
+    step_model = torch.compile(model) if compile_model else model
     loss_fn = nn.CrossEntropyLoss()
-    x = torch.rand(batch, *chw, device=device)
+    x = torch.rand(batch, *chw, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device=device)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -104,7 +108,7 @@ def bench(workload, optimizer, lr, steps, warmup, batch, device="cpu"):
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
+        loss = loss_fn(step_model(x), y)
         loss.backward()
         opt.step()
         loss.item()  # waits for the step (also on the GPU)
@@ -113,8 +117,10 @@ def bench(workload, optimizer, lr, steps, warmup, batch, device="cpu"):
             times.append(dt)
             print(f"step {i - warmup:3d}: {dt:.3f} s  {batch / dt:.2f} img/s", file=sys.stderr, flush=True)
     med = statistics.median(times)
+    tuning = ",".join(t for t, on in (("channels_last", channels_last), ("compile", compile_model),
+                                     ("cudnn_benchmark", cudnn_benchmark)) if on) or "default"
     print(
-        f"RESULT framework=torch version={torch.__version__} workload={workload} batch={batch} "
+        f"RESULT framework=torch version={torch.__version__} workload={workload} batch={batch} tuning={tuning} "
         f"optimizer={optimizer} params={params} threads={torch.get_num_threads()} "
         f"interop={torch.get_num_interop_threads()} steps={len(times)} median_step_s={med:.4f} "
         f"min_step_s={min(times):.4f} img_per_s={batch / med:.2f} max_rss_mib={max_rss_mib():.0f} device={device}"
@@ -126,6 +132,9 @@ def bench(workload, optimizer, lr, steps, warmup, batch, device="cpu"):
 def main():
     p = train_parser(__doc__, _THREADS)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and input")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (inductor)")
+    p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     try:
@@ -133,7 +142,8 @@ def main():
     except RuntimeError:
         pass
     for w, steps, warmup in workloads(a):
-        bench(w, a.optimizer, a.lr, steps, warmup, a.batch, a.device)
+        bench(w, a.optimizer, a.lr, steps, warmup, a.batch, a.device,
+              a.channels_last, a.compile, a.cudnn_benchmark)
 
 
 if __name__ == "__main__":
