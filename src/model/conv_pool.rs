@@ -594,7 +594,9 @@ mod tests {
     #[test]
     fn values_and_parameter_gradients_match_burns_layers() {
         if !conv_pool_cpu::vectorized() {
-            eprintln!("skipped: the fused operation is only offered with AVX-512");
+            println!(
+                "skipped: no AVX-512 on this CPU; the fused operation is only offered with it"
+            );
             return;
         }
         check(Conv2dConfig::new([1, 8], [3, 3]), [4, 1, 28, 28]);

@@ -378,6 +378,19 @@ pub fn backward_input(
     pool: &PoolGeometry,
     plane: [usize; 2],
 ) -> Vec<f32> {
+    backward_input_with(weight, hits, g, pool, plane, kernels::input_block())
+}
+
+/// [`backward_input`] with `kernel` for each (block, image) (the tests run
+/// the portable loops through it on any CPU).
+fn backward_input_with(
+    weight: &[f32],
+    hits: &Hits,
+    g: &Geometry,
+    pool: &PoolGeometry,
+    plane: [usize; 2],
+    kernel: kernels::InputBlock,
+) -> Vec<f32> {
     let s = Shapes::new(g, pool);
     assert!(plane[0] >= g.h && plane[1] >= g.w);
     let (hw, taps, len) = (plane[0] * plane[1], s.taps(), s.padded());
@@ -403,7 +416,6 @@ pub fn backward_input(
         })
         .collect();
     parts.sort_by_key(|&(b, n, _)| (b, n));
-    let kernel = kernels::input_block();
     parts
         .into_par_iter()
         .for_each_init(Vec::new, |img, (b, n, part)| {
@@ -461,6 +473,18 @@ pub fn backward_weight(
     g: &Geometry,
     pool: &PoolGeometry,
 ) -> (Vec<f32>, Vec<f32>) {
+    backward_weight_with(x, plane, hits, g, pool, kernels::weight_block())
+}
+
+/// [`backward_weight`] with `kernel` for each (block, chunk of channels).
+fn backward_weight_with(
+    x: &[f32],
+    plane: [usize; 2],
+    hits: &Hits,
+    g: &Geometry,
+    pool: &PoolGeometry,
+    kernel: kernels::WeightBlock,
+) -> (Vec<f32>, Vec<f32>) {
     let s = Shapes::new(g, pool);
     assert!(plane[0] >= g.h && plane[1] >= g.w);
     let (hw, taps, blocks, len) = (plane[0] * plane[1], s.taps(), s.blocks(), s.padded());
@@ -478,7 +502,6 @@ pub fn backward_weight(
         .min(g.cout.div_ceil(wanted))
         .max(1);
     let chunks = g.cout.div_ceil(chunk);
-    let kernel = kernels::weight_block();
     let partials: Vec<Vec<Lanes>> = (0..blocks * chunks)
         .into_par_iter()
         .map(|t| {
@@ -730,6 +753,26 @@ mod tests {
     /// The sparse gradients against the separate path: the pooling's dense
     /// input gradient through the im2col GEMM gradients.
     fn check(g: Geometry, kernel: usize, stride: usize, padding: usize) {
+        // Whichever kernels this CPU runs, and the portable loops on any CPU.
+        check_with(
+            g,
+            kernel,
+            stride,
+            padding,
+            kernels::input_block(),
+            kernels::weight_block(),
+        );
+        check_with(g, kernel, stride, padding, input_block, weight_block);
+    }
+
+    fn check_with(
+        g: Geometry,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        input_kernel: kernels::InputBlock,
+        weight_kernel: kernels::WeightBlock,
+    ) {
         let x = values(g.batch * g.cin * g.h * g.w, 1);
         let w = values(g.cout * g.cin * g.kh * g.kw, 2);
         // Large biases of both signs, so that the ReLU cuts off whole planes too.
@@ -744,9 +787,9 @@ mod tests {
         let grad = values(pooled.len(), 4);
         let dense = pool_cpu::max_backward(&grad, &arg, &pool);
         let hits = Hits::new(&grad, &arg, &g, &pool);
-        let dx = backward_input(&w, &hits, &g, &pool, [g.h, g.w]);
+        let dx = backward_input_with(&w, &hits, &g, &pool, [g.h, g.w], input_kernel);
         close(&dx, &conv_cpu::backward_input(&w, &dense, &g), "dx");
-        let (dw, db) = backward_weight(&x, [g.h, g.w], &hits, &g, &pool);
+        let (dw, db) = backward_weight_with(&x, [g.h, g.w], &hits, &g, &pool, weight_kernel);
         let (dw_ref, db_ref) = conv_cpu::backward_weight(&x, &dense, &g);
         close(&dw, &dw_ref, "dw");
         close(&db, &db_ref, "db");
@@ -871,6 +914,15 @@ mod tests {
 
     #[test]
     fn vector_and_portable_kernels_give_the_same_bits() {
+        #[cfg(target_arch = "x86_64")]
+        let vector = is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let vector = false;
+        if !vector {
+            // Both sides would be the portable loops: nothing to compare.
+            println!("skipped: no AVX-512 on this CPU, so no vector kernels to compare");
+            return;
+        }
         // 3x3 (9 taps) unpadded and `same`, 5x5 (25 taps) `same`: the
         // kernels with a register per tap, patches inside and on the border.
         for (k, padding) in [(3, 0), (3, 1), (5, 2)] {

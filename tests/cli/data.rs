@@ -259,7 +259,7 @@ fn model_outputs_must_match_the_classes() {
 #[test]
 fn fashion_mnist_report() {
     if !Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file() {
-        eprintln!("skipped: Fashion-MNIST is not installed (`make data` installs it)");
+        println!("skipped: Fashion-MNIST is not installed (`make data` installs it)");
         return;
     }
     let out = runner()

@@ -55,7 +55,7 @@ impl SlurmCluster {
                     missing.join(", ")
                 );
             }
-            eprintln!("skipped: no slurm (missing {})", missing.join(", "));
+            println!("skipped: no slurm (missing {})", missing.join(", "));
             return None;
         }
         let dir = tempfile::Builder::new()
