@@ -25,7 +25,7 @@ help:
 	@echo "make build      debug build;  make release  optimized build"
 	@echo "make data       install Fashion-MNIST (Debian package dataset-fashion-mnist) for experiments/fashion-mnist.toml"
 	@echo "make bench      runner vs PyTorch and Keras side by side: training img/s, peak RSS, loader, time to 0.90 (bench/results/)"
-	@echo "make bench-data loader images/s against Keras ImageDataGenerator and torchvision (BENCH_PY=python with both)"
+	@echo "make bench-data loader images/s against Keras ImageDataGenerator and torchvision, 1 thread and all cores (BENCH_PY=python with both)"
 	@echo "make test-gpu   the GPU path end to end: accuracy, CPU/GPU agreement, kill and resume, sweep, out of memory (needs an NVIDIA GPU; DEVICE=wgpu for Vulkan)"
 	@echo "make bench-gpu  runner --device cuda vs PyTorch on the GPU: img/s at batch 32 and 256, cold and warm start, GPU memory (needs an NVIDIA GPU)"
 	@echo "make tensorboard  TensorBoard on $(TB_LOGDIR)/ at http://$(TB_HOST):$(TB_PORT)/ (installs it into $(VENV))"
@@ -96,20 +96,20 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 	$(BENCH_VENV)/bin/pip install -q -r bench/requirements.txt
 	touch $@
 
-# 2,000 generated 512x384 JPEGs in 10 classes (written once into bench/work/),
-# the tutorial's augmentation, 32x3x128x128 float batches: runner's loader,
-# torchvision's 2-worker DataLoader and Keras's ImageDataGenerator, one after
-# the other in the same run. Measure on a quiet machine.
+# The loaders on 2,000 generated 512x384 JPEGs in 10 classes (written once
+# into bench/work/), the tutorial's augmentation, 32x3x128x128 float
+# batches: runner, torchvision (default and PIL draft decoding) and Keras's
+# ImageDataGenerator, at one thread and at all cores each (bench/bench.py).
 bench-data: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.installed)
 	$(CARGO) build --release --bin bench_data
-	$(TARGET_DIR)/release/bench_data generate $(BENCH_JPEGS) 2000
-	$(TARGET_DIR)/release/bench_data compare $(BENCH_JPEGS) $(BENCH_PY) bench
+	$(BENCH_PY) bench/bench.py --only data --bench-data $(TARGET_DIR)/release/bench_data
 
-# Everything side by side in one run, one process at a time: training
-# throughput and peak RSS (runner through `runner run`, PyTorch, Keras), the
-# loader, and time to 0.90 test accuracy on Fashion-MNIST. Prints the ratios
-# and writes bench/results/<date>.md. Measure on a quiet machine; about 25
-# minutes on 2 cores.
+# Everything side by side in one run, one process at a time (bench/bench.py
+# says how each figure is made): training throughput on the same images and
+# peak RSS (runner through `runner run`, PyTorch and Keras, default and
+# tuned), the loaders at 1 thread and all cores, and wall time to 0.90 test
+# accuracy on Fashion-MNIST (median of 3 seeds). Prints the tables and
+# writes bench/results/<date>-<time>.md. Measure on a quiet machine.
 bench: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.installed)
 	@[ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ] || echo "note: Fashion-MNIST is missing (make data); the time-to-accuracy part will fail"
 	$(CARGO) build --release --bin runner --bin bench_data

@@ -1,20 +1,39 @@
-"""torchvision ImageFolder + DataLoader(num_workers=2) with transforms
-equivalent to the Keras CNN tutorial's augmentation (nearest resize to
-128x128, one bilinear affine with rotation 90 and horizontal shift 0.5,
-both flips, brightness factor in [0.1, 0.7], to [0, 1] floats), one epoch of
-32 x 3 x 128 x 128 batches. Prints `RESULT <images> <seconds>`, timed from
-the first batch on (worker start-up excluded).
+"""torchvision ImageFolder + DataLoader with transforms equivalent to the
+Keras CNN tutorial's augmentation (nearest resize to 128x128, one bilinear
+affine with rotation 90 and horizontal shift 0.5, both flips, brightness
+factor in [0.1, 0.7], to [0, 1] floats), one epoch of 32 x 3 x 128 x 128
+batches. Prints `RESULT <images> <seconds> <workers>`, timed from the first
+batch on (worker start-up excluded).
 
-Usage: python bench/data_torch.py FOLDER
+    python bench/data_torch.py FOLDER [--workers N] [--draft]
+
+--workers: DataLoader worker processes (0: decode in this process).
+--draft: decode JPEGs with PIL's draft mode, at the smallest DCT scale that
+still covers 128x128 (what runner's loader does); torchvision's default
+loader decodes the full image.
 """
-import sys
+import argparse
 import time
 
 import torch
+from PIL import Image
 from torchvision import datasets
 from torchvision import transforms as T
 
-folder = sys.argv[1]
+p = argparse.ArgumentParser()
+p.add_argument("folder")
+p.add_argument("--workers", type=int, default=2)
+p.add_argument("--draft", action="store_true")
+a = p.parse_args()
+
+
+def draft_loader(path):
+    with open(path, "rb") as f:
+        img = Image.open(f)
+        img.draft("RGB", (128, 128))
+        return img.convert("RGB")
+
+
 tf = T.Compose(
     [
         T.Resize((128, 128), interpolation=T.InterpolationMode.NEAREST),
@@ -25,8 +44,9 @@ tf = T.Compose(
         T.ToTensor(),
     ]
 )
-ds = datasets.ImageFolder(folder, transform=tf)
-dl = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, num_workers=2)
+kwargs = {"loader": draft_loader} if a.draft else {}
+ds = datasets.ImageFolder(a.folder, transform=tf, **kwargs)
+dl = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, num_workers=a.workers)
 torch.manual_seed(42)
 start = None
 images = 0
@@ -36,4 +56,4 @@ for x, y in dl:
         start = time.perf_counter()
     else:
         images += x.shape[0]
-print(f"RESULT {images} {time.perf_counter() - start:.4f}")
+print(f"RESULT {images} {time.perf_counter() - start:.4f} {a.workers}")

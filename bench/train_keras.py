@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Training-step throughput of Keras 3 (TensorFlow backend) on the CPU, random data.
+"""Training-step throughput of Keras 3 (TensorFlow backend) on the CPU.
 
 Same models, batch sizes, input shapes and optimizers as runner's
 bench/models/*.toml and bench/train_torch.py. Keras's own `fit` loop runs
-over one fixed random batch repeated; a callback times every step
+over the images of `--data PREFIX` (bench_data export: the images runner
+trains on, transposed to channels-last) in order, or one fixed random batch
+repeated; `--jit-compile` compiles the train step with XLA (off by default
+on the CPU). A callback times every step
 (`on_train_batch_begin` to `on_train_batch_end`), so each timed step is
 forward + cross-entropy + backward + optimizer step inside the compiled
 train function.
@@ -103,7 +106,7 @@ def max_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench(workload, optimizer, lr, steps, warmup, batch):
+def bench(workload, optimizer, lr, steps, warmup, batch, data=None, jit_compile=False):
     build, hwc, default_batch, default_opt = WORKLOADS[workload]
     optimizer = optimizer or default_opt
     batch = batch or default_batch
@@ -112,11 +115,22 @@ def bench(workload, optimizer, lr, steps, warmup, batch):
     keras.utils.set_random_seed(42)
     model = build()
     # The softmax output with sparse categorical cross-entropy, as the tutorial compiles it.
-    model.compile(optimizer=make_optimizer(optimizer, lr), loss="sparse_categorical_crossentropy")
-    rng = np.random.default_rng(42)
-    x = rng.random((batch, *hwc), dtype=np.float32)
-    y = rng.integers(0, 10, size=(batch,)).astype(np.int32)
-    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.compile(optimizer=make_optimizer(optimizer, lr), loss="sparse_categorical_crossentropy",
+                  jit_compile=jit_compile)
+    if data:
+        x = np.ascontiguousarray(np.load(data + ".x.npy").transpose(0, 2, 3, 1))
+        y = np.load(data + ".y.npy").astype(np.int32)
+        if x.shape[1:] != hwc:
+            raise SystemExit(f"{data}.x.npy holds {x.shape[1:]} images, the model takes {hwc}")
+        n = len(x) // batch * batch
+        ds = tf.data.Dataset.from_tensor_slices((x[:n], y[:n])).batch(batch).cache().repeat()
+        inputs = f"{n // batch}_batches_of_{data.rsplit('/', 1)[-1]}"
+    else:
+        rng = np.random.default_rng(42)
+        x = rng.random((batch, *hwc), dtype=np.float32)
+        y = rng.integers(0, 10, size=(batch,)).astype(np.int32)
+        ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+        inputs = "one_random_batch"
     timer = StepTimer()
     model.fit(ds, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer])
     times = timer.times[warmup:]
@@ -125,6 +139,7 @@ def bench(workload, optimizer, lr, steps, warmup, batch):
     med = statistics.median(times)
     print(
         f"RESULT framework=keras version={keras.__version__}/tf{tf.__version__} workload={workload} "
+        f"tuning={'jit_compile' if jit_compile else 'default'} inputs={inputs} "
         f"batch={batch} optimizer={optimizer} params={model.count_params()} "
         f"threads={tf.config.threading.get_intra_op_parallelism_threads()} "
         f"interop={tf.config.threading.get_inter_op_parallelism_threads()} steps={len(times)} "
@@ -136,9 +151,11 @@ def bench(workload, optimizer, lr, steps, warmup, batch):
 
 def main():
     p = train_parser(__doc__, _THREADS)
+    p.add_argument("--data", default=None, help="PREFIX of PREFIX.x.npy and PREFIX.y.npy (bench_data export)")
+    p.add_argument("--jit-compile", action="store_true", help="model.compile(jit_compile=True): XLA")
     a = p.parse_args()
     for w, steps, warmup in workloads(a):
-        bench(w, a.optimizer, a.lr, steps, warmup, a.batch)
+        bench(w, a.optimizer, a.lr, steps, warmup, a.batch, a.data, a.jit_compile)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Training-step throughput of PyTorch on the CPU, random data.
+"""Training-step throughput of PyTorch.
 
 Same models, batch sizes, input shapes and optimizers as runner's
-bench/models/*.toml (see bench/FINDINGS.md). One fixed random batch is
-reused (no data loading in the timed loop); each timed step is
-forward + cross-entropy + backward + optimizer step.
+bench/models/*.toml (see bench/FINDINGS.md). With `--data PREFIX` the steps
+go through the images of PREFIX.x.npy / PREFIX.y.npy in order (what
+`bench_data export` writes: the images runner trains on), else through one
+fixed random batch; either way they are in memory (no loading in the timed
+loop). Each timed step is forward + cross-entropy + backward + optimizer
+step.
 
     bench/.venv/bin/python bench/train_torch.py --workload tutorial
     bench/.venv/bin/python bench/train_torch.py --workload fashion --optimizer rmsprop
@@ -85,7 +88,7 @@ def max_rss_mib():
 
 
 def bench(workload, optimizer, lr, steps, warmup, batch, device="cpu",
-          channels_last=False, compile_model=False, cudnn_benchmark=False):
+          channels_last=False, compile_model=False, cudnn_benchmark=False, data=None):
     build, chw, default_batch, default_opt = WORKLOADS[workload]
     optimizer = optimizer or default_opt
     batch = batch or default_batch
@@ -100,14 +103,23 @@ def bench(workload, optimizer, lr, steps, warmup, batch, device="cpu",
     opt = make_optimizer(optimizer, model.parameters(), lr)
     step_model = torch.compile(model) if compile_model else model
     loss_fn = nn.CrossEntropyLoss()
-    x = torch.rand(batch, *chw, device=device).contiguous(memory_format=fmt)
-    y = torch.randint(0, 10, (batch,), device=device)
+    if data:
+        import numpy as np
+        xs = torch.from_numpy(np.load(data + ".x.npy")).to(device).contiguous(memory_format=fmt)
+        ys = torch.from_numpy(np.load(data + ".y.npy")).to(device)
+        if tuple(xs.shape[1:]) != chw:
+            raise SystemExit(f"{data}.x.npy holds {tuple(xs.shape[1:])} images, the model takes {chw}")
+        batches = [(xs[i:i + batch], ys[i:i + batch]) for i in range(0, len(xs) - batch + 1, batch)]
+    else:
+        batches = [(torch.rand(batch, *chw, device=device).contiguous(memory_format=fmt),
+                    torch.randint(0, 10, (batch,), device=device))]
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     times = []
     for i in range(warmup + steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
+        x, y = batches[i % len(batches)]
         loss = loss_fn(step_model(x), y)
         loss.backward()
         opt.step()
@@ -117,10 +129,11 @@ def bench(workload, optimizer, lr, steps, warmup, batch, device="cpu",
             times.append(dt)
             print(f"step {i - warmup:3d}: {dt:.3f} s  {batch / dt:.2f} img/s", file=sys.stderr, flush=True)
     med = statistics.median(times)
+    inputs = f"{len(batches)}_batches_of_{data.rsplit('/', 1)[-1]}" if data else "one_random_batch"
     tuning = ",".join(t for t, on in (("channels_last", channels_last), ("compile", compile_model),
                                      ("cudnn_benchmark", cudnn_benchmark)) if on) or "default"
     print(
-        f"RESULT framework=torch version={torch.__version__} workload={workload} batch={batch} tuning={tuning} "
+        f"RESULT framework=torch version={torch.__version__} workload={workload} batch={batch} tuning={tuning} inputs={inputs} "
         f"optimizer={optimizer} params={params} threads={torch.get_num_threads()} "
         f"interop={torch.get_num_interop_threads()} steps={len(times)} median_step_s={med:.4f} "
         f"min_step_s={min(times):.4f} img_per_s={batch / med:.2f} max_rss_mib={max_rss_mib():.0f} device={device}"
@@ -135,15 +148,17 @@ def main():
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format for model and input")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (inductor)")
     p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
+    p.add_argument("--data", default=None, help="PREFIX of PREFIX.x.npy and PREFIX.y.npy (bench_data export)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     try:
-        torch.set_num_interop_threads(1)
+        # As TensorFlow's inter-op pool in train_keras.py: one thread per core used.
+        torch.set_num_interop_threads(a.threads)
     except RuntimeError:
         pass
     for w, steps, warmup in workloads(a):
         bench(w, a.optimizer, a.lr, steps, warmup, a.batch, a.device,
-              a.channels_last, a.compile, a.cudnn_benchmark)
+              a.channels_last, a.compile, a.cudnn_benchmark, a.data)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,22 @@
-//! Loader benchmark (`make bench-data`): the runner loader against Keras's
-//! `ImageDataGenerator` and torchvision's 2-worker `DataLoader`, side by
-//! side on the same folder of JPEGs, with the Keras CNN tutorial's
-//! augmentation (rescale 1/255, brightness [0.1, 0.7], width shift 0.5,
-//! rotation 90, both flips) into 32 x 3 x 128 x 128 float batches.
+//! Benchmark helpers for `make bench` (bench/bench.py drives them):
 //!
-//!     bench_data generate DIR [COUNT]        write COUNT 512x384 JPEGs in 10 classes (once)
-//!     bench_data rust DIR                    time the runner loader
-//!     bench_data compare DIR PYTHON BENCH    all three, then the ratios
+//!     bench_data generate DIR [COUNT]          write COUNT 512x384 JPEGs in 10 classes (once)
+//!     bench_data rust DIR                      one epoch of the runner loader on DIR
+//!     bench_data export EXPERIMENT PREFIX N    the experiment's first N training images
 //!
-//! Throughput is one epoch, timed from the first batch on (worker start-up
-//! and imports excluded for every contender), files already in the page cache.
-//! `compare` runs runner and torchvision three times each, interleaved, and
-//! reports their medians; Keras (about 16 s an epoch) runs once.
+//! `rust`: the Keras CNN tutorial's augmentation (rescale 1/255, brightness
+//! [0.1, 0.7], width shift 0.5, rotation 90, both flips) into
+//! 32 x 3 x 128 x 128 float batches, timed from the first batch on, files
+//! already in the page cache; its threads are rayon's (`RAYON_NUM_THREADS`).
+//! Prints `RESULT <images> <seconds> <threads>`.
+//!
+//! `export`: the images the experiment trains on, exactly as runner's
+//! loader makes them (no shuffle, augmentation as configured), as
+//! `PREFIX.x.npy` (float32, N x C x H x W) and `PREFIX.y.npy` (int64), so
+//! that the peer frameworks train on the same inputs as runner.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use runner::config::{self, LoadOptions};
@@ -51,11 +53,21 @@ fn main() -> ExitCode {
             Ok(n) => generate(Path::new(dir), n),
             Err(_) => Err(format!("not a count: {n}")),
         },
-        ["rust", dir] => rust(Path::new(dir)).map(|r| println!("{}", r.line())),
-        ["compare", dir, python, bench] => compare(Path::new(dir), python, Path::new(bench)),
+        ["rust", dir] => rust(Path::new(dir)).map(|r| {
+            println!("{}", r.line());
+            println!(
+                "RESULT {} {:.4} {}",
+                r.images,
+                r.seconds,
+                rayon::current_num_threads()
+            );
+        }),
+        ["export", experiment, prefix, n] => match n.parse() {
+            Ok(n) => export(Path::new(experiment), prefix, n),
+            Err(_) => Err(format!("not a count: {n}")),
+        },
         _ => Err(
-            "usage: bench_data generate DIR [COUNT] | rust DIR | compare DIR PYTHON BENCH_DIR"
-                .into(),
+            "usage: bench_data generate DIR [COUNT] | rust DIR | export EXPERIMENT PREFIX N".into(),
         ),
     };
     match result {
@@ -200,125 +212,61 @@ fn rust(dir: &Path) -> Result<Measured, String> {
     })
 }
 
-/// Run a peer script; it prints `RESULT <images> <seconds>` last.
-fn peer(who: &str, python: &str, script: &Path, dir: &Path) -> Result<Measured, String> {
-    let out = Command::new(python)
-        .arg(script)
-        .arg(dir)
-        .output()
-        .map_err(|e| format!("cannot run {python}: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
+/// Write the first `n` training images of `experiment` (as runner's
+/// loader makes them, in order) and their labels as `.npy` files.
+fn export(experiment: &Path, prefix: &str, n: usize) -> Result<(), String> {
+    let loaded = config::load(experiment, &LoadOptions::default()).map_err(|e| e.to_string())?;
+    let plan = runner::plan::plan(&loaded).map_err(|e| e.to_string())?;
+    let data = Dataset::open(&plan).map_err(|e| e.to_string())?;
+    if n > data.train.len() {
         return Err(format!(
-            "{} failed:\n{}{}",
-            script.display(),
-            text,
-            String::from_utf8_lossy(&out.stderr)
+            "{} has {} training images, fewer than {n}",
+            experiment.display(),
+            data.train.len()
         ));
     }
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("RESULT "))
-        .ok_or_else(|| format!("{} printed no RESULT line:\n{text}", script.display()))?;
-    let parts: Vec<&str> = line.split_whitespace().collect();
-    let (images, seconds) = match parts.as_slice() {
-        [_, n, s] => (
-            n.parse().map_err(|_| line.to_string())?,
-            s.parse().map_err(|_| line.to_string())?,
-        ),
-        _ => return Err(format!("bad RESULT line: {line}")),
+    let opts = BatchOptions {
+        batch_size: n,
+        epoch: 0,
+        seed: plan.seed,
+        shuffle: false,
+        augment: true,
+        max_batches: Some(1),
     };
-    Ok(Measured {
-        who: who.to_string(),
-        images,
-        seconds,
-    })
-}
-
-fn compare(dir: &Path, python: &str, bench: &Path) -> Result<(), String> {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let batch = data
+        .train
+        .batches(&opts)
+        .next()
+        .ok_or("no batch")?
+        .map_err(|e| e.to_string())?;
+    let x: Vec<u8> = batch.images.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let y: Vec<u8> = batch.labels.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(&format!("{prefix}.x.npy"), "<f4", &batch.shape, &x)?;
+    write_npy(&format!("{prefix}.y.npy"), "<i8", &[batch.shape[0]], &y)?;
     println!(
-        "folder: {} ({} JPEGs of {}x{}), batches of 32 x 3 x 128 x 128 floats",
-        dir.display(),
-        count_files(dir),
-        SIZE.0,
-        SIZE.1
-    );
-    println!(
-        "load average before: {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let script = |name: &str| -> PathBuf { bench.join(name) };
-    // Three rounds of runner and torchvision, interleaved so that a noisy
-    // neighbour hits both alike; Keras (16 s an epoch) once, mid-way.
-    let (mut ours, mut torch) = (Vec::new(), Vec::new());
-    let mut keras = None;
-    for round in 0..ROUNDS {
-        let r = rust(dir)?;
-        println!("{}", r.line());
-        ours.push(r.rate());
-        let t = peer(
-            "torchvision DataLoader (2 workers)",
-            python,
-            &script("data_torch.py"),
-            dir,
-        )?;
-        println!("{}", t.line());
-        torch.push(t.rate());
-        if round == ROUNDS / 2 {
-            let k = peer(
-                "Keras ImageDataGenerator",
-                python,
-                &script("data_keras.py"),
-                dir,
-            )?;
-            println!("{}", k.line());
-            keras = Some(k.rate());
-        }
-    }
-    let (ours, torch) = (median(&mut ours), median(&mut torch));
-    let keras = keras.unwrap_or(f64::NAN);
-    println!();
-    println!("medians of {ROUNDS} runs: runner {ours:.0} img/s, torchvision {torch:.0} img/s; Keras {keras:.0} img/s (one run)");
-    println!(
-        "vs Keras ImageDataGenerator:    {:.2}x  (target >= 5x)",
-        ours / keras
-    );
-    println!(
-        "vs torchvision 2-worker loader: {:.2}x  (target >= 2x)",
-        ours / torch
-    );
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "load average after: {}",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        "{prefix}.x.npy: {:?} float32, labels in {prefix}.y.npy",
+        batch.shape
     );
     Ok(())
 }
 
-/// Rounds of runner and torchvision in `compare`.
-const ROUNDS: usize = 3;
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn count_files(dir: &Path) -> usize {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file() && runner::data::image_folder::is_image(e.path()))
-        .count()
+/// NumPy's `.npy` format, version 1.0: magic, header length, a Python
+/// dict literal padded to 64 bytes, the raw little-endian data.
+fn write_npy(path: &str, descr: &str, shape: &[usize], data: &[u8]) -> Result<(), String> {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    let len = u16::try_from(header.len()).map_err(|_| "npy header too long")?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    std::fs::write(path, out).map_err(|e| format!("{path}: {e}"))
 }
