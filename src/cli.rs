@@ -145,7 +145,7 @@ pub enum Command {
         #[arg(long, value_name = "SWEEP_DIR", value_parser = folder_arg, conflicts_with_all = ["file", "set"])]
         cancel: Option<PathBuf>,
         /// Seconds between Slurm polls.
-        #[arg(long, default_value_t = 5.0, hide = true)]
+        #[arg(long, default_value_t = 5.0, hide = true, value_parser = seconds_arg)]
         poll_seconds: f64,
     },
     /// Report what the data source holds: classes, counts per split, image sizes, unreadable files.
@@ -159,6 +159,14 @@ pub enum Command {
         #[arg(long)]
         quick: bool,
     },
+}
+
+/// A positive, finite number of seconds.
+fn seconds_arg(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
 }
 
 /// A run or sweep folder argument; `.../latest` names the newest one.
@@ -274,5 +282,5 @@ pub fn report(err: &Error) {
     if handler.render_report(&mut out, err).is_err() {
         out = format!("error: {err}");
     }
-    eprintln!("{out}");
+    crate::errln!("{out}");
 }

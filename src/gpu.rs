@@ -254,7 +254,7 @@ pub fn catch_panics<R>(work: impl FnOnce() -> R) -> Result<R, GpuPanic> {
     match result {
         Ok(r) => {
             for m in &caught {
-                eprintln!("warning: a thread panicked: {}", headline(m));
+                crate::errln!("warning: a thread panicked: {}", headline(m));
             }
             Ok(r)
         }

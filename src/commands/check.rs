@@ -20,11 +20,11 @@ pub fn run(files: &[PathBuf], set: &[String], use_env: bool, show_config: bool) 
         match super::load_plan(&exp) {
             Ok((loaded, plan)) => {
                 if show_config {
-                    println!("# {} (resolved)", file.display());
-                    print!("{}", loaded.annotated());
+                    crate::outln!("# {} (resolved)", file.display());
+                    crate::out!("{}", loaded.annotated());
                 } else {
                     let params = plan.model.params();
-                    println!(
+                    crate::outln!(
                         "ok: {} ({}: {} layers, {} params)",
                         file.display(),
                         plan.name,
@@ -55,7 +55,7 @@ pub fn summary(exp: &ExperimentArgs) -> Result<()> {
     let device = Default::default();
     let net = Net::<Flex>::init(&plan.model, &device);
     let s = summary::summarize(&plan.model, &net);
-    print!(
+    crate::out!(
         "{}",
         s.render(&plan.name, plan.model.input, plan.model.folded_softmax)
     );

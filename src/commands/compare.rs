@@ -112,7 +112,7 @@ pub fn compare(dirs: &[PathBuf]) -> Result<()> {
         .iter()
         .map(|d| load(d, label(d)))
         .collect::<Result<_>>()?;
-    print!("{}", render(&rows));
+    crate::out!("{}", render(&rows));
     Ok(())
 }
 

@@ -19,14 +19,14 @@ pub const PREVIEW_SAMPLES: usize = 16;
 pub fn run(exp: &ExperimentArgs, preview_path: Option<&Path>, quick: bool) -> Result<()> {
     let (_, plan) = super::load_plan(exp)?;
     let dataset = Dataset::open(&plan)?;
-    print!("{}", dataset.report());
+    crate::out!("{}", dataset.report());
     if !quick {
         let bar = progress_bar(dataset.splits().iter().map(|s| s.len()).sum());
         let inspection =
             Inspection::run(&dataset.splits(), &|done, _| bar.set_position(done as u64));
         bar.finish_and_clear();
-        println!();
-        print!("{inspection}");
+        crate::outln!();
+        crate::out!("{inspection}");
         if let Some((first, reason)) = inspection.bad.first() {
             if dataset.train.bad_image_policy() == BadImagePolicy::Fail {
                 return Err(DataError::BadImages {
@@ -40,8 +40,8 @@ pub fn run(exp: &ExperimentArgs, preview_path: Option<&Path>, quick: bool) -> Re
     }
     if let Some(path) = preview_path {
         preview::write(&dataset, plan.seed, PREVIEW_SAMPLES, path)?;
-        println!();
-        println!(
+        crate::outln!();
+        crate::outln!(
             "preview     {} ({PREVIEW_SAMPLES} training samples as the model sees them in epoch 1)",
             path.display()
         );

@@ -82,14 +82,14 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         pad: device.is_gpu(),
     };
     let preds = backend::run_on(device, threads, plan.train.batch_size, job)??;
-    println!("Device: {device}");
+    crate::outln!("Device: {device}");
     let evaluation = report::eval::Evaluation::compute(split_name, &data.classes, &preds);
-    println!("Checkpoint: {}", model_file.display());
-    print!("{}", evaluation.render_table());
+    crate::outln!("Checkpoint: {}", model_file.display());
+    crate::out!("{}", evaluation.render_table());
     let grid = report::prediction_grid(split, &preds, &data.classes, plan.seed)?;
     let out = run.root().join("eval").join(&args.checkpoint);
     report::write(&out, &evaluation, &preds, &[], grid)?;
-    println!("Report: {}", out.display());
+    crate::outln!("Report: {}", out.display());
     Ok(())
 }
 

@@ -48,7 +48,7 @@ impl Progress {
                 bar.enable_steady_tick(Duration::from_millis(200));
                 bar.println(line);
             }
-            None => println!("{line}"),
+            None => crate::outln!("{line}"),
         }
     }
 
@@ -115,13 +115,13 @@ impl Progress {
             " - lr: {:.3e} - {:.0} img/s",
             row.lr, row.images_per_second
         ));
-        println!("{line}");
+        crate::outln!("{line}");
     }
 
     pub fn note(&mut self, message: &str) {
         match &self.bar {
             Some(bar) => bar.println(message),
-            None => println!("{message}"),
+            None => crate::outln!("{message}"),
         }
     }
 }
