@@ -251,6 +251,17 @@ impl Checker<'_> {
         }
     }
 
+    /// A count that memory or time cannot go beyond: `value <= max`.
+    fn at_most(&mut self, path: &str, value: usize, max: usize, why: &str) {
+        if value > max {
+            self.fail(
+                path,
+                format!("{value} is out of range: it must be at most {max} ({why})"),
+                None,
+            );
+        }
+    }
+
     fn positive(&mut self, path: &str, value: f64) {
         if !(value.is_finite() && value > 0.0) {
             self.fail(
@@ -347,9 +358,21 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
     if t.epochs == 0 {
         ck.fail("train.epochs", "must be at least 1", None);
     }
+    ck.at_most(
+        "train.epochs",
+        t.epochs,
+        MAX_EPOCHS,
+        "a run that never ends",
+    );
     if t.batch_size == 0 {
         ck.fail("train.batch_size", "must be at least 1", None);
     }
+    ck.at_most(
+        "train.batch_size",
+        t.batch_size,
+        MAX_BATCH_SIZE,
+        "each batch is allocated whole",
+    );
     if t.steps_per_epoch == Some(0) {
         ck.fail("train.steps_per_epoch", "must be at least 1 when set", None);
     }
@@ -543,7 +566,21 @@ fn check_prefetch(ck: &mut Checker, prefetch: usize) {
     if prefetch == 0 {
         ck.fail("data.prefetch", "must be at least 1 batch", None);
     }
+    ck.at_most(
+        "data.prefetch",
+        prefetch,
+        MAX_PREFETCH,
+        "every prefetched batch is held in memory",
+    );
 }
+
+/// Upper bounds of count-like keys: far above any real use, low enough
+/// that a typo fails validation instead of allocating or running forever.
+pub const MAX_EPOCHS: usize = 1_000_000;
+pub const MAX_BATCH_SIZE: usize = 1 << 20;
+pub const MAX_PREFETCH: usize = 1024;
+pub const MAX_TRIALS: usize = 100_000;
+pub const MAX_PARALLEL: usize = 1024;
 
 fn check_augment(ck: &mut Checker, a: &AugmentSpec) -> AugmentPlan {
     if let Some(r) = a.rescale {
@@ -798,6 +835,32 @@ fn check_sweep(ck: &mut Checker, s: &SweepSpec, metrics: &[String], has_validati
     check_monitor(ck, "sweep.metric", &s.metric, metrics, has_validation);
     if s.parallel == Some(0) {
         ck.fail("sweep.parallel", "must be at least 1 when set", None);
+    }
+    if let Some(p) = s.parallel {
+        ck.at_most(
+            "sweep.parallel",
+            p,
+            MAX_PARALLEL,
+            "one process per trial at once",
+        );
+    }
+    if let Some(n) = s.trials {
+        ck.at_most("sweep.trials", n, MAX_TRIALS, "one folder per trial");
+    }
+    // The grid's trials: the product of its axes' lengths, times the zip's.
+    let grid = s
+        .grid
+        .values()
+        .map(Vec::len)
+        .chain(s.zip.values().next().map(Vec::len))
+        .try_fold(1usize, |acc, n| acc.checked_mul(n.max(1)))
+        .unwrap_or(usize::MAX);
+    if s.strategy == Strategy::Grid && grid > MAX_TRIALS {
+        ck.fail(
+            "sweep.grid",
+            format!("the grid has {grid} trials; at most {MAX_TRIALS} (one folder per trial)"),
+            None,
+        );
     }
     for (key, values) in &s.grid {
         if values.is_empty() {
