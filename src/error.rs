@@ -78,15 +78,17 @@ impl Error {
     /// run itself failed.
     pub fn exit_code(&self) -> u8 {
         match self {
+            // A folder argument that names no run is the command's mistake.
+            Error::RunDir(RunDirError::NotARun { .. }) => 2,
             Error::Config(_)
             | Error::Plan(_)
             | Error::Device(_)
             | Error::Usage(_)
             | Error::Data(_) => 2,
             Error::Train(_) | Error::RunDir(_) | Error::Report(_) | Error::RunFailed(_) => 1,
-            // The shell's convention for a run stopped by Ctrl-C.
             Error::Backend(e) if e.is_usage() => 2,
             Error::Backend(_) => 1,
+            // The shell's convention for a run stopped by Ctrl-C.
             Error::Interrupted(_) => 130,
         }
     }

@@ -285,6 +285,14 @@ pub struct Meta {
     /// How many times `--resume` continued this run.
     #[serde(default)]
     pub resumes: usize,
+    /// Images left out as unreadable under `data.on_bad_image = "skip"`
+    /// (by the last session of the run).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_images: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -42,28 +42,22 @@ pub struct RunOptions {
 pub const TRIAL_CONFIG: &str = "trial.toml";
 
 pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
-    let Some((loaded, mut plan, run, resume)) = prepare(target, opts)? else {
+    let Some((loaded, mut plan, place, resume)) = prepare(target, opts)? else {
         return Ok(());
     };
+    // Everything that can be wrong with the command, the device or the data
+    // is found before a new run folder exists.
     if let Some(d) = &opts.device {
         plan.device = d.parse::<DeviceRequest>().map_err(Error::Usage)?;
     }
     let device = device::resolve(plan.device)?;
     let gpu = backend::prepare_gpu(device)?;
     let threads = device::cpu_threads(opts.threads.unwrap_or(plan.threads));
-    // One process per run folder: a second `--resume` or a requeued trial
-    // must not train into the same folder at the same time.
-    let Some(_lock) = rundir::try_lock(&run.root().join(".lock"))? else {
-        return Err(Error::Usage(format!(
-            "{} is being run by another runner process",
-            run.root().display()
-        )));
-    };
     // Only the first call in a process can size the global pool.
     backend::configure_cpu(threads);
 
     let data = Dataset::open(&plan).map_err(Error::Data)?;
-    print_dataset(&data);
+    data.check_headers().map_err(Error::Data)?;
     if data.classes.len() != plan.model.num_classes {
         return Err(Error::Usage(format!(
             "the data has {} classes but the model ends in {} outputs; set the last dense layer's `units` to {}",
@@ -72,6 +66,19 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
             data.classes.len()
         )));
     }
+    let run = match place {
+        Place::New => RunDir::allocate(&plan.runs_dir, &plan.name)?,
+        Place::Existing(run) => run,
+    };
+    // One process per run folder: a second `--resume` or a requeued trial
+    // must not train into the same folder at the same time.
+    let Some(_lock) = rundir::try_lock(&run.root().join(".lock"))? else {
+        return Err(Error::Usage(format!(
+            "{} is being run by another runner process",
+            run.root().display()
+        )));
+    };
+    print_dataset(&data);
 
     if !resume {
         write_inputs(&run, &loaded, &plan)?;
@@ -91,10 +98,10 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
         _ => new_meta(&plan, &data, device, threads, gpu),
     };
     run.write_meta(&meta)?;
-    println!("Run folder: {}", run.root().display());
+    crate::outln!("Run folder: {}", run.root().display());
     let execution = match gpu {
         Some(settings) => {
-            println!("GPU: {device} ({})", settings.describe());
+            crate::outln!("GPU: {device} ({})", settings.describe());
             Execution::gpu(
                 plan.model.mixes_rows(),
                 settings
@@ -118,6 +125,16 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     let outcome = backend::run_on(device, threads, plan.train.batch_size, job)
         .map_err(Error::from)
         .and_then(|o| o);
+    let skipped = data.skipped();
+    if let Some((first, reason)) = skipped.first() {
+        crate::outln!(
+            "Skipped {} unreadable image(s) (data.on_bad_image = \"skip\"); the first: {}: {reason}",
+            skipped.len(),
+            first.display()
+        );
+    }
+    // The same files are skipped on every resume of the run.
+    meta.skipped_images = meta.skipped_images.max(skipped.len());
     finish(&run, &mut meta, outcome)
 }
 
@@ -186,26 +203,32 @@ fn finish(
     };
     run.write_meta(meta)?;
     if let Some(m) = &meta.message {
-        println!("{m}");
+        crate::outln!("{m}");
     }
-    println!("Status: {}", meta.status.as_str());
+    crate::outln!("Status: {}", meta.status.as_str());
     result
 }
 
-/// Read the config and pick the run folder for each kind of target.
+/// Where a run trains: a new folder, made once every check has passed, or
+/// the existing one of a resumed run or a sweep trial.
+enum Place {
+    New,
+    Existing(RunDir),
+}
+
+/// Read the config and find the run folder for each kind of target.
 /// `None` when there is nothing to do (a trial that already completed).
 fn prepare(
     target: RunTarget,
     opts: &RunOptions,
-) -> Result<Option<(Loaded, ExperimentPlan, RunDir, bool)>> {
+) -> Result<Option<(Loaded, ExperimentPlan, Place, bool)>> {
     match target {
         RunTarget::New(exp) => {
             let (loaded, mut plan) = super::load_plan(&exp)?;
             if let Some(d) = &opts.runs_dir {
                 plan.runs_dir = d.clone();
             }
-            let run = RunDir::allocate(&plan.runs_dir, &plan.name)?;
-            Ok(Some((loaded, plan, run, false)))
+            Ok(Some((loaded, plan, Place::New, false)))
         }
         RunTarget::Resume(dir) => {
             let run = RunDir::open(&dir)?;
@@ -226,13 +249,13 @@ fn prepare(
                     dir.display()
                 )));
             }
-            Ok(Some((loaded, plan, run, true)))
+            Ok(Some((loaded, plan, Place::Existing(run), true)))
         }
         RunTarget::Trial(dir) => {
             let run = RunDir::at(&dir)?;
             if let Ok(meta) = run.read_meta() {
                 if meta.status == Status::Completed {
-                    println!("{} already completed", dir.display());
+                    crate::outln!("{} already completed", dir.display());
                     return Ok(None);
                 }
             }
@@ -240,7 +263,7 @@ fn prepare(
             let resume = Checkpoints::new(run.checkpoints())
                 .linked_epoch(LAST)
                 .is_some();
-            Ok(Some((loaded, plan, run, resume)))
+            Ok(Some((loaded, plan, Place::Existing(run), resume)))
         }
     }
 }
@@ -253,8 +276,8 @@ fn load_exact(path: &Path) -> Result<(Loaded, ExperimentPlan)> {
 
 /// What was found, per class and split, before training starts.
 fn print_dataset(data: &Dataset) {
-    print!("{}", data.report());
-    println!();
+    crate::out!("{}", data.report());
+    crate::outln!();
 }
 
 /// The original file(s), the resolved config and the overrides.
@@ -316,6 +339,7 @@ fn new_meta(
         best_value: None,
         test_accuracy: None,
         resumes: 0,
+        skipped_images: 0,
     }
 }
 
@@ -480,7 +504,7 @@ fn execute<B: TrainBackend>(
         let preds = train::predict(&model, split, plan.train.batch_size, pad_eval, device)
             .map_err(Error::Train)?;
         let evaluation = report::eval::Evaluation::compute(split_name, &data.classes, &preds);
-        print!("\n{}", evaluation.render_table());
+        crate::out!("\n{}", evaluation.render_table());
         let grid = report::prediction_grid(split, &preds, &data.classes, plan.seed)?;
         let pictures = report::write(
             &run.report_dir(),
@@ -511,7 +535,7 @@ fn execute<B: TrainBackend>(
             .map_err(|e| Error::RunFailed(e.to_string()))?;
             tb.flush().map_err(|e| Error::RunFailed(e.to_string()))?;
         }
-        println!("Report: {}", run.report_dir().display());
+        crate::outln!("Report: {}", run.report_dir().display());
         test_accuracy = Some(evaluation.accuracy);
     }
     Ok(Outcome {

@@ -348,6 +348,33 @@ impl Split {
         }
     }
 
+    /// Files whose header cannot be read (missing, empty, not an image, an
+    /// unknown format), with the reason: a cheap check of every file that
+    /// finds most unreadable images before training. One whose data is cut
+    /// short after a good header is found only when it is decoded.
+    pub fn unreadable_headers(&self) -> Vec<(PathBuf, String)> {
+        use rayon::prelude::*;
+        let Items::Files(files) = &self.inner.items else {
+            return Vec::new();
+        };
+        let mut bad: Vec<(PathBuf, String)> = files
+            .par_iter()
+            .filter_map(|path| {
+                let header = image::ImageReader::open(path)
+                    .and_then(|r| r.with_guessed_format())
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.into_dimensions().map_err(|e| e.to_string()));
+                match header {
+                    Ok((w, h)) if w > 0 && h > 0 => None,
+                    Ok((w, h)) => Some((path.clone(), format!("the image is {w}x{h}"))),
+                    Err(reason) => Some((path.clone(), reason)),
+                }
+            })
+            .collect();
+        bad.sort();
+        bad
+    }
+
     /// Files left out so far under `on_bad_image = "skip"`, with the reason.
     pub fn skipped(&self) -> Vec<(PathBuf, String)> {
         let skipped = self.inner.skipped.lock().unwrap_or_else(|p| p.into_inner());
@@ -508,6 +535,32 @@ fn to_image(p: &Pixels) -> DynamicImage {
 }
 
 impl Dataset {
+    /// Under `on_bad_image = "fail"`, refuse files whose header cannot be
+    /// read, before any training ([`Split::unreadable_headers`]).
+    pub fn check_headers(&self) -> Result<(), DataError> {
+        if self.train.bad_image_policy() != BadImagePolicy::Fail {
+            return Ok(());
+        }
+        let bad: Vec<(PathBuf, String)> = self
+            .splits()
+            .into_iter()
+            .flat_map(Split::unreadable_headers)
+            .collect();
+        match bad.first() {
+            None => Ok(()),
+            Some((first, reason)) => Err(DataError::BadImages {
+                count: bad.len(),
+                first: first.clone(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// Files left out under `on_bad_image = "skip"` so far, in every split.
+    pub fn skipped(&self) -> Vec<(PathBuf, String)> {
+        self.splits().into_iter().flat_map(Split::skipped).collect()
+    }
+
     /// Scan and validate the source described by the plan: list files,
     /// check folders, meta files and IDX headers, split off validation.
     /// Images are not decoded here.

@@ -11,7 +11,12 @@ pub fn root() -> &'static Path {
 
 /// `runner` from the repository root, plain output, no RUNNER_* leaking in.
 pub fn runner() -> Command {
-    let mut cmd = Command::cargo_bin("runner").expect("the runner binary is built for tests");
+    Command::from_std(runner_process())
+}
+
+/// The same as [`runner`], as a plain process, for tests that hold its pipes.
+pub fn runner_process() -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"));
     cmd.current_dir(root());
     for (k, _) in std::env::vars() {
         if k.starts_with("RUNNER_") {

@@ -5,6 +5,7 @@ mod common;
 mod config;
 mod data;
 mod gpu;
+mod hostile;
 mod python;
 mod run;
 mod slurm;
