@@ -198,7 +198,7 @@ fn start(exp: &ExperimentArgs, args: &SweepArgs) -> Result<()> {
     };
 
     if args.dry_run {
-        println!(
+        crate::outln!(
             "Sweep of {}: {strategy}, {} trials, ranked by {} ({})",
             exp.file.display(),
             trials.len(),
@@ -206,9 +206,9 @@ fn start(exp: &ExperimentArgs, args: &SweepArgs) -> Result<()> {
             if monitor.maximize { "max" } else { "min" }
         );
         for t in &trials {
-            println!("  {}  {}", t.folder_name(), params_text(&t.params));
+            crate::outln!("  {}  {}", t.folder_name(), params_text(&t.params));
         }
-        println!("{} trials; nothing was run (--dry-run).", trials.len());
+        crate::outln!("{} trials; nothing was run (--dry-run).", trials.len());
         return Ok(());
     }
 
@@ -261,7 +261,7 @@ fn start(exp: &ExperimentArgs, args: &SweepArgs) -> Result<()> {
         journal.append(&e)?;
     }
     write_hparams_experiment(&dir.root, &spec, &plan)?;
-    println!(
+    crate::outln!(
         "Sweep folder: {} ({} trials, {strategy}, ranked by {})",
         dir.root.display(),
         trials.len(),
@@ -285,7 +285,7 @@ fn start(exp: &ExperimentArgs, args: &SweepArgs) -> Result<()> {
             if args.wait {
                 follow(&loaded, true, args.poll_seconds)
             } else {
-                println!(
+                crate::outln!(
                     "Follow it with `runner sweep --status {0} [--wait]`; cancel with `runner sweep --cancel {0}`.",
                     loaded.dir.root.display()
                 );
@@ -511,7 +511,7 @@ fn resume(dir: &Path, args: &SweepArgs) -> Result<()> {
                 .cloned()
                 .collect();
             let skipped = s.trials.len() - todo.len();
-            println!(
+            crate::outln!(
                 "Resuming {}: {} trial(s) to run, {skipped} already finished{}",
                 s.dir.root.display(),
                 todo.len(),
@@ -544,7 +544,7 @@ fn resume(dir: &Path, args: &SweepArgs) -> Result<()> {
                 .map(|t| t.index)
                 .collect();
             if todo.is_empty() {
-                println!("Nothing to resubmit in {}", s.dir.root.display());
+                crate::outln!("Nothing to resubmit in {}", s.dir.root.display());
             } else {
                 submit_slurm(&s, &spec, &todo)?;
             }
@@ -611,7 +611,7 @@ fn run_locally(s: &Loaded, todo: &[Trial], args: &SweepArgs) -> Result<()> {
         )));
     };
     let opts = local_options(s, todo.len(), args)?;
-    println!(
+    crate::outln!(
         "Running {} trial(s), {} at a time, {} thread(s) each",
         todo.len(),
         opts.parallel,
@@ -627,7 +627,7 @@ fn run_locally(s: &Loaded, todo: &[Trial], args: &SweepArgs) -> Result<()> {
         Event::Started(t) => {
             session_start(t, &s.dir.root, &journal);
             let _ = journal.append(&Entry::new(t.index, &t.id, TrialState::Running));
-            println!(
+            crate::outln!(
                 "[{}/{total}] {} started  {}",
                 t.index + 1,
                 t.folder_name(),
@@ -660,7 +660,7 @@ fn finish_trial(s: &Loaded, journal: &Journal, f: &Finished, axes: &[String], mo
         .and_then(|r| r.best)
         .map(|v| format!("  best {} {v:.4}", monitor.metric))
         .unwrap_or_default();
-    println!(
+    crate::outln!(
         "       {} {} in {:.0}s{best}",
         f.trial.folder_name(),
         f.state.as_str(),
@@ -669,7 +669,7 @@ fn finish_trial(s: &Loaded, journal: &Journal, f: &Finished, axes: &[String], mo
     if f.state == TrialState::Failed {
         if let Some(m) = &f.message {
             for line in m.lines() {
-                println!("         | {line}");
+                crate::outln!("         | {line}");
             }
         }
     }
@@ -691,8 +691,8 @@ fn conclude(
             write_atomic(&s.dir.summary_png(), &png)?;
         }
     }
-    println!("\n{}", summary::ranked_table(axes, monitor, &results));
-    println!("Summary: {}", s.dir.summary_csv().display());
+    crate::outln!("\n{}", summary::ranked_table(axes, monitor, &results));
+    crate::outln!("Summary: {}", s.dir.summary_csv().display());
     let failed = results
         .iter()
         .filter(|r| r.state == TrialState::Failed)
@@ -738,7 +738,7 @@ fn submit_slurm(s: &Loaded, spec: &SlurmSpec, todo: &[usize]) -> Result<()> {
         .submit(&script, todo, spec.max_parallel)
         .map_err(slurm_err)?;
     let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
-    println!(
+    crate::outln!(
         "Submitted {} trial(s) to Slurm as job {} (array {})",
         todo.len(),
         ids.join(", "),
@@ -764,6 +764,17 @@ fn slurm_state(
     match task {
         Some(TaskState::Pending) => (TrialState::Pending, None),
         Some(TaskState::Running) => (TrialState::Running, None),
+        // Ended by Slurm before runner ever started it (`runner sweep
+        // --cancel` on a pending task, a preemption, a node failure): it
+        // has not failed, and `--resume` must run it.
+        Some(t @ (TaskState::Cancelled | TaskState::Preempted | TaskState::NodeFail))
+            if meta.is_none() =>
+        {
+            (
+                TrialState::Stopped,
+                Some(format!("{} before it started", t.explain())),
+            )
+        }
         Some(t) => {
             let why = t.explain();
             match meta_status {
@@ -801,7 +812,7 @@ fn follow(s: &Loaded, wait: bool, poll_seconds: f64) -> Result<()> {
             match client.poll(&jobs) {
                 Ok(t) => t,
                 Err(e) if e.is_transient() => {
-                    eprintln!("slurm is not answering ({e}); trying again");
+                    crate::errln!("slurm is not answering ({e}); trying again");
                     std::thread::sleep(Duration::from_secs_f64(poll_seconds));
                     continue;
                 }
@@ -847,7 +858,7 @@ fn follow(s: &Loaded, wait: bool, poll_seconds: f64) -> Result<()> {
                 };
                 if matches!(state, TrialState::Pending | TrialState::Running) {
                     let _ = journal.append(&Entry::new(t.index, &t.id, state));
-                    println!("       {} {}", t.folder_name(), state.as_str());
+                    crate::outln!("       {} {}", t.folder_name(), state.as_str());
                 } else {
                     finish_trial(s, &journal, &f, &axes, &monitor);
                 }
@@ -871,7 +882,7 @@ fn follow(s: &Loaded, wait: bool, poll_seconds: f64) -> Result<()> {
 
 fn print_status(s: &Loaded, tasks: &BTreeMap<usize, TaskState>, monitor: &Monitor) {
     let latest = s.dir.journal().latest();
-    println!("Sweep {} ({} trials)", s.dir.root.display(), s.trials.len());
+    crate::outln!("Sweep {} ({} trials)", s.dir.root.display(), s.trials.len());
     for t in &s.trials {
         let state = latest
             .get(&t.index)
@@ -885,7 +896,7 @@ fn print_status(s: &Loaded, tasks: &BTreeMap<usize, TaskState>, monitor: &Monito
             .get(&t.index)
             .map(|x| format!("  slurm {}", x.label()))
             .unwrap_or_default();
-        println!(
+        crate::outln!(
             "  {}  {:<8} epochs {:>3}{slurm}  {}",
             t.folder_name(),
             state,
@@ -904,7 +915,7 @@ fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<()> {
     print_status(&s, &BTreeMap::new(), &monitor);
     let axes = sw::axis_names(&s.spec);
     let results = summary::collect(&s.dir.root, &s.trials, &s.dir.journal().latest(), &monitor);
-    println!("\n{}", summary::ranked_table(&axes, &monitor, &results));
+    crate::outln!("\n{}", summary::ranked_table(&axes, &monitor, &results));
     Ok(())
 }
 
@@ -918,7 +929,7 @@ fn cancel(dir: &Path) -> Result<()> {
     }
     let jobs = slurm::read_jobs(&s.dir.root).map_err(slurm_err)?;
     Slurm::new(&s.dir.root).cancel(&jobs).map_err(slurm_err)?;
-    println!(
+    crate::outln!(
         "Cancelled job(s) {}",
         jobs.iter()
             .map(|j| j.job_id.as_str())
@@ -926,4 +937,70 @@ fn cancel(dir: &Path) -> Result<()> {
             .join(", ")
     );
     follow(&s, false, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta_with(dir: &Path, status: &str) {
+        std::fs::write(
+            dir.join("meta.json"),
+            format!(
+                r#"{{"experiment":"t","runner_version":"0","backend":"flex","device":"cpu","threads":1,"seed":1,"dataset":null,"command":[],"cwd":"/","hostname":"h","pid":1,"start_time":"x","status":"{status}"}}"#
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_task_cancelled_before_it_started_is_stopped_not_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        for task in [
+            TaskState::Cancelled,
+            TaskState::Preempted,
+            TaskState::NodeFail,
+        ] {
+            let (state, why) = slurm_state(dir.path(), Some(&task), TrialState::Pending, None);
+            assert_eq!(state, TrialState::Stopped, "{task:?}");
+            assert!(why.unwrap().ends_with("before it started"));
+        }
+        // A task that failed by itself before writing anything did fail.
+        let failed = TaskState::Failed { exit_code: 2 };
+        let (state, _) = slurm_state(dir.path(), Some(&failed), TrialState::Pending, None);
+        assert_eq!(state, TrialState::Failed);
+    }
+
+    #[test]
+    fn a_started_trial_keeps_what_its_folder_says() {
+        let dir = tempfile::tempdir().unwrap();
+        meta_with(dir.path(), "stopped");
+        let (state, _) = slurm_state(
+            dir.path(),
+            Some(&TaskState::Cancelled),
+            TrialState::Running,
+            None,
+        );
+        assert_eq!(state, TrialState::Stopped);
+        meta_with(dir.path(), "running");
+        let (state, _) = slurm_state(
+            dir.path(),
+            Some(&TaskState::Cancelled),
+            TrialState::Running,
+            None,
+        );
+        assert_eq!(
+            state,
+            TrialState::Failed,
+            "killed without stopping: its run crashed"
+        );
+        meta_with(dir.path(), "completed");
+        let (state, _) = slurm_state(
+            dir.path(),
+            Some(&TaskState::Cancelled),
+            TrialState::Running,
+            None,
+        );
+        assert_eq!(state, TrialState::Done);
+    }
 }
