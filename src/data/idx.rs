@@ -88,15 +88,31 @@ fn parse<'a>(
         .chunks_exact(4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .collect();
-    let expected: usize = shape.iter().product();
+    let dims_text = || {
+        shape
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(" x ")
+    };
+    // Checked: four billion to the third power does not fit a usize, and a
+    // product that wrapped could match a short file.
+    let Some(expected) = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) else {
+        return Err(bad(
+            path,
+            format!(
+                "the header promises {} bytes of data, more than this machine can address",
+                dims_text()
+            ),
+        ));
+    };
     let data = &bytes[header..];
     if data.len() != expected {
-        let dims_text: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
         return Err(bad(
             path,
             format!(
                 "the header promises {} = {expected} bytes of data, the file has {} (truncated or not an IDX file)",
-                dims_text.join(" x "),
+                dims_text(),
                 data.len()
             ),
         ));
@@ -183,5 +199,23 @@ mod tests {
 
         let missing = read_labels(&dir.path().join("none")).unwrap_err();
         assert!(matches!(missing, DataError::MissingFile { .. }));
+    }
+
+    #[test]
+    fn dimensions_whose_product_overflows_are_refused() {
+        // 2^31 x 2^31 x 4 = 2^64 wraps to 0 bytes: an empty body would match.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("huge");
+        let mut bytes = vec![0, 0, 8, 3];
+        for d in [1u32 << 31, 1 << 31, 4] {
+            bytes.extend_from_slice(&d.to_be_bytes());
+        }
+        std::fs::write(&path, bytes).expect("write");
+        let err = read_images(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("2147483648 x 2147483648 x 4") && err.contains("more than"),
+            "{err}"
+        );
+        assert!(err.contains(&path.display().to_string()), "{err}");
     }
 }
