@@ -91,6 +91,14 @@ fn listing(
             });
         }
         for entry in entries {
+            if !inside(entry) {
+                return Err(DataError::BadMeta {
+                    path: meta_path.to_path_buf(),
+                    reason: format!(
+                        "entry `{entry}` of class `{class}` points outside `images/`; entries are relative paths like `{class}/1234`"
+                    ),
+                });
+            }
             let file = images.join(format!("{entry}.jpg"));
             if file.is_file() {
                 out.files.push(file);
@@ -109,6 +117,16 @@ fn listing(
         });
     }
     Ok(out)
+}
+
+/// Whether a meta entry stays under `images/`: plain names only, no root,
+/// no `..`, no `.`, no drive prefix.
+fn inside(entry: &str) -> bool {
+    let path = Path::new(entry);
+    !entry.is_empty()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 #[cfg(test)]
@@ -182,5 +200,30 @@ mod tests {
             matches!(&err, DataError::MissingFile { path, .. } if path.ends_with("meta/train.json")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn entries_that_leave_the_images_folder_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fixture(dir.path());
+        // A file outside images/ that `..` or an absolute path would reach.
+        write(&dir.path().join("secret.jpg"), "x");
+        let outside = dir.path().join("secret");
+        for entry in [
+            "../secret".to_string(),
+            "pizza/../../secret".to_string(),
+            outside.display().to_string(),
+            "./pizza/1".to_string(),
+            String::new(),
+        ] {
+            let json = serde_json::json!({"pizza": ["pizza/1", entry], "sushi": ["sushi/5"]});
+            write(&dir.path().join("meta/train.json"), &json.to_string());
+            let err = scan(dir.path(), None).unwrap_err();
+            assert!(
+                matches!(&err, DataError::BadMeta { path, reason }
+                    if path.ends_with("meta/train.json") && reason.contains("outside")),
+                "{entry}: {err}"
+            );
+        }
     }
 }
