@@ -301,15 +301,28 @@ pub struct GitInfo {
     pub dirty: bool,
 }
 
+/// How long provenance waits for one `git` call before leaving it out.
+const GIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The commit and dirty flag of the git checkout around `dir`, if any.
+///
+/// Provenance must never hang or run someone else's program: each call has
+/// a timeout, and the repository's `core.fsmonitor` and hooks are switched
+/// off, as are optional index locks.
 pub fn git_info(dir: &Path) -> Option<GitInfo> {
     let run = |args: &[&str]| -> Option<String> {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()?;
+        let mut cmd = std::process::Command::new("git");
+        cmd.args([
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            "core.hooksPath=/dev/null",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .env("GIT_TERMINAL_PROMPT", "0");
+        let out = output_within(cmd, GIT_TIMEOUT)?;
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -319,6 +332,48 @@ pub fn git_info(dir: &Path) -> Option<GitInfo> {
         .map(|s| !s.is_empty())
         .unwrap_or(false);
     Some(GitInfo { commit, dirty })
+}
+
+/// Run `cmd` with no stdin and no stderr, and collect its stdout; `None` if
+/// it cannot start or does not finish within `timeout` (it is then killed).
+fn output_within(
+    mut cmd: std::process::Command,
+    timeout: std::time::Duration,
+) -> Option<std::process::Output> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    // Read on a thread so that a full pipe cannot stall the child.
+    let mut pipe = child.stdout.take()?;
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        pipe.read_to_end(&mut buf).map(|_| buf)
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    };
+    let stdout = reader.join().ok()?.ok()?;
+    Some(std::process::Output {
+        status,
+        stdout,
+        stderr: Vec::new(),
+    })
 }
 
 /// Now, as an RFC 3339 timestamp in UTC.
@@ -365,6 +420,71 @@ pub fn resolve_latest(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_past_its_timeout_is_killed_and_left_out() {
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30");
+        let start = std::time::Instant::now();
+        let out = output_within(cmd, std::time::Duration::from_millis(200));
+        assert!(out.is_none());
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        let mut cmd = std::process::Command::new("echo");
+        cmd.arg("hello");
+        let out = output_within(cmd, std::time::Duration::from_secs(10)).expect("echo ran");
+        assert_eq!(out.stdout, b"hello\n");
+    }
+
+    #[test]
+    fn git_provenance_runs_no_fsmonitor_or_hook_of_the_repository() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path();
+        let git = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "-c",
+                    "commit.gpgsign=false",
+                ])
+                .args(args)
+                .current_dir(repo)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("git is installed")
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(repo.join("a.txt"), "1").expect("write");
+        git(&["add", "a.txt"]);
+        git(&["commit", "-q", "-m", "one"]);
+        // A repository that runs a program on `git status`.
+        let marker = repo.join("fsmonitor-ran");
+        let script = repo.join("monitor.sh");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\ntouch '{}'\nexit 1\n", marker.display()),
+        )
+        .expect("write");
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&script)
+            .status()
+            .expect("chmod");
+        git(&["config", "core.fsmonitor", &script.display().to_string()]);
+        std::fs::write(repo.join("a.txt"), "2").expect("write");
+        let info = git_info(repo).expect("a repository");
+        assert_eq!(info.commit.len(), 40);
+        assert!(info.dirty);
+        assert!(!marker.exists(), "git_info ran the repository's fsmonitor");
+        // The same repository does run it for a plain `git status`.
+        git(&["status", "--porcelain"]);
+        assert!(marker.exists(), "the fixture's fsmonitor is real");
+    }
 
     #[test]
     fn versions_are_allocated_in_order_and_latest_follows() {
