@@ -120,6 +120,17 @@ impl WithBackend for Predict<'_> {
 }
 
 fn model_file(checkpoints: &Checkpoints, name: &str) -> Result<PathBuf> {
+    // A name, never a path: the report is written under eval/<name>, and a
+    // path would read and write outside the run.
+    let mut parts = Path::new(name).components();
+    if !matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) {
+        return Err(Error::Usage(format!(
+            "--checkpoint takes a checkpoint name of the run (final, best, last or epoch-N), not the path `{name}`"
+        )));
+    }
     let dir = match name
         .strip_prefix("epoch-")
         .and_then(|n| n.parse::<usize>().ok())

@@ -326,3 +326,48 @@ fn skipped_images_are_counted_and_recorded() {
     let dir = &run_folders(&runs, "skip")[0];
     assert_eq!(meta(dir)["skipped_images"], 2);
 }
+
+#[test]
+fn eval_takes_a_checkpoint_name_never_a_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let exp = tiny_experiment(tmp.path(), "evalpath", "");
+    let out = runner_on("run", &exp, &runs).output().unwrap();
+    assert_exit(&out, 0);
+    let run = runs.join("evalpath/latest");
+    // A folder that holds a model file of the right name.
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let dir = runs.join("evalpath").join(read_latest(&run).unwrap());
+    std::fs::copy(
+        dir.join("checkpoints/final/model.mpk"),
+        elsewhere.join("model.mpk"),
+    )
+    .unwrap();
+    for name in [
+        elsewhere.display().to_string(),
+        "../../../elsewhere".to_string(),
+        "final/..".to_string(),
+    ] {
+        let out = runner()
+            .arg("eval")
+            .arg(&run)
+            .args(["--checkpoint", &name])
+            .output()
+            .unwrap();
+        no_panic(&out);
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains("not the path"), "{}", stderr(&out));
+    }
+    let left: Vec<_> = std::fs::read_dir(&elsewhere).unwrap().flatten().collect();
+    assert_eq!(left.len(), 1, "nothing was written next to the model file");
+    let out = runner()
+        .arg("eval")
+        .arg(&run)
+        .args(["--checkpoint", "best"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(dir.join("eval/best/evaluation.json").is_file());
+    assert!(dir.join("eval/best/predictions.csv").is_file());
+}
