@@ -50,6 +50,10 @@ struct SweepMeta {
     experiment: String,
     source: PathBuf,
     set: Vec<String>,
+    /// `RUNNER_*` config variables that applied at the start, as
+    /// `key=value` (applied before `set`, as at the start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    env: Vec<String>,
     created: String,
     launcher: String,
     trials: usize,
@@ -227,6 +231,12 @@ fn start(exp: &ExperimentArgs, args: &SweepArgs) -> Result<()> {
         experiment: plan.name.clone(),
         source: std::fs::canonicalize(&exp.file).unwrap_or_else(|_| exp.file.clone()),
         set: exp.set.clone(),
+        env: loaded
+            .sources
+            .env
+            .iter()
+            .filter_map(|(var, key)| Some(format!("{key}={}", std::env::var(var).ok()?)))
+            .collect(),
         created: rundir::now_rfc3339(),
         launcher: match launcher {
             LauncherSpec::Local(_) => "local".into(),
@@ -466,13 +476,19 @@ fn resume(dir: &Path, args: &SweepArgs) -> Result<()> {
             }
         }
     }
-    // The experiment file it came from must still say the same.
+    // The experiment file it came from must still say the same, read as at
+    // the start (the same RUNNER_* values and --set flags) and planned as
+    // the sweep file was, so that filled-in defaults compare equal.
     if s.meta.source.is_file() {
+        let raw: Vec<String> = s.meta.env.iter().chain(&s.meta.set).cloned().collect();
         let opts = LoadOptions {
-            overrides: super::overrides(&s.meta.set)?,
+            overrides: super::overrides(&raw)?,
             use_env: false,
         };
-        if let Ok(now) = config::load(&s.meta.source, &opts) {
+        let now = config::load(&s.meta.source, &opts)
+            .ok()
+            .and_then(|now| crate::plan::plan(&now).ok());
+        if let Some(now) = now {
             let mut diff = Vec::new();
             differing_keys(
                 &config::to_table(&now.spec),

@@ -377,3 +377,58 @@ fn resuming_with_a_changed_spec_is_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn resuming_a_sweep_started_with_env_values_and_filled_defaults_is_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    // No validation data, so planning sets the checkpoint monitor to `loss`.
+    let exp = tiny_experiment(
+        tmp.path(),
+        "envsweep",
+        "[sweep]\nmetric = \"loss\"\n[sweep.grid]\n\"model.dropout\" = [0.0]\n",
+    );
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("validation_size = 32", "validation_size = 0");
+    std::fs::write(&exp, text).unwrap();
+    let runs = tmp.path().join("runs");
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .env("RUNNER_TRAIN__EPOCHS", "1")
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = sweep_dir(&runs, "envsweep");
+    // Resumed from another shell, where the variable is not set.
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("0 trial(s) to run"),
+        "{}",
+        stdout(&out)
+    );
+    // A real change is still refused, and the variable is not taken for one.
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("learning_rate = 0.01", "learning_rate = 0.02");
+    std::fs::write(&exp, text).unwrap();
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("optimizer.learning_rate"), "{err}");
+    assert!(
+        !err.contains("train.epochs") && !err.contains("monitor"),
+        "{err}"
+    );
+}
