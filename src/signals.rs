@@ -61,11 +61,49 @@ impl Signals {
         }
     }
 
+    /// Hold SIGINT and SIGTERM for a step that must not be cut in half
+    /// (`sbatch`: a job the sweep does not record would run unseen). The
+    /// signals only set a flag that the caller reads when the step is done.
+    /// signal-hook cannot give back the default action, so after the guard
+    /// is dropped these signals are ignored until handlers are installed
+    /// again: use it only as a command's last step or before
+    /// [`Signals::install`].
+    pub fn hold() -> Held {
+        let flag = Arc::new(AtomicBool::new(false));
+        let ids = [SIGINT, SIGTERM]
+            .into_iter()
+            .filter_map(|sig| flag::register(sig, Arc::clone(&flag)).ok())
+            .collect();
+        Held { flag, ids }
+    }
+
     /// Ask for a graceful stop from inside the process.
     pub fn request_stop(&self, why: &'static str) {
         if let Ok(mut r) = self.reason.lock() {
             r.get_or_insert(why);
         }
         self.graceful.store(true, Ordering::Relaxed);
+    }
+}
+
+/// SIGINT and SIGTERM held while it lives; see [`Signals::hold`].
+#[derive(Debug)]
+pub struct Held {
+    flag: Arc<AtomicBool>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl Held {
+    /// Whether SIGINT or SIGTERM arrived while held.
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
     }
 }

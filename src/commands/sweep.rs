@@ -540,12 +540,19 @@ fn resume(dir: &Path, args: &SweepArgs) -> Result<()> {
             run_locally(&s, &todo, args)
         }
         LauncherSpec::Slurm(spec) => {
+            // What still runs must be known before anything is resubmitted:
+            // an unreadable jobs.json or a Slurm that does not answer stops
+            // the resume rather than running a trial twice.
             let slurm = Slurm::new(&s.dir.root);
-            let jobs = slurm::read_jobs(&s.dir.root).unwrap_or_default();
+            let jobs = slurm::read_jobs(&s.dir.root).map_err(slurm_err)?;
             let live = if jobs.is_empty() {
                 BTreeMap::new()
             } else {
-                slurm.poll(&jobs).unwrap_or_default()
+                slurm.poll(&jobs).map_err(|e| {
+                    Error::RunFailed(format!(
+                        "slurm: cannot tell which trials still run, so nothing was resubmitted: {e}"
+                    ))
+                })?
             };
             let todo: Vec<usize> = s
                 .trials
@@ -750,10 +757,31 @@ fn submit_slurm(s: &Loaded, spec: &SlurmSpec, todo: &[usize]) -> Result<()> {
     let script =
         slurm::write_script(spec, &s.dir.root, &runner_bin, &job_name).map_err(slurm_err)?;
     let client = Slurm::new(&s.dir.root);
+    // Ctrl-C must not land between sbatch queueing an array and jobs.json
+    // recording it: hold the signal until the answer is written down, then
+    // take back what this call submitted.
+    let held = Signals::hold();
     let jobs = client
-        .submit(&script, todo, spec.max_parallel)
+        .submit_until(&script, todo, spec.max_parallel, &|| held.requested())
         .map_err(slurm_err)?;
     let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+    if held.requested() {
+        let cancelled = client.cancel(&jobs);
+        return Err(Error::Interrupted(match cancelled {
+            Ok(()) if jobs.is_empty() => "interrupted before anything was submitted".into(),
+            Ok(()) => format!(
+                "interrupted while submitting; job {} was recorded and cancelled; `runner sweep --resume {}` submits its trials again",
+                ids.join(", "),
+                s.dir.root.display()
+            ),
+            Err(e) => format!(
+                "interrupted while submitting; job {} is recorded in {}, but cancelling it failed ({e}); `runner sweep --cancel {}` cancels it",
+                ids.join(", "),
+                slurm::SlurmPaths::new(&s.dir.root).jobs_file().display(),
+                s.dir.root.display()
+            ),
+        }));
+    }
     crate::outln!(
         "Submitted {} trial(s) to Slurm as job {} (array {})",
         todo.len(),
@@ -821,7 +849,7 @@ fn follow(s: &Loaded, wait: bool, poll_seconds: f64) -> Result<()> {
     let client = Slurm::new(&s.dir.root);
     let signals = Signals::install();
     loop {
-        let jobs = slurm::read_jobs(&s.dir.root).unwrap_or_default();
+        let jobs = slurm::read_jobs(&s.dir.root).map_err(slurm_err)?;
         let tasks = if jobs.is_empty() {
             BTreeMap::new()
         } else {

@@ -1113,6 +1113,18 @@ impl Slurm {
         trials: &[usize],
         max_parallel: Option<usize>,
     ) -> Result<Vec<SubmittedJob>, SlurmError> {
+        self.submit_until(script, trials, max_parallel, &|| false)
+    }
+
+    /// [`Slurm::submit`], stopping before the next `sbatch` once `stop`
+    /// says so; what was submitted is recorded and returned.
+    pub fn submit_until(
+        &self,
+        script: &Path,
+        trials: &[usize],
+        max_parallel: Option<usize>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Vec<SubmittedJob>, SlurmError> {
         if trials.is_empty() {
             return Ok(Vec::new());
         }
@@ -1126,6 +1138,9 @@ impl Slurm {
             .unwrap_or_default();
         let mut submitted: Vec<SubmittedJob> = Vec::new();
         for chunk in plan_chunks(trials, max_array_size) {
+            if stop() {
+                break;
+            }
             let mut args = vec![
                 "--parsable".to_string(),
                 format!("--array={}{throttle}", compact_ranges(&chunk.task_ids())),

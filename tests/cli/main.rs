@@ -10,5 +10,6 @@ mod python;
 mod run;
 mod slurm;
 mod slurm_cluster;
+mod slurm_fake;
 mod sweep;
 mod tensorboard;

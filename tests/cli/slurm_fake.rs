@@ -1,0 +1,187 @@
+//! The Slurm launcher against fake `sbatch`/`squeue`/`scontrol`/`sacct`/
+//! `scancel` scripts first on PATH: the moments a real cluster cannot be
+//! made to show on demand (a Ctrl-C while `sbatch` runs, a controller that
+//! refuses every query).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::common::{runner, runner_process, stderr, tiny_experiment};
+
+/// A folder of fake Slurm commands. Each logs its arguments to
+/// `<bin>/calls.log`; `sbatch` answers job ids 1000, 1001, ... after
+/// sleeping `FAKE_SBATCH_SLEEP` seconds; `squeue` fails when
+/// `<bin>/squeue-fails` exists.
+fn fake_slurm(dir: &Path) -> PathBuf {
+    let bin = dir.join("fake-slurm");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = bin.join("calls.log");
+    let script = |name: &str, body: &str| {
+        let path = bin.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/bash\necho \"{name} $*\" >> '{}'\n{body}\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let b = bin.display();
+    script(
+        "scontrol",
+        "if [ \"$1 $2\" = \"show config\" ]; then\n  echo 'MaxArraySize = 1001'\n  echo 'AccountingStorageType = accounting_storage/none'\nfi",
+    );
+    script(
+        "sbatch",
+        &format!(
+            "touch '{b}/sbatch-started'\nsleep \"${{FAKE_SBATCH_SLEEP:-0}}\"\nn=$(cat '{b}/count' 2>/dev/null || echo 0)\necho $((n + 1)) > '{b}/count'\necho $((1000 + n))"
+        ),
+    );
+    script(
+        "squeue",
+        &format!(
+            "if [ -e '{b}/squeue-fails' ]; then\n  echo 'squeue: error: Invalid user for SlurmUser slurm, ignored' >&2\n  exit 1\nfi"
+        ),
+    );
+    script("sacct", "");
+    script("scancel", "");
+    bin
+}
+
+fn path_with(bin: &Path) -> std::ffi::OsString {
+    let mut path = bin.as_os_str().to_os_string();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    path
+}
+
+fn calls(bin: &Path, program: &str) -> Vec<String> {
+    std::fs::read_to_string(bin.join("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{program} ")))
+        .map(String::from)
+        .collect()
+}
+
+fn slurm_experiment(dir: &Path, name: &str) -> PathBuf {
+    tiny_experiment(
+        dir,
+        name,
+        "[sweep]\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n[sweep.launcher]\ntype = \"slurm\"\n",
+    )
+}
+
+fn sweep_dir(runs: &Path, name: &str) -> PathBuf {
+    let sweeps = runs.join(name).join("sweeps");
+    sweeps.join(crate::common::read_latest(sweeps.join("latest")).expect("latest sweep"))
+}
+
+fn recorded_jobs(sweep: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(sweep.join("slurm/jobs.json")).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["jobs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|j| j["job_id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn ctrl_c_while_sbatch_runs_records_and_cancels_the_array() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_slurm(tmp.path());
+    let exp = slurm_experiment(tmp.path(), "ctrlc");
+    let runs = tmp.path().join("runs");
+    let child = runner_process()
+        .env("PATH", path_with(&bin))
+        .env("FAKE_SBATCH_SLEEP", "2")
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !bin.join("sbatch-started").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "sbatch never ran"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The terminal's Ctrl-C reaches runner; sbatch runs in its own group.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted while submitting"), "{err}");
+    let dir = sweep_dir(&runs, "ctrlc");
+    assert_eq!(
+        recorded_jobs(&dir),
+        vec!["1000"],
+        "the array sbatch queued is recorded"
+    );
+    let cancels = calls(&bin, "scancel");
+    assert!(
+        cancels.len() == 1 && cancels[0].contains("1000"),
+        "the array is taken back: {cancels:?}"
+    );
+}
+
+#[test]
+fn resume_never_resubmits_when_slurm_cannot_say_what_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_slurm(tmp.path());
+    let exp = slurm_experiment(tmp.path(), "noanswer");
+    let runs = tmp.path().join("runs");
+    let out = runner()
+        .env("PATH", path_with(&bin))
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(calls(&bin, "sbatch").len(), 1);
+    let dir = sweep_dir(&runs, "noanswer");
+
+    std::fs::write(bin.join("squeue-fails"), "").unwrap();
+    let out = runner()
+        .env("PATH", path_with(&bin))
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("nothing was resubmitted") && err.contains("Invalid user"),
+        "{err}"
+    );
+    assert_eq!(calls(&bin, "sbatch").len(), 1, "no second submission");
+
+    // A torn jobs.json is an error too, not "no jobs".
+    std::fs::remove_file(bin.join("squeue-fails")).unwrap();
+    std::fs::write(dir.join("slurm/jobs.json"), "{\"jobs\": [{\"job_id\": \"10").unwrap();
+    let out = runner()
+        .env("PATH", path_with(&bin))
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("jobs.json"), "{}", stderr(&out));
+    assert_eq!(calls(&bin, "sbatch").len(), 1, "no second submission");
+}
