@@ -48,7 +48,45 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
+    // The rename, and a folder that create_dir_all just made, are only
+    // durable once the folders that hold them are synced.
+    sync_dir(dir).map_err(err)?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent).map_err(err)?;
+    }
     Ok(())
+}
+
+/// fsync a folder, making the creation, rename or removal of its entries
+/// durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    fs::File::open(dir)?.sync_all()
+}
+
+/// Prefixes of the temporary names used by [`write_atomic`] and [`relink`].
+const TEMP_PREFIXES: [&str; 2] = [".tmp-", ".link-"];
+
+/// Remove what a killed writer left behind in `dir` and the folders below
+/// it: the temporary files of [`write_atomic`] and [`relink`]. Only for a
+/// folder this process owns (a run it holds the lock of). Returns how many
+/// were removed.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| !e.file_type().is_dir())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| TEMP_PREFIXES.iter().any(|p| n.starts_with(p)))
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 /// Point `link` at `target` (a name relative to the link's folder),
@@ -67,6 +105,7 @@ pub fn relink(link: &Path, target: &str) -> Result<(), RunDirError> {
     let _ = fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).map_err(err)?;
     fs::rename(&tmp, link).map_err(err)?;
+    sync_dir(dir).map_err(err)?;
     Ok(())
 }
 

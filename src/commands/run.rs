@@ -66,9 +66,9 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
             data.classes.len()
         )));
     }
-    let run = match place {
-        Place::New => RunDir::allocate(&plan.runs_dir, &plan.name)?,
-        Place::Existing(run) => run,
+    let (run, existing) = match place {
+        Place::New => (RunDir::allocate(&plan.runs_dir, &plan.name)?, false),
+        Place::Existing(run) => (run, true),
     };
     // One process per run folder: a second `--resume` or a requeued trial
     // must not train into the same folder at the same time.
@@ -78,6 +78,14 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
             run.root().display()
         )));
     };
+    if existing {
+        // Half-written files of a process that was killed; the lock makes
+        // this process the folder's only writer.
+        let removed = rundir::remove_stale_temps(run.root());
+        if removed > 0 {
+            crate::outln!("Removed {removed} temporary file(s) left by a killed run");
+        }
+    }
     print_dataset(&data);
 
     if !resume {

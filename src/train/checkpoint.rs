@@ -124,18 +124,54 @@ impl Checkpoints {
         v
     }
 
-    /// Delete every epoch folder that is neither linked nor in `keep`, and
-    /// the resume state (optimizer, loop state) of every epoch but `last`.
+    /// Whether the checkpoint of `epoch` holds resume state.
+    fn resumable(&self, epoch: usize) -> bool {
+        let dir = self.epoch_dir(epoch);
+        ["model.mpk", "optimizer.mpk", "state.json"]
+            .iter()
+            .all(|f| dir.join(f).is_file())
+    }
+
+    /// The newest resumable checkpoint below `last`: kept with its resume
+    /// state, so that a `last` torn by a crash has one to fall back to.
+    fn fallback(&self, last: Option<usize>) -> Option<usize> {
+        self.saved_epochs()
+            .into_iter()
+            .rev()
+            .filter(|&e| last.is_none_or(|l| e < l))
+            .find(|&e| self.resumable(e))
+    }
+
+    /// Epochs to resume from, best first: `last`, then the older resumable
+    /// checkpoints, newest first (also when the `last` link is gone).
+    pub fn resume_candidates(&self) -> Vec<usize> {
+        let last = self.linked_epoch(LAST);
+        last.into_iter()
+            .chain(
+                self.saved_epochs()
+                    .into_iter()
+                    .rev()
+                    .filter(|&e| Some(e) != last && last.is_none_or(|l| e < l))
+                    .filter(|&e| self.resumable(e)),
+            )
+            .collect()
+    }
+
+    /// Delete every epoch folder that is neither linked, nor `last`'s
+    /// fallback, nor in `keep`, and the resume state (optimizer, loop
+    /// state) of every epoch but `last` and its fallback.
     pub fn prune(&self, keep: &BTreeSet<usize>) {
         let last = self.linked_epoch(LAST);
+        let fallback = last.and_then(|l| self.fallback(Some(l)));
         let linked: BTreeSet<usize> = [LAST, BEST, RESTORE, FINAL]
             .iter()
             .filter_map(|n| self.linked_epoch(n))
+            .chain(fallback)
             .collect();
         for e in self.saved_epochs() {
             if !keep.contains(&e) && !linked.contains(&e) {
                 let _ = fs::remove_dir_all(self.epoch_dir(e));
-            } else if Some(e) != last {
+            } else if Some(e) != last && Some(e) != fallback {
                 let _ = fs::remove_file(self.epoch_dir(e).join("optimizer.mpk"));
                 let _ = fs::remove_file(self.epoch_dir(e).join("state.json"));
             }
@@ -152,13 +188,11 @@ impl Checkpoints {
         load_model_file(&self.epoch_dir(epochs_done).join("model.mpk"), net, device)
     }
 
-    /// Loop state and optimizer bytes of the `last` checkpoint, if any.
+    /// Loop state and optimizer bytes of the checkpoint of `epoch`.
     pub fn load_resume_state<S: DeserializeOwned>(
         &self,
-    ) -> Result<Option<(usize, S, Vec<u8>)>, CheckpointError> {
-        let Some(epoch) = self.linked_epoch(LAST) else {
-            return Ok(None);
-        };
+        epoch: usize,
+    ) -> Result<(S, Vec<u8>), CheckpointError> {
         let dir = self.epoch_dir(epoch);
         let read = |name: &str| {
             let path = dir.join(name);
@@ -173,7 +207,7 @@ impl Checkpoints {
                 path: state_path,
                 message: e.to_string(),
             })?;
-        Ok(Some((epoch, state, read("optimizer.mpk")?)))
+        Ok((state, read("optimizer.mpk")?))
     }
 }
 
@@ -214,5 +248,32 @@ mod tests {
         c.link(LAST, 4).unwrap();
         c.prune(&BTreeSet::new());
         assert_eq!(c.saved_epochs(), vec![2, 4]);
+    }
+
+    fn save_resumable(c: &Checkpoints, e: usize) {
+        for f in ["model.mpk", "optimizer.mpk", "state.json"] {
+            write_atomic(&c.epoch_dir(e).join(f), b"x").unwrap();
+        }
+    }
+
+    #[test]
+    fn the_previous_resumable_checkpoint_is_kept_as_a_fallback() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Checkpoints::new(tmp.path().join("checkpoints"));
+        for e in 1..=3 {
+            save_resumable(&c, e);
+            c.link(LAST, e).unwrap();
+            c.prune(&BTreeSet::new());
+        }
+        // Epoch 3 is `last`, epoch 2 its fallback; epoch 1 is gone.
+        assert_eq!(c.saved_epochs(), vec![2, 3]);
+        assert!(c.resumable(2) && c.resumable(3));
+        assert_eq!(c.resume_candidates(), vec![3, 2]);
+        // A `last` link lost in a crash: the newest whole one comes first.
+        c.unlink(LAST);
+        assert_eq!(c.resume_candidates(), vec![3, 2]);
+        // A `last` that names a folder which never reached the disk.
+        c.link(LAST, 4).unwrap();
+        assert_eq!(c.resume_candidates(), vec![4, 3, 2]);
     }
 }

@@ -500,6 +500,26 @@ impl Session<'_> {
         })
     }
 
+    /// Model, optimizer and loop state from the checkpoint of `epoch`.
+    #[allow(clippy::type_complexity)]
+    fn restore<B: AutodiffBackend<InnerBackend: ConvOps> + ConvOps>(
+        &self,
+        epoch: usize,
+        device: &B::Device,
+    ) -> Result<(Net<B>, Optim<B>, TrainState), TrainError> {
+        let (saved, optim_bytes) = self.checkpoints.load_resume_state::<TrainState>(epoch)?;
+        let state = self.restored_state(saved)?;
+        let model = Net::<B>::init(&self.plan.model, device);
+        let model = self.checkpoints.load_model(epoch, model, device)?;
+        let optim = Optim::<B>::new(&self.plan.optimizer)
+            .load_bytes(optim_bytes, device)
+            .map_err(|e| CheckpointError::Decode {
+                path: self.checkpoints.epoch_dir(epoch).join("optimizer.mpk"),
+                message: e.to_string(),
+            })?;
+        Ok((model, optim, state))
+    }
+
     /// Train according to the plan. Returns the final model (with best
     /// weights restored when early stopping says so) and how it ended.
     pub fn fit<B: AutodiffBackend<InnerBackend: ConvOps> + ConvOps>(
@@ -516,19 +536,41 @@ impl Session<'_> {
         let mut state = self.fresh_state();
 
         if self.resume {
-            let Some((epoch, saved, optim_bytes)) =
-                self.checkpoints.load_resume_state::<TrainState>()?
-            else {
+            // `last` first; if a crash tore it, the newest whole one before.
+            let candidates = self.checkpoints.resume_candidates();
+            if candidates.is_empty() {
                 return Err(TrainError::Resume(format!(
                     "{} has no `last` checkpoint (was `callbacks.checkpoint.save_last` off?)",
                     self.checkpoints.dir().display()
                 )));
+            }
+            let mut failed: Vec<(usize, TrainError)> = Vec::new();
+            let mut restored = None;
+            for &epoch in &candidates {
+                match self.restore::<B>(epoch, device) {
+                    Ok(r) => {
+                        restored = Some((epoch, r));
+                        break;
+                    }
+                    // A torn or missing file: an older checkpoint may do.
+                    Err(e @ TrainError::Checkpoint(_)) => failed.push((epoch, e)),
+                    // A config that no longer fits the run: none will.
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some((epoch, (m, o, s))) = restored else {
+                let (epoch, first) = failed.swap_remove(0);
+                return Err(TrainError::Resume(format!(
+                    "the checkpoint of epoch {epoch} does not load ({first}), and no older one does"
+                )));
             };
-            model = self.checkpoints.load_model(epoch, model, device)?;
-            optim = optim.load_bytes(optim_bytes, device).map_err(|e| {
-                TrainError::Resume(format!("the optimizer state does not load: {e}"))
-            })?;
-            state = self.restored_state(saved)?;
+            if let Some((torn, why)) = failed.first() {
+                progress.note(&format!(
+                    "The checkpoint of epoch {torn} does not load ({why}); falling back to epoch {epoch}"
+                ));
+                self.checkpoints.link(LAST, epoch)?;
+            }
+            (model, optim, state) = (m, o, s);
             progress.note(&format!(
                 "Resuming after epoch {} of {}",
                 state.epochs_done, train.epochs

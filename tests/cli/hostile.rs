@@ -371,3 +371,77 @@ fn eval_takes_a_checkpoint_name_never_a_path() {
     assert!(dir.join("eval/best/evaluation.json").is_file());
     assert!(dir.join("eval/best/predictions.csv").is_file());
 }
+
+/// The first column of metrics.csv: the epochs logged, in order.
+fn csv_epochs(dir: &Path) -> Vec<usize> {
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_torn_last_checkpoint_falls_back_and_stale_temps_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let exp = tiny_experiment(tmp.path(), "torn", "");
+    let out = runner_on("run", &exp, &runs).output().unwrap();
+    assert_exit(&out, 0);
+    let dir = runs
+        .join("torn")
+        .join(read_latest(runs.join("torn/latest")).unwrap());
+    let ck = dir.join("checkpoints");
+    // What a power loss after the last epoch's checkpoint can leave: a
+    // status still `running`, a `last` whose optimizer state never reached
+    // the disk, and the temporary files of writers that were cut off.
+    let mut m = meta(&dir);
+    m["status"] = "running".into();
+    std::fs::write(dir.join("meta.json"), m.to_string()).unwrap();
+    assert_eq!(
+        std::fs::read_link(ck.join("last")).unwrap(),
+        Path::new("epoch-0003")
+    );
+    std::fs::write(ck.join("epoch-0003/optimizer.mpk"), b"").unwrap();
+    let temps = [
+        dir.join(".tmp-metrics"),
+        ck.join("epoch-0002/.tmp-model"),
+        ck.join(".link-4242-last"),
+    ];
+    for t in &temps {
+        std::fs::write(t, b"half").unwrap();
+    }
+
+    let out = runner()
+        .args(["run", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    no_panic(&out);
+    assert_exit(&out, 0);
+    let text = format!("{}{}", crate::common::stdout(&out), stderr(&out));
+    assert!(
+        text.contains("epoch 3 does not load") && text.contains("falling back to epoch 2"),
+        "{text}"
+    );
+    assert!(text.contains("Removed 3 temporary file(s)"), "{text}");
+    for t in &temps {
+        assert!(!t.exists(), "{} is left", t.display());
+    }
+    assert_eq!(
+        csv_epochs(&dir),
+        vec![0, 1, 2],
+        "epoch 3 trained again, logged once"
+    );
+    assert_eq!(meta(&dir)["status"], "completed");
+    assert_eq!(
+        std::fs::read_link(ck.join("last")).unwrap(),
+        Path::new("epoch-0003")
+    );
+    // The new `last` is whole and its fallback is kept.
+    for e in ["epoch-0003", "epoch-0002"] {
+        for f in ["model.mpk", "optimizer.mpk", "state.json"] {
+            assert!(ck.join(e).join(f).is_file(), "{e}/{f}");
+        }
+    }
+}
