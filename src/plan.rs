@@ -492,6 +492,20 @@ fn check_classes(ck: &mut Checker, classes: &Option<ClassSelect>) {
 
 fn check_data(ck: &mut Checker, data: &DataSpec, base: &Path) -> DataSpec {
     let mut data = data.clone();
+    // An empty path would quietly mean the working directory.
+    let path = match &data {
+        DataSpec::ImageFolder(d) => Some(&d.path),
+        DataSpec::Food101(d) => Some(&d.path),
+        DataSpec::Idx(d) => Some(&d.path),
+        DataSpec::Synthetic(_) => None,
+    };
+    if path.is_some_and(|p| p.as_os_str().is_empty()) {
+        ck.fail(
+            "data.path",
+            "is empty",
+            Some("give the dataset folder, relative to where runner runs or absolute".into()),
+        );
+    }
     match &mut data {
         DataSpec::ImageFolder(d) => {
             d.path = absolute(base, &d.path);
@@ -552,6 +566,18 @@ fn check_data(ck: &mut Checker, data: &DataSpec, base: &Path) -> DataSpec {
             if d.test_size == 0 {
                 ck.fail("data.test_size", "must be at least 1", None);
             }
+            for (key, n) in [
+                ("data.train_size", d.train_size),
+                ("data.validation_size", d.validation_size),
+                ("data.test_size", d.test_size),
+            ] {
+                ck.at_most(
+                    key,
+                    n,
+                    MAX_SYNTHETIC_IMAGES,
+                    "the synthetic images are generated into memory",
+                );
+            }
             ck.range("data.noise", d.noise, 0.0, 1.0, false);
             check_prefetch(ck, d.prefetch);
         }
@@ -581,6 +607,7 @@ pub const MAX_BATCH_SIZE: usize = 1 << 20;
 pub const MAX_PREFETCH: usize = 1024;
 pub const MAX_TRIALS: usize = 100_000;
 pub const MAX_PARALLEL: usize = 1024;
+pub const MAX_SYNTHETIC_IMAGES: usize = 10_000_000;
 
 fn check_augment(ck: &mut Checker, a: &AugmentSpec) -> AugmentPlan {
     if let Some(r) = a.rescale {

@@ -17,9 +17,11 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// Values per example (saturating: shapes past [`MAX_VALUES`] are
+    /// refused by [`infer`]).
     pub fn elements(&self) -> usize {
         match *self {
-            Shape::Map { h, w, c } => h * w * c,
+            Shape::Map { h, w, c } => h.saturating_mul(w).saturating_mul(c),
             Shape::Flat(n) => n,
         }
     }
@@ -66,6 +68,23 @@ pub struct ShapeError {
     pub help: Option<String>,
 }
 
+/// The most values one layer may output per example, or hold as weights:
+/// 2^32 (16 GiB of f32). Anything larger is a typo, and would end in an
+/// allocation failure rather than an error.
+pub const MAX_VALUES: usize = 1 << 32;
+
+/// The product of `factors` if it stays within [`MAX_VALUES`].
+fn product(factors: &[usize]) -> Option<usize> {
+    factors
+        .iter()
+        .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+        .filter(|&n| n <= MAX_VALUES)
+}
+
+fn too_large(what: &str) -> String {
+    format!("{what} would exceed {MAX_VALUES} values, more than runner supports")
+}
+
 /// Output size of a window sliding over `size` (Keras/TensorFlow rules).
 fn window_out(size: usize, kernel: usize, stride: usize, padding: Padding) -> Option<usize> {
     match padding {
@@ -82,6 +101,15 @@ pub fn infer(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerShape>,
         c: input[2],
     };
     let mut out = Vec::with_capacity(layers.len());
+    if product(&input).is_none() {
+        return Err(ShapeError {
+            index: 0,
+            layer_type: layers.first().map_or("input", LayerSpec::type_name),
+            input: shape,
+            reason: too_large("the input"),
+            help: Some("check `model.input_shape`".into()),
+        });
+    }
     for (index, layer) in layers.iter().enumerate() {
         let fail = |reason: String, help: Option<&str>| ShapeError {
             index,
@@ -117,7 +145,12 @@ pub fn infer(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerShape>,
                         Some("use padding = \"same\", a smaller kernel, or fewer pooling layers before this one"),
                     ));
                 };
-                let weights = k[0] * k[1] * c * filters;
+                let Some(weights) = product(&[k[0], k[1], c, *filters]) else {
+                    return Err(fail(
+                        too_large("the kernel"),
+                        Some("check `filters` and `kernel`"),
+                    ));
+                };
                 let bias = if *use_bias { *filters } else { 0 };
                 (
                     Shape::Map {
@@ -188,11 +221,17 @@ pub fn infer(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerShape>,
                         Some("add a `flatten` or `global_avg_pool2d` layer before this dense layer"),
                     ));
                 };
+                let Some(weights) = product(&[n, *units]) else {
+                    return Err(fail(
+                        too_large("the weight matrix"),
+                        Some("check `units`, or pool the feature map further before flatten"),
+                    ));
+                };
                 let bias = if *use_bias { *units } else { 0 };
                 (
                     Shape::Flat(*units),
                     ParamCount {
-                        trainable: n * units + bias,
+                        trainable: weights + bias,
                         non_trainable: 0,
                     },
                 )
@@ -215,6 +254,9 @@ pub fn infer(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerShape>,
         };
         if output.elements() == 0 {
             return Err(fail(format!("the output would be empty ({output})"), None));
+        }
+        if output.elements() > MAX_VALUES {
+            return Err(fail(too_large(&format!("the output {output}")), None));
         }
         out.push(LayerShape {
             input: shape,
@@ -347,5 +389,23 @@ mod tests {
                 non_trainable: 32
             }
         );
+    }
+
+    #[test]
+    fn sizes_past_the_limit_are_errors_not_overflows() {
+        // 2^50 filters overflowed usize in k*k*c*filters and panicked.
+        let err = infer([32, 32, 3], &[conv(1 << 50, 3, Padding::Same)]).unwrap_err();
+        assert!(err.reason.contains("exceed"), "{}", err.reason);
+        let err = infer(
+            [32, 32, 3],
+            &[LayerSpec::Flatten(NamedSpec { name: None }), dense(1 << 40)],
+        )
+        .unwrap_err();
+        assert_eq!(err.index, 1);
+        assert!(err.reason.contains("weight matrix"), "{}", err.reason);
+        let err = infer([1 << 30, 1 << 30, 3], &[conv(4, 3, Padding::Same)]).unwrap_err();
+        assert!(err.reason.contains("the input"), "{}", err.reason);
+        // The largest legal stacks still infer.
+        assert!(infer([1 << 10, 1 << 10, 4], &[conv(8, 3, Padding::Same)]).is_ok());
     }
 }
