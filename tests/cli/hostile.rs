@@ -445,3 +445,436 @@ fn a_torn_last_checkpoint_falls_back_and_stale_temps_are_removed() {
         }
     }
 }
+
+/// An experiment on a data table given as TOML, a `[16, 16, c]` input and
+/// a dense head of `classes` outputs.
+fn data_experiment(dir: &Path, name: &str, data: &str, channels: usize, classes: usize) -> PathBuf {
+    let text = format!(
+        "[experiment]\nname = \"{name}\"\n[data]\n{data}\n[model]\ninput_shape = [16, 16, {channels}]\nlayers = [ {{ type = \"flatten\" }}, {{ type = \"dense\", units = {classes}, activation = \"softmax\" }} ]\n[train]\nepochs = 1\nbatch_size = 4\n"
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A data error: exit 2, no panic, the named file in the message, no run
+/// folder.
+fn refused_before_training(exp: &Path, runs: &Path, name: &str, names: &str) -> String {
+    let out = runner_on("run", exp, runs).output().unwrap();
+    no_panic(&out);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+    assert!(err.contains(names), "{name}: names `{names}`: {err}");
+    assert!(
+        run_folders(runs, name).is_empty(),
+        "{name}: a run folder was made"
+    );
+    err
+}
+
+#[test]
+fn corrupt_data_files_are_refused_before_training_naming_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+
+    // IDX: a wrong magic number, and dimensions that do not match the data.
+    let idx = tmp.path().join("idx");
+    fixtures::idx_files(&idx, 24, 8, 2, 16, 16, false).unwrap();
+    let data = format!(
+        "source = \"idx\"\npath = \"{}\"\ntrain_images = \"train-images-idx3-ubyte\"\ntrain_labels = \"train-labels-idx1-ubyte\"\ntest_images = \"t10k-images-idx3-ubyte\"\ntest_labels = \"t10k-labels-idx1-ubyte\"\nclass_names = [\"a\", \"b\"]",
+        idx.display()
+    );
+    let exp = data_experiment(tmp.path(), "idxmagic", &data, 1, 2);
+    let images = idx.join("train-images-idx3-ubyte");
+    let good = std::fs::read(&images).unwrap();
+    let mut bad = good.clone();
+    bad[3] = 1; // 0x00000801: a label file's magic
+    std::fs::write(&images, &bad).unwrap();
+    let err = refused_before_training(&exp, &runs, "idxmagic", "train-images-idx3-ubyte");
+    assert!(err.contains("magic"), "{err}");
+
+    let exp = data_experiment(tmp.path(), "idxdims", &data, 1, 2);
+    let mut bad = good.clone();
+    bad[11] = 17; // 24 x 17 x 16 promised, 24 x 16 x 16 present
+    std::fs::write(&images, &bad).unwrap();
+    let err = refused_before_training(&exp, &runs, "idxdims", "train-images-idx3-ubyte");
+    assert!(err.contains("6528 bytes"), "{err}");
+
+    let exp = data_experiment(tmp.path(), "idxempty", &data, 1, 2);
+    std::fs::write(&images, b"").unwrap();
+    refused_before_training(&exp, &runs, "idxempty", "train-images-idx3-ubyte");
+    std::fs::write(&images, &good).unwrap();
+    std::fs::write(idx.join("t10k-labels-idx1-ubyte"), idx_labels(7)).unwrap();
+    let exp = data_experiment(tmp.path(), "idxcount", &data, 1, 2);
+    refused_before_training(&exp, &runs, "idxcount", "t10k");
+
+    // Food-101: malformed meta files.
+    let food = tmp.path().join("food");
+    fixtures::food101(&food, &["pizza", "sushi"], 4, 2, (16, 16)).unwrap();
+    let data = format!("source = \"food101\"\npath = \"{}\"", food.display());
+    for (name, text) in [
+        ("foodtorn", "{\"pizza\": [\"pizza/1000\""),
+        ("foodtype", "{\"pizza\": 3, \"sushi\": []}"),
+        ("foodempty", ""),
+        (
+            "foodescape",
+            "{\"pizza\": [\"../../etc/passwd\"], \"sushi\": [\"sushi/1000\"]}",
+        ),
+    ] {
+        std::fs::write(food.join("meta/train.json"), text).unwrap();
+        let exp = data_experiment(tmp.path(), name, &data, 3, 2);
+        refused_before_training(&exp, &runs, name, "train.json");
+    }
+
+    // Image folders: a zero-byte image, and a folder with no images.
+    let (exp, root) = folder_experiment(tmp.path(), "zerobyte", "fail");
+    std::fs::write(root.join("b/zero.png"), b"").unwrap();
+    refused_before_training(&exp, &runs, "zerobyte", "zero.png");
+    let (exp, root) = folder_experiment(tmp.path(), "noimages", "fail");
+    for f in std::fs::read_dir(root.join("b")).unwrap().flatten() {
+        std::fs::remove_file(f.path()).unwrap();
+    }
+    refused_before_training(&exp, &runs, "noimages", "b");
+}
+
+/// A plain IDX label file of `n` labels.
+fn idx_labels(n: usize) -> Vec<u8> {
+    runner::data::idx::encode(&[n], &vec![0; n])
+}
+
+#[test]
+fn torn_run_and_sweep_files_fail_cleanly_and_damage_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let exp = tiny_experiment(tmp.path(), "torn2", "");
+    assert_exit(&runner_on("run", &exp, &runs).output().unwrap(), 0);
+    let dir = runs
+        .join("torn2")
+        .join(read_latest(runs.join("torn2/latest")).unwrap());
+    let snapshot = |d: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = walkdir::WalkDir::new(d)
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+
+    // A checkpoint missing its model file: eval names what is there.
+    let final_model = dir.join("checkpoints/final/model.mpk");
+    let kept = std::fs::read(&final_model).unwrap();
+    std::fs::remove_file(&final_model).unwrap();
+    let before = snapshot(&dir);
+    let out = runner().arg("eval").arg(&dir).output().unwrap();
+    no_panic(&out);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("no `final` checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(snapshot(&dir), before, "eval changed the run folder");
+    std::fs::write(&final_model, kept).unwrap();
+
+    // A torn meta.json: resume refuses and changes nothing; eval, which
+    // reads only the config and a checkpoint, still works.
+    let meta_path = dir.join("meta.json");
+    let text = std::fs::read_to_string(&meta_path).unwrap();
+    std::fs::write(&meta_path, &text[..text.len() / 2]).unwrap();
+    let before = snapshot(&dir);
+    let out = runner()
+        .args(["run", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    no_panic(&out);
+    let code = out.status.code();
+    assert!(code == Some(1) || code == Some(2), "{code:?}");
+    assert!(stderr(&out).contains("meta.json"), "{}", stderr(&out));
+    assert_eq!(snapshot(&dir), before, "--resume changed the run folder");
+    let out = runner().arg("eval").arg(&dir).output().unwrap();
+    no_panic(&out);
+    assert_exit(&out, 0);
+
+    // A sweep whose journal's last line was torn by a kill: resume reads
+    // the whole lines and never runs a finished trial again.
+    let exp = tiny_experiment(
+        tmp.path(),
+        "tornsweep",
+        "[sweep]\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.2]\n",
+    );
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .args(["--set", "train.epochs=1", "--runs-dir"])
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let sweeps = runs.join("tornsweep/sweeps");
+    let sweep = sweeps.join(read_latest(sweeps.join("latest")).unwrap());
+    let journal = sweep.join("journal.jsonl");
+    let mut text = std::fs::read_to_string(&journal).unwrap();
+    text.push_str("{\"trial\": 1, \"state\": \"runn");
+    std::fs::write(&journal, &text).unwrap();
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&sweep)
+        .output()
+        .unwrap();
+    no_panic(&out);
+    assert_exit(&out, 0);
+    assert!(
+        crate::common::stdout(&out).contains("0 trial(s) to run"),
+        "{}",
+        crate::common::stdout(&out)
+    );
+    // A torn sweep.json: exit 2 naming it.
+    let meta = sweep.join("sweep.json");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, &text[..text.len() / 2]).unwrap();
+    for args in [vec!["sweep", "--resume"], vec!["sweep", "--status"]] {
+        let out = runner().args(&args).arg(&sweep).output().unwrap();
+        no_panic(&out);
+        let code = out.status.code();
+        assert!(
+            code == Some(1) || code == Some(2),
+            "{args:?}: {code:?} {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("sweep.json"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn a_sweep_whose_stdout_closes_still_runs_every_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let exp = tiny_experiment(
+        tmp.path(),
+        "pipesweep",
+        "[sweep]\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n",
+    );
+    let mut child = runner_process()
+        .arg("sweep")
+        .arg(&exp)
+        .args(["--set", "train.epochs=1", "--runs-dir"])
+        .arg(&runs)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    no_panic(&out);
+    assert_exit(&out, 0);
+    let sweeps = runs.join("pipesweep/sweeps");
+    let sweep = sweeps.join(read_latest(sweeps.join("latest")).unwrap());
+    let rows = std::fs::read_to_string(sweep.join("summary.csv")).unwrap();
+    assert_eq!(
+        rows.lines().filter(|l| l.contains(",done,")).count(),
+        3,
+        "{rows}"
+    );
+}
+
+/// A step into a TOML document: a table key or an array index.
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Every scalar or scalar-array leaf, and every table (for unknown keys),
+/// by path.
+fn walk(
+    value: &toml::Value,
+    path: &mut Vec<Step>,
+    leaves: &mut Vec<Vec<Step>>,
+    tables: &mut Vec<Vec<Step>>,
+) {
+    match value {
+        toml::Value::Table(t) => {
+            tables.push(path.clone());
+            for (k, v) in t {
+                path.push(Step::Key(k.clone()));
+                walk(v, path, leaves, tables);
+                path.pop();
+            }
+        }
+        toml::Value::Array(a) if a.iter().any(|v| v.is_table()) => {
+            for (i, v) in a.iter().enumerate() {
+                path.push(Step::Index(i));
+                walk(v, path, leaves, tables);
+                path.pop();
+            }
+        }
+        _ => leaves.push(path.clone()),
+    }
+}
+
+fn at<'a>(value: &'a mut toml::Value, path: &[Step]) -> &'a mut toml::Value {
+    path.iter().fold(value, |v, step| match step {
+        Step::Key(k) => &mut v.as_table_mut().unwrap()[k],
+        Step::Index(i) => &mut v.as_array_mut().unwrap()[*i],
+    })
+}
+
+fn path_text(path: &[Step]) -> String {
+    path.iter()
+        .map(|s| match s {
+            Step::Key(k) => k.clone(),
+            Step::Index(i) => i.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Mutants of one experiment: (kind, what was changed, TOML text).
+fn mutants(text: &str) -> Vec<(&'static str, String, String)> {
+    let doc: toml::Value = toml::from_str(text).unwrap();
+    let (mut leaves, mut tables) = (Vec::new(), Vec::new());
+    walk(&doc, &mut Vec::new(), &mut leaves, &mut tables);
+    let mut out = Vec::new();
+    let mut push = |kind, path: &[Step], doc: toml::Value| {
+        out.push((kind, path_text(path), toml::to_string(&doc).unwrap()));
+    };
+    for path in &leaves {
+        let (last, parent) = path.split_last().unwrap();
+        let mut d = doc.clone();
+        match (at(&mut d, parent), last) {
+            (toml::Value::Table(t), Step::Key(k)) => drop(t.remove(k)),
+            (toml::Value::Array(a), Step::Index(i)) => drop(a.remove(*i)),
+            _ => unreachable!(),
+        }
+        push("deleted key", path, d);
+        let old = at(&mut doc.clone(), path).clone();
+        let wrong = match &old {
+            toml::Value::String(_) => vec![toml::Value::Integer(12345)],
+            toml::Value::Array(_) => vec![
+                toml::Value::String("oops".into()),
+                toml::Value::Array(vec![]),
+            ],
+            _ => vec![toml::Value::String("oops".into())],
+        };
+        for v in wrong {
+            let mut d = doc.clone();
+            *at(&mut d, path) = v;
+            push("wrong type", path, d);
+        }
+        let extreme = match &old {
+            toml::Value::Integer(_) => vec![
+                toml::Value::Integer(-1),
+                toml::Value::Integer(0),
+                toml::Value::Integer(1 << 50),
+            ],
+            toml::Value::Float(_) => vec![
+                toml::Value::Float(-1.0),
+                toml::Value::Float(1e300),
+                toml::Value::Float(f64::NAN),
+            ],
+            toml::Value::String(_) => vec![toml::Value::String(String::new())],
+            _ => vec![],
+        };
+        for v in extreme {
+            let mut d = doc.clone();
+            *at(&mut d, path) = v;
+            push("out of range", path, d);
+        }
+    }
+    for path in &tables {
+        let mut d = doc.clone();
+        at(&mut d, path)
+            .as_table_mut()
+            .unwrap()
+            .insert("zz_unknown".into(), toml::Value::Integer(1));
+        push("unknown key", path, d);
+    }
+    // A table header written twice.
+    for line in text
+        .lines()
+        .filter(|l| l.trim_start().starts_with('[') && !l.contains("[["))
+    {
+        out.push((
+            "duplicated table",
+            line.trim().to_string(),
+            format!("{text}\n{}\n", line.trim()),
+        ));
+    }
+    out
+}
+
+#[test]
+fn every_mutation_of_the_experiment_files_is_refused_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(crate::common::root().join("experiments"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let mut tally: std::collections::BTreeMap<(&str, Option<i32>), usize> = Default::default();
+    let mut accepted = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        for (n, (kind, what, mutant)) in mutants(&text).into_iter().enumerate() {
+            let path = tmp.path().join(format!("{stem}-m{n:04}.toml"));
+            std::fs::write(&path, &mutant).unwrap();
+            let out = runner().arg("check").arg(&path).output().unwrap();
+            let err = stderr(&out);
+            let code = out.status.code();
+            let case = format!("{stem}: {kind} `{what}`");
+            assert!(!err.contains("panicked"), "{case}: {err}");
+            assert!(
+                code == Some(0) || code == Some(2),
+                "{case}: exit {code:?}: {err}"
+            );
+            if code == Some(2) {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                assert!(err.contains(&name), "{case}: the file is not named: {err}");
+            }
+            if matches!(kind, "unknown key" | "duplicated table") {
+                assert_eq!(code, Some(2), "{case}: accepted");
+            }
+            if kind == "unknown key" {
+                assert!(err.contains("zz_unknown"), "{case}: {err}");
+            }
+            if kind == "out of range" && code == Some(0) {
+                accepted.push(case);
+            }
+            *tally.entry((kind, code)).or_default() += 1;
+        }
+    }
+    // The closing note's table: how many mutants of each kind gave which exit.
+    for ((kind, code), n) in &tally {
+        println!("{kind:>16}  exit {}  {n}", code.unwrap_or(-1));
+    }
+    // Extreme values that are still valid: 0 or 2^50 as a seed or a
+    // patience, an empty description, 0 degrees of rotation, a huge learning
+    // rate (legal, and a NaN loss then fails the run with exit 1), 2^50 as
+    // "the first N classes" of a folder (a data error, exit 2, once `runner
+    // run` sees how many there are).
+    let legal = [
+        "seed",
+        "description",
+        "patience",
+        "rotation_range",
+        "learning_rate",
+        "classes",
+    ];
+    for case in &accepted {
+        assert!(
+            legal.iter().any(|k| case.contains(&format!("{k}`"))),
+            "accepted: {case}"
+        );
+    }
+}
