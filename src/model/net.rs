@@ -9,6 +9,7 @@ use super::conv::{self, ConvOps};
 use super::conv_pool;
 use super::layer::{ActKind, ConvLayer, Layer};
 use super::pool;
+use super::{avg_pool, norm};
 use crate::plan::ModelPlan;
 
 /// A sequential image classifier.
@@ -72,15 +73,15 @@ impl<B: ConvOps> Net<B> {
                     let relu = i > 0 && self.relu_moves_to_pool(i - 1);
                     Flow::Map(pool::max_pool2d(p, t, relu))
                 }
-                (Layer::AvgPool(p), Flow::Map(t)) => Flow::Map(p.forward(t)),
+                (Layer::AvgPool(p), Flow::Map(t)) => Flow::Map(avg_pool::avg_pool2d(p, t)),
                 (Layer::GlobalAvgPool(p), Flow::Map(t)) => Flow::Flat(p.forward(t).flatten(1, 3)),
                 (Layer::Dropout(d), Flow::Map(t)) => Flow::Map(d.forward(t)),
                 (Layer::Dropout(d), Flow::Flat(t)) => Flow::Flat(d.forward(t)),
                 (Layer::Flatten(_), Flow::Map(t)) => Flow::Flat(t.flatten(1, 3)),
                 (Layer::Flatten(_), Flow::Flat(t)) => Flow::Flat(t),
                 (Layer::Dense(d), Flow::Flat(t)) => Flow::Flat(d.act.apply(d.linear.forward(t))),
-                (Layer::BatchNorm(bn), Flow::Map(t)) => Flow::Map(bn.forward(t)),
-                (Layer::BatchNorm(bn), Flow::Flat(t)) => Flow::Flat(bn.forward(t)),
+                (Layer::BatchNorm(bn), Flow::Map(t)) => Flow::Map(norm::batch_norm(bn, t)),
+                (Layer::BatchNorm(bn), Flow::Flat(t)) => Flow::Flat(norm::batch_norm(bn, t)),
                 (Layer::Activation(a), Flow::Map(t)) => Flow::Map(a.apply(t)),
                 (Layer::Activation(a), Flow::Flat(t)) => Flow::Flat(a.apply(t)),
                 // Shape inference in the plan rules these out before a model is built.
