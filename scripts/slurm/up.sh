@@ -51,7 +51,8 @@ done
 
 fail() {
     echo "up.sh: $*" >&2
-    for log in munged slurmctld slurmd; do
+    for log in munged slurmctld slurmd slurmd.out slurmctld.out; do
+        [ "${log%.out}" = "$log" ] || { [ -s "$D/log/$log" ] && { echo "--- tail of $D/log/$log" >&2; tail -n 15 "$D/log/$log" >&2; }; continue; }
         [ -s "$D/log/$log.log" ] && { echo "--- tail of $D/log/$log.log" >&2; tail -n 15 "$D/log/$log.log" >&2; }
     done
     "$(dirname "$0")/down.sh" "$D" >&2 || true

@@ -862,7 +862,8 @@ fn every_mutation_of_the_experiment_files_is_refused_cleanly() {
     // patience, an empty description, 0 degrees of rotation, a huge learning
     // rate (legal, and a NaN loss then fails the run with exit 1), 2^50 as
     // "the first N classes" of a folder (a data error, exit 2, once `runner
-    // run` sees how many there are).
+    // run` sees how many there are), a validation split of 0 where no
+    // callback watches a validation metric.
     let legal = [
         "seed",
         "description",
@@ -870,6 +871,7 @@ fn every_mutation_of_the_experiment_files_is_refused_cleanly() {
         "rotation_range",
         "learning_rate",
         "classes",
+        "validation_split",
     ];
     for case in &accepted {
         assert!(

@@ -23,7 +23,12 @@ const NEEDED: &[&str] = &[
 pub struct SlurmCluster {
     dir: Option<tempfile::TempDir>,
     conf: PathBuf,
+    /// One cluster at a time: two slurmd started at once on a loaded
+    /// 2-core machine were seen to lose one at start-up.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn scripts_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm")
@@ -58,6 +63,7 @@ impl SlurmCluster {
             println!("skipped: no slurm (missing {})", missing.join(", "));
             return None;
         }
+        let guard = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::Builder::new()
             .prefix("runner-slurm-")
             .tempdir()
@@ -83,6 +89,7 @@ impl SlurmCluster {
         Some(SlurmCluster {
             conf: PathBuf::from(conf),
             dir: Some(dir),
+            _one_at_a_time: guard,
         })
     }
 
