@@ -15,7 +15,7 @@ BENCH_PY ?= $(BENCH_VENV)/bin/python
 BENCH_JPEGS := bench/work/jpegs
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: help build release run sweep test test-gpu check fmt clippy tensorboard data bench bench-data bench-gpu
+.PHONY: help build release run sweep test test-gpu check fmt clippy tensorboard data fashion-bn bench bench-data bench-gpu
 
 help:
 	@echo "make run        build (release) and run $(EXP)"
@@ -24,6 +24,7 @@ help:
 	@echo "make sweep      build (release) and run the sweep of $(EXP)"
 	@echo "make build      debug build;  make release  optimized build"
 	@echo "make data       install Fashion-MNIST (Debian package dataset-fashion-mnist) for experiments/fashion-mnist.toml"
+	@echo "make fashion-bn train experiments/fashion-mnist-bn.toml (conv-BN-ReLU network; needs make data)"
 	@echo "make bench      runner vs PyTorch and Keras side by side: training img/s, peak RSS, loader, time to 0.90 (bench/results/)"
 	@echo "make bench-data loader images/s against Keras ImageDataGenerator and torchvision, 1 thread and all cores (BENCH_PY=python with both)"
 	@echo "make test-gpu   the GPU path end to end: accuracy, CPU/GPU agreement, kill and resume, sweep, out of memory (needs an NVIDIA GPU; DEVICE=wgpu for Vulkan)"
@@ -38,6 +39,10 @@ release:
 
 run: release
 	$(RUNNER) run $(EXP)
+
+# The batch-norm network on Fashion-MNIST (about 16 minutes on 2 CPU cores).
+fashion-bn: release
+	$(RUNNER) run experiments/fashion-mnist-bn.toml
 
 sweep: release
 	$(RUNNER) sweep $(EXP)

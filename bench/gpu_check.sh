@@ -31,6 +31,8 @@
 #             class for at least 99.5% of the test images, and the predicted
 #             class's probability within 5e-3 (TF32 tensor cores round inputs
 #             to 10 mantissa bits)
+#   layers    the same for a network with batch norm, average pooling
+#             (`same` padding) and global average pooling
 #   resume    kill -9 during epoch 3, then --resume: every epoch exactly once
 #   sweep     a 2x2 grid sweep, every trial on the GPU, all completed
 #   oom       a batch too large for GPU memory: exit 1 with one paragraph
@@ -97,16 +99,22 @@ if ! skipped accuracy; then
   accuracy fashion-folder bench/models/fashion_folder.toml "${folder[@]}"
 fi
 
-# ---- forward: one checkpoint on both devices
-if ! skipped forward; then
-  runs="$work/forward"
-  if run 900 run bench/models/fashion_folder.toml --device "$device" --runs-dir "$runs" "${folder[@]}" --set train.epochs=3 >"$work/forward-train.log" 2>&1; then
-    dir="$(latest "$runs/fashion-folder")"
+# ---- forward, layers: one checkpoint on both devices
+# forward_check CHECK MODEL NAME [run args]: train MODEL on the GPU, then
+# evaluate its checkpoint on the CPU and on the GPU and compare.
+forward_check() {
+  local check="$1" model="$2" name="$3"
+  shift 3
+  skipped "$check" && return
+  local runs="$work/$check"
+  if run 900 run "$model" --device "$device" --runs-dir "$runs" "${folder[@]}" "$@" >"$work/$check-train.log" 2>&1; then
+    local dir
+    dir="$(latest "$runs/$name")"
     for dev in cpu "$device"; do
-      run 600 eval "$dir" --device "$dev" >"$work/forward-eval-$dev.log" 2>&1 \
-        && cp "$dir/eval/final/predictions.csv" "$work/forward-$dev.csv"
+      run 600 eval "$dir" --device "$dev" >"$work/$check-eval-$dev.log" 2>&1 \
+        && cp "$dir/eval/final/predictions.csv" "$work/$check-$dev.csv"
     done
-    python3 - "$work/forward-cpu.csv" "$work/forward-$device.csv" <<'EOF' && pass forward "$(cat "$work/forward.txt")" || fail forward "$(cat "$work/forward.txt" 2>/dev/null)"
+    python3 - "$work/$check-cpu.csv" "$work/$check-$device.csv" "$work/$check.txt" <<'EOF' && pass "$check" "$(cat "$work/$check.txt")" || fail "$check" "$(cat "$work/$check.txt" 2>/dev/null)"
 import csv, sys
 a = list(csv.DictReader(open(sys.argv[1])))
 b = list(csv.DictReader(open(sys.argv[2])))
@@ -115,13 +123,17 @@ same = sum(x["predicted_class"] == y["predicted_class"] for x, y in zip(a, b))
 diff = max(abs(float(x["probability"]) - float(y["probability"]))
            for x, y in zip(a, b) if x["predicted_class"] == y["predicted_class"])
 text = f"{same}/{len(a)} same classes, largest probability difference {diff:.2e}"
-open(sys.argv[1].rsplit("/", 1)[0] + "/forward.txt", "w").write(text)
+open(sys.argv[3], "w").write(text)
 sys.exit(0 if same >= 0.995 * len(a) and diff <= 5e-3 else 1)
 EOF
   else
-    fail forward "training exited $? (log $work/forward-train.log)"
+    fail "$check" "training exited $? (log $work/$check-train.log)"
   fi
-fi
+}
+forward_check forward bench/models/fashion_folder.toml fashion-folder --set train.epochs=3
+# Batch norm (moving statistics in evaluation), average pooling with
+# `same` padding and global average pooling, on both devices.
+forward_check layers bench/models/fashion_layers.toml fashion-layers --set train.epochs=2
 
 # ---- resume: kill -9 in the middle, then --resume
 if ! skipped resume; then
