@@ -70,6 +70,7 @@ mod tests {
     use crate::shape::{LayerShape, ParamCount, Shape};
     use burn::backend::{Autodiff, Flex};
     use burn::module::{AutodiffModule, Param};
+    use burn::tensor::backend::AutodiffBackend;
     use burn::tensor::TensorData;
 
     type AD = Autodiff<Flex>;
@@ -80,6 +81,10 @@ mod tests {
     /// The layer exactly as a `{ type = "batch_norm" }` with Keras's
     /// defaults is built, with gamma and beta set away from 1 and 0.
     fn layer() -> BatchNorm<AD> {
+        layer_on::<AD>(&Default::default())
+    }
+
+    fn layer_on<B: AutodiffBackend>(device: &B::Device) -> BatchNorm<B> {
         let s = Shape::Map { h: 2, w: 3, c: C };
         let plan = LayerPlan {
             name: "bn".into(),
@@ -95,18 +100,17 @@ mod tests {
             },
         };
         let Layer::BatchNorm(mut bn) =
-            Layer::<AD>::init(&plan, InitializerKind::GlorotUniform, &Default::default())
+            Layer::<B>::init(&plan, InitializerKind::GlorotUniform, device)
         else {
             panic!("a batch norm layer")
         };
-        let device = Default::default();
         bn.gamma = Param::from_tensor(Tensor::from_data(
             TensorData::new(vec![1.5f32, 0.5], [C]),
-            &device,
+            device,
         ));
         bn.beta = Param::from_tensor(Tensor::from_data(
             TensorData::new(vec![0.25f32, -1.0], [C]),
-            &device,
+            device,
         ));
         bn
     }
@@ -172,13 +176,17 @@ mod tests {
 
     #[test]
     fn training_uses_batch_statistics_and_keras_moving_averages() {
-        let device = Default::default();
-        let bn = layer();
+        training_case::<AD>(&Default::default());
+    }
+
+    fn training_case<B: AutodiffBackend>(device: &B::Device) {
+        let device = device.clone();
+        let bn = layer_on::<B>(&device);
         let mut moving = [(0.0f64, 1.0f64); C];
         for k in 0..3 {
             let x = batch(k);
             let st = stats(&x);
-            let y = batch_norm(&bn, tensor::<AD>(&x, &device));
+            let y = batch_norm(&bn, tensor::<B>(&x, &device));
             close(
                 y.into_data().to_vec().unwrap(),
                 &normalized(&x, &st),
@@ -197,7 +205,7 @@ mod tests {
         // Evaluation: the moving statistics, not the batch's.
         let valid = bn.valid();
         let x = batch(5);
-        let y = batch_norm(&valid, tensor::<Flex>(&x, &device));
+        let y = batch_norm(&valid, tensor::<B::InnerBackend>(&x, &device));
         close(
             y.into_data().to_vec().unwrap(),
             &normalized(&x, &moving),
@@ -208,17 +216,21 @@ mod tests {
 
     #[test]
     fn gradients_match_the_batch_norm_derivative() {
-        let device = Default::default();
-        let bn = layer();
+        gradient_case::<AD>(&Default::default());
+    }
+
+    fn gradient_case<B: AutodiffBackend>(device: &B::Device) {
+        let device = device.clone();
+        let bn = layer_on::<B>(&device);
         let x = batch(1);
         let st = stats(&x);
-        let xt = tensor::<AD>(&x, &device).require_grad();
+        let xt = tensor::<B>(&x, &device).require_grad();
         // Loss = sum(y * w) for a fixed w, so dL/dy = w.
         let w: Vec<f64> = (0..x.len())
             .map(|i| ((i * 13) as f64 * 0.21).cos())
             .collect();
         let y = batch_norm(&bn, xt.clone());
-        let grads = (y * tensor::<AD>(&w, &device)).sum().backward();
+        let grads = (y * tensor::<B>(&w, &device)).sum().backward();
         let m = (N * HW) as f64;
         let idx = |c: usize| (0..N).flat_map(move |n| (0..HW).map(move |j| (n * C + c) * HW + j));
         let mut dx = vec![0.0; x.len()];
@@ -338,5 +350,27 @@ mod tests {
         assert!(mean.iter().all(|m| *m != 0.0), "{mean:?}");
         let reset: Vec<f32> = fresh.valid().forward(x).into_data().to_vec().unwrap();
         assert_ne!(restored, reset);
+    }
+
+    /// The same cases on the wgpu backend as `runner` builds it (cubecl,
+    /// fusion), where a Vulkan driver exists (lavapipe in CI).
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn the_same_on_wgpu() {
+        use burn_cubecl::cubecl::wgpu::{WgpuDevice, WgpuRuntime};
+        type Cube = burn_cubecl::CubeBackend<WgpuRuntime, f32, i32, u32>;
+        type Gpu = Autodiff<burn_fusion::Fusion<Cube>>;
+        if let Err(e) = crate::backend::prepare_gpu(crate::device::Device::Wgpu) {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "no wgpu adapter in CI: {e}"
+            );
+            println!("skipped: no wgpu adapter ({e})");
+            return;
+        }
+        let device = WgpuDevice::DefaultDevice;
+        training_case::<Gpu>(&device);
+        gradient_case::<Gpu>(&device);
     }
 }
