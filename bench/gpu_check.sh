@@ -133,7 +133,7 @@ EOF
 forward_check forward bench/models/fashion_folder.toml fashion-folder --set train.epochs=3
 # Batch norm (moving statistics in evaluation), average pooling with
 # `same` padding and global average pooling, on both devices.
-forward_check layers bench/models/fashion_layers.toml fashion-layers --set train.epochs=2
+forward_check layers bench/models/fashion_layers.toml fashion-layers --set train.epochs=3
 
 # ---- resume: kill -9 in the middle, then --resume
 if ! skipped resume; then
