@@ -129,19 +129,21 @@ pub fn burn_conv2d_backward<B: Backend>(
 ) -> [Option<FloatTensor<B>>; 3] {
     let dx = needed[0]
         .then(|| B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
-    let db = match (needed[2], bias_len) {
-        (true, Some(n)) => {
-            let bias = B::float_zeros(
-                Shape::new([n]),
-                &B::float_device(&grad),
-                grad.dtype().into(),
-            );
-            Some(B::conv2d_bias_backward(x.clone(), bias, grad.clone()))
-        }
-        _ => None,
-    };
+    let db = bias_backward::<B>(&x, &grad, bias_len, needed[2]);
     let dw = needed[1].then(|| B::conv2d_weight_backward(x, weight, grad, options));
     [dx, dw, db]
+}
+
+/// The bias gradient of a convolution with `bias_len` biases, if `wanted`.
+pub fn bias_backward<B: Backend>(
+    x: &FloatTensor<B>,
+    grad: &FloatTensor<B>,
+    bias_len: Option<usize>,
+    wanted: bool,
+) -> Option<FloatTensor<B>> {
+    let n = bias_len.filter(|_| wanted)?;
+    let bias = B::float_zeros(Shape::new([n]), &B::float_device(grad), grad.dtype().into());
+    Some(B::conv2d_bias_backward(x.clone(), bias, grad.clone()))
 }
 
 /// Implement [`ConvOps`] with burn's own operations, for a type

@@ -13,8 +13,8 @@
 //! Pooling has no runner kernels on a GPU: [`PoolOps`] and [`ConvPoolOps`]
 //! keep their defaults, so burn's pooling runs.
 
-use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps, ModuleOps};
-use burn::tensor::{Shape, TensorMetadata};
+use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
+use burn::tensor::TensorMetadata;
 use burn_cubecl::kernel::conv::{
     conv_data_backward, conv_forward, conv_weight_backward, ConvStrategy,
 };
@@ -170,21 +170,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> ConvOps
         let dx = needed[0].then(|| {
             data_backward::<R, F, I, BT>(x.clone(), weight.clone(), grad.clone(), options.clone())
         });
-        let db = match (needed[2], bias_len) {
-            (true, Some(n)) => {
-                let bias = Self::float_zeros(
-                    Shape::new([n]),
-                    &Self::float_device(&grad),
-                    grad.dtype().into(),
-                );
-                Some(<Self as ModuleOps<Self>>::conv2d_bias_backward(
-                    x.clone(),
-                    bias,
-                    grad.clone(),
-                ))
-            }
-            _ => None,
-        };
+        let db = crate::model::conv::bias_backward::<Self>(&x, &grad, bias_len, needed[2]);
         let dw = needed[1].then(|| weight_backward::<R, F, I, BT>(x, weight, grad, options));
         [dx, dw, db]
     }

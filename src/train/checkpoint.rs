@@ -132,29 +132,20 @@ impl Checkpoints {
             .all(|f| dir.join(f).is_file())
     }
 
-    /// The newest resumable checkpoint below `last`: kept with its resume
-    /// state, so that a `last` torn by a crash has one to fall back to.
-    fn fallback(&self, last: Option<usize>) -> Option<usize> {
+    /// Resumable checkpoints below `last` (all of them without one),
+    /// newest first.
+    fn older_resumable(&self, last: Option<usize>) -> impl Iterator<Item = usize> + '_ {
         self.saved_epochs()
             .into_iter()
             .rev()
-            .filter(|&e| last.is_none_or(|l| e < l))
-            .find(|&e| self.resumable(e))
+            .filter(move |&e| last.is_none_or(|l| e < l) && self.resumable(e))
     }
 
     /// Epochs to resume from, best first: `last`, then the older resumable
     /// checkpoints, newest first (also when the `last` link is gone).
     pub fn resume_candidates(&self) -> Vec<usize> {
         let last = self.linked_epoch(LAST);
-        last.into_iter()
-            .chain(
-                self.saved_epochs()
-                    .into_iter()
-                    .rev()
-                    .filter(|&e| Some(e) != last && last.is_none_or(|l| e < l))
-                    .filter(|&e| self.resumable(e)),
-            )
-            .collect()
+        last.into_iter().chain(self.older_resumable(last)).collect()
     }
 
     /// Delete every epoch folder that is neither linked, nor `last`'s
@@ -162,7 +153,9 @@ impl Checkpoints {
     /// state) of every epoch but `last` and its fallback.
     pub fn prune(&self, keep: &BTreeSet<usize>) {
         let last = self.linked_epoch(LAST);
-        let fallback = last.and_then(|l| self.fallback(Some(l)));
+        // The newest resumable checkpoint below `last` keeps its resume
+        // state, so that a `last` torn by a crash has one to fall back to.
+        let fallback = last.and_then(|l| self.older_resumable(Some(l)).next());
         let linked: BTreeSet<usize> = [LAST, BEST, RESTORE, FINAL]
             .iter()
             .filter_map(|n| self.linked_epoch(n))

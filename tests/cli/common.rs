@@ -100,3 +100,30 @@ batch_size = 16
 pub fn read_latest(path: impl AsRef<Path>) -> std::io::Result<PathBuf> {
     Ok(PathBuf::from(std::fs::read_to_string(path)?.trim()))
 }
+
+/// The newest run folder of experiment `name` under `runs` (its `latest`).
+pub fn run_dir(runs: &Path, name: &str) -> PathBuf {
+    let latest = runs.join(name).join("latest");
+    let target = read_latest(&latest).expect("latest file");
+    runs.join(name).join(target)
+}
+
+/// The newest sweep folder of experiment `name` under `runs`.
+pub fn sweep_dir(runs: &Path, name: &str) -> PathBuf {
+    let sweeps = runs.join(name).join("sweeps");
+    sweeps.join(read_latest(sweeps.join("latest")).expect("latest sweep"))
+}
+
+/// A run folder's meta.json.
+pub fn meta(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap()
+}
+
+/// The first column of metrics.csv: the epochs logged, in order.
+pub fn csv_epochs(dir: &Path) -> Vec<usize> {
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect()
+}

@@ -10,7 +10,8 @@ use std::process::Stdio;
 use runner::data::fixtures;
 
 use crate::common::{
-    assert_exit, read_latest, runner, runner_on, runner_process, stderr, tiny_experiment,
+    assert_exit, csv_epochs, meta, run_dir, runner, runner_on, runner_process, stderr, sweep_dir,
+    tiny_experiment,
 };
 
 /// Run folders (`v*`) under `runs/<name>`.
@@ -26,10 +27,6 @@ fn run_folders(runs: &Path, name: &str) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn meta(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap()
 }
 
 fn no_panic(out: &std::process::Output) {
@@ -57,9 +54,7 @@ fn a_closed_stdout_does_not_stop_a_run_or_an_eval() {
     let out = child.wait_with_output().unwrap();
     no_panic(&out);
     assert_exit(&out, 0);
-    let dir = runs
-        .join("pipe")
-        .join(read_latest(runs.join("pipe/latest")).unwrap());
+    let dir = run_dir(&runs, "pipe");
     assert_eq!(meta(&dir)["status"], "completed");
     assert!(dir.join("report/predictions.csv").is_file());
 
@@ -338,7 +333,7 @@ fn eval_takes_a_checkpoint_name_never_a_path() {
     // A folder that holds a model file of the right name.
     let elsewhere = tmp.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
-    let dir = runs.join("evalpath").join(read_latest(&run).unwrap());
+    let dir = run_dir(&runs, "evalpath");
     std::fs::copy(
         dir.join("checkpoints/final/model.mpk"),
         elsewhere.join("model.mpk"),
@@ -372,15 +367,6 @@ fn eval_takes_a_checkpoint_name_never_a_path() {
     assert!(dir.join("eval/best/predictions.csv").is_file());
 }
 
-/// The first column of metrics.csv: the epochs logged, in order.
-fn csv_epochs(dir: &Path) -> Vec<usize> {
-    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().parse().unwrap())
-        .collect()
-}
-
 #[test]
 fn a_torn_last_checkpoint_falls_back_and_stale_temps_are_removed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -388,9 +374,7 @@ fn a_torn_last_checkpoint_falls_back_and_stale_temps_are_removed() {
     let exp = tiny_experiment(tmp.path(), "torn", "");
     let out = runner_on("run", &exp, &runs).output().unwrap();
     assert_exit(&out, 0);
-    let dir = runs
-        .join("torn")
-        .join(read_latest(runs.join("torn/latest")).unwrap());
+    let dir = run_dir(&runs, "torn");
     let ck = dir.join("checkpoints");
     // What a power loss after the last epoch's checkpoint can leave: a
     // status still `running`, a `last` whose optimizer state never reached
@@ -548,9 +532,7 @@ fn torn_run_and_sweep_files_fail_cleanly_and_damage_nothing() {
     let runs = tmp.path().join("runs");
     let exp = tiny_experiment(tmp.path(), "torn2", "");
     assert_exit(&runner_on("run", &exp, &runs).output().unwrap(), 0);
-    let dir = runs
-        .join("torn2")
-        .join(read_latest(runs.join("torn2/latest")).unwrap());
+    let dir = run_dir(&runs, "torn2");
     let snapshot = |d: &Path| -> Vec<(PathBuf, Vec<u8>)> {
         let mut v: Vec<_> = walkdir::WalkDir::new(d)
             .into_iter()
@@ -613,8 +595,7 @@ fn torn_run_and_sweep_files_fail_cleanly_and_damage_nothing() {
         .output()
         .unwrap();
     assert_exit(&out, 0);
-    let sweeps = runs.join("tornsweep/sweeps");
-    let sweep = sweeps.join(read_latest(sweeps.join("latest")).unwrap());
+    let sweep = sweep_dir(&runs, "tornsweep");
     let journal = sweep.join("journal.jsonl");
     let mut text = std::fs::read_to_string(&journal).unwrap();
     text.push_str("{\"trial\": 1, \"state\": \"runn");
@@ -674,8 +655,7 @@ fn a_sweep_whose_stdout_closes_still_runs_every_trial() {
     let out = child.wait_with_output().unwrap();
     no_panic(&out);
     assert_exit(&out, 0);
-    let sweeps = runs.join("pipesweep/sweeps");
-    let sweep = sweeps.join(read_latest(sweeps.join("latest")).unwrap());
+    let sweep = sweep_dir(&runs, "pipesweep");
     let rows = std::fs::read_to_string(sweep.join("summary.csv")).unwrap();
     assert_eq!(
         rows.lines().filter(|l| l.contains(",done,")).count(),

@@ -5,26 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_exit, runner, runner_on, stderr, stdout, tiny_experiment};
+use crate::common::{
+    assert_exit, csv_epochs, meta, run_dir, runner, runner_on, stderr, stdout, tiny_experiment,
+};
 use crate::python::{python_with, run_script};
-
-fn run_dir(runs: &Path, name: &str) -> PathBuf {
-    let latest = runs.join(name).join("latest");
-    let target = crate::common::read_latest(&latest).expect("latest file");
-    runs.join(name).join(target)
-}
-
-fn meta(dir: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap()
-}
-
-fn csv_epochs(dir: &Path) -> Vec<usize> {
-    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| l.split(',').next().unwrap().parse().unwrap())
-        .collect()
-}
 
 #[test]
 fn a_run_leaves_a_complete_folder() {

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::common::{runner, runner_process, stderr, tiny_experiment};
+use crate::common::{runner, runner_process, stderr, sweep_dir, tiny_experiment};
 
 /// A folder of fake Slurm commands. Each logs its arguments to
 /// `<bin>/calls.log`; `sbatch` answers job ids 1000, 1001, ... after
@@ -73,11 +73,6 @@ fn slurm_experiment(dir: &Path, name: &str) -> PathBuf {
         name,
         "[sweep]\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n[sweep.launcher]\ntype = \"slurm\"\n",
     )
-}
-
-fn sweep_dir(runs: &Path, name: &str) -> PathBuf {
-    let sweeps = runs.join(name).join("sweeps");
-    sweeps.join(crate::common::read_latest(sweeps.join("latest")).expect("latest sweep"))
 }
 
 fn recorded_jobs(sweep: &Path) -> Vec<String> {

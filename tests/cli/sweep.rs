@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_exit, root, runner, runner_on, stderr, stdout, tiny_experiment};
+use crate::common::{
+    assert_exit, root, runner, runner_on, stderr, stdout, sweep_dir, tiny_experiment,
+};
 use crate::python::{python_with, run_script};
 
 fn journal(dir: &Path) -> Vec<serde_json::Value> {
@@ -24,11 +26,6 @@ fn states_of(dir: &Path, state: &str) -> Vec<u64> {
         .collect();
     v.sort();
     v
-}
-
-fn sweep_dir(runs: &Path, name: &str) -> PathBuf {
-    let sweeps = runs.join(name).join("sweeps");
-    sweeps.join(crate::common::read_latest(sweeps.join("latest")).expect("latest sweep"))
 }
 
 fn summary_rows(dir: &Path) -> Vec<Vec<String>> {
