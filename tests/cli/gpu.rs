@@ -162,8 +162,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// How many kernels a run compiled, from cubecl's compilation log.
-fn kernels_compiled(tmp: &Path, name: &str, sizes: [usize; 3]) -> usize {
+/// How many kernels a run compiled, from cubecl's compilation log, with
+/// compiled kernels and autotune results kept in `cache`.
+fn kernels_compiled(tmp: &Path, cache: &Path, name: &str, sizes: [usize; 3]) -> usize {
     let exp = tiny_experiment(tmp, name, "");
     let log = tmp.join(format!("{name}.log"));
     let out = runner_on("run", &exp, &tmp.join("runs"))
@@ -174,7 +175,7 @@ fn kernels_compiled(tmp: &Path, name: &str, sizes: [usize; 3]) -> usize {
         .arg(format!("data.validation_size={}", sizes[1]))
         .arg("--set")
         .arg(format!("data.test_size={}", sizes[2]))
-        .env("RUNNER_KERNEL_CACHE", shared_cache())
+        .env("RUNNER_KERNEL_CACHE", cache)
         .env("CUBECL_DEBUG_LOG", &log)
         .output()
         .unwrap();
@@ -191,11 +192,21 @@ fn short_last_batches_bring_no_new_kernels() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
+    // A cache of this test's own, tuned by a first run: a run that finds no
+    // autotune result compiles every candidate kernel as well, so both
+    // measured runs must start from the same cache (a cache shared with the
+    // other tests changes under them).
+    let cache = tmp.path().join("kernels");
+    let cold = kernels_compiled(tmp.path(), &cache, "warm", [96, 32, 32]);
     // Batches of 16: every split divides evenly, or none does (the last
     // training, validation and test batches are short).
-    let even = kernels_compiled(tmp.path(), "even", [96, 32, 32]);
-    let short = kernels_compiled(tmp.path(), "short", [90, 30, 27]);
+    let even = kernels_compiled(tmp.path(), &cache, "even", [96, 32, 32]);
+    let short = kernels_compiled(tmp.path(), &cache, "short", [90, 30, 27]);
     assert!(even > 10, "the log counted {even} kernels");
+    assert!(
+        cold >= even,
+        "a cold cache compiled {cold}, a warm one {even}"
+    );
     assert_eq!(
         short, even,
         "padded short batches must run the full batches' kernels"
