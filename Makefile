@@ -63,7 +63,7 @@ $(VENV)/.installed: requirements-test.txt
 TEST_FEATURES ?= wgpu
 
 test: $(VENV)/.installed
-	RUNNER_TEST_PYTHON=$(abspath $(PY)) $(CARGO) test --locked --features "$(TEST_FEATURES)"
+	RUNNER_TEST_PYTHON=$(abspath $(PY)) $(CARGO) test --locked --workspace --features "$(TEST_FEATURES)"
 
 # TensorBoard on the run folders; TB_LOGDIR, TB_HOST, TB_PORT override.
 tensorboard: $(VENV)/.installed

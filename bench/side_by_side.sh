@@ -7,7 +7,7 @@
 #   torch            bench/train_torch.py with $PEER_PY (default bench/.venv/bin/python)
 #   keras            bench/train_keras.py with $PEER_PY
 #   torch@PYTHON     train_torch.py with another interpreter (e.g. a venv with torch 2.9)
-#   runner:BIN:BACKEND[:ENV=VALUE]   a train_step binary (examples/train_step.rs)
+#   runner:BIN[:ENV=VALUE]   a train_step binary (examples/train_step.rs)
 # Configs run in turn, ROUNDS times (interleaved, so drifting machine load
 # hits all of them alike). Every RESULT line is printed with the load average
 # at the time; the machine is shared, so compare ratios within one round.
@@ -35,8 +35,8 @@ for round in $(seq 1 "$rounds"); do
       torch@*) out="$("${cfg#torch@}" "$here/train_torch.py" --workload "$workload" --optimizer "$opt" --steps "$steps" --warmup "$warmup" --threads "$threads" 2>/dev/null | grep RESULT)";;
       keras) out="$("$peer_py" "$here/train_keras.py" --workload "$workload" --optimizer "$opt" --steps "$steps" --warmup "$warmup" --threads "$threads" 2>/dev/null | grep RESULT)";;
       runner:*)
-        IFS=: read -r _ bin backend envset <<<"$cfg"
-        out="$(env ${envset:-} "$bin" "$model" --backend "$backend" --optimizer "$opt" --steps "$steps" --warmup "$warmup" --threads "$threads" 2>/dev/null | grep RESULT)"
+        IFS=: read -r _ bin envset <<<"$cfg"
+        out="$(env ${envset:-} "$bin" "$model" --optimizer "$opt" --steps "$steps" --warmup "$warmup" --threads "$threads" 2>/dev/null | grep RESULT)"
         [ -n "${envset:-}" ] && out="$out env=$envset";;
       *) echo "unknown config $cfg" >&2; exit 2;;
     esac

@@ -5,7 +5,7 @@
 //! `conv2d_weight_backward`), with achieved GFLOP/s.
 //!
 //! ```text
-//! cargo run --release --example conv_ops -- [tutorial|fashion] [--backend flex] [--reps 3] [--threads 2]
+//! cargo run --release --example conv_ops -- [tutorial|fashion] [--reps 3] [--threads 2]
 //!     [--batch N] [--runner-kernels | --runner-only] [--layer I]... [--size S]
 //! ```
 //!
@@ -22,9 +22,10 @@ use burn::tensor::module::{conv2d, conv_transpose2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Distribution, Tensor};
 
-use runner::backend::{self, CpuBackend, TrainBackend, WithBackend};
-use runner::model::conv_lanes_cpu::{self, Pass};
-use runner::model::{conv_cpu, conv_direct_cpu, conv_winograd5_cpu, conv_winograd_cpu};
+use burn::backend::{Autodiff, Flex};
+use cpu_kernels::conv::{self, Kernel, Pass};
+
+use runner::backend::{self, TrainBackend, WithBackend};
 
 /// One convolution: in channels, out channels, kernel, padding, input size.
 #[derive(Clone, Copy)]
@@ -239,11 +240,11 @@ impl WithBackend for Job {
         }
         if self.host {
             println!(
-                "runner kernels (src/model/conv_cpu.rs and the kernels it picks), same shapes:"
+                "runner kernels (crates/cpu-kernels: each kernel, then the dispatcher), same shapes:"
             );
             let mut totals = [0.0f64; 3];
             for c in &self.convs {
-                let g = conv_cpu::Geometry {
+                let g = conv::Geometry {
                     batch: n,
                     cin: c.cin,
                     h: c.size,
@@ -267,114 +268,38 @@ impl WithBackend for Job {
                     .map(|i| (i % 7) as f32 * 0.1)
                     .collect();
                 let ms = |f: &dyn Fn()| time(self.reps, f) * 1e3;
-                let gemm = [
-                    ms(&|| drop(conv_cpu::forward_gemm(&x, &w, Some(&b), false, &g))),
-                    ms(&|| drop(conv_cpu::backward_input_gemm(&w, &gr, &g))),
-                    ms(&|| drop(conv_cpu::backward_weight_gemm(&x, &gr, &g))),
-                ];
-                println!(
-                    "  im2col+gemm {:.1} / {:.1} / {:.1} ms",
-                    gemm[0], gemm[1], gemm[2]
-                );
-                if conv_direct_cpu::supported(&g) {
-                    let direct = ms(&|| {
-                        drop(conv_direct_cpu::forward(
-                            &x,
-                            [g.h, g.w],
-                            &w,
-                            Some(&b),
-                            false,
-                            &g,
-                        ))
-                    });
-                    println!("  direct forward (conv_direct_cpu) {direct:.1} ms");
-                }
-                if conv_winograd_cpu::supported(&g) {
-                    let fwd = ms(&|| {
-                        drop(conv_winograd_cpu::forward(
-                            &x,
-                            [g.h, g.w],
-                            &w,
-                            Some(&b),
-                            false,
-                            &g,
-                        ))
-                    });
-                    let dx = match conv_winograd_cpu::transposable(&g) {
-                        true => ms(&|| drop(conv_winograd_cpu::backward_input(&w, &gr, &g))),
+                // Each kernel on each pass it supports (NaN where it does
+                // not), and whether the dispatcher picks it there.
+                for k in Kernel::ALL {
+                    if !k.supports(&g, Pass::Forward) {
+                        continue;
+                    }
+                    let run = |p: Pass, f: &dyn Fn()| match k.supports(&g, p) {
+                        true => ms(f),
                         false => f64::NAN,
                     };
-                    let dw = ms(&|| drop(conv_winograd_cpu::backward_weight(&x, &gr, &g)));
-                    let used = |p| match conv_winograd_cpu::pays(&g, p) {
+                    let fwd = run(Pass::Forward, &|| {
+                        drop(k.forward(&x, [g.h, g.w], &w, Some(&b), false, &g))
+                    });
+                    let dx = run(Pass::Input, &|| drop(k.backward_input(&w, &gr, &g)));
+                    let dw = run(Pass::Weight, &|| drop(k.backward_weight(&x, &gr, &g)));
+                    let used = |p| match conv::kernel_for(&g, p) == k {
                         true => "used",
                         false => "not used",
                     };
                     println!(
-                        "  winograd 3x3 (conv_winograd_cpu) {fwd:.1} / {dx:.1} / {dw:.1} ms ({} / {} / {})",
-                        used(Pass::Forward),
-                        used(Pass::Input),
-                        used(Pass::Weight),
-                    );
-                }
-                if conv_winograd5_cpu::supported(&g) {
-                    let fwd = ms(&|| {
-                        drop(conv_winograd5_cpu::forward(
-                            &x,
-                            [g.h, g.w],
-                            &w,
-                            Some(&b),
-                            false,
-                            &g,
-                        ))
-                    });
-                    let dx = match conv_winograd5_cpu::transposable(&g) {
-                        true => ms(&|| drop(conv_winograd5_cpu::backward_input(&w, &gr, &g))),
-                        false => f64::NAN,
-                    };
-                    let dw = ms(&|| drop(conv_winograd5_cpu::backward_weight(&x, &gr, &g)));
-                    let used = |p| match conv_winograd5_cpu::pays(&g, p) {
-                        true => "used",
-                        false => "not used",
-                    };
-                    println!(
-                        "  winograd 5x5 (conv_winograd5_cpu) {fwd:.1} / {dx:.1} / {dw:.1} ms ({} / {} / {})",
-                        used(Pass::Forward),
-                        used(Pass::Input),
-                        used(Pass::Weight),
-                    );
-                }
-                if conv_lanes_cpu::supported(&g) {
-                    let fwd = ms(&|| {
-                        drop(conv_lanes_cpu::forward(
-                            &x,
-                            [g.h, g.w],
-                            &w,
-                            Some(&b),
-                            false,
-                            &g,
-                        ))
-                    });
-                    let dx = match conv_lanes_cpu::transposable(&g) {
-                        true => ms(&|| drop(conv_lanes_cpu::backward_input(&w, &gr, &g))),
-                        false => f64::NAN,
-                    };
-                    let dw = ms(&|| drop(conv_lanes_cpu::backward_weight(&x, &gr, &g)));
-                    let used = |p| match conv_lanes_cpu::pays(&g, p) {
-                        true => "used",
-                        false => "not used",
-                    };
-                    println!(
-                        "  lanes (conv_lanes_cpu) {fwd:.1} / {dx:.1} / {dw:.1} ms ({} / {} / {})",
+                        "  {:<13} {fwd:.1} / {dx:.1} / {dw:.1} ms ({} / {} / {})",
+                        k.name(),
                         used(Pass::Forward),
                         used(Pass::Input),
                         used(Pass::Weight),
                     );
                 }
                 let fwd = time(self.reps, || {
-                    drop(conv_cpu::forward(&x, &w, Some(&b), false, &g))
+                    drop(conv::forward(&x, &w, Some(&b), false, &g))
                 });
-                let dx = time(self.reps, || drop(conv_cpu::backward_input(&w, &gr, &g)));
-                let dw = time(self.reps, || drop(conv_cpu::backward_weight(&x, &gr, &g)));
+                let dx = time(self.reps, || drop(conv::backward_input(&w, &gr, &g)));
+                let dw = time(self.reps, || drop(conv::backward_weight(&x, &gr, &g)));
                 let f = c.flops(n);
                 totals[0] += fwd;
                 totals[1] += dx;
@@ -401,7 +326,6 @@ impl WithBackend for Job {
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut model = "tutorial".to_string();
-    let mut backend_choice = CpuBackend::Flex;
     let mut reps = 3;
     let mut threads = 0;
     let mut batch = None;
@@ -411,13 +335,6 @@ fn main() {
     let mut layers: Vec<usize> = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--backend" => {
-                backend_choice = args
-                    .next()
-                    .unwrap_or_default()
-                    .parse()
-                    .unwrap_or_else(|e: String| fail(&e))
-            }
             "--reps" => reps = args.next().and_then(|v| v.parse().ok()).unwrap_or(3),
             "--threads" => threads = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--runner-kernels" => host = true,
@@ -457,7 +374,7 @@ fn main() {
         })
         .collect();
     let batch = batch.unwrap_or(default_batch);
-    println!("conv_ops backend={backend_choice} model={model} batch={batch} threads={threads} reps={reps}");
+    println!("conv_ops backend=flex model={model} batch={batch} threads={threads} reps={reps}");
     let job = Job {
         convs,
         host,
@@ -465,9 +382,7 @@ fn main() {
         reps,
         runner_only,
     };
-    if let Err(e) = backend::with_cpu_backend(backend_choice, job) {
-        fail(&e.to_string());
-    }
+    job.run::<Autodiff<Flex>>(Default::default());
 }
 
 fn fail(msg: &str) -> ! {

@@ -10,8 +10,7 @@
 //! ```
 //!
 //! ```text
-//! cargo run --release --example train_step -- bench/models/tutorial.toml --backend flex --steps 8
-//! cargo run --release --example train_step --features tch -- bench/models/tutorial.toml --backend tch
+//! cargo run --release --example train_step -- bench/models/tutorial.toml --steps 8
 //! ```
 //!
 //! The optimizer comes from the file (`rmsprop` or `adam`); `--optimizer`
@@ -25,7 +24,9 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer, RmsPropConfig};
 use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
 
-use runner::backend::{self, CpuBackend, TrainBackend, WithBackend};
+use burn::backend::{Autodiff, Flex};
+
+use runner::backend::{self, TrainBackend, WithBackend};
 use runner::config::spec::OptimizerSpec;
 use runner::config::{self, LoadOptions};
 use runner::model::Net;
@@ -33,7 +34,6 @@ use runner::plan::{self, ModelPlan};
 
 struct Args {
     file: PathBuf,
-    backend: CpuBackend,
     steps: usize,
     warmup: usize,
     batch: Option<usize>,
@@ -45,7 +45,6 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let mut args = Args {
         file: PathBuf::new(),
-        backend: CpuBackend::default(),
         steps: 10,
         warmup: 2,
         batch: None,
@@ -56,7 +55,6 @@ fn parse_args() -> Result<Args, String> {
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
-            "--backend" => args.backend = val("--backend")?.parse()?,
             "--steps" => {
                 args.steps = val("--steps")?
                     .parse()
@@ -84,7 +82,7 @@ fn parse_args() -> Result<Args, String> {
             s => file = Some(PathBuf::from(s)),
         }
     }
-    args.file = file.ok_or("usage: train_step FILE [--backend flex|ndarray|candle|tch] [--steps N] [--warmup N] [--batch N] [--optimizer rmsprop|adam] [--threads N]")?;
+    args.file = file.ok_or("usage: train_step FILE [--steps N] [--warmup N] [--batch N] [--optimizer rmsprop|adam] [--threads N]")?;
     Ok(args)
 }
 
@@ -226,18 +224,11 @@ fn main() {
         warmup: args.warmup,
         seed: plan.seed,
     };
-    let times = match backend::with_cpu_backend(args.backend, bench) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
-    };
+    let times = bench.run::<Autodiff<Flex>>(Default::default());
     let med = median(&times);
     let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
     println!(
-        "RESULT backend={} model={} batch={} optimizer={} threads={} steps={} median_step_s={:.4} min_step_s={:.4} img_per_s={:.2} max_rss_mib={:.0}",
-        args.backend,
+        "RESULT backend=flex model={} batch={} optimizer={} threads={} steps={} median_step_s={:.4} min_step_s={:.4} img_per_s={:.2} max_rss_mib={:.0}",
         plan.name,
         batch,
         optimizer_name,

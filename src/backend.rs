@@ -5,19 +5,9 @@
 //! generic code ([`WithBackend`]), so the loop is written once and
 //! monomorphised per compiled-in backend.
 //!
-//! `flex` (burn's pure-Rust CPU backend, SIMD + rayon) is always built and is
-//! the default; [`with_device`] picks it or a GPU backend (features `cuda`,
-//! `wgpu`). Other CPU backends are opt-in cargo features:
-//!
-//! | feature        | backend                  | needs at build time                                  |
-//! |----------------|--------------------------|------------------------------------------------------|
-//! | (none)         | `flex`                   | nothing                                              |
-//! | `tch`          | LibTorch via `tch` 0.22  | a libtorch 2.9 (see bench/FINDINGS.md)               |
-//! | `ndarray-blas` | `ndarray` + OpenBLAS     | `apt install libopenblas-dev`                        |
-//! | `candle`       | `candle` (CPU)           | nothing                                              |
-
-use std::fmt;
-use std::str::FromStr;
+//! On the CPU it is `flex` (burn's pure-Rust backend, SIMD + rayon) with
+//! runner's own kernels ([`crate::ops`]); [`with_device`] picks it or a GPU
+//! backend (features `cuda`, `wgpu`).
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::AutodiffBackend;
@@ -27,107 +17,8 @@ use crate::device::{Device, DeviceError};
 use crate::gpu::{self, GpuError, GpuSettings};
 use crate::model::ConvOps;
 
-/// A CPU backend that `runner` may be built with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CpuBackend {
-    /// burn-flex: pure Rust, SIMD kernels, rayon threads. Always available.
-    #[default]
-    Flex,
-    /// burn-tch: LibTorch (the C++ core of PyTorch). Feature `tch`.
-    Tch,
-    /// burn-ndarray with OpenBLAS matrix products. Feature `ndarray-blas`.
-    NdArray,
-    /// burn-candle on the CPU. Feature `candle`.
-    Candle,
-}
-
-impl CpuBackend {
-    pub const ALL: [CpuBackend; 4] = [
-        CpuBackend::Flex,
-        CpuBackend::Tch,
-        CpuBackend::NdArray,
-        CpuBackend::Candle,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            CpuBackend::Flex => "flex",
-            CpuBackend::Tch => "tch",
-            CpuBackend::NdArray => "ndarray",
-            CpuBackend::Candle => "candle",
-        }
-    }
-
-    /// The cargo feature that compiles this backend in.
-    pub fn feature(self) -> Option<&'static str> {
-        match self {
-            CpuBackend::Flex => None,
-            CpuBackend::Tch => Some("tch"),
-            CpuBackend::NdArray => Some("ndarray-blas"),
-            CpuBackend::Candle => Some("candle"),
-        }
-    }
-
-    /// Whether this binary was built with the backend.
-    pub fn compiled(self) -> bool {
-        match self {
-            CpuBackend::Flex => true,
-            CpuBackend::Tch => cfg!(feature = "tch"),
-            CpuBackend::NdArray => cfg!(feature = "ndarray-blas"),
-            CpuBackend::Candle => cfg!(feature = "candle"),
-        }
-    }
-
-    /// The fastest CPU backend compiled into this binary: tch, then flex
-    /// (bench/FINDINGS.md; it has no tch training figures yet).
-    pub fn fastest_compiled() -> CpuBackend {
-        if CpuBackend::Tch.compiled() {
-            CpuBackend::Tch
-        } else {
-            CpuBackend::Flex
-        }
-    }
-
-    /// Names of the backends compiled in, for help and error texts.
-    pub fn compiled_names() -> Vec<&'static str> {
-        CpuBackend::ALL
-            .iter()
-            .filter(|b| b.compiled())
-            .map(|b| b.name())
-            .collect()
-    }
-}
-
-impl fmt::Display for CpuBackend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for CpuBackend {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "flex" => Ok(CpuBackend::Flex),
-            "tch" | "libtorch" | "torch" => Ok(CpuBackend::Tch),
-            "ndarray" | "ndarray-blas" | "openblas" => Ok(CpuBackend::NdArray),
-            "candle" => Ok(CpuBackend::Candle),
-            other => Err(format!(
-                "`{other}` is not a CPU backend; use flex, tch, ndarray or candle"
-            )),
-        }
-    }
-}
-
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BackendError {
-    #[error("the `{backend}` backend is not compiled into this runner; rebuild with `cargo build --release --features {feature}` (compiled in: {available})")]
-    NotCompiled {
-        backend: CpuBackend,
-        feature: &'static str,
-        available: String,
-    },
     /// A `RUNNER_GPU_*` or `RUNNER_KERNEL_CACHE` setting is invalid.
     #[error(transparent)]
     Settings(#[from] GpuError),
@@ -157,35 +48,6 @@ impl<T> TrainBackend for T where T: AutodiffBackend<InnerBackend: ConvOps> + Con
 pub trait WithBackend {
     type Output;
     fn run<B: TrainBackend>(self, device: B::Device) -> Self::Output;
-}
-
-/// Run `job` on the chosen CPU backend.
-pub fn with_cpu_backend<W: WithBackend>(
-    backend: CpuBackend,
-    job: W,
-) -> Result<W::Output, BackendError> {
-    match backend {
-        CpuBackend::Flex => Ok(job.run::<Autodiff<Flex>>(Default::default())),
-        #[cfg(feature = "tch")]
-        CpuBackend::Tch => Ok(job.run::<Autodiff<burn::backend::LibTorch>>(
-            burn::backend::libtorch::LibTorchDevice::Cpu,
-        )),
-        #[cfg(feature = "ndarray-blas")]
-        CpuBackend::NdArray => Ok(
-            job.run::<Autodiff<burn::backend::NdArray>>(burn::backend::ndarray::NdArrayDevice::Cpu)
-        ),
-        #[cfg(feature = "candle")]
-        CpuBackend::Candle => Ok(
-            job.run::<Autodiff<burn::backend::Candle>>(burn::backend::candle::CandleDevice::Cpu)
-        ),
-        #[allow(unreachable_patterns)]
-        other => Err(BackendError::NotCompiled {
-            backend: other,
-            // Every backend but flex has a feature; flex is matched above.
-            feature: other.feature().unwrap_or("flex"),
-            available: CpuBackend::compiled_names().join(", "),
-        }),
-    }
 }
 
 /// Run `job` on `device`: flex on the CPU (on the rayon pool of `threads`,
@@ -277,10 +139,9 @@ fn first_line(s: &str) -> String {
 }
 
 /// Set up the process for CPU training: keep freed memory for reuse
-/// ([`retain_freed_memory`]) and fix the number of compute threads for every
-/// CPU backend compiled in: rayon's global pool (flex, ndarray, candle),
-/// LibTorch's intra-op pool and OpenBLAS. `0` means all cores. Call once,
-/// before any tensor is made. Returns the thread count in effect.
+/// ([`retain_freed_memory`]) and fix the number of compute threads: rayon's
+/// global pool. `0` means all cores. Call once, before any tensor is made.
+/// Returns the thread count in effect.
 pub fn configure_cpu(requested: usize) -> usize {
     retain_freed_memory();
     let n = if requested > 0 {
@@ -300,15 +161,6 @@ pub fn configure_cpu(requested: usize) -> usize {
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global();
-    #[cfg(feature = "tch")]
-    {
-        let n = i32::try_from(n).unwrap_or(i32::MAX);
-        tch::set_num_threads(n);
-        // One inter-op thread: a sequential model has no parallel branches.
-        tch::set_num_interop_threads(1);
-    }
-    #[cfg(feature = "ndarray-blas")]
-    openblas::set_threads(n);
     n
 }
 
@@ -350,20 +202,6 @@ pub fn retain_freed_memory() {
     }
 }
 
-#[cfg(feature = "ndarray-blas")]
-mod openblas {
-    extern "C" {
-        fn openblas_set_num_threads(n: std::ffi::c_int);
-    }
-
-    pub fn set_threads(n: usize) {
-        let n = std::ffi::c_int::try_from(n).unwrap_or(std::ffi::c_int::MAX);
-        // SAFETY: a plain setter exported by the OpenBLAS library that the
-        // `ndarray-blas` feature links.
-        unsafe { openblas_set_num_threads(n) }
-    }
-}
-
 /// This process's peak resident memory so far, in MiB (Linux, macOS).
 pub fn max_rss_mib() -> Option<f64> {
     // SAFETY: getrusage fills the zeroed struct we pass.
@@ -397,48 +235,6 @@ mod tests {
         // A loop on the pool still gets every parallel kernel's result.
         let sum: u64 = on_cpu_pool(2, || (1..=1000u64).into_par_iter().sum());
         assert_eq!(sum, 500_500);
-    }
-
-    #[test]
-    fn parses_backend_names() {
-        assert_eq!("flex".parse(), Ok(CpuBackend::Flex));
-        assert_eq!("LibTorch".parse(), Ok(CpuBackend::Tch));
-        assert_eq!("ndarray".parse(), Ok(CpuBackend::NdArray));
-        assert_eq!("candle".parse(), Ok(CpuBackend::Candle));
-        assert!("cuda".parse::<CpuBackend>().is_err());
-        for b in CpuBackend::ALL {
-            assert_eq!(b.name().parse(), Ok(b));
-        }
-    }
-
-    #[test]
-    fn flex_is_always_compiled_and_fastest_is_compiled() {
-        assert!(CpuBackend::Flex.compiled());
-        assert!(CpuBackend::fastest_compiled().compiled());
-        assert!(CpuBackend::compiled_names().contains(&"flex"));
-    }
-
-    struct Name;
-    impl WithBackend for Name {
-        type Output = String;
-        fn run<B: TrainBackend>(self, _device: B::Device) -> String {
-            B::name(&Default::default())
-        }
-    }
-
-    #[test]
-    fn dispatch_runs_on_compiled_backends_and_refuses_others() {
-        for b in CpuBackend::ALL {
-            let out = with_cpu_backend(b, Name);
-            if b.compiled() {
-                assert!(out.is_ok(), "{b} is compiled but did not run");
-            } else {
-                let err = out.unwrap_err();
-                assert!(err
-                    .to_string()
-                    .contains(&format!("--features {}", b.feature().unwrap())));
-            }
-        }
     }
 
     #[test]

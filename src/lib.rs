@@ -17,6 +17,7 @@ pub mod error;
 pub mod gpu;
 pub mod logging;
 pub mod model;
+pub mod ops;
 pub mod out;
 pub mod plan;
 pub mod report;

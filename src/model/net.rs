@@ -5,11 +5,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::conv::{self, ConvOps};
-use super::conv_pool;
 use super::layer::{ActKind, ConvLayer, Layer};
-use super::pool;
-use super::{avg_pool, norm};
+use crate::ops::{self, avg_pool, norm, pool, ConvOps};
 use crate::plan::ModelPlan;
 
 /// A sequential image classifier.
@@ -69,10 +66,8 @@ impl<B: ConvOps> Net<B> {
                     }
                     Flow::Map(out)
                 }
-                (Layer::MaxPool(p), Flow::Map(t)) => {
-                    let relu = i > 0 && self.relu_moves_to_pool(i - 1);
-                    Flow::Map(pool::max_pool2d(p, t, relu))
-                }
+                // A pooling right after a convolution with a ReLU ran with it.
+                (Layer::MaxPool(p), Flow::Map(t)) => Flow::Map(pool::max_pool2d(p, t, false)),
                 (Layer::AvgPool(p), Flow::Map(t)) => Flow::Map(avg_pool::avg_pool2d(p, t)),
                 (Layer::GlobalAvgPool(p), Flow::Map(t)) => Flow::Flat(p.forward(t).flatten(1, 3)),
                 (Layer::Dropout(d), Flow::Map(t)) => Flow::Map(d.forward(t)),
@@ -97,38 +92,16 @@ impl<B: ConvOps> Net<B> {
     }
 
     /// Layer `i`, convolution `c`, on `t`; `true` where the max pooling of
-    /// layer `i + 1` ran with it. Where the input needs no gradient, the
-    /// convolution, its ReLU and a 2x2 pooling that follows can run as one
-    /// operation; with a wider pooling (3x3 and up) or a 2x2 one over a
-    /// small map, as one operation whose gradients come straight from the
-    /// pooled gradient; otherwise the ReLU
-    /// runs inside the pooling (on a quarter of the values, its mask free
-    /// with the argmax), or else inside the convolution (one pass each way,
-    /// in parallel).
+    /// layer `i + 1` ran with it (after a convolution with a ReLU, which
+    /// then runs fused with one or the other: [`ops::conv_block`]).
     fn conv_layer(&self, i: usize, c: &ConvLayer<B>, t: Tensor<B, 4>) -> (Tensor<B, 4>, bool) {
         let relu = c.act.kind == ActKind::Relu;
-        let t = match (relu, self.layers.get(i + 1)) {
-            (true, Some(Layer::MaxPool(p))) => {
-                let t = match conv_pool::conv2d_relu_max_pool(&c.conv, p, t) {
-                    Ok(out) => return (out, true),
-                    Err(t) => t,
-                };
-                match conv_pool::conv2d_relu_max_pool_sparse(&c.conv, p, t) {
-                    Ok(out) => return (out, true),
-                    Err(t) => t,
-                }
-            }
-            _ => t,
+        let pool = match self.layers.get(i + 1) {
+            Some(Layer::MaxPool(p)) if relu => Some(p),
+            _ => None,
         };
-        let out = conv::conv2d(&c.conv, t, relu && !self.relu_moves_to_pool(i));
-        (if relu { out } else { c.act.apply(out) }, false)
-    }
-
-    /// Whether layer `i` is a `conv2d` with a ReLU followed by a max
-    /// pooling, which then applies that ReLU to its maxima.
-    fn relu_moves_to_pool(&self, i: usize) -> bool {
-        matches!(self.layers.get(i), Some(Layer::Conv(c)) if c.act.kind == ActKind::Relu)
-            && matches!(self.layers.get(i + 1), Some(Layer::MaxPool(_)))
+        let out = ops::conv_block(&c.conv, relu, pool, t);
+        (if relu { out } else { c.act.apply(out) }, pool.is_some())
     }
 
     /// Class probabilities.

@@ -97,7 +97,7 @@ fn avg_pool2d_matches_keras_with_same_and_valid_padding() {
             &device,
         )
         .require_grad();
-        let y = crate::model::avg_pool::avg_pool2d(&p, input.clone());
+        let y = crate::ops::avg_pool::avg_pool2d(&p, input.clone());
         let case = format!("pool {pool} stride {stride} same {same}");
         assert_eq!(y.dims(), [1, 1, oh, ow], "{case}");
         let got: Vec<f32> = y.clone().into_data().to_vec().unwrap();

@@ -1,5 +1,5 @@
 //! The max pooling every `max_pool2d` layer runs, with a faster path on
-//! `flex` ([`super::pool_cpu`]) and burn's own pooling everywhere else.
+//! `flex` (`cpu_kernels::pool`) and burn's own pooling everywhere else.
 //!
 //! Like [`super::conv`], this is a backend extension ([`PoolOps`]): burn's
 //! behaviour by default, runner's kernels where they exist, and an
@@ -27,8 +27,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{activation, Tensor, TensorMetadata, TensorPrimitive};
 
-use super::conv::{burn_kernels_forced, flex_contiguous, flex_from, flex_slice, padding_pairs};
-use super::pool_cpu::{self, PoolGeometry};
+use cpu_kernels::pool::{self as kernels, PoolGeometry};
+
+use super::flex::{flex_contiguous, flex_from, flex_slice};
+use super::options::{burn_kernels_forced, padding_pairs};
 
 /// A max-pooling window: size, stride and (symmetric) padding per spatial dimension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +53,7 @@ pub trait PoolOps: Backend {
     }
 
     /// The pooled tensor (rectified where `relu`) and where each maximum
-    /// came from ([`pool_cpu::NO_GRADIENT`] where the ReLU cut it off). Only
+    /// came from ([`kernels::NO_GRADIENT`] where the ReLU cut it off). Only
     /// called when [`runner_max_pool2d_supported`](Self::runner_max_pool2d_supported) said yes.
     fn runner_max_pool2d(
         _x: FloatTensor<Self>,
@@ -105,7 +107,7 @@ impl PoolOps for Flex {
         };
         let g = geometry(dims, &window);
         let x = flex_contiguous(&x);
-        let (out, arg) = pool_cpu::max_forward(flex_slice(&x), &g, relu);
+        let (out, arg) = kernels::max_forward(flex_slice(&x), &g, relu);
         (
             flex_from(out, [dims[0], dims[1], g.out_h(), g.out_w()]),
             arg.into(),
@@ -120,7 +122,7 @@ impl PoolOps for Flex {
     ) -> FloatTensor<Self> {
         let g = geometry(dims, &window);
         let grad = flex_contiguous(&grad);
-        flex_from(pool_cpu::max_backward(flex_slice(&grad), argmax, &g), dims)
+        flex_from(kernels::max_backward(flex_slice(&grad), argmax, &g), dims)
     }
 }
 

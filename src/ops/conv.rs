@@ -8,13 +8,11 @@
 //! module routes convolutions through [`ConvOps`], a backend extension with
 //! burn's own behaviour as the default and faster paths where we have them:
 //!
-//! - `Flex`: runner's im2col + GEMM kernels for the forward pass and both
-//!   gradients ([`super::conv_cpu`]);
-//! - `LibTorch` (feature `tch`): PyTorch's own convolution and autograd
-//!   (`convolution_backward`), exactly what PyTorch runs;
+//! - `Flex`: runner's CPU kernels for the forward pass and both gradients
+//!   (`cpu_kernels::conv`);
 //! - the cubecl GPU backends (CUDA, wgpu): burn-cubecl's kernels with the
 //!   strategy `RUNNER_GPU_CONV` names ([`super::cube`]);
-//! - every other backend (ndarray, candle): burn's ops, unchanged.
+//! - any other backend: burn's ops, unchanged ([`burn_conv_ops`]).
 //!
 //! `Autodiff<B>` implements [`ConvOps`] for any `B: ConvOps` by recording a
 //! custom backward step, so the training loop stays generic.
@@ -28,18 +26,17 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::{Autodiff, Flex};
 use burn::nn::conv::Conv2d;
-use burn::nn::PaddingConfig2d;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{ConvOptions, FloatTensor, ModuleOps};
 use burn::tensor::TensorMetadata;
 use burn::tensor::{Shape, Tensor, TensorData, TensorPrimitive};
 
-use super::conv_cpu::{self, Geometry};
-use super::conv_pool::ConvPoolOps;
-use super::pool::PoolOps;
+use cpu_kernels::conv as kernels;
 
-/// Which gradients the backward pass must produce: input, weight, bias.
-pub type Needed = [bool; 3];
+use super::conv_pool::ConvPoolOps;
+use super::flex::{flex_contiguous, flex_from, flex_geometry, flex_slice};
+use super::options::{needed, runner_options, Needed};
+use super::pool::PoolOps;
 
 /// A backend's 2D convolution, forward and backward, optionally followed
 /// by a ReLU in the same operation (a `conv2d` layer with `activation =
@@ -147,14 +144,14 @@ pub fn bias_backward<B: Backend>(
 }
 
 /// Implement [`ConvOps`] with burn's own operations, for a type
-/// (`burn_conv_ops!(NdArray)`) or a generic one
+/// (`burn_conv_ops!(MyBackend)`) or a generic one
 /// (`burn_conv_ops!(impl<B: FusionBackend> for Fusion<B>)`).
 #[allow(unused_macros)]
 macro_rules! burn_conv_ops {
     (impl<$($g:ident: $bound:path),*> for $ty:ty) => {
-        impl<$($g: $bound),*> $crate::model::pool::PoolOps for $ty {}
-        impl<$($g: $bound),*> $crate::model::conv_pool::ConvPoolOps for $ty {}
-        impl<$($g: $bound),*> $crate::model::conv::ConvOps for $ty {
+        impl<$($g: $bound),*> $crate::ops::pool::PoolOps for $ty {}
+        impl<$($g: $bound),*> $crate::ops::conv_pool::ConvPoolOps for $ty {}
+        impl<$($g: $bound),*> $crate::ops::conv::ConvOps for $ty {
             type ConvSaved = Option<burn::tensor::ops::FloatTensor<Self>>;
             fn runner_conv2d_tracked(
                 x: burn::tensor::ops::FloatTensor<Self>,
@@ -162,9 +159,9 @@ macro_rules! burn_conv_ops {
                 bias: Option<burn::tensor::ops::FloatTensor<Self>>,
                 options: burn::tensor::ops::ConvOptions<2>,
                 relu: bool,
-                _needed: $crate::model::conv::Needed,
+                _needed: $crate::ops::options::Needed,
             ) -> (burn::tensor::ops::FloatTensor<Self>, Self::ConvSaved) {
-                $crate::model::conv::rectify::<Self>(<Self as burn::tensor::ops::ModuleOps<Self>>::conv2d(x, weight, bias, options), relu)
+                $crate::ops::conv::rectify::<Self>(<Self as burn::tensor::ops::ModuleOps<Self>>::conv2d(x, weight, bias, options), relu)
             }
             fn runner_conv2d_backward(
                 x: Option<burn::tensor::ops::FloatTensor<Self>>,
@@ -172,13 +169,13 @@ macro_rules! burn_conv_ops {
                 bias_len: Option<usize>,
                 grad: burn::tensor::ops::FloatTensor<Self>,
                 options: burn::tensor::ops::ConvOptions<2>,
-                needed: $crate::model::conv::Needed,
+                needed: $crate::ops::options::Needed,
                 saved: Self::ConvSaved,
             ) -> [Option<burn::tensor::ops::FloatTensor<Self>>; 3] {
-                let grad = $crate::model::conv::unrectify::<Self>(grad, saved);
+                let grad = $crate::ops::conv::unrectify::<Self>(grad, saved);
                 match (x, weight) {
                     (Some(x), Some(w)) => {
-                        $crate::model::conv::burn_conv2d_backward::<Self>(x, w, bias_len, grad, options, needed)
+                        $crate::ops::conv::burn_conv2d_backward::<Self>(x, w, bias_len, grad, options, needed)
                     }
                     // BACKWARD_READS_INPUTS is true: the autodiff step always passes both.
                     _ => unreachable!("convolution inputs were checkpointed"),
@@ -193,78 +190,6 @@ macro_rules! burn_conv_ops {
 
 #[allow(unused_imports)]
 pub(super) use burn_conv_ops;
-
-#[cfg(feature = "ndarray-blas")]
-burn_conv_ops!(burn::backend::NdArray);
-#[cfg(feature = "candle")]
-#[allow(deprecated)]
-mod candle_impl {
-    use super::*;
-    burn_conv_ops!(burn::backend::Candle);
-}
-
-// ---------------------------------------------------------------- flex
-
-/// The CPU kernels' geometry for input dimensions `x` and weight
-/// dimensions `w` (`[cout, cin, kh, kw]`): one group, matching channels,
-/// any stride/padding/dilation, the kernel inside the padded input.
-pub(super) fn dims_geometry(
-    x: [usize; 4],
-    w: [usize; 4],
-    options: &ConvOptions<2>,
-) -> Option<Geometry> {
-    if options.groups != 1 || x[1] != w[1] {
-        return None;
-    }
-    let g = Geometry {
-        batch: x[0],
-        cin: x[1],
-        h: x[2],
-        w: x[3],
-        cout: w[0],
-        kh: w[2],
-        kw: w[3],
-        stride: options.stride,
-        padding: options.padding,
-        dilation: options.dilation,
-    };
-    // The kernel must fit in the padded input.
-    let fits = |size: usize, pad: usize, d: usize, k: usize| size + 2 * pad > d * (k - 1);
-    (fits(g.h, g.padding[0], g.dilation[0], g.kh) && fits(g.w, g.padding[1], g.dilation[1], g.kw))
-        .then_some(g)
-}
-
-/// A 4D tensor's dimensions.
-pub(super) fn flex_dims(t: &burn_flex::FlexTensor) -> Option<[usize; 4]> {
-    let s = t.layout().shape();
-    (s.num_dims() == 4).then(|| [s[0], s[1], s[2], s[3]])
-}
-
-/// The CPU kernels handle f32 tensors of [`dims_geometry`].
-pub(super) fn flex_geometry(
-    x: &burn_flex::FlexTensor,
-    w: &burn_flex::FlexTensor,
-    options: &ConvOptions<2>,
-) -> Option<Geometry> {
-    let f32s = x.dtype() == burn::tensor::DType::F32 && w.dtype() == burn::tensor::DType::F32;
-    match (flex_dims(x), flex_dims(w)) {
-        (Some(xd), Some(wd)) if f32s => dims_geometry(xd, wd, options),
-        _ => None,
-    }
-}
-
-pub(super) fn flex_contiguous(t: &burn_flex::FlexTensor) -> burn_flex::FlexTensor {
-    t.to_contiguous()
-}
-
-pub(super) fn flex_from(values: Vec<f32>, shape: [usize; 4]) -> burn_flex::FlexTensor {
-    burn_flex::FlexTensor::from_data(TensorData::new(values, shape))
-}
-
-pub(super) fn flex_slice(t: &burn_flex::FlexTensor) -> &[f32] {
-    // `flex_f32` made it contiguous with offset 0, so this is the whole tensor.
-    t.as_slice::<f32>().unwrap_or_else(|| t.storage::<f32>())
-}
 
 impl ConvOps for Flex {
     /// The rectified output, where the convolution has a ReLU.
@@ -282,7 +207,7 @@ impl ConvOps for Flex {
         };
         let (x, w) = (flex_contiguous(&x), flex_contiguous(&weight));
         let b = bias.as_ref().map(flex_contiguous);
-        let out = conv_cpu::forward(
+        let out = kernels::forward(
             flex_slice(&x),
             flex_slice(&w),
             b.as_ref().map(flex_slice),
@@ -324,7 +249,7 @@ impl ConvOps for Flex {
         let grad = match saved {
             Some(out) => {
                 let (out, grad) = (flex_contiguous(&out), flex_contiguous(&grad));
-                let masked = conv_cpu::relu_backward(flex_slice(&out), flex_slice(&grad));
+                let masked = kernels::relu_backward(flex_slice(&out), flex_slice(&grad));
                 flex_from(masked, [g.batch, g.cout, g.out_h(), g.out_w()])
             }
             None => flex_contiguous(&grad),
@@ -332,13 +257,13 @@ impl ConvOps for Flex {
         let dx = needed[0].then(|| {
             let w = flex_contiguous(&weight);
             flex_from(
-                conv_cpu::backward_input(flex_slice(&w), flex_slice(&grad), &g),
+                kernels::backward_input(flex_slice(&w), flex_slice(&grad), &g),
                 [g.batch, g.cin, g.h, g.w],
             )
         });
         let (dw, db) = if needed[1] || needed[2] {
             let x = flex_contiguous(&x);
-            let (dw, db) = conv_cpu::backward_weight(flex_slice(&x), flex_slice(&grad), &g);
+            let (dw, db) = kernels::backward_weight(flex_slice(&x), flex_slice(&grad), &g);
             let dw = needed[1].then(|| flex_from(dw, [g.cout, g.cin, g.kh, g.kw]));
             let db = (needed[2] && bias_len.is_some())
                 .then(|| burn_flex::FlexTensor::from_data(TensorData::new(db, [g.cout])));
@@ -347,119 +272,6 @@ impl ConvOps for Flex {
             (None, None)
         };
         [dx, dw, db]
-    }
-}
-
-// ---------------------------------------------------------------- LibTorch
-
-#[cfg(feature = "tch")]
-mod libtorch {
-    use super::*;
-    use burn::backend::libtorch::TchTensor;
-    use burn::backend::LibTorch;
-
-    /// PyTorch's own autograd graph of one convolution: the leaves it was
-    /// computed from and its output.
-    pub struct TorchGraph {
-        leaves: Vec<tch::Tensor>,
-        output: tch::Tensor,
-    }
-
-    impl Clone for TorchGraph {
-        fn clone(&self) -> Self {
-            TorchGraph {
-                leaves: self.leaves.iter().map(tch::Tensor::shallow_clone).collect(),
-                output: self.output.shallow_clone(),
-            }
-        }
-    }
-
-    impl Debug for TorchGraph {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "TorchGraph({:?})", self.output.size())
-        }
-    }
-
-    fn conv(
-        x: &tch::Tensor,
-        w: &tch::Tensor,
-        b: Option<&tch::Tensor>,
-        o: &ConvOptions<2>,
-    ) -> tch::Tensor {
-        let s = o.stride.map(|v| v as i64);
-        let p = o.padding.map(|v| v as i64);
-        let d = o.dilation.map(|v| v as i64);
-        tch::Tensor::conv2d(x, w, b, s, p, d, o.groups as i64)
-    }
-
-    impl crate::model::pool::PoolOps for LibTorch {}
-    impl crate::model::conv_pool::ConvPoolOps for LibTorch {}
-
-    impl ConvOps for LibTorch {
-        type ConvSaved = Option<TorchGraph>;
-        const BACKWARD_READS_INPUTS: bool = false;
-
-        fn runner_conv2d_tracked(
-            x: FloatTensor<Self>,
-            weight: FloatTensor<Self>,
-            bias: Option<FloatTensor<Self>>,
-            options: ConvOptions<2>,
-            relu: bool,
-            needed: Needed,
-        ) -> (FloatTensor<Self>, Option<TorchGraph>) {
-            // Leaves sharing storage with burn's tensors; only those whose
-            // gradient is needed are tracked by PyTorch.
-            let xl = x.tensor.detach().set_requires_grad(needed[0]);
-            let wl = weight.tensor.detach().set_requires_grad(needed[1]);
-            let bl = bias
-                .as_ref()
-                .map(|b| b.tensor.detach().set_requires_grad(needed[2]));
-            let out = {
-                tch::with_grad(|| {
-                    let out = conv(&xl, &wl, bl.as_ref(), &options);
-                    if relu {
-                        out.relu()
-                    } else {
-                        out
-                    }
-                })
-            };
-            let result = TchTensor::new(out.detach());
-            let mut leaves = vec![xl, wl];
-            leaves.extend(bl);
-            (
-                result,
-                Some(TorchGraph {
-                    leaves,
-                    output: out,
-                }),
-            )
-        }
-
-        fn runner_conv2d_backward(
-            _x: Option<FloatTensor<Self>>,
-            _weight: Option<FloatTensor<Self>>,
-            _bias_len: Option<usize>,
-            grad: FloatTensor<Self>,
-            _options: ConvOptions<2>,
-            needed: Needed,
-            saved: Option<TorchGraph>,
-        ) -> [Option<FloatTensor<Self>>; 3] {
-            let Some(graph) = saved else {
-                unreachable!("a tracked convolution keeps its graph")
-            };
-            // d/d(leaves) of <output, grad> is the convolution's backward pass.
-            let wanted: Vec<usize> = (0..graph.leaves.len()).filter(|&i| needed[i]).collect();
-            let inputs: Vec<&tch::Tensor> = wanted.iter().map(|&i| &graph.leaves[i]).collect();
-            let objective =
-                tch::with_grad(|| (&graph.output * &grad.tensor).sum(grad.tensor.kind()));
-            let grads = tch::Tensor::run_backward(&[objective], &inputs, false, false);
-            let mut out: [Option<FloatTensor<Self>>; 3] = [None, None, None];
-            for (i, g) in wanted.into_iter().zip(grads) {
-                out[i] = Some(TchTensor::new(g));
-            }
-            out
-        }
     }
 }
 
@@ -503,19 +315,6 @@ impl<B: ConvOps, const N: usize> Backward<B, N> for ConvBackward<N> {
             }
         }
     }
-}
-
-/// Which of a convolution's input, weight and bias need a gradient.
-pub(super) fn needed<B: Backend, C: CheckpointStrategy>(
-    x: &FloatTensor<Autodiff<B, C>>,
-    weight: &FloatTensor<Autodiff<B, C>>,
-    bias: Option<&FloatTensor<Autodiff<B, C>>>,
-) -> Needed {
-    [
-        !x.node.requirement.is_none(),
-        !weight.node.requirement.is_none(),
-        bias.is_some_and(|b| !b.node.requirement.is_none()),
-    ]
 }
 
 /// Record one convolution on the autodiff tape. Its `N` parents are the
@@ -624,60 +423,6 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
     }
 }
 
-/// (before, after) padding per spatial dimension, as burn's `Conv2d` computes it.
-pub(super) fn padding_pairs(
-    p: &PaddingConfig2d,
-    size: [usize; 2],
-    kernel: [usize; 2],
-    stride: [usize; 2],
-) -> ((usize, usize), (usize, usize)) {
-    let same = |k: usize, s: usize, n: usize| {
-        let out = n.div_ceil(s);
-        let total = if out > 0 {
-            ((out - 1) * s + k).saturating_sub(n)
-        } else {
-            0
-        };
-        (total / 2, total - total / 2)
-    };
-    match p {
-        PaddingConfig2d::Valid => ((0, 0), (0, 0)),
-        PaddingConfig2d::Same => (
-            same(kernel[0], stride[0], size[0]),
-            same(kernel[1], stride[1], size[1]),
-        ),
-        PaddingConfig2d::Explicit(top, left, bottom, right) => ((*top, *bottom), (*left, *right)),
-    }
-}
-
-/// Whether `RUNNER_CONV=burn` asks for burn's own convolution and pooling
-/// everywhere (an escape hatch, and the baseline for bench/FINDINGS.md).
-pub fn burn_kernels_forced() -> bool {
-    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FORCED.get_or_init(|| {
-        std::env::var("RUNNER_CONV")
-            .map(|v| v.eq_ignore_ascii_case("burn"))
-            .unwrap_or(false)
-    })
-}
-
-/// The options of `conv` on `x` for runner's kernels, or `None` where
-/// burn's module must run it: `RUNNER_CONV=burn`, asymmetric padding (an
-/// even kernel with `same` padding) or a grouped convolution.
-pub(super) fn runner_options<B: Backend>(
-    conv: &Conv2d<B>,
-    x: &Tensor<B, 4>,
-) -> Option<ConvOptions<2>> {
-    if burn_kernels_forced() {
-        return None;
-    }
-    let [_, _, h, w] = x.dims();
-    let ((top, bottom), (left, right)) =
-        padding_pairs(&conv.padding, [h, w], conv.kernel_size, conv.stride);
-    (top == bottom && left == right && conv.groups == 1)
-        .then(|| ConvOptions::new(conv.stride, [top, left], conv.dilation, 1))
-}
-
 /// Run `conv` on `x` through [`ConvOps`], followed by a ReLU where `relu`.
 /// Asymmetric padding (an even kernel with `same` padding) and grouped
 /// convolutions use burn's module and burn's ReLU.
@@ -707,6 +452,7 @@ mod tests {
     use super::*;
     use burn::backend::Autodiff;
     use burn::nn::conv::Conv2dConfig;
+    use burn::nn::PaddingConfig2d;
     use burn::tensor::{Distribution, Tolerance};
 
     type AD = Autodiff<Flex>;
@@ -811,26 +557,5 @@ mod tests {
                 &burn::tensor::activation::relu(conv.forward(x)).into_data(),
                 Tolerance::rel_abs(1e-4, 1e-4),
             );
-    }
-
-    #[test]
-    fn padding_pairs_follow_burn() {
-        assert_eq!(
-            padding_pairs(&PaddingConfig2d::Same, [128, 128], [3, 3], [1, 1]),
-            ((1, 1), (1, 1))
-        );
-        assert_eq!(
-            padding_pairs(&PaddingConfig2d::Same, [14, 14], [5, 5], [1, 1]),
-            ((2, 2), (2, 2))
-        );
-        // An even kernel pads more at the end: the caller falls back to burn.
-        assert_eq!(
-            padding_pairs(&PaddingConfig2d::Same, [8, 8], [2, 2], [1, 1]),
-            ((0, 1), (0, 1))
-        );
-        assert_eq!(
-            padding_pairs(&PaddingConfig2d::Valid, [8, 8], [3, 3], [1, 1]),
-            ((0, 0), (0, 0))
-        );
     }
 }

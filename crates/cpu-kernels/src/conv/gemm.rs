@@ -17,53 +17,12 @@
 //! any stride, padding and dilation.
 
 use std::cell::Cell;
-use std::mem::MaybeUninit;
 
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::conv_direct_cpu;
-use super::conv_lanes_cpu::{self, Pass};
-use super::conv_winograd5_cpu;
-use super::conv_winograd_cpu;
-
-/// Sizes of one convolution. Weights are `[cout, cin, kh, kw]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Geometry {
-    pub batch: usize,
-    pub cin: usize,
-    pub h: usize,
-    pub w: usize,
-    pub cout: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: [usize; 2],
-    pub padding: [usize; 2],
-    pub dilation: [usize; 2],
-}
-
-impl Geometry {
-    pub fn out_h(&self) -> usize {
-        (self.h + 2 * self.padding[0] - self.dilation[0] * (self.kh - 1) - 1) / self.stride[0] + 1
-    }
-    pub fn out_w(&self) -> usize {
-        (self.w + 2 * self.padding[1] - self.dilation[1] * (self.kw - 1) - 1) / self.stride[1] + 1
-    }
-    /// Rows of the column matrix: one per (input channel, kernel row, kernel column).
-    fn rows(&self) -> usize {
-        self.cin * self.kh * self.kw
-    }
-    /// Columns of the column matrix: one per output pixel.
-    fn cols(&self) -> usize {
-        self.out_h() * self.out_w()
-    }
-    fn in_len(&self) -> usize {
-        self.cin * self.h * self.w
-    }
-    fn out_len(&self) -> usize {
-        self.cout * self.cols()
-    }
-}
+use crate::geometry::Geometry;
+use crate::par::{images_per_task, par_fill, zeroed};
 
 /// Output pixels `[p0, p1)` (row-major over `oh x ow`) as runs of whole or
 /// partial output rows: `(y, x_start, x_end, offset_in_tile)`.
@@ -370,12 +329,6 @@ fn schedule(batch: usize) -> (usize, Parallelism) {
     (images_per_task(batch), gemm_parallelism(batch))
 }
 
-/// Images per task when a pass that sums over the batch (a weight
-/// gradient) gives each pool thread one run of images and a partial sum.
-pub(super) fn images_per_task(batch: usize) -> usize {
-    batch.div_ceil(rayon::current_num_threads().max(1))
-}
-
 /// Each GEMM on one thread while there are at least as many images as
 /// threads to spread; otherwise the GEMMs themselves use the pool.
 fn gemm_parallelism(batch: usize) -> Parallelism {
@@ -387,22 +340,9 @@ fn gemm_parallelism(batch: usize) -> Parallelism {
     }
 }
 
-/// Forward pass: `[batch, cout, oh, ow]` from `x: [batch, cin, h, w]`,
-/// plus the bias and, where `relu`, a ReLU fused into the same pass.
-pub fn forward(
-    x: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    relu: bool,
-    g: &Geometry,
-) -> Vec<f32> {
-    forward_corner(x, [g.h, g.w], weight, bias, relu, g)
-}
-
-/// [`forward`] on the top-left `h x w` corner of input planes of `plane`
-/// (`>= [h, w]`) pixels: the direct kernel reads the corner in place,
-/// im2col + GEMM on a cropped copy.
-pub fn forward_corner(
+/// [`forward_gemm`] on the top-left `g.h x g.w` corner of input planes of
+/// `plane` pixels, through a cropped copy.
+pub fn forward_corner_gemm(
     x: &[f32],
     plane: [usize; 2],
     weight: &[f32],
@@ -410,20 +350,6 @@ pub fn forward_corner(
     relu: bool,
     g: &Geometry,
 ) -> Vec<f32> {
-    assert!(plane[0] >= g.h && plane[1] >= g.w);
-    assert_eq!(x.len(), g.batch * g.cin * plane[0] * plane[1]);
-    if conv_direct_cpu::supported(g) && conv_direct_cpu::pays(g) {
-        return conv_direct_cpu::forward(x, plane, weight, bias, relu, g);
-    }
-    if conv_winograd_cpu::supported(g) && conv_winograd_cpu::pays(g, Pass::Forward) {
-        return conv_winograd_cpu::forward(x, plane, weight, bias, relu, g);
-    }
-    if conv_winograd5_cpu::supported(g) && conv_winograd5_cpu::pays(g, Pass::Forward) {
-        return conv_winograd5_cpu::forward(x, plane, weight, bias, relu, g);
-    }
-    if conv_lanes_cpu::supported(g) && conv_lanes_cpu::pays(g, Pass::Forward) {
-        return conv_lanes_cpu::forward(x, plane, weight, bias, relu, g);
-    }
     match plane == [g.h, g.w] {
         true => forward_gemm(x, weight, bias, relu, g),
         false => forward_gemm(&crop(x, plane, g), weight, bias, relu, g),
@@ -444,8 +370,7 @@ fn crop(x: &[f32], plane: [usize; 2], g: &Geometry) -> Vec<f32> {
     out
 }
 
-/// [`forward`] as im2col + GEMM, where the direct kernel
-/// ([`conv_direct_cpu`]) does not run.
+/// [`super::forward`] as im2col + GEMM.
 pub fn forward_gemm(
     x: &[f32],
     weight: &[f32],
@@ -473,69 +398,6 @@ fn finish_image(o: &mut [f32], bias: Option<&[f32]>, relu: bool, l: usize) {
             }
         }
     }
-}
-
-/// The gradient through a fused ReLU: `grad` where the forward output
-/// `out` is positive, 0 elsewhere (burn's `relu_backward`), in parallel.
-pub fn relu_backward(out: &[f32], grad: &[f32]) -> Vec<f32> {
-    assert_eq!(out.len(), grad.len());
-    out.par_iter()
-        .with_min_len(1 << 14)
-        .zip(grad)
-        .map(|(o, g)| if *o > 0.0 { *g } else { 0.0 })
-        .collect()
-}
-
-/// `n` zeros, written by the thread pool when there are many. An output
-/// buffer is allocated on the thread that calls the kernel (burn's, which
-/// then waits); with freed memory kept for reuse
-/// ([`crate::backend::retain_freed_memory`]) zeroing it is a real pass over
-/// memory, which would otherwise run there alone.
-pub(super) fn zeroed<T: Copy + Default + Send + Sync>(n: usize) -> Vec<T> {
-    if n < 1 << 16 {
-        return vec![T::default(); n];
-    }
-    let mut v = Vec::with_capacity(n);
-    v.par_extend(rayon::iter::repeat_n(T::default(), n).with_min_len(1 << 14));
-    v
-}
-
-/// A vector of `n` values made on the thread pool in chunks of `chunk`
-/// values (the last may be shorter), one chunk per item of `inputs`. Each
-/// task zeroes its chunk right before `fill` writes it, so the zeros go to
-/// cache instead of being a separate pass over the whole output ([`zeroed`]);
-/// `fill` also gets a scratch value that `scratch` makes once per rayon job.
-pub(super) fn par_fill<T, S, I>(
-    n: usize,
-    chunk: usize,
-    inputs: I,
-    scratch: impl Fn() -> S + Sync + Send,
-    fill: impl Fn(&mut S, &mut [T], I::Item) + Sync + Send,
-) -> Vec<T>
-where
-    T: Copy + Default + Send,
-    I: IndexedParallelIterator,
-{
-    let mut v: Vec<T> = Vec::with_capacity(n);
-    let chunks = v.spare_capacity_mut()[..n].par_chunks_mut(chunk.max(1));
-    // Every chunk must get an input, or part of the vector stays uninitialised.
-    assert_eq!(chunks.len(), inputs.len(), "one input per output chunk");
-    chunks
-        .zip(inputs)
-        .for_each_init(scratch, |s, (part, input)| {
-            for e in part.iter_mut() {
-                e.write(T::default());
-            }
-            // SAFETY: every element of `part` was initialised just above, and
-            // `MaybeUninit<T>` has the layout of `T`.
-            let part = unsafe { &mut *(part as *mut [MaybeUninit<T>] as *mut [T]) };
-            fill(s, part, input);
-        });
-    // SAFETY: the chunks cover the first `n` elements (checked above) and
-    // each task initialised its whole chunk; a panicking task propagates out
-    // of `for_each_init` before this line.
-    unsafe { v.set_len(n) };
-    v
 }
 
 /// Copy image `k`'s planes (`[channels, l]`) into column block `k` of a
@@ -625,21 +487,7 @@ fn forward_blocked(
     )
 }
 
-/// Weight and bias gradients: (`[cout, cin, kh, kw]`, `[cout]`).
-pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<f32>) {
-    if conv_winograd_cpu::supported(g) && conv_winograd_cpu::pays(g, Pass::Weight) {
-        return conv_winograd_cpu::backward_weight(x, grad, g);
-    }
-    if conv_winograd5_cpu::supported(g) && conv_winograd5_cpu::pays(g, Pass::Weight) {
-        return conv_winograd5_cpu::backward_weight(x, grad, g);
-    }
-    if conv_lanes_cpu::supported(g) && conv_lanes_cpu::pays(g, Pass::Weight) {
-        return conv_lanes_cpu::backward_weight(x, grad, g);
-    }
-    backward_weight_gemm(x, grad, g)
-}
-
-/// [`backward_weight`] as im2col + GEMM.
+/// [`super::backward_weight`] as im2col + GEMM.
 pub fn backward_weight_gemm(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<f32>) {
     backward_weight_blocked(x, grad, g, blocking(g))
 }
@@ -740,21 +588,7 @@ fn backward_weight_blocked(
     (dw, db)
 }
 
-/// Input gradient: `[batch, cin, h, w]`.
-pub fn backward_input(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
-    if conv_winograd_cpu::transposable(g) && conv_winograd_cpu::pays(g, Pass::Input) {
-        return conv_winograd_cpu::backward_input(weight, grad, g);
-    }
-    if conv_winograd5_cpu::transposable(g) && conv_winograd5_cpu::pays(g, Pass::Input) {
-        return conv_winograd5_cpu::backward_input(weight, grad, g);
-    }
-    if conv_lanes_cpu::transposable(g) && conv_lanes_cpu::pays(g, Pass::Input) {
-        return conv_lanes_cpu::backward_input(weight, grad, g);
-    }
-    backward_input_gemm(weight, grad, g)
-}
-
-/// [`backward_input`] as GEMM + col2im.
+/// [`super::backward_input`] as GEMM + col2im.
 pub fn backward_input_gemm(weight: &[f32], grad: &[f32], g: &Geometry) -> Vec<f32> {
     backward_input_blocked(weight, grad, g, blocking(g))
 }
@@ -895,6 +729,7 @@ impl SendView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conv::{backward_weight, forward, relu_backward};
 
     /// Direct definition of the convolution, for checking.
     fn naive_forward(x: &[f32], w: &[f32], b: &[f32], g: &Geometry) -> Vec<f32> {

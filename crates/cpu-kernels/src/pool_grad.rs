@@ -1,5 +1,5 @@
 //! A convolution's gradients taken straight from the gradient of the max
-//! pooling after it (with the pooling's fused ReLU, [`super::pool_cpu`]).
+//! pooling after it (with the pooling's fused ReLU, [`crate::pool`]).
 //!
 //! A max pooling passes each pooled output's gradient to the one
 //! convolution output its maximum came from: of a `k x k` window's `k²`
@@ -32,8 +32,9 @@
 
 use rayon::prelude::*;
 
-use super::conv_cpu::{zeroed, Geometry};
-use super::pool_cpu::{PoolGeometry, NO_GRADIENT};
+use crate::geometry::Geometry;
+use crate::par::zeroed;
+use crate::pool::{PoolGeometry, NO_GRADIENT};
 
 /// Input channels per block: one AVX-512 vector.
 const LANES: usize = 16;
@@ -737,8 +738,8 @@ mod kernels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::conv_pool_cpu::tests::values;
-    use crate::model::{conv_cpu, pool_cpu};
+    use crate::test_util::values;
+    use crate::{conv, pool};
 
     fn close(a: &[f32], b: &[f32], what: &str) {
         assert_eq!(a.len(), b.len(), "{what}: lengths");
@@ -777,20 +778,20 @@ mod tests {
         let w = values(g.cout * g.cin * g.kh * g.kw, 2);
         // Large biases of both signs, so that the ReLU cuts off whole planes too.
         let b: Vec<f32> = values(g.cout, 3).iter().map(|v| 12.0 * v).collect();
-        let out = conv_cpu::forward(&x, &w, Some(&b), false, &g);
+        let out = conv::forward(&x, &w, Some(&b), false, &g);
         let pool = pool_after(&g, kernel, stride, padding);
-        let (pooled, arg) = pool_cpu::max_forward(&out, &pool, true);
+        let (pooled, arg) = pool::max_forward(&out, &pool, true);
         assert!(
             arg.contains(&NO_GRADIENT),
             "some outputs are cut off by the ReLU"
         );
         let grad = values(pooled.len(), 4);
-        let dense = pool_cpu::max_backward(&grad, &arg, &pool);
+        let dense = pool::max_backward(&grad, &arg, &pool);
         let hits = Hits::new(&grad, &arg, &g, &pool);
         let dx = backward_input_with(&w, &hits, &g, &pool, [g.h, g.w], input_kernel);
-        close(&dx, &conv_cpu::backward_input(&w, &dense, &g), "dx");
+        close(&dx, &conv::backward_input(&w, &dense, &g), "dx");
         let (dw, db) = backward_weight_with(&x, [g.h, g.w], &hits, &g, &pool, weight_kernel);
-        let (dw_ref, db_ref) = conv_cpu::backward_weight(&x, &dense, &g);
+        let (dw_ref, db_ref) = conv::backward_weight(&x, &dense, &g);
         close(&dw, &dw_ref, "dw");
         close(&db, &db_ref, "db");
     }
@@ -894,9 +895,9 @@ mod tests {
         let w = values(g.cout * g.cin * g.kh * g.kw, 9);
         let pool = |c: &Geometry| pool_after(c, 4, 4, 0);
         let (pg, pr) = (pool(&g), pool(&r));
-        let full = pool_cpu::max_forward(&conv_cpu::forward(&x, &w, None, false, &g), &pg, true);
-        let corner = conv_cpu::forward_corner(&x, [g.h, g.w], &w, None, false, &r);
-        let cut = pool_cpu::max_forward(&corner, &pr, true);
+        let full = pool::max_forward(&conv::forward(&x, &w, None, false, &g), &pg, true);
+        let corner = conv::forward_corner(&x, [g.h, g.w], &w, None, false, &r);
+        let cut = pool::max_forward(&corner, &pr, true);
         assert_eq!(full, cut, "same pooled values and argmax bytes");
         let grad = values(full.0.len(), 10);
         let (hits_full, hits_cut) = (
@@ -939,8 +940,8 @@ mod tests {
         let x = values(g.batch * g.cin * g.h * g.w, 5);
         let w = values(g.cout * g.cin * g.kh * g.kw, 6);
         let pool = pool_after(&g, 2, 2, 0);
-        let out = conv_cpu::forward(&x, &w, None, false, &g);
-        let (pooled, arg) = pool_cpu::max_forward(&out, &pool, true);
+        let out = conv::forward(&x, &w, None, false, &g);
+        let (pooled, arg) = pool::max_forward(&out, &pool, true);
         let grad = values(pooled.len(), 7);
         let s = Shapes::new(&g, &pool);
         let (taps, hw, blocks, len) = (s.taps(), g.h * g.w, s.blocks(), s.padded());

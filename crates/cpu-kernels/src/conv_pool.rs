@@ -12,7 +12,7 @@
 //!   their even and odd columns ([`Padded`]): the four convolution outputs
 //!   of 16 neighbouring pooling windows are four vectors, pooled and
 //!   rectified in registers, and only the pooled values and the argmax
-//!   bytes of [`super::pool_cpu`] (with its tie, NaN and ReLU rules) are
+//!   bytes of [`crate::pool`] (with its tie, NaN and ReLU rules) are
 //!   written;
 //! - the backward pass needs only those bytes: a pooled output's gradient
 //!   reaches the one convolution output its maximum came from, so the
@@ -26,8 +26,9 @@
 
 use rayon::prelude::*;
 
-use super::conv_cpu::{par_fill, zeroed, Geometry};
-use super::pool_cpu::NO_GRADIENT;
+use crate::geometry::Geometry;
+use crate::par::{par_fill, zeroed};
+use crate::pool::NO_GRADIENT;
 
 /// Columns per vector step: every row is computed in whole groups of this many.
 const LANES: usize = 16;
@@ -172,7 +173,7 @@ impl Padded {
 
 /// Convolution, bias, 2x2 max pooling and ReLU: `[batch, cout, ph, pw]`
 /// (see [`pooled`]) and, per output, the argmax byte of
-/// [`super::pool_cpu::max_forward`] with `relu` (its window position, or
+/// [`super::pool::max_forward`] with `relu` (its window position, or
 /// [`NO_GRADIENT`] where the ReLU cut the maximum off).
 pub fn forward(
     x: &[f32],
@@ -219,7 +220,7 @@ fn forward_with(
 }
 
 /// `b` replaces the running maximum `a` when larger, or when NaN (the rule
-/// of [`super::pool_cpu::max_forward`]).
+/// of [`super::pool::max_forward`]).
 #[inline(always)]
 fn wins(b: f32, a: f32) -> bool {
     b > a || b.is_nan()
@@ -609,10 +610,11 @@ mod avx512 {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::model::conv_cpu;
-    use crate::model::pool_cpu::{self, PoolGeometry};
+    use crate::pool::PoolGeometry;
+    use crate::test_util::values;
+    use crate::{conv, pool};
 
     fn geometry(
         batch: usize,
@@ -636,40 +638,6 @@ pub(crate) mod tests {
         }
     }
 
-    /// Deterministic values in [-1, 1) without ties in practice.
-    pub(crate) fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-            })
-            .collect()
-    }
-
-    /// The top-left `h x w` corner of each of `big`'s planes of `plane`
-    /// pixels.
-    pub(crate) fn corners(big: &[f32], plane: [usize; 2], h: usize, w: usize) -> Vec<f32> {
-        big.chunks(plane[0] * plane[1])
-            .flat_map(|p| p.chunks(plane[1]).take(h).flat_map(|r| &r[..w]))
-            .copied()
-            .collect()
-    }
-
-    /// `got` equals `want` to 2e-5 of `want`'s largest magnitude (at least
-    /// 1): the Winograd kernels' tests, whose largest difference measured
-    /// 1.2e-5 (the 5x5 weight gradient; at most 4.3e-6 for the other
-    /// passes). The README quotes this bound.
-    pub(crate) fn close_to_scale(got: &[f32], want: &[f32], what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}");
-        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        for (i, (a, b)) in got.iter().zip(want).enumerate() {
-            assert!((a - b).abs() <= 2e-5 * scale, "{what} [{i}]: {a} vs {b}");
-        }
-    }
-
     /// The unfused path: convolution, then pooling with its ReLU.
     fn separate(
         x: &[f32],
@@ -677,7 +645,7 @@ pub(crate) mod tests {
         b: &[f32],
         g: &Geometry,
     ) -> (Vec<f32>, Vec<u8>, PoolGeometry) {
-        let conv = conv_cpu::forward(x, w, Some(b), false, g);
+        let conv = conv::forward(x, w, Some(b), false, g);
         let pg = PoolGeometry {
             planes: g.batch * g.cout,
             h: g.out_h(),
@@ -687,7 +655,7 @@ pub(crate) mod tests {
             stride: [2, 2],
             padding: [0, 0],
         };
-        let (out, arg) = pool_cpu::max_forward(&conv, &pg, true);
+        let (out, arg) = pool::max_forward(&conv, &pg, true);
         (out, arg, pg)
     }
 
@@ -750,8 +718,8 @@ pub(crate) mod tests {
 
             let grad = values(out.len(), 300 + i as u64);
             let (dw, db) = backward_with(&x, &grad, &arg, &g, bwd);
-            let full = pool_cpu::max_backward(&grad, &want_arg, &pg);
-            let (want_dw, want_db) = conv_cpu::backward_weight(&x, &full, &g);
+            let full = pool::max_backward(&grad, &want_arg, &pg);
+            let (want_dw, want_db) = conv::backward_weight(&x, &full, &g);
             close(&dw, &want_dw, 1e-4);
             close(&db, &want_db, 1e-4);
         }

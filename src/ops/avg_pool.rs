@@ -14,7 +14,7 @@ use burn::tensor::Tensor;
 pub fn avg_pool2d<B: Backend>(p: &AvgPool2d, x: Tensor<B, 4>) -> Tensor<B, 4> {
     let [_, _, h, w] = x.dims();
     let ((top, bottom), (left, right)) =
-        super::conv::padding_pairs(&p.padding, [h, w], p.kernel_size, p.stride);
+        super::options::padding_pairs(&p.padding, [h, w], p.kernel_size, p.stride);
     if top == bottom && left == right {
         return p.forward(x);
     }

@@ -22,7 +22,7 @@
 //!   value at each tap's offset (a broadcast) times the pixel's gradient;
 //!   no sum crosses lanes.
 //!
-//! im2col + GEMM ([`super::conv_cpu`]) copies every patch into a column
+//! im2col + GEMM ([`super::gemm`]) copies every patch into a column
 //! matrix that is `k` times the image; on the tutorial's large maps with
 //! few channels (32 channels on 128x128) those copies, and the GEMM's
 //! packing of them, cost more than the products. Stride 1 and dilation 1
@@ -30,8 +30,9 @@
 
 use rayon::prelude::*;
 
-use super::conv_cpu::{images_per_task, par_fill, Geometry};
-use super::conv_direct_cpu::{pad, vectorized};
+use super::direct::{pad, vectorized};
+use crate::geometry::{Geometry, Pass};
+use crate::par::{images_per_task, par_fill};
 
 /// Pixels per vector.
 const LANES: usize = 16;
@@ -67,7 +68,7 @@ pub fn transposable(g: &Geometry) -> bool {
     }
 }
 
-/// Whether [`super::conv_cpu`] should run convolution `g`'s `pass` here
+/// Whether [`super::forward`] and its siblings should run convolution `g`'s `pass` here
 /// rather than as im2col + GEMM: the weights fit in the core's cache (at
 /// most 1 MiB; there is no blocking over them), at least three quarters of
 /// the computed columns are kept (`ow / wp`), and the pass fills its tiles.
@@ -86,14 +87,6 @@ pub fn pays(g: &Geometry, pass: Pass) -> bool {
         Pass::Input => g.cin >= 2 * MR,
         Pass::Weight => g.cin * g.kh * g.kw >= 64,
     }
-}
-
-/// The three passes of a convolution, for [`pays`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pass {
-    Forward,
-    Input,
-    Weight,
 }
 
 /// The convolution whose forward pass is `g`'s input gradient (padding at
@@ -446,7 +439,7 @@ fn transpose_scalar(planes: &[f32], l: usize, rows: &mut [f32], width: usize, su
 /// A weight-gradient tile: `taps` rows of `vectors` channel vectors, 24
 /// sums either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(in crate::model) struct WeightTile {
+pub(in crate::conv) struct WeightTile {
     vectors: usize,
     pub(super) taps: usize,
 }
@@ -556,7 +549,7 @@ pub(super) mod avx512 {
     /// AVX-512F; `x + taps[k]` readable for `NV * 16` floats for every
     /// `k`, `w` for `taps.len() * MR`, `out` writable for the tile's rows.
     #[target_feature(enable = "avx512f")]
-    pub(in crate::model) unsafe fn forward_tile(
+    pub(in crate::conv) unsafe fn forward_tile(
         x: *const f32,
         w: *const f32,
         taps: &[u32],
@@ -595,7 +588,7 @@ pub(super) mod avx512 {
     /// and the tile's channels, `x` at every tap plus corner, `dwt`
     /// writable for the tile.
     #[target_feature(enable = "avx512f")]
-    pub(in crate::model) unsafe fn weight_tile(
+    pub(in crate::conv) unsafe fn weight_tile(
         shape: super::WeightTile,
         dyt: *const f32,
         ld: usize,
@@ -654,9 +647,9 @@ pub(super) mod avx512 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::gemm;
     use super::*;
-    use crate::model::conv_cpu;
-    use crate::model::conv_pool_cpu::tests::values;
+    use crate::test_util::values;
 
     #[test]
     fn transpose_in_registers_equals_the_scalar_one() {
@@ -766,18 +759,18 @@ mod tests {
             let b = values(g.cout, 3);
             for (bias, relu) in [(None, false), (Some(&b[..]), true)] {
                 let got = forward(&x, [g.h, g.w], &w, bias, relu, &g);
-                let want = conv_cpu::forward_gemm(&x, &w, bias, relu, &g);
+                let want = gemm::forward_gemm(&x, &w, bias, relu, &g);
                 close(&got, &want, "forward", &g);
             }
             let gr = values(g.batch * g.cout * g.out_h() * g.out_w(), 4);
             let (dw, db) = backward_weight(&x, &gr, &g);
-            let (want_dw, want_db) = conv_cpu::backward_weight_gemm(&x, &gr, &g);
+            let (want_dw, want_db) = gemm::backward_weight_gemm(&x, &gr, &g);
             close(&dw, &want_dw, "dw", &g);
             close(&db, &want_db, "db", &g);
             assert!(transposable(&g));
             close(
                 &backward_input(&w, &gr, &g),
-                &conv_cpu::backward_input_gemm(&w, &gr, &g),
+                &gemm::backward_input_gemm(&w, &gr, &g),
                 "dx",
                 &g,
             );

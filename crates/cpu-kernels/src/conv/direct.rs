@@ -1,6 +1,6 @@
 //! The forward convolution as a direct AVX-512 kernel, without im2col.
 //!
-//! [`super::conv_cpu`]'s forward pass copies every patch into a column
+//! [`super::gemm`]'s forward pass copies every patch into a column
 //! matrix (im2col), which the GEMM then copies again into its packed
 //! panels; on small feature maps with many channels (the Fashion CNN's
 //! second layer: 32 -> 64 channels on 13x13) those copies cost more than
@@ -17,7 +17,8 @@
 
 use rayon::prelude::*;
 
-use super::conv_cpu::{par_fill, Geometry};
+use crate::geometry::Geometry;
+use crate::par::par_fill;
 
 /// Output channels per vector.
 const LANES: usize = 16;
@@ -34,7 +35,7 @@ pub fn supported(g: &Geometry) -> bool {
         && g.cin * (g.h + 2 * g.padding[0]) * (g.w + 2 * g.padding[1]) < i32::MAX as usize
 }
 
-/// Whether [`super::conv_cpu::forward`] should run convolution `g` here:
+/// Whether [`super::forward`] should run convolution `g` here:
 /// at most 512 rows of weights per output channel (a tile's weights, 128
 /// KiB, stay in the core's cache; there is no blocking over them) and at
 /// most 1,024 output pixels per image. Measured with `examples/conv_ops`
@@ -285,9 +286,9 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::gemm;
     use super::*;
-    use crate::model::conv_cpu;
-    use crate::model::conv_pool_cpu::tests::{corners, values};
+    use crate::test_util::{corners, values};
 
     #[test]
     fn direct_kernel_equals_the_gemm_path() {
@@ -333,7 +334,7 @@ mod tests {
             let b = values(g.cout, 3);
             for (bias, relu) in [(None, false), (Some(&b[..]), true)] {
                 let got = forward(&x, [g.h, g.w], &w, bias, relu, &g);
-                let want = conv_cpu::forward_gemm(&x, &w, bias, relu, &g);
+                let want = gemm::forward_gemm(&x, &w, bias, relu, &g);
                 assert_eq!(got.len(), want.len());
                 for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                     assert!(

@@ -3,7 +3,7 @@
 //!
 //! - with a 2x2, stride-2 pooling, where its input needs no gradient (the
 //!   network's first layer) and the backend has a kernel for it (`flex`:
-//!   [`super::conv_pool_cpu`]): a direct convolution pooled in registers,
+//!   `cpu_kernels::conv_pool`): a direct convolution pooled in registers,
 //!   whose backward step produces the weight and bias gradients from the
 //!   pooled gradient and the argmax bytes alone;
 //! - with any pooling the backend's sparse gradients pay for (`flex`:
@@ -27,16 +27,14 @@ use burn::nn::pool::MaxPool2d;
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
-use super::conv::{
-    dims_geometry, flex_contiguous, flex_dims, flex_from, flex_geometry, flex_slice, runner_options,
+use cpu_kernels::conv::{self as conv_kernels, Geometry};
+use cpu_kernels::{conv_pool as kernels, pool as pool_kernels, pool_grad};
+
+use super::flex::{
+    dims_geometry, flex_contiguous, flex_dims, flex_from, flex_geometry, flex_slice,
 };
-use super::conv::{needed, Needed};
-use super::conv_cpu;
-use super::conv_cpu::Geometry;
-use super::conv_pool_cpu;
+use super::options::{needed, runner_options, Needed};
 use super::pool::{geometry as pool_geometry, runner_window, Argmax, PoolOps, PoolWindow};
-use super::pool_cpu;
-use super::pool_grad_cpu;
 
 /// A backend's fused convolution + ReLU + 2x2 max pooling. The defaults say
 /// "none".
@@ -119,7 +117,7 @@ pub trait ConvPoolOps: PoolOps {
 /// The kernels' geometry: a convolution the CPU kernels take
 /// ([`dims_geometry`]) that the fused kernels take too.
 fn geometry(x: [usize; 4], w: [usize; 4], options: &ConvOptions<2>) -> Option<Geometry> {
-    dims_geometry(x, w, options).filter(conv_pool_cpu::supported)
+    dims_geometry(x, w, options).filter(kernels::supported)
 }
 
 impl ConvPoolOps for Flex {
@@ -128,9 +126,9 @@ impl ConvPoolOps for Flex {
         weight: &FloatTensor<Self>,
         options: &ConvOptions<2>,
     ) -> bool {
-        conv_pool_cpu::vectorized()
+        kernels::vectorized()
             && flex_geometry(x, weight, options)
-                .filter(conv_pool_cpu::supported)
+                .filter(kernels::supported)
                 .is_some()
     }
 
@@ -140,18 +138,18 @@ impl ConvPoolOps for Flex {
         bias: Option<FloatTensor<Self>>,
         options: ConvOptions<2>,
     ) -> (FloatTensor<Self>, Argmax) {
-        let Some(g) = flex_geometry(&x, &weight, &options).filter(conv_pool_cpu::supported) else {
+        let Some(g) = flex_geometry(&x, &weight, &options).filter(kernels::supported) else {
             unreachable!("checked by runner_conv_relu_pool_supported")
         };
         let (x, w) = (flex_contiguous(&x), flex_contiguous(&weight));
         let b = bias.as_ref().map(flex_contiguous);
-        let (out, arg) = conv_pool_cpu::forward(
+        let (out, arg) = kernels::forward(
             flex_slice(&x),
             flex_slice(&w),
             b.as_ref().map(flex_slice),
             &g,
         );
-        let [ph, pw] = conv_pool_cpu::pooled(&g);
+        let [ph, pw] = kernels::pooled(&g);
         (flex_from(out, [g.batch, g.cout, ph, pw]), arg.into())
     }
 
@@ -167,7 +165,7 @@ impl ConvPoolOps for Flex {
             unreachable!("the forward pass checked the geometry")
         };
         let (x, grad) = (flex_contiguous(&x), flex_contiguous(&grad));
-        let (dw, db) = conv_pool_cpu::backward(flex_slice(&x), flex_slice(&grad), argmax, &g);
+        let (dw, db) = kernels::backward(flex_slice(&x), flex_slice(&grad), argmax, &g);
         let db = bias.then(|| burn_flex::FlexTensor::from_data(TensorData::new(db, [g.cout])));
         (flex_from(dw, weight_dims), db)
     }
@@ -197,9 +195,9 @@ impl ConvPoolOps for Flex {
         // corner of the input.
         let g = read_region(&full, &window);
         let (x, w, b) = (flex_slice(&x), flex_slice(&w), b.as_ref().map(flex_slice));
-        let out = conv_cpu::forward_corner(x, [full.h, full.w], w, b, false, &g);
+        let out = conv_kernels::forward_corner(x, [full.h, full.w], w, b, false, &g);
         let p = pool_geometry([g.batch, g.cout, g.out_h(), g.out_w()], &window);
-        let (pooled, arg) = pool_cpu::max_forward(&out, &p, true);
+        let (pooled, arg) = pool_kernels::max_forward(&out, &p, true);
         (
             flex_from(pooled, [g.batch, g.cout, p.out_h(), p.out_w()]),
             arg.into(),
@@ -222,16 +220,16 @@ impl ConvPoolOps for Flex {
         let plane = [full.h, full.w];
         let p = pool_geometry([g.batch, g.cout, g.out_h(), g.out_w()], &window);
         let grad = flex_contiguous(&grad);
-        let hits = pool_grad_cpu::Hits::new(flex_slice(&grad), argmax, &g, &p);
+        let hits = pool_grad::Hits::new(flex_slice(&grad), argmax, &g, &p);
         let dx = needed[0].then(|| {
             let w = flex_contiguous(&weight);
-            let dx = pool_grad_cpu::backward_input(flex_slice(&w), &hits, &g, &p, plane);
+            let dx = pool_grad::backward_input(flex_slice(&w), &hits, &g, &p, plane);
             flex_from(dx, [g.batch, g.cin, full.h, full.w])
         });
         let (dw, db) = match needed[1] || needed[2] {
             true => {
                 let x = flex_contiguous(&x);
-                let (dw, db) = pool_grad_cpu::backward_weight(flex_slice(&x), plane, &hits, &g, &p);
+                let (dw, db) = pool_grad::backward_weight(flex_slice(&x), plane, &hits, &g, &p);
                 let dw = flex_from(dw, [g.cout, g.cin, g.kh, g.kw]);
                 let db = burn_flex::FlexTensor::from_data(TensorData::new(db, [g.cout]));
                 (
@@ -245,11 +243,11 @@ impl ConvPoolOps for Flex {
     }
 }
 
-/// The convolution cut to what `window` reads ([`pool_grad_cpu::read_region`]:
+/// The convolution cut to what `window` reads ([`pool_grad::read_region`]:
 /// the top-left corner of the input), or `g` whole.
 fn read_region(g: &Geometry, window: &PoolWindow) -> Geometry {
     match window.padding == [0, 0] {
-        true => pool_grad_cpu::read_region(g, window.kernel, window.stride).unwrap_or(*g),
+        true => pool_grad::read_region(g, window.kernel, window.stride).unwrap_or(*g),
         false => *g,
     }
 }
@@ -267,7 +265,7 @@ fn sparse_pays(g: &Geometry, window: &PoolWindow) -> bool {
     let p = pool_geometry([g.batch, g.cout, g.out_h(), g.out_w()], window);
     let area = window.kernel[0] * window.kernel[1];
     let small = g.h * g.w <= 1024;
-    (area >= 9 || (area >= 4 && small)) && pool_grad_cpu::fits(g, &p)
+    (area >= 9 || (area >= 4 && small)) && pool_grad::fits(g, &p)
 }
 
 #[derive(Debug)]
@@ -593,7 +591,7 @@ mod tests {
 
     #[test]
     fn values_and_parameter_gradients_match_burns_layers() {
-        if !conv_pool_cpu::vectorized() {
+        if !kernels::vectorized() {
             println!(
                 "skipped: no AVX-512 on this CPU; the fused operation is only offered with it"
             );
@@ -694,7 +692,7 @@ mod tests {
         let xp = Tensor::<Flex, 4>::random([1, 1, 8, 8], Distribution::Default, &device);
         assert_eq!(
             conv2d_relu_max_pool(&plain, &pool, xp).is_ok(),
-            conv_pool_cpu::vectorized()
+            kernels::vectorized()
         );
     }
 }

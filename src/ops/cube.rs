@@ -22,8 +22,9 @@ use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn_fusion::{Fusion, FusionBackend};
 
-use super::conv::{burn_conv_ops, rectify, unrectify, ConvOps, Needed};
+use super::conv::{bias_backward, burn_conv_ops, rectify, unrectify, ConvOps};
 use super::conv_pool::ConvPoolOps;
+use super::options::Needed;
 use super::pool::PoolOps;
 use crate::gpu::{self, ConvKernels};
 
@@ -170,7 +171,7 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> ConvOps
         let dx = needed[0].then(|| {
             data_backward::<R, F, I, BT>(x.clone(), weight.clone(), grad.clone(), options.clone())
         });
-        let db = crate::model::conv::bias_backward::<Self>(&x, &grad, bias_len, needed[2]);
+        let db = bias_backward::<Self>(&x, &grad, bias_len, needed[2]);
         let dw = needed[1].then(|| weight_backward::<R, F, I, BT>(x, weight, grad, options));
         [dx, dw, db]
     }

@@ -26,9 +26,11 @@
 
 use rayon::prelude::*;
 
-use super::conv_cpu::{images_per_task, par_fill, Geometry};
-use super::conv_direct_cpu::{pad, vectorized};
-use super::conv_lanes_cpu::{flipped, spread, transpose, transposed, Pass, WeightTile, MR, TILE};
+use super::direct::{pad, vectorized};
+use super::lanes::{flipped, spread, transpose, transposed, WeightTile, MR, TILE};
+use crate::geometry::Geometry;
+use crate::geometry::Pass;
+use crate::par::{images_per_task, par_fill};
 
 /// Tiles per vector.
 const LANES: usize = 16;
@@ -57,7 +59,7 @@ pub fn transposable(g: &Geometry) -> bool {
     supported(g) && g.padding[0] <= 2 && g.padding[1] <= 2 && supported(&transposed(g))
 }
 
-/// Whether [`super::conv_cpu`] should run `g`'s `pass` here: both channel
+/// Whether [`super::forward`] and its siblings should run `g`'s `pass` here: both channel
 /// counts fill the GEMM tiles' 8 output channels twice over, and at least
 /// three quarters of the lanes hold real tiles (a tile row is padded to
 /// whole vectors of 16 tiles; the input gradient's tiles cover the input
@@ -235,7 +237,7 @@ fn image_forward(
                 let ug = u.as_ptr().add(group * XI * g.cin * MR);
                 for xi in 0..XI {
                     for t in (0..n).step_by(TILE) {
-                        super::conv_lanes_cpu::avx512::forward_tile(
+                        super::lanes::avx512::forward_tile(
                             v.as_ptr().add(xi * g.cin * block + t),
                             ug.add(xi * g.cin * MR),
                             rows,
@@ -312,7 +314,7 @@ pub fn backward_weight(x: &[f32], grad: &[f32], g: &Geometry) -> (Vec<f32>, Vec<
                             let vx = v.as_ptr().add(xi * g.cin * block);
                             for c0 in (0..channels).step_by(width) {
                                 for r0 in (0..rows).step_by(shape.taps) {
-                                    super::conv_lanes_cpu::avx512::weight_tile(
+                                    super::lanes::avx512::weight_tile(
                                         shape,
                                         dm.as_ptr().add(xi * block * channels + c0),
                                         channels,
@@ -575,9 +577,9 @@ mod avx512 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::gemm;
     use super::*;
-    use crate::model::conv_cpu;
-    use crate::model::conv_pool_cpu::tests::{close_to_scale as close, corners, values};
+    use crate::test_util::{close_to_scale as close, corners, values};
 
     #[test]
     fn winograd_equals_the_gemm_path() {
@@ -644,15 +646,15 @@ mod tests {
             let b = values(g.cout, 3);
             for (bias, relu) in [(None, false), (Some(&b[..]), true)] {
                 let got = forward(&x, [g.h, g.w], &w, bias, relu, &g);
-                let want = conv_cpu::forward_gemm(&x, &w, bias, relu, &g);
+                let want = gemm::forward_gemm(&x, &w, bias, relu, &g);
                 close(&got, &want, &format!("forward {g:?}"));
             }
             let dy = values(g.batch * g.cout * g.out_h() * g.out_w(), 4);
             let got = backward_input(&w, &dy, &g);
-            let want = conv_cpu::backward_input_gemm(&w, &dy, &g);
+            let want = gemm::backward_input_gemm(&w, &dy, &g);
             close(&got, &want, &format!("input gradient {g:?}"));
             let (dw, db) = backward_weight(&x, &dy, &g);
-            let (want_w, want_b) = conv_cpu::backward_weight_gemm(&x, &dy, &g);
+            let (want_w, want_b) = gemm::backward_weight_gemm(&x, &dy, &g);
             close(&dw, &want_w, &format!("weight gradient {g:?}"));
             close(&db, &want_b, &format!("bias gradient {g:?}"));
         }

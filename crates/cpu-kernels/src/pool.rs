@@ -15,7 +15,7 @@
 //! is not positive records [`NO_GRADIENT`] instead of a window position, so
 //! the backward pass needs no separate ReLU mask.
 
-use super::conv_cpu::{par_fill, zeroed};
+use crate::par::{par_fill, zeroed};
 use rayon::prelude::*;
 
 /// The argmax byte of an output that gets no gradient: its ReLU (fused into
