@@ -7,6 +7,8 @@
 //! variables < `--set key.path=value`.
 
 pub mod diagnostic;
+#[cfg(test)]
+mod docs_tests;
 pub mod provenance;
 pub mod spec;
 pub mod tagged;

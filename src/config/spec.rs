@@ -18,23 +18,33 @@ use super::tagged;
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentSpec {
-    /// Parent file this one extends. Consumed while loading; a resolved
-    /// config never carries it.
+    /// Parent file this one extends, relative to this one. Consumed while
+    /// loading; a resolved config never carries it. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extends: Option<String>,
+    /// `[experiment]`: the run's name, seed and description. Required.
     pub experiment: MetaSpec,
+    /// `[runtime]`: device, threads and where runs go. Default: every key's default.
     #[serde(default)]
     pub runtime: RuntimeSpec,
+    /// `[data]`: where the images come from. Required.
     pub data: DataSpec,
+    /// `[augment]`: preprocessing and training-time augmentation. Default: none of either.
     #[serde(default)]
     pub augment: AugmentSpec,
+    /// `[model]`: the input shape and the layer stack. Required.
     pub model: ModelSpec,
+    /// `[optimizer]`: the optimizer and its settings. Default: RMSprop with Keras's defaults.
     #[serde(default)]
     pub optimizer: OptimizerSpec,
+    /// `[train]`: epochs, batch size and what an epoch covers. Default: every key's default.
     #[serde(default)]
     pub train: TrainSpec,
+    /// `[callbacks]`: early stopping, checkpoints, rate schedules, TensorBoard.
+    /// Default: every key's default.
     #[serde(default)]
     pub callbacks: CallbacksSpec,
+    /// `[sweep]`: the trials `runner sweep` runs; ignored by `runner run`. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepSpec>,
 }
@@ -53,50 +63,57 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "sweep",
 ];
 
+/// `[experiment]`: what the run is called and how it is seeded.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetaSpec {
-    /// Names the folder under `runs/`; letters, digits, `-`, `_` and `.`.
+    /// Names the folder under `runs/`; letters, digits, `-`, `_` and `.`. Required.
     pub name: String,
-    #[serde(default = "default_seed")]
+    /// Seeds weight initialisation, dropout, shuffling, augmentation and data
+    /// splits. Default: `42`.
+    #[serde(default = "default_experiment_seed")]
     pub seed: u64,
+    /// Free text, kept in the run folder. Default: `""`.
     #[serde(default)]
     pub description: String,
 }
 
-fn default_seed() -> u64 {
+fn default_experiment_seed() -> u64 {
     42
 }
 
+/// `[runtime]`: where and how the run computes; not part of the model.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSpec {
-    /// `auto`, `cpu`, `cuda` or `cuda:N`.
-    #[serde(default = "default_device")]
+    /// `auto`, `cpu`, `cuda`, `cuda:N` or `wgpu`; `--device` overrides it.
+    /// Default: `"auto"`.
+    #[serde(default = "default_runtime_device")]
     pub device: String,
-    /// CPU threads for compute and data loading; 0 means all cores.
+    /// CPU threads for compute and data loading; 0 means all cores. Default: `0`.
     #[serde(default)]
     pub threads: usize,
-    /// Where run folders are created.
-    #[serde(default = "default_runs_dir")]
+    /// Where run folders are created, relative to the working directory.
+    /// Default: `"runs"`.
+    #[serde(default = "default_runtime_runs_dir")]
     pub runs_dir: PathBuf,
 }
 
 impl Default for RuntimeSpec {
     fn default() -> Self {
         Self {
-            device: default_device(),
+            device: default_runtime_device(),
             threads: 0,
-            runs_dir: default_runs_dir(),
+            runs_dir: default_runtime_runs_dir(),
         }
     }
 }
 
-fn default_device() -> String {
+fn default_runtime_device() -> String {
     "auto".into()
 }
 
-fn default_runs_dir() -> PathBuf {
+fn default_runtime_runs_dir() -> PathBuf {
     PathBuf::from("runs")
 }
 
@@ -123,89 +140,129 @@ tagged::tagged_enum!(DataSpec, "source", {
     Synthetic(SyntheticSpec) = "synthetic",
 });
 
+/// `source = "image_folder"`: one sub-folder per class.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageFolderSpec {
+    /// Training folder: one sub-folder per class, class names sorted, images
+    /// found recursively. Required.
     pub path: PathBuf,
+    /// A list of class names, or N for the first N classes in sorted order.
+    /// Default: all classes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<ClassSelect>,
+    /// Fraction in (0, 1) held out for validation, stratified and seeded.
+    /// Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_split: Option<f64>,
+    /// A separate validation folder instead of a split. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_path: Option<PathBuf>,
+    /// A test folder for the final evaluation. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_path: Option<PathBuf>,
+    /// Resize filter. Default: `"nearest"`.
     #[serde(default)]
     pub interpolation: Interpolation,
+    /// What to do with a file that cannot be decoded. Default: `"fail"`.
     #[serde(default)]
     pub on_bad_image: BadImagePolicy,
+    /// Keep decoded images in memory after the first epoch. Default: `false`.
     #[serde(default)]
     pub cache: bool,
-    #[serde(default = "default_prefetch")]
+    /// Batches prepared ahead of the trainer, 1 to 1024. Default: `4`.
+    #[serde(default = "default_data_prefetch")]
     pub prefetch: usize,
 }
 
+/// `source = "food101"`: the Food-101 layout, read in place.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Food101Spec {
+    /// The dataset root, holding `images/` and `meta/`. Required.
     pub path: PathBuf,
+    /// A list of class names, or N for the first N classes in sorted order.
+    /// Default: all classes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<ClassSelect>,
+    /// Fraction of the training list held out for validation. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_split: Option<f64>,
+    /// Resize filter. Default: `"nearest"`.
     #[serde(default)]
     pub interpolation: Interpolation,
+    /// What to do with a file that cannot be decoded. Default: `"fail"`.
     #[serde(default)]
     pub on_bad_image: BadImagePolicy,
+    /// Keep decoded images in memory after the first epoch. Default: `false`.
     #[serde(default)]
     pub cache: bool,
-    #[serde(default = "default_prefetch")]
+    /// Batches prepared ahead of the trainer, 1 to 1024. Default: `4`.
+    #[serde(default = "default_data_prefetch")]
     pub prefetch: usize,
 }
 
+/// `source = "idx"`: MNIST-format IDX files.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdxSpec {
+    /// Folder with the IDX files, gzip or plain. Required.
     pub path: PathBuf,
+    /// Training images file, in `path`. Default: `"train-images-idx3-ubyte.gz"`.
     #[serde(default = "default_idx_train_images")]
     pub train_images: String,
+    /// Training labels file, in `path`. Default: `"train-labels-idx1-ubyte.gz"`.
     #[serde(default = "default_idx_train_labels")]
     pub train_labels: String,
+    /// Test images file, in `path`. Default: `"t10k-images-idx3-ubyte.gz"`.
     #[serde(default = "default_idx_test_images")]
     pub test_images: String,
+    /// Test labels file, in `path`. Default: `"t10k-labels-idx1-ubyte.gz"`.
     #[serde(default = "default_idx_test_labels")]
     pub test_labels: String,
+    /// Names for the labels, in label order. Default: none (the labels are
+    /// named `0`, `1`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_names: Option<Vec<String>>,
+    /// Fraction of the training set held out (stratified, seeded). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_split: Option<f64>,
     /// Validate on the test files every epoch (Keras's
     /// `validation_data=(x_test, y_test)`), instead of a held-out split.
+    /// Default: `false`.
     #[serde(default)]
     pub validate_on_test: bool,
-    #[serde(default = "default_prefetch")]
+    /// Batches prepared ahead of the trainer, 1 to 1024. Default: `4`.
+    #[serde(default = "default_data_prefetch")]
     pub prefetch: usize,
 }
 
+/// `source = "synthetic"`: drawn shapes, no files.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyntheticSpec {
+    /// Number of shape classes, 2 to 12. Default: `10`.
     #[serde(default = "default_synthetic_classes")]
     pub classes: usize,
-    #[serde(default = "default_synthetic_train")]
+    /// Training images. Default: `2000`.
+    #[serde(default = "default_synthetic_train_size")]
     pub train_size: usize,
-    #[serde(default = "default_synthetic_validation")]
+    /// Validation images; 0 for no validation data. Default: `500`.
+    #[serde(default = "default_synthetic_validation_size")]
     pub validation_size: usize,
-    #[serde(default = "default_synthetic_test")]
+    /// Test images. Default: `500`.
+    #[serde(default = "default_synthetic_test_size")]
     pub test_size: usize,
-    /// Standard deviation of the background noise, in [0, 1] units.
+    /// Standard deviation of the background noise, in [0, 1] units. Default: `0.1`.
     #[serde(default = "default_synthetic_noise")]
     pub noise: f64,
-    #[serde(default = "default_prefetch")]
+    /// Batches prepared ahead of the trainer, 1 to 1024. Default: `4`.
+    #[serde(default = "default_data_prefetch")]
     pub prefetch: usize,
 }
 
-fn default_prefetch() -> usize {
+/// Shared by every data source.
+fn default_data_prefetch() -> usize {
     4
 }
 fn default_idx_train_images() -> String {
@@ -223,13 +280,13 @@ fn default_idx_test_labels() -> String {
 fn default_synthetic_classes() -> usize {
     10
 }
-fn default_synthetic_train() -> usize {
+fn default_synthetic_train_size() -> usize {
     2000
 }
-fn default_synthetic_validation() -> usize {
+fn default_synthetic_validation_size() -> usize {
     500
 }
-fn default_synthetic_test() -> usize {
+fn default_synthetic_test_size() -> usize {
     500
 }
 fn default_synthetic_noise() -> f64 {
@@ -250,7 +307,9 @@ impl DataSpec {
 /// Which classes to use: an explicit list, or the first N in sorted order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClassSelect {
+    /// A number N: the first N classes in sorted order.
     First(usize),
+    /// The listed classes.
     Names(Vec<String>),
 }
 
@@ -292,11 +351,14 @@ impl<'de> Deserialize<'de> for ClassSelect {
     }
 }
 
+/// What to do with an image file that cannot be read (`on_bad_image`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BadImagePolicy {
+    /// `fail`: stop, naming the file. The default.
     #[default]
     Fail,
+    /// `skip`: leave the file out and count it.
     Skip,
 }
 
@@ -304,10 +366,14 @@ pub enum BadImagePolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Interpolation {
+    /// `nearest`, Keras's default. The default.
     #[default]
     Nearest,
+    /// `bilinear`.
     Bilinear,
+    /// `bicubic`.
     Bicubic,
+    /// `lanczos` (Lanczos3).
     Lanczos,
 }
 
@@ -319,53 +385,67 @@ pub enum Interpolation {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AugmentSpec {
-    /// Multiply pixel values (0-255) by this; a number or a fraction like `"1/255"`.
+    /// Multiply pixel values (0-255) by this; a number or a fraction like
+    /// `"1/255"`. Default: none (the values are kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescale: Option<Number>,
+    /// Per-channel `(x - mean) / std`, applied after `rescale`. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub normalize: Option<NormalizeSpec>,
-    /// Degrees; a rotation is drawn uniformly from [-r, r].
+    /// Degrees; a rotation is drawn uniformly from [-r, r]. Default: `0`.
     #[serde(default)]
     pub rotation_range: f64,
-    /// Fraction of the width; a shift is drawn uniformly from [-w, w].
+    /// Fraction of the width; a shift is drawn uniformly from [-w, w]. Default: `0`.
     #[serde(default)]
     pub width_shift_range: f64,
+    /// Fraction of the height; a shift is drawn uniformly from [-h, h]. Default: `0`.
     #[serde(default)]
     pub height_shift_range: f64,
-    /// `[lo, hi]`: a brightness factor drawn uniformly from this range.
+    /// `[lo, hi]`: a brightness factor drawn uniformly from this range. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brightness_range: Option<[f64; 2]>,
-    /// `z` means `[1 - z, 1 + z]`; a pair is used as given.
+    /// `z` means `[1 - z, 1 + z]`; a pair is used as given. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zoom_range: Option<ZoomRange>,
-    /// Shear angle in degrees, drawn from [-s, s].
+    /// Shear angle in degrees, drawn from [-s, s]. Default: `0`.
     #[serde(default)]
     pub shear_range: f64,
+    /// Flip left-right with probability 0.5. Default: `false`.
     #[serde(default)]
     pub horizontal_flip: bool,
+    /// Flip top-bottom with probability 0.5. Default: `false`.
     #[serde(default)]
     pub vertical_flip: bool,
+    /// How pixels outside the image are filled after a transform. Default: `"nearest"`.
     #[serde(default)]
     pub fill_mode: FillMode,
-    /// Fill value for `fill_mode = "constant"`, in 0-255 pixel units.
+    /// Fill value for `fill_mode = "constant"`, in 0-255 pixel units. Default: `0`.
     #[serde(default)]
     pub cval: f64,
 }
 
+/// `augment.normalize`: `(x - mean) / std` per channel.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NormalizeSpec {
+    /// One mean per channel. Required.
     pub mean: Vec<f64>,
+    /// One standard deviation per channel. Required.
     pub std: Vec<f64>,
 }
 
+/// How pixels outside the image are filled after a transform (`fill_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FillMode {
+    /// `nearest`: the closest edge pixel. The default.
     #[default]
     Nearest,
+    /// `constant`: the value `cval`.
     Constant,
+    /// `reflect`: mirrored at the edge (`dcba|abcd|dcba`).
     Reflect,
+    /// `wrap`: the image repeated (`abcd|abcd|abcd`).
     Wrap,
 }
 
@@ -417,9 +497,12 @@ fn parse_fraction(s: &str) -> Option<f64> {
     }
 }
 
+/// `zoom_range`: a number or a pair.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ZoomRange {
+    /// `z`, meaning `[1 - z, 1 + z]`.
     Symmetric(f64),
+    /// `[lo, hi]`, used as given.
     Range([f64; 2]),
 }
 
@@ -470,28 +553,35 @@ impl<'de> Deserialize<'de> for ZoomRange {
 
 // ---------------------------------------------------------------- model
 
+/// `[model]`: the network, as a Keras `Sequential` stack.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// `[height, width, channels]`, as Keras's `input_shape`.
+    /// `[height, width, channels]`, as Keras's `input_shape`; channels 1 or 3. Required.
     pub input_shape: [usize; 3],
-    /// Rate for every `dropout` layer that does not set its own.
+    /// Rate for every `dropout` layer that does not set its own. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropout: Option<f64>,
     /// Weight initializer for conv and dense kernels (biases start at zero).
+    /// Default: `"glorot_uniform"`.
     #[serde(default)]
     pub initializer: InitializerKind,
+    /// The ordered layer list, `{ type = "...", ... }` each. Required.
     pub layers: Vec<LayerSpec>,
 }
 
+/// Kernel initializer (`model.initializer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InitializerKind {
-    /// Keras's default for Conv2D and Dense.
+    /// `glorot_uniform`: Keras's default for Conv2D and Dense. The default.
     #[default]
     GlorotUniform,
+    /// `glorot_normal`.
     GlorotNormal,
+    /// `he_uniform`.
     HeUniform,
+    /// `he_normal`.
     HeNormal,
 }
 
@@ -499,14 +589,23 @@ pub enum InitializerKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LayerSpec {
+    /// `conv2d`: a 2-D convolution (Keras `Conv2D`).
     Conv2d(Conv2dSpec),
+    /// `max_pool2d`: max pooling (Keras `MaxPooling2D`).
     MaxPool2d(PoolSpec),
+    /// `avg_pool2d`: average pooling; padding is not counted (Keras `AveragePooling2D`).
     AvgPool2d(PoolSpec),
+    /// `global_avg_pool2d`: the mean of each channel (Keras `GlobalAveragePooling2D`).
     GlobalAvgPool2d(NamedSpec),
+    /// `dropout`: drops inputs with probability `rate` while training.
     Dropout(DropoutSpec),
+    /// `flatten`: a feature map to a vector.
     Flatten(NamedSpec),
+    /// `dense`: a fully connected layer (Keras `Dense`).
     Dense(DenseSpec),
+    /// `batch_norm`: batch normalisation over channels or features.
     BatchNorm(BatchNormSpec),
+    /// `activation`: an activation function on its own.
     Activation(ActivationSpec),
 }
 
@@ -522,33 +621,45 @@ tagged::tagged_enum!(LayerSpec, "type", {
     Activation(ActivationSpec) = "activation",
 });
 
+/// `type = "conv2d"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Conv2dSpec {
+    /// Output channels. Required.
     pub filters: usize,
+    /// Kernel size: `3` or `[3, 5]`. Required.
     pub kernel: Pair,
-    #[serde(default = "Pair::one")]
+    /// Stride: `k` or `[h, w]`. Default: `1`.
+    #[serde(default = "default_conv2d_stride")]
     pub stride: Pair,
+    /// `valid` or `same` (TensorFlow's rule). Default: `"valid"`.
     #[serde(default)]
     pub padding: Padding,
+    /// Applied to the output. Default: `"linear"` (none).
     #[serde(default)]
     pub activation: Activation,
-    #[serde(default = "yes")]
+    /// Add a bias per filter. Default: `true`.
+    #[serde(default = "default_true")]
     pub use_bias: bool,
+    /// The layer's name. Default: none (Keras's `conv2d`, `conv2d_1`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
+/// `type = "max_pool2d"` and `type = "avg_pool2d"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSpec {
-    #[serde(default = "Pair::two")]
+    /// Pool size: `k` or `[h, w]`. Default: `2`.
+    #[serde(default = "default_pool2d_pool")]
     pub pool: Pair,
-    /// Defaults to the pool size, as in Keras.
+    /// Stride: `k` or `[h, w]`. Default: none (the pool size, as in Keras).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stride: Option<Pair>,
+    /// `valid` or `same`. Default: `"valid"`.
     #[serde(default)]
     pub padding: Padding,
+    /// The layer's name. Default: none (Keras's naming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
@@ -557,59 +668,82 @@ pub struct PoolSpec {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamedSpec {
+    /// The layer's name. Default: none (Keras's naming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
+/// `type = "dropout"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DropoutSpec {
-    /// Falls back to `model.dropout`.
+    /// Probability of dropping an input. Default: none (`model.dropout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    /// The layer's name. Default: none (Keras's naming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
+/// `type = "dense"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DenseSpec {
+    /// Output features. Required.
     pub units: usize,
+    /// Applied to the output. Default: `"linear"` (none).
     #[serde(default)]
     pub activation: Activation,
-    #[serde(default = "yes")]
+    /// Add a bias per unit. Default: `true`.
+    #[serde(default = "default_true")]
     pub use_bias: bool,
+    /// The layer's name. Default: none (Keras's naming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
+/// `type = "batch_norm"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchNormSpec {
     /// Keras meaning: moving = momentum * moving + (1 - momentum) * batch.
-    #[serde(default = "default_bn_momentum")]
+    /// Default: `0.99`.
+    #[serde(default = "default_batch_norm_momentum")]
     pub momentum: f64,
-    #[serde(default = "default_bn_epsilon")]
+    /// Added to the variance before the square root. Default: `1e-3`.
+    #[serde(default = "default_batch_norm_epsilon")]
     pub epsilon: f64,
+    /// The layer's name. Default: none (Keras's naming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
+/// `type = "activation"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivationSpec {
+    /// The function to apply. Required.
     pub activation: Activation,
+    /// The layer's name. Default: none (Keras's naming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
-fn yes() -> bool {
+/// Shared by every boolean key whose default is `true`.
+fn default_true() -> bool {
     true
 }
-fn default_bn_momentum() -> f64 {
+fn default_conv2d_stride() -> Pair {
+    Pair([1, 1])
+}
+/// Shared by `max_pool2d` and `avg_pool2d`.
+fn default_pool2d_pool() -> Pair {
+    Pair([2, 2])
+}
+fn default_batch_norm_momentum() -> f64 {
     0.99
 }
-fn default_bn_epsilon() -> f64 {
+fn default_batch_norm_epsilon() -> f64 {
     1e-3
 }
 
@@ -646,16 +780,10 @@ impl LayerSpec {
 
 /// An integer `k` (meaning `[k, k]`) or a pair `[h, w]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pair(pub [usize; 2]);
-
-impl Pair {
-    pub fn one() -> Pair {
-        Pair([1, 1])
-    }
-    pub fn two() -> Pair {
-        Pair([2, 2])
-    }
-}
+pub struct Pair(
+    /// `[height, width]`.
+    pub [usize; 2],
+);
 
 impl Serialize for Pair {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -701,26 +829,36 @@ impl<'de> Deserialize<'de> for Pair {
     }
 }
 
+/// Padding of conv and pooling layers (`padding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Padding {
+    /// `valid`: no padding. The default.
     #[default]
     Valid,
+    /// `same`: pad so the output is `ceil(input / stride)`; the extra row or
+    /// column goes at the bottom or right, as in TensorFlow.
     Same,
 }
 
+/// An activation function (`activation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
-    /// No activation (Keras `None` / `"linear"`).
+    /// `linear`: no activation (Keras `None` / `"linear"`). The default.
     #[default]
     Linear,
+    /// `relu`.
     Relu,
+    /// `sigmoid`.
     Sigmoid,
+    /// `tanh`.
     Tanh,
+    /// `softmax`, over channels or features.
     Softmax,
+    /// `gelu`.
     Gelu,
-    /// Negative slope 0.2, as Keras's `activations.leaky_relu`.
+    /// `leaky_relu`: negative slope 0.2, as Keras's `activations.leaky_relu`.
     LeakyRelu,
 }
 
@@ -744,9 +882,13 @@ impl Activation {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OptimizerSpec {
+    /// `rmsprop`: Keras's `RMSprop`. The default.
     Rmsprop(RmspropSpec),
+    /// `adam`: Keras's `Adam`, with weight decay as an L2 term.
     Adam(AdamSpec),
+    /// `adamw`: Keras's `AdamW`, with decoupled weight decay.
     Adamw(AdamWSpec),
+    /// `sgd`: Keras's `SGD`, with optional (Nesterov) momentum.
     Sgd(SgdSpec),
 }
 
@@ -761,10 +903,10 @@ impl Default for OptimizerSpec {
     /// Keras's `compile()` default: RMSprop at 1e-3.
     fn default() -> Self {
         OptimizerSpec::Rmsprop(RmspropSpec {
-            learning_rate: lr_1e3(),
-            rho: rho_default(),
+            learning_rate: default_optimizer_learning_rate(),
+            rho: default_rmsprop_rho(),
             momentum: 0.0,
-            epsilon: eps_1e7(),
+            epsilon: default_optimizer_epsilon(),
             centered: false,
             weight_decay: 0.0,
             clip_norm: None,
@@ -793,163 +935,213 @@ impl OptimizerSpec {
     }
 }
 
+/// `type = "rmsprop"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RmspropSpec {
-    #[serde(default = "lr_1e3")]
+    /// The base learning rate. Default: `0.001`.
+    #[serde(default = "default_optimizer_learning_rate")]
     pub learning_rate: f64,
-    #[serde(default = "rho_default")]
+    /// Decay of the moving average of squared gradients. Default: `0.9`.
+    #[serde(default = "default_rmsprop_rho")]
     pub rho: f64,
+    /// Momentum. Default: `0`.
     #[serde(default)]
     pub momentum: f64,
-    #[serde(default = "eps_1e7")]
+    /// Added to the denominator for numerical stability. Default: `1e-7`.
+    #[serde(default = "default_optimizer_epsilon")]
     pub epsilon: f64,
+    /// Divide by the gradient's estimated variance rather than its second
+    /// moment. Default: `false`.
     #[serde(default)]
     pub centered: bool,
+    /// L2 penalty added to the gradient. Default: `0`.
     #[serde(default)]
     pub weight_decay: f64,
+    /// Clip each gradient's norm to this. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_norm: Option<f64>,
+    /// Clip each gradient element to [-v, v]. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_value: Option<f64>,
 }
 
+/// `type = "adam"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdamSpec {
-    #[serde(default = "lr_1e3")]
+    /// The base learning rate. Default: `0.001`.
+    #[serde(default = "default_optimizer_learning_rate")]
     pub learning_rate: f64,
-    #[serde(default = "beta1_default")]
+    /// Decay of the first-moment estimate. Default: `0.9`.
+    #[serde(default = "default_adam_beta_1")]
     pub beta_1: f64,
-    #[serde(default = "beta2_default")]
+    /// Decay of the second-moment estimate. Default: `0.999`.
+    #[serde(default = "default_adam_beta_2")]
     pub beta_2: f64,
-    #[serde(default = "eps_1e7")]
+    /// Added to the denominator for numerical stability. Default: `1e-7`.
+    #[serde(default = "default_optimizer_epsilon")]
     pub epsilon: f64,
-    /// L2 penalty added to the gradient.
+    /// L2 penalty added to the gradient. Default: `0`.
     #[serde(default)]
     pub weight_decay: f64,
+    /// Clip each gradient's norm to this. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_norm: Option<f64>,
+    /// Clip each gradient element to [-v, v]. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_value: Option<f64>,
 }
 
+/// `type = "adamw"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdamWSpec {
-    #[serde(default = "lr_1e3")]
+    /// The base learning rate. Default: `0.001`.
+    #[serde(default = "default_optimizer_learning_rate")]
     pub learning_rate: f64,
-    #[serde(default = "beta1_default")]
+    /// Decay of the first-moment estimate. Default: `0.9`.
+    #[serde(default = "default_adam_beta_1")]
     pub beta_1: f64,
-    #[serde(default = "beta2_default")]
+    /// Decay of the second-moment estimate. Default: `0.999`.
+    #[serde(default = "default_adam_beta_2")]
     pub beta_2: f64,
-    #[serde(default = "eps_1e7")]
+    /// Added to the denominator for numerical stability. Default: `1e-7`.
+    #[serde(default = "default_optimizer_epsilon")]
     pub epsilon: f64,
-    /// Decoupled weight decay.
-    #[serde(default = "adamw_wd")]
+    /// Decoupled weight decay. Default: `0.004`.
+    #[serde(default = "default_adamw_weight_decay")]
     pub weight_decay: f64,
+    /// Clip each gradient's norm to this. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_norm: Option<f64>,
+    /// Clip each gradient element to [-v, v]. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_value: Option<f64>,
 }
 
+/// `type = "sgd"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SgdSpec {
-    #[serde(default = "lr_1e2")]
+    /// The base learning rate. Default: `0.01`.
+    #[serde(default = "default_sgd_learning_rate")]
     pub learning_rate: f64,
+    /// Momentum, without dampening. Default: `0`.
     #[serde(default)]
     pub momentum: f64,
+    /// Nesterov momentum. Default: `false`.
     #[serde(default)]
     pub nesterov: bool,
+    /// L2 penalty added to the gradient. Default: `0`.
     #[serde(default)]
     pub weight_decay: f64,
+    /// Clip each gradient's norm to this. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_norm: Option<f64>,
+    /// Clip each gradient element to [-v, v]. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip_value: Option<f64>,
 }
 
-fn lr_1e3() -> f64 {
+/// Shared by `rmsprop`, `adam` and `adamw` (Keras's default rate).
+fn default_optimizer_learning_rate() -> f64 {
     1e-3
 }
-fn lr_1e2() -> f64 {
-    1e-2
-}
-fn rho_default() -> f64 {
-    0.9
-}
-fn eps_1e7() -> f64 {
+/// Shared by `rmsprop`, `adam` and `adamw`.
+fn default_optimizer_epsilon() -> f64 {
     1e-7
 }
-fn beta1_default() -> f64 {
+fn default_rmsprop_rho() -> f64 {
     0.9
 }
-fn beta2_default() -> f64 {
+/// Shared by `adam` and `adamw`.
+fn default_adam_beta_1() -> f64 {
+    0.9
+}
+/// Shared by `adam` and `adamw`.
+fn default_adam_beta_2() -> f64 {
     0.999
 }
-fn adamw_wd() -> f64 {
+fn default_adamw_weight_decay() -> f64 {
     0.004
+}
+fn default_sgd_learning_rate() -> f64 {
+    1e-2
 }
 
 // ---------------------------------------------------------------- train
 
+/// `[train]`: the training loop.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSpec {
-    #[serde(default = "default_epochs")]
+    /// Epochs to train, 1 to 1,000,000. Default: `10`.
+    #[serde(default = "default_train_epochs")]
     pub epochs: usize,
-    #[serde(default = "default_batch_size")]
+    /// Images per batch, 1 to 1,048,576; the last batch may be smaller. Default: `32`.
+    #[serde(default = "default_train_batch_size")]
     pub batch_size: usize,
-    /// Cap on training batches per epoch (Keras `steps_per_epoch`); all when unset.
+    /// Cap on training batches per epoch (Keras `steps_per_epoch`). Default: none (all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps_per_epoch: Option<usize>,
-    /// Cap on validation batches per epoch; all when unset.
+    /// Cap on validation batches per epoch. Default: none (all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_steps: Option<usize>,
-    /// Also track top-k accuracy (`top{k}_accuracy`) when set.
+    /// Also track top-k accuracy (`top{k}_accuracy`) when set. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k: Option<usize>,
-    #[serde(default = "yes")]
+    /// Reshuffle the training set every epoch. Default: `true`.
+    #[serde(default = "default_true")]
     pub shuffle: bool,
 }
 
 impl Default for TrainSpec {
     fn default() -> Self {
         Self {
-            epochs: default_epochs(),
-            batch_size: default_batch_size(),
+            epochs: default_train_epochs(),
+            batch_size: default_train_batch_size(),
             steps_per_epoch: None,
             validation_steps: None,
             top_k: None,
-            shuffle: true,
+            shuffle: default_true(),
         }
     }
 }
 
-fn default_epochs() -> usize {
+fn default_train_epochs() -> usize {
     10
 }
-fn default_batch_size() -> usize {
+fn default_train_batch_size() -> usize {
     32
 }
 
 // ---------------------------------------------------------------- callbacks
 
+/// `[callbacks]`: what runs around each epoch.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallbacksSpec {
+    /// `[callbacks.early_stopping]`: stop when a metric stops improving.
+    /// Default: none (off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStoppingSpec>,
+    /// `[callbacks.checkpoint]`: which checkpoints are kept. Default: always
+    /// on, with every key's default.
     #[serde(default)]
     pub checkpoint: CheckpointSpec,
+    /// `[callbacks.reduce_lr_on_plateau]`: cut the rate when a metric stalls.
+    /// Default: none (off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reduce_lr_on_plateau: Option<ReduceLrSpec>,
-    #[serde(default = "yes")]
+    /// Stop as soon as a training batch's loss is NaN or infinite. Default: `true`.
+    #[serde(default = "default_true")]
     pub terminate_on_nan: bool,
+    /// `[callbacks.lr_schedule]`: the rate as a function of the epoch.
+    /// Default: none (the optimizer's rate throughout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr_schedule: Option<LrScheduleSpec>,
+    /// `[callbacks.tensorboard]`: TensorBoard event files. Default: on.
     #[serde(default)]
     pub tensorboard: TensorboardSpec,
 }
@@ -960,61 +1152,80 @@ impl Default for CallbacksSpec {
             early_stopping: None,
             checkpoint: CheckpointSpec::default(),
             reduce_lr_on_plateau: None,
-            terminate_on_nan: true,
+            terminate_on_nan: default_true(),
             lr_schedule: None,
             tensorboard: TensorboardSpec::default(),
         }
     }
 }
 
+/// Whether a monitored metric improves by going down or up (`mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
-    /// `max` for accuracy-like metrics, `min` otherwise.
+    /// `auto`: `max` for accuracy-like metrics, `min` otherwise. The default.
     #[default]
     Auto,
+    /// `min`: lower is better.
     Min,
+    /// `max`: higher is better.
     Max,
 }
 
+/// `[callbacks.early_stopping]`, with Keras 3's rules.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EarlyStoppingSpec {
-    #[serde(default = "default_monitor")]
+    /// The metric watched. Default: `"val_loss"`.
+    #[serde(default = "default_callback_monitor")]
     pub monitor: String,
+    /// Whether lower or higher is better. Default: `"auto"`.
     #[serde(default)]
     pub mode: Mode,
+    /// Epochs without improvement before stopping. Default: `0`.
     #[serde(default)]
     pub patience: usize,
+    /// An improvement must beat the best by more than this. Default: `0`.
     #[serde(default)]
     pub min_delta: f64,
+    /// Until the metric beats this, improvements do not reset the patience
+    /// counter. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<f64>,
+    /// Epochs before this one are not watched. Default: `0`.
     #[serde(default)]
     pub start_from_epoch: usize,
+    /// On stopping, go back to the weights of the best epoch. Default: `false`.
     #[serde(default)]
     pub restore_best_weights: bool,
 }
 
-fn default_monitor() -> String {
+/// Shared by every callback's `monitor`.
+fn default_callback_monitor() -> String {
     "val_loss".into()
 }
 
+/// `[callbacks.checkpoint]`: always on.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSpec {
-    #[serde(default = "default_monitor")]
+    /// The metric that defines `best` (`loss` when there is no validation
+    /// data). Default: `"val_loss"`.
+    #[serde(default = "default_callback_monitor")]
     pub monitor: String,
+    /// Whether lower or higher is better. Default: `"auto"`.
     #[serde(default)]
     pub mode: Mode,
     /// `best` is saved whenever the monitored metric improves. Unless this is
     /// true, a checkpoint of every epoch is kept as well (Keras's default).
+    /// Default: `false`.
     #[serde(default)]
     pub save_best_only: bool,
-    /// Keep `last` (model, optimizer and loop state) after every epoch; needed for `--resume`.
-    #[serde(default = "yes")]
+    /// Keep `last` (model, optimizer and loop state) after every epoch; needed
+    /// for `--resume`. Default: `true`.
+    #[serde(default = "default_true")]
     pub save_last: bool,
-    /// How many per-epoch checkpoints to keep; all when unset.
+    /// How many per-epoch checkpoints to keep. Default: none (all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_last_n: Option<usize>,
 }
@@ -1022,41 +1233,50 @@ pub struct CheckpointSpec {
 impl Default for CheckpointSpec {
     fn default() -> Self {
         Self {
-            monitor: default_monitor(),
+            monitor: default_callback_monitor(),
             mode: Mode::Auto,
             save_best_only: false,
-            save_last: true,
+            save_last: default_true(),
             keep_last_n: None,
         }
     }
 }
 
+/// `[callbacks.reduce_lr_on_plateau]`: Keras's `ReduceLROnPlateau`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReduceLrSpec {
-    #[serde(default = "default_monitor")]
+    /// The metric watched. Default: `"val_loss"`.
+    #[serde(default = "default_callback_monitor")]
     pub monitor: String,
+    /// Whether lower or higher is better. Default: `"auto"`.
     #[serde(default)]
     pub mode: Mode,
-    #[serde(default = "default_factor")]
+    /// New rate = rate * factor. Default: `0.1`.
+    #[serde(default = "default_reduce_lr_on_plateau_factor")]
     pub factor: f64,
-    #[serde(default = "default_plateau_patience")]
+    /// Epochs without an improvement larger than `min_delta` before a
+    /// reduction. Default: `10`.
+    #[serde(default = "default_reduce_lr_on_plateau_patience")]
     pub patience: usize,
-    #[serde(default = "default_plateau_delta")]
+    /// The smallest change that counts as an improvement. Default: `1e-4`.
+    #[serde(default = "default_reduce_lr_on_plateau_min_delta")]
     pub min_delta: f64,
+    /// Epochs to wait after a reduction before counting again. Default: `0`.
     #[serde(default)]
     pub cooldown: usize,
+    /// Lower bound on the rate. Default: `0`.
     #[serde(default)]
     pub min_lr: f64,
 }
 
-fn default_factor() -> f64 {
+fn default_reduce_lr_on_plateau_factor() -> f64 {
     0.1
 }
-fn default_plateau_patience() -> usize {
+fn default_reduce_lr_on_plateau_patience() -> usize {
     10
 }
-fn default_plateau_delta() -> f64 {
+fn default_reduce_lr_on_plateau_min_delta() -> f64 {
     1e-4
 }
 
@@ -1078,38 +1298,54 @@ tagged::tagged_enum!(LrScheduleSpec, "type", {
     Cosine(CosineScheduleSpec) = "cosine",
 });
 
+/// `type = "constant"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConstantScheduleSpec {
+    /// Epochs of linear warm-up up to the base rate. Default: `0`.
     #[serde(default)]
     pub warmup_epochs: usize,
 }
 
+/// `type = "step"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepScheduleSpec {
+    /// Multiply the rate by `gamma` every this many epochs. Required.
     pub step_size: usize,
-    #[serde(default = "default_factor")]
+    /// The factor applied every `step_size` epochs. Default: `0.1`.
+    #[serde(default = "default_step_gamma")]
     pub gamma: f64,
+    /// Epochs of linear warm-up up to the base rate. Default: `0`.
     #[serde(default)]
     pub warmup_epochs: usize,
 }
 
+fn default_step_gamma() -> f64 {
+    0.1
+}
+
+/// `type = "cosine"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CosineScheduleSpec {
+    /// The rate the decay ends at. Default: `0`.
     #[serde(default)]
     pub min_lr: f64,
+    /// Epochs of linear warm-up up to the base rate. Default: `0`.
     #[serde(default)]
     pub warmup_epochs: usize,
 }
 
+/// `[callbacks.tensorboard]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TensorboardSpec {
-    #[serde(default = "yes")]
+    /// Write TensorBoard event files. Default: `true`.
+    #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Also write `batch_loss` / `batch_accuracy` every N training batches; 0 turns it off.
+    /// Also write `batch_loss` / `batch_accuracy` every N training batches; 0
+    /// turns it off. Default: `0`.
     #[serde(default)]
     pub batch_every: usize,
 }
@@ -1117,7 +1353,7 @@ pub struct TensorboardSpec {
 impl Default for TensorboardSpec {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: default_true(),
             batch_every: 0,
         }
     }
@@ -1125,33 +1361,44 @@ impl Default for TensorboardSpec {
 
 // ---------------------------------------------------------------- sweep
 
+/// `[sweep]`: the trials of `runner sweep`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepSpec {
+    /// `grid` or `random`. Default: `"grid"`.
     #[serde(default)]
     pub strategy: Strategy,
+    /// The metric that ranks trials (its best value over epochs).
+    /// Default: `"val_accuracy"`.
     #[serde(default = "default_sweep_metric")]
     pub metric: String,
+    /// Whether lower or higher `metric` is better. Default: `"auto"`.
     #[serde(default)]
     pub mode: Mode,
-    /// Trials at once; default follows the device.
+    /// Trials at once, at most 1024. Default: none (one per GPU, or as many as
+    /// CPU cores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel: Option<usize>,
-    /// Number of trials for `strategy = "random"`.
+    /// Number of trials for `strategy = "random"`, where it is required.
+    /// Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trials: Option<usize>,
-    /// Seed for random sampling; defaults to `experiment.seed`.
+    /// Seed for random sampling. Default: none (`experiment.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// Axes whose values are combined as a cartesian product.
+    /// Axes whose values are combined as a cartesian product, keyed by key
+    /// path. Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub grid: BTreeMap<String, Vec<toml::Value>>,
-    /// Axes that vary together (all lists the same length); one grid axis in all.
+    /// Axes that vary together (all lists the same length); one grid axis in
+    /// all. Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub zip: BTreeMap<String, Vec<toml::Value>>,
-    /// Axes drawn from distributions (`strategy = "random"`).
+    /// Axes drawn from distributions (`strategy = "random"`), keyed by key
+    /// path. Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub random: BTreeMap<String, DistributionSpec>,
+    /// `[sweep.launcher]`: where trials run. Default: `type = "local"`.
     #[serde(default)]
     pub launcher: LauncherSpec,
 }
@@ -1160,11 +1407,14 @@ fn default_sweep_metric() -> String {
     "val_accuracy".into()
 }
 
+/// How trials are chosen (`sweep.strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
+    /// `grid`: every combination of the grid axes. The default.
     #[default]
     Grid,
+    /// `random`: `trials` draws from the random axes (and the grid lists).
     Random,
 }
 
@@ -1172,10 +1422,13 @@ pub enum Strategy {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "distribution", rename_all = "snake_case")]
 pub enum DistributionSpec {
+    /// `uniform`: floats from `low` to `high`.
     Uniform(RangeSpec),
+    /// `log_uniform`: floats whose logarithm is uniform; `low` > 0.
     LogUniform(RangeSpec),
-    /// Integers from `low` to `high`, both included.
+    /// `int`: integers from `low` to `high`, both included.
     Int(IntRangeSpec),
+    /// `choice`: one of `values`, each equally likely.
     Choice(ChoiceSpec),
 }
 
@@ -1186,23 +1439,31 @@ tagged::tagged_enum!(DistributionSpec, "distribution", {
     Choice(ChoiceSpec) = "choice",
 });
 
+/// `distribution = "uniform"` and `distribution = "log_uniform"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RangeSpec {
+    /// Lower bound. Required.
     pub low: f64,
+    /// Upper bound. Required.
     pub high: f64,
 }
 
+/// `distribution = "int"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntRangeSpec {
+    /// Smallest value, included. Required.
     pub low: i64,
+    /// Largest value, included. Required.
     pub high: i64,
 }
 
+/// `distribution = "choice"`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChoiceSpec {
+    /// The values to choose from. Required.
     pub values: Vec<toml::Value>,
 }
 
@@ -1227,36 +1488,46 @@ impl Default for LauncherSpec {
     }
 }
 
+/// `type = "local"`: no keys.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalLauncherSpec {}
 
+/// `type = "slurm"`: the `#SBATCH` settings of the job array (docs/slurm.md).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlurmSpec {
+    /// `#SBATCH --partition`. Default: none (the cluster's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
+    /// `#SBATCH --time`, e.g. `"04:00:00"`. Default: none (the partition's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<String>,
+    /// `#SBATCH --cpus-per-task`. Default: none (Slurm's, 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus_per_task: Option<usize>,
+    /// `#SBATCH --mem`, e.g. `"32G"`. Default: none (the partition's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mem: Option<String>,
+    /// `#SBATCH --gres`, e.g. `"gpu:1"`. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gres: Option<String>,
+    /// `#SBATCH --account`. Default: none (your default account).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// Array tasks running at once (`--array=...%max_parallel`). Default: none (no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallel: Option<usize>,
-    /// Seconds before the time limit at which trials get SIGUSR1 to checkpoint.
-    #[serde(default = "default_signal_seconds")]
+    /// Seconds before the time limit at which trials get SIGUSR1 to
+    /// checkpoint. Default: `120`.
+    #[serde(default = "default_slurm_signal_seconds")]
     pub signal_seconds: u64,
-    /// Extra `#SBATCH` lines, passed through verbatim.
+    /// Extra `#SBATCH` lines, passed through verbatim. Default: `[]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<String>,
 }
 
-fn default_signal_seconds() -> u64 {
+fn default_slurm_signal_seconds() -> u64 {
     120
 }
 
@@ -1270,7 +1541,7 @@ impl Default for SlurmSpec {
             gres: None,
             account: None,
             max_parallel: None,
-            signal_seconds: default_signal_seconds(),
+            signal_seconds: default_slurm_signal_seconds(),
             extra: Vec::new(),
         }
     }
