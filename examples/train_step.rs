@@ -27,10 +27,9 @@ use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
 use burn::backend::{Autodiff, Flex};
 
 use runner::backend::{self, TrainBackend, WithBackend};
-use runner::config::spec::OptimizerSpec;
 use runner::config::{self, LoadOptions};
 use runner::model::Net;
-use runner::plan::{self, ModelPlan};
+use runner::plan::{self, Algorithm, ModelPlan, OptimizerPlan};
 
 struct Args {
     file: PathBuf,
@@ -88,7 +87,7 @@ fn parse_args() -> Result<Args, String> {
 
 struct Bench {
     model: ModelPlan,
-    optimizer: OptimizerSpec,
+    optimizer: OptimizerPlan,
     optimizer_name: String,
     batch: usize,
     steps: usize,
@@ -128,7 +127,7 @@ impl WithBackend for Bench {
             (net, t0.elapsed().as_secs_f64(), loss)
         };
 
-        let lr = self.optimizer.learning_rate();
+        let lr = self.optimizer.learning_rate;
         let mut times = Vec::with_capacity(self.steps);
         let mut run_all = |opt: &mut dyn FnMut(Net<B>, GradientsParams) -> Net<B>| {
             for i in 0..self.warmup + self.steps {
@@ -145,12 +144,20 @@ impl WithBackend for Bench {
                 }
             }
         };
-        match (self.optimizer_name.as_str(), &self.optimizer) {
-            ("rmsprop", OptimizerSpec::Rmsprop(o)) => {
+        match (self.optimizer_name.as_str(), &self.optimizer.algorithm) {
+            (
+                "rmsprop",
+                Algorithm::Rmsprop {
+                    rho,
+                    momentum,
+                    epsilon,
+                    ..
+                },
+            ) => {
                 let mut opt = RmsPropConfig::new()
-                    .with_alpha(o.rho as f32)
-                    .with_momentum(o.momentum as f32)
-                    .with_epsilon(o.epsilon as f32)
+                    .with_alpha(*rho as f32)
+                    .with_momentum(*momentum as f32)
+                    .with_epsilon(*epsilon as f32)
                     .init::<B, Net<B>>();
                 run_all(&mut |n, g| opt.step(lr, n, g));
             }
@@ -213,7 +220,7 @@ fn main() {
     let optimizer_name = args
         .optimizer
         .clone()
-        .unwrap_or_else(|| plan.optimizer.type_name().to_string());
+        .unwrap_or_else(|| plan.optimizer.name().to_string());
     let batch = args.batch.unwrap_or(plan.train.batch_size);
     let bench = Bench {
         model: plan.model.clone(),

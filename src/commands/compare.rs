@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::config::spec::Mode;
 use crate::error::{Error, Result};
 use crate::plan::Monitor;
 use crate::rundir::RunDir;
@@ -79,8 +78,8 @@ fn load(dir: &Path, label: String) -> Result<Row> {
             .map(|m| m.status.as_str().to_string())
             .unwrap_or_else(|| "unknown".into()),
         epochs: read_metric(&run.metrics_csv(), "loss").len(),
-        best_val_accuracy: best_of(&acc, &Monitor::new("val_accuracy", Mode::Max)),
-        best_val_loss: best_of(&loss, &Monitor::new("val_loss", Mode::Min)),
+        best_val_accuracy: best_of(&acc, &Monitor::max("val_accuracy")),
+        best_val_loss: best_of(&loss, &Monitor::min("val_loss")),
         final_val_accuracy: acc.last().copied(),
         test_accuracy: meta.and_then(|m| m.test_accuracy),
     })

@@ -156,22 +156,20 @@ fn launcher_of(spec: &SweepSpec, flag: Option<&str>) -> Result<LauncherSpec> {
     }
 }
 
-/// Check every trial's config, in a scratch copy of the sweep file, before
-/// anything is created or run.
+/// Plan every trial from the sweep's resolved config (held in memory, named
+/// `file` in diagnostics) before anything is created or run.
 fn validate(
+    file: &Path,
     plan: &ExperimentPlan,
     spec: &SweepSpec,
     trials: &[Trial],
 ) -> Result<Vec<ExperimentPlan>> {
-    let scratch = tempfile::tempdir()
-        .map_err(|e| Error::Usage(format!("cannot create a scratch folder: {e}")))?;
-    let file = scratch.path().join(SWEEP_FILE);
-    std::fs::write(&file, config::to_toml(&plan.spec)).map_err(|e| Error::Usage(e.to_string()))?;
-    sw::check_axes(&file, spec).map_err(trial_error)?;
+    let text = config::to_toml(&plan.spec);
+    sw::check_axes(file, &text, spec).map_err(trial_error)?;
     trials
         .iter()
         .map(|t| {
-            sw::trial_config(&file, t)
+            sw::trial_config(file, &text, t)
                 .map(|(_, p)| p)
                 .map_err(trial_error)
         })
@@ -194,7 +192,7 @@ fn start(exp: &ExperimentArgs, args: &SweepArgs) -> Result<()> {
     if trials.is_empty() {
         return Err(Error::Usage("the sweep has no trials".into()));
     }
-    validate(&plan, &spec, &trials)?;
+    let trial_plans = validate(&exp.file, &plan, &spec, &trials)?;
     let monitor = Monitor::new(&spec.metric, spec.mode);
     let strategy = match spec.strategy {
         Strategy::Grid => "grid",
@@ -253,8 +251,7 @@ fn start(exp: &ExperimentArgs, args: &SweepArgs) -> Result<()> {
     )?;
     // Trial folders and configs, written from the validated plans.
     let journal = dir.journal();
-    for t in &trials {
-        let (_, trial_plan) = sw::trial_config(&dir.sweep_file(), t).map_err(trial_error)?;
+    for (t, trial_plan) in trials.iter().zip(&trial_plans) {
         let tdir = t.dir(&dir.root);
         write_atomic(
             &tdir.join(TRIAL_CONFIG),

@@ -15,7 +15,7 @@ pub mod tagged;
 
 use std::path::{Path, PathBuf};
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::Env;
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 
@@ -28,11 +28,13 @@ pub const ENV_PREFIX: &str = "RUNNER_";
 
 const MAX_EXTENDS_DEPTH: usize = 16;
 
-/// One file of the `extends` chain, with its text kept for diagnostics.
+/// One file of the `extends` chain, with its text kept for diagnostics and
+/// its table as parsed (once).
 #[derive(Debug, Clone)]
 pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
+    pub table: toml::Table,
 }
 
 /// A `--set key.path=value` override, as given and as parsed.
@@ -161,12 +163,30 @@ pub struct Loaded {
 
 /// Read an experiment file with its parents and overrides.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
-    let files = read_chain(path)?;
+    layer(read_chain(path)?, opts)
+}
 
+/// An experiment given as text, named `path` in diagnostics, with
+/// overrides: a resolved config held in memory (a sweep's, before its
+/// trials are planned). Its `extends`, if any, is ignored.
+pub fn load_text(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| diagnostic::syntax(path, text, &e))?;
+    let file = SourceFile {
+        path: path.to_path_buf(),
+        text: text.to_string(),
+        table,
+    };
+    layer(vec![file], opts)
+}
+
+/// `files` (child first) under the environment and `--set` overrides,
+/// deserialized into a spec.
+fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     // Farthest ancestor first, so each child overrides its parent.
     let mut figment = Figment::new();
     for file in files.iter().rev() {
-        figment = figment.merge(Toml::file_exact(&file.path));
+        figment = figment.merge(ParsedFile(file));
     }
     let mut env_used = Vec::new();
     if opts.use_env {
@@ -258,21 +278,20 @@ fn read_chain(path: &Path) -> Result<Vec<SourceFile>, ConfigError> {
                 Some(base.join(p))
             }
             Some(other) => {
+                let found = other.type_str();
                 let file = SourceFile {
                     path: path.clone(),
                     text,
+                    table: toml::Table::new(),
                 };
                 return Err(diagnostic::extends_error(
                     &file,
-                    format!(
-                        "`extends` must be a file path string, found {}",
-                        other.type_str()
-                    ),
+                    format!("`extends` must be a file path string, found {found}"),
                     None,
                 ));
             }
         };
-        files.push(SourceFile { path, text });
+        files.push(SourceFile { path, text, table });
         if files.len() > MAX_EXTENDS_DEPTH {
             return Err(diagnostic::extends_error(
                 files.last().expect("just pushed"),
@@ -321,6 +340,24 @@ fn env_provider() -> Result<(Env, Vec<(String, String)>), ConfigError> {
         k.contains('.') && TOP_LEVEL_KEYS.contains(&k.split('.').next().unwrap_or(""))
     });
     Ok((env, used))
+}
+
+/// A figment provider for a file of the chain, from the table `read_chain`
+/// parsed: the same values and metadata as figment's own TOML file
+/// provider, without reading and parsing the file a second time.
+struct ParsedFile<'a>(&'a SourceFile);
+
+impl Provider for ParsedFile<'_> {
+    fn metadata(&self) -> Metadata {
+        Metadata::from("TOML file", self.0.path.as_path())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let dict = Value::serialize(&self.0.table)?
+            .into_dict()
+            .ok_or_else(|| figment::Error::from("a TOML file is a table".to_string()))?;
+        Ok(Profile::Default.collect(dict))
+    }
 }
 
 /// A figment provider for one `--set` override, named after it so that

@@ -181,11 +181,13 @@ pub enum TrialError {
     Plan(#[from] PlanErrors),
 }
 
-/// A trial's full config: the sweep file with the trial's values applied as
-/// overrides (so a bad axis key or value is reported like a bad `--set`,
-/// naming the axis), without the `[sweep]` table.
+/// A trial's full config: the sweep's resolved config (`sweep_text`, named
+/// `sweep_file` in diagnostics) with the trial's values applied as overrides
+/// (so a bad axis key or value is reported like a bad `--set`, naming the
+/// axis), without the `[sweep]` table.
 pub fn trial_config(
     sweep_file: &Path,
+    sweep_text: &str,
     trial: &Trial,
 ) -> Result<(Loaded, ExperimentPlan), TrialError> {
     let overrides = trial
@@ -193,8 +195,9 @@ pub fn trial_config(
         .iter()
         .map(|(k, v)| Override::axis(k, v))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut loaded = config::load(
+    let mut loaded = config::load_text(
         sweep_file,
+        sweep_text,
         &LoadOptions {
             overrides,
             use_env: false,
@@ -210,7 +213,7 @@ pub fn trial_config(
 /// Every swept key must be a key the config has: applying any value of a
 /// made-up key fails with "unknown key" even when the trial's other values
 /// are fine. Checks each axis with its first value on the base config.
-pub fn check_axes(sweep_file: &Path, spec: &SweepSpec) -> Result<(), TrialError> {
+pub fn check_axes(sweep_file: &Path, sweep_text: &str, spec: &SweepSpec) -> Result<(), TrialError> {
     let firsts = spec
         .grid
         .iter()
@@ -226,7 +229,7 @@ pub fn check_axes(sweep_file: &Path, spec: &SweepSpec) -> Result<(), TrialError>
             id: String::new(),
             params: BTreeMap::from([(key, value)]),
         };
-        trial_config(sweep_file, &trial)?;
+        trial_config(sweep_file, sweep_text, &trial)?;
     }
     Ok(())
 }

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::spec::{EarlyStoppingSpec, LrScheduleSpec, ReduceLrSpec};
-use crate::plan::Monitor;
+use crate::plan::{EarlyStoppingPlan, Monitor, ReduceLrPlan, SchedulePlan, ScheduleShape};
 
 /// Metrics of one finished epoch, by Keras name (`loss`, `val_accuracy`, ...).
 pub type Logs = BTreeMap<String, f64>;
@@ -38,9 +37,7 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStopping {
     #[serde(skip)]
-    spec: Option<EarlyStoppingSpec>,
-    #[serde(skip)]
-    monitor: Option<Monitor>,
+    plan: Option<EarlyStoppingPlan>,
     pub wait: usize,
     pub best: Option<f64>,
     pub best_epoch: Option<usize>,
@@ -48,10 +45,9 @@ pub struct EarlyStopping {
 }
 
 impl EarlyStopping {
-    pub fn new(spec: &EarlyStoppingSpec) -> EarlyStopping {
+    pub fn new(plan: &EarlyStoppingPlan) -> EarlyStopping {
         EarlyStopping {
-            monitor: Some(Monitor::new(&spec.monitor, spec.mode)),
-            spec: Some(spec.clone()),
+            plan: Some(plan.clone()),
             wait: 0,
             best: None,
             best_epoch: None,
@@ -60,18 +56,18 @@ impl EarlyStopping {
     }
 
     /// Continue from saved counters.
-    pub fn restore(spec: &EarlyStoppingSpec, saved: &EarlyStopping) -> EarlyStopping {
+    pub fn restore(plan: &EarlyStoppingPlan, saved: &EarlyStopping) -> EarlyStopping {
         EarlyStopping {
-            monitor: Some(Monitor::new(&spec.monitor, spec.mode)),
-            spec: Some(spec.clone()),
+            plan: Some(plan.clone()),
             ..saved.clone()
         }
     }
 
     pub fn on_epoch_end(&mut self, epoch: usize, logs: &Logs) -> Decision {
-        let (Some(spec), Some(monitor)) = (&self.spec, &self.monitor) else {
+        let Some(spec) = &self.plan else {
             return Decision::Continue;
         };
+        let monitor = &spec.monitor;
         let Some(&current) = logs.get(&monitor.metric) else {
             return Decision::Continue;
         };
@@ -117,9 +113,7 @@ impl EarlyStopping {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReduceLrOnPlateau {
     #[serde(skip)]
-    spec: Option<ReduceLrSpec>,
-    #[serde(skip)]
-    monitor: Option<Monitor>,
+    plan: Option<ReduceLrPlan>,
     pub wait: usize,
     pub cooldown_counter: usize,
     pub best: Option<f64>,
@@ -128,10 +122,9 @@ pub struct ReduceLrOnPlateau {
 }
 
 impl ReduceLrOnPlateau {
-    pub fn new(spec: &ReduceLrSpec) -> ReduceLrOnPlateau {
+    pub fn new(plan: &ReduceLrPlan) -> ReduceLrOnPlateau {
         ReduceLrOnPlateau {
-            monitor: Some(Monitor::new(&spec.monitor, spec.mode)),
-            spec: Some(spec.clone()),
+            plan: Some(plan.clone()),
             wait: 0,
             cooldown_counter: 0,
             best: None,
@@ -139,10 +132,9 @@ impl ReduceLrOnPlateau {
         }
     }
 
-    pub fn restore(spec: &ReduceLrSpec, saved: &ReduceLrOnPlateau) -> ReduceLrOnPlateau {
+    pub fn restore(plan: &ReduceLrPlan, saved: &ReduceLrOnPlateau) -> ReduceLrOnPlateau {
         ReduceLrOnPlateau {
-            monitor: Some(Monitor::new(&spec.monitor, spec.mode)),
-            spec: Some(spec.clone()),
+            plan: Some(plan.clone()),
             ..saved.clone()
         }
     }
@@ -150,9 +142,10 @@ impl ReduceLrOnPlateau {
     /// Update after an epoch that ran at `lr`; returns the new multiplier
     /// when the rate was reduced.
     pub fn on_epoch_end(&mut self, logs: &Logs, lr: f64) -> Option<f64> {
-        let (Some(spec), Some(monitor)) = (&self.spec, &self.monitor) else {
+        let Some(spec) = &self.plan else {
             return None;
         };
+        let monitor = &spec.monitor;
         let current = *logs.get(&monitor.metric)?;
         if current.is_nan() {
             return None;
@@ -189,28 +182,26 @@ impl ReduceLrOnPlateau {
 /// The learning rate for `epoch` (from 0) under a schedule, before any
 /// plateau reduction. Warm-up ramps linearly from `base / warmup` to `base`.
 pub fn scheduled_lr(
-    schedule: Option<&LrScheduleSpec>,
+    schedule: Option<&SchedulePlan>,
     base: f64,
     epoch: usize,
     epochs: usize,
 ) -> f64 {
     let Some(s) = schedule else { return base };
-    let warmup = match s {
-        LrScheduleSpec::Constant(c) => c.warmup_epochs,
-        LrScheduleSpec::Step(st) => st.warmup_epochs,
-        LrScheduleSpec::Cosine(c) => c.warmup_epochs,
-    };
+    let warmup = s.warmup_epochs;
     if epoch < warmup {
         return base * (epoch + 1) as f64 / (warmup + 1) as f64;
     }
     let e = epoch - warmup;
-    match s {
-        LrScheduleSpec::Constant(_) => base,
-        LrScheduleSpec::Step(st) => base * st.gamma.powi((e / st.step_size.max(1)) as i32),
-        LrScheduleSpec::Cosine(c) => {
+    match s.shape {
+        ScheduleShape::Constant => base,
+        ScheduleShape::Step { step_size, gamma } => {
+            base * gamma.powi((e / step_size.max(1)) as i32)
+        }
+        ScheduleShape::Cosine { min_lr } => {
             let span = epochs.saturating_sub(warmup).max(1) as f64;
             let t = (e as f64 / span).min(1.0);
-            c.min_lr + (base - c.min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            min_lr + (base - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
         }
     }
 }
@@ -266,12 +257,11 @@ impl CheckpointTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::spec::{CosineScheduleSpec, Mode, StepScheduleSpec};
+    use crate::config::spec::Mode;
 
-    fn es(patience: usize, restore: bool) -> EarlyStoppingSpec {
-        EarlyStoppingSpec {
-            monitor: "val_loss".into(),
-            mode: Mode::Auto,
+    fn es(patience: usize, restore: bool) -> EarlyStoppingPlan {
+        EarlyStoppingPlan {
+            monitor: Monitor::new("val_loss", Mode::Auto),
             patience,
             min_delta: 0.0,
             baseline: None,
@@ -343,7 +333,7 @@ mod tests {
     #[test]
     fn max_mode_for_accuracy() {
         let mut spec = es(1, true);
-        spec.monitor = "val_accuracy".into();
+        spec.monitor = Monitor::new("val_accuracy", Mode::Auto);
         let mut cb = EarlyStopping::new(&spec);
         let seq = [0.5, 0.7, 0.6];
         let mut stopped = None;
@@ -359,9 +349,8 @@ mod tests {
 
     #[test]
     fn plateau_reduces_then_cools_down() {
-        let spec = ReduceLrSpec {
-            monitor: "val_loss".into(),
-            mode: Mode::Auto,
+        let spec = ReduceLrPlan {
+            monitor: Monitor::new("val_loss", Mode::Auto),
             factor: 0.5,
             patience: 2,
             min_delta: 0.0,
@@ -384,19 +373,21 @@ mod tests {
 
     #[test]
     fn schedules() {
-        let step = LrScheduleSpec::Step(StepScheduleSpec {
-            step_size: 2,
-            gamma: 0.1,
+        let step = SchedulePlan {
             warmup_epochs: 0,
-        });
+            shape: ScheduleShape::Step {
+                step_size: 2,
+                gamma: 0.1,
+            },
+        };
         let lrs: Vec<f64> = (0..5)
             .map(|e| scheduled_lr(Some(&step), 1.0, e, 5))
             .collect();
         assert_eq!(lrs, vec![1.0, 1.0, 0.1, 0.1, 0.010000000000000002]);
-        let cos = LrScheduleSpec::Cosine(CosineScheduleSpec {
-            min_lr: 0.0,
+        let cos = SchedulePlan {
             warmup_epochs: 1,
-        });
+            shape: ScheduleShape::Cosine { min_lr: 0.0 },
+        };
         assert!((scheduled_lr(Some(&cos), 1.0, 0, 5) - 0.5).abs() < 1e-12);
         assert!((scheduled_lr(Some(&cos), 1.0, 1, 5) - 1.0).abs() < 1e-12);
         assert!(scheduled_lr(Some(&cos), 1.0, 4, 5) < 0.2);

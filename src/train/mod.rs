@@ -25,7 +25,7 @@ use thiserror::Error;
 use crate::data::{Batch, BatchOptions, DataError, Dataset, Split};
 use crate::logging::csv::EpochRow;
 use crate::model::{ConvOps, Net};
-use crate::plan::{ExperimentPlan, Monitor};
+use crate::plan::ExperimentPlan;
 use crate::signals::Signals;
 use callbacks::{
     scheduled_lr, CheckpointTracker, Decision, EarlyStopping, Logs, ReduceLrOnPlateau,
@@ -463,22 +463,19 @@ impl Session<'_> {
             history: Vec::new(),
             early_stopping: cb.early_stopping.as_ref().map(EarlyStopping::new),
             plateau: cb.reduce_lr_on_plateau.as_ref().map(ReduceLrOnPlateau::new),
-            checkpoint: CheckpointTracker::new(Monitor::new(
-                &cb.checkpoint.monitor,
-                cb.checkpoint.mode,
-            )),
-            optimizer: self.plan.optimizer.type_name().to_string(),
+            checkpoint: CheckpointTracker::new(cb.checkpoint.monitor.clone()),
+            optimizer: self.plan.optimizer.name().to_string(),
         }
     }
 
     /// Reattach the callbacks' configuration to counters read from disk.
     fn restored_state(&self, saved: TrainState) -> Result<TrainState, TrainError> {
         let cb = &self.plan.callbacks;
-        if saved.optimizer != self.plan.optimizer.type_name() {
+        if saved.optimizer != self.plan.optimizer.name() {
             return Err(TrainError::Resume(format!(
                 "the checkpoint was made with optimizer `{}` but the config now says `{}`",
                 saved.optimizer,
-                self.plan.optimizer.type_name()
+                self.plan.optimizer.name()
             )));
         }
         Ok(TrainState {
@@ -493,7 +490,7 @@ impl Session<'_> {
                 (None, _) => None,
             },
             checkpoint: CheckpointTracker::restore(
-                Monitor::new(&cb.checkpoint.monitor, cb.checkpoint.mode),
+                cb.checkpoint.monitor.clone(),
                 &saved.checkpoint,
             ),
             ..saved
@@ -582,7 +579,7 @@ impl Session<'_> {
         }
 
         let loss_fn = CrossEntropyLossConfig::new().init(device);
-        let base_lr = plan.optimizer.learning_rate();
+        let base_lr = plan.optimizer.learning_rate;
         let schedule = plan.callbacks.lr_schedule.as_ref();
         let batches_per_epoch = {
             let n = self.data.train.len().div_ceil(train.batch_size);
@@ -927,7 +924,7 @@ mod baseline_tests {
             }
         }
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
-        let lr = plan.optimizer.learning_rate();
+        let lr = plan.optimizer.learning_rate;
         let mut losses = Vec::new();
         for _ in 0..6 {
             let input = to_input::<B>(

@@ -13,8 +13,8 @@ use burn::optim::{
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder, RecorderError};
 use burn::tensor::backend::AutodiffBackend;
 
-use crate::config::spec::OptimizerSpec;
 use crate::model::Net;
+use crate::plan::{Algorithm, Clipping, OptimizerPlan};
 
 type M<B> = Net<B>;
 
@@ -27,12 +27,11 @@ pub enum Optim<B: AutodiffBackend> {
     Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M<B>, B>),
 }
 
-fn clipping(norm: Option<f64>, value: Option<f64>) -> Option<GradientClippingConfig> {
-    match (norm, value) {
-        (Some(n), _) => Some(GradientClippingConfig::Norm(n as f32)),
-        (None, Some(v)) => Some(GradientClippingConfig::Value(v as f32)),
-        (None, None) => None,
-    }
+fn clipping(c: Option<Clipping>) -> Option<GradientClippingConfig> {
+    c.map(|c| match c {
+        Clipping::Norm(n) => GradientClippingConfig::Norm(n as f32),
+        Clipping::Value(v) => GradientClippingConfig::Value(v as f32),
+    })
 }
 
 fn decay(wd: f64) -> Option<WeightDecayConfig> {
@@ -40,48 +39,62 @@ fn decay(wd: f64) -> Option<WeightDecayConfig> {
 }
 
 impl<B: AutodiffBackend> Optim<B> {
-    pub fn new(spec: &OptimizerSpec) -> Optim<B> {
-        match spec {
-            OptimizerSpec::Rmsprop(s) => Optim::RmsProp(
+    pub fn new(plan: &OptimizerPlan) -> Optim<B> {
+        let (wd, clip) = (plan.weight_decay, plan.clipping);
+        match plan.algorithm {
+            Algorithm::Rmsprop {
+                rho,
+                momentum,
+                epsilon,
+                centered,
+            } => Optim::RmsProp(
                 RmsPropConfig::new()
-                    .with_alpha(s.rho as f32)
-                    .with_momentum(s.momentum as f32)
-                    .with_epsilon(s.epsilon as f32)
-                    .with_centered(s.centered)
-                    .with_weight_decay(decay(s.weight_decay))
-                    .with_grad_clipping(clipping(s.clip_norm, s.clip_value))
+                    .with_alpha(rho as f32)
+                    .with_momentum(momentum as f32)
+                    .with_epsilon(epsilon as f32)
+                    .with_centered(centered)
+                    .with_weight_decay(decay(wd))
+                    .with_grad_clipping(clipping(clip))
                     .init(),
             ),
-            OptimizerSpec::Adam(s) => Optim::Adam(
+            Algorithm::Adam {
+                beta_1,
+                beta_2,
+                epsilon,
+            } => Optim::Adam(
                 AdamConfig::new()
-                    .with_beta_1(s.beta_1 as f32)
-                    .with_beta_2(s.beta_2 as f32)
-                    .with_epsilon(s.epsilon as f32)
-                    .with_weight_decay(decay(s.weight_decay))
-                    .with_grad_clipping(clipping(s.clip_norm, s.clip_value))
+                    .with_beta_1(beta_1 as f32)
+                    .with_beta_2(beta_2 as f32)
+                    .with_epsilon(epsilon as f32)
+                    .with_weight_decay(decay(wd))
+                    .with_grad_clipping(clipping(clip))
                     .init(),
             ),
-            OptimizerSpec::Adamw(s) => Optim::AdamW(
+            Algorithm::AdamW {
+                beta_1,
+                beta_2,
+                epsilon,
+            } => Optim::AdamW(
                 AdamWConfig::new()
-                    .with_beta_1(s.beta_1 as f32)
-                    .with_beta_2(s.beta_2 as f32)
-                    .with_epsilon(s.epsilon as f32)
-                    .with_weight_decay(s.weight_decay as f32)
-                    .with_grad_clipping(clipping(s.clip_norm, s.clip_value))
+                    .with_beta_1(beta_1 as f32)
+                    .with_beta_2(beta_2 as f32)
+                    .with_epsilon(epsilon as f32)
+                    .with_weight_decay(wd as f32)
+                    .with_grad_clipping(clipping(clip))
                     .init(),
             ),
-            OptimizerSpec::Sgd(s) => {
-                let momentum = (s.momentum > 0.0).then(|| {
+            Algorithm::Sgd { momentum, nesterov } => {
+                let momentum = (momentum > 0.0).then(|| {
                     MomentumConfig::new()
-                        .with_momentum(s.momentum)
+                        .with_momentum(momentum)
                         .with_dampening(0.0)
-                        .with_nesterov(s.nesterov)
+                        .with_nesterov(nesterov)
                 });
                 Optim::Sgd(
                     SgdConfig::new()
                         .with_momentum(momentum)
-                        .with_weight_decay(decay(s.weight_decay))
-                        .with_gradient_clipping(clipping(s.clip_norm, s.clip_value))
+                        .with_weight_decay(decay(wd))
+                        .with_gradient_clipping(clipping(clip))
                         .init(),
                 )
             }

@@ -8,12 +8,19 @@ use crate::config::diagnostic::{did_you_mean, ConfigError, KeyPath};
 use crate::config::spec::{
     Activation, AugmentSpec, BatchNormSpec, CallbacksSpec, ClassSelect, Conv2dSpec, DataSpec,
     DenseSpec, DistributionSpec, DropoutSpec, ExperimentSpec, InitializerKind, IntRangeSpec,
-    LayerSpec, LrScheduleSpec, Mode, OptimizerSpec, Padding, Pair, PoolSpec, RangeSpec, Strategy,
-    SweepSpec, TrainSpec,
+    LayerSpec, LrScheduleSpec, OptimizerSpec, Padding, Pair, PoolSpec, RangeSpec, Strategy,
+    SweepSpec,
 };
 use crate::config::{Loaded, Sources};
 use crate::device::DeviceRequest;
 use crate::shape::{self, LayerShape, ParamCount, Shape};
+
+mod train;
+
+pub use train::{
+    Algorithm, CallbacksPlan, CheckpointPlan, Clipping, EarlyStoppingPlan, Monitor, OptimizerPlan,
+    ReduceLrPlan, SchedulePlan, ScheduleShape, TensorboardPlan, TrainPlan,
+};
 
 /// A validated experiment.
 #[derive(Debug, Clone)]
@@ -28,9 +35,9 @@ pub struct ExperimentPlan {
     pub data: DataSpec,
     pub augment: AugmentPlan,
     pub model: ModelPlan,
-    pub optimizer: OptimizerSpec,
-    pub train: TrainSpec,
-    pub callbacks: CallbacksSpec,
+    pub optimizer: OptimizerPlan,
+    pub train: TrainPlan,
+    pub callbacks: CallbacksPlan,
     pub sweep: Option<SweepSpec>,
     /// Metrics this experiment logs every epoch, e.g. `loss`, `val_accuracy`.
     pub metrics: Vec<String>,
@@ -172,38 +179,6 @@ impl LayerKind {
             LayerKind::Dense { .. } => "dense",
             LayerKind::BatchNorm { .. } => "batch_normalization",
             LayerKind::Activation(_) => "activation",
-        }
-    }
-}
-
-/// The metric a callback or sweep watches, with its direction resolved.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Monitor {
-    pub metric: String,
-    /// True when larger is better.
-    pub maximize: bool,
-}
-
-impl Monitor {
-    pub fn new(metric: &str, mode: Mode) -> Monitor {
-        let maximize = match mode {
-            Mode::Max => true,
-            Mode::Min => false,
-            // Keras: "max" for accuracy-like metrics, "min" otherwise.
-            Mode::Auto => metric.contains("acc"),
-        };
-        Monitor {
-            metric: metric.to_string(),
-            maximize,
-        }
-    }
-
-    /// Whether `value` beats `best` by more than `min_delta`.
-    pub fn improves(&self, value: f64, best: f64, min_delta: f64) -> bool {
-        if self.maximize {
-            value - min_delta.abs() > best
-        } else {
-            value + min_delta.abs() < best
         }
     }
 }
@@ -430,9 +405,9 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
             data: data.clone(),
             augment,
             model,
-            optimizer: spec.optimizer.clone(),
-            train: spec.train.clone(),
-            callbacks: callbacks.clone(),
+            optimizer: OptimizerPlan::resolve(&spec.optimizer),
+            train: TrainPlan::resolve(&spec.train),
+            callbacks: CallbacksPlan::resolve(&callbacks),
             sweep: spec.sweep.clone(),
             metrics,
             spec: ExperimentSpec {
@@ -1083,7 +1058,7 @@ fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
                     ok = false;
                 }
             }
-            LayerSpec::Dropout(DropoutSpec { rate, .. }) => match rate.or(m.dropout) {
+            LayerSpec::Dropout(d @ DropoutSpec { rate, .. }) => match dropout_rate(d, m.dropout) {
                 Some(r) if (0.0..1.0).contains(&r) => {}
                 // An inherited bad `model.dropout` was reported above.
                 Some(_) if rate.is_none() => {}
@@ -1238,6 +1213,11 @@ fn final_activation(layers: &[LayerPlan]) -> Option<Activation> {
     }
 }
 
+/// A dropout layer's rate: its own, else the model's `dropout`.
+fn dropout_rate(d: &DropoutSpec, model_dropout: Option<f64>) -> Option<f64> {
+    d.rate.or(model_dropout)
+}
+
 fn layer_kind(layer: &LayerSpec, shape: &LayerShape, default_dropout: Option<f64>) -> LayerKind {
     let channels = |s: &Shape| match *s {
         Shape::Map { c, .. } => c,
@@ -1265,7 +1245,7 @@ fn layer_kind(layer: &LayerSpec, shape: &LayerShape, default_dropout: Option<f64
         },
         LayerSpec::GlobalAvgPool2d(_) => LayerKind::GlobalAvgPool2d,
         LayerSpec::Dropout(d) => LayerKind::Dropout {
-            rate: d.rate.or(default_dropout).unwrap_or(0.0),
+            rate: dropout_rate(d, default_dropout).unwrap_or(0.0),
         },
         LayerSpec::Flatten(_) => LayerKind::Flatten,
         LayerSpec::Dense(d) => LayerKind::Dense {
@@ -1280,21 +1260,5 @@ fn layer_kind(layer: &LayerSpec, shape: &LayerShape, default_dropout: Option<f64
             epsilon: b.epsilon,
         },
         LayerSpec::Activation(a) => LayerKind::Activation(a.activation),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn monitor_modes_follow_keras() {
-        assert!(Monitor::new("val_accuracy", Mode::Auto).maximize);
-        assert!(!Monitor::new("val_loss", Mode::Auto).maximize);
-        assert!(Monitor::new("val_loss", Mode::Max).maximize);
-        let m = Monitor::new("val_loss", Mode::Min);
-        assert!(m.improves(0.5, 0.6, 0.0));
-        assert!(!m.improves(0.59, 0.6, 0.02));
-        assert!(!m.improves(0.6, 0.6, 0.0));
     }
 }
