@@ -1,33 +1,18 @@
 //! Command-line definitions. Each subcommand lives in `commands/`; this file
 //! parses arguments and turns each result into an exit code.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::commands;
-use crate::error::Error;
+use crate::commands::{self, report, ExperimentArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "runner", version, about = "A declarative experiment runner for deep learning", long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// How to read an experiment file: shared by every command that takes one.
-#[derive(Debug, Clone, Args)]
-pub struct ExperimentArgs {
-    /// The experiment file (TOML).
-    pub file: PathBuf,
-    /// Override a config key, e.g. `--set optimizer.learning_rate=3e-4`. Repeatable.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
-    /// Ignore `RUNNER_*` environment variables.
-    #[arg(long)]
-    pub no_env: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,20 +252,4 @@ pub fn main() -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
-}
-
-/// Render an error with miette on stderr: colors only on a terminal.
-pub fn report(err: &Error) {
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let theme = if color {
-        miette::GraphicalTheme::unicode()
-    } else {
-        miette::GraphicalTheme::unicode_nocolor()
-    };
-    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
-    let mut out = String::new();
-    if handler.render_report(&mut out, err).is_err() {
-        out = format!("error: {err}");
-    }
-    crate::errln!("{out}");
 }

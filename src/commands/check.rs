@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use burn::backend::Flex;
 
-use crate::cli::ExperimentArgs;
+use super::ExperimentArgs;
 use crate::error::{Error, Result};
 use crate::model::{summary, Net};
 
@@ -35,7 +35,7 @@ pub fn run(files: &[PathBuf], set: &[String], use_env: bool, show_config: bool) 
             }
             Err(e) => {
                 if files.len() > 1 {
-                    crate::cli::report(&e);
+                    super::report(&e);
                 }
                 first_err.get_or_insert(e);
             }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::ExperimentArgs;
+use super::ExperimentArgs;
 use crate::config::spec::BadImagePolicy;
 use crate::data::{preview, DataError, Dataset, Inspection};
 use crate::error::Result;

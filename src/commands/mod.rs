@@ -1,4 +1,6 @@
-//! One file per subcommand.
+//! One file per subcommand, and what they share: how an experiment file is
+//! read ([`ExperimentArgs`], [`load_plan`]) and how an error is shown
+//! ([`report`]).
 
 pub mod check;
 pub mod compare;
@@ -7,10 +9,27 @@ pub mod eval;
 pub mod run;
 pub mod sweep;
 
-use crate::cli::ExperimentArgs;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::Args;
+
 use crate::config::{self, LoadOptions, Loaded, Override};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::plan::{self, ExperimentPlan};
+
+/// How to read an experiment file: shared by every command that takes one.
+#[derive(Debug, Clone, Args)]
+pub struct ExperimentArgs {
+    /// The experiment file (TOML).
+    pub file: PathBuf,
+    /// Override a config key, e.g. `--set optimizer.learning_rate=3e-4`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Ignore `RUNNER_*` environment variables.
+    #[arg(long)]
+    pub no_env: bool,
+}
 
 /// Parse `--set` flags.
 pub fn overrides(set: &[String]) -> Result<Vec<Override>> {
@@ -29,4 +48,20 @@ pub fn load_plan(exp: &ExperimentArgs) -> Result<(Loaded, ExperimentPlan)> {
     let loaded = config::load(&exp.file, &opts)?;
     let plan = plan::plan(&loaded)?;
     Ok((loaded, plan))
+}
+
+/// Render an error with miette on stderr: colors only on a terminal.
+pub fn report(err: &Error) {
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    let mut out = String::new();
+    if handler.render_report(&mut out, err).is_err() {
+        out = format!("error: {err}");
+    }
+    crate::errln!("{out}");
 }

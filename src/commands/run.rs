@@ -5,22 +5,23 @@ use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
 
+use super::ExperimentArgs;
 use crate::backend::{self, TrainBackend, WithBackend};
-use crate::cli::ExperimentArgs;
 use crate::config::{self, Loaded};
 use crate::data::Dataset;
 use crate::device::{self, Device, DeviceRequest};
 use crate::error::{Error, Result};
 use crate::gpu::GpuSettings;
-use crate::logging::csv::{self as metrics_csv, EpochRow};
-use crate::logging::tensorboard::{self as tb, Stream, TensorboardLog};
+use crate::logging::tensorboard::{Stream, TensorboardLog};
 use crate::plan::{self, ExperimentPlan};
 use crate::report;
 use crate::rundir::{self, Meta, RunDir, Status};
 use crate::signals::Signals;
+use crate::sweep::TRIAL_CONFIG;
 use crate::train::checkpoint::{Checkpoints, LAST};
+use crate::train::events::RunLog;
 use crate::train::progress::Progress;
-use crate::train::{self, Ending, EpochEvents, Execution, Session, TrainError, TrainState};
+use crate::train::{self, Ending, Execution, Session, TrainState};
 
 /// What `runner run` was asked to do.
 pub enum RunTarget {
@@ -37,9 +38,6 @@ pub struct RunOptions {
     pub runs_dir: Option<PathBuf>,
     pub threads: Option<usize>,
 }
-
-/// Name of a trial's config inside its folder.
-pub const TRIAL_CONFIG: &str = "trial.toml";
 
 pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     let Some((loaded, mut plan, place, resume)) = prepare(target, opts)? else {
@@ -351,92 +349,6 @@ fn new_meta(
     }
 }
 
-/// Per-epoch outputs: metrics.csv, TensorBoard scalars and meta.json progress.
-struct RunEvents<'a> {
-    run: &'a RunDir,
-    plan: &'a ExperimentPlan,
-    has_validation: bool,
-    tb: Option<TensorboardLog>,
-}
-
-impl RunEvents<'_> {
-    fn tb_err(e: crate::logging::LogError) -> TrainError {
-        TrainError::Output {
-            what: "TensorBoard events".into(),
-            message: e.to_string(),
-        }
-    }
-
-    /// Keras's tags: `train/` and `validation/` runs, step = epoch from 0.
-    fn epoch_scalars(&mut self, row: &EpochRow) -> std::result::Result<(), TrainError> {
-        let Some(tb) = self.tb.as_mut() else {
-            return Ok(());
-        };
-        let step = row.epoch as i64;
-        let k = self.plan.train.top_k;
-        let mut put = |stream, tag: &str, v: Option<f64>| match v {
-            Some(v) => tb.scalar(stream, tag, step, v),
-            None => Ok(()),
-        };
-        put(Stream::Train, tb::EPOCH_LOSS, Some(row.train_loss)).map_err(Self::tb_err)?;
-        put(Stream::Train, tb::EPOCH_ACCURACY, Some(row.train_accuracy)).map_err(Self::tb_err)?;
-        put(Stream::Train, tb::EPOCH_LEARNING_RATE, Some(row.lr)).map_err(Self::tb_err)?;
-        put(Stream::Validation, tb::EPOCH_LOSS, row.val_loss).map_err(Self::tb_err)?;
-        put(Stream::Validation, tb::EPOCH_ACCURACY, row.val_accuracy).map_err(Self::tb_err)?;
-        if let Some(k) = k {
-            let tag = format!("epoch_top{k}_accuracy");
-            put(Stream::Train, &tag, row.train_top_k_accuracy).map_err(Self::tb_err)?;
-            put(Stream::Validation, &tag, row.val_top_k_accuracy).map_err(Self::tb_err)?;
-        }
-        tb.flush().map_err(Self::tb_err)
-    }
-}
-
-impl EpochEvents for RunEvents<'_> {
-    fn on_batch(
-        &mut self,
-        global_step: u64,
-        loss: f64,
-        accuracy: f64,
-    ) -> std::result::Result<(), TrainError> {
-        let every = self.plan.callbacks.tensorboard.batch_every as u64;
-        if every == 0 || !global_step.is_multiple_of(every) {
-            return Ok(());
-        }
-        if let Some(tb) = self.tb.as_mut() {
-            let step = global_step as i64;
-            tb.scalar(Stream::Train, tb::BATCH_LOSS, step, loss)
-                .map_err(Self::tb_err)?;
-            tb.scalar(Stream::Train, tb::BATCH_ACCURACY, step, accuracy)
-                .map_err(Self::tb_err)?;
-        }
-        Ok(())
-    }
-
-    fn on_epoch_end(&mut self, state: &TrainState) -> std::result::Result<(), TrainError> {
-        metrics_csv::write(
-            &self.run.metrics_csv(),
-            &state.history,
-            self.plan.train.top_k,
-            self.has_validation,
-        )
-        .map_err(|e| TrainError::Output {
-            what: "metrics.csv".into(),
-            message: e.to_string(),
-        })?;
-        if let Some(row) = state.history.last() {
-            self.epoch_scalars(row)?;
-        }
-        if let Ok(mut meta) = self.run.read_meta() {
-            meta.epochs_completed = state.epochs_done;
-            meta.best_epoch = state.checkpoint.best_epoch;
-            meta.best_value = state.checkpoint.best;
-            let _ = self.run.write_meta(&meta);
-        }
-        Ok(())
-    }
-}
-
 /// Training and evaluation of one run, on whichever backend
 /// [`backend::with_device`] picks.
 struct Execute<'a> {
@@ -489,7 +401,7 @@ fn execute<B: TrainBackend>(
     } else {
         None
     };
-    let mut events = RunEvents {
+    let mut events = RunLog {
         run,
         plan,
         has_validation: data.validation.is_some(),

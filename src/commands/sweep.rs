@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::ExperimentArgs;
+use super::ExperimentArgs;
 use crate::config::spec::{DistributionSpec, LauncherSpec, SlurmSpec, Strategy, SweepSpec};
 use crate::config::{self, LoadOptions};
 use crate::device::{self, Device};
@@ -24,9 +24,7 @@ use crate::signals::Signals;
 use crate::sweep::journal::{Entry, Journal, TrialState};
 use crate::sweep::scheduler::{self, Event, Finished, LocalEnd, LocalOptions};
 use crate::sweep::slurm::{self, Slurm, TaskState};
-use crate::sweep::{self as sw, summary, Trial, SWEEP_FILE};
-
-use super::run::TRIAL_CONFIG;
+use crate::sweep::{self as sw, summary, Trial, SWEEP_FILE, TRIAL_CONFIG};
 
 pub struct SweepArgs {
     pub exp: Option<ExperimentArgs>,
@@ -193,7 +191,7 @@ fn start(exp: &ExperimentArgs, args: &SweepArgs) -> Result<()> {
         return Err(Error::Usage("the sweep has no trials".into()));
     }
     let trial_plans = validate(&exp.file, &plan, &spec, &trials)?;
-    let monitor = Monitor::new(&spec.metric, spec.mode);
+    let monitor = sw::monitor(&spec);
     let strategy = match spec.strategy {
         Strategy::Grid => "grid",
         Strategy::Random => "random",
@@ -637,7 +635,7 @@ fn run_locally(s: &Loaded, todo: &[Trial], args: &SweepArgs) -> Result<()> {
         opts.parallel,
         opts.threads
     );
-    let monitor = Monitor::new(&s.spec.metric, s.spec.mode);
+    let monitor = sw::monitor(&s.spec);
     let axes = sw::axis_names(&s.spec);
     let journal = s.dir.journal();
     let total = s.trials.len();
@@ -840,7 +838,7 @@ fn slurm_state(
 /// Poll Slurm and the trial folders, record changes; with `wait`, until no
 /// trial is pending or running.
 fn follow(s: &Loaded, wait: bool, poll_seconds: f64) -> Result<()> {
-    let monitor = Monitor::new(&s.spec.metric, s.spec.mode);
+    let monitor = sw::monitor(&s.spec);
     let axes = sw::axis_names(&s.spec);
     let journal = s.dir.journal();
     let client = Slurm::new(&s.dir.root);
@@ -952,7 +950,7 @@ fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<()> {
     if s.meta.launcher == "slurm" {
         return follow(&s, wait, poll_seconds);
     }
-    let monitor = Monitor::new(&s.spec.metric, s.spec.mode);
+    let monitor = sw::monitor(&s.spec);
     print_status(&s, &BTreeMap::new(), &monitor);
     let axes = sw::axis_names(&s.spec);
     let results = summary::collect(&s.dir.root, &s.trials, &s.dir.journal().latest(), &monitor);

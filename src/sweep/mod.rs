@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::spec::{DistributionSpec, IntRangeSpec, RangeSpec, Strategy, SweepSpec};
 use crate::config::{self, ConfigError, LoadOptions, Loaded, Override};
-use crate::plan::{self, ExperimentPlan, PlanErrors};
+use crate::plan::{self, ExperimentPlan, Monitor, PlanErrors};
 
 /// One point of the sweep.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +169,14 @@ fn sample(dist: &DistributionSpec, rng: &mut impl Rng) -> toml::Value {
 
 /// The file a sweep keeps its resolved experiment (with `[sweep]`) in.
 pub const SWEEP_FILE: &str = "sweep.toml";
+
+/// The metric a sweep ranks its trials by, with its direction.
+pub fn monitor(spec: &SweepSpec) -> Monitor {
+    Monitor::new(&spec.metric, spec.mode)
+}
+
+/// A trial's config inside its folder.
+pub const TRIAL_CONFIG: &str = "trial.toml";
 
 /// Why a trial config is not valid.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]

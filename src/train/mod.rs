@@ -6,6 +6,7 @@
 
 pub mod callbacks;
 pub mod checkpoint;
+pub mod events;
 pub mod optim;
 pub mod progress;
 
