@@ -3,6 +3,11 @@
 //! and the client gets that folder as its only PATH (no process-wide state, so
 //! tests run in parallel and never reach a real Slurm).
 
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
 use super::*;
 
 const FAKES: &[&str] = &["sbatch", "squeue", "scontrol", "sacct", "scancel"];
@@ -101,20 +106,6 @@ impl Fakes {
     }
 }
 
-fn spec() -> SlurmSpec {
-    SlurmSpec {
-        partition: None,
-        time: None,
-        cpus_per_task: None,
-        mem: None,
-        gres: None,
-        account: None,
-        max_parallel: None,
-        signal_seconds: 120,
-        extra: Vec::new(),
-    }
-}
-
 fn job(id: &str, offset: usize, trials: &[usize]) -> SubmittedJob {
     SubmittedJob {
         job_id: id.into(),
@@ -124,178 +115,7 @@ fn job(id: &str, offset: usize, trials: &[usize]) -> SubmittedJob {
     }
 }
 
-// --- the batch script --------------------------------------------------------
-
-#[test]
-fn script_with_every_option() {
-    let spec = SlurmSpec {
-        partition: Some("gpu".into()),
-        time: Some("02:00:00".into()),
-        cpus_per_task: Some(8),
-        mem: Some("32G".into()),
-        gres: Some("gpu:1".into()),
-        account: Some("proj42".into()),
-        max_parallel: Some(4),
-        signal_seconds: 300,
-        extra: vec![
-            "--constraint=a100".into(),
-            "#SBATCH --qos=long".into(),
-            "--comment=two\nlines".into(),
-        ],
-    };
-    let script = render_script(
-        &spec,
-        Path::new("/scratch/runs/cnn/sweeps/lr-grid"),
-        Path::new("/opt/runner/bin/runner"),
-        "cnn lr-grid",
-    );
-    insta::assert_snapshot!(script);
-}
-
-#[test]
-fn script_with_defaults_quotes_odd_paths() {
-    let script = render_script(
-        &spec(),
-        Path::new("/data/my runs/it's/sweeps/s1"),
-        Path::new("/opt/run ner"),
-        "s1",
-    );
-    insta::assert_snapshot!(script);
-}
-
-#[test]
-fn script_body_runs_the_trial_of_task_plus_offset() {
-    // Execute the real script body with bash: task 1 + offset 2 -> trial 3.
-    let tmp = tempfile::tempdir().unwrap();
-    let sweep = tmp.path().join("sweep dir");
-    let trials: Vec<PathBuf> = (0..5)
-        .map(|i| sweep.join(format!("trial-{i:03}")))
-        .collect();
-    write_trials_file(&sweep, &trials).unwrap();
-    let runner = tmp.path().join("fake-runner");
-    std::fs::write(
-        &runner,
-        "#!/bin/bash\necho \"args: $*\"\necho \"cwd: $PWD\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let script = write_script(&spec(), &sweep, &runner, "t").unwrap();
-    assert!(SlurmPaths::new(&sweep).logs_dir().is_dir());
-
-    let run = |task: &str, offset: Option<&str>| {
-        let mut cmd = Command::new("bash");
-        cmd.arg(&script)
-            .env("SLURM_ARRAY_TASK_ID", task)
-            .env("SLURM_SUBMIT_DIR", tmp.path())
-            .env_remove(OFFSET_VAR);
-        if let Some(offset) = offset {
-            cmd.env(OFFSET_VAR, offset);
-        }
-        cmd.output().unwrap()
-    };
-    let out = run("1", Some("2"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        stdout.contains(&format!("args: run --trial {}\n", trials[3].display())),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains(&format!("cwd: {}\n", tmp.path().display())),
-        "{stdout}"
-    );
-
-    let out = run("4", None);
-    assert!(String::from_utf8_lossy(&out.stdout)
-        .contains(&format!("--trial {}\n", trials[4].display())));
-
-    // Past the last line: a clear error, not runner with an empty path.
-    let out = run("3", Some("2"));
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no trial 5 in"));
-}
-
-#[test]
-fn trials_file_rejects_relative_and_multiline_paths() {
-    let tmp = tempfile::tempdir().unwrap();
-    let err = write_trials_file(tmp.path(), &[PathBuf::from("runs/x")]).unwrap_err();
-    assert!(err.to_string().contains("not an absolute path"), "{err}");
-    let err = write_trials_file(tmp.path(), &[PathBuf::from("/a\nb")]).unwrap_err();
-    assert!(err.to_string().contains("line break"), "{err}");
-}
-
-// --- ranges and chunks ---------------------------------------------------------
-
-#[test]
-fn compact_ranges_and_back() {
-    assert_eq!(compact_ranges(&[9, 0, 1, 2, 3, 7, 10, 3]), "0-3,7,9-10");
-    assert_eq!(compact_ranges(&[5]), "5");
-    assert_eq!(compact_ranges(&[]), "");
-    assert_eq!(
-        parse_array_spec("0-3,7,9-10"),
-        Some(vec![0, 1, 2, 3, 7, 9, 10])
-    );
-    assert_eq!(parse_array_spec("[5-9%2]"), Some(vec![5, 6, 7, 8, 9]));
-    assert_eq!(parse_array_spec("[1,3-4]"), Some(vec![1, 3, 4]));
-    assert_eq!(parse_array_spec("0-8:4"), Some(vec![0, 4, 8]));
-    assert_eq!(parse_array_spec("4294967294"), Some(vec![4294967294]));
-    assert_eq!(parse_array_spec("N/A"), None);
-    assert_eq!(parse_array_spec("9-3"), None);
-}
-
-#[test]
-fn chunks_keep_task_ids_below_max_array_size() {
-    // Everything fits: one submission, task id = trial index.
-    assert_eq!(
-        plan_chunks(&[7, 3], 1001),
-        vec![Chunk {
-            offset: 0,
-            trials: vec![3, 7]
-        }]
-    );
-    // 2500 trials, MaxArraySize 1001: task ids 0..=1000 at most.
-    let all: Vec<usize> = (0..2500).collect();
-    let chunks = plan_chunks(&all, 1001);
-    assert_eq!(
-        chunks.iter().map(|c| c.offset).collect::<Vec<_>>(),
-        vec![0, 1001, 2002]
-    );
-    assert_eq!(chunks.iter().map(|c| c.trials.len()).sum::<usize>(), 2500);
-    for c in &chunks {
-        assert!(c.task_ids().iter().all(|&t| t < 1001), "{c:?}");
-    }
-    // A resubmission of high trials gets an offset instead of a useless split.
-    let chunks = plan_chunks(&[1500, 1600], 1001);
-    assert_eq!(chunks.len(), 1);
-    assert_eq!(
-        (chunks[0].offset, chunks[0].task_ids()),
-        (1500, vec![0, 100])
-    );
-    // MaxArraySize 1: every trial alone as task 0 (after the first).
-    let chunks = plan_chunks(&[0, 1, 2], 1);
-    assert_eq!(
-        chunks.iter().map(|c| c.task_ids()).collect::<Vec<_>>(),
-        vec![vec![0]; 3]
-    );
-}
-
 // --- sbatch --------------------------------------------------------------------
-
-#[test]
-fn parsable_output() {
-    assert_eq!(parse_parsable("123\n"), Some(("123".into(), None)));
-    assert_eq!(
-        parse_parsable("4567;gpu-cluster\n"),
-        Some(("4567".into(), Some("gpu-cluster".into())))
-    );
-    assert_eq!(
-        parse_parsable("note: something\n89\n"),
-        Some(("89".into(), None))
-    );
-    assert_eq!(parse_parsable("Submitted batch job 12\n"), None);
-    assert_eq!(parse_parsable(""), None);
-}
 
 #[test]
 fn submit_passes_ranges_throttle_offset_and_records_jobs() {
@@ -432,62 +252,6 @@ fn arrays_disabled() {
 }
 
 // --- polling -------------------------------------------------------------------
-
-#[test]
-fn squeue_lines_with_tasks_and_pending_ranges() {
-    let states = parse_squeue(
-        "123_4|4|RUNNING|None\n\
-         123_[5-9%2]|5-9%2|PENDING|JobArrayTaskLimit\n\
-         123_2|2|FAILED|NonZeroExitCode\n\
-         CLUSTER: other\n\
-         124_0|0|COMPLETING|None\n",
-    );
-    assert_eq!(states[&("123".into(), 4)], TaskState::Running);
-    for t in 5..=9 {
-        assert_eq!(states[&("123".into(), t)], TaskState::Pending);
-    }
-    assert_eq!(
-        states[&("123".into(), 2)],
-        TaskState::Failed { exit_code: -1 }
-    );
-    assert_eq!(states[&("124".into(), 0)], TaskState::Running);
-    assert_eq!(states.len(), 8);
-}
-
-#[test]
-fn state_names_and_exit_codes() {
-    assert_eq!(
-        TaskState::from_slurm("CANCELLED by 0", None),
-        TaskState::Cancelled
-    );
-    assert_eq!(
-        TaskState::from_slurm("OUT_OF_MEMORY", None),
-        TaskState::OutOfMemory
-    );
-    assert_eq!(TaskState::from_slurm("TIMEOUT", None), TaskState::Timeout);
-    assert_eq!(
-        TaskState::from_slurm("NODE_FAIL", None),
-        TaskState::NodeFail
-    );
-    assert_eq!(
-        TaskState::from_slurm("PREEMPTED", None),
-        TaskState::Preempted
-    );
-    assert_eq!(TaskState::from_slurm("REQUEUED", None), TaskState::Pending);
-    assert_eq!(parse_exit_code("3:0"), Some(3));
-    assert_eq!(parse_exit_code("0:9"), Some(137));
-    assert_eq!(parse_exit_code("x"), None);
-    assert!(TaskState::Failed { exit_code: 3 }
-        .explain()
-        .contains("exit code 3"));
-    assert!(TaskState::Failed { exit_code: 137 }
-        .explain()
-        .contains("signal 9"));
-    assert!(TaskState::OutOfMemory.explain().contains("mem"));
-    assert!(TaskState::Gone.explain().contains("meta.json"));
-    let json = serde_json::to_string(&TaskState::Failed { exit_code: 3 }).unwrap();
-    assert_eq!(json, r#"{"state":"failed","exit_code":3}"#);
-}
 
 const SCONTROL_JOB: &str = "\
 JobId=1 ArrayJobId=1 ArrayTaskId=3 ArrayTaskThrottle=2 JobName=t JobState=COMPLETED Reason=None ExitCode=0:0 RunTime=00:00:01
