@@ -2,7 +2,6 @@
 //! a "did you mean" where one fits. Rendering (miette's report) happens only
 //! at the CLI edge; these types just carry the context.
 
-use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -10,61 +9,9 @@ use miette::{Diagnostic, NamedSource, SourceSpan};
 use thiserror::Error;
 use toml::de::{DeTable, DeValue};
 
+use super::key_path::{KeyPath, Seg};
 use super::provenance::Origin;
 use super::{SourceFile, Sources};
-
-/// A path into the config, such as `model.layers[3].rate`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyPath(pub Vec<Seg>);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-impl KeyPath {
-    /// A dotted path without indices, e.g. `optimizer.learning_rate`.
-    pub fn parse(dotted: &str) -> KeyPath {
-        KeyPath(
-            dotted
-                .split('.')
-                .filter(|s| !s.is_empty())
-                .map(|s| Seg::Key(s.to_string()))
-                .collect(),
-        )
-    }
-
-    pub fn key(mut self, k: impl Into<String>) -> KeyPath {
-        self.0.push(Seg::Key(k.into()));
-        self
-    }
-
-    pub fn index(mut self, i: usize) -> KeyPath {
-        self.0.push(Seg::Index(i));
-        self
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Display for KeyPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, seg) in self.0.iter().enumerate() {
-            match seg {
-                Seg::Key(k) if k.contains('.') => {
-                    write!(f, "{}\"{k}\"", if i > 0 { "." } else { "" })?
-                }
-                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
-                Seg::Key(k) => write!(f, ".{k}")?,
-                Seg::Index(n) => write!(f, "[{n}]")?,
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Everything that can be wrong with an experiment before any compute starts.
 #[derive(Debug, Error, Diagnostic)]

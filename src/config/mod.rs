@@ -9,6 +9,7 @@
 pub mod diagnostic;
 #[cfg(test)]
 mod docs_tests;
+pub mod key_path;
 pub mod provenance;
 pub mod spec;
 pub mod tagged;
@@ -19,7 +20,8 @@ use figment::providers::Env;
 use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 
-pub use diagnostic::{ConfigError, KeyPath, Seg};
+pub use diagnostic::ConfigError;
+pub use key_path::{KeyPath, Seg};
 use spec::{ExperimentSpec, TOP_LEVEL_KEYS};
 
 /// Environment variables with this prefix override config keys;

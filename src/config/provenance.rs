@@ -4,7 +4,7 @@
 use figment::Figment;
 use figment::Source;
 
-use super::diagnostic::{KeyPath, Seg};
+use super::key_path::{KeyPath, Seg};
 use super::SourceFile;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,13 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::diagnostic::{did_you_mean, ConfigError, KeyPath};
+use crate::config::diagnostic::{did_you_mean, ConfigError};
 use crate::config::spec::{
     Activation, AugmentSpec, BatchNormSpec, CallbacksSpec, ClassSelect, Conv2dSpec, DataSpec,
     DenseSpec, DistributionSpec, DropoutSpec, ExperimentSpec, InitializerKind, IntRangeSpec,
     LayerSpec, LrScheduleSpec, OptimizerSpec, Padding, Pair, PoolSpec, RangeSpec, Strategy,
     SweepSpec,
 };
+use crate::config::KeyPath;
 use crate::config::{Loaded, Sources};
 use crate::device::DeviceRequest;
 use crate::shape::{self, LayerShape, ParamCount, Shape};
