@@ -11,6 +11,7 @@ use crate::device::DeviceError;
 use crate::plan::PlanErrors;
 use crate::report::ReportError;
 use crate::rundir::RunDirError;
+use crate::sweep::folder::FolderError;
 use crate::train::TrainError;
 
 #[derive(Debug, Error, Diagnostic)]
@@ -69,6 +70,16 @@ impl From<PlanErrors> for Error {
             Error::Config(e.errors.remove(0))
         } else {
             Error::Plan(e)
+        }
+    }
+}
+
+impl From<FolderError> for Error {
+    fn from(e: FolderError) -> Error {
+        match e {
+            FolderError::Config(c) => Error::Config(c),
+            FolderError::Plan(p) => p.into(),
+            other => Error::Usage(other.to_string()),
         }
     }
 }

@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use super::ExperimentArgs;
 use crate::config::spec::{DistributionSpec, LauncherSpec, SlurmSpec, Strategy, SweepSpec};
 use crate::config::{self, LoadOptions};
@@ -21,10 +19,11 @@ use crate::plan::{ExperimentPlan, Monitor};
 use crate::report::plots;
 use crate::rundir::{self, write_atomic};
 use crate::signals::Signals;
+use crate::sweep::folder::{differing_keys, open, Sweep, SweepDir, SweepMeta};
 use crate::sweep::journal::{Entry, Journal, TrialState};
 use crate::sweep::scheduler::{self, Event, Finished, LocalEnd, LocalOptions};
 use crate::sweep::slurm::{self, Slurm, TaskState};
-use crate::sweep::{self as sw, summary, Trial, SWEEP_FILE, TRIAL_CONFIG};
+use crate::sweep::{self as sw, summary, Trial, TRIAL_CONFIG};
 
 pub struct SweepArgs {
     pub exp: Option<ExperimentArgs>,
@@ -40,71 +39,6 @@ pub struct SweepArgs {
     pub cancel: Option<PathBuf>,
     /// Seconds between Slurm polls.
     pub poll_seconds: f64,
-}
-
-/// `sweep.json`: where the sweep came from and how it runs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct SweepMeta {
-    experiment: String,
-    source: PathBuf,
-    set: Vec<String>,
-    /// `RUNNER_*` config variables that applied at the start, as
-    /// `key=value` (applied before `set`, as at the start).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    env: Vec<String>,
-    created: String,
-    launcher: String,
-    trials: usize,
-    runner_version: String,
-}
-
-/// Paths inside a sweep folder.
-struct SweepDir {
-    root: PathBuf,
-}
-
-impl SweepDir {
-    fn sweep_file(&self) -> PathBuf {
-        self.root.join(SWEEP_FILE)
-    }
-    fn meta(&self) -> PathBuf {
-        self.root.join("sweep.json")
-    }
-    fn summary_csv(&self) -> PathBuf {
-        self.root.join("summary.csv")
-    }
-    fn summary_png(&self) -> PathBuf {
-        self.root.join("summary.png")
-    }
-    fn lock(&self) -> PathBuf {
-        self.root.join(".lock")
-    }
-    fn journal(&self) -> Journal {
-        Journal::new(&self.root)
-    }
-    fn read_meta(&self) -> Result<SweepMeta> {
-        let text = std::fs::read_to_string(self.meta()).map_err(|e| {
-            Error::Usage(format!(
-                "{} is not a sweep folder ({e})",
-                self.root.display()
-            ))
-        })?;
-        serde_json::from_str(&text).map_err(|e| {
-            Error::Usage(format!(
-                "{}: sweep.json is unreadable: {e}",
-                self.root.display()
-            ))
-        })
-    }
-}
-
-/// The sweep's spec and trials, read back from its folder.
-struct Loaded {
-    dir: SweepDir,
-    meta: SweepMeta,
-    spec: SweepSpec,
-    plan: ExperimentPlan,
-    trials: Vec<Trial>,
 }
 
 pub fn sweep(args: &SweepArgs) -> Result<()> {
@@ -272,7 +206,7 @@ fn start(exp: &ExperimentArgs, args: &SweepArgs) -> Result<()> {
         trials.len(),
         monitor.metric
     );
-    let loaded = Loaded {
+    let loaded = Sweep {
         dir,
         meta,
         spec,
@@ -405,49 +339,6 @@ fn session_end(trial: &Trial, sweep_root: &Path, state: TrialState) {
         _ => return,
     };
     let _ = hparams::write_session_end(&trial.dir(sweep_root), status, now_secs());
-}
-
-/// Read a sweep folder back: its spec, plan and trials.
-fn open(dir: &Path) -> Result<Loaded> {
-    let dir = SweepDir {
-        root: dir.to_path_buf(),
-    };
-    let meta = dir.read_meta()?;
-    let loaded = config::load(&dir.sweep_file(), &LoadOptions::default())?;
-    let plan = crate::plan::plan(&loaded)?;
-    let spec = plan.sweep.clone().ok_or_else(|| {
-        Error::Usage(format!(
-            "{} has no [sweep] table",
-            dir.sweep_file().display()
-        ))
-    })?;
-    let trials = sw::expand(&spec, plan.seed);
-    Ok(Loaded {
-        dir,
-        meta,
-        spec,
-        plan,
-        trials,
-    })
-}
-
-/// Keys whose resolved values differ between two configs.
-fn differing_keys(a: &toml::Table, b: &toml::Table, prefix: &str, out: &mut Vec<String>) {
-    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    for k in keys {
-        let path = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match (a.get(k), b.get(k)) {
-            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
-                differing_keys(x, y, &path, out)
-            }
-            (x, y) if x != y => out.push(path),
-            _ => {}
-        }
-    }
 }
 
 fn resume(dir: &Path, args: &SweepArgs) -> Result<()> {
@@ -583,7 +474,7 @@ fn trial_completed(dir: &Path) -> bool {
 
 /// Default parallelism: one trial per GPU, or on CPU as many trials as
 /// cores (up to the number of trials), each with an equal share of threads.
-fn local_options(s: &Loaded, todo: usize, args: &SweepArgs) -> Result<LocalOptions> {
+fn local_options(s: &Sweep, todo: usize, args: &SweepArgs) -> Result<LocalOptions> {
     let runner_bin = std::env::current_exe()
         .map_err(|e| Error::Usage(format!("cannot find the runner binary: {e}")))?;
     let cores = device::cpu_threads(0);
@@ -621,7 +512,7 @@ fn local_options(s: &Loaded, todo: usize, args: &SweepArgs) -> Result<LocalOptio
     })
 }
 
-fn run_locally(s: &Loaded, todo: &[Trial], args: &SweepArgs) -> Result<()> {
+fn run_locally(s: &Sweep, todo: &[Trial], args: &SweepArgs) -> Result<()> {
     let Some(_lock) = rundir::try_lock(&s.dir.lock())? else {
         return Err(Error::Usage(format!(
             "{} is already being run by another runner process",
@@ -664,7 +555,7 @@ fn run_locally(s: &Loaded, todo: &[Trial], args: &SweepArgs) -> Result<()> {
 }
 
 /// Record one finished trial: journal, HParams end, summary.csv, a line.
-fn finish_trial(s: &Loaded, journal: &Journal, f: &Finished, axes: &[String], monitor: &Monitor) {
+fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[String], monitor: &Monitor) {
     let mut e = Entry::new(f.trial.index, &f.trial.id, f.state);
     e.exit_code = f.exit_code;
     e.message = f.message.clone();
@@ -695,7 +586,7 @@ fn finish_trial(s: &Loaded, journal: &Journal, f: &Finished, axes: &[String], mo
 
 /// Final summary: CSV, plot, ranked table, and the sweep's exit status.
 fn conclude(
-    s: &Loaded,
+    s: &Sweep,
     axes: &[String],
     monitor: &Monitor,
     end: LocalEnd,
@@ -735,7 +626,7 @@ fn slurm_err(e: slurm::SlurmError) -> Error {
     Error::RunFailed(format!("slurm: {e}"))
 }
 
-fn submit_slurm(s: &Loaded, spec: &SlurmSpec, todo: &[usize]) -> Result<()> {
+fn submit_slurm(s: &Sweep, spec: &SlurmSpec, todo: &[usize]) -> Result<()> {
     let runner_bin = std::env::current_exe()
         .map_err(|e| Error::Usage(format!("cannot find the runner binary: {e}")))?;
     let dirs: Vec<PathBuf> = s
@@ -837,7 +728,7 @@ fn slurm_state(
 
 /// Poll Slurm and the trial folders, record changes; with `wait`, until no
 /// trial is pending or running.
-fn follow(s: &Loaded, wait: bool, poll_seconds: f64) -> Result<()> {
+fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<()> {
     let monitor = sw::monitor(&s.spec);
     let axes = sw::axis_names(&s.spec);
     let journal = s.dir.journal();
@@ -919,7 +810,7 @@ fn follow(s: &Loaded, wait: bool, poll_seconds: f64) -> Result<()> {
     }
 }
 
-fn print_status(s: &Loaded, tasks: &BTreeMap<usize, TaskState>, monitor: &Monitor) {
+fn print_status(s: &Sweep, tasks: &BTreeMap<usize, TaskState>, monitor: &Monitor) {
     let latest = s.dir.journal().latest();
     crate::outln!("Sweep {} ({} trials)", s.dir.root.display(), s.trials.len());
     for t in &s.trials {

@@ -6,6 +6,7 @@
 //! Slurm array task): a crash or a leaked global in one trial cannot touch
 //! another, and the same trial runs identically everywhere.
 
+pub mod folder;
 pub mod journal;
 pub mod scheduler;
 pub mod slurm;

@@ -1,0 +1,129 @@
+//! A sweep folder: its files, `sweep.json`, and the sweep read back from it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::journal::Journal;
+use super::{Trial, SWEEP_FILE};
+use crate::config::spec::SweepSpec;
+use crate::config::{self, ConfigError, LoadOptions};
+use crate::plan::{ExperimentPlan, PlanErrors};
+
+/// Why a folder could not be read back as a sweep.
+#[derive(Debug, Error)]
+pub enum FolderError {
+    #[error("{} is not a sweep folder ({reason})", dir.display())]
+    NotASweep { dir: PathBuf, reason: String },
+    #[error("{}: sweep.json is unreadable: {reason}", dir.display())]
+    BadMeta { dir: PathBuf, reason: String },
+    #[error("{} has no [sweep] table", .0.display())]
+    NoSweepTable(PathBuf),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Plan(#[from] PlanErrors),
+}
+
+/// `sweep.json`: where the sweep came from and how it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepMeta {
+    pub experiment: String,
+    pub source: PathBuf,
+    pub set: Vec<String>,
+    /// `RUNNER_*` config variables that applied at the start, as
+    /// `key=value` (applied before `set`, as at the start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    pub created: String,
+    pub launcher: String,
+    pub trials: usize,
+    pub runner_version: String,
+}
+
+/// Paths inside a sweep folder.
+pub struct SweepDir {
+    pub root: PathBuf,
+}
+
+impl SweepDir {
+    pub fn sweep_file(&self) -> PathBuf {
+        self.root.join(SWEEP_FILE)
+    }
+    pub fn meta(&self) -> PathBuf {
+        self.root.join("sweep.json")
+    }
+    pub fn summary_csv(&self) -> PathBuf {
+        self.root.join("summary.csv")
+    }
+    pub fn summary_png(&self) -> PathBuf {
+        self.root.join("summary.png")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+    pub fn journal(&self) -> Journal {
+        Journal::new(&self.root)
+    }
+    pub fn read_meta(&self) -> Result<SweepMeta, FolderError> {
+        let text = std::fs::read_to_string(self.meta()).map_err(|e| FolderError::NotASweep {
+            dir: self.root.clone(),
+            reason: e.to_string(),
+        })?;
+        serde_json::from_str(&text).map_err(|e| FolderError::BadMeta {
+            dir: self.root.clone(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The sweep's spec and trials, read back from its folder.
+pub struct Sweep {
+    pub dir: SweepDir,
+    pub meta: SweepMeta,
+    pub spec: SweepSpec,
+    pub plan: ExperimentPlan,
+    pub trials: Vec<Trial>,
+}
+
+/// Read a sweep folder back: its spec, plan and trials.
+pub fn open(dir: &Path) -> Result<Sweep, FolderError> {
+    let dir = SweepDir {
+        root: dir.to_path_buf(),
+    };
+    let meta = dir.read_meta()?;
+    let loaded = config::load(&dir.sweep_file(), &LoadOptions::default())?;
+    let plan = crate::plan::plan(&loaded)?;
+    let spec = plan
+        .sweep
+        .clone()
+        .ok_or_else(|| FolderError::NoSweepTable(dir.sweep_file()))?;
+    let trials = super::expand(&spec, plan.seed);
+    Ok(Sweep {
+        dir,
+        meta,
+        spec,
+        plan,
+        trials,
+    })
+}
+
+/// Keys whose resolved values differ between two configs.
+pub fn differing_keys(a: &toml::Table, b: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (a.get(k), b.get(k)) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                differing_keys(x, y, &path, out)
+            }
+            (x, y) if x != y => out.push(path),
+            _ => {}
+        }
+    }
+}
