@@ -47,12 +47,8 @@ use super::pool::PoolOps;
 /// counterpart.
 pub trait ConvOps: PoolOps + ConvPoolOps {
     /// What the backward pass keeps from the forward pass besides the
-    /// inputs: the rectified output where there is a ReLU (LibTorch keeps
-    /// its own autograd graph instead).
+    /// inputs: the rectified output where there is a ReLU.
     type ConvSaved: Clone + Send + Debug + 'static;
-
-    /// Whether the backward pass reads the forward inputs `x` and `weight`.
-    const BACKWARD_READS_INPUTS: bool = true;
 
     /// Forward convolution (then ReLU where `relu`) that will not be differentiated.
     fn runner_conv2d(
@@ -77,11 +73,10 @@ pub trait ConvOps: PoolOps + ConvPoolOps {
     ) -> (FloatTensor<Self>, Self::ConvSaved);
 
     /// Gradients with respect to input, weight and bias (`None` where not
-    /// `needed`). `x` and `weight` are `None` when
-    /// [`BACKWARD_READS_INPUTS`](Self::BACKWARD_READS_INPUTS) is false.
+    /// `needed`), from the forward inputs `x` and `weight`.
     fn runner_conv2d_backward(
-        x: Option<FloatTensor<Self>>,
-        weight: Option<FloatTensor<Self>>,
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
         bias_len: Option<usize>,
         grad: FloatTensor<Self>,
         options: ConvOptions<2>,
@@ -164,8 +159,8 @@ macro_rules! burn_conv_ops {
                 $crate::ops::conv::rectify::<Self>(<Self as burn::tensor::ops::ModuleOps<Self>>::conv2d(x, weight, bias, options), relu)
             }
             fn runner_conv2d_backward(
-                x: Option<burn::tensor::ops::FloatTensor<Self>>,
-                weight: Option<burn::tensor::ops::FloatTensor<Self>>,
+                x: burn::tensor::ops::FloatTensor<Self>,
+                weight: burn::tensor::ops::FloatTensor<Self>,
                 bias_len: Option<usize>,
                 grad: burn::tensor::ops::FloatTensor<Self>,
                 options: burn::tensor::ops::ConvOptions<2>,
@@ -173,13 +168,7 @@ macro_rules! burn_conv_ops {
                 saved: Self::ConvSaved,
             ) -> [Option<burn::tensor::ops::FloatTensor<Self>>; 3] {
                 let grad = $crate::ops::conv::unrectify::<Self>(grad, saved);
-                match (x, weight) {
-                    (Some(x), Some(w)) => {
-                        $crate::ops::conv::burn_conv2d_backward::<Self>(x, w, bias_len, grad, options, needed)
-                    }
-                    // BACKWARD_READS_INPUTS is true: the autodiff step always passes both.
-                    _ => unreachable!("convolution inputs were checkpointed"),
-                }
+                $crate::ops::conv::burn_conv2d_backward::<Self>(x, weight, bias_len, grad, options, needed)
             }
         }
     };
@@ -231,17 +220,14 @@ impl ConvOps for Flex {
     }
 
     fn runner_conv2d_backward(
-        x: Option<FloatTensor<Self>>,
-        weight: Option<FloatTensor<Self>>,
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
         bias_len: Option<usize>,
         grad: FloatTensor<Self>,
         options: ConvOptions<2>,
         needed: Needed,
         saved: Self::ConvSaved,
     ) -> [Option<FloatTensor<Self>>; 3] {
-        let (Some(x), Some(weight)) = (x, weight) else {
-            unreachable!("convolution inputs were checkpointed")
-        };
         let Some(g) = flex_geometry(&x, &weight, &options) else {
             let grad = unrectify::<Self>(grad, saved);
             return burn_conv2d_backward::<Self>(x, weight, bias_len, grad, options, needed);
@@ -284,8 +270,8 @@ struct ConvBackward<const N: usize>;
 /// which gradients are needed and the backend's own saved state.
 #[derive(Debug, Clone)]
 struct ConvState<S> {
-    x: Option<NodeId>,
-    weight: Option<NodeId>,
+    x: NodeId,
+    weight: NodeId,
     bias_len: Option<usize>,
     options: ConvOptions<2>,
     needed: Needed,
@@ -303,11 +289,8 @@ impl<B: ConvOps, const N: usize> Backward<B, N> for ConvBackward<N> {
     ) {
         let grad = grads.consume::<B>(&ops.node);
         let s = ops.state;
-        let x =
-            s.x.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
-        let w = s
-            .weight
-            .map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
+        let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(s.x);
+        let w = checkpointer.retrieve_node_output::<FloatTensor<B>>(s.weight);
         let out = B::runner_conv2d_backward(x, w, s.bias_len, grad, s.options, s.needed, s.saved);
         for (parent, g) in ops.parents.iter().zip(out) {
             if let (Some(node), Some(g)) = (parent, g) {
@@ -343,11 +326,7 @@ fn record<B: ConvOps, C: CheckpointStrategy, const N: usize>(
         .stateful()
     {
         OpsKind::Tracked(mut prep) => {
-            let (xs, ws) = if B::BACKWARD_READS_INPUTS {
-                (Some(prep.checkpoint(&x)), Some(prep.checkpoint(&weight)))
-            } else {
-                (None, None)
-            };
+            let (xs, ws) = (prep.checkpoint(&x), prep.checkpoint(&weight));
             let (out, saved) = B::runner_conv2d_tracked(
                 x.primitive,
                 weight.primitive,
@@ -405,8 +384,8 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
     }
 
     fn runner_conv2d_backward(
-        x: Option<FloatTensor<Self>>,
-        weight: Option<FloatTensor<Self>>,
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
         bias_len: Option<usize>,
         grad: FloatTensor<Self>,
         options: ConvOptions<2>,
@@ -414,12 +393,7 @@ impl<B: ConvOps, C: CheckpointStrategy> ConvOps for Autodiff<B, C> {
         saved: Self::ConvSaved,
     ) -> [Option<FloatTensor<Self>>; 3] {
         let grad = unrectify::<Self>(grad, saved);
-        match (x, weight) {
-            (Some(x), Some(w)) => {
-                burn_conv2d_backward::<Self>(x, w, bias_len, grad, options, needed)
-            }
-            _ => unreachable!("Autodiff<Autodiff<_>> always passes its inputs"),
-        }
+        burn_conv2d_backward::<Self>(x, weight, bias_len, grad, options, needed)
     }
 }
 

@@ -155,8 +155,8 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> ConvOps
     }
 
     fn runner_conv2d_backward(
-        x: Option<FloatTensor<Self>>,
-        weight: Option<FloatTensor<Self>>,
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
         bias_len: Option<usize>,
         grad: FloatTensor<Self>,
         options: ConvOptions<2>,
@@ -164,10 +164,6 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> ConvOps
         saved: Self::ConvSaved,
     ) -> [Option<FloatTensor<Self>>; 3] {
         let grad = unrectify::<Self>(grad, saved);
-        let (Some(x), Some(weight)) = (x, weight) else {
-            // BACKWARD_READS_INPUTS is true: the autodiff step always passes both.
-            unreachable!("convolution inputs were checkpointed")
-        };
         let dx = needed[0].then(|| {
             data_backward::<R, F, I, BT>(x.clone(), weight.clone(), grad.clone(), options.clone())
         });
