@@ -26,3 +26,4 @@ pub mod shape;
 pub mod signals;
 pub mod sweep;
 pub mod train;
+pub mod vocab;

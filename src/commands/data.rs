@@ -9,9 +9,9 @@ use std::path::Path;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ExperimentArgs;
-use crate::config::spec::BadImagePolicy;
 use crate::data::{preview, DataError, Dataset, Inspection};
 use crate::error::Result;
+use crate::vocab::BadImagePolicy;
 
 /// Samples in a preview grid.
 pub const PREVIEW_SAMPLES: usize = 16;

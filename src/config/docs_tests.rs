@@ -997,11 +997,26 @@ fn the_docs_check_reads_defaults_and_rows() {
 }
 
 /// Every field of every struct in spec.rs and every variant of its enums
-/// says what it is, and every field says its default or that it is required.
+/// (and of the value sets in vocab.rs it shares with the plan) says what it
+/// is, and every field says its default or that it is required.
 #[test]
 fn every_spec_field_and_variant_has_a_doc_comment() {
-    let src = include_str!("spec.rs");
     let mut missing = Vec::new();
+    for (path, src) in [
+        ("src/config/spec.rs", include_str!("spec.rs")),
+        ("src/vocab.rs", include_str!("../vocab.rs")),
+    ] {
+        undocumented(path, src, &mut missing);
+    }
+    assert!(
+        missing.is_empty(),
+        "these lack a `///` comment (fields: with \"Default: ...\" or \"Required.\"):\n  {}",
+        missing.join("\n  ")
+    );
+}
+
+/// Appends `path:line: Type::member` for each undocumented member in `src`.
+fn undocumented(path: &str, src: &str, missing: &mut Vec<String>) {
     let mut inside: Option<(String, bool)> = None; // (type name, is a struct)
     let mut doc = String::new();
     for (i, line) in src.lines().enumerate() {
@@ -1041,14 +1056,9 @@ fn every_spec_field_and_variant_has_a_doc_comment() {
         if let Some(member) = member {
             let says_default = doc.contains("Default:") || doc.contains("Required.");
             if doc.is_empty() || (is_struct && !says_default) {
-                missing.push(format!("src/config/spec.rs:{}: {name}::{member}", i + 1));
+                missing.push(format!("{path}:{}: {name}::{member}", i + 1));
             }
         }
         doc.clear();
     }
-    assert!(
-        missing.is_empty(),
-        "these lack a `///` comment (fields: with \"Default: ...\" or \"Required.\"):\n  {}",
-        missing.join("\n  ")
-    );
 }

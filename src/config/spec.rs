@@ -13,6 +13,10 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::tagged;
+pub use crate::vocab::{
+    Activation, BadImagePolicy, ClassSelect, FillMode, InitializerKind, Interpolation, Mode,
+    Padding, Strategy,
+};
 
 /// One experiment file after `extends` and overrides are applied.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -304,79 +308,6 @@ impl DataSpec {
     }
 }
 
-/// Which classes to use: an explicit list, or the first N in sorted order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClassSelect {
-    /// A number N: the first N classes in sorted order.
-    First(usize),
-    /// The listed classes.
-    Names(Vec<String>),
-}
-
-impl Serialize for ClassSelect {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            ClassSelect::First(n) => s.serialize_u64(*n as u64),
-            ClassSelect::Names(names) => names.serialize(s),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for ClassSelect {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ClassSelect;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a number of classes (the first N) or a list of class names")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(ClassSelect::First(v as usize))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                if v < 0 {
-                    return Err(E::invalid_value(de::Unexpected::Signed(v), &self));
-                }
-                Ok(ClassSelect::First(v as usize))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut names = Vec::new();
-                while let Some(n) = seq.next_element::<String>()? {
-                    names.push(n);
-                }
-                Ok(ClassSelect::Names(names))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// What to do with an image file that cannot be read (`on_bad_image`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BadImagePolicy {
-    /// `fail`: stop, naming the file. The default.
-    #[default]
-    Fail,
-    /// `skip`: leave the file out and count it.
-    Skip,
-}
-
-/// Resize filter. Keras's `flow_from_directory` uses nearest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Interpolation {
-    /// `nearest`, Keras's default. The default.
-    #[default]
-    Nearest,
-    /// `bilinear`.
-    Bilinear,
-    /// `bicubic`.
-    Bicubic,
-    /// `lanczos` (Lanczos3).
-    Lanczos,
-}
-
 // ---------------------------------------------------------------- augment
 
 /// Preprocessing for every split (`rescale`, `normalize`) and random
@@ -432,21 +363,6 @@ pub struct NormalizeSpec {
     pub mean: Vec<f64>,
     /// One standard deviation per channel. Required.
     pub std: Vec<f64>,
-}
-
-/// How pixels outside the image are filled after a transform (`fill_mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FillMode {
-    /// `nearest`: the closest edge pixel. The default.
-    #[default]
-    Nearest,
-    /// `constant`: the value `cval`.
-    Constant,
-    /// `reflect`: mirrored at the edge (`dcba|abcd|dcba`).
-    Reflect,
-    /// `wrap`: the image repeated (`abcd|abcd|abcd`).
-    Wrap,
 }
 
 /// A float, or a fraction written as a string such as `"1/255"`.
@@ -568,21 +484,6 @@ pub struct ModelSpec {
     pub initializer: InitializerKind,
     /// The ordered layer list, `{ type = "...", ... }` each. Required.
     pub layers: Vec<LayerSpec>,
-}
-
-/// Kernel initializer (`model.initializer`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InitializerKind {
-    /// `glorot_uniform`: Keras's default for Conv2D and Dense. The default.
-    #[default]
-    GlorotUniform,
-    /// `glorot_normal`.
-    GlorotNormal,
-    /// `he_uniform`.
-    HeUniform,
-    /// `he_normal`.
-    HeNormal,
 }
 
 /// One entry of `model.layers`; `type` picks the variant.
@@ -826,53 +727,6 @@ impl<'de> Deserialize<'de> for Pair {
             }
         }
         d.deserialize_any(V)
-    }
-}
-
-/// Padding of conv and pooling layers (`padding`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Padding {
-    /// `valid`: no padding. The default.
-    #[default]
-    Valid,
-    /// `same`: pad so the output is `ceil(input / stride)`; the extra row or
-    /// column goes at the bottom or right, as in TensorFlow.
-    Same,
-}
-
-/// An activation function (`activation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    /// `linear`: no activation (Keras `None` / `"linear"`). The default.
-    #[default]
-    Linear,
-    /// `relu`.
-    Relu,
-    /// `sigmoid`.
-    Sigmoid,
-    /// `tanh`.
-    Tanh,
-    /// `softmax`, over channels or features.
-    Softmax,
-    /// `gelu`.
-    Gelu,
-    /// `leaky_relu`: negative slope 0.2, as Keras's `activations.leaky_relu`.
-    LeakyRelu,
-}
-
-impl Activation {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Activation::Linear => "linear",
-            Activation::Relu => "relu",
-            Activation::Sigmoid => "sigmoid",
-            Activation::Tanh => "tanh",
-            Activation::Softmax => "softmax",
-            Activation::Gelu => "gelu",
-            Activation::LeakyRelu => "leaky_relu",
-        }
     }
 }
 
@@ -1159,19 +1013,6 @@ impl Default for CallbacksSpec {
     }
 }
 
-/// Whether a monitored metric improves by going down or up (`mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// `auto`: `max` for accuracy-like metrics, `min` otherwise. The default.
-    #[default]
-    Auto,
-    /// `min`: lower is better.
-    Min,
-    /// `max`: higher is better.
-    Max,
-}
-
 /// `[callbacks.early_stopping]`, with Keras 3's rules.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -1405,17 +1246,6 @@ pub struct SweepSpec {
 
 fn default_sweep_metric() -> String {
     "val_accuracy".into()
-}
-
-/// How trials are chosen (`sweep.strategy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// `grid`: every combination of the grid axes. The default.
-    #[default]
-    Grid,
-    /// `random`: `trials` draws from the random axes (and the grid lists).
-    Random,
 }
 
 /// How a random-search axis is drawn; `distribution` picks the variant.

@@ -15,8 +15,8 @@
 
 use rand::Rng;
 
-use crate::config::spec::FillMode;
 use crate::plan::AugmentPlan;
+use crate::vocab::FillMode;
 
 /// An image as 32-bit floats in 0-255 units, rows of pixels, channels
 /// interleaved (HWC), the layout the transforms work in.

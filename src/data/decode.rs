@@ -17,7 +17,7 @@ use std::path::Path;
 use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, RgbImage};
 
-use crate::config::spec::Interpolation;
+use crate::vocab::Interpolation;
 
 /// The size and channels every example is brought to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

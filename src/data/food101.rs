@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::image_folder::select_classes;
 use super::DataError;
-use crate::config::spec::ClassSelect;
+use crate::vocab::ClassSelect;
 
 /// One side of the official split: files and labels.
 #[derive(Debug, Clone, Default)]

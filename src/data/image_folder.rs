@@ -7,7 +7,7 @@ use walkdir::WalkDir;
 
 use super::DataError;
 use crate::config::diagnostic::did_you_mean;
-use crate::config::spec::ClassSelect;
+use crate::vocab::ClassSelect;
 
 /// File name extensions read as images, compared case-insensitively.
 pub const EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];

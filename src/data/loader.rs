@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use rayon::prelude::*;
 
 use super::{split, DataError, Split};
-use crate::config::spec::BadImagePolicy;
+use crate::vocab::BadImagePolicy;
 
 /// What one epoch of batches looks like.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use crate::config::spec::{Activation, InitializerKind, Padding};
 use crate::plan::{LayerKind, LayerPlan};
+use crate::vocab::{Activation, InitializerKind, Padding};
 
 /// An activation function applied inside a layer. Not a parameter.
 #[derive(Module, Debug, Clone, Copy, PartialEq, Eq)]

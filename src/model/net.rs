@@ -118,9 +118,9 @@ impl<B: ConvOps> Net<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::spec::{Activation, InitializerKind, Padding};
     use crate::plan::{LayerKind, LayerPlan};
     use crate::shape::{LayerShape, ParamCount, Shape};
+    use crate::vocab::{Activation, InitializerKind, Padding};
     use burn::backend::Flex;
 
     fn lp(kind: LayerKind) -> LayerPlan {

@@ -6,10 +6,10 @@
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Tensor, TensorData};
 
-use crate::config::spec::{InitializerKind, Padding};
 use crate::model::layer::Layer;
 use crate::plan::{LayerKind, LayerPlan};
 use crate::shape::{LayerShape, ParamCount, Shape};
+use crate::vocab::{InitializerKind, Padding};
 
 type AD = Autodiff<Flex>;
 

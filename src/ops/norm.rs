@@ -64,10 +64,10 @@ mod tests {
     //! evaluation. The variances are small (about 0.01) so that epsilon
     //! moves the outputs by several percent.
     use super::*;
-    use crate::config::spec::InitializerKind;
     use crate::model::layer::Layer;
     use crate::plan::{LayerKind, LayerPlan};
     use crate::shape::{LayerShape, ParamCount, Shape};
+    use crate::vocab::InitializerKind;
     use burn::backend::{Autodiff, Flex};
     use burn::module::{AutodiffModule, Param};
     use burn::tensor::backend::AutodiffBackend;
@@ -287,10 +287,10 @@ mod tests {
 
     #[test]
     fn checkpoints_keep_the_moving_statistics() {
-        use crate::config::spec::Activation;
         use crate::model::Net;
         use crate::plan::ModelPlan;
         use crate::train::checkpoint::Checkpoints;
+        use crate::vocab::Activation;
         let lp = |kind| LayerPlan {
             name: "x".into(),
             kind,

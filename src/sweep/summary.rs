@@ -314,7 +314,7 @@ pub fn plot(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::spec::Mode;
+    use crate::vocab::Mode;
 
     fn result(index: usize, lr: f64, best: Option<f64>, state: TrialState) -> TrialResult {
         let params = BTreeMap::from([(

@@ -257,7 +257,7 @@ impl CheckpointTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::spec::Mode;
+    use crate::vocab::Mode;
 
     fn es(patience: usize, restore: bool) -> EarlyStoppingPlan {
         EarlyStoppingPlan {
