@@ -1,7 +1,7 @@
 //! `runner`: a declarative experiment runner for deep learning on burn.
 //!
 //! Data flows one way: file -> `*Spec` ([`config`]) -> `*Plan` ([`plan`],
-//! shapes from [`shape`]) -> model, data and trainer -> run folder.
+//! shapes from [`plan::Shape`]) -> model, data and trainer -> run folder.
 
 // Config errors carry the source text and span they point at, so they are
 // large; they are built once, on the way out, never in a hot loop.
@@ -22,7 +22,6 @@ pub mod out;
 pub mod plan;
 pub mod report;
 pub mod rundir;
-pub mod shape;
 pub mod signals;
 pub mod sweep;
 pub mod train;

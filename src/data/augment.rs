@@ -84,12 +84,12 @@ impl Params {
     /// Draw the parameters for an image of `height` x `width`, in a fixed
     /// order, only for the augmentations that are configured (as Keras does).
     pub fn draw(plan: &AugmentPlan, height: usize, width: usize, rng: &mut impl Rng) -> Params {
-        let s = &plan.spec;
+        let s = plan;
         let rotation = symmetric(rng, s.rotation_range);
         let shift_x = symmetric(rng, s.width_shift_range) * width as f64;
         let shift_y = symmetric(rng, s.height_shift_range) * height as f64;
         let shear = symmetric(rng, s.shear_range);
-        let (zoom_x, zoom_y) = match s.zoom_range.map(|z| z.bounds()) {
+        let (zoom_x, zoom_y) = match s.zoom_range {
             Some([lo, hi]) if lo != 1.0 || hi != 1.0 => {
                 (rng.random_range(lo..=hi), rng.random_range(lo..=hi))
             }
@@ -389,7 +389,7 @@ pub fn brightness(f: &mut Frame, factor: f64) {
 pub fn apply(frame: Frame, p: &Params, plan: &AugmentPlan) -> Frame {
     let mut f = if p.has_affine() {
         let m = p.matrix(frame.height, frame.width);
-        affine(&frame, &m, plan.spec.fill_mode, plan.spec.cval as f32)
+        affine(&frame, &m, plan.fill_mode, plan.cval as f32)
     } else {
         frame
     };
@@ -416,7 +416,7 @@ pub struct Standardize {
 
 impl Standardize {
     pub fn new(plan: &AugmentPlan, channels: usize) -> Standardize {
-        let (mean, std) = match &plan.spec.normalize {
+        let (mean, std) = match &plan.normalize {
             Some(n) => (
                 n.mean.iter().map(|&v| v as f32).collect(),
                 n.std.iter().map(|&v| v as f32).collect(),
@@ -480,7 +480,7 @@ fn render_n<const C: usize>(
 ) {
     let plane = h * w;
     let m = p.has_affine().then(|| snapped(&p.matrix(h, w)));
-    let (fill, cval) = (plan.spec.fill_mode, plan.spec.cval as f32);
+    let (fill, cval) = (plan.fill_mode, plan.cval as f32);
     // One output row, channel-planar: channel `ch` at `line[ch * w..][..w]`.
     let mut line = vec![0.0f32; w * C];
     for row in 0..h {
@@ -826,7 +826,7 @@ mod rows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::spec::{AugmentSpec, NormalizeSpec};
+    use crate::plan::Normalize;
 
     /// A 1-channel frame from rows of values.
     fn gray(rows: &[&[f32]]) -> Frame {
@@ -852,13 +852,6 @@ mod tests {
             &[8., 9., 10., 11.],
             &[12., 13., 14., 15.],
         ])
-    }
-
-    fn plan(spec: AugmentSpec) -> AugmentPlan {
-        AugmentPlan {
-            rescale: spec.rescale.map(|r| r.0).unwrap_or(1.0),
-            spec,
-        }
     }
 
     #[test]
@@ -1008,15 +1001,14 @@ mod tests {
             channels: 2,
             data: vec![255., 0., 51., 102.],
         };
-        let spec = AugmentSpec {
-            normalize: Some(NormalizeSpec {
+        let p = AugmentPlan {
+            rescale: 1.0 / 255.0,
+            normalize: Some(Normalize {
                 mean: vec![0.5, 0.0],
                 std: vec![0.5, 2.0],
             }),
-            ..AugmentSpec::default()
+            ..AugmentPlan::default()
         };
-        let mut p = plan(spec);
-        p.rescale = 1.0 / 255.0;
         let s = Standardize::new(&p, 2);
         let mut out = vec![0.0; 4];
         s.write_chw(&f, &mut out);
@@ -1028,14 +1020,13 @@ mod tests {
 
     #[test]
     fn draw_only_uses_what_is_configured_and_stays_in_range() {
-        let spec = AugmentSpec {
+        let p = AugmentPlan {
             rotation_range: 90.0,
             width_shift_range: 0.5,
             brightness_range: Some([0.1, 0.7]),
             horizontal_flip: true,
-            ..AugmentSpec::default()
+            ..AugmentPlan::default()
         };
-        let p = plan(spec);
         let mut rng = crate::data::split::rng(&[1]);
         let mut flips = 0;
         for _ in 0..200 {
@@ -1054,7 +1045,7 @@ mod tests {
             "about half the images flip: {flips}"
         );
         assert_eq!(
-            Params::draw(&plan(AugmentSpec::default()), 4, 4, &mut rng),
+            Params::draw(&AugmentPlan::default(), 4, 4, &mut rng),
             Params::default()
         );
     }
@@ -1167,9 +1158,9 @@ mod tests {
             for channels in [1, 3] {
                 let (h, w) = (9 + k, 13);
                 let src: Vec<u8> = (0..h * w * channels).map(|_| rng.random()).collect();
-                let spec = AugmentSpec {
-                    rescale: Some(crate::config::spec::Number(1.0 / 255.0)),
-                    normalize: Some(NormalizeSpec {
+                let p = AugmentPlan {
+                    rescale: 1.0 / 255.0,
+                    normalize: Some(Normalize {
                         mean: vec![0.4; channels],
                         std: vec![0.2; channels],
                     }),
@@ -1177,14 +1168,13 @@ mod tests {
                     width_shift_range: 0.3,
                     height_shift_range: 0.2,
                     shear_range: 20.0,
-                    zoom_range: Some(crate::config::spec::ZoomRange::Symmetric(0.3)),
+                    zoom_range: Some([0.7, 1.3]),
                     brightness_range: Some([0.2, 1.8]),
                     horizontal_flip: true,
                     vertical_flip: true,
                     fill_mode: fill,
                     cval: 77.0,
                 };
-                let p = plan(spec);
                 let st = Standardize::new(&p, channels);
                 for _ in 0..20 {
                     let params = Params::draw(&p, h, w, &mut rng);
@@ -1215,14 +1205,13 @@ mod tests {
 
     #[test]
     fn apply_runs_geometry_then_flips_then_brightness() {
-        let spec = AugmentSpec::default();
         let p = Params {
             shift_x: 1.0,
             flip_horizontal: true,
             brightness: Some(0.5),
             ..Params::default()
         };
-        let out = apply(grid4(), &p, &plan(spec));
+        let out = apply(grid4(), &p, &AugmentPlan::default());
         // shift: [1,2,3,3]; flip: [3,3,2,1]; brightness 0.5 truncates: [1,1,1,0].
         assert_eq!(rows(&out)[0], vec![1., 1., 1., 0.]);
     }

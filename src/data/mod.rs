@@ -30,8 +30,8 @@ use image::DynamicImage;
 use miette::Diagnostic;
 use thiserror::Error;
 
-use crate::config::spec::{BadImagePolicy, DataSpec, Interpolation};
-use crate::plan::{AugmentPlan, ExperimentPlan};
+use crate::plan::{AugmentPlan, ExperimentPlan, Holdout, SourcePlan};
+use crate::vocab::BadImagePolicy;
 use augment::{Frame, Params, Standardize};
 use decode::{Pixels, Target};
 use idx::IdxImages;
@@ -566,61 +566,59 @@ impl Dataset {
     /// Images are not decoded here.
     pub fn open(plan: &ExperimentPlan) -> Result<Dataset, DataError> {
         let [height, width, channels] = plan.model.input;
-        let interpolation = match &plan.data {
-            DataSpec::ImageFolder(d) => d.interpolation,
-            DataSpec::Food101(d) => d.interpolation,
-            DataSpec::Idx(_) | DataSpec::Synthetic(_) => Interpolation::Nearest,
-        };
-        let (on_bad_image, prefetch, cache) = match &plan.data {
-            DataSpec::ImageFolder(d) => (d.on_bad_image, d.prefetch, d.cache),
-            DataSpec::Food101(d) => (d.on_bad_image, d.prefetch, d.cache),
-            DataSpec::Idx(d) => (BadImagePolicy::Fail, d.prefetch, false),
-            DataSpec::Synthetic(d) => (BadImagePolicy::Fail, d.prefetch, false),
-        };
+        let data = &plan.data;
         let pipeline = Arc::new(Pipeline {
             target: Target {
                 height,
                 width,
                 channels,
-                interpolation,
+                interpolation: data.interpolation,
             },
             augment: plan.augment.clone(),
             standardize: Standardize::new(&plan.augment, channels),
-            on_bad_image,
-            prefetch: prefetch.max(1),
+            on_bad_image: data.on_bad_image,
+            prefetch: data.prefetch.max(1),
         });
         let seed = plan.seed;
+        let cache = data.cache;
         let split = |kind, items, labels| Split::new(kind, items, labels, pipeline.clone(), cache);
         let mut notes = Vec::new();
 
-        let (classes, train, validation, test, validation_from) = match &plan.data {
-            DataSpec::ImageFolder(d) => {
-                let available = image_folder::class_dirs(&d.path)?;
-                let classes =
-                    image_folder::select_classes(&available, d.classes.as_ref(), &d.path)?;
-                let (files, labels) = image_folder::scan(&d.path, &classes)?;
-                let (train, validation, from) = if let Some(fraction) = d.validation_split {
-                    let (t, v) = split_files(files, labels, fraction, seed);
-                    (
-                        split(SplitKind::Train, Items::Files(t.0), t.1),
-                        Some(split(SplitKind::Validation, Items::Files(v.0), v.1)),
-                        report::ValidationFrom::Split { fraction, seed },
-                    )
-                } else if let Some(vp) = &d.validation_path {
-                    let (vf, vl) = scan_other(vp, &classes, "validation folder")?;
-                    (
-                        split(SplitKind::Train, Items::Files(files), labels),
-                        Some(split(SplitKind::Validation, Items::Files(vf), vl)),
-                        report::ValidationFrom::Folder(vp.clone()),
-                    )
-                } else {
-                    (
+        let (classes, train, validation, test, validation_from) = match &data.source {
+            SourcePlan::ImageFolder {
+                path,
+                classes: select,
+                validation,
+                test_path,
+            } => {
+                let available = image_folder::class_dirs(path)?;
+                let classes = image_folder::select_classes(&available, select.as_ref(), path)?;
+                let (files, labels) = image_folder::scan(path, &classes)?;
+                let (train, validation, from) = match validation {
+                    Holdout::Split(fraction) => {
+                        let fraction = *fraction;
+                        let (t, v) = split_files(files, labels, fraction, seed);
+                        (
+                            split(SplitKind::Train, Items::Files(t.0), t.1),
+                            Some(split(SplitKind::Validation, Items::Files(v.0), v.1)),
+                            report::ValidationFrom::Split { fraction, seed },
+                        )
+                    }
+                    Holdout::Folder(vp) => {
+                        let (vf, vl) = scan_other(vp, &classes, "validation folder")?;
+                        (
+                            split(SplitKind::Train, Items::Files(files), labels),
+                            Some(split(SplitKind::Validation, Items::Files(vf), vl)),
+                            report::ValidationFrom::Folder(vp.clone()),
+                        )
+                    }
+                    Holdout::None | Holdout::Test => (
                         split(SplitKind::Train, Items::Files(files), labels),
                         None,
                         report::ValidationFrom::None,
-                    )
+                    ),
                 };
-                let test = match &d.test_path {
+                let test = match test_path {
                     Some(tp) => {
                         let (tf, tl) = scan_other(tp, &classes, "test folder")?;
                         Some(split(SplitKind::Test, Items::Files(tf), tl))
@@ -636,10 +634,14 @@ impl Dataset {
                 }
                 (classes, train, validation, test, from)
             }
-            DataSpec::Food101(d) => {
-                let f = food101::scan(&d.path, d.classes.as_ref())?;
-                let (train, validation, from) = match d.validation_split {
-                    Some(fraction) => {
+            SourcePlan::Food101 {
+                path,
+                classes,
+                validation,
+            } => {
+                let f = food101::scan(path, classes.as_ref())?;
+                let (train, validation, from) = match *validation {
+                    Holdout::Split(fraction) => {
                         let (t, v) = split_files(f.train.files, f.train.labels, fraction, seed);
                         (
                             split(SplitKind::Train, Items::Files(t.0), t.1),
@@ -647,7 +649,7 @@ impl Dataset {
                             report::ValidationFrom::Split { fraction, seed },
                         )
                     }
-                    None => (
+                    _ => (
                         split(
                             SplitKind::Train,
                             Items::Files(f.train.files),
@@ -664,29 +666,35 @@ impl Dataset {
                 ));
                 (f.classes, train, validation, test, from)
             }
-            DataSpec::Idx(d) => {
-                let path = |name: &str| d.path.join(name);
-                if !d.path.is_dir() {
+            SourcePlan::Idx {
+                folder,
+                train_images: train_images_file,
+                train_labels: train_labels_file,
+                test_images: test_images_file,
+                test_labels: test_labels_file,
+                class_names,
+                validation,
+            } => {
+                if !folder.is_dir() {
                     return Err(DataError::MissingFolder {
-                        path: d.path.clone(),
+                        path: folder.clone(),
                         what: "IDX folder",
                     });
                 }
                 let (train_images, train_labels) =
-                    read_idx_pair(&path(&d.train_images), &path(&d.train_labels))?;
-                let (test_images, test_labels) =
-                    read_idx_pair(&path(&d.test_images), &path(&d.test_labels))?;
+                    read_idx_pair(train_images_file, train_labels_file)?;
+                let (test_images, test_labels) = read_idx_pair(test_images_file, test_labels_file)?;
                 let max_label = train_labels
                     .iter()
                     .chain(&test_labels)
                     .copied()
                     .max()
                     .unwrap_or(0) as usize;
-                let classes: Vec<String> = match &d.class_names {
+                let classes: Vec<String> = match class_names {
                     Some(names) => {
                         for (file, labels) in [
-                            (&d.train_labels, &train_labels),
-                            (&d.test_labels, &test_labels),
+                            (train_labels_file, &train_labels),
+                            (test_labels_file, &test_labels),
                         ] {
                             if let Some((index, &label)) = labels
                                 .iter()
@@ -694,7 +702,7 @@ impl Dataset {
                                 .find(|(_, &l)| l as usize >= names.len())
                             {
                                 return Err(DataError::BadLabel {
-                                    path: path(file),
+                                    path: file.clone(),
                                     label: label as usize,
                                     index,
                                     classes: names.len(),
@@ -714,8 +722,8 @@ impl Dataset {
                 };
                 let test_images = Arc::new(test_images);
                 let test_rows: Vec<usize> = (0..test_labels.len()).collect();
-                let (train, validation, from) = match d.validation_split {
-                    Some(fraction) => {
+                let (train, validation, from) = match *validation {
+                    Holdout::Split(fraction) => {
                         let (t, v) = split::stratified(&train_labels, fraction, seed);
                         let tl = t.iter().map(|&i| train_labels[i]).collect();
                         let vl = v.iter().map(|&i| train_labels[i]).collect();
@@ -729,14 +737,14 @@ impl Dataset {
                             report::ValidationFrom::Split { fraction, seed },
                         )
                     }
-                    None => {
+                    Holdout::None | Holdout::Folder(_) | Holdout::Test => {
                         let rows = (0..train_labels.len()).collect();
                         let train = split(
                             SplitKind::Train,
                             idx_items(&train_images, rows),
                             train_labels,
                         );
-                        if d.validate_on_test {
+                        if *validation == Holdout::Test {
                             let items = idx_items(&test_images, test_rows.clone());
                             let validation =
                                 split(SplitKind::Validation, items, test_labels.clone());
@@ -753,14 +761,20 @@ impl Dataset {
                 ));
                 (classes, train, validation, test, from)
             }
-            DataSpec::Synthetic(d) => {
+            &SourcePlan::Synthetic {
+                classes,
+                train_size,
+                validation_size,
+                test_size,
+                noise,
+            } => {
                 let generator = Arc::new(Generator {
                     seed,
-                    classes: d.classes,
+                    classes,
                     height,
                     width,
                     channels,
-                    noise: d.noise,
+                    noise,
                 });
                 let synth = |kind, id, n: usize| {
                     let labels = (0..n).map(|i| generator.label(i)).collect();
@@ -773,16 +787,11 @@ impl Dataset {
                         labels,
                     )
                 };
-                let train = synth(SplitKind::Train, SplitId::Train, d.train_size);
-                let validation = (d.validation_size > 0).then(|| {
-                    synth(
-                        SplitKind::Validation,
-                        SplitId::Validation,
-                        d.validation_size,
-                    )
-                });
-                let test = Some(synth(SplitKind::Test, SplitId::Test, d.test_size));
-                let classes = synthetic::CLASS_NAMES[..d.classes]
+                let train = synth(SplitKind::Train, SplitId::Train, train_size);
+                let validation = (validation_size > 0)
+                    .then(|| synth(SplitKind::Validation, SplitId::Validation, validation_size));
+                let test = Some(synth(SplitKind::Test, SplitId::Test, test_size));
+                let classes = synthetic::CLASS_NAMES[..classes]
                     .iter()
                     .map(|s| s.to_string())
                     .collect();

@@ -11,8 +11,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{decode, Split};
-use crate::config::spec::DataSpec;
 use crate::model::summary::thousands;
+use crate::plan::DataPlan;
 
 /// Where the validation split came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +77,7 @@ fn counts(split: Option<&Split>, classes: usize) -> Option<Vec<usize>> {
 
 impl DataReport {
     pub(super) fn new(
-        spec: &DataSpec,
+        data: &DataPlan,
         classes: &[String],
         train: &Split,
         validation: Option<&Split>,
@@ -91,15 +91,9 @@ impl DataReport {
             counts(validation, n),
             counts(test, n),
         );
-        let location = match spec {
-            DataSpec::ImageFolder(d) => d.path.display().to_string(),
-            DataSpec::Food101(d) => d.path.display().to_string(),
-            DataSpec::Idx(d) => d.path.display().to_string(),
-            DataSpec::Synthetic(d) => format!("built-in shapes, noise {}", d.noise),
-        };
         DataReport {
-            source: spec.source_name(),
-            location,
+            source: data.source_name(),
+            location: data.location(),
             classes: classes
                 .iter()
                 .enumerate()

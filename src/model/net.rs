@@ -119,7 +119,7 @@ impl<B: ConvOps> Net<B> {
 mod tests {
     use super::*;
     use crate::plan::{LayerKind, LayerPlan};
-    use crate::shape::{LayerShape, ParamCount, Shape};
+    use crate::plan::{LayerShape, ParamCount, Shape};
     use crate::vocab::{Activation, InitializerKind, Padding};
     use burn::backend::Flex;
 

@@ -8,7 +8,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::model::layer::Layer;
 use crate::plan::{LayerKind, LayerPlan};
-use crate::shape::{LayerShape, ParamCount, Shape};
+use crate::plan::{LayerShape, ParamCount, Shape};
 use crate::vocab::{InitializerKind, Padding};
 
 type AD = Autodiff<Flex>;

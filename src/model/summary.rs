@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 
 use super::Net;
 use crate::plan::ModelPlan;
-use crate::shape::ParamCount;
+use crate::plan::ParamCount;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SummaryRow {

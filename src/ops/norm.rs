@@ -66,7 +66,7 @@ mod tests {
     use super::*;
     use crate::model::layer::Layer;
     use crate::plan::{LayerKind, LayerPlan};
-    use crate::shape::{LayerShape, ParamCount, Shape};
+    use crate::plan::{LayerShape, ParamCount, Shape};
     use crate::vocab::InitializerKind;
     use burn::backend::{Autodiff, Flex};
     use burn::module::{AutodiffModule, Param};

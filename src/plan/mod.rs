@@ -6,17 +6,20 @@ use std::path::{Path, PathBuf};
 
 use crate::config::diagnostic::{did_you_mean, ConfigError};
 use crate::config::spec::{
-    Activation, AugmentSpec, BatchNormSpec, CallbacksSpec, ClassSelect, Conv2dSpec, DataSpec,
-    DenseSpec, DistributionSpec, DropoutSpec, ExperimentSpec, InitializerKind, IntRangeSpec,
-    LayerSpec, LrScheduleSpec, OptimizerSpec, Padding, Pair, PoolSpec, RangeSpec, Strategy,
-    SweepSpec,
+    Activation, BatchNormSpec, CallbacksSpec, Conv2dSpec, DataSpec, DenseSpec, DistributionSpec,
+    DropoutSpec, ExperimentSpec, InitializerKind, IntRangeSpec, LayerSpec, LrScheduleSpec,
+    OptimizerSpec, Padding, Pair, PoolSpec, RangeSpec, Strategy, SweepSpec,
 };
 use crate::config::KeyPath;
 use crate::config::{Loaded, Sources};
 use crate::device::DeviceRequest;
-use crate::shape::{self, LayerShape, ParamCount, Shape};
 
+mod data;
+mod shape;
 mod train;
+
+pub use data::{AugmentPlan, DataPlan, Holdout, Normalize, SourcePlan, SYNTHETIC_MAX_CLASSES};
+pub use shape::{LayerShape, ParamCount, Shape, ShapeError};
 
 pub use train::{
     Algorithm, CallbacksPlan, CheckpointPlan, Clipping, EarlyStoppingPlan, Monitor, OptimizerPlan,
@@ -33,7 +36,7 @@ pub struct ExperimentPlan {
     pub threads: usize,
     pub runs_dir: PathBuf,
     /// Data source with every relative path made absolute.
-    pub data: DataSpec,
+    pub data: DataPlan,
     pub augment: AugmentPlan,
     pub model: ModelPlan,
     pub optimizer: OptimizerPlan,
@@ -44,31 +47,6 @@ pub struct ExperimentPlan {
     pub metrics: Vec<String>,
     /// The resolved spec, as it will be written to `config.resolved.toml`.
     pub spec: ExperimentSpec,
-}
-
-/// Preprocessing and augmentation with defaults resolved.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AugmentPlan {
-    /// Multiplier on raw 0-255 pixel values (1.0 when unset).
-    pub rescale: f64,
-    pub spec: AugmentSpec,
-}
-
-impl AugmentPlan {
-    /// Whether any random augmentation is configured.
-    pub fn is_random(&self) -> bool {
-        let s = &self.spec;
-        s.rotation_range > 0.0
-            || s.width_shift_range > 0.0
-            || s.height_shift_range > 0.0
-            || s.brightness_range.is_some()
-            || s.zoom_range
-                .map(|z| z.bounds() != [1.0, 1.0])
-                .unwrap_or(false)
-            || s.shear_range > 0.0
-            || s.horizontal_flip
-            || s.vertical_flip
-    }
 }
 
 /// The layer stack with names, shapes and parameter counts resolved.
@@ -283,13 +261,9 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
     };
 
     // data
-    let data = check_data(&mut ck, &spec.data, &base);
-    let has_validation = match &data {
-        DataSpec::ImageFolder(d) => d.validation_split.is_some() || d.validation_path.is_some(),
-        DataSpec::Food101(d) => d.validation_split.is_some(),
-        DataSpec::Idx(d) => d.validation_split.is_some() || d.validate_on_test,
-        DataSpec::Synthetic(d) => d.validation_size > 0,
-    };
+    let data = data::check_data(&mut ck, &spec.data, &base);
+    let data_plan = DataPlan::resolve(&data);
+    let has_validation = data_plan.has_validation();
 
     // model
     let model = check_model(&mut ck, spec);
@@ -324,7 +298,7 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
     }
 
     // augment
-    let augment = check_augment(&mut ck, &spec.augment);
+    let augment = data::check_augment(&mut ck, &spec.augment);
 
     // optimizer
     check_optimizer(&mut ck, &spec.optimizer);
@@ -403,7 +377,7 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
             device,
             threads: spec.runtime.threads,
             runs_dir: absolute(&base, &spec.runtime.runs_dir),
-            data: data.clone(),
+            data: data_plan,
             augment,
             model,
             optimizer: OptimizerPlan::resolve(&spec.optimizer),
@@ -432,150 +406,6 @@ fn absolute(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-fn check_fraction_split(ck: &mut Checker, split: Option<f64>) {
-    if let Some(v) = split {
-        if !(v > 0.0 && v < 1.0) {
-            ck.fail(
-                "data.validation_split",
-                format!("{v} is out of range: it must be between 0 and 1 (exclusive)"),
-                None,
-            );
-        }
-    }
-}
-
-fn check_classes(ck: &mut Checker, classes: &Option<ClassSelect>) {
-    match classes {
-        Some(ClassSelect::First(n)) if *n < 2 => ck.fail(
-            "data.classes",
-            format!("{n} classes cannot train a classifier; use at least 2"),
-            None,
-        ),
-        Some(ClassSelect::Names(names)) => {
-            if names.len() < 2 {
-                ck.fail("data.classes", "list at least 2 classes", None);
-            }
-            let mut seen = std::collections::BTreeSet::new();
-            for n in names {
-                if !seen.insert(n) {
-                    ck.fail("data.classes", format!("class `{n}` is listed twice"), None);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-fn check_data(ck: &mut Checker, data: &DataSpec, base: &Path) -> DataSpec {
-    let mut data = data.clone();
-    // An empty path would quietly mean the working directory.
-    let path = match &data {
-        DataSpec::ImageFolder(d) => Some(&d.path),
-        DataSpec::Food101(d) => Some(&d.path),
-        DataSpec::Idx(d) => Some(&d.path),
-        DataSpec::Synthetic(_) => None,
-    };
-    if path.is_some_and(|p| p.as_os_str().is_empty()) {
-        ck.fail(
-            "data.path",
-            "is empty",
-            Some("give the dataset folder, relative to where runner runs or absolute".into()),
-        );
-    }
-    match &mut data {
-        DataSpec::ImageFolder(d) => {
-            d.path = absolute(base, &d.path);
-            if let Some(p) = d.validation_path.as_mut() {
-                *p = absolute(base, p);
-            }
-            if let Some(p) = d.test_path.as_mut() {
-                *p = absolute(base, p);
-            }
-            check_fraction_split(ck, d.validation_split);
-            if d.validation_split.is_some() && d.validation_path.is_some() {
-                ck.fail(
-                    "data.validation_path",
-                    "set either `validation_split` or `validation_path`, not both",
-                    None,
-                );
-            }
-            check_classes(ck, &d.classes);
-            check_prefetch(ck, d.prefetch);
-        }
-        DataSpec::Food101(d) => {
-            d.path = absolute(base, &d.path);
-            check_fraction_split(ck, d.validation_split);
-            check_classes(ck, &d.classes);
-            check_prefetch(ck, d.prefetch);
-        }
-        DataSpec::Idx(d) => {
-            d.path = absolute(base, &d.path);
-            check_fraction_split(ck, d.validation_split);
-            if d.validation_split.is_some() && d.validate_on_test {
-                ck.fail(
-                    "data.validate_on_test",
-                    "set either `validation_split` or `validate_on_test`, not both",
-                    None,
-                );
-            }
-            if let Some(names) = &d.class_names {
-                if names.len() < 2 {
-                    ck.fail("data.class_names", "list at least 2 class names", None);
-                }
-            }
-            check_prefetch(ck, d.prefetch);
-        }
-        DataSpec::Synthetic(d) => {
-            if !(2..=SYNTHETIC_MAX_CLASSES).contains(&d.classes) {
-                ck.fail(
-                    "data.classes",
-                    format!(
-                        "{} is out of range: the synthetic set has 2 to {SYNTHETIC_MAX_CLASSES} classes",
-                        d.classes
-                    ),
-                    None,
-                );
-            }
-            if d.train_size == 0 {
-                ck.fail("data.train_size", "must be at least 1", None);
-            }
-            if d.test_size == 0 {
-                ck.fail("data.test_size", "must be at least 1", None);
-            }
-            for (key, n) in [
-                ("data.train_size", d.train_size),
-                ("data.validation_size", d.validation_size),
-                ("data.test_size", d.test_size),
-            ] {
-                ck.at_most(
-                    key,
-                    n,
-                    MAX_SYNTHETIC_IMAGES,
-                    "the synthetic images are generated into memory",
-                );
-            }
-            ck.range("data.noise", d.noise, 0.0, 1.0, false);
-            check_prefetch(ck, d.prefetch);
-        }
-    }
-    data
-}
-
-/// Number of distinct shape classes the synthetic generator can draw.
-pub const SYNTHETIC_MAX_CLASSES: usize = 12;
-
-fn check_prefetch(ck: &mut Checker, prefetch: usize) {
-    if prefetch == 0 {
-        ck.fail("data.prefetch", "must be at least 1 batch", None);
-    }
-    ck.at_most(
-        "data.prefetch",
-        prefetch,
-        MAX_PREFETCH,
-        "every prefetched batch is held in memory",
-    );
-}
-
 /// Upper bounds of count-like keys: far above any real use, low enough
 /// that a typo fails validation instead of allocating or running forever.
 pub const MAX_EPOCHS: usize = 1_000_000;
@@ -584,73 +414,6 @@ pub const MAX_PREFETCH: usize = 1024;
 pub const MAX_TRIALS: usize = 100_000;
 pub const MAX_PARALLEL: usize = 1024;
 pub const MAX_SYNTHETIC_IMAGES: usize = 10_000_000;
-
-fn check_augment(ck: &mut Checker, a: &AugmentSpec) -> AugmentPlan {
-    if let Some(r) = a.rescale {
-        if !(r.0.is_finite() && r.0 > 0.0) {
-            ck.fail(
-                "augment.rescale",
-                format!("{} is out of range: it must be greater than 0", r.0),
-                None,
-            );
-        }
-    }
-    ck.range(
-        "augment.rotation_range",
-        a.rotation_range,
-        0.0,
-        360.0,
-        false,
-    );
-    ck.range(
-        "augment.width_shift_range",
-        a.width_shift_range,
-        0.0,
-        1.0,
-        true,
-    );
-    ck.range(
-        "augment.height_shift_range",
-        a.height_shift_range,
-        0.0,
-        1.0,
-        true,
-    );
-    ck.range("augment.shear_range", a.shear_range, 0.0, 90.0, true);
-    if let Some([lo, hi]) = a.brightness_range {
-        if !(lo >= 0.0 && lo <= hi && hi.is_finite()) {
-            ck.fail(
-                "augment.brightness_range",
-                format!("[{lo}, {hi}] is not a range of factors: it needs 0 <= lo <= hi"),
-                None,
-            );
-        }
-    }
-    if let Some(z) = a.zoom_range {
-        let [lo, hi] = z.bounds();
-        if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
-            ck.fail(
-                "augment.zoom_range",
-                format!("zoom factors [{lo}, {hi}] are not valid: they need 0 < lo <= hi"),
-                Some("a single number z means [1 - z, 1 + z], so z must be below 1".into()),
-            );
-        }
-    }
-    ck.range("augment.cval", a.cval, 0.0, 255.0, false);
-    if let Some(n) = &a.normalize {
-        if n.std.iter().any(|s| s.is_nan() || *s <= 0.0) {
-            ck.fail(
-                "augment.normalize.std",
-                "every std must be greater than 0",
-                None,
-            );
-        }
-    }
-    AugmentPlan {
-        rescale: a.rescale.map(|r| r.0).unwrap_or(1.0),
-        spec: a.clone(),
-    }
-}
 
 fn check_optimizer(ck: &mut Checker, o: &OptimizerSpec) {
     let (lr, wd, clip_norm, clip_value) = match o {

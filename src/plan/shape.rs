@@ -5,7 +5,8 @@
 
 use std::fmt;
 
-use crate::config::spec::{Conv2dSpec, DenseSpec, LayerSpec, Padding, Pair, PoolSpec};
+use crate::config::spec::{Conv2dSpec, DenseSpec, LayerSpec, Pair, PoolSpec};
+use crate::vocab::Padding;
 
 /// The shape of one example flowing through the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,7 +272,8 @@ pub fn infer(input: [usize; 3], layers: &[LayerSpec]) -> Result<Vec<LayerShape>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::spec::{Activation, BatchNormSpec, NamedSpec};
+    use crate::config::spec::{BatchNormSpec, NamedSpec};
+    use crate::vocab::Activation;
 
     fn conv(filters: usize, k: usize, padding: Padding) -> LayerSpec {
         LayerSpec::Conv2d(Conv2dSpec {
