@@ -21,6 +21,7 @@ pub mod ops;
 pub mod out;
 pub mod plan;
 pub mod report;
+pub mod run;
 pub mod rundir;
 pub mod signals;
 pub mod sweep;

@@ -1,0 +1,72 @@
+//! How a run ended, into its meta.json and an exit status.
+
+use super::execute::Outcome;
+use crate::error::{Error, Result};
+use crate::rundir::{self, Meta, RunDir, Status};
+use crate::train::Ending;
+
+/// Record the outcome in `meta` and on disk, print it, and turn it into
+/// the command's result (an interrupted or diverged run is an error).
+pub(super) fn finish(
+    run: &RunDir,
+    meta: &mut Meta,
+    outcome: std::result::Result<Outcome, Error>,
+) -> Result<()> {
+    meta.end_time = Some(rundir::now_rfc3339());
+    let result = match outcome {
+        Ok(o) => {
+            meta.epochs_completed = o.state.epochs_done;
+            meta.best_epoch = o.state.checkpoint.best_epoch;
+            meta.best_value = o.state.checkpoint.best;
+            meta.test_accuracy = o.test_accuracy;
+            match o.ending {
+                Ending::Completed => {
+                    meta.status = Status::Completed;
+                    Ok(())
+                }
+                Ending::EarlyStopped { epoch, restored } => {
+                    meta.status = Status::Completed;
+                    meta.message = Some(match restored {
+                        Some(b) => format!(
+                            "early stopping after epoch {}; restored the weights of epoch {}",
+                            epoch + 1,
+                            b + 1
+                        ),
+                        None => format!("early stopping after epoch {}", epoch + 1),
+                    });
+                    Ok(())
+                }
+                Ending::Interrupted { reason } => {
+                    meta.status = Status::Stopped;
+                    let msg = format!(
+                        "stopped by {reason} after {} epoch(s); continue with `runner run --resume {}`",
+                        o.state.epochs_done,
+                        run.root().display()
+                    );
+                    meta.message = Some(msg.clone());
+                    Err(Error::Interrupted(msg))
+                }
+                Ending::Diverged { epoch, batch, loss } => {
+                    meta.status = Status::Failed;
+                    let msg = format!(
+                        "the loss became {loss} at batch {batch} of epoch {} (terminate_on_nan); try a lower learning rate",
+                        epoch + 1
+                    );
+                    meta.message = Some(msg.clone());
+                    Err(Error::RunFailed(msg))
+                }
+            }
+        }
+        Err(e) => {
+            meta.status = Status::Failed;
+            meta.message = Some(e.to_string());
+            Err(e)
+        }
+    };
+    run.write_meta(meta)?;
+    if let Some(m) = &meta.message {
+        crate::outln!("{m}");
+    }
+    crate::outln!("Status: {}", meta.status.as_str());
+    result
+}

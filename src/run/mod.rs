@@ -1,0 +1,224 @@
+//! One run, start to end: find or make its folder, check the device and
+//! the data before anything is written, train, evaluate, and record how it
+//! ended in `meta.json`. `runner run` (a new run, `--resume`, a sweep
+//! trial) is a thin command over [`run`].
+//!
+//! Files: [`inputs`] (what a new folder records first), [`execute`]
+//! (training and evaluation on the chosen backend), [`finish`] (the
+//! outcome into meta.json and an exit status). Imports run one way:
+//! mod -> inputs, execute -> finish.
+
+mod execute;
+mod finish;
+mod inputs;
+
+use std::path::{Path, PathBuf};
+
+use crate::backend;
+use crate::config::{self, Loaded};
+use crate::data::Dataset;
+use crate::device::{self, DeviceRequest};
+use crate::error::{Error, Result};
+use crate::plan::{self, ExperimentPlan};
+use crate::rundir::{self, RunDir, Status};
+use crate::signals::Signals;
+use crate::sweep::TRIAL_CONFIG;
+use crate::train::checkpoint::{Checkpoints, LAST};
+use crate::train::Execution;
+
+use execute::Execute;
+
+/// What to run.
+pub enum RunTarget {
+    /// A new run of a loaded and planned experiment.
+    New(Box<(Loaded, ExperimentPlan)>),
+    /// Continue an interrupted run in its folder.
+    Resume(PathBuf),
+    /// A sweep trial: start it, or resume it if it has a checkpoint.
+    Trial(PathBuf),
+}
+
+/// Command-line settings that override the experiment file.
+pub struct RunOptions {
+    pub device: Option<String>,
+    pub runs_dir: Option<PathBuf>,
+    pub threads: Option<usize>,
+}
+
+/// Train, evaluate and record one run. Errors before training leave no new
+/// folder behind; errors after it are recorded in the folder's meta.json.
+pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
+    let Some((loaded, mut plan, place, resume)) = prepare(target, opts)? else {
+        return Ok(());
+    };
+    // Everything that can be wrong with the command, the device or the data
+    // is found before a new run folder exists.
+    if let Some(d) = &opts.device {
+        plan.device = d.parse::<DeviceRequest>().map_err(Error::Usage)?;
+    }
+    let device = device::resolve(plan.device)?;
+    let gpu = backend::prepare_gpu(device)?;
+    let threads = device::cpu_threads(opts.threads.unwrap_or(plan.threads));
+    // Only the first call in a process can size the global pool.
+    backend::configure_cpu(threads);
+
+    let data = Dataset::open(&plan).map_err(Error::Data)?;
+    data.check_headers().map_err(Error::Data)?;
+    if data.classes.len() != plan.model.num_classes {
+        return Err(Error::Usage(format!(
+            "the data has {} classes but the model ends in {} outputs; set the last dense layer's `units` to {}",
+            data.classes.len(),
+            plan.model.num_classes,
+            data.classes.len()
+        )));
+    }
+    let (run, existing) = match place {
+        Place::New => (RunDir::allocate(&plan.runs_dir, &plan.name)?, false),
+        Place::Existing(run) => (run, true),
+    };
+    // One process per run folder: a second `--resume` or a requeued trial
+    // must not train into the same folder at the same time.
+    let Some(_lock) = rundir::try_lock(&run.root().join(".lock"))? else {
+        return Err(Error::Usage(format!(
+            "{} is being run by another runner process",
+            run.root().display()
+        )));
+    };
+    if existing {
+        // Half-written files of a process that was killed; the lock makes
+        // this process the folder's only writer.
+        let removed = rundir::remove_stale_temps(run.root());
+        if removed > 0 {
+            crate::outln!("Removed {removed} temporary file(s) left by a killed run");
+        }
+    }
+    print_dataset(&data);
+
+    if !resume {
+        inputs::write(&run, &loaded, &plan)?;
+    }
+    let mut meta = match (resume, run.read_meta()) {
+        (true, Ok(mut m)) => {
+            m.resumes += 1;
+            m.status = Status::Running;
+            m.end_time = None;
+            m.message = None;
+            m.pid = std::process::id();
+            m.backend = device.backend_name().into();
+            m.device = device.to_string();
+            m.gpu = gpu.map(|s| s.describe());
+            m
+        }
+        _ => inputs::new_meta(&plan, &data, device, threads, gpu),
+    };
+    run.write_meta(&meta)?;
+    crate::outln!("Run folder: {}", run.root().display());
+    let execution = match gpu {
+        Some(settings) => {
+            crate::outln!("GPU: {device} ({})", settings.describe());
+            Execution::gpu(
+                plan.model.mixes_rows(),
+                settings
+                    .cache_dir
+                    .as_deref()
+                    .map_or("off".into(), |p| p.display().to_string()),
+            )
+        }
+        None => Execution::cpu(),
+    };
+
+    let signals = Signals::install();
+    let job = Execute {
+        plan: &plan,
+        data: &data,
+        run: &run,
+        signals: &signals,
+        resume,
+        execution,
+    };
+    let outcome = backend::run_on(device, threads, plan.train.batch_size, job)
+        .map_err(Error::from)
+        .and_then(|o| o);
+    let skipped = data.skipped();
+    if let Some((first, reason)) = skipped.first() {
+        crate::outln!(
+            "Skipped {} unreadable image(s) (data.on_bad_image = \"skip\"); the first: {}: {reason}",
+            skipped.len(),
+            first.display()
+        );
+    }
+    // The same files are skipped on every resume of the run.
+    meta.skipped_images = meta.skipped_images.max(skipped.len());
+    finish::finish(&run, &mut meta, outcome)
+}
+
+/// Where a run trains: a new folder, made once every check has passed, or
+/// the existing one of a resumed run or a sweep trial.
+enum Place {
+    New,
+    Existing(RunDir),
+}
+
+/// Read the config and find the run folder for each kind of target.
+/// `None` when there is nothing to do (a trial that already completed).
+fn prepare(
+    target: RunTarget,
+    opts: &RunOptions,
+) -> Result<Option<(Loaded, ExperimentPlan, Place, bool)>> {
+    match target {
+        RunTarget::New(planned) => {
+            let (loaded, mut plan) = *planned;
+            if let Some(d) = &opts.runs_dir {
+                plan.runs_dir = d.clone();
+            }
+            Ok(Some((loaded, plan, Place::New, false)))
+        }
+        RunTarget::Resume(dir) => {
+            let run = RunDir::open(&dir)?;
+            let meta = run.read_meta()?;
+            if meta.status == Status::Completed {
+                return Err(Error::Usage(format!(
+                    "{} already completed; nothing to resume",
+                    dir.display()
+                )));
+            }
+            let (loaded, plan) = load_exact(&run.resolved_config())?;
+            if Checkpoints::new(run.checkpoints())
+                .linked_epoch(LAST)
+                .is_none()
+            {
+                return Err(Error::Usage(format!(
+                    "{} has no checkpoint to resume from (it stopped before finishing its first epoch); start it again with `runner run`",
+                    dir.display()
+                )));
+            }
+            Ok(Some((loaded, plan, Place::Existing(run), true)))
+        }
+        RunTarget::Trial(dir) => {
+            let run = RunDir::at(&dir)?;
+            if let Ok(meta) = run.read_meta() {
+                if meta.status == Status::Completed {
+                    crate::outln!("{} already completed", dir.display());
+                    return Ok(None);
+                }
+            }
+            let (loaded, plan) = load_exact(&dir.join(TRIAL_CONFIG))?;
+            let resume = Checkpoints::new(run.checkpoints())
+                .linked_epoch(LAST)
+                .is_some();
+            Ok(Some((loaded, plan, Place::Existing(run), resume)))
+        }
+    }
+}
+
+fn load_exact(path: &Path) -> Result<(Loaded, ExperimentPlan)> {
+    let loaded = config::load_exact(path)?;
+    let plan = plan::plan(&loaded)?;
+    Ok((loaded, plan))
+}
+
+/// What was found, per class and split, before training starts.
+fn print_dataset(data: &Dataset) {
+    crate::out!("{}", data.report());
+    crate::outln!();
+}
