@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod cli;
 pub mod commands;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod device;

@@ -14,7 +14,7 @@ use crate::model::Net;
 use crate::plan;
 use crate::report;
 use crate::rundir::RunDir;
-use crate::train::checkpoint::{self, Checkpoints, FINAL};
+use crate::train::checkpoint::{self, Checkpoints};
 
 pub struct EvalArgs {
     pub run_dir: PathBuf,
@@ -69,7 +69,9 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let data = Dataset::open(&plan).map_err(Error::Data)?;
 
     let checkpoints = Checkpoints::new(run.checkpoints());
-    let model_file = model_file(&checkpoints, &args.checkpoint)?;
+    let model_file = checkpoints
+        .model_file(&args.checkpoint)
+        .map_err(|e| Error::Usage(e.to_string()))?;
     let (split_name, split) = match (&data.test, &data.validation) {
         (Some(t), _) => ("test", t),
         (None, Some(v)) => ("validation", v),
@@ -117,54 +119,4 @@ impl WithBackend for Predict<'_> {
         )
         .map_err(Error::Train)
     }
-}
-
-fn model_file(checkpoints: &Checkpoints, name: &str) -> Result<PathBuf> {
-    // A name, never a path: the report is written under eval/<name>, and a
-    // path would read and write outside the run.
-    let mut parts = Path::new(name).components();
-    if !matches!(
-        (parts.next(), parts.next()),
-        (Some(std::path::Component::Normal(_)), None)
-    ) {
-        return Err(Error::Usage(format!(
-            "--checkpoint takes a checkpoint name of the run (final, best, last or epoch-N), not the path `{name}`"
-        )));
-    }
-    let dir = match name
-        .strip_prefix("epoch-")
-        .and_then(|n| n.parse::<usize>().ok())
-    {
-        Some(epoch) => checkpoints.epoch_dir(epoch),
-        None => checkpoints.dir().join(name),
-    };
-    let file = dir.join("model.mpk");
-    if file.is_file() {
-        return Ok(file);
-    }
-    let available: Vec<String> = ["final", "best", "last"]
-        .iter()
-        .filter(|n| checkpoints.dir().join(n).join("model.mpk").is_file())
-        .map(|s| s.to_string())
-        .chain(
-            checkpoints
-                .saved_epochs()
-                .iter()
-                .map(|e| format!("epoch-{e:04}")),
-        )
-        .collect();
-    let hint = if name == FINAL {
-        " (the run did not finish; try `last`)"
-    } else {
-        ""
-    };
-    Err(Error::Usage(format!(
-        "{} has no `{name}` checkpoint{hint}; available: {}",
-        checkpoints.dir().display(),
-        if available.is_empty() {
-            "none".to_string()
-        } else {
-            available.join(", ")
-        }
-    )))
 }

@@ -28,6 +28,15 @@ pub enum CheckpointError {
     Decode { path: PathBuf, message: String },
     #[error("no `{name}` checkpoint in {}", dir.display())]
     Missing { name: String, dir: PathBuf },
+    #[error("--checkpoint takes a checkpoint name of the run (final, best, last or epoch-N), not the path `{0}`")]
+    NotAName(String),
+    #[error("{} has no `{name}` checkpoint{hint}; available: {available}", dir.display())]
+    Unavailable {
+        name: String,
+        dir: PathBuf,
+        hint: &'static str,
+        available: String,
+    },
 }
 
 /// Names of the links into the epoch folders.
@@ -122,6 +131,52 @@ impl Checkpoints {
             .collect();
         v.sort_unstable();
         v
+    }
+
+    /// The `model.mpk` of a checkpoint named `final`, `best`, `last` or
+    /// `epoch-N`; a path is refused, so nothing outside the run is read.
+    pub fn model_file(&self, name: &str) -> Result<PathBuf, CheckpointError> {
+        // A name, never a path: the report is written under eval/<name>, and a
+        // path would read and write outside the run.
+        let mut parts = Path::new(name).components();
+        if !matches!(
+            (parts.next(), parts.next()),
+            (Some(std::path::Component::Normal(_)), None)
+        ) {
+            return Err(CheckpointError::NotAName(name.to_string()));
+        }
+        let dir = match name
+            .strip_prefix("epoch-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(epoch) => self.epoch_dir(epoch),
+            None => self.dir().join(name),
+        };
+        let file = dir.join("model.mpk");
+        if file.is_file() {
+            return Ok(file);
+        }
+        let available: Vec<String> = ["final", "best", "last"]
+            .iter()
+            .filter(|n| self.dir().join(n).join("model.mpk").is_file())
+            .map(|s| s.to_string())
+            .chain(self.saved_epochs().iter().map(|e| format!("epoch-{e:04}")))
+            .collect();
+        let hint = if name == FINAL {
+            " (the run did not finish; try `last`)"
+        } else {
+            ""
+        };
+        Err(CheckpointError::Unavailable {
+            name: name.to_string(),
+            dir: self.dir().to_path_buf(),
+            hint,
+            available: if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            },
+        })
     }
 
     /// Whether the checkpoint of `epoch` holds resume state.

@@ -1,0 +1,251 @@
+//! Runs side by side (`runner compare`): the config keys that differ
+//! between them, and their final and best metrics, read back from each run
+//! folder's resolved config, meta.json and metrics.csv.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::plan::Monitor;
+use crate::rundir::{RunDir, RunDirError};
+use crate::sweep::summary::{best_of, read_metric};
+
+#[derive(Debug, Error)]
+pub enum CompareError {
+    #[error("no run folders found in the given paths")]
+    NoRuns,
+    #[error(transparent)]
+    Run(#[from] RunDirError),
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+}
+
+/// The runs found under the given folders, one row each, in order.
+pub struct Comparison {
+    rows: Vec<Row>,
+}
+
+impl Comparison {
+    /// Read every run named by `dirs`: a run folder, the trials of a sweep
+    /// folder, or every run of an experiment folder.
+    pub fn load(dirs: &[PathBuf]) -> Result<Comparison, CompareError> {
+        let runs = expand(dirs);
+        if runs.is_empty() {
+            return Err(CompareError::NoRuns);
+        }
+        let rows = runs
+            .iter()
+            .map(|d| load(d, label(d)))
+            .collect::<Result<_, _>>()?;
+        Ok(Comparison { rows })
+    }
+
+    /// The table: only the keys that differ, then status and metrics.
+    pub fn render(&self) -> String {
+        render(&self.rows)
+    }
+}
+
+struct Row {
+    name: String,
+    config: BTreeMap<String, String>,
+    status: String,
+    epochs: usize,
+    best_val_accuracy: Option<(usize, f64)>,
+    best_val_loss: Option<(usize, f64)>,
+    final_val_accuracy: Option<f64>,
+    test_accuracy: Option<f64>,
+}
+
+/// Flatten a TOML table into `key.path = value` pairs (arrays inline).
+fn flatten(prefix: &str, t: &toml::Table, out: &mut BTreeMap<String, String>) {
+    for (k, v) in t {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(inner) => flatten(&path, inner, out),
+            other => {
+                out.insert(path, other.to_string());
+            }
+        }
+    }
+}
+
+/// Run folders named on the command line: a run folder itself, the trials
+/// of a sweep folder, or every run of an experiment folder.
+fn expand(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut runs = Vec::new();
+    for d in dirs {
+        if d.join("config.resolved.toml").is_file() {
+            runs.push(d.clone());
+            continue;
+        }
+        let mut children: Vec<PathBuf> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| !p.is_symlink() && p.join("config.resolved.toml").is_file())
+            .collect();
+        children.sort();
+        runs.extend(children);
+    }
+    runs
+}
+
+fn load(dir: &Path, label: String) -> Result<Row, CompareError> {
+    let run = RunDir::open(dir)?;
+    let text =
+        std::fs::read_to_string(run.resolved_config()).map_err(|source| CompareError::Read {
+            path: run.resolved_config(),
+            source,
+        })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|source| CompareError::Parse {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut config = BTreeMap::new();
+    flatten("", &table, &mut config);
+    let meta = run.read_meta().ok();
+    let acc = read_metric(&run.metrics_csv(), "val_accuracy");
+    let loss = read_metric(&run.metrics_csv(), "val_loss");
+    Ok(Row {
+        name: label,
+        config,
+        status: meta
+            .as_ref()
+            .map(|m| m.status.as_str().to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        epochs: read_metric(&run.metrics_csv(), "loss").len(),
+        best_val_accuracy: best_of(&acc, &Monitor::max("val_accuracy")),
+        best_val_loss: best_of(&loss, &Monitor::min("val_loss")),
+        final_val_accuracy: acc.last().copied(),
+        test_accuracy: meta.and_then(|m| m.test_accuracy),
+    })
+}
+
+/// A short, distinct label: the folder name, with its parent when needed.
+fn label(dir: &Path) -> String {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+    let parent = dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    if parent.is_empty() {
+        name.to_string()
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+fn render(rows: &[Row]) -> String {
+    let keys: BTreeSet<&String> = rows.iter().flat_map(|r| r.config.keys()).collect();
+    let differing: Vec<&String> = keys
+        .into_iter()
+        .filter(|k| !k.starts_with("experiment.description"))
+        .filter(|k| {
+            let first = rows[0].config.get(*k);
+            rows.iter().any(|r| r.config.get(*k) != first)
+        })
+        .collect();
+    let fmt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+    let fmt_best = |v: Option<(usize, f64)>| {
+        v.map(|(e, v)| format!("{v:.4} @{}", e + 1))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut table: Vec<Vec<String>> = Vec::new();
+    let mut header = vec!["run".to_string()];
+    header.extend(differing.iter().map(|k| k.to_string()));
+    header.extend(
+        [
+            "status",
+            "epochs",
+            "best val_accuracy",
+            "best val_loss",
+            "final val_accuracy",
+            "test accuracy",
+        ]
+        .map(String::from),
+    );
+    table.push(header);
+    for r in rows {
+        let mut row = vec![r.name.clone()];
+        row.extend(
+            differing
+                .iter()
+                .map(|k| r.config.get(*k).cloned().unwrap_or_else(|| "-".into())),
+        );
+        row.extend([
+            r.status.clone(),
+            r.epochs.to_string(),
+            fmt_best(r.best_val_accuracy),
+            fmt_best(r.best_val_loss),
+            fmt(r.final_val_accuracy),
+            fmt(r.test_accuracy),
+        ]);
+        table.push(row);
+    }
+    let widths: Vec<usize> = (0..table[0].len())
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    if differing.is_empty() {
+        out.push_str("(the configs are identical)\n");
+    }
+    for row in table {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_differing_keys_are_shown() {
+        let row = |name: &str, lr: &str| Row {
+            name: name.into(),
+            config: BTreeMap::from([
+                ("optimizer.learning_rate".to_string(), lr.to_string()),
+                ("train.epochs".to_string(), "3".to_string()),
+            ]),
+            status: "completed".into(),
+            epochs: 3,
+            best_val_accuracy: Some((1, 0.5)),
+            best_val_loss: Some((2, 0.7)),
+            final_val_accuracy: Some(0.4),
+            test_accuracy: None,
+        };
+        let text = render(&[row("a", "0.1"), row("b", "0.01")]);
+        let header = text.lines().next().unwrap();
+        assert!(header.contains("optimizer.learning_rate"));
+        assert!(!header.contains("train.epochs"));
+        assert!(text.lines().nth(1).unwrap().contains("0.5000 @2"), "{text}");
+    }
+}
