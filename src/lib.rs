@@ -28,3 +28,6 @@ pub mod signals;
 pub mod sweep;
 pub mod train;
 pub mod vocab;
+
+#[cfg(test)]
+mod layout_tests;
