@@ -12,6 +12,7 @@ use crate::plan::PlanErrors;
 use crate::report::ReportError;
 use crate::rundir::RunDirError;
 use crate::sweep::folder::FolderError;
+use crate::sweep::{SweepError, TrialError};
 use crate::train::TrainError;
 
 #[derive(Debug, Error, Diagnostic)]
@@ -80,6 +81,37 @@ impl From<FolderError> for Error {
             FolderError::Config(c) => Error::Config(c),
             FolderError::Plan(p) => p.into(),
             other => Error::Usage(other.to_string()),
+        }
+    }
+}
+
+impl From<SweepError> for Error {
+    /// A config or plan problem in a trial is shown as one; otherwise a
+    /// trial failed or Slurm did (1), the user stopped the sweep (130), or
+    /// the command asked for what cannot be done (2).
+    fn from(e: SweepError) -> Error {
+        match e {
+            SweepError::Trial(TrialError::Config(c)) | SweepError::Config(c) => Error::Config(c),
+            SweepError::Trial(TrialError::Plan(p)) => p.into(),
+            SweepError::Folder(f) => f.into(),
+            SweepError::Device(d) => Error::Device(d),
+            SweepError::RunDir(r) => Error::RunDir(r),
+            e @ (SweepError::HParams(_)
+            | SweepError::Slurm(_)
+            | SweepError::SlurmUnknown(_)
+            | SweepError::TrialsFailed { .. }) => Error::RunFailed(e.to_string()),
+            e @ (SweepError::Stopped(_)
+            | SweepError::InterruptedBeforeSubmit
+            | SweepError::InterruptedSubmit { .. }
+            | SweepError::InterruptedUncancelled { .. }) => Error::Interrupted(e.to_string()),
+            e @ (SweepError::NoSweepTable(_)
+            | SweepError::NoTrials
+            | SweepError::Launcher(_)
+            | SweepError::RunnerBinary(_)
+            | SweepError::TrialsChanged { .. }
+            | SweepError::SourceChanged { .. }
+            | SweepError::Locked(_)
+            | SweepError::RunsLocally(_)) => Error::Usage(e.to_string()),
         }
     }
 }

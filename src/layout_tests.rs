@@ -27,7 +27,10 @@ fn modules(dir: &Path, root: &Path, out: &mut Vec<(PathBuf, Vec<String>)>) {
                 .components()
                 .map(|c| c.as_os_str().to_string_lossy().into_owned())
                 .collect();
-            if matches!(parts.last().map(String::as_str), Some("mod" | "lib" | "main")) {
+            if matches!(
+                parts.last().map(String::as_str),
+                Some("mod" | "lib" | "main")
+            ) {
                 parts.pop();
             }
             out.push((p, parts));

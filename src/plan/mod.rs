@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::config::diagnostic::{did_you_mean, ConfigError};
 use crate::config::spec::{
-    Activation, BatchNormSpec, CallbacksSpec, Conv2dSpec, DataSpec, DenseSpec, DistributionSpec,
-    DropoutSpec, ExperimentSpec, InitializerKind, IntRangeSpec, LayerSpec, LrScheduleSpec,
-    OptimizerSpec, Padding, Pair, PoolSpec, RangeSpec, Strategy, SweepSpec,
+    Activation, BatchNormSpec, CallbacksSpec, Conv2dSpec, DataSpec, DenseSpec, DropoutSpec,
+    ExperimentSpec, InitializerKind, LayerSpec, LrScheduleSpec, OptimizerSpec, Padding, Pair,
+    PoolSpec,
 };
 use crate::config::KeyPath;
 use crate::config::{Loaded, Sources};
@@ -16,11 +16,13 @@ use crate::device::DeviceRequest;
 
 mod data;
 mod shape;
+mod sweep;
 mod train;
 
 pub use data::{AugmentPlan, DataPlan, Holdout, Normalize, SourcePlan, SYNTHETIC_MAX_CLASSES};
 pub use shape::{LayerShape, ParamCount, Shape, ShapeError};
 
+pub use sweep::{Distribution, LauncherError, LauncherPlan, SlurmPlan, SweepPlan};
 pub use train::{
     Algorithm, CallbacksPlan, CheckpointPlan, Clipping, EarlyStoppingPlan, Monitor, OptimizerPlan,
     ReduceLrPlan, SchedulePlan, ScheduleShape, TensorboardPlan, TrainPlan,
@@ -42,7 +44,7 @@ pub struct ExperimentPlan {
     pub optimizer: OptimizerPlan,
     pub train: TrainPlan,
     pub callbacks: CallbacksPlan,
-    pub sweep: Option<SweepSpec>,
+    pub sweep: Option<SweepPlan>,
     /// Metrics this experiment logs every epoch, e.g. `loss`, `val_accuracy`.
     pub metrics: Vec<String>,
     /// The resolved spec, as it will be written to `config.resolved.toml`.
@@ -365,9 +367,10 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
         callbacks.checkpoint.monitor = "loss".into();
     }
     check_callbacks(&mut ck, &callbacks, &metrics, has_validation, t.epochs);
-    if let Some(sweep) = &spec.sweep {
-        check_sweep(&mut ck, sweep, &metrics, has_validation);
-    }
+    let sweep = spec
+        .sweep
+        .as_ref()
+        .map(|s| sweep::check_sweep(&mut ck, s, &metrics, has_validation, spec.experiment.seed));
 
     match (ck.errors.is_empty(), model) {
         (true, Some(model)) => Ok(ExperimentPlan {
@@ -383,7 +386,7 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
             optimizer: OptimizerPlan::resolve(&spec.optimizer),
             train: TrainPlan::resolve(&spec.train),
             callbacks: CallbacksPlan::resolve(&callbacks),
-            sweep: spec.sweep.clone(),
+            sweep,
             metrics,
             spec: ExperimentSpec {
                 data,
@@ -593,138 +596,6 @@ fn check_callbacks(
                 format!("{warmup} warm-up epochs leave none of the {epochs} epochs to train at the full rate"),
                 None,
             );
-        }
-    }
-}
-
-fn check_sweep(ck: &mut Checker, s: &SweepSpec, metrics: &[String], has_validation: bool) {
-    check_monitor(ck, "sweep.metric", &s.metric, metrics, has_validation);
-    if s.parallel == Some(0) {
-        ck.fail("sweep.parallel", "must be at least 1 when set", None);
-    }
-    if let Some(p) = s.parallel {
-        ck.at_most(
-            "sweep.parallel",
-            p,
-            MAX_PARALLEL,
-            "one process per trial at once",
-        );
-    }
-    if let Some(n) = s.trials {
-        ck.at_most("sweep.trials", n, MAX_TRIALS, "one folder per trial");
-    }
-    // The grid's trials: the product of its axes' lengths, times the zip's.
-    let grid = s
-        .grid
-        .values()
-        .map(Vec::len)
-        .chain(s.zip.values().next().map(Vec::len))
-        .try_fold(1usize, |acc, n| acc.checked_mul(n.max(1)))
-        .unwrap_or(usize::MAX);
-    if s.strategy == Strategy::Grid && grid > MAX_TRIALS {
-        ck.fail(
-            "sweep.grid",
-            format!("the grid has {grid} trials; at most {MAX_TRIALS} (one folder per trial)"),
-            None,
-        );
-    }
-    for (key, values) in &s.grid {
-        if values.is_empty() {
-            ck.fail_at(
-                KeyPath::parse("sweep.grid").key(key),
-                "an axis needs at least one value",
-                None,
-            );
-        }
-    }
-    let mut zip_len = None;
-    for (key, values) in &s.zip {
-        match zip_len {
-            None => zip_len = Some(values.len()),
-            Some(n) if n != values.len() => ck.fail_at(
-                KeyPath::parse("sweep.zip").key(key),
-                format!("zip axes vary together and need the same length; this one has {} values, the first has {n}", values.len()),
-                None,
-            ),
-            _ => {}
-        }
-        if values.is_empty() {
-            ck.fail_at(
-                KeyPath::parse("sweep.zip").key(key),
-                "an axis needs at least one value",
-                None,
-            );
-        }
-    }
-    for key in s.grid.keys() {
-        if s.zip.contains_key(key) || s.random.contains_key(key) {
-            ck.fail_at(
-                KeyPath::parse("sweep.grid").key(key),
-                "this key is swept twice",
-                None,
-            );
-        }
-    }
-    for (key, dist) in &s.random {
-        let path = KeyPath::parse("sweep.random").key(key);
-        match dist {
-            DistributionSpec::Uniform(RangeSpec { low, high })
-                if low.is_nan() || high.is_nan() || low >= high =>
-            {
-                ck.fail_at(
-                    path,
-                    format!("uniform needs low < high, found {low} and {high}"),
-                    None,
-                )
-            }
-            DistributionSpec::LogUniform(RangeSpec { low, high })
-                if !(*low > 0.0 && low < high) =>
-            {
-                ck.fail_at(
-                    path,
-                    format!("log_uniform needs 0 < low < high, found {low} and {high}"),
-                    None,
-                )
-            }
-            DistributionSpec::Int(IntRangeSpec { low, high }) if low > high => ck.fail_at(
-                path,
-                format!("int needs low <= high, found {low} and {high}"),
-                None,
-            ),
-            DistributionSpec::Choice(c) if c.values.is_empty() => {
-                ck.fail_at(path, "choice needs at least one value", None)
-            }
-            _ => {}
-        }
-    }
-    match s.strategy {
-        Strategy::Grid => {
-            if !s.random.is_empty() {
-                ck.fail(
-                    "sweep.random",
-                    "distributions need `strategy = \"random\"`",
-                    Some("set sweep.strategy = \"random\" and sweep.trials".into()),
-                );
-            }
-            if s.grid.is_empty() && s.zip.is_empty() {
-                ck.fail(
-                    "sweep.grid",
-                    "a grid sweep needs at least one axis in [sweep.grid] or [sweep.zip]",
-                    None,
-                );
-            }
-        }
-        Strategy::Random => {
-            if s.trials.unwrap_or(0) == 0 {
-                ck.fail("sweep.trials", "a random sweep needs `trials` >= 1", None);
-            }
-            if s.random.is_empty() && s.grid.is_empty() && s.zip.is_empty() {
-                ck.fail(
-                    "sweep.random",
-                    "a random sweep needs at least one axis",
-                    None,
-                );
-            }
         }
     }
 }

@@ -7,9 +7,8 @@ use thiserror::Error;
 
 use super::journal::Journal;
 use super::{Trial, SWEEP_FILE};
-use crate::config::spec::SweepSpec;
 use crate::config::{self, ConfigError, LoadOptions};
-use crate::plan::{ExperimentPlan, PlanErrors};
+use crate::plan::{ExperimentPlan, PlanErrors, SweepPlan};
 
 /// Why a folder could not be read back as a sweep.
 #[derive(Debug, Error)]
@@ -78,16 +77,18 @@ impl SweepDir {
     }
 }
 
-/// The sweep's spec and trials, read back from its folder.
+/// A sweep: its folder, `sweep.json`, plans and trials.
 pub struct Sweep {
     pub dir: SweepDir,
     pub meta: SweepMeta,
-    pub spec: SweepSpec,
+    /// The plan of its `[sweep]`.
+    pub sweep: SweepPlan,
+    /// The plan of the whole experiment, `[sweep]` included.
     pub plan: ExperimentPlan,
     pub trials: Vec<Trial>,
 }
 
-/// Read a sweep folder back: its spec, plan and trials.
+/// Read a sweep folder back: its plans and trials.
 pub fn open(dir: &Path) -> Result<Sweep, FolderError> {
     let dir = SweepDir {
         root: dir.to_path_buf(),
@@ -95,15 +96,15 @@ pub fn open(dir: &Path) -> Result<Sweep, FolderError> {
     let meta = dir.read_meta()?;
     let loaded = config::load(&dir.sweep_file(), &LoadOptions::default())?;
     let plan = crate::plan::plan(&loaded)?;
-    let spec = plan
+    let sweep = plan
         .sweep
         .clone()
         .ok_or_else(|| FolderError::NoSweepTable(dir.sweep_file()))?;
-    let trials = super::expand(&spec, plan.seed);
+    let trials = super::expand(&sweep);
     Ok(Sweep {
         dir,
         meta,
-        spec,
+        sweep,
         plan,
         trials,
     })

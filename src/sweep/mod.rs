@@ -5,6 +5,25 @@
 //! A trial is a `runner run --trial DIR` child process (locally, or as a
 //! Slurm array task): a crash or a leaked global in one trial cannot touch
 //! another, and the same trial runs identically everywhere.
+//!
+//! One file per concern, each using only those listed before it:
+//!
+//! ```text
+//! mod.rs        trials: [sweep] expanded, each trial's config planned
+//! journal.rs    journal.jsonl: every trial's state over time
+//! folder.rs     the sweep folder, sweep.json, a sweep read back (open)
+//! summary.rs    summary.csv, the ranked table, the plot
+//! scheduler.rs  local child processes, `parallel` at a time
+//! slurm/        Slurm job arrays (one file per concern)
+//! error.rs      SweepError: why a sweep operation stopped
+//! hparams.rs    the TensorBoard HParams experiment and sessions
+//! outcome.rs    a finished trial recorded; the sweep's end concluded
+//! local.rs      trials run on this machine
+//! submit.rs     trials submitted to Slurm
+//! follow.rs     --status and --cancel; a Slurm sweep followed
+//! start.rs      a new sweep: trials planned, folder created, launched
+//! resume.rs     --resume
+//! ```
 
 pub mod folder;
 pub mod journal;
@@ -12,15 +31,46 @@ pub mod scheduler;
 pub mod slurm;
 pub mod summary;
 
+mod error;
+mod follow;
+mod hparams;
+mod local;
+mod outcome;
+mod resume;
+mod start;
+mod submit;
+
+pub use error::SweepError;
+pub use follow::{cancel, status};
+pub use resume::resume;
+pub use start::{dry_run, start, NewSweep};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
-use crate::config::spec::{DistributionSpec, IntRangeSpec, RangeSpec, Strategy, SweepSpec};
 use crate::config::{self, ConfigError, LoadOptions, Loaded, Override};
-use crate::plan::{self, ExperimentPlan, Monitor, PlanErrors};
+use crate::plan::{self, Distribution, ExperimentPlan, PlanErrors, SweepPlan};
+use crate::vocab::Strategy;
+
+/// How `runner sweep` runs and follows trials: its flags.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// Trials at once on this machine, over `sweep.parallel`.
+    pub parallel: Option<usize>,
+    /// Start no more local trials once one failed.
+    pub fail_fast: bool,
+    /// `--launcher`: `local` or `slurm` instead of the file's launcher.
+    pub launcher: Option<String>,
+    /// On resume, run failed trials again.
+    pub retry_failed: bool,
+    /// Follow a Slurm sweep until no trial is pending or running.
+    pub wait: bool,
+    /// Seconds between Slurm polls.
+    pub poll_seconds: f64,
+}
 
 /// One point of the sweep.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +92,15 @@ impl Trial {
     pub fn dir(&self, sweep_dir: &Path) -> PathBuf {
         sweep_dir.join(self.folder_name())
     }
+
+    /// `key=value` for each swept key, two spaces apart.
+    pub fn params_text(&self) -> String {
+        self.params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    }
 }
 
 /// Hash of the parameters: the same values give the same id on every run.
@@ -61,7 +120,7 @@ pub fn trial_id(params: &BTreeMap<String, toml::Value>) -> String {
 }
 
 /// The names of all swept keys, in the order trials list them.
-pub fn axis_names(spec: &SweepSpec) -> Vec<String> {
+pub fn axis_names(spec: &SweepPlan) -> Vec<String> {
     spec.grid
         .keys()
         .chain(spec.zip.keys())
@@ -73,8 +132,9 @@ pub fn axis_names(spec: &SweepSpec) -> Vec<String> {
 /// All trials of a sweep, in a fixed order. Grid: the cartesian product of
 /// `[sweep.grid]` axes (sorted by key; the last varies fastest) and the
 /// `[sweep.zip]` group as one more axis. Random: `trials` draws, each axis
-/// in key order from one seeded generator; grid lists are uniform choices.
-pub fn expand(spec: &SweepSpec, experiment_seed: u64) -> Vec<Trial> {
+/// in key order from one generator seeded with the plan's seed; grid lists
+/// are uniform choices.
+pub fn expand(spec: &SweepPlan) -> Vec<Trial> {
     let mut points: Vec<BTreeMap<String, toml::Value>> = Vec::new();
     let zip_len = spec.zip.values().map(Vec::len).min().unwrap_or(0);
     match spec.strategy {
@@ -108,9 +168,8 @@ pub fn expand(spec: &SweepSpec, experiment_seed: u64) -> Vec<Trial> {
             }
         }
         Strategy::Random => {
-            let seed = spec.seed.unwrap_or(experiment_seed);
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            for _ in 0..spec.trials.unwrap_or(0) {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed);
+            for _ in 0..spec.trials {
                 let mut p = BTreeMap::new();
                 for (key, values) in &spec.grid {
                     p.insert(
@@ -153,28 +212,21 @@ fn round_sig(v: f64) -> f64 {
     (v * f).round() / f
 }
 
-fn sample(dist: &DistributionSpec, rng: &mut impl Rng) -> toml::Value {
+fn sample(dist: &Distribution, rng: &mut impl Rng) -> toml::Value {
     match dist {
-        DistributionSpec::Uniform(RangeSpec { low, high }) => {
+        Distribution::Uniform { low, high } => {
             toml::Value::Float(round_sig(rng.random_range(*low..*high)))
         }
-        DistributionSpec::LogUniform(RangeSpec { low, high }) => {
+        Distribution::LogUniform { low, high } => {
             toml::Value::Float(round_sig(rng.random_range(low.ln()..high.ln()).exp()))
         }
-        DistributionSpec::Int(IntRangeSpec { low, high }) => {
-            toml::Value::Integer(rng.random_range(*low..=*high))
-        }
-        DistributionSpec::Choice(c) => c.values[rng.random_range(0..c.values.len())].clone(),
+        Distribution::Int { low, high } => toml::Value::Integer(rng.random_range(*low..=*high)),
+        Distribution::Choice(values) => values[rng.random_range(0..values.len())].clone(),
     }
 }
 
 /// The file a sweep keeps its resolved experiment (with `[sweep]`) in.
 pub const SWEEP_FILE: &str = "sweep.toml";
-
-/// The metric a sweep ranks its trials by, with its direction.
-pub fn monitor(spec: &SweepSpec) -> Monitor {
-    Monitor::new(&spec.metric, spec.mode)
-}
 
 /// A trial's config inside its folder.
 pub const TRIAL_CONFIG: &str = "trial.toml";
@@ -222,7 +274,7 @@ pub fn trial_config(
 /// Every swept key must be a key the config has: applying any value of a
 /// made-up key fails with "unknown key" even when the trial's other values
 /// are fine. Checks each axis with its first value on the base config.
-pub fn check_axes(sweep_file: &Path, sweep_text: &str, spec: &SweepSpec) -> Result<(), TrialError> {
+pub fn check_axes(sweep_file: &Path, sweep_text: &str, spec: &SweepPlan) -> Result<(), TrialError> {
     let firsts = spec
         .grid
         .iter()
@@ -247,8 +299,8 @@ pub fn check_axes(sweep_file: &Path, sweep_text: &str, spec: &SweepSpec) -> Resu
 mod tests {
     use super::*;
 
-    fn spec(text: &str) -> SweepSpec {
-        toml::from_str(text).unwrap()
+    fn spec(text: &str) -> SweepPlan {
+        SweepPlan::from_toml(text, 1)
     }
 
     fn show(trials: &[Trial]) -> Vec<String> {
@@ -267,7 +319,7 @@ mod tests {
     #[test]
     fn grid_is_a_cartesian_product_with_the_last_axis_fastest() {
         let s = spec("[grid]\n\"model.dropout\" = [0.1, 0.2]\n\"optimizer.learning_rate\" = [1e-4, 3e-4, 1e-3]\n");
-        let t = expand(&s, 1);
+        let t = expand(&s);
         assert_eq!(t.len(), 6);
         assert_eq!(t[0].params["model.dropout"].as_float(), Some(0.1));
         assert_eq!(
@@ -277,13 +329,17 @@ mod tests {
         assert_eq!(t[3].params["model.dropout"].as_float(), Some(0.2));
         let ids: std::collections::BTreeSet<_> = t.iter().map(|t| t.id.clone()).collect();
         assert_eq!(ids.len(), 6, "ids are distinct");
-        assert_eq!(expand(&s, 99), t, "a grid does not depend on the seed");
+        let other_seed = SweepPlan {
+            seed: 99,
+            ..s.clone()
+        };
+        assert_eq!(expand(&other_seed), t, "a grid does not depend on the seed");
     }
 
     #[test]
     fn zip_axes_vary_together() {
         let s = spec("[grid]\n\"train.epochs\" = [1, 2]\n[zip]\n\"optimizer.learning_rate\" = [0.1, 0.01]\n\"train.batch_size\" = [64, 32]\n");
-        let t = show(&expand(&s, 1));
+        let t = show(&expand(&s));
         assert_eq!(
             t,
             vec![
@@ -297,13 +353,12 @@ mod tests {
 
     #[test]
     fn random_draws_are_seeded_and_in_range() {
-        let s = spec(
-            "strategy = \"random\"\ntrials = 20\nseed = 5\n[random]\n\"optimizer.learning_rate\" = { distribution = \"log_uniform\", low = 1e-5, high = 1e-2 }\n\"model.dropout\" = { distribution = \"uniform\", low = 0.0, high = 0.5 }\n\"train.batch_size\" = { distribution = \"choice\", values = [16, 32] }\n\"train.epochs\" = { distribution = \"int\", low = 1, high = 3 }\n",
-        );
-        let a = expand(&s, 1);
+        const SWEEP: &str = "strategy = \"random\"\ntrials = 20\nseed = 5\n[random]\n\"optimizer.learning_rate\" = { distribution = \"log_uniform\", low = 1e-5, high = 1e-2 }\n\"model.dropout\" = { distribution = \"uniform\", low = 0.0, high = 0.5 }\n\"train.batch_size\" = { distribution = \"choice\", values = [16, 32] }\n\"train.epochs\" = { distribution = \"int\", low = 1, high = 3 }\n";
+        let s = spec(SWEEP);
+        let a = expand(&s);
         assert_eq!(
             a,
-            expand(&s, 2),
+            expand(&SweepPlan::from_toml(SWEEP, 2)),
             "the sweep seed wins over the experiment seed"
         );
         assert_eq!(a.len(), 20);
@@ -319,8 +374,8 @@ mod tests {
             assert!((1..=3).contains(&t.params["train.epochs"].as_integer().unwrap()));
         }
         let mut other = s.clone();
-        other.seed = Some(6);
-        assert_ne!(expand(&other, 1), a);
+        other.seed = 6;
+        assert_ne!(expand(&other), a);
     }
 
     #[test]

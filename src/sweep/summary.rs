@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::spec::{Strategy, SweepSpec};
-use crate::plan::Monitor;
+use crate::plan::{Monitor, SweepPlan};
 use crate::report::plots::{self, PlotError};
 use crate::rundir::{write_atomic, Meta, RunDir, RunDirError};
+use crate::vocab::Strategy;
 
 use super::journal::{Entry, TrialState};
 use super::Trial;
@@ -244,12 +244,12 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
 }
 
 /// A heat map for exactly two grid axes, otherwise the metric against each
-/// numeric axis. `None` when nothing finished yet.
+/// numeric axis, by the sweep's metric. `None` when nothing finished yet.
 pub fn plot(
-    spec: &SweepSpec,
-    monitor: &Monitor,
+    spec: &SweepPlan,
     results: &[TrialResult],
 ) -> Result<Option<image::RgbImage>, PlotError> {
+    let monitor = &spec.monitor;
     let done: Vec<&TrialResult> = results.iter().filter(|r| r.best.is_some()).collect();
     if done.is_empty() {
         return Ok(None);

@@ -8,15 +8,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use runner::config::spec::SlurmSpec;
+use runner::plan::SlurmPlan;
 use runner::sweep::slurm::{
     read_jobs, write_script, write_trials_file, PollEvent, Poller, Slurm, SubmittedJob, TaskState,
 };
 
 use crate::slurm_cluster::SlurmCluster;
 
-fn spec() -> SlurmSpec {
-    SlurmSpec {
+fn spec() -> SlurmPlan {
+    SlurmPlan {
         partition: Some("local".into()),
         time: Some("00:05:00".into()),
         cpus_per_task: Some(1),

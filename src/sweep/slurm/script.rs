@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 
 use super::files::{write_atomic, SlurmPaths};
 use super::{SlurmError, OFFSET_VAR};
-use crate::config::spec::SlurmSpec;
+use crate::plan::SlurmPlan;
 
 /// Render the batch script ([`render_script`]) and write it to
 /// `<sweep>/slurm/sweep.sbatch`, creating `slurm/logs/` (Slurm does not create
 /// the folder of `--output`, and a task whose log folder is missing fails
 /// without a trace).
 pub fn write_script(
-    spec: &SlurmSpec,
+    slurm: &SlurmPlan,
     sweep_dir: &Path,
     runner_bin: &Path,
     job_name: &str,
@@ -23,12 +23,12 @@ pub fn write_script(
     let path = paths.script();
     write_atomic(
         &path,
-        render_script(spec, sweep_dir, runner_bin, job_name).as_bytes(),
+        render_script(slurm, sweep_dir, runner_bin, job_name).as_bytes(),
     )?;
     Ok(path)
 }
 
-/// The batch script for a sweep: `#SBATCH` resources from `spec`, then a body
+/// The batch script for a sweep: `#SBATCH` resources from `slurm`, then a body
 /// that maps `SLURM_ARRAY_TASK_ID + $RUNNER_TRIAL_OFFSET` to a line of
 /// `<sweep>/slurm/trials.txt` and whose last line `exec`s
 /// `<runner_bin> run --trial "$TRIAL_DIR"` (so `--signal=B:USR1@N`, sent to the
@@ -37,7 +37,7 @@ pub fn write_script(
 /// The `--array` range is not in the script: [`Slurm::submit`](super::Slurm::submit) passes it on
 /// the `sbatch` command line, so a resubmission can name any subset of trials.
 pub fn render_script(
-    spec: &SlurmSpec,
+    slurm: &SlurmPlan,
     sweep_dir: &Path,
     runner_bin: &Path,
     job_name: &str,
@@ -62,26 +62,26 @@ pub fn render_script(
     opt("job-name", &job_name_of(job_name));
     opt("output", &format!("{}/%A_%a.out", logs.display()));
     opt("error", &format!("{}/%A_%a.err", logs.display()));
-    if let Some(cpus) = spec.cpus_per_task {
+    if let Some(cpus) = slurm.cpus_per_task {
         opt("cpus-per-task", &cpus.to_string());
     }
-    if let Some(mem) = &spec.mem {
+    if let Some(mem) = &slurm.mem {
         opt("mem", mem);
     }
-    if let Some(time) = &spec.time {
+    if let Some(time) = &slurm.time {
         opt("time", time);
     }
-    if let Some(partition) = &spec.partition {
+    if let Some(partition) = &slurm.partition {
         opt("partition", partition);
     }
-    if let Some(gres) = &spec.gres {
+    if let Some(gres) = &slurm.gres {
         opt("gres", gres);
     }
-    if let Some(account) = &spec.account {
+    if let Some(account) = &slurm.account {
         opt("account", account);
     }
-    opt("signal", &format!("B:USR1@{}", spec.signal_seconds));
-    for extra in &spec.extra {
+    opt("signal", &format!("B:USR1@{}", slurm.signal_seconds));
+    for extra in &slurm.extra {
         let extra = one_line(extra);
         let extra = extra.trim();
         if extra.starts_with("#SBATCH") {
@@ -161,8 +161,8 @@ mod tests {
     use super::*;
     use crate::sweep::slurm::files::write_trials_file;
 
-    fn spec() -> SlurmSpec {
-        SlurmSpec {
+    fn spec() -> SlurmPlan {
+        SlurmPlan {
             partition: None,
             time: None,
             cpus_per_task: None,
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn script_with_every_option() {
-        let spec = SlurmSpec {
+        let spec = SlurmPlan {
             partition: Some("gpu".into()),
             time: Some("02:00:00".into()),
             cpus_per_task: Some(8),

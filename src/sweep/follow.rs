@@ -1,0 +1,277 @@
+//! Following a sweep from any shell: `--status` (with `--wait` for a Slurm
+//! sweep, until nothing is pending or running) and `--cancel`. A Slurm
+//! sweep's trial states come from the trial folders and what Slurm says
+//! about their tasks; every change is recorded as a local run records it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::error::SweepError;
+use super::folder::{open, Sweep};
+use super::hparams;
+use super::journal::{Entry, TrialState};
+use super::outcome::{conclude, finish_trial};
+use super::scheduler::{self, Finished, LocalEnd};
+use super::slurm::{self, Slurm, TaskState};
+use super::{axis_names, summary};
+use crate::rundir;
+use crate::signals::Signals;
+
+/// A trial's state from its folder and what Slurm says about its task.
+/// `log` is the task's Slurm output file, quoted when the trial failed.
+fn slurm_state(
+    dir: &Path,
+    task: Option<&TaskState>,
+    journal_state: TrialState,
+    log: Option<&Path>,
+) -> (TrialState, Option<String>) {
+    let meta = rundir::RunDir::at_existing(dir).read_meta().ok();
+    let meta_status = meta.as_ref().map(|m| m.status);
+    if meta_status == Some(rundir::Status::Completed) {
+        return (TrialState::Done, None);
+    }
+    let tail = || log.map(|l| scheduler::log_tail(l, 8)).unwrap_or_default();
+    match task {
+        Some(TaskState::Pending) => (TrialState::Pending, None),
+        Some(TaskState::Running) => (TrialState::Running, None),
+        // Ended by Slurm before runner ever started it (`runner sweep
+        // --cancel` on a pending task, a preemption, a node failure): it
+        // has not failed, and `--resume` must run it.
+        Some(t @ (TaskState::Cancelled | TaskState::Preempted | TaskState::NodeFail))
+            if meta.is_none() =>
+        {
+            (
+                TrialState::Stopped,
+                Some(format!("{} before it started", t.explain())),
+            )
+        }
+        Some(t) => {
+            let why = t.explain();
+            match meta_status {
+                Some(rundir::Status::Stopped) => (TrialState::Stopped, Some(why)),
+                _ => {
+                    let detail = meta.and_then(|m| m.message).unwrap_or_else(tail);
+                    (
+                        TrialState::Failed,
+                        Some(if detail.is_empty() {
+                            why
+                        } else {
+                            format!("{why}: {detail}")
+                        }),
+                    )
+                }
+            }
+        }
+        None => (journal_state, None),
+    }
+}
+
+/// Poll Slurm and the trial folders, record changes; with `wait`, until no
+/// trial is pending or running.
+pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), SweepError> {
+    let axes = axis_names(&s.sweep);
+    let journal = s.dir.journal();
+    let client = Slurm::new(&s.dir.root);
+    let signals = Signals::install();
+    loop {
+        let jobs = slurm::read_jobs(&s.dir.root)?;
+        let tasks = if jobs.is_empty() {
+            BTreeMap::new()
+        } else {
+            match client.poll(&jobs) {
+                Ok(t) => t,
+                Err(e) if e.is_transient() => {
+                    crate::errln!("slurm is not answering ({e}); trying again");
+                    std::thread::sleep(Duration::from_secs_f64(poll_seconds));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let latest = journal.latest();
+        let by_trial = slurm::latest_job_per_trial(&jobs);
+        let mut active = 0;
+        for t in &s.trials {
+            let old = latest
+                .get(&t.index)
+                .map(|e| e.state)
+                .unwrap_or(TrialState::Pending);
+            let log = by_trial
+                .get(&t.index)
+                .and_then(|j| j.log_files(&s.dir.root, t.index))
+                .map(|(_, err)| err);
+            let (state, message) = slurm_state(
+                &t.dir(&s.dir.root),
+                tasks.get(&t.index),
+                old,
+                log.as_deref(),
+            );
+            if matches!(state, TrialState::Pending | TrialState::Running)
+                && tasks.get(&t.index).is_some_and(|x| x.is_active())
+            {
+                active += 1;
+            }
+            if state != old {
+                if state == TrialState::Running {
+                    hparams::session_start(t, &s.dir.root, &journal);
+                }
+                let f = Finished {
+                    trial: t.clone(),
+                    state,
+                    exit_code: match tasks.get(&t.index) {
+                        Some(TaskState::Failed { exit_code }) => Some(*exit_code),
+                        _ => None,
+                    },
+                    message,
+                    seconds: 0.0,
+                };
+                if matches!(state, TrialState::Pending | TrialState::Running) {
+                    let _ = journal.append(&Entry::new(t.index, &t.id, state));
+                    crate::outln!("       {} {}", t.folder_name(), state.as_str());
+                } else {
+                    finish_trial(s, &journal, &f, &axes);
+                }
+            }
+        }
+        if !wait || active == 0 || signals.stop_requested() {
+            print_status(s, &tasks);
+            if active == 0 {
+                let failures = journal
+                    .latest()
+                    .values()
+                    .filter(|e| e.state == TrialState::Failed)
+                    .count();
+                return conclude(s, &axes, LocalEnd::Finished, failures);
+            }
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs_f64(poll_seconds));
+    }
+}
+
+fn print_status(s: &Sweep, tasks: &BTreeMap<usize, TaskState>) {
+    let latest = s.dir.journal().latest();
+    crate::outln!("Sweep {} ({} trials)", s.dir.root.display(), s.trials.len());
+    for t in &s.trials {
+        let state = latest
+            .get(&t.index)
+            .map(|e| e.state.as_str())
+            .unwrap_or("pending");
+        let values = summary::read_metric(
+            &rundir::RunDir::at_existing(&t.dir(&s.dir.root)).metrics_csv(),
+            &s.sweep.monitor.metric,
+        );
+        let slurm = tasks
+            .get(&t.index)
+            .map(|x| format!("  slurm {}", x.label()))
+            .unwrap_or_default();
+        crate::outln!(
+            "  {}  {:<8} epochs {:>3}{slurm}  {}",
+            t.folder_name(),
+            state,
+            values.len(),
+            t.params_text()
+        );
+    }
+}
+
+/// `runner sweep --status DIR [--wait]`: each trial's state and the ranked
+/// table; a Slurm sweep is polled first (and with `wait`, followed).
+pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepError> {
+    let s = open(dir)?;
+    if s.meta.launcher == "slurm" {
+        return follow(&s, wait, poll_seconds);
+    }
+    let monitor = &s.sweep.monitor;
+    print_status(&s, &BTreeMap::new());
+    let axes = axis_names(&s.sweep);
+    let results = summary::collect(&s.dir.root, &s.trials, &s.dir.journal().latest(), monitor);
+    crate::outln!("\n{}", summary::ranked_table(&axes, monitor, &results));
+    Ok(())
+}
+
+/// `runner sweep --cancel DIR`: cancel a Slurm sweep's jobs, then show
+/// where it stands.
+pub fn cancel(dir: &Path) -> Result<(), SweepError> {
+    let s = open(dir)?;
+    if s.meta.launcher != "slurm" {
+        return Err(SweepError::RunsLocally(dir.to_path_buf()));
+    }
+    let jobs = slurm::read_jobs(&s.dir.root)?;
+    Slurm::new(&s.dir.root).cancel(&jobs)?;
+    crate::outln!(
+        "Cancelled job(s) {}",
+        jobs.iter()
+            .map(|j| j.job_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    follow(&s, false, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta_with(dir: &Path, status: &str) {
+        std::fs::write(
+            dir.join("meta.json"),
+            format!(
+                r#"{{"experiment":"t","runner_version":"0","backend":"flex","device":"cpu","threads":1,"seed":1,"dataset":null,"command":[],"cwd":"/","hostname":"h","pid":1,"start_time":"x","status":"{status}"}}"#
+            ),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_task_cancelled_before_it_started_is_stopped_not_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        for task in [
+            TaskState::Cancelled,
+            TaskState::Preempted,
+            TaskState::NodeFail,
+        ] {
+            let (state, why) = slurm_state(dir.path(), Some(&task), TrialState::Pending, None);
+            assert_eq!(state, TrialState::Stopped, "{task:?}");
+            assert!(why.unwrap().ends_with("before it started"));
+        }
+        // A task that failed by itself before writing anything did fail.
+        let failed = TaskState::Failed { exit_code: 2 };
+        let (state, _) = slurm_state(dir.path(), Some(&failed), TrialState::Pending, None);
+        assert_eq!(state, TrialState::Failed);
+    }
+
+    #[test]
+    fn a_started_trial_keeps_what_its_folder_says() {
+        let dir = tempfile::tempdir().unwrap();
+        meta_with(dir.path(), "stopped");
+        let (state, _) = slurm_state(
+            dir.path(),
+            Some(&TaskState::Cancelled),
+            TrialState::Running,
+            None,
+        );
+        assert_eq!(state, TrialState::Stopped);
+        meta_with(dir.path(), "running");
+        let (state, _) = slurm_state(
+            dir.path(),
+            Some(&TaskState::Cancelled),
+            TrialState::Running,
+            None,
+        );
+        assert_eq!(
+            state,
+            TrialState::Failed,
+            "killed without stopping: its run crashed"
+        );
+        meta_with(dir.path(), "completed");
+        let (state, _) = slurm_state(
+            dir.path(),
+            Some(&TaskState::Cancelled),
+            TrialState::Running,
+            None,
+        );
+        assert_eq!(state, TrialState::Done);
+    }
+}

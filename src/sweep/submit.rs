@@ -1,0 +1,57 @@
+//! Submitting a sweep's trials to Slurm as job arrays: the trial list, the
+//! batch script, and `sbatch` with Ctrl-C held until the answer is recorded.
+
+use std::path::PathBuf;
+
+use super::error::SweepError;
+use super::folder::Sweep;
+use super::slurm::{self, Slurm};
+use crate::plan::SlurmPlan;
+use crate::signals::Signals;
+
+/// Submit the trials `todo` (by index) with the `#SBATCH` `settings`.
+pub(super) fn submit(s: &Sweep, settings: &SlurmPlan, todo: &[usize]) -> Result<(), SweepError> {
+    let runner_bin = std::env::current_exe().map_err(SweepError::RunnerBinary)?;
+    let dirs: Vec<PathBuf> = s
+        .trials
+        .iter()
+        .map(|t| {
+            std::fs::canonicalize(&s.dir.root)
+                .unwrap_or_else(|_| s.dir.root.clone())
+                .join(t.folder_name())
+        })
+        .collect();
+    slurm::write_trials_file(&s.dir.root, &dirs)?;
+    let job_name = format!("runner-{}", s.plan.name);
+    let script = slurm::write_script(settings, &s.dir.root, &runner_bin, &job_name)?;
+    let client = Slurm::new(&s.dir.root);
+    // Ctrl-C must not land between sbatch queueing an array and jobs.json
+    // recording it: hold the signal until the answer is written down, then
+    // take back what this call submitted.
+    let held = Signals::hold();
+    let jobs = client.submit_until(&script, todo, settings.max_parallel, &|| held.requested())?;
+    let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
+    if held.requested() {
+        let cancelled = client.cancel(&jobs);
+        return Err(match cancelled {
+            Ok(()) if jobs.is_empty() => SweepError::InterruptedBeforeSubmit,
+            Ok(()) => SweepError::InterruptedSubmit {
+                jobs: ids.join(", "),
+                dir: s.dir.root.clone(),
+            },
+            Err(cause) => SweepError::InterruptedUncancelled {
+                jobs: ids.join(", "),
+                jobs_file: slurm::SlurmPaths::new(&s.dir.root).jobs_file(),
+                dir: s.dir.root.clone(),
+                cause,
+            },
+        });
+    }
+    crate::outln!(
+        "Submitted {} trial(s) to Slurm as job {} (array {})",
+        todo.len(),
+        ids.join(", "),
+        slurm::compact_ranges(todo)
+    );
+    Ok(())
+}
