@@ -328,6 +328,10 @@ pub struct Meta {
     /// (by the last session of the run).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skipped_images: usize,
+    /// The weight of each class in the training loss (`train.class_weight`),
+    /// by class name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -948,6 +948,16 @@ pub struct TrainSpec {
     /// Reshuffle the training set every epoch. Default: `true`.
     #[serde(default = "default_true")]
     pub shuffle: bool,
+    /// Label smoothing ε in [0, 1): the cross-entropy's target becomes
+    /// (1 - ε)·onehot + ε/K for K classes (Keras's `label_smoothing`), in the
+    /// training and the validation loss. Default: `0`.
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Per-class weights of the training loss (Keras's `fit(class_weight=...)`):
+    /// `"balanced"` or a table of class name to positive weight, unlisted
+    /// classes weighing 1. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weight: Option<ClassWeightSpec>,
 }
 
 impl Default for TrainSpec {
@@ -959,7 +969,55 @@ impl Default for TrainSpec {
             validation_steps: None,
             top_k: None,
             shuffle: default_true(),
+            label_smoothing: 0.0,
+            class_weight: None,
         }
+    }
+}
+
+/// `train.class_weight`: the string `"balanced"` or a table of class names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassWeightSpec {
+    /// `"balanced"`: n_samples / (n_classes * count) per class, over the
+    /// training split (scikit-learn's `compute_class_weight`).
+    Balanced,
+    /// `{ cat = 1.0, dog = 3.0 }`: these classes' weights; others weigh 1.
+    ByName(BTreeMap<String, f64>),
+}
+
+impl Serialize for ClassWeightSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ClassWeightSpec::Balanced => s.serialize_str("balanced"),
+            ClassWeightSpec::ByName(weights) => weights.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ClassWeightSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ClassWeightSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"balanced\" or a table of class names to weights")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if v == "balanced" {
+                    Ok(ClassWeightSpec::Balanced)
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut weights = BTreeMap::new();
+                while let Some((name, weight)) = map.next_entry::<String, f64>()? {
+                    weights.insert(name, weight);
+                }
+                Ok(ClassWeightSpec::ByName(weights))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -24,8 +24,8 @@ pub use shape::{LayerShape, ParamCount, Shape, ShapeError};
 
 pub use sweep::{Distribution, LauncherError, LauncherPlan, SlurmPlan, SweepPlan};
 pub use train::{
-    Algorithm, CallbacksPlan, CheckpointPlan, Clipping, EarlyStoppingPlan, Monitor, OptimizerPlan,
-    ReduceLrPlan, SchedulePlan, ScheduleShape, TensorboardPlan, TrainPlan,
+    Algorithm, CallbacksPlan, CheckpointPlan, ClassWeights, Clipping, EarlyStoppingPlan, Monitor,
+    OptimizerPlan, ReduceLrPlan, SchedulePlan, ScheduleShape, TensorboardPlan, TrainPlan,
 };
 
 /// A validated experiment.
@@ -335,6 +335,7 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
             None,
         );
     }
+    train::check_loss(&mut ck, t);
     if let (Some(k), Some(m)) = (t.top_k, &model) {
         if k == 0 || k >= m.num_classes {
             ck.fail(

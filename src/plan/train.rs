@@ -2,10 +2,14 @@
 //! schedule, with every default resolved and every monitor's direction
 //! decided. The trainer reads these, never the specs they came from.
 
+use std::collections::BTreeMap;
+
+use super::Checker;
 use crate::config::spec::{
-    CallbacksSpec, CheckpointSpec, EarlyStoppingSpec, LrScheduleSpec, Mode, OptimizerSpec,
-    ReduceLrSpec, TrainSpec,
+    CallbacksSpec, CheckpointSpec, ClassWeightSpec, EarlyStoppingSpec, LrScheduleSpec, Mode,
+    OptimizerSpec, ReduceLrSpec, TrainSpec,
 };
+use crate::config::KeyPath;
 
 /// The metric a callback or sweep watches, with its direction resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +181,21 @@ pub struct TrainPlan {
     pub top_k: Option<usize>,
     /// Reshuffle the training set every epoch.
     pub shuffle: bool,
+    /// Label smoothing ε in [0, 1) of the training and validation loss; 0
+    /// is none.
+    pub label_smoothing: f64,
+    /// Per-class weights of the training loss; `None` weighs every class 1.
+    pub class_weight: Option<ClassWeights>,
+}
+
+/// `train.class_weight`, its syntax checked. The names are checked against
+/// the data's classes once it is opened (a folder's classes are found then).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassWeights {
+    /// n_samples / (n_classes * count_c) for each class c of the training split.
+    Balanced,
+    /// The named classes' weights (positive, finite); every other class weighs 1.
+    ByName(BTreeMap<String, f64>),
 }
 
 impl TrainPlan {
@@ -188,6 +207,35 @@ impl TrainPlan {
             validation_steps: spec.validation_steps,
             top_k: spec.top_k,
             shuffle: spec.shuffle,
+            label_smoothing: spec.label_smoothing,
+            class_weight: spec.class_weight.as_ref().map(|c| match c {
+                ClassWeightSpec::Balanced => ClassWeights::Balanced,
+                ClassWeightSpec::ByName(w) => ClassWeights::ByName(w.clone()),
+            }),
+        }
+    }
+}
+
+/// `train.label_smoothing` in [0, 1); `train.class_weight` a table of
+/// positive finite weights that names at least one class.
+pub(super) fn check_loss(ck: &mut Checker, t: &TrainSpec) {
+    ck.range("train.label_smoothing", t.label_smoothing, 0.0, 1.0, true);
+    if let Some(ClassWeightSpec::ByName(weights)) = &t.class_weight {
+        if weights.is_empty() {
+            ck.fail(
+                "train.class_weight",
+                "the table names no class",
+                Some("write `class = weight` pairs, e.g. `{ cat = 1.0, dog = 3.0 }`, or `\"balanced\"`".into()),
+            );
+        }
+        for (class, weight) in weights {
+            if !(weight.is_finite() && *weight > 0.0) {
+                ck.fail_at(
+                    KeyPath::parse("train.class_weight").key(class.clone()),
+                    format!("{weight} is out of range: a class weight must be greater than 0"),
+                    None,
+                );
+            }
         }
     }
 }
@@ -356,5 +404,90 @@ mod tests {
         assert!(m.improves(0.5, 0.6, 0.0));
         assert!(!m.improves(0.59, 0.6, 0.02));
         assert!(!m.improves(0.6, 0.6, 0.0));
+    }
+
+    /// The plan of a small experiment whose `[train]` table ends in `train`,
+    /// or its errors, one message each.
+    fn plan_with(train: &str) -> Result<TrainPlan, Vec<String>> {
+        let text = format!(
+            r#"[experiment]
+name = "loss"
+
+[data]
+source = "synthetic"
+classes = 3
+
+[model]
+input_shape = [8, 8, 1]
+layers = [{{ type = "flatten" }}, {{ type = "dense", units = 3, activation = "softmax" }}]
+
+[train]
+epochs = 1
+{train}
+"#
+        );
+        let loaded = crate::config::load_text(
+            std::path::Path::new("loss.toml"),
+            &text,
+            &crate::config::LoadOptions::default(),
+        )
+        .map_err(|e| vec![e.to_string()])?;
+        crate::plan::plan(&loaded)
+            .map(|p| p.train)
+            .map_err(|e| e.errors.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn loss_options_resolve_with_keras_defaults() {
+        let p = plan_with("").unwrap();
+        assert_eq!(p.label_smoothing, 0.0);
+        assert_eq!(p.class_weight, None);
+        let p = plan_with("label_smoothing = 0.1\nclass_weight = \"balanced\"").unwrap();
+        assert_eq!(p.label_smoothing, 0.1);
+        assert_eq!(p.class_weight, Some(ClassWeights::Balanced));
+        let p = plan_with("class_weight = { b = 3, a = 0.5 }").unwrap();
+        let want: BTreeMap<String, f64> = [("a".to_string(), 0.5), ("b".to_string(), 3.0)].into();
+        assert_eq!(p.class_weight, Some(ClassWeights::ByName(want)));
+    }
+
+    #[test]
+    fn label_smoothing_outside_zero_to_one_is_rejected_with_its_key() {
+        for bad in ["1.0", "-0.1"] {
+            let errors = plan_with(&format!("label_smoothing = {bad}")).unwrap_err();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(
+                errors[0].starts_with("loss.toml:14:")
+                    && errors[0].contains("`train.label_smoothing`: ")
+                    && errors[0].contains("out of range"),
+                "{errors:?}"
+            );
+        }
+        assert!(plan_with("label_smoothing = 0.99").is_ok());
+    }
+
+    #[test]
+    fn class_weights_must_be_positive_and_name_a_class() {
+        for bad in ["0", "-2.0", "inf", "nan"] {
+            let errors =
+                plan_with(&format!("class_weight = {{ a = 1.0, b = {bad} }}")).unwrap_err();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(
+                errors[0].starts_with("loss.toml:14:")
+                    && errors[0].contains("`train.class_weight.b`: "),
+                "{bad}: {errors:?}"
+            );
+            // The config layers read NaN and infinity as no value
+            // ("expected a number"); the others reach the range check.
+            if !matches!(bad, "nan" | "inf") {
+                assert!(errors[0].contains("greater than 0"), "{bad}: {errors:?}");
+            }
+        }
+        let errors = plan_with("class_weight = {}").unwrap_err();
+        assert!(
+            errors[0].contains("`train.class_weight`: the table names no class"),
+            "{errors:?}"
+        );
+        let errors = plan_with("class_weight = \"balance\"").unwrap_err();
+        assert!(errors[0].contains("balanced"), "{errors:?}");
     }
 }

@@ -69,5 +69,6 @@ pub(super) fn new_meta(
         test_accuracy: None,
         resumes: 0,
         skipped_images: 0,
+        class_weights: None,
     }
 }

@@ -24,7 +24,7 @@ use crate::rundir::{self, RunDir, Status};
 use crate::signals::Signals;
 use crate::sweep::TRIAL_CONFIG;
 use crate::train::checkpoint::{Checkpoints, LAST};
-use crate::train::Execution;
+use crate::train::{loss, Execution};
 
 use execute::Execute;
 
@@ -72,6 +72,14 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
             data.classes.len()
         )));
     }
+    // `train.class_weight` can name only the classes the data has, which a
+    // folder's layout reveals only now.
+    let class_weights = loss::class_weights(
+        plan.train.class_weight.as_ref(),
+        &data.classes,
+        data.train.labels(),
+    )
+    .map_err(|e| Error::Usage(e.to_string()))?;
     let (run, existing) = match place {
         Place::New => (RunDir::allocate(&plan.runs_dir, &plan.name)?, false),
         Place::Existing(run) => (run, true),
@@ -93,6 +101,12 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
         }
     }
     print_dataset(&data);
+    if let Some(w) = &class_weights {
+        crate::outln!(
+            "Class weights (train.class_weight): {}",
+            loss::describe_weights(&data.classes, w)
+        );
+    }
 
     if !resume {
         inputs::write(&run, &loaded, &plan)?;
@@ -111,6 +125,7 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
         }
         _ => inputs::new_meta(&plan, &data, device, threads, gpu),
     };
+    meta.class_weights = class_weights.map(|w| data.classes.iter().cloned().zip(w).collect());
     run.write_meta(&meta)?;
     crate::outln!("Run folder: {}", run.root().display());
     let execution = match gpu {

@@ -7,6 +7,7 @@
 pub mod callbacks;
 pub mod checkpoint;
 pub mod events;
+pub mod loss;
 pub mod optim;
 pub mod progress;
 
@@ -15,9 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -32,6 +31,7 @@ use callbacks::{
     scheduled_lr, CheckpointTracker, Decision, EarlyStopping, Logs, ReduceLrOnPlateau,
 };
 use checkpoint::{CheckpointError, Checkpoints, BEST, FINAL, LAST, RESTORE};
+use loss::{Loss, LossError};
 use optim::Optim;
 use progress::Progress;
 
@@ -41,6 +41,8 @@ pub enum TrainError {
     Data(#[from] DataError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Loss(#[from] LossError),
     #[error("cannot resume: {0}")]
     Resume(String),
     #[error("cannot save the optimizer state: {0}")]
@@ -237,27 +239,9 @@ fn to_input<B: Backend>(mut batch: Batch, pad_to: Option<usize>, device: &B::Dev
     }
 }
 
-/// The batch's mean cross-entropy over its real rows: burn's loss, or the
-/// same sum with the padding's rows weighted 0.
-fn batch_loss<B: Backend>(
-    loss_fn: &burn::nn::loss::CrossEntropyLoss<B>,
-    logits: Tensor<B, 2>,
-    input: &Input<B>,
-) -> Tensor<B, 1> {
-    let y = input.y.clone();
-    match &input.weights {
-        None => loss_fn.forward(logits, y),
-        Some(w) => {
-            let [n, _] = logits.dims();
-            let picked = log_softmax(logits, 1)
-                .gather(1, y.reshape([n, 1]))
-                .reshape([n]);
-            (picked * w.clone())
-                .sum()
-                .neg()
-                .div_scalar(input.real as f32)
-        }
-    }
+/// The batch's loss over its real rows (the padding's rows weighted 0).
+fn batch_loss<B: Backend>(loss: &Loss<B>, logits: Tensor<B, 2>, input: &Input<B>) -> Tensor<B, 1> {
+    loss.forward(logits, input.y.clone(), input.weights.as_ref(), input.real)
 }
 
 /// `[loss, correct, top-k hits]` of a batch, on the device: the real rows'
@@ -342,9 +326,10 @@ impl<B: Backend> Pending<B> {
     }
 }
 
-/// Evaluate `model` on a split: mean loss, accuracy and top-k accuracy.
-/// With `pad`, the last batch is padded to `batch_size` rows (masked out).
-/// Results are read back once, at the end.
+/// Evaluate `model` on a split: mean loss (by `loss`), accuracy and top-k
+/// accuracy. With `pad`, the last batch is padded to `batch_size` rows
+/// (masked out). Results are read back once, at the end.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate<B: ConvOps>(
     model: &Net<B>,
     split: &Split,
@@ -352,9 +337,9 @@ pub fn evaluate<B: ConvOps>(
     max_batches: Option<usize>,
     top_k: Option<usize>,
     pad: bool,
+    loss_fn: &Loss<B>,
     device: &B::Device,
 ) -> Result<(f64, f64, f64), TrainError> {
-    let loss_fn = CrossEntropyLossConfig::new().init(device);
     let opts = BatchOptions {
         batch_size,
         epoch: 0,
@@ -367,7 +352,7 @@ pub fn evaluate<B: ConvOps>(
     for batch in split.batches(&opts) {
         let input = to_input::<B>(batch?, pad.then_some(batch_size.min(split.len())), device);
         let logits = model.forward(input.x.clone());
-        let loss = batch_loss(&loss_fn, logits.clone(), &input);
+        let loss = batch_loss(loss_fn, logits.clone(), &input);
         let stats = step_stats(loss, logits, input.y, input.weights, top_k);
         pending.steps.push((stats, input.real));
     }
@@ -579,7 +564,14 @@ impl Session<'_> {
             events.on_epoch_end(&state)?;
         }
 
-        let loss_fn = CrossEntropyLossConfig::new().init(device);
+        // Class weights weigh the training loss only; smoothing both (Keras).
+        let class_weights = loss::class_weights(
+            train.class_weight.as_ref(),
+            &self.data.classes,
+            self.data.train.labels(),
+        )?;
+        let loss_fn = Loss::<B>::new(train.label_smoothing, class_weights.as_deref(), device);
+        let val_loss_fn = Loss::<B::InnerBackend>::new(train.label_smoothing, None, device);
         let base_lr = plan.optimizer.learning_rate;
         let schedule = plan.callbacks.lr_schedule.as_ref();
         let batches_per_epoch = {
@@ -697,6 +689,7 @@ impl Session<'_> {
                     train.validation_steps,
                     train.top_k,
                     self.execution.pad_eval,
+                    &val_loss_fn,
                     device,
                 )?),
                 None => None,
@@ -887,6 +880,7 @@ mod baseline_tests {
     use super::*;
     use crate::config::{self, LoadOptions};
     use burn::backend::{Autodiff, Flex};
+    use burn::nn::loss::CrossEntropyLossConfig;
     use burn::tensor::ElementConversion;
 
     /// The tutorial's 10.6M-parameter model builds from experiments/baseline.toml
@@ -1075,23 +1069,52 @@ top_k = 2
 
     #[test]
     fn padded_batches_give_the_unpadded_numbers() {
+        padded_matches_unpadded(|_| {});
+    }
+
+    #[test]
+    fn padded_batches_give_the_unpadded_numbers_with_smoothing_and_class_weights() {
+        padded_matches_unpadded(|p| {
+            p.train.label_smoothing = 0.2;
+            p.train.class_weight = Some(crate::plan::ClassWeights::ByName(
+                [("disk".to_string(), 0.5), ("square".to_string(), 4.0)].into(),
+            ));
+        });
+    }
+
+    fn padded_matches_unpadded(options: impl Fn(&mut ExperimentPlan)) {
         // One epoch, then the second from that checkpoint both ways: the
         // same weights in, no dropout, so only rounding may differ. (Two
         // fresh fits could start from different weights: the backend's
         // random generator is shared with tests running beside this one.)
         let dir = tempfile::tempdir().unwrap();
         let mut plan = plan(dir.path(), "");
+        options(&mut plan);
         plan.train.epochs = 1;
         let first = dir.path().join("first");
         fit_in(&plan, Execution::cpu(), &first, false);
         plan.train.epochs = 2;
-        let resumed = |execution, name: &str| {
+        let resumed_with = |plan: &ExperimentPlan, execution, name: &str| {
             let at = dir.path().join(name);
             copy_tree(&first, &at);
-            fit_in(&plan, execution, &at, true)
+            fit_in(plan, execution, &at, true)
         };
+        let resumed = |execution, name: &str| resumed_with(&plan, execution, name);
         let (cpu, cpu_steps, _) = resumed(Execution::cpu(), "cpu");
         let (gpu, gpu_steps, _) = resumed(gpu_like(), "gpu");
+        if plan.train.label_smoothing != 0.0 || plan.train.class_weight.is_some() {
+            // The options change the losses (from the same weights), not the accuracy.
+            let mut bare = plan.clone();
+            bare.train.label_smoothing = 0.0;
+            bare.train.class_weight = None;
+            let (b, _, _) = resumed_with(&bare, Execution::cpu(), "bare");
+            let (b, c) = (&b.state.history[1], &cpu.state.history[1]);
+            assert!((b.train_loss - c.train_loss).abs() > 1e-3, "{b:?}\n{c:?}");
+            assert!(
+                (b.val_loss.unwrap() - c.val_loss.unwrap()).abs() > 1e-3,
+                "{b:?}\n{c:?}"
+            );
+        }
         assert_eq!(cpu.state.global_step, 6);
         assert_eq!(gpu.state.global_step, 6);
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(1.0);

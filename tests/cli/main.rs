@@ -6,6 +6,7 @@ mod config;
 mod data;
 mod gpu;
 mod hostile;
+mod loss;
 mod python;
 mod run;
 mod slurm;
