@@ -55,6 +55,45 @@ pub enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Classify image files with a run's model: a table, predictions.csv and optionally a picture grid.
+    #[command(long_about = "Classify image files with a trained run's model.\n\n\
+            Each image is read as the run's evaluation read its test images (resized to the model's \
+            input with the run's interpolation, its channels, rescale and normalize; no augmentation). \
+            Prints a table (path, predicted class, probability, the top-k classes) and writes \
+            predictions.csv; an unreadable image fails the command unless the run has \
+            data.on_bad_image = \"skip\", which lists and leaves it out. Class names come from the \
+            run's meta.json: the training data is not needed.")]
+    Predict {
+        /// The run folder (`runs/<experiment>/latest` for the newest).
+        #[arg(value_parser = folder_arg)]
+        run_dir: PathBuf,
+        /// Image files, folders (searched recursively for .jpg, .jpeg, .png, .bmp and .webp files) or glob patterns ('photos/*.jpg', 'photos/**/*.png').
+        #[arg(required = true, value_name = "IMAGES")]
+        images: Vec<String>,
+        /// Which weights: final (what the run ended with), best, last, or epoch-N.
+        #[arg(long, default_value = "final")]
+        checkpoint: String,
+        /// Images per forward pass (default: the run's train.batch_size).
+        #[arg(long, value_name = "N", value_parser = positive_arg)]
+        batch_size: Option<usize>,
+        /// cpu, cuda, cuda:N or wgpu (default: the run's runtime.device).
+        #[arg(long)]
+        device: Option<String>,
+        /// How many of the most probable classes to list per image (at most the number of classes).
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = positive_arg)]
+        top_k: usize,
+        /// Where to write the predictions: path, predicted, probability, top1_class, top1_probability, ...
+        #[arg(
+            long,
+            short = 'o',
+            value_name = "FILE",
+            default_value = "predictions.csv"
+        )]
+        output: PathBuf,
+        /// Also draw the images (the first 100) with their predicted class and probability into this PNG.
+        #[arg(long, value_name = "OUT.png")]
+        grid: Option<PathBuf>,
+    },
     /// Train an experiment into a new run folder (or resume one).
     #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "resume", "trial"])))]
     Run {
@@ -154,6 +193,14 @@ fn seconds_arg(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A whole number of at least 1.
+fn positive_arg(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a whole number of at least 1")),
+    }
+}
+
 /// A run or sweep folder argument; `.../latest` names the newest one.
 fn folder_arg(s: &str) -> Result<PathBuf, std::convert::Infallible> {
     Ok(crate::rundir::resolve_latest(std::path::Path::new(s)))
@@ -181,6 +228,25 @@ pub fn main() -> ExitCode {
             data,
             set,
             device,
+        }),
+        Command::Predict {
+            run_dir,
+            images,
+            checkpoint,
+            batch_size,
+            device,
+            top_k,
+            output,
+            grid,
+        } => commands::predict::predict(&commands::predict::PredictRequest {
+            run_dir,
+            images,
+            checkpoint,
+            batch_size,
+            device,
+            top_k,
+            output,
+            grid,
         }),
         Command::Run {
             file,

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Modules that only see plans, never what the user wrote.
-const BELOW_THE_PLAN: [&str; 9] = [
-    "data", "model", "ops", "train", "run", "sweep", "report", "logging", "rundir",
+const BELOW_THE_PLAN: [&str; 10] = [
+    "data", "model", "ops", "train", "run", "sweep", "report", "logging", "rundir", "predict",
 ];
 
 /// Every `.rs` file under `dir` with its module path (`sweep/slurm/mod.rs`

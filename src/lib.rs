@@ -21,6 +21,7 @@ pub mod model;
 pub mod ops;
 pub mod out;
 pub mod plan;
+pub mod predict;
 pub mod report;
 pub mod run;
 pub mod rundir;

@@ -248,6 +248,25 @@ struct Pipeline {
     prefetch: usize,
 }
 
+impl Pipeline {
+    /// The plan's way from a stored item to model input.
+    fn new(plan: &ExperimentPlan) -> Pipeline {
+        let [height, width, channels] = plan.model.input;
+        Pipeline {
+            target: Target {
+                height,
+                width,
+                channels,
+                interpolation: plan.data.interpolation,
+            },
+            augment: plan.augment.clone(),
+            standardize: Standardize::new(&plan.augment, channels),
+            on_bad_image: plan.data.on_bad_image,
+            prefetch: plan.data.prefetch.max(1),
+        }
+    }
+}
+
 struct SplitInner {
     kind: SplitKind,
     items: Items,
@@ -295,6 +314,23 @@ impl Split {
                 skipped: Mutex::new(BTreeMap::new()),
             }),
         }
+    }
+
+    /// Image files outside any dataset, for a trained model to classify
+    /// (`runner predict`): each is brought to model input exactly as the
+    /// plan's evaluation brings its images (decode, channels, resize with
+    /// the plan's interpolation, then `rescale` and `normalize`; never
+    /// augmented), and an unreadable one is handled by the plan's
+    /// `on_bad_image`. The files have no labels: each is given label 0.
+    pub fn unlabeled_files(plan: &ExperimentPlan, files: Vec<PathBuf>) -> Split {
+        let labels = vec![0; files.len()];
+        Split::new(
+            SplitKind::Test,
+            Items::Files(files),
+            labels,
+            Arc::new(Pipeline::new(plan)),
+            false,
+        )
     }
 
     pub fn kind(&self) -> SplitKind {
@@ -567,18 +603,7 @@ impl Dataset {
     pub fn open(plan: &ExperimentPlan) -> Result<Dataset, DataError> {
         let [height, width, channels] = plan.model.input;
         let data = &plan.data;
-        let pipeline = Arc::new(Pipeline {
-            target: Target {
-                height,
-                width,
-                channels,
-                interpolation: data.interpolation,
-            },
-            augment: plan.augment.clone(),
-            standardize: Standardize::new(&plan.augment, channels),
-            on_bad_image: data.on_bad_image,
-            prefetch: data.prefetch.max(1),
-        });
+        let pipeline = Arc::new(Pipeline::new(plan));
         let seed = plan.seed;
         let cache = data.cache;
         let split = |kind, items, labels| Split::new(kind, items, labels, pipeline.clone(), cache);

@@ -7,6 +7,7 @@ mod data;
 mod gpu;
 mod hostile;
 mod loss;
+mod predict;
 mod python;
 mod run;
 mod slurm;
