@@ -51,7 +51,7 @@ check: build
 	$(TARGET_DIR)/debug/runner check experiments/*.toml
 
 # Python packages the tests use to read our outputs with the real consumers
-# (TensorBoard's EventAccumulator, pandas).
+# (TensorBoard's EventAccumulator, pandas, onnxruntime with Pillow).
 $(VENV)/.installed: requirements-test.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements-test.txt

@@ -55,6 +55,21 @@ pub enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Write a run's model for other tools: ONNX with its input layout, class names and preprocessing.
+    Export {
+        /// The run folder (`runs/<experiment>/latest` works).
+        #[arg(value_parser = folder_arg)]
+        run_dir: PathBuf,
+        /// The file format.
+        #[arg(long, value_enum)]
+        format: commands::export::Format,
+        /// Which weights: final (what the run ended with), best, last, or epoch-N.
+        #[arg(long, default_value = "final")]
+        checkpoint: String,
+        /// Where to write (default: <run>/export/model.onnx).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Classify image files with a run's model: a table, predictions.csv and optionally a picture grid.
     #[command(long_about = "Classify image files with a trained run's model.\n\n\
             Each image is read as the run's evaluation read its test images (resized to the model's \
@@ -228,6 +243,17 @@ pub fn main() -> ExitCode {
             data,
             set,
             device,
+        }),
+        Command::Export {
+            run_dir,
+            format,
+            checkpoint,
+            output,
+        } => commands::export::export(&commands::export::ExportArgs {
+            run_dir,
+            format,
+            checkpoint,
+            output,
         }),
         Command::Predict {
             run_dir,

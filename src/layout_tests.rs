@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Modules that only see plans, never what the user wrote.
-const BELOW_THE_PLAN: [&str; 10] = [
+const BELOW_THE_PLAN: [&str; 11] = [
     "data", "model", "ops", "train", "run", "sweep", "report", "logging", "rundir", "predict",
+    "export",
 ];
 
 /// Every `.rs` file under `dir` with its module path (`sweep/slurm/mod.rs`

@@ -6,6 +6,7 @@ pub mod check;
 pub mod compare;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod predict;
 pub mod run;
 pub mod sweep;

@@ -4,6 +4,7 @@ mod bench;
 mod common;
 mod config;
 mod data;
+mod export;
 mod gpu;
 mod hostile;
 mod loss;

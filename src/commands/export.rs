@@ -1,0 +1,59 @@
+//! `runner export RUN_DIR --format onnx`: the run's model as a file other
+//! tools load, with its input layout, class names and preprocessing printed
+//! and stored in the file's metadata.
+
+use std::path::PathBuf;
+
+use crate::config;
+use crate::error::{Error, Result};
+use crate::export::{self, ExportError};
+use crate::plan;
+use crate::rundir::RunDir;
+use crate::train::checkpoint::CheckpointError;
+
+/// File formats `runner export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// ONNX (opset 13), for onnxruntime and other ONNX consumers.
+    Onnx,
+}
+
+pub struct ExportArgs {
+    pub run_dir: PathBuf,
+    pub format: Format,
+    /// `final` (default), `best`, `last`, or `epoch-N`.
+    pub checkpoint: String,
+    /// Where to write; `<run>/export/model.onnx` when unset.
+    pub output: Option<PathBuf>,
+}
+
+pub fn export(args: &ExportArgs) -> Result<()> {
+    let run = RunDir::open(&args.run_dir)?;
+    let loaded = config::load_exact(&run.resolved_config())?;
+    let plan = plan::plan(&loaded)?;
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| export::default_path(&run));
+    let done = match args.format {
+        Format::Onnx => export::onnx_file(&run, &plan, &args.checkpoint, &out),
+    }
+    .map_err(|e| match e {
+        ExportError::Files(f) | ExportError::Checkpoint(CheckpointError::Io(f)) => f.into(),
+        e @ ExportError::Checkpoint(
+            CheckpointError::Decode { .. } | CheckpointError::Encode { .. },
+        ) => Error::RunFailed(e.to_string()),
+        other => Error::Usage(other.to_string()),
+    })?;
+    crate::outln!(
+        "Wrote {} ({} bytes, {} nodes, ONNX opset {})",
+        done.path.display(),
+        done.bytes,
+        done.nodes,
+        export::onnx::OPSET
+    );
+    for (key, value) in &done.metadata {
+        crate::outln!("  {key:<14} {value}");
+    }
+    Ok(())
+}
