@@ -58,7 +58,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
             },
         )?
     };
-    let mut plan = plan::plan(&loaded)?;
+    let mut plan = plan::plan_saved(&loaded)?;
     if let Some(d) = &args.device {
         plan.device = d.parse::<DeviceRequest>().map_err(Error::Usage)?;
     }

@@ -30,7 +30,7 @@ pub struct ExportArgs {
 pub fn export(args: &ExportArgs) -> Result<()> {
     let run = RunDir::open(&args.run_dir)?;
     let loaded = config::load_exact(&run.resolved_config())?;
-    let plan = plan::plan(&loaded)?;
+    let plan = plan::plan_saved(&loaded)?;
     let out = args
         .output
         .clone()

@@ -484,6 +484,12 @@ pub struct ModelSpec {
     pub initializer: InitializerKind,
     /// The ordered layer list, `{ type = "...", ... }` each. Required.
     pub layers: Vec<LayerSpec>,
+    /// Start from another run's weights: a run folder (its `final`
+    /// checkpoint), `runs/<name>/latest`, or a checkpoint folder holding
+    /// `model.mpk`. Layers are matched by name; a resumed run ignores it.
+    /// Default: none (fresh weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 /// One entry of `model.layers`; `type` picks the variant.
@@ -542,6 +548,10 @@ pub struct Conv2dSpec {
     /// Add a bias per filter. Default: `true`.
     #[serde(default = "default_true")]
     pub use_bias: bool,
+    /// Whether the layer's weights learn; `false` freezes them (a frozen
+    /// batch_norm also keeps its moving statistics). Default: `true`.
+    #[serde(default = "default_true")]
+    pub trainable: bool,
     /// The layer's name. Default: none (Keras's `conv2d`, `conv2d_1`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -598,6 +608,10 @@ pub struct DenseSpec {
     /// Add a bias per unit. Default: `true`.
     #[serde(default = "default_true")]
     pub use_bias: bool,
+    /// Whether the layer's weights learn; `false` freezes them (a frozen
+    /// batch_norm also keeps its moving statistics). Default: `true`.
+    #[serde(default = "default_true")]
+    pub trainable: bool,
     /// The layer's name. Default: none (Keras's naming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -614,6 +628,10 @@ pub struct BatchNormSpec {
     /// Added to the variance before the square root. Default: `1e-3`.
     #[serde(default = "default_batch_norm_epsilon")]
     pub epsilon: f64,
+    /// Whether the layer's weights learn; `false` freezes them (a frozen
+    /// batch_norm also keeps its moving statistics). Default: `true`.
+    #[serde(default = "default_true")]
+    pub trainable: bool,
     /// The layer's name. Default: none (Keras's naming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -649,6 +667,16 @@ fn default_batch_norm_epsilon() -> f64 {
 }
 
 impl LayerSpec {
+    /// The layer's `trainable` (always `true` for a layer without weights).
+    pub fn trainable(&self) -> bool {
+        match self {
+            LayerSpec::Conv2d(Conv2dSpec { trainable, .. })
+            | LayerSpec::Dense(DenseSpec { trainable, .. })
+            | LayerSpec::BatchNorm(BatchNormSpec { trainable, .. }) => *trainable,
+            _ => true,
+        }
+    }
+
     /// The `type` value as written in the file.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -48,6 +48,44 @@ impl<B: Backend> Net<B> {
     }
 }
 
+impl<B: Backend> Net<B> {
+    /// Copy the weights of the layers named in `names` from `source` (built
+    /// from `source_plan`); the plan checked that their shapes match.
+    pub fn copy_layers(
+        mut self,
+        plan: &ModelPlan,
+        source: &Net<B>,
+        source_plan: &ModelPlan,
+        names: &[String],
+    ) -> Net<B> {
+        let index = |p: &ModelPlan, name: &str| p.layers.iter().position(|l| l.name == name);
+        for name in names {
+            let (Some(i), Some(j)) = (index(plan, name), index(source_plan, name)) else {
+                continue;
+            };
+            if let (Some(ours), Some(theirs)) = (self.layers.get_mut(i), source.layers.get(j)) {
+                let record = theirs.clone().into_record();
+                let fresh = std::mem::replace(ours, Layer::Flatten(super::layer::Flatten));
+                *ours = fresh.load_record(record);
+            }
+        }
+        self
+    }
+
+    /// Freeze the layers the plan marks `trainable = false`: their
+    /// parameters take no gradient, so the optimizer neither moves them
+    /// nor keeps state for them.
+    pub fn freeze(mut self, plan: &ModelPlan) -> Net<B> {
+        for (layer, lp) in self.layers.iter_mut().zip(&plan.layers) {
+            if !lp.trainable {
+                let l = std::mem::replace(layer, Layer::Flatten(super::layer::Flatten));
+                *layer = l.no_grad();
+            }
+        }
+        self
+    }
+}
+
 impl<B: ConvOps> Net<B> {
     /// Class scores (logits) for a batch of `[batch, channels, height, width]` images.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
@@ -133,6 +171,7 @@ mod tests {
                 output: s,
                 params: ParamCount::default(),
             },
+            trainable: true,
         }
     }
 

@@ -23,6 +23,7 @@ fn layer(kind: LayerKind) -> Layer<AD> {
             output: s,
             params: ParamCount::default(),
         },
+        trainable: true,
     };
     Layer::init(&plan, InitializerKind::GlorotUniform, &Default::default())
 }

@@ -31,7 +31,12 @@ pub fn summarize<B: Backend>(plan: &ModelPlan, net: &Net<B>) -> Summary {
         .map(|(lp, layer)| {
             // burn counts BatchNorm's running statistics among the module's
             // parameters; Keras lists them as non-trainable.
-            let non_trainable = layer.non_trainable_params();
+            // A frozen layer's parameters are all non-trainable (Keras).
+            let non_trainable = if lp.trainable {
+                layer.non_trainable_params()
+            } else {
+                layer.num_params()
+            };
             SummaryRow {
                 name: lp.name.clone(),
                 class: lp.kind.keras_class(),
@@ -213,5 +218,46 @@ layers = [
             assert_eq!(row.params, layer.shape.params, "layer {}", layer.name);
         }
         assert_eq!(s.total.non_trainable, 10);
+    }
+
+    /// `trainable = false` moves a layer's whole count to non-trainable, in
+    /// the plan and in the summary read off the module.
+    #[test]
+    fn frozen_layers_count_as_non_trainable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("frozen.toml");
+        std::fs::write(
+            &path,
+            r#"[experiment]
+name = "frozen"
+[data]
+source = "synthetic"
+classes = 3
+[model]
+input_shape = [8, 8, 1]
+layers = [
+  { type = "conv2d", filters = 5, kernel = 3, trainable = false },
+  { type = "batch_norm", trainable = false },
+  { type = "global_avg_pool2d" },
+  { type = "dense", units = 3 },
+]
+"#,
+        )
+        .unwrap();
+        let loaded = config::load(&path, &LoadOptions::default()).unwrap();
+        let plan = crate::plan::plan(&loaded).unwrap();
+        let net = Net::<Flex>::init(&plan.model, &Default::default());
+        let s = summarize(&plan.model, &net);
+        let counts: Vec<(usize, usize)> = s
+            .rows
+            .iter()
+            .map(|r| (r.params.trainable, r.params.non_trainable))
+            .collect();
+        // conv 3*3*1*5 + 5; batch norm 4 * 5; dense 5*3 + 3.
+        assert_eq!(counts, vec![(0, 50), (0, 20), (0, 0), (18, 0)]);
+        for (row, layer) in s.rows.iter().zip(&plan.model.layers) {
+            assert_eq!(row.params, layer.shape.params, "layer {}", layer.name);
+        }
+        assert_eq!(s.total, plan.model.params());
     }
 }

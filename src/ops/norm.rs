@@ -17,15 +17,17 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 /// `bn` applied to `x` (`[N, C, ...]`): batch statistics, and an update of
-/// the moving ones, when autodiff is on (training); the moving statistics
-/// otherwise.
+/// the moving ones, when autodiff is on (training) and the layer is not
+/// frozen; the moving statistics otherwise.
 pub fn batch_norm<B: Backend, const D: usize>(bn: &BatchNorm<B>, x: Tensor<B, D>) -> Tensor<B, D> {
     let dims = x.dims();
     let (n, c) = (dims[0], dims[1]);
     let rest: usize = dims[2..].iter().product();
     let x3: Tensor<B, 3> = x.reshape([n, c, rest]);
     let device = x3.device();
-    let (mean, var) = if B::ad_enabled(&device) {
+    // A frozen layer (`trainable = false`, no gradient) runs in inference
+    // mode while training, as Keras's: its moving statistics stay.
+    let (mean, var) = if B::ad_enabled(&device) && bn.gamma.val().is_require_grad() {
         let mean = x3.clone().mean_dim(2).mean_dim(0);
         let centered = x3.clone() - mean.clone().repeat_dim(0, n);
         let var = centered.square().mean_dim(2).mean_dim(0);
@@ -98,6 +100,7 @@ mod tests {
                 output: s,
                 params: ParamCount::default(),
             },
+            trainable: true,
         };
         let Layer::BatchNorm(mut bn) =
             Layer::<B>::init(&plan, InitializerKind::GlorotUniform, device)
@@ -214,6 +217,28 @@ mod tests {
         );
     }
 
+    /// Keras's rule for a frozen layer: inference mode while training, so
+    /// the output uses the moving statistics and they stay as they were.
+    #[test]
+    fn a_frozen_layer_normalises_with_its_moving_statistics_and_keeps_them() {
+        use burn::module::Module;
+        let device = Default::default();
+        let bn = layer_on::<AD>(&device).no_grad();
+        for k in 0..2 {
+            let x = batch(k);
+            let y = batch_norm(&bn, tensor::<AD>(&x, &device));
+            close(
+                y.into_data().to_vec().unwrap(),
+                &normalized(&x, &[(0.0, 1.0); C]),
+                1e-5,
+                "frozen output",
+            );
+            let mean: Vec<f32> = bn.running_mean.value_sync().into_data().to_vec().unwrap();
+            let var: Vec<f32> = bn.running_var.value_sync().into_data().to_vec().unwrap();
+            assert_eq!((mean, var), (vec![0.0; C], vec![1.0; C]), "unchanged");
+        }
+    }
+
     #[test]
     fn gradients_match_the_batch_norm_derivative() {
         gradient_case::<AD>(&Default::default());
@@ -299,6 +324,7 @@ mod tests {
                 output: Shape::Flat(1),
                 params: ParamCount::default(),
             },
+            trainable: true,
         };
         let plan = ModelPlan {
             input: [2, 3, C],

@@ -15,11 +15,13 @@ use crate::config::{Loaded, Sources};
 use crate::device::DeviceRequest;
 
 mod data;
+mod init_from;
 mod shape;
 mod sweep;
 mod train;
 
 pub use data::{AugmentPlan, DataPlan, Holdout, Normalize, SourcePlan, SYNTHETIC_MAX_CLASSES};
+pub use init_from::InitFromPlan;
 pub use shape::{LayerShape, ParamCount, Shape, ShapeError};
 
 pub use sweep::{Distribution, LauncherError, LauncherPlan, SlurmPlan, SweepPlan};
@@ -41,6 +43,8 @@ pub struct ExperimentPlan {
     pub data: DataPlan,
     pub augment: AugmentPlan,
     pub model: ModelPlan,
+    /// `model.init_from`: the weights a new run starts from.
+    pub init_from: Option<InitFromPlan>,
     pub optimizer: OptimizerPlan,
     pub train: TrainPlan,
     pub callbacks: CallbacksPlan,
@@ -89,7 +93,10 @@ pub struct LayerPlan {
     /// Keras-style name: `conv2d`, `conv2d_1`, ..., or the user's `name`.
     pub name: String,
     pub kind: LayerKind,
+    /// Counts of a frozen layer (`trainable = false`) are all non-trainable.
     pub shape: LayerShape,
+    /// `false`: the layer's parameters get no gradient and no optimizer state.
+    pub trainable: bool,
 }
 
 /// One layer with every option resolved.
@@ -231,6 +238,18 @@ impl Checker<'_> {
 
 /// Validate a loaded experiment and infer its shapes.
 pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
+    plan_with(loaded, true)
+}
+
+/// The plan of an existing run's `config.resolved.toml` (to resume,
+/// evaluate, predict or export): its weights are in its own checkpoints, so
+/// `model.init_from`, whose source may be gone, is kept as written but not
+/// checked again (the plan's `init_from` is `None`).
+pub fn plan_saved(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
+    plan_with(loaded, false)
+}
+
+fn plan_with(loaded: &Loaded, check_init_from: bool) -> Result<ExperimentPlan, PlanErrors> {
     let spec = &loaded.spec;
     let mut ck = Checker {
         sources: &loaded.sources,
@@ -298,6 +317,16 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
             }
         }
     }
+
+    // model.init_from
+    let init_from = match (&spec.model.init_from, &model) {
+        (Some(path), Some(m)) if check_init_from => init_from::check(&mut ck, path, &base, m),
+        _ => None,
+    };
+    let init_from_spec = match &init_from {
+        Some(i) => Some(i.path.clone()),
+        None => spec.model.init_from.clone(),
+    };
 
     // augment
     let augment = data::check_augment(&mut ck, &spec.augment);
@@ -384,6 +413,7 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
             data: data_plan,
             augment,
             model,
+            init_from: init_from.clone(),
             optimizer: OptimizerPlan::resolve(&spec.optimizer),
             train: TrainPlan::resolve(&spec.train),
             callbacks: CallbacksPlan::resolve(&callbacks),
@@ -392,6 +422,10 @@ pub fn plan(loaded: &Loaded) -> Result<ExperimentPlan, PlanErrors> {
             spec: ExperimentSpec {
                 data,
                 callbacks,
+                model: crate::config::spec::ModelSpec {
+                    init_from: init_from_spec,
+                    ..spec.model.clone()
+                },
                 ..spec.clone()
             },
         }),
@@ -791,10 +825,19 @@ fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
                 None,
             );
         }
+        let trainable = layer.trainable();
+        let mut shape = *shape;
+        if !trainable {
+            shape.params = ParamCount {
+                trainable: 0,
+                non_trainable: shape.params.total(),
+            };
+        }
         layers.push(LayerPlan {
             name,
             kind,
-            shape: *shape,
+            shape,
+            trainable,
         });
     }
 

@@ -283,6 +283,7 @@ mod tests {
             padding,
             activation: Activation::Relu,
             use_bias: true,
+            trainable: true,
             name: None,
         })
     }
@@ -301,6 +302,7 @@ mod tests {
             units,
             activation: Activation::Relu,
             use_bias: true,
+            trainable: true,
             name: None,
         })
     }
@@ -369,6 +371,7 @@ mod tests {
             padding: Padding::Same,
             activation: Activation::Linear,
             use_bias: false,
+            trainable: true,
             name: None,
         })];
         let s = infer([7, 8, 3], &layers).unwrap();
@@ -381,6 +384,7 @@ mod tests {
         let layers = vec![LayerSpec::BatchNorm(BatchNormSpec {
             momentum: 0.99,
             epsilon: 1e-3,
+            trainable: true,
             name: None,
         })];
         let s = infer([4, 4, 16], &layers).unwrap();

@@ -102,13 +102,49 @@ impl Outcome {
     }
 }
 
+/// A layer's name and its parameters, each flattened.
+pub type LayerWeights = (String, Vec<Vec<f32>>);
+
+/// The parameters of every layer of a run's checkpoint `checkpoint`, by
+/// layer name, each flattened in burn's order (read on the CPU). For
+/// comparing runs, e.g. that a frozen layer kept its weights.
+pub fn layer_weights(run_dir: &Path, checkpoint: &str) -> Result<Vec<LayerWeights>, PredictError> {
+    use burn::module::{Module, ModuleVisitor, Param};
+    type Cpu = burn::backend::Flex;
+    struct Collect(Vec<Vec<f32>>);
+    impl ModuleVisitor<Cpu> for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Cpu, D>>) {
+            let data = param.val().into_data().convert::<f32>();
+            self.0.push(data.to_vec::<f32>().unwrap_or_default());
+        }
+    }
+    let run = RunDir::open(run_dir)?;
+    let loaded = config::load_exact(&run.resolved_config())?;
+    let plan = plan::plan_saved(&loaded)?;
+    let model_file = Checkpoints::new(run.checkpoints()).model_file(checkpoint)?;
+    let device = Default::default();
+    let net = Net::<Cpu>::init(&plan.model, &device);
+    let net = checkpoint::load_model_file(&model_file, net, &device)?;
+    Ok(plan
+        .model
+        .layers
+        .iter()
+        .zip(&net.layers)
+        .map(|(lp, layer)| {
+            let mut c = Collect(Vec::new());
+            layer.visit(&mut c);
+            (lp.name.clone(), c.0)
+        })
+        .collect())
+}
+
 /// Classify the images of `req` with the run's model: read the run,
 /// expand the image arguments, predict in batches, write predictions.csv
 /// (and the grid) atomically.
 pub fn predict(req: &PredictRequest) -> Result<Outcome, PredictError> {
     let run = RunDir::open(&req.run_dir)?;
     let loaded = config::load_exact(&run.resolved_config())?;
-    let mut plan = plan::plan(&loaded)?;
+    let mut plan = plan::plan_saved(&loaded)?;
     let classes = classes(&run, plan.model.num_classes)?;
     let files = inputs::expand(&req.images)?;
     let model_file = Checkpoints::new(run.checkpoints()).model_file(&req.checkpoint)?;

@@ -197,7 +197,9 @@ fn prepare(
                     dir.display()
                 )));
             }
-            let (loaded, plan) = load_exact(&run.resolved_config())?;
+            // Its own checkpoint holds the weights: `init_from` is not checked again.
+            let loaded = config::load_exact(&run.resolved_config())?;
+            let plan = plan::plan_saved(&loaded)?;
             if Checkpoints::new(run.checkpoints())
                 .linked_epoch(LAST)
                 .is_none()

@@ -563,6 +563,21 @@ impl Session<'_> {
             // (same values, same step) in case the process died just before.
             events.on_epoch_end(&state)?;
         }
+        // Weights from another run (a resumed run has its own).
+        if let (false, Some(init)) = (self.resume, &plan.init_from) {
+            let source = Net::<B>::init(&init.source, device);
+            let source = checkpoint::load_model_file(&init.model_file, source, device)?;
+            model = model.copy_layers(&plan.model, &source, &init.source, &init.copied);
+            progress.note(&format!(
+                "Starting from {} ({} layer(s) copied)",
+                init.path.display(),
+                init.copied.len()
+            ));
+            for note in &init.notes {
+                progress.note(note);
+            }
+        }
+        model = model.freeze(&plan.model);
 
         // Class weights weigh the training loss only; smoothing both (Keras).
         let class_weights = loss::class_weights(

@@ -5,6 +5,7 @@ mod common;
 mod config;
 mod data;
 mod export;
+mod finetune;
 mod gpu;
 mod hostile;
 mod loss;

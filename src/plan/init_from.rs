@@ -1,0 +1,454 @@
+//! `model.init_from`: the source run's layer stack, checked layer by layer
+//! against this model before anything is computed.
+
+use std::path::{Path, PathBuf};
+
+use super::{absolute, check_model, Checker, LayerKind, LayerPlan, ModelPlan};
+use crate::rundir::{resolve_latest, RunDir};
+
+/// The checkpoint a new run copies its matching layers from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitFromPlan {
+    /// The folder given (absolute, `latest` resolved).
+    pub path: PathBuf,
+    /// The source checkpoint's `model.mpk`.
+    pub model_file: PathBuf,
+    /// The source run's layer stack, as its `config.resolved.toml` builds it.
+    pub source: ModelPlan,
+    /// Names of this model's layers that take the source's weights.
+    pub copied: Vec<String>,
+    /// What is not copied (new layers, a re-sized final dense layer, source
+    /// layers left out), one line each, for the run to print.
+    pub notes: Vec<String>,
+}
+
+/// The source's checkpoint and run folder: a checkpoint folder holds
+/// `model.mpk` (its run is two levels up); a run folder means `final`.
+fn locate(folder: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let in_folder = folder.join("model.mpk");
+    if in_folder.is_file() {
+        let run = folder
+            .parent()
+            .and_then(Path::parent)
+            .ok_or_else(|| format!("{} is not inside a run folder", folder.display()))?;
+        return Ok((in_folder, run.to_path_buf()));
+    }
+    let run = RunDir::at_existing(folder);
+    if !run.resolved_config().is_file() {
+        return Err(format!(
+            "{} is neither a run folder (with config.resolved.toml) nor a checkpoint folder (with model.mpk)",
+            folder.display()
+        ));
+    }
+    let file = run.checkpoints().join("final").join("model.mpk");
+    if !file.is_file() {
+        return Err(format!(
+            "{} has no `final` checkpoint (the run did not finish); name a checkpoint folder such as {}",
+            folder.display(),
+            run.checkpoints().join("last").display()
+        ));
+    }
+    Ok((file, folder.to_path_buf()))
+}
+
+/// The parameter shapes of a layer, with its Keras class.
+fn param_shapes(kind: &LayerKind) -> (&'static str, Vec<Vec<usize>>) {
+    let shapes = match kind {
+        LayerKind::Conv2d {
+            in_channels,
+            filters,
+            kernel,
+            use_bias,
+            ..
+        } => {
+            let mut v = vec![vec![*filters, *in_channels, kernel[0], kernel[1]]];
+            if *use_bias {
+                v.push(vec![*filters]);
+            }
+            v
+        }
+        LayerKind::Dense {
+            in_features,
+            units,
+            use_bias,
+            ..
+        } => {
+            let mut v = vec![vec![*in_features, *units]];
+            if *use_bias {
+                v.push(vec![*units]);
+            }
+            v
+        }
+        LayerKind::BatchNorm { features, .. } => vec![vec![*features]; 4],
+        _ => Vec::new(),
+    };
+    (kind.keras_class(), shapes)
+}
+
+fn describe(kind: &LayerKind) -> String {
+    let (class, shapes) = param_shapes(kind);
+    if shapes.is_empty() {
+        class.to_string()
+    } else {
+        let s: Vec<String> = shapes.iter().map(|s| format!("{s:?}")).collect();
+        format!("{class} {}", s.join(" "))
+    }
+}
+
+/// A final dense layer that differs from the source's only in its units.
+fn new_head(ours: &LayerPlan, theirs: &LayerPlan, last: bool) -> Option<(usize, usize)> {
+    match (&ours.kind, &theirs.kind) {
+        (
+            LayerKind::Dense {
+                in_features: a,
+                units: ua,
+                use_bias: ba,
+                ..
+            },
+            LayerKind::Dense {
+                in_features: b,
+                units: ub,
+                use_bias: bb,
+                ..
+            },
+        ) if last && a == b && ba == bb && ua != ub => Some((*ub, *ua)),
+        _ => None,
+    }
+}
+
+/// Compare `model` with the source's stack: `Err` lists every layer whose
+/// type or parameter shapes differ.
+pub(super) fn compare(
+    model: &ModelPlan,
+    source: &ModelPlan,
+) -> Result<(Vec<String>, Vec<String>), Vec<String>> {
+    let (mut copied, mut notes, mut mismatches) = (Vec::new(), Vec::new(), Vec::new());
+    let n = model.layers.len();
+    for (i, ours) in model.layers.iter().enumerate() {
+        let Some(theirs) = source.layers.iter().find(|l| l.name == ours.name) else {
+            if !param_shapes(&ours.kind).1.is_empty() {
+                notes.push(format!(
+                    "{}: not in the source run, keeps its fresh weights",
+                    ours.name
+                ));
+            }
+            continue;
+        };
+        if let Some((from, to)) = new_head(ours, theirs, i + 1 == n) {
+            notes.push(format!(
+                "{}: the final dense layer has {to} units instead of the source's {from}; re-initialised",
+                ours.name
+            ));
+            continue;
+        }
+        if param_shapes(&ours.kind) != param_shapes(&theirs.kind) {
+            mismatches.push(format!(
+                "{}: {} here, {} in the source run",
+                ours.name,
+                describe(&ours.kind),
+                describe(&theirs.kind)
+            ));
+            continue;
+        }
+        if !param_shapes(&ours.kind).1.is_empty() {
+            copied.push(ours.name.clone());
+        }
+    }
+    for theirs in &source.layers {
+        if !param_shapes(&theirs.kind).1.is_empty()
+            && !model.layers.iter().any(|l| l.name == theirs.name)
+        {
+            notes.push(format!("{}: in the source run only, not used", theirs.name));
+        }
+    }
+    if mismatches.is_empty() {
+        Ok((copied, notes))
+    } else {
+        Err(mismatches)
+    }
+}
+
+/// Check `model.init_from` against `model`; failures go to `ck`.
+pub(super) fn check(
+    ck: &mut Checker,
+    path: &Path,
+    base: &Path,
+    model: &ModelPlan,
+) -> Option<InitFromPlan> {
+    const KEY: &str = "model.init_from";
+    let folder = resolve_latest(&absolute(base, path));
+    let (model_file, run) = match locate(&folder) {
+        Ok(found) => found,
+        Err(e) => {
+            ck.fail(
+                KEY,
+                e,
+                Some("give a run folder (runs/<name>/vNNNN or runs/<name>/latest) or a checkpoint folder".into()),
+            );
+            return None;
+        }
+    };
+    let config = RunDir::at_existing(&run).resolved_config();
+    let loaded = match crate::config::load_exact(&config) {
+        Ok(l) => l,
+        Err(e) => {
+            ck.fail(
+                KEY,
+                format!("cannot read the source run's {}: {e}", config.display()),
+                None,
+            );
+            return None;
+        }
+    };
+    let mut source_ck = Checker {
+        sources: &loaded.sources,
+        errors: Vec::new(),
+    };
+    let source = check_model(&mut source_ck, &loaded.spec);
+    let Some(source) = source.filter(|_| source_ck.errors.is_empty()) else {
+        let first = source_ck
+            .errors
+            .first()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        ck.fail(
+            KEY,
+            format!(
+                "the source run's model in {} does not build: {first}",
+                config.display()
+            ),
+            None,
+        );
+        return None;
+    };
+    match compare(model, &source) {
+        Ok((copied, notes)) => Some(InitFromPlan {
+            path: folder,
+            model_file,
+            source,
+            copied,
+            notes,
+        }),
+        Err(mismatches) => {
+            ck.fail(
+                KEY,
+                format!(
+                    "{} layer(s) differ from the source run {}:\n  {}",
+                    mismatches.len(),
+                    run.display(),
+                    mismatches.join("\n  ")
+                ),
+                Some("rename a changed layer (`name = ...`) to give it fresh weights, or match the source's shapes".into()),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::InitFromPlan;
+
+    /// A finished source run `runs/src/v0001` (with `latest`) whose model is
+    /// `layers`; the checkpoint's bytes are never read by the plan.
+    fn source_run(root: &Path, layers: &str) -> std::path::PathBuf {
+        let run = root.join("runs/src/v0001");
+        std::fs::create_dir_all(run.join("checkpoints/final")).unwrap();
+        std::fs::create_dir_all(run.join("checkpoints/best")).unwrap();
+        std::fs::write(run.join("checkpoints/final/model.mpk"), b"x").unwrap();
+        std::fs::write(run.join("checkpoints/best/model.mpk"), b"x").unwrap();
+        std::fs::write(root.join("runs/src/latest"), "v0001\n").unwrap();
+        std::fs::write(
+            run.join("config.resolved.toml"),
+            experiment("src", layers, "", 3),
+        )
+        .unwrap();
+        run
+    }
+
+    fn experiment(name: &str, layers: &str, init_from: &str, classes: usize) -> String {
+        format!(
+            r#"[experiment]
+name = "{name}"
+
+[data]
+source = "synthetic"
+classes = {classes}
+
+[model]
+input_shape = [8, 8, 1]
+{init_from}
+layers = [
+{layers}
+]
+"#
+        )
+    }
+
+    const SOURCE: &str = r#"  { type = "conv2d", filters = 4, kernel = 3 },
+  { type = "conv2d", filters = 8, kernel = 3 },
+  { type = "flatten" },
+  { type = "dense", units = 3, activation = "softmax" },"#;
+
+    /// The plan's `init_from`, or its errors, one message each.
+    fn plan(layers: &str, init_from: &Path) -> Result<Option<InitFromPlan>, Vec<String>> {
+        // The last dense layer's units are the class count.
+        let classes = if layers
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("units = 2"))
+        {
+            2
+        } else {
+            3
+        };
+        let text = experiment(
+            "ft",
+            layers,
+            &format!("init_from = {:?}", init_from.display().to_string()),
+            classes,
+        );
+        let loaded = crate::config::load_text(
+            Path::new("ft.toml"),
+            &text,
+            &crate::config::LoadOptions::default(),
+        )
+        .map_err(|e| vec![e.to_string()])?;
+        crate::plan::plan(&loaded)
+            .map(|p| {
+                assert_eq!(
+                    p.spec.model.init_from,
+                    p.init_from.as_ref().map(|i| i.path.clone()),
+                    "the resolved config names the folder used"
+                );
+                p.init_from
+            })
+            .map_err(|e| e.errors.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn a_run_folder_latest_and_a_checkpoint_folder_resolve() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = source_run(tmp.path(), SOURCE);
+        for (given, file) in [
+            (run.clone(), run.join("checkpoints/final/model.mpk")),
+            (
+                tmp.path().join("runs/src/latest"),
+                run.join("checkpoints/final/model.mpk"),
+            ),
+            (
+                run.join("checkpoints/best"),
+                run.join("checkpoints/best/model.mpk"),
+            ),
+        ] {
+            let p = plan(SOURCE, &given).unwrap().unwrap();
+            assert_eq!(p.model_file, file, "{}", given.display());
+            assert!(p.path.is_absolute());
+            assert_eq!(p.copied, ["conv2d", "conv2d_1", "dense"]);
+            assert!(p.notes.is_empty(), "{:?}", p.notes);
+            assert_eq!(p.source.layers.len(), 4);
+        }
+        assert!(plan(SOURCE, &tmp.path().join("runs/src/latest"))
+            .unwrap()
+            .unwrap()
+            .path
+            .ends_with("v0001"));
+    }
+
+    #[test]
+    fn a_folder_that_is_no_run_is_refused_at_the_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let errors = plan(SOURCE, tmp.path()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("`model.init_from`") && errors[0].contains("neither a run folder"),
+            "{errors:?}"
+        );
+        // A run without a `final` checkpoint.
+        let run = source_run(tmp.path(), SOURCE);
+        std::fs::remove_dir_all(run.join("checkpoints/final")).unwrap();
+        let errors = plan(SOURCE, &run).unwrap_err();
+        assert!(errors[0].contains("no `final` checkpoint"), "{errors:?}");
+    }
+
+    #[test]
+    fn every_mismatching_layer_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = source_run(tmp.path(), SOURCE);
+        let changed = r#"  { type = "conv2d", filters = 6, kernel = 3 },
+  { type = "conv2d", filters = 8, kernel = 5 },
+  { type = "flatten" },
+  { type = "dense", units = 3, activation = "softmax" },"#;
+        let errors = plan(changed, &run).unwrap_err();
+        assert_eq!(errors.len(), 1, "one error listing every layer: {errors:?}");
+        let e = &errors[0];
+        assert!(e.starts_with("ft.toml:"), "{e}");
+        assert!(e.contains("3 layer(s) differ"), "{e}");
+        assert!(
+            e.contains(
+                "conv2d: Conv2D [6, 1, 3, 3] [6] here, Conv2D [4, 1, 3, 3] [4] in the source run"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("conv2d_1: Conv2D [8, 6, 5, 5]"), "{e}");
+        // The dense layer's input size changed with the convolutions: named too.
+        assert!(e.contains("dense: Dense"), "{e}");
+    }
+
+    #[test]
+    fn a_new_class_count_reinitialises_the_head_and_new_layers_are_noted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = source_run(tmp.path(), SOURCE);
+        let new_head = r#"  { type = "conv2d", filters = 4, kernel = 3, trainable = false },
+  { type = "conv2d", filters = 8, kernel = 3, trainable = false },
+  { type = "flatten" },
+  { type = "dense", units = 2, activation = "softmax", name = "extra" },
+  { type = "dense", units = 2, activation = "softmax", name = "dense" },"#;
+        // `extra` is new; `dense` now has 2 inputs: a shape mismatch.
+        let errors = plan(new_head, &run).unwrap_err();
+        assert!(
+            errors[0].contains("1 layer(s) differ") && errors[0].contains("dense: Dense [2, 2]"),
+            "{errors:?}"
+        );
+
+        let new_head = r#"  { type = "conv2d", filters = 4, kernel = 3, trainable = false },
+  { type = "conv2d", filters = 8, kernel = 3, trainable = false },
+  { type = "flatten" },
+  { type = "dense", units = 2, activation = "softmax" },"#;
+        let p = plan(new_head, &run).unwrap().unwrap();
+        assert_eq!(p.copied, ["conv2d", "conv2d_1"]);
+        assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+        assert!(p.notes[0].contains("dense: the final dense layer has 2 units instead of the source's 3; re-initialised"), "{:?}", p.notes);
+
+        // A layer only here, and one only in the source, are noted.
+        let renamed = r#"  { type = "conv2d", filters = 4, kernel = 3 },
+  { type = "conv2d", filters = 8, kernel = 3, name = "fresh" },
+  { type = "flatten" },
+  { type = "dense", units = 3, activation = "softmax" },"#;
+        let p = plan(renamed, &run).unwrap().unwrap();
+        assert_eq!(p.copied, ["conv2d", "dense"]);
+        assert_eq!(p.notes.len(), 2, "{:?}", p.notes);
+        assert!(p.notes[0].starts_with("fresh: not in the source run"));
+        assert!(p.notes[1].starts_with("conv2d_1: in the source run only"));
+    }
+
+    #[test]
+    fn trainable_is_a_key_of_layers_with_weights_only() {
+        let text = experiment(
+            "ft",
+            r#"{ type = "flatten", trainable = false }, { type = "dense", units = 3 },"#,
+            "",
+            3,
+        );
+        let e = crate::config::load_text(
+            Path::new("ft.toml"),
+            &text,
+            &crate::config::LoadOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("trainable"), "{e}");
+    }
+}
