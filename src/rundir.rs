@@ -334,6 +334,17 @@ pub struct Meta {
     pub class_weights: Option<std::collections::BTreeMap<String, f64>>,
 }
 
+impl Meta {
+    /// The class names the run trained on, in label order, from the dataset
+    /// fingerprint; `None` when meta.json names none.
+    pub fn class_names(&self) -> Option<Vec<String>> {
+        self.dataset
+            .get("classes")
+            .and_then(|c| serde_json::from_value::<Vec<String>>(c.clone()).ok())
+            .filter(|c| !c.is_empty())
+    }
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }

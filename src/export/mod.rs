@@ -45,11 +45,8 @@ pub fn default_path(run: &RunDir) -> PathBuf {
 
 /// The class names the run trained on, from its meta.json.
 fn classes(run: &RunDir) -> Result<Vec<String>, ExportError> {
-    let meta = run.read_meta()?;
-    meta.dataset
-        .get("classes")
-        .and_then(|c| serde_json::from_value::<Vec<String>>(c.clone()).ok())
-        .filter(|c| !c.is_empty())
+    run.read_meta()?
+        .class_names()
         .ok_or_else(|| ExportError::NoClasses {
             run: run.root().to_path_buf(),
         })

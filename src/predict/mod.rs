@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Tensor, TensorData};
-use serde::Deserialize;
 
 use crate::backend::{self, TrainBackend, WithBackend};
 use crate::config;
@@ -215,15 +214,9 @@ pub fn predict(req: &PredictRequest) -> Result<Outcome, PredictError> {
 /// The class names the run trained on, from its meta.json's dataset
 /// fingerprint (only its `classes` are read).
 fn classes(run: &RunDir, outputs: usize) -> Result<Vec<String>, PredictError> {
-    #[derive(Deserialize)]
-    struct Fingerprint {
-        classes: Vec<String>,
-    }
-    let meta = run.read_meta()?;
-    let classes = serde_json::from_value::<Fingerprint>(meta.dataset)
-        .map(|f| f.classes)
-        .ok()
-        .filter(|c| !c.is_empty())
+    let classes = run
+        .read_meta()?
+        .class_names()
         .ok_or_else(|| PredictError::NoClasses {
             run: run.root().to_path_buf(),
         })?;
