@@ -57,12 +57,20 @@ $(VENV)/.installed: requirements-test.txt
 	$(VENV)/bin/pip install -q -r requirements-test.txt
 	touch $@
 
+# PyTorch and safetensors, for the check that `runner export --format
+# safetensors` loads into an nn.Sequential. Kept apart from the readers
+# above (which `make tensorboard` also installs): PyPI's torch wheel brings
+# the CUDA libraries with it, about 4 GB, a minute's download here.
+$(VENV)/.installed-torch: requirements-test-torch.txt $(VENV)/.installed
+	$(VENV)/bin/pip install -q -r requirements-test-torch.txt
+	touch $@
+
 # The tests build the wgpu backend too: its tests run the GPU code path
 # (cubecl: fusion, autotune, kernel caches, fixed shapes) on any Vulkan
 # driver, in CI Mesa's lavapipe on the CPU (apt install mesa-vulkan-drivers).
 TEST_FEATURES ?= wgpu
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(VENV)/.installed-torch
 	RUNNER_TEST_PYTHON=$(abspath $(PY)) $(CARGO) test --locked --workspace --features "$(TEST_FEATURES)"
 
 # TensorBoard on the run folders; TB_LOGDIR, TB_HOST, TB_PORT override.

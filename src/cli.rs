@@ -55,7 +55,7 @@ pub enum Command {
         #[arg(long)]
         device: Option<String>,
     },
-    /// Write a run's model for other tools: ONNX with its input layout, class names and preprocessing.
+    /// Write a run's model for other tools: ONNX, or safetensors for a PyTorch nn.Sequential, with its input layout, class names and preprocessing.
     Export {
         /// The run folder (`runs/<experiment>/latest` works).
         #[arg(value_parser = folder_arg)]
@@ -66,7 +66,7 @@ pub enum Command {
         /// Which weights: final (what the run ended with), best, last, or epoch-N.
         #[arg(long, default_value = "final")]
         checkpoint: String,
-        /// Where to write (default: <run>/export/model.onnx).
+        /// Where to write (default: <run>/export/model.onnx or model.safetensors; safetensors also writes the .py beside it).
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
     },
@@ -108,6 +108,9 @@ pub enum Command {
         /// Also draw the images (the first 100) with their predicted class and probability into this PNG.
         #[arg(long, value_name = "OUT.png")]
         grid: Option<PathBuf>,
+        /// Also write every class's logit (the network's output before the softmax) to the CSV, as logit_<class> columns.
+        #[arg(long)]
+        logits: bool,
     },
     /// Train an experiment into a new run folder (or resume one).
     #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "resume", "trial"])))]
@@ -264,6 +267,7 @@ pub fn main() -> ExitCode {
             top_k,
             output,
             grid,
+            logits,
         } => commands::predict::predict(&commands::predict::PredictRequest {
             run_dir,
             images,
@@ -273,6 +277,7 @@ pub fn main() -> ExitCode {
             top_k,
             output,
             grid,
+            logits,
         }),
         Command::Run {
             file,

@@ -1,6 +1,6 @@
-//! `runner export RUN_DIR --format onnx`: the run's model as a file other
-//! tools load, with its input layout, class names and preprocessing printed
-//! and stored in the file's metadata.
+//! `runner export RUN_DIR --format onnx|safetensors`: the run's model as a
+//! file other tools load, with its input layout, class names and
+//! preprocessing printed and stored in the file's metadata.
 
 use std::path::PathBuf;
 
@@ -16,6 +16,18 @@ use crate::train::checkpoint::CheckpointError;
 pub enum Format {
     /// ONNX (opset 13), for onnxruntime and other ONNX consumers.
     Onnx,
+    /// The state dict of the PyTorch nn.Sequential of the stack, with a
+    /// Python module beside it that builds that Sequential and loads it.
+    Safetensors,
+}
+
+impl Format {
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Onnx => "onnx",
+            Format::Safetensors => "safetensors",
+        }
+    }
 }
 
 pub struct ExportArgs {
@@ -23,7 +35,7 @@ pub struct ExportArgs {
     pub format: Format,
     /// `final` (default), `best`, `last`, or `epoch-N`.
     pub checkpoint: String,
-    /// Where to write; `<run>/export/model.onnx` when unset.
+    /// Where to write; `<run>/export/model.<format>` when unset.
     pub output: Option<PathBuf>,
 }
 
@@ -34,24 +46,27 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     let out = args
         .output
         .clone()
-        .unwrap_or_else(|| export::default_path(&run));
+        .unwrap_or_else(|| export::default_path(&run, args.format.extension()));
     let done = match args.format {
         Format::Onnx => export::onnx_file(&run, &plan, &args.checkpoint, &out),
+        Format::Safetensors => export::safetensors_file(&run, &plan, &args.checkpoint, &out),
     }
     .map_err(|e| match e {
         ExportError::Files(f) | ExportError::Checkpoint(CheckpointError::Io(f)) => f.into(),
-        e @ ExportError::Checkpoint(
+        e @ (ExportError::Checkpoint(
             CheckpointError::Decode { .. } | CheckpointError::Encode { .. },
-        ) => Error::RunFailed(e.to_string()),
+        )
+        | ExportError::Encode { .. }) => Error::RunFailed(e.to_string()),
         other => Error::Usage(other.to_string()),
     })?;
-    crate::outln!(
-        "Wrote {} ({} bytes, {} nodes, ONNX opset {})",
-        done.path.display(),
-        done.bytes,
-        done.nodes,
-        export::onnx::OPSET
-    );
+    for file in &done.files {
+        crate::outln!(
+            "Wrote {} ({} bytes, {})",
+            file.path.display(),
+            file.bytes,
+            file.holds
+        );
+    }
     for (key, value) in &done.metadata {
         crate::outln!("  {key:<14} {value}");
     }

@@ -55,7 +55,12 @@ pub const OUTPUT: &str = "probabilities";
 /// Pads `[top, left, bottom, right]` of a window: none for `valid`; for
 /// `same`, TensorFlow's rule (output `ceil(in / stride)`, the odd pixel at
 /// the bottom or right), which runner's layers follow.
-fn pads(padding: Padding, input: [usize; 2], kernel: [usize; 2], stride: [usize; 2]) -> Vec<i64> {
+pub(crate) fn pads(
+    padding: Padding,
+    input: [usize; 2],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+) -> Vec<i64> {
     match padding {
         Padding::Valid => vec![0; 4],
         Padding::Same => {

@@ -54,6 +54,8 @@ pub struct PredictRequest {
     pub output: PathBuf,
     /// Where to draw the picture grid, if anywhere.
     pub grid: Option<PathBuf>,
+    /// Also write every class's logit to the CSV.
+    pub logits: bool,
 }
 
 /// What was predicted and written.
@@ -180,10 +182,12 @@ pub fn predict(req: &PredictRequest) -> Result<Outcome, PredictError> {
         .indices
         .into_iter()
         .zip(scores.probabilities)
-        .map(|(index, probabilities)| Row {
+        .zip(scores.logits)
+        .map(|((index, probabilities), logits)| Row {
             index,
             path: split.path(index).map(Path::to_path_buf).unwrap_or_default(),
             probabilities,
+            logits,
         })
         .collect();
     let top_k = req.top_k.clamp(1, classes.len().max(1));
@@ -192,7 +196,7 @@ pub fn predict(req: &PredictRequest) -> Result<Outcome, PredictError> {
         rows,
         skipped,
     };
-    write_atomic(&req.output, predictions.csv(top_k).as_bytes())?;
+    write_atomic(&req.output, predictions.csv(top_k, req.logits).as_bytes())?;
     let grid = match &req.grid {
         Some(path) => {
             let img = predictions.grid(&split)?;
@@ -237,6 +241,8 @@ pub struct Scores {
     pub indices: Vec<usize>,
     /// One row per item, one probability per class.
     pub probabilities: Vec<Vec<f32>>,
+    /// One row per item: the network's outputs before the softmax.
+    pub logits: Vec<Vec<f32>>,
 }
 
 /// The checkpoint's probabilities on a split, on the chosen backend.
@@ -258,11 +264,13 @@ impl WithBackend for Infer<'_> {
     }
 }
 
-/// `net`'s class probabilities on every item of `split`, in batches of
-/// `batch_size` as evaluation forms them (in order, not augmented). With
-/// `pad` (a GPU), a short batch is filled up with zero images so every
-/// forward pass has one shape; their rows are dropped. A network that
-/// ends in logits gets a softmax. All rows are read back at the end.
+/// `net`'s class probabilities and logits on every item of `split`, in
+/// batches of `batch_size` as evaluation forms them (in order, not
+/// augmented). With `pad` (a GPU), a short batch is filled up with zero
+/// images so every forward pass has one shape; their rows are dropped.
+/// The probabilities are the softmax of the logits: the softmax folded
+/// into the loss, or the one a network that ends in logits needs. All rows
+/// are read back at the end.
 pub fn probabilities<B: ConvOps>(
     net: &Net<B>,
     split: &Split,
@@ -282,6 +290,7 @@ pub fn probabilities<B: ConvOps>(
     let pad_to = pad.then_some(batch_size.min(split.len()));
     let mut indices = Vec::with_capacity(split.len());
     let mut outputs = Vec::new();
+    let mut logits = Vec::new();
     for batch in split.batches(&opts) {
         let batch = batch?;
         let [n, c, h, w] = batch.shape;
@@ -289,40 +298,37 @@ pub fn probabilities<B: ConvOps>(
         let mut images = batch.images;
         images.resize(rows * c * h * w, 0.0);
         let x = Tensor::<B, 4>::from_data(TensorData::new(images, [rows, c, h, w]), device);
-        // `predict` applies a softmax folded into the loss; a network that
-        // ends in a linear layer outputs logits, which need one here.
-        let out = net.predict(x);
-        let probs = if net.folded_softmax {
-            out
-        } else {
-            softmax(out, 1)
-        };
-        outputs.push(if rows > n {
-            probs.narrow(0, 0, n)
-        } else {
-            probs
-        });
+        let mut out = net.forward(x);
+        if rows > n {
+            out = out.narrow(0, 0, n);
+        }
+        outputs.push(softmax(out.clone(), 1));
+        logits.push(out);
         indices.extend(batch.indices);
     }
     if outputs.is_empty() {
         return Ok(Scores::default());
     }
     let classes = outputs[0].dims()[1];
-    let flat: Vec<f32> = Tensor::cat(outputs, 0)
-        .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .map_err(|e| PredictError::Readback(format!("{e:?}")))?;
-    if classes == 0 || flat.len() != indices.len() * classes {
-        return Err(PredictError::Readback(format!(
-            "{} values for {} images of {classes} classes",
-            flat.len(),
-            indices.len()
-        )));
-    }
+    let rows = |parts: Vec<Tensor<B, 2>>| -> Result<Vec<Vec<f32>>, PredictError> {
+        let flat: Vec<f32> = Tensor::cat(parts, 0)
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| PredictError::Readback(format!("{e:?}")))?;
+        if classes == 0 || flat.len() != indices.len() * classes {
+            return Err(PredictError::Readback(format!(
+                "{} values for {} images of {classes} classes",
+                flat.len(),
+                indices.len()
+            )));
+        }
+        Ok(flat.chunks_exact(classes).map(<[f32]>::to_vec).collect())
+    };
     Ok(Scores {
+        probabilities: rows(outputs)?,
+        logits: rows(logits)?,
         indices,
-        probabilities: flat.chunks_exact(classes).map(<[f32]>::to_vec).collect(),
     })
 }
 
@@ -411,7 +417,14 @@ monitor = "loss"
                     index: i,
                     path: path.to_path_buf(),
                     probabilities: scores.probabilities[i].clone(),
+                    logits: scores.logits[i].clone(),
                 };
+                // The probabilities are the softmax of the logits.
+                let top = row.logits.iter().copied().fold(f32::MIN, f32::max);
+                let z: f32 = row.logits.iter().map(|l| (l - top).exp()).sum();
+                for (l, p) in row.logits.iter().zip(&row.probabilities) {
+                    assert!(((l - top).exp() / z - p).abs() < 1e-6, "{l} {p}");
+                }
                 let sum: f32 = row.probabilities.iter().sum();
                 assert!((sum - 1.0).abs() < 1e-5, "{sum}");
                 let (class, p) = row.predicted().expect("a class");

@@ -24,6 +24,8 @@ pub struct Row {
     pub path: PathBuf,
     /// One per class, in class order, summing to 1.
     pub probabilities: Vec<f32>,
+    /// One per class: the network's outputs before the softmax.
+    pub logits: Vec<f32>,
 }
 
 impl Row {
@@ -67,9 +69,11 @@ impl Predictions {
     }
 
     /// `path,predicted,probability,top1_class,top1_probability,...` up to
-    /// `topk_class,topk_probability`: one row per image. Probabilities are
-    /// written exactly (the shortest text that reads back as the same f32).
-    pub fn csv(&self, k: usize) -> String {
+    /// `topk_class,topk_probability`, then with `logits` one
+    /// `logit_<class>` column per class in class order: one row per image.
+    /// Numbers are written exactly (the shortest text that reads back as
+    /// the same f32).
+    pub fn csv(&self, k: usize, logits: bool) -> String {
         let mut header = vec![
             "path".to_string(),
             "predicted".to_string(),
@@ -78,6 +82,9 @@ impl Predictions {
         for i in 1..=k {
             header.push(format!("top{i}_class"));
             header.push(format!("top{i}_probability"));
+        }
+        if logits {
+            header.extend(self.classes.iter().map(|c| format!("logit_{c}")));
         }
         let mut w = csv::Writer::from_writer(Vec::new());
         let _ = w.write_record(&header);
@@ -92,6 +99,9 @@ impl Predictions {
             for (c, p) in top {
                 record.push(self.name(c).to_string());
                 record.push(p.to_string());
+            }
+            if logits {
+                record.extend(row.logits.iter().map(f32::to_string));
             }
             let _ = w.write_record(&record);
         }
@@ -190,11 +200,13 @@ mod tests {
                     index: 0,
                     path: "pets/a.png".into(),
                     probabilities: vec![0.2, 0.7, 0.1],
+                    logits: vec![0.5, 1.75, -0.25],
                 },
                 Row {
                     index: 1,
                     path: "pets/some, file.jpg".into(),
                     probabilities: vec![0.25, 0.25, 0.5],
+                    logits: vec![-1.0, -1.0, -0.3068528],
                 },
             ],
             skipped: vec![("pets/bad.jpg".into(), "not an image".into())],
@@ -211,13 +223,14 @@ mod tests {
             index: 0,
             path: "x".into(),
             probabilities: vec![f32::NAN, 0.1],
+            logits: vec![f32::NAN, 0.0],
         };
         assert_eq!(nan.top(1), vec![(1, 0.1)]);
     }
 
     #[test]
     fn csv_has_the_top_k_columns_and_quotes_paths() {
-        let csv = predictions().csv(2);
+        let csv = predictions().csv(2, false);
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(
             lines,
@@ -225,6 +238,16 @@ mod tests {
                 "path,predicted,probability,top1_class,top1_probability,top2_class,top2_probability",
                 "pets/a.png,dog,0.7,dog,0.7,cat,0.2",
                 "\"pets/some, file.jpg\",hamster,0.5,hamster,0.5,cat,0.25",
+            ]
+        );
+        let csv = predictions().csv(1, true);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines,
+            vec![
+                "path,predicted,probability,top1_class,top1_probability,logit_cat,logit_dog,logit_hamster",
+                "pets/a.png,dog,0.7,dog,0.7,0.5,1.75,-0.25",
+                "\"pets/some, file.jpg\",hamster,0.5,hamster,0.5,-1,-1,-0.3068528",
             ]
         );
     }

@@ -1,5 +1,7 @@
-//! `runner export --format onnx`, checked by its real consumer: onnxruntime
-//! gets the same images as `runner predict` and must agree with it.
+//! `runner export`, checked by the real consumers: onnxruntime gets the
+//! ONNX file, and a PyTorch `nn.Sequential` written by hand for the same
+//! stack loads the safetensors file; both get the same images as `runner
+//! predict` and must agree with it (probabilities, and PyTorch's logits).
 
 use std::path::{Path, PathBuf};
 
@@ -29,8 +31,9 @@ fn pictures(dir: &Path, classes: usize, size: u32, gray: bool) -> PathBuf {
     out
 }
 
-/// Train `experiment` (with `set` overrides) for an epoch, export it, run
-/// `runner predict` and onnxruntime on the same pictures, and compare.
+/// Train `experiment` `name` (with `set` overrides), export it in both
+/// formats, run `runner predict` on pictures, and give onnxruntime and the
+/// hand-written Sequential `name` of tests/py/torch_check.py the same.
 fn check(
     dir: &Path,
     experiment: &Path,
@@ -40,9 +43,6 @@ fn check(
     size: u32,
     gray: bool,
 ) {
-    let Some(python) = python_with("onnxruntime") else {
-        return;
-    };
     let runs = dir.join("runs");
     let mut run = runner();
     run.arg("run").arg(experiment).arg("--runs-dir").arg(&runs);
@@ -70,32 +70,62 @@ fn check(
         "{text}"
     );
 
+    let out = runner()
+        .args(["export", "--format", "safetensors"])
+        .arg(&latest)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let weights = run_dir(&runs, name).join("export/model.safetensors");
+    let module = weights.with_extension("py");
+    for file in [&weights, &module] {
+        assert!(
+            text.contains(&format!("Wrote {}", file.display())),
+            "{text}"
+        );
+    }
+    assert!(text.contains("logits of the nn.Sequential"), "{text}");
+
     let images = pictures(dir, classes, size, gray);
     let csv = dir.join("predictions.csv");
     let out = runner()
         .arg("predict")
         .arg(&latest)
         .arg(&images)
-        .args(["--top-k", &classes.to_string(), "--output"])
+        .args(["--top-k", &classes.to_string(), "--logits", "--output"])
         .arg(&csv)
         .output()
         .unwrap();
     assert_exit(&out, 0);
-    let out = run_script(
-        &python,
-        "onnx_check.py",
-        &[model.as_os_str(), csv.as_os_str()],
-    );
-    let report = String::from_utf8_lossy(&out.stdout).to_string();
-    println!("{report}");
-    assert!(
-        report.contains(&format!("{} images", classes * 2)),
-        "{report}"
-    );
+    let checks = [
+        (
+            "onnxruntime",
+            "onnx_check.py",
+            vec![model.as_os_str(), csv.as_os_str()],
+        ),
+        (
+            "torch",
+            "torch_check.py",
+            vec![name.as_ref(), weights.as_os_str(), csv.as_os_str()],
+        ),
+    ];
+    for (module, script, args) in checks {
+        let Some(python) = python_with(module) else {
+            continue;
+        };
+        let out = run_script(&python, script, &args);
+        let report = String::from_utf8_lossy(&out.stdout).to_string();
+        println!("{report}");
+        assert!(
+            report.contains(&format!("{} images", classes * 2)),
+            "{report}"
+        );
+    }
 }
 
 #[test]
-fn onnx_of_the_tutorial_model_agrees_with_predict() {
+fn exports_of_the_tutorial_model_agree_with_predict() {
     let dir = tempfile::tempdir().unwrap();
     let names: Vec<String> = (0..10).map(|c| format!("food{c}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -117,7 +147,7 @@ fn onnx_of_the_tutorial_model_agrees_with_predict() {
 /// A stack with batch norm (inference form), global average pooling, average
 /// pooling with `same` padding and the other activations.
 #[test]
-fn onnx_of_batch_norm_and_global_pooling_agrees_with_predict() {
+fn exports_of_batch_norm_and_global_pooling_agree_with_predict() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("folder");
     fixtures::image_folder(&data, &["a", "b", "c"], 6, (15, 15), "png").unwrap();
@@ -164,7 +194,7 @@ batch_size = 4
 }
 
 #[test]
-fn onnx_of_a_grayscale_model_agrees_with_predict() {
+fn exports_of_a_grayscale_model_agree_with_predict() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("folder");
     fixtures::image_folder(&data, &["x", "y"], 6, (12, 12), "png").unwrap();
@@ -206,4 +236,75 @@ monitor = "loss"
     )
     .unwrap();
     check(dir.path(), &experiment, "gray", &[], 2, 12, true);
+}
+
+/// A 2x2 average pooling with stride 1 and `same` padding pads one side
+/// only, and no nn.AvgPool2d leaves that padding out of its average: the
+/// safetensors export refuses, naming the layer, and writes nothing. ONNX
+/// has the form.
+#[test]
+fn a_layer_without_a_pytorch_form_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("folder");
+    fixtures::image_folder(&data, &["x", "y"], 3, (8, 8), "png").unwrap();
+    let experiment = dir.path().join("pool.toml");
+    std::fs::write(
+        &experiment,
+        format!(
+            r#"[experiment]
+name = "pool"
+
+[data]
+source = "image_folder"
+path = "{}"
+
+[model]
+input_shape = [8, 8, 3]
+layers = [
+  {{ type = "avg_pool2d", pool = 2, stride = 1, padding = "same", name = "smooth" }},
+  {{ type = "flatten" }},
+  {{ type = "dense", units = 2, activation = "softmax" }},
+]
+
+[train]
+epochs = 1
+batch_size = 2
+
+[callbacks.checkpoint]
+monitor = "loss"
+"#,
+            data.display()
+        ),
+    )
+    .unwrap();
+    let runs = dir.path().join("runs");
+    let out = runner()
+        .arg("run")
+        .arg(&experiment)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let latest = runs.join("pool/latest");
+    let out = runner()
+        .args(["export", "--format", "safetensors"])
+        .arg(&latest)
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("layer `smooth` has no PyTorch nn.Sequential form"),
+        "{err}"
+    );
+    let export = run_dir(&runs, "pool").join("export");
+    assert!(!export.join("model.safetensors").exists());
+    assert!(!export.join("model.py").exists());
+    let out = runner()
+        .args(["export", "--format", "onnx"])
+        .arg(&latest)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
 }
