@@ -106,6 +106,7 @@ impl From<SweepError> for Error {
             | SweepError::InterruptedUncancelled { .. }) => Error::Interrupted(e.to_string()),
             e @ (SweepError::NoSweepTable(_)
             | SweepError::NoTrials
+            | SweepError::TpeOnSlurm
             | SweepError::Launcher(_)
             | SweepError::RunnerBinary(_)
             | SweepError::TrialsChanged { .. }

@@ -182,4 +182,7 @@ pub enum Strategy {
     Grid,
     /// `random`: `trials` draws from the random axes (and the grid lists).
     Random,
+    /// `tpe`: `trials` draws, the first `n_startup` random, the others from
+    /// a Tree-structured Parzen Estimator fitted to the trials so far.
+    Tpe,
 }

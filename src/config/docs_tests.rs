@@ -40,6 +40,14 @@ use super::spec::ExperimentSpec;
 const DOCS: &str = include_str!("../../docs/config.md");
 const PROBE: &str = "__probe__";
 
+/// Keys the code takes out of a table before serde reads the rest, so that
+/// no probe lists them: (the table's normalized path, the key). Each is
+/// recorded as a key of that table whatever its variant (the docs document
+/// it in a `| key | default | meaning |` table under the table's heading).
+/// `when` of a `[sweep.random]` axis is removed before its distribution is
+/// read (`RandomCaseSpec` in spec.rs).
+const OUTSIDE_SERDE: &[(&str, &str)] = &[("sweep.random", "when")];
+
 /// The smallest experiment: only what is required.
 const BASE: &str = r#"
 [experiment]
@@ -91,10 +99,19 @@ type = "adam"
 type = "constant"
 
 [sweep.random]
-a = { distribution = "uniform", low = 0.0, high = 1.0 }
+a = { distribution = "uniform", low = 0.0, high = 1.0, when = { d = 1 } }
 b = { distribution = "log_uniform", low = 0.001, high = 1.0 }
-c = { distribution = "int", low = 0, high = 1 }
+c = [{ distribution = "int", low = 0, high = 1, when = { d = 1 } }]
 d = { distribution = "choice", values = [1] }
+
+[sweep.grid]
+e = { values = [1], when = { f = 1 } }
+f = [1]
+
+[sweep.early_stop]
+type = "asha"
+
+[sweep.tpe]
 "#,
     r#"
 [data]
@@ -110,6 +127,9 @@ step_size = 1
 
 [sweep.launcher]
 type = "slurm"
+
+[sweep.early_stop]
+type = "hyperband"
 "#,
     r#"
 [data]
@@ -132,9 +152,10 @@ const WORDS: &[(&str, Word)] = &[
     ("none", Word::Absent),
     ("all", Word::Absent),
     ("by device", Word::Absent),
-    ("required for random", Word::Absent),
+    ("required for random and tpe", Word::Absent),
     ("the pool size", Word::Absent),
     ("experiment.seed", Word::Absent),
+    ("train.epochs", Word::Absent),
     ("model.dropout", Word::Absent),
 ];
 
@@ -358,8 +379,24 @@ impl Walk<'_> {
             return;
         };
 
-        // A key that is not a field is the tag of an enum variant.
-        let tags: Vec<&String> = table.keys().filter(|k| !fields.contains(k)).collect();
+        let outside: Vec<String> = table
+            .keys()
+            .filter(|k| !fields.contains(k) && OUTSIDE_SERDE.contains(&(base, k.as_str())))
+            .cloned()
+            .collect();
+        for f in &outside {
+            let entry = self.code.sites.entry(base.to_string()).or_default();
+            if !entry.fields.contains(f) {
+                entry.fields.push(f.clone());
+            }
+            self.field(path, base, f, table);
+        }
+
+        // Any other key that is not a field is the tag of an enum variant.
+        let tags: Vec<&String> = table
+            .keys()
+            .filter(|k| !fields.contains(k) && !outside.contains(k))
+            .collect();
         let site = match tags.as_slice() {
             [] => base.to_string(),
             [tag] => self.tag(path, base, tag, &table[tag.as_str()]),
@@ -383,43 +420,45 @@ impl Walk<'_> {
         }
 
         for f in &fields {
-            let mut p = path.to_vec();
-            p.push(Seg::Key(f.clone()));
-            let written = at(self.input, &p);
-            let mut key = CodeKey::default();
-            match written {
-                None => key.defaults.push(table.get(f).cloned()),
-                Some(w) => {
-                    let mut without = self.input.clone();
-                    if let Some(Value::Object(t)) = at_mut(&mut without, path) {
-                        t.remove(f);
-                    }
-                    match resolve(&without) {
-                        Err(e) if e.contains(&format!("missing field `{f}`")) => {
-                            key.required = true
-                        }
-                        Err(e) => {
-                            self.problem(format!("without `{}` it fails: {e}", join(&site, f)))
-                        }
-                        Ok(r) => {
-                            key.defaults.push(at(&r, &p).cloned());
-                            if !is_tableish(w) {
-                                self.problem(format!(
-                                    "writes `{}`, which has a default; leave it out so \
-                                     that the default is checked",
-                                    join(&site, f)
-                                ));
-                            }
+            self.field(path, &site, f, table);
+        }
+    }
+
+    /// Probe the key `f` of the table at `path` (`table`, resolved), a key
+    /// of `site`: required or its default, then walk into its value.
+    fn field(&mut self, path: &[Seg], site: &str, f: &str, table: &serde_json::Map<String, Value>) {
+        let mut p = path.to_vec();
+        p.push(Seg::Key(f.to_string()));
+        let written = at(self.input, &p);
+        let mut key = CodeKey::default();
+        match written {
+            None => key.defaults.push(table.get(f).cloned()),
+            Some(w) => {
+                let mut without = self.input.clone();
+                if let Some(Value::Object(t)) = at_mut(&mut without, path) {
+                    t.remove(f);
+                }
+                match resolve(&without) {
+                    Err(e) if e.contains(&format!("missing field `{f}`")) => key.required = true,
+                    Err(e) => self.problem(format!("without `{}` it fails: {e}", join(site, f))),
+                    Ok(r) => {
+                        key.defaults.push(at(&r, &p).cloned());
+                        if !is_tableish(w) {
+                            self.problem(format!(
+                                "writes `{}`, which has a default; leave it out so \
+                                 that the default is checked",
+                                join(site, f)
+                            ));
                         }
                     }
                 }
             }
-            let value = table.get(f);
-            key.tableish = value.is_some_and(is_tableish) || written.is_some_and(is_tableish);
-            self.record(&site, f, key);
-            if let Some(v) = value {
-                self.element(&p, v, &join(&site, f));
-            }
+        }
+        let value = table.get(f);
+        key.tableish = value.is_some_and(is_tableish) || written.is_some_and(is_tableish);
+        self.record(site, f, key);
+        if let Some(v) = value {
+            self.element(&p, v, &join(site, f));
         }
     }
 

@@ -1292,7 +1292,7 @@ impl Default for TensorboardSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepSpec {
-    /// `grid` or `random`. Default: `"grid"`.
+    /// `grid`, `random` or `tpe`. Default: `"grid"`.
     #[serde(default)]
     pub strategy: Strategy,
     /// The metric that ranks trials (its best value over epochs).
@@ -1306,17 +1306,33 @@ pub struct SweepSpec {
     /// CPU cores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallel: Option<usize>,
-    /// Number of trials for `strategy = "random"`, where it is required.
-    /// Default: none.
+    /// Number of trials for `strategy = "random"` and `"tpe"`, where it is
+    /// required. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trials: Option<usize>,
+    /// Start no more trials once this many have started. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_trials: Option<usize>,
+    /// Start no more trials once this many hours have passed since the
+    /// sweep started. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hours: Option<f64>,
+    /// Trials sharing one GPU at once. Default: `1`.
+    #[serde(default = "default_one")]
+    pub trials_per_gpu: usize,
+    /// `[sweep.early_stop]`: stop bad trials at rungs. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<EarlyStopSpec>,
+    /// `[sweep.tpe]`: settings of `strategy = "tpe"`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpe: Option<TpeSpec>,
     /// Seed for random sampling. Default: none (`experiment.seed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Axes whose values are combined as a cartesian product, keyed by key
     /// path. Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub grid: BTreeMap<String, Vec<toml::Value>>,
+    pub grid: BTreeMap<String, GridAxisSpec>,
     /// Axes that vary together (all lists the same length); one grid axis in
     /// all. Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -1324,7 +1340,7 @@ pub struct SweepSpec {
     /// Axes drawn from distributions (`strategy = "random"`), keyed by key
     /// path. Default: none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub random: BTreeMap<String, DistributionSpec>,
+    pub random: BTreeMap<String, RandomAxisSpec>,
     /// `[sweep.launcher]`: where trials run. Default: `type = "local"`.
     #[serde(default)]
     pub launcher: LauncherSpec,
@@ -1332,6 +1348,210 @@ pub struct SweepSpec {
 
 fn default_sweep_metric() -> String {
     "val_accuracy".into()
+}
+
+fn default_one() -> usize {
+    1
+}
+
+/// `when = { "optimizer.type" = "sgd" }`: the axis is swept only in trials
+/// whose value of each named axis is the given one (or one of the given
+/// list).
+pub type WhenSpec = BTreeMap<String, toml::Value>;
+
+/// A `[sweep.grid]` axis: a list of values, or a table with the list and
+/// a `when` condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridAxisSpec {
+    /// The values, in order. Required.
+    pub values: Vec<toml::Value>,
+    /// When the axis applies. Default: none (always).
+    pub when: WhenSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConditionalGridSpec {
+    values: Vec<toml::Value>,
+    #[serde(default)]
+    when: WhenSpec,
+}
+
+impl<'de> Deserialize<'de> for GridAxisSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            v @ serde_json::Value::Object(_) => {
+                let c: ConditionalGridSpec = tagged::inner(v)?;
+                Ok(GridAxisSpec {
+                    values: c.values,
+                    when: c.when,
+                })
+            }
+            v => Ok(GridAxisSpec {
+                values: tagged::inner(v)?,
+                when: WhenSpec::new(),
+            }),
+        }
+    }
+}
+
+impl Serialize for GridAxisSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        if self.when.is_empty() {
+            return self.values.serialize(s);
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("values", &self.values)?;
+        m.serialize_entry("when", &self.when)?;
+        m.end()
+    }
+}
+
+/// One way to draw a `[sweep.random]` axis: a distribution, and when it
+/// applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomCaseSpec {
+    /// How the value is drawn (`distribution = ...` and its keys). Required.
+    pub distribution: DistributionSpec,
+    /// When this case applies. Default: none (always).
+    pub when: WhenSpec,
+}
+
+/// A `[sweep.random]` axis: one distribution (a table), or a list of
+/// tables, each with its own `when`, for a range that depends on another
+/// axis.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RandomAxisSpec {
+    /// One distribution table.
+    One(RandomCaseSpec),
+    /// A list of distribution tables, each with a `when`; at most one
+    /// applies to a trial.
+    Cases(Vec<RandomCaseSpec>),
+}
+
+impl RandomAxisSpec {
+    pub fn cases(&self) -> &[RandomCaseSpec] {
+        match self {
+            RandomAxisSpec::One(c) => std::slice::from_ref(c),
+            RandomAxisSpec::Cases(cs) => cs,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RandomCaseSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        #[derive(Deserialize)]
+        struct When {
+            when: WhenSpec,
+        }
+        let when = match map.remove("when") {
+            // Read inside a table, so an error names the `when` key.
+            Some(w) => tagged::inner::<When, D::Error>(serde_json::json!({ "when": w }))?.when,
+            None => WhenSpec::new(),
+        };
+        let distribution = DistributionSpec::deserialize(serde_json::Value::Object(map))
+            .map_err(serde::de::Error::custom)?;
+        Ok(RandomCaseSpec { distribution, when })
+    }
+}
+
+impl Serialize for RandomCaseSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut v = serde_json::to_value(&self.distribution).map_err(serde::ser::Error::custom)?;
+        if let (serde_json::Value::Object(m), false) = (&mut v, self.when.is_empty()) {
+            m.insert(
+                "when".into(),
+                serde_json::to_value(&self.when).map_err(serde::ser::Error::custom)?,
+            );
+        }
+        v.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RandomAxisSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            v @ serde_json::Value::Array(_) => tagged::inner(v).map(RandomAxisSpec::Cases),
+            v => RandomCaseSpec::deserialize(v)
+                .map(RandomAxisSpec::One)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for RandomAxisSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RandomAxisSpec::One(c) => c.serialize(s),
+            RandomAxisSpec::Cases(cs) => cs.serialize(s),
+        }
+    }
+}
+
+/// `[sweep.early_stop]`: which early-termination rule; `type` picks it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EarlyStopSpec {
+    /// `asha`: asynchronous successive halving, one bracket.
+    Asha(RungSpec),
+    /// `hyperband`: several ASHA brackets, each starting at a later rung.
+    Hyperband(RungSpec),
+}
+
+tagged::tagged_enum!(EarlyStopSpec, "type", {
+    Asha(RungSpec) = "asha",
+    Hyperband(RungSpec) = "hyperband",
+});
+
+/// The rungs of `[sweep.early_stop]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RungSpec {
+    /// Epochs at the first rung. Default: `1`.
+    #[serde(default = "default_one")]
+    pub min_epochs: usize,
+    /// Keep the best 1/reduction_factor at each rung. Default: `3`.
+    #[serde(default = "default_reduction_factor")]
+    pub reduction_factor: usize,
+    /// A trial's full budget in epochs. Default: none (`train.epochs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_epochs: Option<usize>,
+}
+
+fn default_reduction_factor() -> usize {
+    3
+}
+
+/// `[sweep.tpe]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpeSpec {
+    /// Random trials before the estimator takes over. Default: `10`.
+    #[serde(default = "default_n_startup")]
+    pub n_startup: usize,
+    /// Candidates drawn from the good trials' density per new value; the
+    /// one most likely good rather than bad is taken. Default: `24`.
+    #[serde(default = "default_n_candidates")]
+    pub n_candidates: usize,
+}
+
+impl Default for TpeSpec {
+    fn default() -> Self {
+        TpeSpec {
+            n_startup: default_n_startup(),
+            n_candidates: default_n_candidates(),
+        }
+    }
+}
+
+fn default_n_startup() -> usize {
+    10
+}
+
+fn default_n_candidates() -> usize {
+    24
 }
 
 /// How a random-search axis is drawn; `distribution` picks the variant.

@@ -137,6 +137,23 @@ pub fn write_session_end(
     write_plugin_data(run_dir, SESSION_END_INFO_TAG, &data)
 }
 
+/// One value of a session metric `(group, tag)`: the scalar `tag` at `step`
+/// in the run `<run_dir>/<group>`, where the HParams tab looks for it
+/// (`run_dir` is the session's folder, the one holding its
+/// `session_start_info`). Written into an event file of its own, so it can
+/// come from another process than the one logging the session's epochs.
+pub fn write_session_metric(
+    run_dir: &Path,
+    group: &str,
+    tag: &str,
+    step: i64,
+    value: f64,
+) -> Result<(), LogError> {
+    let mut file = EventFile::create(&run_dir.join(group))?;
+    file.write_summary(tensorboard_rs::summary::scalar(tag, value as f32), step)?;
+    file.flush()
+}
+
 /// One event file in `dir` holding `data` under `tag`, as TensorBoard's own
 /// `hparams` summaries do: plugin "hparams", version 0, an empty float tensor.
 fn write_plugin_data(dir: &Path, tag: &str, data: &HParamsPluginData) -> Result<(), LogError> {
@@ -329,6 +346,30 @@ mod tests {
         }
         // Nothing half-written.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_session_metric_is_a_scalar_in_the_run_of_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let session = dir.path().join("trial-003");
+        write_session_metric(&session, "sweep", "pruned_at_epoch", 0, 3.0).unwrap();
+        // Only the group's run: nothing in the session folder itself.
+        let top: Vec<_> = fs::read_dir(&session)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(top, ["sweep"]);
+        let files: Vec<_> = fs::read_dir(session.join("sweep"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let events = read_events(&files[0]);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].get_step(), 0);
+        let value = &events[1].get_summary().get_value()[0];
+        assert_eq!(value.get_tag(), "pruned_at_epoch");
+        assert_eq!(value.get_simple_value(), 3.0);
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub use data::{AugmentPlan, DataPlan, Holdout, Normalize, SourcePlan, SYNTHETIC_
 pub use init_from::InitFromPlan;
 pub use shape::{LayerShape, ParamCount, Shape, ShapeError};
 
-pub use sweep::{Distribution, LauncherError, LauncherPlan, SlurmPlan, SweepPlan};
+pub use sweep::{
+    all_hold, Condition, Distribution, EarlyStopPlan, GridAxis, LauncherError, LauncherPlan,
+    RandomAxis, RandomCase, SlurmPlan, SweepPlan, TpePlan,
+};
 pub use train::{
     Algorithm, CallbacksPlan, CheckpointPlan, ClassWeights, Clipping, EarlyStoppingPlan, Monitor,
     OptimizerPlan, ReduceLrPlan, SchedulePlan, ScheduleShape, TensorboardPlan, TrainPlan,
@@ -397,10 +400,16 @@ fn plan_with(loaded: &Loaded, check_init_from: bool) -> Result<ExperimentPlan, P
         callbacks.checkpoint.monitor = "loss".into();
     }
     check_callbacks(&mut ck, &callbacks, &metrics, has_validation, t.epochs);
-    let sweep = spec
-        .sweep
-        .as_ref()
-        .map(|s| sweep::check_sweep(&mut ck, s, &metrics, has_validation, spec.experiment.seed));
+    let sweep = spec.sweep.as_ref().map(|s| {
+        sweep::check_sweep(
+            &mut ck,
+            s,
+            &metrics,
+            has_validation,
+            spec.experiment.seed,
+            t.epochs,
+        )
+    });
 
     match (ck.errors.is_empty(), model) {
         (true, Some(model)) => Ok(ExperimentPlan {

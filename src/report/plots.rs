@@ -152,9 +152,9 @@ pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
 
 /// A heat map of `confusion[true][predicted]` with the counts written in.
 pub fn confusion(names: &[String], confusion: &[Vec<usize>]) -> Result<RgbImage, PlotError> {
-    let cells: Vec<Vec<Option<f64>>> = confusion
+    let cells: Vec<Vec<Cell>> = confusion
         .iter()
-        .map(|r| r.iter().map(|v| Some(*v as f64)).collect())
+        .map(|r| r.iter().map(|v| Cell::from(Some(*v as f64))).collect())
         .collect();
     heatmap(
         "Confusion matrix (rows: true, columns: predicted)",
@@ -165,14 +165,38 @@ pub fn confusion(names: &[String], confusion: &[Vec<usize>]) -> Result<RgbImage,
     )
 }
 
+/// Grey of what is set apart from the rest: a pruned trial's hollow marker
+/// in a scatter panel, a marked heat-map cell.
+pub const MUTED: RGBColor = RGBColor(150, 150, 150);
+/// Background of a marked heat-map cell.
+pub const MUTED_FILL: RGBColor = RGBColor(225, 225, 225);
+
+/// One cell of a [`heatmap`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cell {
+    pub value: Option<f64>,
+    /// Sets the cell apart (e.g. "pruned@3" for a trial pruned at its
+    /// rung of 3 epochs): see [`heatmap`].
+    pub mark: Option<String>,
+}
+
+impl From<Option<f64>> for Cell {
+    fn from(value: Option<f64>) -> Self {
+        Cell { value, mark: None }
+    }
+}
+
 /// A grid of cells shaded by value (darker is larger) with the value
-/// written in; empty cells stay white. Row labels on the left, column
-/// labels written downwards under the grid.
+/// written in; empty cells stay white. A marked cell is light grey with
+/// a grey border instead, its value and under it its mark (e.g.
+/// "0.4123" over "pruned@3") in grey; its value is left out of the
+/// shading's range. Row labels on the left, column labels written
+/// downwards under the grid.
 pub fn heatmap(
     title: &str,
     rows: &[String],
     cols: &[String],
-    cells: &[Vec<Option<f64>>],
+    cells: &[Vec<Cell>],
     fmt: impl Fn(f64) -> String,
 ) -> Result<RgbImage, PlotError> {
     register_font();
@@ -202,8 +226,8 @@ pub fn heatmap(
         let values: Vec<f64> = cells
             .iter()
             .flatten()
-            .flatten()
-            .copied()
+            .filter(|c| c.mark.is_none())
+            .filter_map(|c| c.value)
             .filter(|v| v.is_finite())
             .collect();
         let (lo, hi) = values
@@ -218,10 +242,12 @@ pub fn heatmap(
         };
         let span = if base == 0.0 { hi.max(1e-12) } else { span };
         for (r, row) in cells.iter().enumerate() {
-            for (c, v) in row.iter().enumerate() {
+            for (c, item) in row.iter().enumerate() {
                 let x = x0 + c as i32 * cell;
                 let y = y0 + r as i32 * cell;
+                let v = item.value;
                 let (color, ink) = match v {
+                    _ if item.mark.is_some() => (MUTED_FILL, RGBColor(90, 90, 90)),
                     Some(v) if v.is_finite() => {
                         let f = ((v - base) / span).clamp(0.0, 1.0);
                         let shade = (255.0 * (1.0 - 0.85 * f)) as u8;
@@ -242,11 +268,26 @@ pub fn heatmap(
                     RGBColor(200, 200, 200),
                 ))
                 .map_err(draw_err("heat map"))?;
+                let size = (cell / 4).clamp(10, 18);
                 let text = v.map(&fmt).unwrap_or_else(|| "-".into());
-                let style = TextStyle::from(("sans-serif", (cell / 4).clamp(10, 18)).into_font())
-                    .color(&ink);
+                let style = TextStyle::from(("sans-serif", size).into_font()).color(&ink);
                 root.draw(&Text::new(text, (x + 4, y + cell / 3), style))
                     .map_err(draw_err("heat map"))?;
+                if let Some(mark) = &item.mark {
+                    root.draw(&Rectangle::new(
+                        [(x + 1, y + 1), (x + cell - 1, y + cell - 1)],
+                        MUTED.stroke_width(2),
+                    ))
+                    .map_err(draw_err("heat map"))?;
+                    let small = TextStyle::from(("sans-serif", (size * 4 / 5).max(9)).into_font())
+                        .color(&ink);
+                    root.draw(&Text::new(
+                        mark.clone(),
+                        (x + 4, y + cell / 3 + size + 2),
+                        small,
+                    ))
+                    .map_err(draw_err("heat map"))?;
+                }
             }
         }
         for (r, name) in rows.iter().enumerate() {
@@ -278,29 +319,51 @@ pub fn heatmap(
     })
 }
 
+/// Blue of a finished trial's marker in a scatter panel.
+pub const FINISHED: RGBColor = RGBColor(31, 119, 180);
+
+/// One point of a scatter panel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScatterPoint {
+    pub x: f64,
+    pub y: f64,
+    /// A pruned trial: its `y` comes from the epochs before its rung.
+    pub pruned: bool,
+}
+
 /// `y` against each of several numeric parameters, one panel per parameter;
-/// a log scale where a parameter spans more than a factor of 10.
+/// a log scale where a parameter spans more than a factor of 10. Points
+/// are filled blue discs; pruned ones hollow grey rings, explained by a
+/// legend strip under the panels ("finished", "pruned (best before its
+/// rung)") that is there only when some point is pruned.
 pub fn scatter_panels(
     title: &str,
     y_label: &str,
-    panels: &[(String, Vec<(f64, f64)>)],
+    panels: &[(String, Vec<ScatterPoint>)],
 ) -> Result<RgbImage, PlotError> {
     register_font();
     let n = panels.len().max(1);
-    let (w, h) = (480 * n as u32, 420u32);
+    let any_pruned = panels.iter().any(|(_, ps)| ps.iter().any(|p| p.pruned));
+    let plot_h = 420u32;
+    let legend_h = if any_pruned { 30 } else { 0 };
+    let (w, h) = (480 * n as u32, plot_h + legend_h);
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err("scatter"))?;
+        let (root, legend) = root.split_vertically(plot_h);
+        if any_pruned {
+            scatter_legend(&legend)?;
+        }
         let root = root
             .titled(title, ("sans-serif", 20))
             .map_err(draw_err("scatter"))?;
         let areas = root.split_evenly((1, n));
         for (area, (name, points)) in areas.iter().zip(panels) {
-            let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+            let xs: Vec<f64> = points.iter().map(|p| p.x).collect();
             let ys: Vec<f64> = points
                 .iter()
-                .map(|p| p.1)
+                .map(|p| p.y)
                 .filter(|v| v.is_finite())
                 .collect();
             let (x_lo, x_hi) = xs
@@ -339,6 +402,43 @@ pub fn scatter_panels(
     })
 }
 
+/// The marker of a scatter point, in the parts to draw in order: a filled
+/// blue disc, or for a pruned point a grey ring (a grey disc, then a white
+/// one inside it: cleaner than plotters' thick circle outline, and it hides
+/// the mesh under the hole).
+fn scatter_marker<C: Copy>(at: C, pruned: bool) -> Vec<Circle<C, i32>> {
+    if pruned {
+        vec![
+            Circle::new(at, 6, MUTED.filled()),
+            Circle::new(at, 4, WHITE.filled()),
+        ]
+    } else {
+        vec![Circle::new(at, 5, FINISHED.filled())]
+    }
+}
+
+/// The legend strip under the scatter panels: each marker with its meaning.
+fn scatter_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+) -> Result<(), PlotError> {
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let style =
+        TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    let mut x = 24;
+    for (pruned, text) in [
+        (false, "finished"),
+        (true, "pruned (best of the epochs it trained)"),
+    ] {
+        for part in scatter_marker((x, 14), pruned) {
+            area.draw(&part).map_err(draw_err("scatter"))?;
+        }
+        area.draw(&Text::new(text, (x + 12, 14), style.clone()))
+            .map_err(draw_err("scatter"))?;
+        x += 100;
+    }
+    Ok(())
+}
+
 /// One scatter panel: `points` over an x axis that is linear or logarithmic.
 fn scatter_panel<DB, X>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
@@ -346,14 +446,13 @@ fn scatter_panel<DB, X>(
     y: std::ops::Range<f64>,
     name: &str,
     y_label: &str,
-    points: &[(f64, f64)],
+    points: &[ScatterPoint],
 ) -> Result<(), PlotError>
 where
     DB: DrawingBackend,
     X: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
     X::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
 {
-    let blue = RGBColor(31, 119, 180);
     let mut chart = ChartBuilder::on(area)
         .margin(14)
         .x_label_area_size(40)
@@ -367,9 +466,17 @@ where
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(draw_err("scatter"))?;
-    chart
-        .draw_series(points.iter().map(|p| Circle::new(*p, 5, blue.filled())))
-        .map_err(draw_err("scatter"))?;
+    // Finished trials over pruned ones where they overlap.
+    for pruned in [true, false] {
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .filter(|p| p.pruned == pruned)
+                    .flat_map(|p| scatter_marker((p.x, p.y), p.pruned)),
+            )
+            .map_err(draw_err("scatter"))?;
+    }
     Ok(())
 }
 
@@ -480,5 +587,98 @@ mod tests {
         let img = image_grid("x", &tiles, 3, 32).unwrap();
         let reds = img.pixels().filter(|p| p.0 == [250, 0, 0]).count();
         assert_eq!(reds, 5 * 32 * 32);
+    }
+
+    fn count(img: &RgbImage, color: RGBColor) -> usize {
+        let RGBColor(r, g, b) = color;
+        img.pixels().filter(|p| p.0 == [r, g, b]).count()
+    }
+
+    fn points(pruned: &[bool]) -> Vec<ScatterPoint> {
+        pruned
+            .iter()
+            .enumerate()
+            .map(|(i, &pruned)| ScatterPoint {
+                x: 10f64.powi(-(i as i32) - 1),
+                y: 0.3 + 0.1 * i as f64,
+                pruned,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scatter_draws_pruned_points_as_hollow_grey_circles_with_a_legend() {
+        let draw = |pruned: &[bool]| {
+            scatter_panels("t", "val_loss", &[("lr".to_string(), points(pruned))]).unwrap()
+        };
+        let finished = draw(&[false; 4]);
+        let pruned = draw(&[false, true, false, true]);
+        // No legend strip unless something is pruned.
+        assert_eq!(finished.height(), 420);
+        assert_eq!(pruned.height(), 450);
+        let blue = |img: &RgbImage| count(img, FINISHED);
+        let grey = |img: &RgbImage| count(img, MUTED);
+        // Two blue discs fewer (one comes back in the legend), two grey rings more.
+        assert!(
+            blue(&pruned) < blue(&finished) - 40,
+            "blue {} vs {}",
+            blue(&pruned),
+            blue(&finished)
+        );
+        assert!(
+            grey(&pruned) > grey(&finished) + 3 * 30,
+            "grey {} vs {}",
+            grey(&pruned),
+            grey(&finished)
+        );
+        // The legend's pruned marker (centre (124, 420 + 14)) is a ring:
+        // grey on it, white inside; the finished one is a filled disc.
+        assert_eq!(pruned.get_pixel(124, 434).0, [255, 255, 255]);
+        assert!((119..=130).any(|x| pruned.get_pixel(x, 434).0 == [150, 150, 150]));
+        assert_eq!(pruned.get_pixel(24, 434).0, [31, 119, 180]);
+    }
+
+    #[test]
+    fn heatmap_greys_marked_cells_and_writes_their_mark() {
+        let cells = |mark: Option<&str>| {
+            vec![vec![
+                Cell::from(Some(0.4)),
+                Cell {
+                    value: Some(0.9),
+                    mark: mark.map(str::to_string),
+                },
+            ]]
+        };
+        let draw = |mark| {
+            heatmap(
+                "t",
+                &["a".into()],
+                &["x".into(), "y".into()],
+                &cells(mark),
+                |v| format!("{v:.4}"),
+            )
+            .unwrap()
+        };
+        let plain = draw(None);
+        let marked = draw(Some("pruned@3"));
+        assert_eq!(plain.dimensions(), marked.dimensions());
+        // One 90-pixel cell filled light grey, with a grey border and the
+        // mark in dark grey ink.
+        assert_eq!(count(&plain, MUTED_FILL), 0);
+        assert!(
+            count(&marked, MUTED_FILL) > 90 * 90 / 2,
+            "{}",
+            count(&marked, MUTED_FILL)
+        );
+        assert!(count(&marked, MUTED) > 4 * 80);
+        // The mark's grey ink under the value, where the plain cell is blue.
+        let ink = |img: &RgbImage| {
+            let cell = imageops::crop_imm(img, 122, 100, 80, 20).to_image();
+            cell.pixels()
+                .filter(|p| p.0[0] == p.0[1] && p.0[1] == p.0[2] && p.0[0] < 200)
+                .count()
+        };
+        assert_eq!(ink(&plain), 0);
+        assert!(ink(&marked) > 30, "{}", ink(&marked));
     }
 }

@@ -25,6 +25,9 @@ pub enum SweepError {
     #[error("the sweep has no trials")]
     NoTrials,
 
+    #[error("strategy = \"tpe\" chooses each trial from the results before it, and the Slurm launcher submits every trial up front; run TPE with the local launcher, or use strategy = \"random\" with [sweep.early_stop] on Slurm")]
+    TpeOnSlurm,
+
     #[error(transparent)]
     Launcher(#[from] LauncherError),
 

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::journal::Journal;
-use super::{Trial, SWEEP_FILE};
+use super::journal::{Entry, Journal, TrialState};
+use super::{Trial, SWEEP_FILE, TRIAL_CONFIG};
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::plan::{ExperimentPlan, PlanErrors, SweepPlan};
+use crate::rundir::{write_atomic, RunDirError};
+use crate::vocab::Strategy;
 
 /// Why a folder could not be read back as a sweep.
 #[derive(Debug, Error)]
@@ -100,7 +102,17 @@ pub fn open(dir: &Path) -> Result<Sweep, FolderError> {
         .sweep
         .clone()
         .ok_or_else(|| FolderError::NoSweepTable(dir.sweep_file()))?;
-    let trials = super::expand(&sweep);
+    let trials = match sweep.strategy {
+        // TPE's trials after the first ones depend on results: the journal
+        // has every one proposed so far.
+        Strategy::Tpe => dir
+            .journal()
+            .trials()
+            .into_iter()
+            .map(|(index, (id, params))| Trial { index, id, params })
+            .collect(),
+        _ => super::expand(&sweep),
+    };
     Ok(Sweep {
         dir,
         meta,
@@ -108,6 +120,25 @@ pub fn open(dir: &Path) -> Result<Sweep, FolderError> {
         plan,
         trials,
     })
+}
+
+/// A trial's folder (`trial.toml`, `params.json`) and its first journal
+/// line, `pending` with its values.
+pub fn write_trial(dir: &SweepDir, t: &Trial, plan: &ExperimentPlan) -> Result<(), RunDirError> {
+    let tdir = t.dir(&dir.root);
+    write_atomic(
+        &tdir.join(TRIAL_CONFIG),
+        config::to_toml(&plan.spec).as_bytes(),
+    )?;
+    write_atomic(
+        &tdir.join("params.json"),
+        serde_json::to_string_pretty(&t.params)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
+    let mut e = Entry::new(t.index, &t.id, TrialState::Pending);
+    e.params = Some(t.params.clone());
+    dir.journal().append(&e)
 }
 
 /// Keys whose resolved values differ between two configs.

@@ -3,7 +3,7 @@
 //! sweep's trial states come from the trial folders and what Slurm says
 //! about their tasks; every change is recorded as a local run records it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use super::folder::{open, Sweep};
 use super::hparams;
 use super::journal::{Entry, TrialState};
 use super::outcome::{conclude, finish_trial};
+use super::prune::Pruner;
 use super::scheduler::{self, Finished, LocalEnd};
 use super::slurm::{self, Slurm, TaskState};
 use super::{axis_names, summary};
@@ -69,11 +70,17 @@ fn slurm_state(
 
 /// Poll Slurm and the trial folders, record changes; with `wait`, until no
 /// trial is pending or running.
+///
+/// With `[sweep.early_stop]`, the follower is what stops bad trials: each
+/// running trial's rungs are decided at every poll, and a pruned one gets
+/// SIGTERM through `scancel --batch`.
 pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), SweepError> {
     let axes = axis_names(&s.sweep);
     let journal = s.dir.journal();
     let client = Slurm::new(&s.dir.root);
     let signals = Signals::install();
+    let mut pruner = Pruner::new(&s.sweep, &journal);
+    let mut signalled: BTreeSet<usize> = BTreeSet::new();
     loop {
         let jobs = slurm::read_jobs(&s.dir.root)?;
         let tasks = if jobs.is_empty() {
@@ -97,6 +104,9 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
                 .get(&t.index)
                 .map(|e| e.state)
                 .unwrap_or(TrialState::Pending);
+            if old == TrialState::Pruned {
+                continue;
+            }
             let log = by_trial
                 .get(&t.index)
                 .and_then(|j| j.log_files(&s.dir.root, t.index))
@@ -112,11 +122,27 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
             {
                 active += 1;
             }
+            if state == TrialState::Running && !signalled.contains(&t.index) {
+                let pruned = pruner
+                    .as_mut()
+                    .and_then(|p| p.check(&s.dir.root, &journal, t));
+                if let (Some(_), Some(job)) = (pruned, by_trial.get(&t.index)) {
+                    match client.signal(job, t.index, "TERM") {
+                        Ok(()) => {
+                            signalled.insert(t.index);
+                        }
+                        Err(e) => crate::errln!(
+                            "cannot stop pruned trial {}: {e}; trying again",
+                            t.folder_name()
+                        ),
+                    }
+                }
+            }
             if state != old {
                 if state == TrialState::Running {
                     hparams::session_start(t, &s.dir.root, &journal);
                 }
-                let f = Finished {
+                let mut f = Finished {
                     trial: t.clone(),
                     state,
                     exit_code: match tasks.get(&t.index) {
@@ -125,11 +151,16 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
                     },
                     message,
                     seconds: 0.0,
+                    epoch: None,
                 };
                 if matches!(state, TrialState::Pending | TrialState::Running) {
                     let _ = journal.append(&Entry::new(t.index, &t.id, state));
                     crate::outln!("       {} {}", t.folder_name(), state.as_str());
                 } else {
+                    if let Some(p) = pruner.as_mut() {
+                        p.check(&s.dir.root, &journal, t);
+                        p.ended(&mut f);
+                    }
                     finish_trial(s, &journal, &f, &axes);
                 }
             }
@@ -142,7 +173,7 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
                     .values()
                     .filter(|e| e.state == TrialState::Failed)
                     .count();
-                return conclude(s, &axes, LocalEnd::Finished, failures);
+                return conclude(s, &axes, LocalEnd::Finished, failures, None);
             }
             return Ok(());
         }

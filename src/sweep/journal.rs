@@ -1,6 +1,9 @@
 //! The append-only journal of trial states (`journal.jsonl`): one JSON line
 //! per state change, fsynced, never rewritten. The latest line of a trial is
-//! its state; a torn last line (a crash mid-write) is ignored.
+//! its state; a torn last line (a crash mid-write) is ignored. Early
+//! stopping's rung decisions are lines too (with the trial's state at the
+//! time, `running`), in the order they were made, so a resumed sweep
+//! restores them and decides as an uninterrupted one would.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -9,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::asha::RungRecord;
 use crate::rundir::{now_rfc3339, RunDirError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +24,8 @@ pub enum TrialState {
     Failed,
     /// Stopped by a signal or a time limit; resumes from its checkpoint.
     Stopped,
+    /// Stopped by early stopping at a rung; never resumed.
+    Pruned,
 }
 
 impl TrialState {
@@ -30,6 +36,7 @@ impl TrialState {
             TrialState::Done => "done",
             TrialState::Failed => "failed",
             TrialState::Stopped => "stopped",
+            TrialState::Pruned => "pruned",
         }
     }
 }
@@ -47,6 +54,12 @@ pub struct Entry {
     /// The trial's values, on its first (pending) line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<BTreeMap<String, toml::Value>>,
+    /// A rung decision of early stopping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rung: Option<RungRecord>,
+    /// On a `pruned` line: the epochs the trial had completed at its rung.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<usize>,
 }
 
 impl Entry {
@@ -59,6 +72,8 @@ impl Entry {
             exit_code: None,
             message: None,
             params: None,
+            rung: None,
+            epoch: None,
         }
     }
 }
@@ -115,6 +130,22 @@ impl Journal {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// Every rung decision, in the order it was made.
+    pub fn rungs(&self) -> Vec<RungRecord> {
+        self.entries().into_iter().filter_map(|e| e.rung).collect()
+    }
+
+    /// Every trial with its values (from its first line), by index.
+    pub fn trials(&self) -> BTreeMap<usize, (String, BTreeMap<String, toml::Value>)> {
+        let mut m = BTreeMap::new();
+        for e in self.entries() {
+            if let Some(p) = e.params {
+                m.entry(e.trial).or_insert((e.id, p));
+            }
+        }
+        m
     }
 
     /// The latest entry of each trial.

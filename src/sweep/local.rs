@@ -1,19 +1,29 @@
 //! Running a sweep's trials on this machine: how many at once, on which
 //! devices, with how many threads, and recording each as it starts and ends.
 
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, SystemTime};
+
+use super::asha::Decision;
 use super::error::SweepError;
-use super::folder::Sweep;
+use super::folder::{write_trial, Sweep};
 use super::hparams;
-use super::journal::{Entry, TrialState};
+use super::journal::{Entry, Journal, TrialState};
 use super::outcome::{conclude, finish_trial};
-use super::scheduler::{self, Event, LocalOptions};
-use super::{axis_names, SweepOptions, Trial};
+use super::prune::Pruner;
+use super::scheduler::{self, Driver, Finished, LocalOptions};
+use super::tpe::{self, Observation, Outcome};
+use super::{axis_names, fresh, summary, trial_config, trial_id, trial_rng, SweepOptions, Trial};
+use crate::config;
 use crate::device::{self, Device};
 use crate::rundir;
 use crate::signals::Signals;
+use crate::vocab::Strategy;
 
-/// Default parallelism: one trial per GPU, or on CPU as many trials as
-/// cores (up to the number of trials), each with an equal share of threads.
+/// Default parallelism: `trials_per_gpu` trials per GPU (1 unless set), or
+/// on CPU as many trials as cores (up to the number of trials), each with
+/// an equal share of threads. Slot `i` runs on GPU `i % gpus`, so the
+/// trials spread evenly over the GPUs.
 fn local_options(s: &Sweep, todo: usize, opts: &SweepOptions) -> Result<LocalOptions, SweepError> {
     let runner_bin = std::env::current_exe().map_err(SweepError::RunnerBinary)?;
     let cores = device::cpu_threads(0);
@@ -26,22 +36,9 @@ fn local_options(s: &Sweep, todo: usize, opts: &SweepOptions) -> Result<LocalOpt
     let parallel = opts
         .parallel
         .or(s.sweep.parallel)
-        .unwrap_or(if gpus > 0 {
-            gpus
-        } else {
-            cores.min(todo.max(1))
-        })
+        .unwrap_or_else(|| default_parallel(gpus, s.sweep.trials_per_gpu, cores, todo))
         .max(1);
-    let devices = if gpus > 0 {
-        (0..parallel)
-            .map(|i| match device {
-                Device::Wgpu => "wgpu".to_string(),
-                _ => format!("cuda:{}", i % gpus),
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let devices = slot_devices(device, gpus, parallel);
     Ok(LocalOptions {
         parallel,
         threads: (cores / parallel).max(1),
@@ -51,46 +48,318 @@ fn local_options(s: &Sweep, todo: usize, opts: &SweepOptions) -> Result<LocalOpt
     })
 }
 
-/// Run `todo` as child processes under the sweep's lock, recording each
-/// trial as it starts and ends, then conclude.
+/// Trials at once when neither `--parallel` nor `sweep.parallel` says:
+/// `trials_per_gpu` per GPU, else one per core (at most `todo`).
+fn default_parallel(gpus: usize, trials_per_gpu: usize, cores: usize, todo: usize) -> usize {
+    if gpus > 0 {
+        gpus * trials_per_gpu.max(1)
+    } else {
+        cores.min(todo.max(1))
+    }
+}
+
+/// The device of each slot: GPU `slot % gpus`, so trials spread evenly and
+/// each GPU holds `parallel / gpus` of them; none on a CPU.
+fn slot_devices(device: Device, gpus: usize, parallel: usize) -> Vec<String> {
+    if gpus == 0 {
+        return Vec::new();
+    }
+    (0..parallel)
+        .map(|i| match device {
+            Device::Wgpu => "wgpu".to_string(),
+            _ => format!("cuda:{}", i % gpus),
+        })
+        .collect()
+}
+
+/// Run `todo` (and, for TPE, the trials it proposes next) as child
+/// processes under the sweep's lock, recording each trial as it starts and
+/// ends and stopping those early stopping prunes, then conclude.
 pub(super) fn run_locally(
-    s: &Sweep,
-    todo: &[Trial],
+    s: &mut Sweep,
+    todo: Vec<Trial>,
     opts: &SweepOptions,
 ) -> Result<(), SweepError> {
     let Some(_lock) = rundir::try_lock(&s.dir.lock())? else {
         return Err(SweepError::Locked(s.dir.root.clone()));
     };
-    let local = local_options(s, todo.len(), opts)?;
+    let limit = match s.sweep.strategy {
+        Strategy::Tpe => s.sweep.trials.min(s.sweep.max_trials.unwrap_or(usize::MAX)),
+        _ => s.trials.len(),
+    };
+    let local = local_options(s, limit.max(todo.len()), opts)?;
     crate::outln!(
         "Running {} trial(s), {} at a time, {} thread(s) each",
-        todo.len(),
+        if s.sweep.strategy == Strategy::Tpe {
+            todo.len() + limit.saturating_sub(s.trials.len())
+        } else {
+            todo.len()
+        },
         local.parallel,
         local.threads
     );
-    let axes = axis_names(&s.sweep);
     let journal = s.dir.journal();
-    let total = s.trials.len();
-    let signals = Signals::install();
-    let mut failures = 0usize;
-    let mut record = |event: Event| match event {
-        Event::Started(t) => {
-            hparams::session_start(t, &s.dir.root, &journal);
-            let _ = journal.append(&Entry::new(t.index, &t.id, TrialState::Running));
-            crate::outln!(
-                "[{}/{total}] {} started  {}",
-                t.index + 1,
-                t.folder_name(),
-                t.params_text()
-            );
-        }
-        Event::Finished(f) => {
-            if f.state == TrialState::Failed {
-                failures += 1;
-            }
-            finish_trial(s, &journal, f, &axes);
-        }
+    let started_before = journal
+        .entries()
+        .iter()
+        .filter(|e| e.state == TrialState::Running)
+        .map(|e| e.trial)
+        .collect();
+    let mut driver = LocalDriver {
+        started_before,
+        axes: axis_names(&s.sweep),
+        pruner: Pruner::new(&s.sweep, &journal),
+        deadline: deadline(s),
+        sweep_text: config::to_toml(&s.plan.spec),
+        journal,
+        queue: todo.into(),
+        limit,
+        running: BTreeSet::new(),
+        failures: 0,
+        ended_by: None,
+        s,
     };
-    let end = scheduler::run_local(&s.dir.root, todo, &local, &signals, &mut record);
-    conclude(s, &axes, end, failures)
+    let signals = Signals::install();
+    let end = scheduler::run_local(&driver.s.dir.root.clone(), &mut driver, &local, &signals);
+    let LocalDriver {
+        s,
+        axes,
+        failures,
+        ended_by,
+        ..
+    } = driver;
+    conclude(s, &axes, end, failures, ended_by.as_deref())
+}
+
+/// When `max_hours` runs out, counted from the sweep's creation, with the
+/// hours.
+fn deadline(s: &Sweep) -> Option<(SystemTime, f64)> {
+    let hours = s.sweep.max_hours?;
+    let created = time::OffsetDateTime::parse(
+        &s.meta.created,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
+    let start = SystemTime::UNIX_EPOCH
+        + Duration::from_secs_f64(created.unix_timestamp_nanos() as f64 / 1e9);
+    Some((start + Duration::from_secs_f64(hours * 3600.0), hours))
+}
+
+/// The sweep as the scheduler runs it.
+struct LocalDriver<'a> {
+    s: &'a mut Sweep,
+    journal: Journal,
+    axes: Vec<String>,
+    /// Trials to start, in order.
+    queue: VecDeque<Trial>,
+    /// TPE: trials in all (`trials`, at most `max_trials`).
+    limit: usize,
+    pruner: Option<Pruner>,
+    deadline: Option<(SystemTime, f64)>,
+    /// The sweep's resolved config, that trials are planned from.
+    sweep_text: String,
+    running: BTreeSet<usize>,
+    /// Trials that ran before this process (a resume): they may finish
+    /// after `max_hours`.
+    started_before: BTreeSet<usize>,
+    failures: usize,
+    /// Why no more trials were started before the end of the list.
+    ended_by: Option<String>,
+}
+
+impl LocalDriver<'_> {
+    /// Trials left to start: queued, and for TPE, not yet proposed.
+    fn left(&self) -> usize {
+        let proposed = if self.s.sweep.strategy == Strategy::Tpe {
+            self.limit.saturating_sub(self.s.trials.len())
+        } else {
+            0
+        };
+        self.queue.len() + proposed
+    }
+
+    fn out_of_time(&mut self) -> bool {
+        let Some((deadline, hours)) = self.deadline else {
+            return false;
+        };
+        if SystemTime::now() < deadline {
+            return false;
+        }
+        if self.ended_by.is_none() && self.left() > 0 {
+            self.ended_by = Some(format!(
+                "max_hours = {hours} reached; {} trial(s) not started",
+                self.left()
+            ));
+        }
+        true
+    }
+
+    /// Every trial so far as TPE sees it: finished ones by their best
+    /// metric, pruned ones at their rung, running ones as pending.
+    fn history(&self) -> Vec<Observation> {
+        let monitor = &self.s.sweep.monitor;
+        let sign = if monitor.maximize { -1.0 } else { 1.0 };
+        let latest = self.journal.latest();
+        let rungs = self.journal.rungs();
+        summary::collect(&self.s.dir.root, &self.s.trials, &latest, monitor)
+            .into_iter()
+            .filter_map(|r| {
+                let outcome = match r.state {
+                    TrialState::Done => Outcome::Complete {
+                        loss: sign * r.best?,
+                    },
+                    TrialState::Pruned => {
+                        let at = rungs
+                            .iter()
+                            .rev()
+                            .find(|x| x.trial == r.trial.index && x.decision == Decision::Prune)?;
+                        Outcome::Pruned {
+                            epochs: at.epoch,
+                            loss: sign * at.value,
+                        }
+                    }
+                    _ if self.running.contains(&r.trial.index) => Outcome::Pending,
+                    _ => return None,
+                };
+                Some(Observation {
+                    params: r.trial.params,
+                    outcome,
+                })
+            })
+            .collect()
+    }
+
+    /// TPE's next trial, its folder written; trials whose config does not
+    /// plan are recorded as failed and the next one is proposed.
+    fn propose(&mut self) -> Option<Trial> {
+        let (grid, random) = self.s.sweep.draw_axes();
+        let axes: Vec<_> = grid.into_iter().chain(random).collect();
+        let settings = tpe::Settings {
+            n_startup: self.s.sweep.tpe.n_startup,
+            n_candidates: self.s.sweep.tpe.n_candidates,
+        };
+        while self.s.trials.len() < self.limit {
+            let index = self.s.trials.len();
+            let history = self.history();
+            let mut seen: BTreeSet<String> = self.s.trials.iter().map(|t| t.id.clone()).collect();
+            let mut rng = trial_rng(self.s.sweep.seed, index);
+            let params = fresh(&mut seen, || {
+                tpe::propose(&axes, &history, &settings, &mut rng)
+            });
+            let t = Trial {
+                index,
+                id: trial_id(&params),
+                params,
+            };
+            self.s.trials.push(t.clone());
+            let planned = trial_config(&self.s.dir.sweep_file(), &self.sweep_text, &t)
+                .map_err(|e| format!("{:?}", miette::Report::new(e)));
+            let written = planned.and_then(|(_, plan)| {
+                write_trial(&self.s.dir, &t, &plan).map_err(|e| e.to_string())
+            });
+            match written {
+                Ok(()) => return Some(t),
+                Err(why) => {
+                    let mut e = Entry::new(t.index, &t.id, TrialState::Pending);
+                    e.params = Some(t.params.clone());
+                    let _ = self.journal.append(&e);
+                    let f = Finished {
+                        trial: t,
+                        state: TrialState::Failed,
+                        exit_code: None,
+                        message: Some(why),
+                        seconds: 0.0,
+                        epoch: None,
+                    };
+                    self.finished(&f);
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Driver for LocalDriver<'_> {
+    fn next(&mut self) -> Option<Trial> {
+        if self.out_of_time() {
+            // Only a trial that already ran may go on.
+            let i = self
+                .queue
+                .iter()
+                .position(|t| self.started_before.contains(&t.index))?;
+            return self.queue.remove(i);
+        }
+        if let Some(t) = self.queue.pop_front() {
+            return Some(t);
+        }
+        if self.s.sweep.strategy == Strategy::Tpe {
+            return self.propose();
+        }
+        None
+    }
+
+    fn started(&mut self, t: &Trial) {
+        hparams::session_start(t, &self.s.dir.root, &self.journal);
+        let _ = self
+            .journal
+            .append(&Entry::new(t.index, &t.id, TrialState::Running));
+        self.running.insert(t.index);
+        let total = if self.s.sweep.strategy == Strategy::Tpe {
+            self.limit
+        } else {
+            self.s.trials.len()
+        };
+        crate::outln!(
+            "[{}/{total}] {} started  {}",
+            t.index + 1,
+            t.folder_name(),
+            t.params_text()
+        );
+    }
+
+    fn check(&mut self, t: &Trial) -> bool {
+        let root = self.s.dir.root.clone();
+        match &mut self.pruner {
+            Some(p) => p.check(&root, &self.journal, t).is_some(),
+            None => false,
+        }
+    }
+
+    fn finished(&mut self, f: &Finished) {
+        self.running.remove(&f.trial.index);
+        let mut f = f.clone();
+        let root = self.s.dir.root.clone();
+        if let Some(p) = &mut self.pruner {
+            // Rungs it passed since the last check: every trial that
+            // reaches a rung counts there, however fast it got past it.
+            p.check(&root, &self.journal, &f.trial);
+            p.ended(&mut f);
+        }
+        if f.state == TrialState::Failed {
+            self.failures += 1;
+        }
+        finish_trial(self.s, &self.journal, &f, &self.axes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trials_per_gpu_packs_trials_onto_each_gpu() {
+        // Two GPUs, three trials each: six at once, three per GPU.
+        assert_eq!(default_parallel(2, 3, 16, 100), 6);
+        let devices = slot_devices(Device::Cuda(0), 2, 6);
+        assert_eq!(
+            devices,
+            ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+        );
+        // The default stays one trial per GPU.
+        assert_eq!(default_parallel(4, 1, 16, 100), 4);
+        // On a CPU: one per core, no more than there are trials.
+        assert_eq!(default_parallel(0, 3, 16, 5), 5);
+        assert_eq!(default_parallel(0, 3, 2, 5), 2);
+        assert!(slot_devices(Device::Cpu, 0, 2).is_empty());
+    }
 }

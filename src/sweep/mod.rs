@@ -9,11 +9,14 @@
 //! One file per concern, each using only those listed before it:
 //!
 //! ```text
+//! asha.rs       the rung rule of ASHA and Hyperband (pure)
+//! tpe.rs        the Tree-structured Parzen Estimator (pure)
 //! mod.rs        trials: [sweep] expanded, each trial's config planned
-//! journal.rs    journal.jsonl: every trial's state over time
+//! journal.rs    journal.jsonl: every trial's state and rung decision over time
 //! folder.rs     the sweep folder, sweep.json, a sweep read back (open)
 //! summary.rs    summary.csv, the ranked table, the plot
-//! scheduler.rs  local child processes, `parallel` at a time
+//! scheduler.rs  local child processes, `parallel` at a time, asked of a Driver
+//! prune.rs      early stopping of running trials: metrics read, rungs decided
 //! slurm/        Slurm job arrays (one file per concern)
 //! error.rs      SweepError: why a sweep operation stopped
 //! hparams.rs    the TensorBoard HParams experiment and sessions
@@ -25,17 +28,20 @@
 //! resume.rs     --resume
 //! ```
 
+pub mod asha;
 pub mod folder;
 pub mod journal;
 pub mod scheduler;
 pub mod slurm;
 pub mod summary;
+pub mod tpe;
 
 mod error;
 mod follow;
 mod hparams;
 mod local;
 mod outcome;
+mod prune;
 mod resume;
 mod start;
 mod submit;
@@ -52,7 +58,7 @@ use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
 use crate::config::{self, ConfigError, LoadOptions, Loaded, Override};
-use crate::plan::{self, Distribution, ExperimentPlan, PlanErrors, SweepPlan};
+use crate::plan::{self, all_hold, Distribution, ExperimentPlan, PlanErrors, SweepPlan};
 use crate::vocab::Strategy;
 
 /// How `runner sweep` runs and follows trials: its flags.
@@ -121,34 +127,44 @@ pub fn trial_id(params: &BTreeMap<String, toml::Value>) -> String {
 
 /// The names of all swept keys, in the order trials list them.
 pub fn axis_names(spec: &SweepPlan) -> Vec<String> {
-    spec.grid
-        .keys()
-        .chain(spec.zip.keys())
-        .chain(spec.random.keys())
-        .cloned()
-        .collect()
+    spec.keys()
 }
 
 /// All trials of a sweep, in a fixed order. Grid: the cartesian product of
-/// `[sweep.grid]` axes (sorted by key; the last varies fastest) and the
-/// `[sweep.zip]` group as one more axis. Random: `trials` draws, each axis
-/// in key order from one generator seeded with the plan's seed; grid lists
-/// are uniform choices.
+/// `[sweep.grid]` axes (sorted by key, each after the axes its `when`
+/// names; the last varies fastest; an axis whose `when` does not hold is
+/// left out of that trial) and the `[sweep.zip]` group as one more axis.
+/// Random: `trials` draws, each axis in that order from one generator
+/// seeded with the plan's seed (grid lists as uniform choices, then the
+/// zip group, then the random axes); an axis whose `when` does not hold is
+/// not drawn. TPE: its first `n_startup` trials, which are random draws
+/// too ([`tpe_startup`]); the others depend on results. Either way at most
+/// `max_trials`.
 pub fn expand(spec: &SweepPlan) -> Vec<Trial> {
     let mut points: Vec<BTreeMap<String, toml::Value>> = Vec::new();
     let zip_len = spec.zip.values().map(Vec::len).min().unwrap_or(0);
     match spec.strategy {
         Strategy::Grid => {
             points.push(BTreeMap::new());
-            for (key, values) in &spec.grid {
+            for axis in &spec.grid {
                 points = points
                     .into_iter()
                     .flat_map(|p| {
-                        values.iter().map(move |v| {
-                            let mut q = p.clone();
-                            q.insert(key.clone(), v.clone());
-                            q
-                        })
+                        let values: Vec<toml::Value> = if all_hold(&axis.when, &p) {
+                            axis.values.clone()
+                        } else {
+                            Vec::new()
+                        };
+                        let keep = values.is_empty().then(|| p.clone());
+                        values
+                            .into_iter()
+                            .map(move |v| {
+                                let mut q = p.clone();
+                                q.insert(axis.key.clone(), v);
+                                q
+                            })
+                            .chain(keep)
+                            .collect::<Vec<_>>()
                     })
                     .collect();
             }
@@ -169,29 +185,17 @@ pub fn expand(spec: &SweepPlan) -> Vec<Trial> {
         }
         Strategy::Random => {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.seed);
+            let mut seen = std::collections::BTreeSet::new();
             for _ in 0..spec.trials {
-                let mut p = BTreeMap::new();
-                for (key, values) in &spec.grid {
-                    p.insert(
-                        key.clone(),
-                        values[rng.random_range(0..values.len())].clone(),
-                    );
-                }
-                if zip_len > 0 {
-                    let i = rng.random_range(0..zip_len);
-                    for (key, values) in &spec.zip {
-                        p.insert(key.clone(), values[i].clone());
-                    }
-                }
-                for (key, dist) in &spec.random {
-                    p.insert(key.clone(), sample(dist, &mut rng));
-                }
+                let p = fresh(&mut seen, || draw(spec, &mut rng));
                 points.push(p);
             }
         }
+        Strategy::Tpe => return tpe_startup(spec),
     }
     points
         .into_iter()
+        .take(spec.max_trials.unwrap_or(usize::MAX))
         .enumerate()
         .map(|(index, params)| Trial {
             index,
@@ -199,6 +203,86 @@ pub fn expand(spec: &SweepPlan) -> Vec<Trial> {
             params,
         })
         .collect()
+}
+
+/// How many times a point already in the sweep is drawn again before it is
+/// kept: a small finite space (grid lists, choices) runs out of new points.
+pub const REDRAWS: usize = 100;
+
+/// The first of up to [`REDRAWS`] + 1 draws that is not in `seen` (by
+/// trial id), or the last one drawn; recorded in `seen`. A random or TPE
+/// sweep thus never repeats a point while new ones are left: a repeat
+/// costs a whole trial and tells nothing new.
+pub fn fresh(
+    seen: &mut std::collections::BTreeSet<String>,
+    mut draw: impl FnMut() -> BTreeMap<String, toml::Value>,
+) -> BTreeMap<String, toml::Value> {
+    let mut p = draw();
+    for _ in 0..REDRAWS {
+        if !seen.contains(&trial_id(&p)) {
+            break;
+        }
+        p = draw();
+    }
+    seen.insert(trial_id(&p));
+    p
+}
+
+/// One random draw of every axis that applies, in draw order: the grid
+/// lists (uniform choices), the zip group, the random axes.
+pub fn draw(spec: &SweepPlan, rng: &mut impl Rng) -> BTreeMap<String, toml::Value> {
+    let zip_len = spec.zip.values().map(Vec::len).min().unwrap_or(0);
+    let mut p = BTreeMap::new();
+    for axis in &spec.grid {
+        if all_hold(&axis.when, &p) {
+            let v = axis.values[rng.random_range(0..axis.values.len())].clone();
+            p.insert(axis.key.clone(), v);
+        }
+    }
+    if zip_len > 0 {
+        let i = rng.random_range(0..zip_len);
+        for (key, values) in &spec.zip {
+            p.insert(key.clone(), values[i].clone());
+        }
+    }
+    for axis in &spec.random {
+        if let Some((_, case)) = axis.case(&p) {
+            let v = sample(&case.distribution, rng);
+            p.insert(axis.key.clone(), v);
+        }
+    }
+    p
+}
+
+/// The first trials of a TPE sweep, which do not depend on results: its
+/// `n_startup` random draws (at most `trials` and `max_trials`), the
+/// generator of trial `i` seeded with the plan's seed and `i`.
+pub fn tpe_startup(spec: &SweepPlan) -> Vec<Trial> {
+    let n = spec
+        .tpe
+        .n_startup
+        .min(spec.trials)
+        .min(spec.max_trials.unwrap_or(usize::MAX));
+    let mut seen = std::collections::BTreeSet::new();
+    (0..n)
+        .map(|index| {
+            let mut rng = trial_rng(spec.seed, index);
+            let params = fresh(&mut seen, || draw(spec, &mut rng));
+            Trial {
+                index,
+                id: trial_id(&params),
+                params,
+            }
+        })
+        .collect()
+}
+
+/// The generator of trial `index` of a TPE sweep: one per trial, so a
+/// trial's draws do not depend on how many trials were proposed before it.
+pub fn trial_rng(seed: u64, index: usize) -> rand_chacha::ChaCha8Rng {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(index as u64 + 1);
+    rng
 }
 
 /// Round a drawn float to 6 significant digits, so configs and tables stay
@@ -212,7 +296,8 @@ fn round_sig(v: f64) -> f64 {
     (v * f).round() / f
 }
 
-fn sample(dist: &Distribution, rng: &mut impl Rng) -> toml::Value {
+/// One value drawn from `dist`.
+pub fn sample(dist: &Distribution, rng: &mut impl Rng) -> toml::Value {
     match dist {
         Distribution::Uniform { low, high } => {
             toml::Value::Float(round_sig(rng.random_range(*low..*high)))
@@ -246,6 +331,12 @@ pub enum TrialError {
 /// `sweep_file` in diagnostics) with the trial's values applied as overrides
 /// (so a bad axis key or value is reported like a bad `--set`, naming the
 /// axis), without the `[sweep]` table.
+///
+/// A trial that switches a table's variant (`optimizer.type = "adam"` in a
+/// sweep whose file says `sgd`) drops the keys of that table the new
+/// variant does not take (`momentum`): the resolved sweep file lists the
+/// old variant's defaults, which belong to it. A key the trial sets itself
+/// is never dropped, and neither is one of a table whose variant it keeps.
 pub fn trial_config(
     sweep_file: &Path,
     sweep_text: &str,
@@ -256,14 +347,20 @@ pub fn trial_config(
         .iter()
         .map(|(k, v)| Override::axis(k, v))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut loaded = config::load_text(
-        sweep_file,
-        sweep_text,
-        &LoadOptions {
-            overrides,
-            use_env: false,
-        },
-    )?;
+    let opts = LoadOptions {
+        overrides,
+        use_env: false,
+    };
+    let mut text = sweep_text.to_string();
+    let mut loaded = loop {
+        match config::load_text(sweep_file, &text, &opts) {
+            Ok(loaded) => break loaded,
+            Err(e) => match variant_leftover(&e, trial).and_then(|k| without_key(&text, &k)) {
+                Some(shorter) => text = shorter,
+                None => return Err(e.into()),
+            },
+        }
+    };
     let mut plan = plan::plan(&loaded)?;
     loaded.spec.sweep = None;
     plan.spec.sweep = None;
@@ -271,28 +368,128 @@ pub fn trial_config(
     Ok((loaded, plan))
 }
 
-/// Every swept key must be a key the config has: applying any value of a
-/// made-up key fails with "unknown key" even when the trial's other values
-/// are fine. Checks each axis with its first value on the base config.
-pub fn check_axes(sweep_file: &Path, sweep_text: &str, spec: &SweepPlan) -> Result<(), TrialError> {
-    let firsts = spec
-        .grid
+/// The dotted key an "unknown key" error names, when it is in a table
+/// whose variant (`type` or `source`) the trial switches and the trial does
+/// not set it itself.
+fn variant_leftover(e: &ConfigError, trial: &Trial) -> Option<String> {
+    let ConfigError::Invalid { path, message, .. } = e else {
+        return None;
+    };
+    if !message.starts_with("unknown key") {
+        return None;
+    }
+    let keys: Vec<&str> = path
+        .0
         .iter()
-        .chain(&spec.zip)
-        .filter_map(|(k, v)| v.first().map(|v| (k.clone(), v.clone())))
-        .chain(spec.random.iter().map(|(k, d)| {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-            (k.clone(), sample(d, &mut rng))
-        }));
-    for (key, value) in firsts {
+        .map(|s| match s {
+            config::key_path::Seg::Key(k) => Some(k.as_str()),
+            config::key_path::Seg::Index(_) => None,
+        })
+        .collect::<Option<_>>()?;
+    let (_, table) = keys.split_last()?;
+    let key = keys.join(".");
+    let switched = ["type", "source"].iter().any(|tag| {
+        trial
+            .params
+            .contains_key(&format!("{}.{tag}", table.join(".")))
+    });
+    (switched && !trial.params.contains_key(&key)).then_some(key)
+}
+
+/// `text` without the dotted `key`; `None` when it has no such key.
+fn without_key(text: &str, key: &str) -> Option<String> {
+    let mut doc: toml::Table = toml::from_str(text).ok()?;
+    let parts: Vec<&str> = key.split('.').collect();
+    let (last, table) = parts.split_last()?;
+    let mut t = &mut doc;
+    for p in table {
+        t = t.get_mut(*p)?.as_table_mut()?;
+    }
+    t.remove(*last)?;
+    toml::to_string(&doc).ok()
+}
+
+/// Every swept key must be a key the config has, and every value it can
+/// take one the key accepts: applying any value of a made-up key fails
+/// with "unknown key" even when the trial's other values are fine, and a
+/// range that reaches past what its key accepts (a dropout up to 1.5) fails
+/// at its end. Checks each value of each list, both ends of each range
+/// (each case of a conditional axis), on the base config, together with a
+/// value of each axis its `when` names that makes it apply
+/// (`optimizer.momentum` is checked with `optimizer.type = "sgd"`).
+pub fn check_axes(sweep_file: &Path, sweep_text: &str, spec: &SweepPlan) -> Result<(), TrialError> {
+    let mut firsts: Vec<(String, toml::Value, Vec<plan::Condition>)> = Vec::new();
+    for a in &spec.grid {
+        for v in &a.values {
+            firsts.push((a.key.clone(), v.clone(), a.when.clone()));
+        }
+    }
+    for (k, vs) in &spec.zip {
+        for v in vs {
+            firsts.push((k.clone(), v.clone(), Vec::new()));
+        }
+    }
+    for a in &spec.random {
+        for c in &a.cases {
+            let ends = match &c.distribution {
+                Distribution::Uniform { low, high } | Distribution::LogUniform { low, high } => {
+                    vec![toml::Value::Float(*low), toml::Value::Float(*high)]
+                }
+                Distribution::Int { low, high } => {
+                    vec![toml::Value::Integer(*low), toml::Value::Integer(*high)]
+                }
+                Distribution::Choice(values) => values.clone(),
+            };
+            for v in ends {
+                firsts.push((a.key.clone(), v, c.when.clone()));
+            }
+        }
+    }
+    for (key, value, when) in firsts {
+        let mut params = BTreeMap::new();
+        let mut conditions = when;
+        // Parents first, then theirs (a chain is at most as long as the
+        // number of axes).
+        for _ in 0..=spec.keys().len() {
+            let Some(c) = conditions.pop() else { break };
+            if params.contains_key(&c.key) {
+                continue;
+            }
+            if let Some(v) = c.values.first() {
+                params.insert(c.key.clone(), v.clone());
+            }
+            conditions.extend(parent_conditions(spec, &c.key, &params));
+        }
+        params.insert(key, value);
         let trial = Trial {
             index: 0,
             id: String::new(),
-            params: BTreeMap::from([(key, value)]),
+            params,
         };
         trial_config(sweep_file, sweep_text, &trial)?;
     }
     Ok(())
+}
+
+/// The conditions of the axis `key` (of the case that can apply given
+/// `params`, or its first).
+fn parent_conditions(
+    spec: &SweepPlan,
+    key: &str,
+    params: &BTreeMap<String, toml::Value>,
+) -> Vec<plan::Condition> {
+    if let Some(a) = spec.grid.iter().find(|a| a.key == key) {
+        return a.when.clone();
+    }
+    match spec.random.iter().find(|a| a.key == key) {
+        Some(a) => a
+            .case(params)
+            .map(|(_, c)| c)
+            .or(a.cases.first())
+            .map(|c| c.when.clone())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +588,165 @@ mod tests {
             params: p,
         };
         assert!(t.folder_name().starts_with("trial-007-"));
+    }
+
+    const CONDITIONAL: &str = r#"
+strategy = "random"
+trials = 300
+seed = 9
+[grid]
+"optimizer.type" = ["sgd", "adam", "rmsprop"]
+"model.dropout" = { values = [0.1, 0.2], when = { "optimizer.type" = ["sgd", "adam"] } }
+[random]
+"optimizer.momentum" = { distribution = "uniform", low = 0.0, high = 0.9, when = { "optimizer.type" = "sgd" } }
+"optimizer.nesterov" = { distribution = "choice", values = [true, false], when = { "optimizer.type" = "sgd" } }
+"train.batch_size" = { distribution = "choice", values = [8, 16], when = { "optimizer.nesterov" = true } }
+"optimizer.learning_rate" = [
+  { distribution = "log_uniform", low = 1e-3, high = 1e-1, when = { "optimizer.type" = "sgd" } },
+  { distribution = "log_uniform", low = 1e-5, high = 1e-3, when = { "optimizer.type" = ["adam", "rmsprop"] } },
+]
+"#;
+
+    /// Which keys a trial must have, from its optimizer (and nesterov).
+    fn check_active(p: &BTreeMap<String, toml::Value>) {
+        let ty = p["optimizer.type"].as_str().unwrap();
+        let sgd = ty == "sgd";
+        assert_eq!(p.contains_key("optimizer.momentum"), sgd, "{p:?}");
+        assert_eq!(p.contains_key("optimizer.nesterov"), sgd, "{p:?}");
+        assert_eq!(p.contains_key("model.dropout"), ty != "rmsprop", "{p:?}");
+        let nesterov = p.get("optimizer.nesterov").and_then(toml::Value::as_bool);
+        assert_eq!(
+            p.contains_key("train.batch_size"),
+            nesterov == Some(true),
+            "{p:?}"
+        );
+        let lr = p["optimizer.learning_rate"].as_float().unwrap();
+        let (lo, hi) = if sgd { (1e-3, 1e-1) } else { (1e-5, 1e-3) };
+        assert!((lo..=hi).contains(&lr), "{p:?}");
+    }
+
+    /// A conditional space never produces a trial with an inactive key, and
+    /// a value always comes from the case that applies; chains of
+    /// conditions (batch size <- nesterov <- type) hold too.
+    #[test]
+    fn conditional_random_draws_have_only_active_keys() {
+        let s = spec(CONDITIONAL);
+        let trials = expand(&s);
+        assert_eq!(trials.len(), 300);
+        for t in &trials {
+            check_active(&t.params);
+        }
+        // Every branch is reached.
+        let has = |k: &str| trials.iter().filter(|t| t.params.contains_key(k)).count();
+        assert!(has("optimizer.momentum") > 50 && has("train.batch_size") > 20);
+        assert!(has("optimizer.momentum") < 200);
+    }
+
+    #[test]
+    fn a_conditional_grid_leaves_inactive_axes_out() {
+        let mut text = CONDITIONAL.replace("strategy = \"random\"", "strategy = \"grid\"");
+        text.truncate(text.find("[random]").unwrap());
+        let trials = show(&expand(&spec(&text)));
+        assert_eq!(
+            trials,
+            vec![
+                "model.dropout=0.1 optimizer.type=\"sgd\"",
+                "model.dropout=0.2 optimizer.type=\"sgd\"",
+                "model.dropout=0.1 optimizer.type=\"adam\"",
+                "model.dropout=0.2 optimizer.type=\"adam\"",
+                "optimizer.type=\"rmsprop\"",
+            ]
+        );
+    }
+
+    /// A random sweep over a finite space draws each point once while new
+    /// ones are left: 6 draws of a 6-point space are the 6 points; the 7th
+    /// repeats one.
+    #[test]
+    fn random_draws_do_not_repeat_a_point_while_new_ones_are_left() {
+        let s = spec(
+            "strategy = \"random\"\ntrials = 7\n[grid]\n\"a.b\" = [1, 2, 3]\n\"a.c\" = [1, 2]\n",
+        );
+        let t = expand(&s);
+        let ids: std::collections::BTreeSet<&String> = t[..6].iter().map(|t| &t.id).collect();
+        assert_eq!(ids.len(), 6);
+        assert!(ids.contains(&t[6].id));
+    }
+
+    #[test]
+    fn max_trials_caps_a_grid_and_random_draws() {
+        let s = spec("max_trials = 4\n[grid]\n\"a.b\" = [1, 2, 3]\n\"a.c\" = [1, 2]\n");
+        let t = expand(&s);
+        assert_eq!(t.len(), 4);
+        let all = expand(&SweepPlan {
+            max_trials: None,
+            ..s
+        });
+        assert_eq!(t[..], all[..4], "the first points of the grid");
+    }
+
+    /// TPE's first trials are random draws from a generator per trial, so
+    /// the dry run shows exactly the trials the sweep starts with.
+    #[test]
+    fn tpe_startup_trials_are_seeded_draws() {
+        let text = CONDITIONAL.replace("strategy = \"random\"", "strategy = \"tpe\"");
+        let s = spec(&format!("{text}\n[tpe]\nn_startup = 5\n"));
+        let a = expand(&s);
+        assert_eq!(a.len(), 5);
+        assert_eq!(a, expand(&s));
+        for t in &a {
+            check_active(&t.params);
+        }
+        assert_eq!(a[0].params, draw(&s, &mut trial_rng(s.seed, 0)));
+    }
+
+    /// A trial that switches the optimizer drops the old optimizer's keys
+    /// from its config (the resolved sweep file lists sgd's `momentum`),
+    /// and keeps the rest.
+    #[test]
+    fn a_trial_switching_a_variant_drops_the_old_variants_keys() {
+        let base = r#"
+[experiment]
+name = "t"
+
+[data]
+source = "synthetic"
+classes = 2
+
+[model]
+input_shape = [8, 8, 1]
+layers = [{ type = "flatten" }, { type = "dense", units = 2, activation = "softmax" }]
+
+[optimizer]
+type = "sgd"
+learning_rate = 0.05
+momentum = 0.9
+nesterov = true
+"#;
+        let trial = |ty: &str| Trial {
+            index: 0,
+            id: String::new(),
+            params: BTreeMap::from([(
+                "optimizer.type".to_string(),
+                toml::Value::String(ty.into()),
+            )]),
+        };
+        let (_, plan) = trial_config(Path::new("x.toml"), base, &trial("adam")).expect("plans");
+        let text = config::to_toml(&plan.spec);
+        assert!(
+            !text.contains("momentum") && !text.contains("nesterov"),
+            "{text}"
+        );
+        assert!(text.contains("learning_rate = 0.05"), "{text}");
+        // Keeping the variant keeps its keys.
+        let (_, plan) = trial_config(Path::new("x.toml"), base, &trial("sgd")).expect("plans");
+        assert!(config::to_toml(&plan.spec).contains("momentum = 0.9"));
+        // A key the trial sets itself is never dropped: a bad one is named.
+        let mut t = trial("adam");
+        t.params
+            .insert("optimizer.momentum".into(), toml::Value::Float(0.5));
+        let err = trial_config(Path::new("x.toml"), base, &t).unwrap_err();
+        assert!(err.to_string().contains("momentum"), "{err}");
     }
 
     #[test]

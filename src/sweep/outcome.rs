@@ -17,8 +17,9 @@ pub(super) fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[S
     let mut e = Entry::new(f.trial.index, &f.trial.id, f.state);
     e.exit_code = f.exit_code;
     e.message = f.message.clone();
+    e.epoch = f.epoch;
     let _ = journal.append(&e);
-    hparams::session_end(&f.trial, &s.dir.root, f.state);
+    hparams::session_end(&f.trial, &s.dir.root, f.state, f.epoch);
     let results = summary::collect(&s.dir.root, &s.trials, &journal.latest(), monitor);
     let _ = summary::write_csv(&s.dir.summary_csv(), axes, &monitor.metric, &results);
     let best = results
@@ -33,7 +34,7 @@ pub(super) fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[S
         f.state.as_str(),
         f.seconds
     );
-    if f.state == TrialState::Failed {
+    if matches!(f.state, TrialState::Failed | TrialState::Pruned) {
         if let Some(m) = &f.message {
             for line in m.lines() {
                 crate::outln!("         | {line}");
@@ -42,13 +43,15 @@ pub(super) fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[S
     }
 }
 
-/// Final summary: CSV, plot, ranked table, and the sweep's result: an
-/// error when it was interrupted or a trial failed.
+/// Final summary: CSV, plot, ranked table, why trials stopped being
+/// started early (`ended_by`, a budget), and the sweep's result: an error
+/// when it was interrupted or a trial failed.
 pub(super) fn conclude(
     s: &Sweep,
     axes: &[String],
     end: LocalEnd,
     failures: usize,
+    ended_by: Option<&str>,
 ) -> Result<(), SweepError> {
     let monitor = &s.sweep.monitor;
     let latest = s.dir.journal().latest();
@@ -61,6 +64,20 @@ pub(super) fn conclude(
     }
     crate::outln!("\n{}", summary::ranked_table(axes, monitor, &results));
     crate::outln!("Summary: {}", s.dir.summary_csv().display());
+    let pruned = results
+        .iter()
+        .filter(|r| r.state == TrialState::Pruned)
+        .count();
+    if pruned > 0 {
+        let epochs: usize = results.iter().map(|r| r.epochs).sum();
+        crate::outln!(
+            "Early stopping pruned {pruned} of {} trial(s); {epochs} epoch(s) trained in all",
+            results.len()
+        );
+    }
+    if let Some(why) = ended_by {
+        crate::outln!("The sweep ended early: {why}");
+    }
     let failed = results
         .iter()
         .filter(|r| r.state == TrialState::Failed)

@@ -7,8 +7,11 @@ use std::path::Path;
 use super::error::SweepError;
 use super::folder::{differing_keys, open, Sweep};
 use super::follow::follow;
-use super::journal::TrialState;
+use super::hparams;
+use super::journal::{Entry, TrialState};
 use super::local::run_locally;
+use super::prune::Pruner;
+use super::scheduler::judge;
 use super::slurm::{self, Slurm};
 use super::submit::submit;
 use super::{SweepOptions, Trial};
@@ -17,21 +20,25 @@ use crate::plan::{self, LauncherPlan};
 use crate::rundir;
 
 /// Resume the sweep in `dir`: locally, the trials not done (and, with
-/// `retry_failed`, the failed ones); on Slurm, those of them that no live
-/// task still runs.
+/// `retry_failed`, the failed ones), then for TPE the trials it has yet to
+/// propose; on Slurm, those of them that no live task still runs. A
+/// pruned trial is never resumed, and neither is one that a journaled rung
+/// decision pruned before the sweep stopped recording it.
 pub fn resume(dir: &Path, opts: &SweepOptions) -> Result<(), SweepError> {
-    let s = open(dir)?;
+    let mut s = open(dir)?;
     let journal = s.dir.journal();
     check_trials(&s)?;
     check_source(&s)?;
+    record_pruned(&s);
     let latest = journal.latest();
     let launcher = if s.meta.launcher == "slurm" {
         s.sweep.launcher_with(Some("slurm"))?
     } else {
         s.sweep.launcher_with(opts.launcher.as_deref())?
     };
+    super::start::refuse_tpe_on_slurm(&s.sweep, &launcher)?;
     let unfinished = |t: &&Trial| match latest.get(&t.index).map(|e| e.state) {
-        Some(TrialState::Done) => false,
+        Some(TrialState::Done | TrialState::Pruned) => false,
         Some(TrialState::Failed) => opts.retry_failed,
         _ => true,
     };
@@ -49,7 +56,7 @@ pub fn resume(dir: &Path, opts: &SweepOptions) -> Result<(), SweepError> {
                     " or failed (use --retry-failed to run failed ones again)"
                 }
             );
-            run_locally(&s, &todo, opts)
+            run_locally(&mut s, todo, opts)
         }
         LauncherPlan::Slurm(settings) => {
             // What still runs must be known before anything is resubmitted:
@@ -79,6 +86,33 @@ pub fn resume(dir: &Path, opts: &SweepOptions) -> Result<(), SweepError> {
                 follow(&s, true, opts.poll_seconds)
             } else {
                 Ok(())
+            }
+        }
+    }
+}
+
+/// A trial whose pruning was journaled but whose end was not (the sweep
+/// was killed in between) is recorded as pruned now.
+fn record_pruned(s: &Sweep) {
+    let journal = s.dir.journal();
+    let Some(pruner) = Pruner::new(&s.sweep, &journal) else {
+        return;
+    };
+    let latest = journal.latest();
+    for t in &s.trials {
+        let state = latest.get(&t.index).map(|e| e.state);
+        if matches!(state, Some(TrialState::Done | TrialState::Pruned)) {
+            continue;
+        }
+        if pruner.pruned_at(t.index).is_some() {
+            let mut f = judge(t, &t.dir(&s.dir.root), None, 0.0);
+            pruner.ended(&mut f);
+            if f.state == TrialState::Pruned {
+                let mut e = Entry::new(t.index, &t.id, TrialState::Pruned);
+                e.epoch = f.epoch;
+                e.message = f.message;
+                let _ = journal.append(&e);
+                hparams::session_end(t, &s.dir.root, TrialState::Pruned, e.epoch);
             }
         }
     }

@@ -2,9 +2,11 @@
 //!
 //! Each trial is `runner run --trial DIR --threads N`, its output going to
 //! `DIR/run.log`. Children die with the sweep (PR_SET_PDEATHSIG), so a
-//! killed sweep never leaves orphans writing into trial folders. After each
-//! trial ends, the caller records it (journal, summary) before the next
-//! decision: like hyperfine, results are exported after every run.
+//! killed sweep never leaves orphans writing into trial folders. A
+//! [`Driver`] decides which trial starts next, is asked about each running
+//! trial about once a second (early stopping), and records each trial as it
+//! starts and ends (journal, summary) before the next decision: like
+//! hyperfine, results are exported after every run.
 
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
@@ -37,12 +39,22 @@ pub struct Finished {
     pub exit_code: Option<i32>,
     pub message: Option<String>,
     pub seconds: f64,
+    /// For a pruned trial: the epochs it had completed at its rung.
+    pub epoch: Option<usize>,
 }
 
-/// Events the caller records as they happen.
-pub enum Event<'a> {
-    Started(&'a Trial),
-    Finished(&'a Finished),
+/// What the scheduler asks of the sweep as it runs.
+pub trait Driver {
+    /// The next trial to start, or `None` when no more should start now
+    /// (none left, or a budget is spent). Called when a slot is free.
+    fn next(&mut self) -> Option<Trial>;
+    /// A trial is about to start.
+    fn started(&mut self, trial: &Trial);
+    /// About ten times a second for each running trial: `true` stops it
+    /// (with SIGTERM; it ends its epoch cleanly), as early stopping does.
+    fn check(&mut self, trial: &Trial) -> bool;
+    /// A trial ended.
+    fn finished(&mut self, finished: &Finished);
 }
 
 struct Running {
@@ -50,7 +62,12 @@ struct Running {
     child: Child,
     slot: usize,
     started: Instant,
+    /// Asked to stop by the driver.
+    stopping: bool,
 }
+
+/// How often running trials are checked (reading a file that changed).
+const CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// The last `n` lines of a trial's log, for failure reports.
 pub fn log_tail(path: &Path, n: usize) -> String {
@@ -108,6 +125,7 @@ pub fn judge(trial: &Trial, dir: &Path, status: Option<&ExitStatus>, seconds: f6
         exit_code: code,
         message,
         seconds,
+        epoch: None,
     }
 }
 
@@ -155,20 +173,19 @@ pub enum LocalEnd {
     Interrupted,
 }
 
-/// Run `todo` in order, at most `parallel` at once. `record` is called when
-/// a trial starts and when it ends.
+/// Run the trials `driver` gives, at most `parallel` at once, until it
+/// gives no more and none runs.
 pub fn run_local(
     sweep_dir: &Path,
-    todo: &[Trial],
+    driver: &mut dyn Driver,
     opts: &LocalOptions,
     signals: &Signals,
-    record: &mut dyn FnMut(Event),
 ) -> LocalEnd {
     let parallel = opts.parallel.max(1);
-    let mut queue = todo.iter();
     let mut running: Vec<Running> = Vec::new();
     let mut stopping = false;
     let mut forwarded = false;
+    let mut last_check = Instant::now();
     loop {
         if signals.stop_requested() && !forwarded {
             // A terminal's Ctrl-C reached the children too; a SIGTERM sent to
@@ -181,27 +198,29 @@ pub fn run_local(
             }
         }
         while !stopping && running.len() < parallel {
-            let Some(trial) = queue.next() else { break };
+            let Some(trial) = driver.next() else { break };
             let slot = (0..parallel)
                 .find(|s| !running.iter().any(|r| r.slot == *s))
                 .unwrap_or(0);
-            record(Event::Started(trial));
-            match launch(trial, sweep_dir, slot, opts) {
+            driver.started(&trial);
+            match launch(&trial, sweep_dir, slot, opts) {
                 Ok(child) => running.push(Running {
-                    trial: trial.clone(),
+                    trial,
                     child,
                     slot,
                     started: Instant::now(),
+                    stopping: false,
                 }),
                 Err(e) => {
                     let f = Finished {
-                        trial: trial.clone(),
+                        trial,
                         state: TrialState::Failed,
                         exit_code: None,
                         message: Some(format!("cannot start {}: {e}", opts.runner_bin.display())),
                         seconds: 0.0,
+                        epoch: None,
                     };
-                    record(Event::Finished(&f));
+                    driver.finished(&f);
                 }
             }
         }
@@ -209,6 +228,16 @@ pub fn run_local(
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
+        if !stopping && last_check.elapsed() >= CHECK_EVERY {
+            last_check = Instant::now();
+            for r in running.iter_mut().filter(|r| !r.stopping) {
+                if driver.check(&r.trial) {
+                    r.stopping = true;
+                    // SAFETY: signalling our own child by pid.
+                    unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
+                }
+            }
+        }
         let mut i = 0;
         while i < running.len() {
             match running[i].child.try_wait() {
@@ -221,7 +250,7 @@ pub fn run_local(
                         r.started.elapsed().as_secs_f64(),
                     );
                     let failed = f.state == TrialState::Failed;
-                    record(Event::Finished(&f));
+                    driver.finished(&f);
                     if failed && opts.fail_fast && !stopping {
                         stopping = true;
                         for other in &running {

@@ -5,14 +5,15 @@
 use std::path::Path;
 
 use super::error::SweepError;
-use super::folder::{Sweep, SweepDir, SweepMeta};
+use super::folder::{write_trial, Sweep, SweepDir, SweepMeta};
 use super::follow::follow;
-use super::journal::{Entry, TrialState};
 use super::local::run_locally;
 use super::submit::submit;
-use super::{check_axes, expand, hparams, trial_config, SweepOptions, Trial, TRIAL_CONFIG};
+use super::{check_axes, expand, hparams, trial_config, SweepOptions, Trial};
 use crate::config::{self, Loaded};
-use crate::plan::{ExperimentPlan, LauncherPlan, SweepPlan};
+use crate::plan::{
+    Condition, Distribution, EarlyStopPlan, ExperimentPlan, LauncherPlan, SweepPlan,
+};
 use crate::rundir::{self, write_atomic};
 use crate::vocab::Strategy;
 
@@ -34,10 +35,23 @@ struct Planned {
 }
 
 impl Planned {
+    /// Trials in all: those planned now, or for TPE, `trials` (at most
+    /// `max_trials`), most of them chosen later.
+    fn total(&self) -> usize {
+        match self.sweep.strategy {
+            Strategy::Tpe => self
+                .sweep
+                .trials
+                .min(self.sweep.max_trials.unwrap_or(usize::MAX)),
+            _ => self.trials.len(),
+        }
+    }
+
     fn strategy(&self) -> &'static str {
         match self.sweep.strategy {
             Strategy::Grid => "grid",
             Strategy::Random => "random",
+            Strategy::Tpe => "tpe",
         }
     }
 }
@@ -50,6 +64,7 @@ fn plan_trials(new: &NewSweep, launcher: Option<&str>) -> Result<Planned, SweepE
         return Err(SweepError::NoSweepTable(new.file.to_path_buf()));
     };
     let launcher = sweep.launcher_with(launcher)?;
+    refuse_tpe_on_slurm(&sweep, &launcher)?;
     let trials = expand(&sweep);
     if trials.is_empty() {
         return Err(SweepError::NoTrials);
@@ -68,6 +83,19 @@ fn plan_trials(new: &NewSweep, launcher: Option<&str>) -> Result<Planned, SweepE
     })
 }
 
+/// TPE chooses each trial from the results before it; the Slurm launcher
+/// submits every trial up front (the file's launcher was checked with the
+/// plan; this catches `--launcher slurm`).
+pub(super) fn refuse_tpe_on_slurm(
+    sweep: &SweepPlan,
+    launcher: &LauncherPlan,
+) -> Result<(), SweepError> {
+    if sweep.strategy == Strategy::Tpe && matches!(launcher, LauncherPlan::Slurm(_)) {
+        return Err(SweepError::TpeOnSlurm);
+    }
+    Ok(())
+}
+
 /// `runner sweep --dry-run FILE`: plan every trial and list them; nothing
 /// is created or run.
 pub fn dry_run(new: &NewSweep, launcher: Option<&str>) -> Result<(), SweepError> {
@@ -77,15 +105,112 @@ pub fn dry_run(new: &NewSweep, launcher: Option<&str>) -> Result<(), SweepError>
         "Sweep of {}: {}, {} trials, ranked by {} ({})",
         new.file.display(),
         p.strategy(),
-        p.trials.len(),
+        p.total(),
         monitor.metric,
         if monitor.maximize { "max" } else { "min" }
     );
+    if p.sweep.is_conditional() {
+        crate::outln!("Axes and when they apply:");
+        for line in describe_axes(&p.sweep) {
+            crate::outln!("  {line}");
+        }
+    }
+    if let Some(e) = &p.sweep.early_stop {
+        crate::outln!("{}", describe_early_stop(e));
+    }
     for t in &p.trials {
         crate::outln!("  {}  {}", t.folder_name(), t.params_text());
     }
-    crate::outln!("{} trials; nothing was run (--dry-run).", p.trials.len());
+    if p.trials.len() < p.total() {
+        crate::outln!(
+            "  ... {} more, each chosen by TPE from the results before it",
+            p.total() - p.trials.len()
+        );
+    }
+    crate::outln!("{} trials; nothing was run (--dry-run).", p.total());
     Ok(())
+}
+
+/// One line per axis (a line per case of a conditional random axis):
+/// key, values or distribution, and its `when`.
+fn describe_axes(sweep: &SweepPlan) -> Vec<String> {
+    let when = |w: &[Condition]| {
+        if w.is_empty() {
+            String::new()
+        } else {
+            let parts: Vec<String> = w
+                .iter()
+                .map(|c| {
+                    let vs: Vec<String> = c.values.iter().map(|v| v.to_string()).collect();
+                    format!("{} in [{}]", c.key, vs.join(", "))
+                })
+                .collect();
+            format!("  when {}", parts.join(" and "))
+        }
+    };
+    let width = sweep.keys().iter().map(String::len).max().unwrap_or(0);
+    let mut lines = Vec::new();
+    for a in &sweep.grid {
+        let vs: Vec<String> = a.values.iter().map(|v| v.to_string()).collect();
+        lines.push(format!(
+            "{:<width$}  grid [{}]{}",
+            a.key,
+            vs.join(", "),
+            when(&a.when)
+        ));
+    }
+    for key in sweep.zip.keys() {
+        lines.push(format!("{key:<width$}  zip"));
+    }
+    for a in &sweep.random {
+        for c in &a.cases {
+            let d = match &c.distribution {
+                Distribution::Uniform { low, high } => format!("uniform {low}..{high}"),
+                Distribution::LogUniform { low, high } => format!("log_uniform {low}..{high}"),
+                Distribution::Int { low, high } => format!("int {low}..={high}"),
+                Distribution::Choice(vs) => format!(
+                    "choice [{}]",
+                    vs.iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            lines.push(format!("{:<width$}  {d}{}", a.key, when(&c.when)));
+        }
+    }
+    lines
+}
+
+/// The early stopping rule and its rungs.
+fn describe_early_stop(e: &EarlyStopPlan) -> String {
+    let plan = super::prune::rule(e);
+    let brackets: Vec<String> = (0..plan.brackets())
+        .map(|b| {
+            let r: Vec<String> = plan.rungs(b).iter().map(|e| e.to_string()).collect();
+            if r.is_empty() {
+                "none".to_string()
+            } else {
+                r.join(", ")
+            }
+        })
+        .collect();
+    format!(
+        "Early stopping: {}, keeps the top 1/{} at each rung; rungs at epochs {} (of {})",
+        if e.hyperband { "hyperband" } else { "asha" },
+        e.reduction_factor,
+        if brackets.len() == 1 {
+            brackets[0].clone()
+        } else {
+            brackets
+                .iter()
+                .enumerate()
+                .map(|(i, b)| format!("bracket {i}: {b}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+        e.max_epochs
+    )
 }
 
 /// `runner sweep FILE`: plan every trial, create the sweep folder, then run
@@ -93,8 +218,12 @@ pub fn dry_run(new: &NewSweep, launcher: Option<&str>) -> Result<(), SweepError>
 pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
     let p = plan_trials(&new, opts.launcher.as_deref())?;
     let s = create(new, &p)?;
+    let mut s = s;
     match &p.launcher {
-        LauncherPlan::Local => run_locally(&s, &s.trials, opts),
+        LauncherPlan::Local => {
+            let todo = s.trials.clone();
+            run_locally(&mut s, todo, opts)
+        }
         LauncherPlan::Slurm(settings) => {
             let todo: Vec<usize> = s.trials.iter().map(|t| t.index).collect();
             submit(&s, settings, &todo)?;
@@ -105,6 +234,12 @@ pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
                     "Follow it with `runner sweep --status {0} [--wait]`; cancel with `runner sweep --cancel {0}`.",
                     s.dir.root.display()
                 );
+                if s.sweep.early_stop.is_some() {
+                    crate::outln!(
+                        "Early stopping decides its rungs while the sweep is followed: keep `runner sweep --status {} --wait` running.",
+                        s.dir.root.display()
+                    );
+                }
                 Ok(())
             }
         }
@@ -138,7 +273,7 @@ fn create(new: NewSweep, p: &Planned) -> Result<Sweep, SweepError> {
             .collect(),
         created: rundir::now_rfc3339(),
         launcher: p.launcher.name().into(),
-        trials: p.trials.len(),
+        trials: p.total(),
         runner_version: env!("CARGO_PKG_VERSION").into(),
     };
     write_atomic(
@@ -147,28 +282,14 @@ fn create(new: NewSweep, p: &Planned) -> Result<Sweep, SweepError> {
             .unwrap_or_default()
             .as_bytes(),
     )?;
-    let journal = dir.journal();
     for (t, trial_plan) in p.trials.iter().zip(&p.trial_plans) {
-        let tdir = t.dir(&dir.root);
-        write_atomic(
-            &tdir.join(TRIAL_CONFIG),
-            config::to_toml(&trial_plan.spec).as_bytes(),
-        )?;
-        write_atomic(
-            &tdir.join("params.json"),
-            serde_json::to_string_pretty(&t.params)
-                .unwrap_or_default()
-                .as_bytes(),
-        )?;
-        let mut e = Entry::new(t.index, &t.id, TrialState::Pending);
-        e.params = Some(t.params.clone());
-        journal.append(&e)?;
+        write_trial(&dir, t, trial_plan)?;
     }
     hparams::write_experiment(&dir.root, &p.sweep, &plan)?;
     crate::outln!(
         "Sweep folder: {} ({} trials, {}, ranked by {})",
         dir.root.display(),
-        p.trials.len(),
+        p.total(),
         p.strategy(),
         p.sweep.monitor.metric
     );

@@ -28,6 +28,8 @@ pub struct TrialResult {
     pub test_accuracy: Option<f64>,
     pub wall_seconds: Option<f64>,
     pub run_dir: PathBuf,
+    /// For a pruned trial, the epochs it had at the rung that pruned it.
+    pub pruned_at: Option<usize>,
 }
 
 /// `val_accuracy` -> the metrics.csv column that holds it.
@@ -106,6 +108,9 @@ pub fn collect(
                     .as_ref()
                     .and_then(|m| seconds_between(&m.start_time, m.end_time.as_deref()?)),
                 run_dir: dir,
+                pruned_at: entry
+                    .filter(|e| e.state == TrialState::Pruned)
+                    .and_then(|e| e.epoch),
             }
         })
         .collect()
@@ -171,22 +176,32 @@ pub fn write_csv(
     write_atomic(path, &bytes)
 }
 
-/// Trials ranked by their best metric (failed and unfinished ones last),
-/// the best one marked with `*`.
+/// Trials ranked by their best metric, the best one marked with `*`;
+/// pruned trials (whose best comes from fewer epochs) after the others
+/// with a metric, those that went further first; failed and unfinished
+/// ones last.
 pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult]) -> String {
     let mut order: Vec<&TrialResult> = results.iter().collect();
-    order.sort_by(|a, b| match (a.best, b.best) {
-        (Some(x), Some(y)) => {
-            let c = x.total_cmp(&y);
-            if monitor.maximize {
-                c.reverse()
-            } else {
-                c
-            }
-        }
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.trial.index.cmp(&b.trial.index),
+    let tier = |r: &TrialResult| match (r.best, r.state) {
+        (None, _) => 2,
+        (Some(_), TrialState::Pruned) => 1,
+        _ => 0,
+    };
+    order.sort_by(|a, b| {
+        tier(a)
+            .cmp(&tier(b))
+            .then_with(|| b.pruned_at.cmp(&a.pruned_at))
+            .then_with(|| match (a.best, b.best) {
+                (Some(x), Some(y)) => {
+                    let c = x.total_cmp(&y);
+                    if monitor.maximize {
+                        c.reverse()
+                    } else {
+                        c
+                    }
+                }
+                _ => a.trial.index.cmp(&b.trial.index),
+            })
     });
     let mut header: Vec<String> = vec!["".into(), "trial".into(), "status".into()];
     header.extend(axes.iter().cloned());
@@ -205,7 +220,10 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
                 String::new()
             },
             r.trial.folder_name(),
-            r.state.as_str().to_string(),
+            match r.pruned_at {
+                Some(e) => format!("pruned@{e}"),
+                None => r.state.as_str().to_string(),
+            },
         ];
         row.extend(
             axes.iter()
@@ -245,6 +263,9 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
 
 /// A heat map for exactly two grid axes, otherwise the metric against each
 /// numeric axis, by the sweep's metric. `None` when nothing finished yet.
+/// A pruned trial's best comes from fewer epochs: its heat-map cell is
+/// grey with "pruned@N" (the epochs at its rung) under the value, its
+/// scatter point a hollow grey circle.
 pub fn plot(
     spec: &SweepPlan,
     results: &[TrialResult],
@@ -255,20 +276,33 @@ pub fn plot(
         return Ok(None);
     }
     let title = format!("best {} per trial", monitor.metric);
-    if spec.strategy == Strategy::Grid && spec.grid.len() == 2 && spec.zip.is_empty() {
-        let keys: Vec<&String> = spec.grid.keys().collect();
-        let (rows, cols) = (&spec.grid[keys[0]], &spec.grid[keys[1]]);
-        let cells: Vec<Vec<Option<f64>>> = rows
+    if spec.strategy == Strategy::Grid
+        && spec.grid.len() == 2
+        && spec.zip.is_empty()
+        && !spec.is_conditional()
+    {
+        let keys: Vec<&String> = spec.grid.iter().map(|a| &a.key).collect();
+        // "pruned@N" (the epochs at its rung, as in the ranked table).
+        let pruned_mark = |r: &TrialResult| {
+            (r.state == TrialState::Pruned).then(|| match r.pruned_at {
+                Some(e) => format!("pruned@{e}"),
+                None => "pruned".to_string(),
+            })
+        };
+        let (rows, cols) = (&spec.grid[0].values, &spec.grid[1].values);
+        let cells: Vec<Vec<plots::Cell>> = rows
             .iter()
             .map(|rv| {
                 cols.iter()
                     .map(|cv| {
-                        done.iter()
-                            .find(|r| {
-                                r.trial.params.get(keys[0]) == Some(rv)
-                                    && r.trial.params.get(keys[1]) == Some(cv)
-                            })
-                            .and_then(|r| r.best)
+                        let found = done.iter().find(|r| {
+                            r.trial.params.get(keys[0]) == Some(rv)
+                                && r.trial.params.get(keys[1]) == Some(cv)
+                        });
+                        plots::Cell {
+                            value: found.and_then(|r| r.best),
+                            mark: found.and_then(|r| pruned_mark(r)),
+                        }
                     })
                     .collect()
             })
@@ -286,7 +320,7 @@ pub fn plot(
     }
     let mut panels = Vec::new();
     for key in super::axis_names(spec) {
-        let points: Vec<(f64, f64)> = done
+        let points: Vec<plots::ScatterPoint> = done
             .iter()
             .filter_map(|r| {
                 let x = match r.trial.params.get(&key)? {
@@ -294,7 +328,11 @@ pub fn plot(
                     toml::Value::Integer(i) => *i as f64,
                     _ => return None,
                 };
-                Some((x, r.best?))
+                Some(plots::ScatterPoint {
+                    x,
+                    y: r.best?,
+                    pruned: r.state == TrialState::Pruned,
+                })
             })
             .collect();
         if !points.is_empty() {
@@ -337,6 +375,7 @@ mod tests {
             test_accuracy: None,
             wall_seconds: Some(3.0),
             run_dir: PathBuf::from(format!("/x/{index}")),
+            pruned_at: None,
         }
     }
 
@@ -382,6 +421,63 @@ mod tests {
         assert!(lines[1].starts_with("0,"), "{text}");
         assert!(lines[2].contains(",failed,0.01,"), "{text}");
         assert_eq!(lines.len(), 3);
+    }
+
+    fn pruned(mut r: TrialResult, at: usize) -> TrialResult {
+        r.state = TrialState::Pruned;
+        r.pruned_at = Some(at);
+        r
+    }
+
+    fn count(img: &image::RgbImage, color: plotters::style::RGBColor) -> usize {
+        let plotters::style::RGBColor(r, g, b) = color;
+        img.pixels().filter(|p| p.0 == [r, g, b]).count()
+    }
+
+    #[test]
+    fn plot_sets_pruned_trials_apart() {
+        // Scatter: one numeric axis.
+        let spec = SweepPlan::from_toml(
+            "metric = \"val_loss\"\n[grid]\n\"optimizer.learning_rate\" = [0.1, 0.01, 0.001, 0.0001]\n",
+            1,
+        );
+        let lrs = [0.1, 0.01, 0.001, 0.0001];
+        let finished: Vec<TrialResult> = lrs
+            .iter()
+            .enumerate()
+            .map(|(i, lr)| result(i, *lr, Some(0.3 + 0.1 * i as f64), TrialState::Done))
+            .collect();
+        let mut some_pruned = finished.clone();
+        some_pruned[1] = pruned(some_pruned[1].clone(), 3);
+        some_pruned[3] = pruned(some_pruned[3].clone(), 1);
+        let a = plot(&spec, &finished).unwrap().unwrap();
+        let b = plot(&spec, &some_pruned).unwrap().unwrap();
+        assert!(count(&b, plots::MUTED) > count(&a, plots::MUTED) + 90);
+        assert!(count(&b, plots::FINISHED) < count(&a, plots::FINISHED) - 40);
+        assert!(b.height() > a.height(), "a legend under the panels");
+
+        // Heat map: two grid axes; the pruned trial's cell is grey.
+        let spec = SweepPlan::from_toml(
+            "metric = \"val_loss\"\n[grid]\n\"model.dropout\" = [0.2, 0.5]\n\"optimizer.learning_rate\" = [0.1, 0.01]\n",
+            1,
+        );
+        let grid: Vec<TrialResult> = [(0.2, 0.1), (0.2, 0.01), (0.5, 0.1), (0.5, 0.01)]
+            .iter()
+            .enumerate()
+            .map(|(i, (d, lr))| {
+                let mut r = result(i, *lr, Some(0.3 + 0.1 * i as f64), TrialState::Done);
+                r.trial
+                    .params
+                    .insert("model.dropout".into(), toml::Value::Float(*d));
+                r
+            })
+            .collect();
+        let mut grid_pruned = grid.clone();
+        grid_pruned[2] = pruned(grid_pruned[2].clone(), 3);
+        let a = plot(&spec, &grid).unwrap().unwrap();
+        let b = plot(&spec, &grid_pruned).unwrap().unwrap();
+        assert_eq!(a.dimensions(), b.dimensions());
+        assert!(count(&b, plots::MUTED_FILL) > count(&a, plots::MUTED_FILL) + 90 * 90 / 2);
     }
 
     #[test]

@@ -843,13 +843,19 @@ fn every_mutation_of_the_experiment_files_is_refused_cleanly() {
     // rate (legal, and a NaN loss then fails the run with exit 1), 2^50 as
     // "the first N classes" of a folder (a data error, exit 2, once `runner
     // run` sees how many there are), a validation split of 0 where no
-    // callback watches a validation metric.
+    // callback watches a validation metric; a sweep's learning-rate range
+    // reaching 1e300 (as legal as the learning rate itself) and a time
+    // budget of 2^50 hours.
     let legal = [
         "seed",
         "description",
         "patience",
         "rotation_range",
         "learning_rate",
+        "learning_rate.high",
+        "learning_rate.0.high",
+        "learning_rate.1.high",
+        "max_hours",
         "classes",
         "validation_split",
     ];

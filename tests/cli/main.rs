@@ -16,4 +16,5 @@ mod slurm;
 mod slurm_cluster;
 mod slurm_fake;
 mod sweep;
+mod sweep_search;
 mod tensorboard;

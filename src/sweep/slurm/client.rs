@@ -563,6 +563,32 @@ impl Slurm {
     }
 }
 
+impl Slurm {
+    /// Send `signal` (e.g. `TERM`) to the task of `job` that runs `trial`:
+    /// `scancel --batch --signal=...`, which reaches the batch script's
+    /// process, the `runner run` it execs; it then ends its epoch cleanly.
+    /// A task that just finished is no error.
+    pub fn signal(&self, job: &SubmittedJob, trial: usize, signal: &str) -> Result<(), SlurmError> {
+        let Some(task) = job.task_id(trial) else {
+            return Ok(());
+        };
+        let mut args = Slurm::cluster_args(&job.cluster);
+        args.extend([
+            "--batch".into(),
+            format!("--signal={signal}"),
+            format!("{}_{task}", job.job_id),
+        ]);
+        let accept = |stderr: &str| {
+            stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .all(|l| is_unknown_job(l) || l.contains("already completing or completed"))
+        };
+        self.call("scancel", &args, Retry::Idempotent, &accept)?;
+        Ok(())
+    }
+}
+
 /// Detail from sacct/scontrol replaces what squeue said, except that a task
 /// squeue still shows as live stays live (the other source may lag).
 fn merge_detail(known: &mut TaskStates, detail: TaskStates) {

@@ -1,0 +1,529 @@
+//! Sweeps that spend compute wisely: early stopping (ASHA) locally and
+//! through Slurm, kill and resume with the same rung decisions, TPE over a
+//! conditional space, budgets, and the config errors of these keys.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{assert_exit, runner, stderr, stdout, tiny_experiment};
+use crate::slurm_cluster::SlurmCluster;
+
+fn journal(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// (trial, epoch, decision) of every rung line, in journal order.
+fn decisions(dir: &Path) -> Vec<(u64, u64, String)> {
+    journal(dir)
+        .iter()
+        .filter_map(|e| {
+            let r = e.get("rung")?;
+            Some((
+                r["trial"].as_u64()?,
+                r["epoch"].as_u64()?,
+                r["decision"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The latest state of each trial.
+fn states(dir: &Path) -> BTreeMap<u64, String> {
+    journal(dir)
+        .iter()
+        .map(|e| {
+            (
+                e["trial"].as_u64().unwrap(),
+                e["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn summary(dir: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(dir.join("summary.csv")).unwrap();
+    let header = r.headers().unwrap().iter().map(String::from).collect();
+    let rows = r
+        .records()
+        .map(|x| x.unwrap().iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
+fn latest_sweep(runs: &Path, name: &str) -> PathBuf {
+    let sweeps = runs.join(name).join("sweeps");
+    sweeps.join(crate::common::read_latest(sweeps.join("latest")).unwrap())
+}
+
+fn trial_dir(sweep: &Path, index: u64) -> PathBuf {
+    std::fs::read_dir(sweep)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("trial-{index:03}-")))
+        })
+        .unwrap_or_else(|| panic!("no trial {index} in {}", sweep.display()))
+}
+
+/// Re-derive every rung decision from the values the journal recorded, in
+/// its order, with the rule docs/sweeps.md states: at a rung, keep the top
+/// max(1, floor(n / eta)) of the n values recorded there so far (its own
+/// included; lower is better here); ties continue.
+fn check_rule(dir: &Path, eta: usize) {
+    let mut at: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for e in journal(dir) {
+        let Some(r) = e.get("rung") else { continue };
+        let value = r["value"].as_f64().unwrap();
+        let seen = at.entry(r["epoch"].as_u64().unwrap()).or_default();
+        seen.push(value);
+        let mut sorted = seen.clone();
+        sorted.sort_by(f64::total_cmp);
+        let k = (sorted.len() / eta).max(1);
+        let expected = if value <= sorted[k - 1] {
+            "continue"
+        } else {
+            "prune"
+        };
+        assert_eq!(r["decision"], expected, "{r} among {sorted:?}");
+    }
+}
+
+/// A sweep of learning rates on the tiny experiment, ranked by val_loss:
+/// three that learn and three that barely move, so the rungs prune.
+fn asha_experiment(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    tiny_experiment(
+        dir,
+        name,
+        &format!(
+            r#"
+[sweep]
+metric = "val_loss"
+parallel = 1
+
+[sweep.grid]
+"optimizer.learning_rate" = [0.01, 1e-6, 0.02, 2e-6, 0.03, 3e-6]
+
+[sweep.early_stop]
+type = "asha"
+min_epochs = 1
+reduction_factor = 3
+{extra}"#
+        ),
+    )
+}
+
+/// Nine epochs of 640 images: long enough that a trial is still running
+/// when its first rung prunes it.
+const ASHA_SET: [&str; 4] = ["--set", "train.epochs=9", "--set", "data.train_size=640"];
+
+#[test]
+fn asha_prunes_bad_trials_and_a_resume_never_reruns_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = asha_experiment(tmp.path(), "asha", "");
+    let runs = tmp.path().join("runs");
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .args(ASHA_SET)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let dir = latest_sweep(&runs, "asha");
+    check_rule(&dir, 3);
+    let st = states(&dir);
+    let pruned: Vec<u64> = st
+        .iter()
+        .filter(|(_, s)| *s == "pruned")
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(pruned.len() >= 2, "{st:?}\n{text}");
+    assert!(st.values().all(|s| s == "done" || s == "pruned"), "{st:?}");
+    // The slow learners are the ones pruned.
+    for t in [1, 3, 5] {
+        assert_eq!(st[&t], "pruned", "trial {t}: {st:?}");
+    }
+    // A pruned trial was stopped by SIGTERM, cleanly, before its end.
+    let stopped_early = pruned.iter().any(|&t| {
+        let d = trial_dir(&dir, t);
+        let meta = crate::common::meta(&d);
+        meta["status"] == "stopped" && crate::common::csv_epochs(&d).len() < 9
+    });
+    assert!(stopped_early, "no pruned trial was stopped before its end");
+    // summary.csv, the ranked table and the final line say so.
+    let (header, rows) = summary(&dir);
+    let status = header.iter().position(|h| h == "status").unwrap();
+    let message = header.iter().position(|h| h == "message").unwrap();
+    for &t in &pruned {
+        let row = &rows[t as usize];
+        assert_eq!(row[status], "pruned");
+        assert!(row[message].starts_with("pruned at epoch "), "{row:?}");
+    }
+    assert!(text.contains("pruned@1"), "{text}");
+    assert!(text.contains("Early stopping pruned"), "{text}");
+    let pruned_entries: Vec<serde_json::Value> = journal(&dir)
+        .into_iter()
+        .filter(|e| e["state"] == "pruned")
+        .collect();
+    // Rungs at epochs 1 and 3 (of 9, keeping a third).
+    assert!(pruned_entries
+        .iter()
+        .all(|e| matches!(e["epoch"].as_u64(), Some(1 | 3))));
+
+    // --resume runs nothing: a pruned trial is never resumed.
+    let logs: Vec<String> = pruned
+        .iter()
+        .map(|&t| std::fs::read_to_string(trial_dir(&dir, t).join("run.log")).unwrap())
+        .collect();
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("0 trial(s) to run"),
+        "{}",
+        stdout(&out)
+    );
+    for (&t, before) in pruned.iter().zip(&logs) {
+        let after = std::fs::read_to_string(trial_dir(&dir, t).join("run.log")).unwrap();
+        assert_eq!(&after, before, "trial {t} ran again");
+    }
+    assert_eq!(states(&dir), st);
+}
+
+#[test]
+fn a_killed_asha_sweep_resumes_to_the_same_decisions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    // The reference: the same sweep, never interrupted.
+    let exp = asha_experiment(tmp.path(), "reference", "");
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .args(ASHA_SET)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let reference = decisions(&latest_sweep(&runs, "reference"));
+
+    let exp = asha_experiment(tmp.path(), "killed", "");
+    let mut child = crate::common::runner_process()
+        .arg("sweep")
+        .arg(&exp)
+        .args(ASHA_SET)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // kill -9 once a trial has been pruned and another has started.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let dir = loop {
+        if let Ok(target) = crate::common::read_latest(runs.join("killed/sweeps/latest")) {
+            let dir = runs.join("killed/sweeps").join(target);
+            let j = journal(&dir);
+            let pruned = j.iter().any(|e| e["rung"]["decision"] == "prune");
+            let last_running = j.iter().rev().find(|e| e["state"] == "running");
+            if pruned && last_running.is_some_and(|e| e["trial"].as_u64() >= Some(2)) {
+                break dir;
+            }
+        }
+        assert!(Instant::now() < deadline, "no trial was pruned");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sweep ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = decisions(&dir);
+    assert!(
+        before.len() < reference.len(),
+        "killed too late: {before:?}"
+    );
+    let pruned_before: Vec<u64> = before
+        .iter()
+        .filter(|d| d.2 == "prune")
+        .map(|d| d.0)
+        .collect();
+    let logs: Vec<String> = pruned_before
+        .iter()
+        .map(|&t| std::fs::read_to_string(trial_dir(&dir, t).join("run.log")).unwrap())
+        .collect();
+
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(decisions(&dir), reference, "{}", stdout(&out));
+    check_rule(&dir, 3);
+    // Trials pruned before the kill were not run again.
+    for (&t, before) in pruned_before.iter().zip(&logs) {
+        let after = std::fs::read_to_string(trial_dir(&dir, t).join("run.log")).unwrap();
+        assert_eq!(&after, before, "pruned trial {t} ran again");
+        assert_eq!(states(&dir)[&t], "pruned");
+    }
+}
+
+/// TPE over a conditional space: momentum only with SGD, a learning-rate
+/// range per optimizer. The first trials are random (and shown by
+/// --dry-run), the others proposed from the results; no trial has a key
+/// whose condition does not hold.
+#[test]
+fn tpe_proposes_trials_from_results_over_a_conditional_space() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "tpe",
+        r#"
+[sweep]
+strategy = "tpe"
+trials = 6
+parallel = 2
+metric = "val_loss"
+
+[sweep.tpe]
+n_startup = 3
+
+[sweep.grid]
+"optimizer.type" = ["sgd", "adam"]
+
+[sweep.random]
+"optimizer.momentum" = { distribution = "uniform", low = 0.0, high = 0.9, when = { "optimizer.type" = "sgd" } }
+"optimizer.learning_rate" = [
+  { distribution = "log_uniform", low = 1e-3, high = 0.3, when = { "optimizer.type" = "sgd" } },
+  { distribution = "log_uniform", low = 1e-5, high = 1e-2, when = { "optimizer.type" = "adam" } },
+]
+"#,
+    );
+    let out = runner()
+        .args(["sweep", "--dry-run"])
+        .arg(&exp)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let dry = stdout(&out).replace(&tmp.path().display().to_string(), "[TMP]");
+    insta::assert_snapshot!("dry-run-tpe-conditional", dry);
+
+    let runs = tmp.path().join("runs");
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let dir = latest_sweep(&runs, "tpe");
+    let st = states(&dir);
+    assert_eq!(st.len(), 6, "{st:?}");
+    assert!(st.values().all(|s| s == "done"), "{st:?}");
+    // The dry run's trials are the first three.
+    for t in 0..3u64 {
+        let name = trial_dir(&dir, t)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(dry.contains(&name), "{name} not in\n{dry}");
+    }
+    for t in 0..6u64 {
+        let params: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(trial_dir(&dir, t).join("params.json")).unwrap(),
+        )
+        .unwrap();
+        let sgd = params["optimizer.type"] == "sgd";
+        assert_eq!(params.get("optimizer.momentum").is_some(), sgd, "{params}");
+        let lr = params["optimizer.learning_rate"].as_f64().unwrap();
+        let (lo, hi) = if sgd { (1e-3, 0.3) } else { (1e-5, 1e-2) };
+        assert!((lo..=hi).contains(&lr), "{params}");
+        // The trial's config is valid for its optimizer (no sgd-only key
+        // left in an adam trial).
+        let config = std::fs::read_to_string(trial_dir(&dir, t).join("trial.toml")).unwrap();
+        assert_eq!(config.contains("momentum"), sgd, "trial {t}:\n{config}");
+    }
+    // A resume proposes nothing more: the six are done.
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(states(&dir).len(), 6);
+}
+
+#[test]
+fn budgets_stop_launching_and_say_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let exp = tiny_experiment(
+        tmp.path(),
+        "capped",
+        "[sweep]\nmax_trials = 2\n[sweep.grid]\n\"optimizer.learning_rate\" = [0.01, 0.02, 0.03, 0.04]\n",
+    );
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(states(&latest_sweep(&runs, "capped")).len(), 2);
+
+    // A budget of a few milliseconds: the first trial starts (the clock
+    // runs from the sweep's creation, checked before each start), then no
+    // other.
+    let exp = tiny_experiment(
+        tmp.path(),
+        "timed",
+        "[sweep]\nparallel = 1\nmax_hours = 1e-6\n[sweep.grid]\n\"optimizer.learning_rate\" = [0.01, 0.02, 0.03]\n",
+    );
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("The sweep ended early: max_hours = 0.000001 reached"),
+        "{text}"
+    );
+    let st = states(&latest_sweep(&runs, "timed"));
+    assert!(st.values().any(|s| s == "pending"), "{st:?}");
+}
+
+#[test]
+fn bad_search_settings_are_named_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "bad",
+        r#"
+[sweep]
+strategy = "tpe"
+trials = 4
+
+[sweep.zip]
+"train.batch_size" = [8, 16]
+
+[sweep.grid]
+"optimizer.type" = ["sgd", "adam"]
+"model.dropout" = { values = [0.1, 0.2], when = { "optimizer.typ" = "sgd" } }
+
+[sweep.random]
+"optimizer.momentum" = { distribution = "uniform", low = 0.0, high = 0.9, when = { "optimizer.type" = "rmsprop" } }
+"optimizer.learning_rate" = [
+  { distribution = "log_uniform", low = 1e-3, high = 0.3, when = { "optimizer.type" = ["sgd", "adam"] } },
+  { distribution = "log_uniform", low = 1e-5, high = 1e-2, when = { "optimizer.type" = "adam" } },
+]
+
+[sweep.early_stop]
+type = "asha"
+min_epochs = 3
+reduction_factor = 1
+"#,
+    );
+    let out = runner().arg("check").arg(&exp).output().unwrap();
+    assert_exit(&out, 2);
+    let err = stderr(&out).replace(&tmp.path().display().to_string(), "[TMP]");
+    insta::assert_snapshot!("bad-search-settings", err);
+}
+
+/// Early stopping through the Slurm launcher on the real cluster: the
+/// process following the sweep decides the rungs and stops a pruned task
+/// with `scancel --batch --signal=TERM`; the trial ends cleanly, pruned.
+#[test]
+fn slurm_trials_are_pruned_by_the_follower() {
+    let Some(cluster) = SlurmCluster::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "slurmasha",
+        r#"
+[sweep]
+metric = "val_loss"
+
+[sweep.grid]
+"optimizer.learning_rate" = [0.02, 1e-6, 2e-6]
+
+[sweep.early_stop]
+type = "asha"
+min_epochs = 1
+reduction_factor = 2
+
+[sweep.launcher]
+type = "slurm"
+max_parallel = 1
+cpus_per_task = 1
+"#,
+    );
+    let runs = tmp.path().join("runs");
+    let (k, v) = cluster.env();
+    let out = runner()
+        .env(k, &v)
+        .arg("sweep")
+        .arg(&exp)
+        .args([
+            "--set",
+            "train.epochs=30",
+            "--set",
+            "data.train_size=640",
+            "--wait",
+            "--poll-seconds",
+            "0.5",
+            "--runs-dir",
+        ])
+        .arg(&runs)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_exit(&out, 0);
+    let dir = latest_sweep(&runs, "slurmasha");
+    let st = states(&dir);
+    assert_eq!(st[&0], "done", "{st:?}\n{text}\n{}", cluster.logs());
+    for t in [1, 2] {
+        assert_eq!(st[&t], "pruned", "{st:?}\n{text}");
+        let d = trial_dir(&dir, t);
+        assert_eq!(crate::common::meta(&d)["status"], "stopped");
+        let epochs = crate::common::csv_epochs(&d).len();
+        assert!(epochs < 30, "trial {t} trained {epochs} epochs");
+    }
+    check_rule(&dir, 2);
+    let (header, rows) = summary(&dir);
+    let status = header.iter().position(|h| h == "status").unwrap();
+    assert_eq!(
+        rows.iter().map(|r| r[status].as_str()).collect::<Vec<_>>(),
+        ["done", "pruned", "pruned"]
+    );
+    cluster.shutdown().expect("clean teardown");
+}
