@@ -13,7 +13,9 @@ use super::outcome::{conclude, finish_trial};
 use super::prune::Pruner;
 use super::scheduler::{self, Driver, Finished, LocalOptions};
 use super::tpe::{self, Observation, Outcome};
-use super::{axis_names, fresh, summary, trial_config, trial_id, trial_rng, SweepOptions, Trial};
+use super::{
+    axis_names, draw, fresh, summary, trial_config, trial_id, trial_rng, SweepOptions, Trial,
+};
 use crate::config;
 use crate::device::{self, Device};
 use crate::rundir;
@@ -145,6 +147,9 @@ fn deadline(s: &Sweep) -> Option<(SystemTime, f64)> {
     Some((start + Duration::from_secs_f64(hours * 3600.0), hours))
 }
 
+/// TPE proposals tried before a repeat is replaced by a random draw.
+const TPE_TRIES: usize = 10;
+
 /// The sweep as the scheduler runs it.
 struct LocalDriver<'a> {
     s: &'a mut Sweep,
@@ -243,8 +248,19 @@ impl LocalDriver<'_> {
             let history = self.history();
             let mut seen: BTreeSet<String> = self.s.trials.iter().map(|t| t.id.clone()).collect();
             let mut rng = trial_rng(self.s.sweep.seed, index);
+            // TPE proposes a point it already has when its good density has
+            // settled on it (a small finite space); after a few tries the
+            // trial is a random draw instead, so no point runs twice while
+            // new ones are left.
+            let mut tries = 0;
+            let sweep = &self.s.sweep;
             let params = fresh(&mut seen, || {
-                tpe::propose(&axes, &history, &settings, &mut rng)
+                tries += 1;
+                if tries <= TPE_TRIES {
+                    tpe::propose(&axes, &history, &settings, &mut rng)
+                } else {
+                    draw(sweep, &mut rng)
+                }
             });
             let t = Trial {
                 index,
