@@ -15,7 +15,7 @@ BENCH_PY ?= $(BENCH_VENV)/bin/python
 BENCH_JPEGS := bench/work/jpegs
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: help build release run sweep test test-gpu check fmt clippy tensorboard data fashion-bn bench bench-data bench-gpu
+.PHONY: help build release run sweep test test-gpu check fmt clippy tensorboard data fashion-bn bench bench-data bench-gpu bench-sweep
 
 help:
 	@echo "make run        build (release) and run $(EXP)"
@@ -26,6 +26,7 @@ help:
 	@echo "make data       install Fashion-MNIST (Debian package dataset-fashion-mnist) for experiments/fashion-mnist.toml"
 	@echo "make fashion-bn train experiments/fashion-mnist-bn.toml (conv-BN-ReLU network; needs make data)"
 	@echo "make bench      runner vs PyTorch and Keras side by side: training img/s, peak RSS, loader, time to 0.90 (bench/results/)"
+	@echo "make bench-sweep one 27-point space as grid, random+ASHA and TPE+ASHA: epochs trained and best val_accuracy (bench/results/)"
 	@echo "make bench-data loader images/s against Keras ImageDataGenerator and torchvision, 1 thread and all cores (BENCH_PY=python with both)"
 	@echo "make test-gpu   the GPU path end to end: accuracy, CPU/GPU agreement, kill and resume, sweep, out of memory (needs an NVIDIA GPU; DEVICE=wgpu for Vulkan)"
 	@echo "make bench-gpu  runner --device cuda vs PyTorch on the GPU: img/s at batch 32 and 256, cold and warm start, GPU memory (needs an NVIDIA GPU)"
@@ -127,6 +128,15 @@ bench: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.instal
 	@[ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ] || echo "note: Fashion-MNIST is missing (make data); the time-to-accuracy part will fail"
 	$(CARGO) build --release --bin runner --bin bench_data
 	$(BENCH_PY) bench/bench.py --runner $(TARGET_DIR)/release/runner --bench-data $(TARGET_DIR)/release/bench_data
+
+# One 27-point space (bench/sweep/: learning rate x dropout x batch size on
+# the synthetic shapes, 27 epochs per trial) searched as a grid, as random
+# search with ASHA and as TPE with ASHA, with the release binary: total
+# epochs trained, best val_accuracy, wall time, and whether ASHA gets within
+# 1 point of the grid's best with at most 40% of its epochs (bench/sweep.py).
+# Writes bench/results/<date>-<time>-sweep.md; about 11 minutes on 2 cores.
+bench-sweep: release
+	python3 bench/sweep.py --runner $(RUNNER)
 
 # The GPU path checked end to end on a machine with a GPU (bench/gpu_check.sh
 # lists the checks); builds --features cuda unless RUNNER_BIN names a binary.
