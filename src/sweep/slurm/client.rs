@@ -551,13 +551,7 @@ impl Slurm {
         for (cluster, ids) in by_cluster {
             let mut args = Slurm::cluster_args(&cluster);
             args.extend(ids);
-            let accept = |stderr: &str| {
-                stderr
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .all(|l| is_unknown_job(l) || l.contains("already completing or completed"))
-            };
-            self.call("scancel", &args, Retry::Idempotent, &accept)?;
+            self.call("scancel", &args, Retry::Idempotent, &gone_or_done)?;
         }
         Ok(())
     }
@@ -578,15 +572,18 @@ impl Slurm {
             format!("--signal={signal}"),
             format!("{}_{task}", job.job_id),
         ]);
-        let accept = |stderr: &str| {
-            stderr
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .all(|l| is_unknown_job(l) || l.contains("already completing or completed"))
-        };
-        self.call("scancel", &args, Retry::Idempotent, &accept)?;
+        self.call("scancel", &args, Retry::Idempotent, &gone_or_done)?;
         Ok(())
     }
+}
+
+/// `scancel` stderr that is no error: every line says the job is unknown
+/// to Slurm (long gone) or already completing.
+fn gone_or_done(stderr: &str) -> bool {
+    stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .all(|l| is_unknown_job(l) || l.contains("already completing or completed"))
 }
 
 /// Detail from sacct/scontrol replaces what squeue said, except that a task
