@@ -2,8 +2,9 @@
 //!
 //! - First SIGINT (Ctrl-C) or SIGTERM: finish the current epoch, save, stop.
 //! - Second SIGINT: exit at once (status 130).
-//! - SIGUSR1 (Slurm's warning before a time limit): stop at the next batch;
-//!   the last finished epoch is already checkpointed, so the run resumes there.
+//! - SIGUSR1 (Slurm's warning before a time limit, or a sweep pruning the
+//!   trial): stop at the next batch; the last finished epoch is already
+//!   checkpointed, so the run resumes there.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,7 +56,7 @@ impl Signals {
             }
         }
         if self.urgent() {
-            "SIGUSR1 (time limit approaching)"
+            "SIGUSR1 (a time limit approaching, or pruned by a sweep)"
         } else {
             "interrupt (Ctrl-C or SIGTERM)"
         }

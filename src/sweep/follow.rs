@@ -73,7 +73,7 @@ fn slurm_state(
 ///
 /// With `[sweep.early_stop]`, the follower is what stops bad trials: each
 /// running trial's rungs are decided at every poll, and a pruned one gets
-/// SIGTERM through `scancel --batch`.
+/// SIGUSR1 through `scancel --batch` (it stops at the next batch).
 pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), SweepError> {
     let axes = axis_names(&s.sweep);
     let journal = s.dir.journal();
@@ -127,7 +127,7 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
                     .as_mut()
                     .and_then(|p| p.check(&s.dir.root, &journal, t));
                 if let (Some(_), Some(job)) = (pruned, by_trial.get(&t.index)) {
-                    match client.signal(job, t.index, "TERM") {
+                    match client.signal(job, t.index, "USR1") {
                         Ok(()) => {
                             signalled.insert(t.index);
                         }

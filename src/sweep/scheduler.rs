@@ -51,7 +51,8 @@ pub trait Driver {
     /// A trial is about to start.
     fn started(&mut self, trial: &Trial);
     /// About ten times a second for each running trial: `true` stops it
-    /// (with SIGTERM; it ends its epoch cleanly), as early stopping does.
+    /// (with SIGUSR1: it stops at the next batch, its last finished epoch
+    /// checkpointed), as early stopping does.
     fn check(&mut self, trial: &Trial) -> bool;
     /// A trial ended.
     fn finished(&mut self, finished: &Finished);
@@ -233,8 +234,10 @@ pub fn run_local(
             for r in running.iter_mut().filter(|r| !r.stopping) {
                 if driver.check(&r.trial) {
                     r.stopping = true;
+                    // SIGUSR1, not SIGTERM: SIGTERM would finish the epoch
+                    // the trial is in, an epoch nobody will use.
                     // SAFETY: signalling our own child by pid.
-                    unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
+                    unsafe { libc::kill(r.child.id() as i32, libc::SIGUSR1) };
                 }
             }
         }

@@ -125,6 +125,91 @@ reduction_factor = 3
 /// when its first rung prunes it.
 const ASHA_SET: [&str; 4] = ["--set", "train.epochs=9", "--set", "data.train_size=640"];
 
+/// A pruned trial stops within the epoch it began after its rung and does
+/// not finish it (SIGTERM would have: an epoch nobody uses). Epochs of about
+/// a second here, against a decision made within about 0.1 s of the rung.
+#[test]
+fn a_pruned_trial_stops_without_finishing_another_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tmp.path().join("slowepochs.toml");
+    std::fs::write(
+        &exp,
+        r#"[experiment]
+name = "slowepochs"
+seed = 3
+
+[data]
+source = "synthetic"
+classes = 4
+train_size = 2000
+validation_size = 64
+test_size = 32
+
+[augment]
+rescale = "1/255"
+
+[model]
+input_shape = [32, 32, 3]
+layers = [
+  { type = "conv2d", filters = 32, kernel = 3, padding = "same", activation = "relu" },
+  { type = "conv2d", filters = 32, kernel = 3, padding = "same", activation = "relu" },
+  { type = "max_pool2d", pool = 4 },
+  { type = "flatten" },
+  { type = "dense", units = 4, activation = "softmax" },
+]
+
+[optimizer]
+type = "adam"
+
+[train]
+epochs = 3
+batch_size = 32
+
+[sweep]
+metric = "val_loss"
+parallel = 1
+
+[sweep.grid]
+"optimizer.learning_rate" = [0.003, 1e-7]
+
+# One rung, at epoch 1: the second trial is pruned there unless it beats
+# the first.
+[sweep.early_stop]
+type = "asha"
+min_epochs = 1
+reduction_factor = 2
+max_epochs = 2
+"#,
+    )
+    .unwrap();
+    let runs = tmp.path().join("runs");
+    let out = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let dir = latest_sweep(&runs, "slowepochs");
+    let st = states(&dir);
+    assert_eq!(st[&1], "pruned", "{st:?}\n{}", stdout(&out));
+    let d = trial_dir(&dir, 1);
+    let meta = crate::common::meta(&d);
+    assert_eq!(meta["status"], "stopped", "{meta}");
+    assert!(
+        meta["message"].as_str().unwrap().contains("SIGUSR1"),
+        "{meta}"
+    );
+    assert_eq!(
+        crate::common::csv_epochs(&d).len(),
+        1,
+        "the pruned trial trained past its rung:\n{}",
+        std::fs::read_to_string(d.join("metrics.csv")).unwrap()
+    );
+}
+
 #[test]
 fn asha_prunes_bad_trials_and_a_resume_never_reruns_them() {
     let tmp = tempfile::tempdir().unwrap();
@@ -155,11 +240,13 @@ fn asha_prunes_bad_trials_and_a_resume_never_reruns_them() {
     for t in [1, 3, 5] {
         assert_eq!(st[&t], "pruned", "trial {t}: {st:?}");
     }
-    // A pruned trial was stopped by SIGTERM, cleanly, before its end.
+    // A pruned trial was stopped by SIGUSR1, cleanly, before its end.
     let stopped_early = pruned.iter().any(|&t| {
         let d = trial_dir(&dir, t);
         let meta = crate::common::meta(&d);
-        meta["status"] == "stopped" && crate::common::csv_epochs(&d).len() < 9
+        meta["status"] == "stopped"
+            && meta["message"].as_str().unwrap_or("").contains("SIGUSR1")
+            && crate::common::csv_epochs(&d).len() < 9
     });
     assert!(stopped_early, "no pruned trial was stopped before its end");
     // summary.csv, the ranked table and the final line say so.
@@ -458,7 +545,7 @@ reduction_factor = 1
 
 /// Early stopping through the Slurm launcher on the real cluster: the
 /// process following the sweep decides the rungs and stops a pruned task
-/// with `scancel --batch --signal=TERM`; the trial ends cleanly, pruned.
+/// with `scancel --batch --signal=USR1`; the trial ends cleanly, pruned.
 #[test]
 fn slurm_trials_are_pruned_by_the_follower() {
     let Some(cluster) = SlurmCluster::start() else {
@@ -514,7 +601,12 @@ cpus_per_task = 1
     for t in [1, 2] {
         assert_eq!(st[&t], "pruned", "{st:?}\n{text}");
         let d = trial_dir(&dir, t);
-        assert_eq!(crate::common::meta(&d)["status"], "stopped");
+        let meta = crate::common::meta(&d);
+        assert_eq!(meta["status"], "stopped");
+        assert!(
+            meta["message"].as_str().unwrap().contains("SIGUSR1"),
+            "{meta}"
+        );
         let epochs = crate::common::csv_epochs(&d).len();
         assert!(epochs < 30, "trial {t} trained {epochs} epochs");
     }

@@ -560,7 +560,7 @@ impl Slurm {
 impl Slurm {
     /// Send `signal` (e.g. `TERM`) to the task of `job` that runs `trial`:
     /// `scancel --batch --signal=...`, which reaches the batch script's
-    /// process, the `runner run` it execs; it then ends its epoch cleanly.
+    /// process, the `runner run` it execs (USR1: it stops at the next batch).
     /// A task that just finished is no error.
     pub fn signal(&self, job: &SubmittedJob, trial: usize, signal: &str) -> Result<(), SlurmError> {
         let Some(task) = job.task_id(trial) else {
