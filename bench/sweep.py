@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench-sweep`: one 27-trial search space, three ways, with the epochs each spends.
+"""`make bench-sweep`: one 27-trial search space, four ways, on several instances, with the epochs each spends.
 
 The space (bench/sweep/base.toml, built-in synthetic shapes, no downloads) is
 three axes of three values each: `optimizer.learning_rate` (1e-4 too small,
@@ -7,30 +7,41 @@ three axes of three values each: `optimizer.learning_rate` (1e-4 too small,
 `train.batch_size` (16, 32, 64); every trial's full budget is
 `train.epochs` = 27. It is searched by
 
-  grid         bench/sweep/grid.toml: all 27 points, each for 27 epochs
-  random+asha  bench/sweep/random-asha.toml: 27 uniform draws from the same
-               lists (no point twice while new ones are left), ASHA early stopping (rungs at 1, 3, 9)
-  tpe+asha     bench/sweep/tpe-asha.toml: 27 TPE trials (10 random, then
-               TPE), the same ASHA early stopping
+  grid              bench/sweep/grid.toml: all 27 points, each for 27 epochs
+  random+asha       bench/sweep/random-asha.toml: 27 uniform draws from the
+                    same lists (no point twice while new ones are left), ASHA
+                    early stopping (rungs at 1, 3, 9)
+  tpe+asha          bench/sweep/tpe-asha.toml: 27 TPE trials (10 random, then
+                    TPE), the same ASHA early stopping
+  random+hyperband  bench/sweep/random-hyperband.toml: the random draws with
+                    Hyperband (brackets with rungs from 1, 3, 9 and none)
 
-with the same seeds, data, `parallel` and threads per trial, one sweep after
-the other, each into its own folder under a fresh temporary runs directory,
-with a copy of the release binary (so that a rebuild during the benchmark
-cannot change it). From each sweep's summary.csv and every trial's
-metrics.csv it prints, and writes to bench/results/<date>-<time>-sweep.md:
-trials done / pruned / failed, epochs trained (metrics.csv rows over all
-trials), the best validation metric found (best over all trials' best
-epoch), wall time, epochs as a percentage of the grid's, the gap to the
-grid's best in points, and whether the target holds: an ASHA search within
-1 point of the grid's best with at most 40% of its epochs.
+on each instance: a seed that sets `experiment.seed` (the synthetic data and
+the initial weights) and `[sweep] seed` of all four sweeps. One instance is
+one draw of the data and of the search; whether a search finds the grid's
+best depends on it, so the benchmark runs several (`--seeds`, 7 first: the
+seed of the earlier single-instance results).
+
+Each sweep runs to its end, one after the other, into its own folder under a
+fresh temporary runs directory, with a copy of the release binary (so that a
+rebuild during the benchmark cannot change it). From each sweep's
+summary.csv and every trial's metrics.csv it prints, and writes to
+bench/results/<date>-<time>-sweep.md (and every trial, with its curve, to
+the .csv beside it): trials done / pruned / failed, epochs trained
+(metrics.csv rows over all trials), the best validation metric found, wall
+time, epochs as a percentage of the grid's, the gap to the grid's best in
+points, and whether the target holds on that instance: within 1 point of the
+grid's best with at most 40% of its epochs; then, per search, on how many
+instances it holds.
 
     python3 bench/sweep.py [--runner target/release/runner] [--keep-runs DIR]
-        [--only grid,random-asha,tpe-asha] [--set KEY=VALUE]... [--asha-set KEY=VALUE]...
+        [--seeds 7,1,2,3] [--only grid,random-asha,tpe-asha,random-hyperband]
+        [--set KEY=VALUE]... [--asha-set KEY=VALUE]...
 
-`--set` overrides a key of all three sweeps (`--set train.epochs=9` for a
-quick try); `--asha-set` only of the two ASHA sweeps (an alternative
-setting such as `--asha-set sweep.early_stop.min_epochs=3`). Both are
-written into the results file. Standard library only.
+`--set` overrides a key of all sweeps (`--set train.epochs=9` for a quick
+try); `--asha-set` only of the early-stopping sweeps (an alternative setting
+such as `--asha-set sweep.early_stop.min_epochs=3`). Both are written into
+the results file. Standard library only.
 """
 
 import argparse
@@ -40,6 +51,7 @@ import os
 import re
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +65,9 @@ STRATEGIES = [
     ("grid", "grid", "grid.toml"),
     ("random-asha", "random + ASHA", "random-asha.toml"),
     ("tpe-asha", "TPE + ASHA", "tpe-asha.toml"),
+    ("random-hyperband", "random + Hyperband", "random-hyperband.toml"),
 ]
+DEFAULT_SEEDS = [7, 1, 2, 3]
 TARGET_GAP_POINTS = 1.0
 TARGET_EPOCH_PCT = 40.0
 
@@ -220,23 +234,87 @@ def params_str(params):
     return ", ".join(f"{k}={v}" for k, v in params.items())
 
 
+def summarize(metric, r, grid):
+    """Counts, epochs, best and gap of one sweep `r` against the grid of its instance."""
+    trials = r["trials"]
+    count = {s: sum(1 for t in trials if t["status"] == s) for s in ("done", "pruned", "failed")}
+    r["other"] = len(trials) - sum(count.values())
+    r["count"] = count
+    r["epochs"] = sum(t["epochs"] for t in trials)
+    r["best"] = best_trial(metric, trials)
+    grid_best = best_trial(metric, grid["trials"]) if grid else None
+    grid_epochs = sum(t["epochs"] for t in grid["trials"]) if grid else None
+    r["pct"] = 100.0 * r["epochs"] / grid_epochs if grid_epochs else None
+    r["gap"] = points(metric, grid_best["best"], r["best"]["best"]) if grid_best and r["best"] else None
+    if r["key"] == "grid":
+        r["ok"] = None
+    elif r["pct"] is None or r["gap"] is None:
+        r["ok"] = None
+    else:
+        r["ok"] = r["gap"] <= TARGET_GAP_POINTS and r["pct"] <= TARGET_EPOCH_PCT
+
+
+def instance_notes(metric, results):
+    """Where the grid's best point ranked at the rungs, and what each search did with it."""
+    grid = results.get("grid")
+    notes = []
+    if not grid:
+        return notes
+    grid_best = best_trial(metric, grid["trials"])
+    notes.append(f"grid's best: {grid_best['best']:.4f} by {grid_best['id']} ({params_str(grid_best['params'])}) "
+                 f"at epoch {grid_best['best_epoch']} of {grid_best['epochs']}.")
+    ties = [t for t in grid["trials"] if t["best"] is not None
+            and points(metric, grid_best["best"], t["best"]) <= TARGET_GAP_POINTS]
+    ties.sort(key=lambda t: t["best"] if "loss" in metric else -t["best"])
+    notes.append(f"grid points within {TARGET_GAP_POINTS:g} point of the grid's best: {len(ties)} of "
+                 f"{len(grid['trials'])}: " + "; ".join(f"{t['id']} ({params_str(t['params'])}) {t['best']:.4f}" for t in ties) + ".")
+    for t in ties:
+        ranks = []
+        for e in (1, 3, 9):
+            rk, n = rank_at(metric, grid["trials"], t, e)
+            if rk is not None:
+                ranks.append(f"{rk} of {n} after {e}")
+        notes.append(f"in the grid, {t['id']} ranked " + ", ".join(ranks) + " epoch(s).")
+    good = {t["id"] for t in ties}
+    for key, r in results.items():
+        if key == "grid":
+            continue
+        b = r["best"]
+        uniq = len({t["id"] for t in r["trials"]})
+        tried = [t for t in r["trials"] if t["id"] in good]
+        what = "; ".join(f"trial {t['trial']} {t['id']} {t['status']} after {t['epochs']} epoch(s), best {t['best']:.4f}"
+                         for t in tried) or "none drawn"
+        notes.append(f"{r['label']}: {uniq} distinct points of {len(r['trials'])}; best {b['best']:.4f} by trial {b['trial']} "
+                     f"{b['id']} ({params_str(b['params'])}, {b['status']}); the grid's near-best points: {what}.")
+    return notes
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runner", default=str(ROOT / "target/release/runner"), help="the runner binary (copied before use)")
     ap.add_argument("--results-dir", default=str(HERE / "results"))
     ap.add_argument("--keep-runs", help="create the runs here (kept) instead of in a temporary folder")
-    ap.add_argument("--only", help="comma-separated subset of grid,random-asha,tpe-asha (the grid is the reference)")
-    ap.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE for all three sweeps")
-    ap.add_argument("--asha-set", dest="asha_sets", action="append", default=[], help="KEY=VALUE for the ASHA sweeps only")
-    ap.add_argument("--no-results", action="store_true", help="print only; write no results file")
+    ap.add_argument("--only", help="comma-separated subset of " + ",".join(k for k, _, _ in STRATEGIES) + " (the grid is the reference)")
+    ap.add_argument("--seeds", default=",".join(str(s) for s in DEFAULT_SEEDS),
+                    help="comma-separated seeds, one instance each (experiment.seed and sweep.seed)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE for all sweeps")
+    ap.add_argument("--asha-set", dest="asha_sets", action="append", default=[], help="KEY=VALUE for the early-stopping sweeps only")
+    ap.add_argument("--no-results", action="store_true", help="print only; write no results files")
     args = ap.parse_args()
 
-    wanted = [k for k, _, _ in STRATEGIES]
+    names = [k for k, _, _ in STRATEGIES]
+    wanted = names
     if args.only:
         wanted = [k.strip() for k in args.only.split(",")]
-        unknown = [k for k in wanted if k not in {k for k, _, _ in STRATEGIES}]
+        unknown = [k for k in wanted if k not in names]
         if unknown:
-            raise SystemExit(f"unknown strategy {unknown}; choose from grid, random-asha, tpe-asha")
+            raise SystemExit(f"unknown strategy {unknown}; choose from {', '.join(names)}")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds {args.seeds!r}: expected comma-separated integers")
+    if not seeds:
+        raise SystemExit("--seeds: no seed given")
 
     runner = Path(args.runner)
     if not runner.is_file():
@@ -256,22 +334,28 @@ def main():
     cpu, cores = cpu_model(), os.cpu_count()
     commit = git_commit()
     log(f"make bench-sweep, {started:%Y-%m-%d %H:%M} UTC: {cpu}, {cores} cores, {version} ({commit})")
-    log(f"runs in {runs_root}; load average {load_start}")
+    log(f"runs in {runs_root}; load average {load_start}; seeds {seeds}")
 
-    results = {}
+    # instances[seed][key] = the sweep's results
+    instances = {}
     try:
-        for key, label, toml in STRATEGIES:
-            if key not in wanted:
-                continue
-            sets = list(args.sets) + (list(args.asha_sets) if key != "grid" else [])
-            cmd, wall, code, sweep_dir, settings, rungs = run_sweep(
-                bin_copy, key, SPACE / toml, runs_root / key, sets, tmp)
-            if sweep_dir is None or not (sweep_dir / "summary.csv").exists():
-                tail = (tmp / f"{key}.log").read_text().splitlines()[-30:]
-                raise SystemExit(f"{key}: the sweep left no summary.csv (exit {code}):\n" + "\n".join(tail))
-            metric, axes, trials = analyse(sweep_dir)
-            results[key] = dict(label=label, toml=toml, cmd=cmd, sets=sets, wall=wall, code=code,
-                                sweep_dir=sweep_dir, settings=settings, rungs=rungs, metric=metric, axes=axes, trials=trials)
+        for seed in seeds:
+            results = {}
+            for key, label, toml in STRATEGIES:
+                if key not in wanted:
+                    continue
+                sets = [f"experiment.seed={seed}", f"sweep.seed={seed}", *args.sets]
+                sets += list(args.asha_sets) if key != "grid" else []
+                name = f"seed{seed}-{key}"
+                cmd, wall, code, sweep_dir, settings, rungs = run_sweep(
+                    bin_copy, name, SPACE / toml, runs_root / name, sets, tmp)
+                if sweep_dir is None or not (sweep_dir / "summary.csv").exists():
+                    tail = (tmp / f"{name}.log").read_text().splitlines()[-30:]
+                    raise SystemExit(f"{name}: the sweep left no summary.csv (exit {code}):\n" + "\n".join(tail))
+                metric, axes, trials = analyse(sweep_dir)
+                results[key] = dict(key=key, label=label, toml=toml, cmd=cmd, sets=sets, wall=wall, code=code,
+                                    settings=settings, rungs=rungs, metric=metric, axes=axes, trials=trials)
+            instances[seed] = results
     finally:
         bin_copy.unlink(missing_ok=True)
         if not args.keep_runs:
@@ -279,42 +363,47 @@ def main():
     total = time.monotonic() - t0
     load_end = loadavg()
 
-    # The table.
-    grid = results.get("grid")
-    metric = next(iter(results.values()))["metric"]
-    grid_best = best_trial(metric, grid["trials"]) if grid else None
-    grid_epochs = sum(t["epochs"] for t in grid["trials"]) if grid else None
-    header = ["strategy", "trials done / pruned / failed", "epochs trained", "epochs % of grid",
+    first = next(iter(next(iter(instances.values())).values()))
+    metric = first["metric"]
+    for results in instances.values():
+        for r in results.values():
+            summarize(metric, r, results.get("grid"))
+
+    header = ["seed", "strategy", "trials done / pruned / failed", "epochs trained", "epochs % of grid",
               f"best {metric}", "gap to grid best (points)", "wall time", "target"]
     table = []
-    verdicts = []
-    for key, r in results.items():
-        trials = r["trials"]
-        count = {s: sum(1 for t in trials if t["status"] == s) for s in ("done", "pruned", "failed")}
-        other = len(trials) - sum(count.values())
-        epochs = sum(t["epochs"] for t in trials)
-        b = best_trial(metric, trials)
-        r.update(epochs=epochs, best=b, count=count)
-        pct = 100.0 * epochs / grid_epochs if grid_epochs else None
-        gap = points(metric, grid_best["best"], b["best"]) if grid_best and b else None
-        if key == "grid" or pct is None or gap is None:
-            target = "(reference)" if key == "grid" else "?"
-        else:
-            ok = gap <= TARGET_GAP_POINTS and pct <= TARGET_EPOCH_PCT
-            target = "met" if ok else "NOT met"
-            verdicts.append((r["label"], ok, gap, pct))
-        done = f"{count['done']} / {count['pruned']} / {count['failed']}" + (f" (+{other} other)" if other else "")
-        table.append([
-            r["label"], done, str(epochs),
-            f"{pct:.1f}%" if pct is not None else "?",
-            f"{b['best']:.4f}" if b else "?",
-            f"{gap:+.1f}" if gap is not None else "?",
-            fmt_time(r["wall"]), target,
-        ])
+    for seed, results in instances.items():
+        for r in results.values():
+            c = r["count"]
+            done = f"{c['done']} / {c['pruned']} / {c['failed']}" + (f" (+{r['other']} other)" if r["other"] else "")
+            target = "(reference)" if r["key"] == "grid" else ("?" if r["ok"] is None else ("met" if r["ok"] else "NOT met"))
+            table.append([str(seed), r["label"], done, str(r["epochs"]),
+                          f"{r['pct']:.1f}%" if r["pct"] is not None else "?",
+                          f"{r['best']['best']:.4f}" if r["best"] else "?",
+                          f"{r['gap']:+.1f}" if r["gap"] is not None else "?",
+                          fmt_time(r["wall"]), target])
 
-    def text_table(rows):
-        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-        lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    # Over the instances, per search.
+    agg_header = ["strategy", "instances meeting the target", "epochs % of grid (mean; range)",
+                  "gap in points (median; range)", "instances within 1 point", "wall (mean)"]
+    agg = []
+    for key, label, _ in STRATEGIES:
+        rs = [res[key] for res in instances.values() if key in res]
+        if not rs:
+            continue
+        pcts = [r["pct"] for r in rs if r["pct"] is not None]
+        gaps = [r["gap"] for r in rs if r["gap"] is not None]
+        n = len(rs)
+        met = "(reference)" if key == "grid" else f"{sum(1 for r in rs if r['ok'])} of {n}"
+        within = "-" if key == "grid" else f"{sum(1 for g in gaps if g <= TARGET_GAP_POINTS)} of {n}"
+        agg.append([label, met,
+                    f"{statistics.mean(pcts):.1f}% ({min(pcts):.1f}-{max(pcts):.1f})" if pcts else "?",
+                    f"{statistics.median(gaps):+.1f} ({min(gaps):+.1f} to {max(gaps):+.1f})" if gaps else "?",
+                    within, fmt_time(statistics.mean(r["wall"] for r in rs))])
+
+    def text_table(head, rows):
+        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+        lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
         return "\n".join(lines)
 
@@ -323,67 +412,47 @@ def main():
         out += ["| " + " | ".join(row) + " |" for row in rows]
         return "\n".join(out)
 
-    target_line = (f"Target: an ASHA search within {TARGET_GAP_POINTS:g} point of the grid's best "
-                   f"{metric} with at most {TARGET_EPOCH_PCT:g}% of the grid's epochs.")
-    verdict_lines = [
-        f"- {label}: {'met' if ok else 'NOT met'} (gap {gap:+.1f} points, {pct:.1f}% of the grid's epochs)"
-        for label, ok, gap, pct in verdicts
-    ]
-
-    # Where each search found its best, and how the grid's best point looked at the rungs.
-    notes = []
-    if grid_best:
-        notes.append(f"- grid's best: {grid_best['best']:.4f} by {grid_best['id']} ({params_str(grid_best['params'])}) "
-                     f"at epoch {grid_best['best_epoch']} of {grid_best['epochs']}.")
-        ties = [t for t in grid["trials"] if t["best"] is not None and points(metric, grid_best["best"], t["best"]) <= TARGET_GAP_POINTS]
-        notes.append(f"- grid points within {TARGET_GAP_POINTS:g} point of the grid's best: {len(ties)} of {len(grid['trials'])}: "
-                     + "; ".join(f"{t['id']} ({params_str(t['params'])}) {t['best']:.4f}" for t in sorted(ties, key=lambda t: -t['best'] if 'loss' not in metric else t['best'])) + ".")
-        rung_ranks = []
-        for e in (1, 3, 9):
-            rk, n = rank_at(metric, grid["trials"], grid_best, e)
-            if rk is not None:
-                rung_ranks.append(f"{rk} of {n} after {e} epoch(s) ({grid_best['curve'][e - 1]:.4f})")
-        if rung_ranks:
-            notes.append(f"- in the grid, {grid_best['id']} ranked " + ", ".join(rung_ranks)
-                         + " (ASHA with reduction factor 3 keeps about the top third at each rung).")
-        good_ids = {t["id"] for t in ties}
-        for key, r in results.items():
-            if key == "grid":
-                continue
-            b = r["best"]
-            uniq = len({t["id"] for t in r["trials"]})
-            tried = [t for t in r["trials"] if t["id"] in good_ids]
-            what = "; ".join(f"trial {t['trial']} {t['id']} {t['status']} after {t['epochs']} epoch(s), best {t['best']:.4f}" for t in tried) or "none"
-            seen, repeats, repeat_epochs = set(), 0, 0
-            for t in r["trials"]:
-                if t["id"] in seen:
-                    repeats += 1
-                    repeat_epochs += t["epochs"]
-                seen.add(t["id"])
-            notes.append(f"- {r['label']}: {repeats} trial(s) repeat a point an earlier trial of the sweep had "
-                         f"(training is deterministic, so a repeat gives the same curve); they trained "
-                         f"{repeat_epochs} of its {r['epochs']} epochs.")
-            notes.append(f"- {r['label']}: {uniq} distinct points of 27; best {b['best']:.4f} by trial {b['trial']} {b['id']} "
-                         f"({params_str(b['params'])}, {b['status']}) at epoch {b['best_epoch']}; "
-                         f"its trials of the grid's near-best points ({TARGET_GAP_POINTS:g} point): {what}.")
+    target_line = (f"Target: a search with early stopping within {TARGET_GAP_POINTS:g} point of the grid's best "
+                   f"{metric} with at most {TARGET_EPOCH_PCT:g}% of the grid's epochs, on the same instance (seed).")
+    notes = {seed: instance_notes(metric, results) for seed, results in instances.items()}
 
     log("")
-    log(text_table(table))
+    log(text_table(header, table))
+    log("")
+    log(text_table(agg_header, agg))
     log("")
     log(target_line)
-    for line in verdict_lines:
-        log(line)
-    log("")
-    for line in notes:
-        log(line)
+    for seed, lines in notes.items():
+        log(f"\nseed {seed}:")
+        for line in lines:
+            log("- " + line)
     log(f"\ntotal {fmt_time(total)}; load average at start {load_start}, at end {load_end}")
 
     if args.no_results:
         return
     out_dir = Path(args.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{started:%Y-%m-%d-%H%M}-sweep.md"
-    first = next(iter(results.values()))
+    stem = f"{started:%Y-%m-%d-%H%M}-sweep"
+    out, out_csv = out_dir / f"{stem}.md", out_dir / f"{stem}.csv"
+
+    # Every trial of every sweep, for pandas.
+    axes = first["axes"]
+    with open(out_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["seed", "strategy", "trial", "id", *axes, "status", "epochs", f"best_{metric}", "best_epoch", "curve"])
+        for seed, results in instances.items():
+            for r in results.values():
+                for t in r["trials"]:
+                    w.writerow([seed, r["key"], t["trial"], t["id"], *(t["params"].get(a, "") for a in axes),
+                                t["status"], t["epochs"], "" if t["best"] is None else f"{t['best']:.4f}",
+                                t["best_epoch"] or "",
+                                " ".join("" if v is None else f"{v:.4f}" for v in t["curve"])])
+
+    rungs = {}
+    for results in instances.values():
+        for r in results.values():
+            if r["rungs"]:
+                rungs.setdefault(r["label"], r["rungs"])
     md = [
         f"# make bench-sweep, {started:%Y-%m-%d %H:%M} UTC",
         "",
@@ -392,38 +461,37 @@ def main():
         f"- invoked as: `{shlex.join(['python3', 'bench/sweep.py', *sys.argv[1:]])}`",
         f"- load average at start: {load_start}, at end: {load_end}; total time {fmt_time(total)}",
         f"- scheduling: {first['settings'] or '?'} (`[sweep] parallel = 2`; threads per trial = cores / parallel)",
-        "- space: bench/sweep/base.toml (built-in synthetic shapes: 10 classes, 3,000 train / 500 validation / 200 test "
+        "- space: bench/sweep/base.toml (built-in synthetic shapes: 10 classes, 3,000 train / 2,000 validation / 200 test "
         "images, 32x32x3, noise 0.1; a 2-conv CNN with Adam; `train.epochs = 27`, no early-stopping callback) and "
         "3 x 3 x 3 points: `optimizer.learning_rate` [1e-4, 1e-3, 1e-2], `model.dropout` [0.0, 0.25, 0.5], "
         "`train.batch_size` [16, 32, 64]",
-        "- same `experiment.seed = 7` (data, weights) and `[sweep] seed = 1` for all three; "
-        f"ranked by `{metric}` (max); random draws the grid lists uniformly, redrawing a point the sweep already has (as TPE does) while new ones are left; "
-        "TPE: `n_startup = 10`, `n_candidates = 24`; ASHA: `min_epochs = 1`, `reduction_factor = 3`, "
-        "`max_epochs = train.epochs`, so rungs at 1, 3 and 9 epochs (as in the files; overrides, if any, and the rungs as `--dry-run` states them, below)",
-        "- epochs trained: the rows of every trial's metrics.csv, summed (a pruned trial may finish the "
-        "epoch it is in when stopped, so it can show one epoch past its rung); best: the best `best_"
-        f"{metric}` of summary.csv over all trials",
+        f"- instances: seeds {', '.join(str(s) for s in seeds)}; each sets `experiment.seed` (the synthetic data and the "
+        "initial weights) and `[sweep] seed` (the draws) of every sweep of that instance, so the searches of an instance "
+        "face the same data as its grid",
+        f"- ranked by `{metric}` (max); random draws the grid lists uniformly, redrawing a point the sweep already has while "
+        "new ones are left; TPE: `n_startup = 10`, `n_candidates = 24`; early stopping: `min_epochs = 1`, "
+        "`reduction_factor = 3`, `max_epochs = train.epochs` (as in the files; overrides, if any, below)",
+        "- epochs trained: the rows of every trial's metrics.csv, summed. A pruned trial is stopped with SIGUSR1 at the "
+        "next batch after its rung's decision; the part of an epoch it had begun is not in this count (the wall time has it); "
+        f"best: the best `best_{metric}` of summary.csv over all trials",
+        f"- every trial of every sweep, with its curve: `{out_csv.name}`",
     ]
     if args.sets or args.asha_sets:
-        md.append(f"- overrides: all sweeps {args.sets or 'none'}; ASHA sweeps only {args.asha_sets or 'none'}")
-    for r in results.values():
-        if r["rungs"]:
-            md.append(f"- {r['label']}, as `--dry-run` states it: {r['rungs']}")
+        md.append(f"- overrides: all sweeps {args.sets or 'none'}; early-stopping sweeps only {args.asha_sets or 'none'}")
+    for label, line in rungs.items():
+        md.append(f"- {label}, as `--dry-run` states it: {line}")
     md += ["", "## Commands", "", "```sh"]
-    md += [shlex.join(["runner", *r["cmd"][1:]]).replace(str(runs_root), "$RUNS") for r in results.values()]
+    for r in next(iter(instances.values())).values():
+        md.append(shlex.join(["runner", *r["cmd"][1:]]).replace(str(runs_root), "$RUNS"))
     md += ["```", "",
-           f"(`runner` is the copy of target/release/runner; `$RUNS/<strategy>` a fresh temporary folder per sweep; "
-           f"run from the repository root, one sweep after the other.)", "",
-           "## Results", "", md_table(header, table), "", target_line, ""]
-    md += verdict_lines + ["", "## Notes", ""] + notes
-    for key, r in results.items():
-        md += ["", f"## {r['label']}: every trial", "",
-               md_table(["trial", "id", *r["axes"], "status", "epochs", f"best {metric}", "best epoch"],
-                        [[str(t["trial"]), t["id"], *t["params"].values(), t["status"], str(t["epochs"]),
-                          f"{t['best']:.4f}" if t["best"] is not None else "-", str(t["best_epoch"] or "-")]
-                         for t in r["trials"]])]
-    out.write_text("\n".join(md) + "\n")
-    log(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+           f"(shown for the first seed; `runner` is the copy of target/release/runner; `$RUNS/<seed>-<strategy>` a fresh "
+           f"temporary folder per sweep; run from the repository root, one sweep after the other.)", "",
+           "## Over the instances", "", md_table(agg_header, agg), "", target_line, "",
+           "## Each instance", "", md_table(header, table), ""]
+    for seed, lines in notes.items():
+        md += [f"### seed {seed}", ""] + ["- " + line for line in lines] + [""]
+    out.write_text("\n".join(md))
+    log(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} and {out_csv.name}")
 
 
 if __name__ == "__main__":
