@@ -26,7 +26,7 @@ help:
 	@echo "make data       install Fashion-MNIST (Debian package dataset-fashion-mnist) for experiments/fashion-mnist.toml"
 	@echo "make fashion-bn train experiments/fashion-mnist-bn.toml (conv-BN-ReLU network; needs make data)"
 	@echo "make bench      runner vs PyTorch and Keras side by side: training img/s, peak RSS, loader, time to 0.90 (bench/results/)"
-	@echo "make bench-sweep one 27-point space as grid, random+ASHA, TPE+ASHA and random+Hyperband on 4 seeds: epochs trained, best val_accuracy (bench/results/)"
+	@echo "make bench-sweep one 27-point space as grid, random/TPE+ASHA, random+Hyperband, ASHA from epoch 3, 4 seeds: epochs trained, best val_accuracy (bench/results/)"
 	@echo "make bench-data loader images/s against Keras ImageDataGenerator and torchvision, 1 thread and all cores (BENCH_PY=python with both)"
 	@echo "make test-gpu   the GPU path end to end: accuracy, CPU/GPU agreement, kill and resume, sweep, out of memory (needs an NVIDIA GPU; DEVICE=wgpu for Vulkan)"
 	@echo "make bench-gpu  runner --device cuda vs PyTorch on the GPU: img/s at batch 32 and 256, cold and warm start, GPU memory (needs an NVIDIA GPU)"

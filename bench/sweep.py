@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench-sweep`: one 27-trial search space, four ways, on several instances, with the epochs each spends.
+"""`make bench-sweep`: one 27-trial search space, six ways, on several instances, with the epochs each spends.
 
 The space (bench/sweep/base.toml, built-in synthetic shapes, no downloads) is
 three axes of three values each: `optimizer.learning_rate` (1e-4 too small,
@@ -15,12 +15,18 @@ three axes of three values each: `optimizer.learning_rate` (1e-4 too small,
                     TPE), the same ASHA early stopping
   random+hyperband  bench/sweep/random-hyperband.toml: the random draws with
                     Hyperband (brackets with rungs from 1, 3, 9 and none)
+  random-asha-3,    random-asha.toml and tpe-asha.toml with the first rung at
+  tpe-asha-3        epoch 3 (`min_epochs = 3`: rungs at 3 and 9), the setting
+                    chosen from the first four-seed run (2026-12-05 08:16), in
+                    which the grid's best ranked 3rd to 15th of 27 after one
+                    epoch but 3rd to 6th after three
 
 on each instance: a seed that sets `experiment.seed` (the synthetic data and
-the initial weights) and `[sweep] seed` of all four sweeps. One instance is
+the initial weights) and `[sweep] seed` of all its sweeps. One instance is
 one draw of the data and of the search; whether a search finds the grid's
 best depends on it, so the benchmark runs several (`--seeds`, 7 first: the
-seed of the earlier single-instance results).
+seed of the earlier single-instance results; seeds chosen later, such as
+4,5,6,8, are instances no setting was chosen on).
 
 Each sweep runs to its end, one after the other, into its own folder under a
 fresh temporary runs directory, with a copy of the release binary (so that a
@@ -35,7 +41,7 @@ grid's best with at most 40% of its epochs; then, per search, on how many
 instances it holds.
 
     python3 bench/sweep.py [--runner target/release/runner] [--keep-runs DIR]
-        [--seeds 7,1,2,3] [--only grid,random-asha,tpe-asha,random-hyperband]
+        [--seeds 7,1,2,3] [--only grid,random-asha,...] [--note TEXT]
         [--set KEY=VALUE]... [--asha-set KEY=VALUE]...
 
 `--set` overrides a key of all sweeps (`--set train.epochs=9` for a quick
@@ -61,11 +67,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SPACE = HERE / "sweep"
+# (key, label, file, overrides of that sweep)
+MIN3 = ["sweep.early_stop.min_epochs=3"]
 STRATEGIES = [
-    ("grid", "grid", "grid.toml"),
-    ("random-asha", "random + ASHA", "random-asha.toml"),
-    ("tpe-asha", "TPE + ASHA", "tpe-asha.toml"),
-    ("random-hyperband", "random + Hyperband", "random-hyperband.toml"),
+    ("grid", "grid", "grid.toml", []),
+    ("random-asha", "random + ASHA", "random-asha.toml", []),
+    ("tpe-asha", "TPE + ASHA", "tpe-asha.toml", []),
+    ("random-hyperband", "random + Hyperband", "random-hyperband.toml", []),
+    ("random-asha-3", "random + ASHA from epoch 3", "random-asha.toml", MIN3),
+    ("tpe-asha-3", "TPE + ASHA from epoch 3", "tpe-asha.toml", MIN3),
 ]
 DEFAULT_SEEDS = [7, 1, 2, 3]
 TARGET_GAP_POINTS = 1.0
@@ -294,15 +304,16 @@ def main():
     ap.add_argument("--runner", default=str(ROOT / "target/release/runner"), help="the runner binary (copied before use)")
     ap.add_argument("--results-dir", default=str(HERE / "results"))
     ap.add_argument("--keep-runs", help="create the runs here (kept) instead of in a temporary folder")
-    ap.add_argument("--only", help="comma-separated subset of " + ",".join(k for k, _, _ in STRATEGIES) + " (the grid is the reference)")
+    ap.add_argument("--only", help="comma-separated subset of " + ",".join(k for k, *_ in STRATEGIES) + " (the grid is the reference)")
     ap.add_argument("--seeds", default=",".join(str(s) for s in DEFAULT_SEEDS),
                     help="comma-separated seeds, one instance each (experiment.seed and sweep.seed)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE for all sweeps")
     ap.add_argument("--asha-set", dest="asha_sets", action="append", default=[], help="KEY=VALUE for the early-stopping sweeps only")
     ap.add_argument("--no-results", action="store_true", help="print only; write no results files")
+    ap.add_argument("--note", action="append", default=[], help="a line for the results file (why this run, which seeds are held out)")
     args = ap.parse_args()
 
-    names = [k for k, _, _ in STRATEGIES]
+    names = [k for k, *_ in STRATEGIES]
     wanted = names
     if args.only:
         wanted = [k.strip() for k in args.only.split(",")]
@@ -341,10 +352,10 @@ def main():
     try:
         for seed in seeds:
             results = {}
-            for key, label, toml in STRATEGIES:
+            for key, label, toml, extra in STRATEGIES:
                 if key not in wanted:
                     continue
-                sets = [f"experiment.seed={seed}", f"sweep.seed={seed}", *args.sets]
+                sets = [f"experiment.seed={seed}", f"sweep.seed={seed}", *extra, *args.sets]
                 sets += list(args.asha_sets) if key != "grid" else []
                 name = f"seed{seed}-{key}"
                 cmd, wall, code, sweep_dir, settings, rungs = run_sweep(
@@ -387,7 +398,7 @@ def main():
     agg_header = ["strategy", "instances meeting the target", "epochs % of grid (mean; range)",
                   "gap in points (median; range)", "instances within 1 point", "wall (mean)"]
     agg = []
-    for key, label, _ in STRATEGIES:
+    for key, label, *_ in STRATEGIES:
         rs = [res[key] for res in instances.values() if key in res]
         if not rs:
             continue
@@ -470,12 +481,15 @@ def main():
         "face the same data as its grid",
         f"- ranked by `{metric}` (max); random draws the grid lists uniformly, redrawing a point the sweep already has while "
         "new ones are left; TPE: `n_startup = 10`, `n_candidates = 24`; early stopping: `min_epochs = 1`, "
-        "`reduction_factor = 3`, `max_epochs = train.epochs` (as in the files; overrides, if any, below)",
+        "`reduction_factor = 3`, `max_epochs = train.epochs` (as in the files; \"from epoch 3\": `min_epochs = 3`; "
+        "other overrides, if any, below)",
         "- epochs trained: the rows of every trial's metrics.csv, summed. A pruned trial is stopped with SIGUSR1 at the "
         "next batch after its rung's decision; the part of an epoch it had begun is not in this count (the wall time has it); "
         f"best: the best `best_{metric}` of summary.csv over all trials",
         f"- every trial of every sweep, with its curve: `{out_csv.name}`",
     ]
+    for line in args.note:
+        md.append(f"- note: {line}")
     if args.sets or args.asha_sets:
         md.append(f"- overrides: all sweeps {args.sets or 'none'}; early-stopping sweeps only {args.asha_sets or 'none'}")
     for label, line in rungs.items():
