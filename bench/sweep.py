@@ -364,6 +364,10 @@ def main():
                     tail = (tmp / f"{name}.log").read_text().splitlines()[-30:]
                     raise SystemExit(f"{name}: the sweep left no summary.csv (exit {code}):\n" + "\n".join(tail))
                 metric, axes, trials = analyse(sweep_dir)
+                if not args.keep_runs:
+                    # Every trial keeps every epoch's checkpoint: keeping all
+                    # the sweeps' folders to the end ran a disk full.
+                    shutil.rmtree(runs_root / name, ignore_errors=True)
                 results[key] = dict(key=key, label=label, toml=toml, cmd=cmd, sets=sets, wall=wall, code=code,
                                     settings=settings, rungs=rungs, metric=metric, axes=axes, trials=trials)
             instances[seed] = results
