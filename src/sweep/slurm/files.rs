@@ -1,9 +1,9 @@
-//! Files under `<sweep>/slurm`: where they live, `trials.txt`, and atomic writes.
+//! Files under `<sweep>/slurm`: where they live, and `trials.txt`.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::SlurmError;
+use crate::rundir::write_atomic;
 
 /// Where the Slurm launcher keeps its files inside a sweep folder.
 #[derive(Debug, Clone)]
@@ -76,21 +76,6 @@ pub fn write_trials_file(sweep_dir: &Path, trial_dirs: &[PathBuf]) -> Result<Pat
     let path = SlurmPaths::new(sweep_dir).trials_file();
     write_atomic(&path, text.as_bytes())?;
     Ok(path)
-}
-
-/// Write `bytes` to `path` through a temporary file in the same folder and a rename.
-pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SlurmError> {
-    let io = |source| SlurmError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
 }
 
 #[cfg(test)]

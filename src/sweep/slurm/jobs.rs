@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::files::{write_atomic, SlurmPaths};
+use super::files::SlurmPaths;
 use super::SlurmError;
+use crate::rundir::write_atomic;
 
 /// One `sbatch` call: array task `t` of `job_id` runs trial `offset + t`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +62,8 @@ pub(super) fn append_job(sweep_dir: &Path, job: &SubmittedJob) -> Result<(), Slu
             path: path.clone(),
             source,
         })?;
-    write_atomic(&path, format!("{text}\n").as_bytes())
+    write_atomic(&path, format!("{text}\n").as_bytes())?;
+    Ok(())
 }
 
 /// The latest submission that ran each trial (a resubmission replaces an earlier one).

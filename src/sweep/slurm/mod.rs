@@ -112,6 +112,10 @@ pub enum SlurmError {
     #[error("trial folder {path:?} cannot be listed in trials.txt: {reason}")]
     TrialPath { path: PathBuf, reason: &'static str },
 
+    /// An atomic write (`trials.txt`, the batch script, the job list).
+    #[error(transparent)]
+    Write(#[from] crate::rundir::RunDirError),
+
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -3,9 +3,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::files::{write_atomic, SlurmPaths};
+use super::files::SlurmPaths;
 use super::{SlurmError, OFFSET_VAR};
 use crate::plan::SlurmPlan;
+use crate::rundir::write_atomic;
 
 /// Render the batch script ([`render_script`]) and write it to
 /// `<sweep>/slurm/sweep.sbatch`, creating `slurm/logs/` (Slurm does not create
