@@ -20,6 +20,10 @@ three axes of three values each: `optimizer.learning_rate` (1e-4 too small,
                     chosen from the first four-seed run (2026-12-05 08:16), in
                     which the grid's best ranked 3rd to 15th of 27 after one
                     epoch but 3rd to 6th after three
+  random-asha-3-4   random-asha.toml with rungs at 3 and 12 (`min_epochs = 3`,
+                    `reduction_factor = 4`), the setting that met the target
+                    most often when replayed on the curves of seeds 1 to 8
+                    (examples/asha_replay.rs; 72% of 4,000 random orders)
 
 on each instance: a seed that sets `experiment.seed` (the synthetic data and
 the initial weights) and `[sweep] seed` of all its sweeps. One instance is
@@ -32,8 +36,9 @@ Each sweep runs to its end, one after the other, into its own folder under a
 fresh temporary runs directory, with a copy of the release binary (so that a
 rebuild during the benchmark cannot change it). From each sweep's
 summary.csv and every trial's metrics.csv it prints, and writes to
-bench/results/<date>-<time>-sweep.md (and every trial, with its curve, to
-the .csv beside it): trials done / pruned / failed, epochs trained
+bench/results/<date>-<time>-sweep.md (and every trial, with its curve and
+its mean `epoch_seconds`, to the .csv beside it, which
+examples/asha_replay.rs replays): trials done / pruned / failed, epochs trained
 (metrics.csv rows over all trials), the best validation metric found, wall
 time, epochs as a percentage of the grid's, the gap to the grid's best in
 points, and whether the target holds on that instance: within 1 point of the
@@ -76,6 +81,8 @@ STRATEGIES = [
     ("random-hyperband", "random + Hyperband", "random-hyperband.toml", []),
     ("random-asha-3", "random + ASHA from epoch 3", "random-asha.toml", MIN3),
     ("tpe-asha-3", "TPE + ASHA from epoch 3", "tpe-asha.toml", MIN3),
+    ("random-asha-3-4", "random + ASHA, rungs 3 and 12", "random-asha.toml",
+     MIN3 + ["sweep.early_stop.reduction_factor=4"]),
 ]
 DEFAULT_SEEDS = [7, 1, 2, 3]
 TARGET_GAP_POINTS = 1.0
@@ -193,6 +200,7 @@ def analyse(sweep_dir):
         run_dir = Path(r["run_dir"]) if r.get("run_dir") else None
         m = metric_rows(run_dir) if run_dir else []
         curve = [fnum(x.get(metric)) for x in m]
+        seconds = [v for v in (fnum(x.get("epoch_seconds")) for x in m) if v is not None]
         trials.append({
             "trial": int(r["trial"]),
             "id": r["id"],
@@ -203,6 +211,7 @@ def analyse(sweep_dir):
             "best": fnum(r[f"best_{metric}"]),
             "best_epoch": int(r["best_epoch"]) + 1 if r.get("best_epoch") not in (None, "") else None,
             "curve": curve,
+            "epoch_seconds": statistics.mean(seconds) if seconds else None,
             "message": r.get("message", ""),
         })
     return metric, axes, trials
@@ -454,14 +463,16 @@ def main():
     axes = first["axes"]
     with open(out_csv, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["seed", "strategy", "trial", "id", *axes, "status", "epochs", f"best_{metric}", "best_epoch", "curve"])
+        w.writerow(["seed", "strategy", "trial", "id", *axes, "status", "epochs", f"best_{metric}", "best_epoch", "curve",
+                    "epoch_seconds"])
         for seed, results in instances.items():
             for r in results.values():
                 for t in r["trials"]:
                     w.writerow([seed, r["key"], t["trial"], t["id"], *(t["params"].get(a, "") for a in axes),
                                 t["status"], t["epochs"], "" if t["best"] is None else f"{t['best']:.4f}",
                                 t["best_epoch"] or "",
-                                " ".join("" if v is None else f"{v:.4f}" for v in t["curve"])])
+                                " ".join("" if v is None else f"{v:.4f}" for v in t["curve"]),
+                                "" if t["epoch_seconds"] is None else f"{t['epoch_seconds']:.3f}"])
 
     rungs = {}
     for results in instances.values():
