@@ -11,11 +11,12 @@ TB_HOST ?= 127.0.0.1
 TB_PORT ?= 6006
 
 BENCH_VENV := bench/.venv
+SWEEP_VENV := bench/.venv-sweep
 BENCH_PY ?= $(BENCH_VENV)/bin/python
 BENCH_JPEGS := bench/work/jpegs
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: help build release run sweep test test-gpu check fmt clippy tensorboard data fashion-bn bench bench-data bench-gpu bench-sweep
+.PHONY: help build release run sweep test test-gpu check fmt clippy tensorboard data fashion-bn bench bench-data bench-gpu bench-sweep bench-sweep-replay
 
 help:
 	@echo "make run        build (release) and run $(EXP)"
@@ -27,6 +28,7 @@ help:
 	@echo "make fashion-bn train experiments/fashion-mnist-bn.toml (conv-BN-ReLU network; needs make data)"
 	@echo "make bench      runner vs PyTorch and Keras side by side: training img/s, peak RSS, loader, time to 0.90 (bench/results/)"
 	@echo "make bench-sweep one 27-point space as grid, random/TPE+ASHA, random+Hyperband, ASHA from epoch 3, 4 seeds: epochs trained, best val_accuracy (bench/results/)"
+	@echo "make bench-sweep-replay  early-stopping settings, runner's and Optuna's, replayed on the curves bench-sweep recorded (seconds)"
 	@echo "make bench-data loader images/s against Keras ImageDataGenerator and torchvision, 1 thread and all cores (BENCH_PY=python with both)"
 	@echo "make test-gpu   the GPU path end to end: accuracy, CPU/GPU agreement, kill and resume, sweep, out of memory (needs an NVIDIA GPU; DEVICE=wgpu for Vulkan)"
 	@echo "make bench-gpu  runner --device cuda vs PyTorch on the GPU: img/s at batch 32 and 256, cold and warm start, GPU memory (needs an NVIDIA GPU)"
@@ -130,13 +132,32 @@ bench: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.instal
 	$(BENCH_PY) bench/bench.py --runner $(TARGET_DIR)/release/runner --bench-data $(TARGET_DIR)/release/bench_data
 
 # One 27-point space (bench/sweep/: learning rate x dropout x batch size on
-# the synthetic shapes, 27 epochs per trial) searched as a grid, as random
-# search with ASHA and as TPE with ASHA, with the release binary: total
-# epochs trained, best val_accuracy, wall time, and whether ASHA gets within
-# 1 point of the grid's best with at most 40% of its epochs (bench/sweep.py).
-# Writes bench/results/<date>-<time>-sweep.md; about 11 minutes on 2 cores.
+# the synthetic shapes, 27 epochs per trial) searched as a grid and as random
+# or TPE search with ASHA or Hyperband, on 4 seeds, with the release binary:
+# total epochs trained, best val_accuracy, wall time, and whether a search
+# gets within 1 point of the grid's best with at most 40% of its epochs
+# (bench/sweep.py). Writes bench/results/<date>-<time>-sweep.md and the
+# curves to the .csv beside it; about 35 minutes on 2 cores.
 bench-sweep: release
 	python3 bench/sweep.py --runner $(RUNNER)
+
+# Early-stopping settings replayed on the curves that bench-sweep recorded
+# (SWEEP_CSV: every bench/results/*-sweep.csv by default), in seconds:
+# runner's own ASHA code in random trial orders (examples/asha_replay.rs),
+# two at a time as bench-sweep runs them and one at a time, and Optuna's
+# samplers and pruners, one trial at a time (bench/sweep_optuna.py).
+SWEEP_CSV ?= $(wildcard bench/results/*-sweep.csv)
+$(SWEEP_VENV)/.installed: bench/requirements-sweep.txt
+	python3 -m venv $(SWEEP_VENV)
+	$(SWEEP_VENV)/bin/pip install -q -r bench/requirements-sweep.txt
+	touch $@
+
+bench-sweep-replay: $(SWEEP_VENV)/.installed
+	$(CARGO) build --release --example asha_replay
+	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV)
+	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --parallel 1 \
+		--setting asha:1:4 --setting asha:1:3 --setting asha:3:4 --setting hyperband:1:3
+	$(SWEEP_VENV)/bin/python bench/sweep_optuna.py $(SWEEP_CSV)
 
 # The GPU path checked end to end on a machine with a GPU (bench/gpu_check.sh
 # lists the checks); builds --features cuda unless RUNNER_BIN names a binary.
