@@ -137,7 +137,8 @@ bench: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.instal
 # total epochs trained, best val_accuracy, wall time, and whether a search
 # gets within 1 point of the grid's best with at most 40% of its epochs
 # (bench/sweep.py). Writes bench/results/<date>-<time>-sweep.md and the
-# curves to the .csv beside it; about 35 minutes on 2 cores.
+# curves to the .csv beside it; about 40 minutes on 2 cores (six of its
+# seven searches took 34m 34s on 4 seeds).
 bench-sweep: release
 	python3 bench/sweep.py --runner $(RUNNER)
 
@@ -154,8 +155,8 @@ $(SWEEP_VENV)/.installed: bench/requirements-sweep.txt
 
 bench-sweep-replay: $(SWEEP_VENV)/.installed
 	$(CARGO) build --release --example asha_replay
-	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV)
-	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --parallel 1 \
+	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --orders 500
+	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --orders 500 --parallel 1 \
 		--setting asha:1:4 --setting asha:1:3 --setting asha:3:4 --setting hyperband:1:3
 	$(SWEEP_VENV)/bin/python bench/sweep_optuna.py $(SWEEP_CSV)
 

@@ -55,8 +55,11 @@ def load(paths):
     return grids, metric
 
 
-def search(curves, sampler, pruner, n_trials):
-    """One Optuna study over one seed's curves: (epochs trained, best value seen)."""
+def search(curves, sampler, pruner, n_trials, name):
+    """One Optuna study over one seed's curves: (epochs trained, best value seen).
+
+    The study is named: HyperbandPruner deals trials to brackets by a hash
+    of the study's name, and an unnamed study gets a random one."""
     choices = [sorted({k[i] for k in curves}, key=float) for i in range(len(AXES))]
     spent = {"epochs": 0, "best": float("-inf")}
 
@@ -71,7 +74,7 @@ def search(curves, sampler, pruner, n_trials):
                 raise optuna.TrialPruned()
         return max(curve)
 
-    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
+    study = optuna.create_study(study_name=name, direction="maximize", sampler=sampler, pruner=pruner)
     study.optimize(objective, n_trials=n_trials)
     return spent["epochs"], spent["best"]
 
@@ -121,7 +124,8 @@ def main():
                 reference = max(max(c) for c in curves.values())
                 seed_met = 0
                 for rep in range(args.repeats):
-                    epochs, best = search(curves, make_sampler(rep, space), make_pruner(), args.trials)
+                    epochs, best = search(curves, make_sampler(rep, space), make_pruner(), args.trials,
+                                          f"seed{seed}-rep{rep}")
                     fraction = epochs / grid_epochs
                     within = (reference - best) * scale <= args.within + 1e-9
                     ok = within and fraction <= args.budget + 1e-12
