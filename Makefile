@@ -28,7 +28,7 @@ help:
 	@echo "make fashion-bn train experiments/fashion-mnist-bn.toml (conv-BN-ReLU network; needs make data)"
 	@echo "make bench      runner vs PyTorch and Keras side by side: training img/s, peak RSS, loader, time to 0.90 (bench/results/)"
 	@echo "make bench-sweep one 27-point space as grid, random/TPE+ASHA, random+Hyperband, ASHA from epoch 3, 4 seeds: epochs trained, best val_accuracy (bench/results/)"
-	@echo "make bench-sweep-replay  early-stopping settings, runner's and Optuna's, replayed on the curves bench-sweep recorded (seconds)"
+	@echo "make bench-sweep-replay  early-stopping settings, runner's and Optuna's, replayed on the curves bench-sweep recorded (minutes)"
 	@echo "make bench-data loader images/s against Keras ImageDataGenerator and torchvision, 1 thread and all cores (BENCH_PY=python with both)"
 	@echo "make test-gpu   the GPU path end to end: accuracy, CPU/GPU agreement, kill and resume, sweep, out of memory (needs an NVIDIA GPU; DEVICE=wgpu for Vulkan)"
 	@echo "make bench-gpu  runner --device cuda vs PyTorch on the GPU: img/s at batch 32 and 256, cold and warm start, GPU memory (needs an NVIDIA GPU)"
@@ -143,7 +143,7 @@ bench-sweep: release
 	python3 bench/sweep.py --runner $(RUNNER)
 
 # Early-stopping settings replayed on the curves that bench-sweep recorded
-# (SWEEP_CSV: every bench/results/*-sweep.csv by default), in seconds:
+# (SWEEP_CSV: every bench/results/*-sweep.csv by default), in about 4 minutes:
 # runner's own ASHA code in random trial orders (examples/asha_replay.rs),
 # two at a time as bench-sweep runs them and one at a time, and Optuna's
 # samplers and pruners, one trial at a time (bench/sweep_optuna.py).
