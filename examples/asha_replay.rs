@@ -461,3 +461,93 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curve(id: &str, values: &[f64], epoch_seconds: f64) -> Curve {
+        Curve {
+            id: id.to_string(),
+            values: values.to_vec(),
+            epoch_seconds,
+        }
+    }
+
+    fn asha(min_epochs: usize, eta: usize, max_epochs: usize) -> EarlyStop {
+        EarlyStop {
+            kind: EarlyStopKind::Asha,
+            min_epochs,
+            reduction_factor: eta,
+            max_epochs,
+        }
+    }
+
+    /// Three trials of 4 epochs, rungs at 1 and 2 (eta 2), one at a time in
+    /// the order A, B, C. By hand: A is first at both rungs and runs 4
+    /// epochs; B's 0.4 at rung 1 is below A's 0.5 (n = 2, k = 1): pruned
+    /// after 1; C's 0.6 is the best of 3 at rung 1 and its 0.7 the best of
+    /// 2 at rung 2: 4 epochs. 9 epochs in all, best 0.8 (A's last).
+    #[test]
+    fn one_at_a_time_matches_a_hand_computation() {
+        let curves = [
+            curve("a", &[0.5, 0.6, 0.7, 0.8], 1.0),
+            curve("b", &[0.4, 0.5, 0.9, 0.95], 1.0),
+            curve("c", &[0.6, 0.7, 0.75, 0.76], 1.0),
+        ];
+        let outcome = replay(&asha(1, 2, 4), true, &curves, &[0, 1, 2], 1);
+        assert_eq!(outcome.epochs, 9);
+        assert_eq!(outcome.best, 0.8);
+    }
+
+    /// The same A and B two at a time, B's epochs 3 times as fast: B reaches
+    /// rung 1 (t = 1) and rung 2 (t = 2) before A (t = 3), is first there
+    /// and runs to its end; A then meets B's 0.4 at rung 1 and 0.5 at
+    /// rung 2 and goes on. 8 epochs, best 0.95: arrival order decides.
+    #[test]
+    fn the_first_to_reach_a_rung_goes_on() {
+        let curves = [
+            curve("a", &[0.5, 0.6, 0.7, 0.8], 3.0),
+            curve("b", &[0.4, 0.5, 0.9, 0.95], 1.0),
+        ];
+        let outcome = replay(&asha(1, 2, 4), true, &curves, &[0, 1], 2);
+        assert_eq!(outcome.epochs, 8);
+        assert_eq!(outcome.best, 0.95);
+        let one_at_a_time = replay(&asha(1, 2, 4), true, &curves, &[0, 1], 1);
+        assert_eq!((one_at_a_time.epochs, one_at_a_time.best), (5, 0.8));
+    }
+
+    /// Minimizing, the lower value goes on: B's 1.2 at rung 1 is higher
+    /// than A's 1.0, so B is pruned after 1 epoch, though it would end
+    /// lowest. 4 epochs, best 0.6 (A's last).
+    #[test]
+    fn a_minimized_metric_keeps_the_lower_value() {
+        let curves = [
+            curve("a", &[1.0, 0.8, 0.6], 1.0),
+            curve("b", &[1.2, 0.1, 0.05], 1.0),
+        ];
+        let outcome = replay(&asha(1, 2, 3), false, &curves, &[0, 1], 1);
+        assert_eq!((outcome.epochs, outcome.best), (4, 0.6));
+    }
+
+    #[test]
+    fn settings_parse_and_bad_ones_are_named() {
+        let plan = parse_setting("hyperband:1:3", 27).unwrap();
+        assert_eq!(plan.kind, EarlyStopKind::Hyperband);
+        assert_eq!(
+            describe(&plan),
+            "hyperband:1:3 (rungs 1,3,9 / 3,9 / 9 / none)"
+        );
+        for bad in [
+            "asha:1",
+            "median:1:3",
+            "asha:x:3",
+            "asha:0:3",
+            "asha:1:1",
+            "asha:27:3",
+        ] {
+            let err = parse_setting(bad, 27).unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+}
