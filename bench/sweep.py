@@ -496,8 +496,10 @@ def main():
         "face the same data as its grid",
         f"- ranked by `{metric}` (max); random draws the grid lists uniformly, redrawing a point the sweep already has while "
         "new ones are left; TPE: `n_startup = 10`, `n_candidates = 24`; early stopping: `min_epochs = 1`, "
-        "`reduction_factor = 3`, `max_epochs = train.epochs` (as in the files; \"from epoch 3\": `min_epochs = 3`; "
-        "other overrides, if any, below)",
+        "`reduction_factor = 3`, `max_epochs = train.epochs` (as in the files; a search's own overrides: "
+        + ("; ".join(f"{label}: " + ", ".join(f"`{o}`" for o in sets) for key, label, _, sets in STRATEGIES
+                     if sets and key in wanted) or "none")
+        + "; other overrides, if any, below)",
         "- epochs trained: the rows of every trial's metrics.csv, summed. A pruned trial is stopped with SIGUSR1 at the "
         "next batch after its rung's decision; the part of an epoch it had begun is not in this count (the wall time has it); "
         f"best: the best `best_{metric}` of summary.csv over all trials",
