@@ -143,7 +143,7 @@ bench-sweep: release
 	python3 bench/sweep.py --runner $(RUNNER)
 
 # Early-stopping settings replayed on the curves that bench-sweep recorded
-# (SWEEP_CSV: every bench/results/*-sweep.csv by default), in about 4 minutes:
+# (SWEEP_CSV: every bench/results/*-sweep.csv by default), in about 2 minutes:
 # runner's own ASHA code in random trial orders (examples/asha_replay.rs),
 # two at a time as bench-sweep runs them and one at a time, and Optuna's
 # samplers and pruners, one trial at a time (bench/sweep_optuna.py).
