@@ -188,12 +188,6 @@ fn replay(
     let mut events = BinaryHeap::new();
     let mut seq = 0;
     let mut next = 0;
-    let mut epochs = 0;
-    let mut best = if maximize {
-        f64::NEG_INFINITY
-    } else {
-        f64::INFINITY
-    };
     let mut start = |slot: usize, now: f64, events: &mut BinaryHeap<Reverse<EpochEnd>>| {
         let time = now + curves[order[slot]].epoch_seconds;
         events.push(Reverse(EpochEnd { time, seq, slot }));
@@ -207,11 +201,6 @@ fn replay(
         let curve = &curves[order[end.slot]];
         trained[end.slot] += 1;
         let done = trained[end.slot];
-        epochs += 1;
-        let value = curve.values[done - 1];
-        if (maximize && value > best) || (!maximize && value < best) {
-            best = value;
-        }
         let records = asha.observe(end.slot, &curve.values[..done]);
         let pruned = records.iter().any(|r| r.decision == Decision::Prune);
         if !pruned && done < curve.values.len() {
@@ -221,7 +210,14 @@ fn replay(
             next += 1;
         }
     }
-    Outcome { epochs, best }
+    let seen = order
+        .iter()
+        .zip(&trained)
+        .flat_map(|(&c, &n)| curves[c].values[..n].iter().copied());
+    Outcome {
+        epochs: trained.iter().sum(),
+        best: best_of(maximize, seen),
+    }
 }
 
 /// The grids' curves per seed, and each non-grid sweep's recorded trials per
@@ -294,13 +290,20 @@ fn load(files: &[PathBuf]) -> Result<Loaded, Box<dyn Error>> {
     Ok((grids, sweeps, metric))
 }
 
-fn grid_best(curves: &[Curve], maximize: bool) -> f64 {
-    let all = curves.iter().flat_map(|c| c.values.iter().copied());
+/// The best of `values` (NaNs left out): the highest when maximizing.
+fn best_of(maximize: bool, values: impl Iterator<Item = f64>) -> f64 {
     if maximize {
-        all.fold(f64::NEG_INFINITY, f64::max)
+        values.fold(f64::NEG_INFINITY, f64::max)
     } else {
-        all.fold(f64::INFINITY, f64::min)
+        values.fold(f64::INFINITY, f64::min)
     }
+}
+
+fn grid_best(curves: &[Curve], maximize: bool) -> f64 {
+    best_of(
+        maximize,
+        curves.iter().flat_map(|c| c.values.iter().copied()),
+    )
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -360,24 +363,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     .collect::<Result<Vec<_>, _>>()?;
                 let outcome = replay(&plan, maximize, curves, &order, args.parallel);
                 let epochs: usize = recorded.iter().map(|r| r.epochs).sum();
-                let best = recorded
-                    .iter()
-                    .map(|r| r.best)
-                    .filter(|v| !v.is_nan())
-                    .fold(
-                        if maximize {
-                            f64::NEG_INFINITY
-                        } else {
-                            f64::INFINITY
-                        },
-                        |a, b| {
-                            if maximize {
-                                a.max(b)
-                            } else {
-                                a.min(b)
-                            }
-                        },
-                    );
+                let best = best_of(maximize, recorded.iter().map(|r| r.best));
                 println!(
                     "| {strategy} | {seed} | {} | {epochs} | {} | {best:.4} | {:.4} |",
                     describe(&plan),
