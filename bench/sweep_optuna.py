@@ -55,16 +55,15 @@ def load(paths):
     return grids, metric
 
 
-def search(curves, sampler, pruner, n_trials, name):
+def search(curves, space, sampler, pruner, n_trials, name):
     """One Optuna study over one seed's curves: (epochs trained, best value seen).
 
     The study is named: HyperbandPruner deals trials to brackets by a hash
     of the study's name, and an unnamed study gets a random one."""
-    choices = [sorted({k[i] for k in curves}, key=float) for i in range(len(AXES))]
     spent = {"epochs": 0, "best": float("-inf")}
 
     def objective(trial):
-        key = tuple(trial.suggest_categorical(a, c) for a, c in zip(AXES, choices))
+        key = tuple(trial.suggest_categorical(a, space[a]) for a in AXES)
         curve = curves[key]
         for epoch, value in enumerate(curve, start=1):
             spent["epochs"] += 1
@@ -124,7 +123,7 @@ def main():
                 reference = max(max(c) for c in curves.values())
                 seed_met = 0
                 for rep in range(args.repeats):
-                    epochs, best = search(curves, make_sampler(rep, space), make_pruner(), args.trials,
+                    epochs, best = search(curves, space, make_sampler(rep, space), make_pruner(), args.trials,
                                           f"seed{seed}-rep{rep}")
                     fraction = epochs / grid_epochs
                     within = (reference - best) * scale <= args.within + 1e-9
