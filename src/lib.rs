@@ -23,6 +23,7 @@ pub mod ops;
 pub mod out;
 pub mod plan;
 pub mod predict;
+pub mod process;
 pub mod report;
 pub mod run;
 pub mod rundir;

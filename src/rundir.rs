@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::process::{output_within, Finished};
+
 #[derive(Debug, Error)]
 pub enum RunDirError {
     #[error("cannot create run folder under {}: {source}", parent.display())]
@@ -376,58 +378,18 @@ pub fn git_info(dir: &Path) -> Option<GitInfo> {
         .current_dir(dir)
         .env("GIT_OPTIONAL_LOCKS", "0")
         .env("GIT_TERMINAL_PROMPT", "0");
-        let out = output_within(cmd, GIT_TIMEOUT)?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        match output_within(&mut cmd, GIT_TIMEOUT) {
+            Ok(Finished::Exited { status, stdout, .. }) if status.success() => {
+                Some(String::from_utf8_lossy(&stdout).trim().to_string())
+            }
+            _ => None,
+        }
     };
     let commit = run(&["rev-parse", "HEAD"])?;
     let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
         .map(|s| !s.is_empty())
         .unwrap_or(false);
     Some(GitInfo { commit, dirty })
-}
-
-/// Run `cmd` with no stdin and no stderr, and collect its stdout; `None` if
-/// it cannot start or does not finish within `timeout` (it is then killed).
-fn output_within(
-    mut cmd: std::process::Command,
-    timeout: std::time::Duration,
-) -> Option<std::process::Output> {
-    use std::io::Read;
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    // Read on a thread so that a full pipe cannot stall the child.
-    let mut pipe = child.stdout.take()?;
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        pipe.read_to_end(&mut buf).map(|_| buf)
-    });
-    let deadline = std::time::Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    };
-    let stdout = reader.join().ok()?.ok()?;
-    Some(std::process::Output {
-        status,
-        stdout,
-        stderr: Vec::new(),
-    })
 }
 
 /// Now, as an RFC 3339 timestamp in UTC.
@@ -474,20 +436,6 @@ pub fn resolve_latest(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_command_past_its_timeout_is_killed_and_left_out() {
-        let mut cmd = std::process::Command::new("sleep");
-        cmd.arg("30");
-        let start = std::time::Instant::now();
-        let out = output_within(cmd, std::time::Duration::from_millis(200));
-        assert!(out.is_none());
-        assert!(start.elapsed() < std::time::Duration::from_secs(10));
-        let mut cmd = std::process::Command::new("echo");
-        cmd.arg("hello");
-        let out = output_within(cmd, std::time::Duration::from_secs(10)).expect("echo ran");
-        assert_eq!(out.stdout, b"hello\n");
-    }
 
     #[test]
     fn git_provenance_runs_no_fsmonitor_or_hook_of_the_repository() {

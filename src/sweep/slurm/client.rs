@@ -3,13 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::array::{compact_ranges, plan_chunks};
 use super::jobs::{append_job, latest_job_per_trial, SubmittedJob};
@@ -18,6 +15,7 @@ use super::state::{
     TaskState, TaskStates,
 };
 use super::{SlurmError, OFFSET_VAR};
+use crate::process::{output_within, Finished};
 
 /// At most this much of a command's stderr is kept in an error.
 const STDERR_TAIL_CHARS: usize = 800;
@@ -151,102 +149,29 @@ impl Slurm {
     fn run_once(&self, program: &str, args: &[String]) -> Result<Output, SlurmError> {
         let command = Slurm::describe(program, args);
         let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        cmd.args(args);
         if let Some(path) = &self.options.path {
             cmd.env("PATH", path);
         }
         for (k, v) in &self.options.env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().map_err(|source| SlurmError::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-        let pgid = child.id() as libc::pid_t;
-        let (tx, rx) = mpsc::channel::<(bool, Vec<u8>)>();
-        let readers = [
-            child
-                .stdout
-                .take()
-                .map(|r| Box::new(r) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|r| Box::new(r) as Box<dyn Read + Send>),
-        ];
-        for (is_err, reader) in readers.into_iter().enumerate() {
-            if let Some(mut reader) = reader {
-                let tx = tx.clone();
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let _ = reader.read_to_end(&mut buf);
-                    let _ = tx.send((is_err == 1, buf));
-                });
-            }
-        }
-        drop(tx);
-        let kill_group = || {
-            // SAFETY: killpg only sends a signal; the group is the child's own
-            // (process_group(0) above), so nothing else is touched.
-            unsafe {
-                libc::killpg(pgid, libc::SIGKILL);
-            }
-        };
-        let deadline = Instant::now() + self.options.timeout;
-        let mut pause = Duration::from_millis(2);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) => {}
-                Err(source) => {
-                    kill_group();
-                    let _ = child.wait();
-                    return Err(SlurmError::Spawn { command, source });
-                }
-            }
-            if Instant::now() >= deadline {
-                kill_group();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
-        };
-        // Collect both pipes; a grandchild that keeps one open past the
-        // deadline is killed with the group.
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        for _ in 0..2 {
-            let got = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(got) => Some(got),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    kill_group();
-                    rx.recv_timeout(Duration::from_secs(2)).ok()
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => None,
-            };
-            match got {
-                Some((true, buf)) => stderr = buf,
-                Some((false, buf)) => stdout = buf,
-                None => break,
-            }
-        }
-        let stdout = String::from_utf8_lossy(&stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&stderr).into_owned();
-        match status {
-            Some(status) => Ok(Output {
+        match output_within(&mut cmd, self.options.timeout) {
+            Ok(Finished::Exited {
                 status,
                 stdout,
                 stderr,
+            }) => Ok(Output {
+                status,
+                stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
             }),
-            None => Err(SlurmError::Timeout {
+            Ok(Finished::TimedOut { stderr, .. }) => Err(SlurmError::Timeout {
                 command,
                 timeout: self.options.timeout,
-                stderr: tail(&stderr),
+                stderr: tail(&String::from_utf8_lossy(&stderr)),
             }),
+            Err(source) => Err(SlurmError::Spawn { command, source }),
         }
     }
 
