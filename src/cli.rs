@@ -43,7 +43,7 @@ pub enum Command {
         #[arg(value_parser = folder_arg)]
         run_dir: PathBuf,
         /// Which weights: final (what the run ended with), best, last, or epoch-N.
-        #[arg(long, default_value = "final")]
+        #[arg(long, default_value = crate::rundir::FINAL)]
         checkpoint: String,
         /// Other data to evaluate on: a test folder (image_folder) or a dataset root (food101, idx).
         #[arg(long, value_name = "PATH")]
@@ -64,7 +64,7 @@ pub enum Command {
         #[arg(long, value_enum)]
         format: commands::export::Format,
         /// Which weights: final (what the run ended with), best, last, or epoch-N.
-        #[arg(long, default_value = "final")]
+        #[arg(long, default_value = crate::rundir::FINAL)]
         checkpoint: String,
         /// Where to write (default: <run>/export/model.onnx or model.safetensors; safetensors also writes the .py beside it).
         #[arg(long, short = 'o', value_name = "FILE")]
@@ -86,7 +86,7 @@ pub enum Command {
         #[arg(required = true, value_name = "IMAGES")]
         images: Vec<String>,
         /// Which weights: final (what the run ended with), best, last, or epoch-N.
-        #[arg(long, default_value = "final")]
+        #[arg(long, default_value = crate::rundir::FINAL)]
         checkpoint: String,
         /// Images per forward pass (default: the run's train.batch_size).
         #[arg(long, value_name = "N", value_parser = positive_arg)]

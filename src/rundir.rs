@@ -260,6 +260,11 @@ impl RunDir {
     pub fn checkpoints(&self) -> PathBuf {
         self.root.join("checkpoints")
     }
+    /// The checkpoint (or link) `name` under `checkpoints/`: one of the
+    /// link names below, or an `epoch-NNNN` folder.
+    pub fn checkpoint(&self, name: &str) -> PathBuf {
+        self.checkpoints().join(name)
+    }
     pub fn report_dir(&self) -> PathBuf {
         self.root.join("report")
     }
@@ -404,6 +409,22 @@ pub fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
 }
+
+// The checkpoint layout every reader of a run folder shares (train writes
+// it, see train::checkpoint; predict, export and `model.init_from` read it):
+// `checkpoints/epoch-NNNN/` folders holding the weights in `MODEL_FILE`, and
+// links to them named below.
+
+/// The weights file of a checkpoint folder.
+pub const MODEL_FILE: &str = "model.mpk";
+/// The newest checkpoint.
+pub const LAST: &str = "last";
+/// The checkpoint with the best monitored metric.
+pub const BEST: &str = "best";
+/// The epoch early stopping would restore (kept alive until training ends).
+pub const RESTORE: &str = "restore";
+/// The weights the run ended with and was evaluated on.
+pub const FINAL: &str = "final";
 
 /// The file naming the newest run (or sweep) folder of its parent.
 pub const LATEST: &str = "latest";

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{absolute, check_model, Checker, LayerKind, LayerPlan, ModelPlan};
-use crate::rundir::{resolve_latest, RunDir};
+use crate::rundir::{resolve_latest, RunDir, FINAL, LAST, MODEL_FILE};
 
 /// The checkpoint a new run copies its matching layers from.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +25,7 @@ pub struct InitFromPlan {
 /// The source's checkpoint and run folder: a checkpoint folder holds
 /// `model.mpk` (its run is two levels up); a run folder means `final`.
 fn locate(folder: &Path) -> Result<(PathBuf, PathBuf), String> {
-    let in_folder = folder.join("model.mpk");
+    let in_folder = folder.join(MODEL_FILE);
     if in_folder.is_file() {
         let run = folder
             .parent()
@@ -40,12 +40,12 @@ fn locate(folder: &Path) -> Result<(PathBuf, PathBuf), String> {
             folder.display()
         ));
     }
-    let file = run.checkpoints().join("final").join("model.mpk");
+    let file = run.checkpoint(FINAL).join(MODEL_FILE);
     if !file.is_file() {
         return Err(format!(
             "{} has no `final` checkpoint (the run did not finish); name a checkpoint folder such as {}",
             folder.display(),
-            run.checkpoints().join("last").display()
+            run.checkpoint(LAST).display()
         ));
     }
     Ok((file, folder.to_path_buf()))

@@ -39,13 +39,12 @@ pub enum CheckpointError {
     },
 }
 
-/// Names of the links into the epoch folders.
-pub const LAST: &str = "last";
-pub const BEST: &str = "best";
-/// The epoch early stopping would restore (kept alive until training ends).
-pub const RESTORE: &str = "restore";
-/// The weights the run ended with and was evaluated on.
-pub const FINAL: &str = "final";
+/// Names of the links into the epoch folders, and the weights file
+/// (defined beside the run folder's layout, which readers share).
+pub use crate::rundir::{BEST, FINAL, LAST, MODEL_FILE, RESTORE};
+/// What makes a checkpoint resumable besides its weights.
+const OPTIMIZER_FILE: &str = "optimizer.mpk";
+const STATE_FILE: &str = "state.json";
 
 #[derive(Debug, Clone)]
 pub struct Checkpoints {
@@ -82,7 +81,7 @@ impl Checkpoints {
                     message: e.to_string(),
                 }
             })?;
-        write_atomic(&self.epoch_dir(epochs_done).join("model.mpk"), &bytes)?;
+        write_atomic(&self.epoch_dir(epochs_done).join(MODEL_FILE), &bytes)?;
         Ok(())
     }
 
@@ -94,12 +93,12 @@ impl Checkpoints {
         state: &S,
     ) -> Result<(), CheckpointError> {
         let dir = self.epoch_dir(epochs_done);
-        write_atomic(&dir.join("optimizer.mpk"), optimizer)?;
+        write_atomic(&dir.join(OPTIMIZER_FILE), optimizer)?;
         let json = serde_json::to_vec_pretty(state).map_err(|e| CheckpointError::Encode {
             what: "training state".into(),
             message: e.to_string(),
         })?;
-        write_atomic(&dir.join("state.json"), &json)?;
+        write_atomic(&dir.join(STATE_FILE), &json)?;
         Ok(())
     }
 
@@ -152,13 +151,13 @@ impl Checkpoints {
             Some(epoch) => self.epoch_dir(epoch),
             None => self.dir().join(name),
         };
-        let file = dir.join("model.mpk");
+        let file = dir.join(MODEL_FILE);
         if file.is_file() {
             return Ok(file);
         }
-        let available: Vec<String> = ["final", "best", "last"]
+        let available: Vec<String> = [FINAL, BEST, LAST]
             .iter()
-            .filter(|n| self.dir().join(n).join("model.mpk").is_file())
+            .filter(|n| self.dir().join(n).join(MODEL_FILE).is_file())
             .map(|s| s.to_string())
             .chain(self.saved_epochs().iter().map(|e| format!("epoch-{e:04}")))
             .collect();
@@ -182,7 +181,7 @@ impl Checkpoints {
     /// Whether the checkpoint of `epoch` holds resume state.
     fn resumable(&self, epoch: usize) -> bool {
         let dir = self.epoch_dir(epoch);
-        ["model.mpk", "optimizer.mpk", "state.json"]
+        [MODEL_FILE, OPTIMIZER_FILE, STATE_FILE]
             .iter()
             .all(|f| dir.join(f).is_file())
     }
@@ -220,8 +219,8 @@ impl Checkpoints {
             if !keep.contains(&e) && !linked.contains(&e) {
                 let _ = fs::remove_dir_all(self.epoch_dir(e));
             } else if Some(e) != last && Some(e) != fallback {
-                let _ = fs::remove_file(self.epoch_dir(e).join("optimizer.mpk"));
-                let _ = fs::remove_file(self.epoch_dir(e).join("state.json"));
+                let _ = fs::remove_file(self.epoch_dir(e).join(OPTIMIZER_FILE));
+                let _ = fs::remove_file(self.epoch_dir(e).join(STATE_FILE));
             }
         }
     }
@@ -233,7 +232,7 @@ impl Checkpoints {
         net: Net<B>,
         device: &B::Device,
     ) -> Result<Net<B>, CheckpointError> {
-        load_model_file(&self.epoch_dir(epochs_done).join("model.mpk"), net, device)
+        load_model_file(&self.epoch_dir(epochs_done).join(MODEL_FILE), net, device)
     }
 
     /// Loop state and optimizer bytes of the checkpoint of `epoch`.
@@ -249,13 +248,13 @@ impl Checkpoints {
                 message: e.to_string(),
             })
         };
-        let state_path = dir.join("state.json");
+        let state_path = dir.join(STATE_FILE);
         let state: S =
-            serde_json::from_slice(&read("state.json")?).map_err(|e| CheckpointError::Decode {
+            serde_json::from_slice(&read(STATE_FILE)?).map_err(|e| CheckpointError::Decode {
                 path: state_path,
                 message: e.to_string(),
             })?;
-        Ok((state, read("optimizer.mpk")?))
+        Ok((state, read(OPTIMIZER_FILE)?))
     }
 }
 

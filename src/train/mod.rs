@@ -783,7 +783,12 @@ impl Session<'_> {
                 } => best + 1,
                 _ => state.epochs_done,
             };
-            if !self.checkpoints.epoch_dir(epoch).join("model.mpk").exists() {
+            if !self
+                .checkpoints
+                .epoch_dir(epoch)
+                .join(checkpoint::MODEL_FILE)
+                .exists()
+            {
                 self.checkpoints.save_model(epoch, &model)?;
             }
             self.checkpoints.link(FINAL, epoch)?;
