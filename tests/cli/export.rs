@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use runner::data::fixtures;
 
-use crate::common::{assert_exit, run_dir, runner, stdout};
+use crate::common::{assert_exit, run_dir, runner, runner_on, stdout};
 use crate::python::{python_with, run_script};
 
 /// PNG pictures at the model's input size for both sides to classify.
@@ -278,13 +278,7 @@ monitor = "loss"
     )
     .unwrap();
     let runs = dir.path().join("runs");
-    let out = runner()
-        .arg("run")
-        .arg(&experiment)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
+    let out = runner_on("run", &experiment, &runs).output().unwrap();
     assert_exit(&out, 0);
     let latest = runs.join("pool/latest");
     let out = runner()

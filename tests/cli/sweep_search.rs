@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_exit, runner, stderr, stdout, tiny_experiment};
+use crate::common::{assert_exit, runner, runner_on, stderr, stdout, tiny_experiment};
 use crate::slurm_cluster::SlurmCluster;
 
 fn journal(dir: &Path) -> Vec<serde_json::Value> {
@@ -183,11 +183,7 @@ max_epochs = 2
     )
     .unwrap();
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .arg("sweep")
-        .arg(&exp)
-        .arg("--runs-dir")
-        .arg(&runs)
+    let out = runner_on("sweep", &exp, &runs)
         .timeout(Duration::from_secs(300))
         .output()
         .unwrap();
@@ -215,12 +211,8 @@ fn asha_prunes_bad_trials_and_a_resume_never_reruns_them() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = asha_experiment(tmp.path(), "asha", "");
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .arg("sweep")
-        .arg(&exp)
+    let out = runner_on("sweep", &exp, &runs)
         .args(ASHA_SET)
-        .arg("--runs-dir")
-        .arg(&runs)
         .timeout(Duration::from_secs(300))
         .output()
         .unwrap();
@@ -298,12 +290,8 @@ fn a_killed_asha_sweep_resumes_to_the_same_decisions() {
     let runs = tmp.path().join("runs");
     // The reference: the same sweep, never interrupted.
     let exp = asha_experiment(tmp.path(), "reference", "");
-    let out = runner()
-        .arg("sweep")
-        .arg(&exp)
+    let out = runner_on("sweep", &exp, &runs)
         .args(ASHA_SET)
-        .arg("--runs-dir")
-        .arg(&runs)
         .timeout(Duration::from_secs(300))
         .output()
         .unwrap();
@@ -415,11 +403,7 @@ n_startup = 3
     insta::assert_snapshot!("dry-run-tpe-conditional", dry);
 
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .arg("sweep")
-        .arg(&exp)
-        .arg("--runs-dir")
-        .arg(&runs)
+    let out = runner_on("sweep", &exp, &runs)
         .timeout(Duration::from_secs(300))
         .output()
         .unwrap();
@@ -471,13 +455,7 @@ fn budgets_stop_launching_and_say_why() {
         "capped",
         "[sweep]\nmax_trials = 2\n[sweep.grid]\n\"optimizer.learning_rate\" = [0.01, 0.02, 0.03, 0.04]\n",
     );
-    let out = runner()
-        .arg("sweep")
-        .arg(&exp)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
+    let out = runner_on("sweep", &exp, &runs).output().unwrap();
     assert_exit(&out, 0);
     assert_eq!(states(&latest_sweep(&runs, "capped")).len(), 2);
 
@@ -489,13 +467,7 @@ fn budgets_stop_launching_and_say_why() {
         "timed",
         "[sweep]\nparallel = 1\nmax_hours = 1e-6\n[sweep.grid]\n\"optimizer.learning_rate\" = [0.01, 0.02, 0.03]\n",
     );
-    let out = runner()
-        .arg("sweep")
-        .arg(&exp)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
+    let out = runner_on("sweep", &exp, &runs).output().unwrap();
     assert_exit(&out, 0);
     let text = stdout(&out);
     assert!(
