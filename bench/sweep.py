@@ -24,6 +24,10 @@ three axes of three values each: `optimizer.learning_rate` (1e-4 too small,
                     `reduction_factor = 4`), the setting that met the target
                     most often when replayed on the curves of seeds 1 to 8
                     (examples/asha_replay.rs; 72% of 4,000 random orders)
+  random-asha-4-4   random-asha.toml with rungs at 4 and 16 (`min_epochs = 4`,
+                    `reduction_factor = 4`), the setting that met it most
+                    often over all 12 seeds' curves (73% of 6,000 orders,
+                    bench/results/2026-12-05-1130-sweep-replay.md)
 
 on each instance: a seed that sets `experiment.seed` (the synthetic data and
 the initial weights) and `[sweep] seed` of all its sweeps. One instance is
@@ -83,6 +87,8 @@ STRATEGIES = [
     ("tpe-asha-3", "TPE + ASHA from epoch 3", "tpe-asha.toml", MIN3),
     ("random-asha-3-4", "random + ASHA, rungs 3 and 12", "random-asha.toml",
      MIN3 + ["sweep.early_stop.reduction_factor=4"]),
+    ("random-asha-4-4", "random + ASHA, rungs 4 and 16", "random-asha.toml",
+     ["sweep.early_stop.min_epochs=4", "sweep.early_stop.reduction_factor=4"]),
 ]
 DEFAULT_SEEDS = [7, 1, 2, 3]
 TARGET_GAP_POINTS = 1.0
