@@ -137,13 +137,14 @@ bench: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.instal
 # total epochs trained, best val_accuracy, wall time, and whether a search
 # gets within 1 point of the grid's best with at most 40% of its epochs
 # (bench/sweep.py). Writes bench/results/<date>-<time>-sweep.md and the
-# curves to the .csv beside it; about 40 minutes on 2 cores (six of its
-# seven searches took 34m 34s on 4 seeds).
+# curves to the .csv beside it; about 46 minutes on 2 cores (six of its
+# eight searches took 34m 34s on 4 seeds, the other two about 1m 20s and
+# 1m 30s a seed).
 bench-sweep: release
 	python3 bench/sweep.py --runner $(RUNNER)
 
 # Early-stopping settings replayed on the curves that bench-sweep recorded
-# (SWEEP_CSV: every bench/results/*-sweep.csv by default), in about 2 minutes:
+# (SWEEP_CSV: every bench/results/*-sweep.csv by default), in 2m 26s for 16 seeds:
 # runner's own ASHA code in random trial orders (examples/asha_replay.rs),
 # two at a time as bench-sweep runs them and one at a time, and Optuna's
 # samplers and pruners, one trial at a time (bench/sweep_optuna.py).
