@@ -28,6 +28,10 @@ three axes of three values each: `optimizer.learning_rate` (1e-4 too small,
                     `reduction_factor = 4`), the setting that met it most
                     often over all 12 seeds' curves (73% of 6,000 orders,
                     bench/results/2026-12-05-1130-sweep-replay.md)
+  tpe-asha-3-4      tpe-asha.toml with rungs at 3 and 12: TPE with the
+                    setting that met the target on 7 of 8 held-out seeds
+                    with random search (TPE's trial order depends on what
+                    it saw, so it cannot be replayed)
 
 on each instance: a seed that sets `experiment.seed` (the synthetic data and
 the initial weights) and `[sweep] seed` of all its sweeps. One instance is
@@ -89,6 +93,8 @@ STRATEGIES = [
      MIN3 + ["sweep.early_stop.reduction_factor=4"]),
     ("random-asha-4-4", "random + ASHA, rungs 4 and 16", "random-asha.toml",
      ["sweep.early_stop.min_epochs=4", "sweep.early_stop.reduction_factor=4"]),
+    ("tpe-asha-3-4", "TPE + ASHA, rungs 3 and 12", "tpe-asha.toml",
+     MIN3 + ["sweep.early_stop.reduction_factor=4"]),
 ]
 DEFAULT_SEEDS = [7, 1, 2, 3]
 TARGET_GAP_POINTS = 1.0
