@@ -137,9 +137,9 @@ bench: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.instal
 # total epochs trained, best val_accuracy, wall time, and whether a search
 # gets within 1 point of the grid's best with at most 40% of its epochs
 # (bench/sweep.py). Writes bench/results/<date>-<time>-sweep.md and the
-# curves to the .csv beside it; about 46 minutes on 2 cores (six of its
-# eight searches took 34m 34s on 4 seeds, the other two about 1m 20s and
-# 1m 30s a seed).
+# curves to the .csv beside it; about 50 minutes on 2 cores (six of its
+# nine searches took 34m 34s on 4 seeds, the other three about 1m 20s,
+# 1m 30s and 1m 05s a seed).
 bench-sweep: release
 	python3 bench/sweep.py --runner $(RUNNER)
 
