@@ -96,6 +96,15 @@ def main():
         wanted = {int(s) for s in args.seeds.split(",")}
         grids = {s: g for s, g in grids.items() if s in wanted}
     scale = 100.0 if "accuracy" in metric else 1.0
+    # Per seed, once: its curves, the values of each axis, the grid's epochs
+    # and the grid's best value.
+    instances = [
+        (seed, curves,
+         {a: sorted({k[i] for k in curves}, key=float) for i, a in enumerate(AXES)},
+         sum(len(c) for c in curves.values()),
+         max(max(c) for c in curves.values()))
+        for seed, curves in sorted(grids.items())
+    ]
 
     samplers = {
         "GridSampler (random order)": lambda seed, space: optuna.samplers.GridSampler(space, seed=seed),
@@ -117,10 +126,7 @@ def main():
         for pname, make_pruner in pruners.items():
             met = close = runs = 0
             fractions, per_seed = [], []
-            for seed, curves in sorted(grids.items()):
-                space = {a: sorted({k[i] for k in curves}, key=float) for i, a in enumerate(AXES)}
-                grid_epochs = sum(len(c) for c in curves.values())
-                reference = max(max(c) for c in curves.values())
+            for seed, curves, space, grid_epochs, reference in instances:
                 seed_met = 0
                 for rep in range(args.repeats):
                     epochs, best = search(curves, space, make_sampler(rep, space), make_pruner(), args.trials,
