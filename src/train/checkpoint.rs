@@ -85,6 +85,11 @@ impl Checkpoints {
         Ok(())
     }
 
+    /// Whether the checkpoint of `epochs_done` has its weights on disk.
+    pub fn has_model(&self, epochs_done: usize) -> bool {
+        self.epoch_dir(epochs_done).join(MODEL_FILE).exists()
+    }
+
     /// Optimizer state and loop state, which make a checkpoint resumable.
     pub fn save_resume_state<S: Serialize>(
         &self,

@@ -783,12 +783,7 @@ impl Session<'_> {
                 } => best + 1,
                 _ => state.epochs_done,
             };
-            if !self
-                .checkpoints
-                .epoch_dir(epoch)
-                .join(checkpoint::MODEL_FILE)
-                .exists()
-            {
+            if !self.checkpoints.has_model(epoch) {
                 self.checkpoints.save_model(epoch, &model)?;
             }
             self.checkpoints.link(FINAL, epoch)?;
@@ -977,8 +972,6 @@ mod execution_tests {
 
     type B = Autodiff<Flex>;
 
-    /// 44 training images in batches of 16 (the last has 12), no dropout:
-    /// padding must not change a single number beyond rounding.
     /// The small conv net most tests here train.
     const CONV_LAYERS: &str = r#"
   { type = "conv2d", filters = 4, kernel = 3, activation = "relu" },
@@ -987,6 +980,8 @@ mod execution_tests {
   { type = "dense", units = 3, activation = "softmax" },
 "#;
 
+    /// 44 training images in batches of 16 (the last has 12), no dropout:
+    /// padding must not change a single number beyond rounding.
     fn plan(dir: &std::path::Path, extra: &str) -> ExperimentPlan {
         plan_with(dir, CONV_LAYERS, extra)
     }
