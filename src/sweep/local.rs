@@ -12,10 +12,8 @@ use super::journal::{Entry, Journal, TrialState};
 use super::outcome::{conclude, finish_trial};
 use super::prune::Pruner;
 use super::scheduler::{self, Driver, Finished, LocalOptions};
-use super::tpe::{self, Observation, Outcome};
-use super::{
-    axis_names, draw, fresh, summary, trial_config, trial_id, trial_rng, SweepOptions, Trial,
-};
+use super::tpe::{Observation, Outcome};
+use super::{axis_names, summary, tpe_next, trial_config, trial_id, SweepOptions, Trial};
 use crate::config;
 use crate::device::{self, Device};
 use crate::rundir;
@@ -147,9 +145,6 @@ fn deadline(s: &Sweep) -> Option<(SystemTime, f64)> {
     Some((start + Duration::from_secs_f64(hours * 3600.0), hours))
 }
 
-/// TPE proposals tried before a repeat is replaced by a random draw.
-const TPE_TRIES: usize = 10;
-
 /// The sweep as the scheduler runs it.
 struct LocalDriver<'a> {
     s: &'a mut Sweep,
@@ -237,31 +232,11 @@ impl LocalDriver<'_> {
     /// TPE's next trial, its folder written; trials whose config does not
     /// plan are recorded as failed and the next one is proposed.
     fn propose(&mut self) -> Option<Trial> {
-        let (grid, random) = self.s.sweep.draw_axes();
-        let axes: Vec<_> = grid.into_iter().chain(random).collect();
-        let settings = tpe::Settings {
-            n_startup: self.s.sweep.tpe.n_startup,
-            n_candidates: self.s.sweep.tpe.n_candidates,
-        };
         while self.s.trials.len() < self.limit {
             let index = self.s.trials.len();
             let history = self.history();
             let mut seen: BTreeSet<String> = self.s.trials.iter().map(|t| t.id.clone()).collect();
-            let mut rng = trial_rng(self.s.sweep.seed, index);
-            // TPE proposes a point it already has when its good density has
-            // settled on it (a small finite space); after a few tries the
-            // trial is a random draw instead, so no point runs twice while
-            // new ones are left.
-            let mut tries = 0;
-            let sweep = &self.s.sweep;
-            let params = fresh(&mut seen, || {
-                tries += 1;
-                if tries <= TPE_TRIES {
-                    tpe::propose(&axes, &history, &settings, &mut rng)
-                } else {
-                    draw(sweep, &mut rng)
-                }
-            });
+            let params = tpe_next(&self.s.sweep, index, &history, &mut seen);
             let t = Trial {
                 index,
                 id: trial_id(&params),

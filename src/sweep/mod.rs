@@ -277,6 +277,39 @@ pub fn tpe_startup(spec: &SweepPlan) -> Vec<Trial> {
         .collect()
 }
 
+/// TPE proposals tried before a repeat is replaced by a random draw.
+pub const TPE_TRIES: usize = 10;
+
+/// The values of TPE trial `index` once its history decides them: proposed
+/// by [`tpe::propose`] from `history` with trial `index`'s generator
+/// ([`trial_rng`]). TPE proposes a point already in `seen` (by trial id)
+/// when its good density has settled on it (a small finite space); after
+/// [`TPE_TRIES`] proposals the trial is a random draw instead, so, as
+/// [`fresh`] does for random sweeps, no point runs twice while new ones are
+/// left. The values are recorded in `seen`. The same plan, index, history
+/// and `seen` give the same values: `runner sweep` and
+/// examples/asha_replay.rs both call this.
+pub fn tpe_next(
+    spec: &SweepPlan,
+    index: usize,
+    history: &[tpe::Observation],
+    seen: &mut std::collections::BTreeSet<String>,
+) -> BTreeMap<String, toml::Value> {
+    let (grid, random) = spec.draw_axes();
+    let axes: Vec<_> = grid.into_iter().chain(random).collect();
+    let settings = tpe::Settings::from(spec.tpe);
+    let mut rng = trial_rng(spec.seed, index);
+    let mut tries = 0;
+    fresh(seen, || {
+        tries += 1;
+        if tries <= TPE_TRIES {
+            tpe::propose(&axes, history, &settings, &mut rng)
+        } else {
+            draw(spec, &mut rng)
+        }
+    })
+}
+
 /// The generator of trial `index` of a TPE sweep: one per trial, so a
 /// trial's draws do not depend on how many trials were proposed before it.
 pub fn trial_rng(seed: u64, index: usize) -> rand_chacha::ChaCha8Rng {
@@ -698,6 +731,43 @@ seed = 9
             check_active(&t.params);
         }
         assert_eq!(a[0].params, draw(&s, &mut trial_rng(s.seed, 0)));
+    }
+
+    /// TPE after its startup trials: the same history gives the same
+    /// proposal, and a 2 x 2 space gives four different points before any
+    /// repeats, though the history ranks one point far above the others
+    /// (where TPE's good density keeps proposing it).
+    #[test]
+    fn tpe_next_is_deterministic_and_repeats_no_point_while_new_ones_are_left() {
+        let s = spec(
+            "strategy = \"tpe\"\ntrials = 6\n[tpe]\nn_startup = 1\n[grid]\n\"model.dropout\" = [0.1, 0.2]\n\"train.batch_size\" = [16, 32]\n",
+        );
+        let mut history = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut ids = Vec::new();
+        for index in 0..5 {
+            let mut again = seen.clone();
+            let p = tpe_next(&s, index, &history, &mut seen);
+            assert_eq!(
+                p,
+                tpe_next(&s, index, &history, &mut again),
+                "trial {index}"
+            );
+            ids.push(trial_id(&p));
+            // The first point is the best by far; every later one is worse.
+            let loss = if index == 0 { 0.0 } else { 10.0 + index as f64 };
+            history.push(tpe::Observation {
+                params: p,
+                outcome: tpe::Outcome::Complete { loss },
+            });
+        }
+        let distinct: std::collections::BTreeSet<_> = ids[..4].iter().collect();
+        assert_eq!(distinct.len(), 4, "{ids:?}");
+        assert!(
+            ids[..4].contains(&ids[4]),
+            "a fifth point repeats one: {ids:?}"
+        );
+        assert_eq!(seen.len(), 4);
     }
 
     /// A trial that switches the optimizer drops the old optimizer's keys
