@@ -19,26 +19,45 @@
 //!     bench/results/2026-12-05-0925-sweep.csv --setting asha:1:3 --setting asha:3:2
 //! ```
 //!
-//! `--check STRATEGY=SETTING` replays, instead of random orders, the trial
-//! order that the file's `STRATEGY` sweeps really had, and prints the epochs
-//! and best value the replay gives next to the recorded ones: how far the
-//! timing model can be trusted.
+//! `--tpe FILE` replays TPE searches instead: the `[sweep]` of FILE
+//! (bench/sweep/tpe-asha.toml) proposes every trial with runner's own code,
+//! its startup draws and then [`tpe_next`], when a trial starts, from what
+//! the search has seen by then (finished trials by their best value, pruned
+//! ones at their rung, running ones pending), as `runner sweep` does. Each
+//! search has its own `[sweep] seed`; `--orders` is the number of searches
+//! per instance.
 //!
-//! What a replay leaves out: TPE (its order depends on the values it saw),
-//! the scheduler's polling delay (a decision is made the moment an epoch
-//! ends) and the partial epoch a pruned trial had begun.
+//! `--check STRATEGY=SETTING` replays, instead of random orders, the trial
+//! order that the file's `STRATEGY` sweeps really had (with `--tpe`: the
+//! TPE search with the instance's seed, as bench-sweep runs it), and prints
+//! the epochs and best value the replay gives next to the recorded ones
+//! (with `--tpe`, also how many leading trials have the recorded point, and
+//! the recorded epochs too): how far the timing model can be trusted.
+//!
+//! What a replay leaves out: the scheduler's polling delay (a decision is
+//! made the moment an epoch ends, and a pruned trial counts as pruned from
+//! then on), the partial epoch a pruned trial had begun, and the way epoch
+//! times vary within a trial (each epoch takes the trial's mean). A TPE
+//! search feels these too: a trial that ends at a slightly different
+//! moment changes what the next proposal sees, and the searches part from
+//! there.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use runner::config::{self, LoadOptions};
+use runner::plan::{self, SweepPlan};
 use runner::sweep::asha::{Asha, Decision, EarlyStop, EarlyStopKind};
+use runner::sweep::tpe::{Observation, Outcome as TpeOutcome};
+use runner::sweep::{tpe_next, tpe_startup, trial_id};
+use runner::vocab::Strategy;
 
 #[derive(Parser, Debug)]
 #[command(about = "Replay early-stopping settings on the learning curves of bench-sweep grids")]
@@ -71,8 +90,17 @@ struct Args {
     rng_seed: u64,
     /// `STRATEGY=SETTING`: replay the recorded order of the file's STRATEGY
     /// sweeps with SETTING and compare with what they recorded (repeatable).
+    /// With `--tpe`, the STRATEGY sweeps are replayed as TPE searches with
+    /// the instance's seed, as bench-sweep runs them, and their trials are
+    /// compared with the recorded ones.
     #[arg(long)]
     check: Vec<String>,
+    /// Replay TPE searches instead of random orders: the `[sweep]` of this
+    /// experiment file (bench/sweep/tpe-asha.toml) proposes the trials, its
+    /// `early_stop` replaced by each setting; `--orders` searches per seed,
+    /// with `[sweep] seed` = `--rng-seed`, `--rng-seed` + 1, ...
+    #[arg(long, value_name = "FILE")]
+    tpe: Option<PathBuf>,
 }
 
 /// One trial's recorded curve.
@@ -174,6 +202,98 @@ impl Ord for EpochEnd {
     }
 }
 
+/// Pending epoch ends, earliest first.
+#[derive(Debug, Default)]
+struct Events {
+    heap: BinaryHeap<Reverse<EpochEnd>>,
+    seq: usize,
+}
+
+impl Events {
+    fn push(&mut self, time: f64, slot: usize) {
+        let seq = self.seq;
+        self.seq += 1;
+        self.heap.push(Reverse(EpochEnd { time, seq, slot }));
+    }
+
+    fn pop(&mut self) -> Option<EpochEnd> {
+        self.heap.pop().map(|Reverse(end)| end)
+    }
+}
+
+/// Picks the curve of sweep trial `i`, given the trials started so far.
+type Choose<'a> = dyn FnMut(usize, &[Started]) -> Result<usize, String> + 'a;
+
+/// One trial of a replayed sweep.
+#[derive(Debug, Clone)]
+struct Started {
+    /// Its curve, an index into the grid's curves.
+    curve: usize,
+    /// Epochs trained so far.
+    trained: usize,
+    /// The rung that pruned it: (epoch, value there).
+    pruned: Option<(usize, f64)>,
+    running: bool,
+}
+
+/// Replays a sweep of `trials` trials, `parallel` at a time, whose trial
+/// `i`'s curve is `choose(i, trials started so far)`, asked when the trial
+/// starts (TPE decides then, from what it has seen).
+fn simulate(
+    plan: &EarlyStop,
+    maximize: bool,
+    curves: &[Curve],
+    trials: usize,
+    parallel: usize,
+    choose: &mut Choose,
+) -> Result<(Outcome, Vec<Started>), String> {
+    let mut asha = Asha::new(plan.clone(), maximize);
+    let mut started: Vec<Started> = Vec::new();
+    let mut events = Events::default();
+    let mut start = |started: &mut Vec<Started>, now: f64, events: &mut Events| {
+        let slot = started.len();
+        let curve = choose(slot, started)?;
+        started.push(Started {
+            curve,
+            trained: 0,
+            pruned: None,
+            running: true,
+        });
+        events.push(now + curves[curve].epoch_seconds, slot);
+        Ok::<(), String>(())
+    };
+    while started.len() < trials.min(parallel.max(1)) {
+        start(&mut started, 0.0, &mut events)?;
+    }
+    while let Some(end) = events.pop() {
+        let trial = &mut started[end.slot];
+        let curve = &curves[trial.curve];
+        trial.trained += 1;
+        let done = trial.trained;
+        let records = asha.observe(end.slot, &curve.values[..done]);
+        trial.pruned = records
+            .iter()
+            .find(|r| r.decision == Decision::Prune)
+            .map(|r| (r.epoch, r.value));
+        if trial.pruned.is_none() && done < curve.values.len() {
+            events.push(end.time + curve.epoch_seconds, end.slot);
+        } else {
+            trial.running = false;
+            if started.len() < trials {
+                start(&mut started, end.time, &mut events)?;
+            }
+        }
+    }
+    let seen = started
+        .iter()
+        .flat_map(|t| curves[t.curve].values[..t.trained].iter().copied());
+    let outcome = Outcome {
+        epochs: started.iter().map(|t| t.trained).sum(),
+        best: best_of(maximize, seen),
+    };
+    Ok((outcome, started))
+}
+
 /// Replays a sweep whose trial `i` is `curves[order[i]]`.
 fn replay(
     plan: &EarlyStop,
@@ -182,42 +302,87 @@ fn replay(
     order: &[usize],
     parallel: usize,
 ) -> Outcome {
-    let mut asha = Asha::new(plan.clone(), maximize);
-    // Per sweep trial index: the epochs it has trained.
-    let mut trained = vec![0usize; order.len()];
-    let mut events = BinaryHeap::new();
-    let mut seq = 0;
-    let mut next = 0;
-    let mut start = |slot: usize, now: f64, events: &mut BinaryHeap<Reverse<EpochEnd>>| {
-        let time = now + curves[order[slot]].epoch_seconds;
-        events.push(Reverse(EpochEnd { time, seq, slot }));
-        seq += 1;
-    };
-    while next < order.len().min(parallel.max(1)) {
-        start(next, 0.0, &mut events);
-        next += 1;
+    let mut choose = |i: usize, _: &[Started]| Ok(order[i]);
+    match simulate(plan, maximize, curves, order.len(), parallel, &mut choose) {
+        Ok((outcome, _)) => outcome,
+        Err(never) => unreachable!("a fixed order cannot fail: {never}"),
     }
-    while let Some(Reverse(end)) = events.pop() {
-        let curve = &curves[order[end.slot]];
-        trained[end.slot] += 1;
-        let done = trained[end.slot];
-        let records = asha.observe(end.slot, &curve.values[..done]);
-        let pruned = records.iter().any(|r| r.decision == Decision::Prune);
-        if !pruned && done < curve.values.len() {
-            start(end.slot, end.time, &mut events);
-        } else if next < order.len() {
-            start(next, end.time, &mut events);
-            next += 1;
-        }
-    }
-    let seen = order
+}
+
+/// The trials so far as TPE sees them in `runner sweep`
+/// (src/sweep/local.rs, `LocalDriver::history`): a running trial is
+/// pending, a pruned one counts at the rung that pruned it, a finished one
+/// by its best value; a maximized metric is negated into a loss. `params`
+/// are the trials' values, in trial order.
+fn tpe_history(
+    started: &[Started],
+    params: &[BTreeMap<String, toml::Value>],
+    curves: &[Curve],
+    maximize: bool,
+) -> Vec<Observation> {
+    let sign = if maximize { -1.0 } else { 1.0 };
+    started
         .iter()
-        .zip(&trained)
-        .flat_map(|(&c, &n)| curves[c].values[..n].iter().copied());
-    Outcome {
-        epochs: trained.iter().sum(),
-        best: best_of(maximize, seen),
-    }
+        .zip(params)
+        .map(|(t, p)| {
+            let values = &curves[t.curve].values[..t.trained];
+            let outcome = match t.pruned {
+                _ if t.running => TpeOutcome::Pending,
+                Some((epochs, value)) => TpeOutcome::Pruned {
+                    epochs,
+                    loss: sign * value,
+                },
+                None => TpeOutcome::Complete {
+                    loss: sign * best_of(maximize, values.iter().copied()),
+                },
+            };
+            Observation {
+                params: p.clone(),
+                outcome,
+            }
+        })
+        .collect()
+}
+
+/// A TPE search replayed: `sweep` (the experiment file's `[sweep]`, its
+/// seed set per search) proposes each trial with runner's own code, the
+/// startup draws of [`tpe_startup`] and then [`tpe_next`] from the history
+/// `runner sweep` would build at that moment: finished trials by their
+/// best value, pruned ones at the rung that pruned them, running ones as
+/// pending (src/sweep/local.rs, `LocalDriver::history`).
+fn replay_tpe(
+    sweep: &SweepPlan,
+    plan: &EarlyStop,
+    maximize: bool,
+    curves: &[Curve],
+    parallel: usize,
+) -> Result<(Outcome, Vec<Started>), String> {
+    let startup = tpe_startup(sweep);
+    let by_id: HashMap<&str, usize> = curves
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let mut params: Vec<BTreeMap<String, toml::Value>> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut choose = |index: usize, so_far: &[Started]| {
+        let p = match startup.get(index) {
+            Some(t) => t.params.clone(),
+            None => {
+                let history = tpe_history(so_far, &params, curves, maximize);
+                tpe_next(sweep, index, &history, &mut seen)
+            }
+        };
+        let id = trial_id(&p);
+        seen.insert(id.clone());
+        params.push(p);
+        by_id
+            .get(id.as_str())
+            .copied()
+            .ok_or_else(|| format!("TPE proposed {id}, a point not in the grid"))
+    };
+    let trials = sweep.trials.min(sweep.max_trials.unwrap_or(usize::MAX));
+    simulate(plan, maximize, curves, trials, parallel, &mut choose)
 }
 
 /// The grids' curves per seed, and each non-grid sweep's recorded trials per
@@ -271,11 +436,24 @@ fn load(files: &[PathBuf]) -> Result<Loaded, Box<dyn Error>> {
                     Some(c) => row[c].parse::<f64>().map_err(|_| at("bad epoch_seconds"))?,
                     None => 1.0,
                 };
-                grids.entry(seed).or_default().push(Curve {
-                    id,
-                    values,
-                    epoch_seconds,
-                });
+                // A grid recorded again (bench-sweep re-runs the grid of
+                // every seed it searches) counts once: training is
+                // deterministic for a seed, so its curves must be the same.
+                let grid = grids.entry(seed).or_default();
+                match grid.iter().find(|c| c.id == id) {
+                    Some(c) if c.values == values => {}
+                    Some(_) => {
+                        return Err(at(&format!(
+                            "seed {seed}'s grid trial {id} has another curve in an earlier file"
+                        ))
+                        .into())
+                    }
+                    None => grid.push(Curve {
+                        id,
+                        values,
+                        epoch_seconds,
+                    }),
+                }
             } else {
                 let best = row[best_col].parse::<f64>().unwrap_or(f64::NAN);
                 sweeps.entry((strategy, seed)).or_default().push(Recorded {
@@ -306,6 +484,20 @@ fn grid_best(curves: &[Curve], maximize: bool) -> f64 {
     )
 }
 
+/// The `[sweep]` of an experiment file, which must be a TPE sweep.
+fn tpe_plan(file: &Path) -> Result<SweepPlan, Box<dyn Error>> {
+    let opts = LoadOptions {
+        overrides: Vec::new(),
+        use_env: false,
+    };
+    let loaded = config::load(file, &opts)?;
+    let planned = plan::plan(&loaded)?;
+    match planned.sweep {
+        Some(sweep) if sweep.strategy == Strategy::Tpe => Ok(sweep),
+        _ => Err(format!("--tpe {}: not a `strategy = \"tpe\"` sweep", file.display()).into()),
+    }
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let args = Args::parse();
     let (mut grids, sweeps, metric) = load(&args.files)?;
@@ -324,6 +516,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Err("every grid trial must have a full curve of numbers".into());
     }
     let maximize = !metric.contains("loss");
+    let tpe_sweep = match &args.tpe {
+        Some(file) => Some(tpe_plan(file)?),
+        None => None,
+    };
     let scale = if metric.contains("accuracy") {
         100.0
     } else {
@@ -339,8 +535,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
 
     if !args.check.is_empty() {
-        println!("| strategy | seed | setting | epochs recorded | epochs replayed | best recorded | best replayed |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| strategy | seed | setting | epochs recorded | epochs replayed | best recorded | best replayed | leading trials as recorded (point; point and epochs) |");
+        println!("|---|---|---|---|---|---|---|---|");
         for check in &args.check {
             let (strategy, setting) = check
                 .split_once('=')
@@ -352,20 +548,44 @@ fn main() -> Result<(), Box<dyn Error>> {
                 };
                 let mut recorded = recorded.clone();
                 recorded.sort_by_key(|r| r.trial);
-                let order = recorded
-                    .iter()
-                    .map(|r| {
-                        curves
-                            .iter()
-                            .position(|c| c.id == r.id)
-                            .ok_or_else(|| format!("seed {seed}: trial {} not in the grid", r.id))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let outcome = replay(&plan, maximize, curves, &order, args.parallel);
                 let epochs: usize = recorded.iter().map(|r| r.epochs).sum();
                 let best = best_of(maximize, recorded.iter().map(|r| r.best));
+                let (outcome, same) = match &tpe_sweep {
+                    Some(sweep) => {
+                        let sweep = SweepPlan {
+                            seed: *seed,
+                            ..sweep.clone()
+                        };
+                        let (outcome, started) =
+                            replay_tpe(&sweep, &plan, maximize, curves, args.parallel)?;
+                        // The leading trials with the recorded points, and
+                        // with their epochs too.
+                        let pairs = || recorded.iter().zip(&started);
+                        let points = pairs()
+                            .take_while(|(r, t)| r.id == curves[t.curve].id)
+                            .count();
+                        let both = pairs()
+                            .take_while(|(r, t)| {
+                                r.id == curves[t.curve].id && r.epochs == t.trained
+                            })
+                            .count();
+                        (outcome, format!("{points}; {both} (of {})", recorded.len()))
+                    }
+                    None => {
+                        let order = recorded
+                            .iter()
+                            .map(|r| {
+                                curves.iter().position(|c| c.id == r.id).ok_or_else(|| {
+                                    format!("seed {seed}: trial {} not in the grid", r.id)
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let outcome = replay(&plan, maximize, curves, &order, args.parallel);
+                        (outcome, "(replayed in that order)".to_string())
+                    }
+                };
                 println!(
-                    "| {strategy} | {seed} | {} | {epochs} | {} | {best:.4} | {:.4} |",
+                    "| {strategy} | {seed} | {} | {epochs} | {} | {best:.4} | {:.4} | {same} |",
                     describe(&plan),
                     outcome.epochs,
                     outcome.best
@@ -389,10 +609,22 @@ fn main() -> Result<(), Box<dyn Error>> {
         args.settings.clone()
     };
     let seeds: Vec<u64> = grids.keys().copied().collect();
+    let searches = match (&args.tpe, &tpe_sweep) {
+        (Some(file), Some(sweep)) => format!(
+            "{} TPE searches per seed ({}: n_startup {}, n_candidates {}, {} trials; sweep seeds {} to {})",
+            args.orders,
+            file.display(),
+            sweep.tpe.n_startup,
+            sweep.tpe.n_candidates,
+            sweep.trials.min(sweep.max_trials.unwrap_or(usize::MAX)),
+            args.rng_seed,
+            args.rng_seed + args.orders.saturating_sub(1) as u64
+        ),
+        _ => format!("{} random orders per seed", args.orders),
+    };
     println!(
-        "Replayed: seeds {}; {} random orders per seed; {} at a time; target: within {} points of the grid's best with at most {:.0}% of its epochs.\n",
+        "Replayed: seeds {}; {searches}; {} at a time; target: within {} points of the grid's best with at most {:.0}% of its epochs.\n",
         seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
-        args.orders,
         args.parallel,
         args.within,
         100.0 * args.budget
@@ -412,10 +644,21 @@ fn main() -> Result<(), Box<dyn Error>> {
             let reference = grid_best(curves, maximize);
             let grid_epochs = (curves.len() * max_epochs) as f64;
             let mut seed_met = 0;
-            for _ in 0..args.orders {
-                let mut order: Vec<usize> = (0..curves.len()).collect();
-                order.shuffle(&mut rng);
-                let outcome = replay(&plan, maximize, curves, &order, args.parallel);
+            for search in 0..args.orders {
+                let outcome = match &tpe_sweep {
+                    Some(sweep) => {
+                        let sweep = SweepPlan {
+                            seed: args.rng_seed + search as u64,
+                            ..sweep.clone()
+                        };
+                        replay_tpe(&sweep, &plan, maximize, curves, args.parallel)?.0
+                    }
+                    None => {
+                        let mut order: Vec<usize> = (0..curves.len()).collect();
+                        order.shuffle(&mut rng);
+                        replay(&plan, maximize, curves, &order, args.parallel)
+                    }
+                };
                 let fraction = outcome.epochs as f64 / grid_epochs;
                 let within = gap(outcome.best, reference) <= args.within + 1e-9;
                 let ok = within && fraction <= args.budget + 1e-12;
@@ -514,6 +757,160 @@ mod tests {
         ];
         let outcome = replay(&asha(1, 2, 3), false, &curves, &[0, 1], 1);
         assert_eq!((outcome.epochs, outcome.best), (4, 0.6));
+    }
+
+    /// bench/sweep/tpe-asha.toml with `trials` trials, and a curve for
+    /// each of its 27 points: accuracy rising to a ceiling that grows with
+    /// the point's index, so later points are better; epochs of 1 to 3
+    /// seconds.
+    fn tpe_bench(trials: usize) -> (SweepPlan, Vec<Curve>) {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/sweep/tpe-asha.toml");
+        let sweep = tpe_plan(&file).unwrap();
+        let grid = runner::sweep::expand(&SweepPlan {
+            strategy: Strategy::Grid,
+            ..sweep.clone()
+        });
+        assert_eq!(grid.len(), 27);
+        let curves = grid
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let ceiling = 0.5 + 0.015 * i as f64;
+                let values: Vec<f64> = (1..=27)
+                    .map(|e| ceiling * (1.0 - (-(e as f64) / 4.0).exp()))
+                    .collect();
+                curve(&t.id, &values, 1.0 + (i % 3) as f64)
+            })
+            .collect();
+        (SweepPlan { trials, ..sweep }, curves)
+    }
+
+    /// A TPE replay starts with the sweep's own startup draws, never runs
+    /// a point twice while new ones are left, and gives the same search
+    /// for the same seed and another for another seed; its epochs are
+    /// those of its trials, a pruned one's ending at the rung that pruned
+    /// it.
+    #[test]
+    fn a_tpe_replay_follows_the_sweeps_own_draws() {
+        let (sweep, curves) = tpe_bench(18);
+        let plan = asha(3, 4, 27);
+        let (outcome, started) = replay_tpe(&sweep, &plan, true, &curves, 2).unwrap();
+        assert_eq!(started.len(), 18);
+        let ids: Vec<&str> = started
+            .iter()
+            .map(|t| curves[t.curve].id.as_str())
+            .collect();
+        let startup: Vec<String> = tpe_startup(&sweep).into_iter().map(|t| t.id).collect();
+        assert_eq!(startup.len(), 10);
+        assert_eq!(ids[..10], startup[..]);
+        assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 18, "{ids:?}");
+        assert_eq!(
+            outcome.epochs,
+            started.iter().map(|t| t.trained).sum::<usize>()
+        );
+        assert!(started.iter().all(|t| !t.running));
+        for t in &started {
+            match t.pruned {
+                Some((epoch, value)) => {
+                    assert_eq!(t.trained, epoch);
+                    assert_eq!(value, curves[t.curve].values[epoch - 1]);
+                }
+                None => assert_eq!(t.trained, 27),
+            }
+        }
+        assert!(started.iter().any(|t| t.pruned.is_some()));
+        let (again, same) = replay_tpe(&sweep, &plan, true, &curves, 2).unwrap();
+        assert_eq!(again.epochs, outcome.epochs);
+        assert_eq!(
+            same.iter().map(|t| t.curve).collect::<Vec<_>>(),
+            started.iter().map(|t| t.curve).collect::<Vec<_>>()
+        );
+        let other = SweepPlan {
+            seed: sweep.seed + 1,
+            ..sweep.clone()
+        };
+        let (_, moved) = replay_tpe(&other, &plan, true, &curves, 2).unwrap();
+        assert_ne!(
+            moved.iter().map(|t| t.curve).collect::<Vec<_>>(),
+            started.iter().map(|t| t.curve).collect::<Vec<_>>()
+        );
+    }
+
+    /// By hand: A is running (pending), B was pruned at its rung 2 with
+    /// 0.4 (loss -0.4, though it had 0.5 at epoch 1), C finished with its
+    /// best 0.9 at epoch 2, not its last 0.7. Minimizing, C's best is its
+    /// lowest value and the loss keeps its sign.
+    #[test]
+    fn tpe_sees_running_pruned_and_finished_trials_as_runner_does() {
+        let curves = [
+            curve("a", &[0.1, 0.2, 0.3], 1.0),
+            curve("b", &[0.5, 0.4, 0.8], 1.0),
+            curve("c", &[0.6, 0.9, 0.7], 1.0),
+        ];
+        let trial = |curve, trained, pruned, running| Started {
+            curve,
+            trained,
+            pruned,
+            running,
+        };
+        let started = [
+            trial(0, 1, None, true),
+            trial(1, 2, Some((2, 0.4)), false),
+            trial(2, 3, None, false),
+        ];
+        let params: Vec<BTreeMap<String, toml::Value>> = ["a", "b", "c"]
+            .iter()
+            .map(|k| BTreeMap::from([("k".to_string(), toml::Value::from(*k))]))
+            .collect();
+        let outcomes = |maximize| -> Vec<TpeOutcome> {
+            tpe_history(&started, &params, &curves, maximize)
+                .into_iter()
+                .map(|o| o.outcome)
+                .collect()
+        };
+        assert_eq!(
+            outcomes(true),
+            [
+                TpeOutcome::Pending,
+                TpeOutcome::Pruned {
+                    epochs: 2,
+                    loss: -0.4
+                },
+                TpeOutcome::Complete { loss: -0.9 },
+            ]
+        );
+        assert_eq!(outcomes(false)[2], TpeOutcome::Complete { loss: 0.6 });
+        let history = tpe_history(&started, &params, &curves, true);
+        assert_eq!(history[1].params, params[1]);
+    }
+
+    /// Two files with the same seed's grid give its 27 curves once, the
+    /// first file's; a curve that differs is an error naming the trial.
+    #[test]
+    fn a_grid_recorded_twice_counts_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "seed,strategy,trial,id,epochs,best_val_accuracy,curve,epoch_seconds\n";
+        let write = |name: &str, rows: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("{header}{rows}")).unwrap();
+            path
+        };
+        let first = write(
+            "a.csv",
+            "3,grid,0,aa,2,0.6,0.5 0.6,1.0\n3,grid,1,bb,2,0.7,0.4 0.7,2.0\n",
+        );
+        let again = write(
+            "b.csv",
+            "3,grid,0,aa,2,0.6,0.5 0.6,1.5\n3,grid,1,bb,2,0.7,0.4 0.7,2.5\n",
+        );
+        let (grids, _, metric) = load(&[first.clone(), again]).unwrap();
+        assert_eq!(metric, "val_accuracy");
+        let ids: Vec<&str> = grids[&3].iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["aa", "bb"]);
+        assert_eq!(grids[&3][1].epoch_seconds, 2.0);
+        let other = write("c.csv", "3,grid,1,bb,2,0.8,0.4 0.8,2.0\n");
+        let err = load(&[first, other]).unwrap_err().to_string();
+        assert!(err.contains("c.csv row 2") && err.contains("bb"), "{err}");
     }
 
     #[test]
