@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench-sweep`: one 27-trial search space, six ways, on several instances, with the epochs each spends.
+"""`make bench-sweep`: one 27-trial search space, five ways, on several instances, with the epochs each spends.
 
 The space (bench/sweep/base.toml, built-in synthetic shapes, no downloads) is
 three axes of three values each: `optimizer.learning_rate` (1e-4 too small,
@@ -8,30 +8,23 @@ three axes of three values each: `optimizer.learning_rate` (1e-4 too small,
 `train.epochs` = 27. It is searched by
 
   grid              bench/sweep/grid.toml: all 27 points, each for 27 epochs
-  random+asha       bench/sweep/random-asha.toml: 27 uniform draws from the
+  random-asha-3-4   bench/sweep/random-asha.toml: 27 uniform draws from the
                     same lists (no point twice while new ones are left), ASHA
-                    early stopping (rungs at 1, 3, 9)
-  tpe+asha          bench/sweep/tpe-asha.toml: 27 TPE trials (10 random, then
-                    TPE), the same ASHA early stopping
-  random+hyperband  bench/sweep/random-hyperband.toml: the random draws with
-                    Hyperband (brackets with rungs from 1, 3, 9 and none)
-  random-asha-3,    random-asha.toml and tpe-asha.toml with the first rung at
-  tpe-asha-3        epoch 3 (`min_epochs = 3`: rungs at 3 and 9), the setting
-                    chosen from the first four-seed run (2026-12-05 08:16), in
-                    which the grid's best ranked 3rd to 15th of 27 after one
-                    epoch but 3rd to 6th after three
-  random-asha-3-4   random-asha.toml with rungs at 3 and 12 (`min_epochs = 3`,
+                    early stopping with rungs at 3 and 12 (`min_epochs = 3`,
                     `reduction_factor = 4`), the setting that met the target
                     most often when replayed on the curves of seeds 1 to 8
-                    (examples/asha_replay.rs; 72% of 4,000 random orders)
-  random-asha-4-4   random-asha.toml with rungs at 4 and 16 (`min_epochs = 4`,
-                    `reduction_factor = 4`), the setting that met it most
-                    often over all 12 seeds' curves (73% of 6,000 orders,
-                    bench/results/2026-12-05-1130-sweep-replay.md)
-  tpe-asha-3-4      tpe-asha.toml with rungs at 3 and 12: TPE with the
-                    setting that met the target on 7 of 8 held-out seeds
-                    with random search (TPE's trial order depends on what
-                    it saw, so it cannot be replayed)
+                    (examples/asha_replay.rs), then held out on seeds 9 on
+  tpe-asha-3-4      bench/sweep/tpe-asha.toml: 27 TPE trials (10 random, then
+                    TPE), the same ASHA early stopping
+  random-asha       random-asha.toml with rungs at 1, 3 and 9 (`min_epochs =
+                    1`, `reduction_factor = 3`), the bench files' setting
+                    before 2026-12-05 16:00, for comparison
+  random-hyperband  bench/sweep/random-hyperband.toml: the random draws with
+                    Hyperband (brackets with rungs from 1, 3, 9 and none)
+
+Row names keep their meaning from one results file to the next; results
+before 2026-12-05 16:00 have more rows (ASHA from epoch 3, rungs at 4 and
+16, TPE with rungs 1, 3, 9 as `tpe-asha`), described in their own .md files.
 
 on each instance: a seed that sets `experiment.seed` (the synthetic data and
 the initial weights) and `[sweep] seed` of all its sweeps. One instance is
@@ -81,20 +74,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SPACE = HERE / "sweep"
 # (key, label, file, overrides of that sweep)
-MIN3 = ["sweep.early_stop.min_epochs=3"]
 STRATEGIES = [
     ("grid", "grid", "grid.toml", []),
-    ("random-asha", "random + ASHA", "random-asha.toml", []),
-    ("tpe-asha", "TPE + ASHA", "tpe-asha.toml", []),
+    ("random-asha-3-4", "random + ASHA, rungs 3 and 12", "random-asha.toml", []),
+    ("tpe-asha-3-4", "TPE + ASHA, rungs 3 and 12", "tpe-asha.toml", []),
+    ("random-asha", "random + ASHA, rungs 1, 3, 9", "random-asha.toml",
+     ["sweep.early_stop.min_epochs=1", "sweep.early_stop.reduction_factor=3"]),
     ("random-hyperband", "random + Hyperband", "random-hyperband.toml", []),
-    ("random-asha-3", "random + ASHA from epoch 3", "random-asha.toml", MIN3),
-    ("tpe-asha-3", "TPE + ASHA from epoch 3", "tpe-asha.toml", MIN3),
-    ("random-asha-3-4", "random + ASHA, rungs 3 and 12", "random-asha.toml",
-     MIN3 + ["sweep.early_stop.reduction_factor=4"]),
-    ("random-asha-4-4", "random + ASHA, rungs 4 and 16", "random-asha.toml",
-     ["sweep.early_stop.min_epochs=4", "sweep.early_stop.reduction_factor=4"]),
-    ("tpe-asha-3-4", "TPE + ASHA, rungs 3 and 12", "tpe-asha.toml",
-     MIN3 + ["sweep.early_stop.reduction_factor=4"]),
 ]
 DEFAULT_SEEDS = [7, 1, 2, 3]
 TARGET_GAP_POINTS = 1.0
