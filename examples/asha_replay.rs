@@ -301,12 +301,13 @@ fn replay(
     curves: &[Curve],
     order: &[usize],
     parallel: usize,
-) -> Outcome {
-    let mut choose = |i: usize, _: &[Started]| Ok(order[i]);
-    match simulate(plan, maximize, curves, order.len(), parallel, &mut choose) {
-        Ok((outcome, _)) => outcome,
-        Err(never) => unreachable!("a fixed order cannot fail: {never}"),
-    }
+) -> Result<Outcome, String> {
+    let mut choose = |i: usize, _: &[Started]| match order.get(i) {
+        Some(&c) if c < curves.len() => Ok(c),
+        _ => Err(format!("trial {i}: no curve in the order")),
+    };
+    let (outcome, _) = simulate(plan, maximize, curves, order.len(), parallel, &mut choose)?;
+    Ok(outcome)
 }
 
 /// The trials so far as TPE sees them in `runner sweep`
@@ -580,7 +581,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                                 })
                             })
                             .collect::<Result<Vec<_>, _>>()?;
-                        let outcome = replay(&plan, maximize, curves, &order, args.parallel);
+                        let outcome = replay(&plan, maximize, curves, &order, args.parallel)?;
                         (outcome, "(replayed in that order)".to_string())
                     }
                 };
@@ -656,7 +657,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     None => {
                         let mut order: Vec<usize> = (0..curves.len()).collect();
                         order.shuffle(&mut rng);
-                        replay(&plan, maximize, curves, &order, args.parallel)
+                        replay(&plan, maximize, curves, &order, args.parallel)?
                     }
                 };
                 let fraction = outcome.epochs as f64 / grid_epochs;
@@ -724,7 +725,7 @@ mod tests {
             curve("b", &[0.4, 0.5, 0.9, 0.95], 1.0),
             curve("c", &[0.6, 0.7, 0.75, 0.76], 1.0),
         ];
-        let outcome = replay(&asha(1, 2, 4), true, &curves, &[0, 1, 2], 1);
+        let outcome = replay(&asha(1, 2, 4), true, &curves, &[0, 1, 2], 1).unwrap();
         assert_eq!(outcome.epochs, 9);
         assert_eq!(outcome.best, 0.8);
     }
@@ -739,10 +740,10 @@ mod tests {
             curve("a", &[0.5, 0.6, 0.7, 0.8], 3.0),
             curve("b", &[0.4, 0.5, 0.9, 0.95], 1.0),
         ];
-        let outcome = replay(&asha(1, 2, 4), true, &curves, &[0, 1], 2);
+        let outcome = replay(&asha(1, 2, 4), true, &curves, &[0, 1], 2).unwrap();
         assert_eq!(outcome.epochs, 8);
         assert_eq!(outcome.best, 0.95);
-        let one_at_a_time = replay(&asha(1, 2, 4), true, &curves, &[0, 1], 1);
+        let one_at_a_time = replay(&asha(1, 2, 4), true, &curves, &[0, 1], 1).unwrap();
         assert_eq!((one_at_a_time.epochs, one_at_a_time.best), (5, 0.8));
     }
 
@@ -755,7 +756,7 @@ mod tests {
             curve("a", &[1.0, 0.8, 0.6], 1.0),
             curve("b", &[1.2, 0.1, 0.05], 1.0),
         ];
-        let outcome = replay(&asha(1, 2, 3), false, &curves, &[0, 1], 1);
+        let outcome = replay(&asha(1, 2, 3), false, &curves, &[0, 1], 1).unwrap();
         assert_eq!((outcome.epochs, outcome.best), (4, 0.6));
     }
 

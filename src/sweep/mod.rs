@@ -278,13 +278,13 @@ pub fn tpe_startup(spec: &SweepPlan) -> Vec<Trial> {
 }
 
 /// TPE proposals tried before a repeat is replaced by a random draw.
-pub const TPE_TRIES: usize = 10;
+const TPE_TRIES: usize = 10;
 
 /// The values of TPE trial `index` once its history decides them: proposed
 /// by [`tpe::propose`] from `history` with trial `index`'s generator
 /// ([`trial_rng`]). TPE proposes a point already in `seen` (by trial id)
 /// when its good density has settled on it (a small finite space); after
-/// [`TPE_TRIES`] proposals the trial is a random draw instead, so, as
+/// `TPE_TRIES` (10) proposals the trial is a random draw instead, so, as
 /// [`fresh`] does for random sweeps, no point runs twice while new ones are
 /// left. The values are recorded in `seen`. The same plan, index, history
 /// and `seen` give the same values: `runner sweep` and
