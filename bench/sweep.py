@@ -493,8 +493,8 @@ def main():
         "initial weights) and `[sweep] seed` (the draws) of every sweep of that instance, so the searches of an instance "
         "face the same data as its grid",
         f"- ranked by `{metric}` (max); random draws the grid lists uniformly, redrawing a point the sweep already has while "
-        "new ones are left; TPE: `n_startup = 10`, `n_candidates = 24`; early stopping: `min_epochs = 1`, "
-        "`reduction_factor = 3`, `max_epochs = train.epochs` (as in the files; a search's own overrides: "
+        "new ones are left; TPE: `n_startup = 10`, `n_candidates = 24`; early stopping: each search's rungs as "
+        "`--dry-run` states them, below (`max_epochs = train.epochs`; a search's overrides of its file: "
         + ("; ".join(f"{label}: " + ", ".join(f"`{o}`" for o in sets) for key, label, _, sets in STRATEGIES
                      if sets and key in wanted) or "none")
         + "; other overrides, if any, below)",
