@@ -27,7 +27,7 @@ help:
 	@echo "make data       install Fashion-MNIST (Debian package dataset-fashion-mnist) for experiments/fashion-mnist.toml"
 	@echo "make fashion-bn train experiments/fashion-mnist-bn.toml (conv-BN-ReLU network; needs make data)"
 	@echo "make bench      runner vs PyTorch and Keras side by side: training img/s, peak RSS, loader, time to 0.90 (bench/results/)"
-	@echo "make bench-sweep one 27-point space as grid, random/TPE+ASHA, random+Hyperband, ASHA from epoch 3, 4 seeds: epochs trained, best val_accuracy (bench/results/)"
+	@echo "make bench-sweep one 27-point space as grid, random/TPE+ASHA (rungs 3, 12), random+ASHA (1, 3, 9), random+Hyperband, 4 seeds: epochs trained, best val_accuracy (bench/results/)"
 	@echo "make bench-sweep-replay  early-stopping settings, runner's and Optuna's, replayed on the curves bench-sweep recorded (minutes)"
 	@echo "make bench-data loader images/s against Keras ImageDataGenerator and torchvision, 1 thread and all cores (BENCH_PY=python with both)"
 	@echo "make test-gpu   the GPU path end to end: accuracy, CPU/GPU agreement, kill and resume, sweep, out of memory (needs an NVIDIA GPU; DEVICE=wgpu for Vulkan)"
@@ -137,9 +137,8 @@ bench: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.instal
 # total epochs trained, best val_accuracy, wall time, and whether a search
 # gets within 1 point of the grid's best with at most 40% of its epochs
 # (bench/sweep.py). Writes bench/results/<date>-<time>-sweep.md and the
-# curves to the .csv beside it; about 50 minutes on 2 cores (six of its
-# nine searches took 34m 34s on 4 seeds, the other three about 1m 20s,
-# 1m 30s and 1m 05s a seed).
+# curves to the .csv beside it; its five searches took 33m 41s on 2 cores
+# for 4 seeds (bench/results/2026-12-05-1558-sweep.md).
 bench-sweep: release
 	python3 bench/sweep.py --runner $(RUNNER)
 
