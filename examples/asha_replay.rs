@@ -66,8 +66,9 @@ struct Args {
     /// `grid` rows are the curves.
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// A setting, `asha:MIN_EPOCHS:ETA` or `hyperband:MIN_EPOCHS:ETA`
-    /// (repeatable); without one, a fixed list of ASHA and Hyperband settings.
+    /// A setting, `asha:MIN_EPOCHS:ETA`, `hyperband:MIN_EPOCHS:ETA` or
+    /// `none` (no early stopping) (repeatable); without one, a fixed list
+    /// of ASHA and Hyperband settings.
     #[arg(long = "setting")]
     settings: Vec<String>,
     /// Only these seeds (comma-separated); all seeds with a grid by default.
@@ -95,6 +96,11 @@ struct Args {
     /// compared with the recorded ones.
     #[arg(long)]
     check: Vec<String>,
+    /// Trials per search (a random order's first N points; TPE's
+    /// `trials`); all the grid's points, or the file's `trials`, by
+    /// default.
+    #[arg(long)]
+    trials: Option<usize>,
     /// Replay TPE searches instead of random orders: the `[sweep]` of this
     /// experiment file (bench/sweep/tpe-asha.toml) proposes the trials, its
     /// `early_stop` replaced by each setting; `--orders` searches per seed,
@@ -128,6 +134,15 @@ struct Outcome {
 }
 
 fn parse_setting(text: &str, max_epochs: usize) -> Result<EarlyStop, String> {
+    if text == "none" {
+        // No rung lies below max_epochs: nothing is ever pruned.
+        return Ok(EarlyStop {
+            kind: EarlyStopKind::Asha,
+            min_epochs: max_epochs,
+            reduction_factor: 2,
+            max_epochs,
+        });
+    }
     let parts: Vec<&str> = text.split(':').collect();
     let [kind, min, eta] = parts[..] else {
         return Err(format!("setting `{text}`: expected KIND:MIN_EPOCHS:ETA"));
@@ -156,6 +171,9 @@ fn parse_setting(text: &str, max_epochs: usize) -> Result<EarlyStop, String> {
 }
 
 fn describe(plan: &EarlyStop) -> String {
+    if plan.brackets() == 1 && plan.rungs(0).is_empty() {
+        return "none (no early stopping)".to_string();
+    }
     let kind = match plan.kind {
         EarlyStopKind::Asha => "asha",
         EarlyStopKind::Hyperband => "hyperband",
@@ -518,7 +536,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let maximize = !metric.contains("loss");
     let tpe_sweep = match &args.tpe {
-        Some(file) => Some(tpe_plan(file)?),
+        Some(file) => {
+            let sweep = tpe_plan(file)?;
+            Some(SweepPlan {
+                trials: args.trials.unwrap_or(sweep.trials),
+                ..sweep
+            })
+        }
         None => None,
     };
     let scale = if metric.contains("accuracy") {
@@ -621,7 +645,13 @@ fn main() -> Result<(), Box<dyn Error>> {
             args.rng_seed,
             args.rng_seed + args.orders.saturating_sub(1) as u64
         ),
-        _ => format!("{} random orders per seed", args.orders),
+        _ => match args.trials {
+            Some(n) => format!(
+                "{} random orders per seed, the first {n} points of each",
+                args.orders
+            ),
+            None => format!("{} random orders per seed", args.orders),
+        },
     };
     println!(
         "Replayed: seeds {}; {searches}; {} at a time; target: within {} points of the grid's best with at most {:.0}% of its epochs.\n",
@@ -657,6 +687,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                     None => {
                         let mut order: Vec<usize> = (0..curves.len()).collect();
                         order.shuffle(&mut rng);
+                        order.truncate(args.trials.unwrap_or(order.len()));
                         replay(&plan, maximize, curves, &order, args.parallel)?
                     }
                 };
@@ -922,6 +953,16 @@ mod tests {
             describe(&plan),
             "hyperband:1:3 (rungs 1,3,9 / 3,9 / 9 / none)"
         );
+        let none = parse_setting("none", 27).unwrap();
+        assert_eq!(describe(&none), "none (no early stopping)");
+        assert!(none.rungs(0).is_empty());
+        let curves = [
+            curve("a", &[0.9, 0.9, 0.9], 1.0),
+            curve("b", &[0.1, 0.1, 0.1], 1.0),
+        ];
+        let plan = parse_setting("none", 3).unwrap();
+        let outcome = replay(&plan, true, &curves, &[0, 1], 1).unwrap();
+        assert_eq!(outcome.epochs, 6, "nothing is pruned");
         for bad in [
             "asha:1",
             "median:1:3",
