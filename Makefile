@@ -146,8 +146,11 @@ bench-sweep: release
 # (SWEEP_CSV: every bench/results/*-sweep.csv by default): runner's own ASHA
 # code in random trial orders (examples/asha_replay.rs), two at a time as
 # bench-sweep runs them and one at a time; runner's TPE proposing the
-# trials (200 searches per seed, bench/sweep/tpe-asha.toml's [sweep]); and
-# Optuna's samplers and pruners, one trial at a time (bench/sweep_optuna.py).
+# trials (200 searches per seed, bench/sweep/tpe-asha.toml's [sweep]);
+# synchronous successive halving, every point ranked at every rung (what
+# the ASHA paper's promotion-based variant approaches; runner does not run
+# it); and Optuna's samplers and pruners, one trial at a time
+# (bench/sweep_optuna.py).
 SWEEP_CSV ?= $(wildcard bench/results/*-sweep.csv)
 $(SWEEP_VENV)/.installed: bench/requirements-sweep.txt
 	python3 -m venv $(SWEEP_VENV)
@@ -160,6 +163,7 @@ bench-sweep-replay: $(SWEEP_VENV)/.installed
 	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --orders 500 --parallel 1 \
 		--setting asha:1:4 --setting asha:1:3 --setting asha:3:4 --setting hyperband:1:3
 	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --orders 200 --tpe bench/sweep/tpe-asha.toml
+	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --halving 1:3 --halving 3:4 --halving 4:2
 	$(SWEEP_VENV)/bin/python bench/sweep_optuna.py $(SWEEP_CSV)
 
 # The GPU path checked end to end on a machine with a GPU (bench/gpu_check.sh

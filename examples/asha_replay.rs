@@ -101,6 +101,16 @@ struct Args {
     /// default.
     #[arg(long)]
     trials: Option<usize>,
+    /// `MIN_EPOCHS:ETA`: instead of replaying searches, run synchronous
+    /// successive halving on each seed's grid (repeatable): all points
+    /// start, and at each rung (MIN_EPOCHS x ETA^k below the full budget)
+    /// every point still running is ranked against all the others there,
+    /// the best max(1, floor(n / ETA)) going on (ties with the last of
+    /// them too), as runner's rule would rank a complete rung. No order is
+    /// involved: one result per seed. Runner does not run this; it is the
+    /// limit that the ASHA paper's promotion-based variant approaches.
+    #[arg(long, value_name = "MIN_EPOCHS:ETA")]
+    halving: Vec<String>,
     /// Replay TPE searches instead of random orders: the `[sweep]` of this
     /// experiment file (bench/sweep/tpe-asha.toml) proposes the trials, its
     /// `early_stop` replaced by each setting; `--orders` searches per seed,
@@ -326,6 +336,53 @@ fn replay(
     };
     let (outcome, _) = simulate(plan, maximize, curves, order.len(), parallel, &mut choose)?;
     Ok(outcome)
+}
+
+/// Synchronous successive halving over all `curves`: every point trains to
+/// the first rung; at each rung the points still running are ranked by
+/// their value there and the best `max(1, floor(n / eta))` go on (with any
+/// tied with the last of them); the survivors of the last rung below the
+/// full budget train to the end.
+fn successive_halving(curves: &[Curve], min_epochs: usize, eta: usize, maximize: bool) -> Outcome {
+    let full = curves.iter().map(|c| c.values.len()).max().unwrap_or(0);
+    let mut trained = vec![0usize; curves.len()];
+    let mut alive: Vec<usize> = (0..curves.len()).collect();
+    let mut rung = min_epochs.max(1);
+    while rung < full && alive.len() > 1 {
+        for &i in &alive {
+            trained[i] = rung;
+        }
+        let mut values: Vec<f64> = alive.iter().map(|&i| curves[i].values[rung - 1]).collect();
+        values.sort_by(|a, b| {
+            if maximize {
+                b.total_cmp(a)
+            } else {
+                a.total_cmp(b)
+            }
+        });
+        let keep = (alive.len() / eta.max(2)).max(1);
+        let last = values[keep - 1];
+        alive.retain(|&i| {
+            let v = curves[i].values[rung - 1];
+            if maximize {
+                v >= last
+            } else {
+                v <= last
+            }
+        });
+        rung = rung.saturating_mul(eta.max(2));
+    }
+    for &i in &alive {
+        trained[i] = full;
+    }
+    let seen = curves
+        .iter()
+        .zip(&trained)
+        .flat_map(|(c, &n)| c.values[..n].iter().copied());
+    Outcome {
+        epochs: trained.iter().sum(),
+        best: best_of(maximize, seen),
+    }
 }
 
 /// The trials so far as TPE sees them in `runner sweep`
@@ -558,6 +615,60 @@ fn main() -> Result<(), Box<dyn Error>> {
                 best - reference
             }
     };
+
+    if !args.halving.is_empty() {
+        println!(
+            "Synchronous successive halving on each seed's grid; target: within {} points of the grid's best with at most {:.0}% of its epochs.\n",
+            args.within,
+            100.0 * args.budget
+        );
+        println!("| rungs | seeds meeting the target | within {} points | epochs % of grid | best minus the grid's best, points, per seed |", args.within);
+        println!("|---|---|---|---|---|");
+        for text in &args.halving {
+            let numbers: Vec<usize> = text
+                .split(':')
+                .map(|s| s.parse::<usize>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("--halving `{text}`: {e}"))?;
+            let [min, eta] = numbers[..] else {
+                return Err(format!("--halving `{text}`: expected MIN_EPOCHS:ETA").into());
+            };
+            if min < 1 || min >= max_epochs || eta < 2 {
+                return Err(format!(
+                    "--halving `{text}`: needs MIN_EPOCHS >= 1, below the {max_epochs} epochs, and ETA >= 2"
+                )
+                .into());
+            }
+            let rungs: Vec<String> = std::iter::successors(Some(min), |r| r.checked_mul(eta))
+                .take_while(|&r| r < max_epochs)
+                .map(|r| r.to_string())
+                .collect();
+            let (mut met, mut close) = (0, 0);
+            let mut fractions = Vec::new();
+            let mut per_seed = Vec::new();
+            for (seed, curves) in &grids {
+                let outcome = successive_halving(curves, min, eta, maximize);
+                let fraction = outcome.epochs as f64 / (curves.len() * max_epochs) as f64;
+                let g = gap(outcome.best, grid_best(curves, maximize));
+                let within = g <= args.within + 1e-9;
+                met += (within && fraction <= args.budget + 1e-12) as usize;
+                close += within as usize;
+                fractions.push(fraction);
+                per_seed.push(format!("{seed}: {:+.1}", -g));
+            }
+            let lo = fractions.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = fractions.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            println!(
+                "| {} | {met} of {n} | {close} of {n} | {:.1} to {:.1} | {} |",
+                rungs.join(", "),
+                100.0 * lo,
+                100.0 * hi,
+                per_seed.join(", "),
+                n = grids.len()
+            );
+        }
+        return Ok(());
+    }
 
     if !args.check.is_empty() {
         println!("| strategy | seed | setting | epochs recorded | epochs replayed | best recorded | best replayed | leading trials as recorded (point; point and epochs) |");
@@ -943,6 +1054,28 @@ mod tests {
         let other = write("c.csv", "3,grid,1,bb,2,0.8,0.4 0.8,2.0\n");
         let err = load(&[first, other]).unwrap_err().to_string();
         assert!(err.contains("c.csv row 2") && err.contains("bb"), "{err}");
+    }
+
+    /// By hand, four points of 4 epochs, rungs 1 and 2 (eta 2), maximizing:
+    /// at epoch 1 the values are 0.4, 0.3, 0.2, 0.3, so keep = 2 and the
+    /// second best is 0.3: A, B and D (tied) go on; at epoch 2 (n = 3,
+    /// keep 1) D's 0.9 leads and only D trains to epoch 4. Epochs: 2 + 2 +
+    /// 1 + 4 = 9; best 0.95, D's last.
+    #[test]
+    fn successive_halving_matches_a_hand_computation() {
+        let curves = [
+            curve("a", &[0.4, 0.5, 0.6, 0.7], 1.0),
+            curve("b", &[0.3, 0.35, 0.99, 0.99], 1.0),
+            curve("c", &[0.2, 0.9, 0.9, 0.9], 1.0),
+            curve("d", &[0.3, 0.9, 0.92, 0.95], 1.0),
+        ];
+        let outcome = successive_halving(&curves, 1, 2, true);
+        assert_eq!((outcome.epochs, outcome.best), (9, 0.95));
+        // Minimizing the same numbers: C's 0.2 and the tied 0.3s go on
+        // after epoch 1, then B's 0.35 alone: A 1 + B 4 + C 2 + D 2 epochs,
+        // best 0.2 (C's first).
+        let low = successive_halving(&curves, 1, 2, false);
+        assert_eq!((low.epochs, low.best), (9, 0.2));
     }
 
     #[test]
