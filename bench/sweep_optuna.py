@@ -33,6 +33,7 @@ it into bench/.venv-sweep); prints markdown.
 import argparse
 import csv
 import logging
+import sys
 from collections import defaultdict
 
 import optuna
@@ -51,7 +52,13 @@ def load(paths):
                 if row["strategy"] != "grid":
                     continue
                 key = tuple(row[a] for a in AXES)
-                grids[int(row["seed"])][key] = [float(v) for v in row["curve"].split()]
+                curve = [float(v) for v in row["curve"].split()]
+                seed = int(row["seed"])
+                # A grid recorded again (bench-sweep re-runs the grid of
+                # every seed it searches) must have the same curves.
+                if grids[seed].get(key, curve) != curve:
+                    sys.exit(f"{path}: seed {seed}'s grid point {key} has another curve in an earlier file")
+                grids[seed][key] = curve
     return grids, metric
 
 
