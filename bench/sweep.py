@@ -13,7 +13,8 @@ three axes of three values each: `optimizer.learning_rate` (1e-4 too small,
                     early stopping with rungs at 3 and 12 (`min_epochs = 3`,
                     `reduction_factor = 4`), the setting that met the target
                     most often when replayed on the curves of seeds 1 to 8
-                    (examples/asha_replay.rs), then held out on seeds 9 on
+                    (examples/asha_replay.rs), then run for real on seeds
+                    9 to 20, held out from that choice
   tpe-asha-3-4      bench/sweep/tpe-asha.toml: 27 TPE trials (10 random, then
                     TPE), the same ASHA early stopping
   random-asha       random-asha.toml with rungs at 1, 3 and 9 (`min_epochs =
