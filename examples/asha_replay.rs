@@ -338,17 +338,19 @@ fn replay(
     Ok(outcome)
 }
 
-/// Synchronous successive halving over all `curves`: every point trains to
-/// the first rung; at each rung the points still running are ranked by
-/// their value there and the best `max(1, floor(n / eta))` go on (with any
-/// tied with the last of them); the survivors of the last rung below the
-/// full budget train to the end.
-fn successive_halving(curves: &[Curve], min_epochs: usize, eta: usize, maximize: bool) -> Outcome {
+/// Synchronous successive halving over all `curves`, at the rungs of
+/// `plan`'s one bracket: every point trains to the first rung; at each rung
+/// the points still running are ranked by their value there and the best
+/// `max(1, floor(n / eta))` go on (with any tied with the last of them);
+/// the survivors of the last rung train to the end.
+fn successive_halving(curves: &[Curve], plan: &EarlyStop, maximize: bool) -> Outcome {
     let full = curves.iter().map(|c| c.values.len()).max().unwrap_or(0);
     let mut trained = vec![0usize; curves.len()];
     let mut alive: Vec<usize> = (0..curves.len()).collect();
-    let mut rung = min_epochs.max(1);
-    while rung < full && alive.len() > 1 {
+    for rung in plan.rungs(0) {
+        if alive.len() <= 1 {
+            break;
+        }
         for &i in &alive {
             trained[i] = rung;
         }
@@ -360,7 +362,7 @@ fn successive_halving(curves: &[Curve], min_epochs: usize, eta: usize, maximize:
                 a.total_cmp(b)
             }
         });
-        let keep = (alive.len() / eta.max(2)).max(1);
+        let keep = (alive.len() / plan.reduction_factor.max(2)).max(1);
         let last = values[keep - 1];
         alive.retain(|&i| {
             let v = curves[i].values[rung - 1];
@@ -370,7 +372,6 @@ fn successive_halving(curves: &[Curve], min_epochs: usize, eta: usize, maximize:
                 v <= last
             }
         });
-        rung = rung.saturating_mul(eta.max(2));
     }
     for &i in &alive {
         trained[i] = full;
@@ -616,6 +617,15 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
     };
 
+    // A search's epochs as a fraction of the grid's, whether it came within
+    // `--within` points of the grid's best, and whether it met the target.
+    // `reference` is the grid's best.
+    let judge = |outcome: &Outcome, curves: &[Curve], reference: f64| {
+        let fraction = outcome.epochs as f64 / (curves.len() * max_epochs) as f64;
+        let within = gap(outcome.best, reference) <= args.within + 1e-9;
+        (fraction, within, within && fraction <= args.budget + 1e-12)
+    };
+
     if !args.halving.is_empty() {
         println!(
             "Synchronous successive halving on each seed's grid; target: within {} points of the grid's best with at most {:.0}% of its epochs.\n",
@@ -625,36 +635,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("| rungs | seeds meeting the target | within {} points | epochs % of grid | best minus the grid's best, points, per seed |", args.within);
         println!("|---|---|---|---|---|");
         for text in &args.halving {
-            let numbers: Vec<usize> = text
-                .split(':')
-                .map(|s| s.parse::<usize>())
-                .collect::<Result<_, _>>()
+            let plan = parse_setting(&format!("asha:{text}"), max_epochs)
                 .map_err(|e| format!("--halving `{text}`: {e}"))?;
-            let [min, eta] = numbers[..] else {
-                return Err(format!("--halving `{text}`: expected MIN_EPOCHS:ETA").into());
-            };
-            if min < 1 || min >= max_epochs || eta < 2 {
-                return Err(format!(
-                    "--halving `{text}`: needs MIN_EPOCHS >= 1, below the {max_epochs} epochs, and ETA >= 2"
-                )
-                .into());
-            }
-            let rungs: Vec<String> = std::iter::successors(Some(min), |r| r.checked_mul(eta))
-                .take_while(|&r| r < max_epochs)
-                .map(|r| r.to_string())
-                .collect();
+            let rungs: Vec<String> = plan.rungs(0).iter().map(|r| r.to_string()).collect();
             let (mut met, mut close) = (0, 0);
             let mut fractions = Vec::new();
             let mut per_seed = Vec::new();
             for (seed, curves) in &grids {
-                let outcome = successive_halving(curves, min, eta, maximize);
-                let fraction = outcome.epochs as f64 / (curves.len() * max_epochs) as f64;
-                let g = gap(outcome.best, grid_best(curves, maximize));
-                let within = g <= args.within + 1e-9;
-                met += (within && fraction <= args.budget + 1e-12) as usize;
+                let outcome = successive_halving(curves, &plan, maximize);
+                let reference = grid_best(curves, maximize);
+                let (fraction, within, ok) = judge(&outcome, curves, reference);
+                met += ok as usize;
                 close += within as usize;
                 fractions.push(fraction);
-                per_seed.push(format!("{seed}: {:+.1}", -g));
+                per_seed.push(format!("{seed}: {:+.1}", -gap(outcome.best, reference)));
             }
             let lo = fractions.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = fractions.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -784,7 +778,6 @@ fn main() -> Result<(), Box<dyn Error>> {
         let mut per_seed = Vec::new();
         for (seed, curves) in &grids {
             let reference = grid_best(curves, maximize);
-            let grid_epochs = (curves.len() * max_epochs) as f64;
             let mut seed_met = 0;
             for search in 0..args.orders {
                 let outcome = match &tpe_sweep {
@@ -802,9 +795,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                         replay(&plan, maximize, curves, &order, args.parallel)?
                     }
                 };
-                let fraction = outcome.epochs as f64 / grid_epochs;
-                let within = gap(outcome.best, reference) <= args.within + 1e-9;
-                let ok = within && fraction <= args.budget + 1e-12;
+                let (fraction, within, ok) = judge(&outcome, curves, reference);
                 met += ok as usize;
                 close += within as usize;
                 seed_met += ok as usize;
@@ -1069,12 +1060,12 @@ mod tests {
             curve("c", &[0.2, 0.9, 0.9, 0.9], 1.0),
             curve("d", &[0.3, 0.9, 0.92, 0.95], 1.0),
         ];
-        let outcome = successive_halving(&curves, 1, 2, true);
+        let outcome = successive_halving(&curves, &asha(1, 2, 4), true);
         assert_eq!((outcome.epochs, outcome.best), (9, 0.95));
         // Minimizing the same numbers: C's 0.2 and the tied 0.3s go on
         // after epoch 1, then B's 0.35 alone: A 1 + B 4 + C 2 + D 2 epochs,
         // best 0.2 (C's first).
-        let low = successive_halving(&curves, 1, 2, false);
+        let low = successive_halving(&curves, &asha(1, 2, 4), false);
         assert_eq!((low.epochs, low.best), (9, 0.2));
     }
 
