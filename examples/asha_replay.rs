@@ -27,6 +27,11 @@
 //! search has its own `[sweep] seed`; `--orders` is the number of searches
 //! per instance.
 //!
+//! `--promotion` replays the random orders with promotion-based ASHA
+//! instead ([`Promotions`], src/sweep/promotion.rs): trials pause at each
+//! rung and a free worker resumes the best promotable one before it starts
+//! a new trial.
+//!
 //! `--check STRATEGY=SETTING` replays, instead of random orders, the trial
 //! order that the file's `STRATEGY` sweeps really had (with `--tpe`: the
 //! TPE search with the instance's seed, as bench-sweep runs it), and prints
@@ -55,6 +60,7 @@ use rand_chacha::ChaCha8Rng;
 use runner::config::{self, LoadOptions};
 use runner::plan::{self, SweepPlan};
 use runner::sweep::asha::{Asha, Decision, EarlyStop, EarlyStopKind};
+use runner::sweep::promotion::{Next, Promotions};
 use runner::sweep::tpe::{Observation, Outcome as TpeOutcome};
 use runner::sweep::{tpe_next, tpe_startup, trial_id};
 use runner::vocab::Strategy;
@@ -117,6 +123,10 @@ struct Args {
     /// with `[sweep] seed` = `--rng-seed`, `--rng-seed` + 1, ...
     #[arg(long, value_name = "FILE")]
     tpe: Option<PathBuf>,
+    /// Replay random orders with promotion-based ASHA (trials pause at
+    /// rungs and are promoted) instead of the stopping variant.
+    #[arg(long)]
+    promotion: bool,
 }
 
 /// One trial's recorded curve.
@@ -336,6 +346,93 @@ fn replay(
     };
     let (outcome, _) = simulate(plan, maximize, curves, order.len(), parallel, &mut choose)?;
     Ok(outcome)
+}
+
+/// Replays a sweep whose trial `i` is `curves[order[i]]`, `parallel` at a
+/// time, with runner's promotion-based ASHA ([`Promotions`]): a trial
+/// trains to its next rung and pauses; a free worker promotes the best
+/// promotable paused trial, highest rung first, or else starts the next
+/// trial; paused trials left at the end are pruned.
+fn replay_promotion(
+    plan: &EarlyStop,
+    maximize: bool,
+    curves: &[Curve],
+    order: &[usize],
+    parallel: usize,
+) -> Result<Outcome, String> {
+    let mut promotions = Promotions::new(plan.clone(), maximize);
+    let n = order.len();
+    let curve = |t: usize| -> Result<&Curve, String> {
+        order
+            .get(t)
+            .and_then(|&c| curves.get(c))
+            .ok_or_else(|| format!("trial {t}: no curve in the order"))
+    };
+    let mut trained = vec![0usize; n];
+    let mut targets = vec![0usize; n];
+    let mut next_trial = 0;
+    let mut running = 0;
+    let mut events = Events::default();
+    let mut fill = |now: f64,
+                    promotions: &mut Promotions,
+                    events: &mut Events,
+                    targets: &mut Vec<usize>,
+                    running: &mut usize|
+     -> Result<(), String> {
+        while *running < parallel.max(1) {
+            let trial = match promotions.next(next_trial < n, *running) {
+                Next::Promote { trial, from, to } => {
+                    promotions.promote(trial, from);
+                    targets[trial] = to;
+                    trial
+                }
+                Next::Start => {
+                    let trial = next_trial;
+                    next_trial += 1;
+                    targets[trial] = promotions.target(trial, 0);
+                    trial
+                }
+                Next::Wait => break,
+            };
+            events.push(now + curve(trial)?.epoch_seconds, trial);
+            *running += 1;
+        }
+        Ok(())
+    };
+    fill(
+        0.0,
+        &mut promotions,
+        &mut events,
+        &mut targets,
+        &mut running,
+    )?;
+    while let Some(end) = events.pop() {
+        let t = end.slot;
+        let c = curve(t)?;
+        trained[t] += 1;
+        if trained[t] < targets[t] {
+            events.push(end.time + c.epoch_seconds, t);
+            continue;
+        }
+        running -= 1;
+        promotions.arrive(t, trained[t], c.values[trained[t] - 1]);
+        fill(
+            end.time,
+            &mut promotions,
+            &mut events,
+            &mut targets,
+            &mut running,
+        )?;
+    }
+    promotions.finish();
+    let mut seen = Vec::new();
+    for (t, &e) in trained.iter().enumerate() {
+        seen.extend_from_slice(&curve(t)?.values[..e]);
+    }
+    Ok(Outcome {
+        epochs: trained.iter().sum(),
+        best: best_of(maximize, seen.into_iter()),
+    })
 }
 
 /// Synchronous successive halving over all `curves`, at the rungs of
@@ -792,7 +889,11 @@ fn main() -> Result<(), Box<dyn Error>> {
                         let mut order: Vec<usize> = (0..curves.len()).collect();
                         order.shuffle(&mut rng);
                         order.truncate(args.trials.unwrap_or(order.len()));
-                        replay(&plan, maximize, curves, &order, args.parallel)?
+                        if args.promotion {
+                            replay_promotion(&plan, maximize, curves, &order, args.parallel)?
+                        } else {
+                            replay(&plan, maximize, curves, &order, args.parallel)?
+                        }
                     }
                 };
                 let (fraction, within, ok) = judge(&outcome, curves, reference);
@@ -844,6 +945,41 @@ mod tests {
             reduction_factor: eta,
             max_epochs,
         }
+    }
+
+    /// Promotion-based, one at a time, the four trials of
+    /// src/sweep/promotion.rs's hand computation: they train 1, 2, 1 and 4
+    /// epochs; the best value seen is 0.9 (D's first and last). Two at a
+    /// time, every epoch 1 s: at t = 1 A pauses (C starts) and B, the top 1
+    /// of 2, is promoted; at t = 2 C pauses (third of 3: D starts) and B
+    /// pauses at rung 2, where nobody is promoted while D runs; at t = 3 D
+    /// is the top of 4 at rung 1 and at t = 4 the top of 2 at rung 2: it
+    /// trains to 4 and the others are pruned. The same 8 epochs.
+    #[test]
+    fn promotion_matches_a_hand_computation() {
+        let curves = [
+            curve("a", &[0.5, 0.55, 0.6, 0.65], 1.0),
+            curve("b", &[0.7, 0.8, 0.9, 0.95], 1.0),
+            curve("c", &[0.6, 0.7, 0.8, 0.9], 1.0),
+            curve("d", &[0.9, 0.85, 0.88, 0.9], 1.0),
+        ];
+        for parallel in [1, 2] {
+            let outcome =
+                replay_promotion(&asha(1, 2, 4), true, &curves, &[0, 1, 2, 3], parallel).unwrap();
+            assert_eq!(outcome.epochs, 8, "{parallel} at a time");
+            assert_eq!(outcome.best, 0.9);
+        }
+        // With B's epochs twice as slow, two at a time: A pauses at t = 1
+        // and C starts; at t = 2 B (0.7) reaches rung 1 before C (it was
+        // scheduled first), the top 1 of 2: promoted; C (0.6) is third of
+        // 3: D starts; at t = 3 D (0.9) is the top of 4 (k = 2): promoted;
+        // at t = 4 B reaches rung 2 first, alone there (k = 0, D runs),
+        // then D, the top 1 of 2: promoted to 4; B is pruned at the end.
+        // The same 8 epochs.
+        let mut slow = curves.clone();
+        slow[1].epoch_seconds = 2.0;
+        let outcome = replay_promotion(&asha(1, 2, 4), true, &slow, &[0, 1, 2, 3], 2).unwrap();
+        assert_eq!(outcome.epochs, 8);
     }
 
     /// Three trials of 4 epochs, rungs at 1 and 2 (eta 2), one at a time in

@@ -236,6 +236,9 @@ pub enum Decision {
     Continue,
     /// The trial is stopped for good.
     Prune,
+    /// The trial waits at the rung for a promotion (the promotion-based
+    /// variant, [`super::promotion`]).
+    Pause,
 }
 
 /// One decision at one rung, as the journal stores it.

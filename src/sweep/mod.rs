@@ -10,6 +10,7 @@
 //!
 //! ```text
 //! asha.rs       the rung rule of ASHA and Hyperband (pure)
+//! promotion.rs  the rung rule of promotion-based ASHA (pure)
 //! tpe.rs        the Tree-structured Parzen Estimator (pure)
 //! mod.rs        trials: [sweep] expanded, each trial's config planned
 //! journal.rs    journal.jsonl: every trial's state and rung decision over time
@@ -31,6 +32,7 @@
 pub mod asha;
 pub mod folder;
 pub mod journal;
+pub mod promotion;
 pub mod scheduler;
 pub mod slurm;
 pub mod summary;

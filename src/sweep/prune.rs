@@ -76,6 +76,7 @@ impl Pruner {
                 match r.decision {
                     Decision::Continue => "continues",
                     Decision::Prune => "pruned",
+                    Decision::Pause => "paused",
                 }
             );
             e.rung = Some(r);
