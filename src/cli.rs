@@ -123,6 +123,10 @@ pub enum Command {
         /// Run one sweep trial in its folder (starts it, or resumes it from its checkpoint).
         #[arg(long, value_name = "TRIAL_DIR", hide = true, conflicts_with_all = ["file", "set"])]
         trial: Option<PathBuf>,
+        /// With --trial: stop, resumable, after this many completed epochs
+        /// (a trial pausing at a rung of promotion-based early stopping).
+        #[arg(long, value_name = "EPOCHS", hide = true, requires = "trial")]
+        until: Option<usize>,
         /// Override a config key, e.g. `--set optimizer.learning_rate=3e-4`. Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
@@ -288,6 +292,7 @@ pub fn main() -> ExitCode {
             device,
             runs_dir,
             threads,
+            until,
         } => {
             let target = match (file, resume, trial) {
                 (_, Some(dir), _) => commands::run::RunTarget::Resume(dir),
@@ -303,6 +308,7 @@ pub fn main() -> ExitCode {
                     device,
                     runs_dir,
                     threads,
+                    until,
                 },
             )
         }

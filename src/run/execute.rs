@@ -32,6 +32,7 @@ pub(super) struct Execute<'a> {
     pub(super) run: &'a RunDir,
     pub(super) signals: &'a Signals,
     pub(super) resume: bool,
+    pub(super) until: Option<usize>,
     pub(super) execution: Execution,
 }
 
@@ -53,6 +54,7 @@ fn execute<B: TrainBackend>(
         run,
         signals,
         resume,
+        until,
         execution,
     } = job;
     let pad_eval = execution.pad_eval;
@@ -62,6 +64,7 @@ fn execute<B: TrainBackend>(
         checkpoints: Checkpoints::new(run.checkpoints()),
         signals,
         resume,
+        until,
         execution,
     };
     let tb = if plan.callbacks.tensorboard.enabled {

@@ -46,6 +46,13 @@ pub(super) fn finish(
                     meta.message = Some(msg.clone());
                     Err(Error::Interrupted(msg))
                 }
+                Ending::Paused { epochs } => {
+                    meta.status = Status::Stopped;
+                    meta.message = Some(format!(
+                        "paused after {epochs} epoch(s), at a rung of the sweep's promotion-based early stopping; the sweep resumes it if it is promoted"
+                    ));
+                    Ok(())
+                }
                 Ending::Diverged { epoch, batch, loss } => {
                     meta.status = Status::Failed;
                     let msg = format!(

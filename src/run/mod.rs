@@ -43,6 +43,9 @@ pub struct RunOptions {
     pub device: Option<String>,
     pub runs_dir: Option<PathBuf>,
     pub threads: Option<usize>,
+    /// Stop, resumable, after this many completed epochs (a sweep trial
+    /// pausing at a rung; only with a trial).
+    pub until: Option<usize>,
 }
 
 /// Train, evaluate and record one run. Errors before training leave no new
@@ -149,6 +152,7 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
         run: &run,
         signals: &signals,
         resume,
+        until: opts.until.filter(|&u| u < plan.train.epochs),
         execution,
     };
     let outcome = backend::run_on(device, threads, plan.train.batch_size, job)

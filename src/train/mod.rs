@@ -80,6 +80,9 @@ pub enum Ending {
     },
     /// A signal asked to stop; the run can be resumed.
     Interrupted { reason: String },
+    /// Reached the `until` epoch count it was given (a sweep trial paused
+    /// at a rung); the run can be resumed.
+    Paused { epochs: usize },
     /// The loss became NaN or infinite (`terminate_on_nan`).
     Diverged {
         epoch: usize,
@@ -116,6 +119,9 @@ pub struct Session<'a> {
     pub signals: &'a Signals,
     /// Continue from the `last` checkpoint (which must exist).
     pub resume: bool,
+    /// Stop after this many completed epochs (fewer than `train.epochs`),
+    /// resumable: a sweep trial pausing at a rung.
+    pub until: Option<usize>,
     pub execution: Execution,
 }
 
@@ -599,6 +605,13 @@ impl Session<'_> {
         let mut warmup = self.execution.warmup_note.clone();
         while state.epochs_done < train.epochs {
             let epoch = state.epochs_done;
+            if self.until.is_some_and(|u| epoch >= u) {
+                progress.note(&format!(
+                    "Paused after {epoch} epoch(s), as asked (--until)"
+                ));
+                ending = Ending::Paused { epochs: epoch };
+                break;
+            }
             if self.signals.stop_requested() {
                 ending = Ending::Interrupted {
                     reason: self.signals.reason().to_string(),
@@ -1049,6 +1062,7 @@ top_k = 2
             checkpoints: Checkpoints::new(dir.join("checkpoints")),
             signals: &signals,
             resume,
+            until: None,
             execution,
         };
         let mut steps = Steps(Vec::new());
