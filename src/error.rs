@@ -107,6 +107,7 @@ impl From<SweepError> for Error {
             e @ (SweepError::NoSweepTable(_)
             | SweepError::NoTrials
             | SweepError::TpeOnSlurm
+            | SweepError::PromotionOnSlurm
             | SweepError::Launcher(_)
             | SweepError::RunnerBinary(_)
             | SweepError::TrialsChanged { .. }

@@ -173,6 +173,22 @@ pub enum Mode {
     Max,
 }
 
+/// What successive halving does with a trial at a rung
+/// (`sweep.early_stop.variant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HalvingVariant {
+    /// `stopping`: the trial is judged against those that reached the rung
+    /// before it and goes on or is stopped for good, as Ray Tune's ASHA and
+    /// Optuna's pruners do. The default.
+    #[default]
+    Stopping,
+    /// `promotion`: the trial pauses at the rung and is resumed from its
+    /// checkpoint once it ranks in the top 1/reduction_factor there (the
+    /// ASHA paper's Algorithm 1).
+    Promotion,
+}
+
 /// How trials are chosen (`sweep.strategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

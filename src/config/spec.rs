@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::tagged;
 pub use crate::vocab::{
-    Activation, BadImagePolicy, ClassSelect, FillMode, InitializerKind, Interpolation, Mode,
-    Padding, Strategy,
+    Activation, BadImagePolicy, ClassSelect, FillMode, HalvingVariant, InitializerKind,
+    Interpolation, Mode, Padding, Strategy,
 };
 
 /// One experiment file after `extends` and overrides are applied.
@@ -1518,6 +1518,9 @@ pub struct RungSpec {
     /// A trial's full budget in epochs. Default: none (`train.epochs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_epochs: Option<usize>,
+    /// `stopping` or `promotion`. Default: `stopping`.
+    #[serde(default)]
+    pub variant: HalvingVariant,
 }
 
 fn default_reduction_factor() -> usize {

@@ -13,7 +13,7 @@ use crate::config::spec::{
     WhenSpec,
 };
 use crate::config::KeyPath;
-use crate::vocab::Strategy;
+use crate::vocab::{HalvingVariant, Strategy};
 
 /// Most trials that share one GPU (`sweep.trials_per_gpu`).
 pub const MAX_TRIALS_PER_GPU: usize = 64;
@@ -122,6 +122,8 @@ pub struct EarlyStopPlan {
     pub reduction_factor: usize,
     /// `max_epochs`, else `train.epochs`.
     pub max_epochs: usize,
+    /// Stop at a rung, or pause there for a promotion.
+    pub variant: HalvingVariant,
 }
 
 /// `[sweep.tpe]` resolved.
@@ -232,6 +234,7 @@ impl SweepPlan {
                     min_epochs: r.min_epochs,
                     reduction_factor: r.reduction_factor,
                     max_epochs: r.max_epochs.unwrap_or(train_epochs),
+                    variant: r.variant,
                 }
             }),
             tpe: {
@@ -620,6 +623,13 @@ pub(super) fn check_sweep(
                 "sweep.early_stop.max_epochs",
                 format!("a trial trains train.epochs = {train_epochs} epochs; rungs past that would never be reached"),
                 Some("leave max_epochs out (it defaults to train.epochs), or raise train.epochs".into()),
+            );
+        }
+        if r.variant == HalvingVariant::Promotion && matches!(s.launcher, LauncherSpec::Slurm(_)) {
+            ck.fail(
+                "sweep.early_stop.variant",
+                "promotion resumes paused trials when they rank in the top of a rung; the Slurm launcher submits every trial up front",
+                Some("use variant = \"stopping\" (the default) on Slurm, or sweep locally".into()),
             );
         }
         ck.at_most(

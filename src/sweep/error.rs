@@ -28,6 +28,9 @@ pub enum SweepError {
     #[error("strategy = \"tpe\" chooses each trial from the results before it, and the Slurm launcher submits every trial up front; run TPE with the local launcher, or use strategy = \"random\" with [sweep.early_stop] on Slurm")]
     TpeOnSlurm,
 
+    #[error("[sweep.early_stop] variant = \"promotion\" resumes paused trials when they rank in the top of a rung, and the Slurm launcher submits every trial up front; run it with the local launcher, or use variant = \"stopping\" (the default) on Slurm")]
+    PromotionOnSlurm,
+
     #[error(transparent)]
     Launcher(#[from] LauncherError),
 

@@ -26,6 +26,10 @@ pub enum TrialState {
     Stopped,
     /// Stopped by early stopping at a rung; never resumed.
     Pruned,
+    /// Waiting at a rung for a promotion (promotion-based early stopping):
+    /// the sweep resumes it from its checkpoint if it is promoted, and
+    /// prunes it if the sweep ends first.
+    Paused,
 }
 
 impl TrialState {
@@ -37,6 +41,7 @@ impl TrialState {
             TrialState::Failed => "failed",
             TrialState::Stopped => "stopped",
             TrialState::Pruned => "pruned",
+            TrialState::Paused => "paused",
         }
     }
 }

@@ -10,8 +10,9 @@ use super::folder::{write_trial, Sweep};
 use super::hparams;
 use super::journal::{Entry, Journal, TrialState};
 use super::outcome::{conclude, finish_trial};
-use super::prune::Pruner;
-use super::scheduler::{self, Driver, Finished, LocalOptions};
+use super::promotion::Next;
+use super::prune::{Promoter, Pruner};
+use super::scheduler::{self, Driver, Finished, Launch, LocalOptions};
 use super::tpe::{Observation, Outcome};
 use super::{axis_names, summary, tpe_next, trial_config, trial_id, SweepOptions, Trial};
 use crate::config;
@@ -109,6 +110,8 @@ pub(super) fn run_locally(
         started_before,
         axes: axis_names(&s.sweep),
         pruner: Pruner::new(&s.sweep, &journal),
+        promoter: Promoter::new(&s.sweep, &journal),
+        no_more: false,
         deadline: deadline(s),
         sweep_text: config::to_toml(&s.plan.spec),
         journal,
@@ -155,6 +158,10 @@ struct LocalDriver<'a> {
     /// TPE: trials in all (`trials`, at most `max_trials`).
     limit: usize,
     pruner: Option<Pruner>,
+    /// Promotion-based early stopping: which trial runs next, how far.
+    promoter: Option<Promoter>,
+    /// No new trial can start (none was given when one was asked for).
+    no_more: bool,
     deadline: Option<(SystemTime, f64)>,
     /// The sweep's resolved config, that trials are planned from.
     sweep_text: String,
@@ -208,11 +215,12 @@ impl LocalDriver<'_> {
                     TrialState::Done => Outcome::Complete {
                         loss: sign * r.best?,
                     },
-                    TrialState::Pruned => {
-                        let at = rungs
-                            .iter()
-                            .rev()
-                            .find(|x| x.trial == r.trial.index && x.decision == Decision::Prune)?;
+                    // A paused trial counts at its rung, as a pruned one.
+                    TrialState::Pruned | TrialState::Paused => {
+                        let at = rungs.iter().rev().find(|x| {
+                            x.trial == r.trial.index
+                                && matches!(x.decision, Decision::Prune | Decision::Pause)
+                        })?;
                         Outcome::Pruned {
                             epochs: at.epoch,
                             loss: sign * at.value,
@@ -270,8 +278,10 @@ impl LocalDriver<'_> {
     }
 }
 
-impl Driver for LocalDriver<'_> {
-    fn next(&mut self) -> Option<Trial> {
+impl LocalDriver<'_> {
+    /// The next new trial: queued, or proposed by TPE; after `max_hours`
+    /// only one that ran before this process.
+    fn next_trial(&mut self) -> Option<Trial> {
         if self.out_of_time() {
             // Only a trial that already ran may go on.
             let i = self
@@ -289,6 +299,77 @@ impl Driver for LocalDriver<'_> {
         None
     }
 
+    /// The next launch of a promotion-based sweep: a promotion, else a new
+    /// trial to its first rung; when nothing runs and nothing can be
+    /// launched, the sweep is over and the trials still paused are pruned.
+    /// After `max_hours`, nothing is promoted.
+    fn next_promoted(&mut self) -> Option<Launch> {
+        let running = self.running.len();
+        loop {
+            let out_of_time = self.out_of_time();
+            let starting = !self.no_more && self.left() > 0;
+            let promoter = self.promoter.as_mut()?;
+            let next = if out_of_time {
+                if starting {
+                    Next::Start
+                } else {
+                    Next::Wait
+                }
+            } else {
+                promoter.next(&self.journal, &self.s.trials, starting, running)
+            };
+            match next {
+                Next::Promote { trial, .. } => {
+                    let until = promoter.until(trial);
+                    let trial = self.s.trials.get(trial)?.clone();
+                    return Some(Launch { trial, until });
+                }
+                Next::Start => match self.next_trial() {
+                    Some(trial) => {
+                        let until = self.promoter.as_ref().and_then(|p| p.until(trial.index));
+                        return Some(Launch { trial, until });
+                    }
+                    // Ask again, with no new trial to start.
+                    None => self.no_more = true,
+                },
+                Next::Wait => {
+                    if running == 0 {
+                        self.finish_promotions();
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The sweep is over: the trials still paused are pruned.
+    fn finish_promotions(&mut self) {
+        let Some(promoter) = &mut self.promoter else {
+            return;
+        };
+        for (trial, epoch) in promoter.finish(&self.journal, &self.s.trials) {
+            let f = Finished {
+                trial,
+                state: TrialState::Pruned,
+                exit_code: None,
+                message: Some(promoter.pruned_message(epoch)),
+                seconds: 0.0,
+                epoch: Some(epoch),
+            };
+            finish_trial(self.s, &self.journal, &f, &self.axes);
+        }
+    }
+}
+
+impl Driver for LocalDriver<'_> {
+    fn next(&mut self) -> Option<Launch> {
+        if self.promoter.is_some() {
+            return self.next_promoted();
+        }
+        let trial = self.next_trial()?;
+        Some(Launch { trial, until: None })
+    }
+
     fn started(&mut self, t: &Trial) {
         hparams::session_start(t, &self.s.dir.root, &self.journal);
         let _ = self
@@ -300,12 +381,21 @@ impl Driver for LocalDriver<'_> {
         } else {
             self.s.trials.len()
         };
-        crate::outln!(
-            "[{}/{total}] {} started  {}",
-            t.index + 1,
-            t.folder_name(),
-            t.params_text()
-        );
+        let promoted = self.promoter.as_ref().and_then(|p| p.promoted_to(t.index));
+        match promoted {
+            Some(to) => crate::outln!(
+                "[{}/{total}] {} resumed, to {}",
+                t.index + 1,
+                t.folder_name(),
+                to.map_or("the end".to_string(), |e| format!("epoch {e}"))
+            ),
+            None => crate::outln!(
+                "[{}/{total}] {} started  {}",
+                t.index + 1,
+                t.folder_name(),
+                t.params_text()
+            ),
+        }
     }
 
     fn check(&mut self, t: &Trial) -> bool {
@@ -325,6 +415,9 @@ impl Driver for LocalDriver<'_> {
             // reaches a rung counts there, however fast it got past it.
             p.check(&root, &self.journal, &f.trial);
             p.ended(&mut f);
+        }
+        if let Some(p) = &mut self.promoter {
+            p.ended(&root, &self.journal, &mut f);
         }
         if f.state == TrialState::Failed {
             self.failures += 1;

@@ -133,6 +133,12 @@ impl Promotions {
             .unwrap_or(self.plan.max_epochs)
     }
 
+    /// The epochs of `trial`'s last rung record (0 without one): where its
+    /// next launch starts from.
+    pub fn decided_epochs(&self, trial: usize) -> usize {
+        self.trials.get(&trial).map_or(0, |s| s.trained)
+    }
+
     /// The trial's bracket: that of its records, or
     /// [`EarlyStop::bracket_of`] its index.
     pub fn bracket(&self, trial: usize) -> usize {

@@ -1,20 +1,23 @@
-//! Early stopping of a sweep's running trials, however they run: each
-//! trial's metric read from its folder's `metrics.csv`, the rung rule of
-//! [`super::asha`] applied, and every decision journaled before it is
-//! acted on. The records are restored from the journal, so a resumed sweep
-//! (or another shell following a Slurm sweep) decides as the first one
-//! would have.
+//! Early stopping of a sweep's trials, however they run: each trial's
+//! metric read from its folder's `metrics.csv`, the rung rule of
+//! [`super::asha`] ([`Pruner`], the stopping variant) or of
+//! [`super::promotion`] ([`Promoter`], the promotion variant) applied,
+//! and every decision journaled before it is acted on. The records are
+//! restored from the journal, so a resumed sweep (or another shell
+//! following a Slurm sweep) decides as the first one would have.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::asha::{Asha, Decision, EarlyStop, EarlyStopKind, RungRecord};
 use super::journal::{Entry, Journal, TrialState};
+use super::promotion::{Next, Promotions};
 use super::scheduler::Finished;
 use super::summary::read_metric;
 use super::Trial;
 use crate::plan::{EarlyStopPlan, SweepPlan};
 use crate::rundir::RunDir;
+use crate::vocab::HalvingVariant;
 
 /// The rung rule of `[sweep.early_stop]`.
 pub fn rule(e: &EarlyStopPlan) -> EarlyStop {
@@ -43,7 +46,11 @@ impl Pruner {
     /// The pruner of a sweep, with the decisions its journal holds; `None`
     /// without `[sweep.early_stop]`.
     pub fn new(sweep: &SweepPlan, journal: &Journal) -> Option<Pruner> {
-        let plan = rule(&sweep.early_stop?);
+        let e = sweep.early_stop?;
+        if e.variant != HalvingVariant::Stopping {
+            return None;
+        }
+        let plan = rule(&e);
         Some(Pruner {
             asha: Asha::restore(plan, sweep.monitor.maximize, journal.rungs()),
             metric: sweep.monitor.metric.clone(),
@@ -66,33 +73,11 @@ impl Pruner {
         let values = read_metric(&csv, &self.metric);
         for r in self.asha.observe(trial.index, &values) {
             let mut e = Entry::new(trial.index, &trial.id, TrialState::Running);
-            crate::outln!(
-                "       {} rung {} (epoch {}): {} {:.4}, {}",
-                trial.folder_name(),
-                self.rung_number(&r),
-                r.epoch,
-                self.metric,
-                r.value,
-                match r.decision {
-                    Decision::Continue => "continues",
-                    Decision::Prune => "pruned",
-                    Decision::Pause => "paused",
-                }
-            );
+            print_record(trial, self.asha.plan(), &self.metric, &r);
             e.rung = Some(r);
             let _ = journal.append(&e);
         }
         self.asha.pruned_at(trial.index)
-    }
-
-    /// 1 for a bracket's first rung.
-    fn rung_number(&self, r: &RungRecord) -> usize {
-        self.asha
-            .plan()
-            .rungs(r.bracket)
-            .iter()
-            .position(|&e| e == r.epoch)
-            .map_or(0, |i| i + 1)
     }
 
     /// The rung a trial was pruned at, if it was.
@@ -117,5 +102,185 @@ impl Pruner {
             self.asha.plan().reduction_factor
         ));
         f.exit_code = None;
+    }
+}
+
+/// 1 for a bracket's first rung.
+fn rung_number(plan: &EarlyStop, r: &RungRecord) -> usize {
+    plan.rungs(r.bracket)
+        .iter()
+        .position(|&e| e == r.epoch)
+        .map_or(0, |i| i + 1)
+}
+
+/// A rung decision, on the sweep's terminal.
+fn print_record(trial: &Trial, plan: &EarlyStop, metric: &str, r: &RungRecord) {
+    crate::outln!(
+        "       {} rung {} (epoch {}): {metric} {:.4}, {}",
+        trial.folder_name(),
+        rung_number(plan, r),
+        r.epoch,
+        r.value,
+        match r.decision {
+            Decision::Continue => "continues",
+            Decision::Prune => "pruned",
+            Decision::Pause => "paused",
+        }
+    );
+}
+
+/// The promotion records of a sweep with `[sweep.early_stop]`
+/// `variant = "promotion"`: trials are launched to their next rung, pause
+/// there, and are resumed when [`Promotions`] promotes them.
+pub struct Promoter {
+    promotions: Promotions,
+    metric: String,
+}
+
+impl Promoter {
+    /// The promoter of a sweep, with the decisions its journal holds;
+    /// `None` unless `[sweep.early_stop]` has `variant = "promotion"`.
+    pub fn new(sweep: &SweepPlan, journal: &Journal) -> Option<Promoter> {
+        let e = sweep.early_stop?;
+        if e.variant != HalvingVariant::Promotion {
+            return None;
+        }
+        Some(Promoter {
+            promotions: Promotions::restore(rule(&e), sweep.monitor.maximize, journal.rungs()),
+            metric: sweep.monitor.metric.clone(),
+        })
+    }
+
+    /// The epochs a launch of `trial` trains to: its next rung after its
+    /// last decision, or `None` past its last rung (it trains to the end).
+    pub fn until(&self, trial: usize) -> Option<usize> {
+        let from = self.promotions.decided_epochs(trial);
+        let to = self.promotions.target(trial, from);
+        (to < self.promotions.plan().max_epochs).then_some(to)
+    }
+
+    /// For a trial past its first rung (promoted), where its launch trains
+    /// to: `Some(until)`; `None` for a trial not yet at a rung.
+    pub fn promoted_to(&self, trial: usize) -> Option<Option<usize>> {
+        (self.promotions.decided_epochs(trial) > 0).then(|| self.until(trial))
+    }
+
+    /// Whether `trial` waits at a rung or was pruned: it must not be
+    /// launched unless promoted.
+    pub fn held(&self, trial: usize) -> bool {
+        self.promotions.paused_at(trial).is_some() || self.promotions.pruned_at(trial).is_some()
+    }
+
+    /// The rung a trial was pruned at, if it was.
+    pub fn pruned_at(&self, trial: usize) -> Option<usize> {
+        self.promotions.pruned_at(trial)
+    }
+
+    /// What a free worker runs next (see [`Promotions::next`]); a promotion
+    /// is journaled and printed here, and the promoted trial's launch
+    /// trains to [`until`](Self::until). `trials`: the sweep's trials, by
+    /// index.
+    pub fn next(
+        &mut self,
+        journal: &Journal,
+        trials: &[Trial],
+        starting: bool,
+        running: usize,
+    ) -> Next {
+        let next = self.promotions.next(starting, running);
+        match next {
+            Next::Promote { trial, from, .. } => {
+                let Some(t) = trials.get(trial) else {
+                    return Next::Wait;
+                };
+                let Some(r) = self.promotions.promote(trial, from) else {
+                    return Next::Wait;
+                };
+                crate::outln!(
+                    "       {} promoted from rung {} (epoch {}): {} {:.4} is in the top 1/{} there",
+                    t.folder_name(),
+                    rung_number(self.promotions.plan(), &r),
+                    r.epoch,
+                    self.metric,
+                    r.value,
+                    self.promotions.plan().reduction_factor
+                );
+                let mut e = Entry::new(trial, &t.id, TrialState::Running);
+                e.rung = Some(r);
+                let _ = journal.append(&e);
+                next
+            }
+            Next::Start | Next::Wait => next,
+        }
+    }
+
+    /// A launch of a trial ended. One that stopped at the rung it was
+    /// launched to has its value there recorded (journaled, printed) and
+    /// is `paused` (or `pruned`, for a NaN); other endings are left as they
+    /// are.
+    pub fn ended(&mut self, sweep_dir: &Path, journal: &Journal, f: &mut Finished) {
+        if f.state != TrialState::Stopped {
+            return;
+        }
+        let Some(until) = self.until(f.trial.index) else {
+            return;
+        };
+        let csv = RunDir::at_existing(&f.trial.dir(sweep_dir)).metrics_csv();
+        let values = read_metric(&csv, &self.metric);
+        if values.len() != until {
+            return;
+        }
+        let Some(r) = self
+            .promotions
+            .arrive(f.trial.index, until, values[until - 1])
+        else {
+            return;
+        };
+        print_record(&f.trial, self.promotions.plan(), &self.metric, &r);
+        let mut e = Entry::new(f.trial.index, &f.trial.id, TrialState::Running);
+        e.rung = Some(r.clone());
+        let _ = journal.append(&e);
+        f.epoch = Some(until);
+        f.exit_code = None;
+        if r.decision == Decision::Prune {
+            f.state = TrialState::Pruned;
+            f.message = Some(format!(
+                "pruned at epoch {until}: its {} is NaN",
+                self.metric
+            ));
+        } else {
+            f.state = TrialState::Paused;
+            f.message = Some(format!(
+                "paused at epoch {until}: resumed if its {} ranks in the top 1/{} of the trials at that rung",
+                self.metric,
+                self.promotions.plan().reduction_factor
+            ));
+        }
+    }
+
+    /// The sweep is over: every trial still paused is pruned at its rung
+    /// (journaled); the trials and their rungs.
+    pub fn finish(&mut self, journal: &Journal, trials: &[Trial]) -> Vec<(Trial, usize)> {
+        let mut pruned = Vec::new();
+        for r in self.promotions.finish() {
+            let Some(t) = trials.get(r.trial) else {
+                continue;
+            };
+            let mut e = Entry::new(r.trial, &t.id, TrialState::Paused);
+            e.epoch = Some(r.epoch);
+            e.rung = Some(r.clone());
+            let _ = journal.append(&e);
+            pruned.push((t.clone(), r.epoch));
+        }
+        pruned
+    }
+
+    /// The message of a trial pruned at the end, at rung `epoch`.
+    pub fn pruned_message(&self, epoch: usize) -> String {
+        format!(
+            "pruned at epoch {epoch}: its {} was not in the top 1/{} of the trials at that rung when the sweep ended",
+            self.metric,
+            self.promotions.plan().reduction_factor
+        )
     }
 }

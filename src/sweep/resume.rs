@@ -10,7 +10,7 @@ use super::follow::follow;
 use super::hparams;
 use super::journal::{Entry, TrialState};
 use super::local::run_locally;
-use super::prune::Pruner;
+use super::prune::{Promoter, Pruner};
 use super::scheduler::judge;
 use super::slurm::{self, Slurm};
 use super::submit::submit;
@@ -36,8 +36,12 @@ pub fn resume(dir: &Path, opts: &SweepOptions) -> Result<(), SweepError> {
     } else {
         s.sweep.launcher_with(opts.launcher.as_deref())?
     };
-    super::start::refuse_tpe_on_slurm(&s.sweep, &launcher)?;
+    super::start::refuse_local_only_on_slurm(&s.sweep, &launcher)?;
+    // With promotion, a trial paused at a rung runs again only when the
+    // sweep promotes it.
+    let promoter = Promoter::new(&s.sweep, &journal);
     let unfinished = |t: &&Trial| match latest.get(&t.index).map(|e| e.state) {
+        _ if promoter.as_ref().is_some_and(|p| p.held(t.index)) => false,
         Some(TrialState::Done | TrialState::Pruned) => false,
         Some(TrialState::Failed) => opts.retry_failed,
         _ => true,
@@ -95,6 +99,23 @@ pub fn resume(dir: &Path, opts: &SweepOptions) -> Result<(), SweepError> {
 /// was killed in between) is recorded as pruned now.
 fn record_pruned(s: &Sweep) {
     let journal = s.dir.journal();
+    if let Some(promoter) = Promoter::new(&s.sweep, &journal) {
+        let latest = journal.latest();
+        for t in &s.trials {
+            let state = latest.get(&t.index).map(|e| e.state);
+            let Some(epoch) = promoter.pruned_at(t.index) else {
+                continue;
+            };
+            if state != Some(TrialState::Pruned) {
+                let mut e = Entry::new(t.index, &t.id, TrialState::Pruned);
+                e.epoch = Some(epoch);
+                e.message = Some(promoter.pruned_message(epoch));
+                let _ = journal.append(&e);
+                hparams::session_end(t, &s.dir.root, TrialState::Pruned, e.epoch);
+            }
+        }
+        return;
+    }
     let Some(pruner) = Pruner::new(&s.sweep, &journal) else {
         return;
     };

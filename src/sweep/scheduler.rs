@@ -43,11 +43,21 @@ pub struct Finished {
     pub epoch: Option<usize>,
 }
 
+/// A trial to run, and how far.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub trial: Trial,
+    /// Stop, resumable, after this many completed epochs (`runner run
+    /// --until`): a trial pausing at a rung. `None`: to the end.
+    pub until: Option<usize>,
+}
+
 /// What the scheduler asks of the sweep as it runs.
 pub trait Driver {
-    /// The next trial to start, or `None` when no more should start now
-    /// (none left, or a budget is spent). Called when a slot is free.
-    fn next(&mut self) -> Option<Trial>;
+    /// The next trial to launch, or `None` when none should start now
+    /// (none left, a budget is spent, or promotions wait for running
+    /// trials). Called when a slot is free, again after every check.
+    fn next(&mut self) -> Option<Launch>;
     /// A trial is about to start.
     fn started(&mut self, trial: &Trial);
     /// About ten times a second for each running trial: `true` stops it
@@ -132,6 +142,7 @@ pub fn judge(trial: &Trial, dir: &Path, status: Option<&ExitStatus>, seconds: f6
 
 fn launch(
     trial: &Trial,
+    until: Option<usize>,
     sweep_dir: &Path,
     slot: usize,
     opts: &LocalOptions,
@@ -153,6 +164,9 @@ fn launch(
         .stderr(log);
     if let Some(d) = opts.devices.get(slot) {
         cmd.arg("--device").arg(d);
+    }
+    if let Some(u) = until {
+        cmd.arg("--until").arg(u.to_string());
     }
     // SAFETY: prctl is async-signal-safe; the child dies with the sweep.
     unsafe {
@@ -199,12 +213,14 @@ pub fn run_local(
             }
         }
         while !stopping && running.len() < parallel {
-            let Some(trial) = driver.next() else { break };
+            let Some(Launch { trial, until }) = driver.next() else {
+                break;
+            };
             let slot = (0..parallel)
                 .find(|s| !running.iter().any(|r| r.slot == *s))
                 .unwrap_or(0);
             driver.started(&trial);
-            match launch(&trial, sweep_dir, slot, opts) {
+            match launch(&trial, until, sweep_dir, slot, opts) {
                 Ok(child) => running.push(Running {
                     trial,
                     child,

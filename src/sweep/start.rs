@@ -15,7 +15,7 @@ use crate::plan::{
     Condition, Distribution, EarlyStopPlan, ExperimentPlan, LauncherPlan, SweepPlan,
 };
 use crate::rundir::{self, write_atomic};
-use crate::vocab::Strategy;
+use crate::vocab::{HalvingVariant, Strategy};
 
 /// A sweep to start: the experiment file as given, its `--set` flags, and
 /// the experiment read and planned from them.
@@ -64,7 +64,7 @@ fn plan_trials(new: &NewSweep, launcher: Option<&str>) -> Result<Planned, SweepE
         return Err(SweepError::NoSweepTable(new.file.to_path_buf()));
     };
     let launcher = sweep.launcher_with(launcher)?;
-    refuse_tpe_on_slurm(&sweep, &launcher)?;
+    refuse_local_only_on_slurm(&sweep, &launcher)?;
     let trials = expand(&sweep);
     if trials.is_empty() {
         return Err(SweepError::NoTrials);
@@ -83,15 +83,25 @@ fn plan_trials(new: &NewSweep, launcher: Option<&str>) -> Result<Planned, SweepE
     })
 }
 
-/// TPE chooses each trial from the results before it; the Slurm launcher
-/// submits every trial up front (the file's launcher was checked with the
-/// plan; this catches `--launcher slurm`).
-pub(super) fn refuse_tpe_on_slurm(
+/// TPE chooses each trial from the results before it, and promotion
+/// resumes paused trials; the Slurm launcher submits every trial up front
+/// (the file's launcher was checked with the plan; this catches
+/// `--launcher slurm`).
+pub(super) fn refuse_local_only_on_slurm(
     sweep: &SweepPlan,
     launcher: &LauncherPlan,
 ) -> Result<(), SweepError> {
-    if sweep.strategy == Strategy::Tpe && matches!(launcher, LauncherPlan::Slurm(_)) {
+    if !matches!(launcher, LauncherPlan::Slurm(_)) {
+        return Ok(());
+    }
+    if sweep.strategy == Strategy::Tpe {
         return Err(SweepError::TpeOnSlurm);
+    }
+    if sweep
+        .early_stop
+        .is_some_and(|e| e.variant == HalvingVariant::Promotion)
+    {
+        return Err(SweepError::PromotionOnSlurm);
     }
     Ok(())
 }
@@ -196,8 +206,12 @@ fn describe_early_stop(e: &EarlyStopPlan) -> String {
         })
         .collect();
     format!(
-        "Early stopping: {}, keeps the top 1/{} at each rung; rungs at epochs {} (of {})",
+        "Early stopping: {}{}, keeps the top 1/{} at each rung; rungs at epochs {} (of {})",
         if e.hyperband { "hyperband" } else { "asha" },
+        match e.variant {
+            HalvingVariant::Stopping => "",
+            HalvingVariant::Promotion => " (promotion: trials pause at each rung)",
+        },
         e.reduction_factor,
         if brackets.len() == 1 {
             brackets[0].clone()

@@ -109,7 +109,7 @@ pub fn collect(
                     .and_then(|m| seconds_between(&m.start_time, m.end_time.as_deref()?)),
                 run_dir: dir,
                 pruned_at: entry
-                    .filter(|e| e.state == TrialState::Pruned)
+                    .filter(|e| matches!(e.state, TrialState::Pruned | TrialState::Paused))
                     .and_then(|e| e.epoch),
             }
         })
@@ -184,7 +184,7 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
     let mut order: Vec<&TrialResult> = results.iter().collect();
     let tier = |r: &TrialResult| match (r.best, r.state) {
         (None, _) => 2,
-        (Some(_), TrialState::Pruned) => 1,
+        (Some(_), TrialState::Pruned | TrialState::Paused) => 1,
         _ => 0,
     };
     order.sort_by(|a, b| {
@@ -221,7 +221,7 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
             },
             r.trial.folder_name(),
             match r.pruned_at {
-                Some(e) => format!("pruned@{e}"),
+                Some(e) => format!("{}@{e}", r.state.as_str()),
                 None => r.state.as_str().to_string(),
             },
         ];

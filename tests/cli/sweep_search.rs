@@ -591,3 +591,261 @@ cpus_per_task = 1
     );
     cluster.shutdown().expect("clean teardown");
 }
+
+/// Promotion-based ASHA: trials train to a rung and pause there; the best
+/// paused trial of a rung is resumed from its checkpoint once it is in the
+/// top 1/eta of the values there, else a new trial starts; what is still
+/// paused at the end is pruned. A pruned trial never trained past its
+/// rung, a promoted one continues exactly where it paused (its curve is
+/// the grid's), and a resume runs nothing.
+#[test]
+fn promotion_pauses_trials_at_rungs_and_resumes_the_best() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let exp = asha_experiment(tmp.path(), "promo", "variant = \"promotion\"\n");
+    let out = runner_on("sweep", &exp, &runs)
+        .args(ASHA_SET)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let dir = latest_sweep(&runs, "promo");
+    check_promotions(&dir, 3);
+    let st = states(&dir);
+    assert!(st.values().all(|s| s == "done" || s == "pruned"), "{st:?}");
+    let done: Vec<u64> = st
+        .iter()
+        .filter(|(_, s)| *s == "done")
+        .map(|(t, _)| *t)
+        .collect();
+    assert!(!done.is_empty() && done.len() < 6, "{st:?}\n{text}");
+    // Six trials reach rung 1 (epoch 1): one in three is promoted to rung 2
+    // (epoch 3), and of those one goes to the end.
+    let d = decisions(&dir);
+    assert_eq!(d.iter().filter(|x| x.2 == "pause" && x.1 == 1).count(), 6);
+    assert!(text.contains("promoted from rung 1 (epoch 1)"), "{text}");
+    assert!(text.contains("resumed, to epoch 3"), "{text}");
+    // A pruned trial trained exactly to the rung it paused at, no further.
+    let pruned_entries: Vec<serde_json::Value> = journal(&dir)
+        .into_iter()
+        .filter(|e| e["state"] == "pruned")
+        .collect();
+    assert_eq!(pruned_entries.len(), 6 - done.len());
+    for e in &pruned_entries {
+        let t = e["trial"].as_u64().unwrap();
+        let epoch = e["epoch"].as_u64().unwrap() as usize;
+        assert!(matches!(epoch, 1 | 3), "{e}");
+        let trained = crate::common::csv_epochs(&trial_dir(&dir, t)).len();
+        assert_eq!(trained, epoch, "trial {t} trained past its rung");
+        assert_eq!(
+            crate::common::meta(&trial_dir(&dir, t))["status"],
+            "stopped"
+        );
+    }
+    assert!(text.contains("pruned@1"), "{text}");
+    assert!(text.contains("Early stopping pruned"), "{text}");
+    let (header, rows) = summary(&dir);
+    let status = header.iter().position(|h| h == "status").unwrap();
+    for e in &pruned_entries {
+        assert_eq!(
+            rows[e["trial"].as_u64().unwrap() as usize][status],
+            "pruned"
+        );
+    }
+
+    // The same points as a plain grid: a promoted trial's curve, paused and
+    // resumed from checkpoints, is the one trained straight through.
+    let grid = asha_experiment(tmp.path(), "plain", "")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let plain = std::fs::read_to_string(&grid).unwrap();
+    let cut = plain.find("[sweep.early_stop]").unwrap();
+    std::fs::write(&grid, &plain[..cut]).unwrap();
+    let out = runner_on("sweep", Path::new(&grid), &runs)
+        .args(ASHA_SET)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let plain_dir = latest_sweep(&runs, "plain");
+    for &t in &done {
+        let curve = |d: &Path| {
+            let mut r = csv::Reader::from_path(d.join("metrics.csv")).unwrap();
+            let i = r
+                .headers()
+                .unwrap()
+                .iter()
+                .position(|h| h == "val_accuracy")
+                .unwrap();
+            r.records()
+                .map(|x| x.unwrap()[i].to_string())
+                .collect::<Vec<_>>()
+        };
+        let promoted = curve(&trial_dir(&dir, t));
+        assert_eq!(promoted.len(), 9);
+        assert_eq!(promoted, curve(&trial_dir(&plain_dir, t)), "trial {t}");
+    }
+
+    // --resume runs nothing: the pruned trials stay where they paused.
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("0 trial(s) to run"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(states(&dir), st);
+}
+
+/// Re-derive every promotion from the values the journal recorded, in its
+/// order: a trial is promoted from a rung only while paused there and in
+/// the top max(1, floor(n / eta)) of the n values recorded there so far
+/// (lower is better here); a trial pruned at the end was paused there.
+fn check_promotions(dir: &Path, eta: usize) {
+    let mut at: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    let mut paused: BTreeMap<u64, u64> = BTreeMap::new();
+    for e in journal(dir) {
+        let Some(r) = e.get("rung") else { continue };
+        let (trial, epoch) = (r["trial"].as_u64().unwrap(), r["epoch"].as_u64().unwrap());
+        let value = r["value"].as_f64().unwrap();
+        match r["decision"].as_str().unwrap() {
+            "pause" => {
+                at.entry(epoch).or_default().push(value);
+                paused.insert(trial, epoch);
+            }
+            "continue" => {
+                assert_eq!(paused.remove(&trial), Some(epoch), "{r}");
+                let seen = &at[&epoch];
+                let better = seen.iter().filter(|v| **v < value).count();
+                assert!(better < (seen.len() / eta).max(1), "{r} among {seen:?}");
+            }
+            "prune" => assert_eq!(paused.remove(&trial), Some(epoch), "{r}"),
+            other => panic!("decision {other}"),
+        }
+    }
+    assert!(paused.is_empty(), "still paused: {paused:?}");
+}
+
+/// kill -9 of a promotion sweep's parent, then --resume: the trials paused
+/// before the kill wait for their promotion instead of running again, and
+/// the sweep makes the decisions of one never interrupted.
+#[test]
+fn a_killed_promotion_sweep_resumes_to_the_same_decisions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let extra = "variant = \"promotion\"\n";
+    let exp = asha_experiment(tmp.path(), "reference", extra);
+    let out = runner_on("sweep", &exp, &runs)
+        .args(ASHA_SET)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let reference = decisions(&latest_sweep(&runs, "reference"));
+
+    let exp = asha_experiment(tmp.path(), "killed", extra);
+    let mut child = crate::common::runner_process()
+        .arg("sweep")
+        .arg(&exp)
+        .args(ASHA_SET)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // kill -9 once a trial has been promoted and a later one has started.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let dir = loop {
+        if let Ok(target) = crate::common::read_latest(runs.join("killed/sweeps/latest")) {
+            let dir = runs.join("killed/sweeps").join(target);
+            let j = journal(&dir);
+            let promoted = j.iter().any(|e| e["rung"]["decision"] == "continue");
+            let last_running = j.iter().rev().find(|e| e["state"] == "running");
+            if promoted && last_running.is_some_and(|e| e["trial"].as_u64() >= Some(3)) {
+                break dir;
+            }
+        }
+        assert!(Instant::now() < deadline, "no trial was promoted");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sweep ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = decisions(&dir);
+    assert!(
+        before.len() < reference.len(),
+        "killed too late: {before:?}"
+    );
+    assert_eq!(before[..], reference[..before.len()]);
+
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(decisions(&dir), reference, "{}", stdout(&out));
+    check_promotions(&dir, 3);
+    // Every trial trained to its rung or to the end, never past a rung it
+    // was pruned at, and one row per epoch.
+    for (t, state) in states(&dir) {
+        let epochs = crate::common::csv_epochs(&trial_dir(&dir, t));
+        assert_eq!(epochs, (0..epochs.len()).collect::<Vec<_>>(), "trial {t}");
+        if state == "done" {
+            assert_eq!(epochs.len(), 9);
+        } else {
+            assert!(
+                matches!(epochs.len(), 1 | 3),
+                "trial {t}: {state}, {epochs:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn promotion_is_refused_on_slurm_and_a_wrong_variant_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = asha_experiment(
+        tmp.path(),
+        "promoslurm",
+        "variant = \"promotion\"\n\n[sweep.launcher]\ntype = \"slurm\"\n",
+    );
+    let out = runner().arg("check").arg(&exp).output().unwrap();
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("sweep.early_stop.variant"), "{err}");
+    assert!(
+        err.contains("Slurm launcher submits every trial up front"),
+        "{err}"
+    );
+    // Without the file's launcher, `--launcher slurm` is refused too.
+    let exp = asha_experiment(tmp.path(), "promolocal", "variant = \"promotion\"\n");
+    let out = runner()
+        .args(["sweep", "--launcher", "slurm"])
+        .arg(&exp)
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("variant = \"promotion\""),
+        "{}",
+        stderr(&out)
+    );
+    let exp = asha_experiment(tmp.path(), "promotypo", "variant = \"promote\"\n");
+    let out = runner().arg("check").arg(&exp).output().unwrap();
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("promotion"), "{err}");
+    assert!(err.contains("variant"), "{err}");
+}
