@@ -133,23 +133,25 @@ bench: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.instal
 
 # One 27-point space (bench/sweep/: learning rate x dropout x batch size on
 # the synthetic shapes, 27 epochs per trial) searched as a grid and as random
-# or TPE search with ASHA or Hyperband, on 4 seeds, with the release binary:
-# total epochs trained, best val_accuracy, wall time, and whether a search
-# gets within 1 point of the grid's best with at most 40% of its epochs
-# (bench/sweep.py). Writes bench/results/<date>-<time>-sweep.md and the
-# curves to the .csv beside it; its five searches took 33m 41s on 2 cores
-# for 4 seeds (bench/results/2026-12-05-1558-sweep.md).
+# or TPE search with ASHA (stopping or promotion) or Hyperband, on 4 seeds,
+# with the release binary: total epochs trained, best val_accuracy, wall
+# time, and whether a search gets within 1 point of the grid's best with at
+# most 40% of its epochs (bench/sweep.py). Writes
+# bench/results/<date>-<time>-sweep.md and the curves to the .csv beside
+# it; the first five searches took 33m 41s on 2 cores for 4 seeds
+# (bench/results/2026-12-05-1558-sweep.md), the sixth (random + promotion
+# ASHA) 1m 13s to 1m 24s per seed (-1823-).
 bench-sweep: release
 	python3 bench/sweep.py --runner $(RUNNER)
 
 # Early-stopping settings replayed on the curves that bench-sweep recorded
 # (SWEEP_CSV: every bench/results/*-sweep.csv by default): runner's own ASHA
 # code in random trial orders (examples/asha_replay.rs), two at a time as
-# bench-sweep runs them and one at a time; runner's TPE proposing the
+# bench-sweep runs them (with the stopping and the promotion variant) and
+# one at a time; runner's TPE proposing the
 # trials (200 searches per seed, bench/sweep/tpe-asha.toml's [sweep]);
 # synchronous successive halving, every point ranked at every rung (what
-# the ASHA paper's promotion-based variant approaches; runner does not run
-# it); and Optuna's samplers and pruners, one trial at a time
+# the promotion variant approaches; runner does not run it); and Optuna's samplers and pruners, one trial at a time
 # (bench/sweep_optuna.py).
 SWEEP_CSV ?= $(wildcard bench/results/*-sweep.csv)
 $(SWEEP_VENV)/.installed: bench/requirements-sweep.txt
@@ -160,6 +162,7 @@ $(SWEEP_VENV)/.installed: bench/requirements-sweep.txt
 bench-sweep-replay: $(SWEEP_VENV)/.installed
 	$(CARGO) build --release --example asha_replay
 	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --orders 500
+	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --orders 500 --promotion
 	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --orders 500 --parallel 1 \
 		--setting asha:1:4 --setting asha:1:3 --setting asha:3:4 --setting hyperband:1:3
 	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --orders 200 --tpe bench/sweep/tpe-asha.toml

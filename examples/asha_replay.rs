@@ -123,8 +123,9 @@ struct Args {
     /// with `[sweep] seed` = `--rng-seed`, `--rng-seed` + 1, ...
     #[arg(long, value_name = "FILE")]
     tpe: Option<PathBuf>,
-    /// Replay random orders with promotion-based ASHA (trials pause at
-    /// rungs and are promoted) instead of the stopping variant.
+    /// Replay random orders (and `--check`'s recorded orders) with
+    /// promotion-based ASHA (trials pause at rungs and are promoted)
+    /// instead of the stopping variant.
     #[arg(long)]
     promotion: bool,
 }
@@ -807,7 +808,11 @@ fn main() -> Result<(), Box<dyn Error>> {
                                 })
                             })
                             .collect::<Result<Vec<_>, _>>()?;
-                        let outcome = replay(&plan, maximize, curves, &order, args.parallel)?;
+                        let outcome = if args.promotion {
+                            replay_promotion(&plan, maximize, curves, &order, args.parallel)?
+                        } else {
+                            replay(&plan, maximize, curves, &order, args.parallel)?
+                        };
                         (outcome, "(replayed in that order)".to_string())
                     }
                 };
