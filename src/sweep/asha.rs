@@ -228,6 +228,18 @@ fn least_served(counts: &[u128], sizes: &[u128]) -> usize {
     best
 }
 
+/// Whether metric value `a` is strictly better than `b` (higher when
+/// `maximize`): a NaN is worse than any number and no better than another
+/// NaN.
+pub(super) fn better(maximize: bool, a: f64, b: f64) -> bool {
+    match (a.is_nan(), b.is_nan()) {
+        (true, _) => false,
+        (false, true) => true,
+        (false, false) if maximize => a > b,
+        (false, false) => a < b,
+    }
+}
+
 /// What happens to a trial at a rung.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -447,15 +459,8 @@ impl Asha {
             .is_some_and(|state| state.decided.contains(&epoch))
     }
 
-    /// Whether `a` is strictly better than `b`: a NaN is worse than any
-    /// number and no better than another NaN.
     fn better(&self, a: f64, b: f64) -> bool {
-        match (a.is_nan(), b.is_nan()) {
-            (true, _) => false,
-            (false, true) => true,
-            (false, false) if self.maximize => a > b,
-            (false, false) => a < b,
-        }
+        better(self.maximize, a, b)
     }
 
     /// The decision for a trial reaching rung `epoch` of `bracket` with

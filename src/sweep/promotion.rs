@@ -46,7 +46,7 @@
 
 use std::collections::BTreeMap;
 
-use super::asha::{Decision, EarlyStop, RungRecord};
+use super::asha::{better, Decision, EarlyStop, RungRecord};
 
 /// What the records say about one trial.
 #[derive(Debug, Clone, Copy)]
@@ -309,15 +309,8 @@ impl Promotions {
             .map(|(_, v)| *v)
     }
 
-    /// Whether `a` is strictly better than `b`: a NaN is worse than any
-    /// number and no better than another NaN.
     fn better(&self, a: f64, b: f64) -> bool {
-        match (a.is_nan(), b.is_nan()) {
-            (true, _) => false,
-            (false, true) => true,
-            (false, false) if self.maximize => a > b,
-            (false, false) => a < b,
-        }
+        better(self.maximize, a, b)
     }
 
     /// Appends a record and applies it to the state when it follows from it.

@@ -284,44 +284,47 @@ fn asha_prunes_bad_trials_and_a_resume_never_reruns_them() {
     assert_eq!(states(&dir), st);
 }
 
-#[test]
-fn a_killed_asha_sweep_resumes_to_the_same_decisions() {
-    let tmp = tempfile::tempdir().unwrap();
-    let runs = tmp.path().join("runs");
-    // The reference: the same sweep, never interrupted.
-    let exp = asha_experiment(tmp.path(), "reference", "");
-    let out = runner_on("sweep", &exp, &runs)
+/// Runs the sweep of `reference` (an experiment named "reference") to its
+/// end, then the sweep of `exp` (named "killed"), both with ASHA_SET, and
+/// kills the second with SIGKILL as soon as its journal holds a rung
+/// decision `decision` and a running trial of index `trial` or later.
+/// Returns the reference's decisions and the killed sweep's folder.
+fn reference_and_killed(
+    runs: &Path,
+    reference: &Path,
+    exp: &Path,
+    decision: &str,
+    trial: u64,
+) -> (Vec<(u64, u64, String)>, PathBuf) {
+    let out = runner_on("sweep", reference, runs)
         .args(ASHA_SET)
         .timeout(Duration::from_secs(300))
         .output()
         .unwrap();
     assert_exit(&out, 0);
-    let reference = decisions(&latest_sweep(&runs, "reference"));
-
-    let exp = asha_experiment(tmp.path(), "killed", "");
+    let reference = decisions(&latest_sweep(runs, "reference"));
     let mut child = crate::common::runner_process()
         .arg("sweep")
-        .arg(&exp)
+        .arg(exp)
         .args(ASHA_SET)
         .arg("--runs-dir")
-        .arg(&runs)
+        .arg(runs)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // kill -9 once a trial has been pruned and another has started.
     let deadline = Instant::now() + Duration::from_secs(240);
     let dir = loop {
         if let Ok(target) = crate::common::read_latest(runs.join("killed/sweeps/latest")) {
             let dir = runs.join("killed/sweeps").join(target);
             let j = journal(&dir);
-            let pruned = j.iter().any(|e| e["rung"]["decision"] == "prune");
+            let decided = j.iter().any(|e| e["rung"]["decision"] == decision);
             let last_running = j.iter().rev().find(|e| e["state"] == "running");
-            if pruned && last_running.is_some_and(|e| e["trial"].as_u64() >= Some(2)) {
+            if decided && last_running.is_some_and(|e| e["trial"].as_u64() >= Some(trial)) {
                 break dir;
             }
         }
-        assert!(Instant::now() < deadline, "no trial was pruned");
+        assert!(Instant::now() < deadline, "no `{decision}` decision");
         assert!(
             child.try_wait().unwrap().is_none(),
             "the sweep ended before it could be killed"
@@ -330,6 +333,18 @@ fn a_killed_asha_sweep_resumes_to_the_same_decisions() {
     };
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    (reference, dir)
+}
+
+#[test]
+fn a_killed_asha_sweep_resumes_to_the_same_decisions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    // The reference: the same sweep, never interrupted; kill -9 the other
+    // once a trial has been pruned and another has started.
+    let reference = asha_experiment(tmp.path(), "reference", "");
+    let exp = asha_experiment(tmp.path(), "killed", "");
+    let (reference, dir) = reference_and_killed(&runs, &reference, &exp, "prune", 2);
     let before = decisions(&dir);
     assert!(
         before.len() < reference.len(),
@@ -739,48 +754,11 @@ fn check_promotions(dir: &Path, eta: usize) {
 fn a_killed_promotion_sweep_resumes_to_the_same_decisions() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
-    let extra = "variant = \"promotion\"\n";
-    let exp = asha_experiment(tmp.path(), "reference", extra);
-    let out = runner_on("sweep", &exp, &runs)
-        .args(ASHA_SET)
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
-    let reference = decisions(&latest_sweep(&runs, "reference"));
-
-    let exp = asha_experiment(tmp.path(), "killed", extra);
-    let mut child = crate::common::runner_process()
-        .arg("sweep")
-        .arg(&exp)
-        .args(ASHA_SET)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // kill -9 once a trial has been promoted and a later one has started.
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let dir = loop {
-        if let Ok(target) = crate::common::read_latest(runs.join("killed/sweeps/latest")) {
-            let dir = runs.join("killed/sweeps").join(target);
-            let j = journal(&dir);
-            let promoted = j.iter().any(|e| e["rung"]["decision"] == "continue");
-            let last_running = j.iter().rev().find(|e| e["state"] == "running");
-            if promoted && last_running.is_some_and(|e| e["trial"].as_u64() >= Some(3)) {
-                break dir;
-            }
-        }
-        assert!(Instant::now() < deadline, "no trial was promoted");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the sweep ended before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    let extra = "variant = \"promotion\"\n";
+    let reference = asha_experiment(tmp.path(), "reference", extra);
+    let exp = asha_experiment(tmp.path(), "killed", extra);
+    let (reference, dir) = reference_and_killed(&runs, &reference, &exp, "continue", 3);
     let before = decisions(&dir);
     assert!(
         before.len() < reference.len(),
