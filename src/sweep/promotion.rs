@@ -29,9 +29,9 @@
 //! endless; a sweep's is not, so when no new trial can start (all are
 //! started, or a budget is spent) and no trial is running, the sweep would
 //! be over: then `k = max(1, floor(n / eta))`, so that the best trial of a
-//! rung goes on (from the highest rung down) as a complete rung of
-//! synchronous successive halving would rank it, and a small sweep still
-//! trains a trial to the end. While trials run, a free worker waits
+//! rung goes on (the lowest rung first, whose promotions fill the rungs
+//! above it) as a complete rung of synchronous successive halving would
+//! rank it, and a small sweep still trains a trial to the end. While trials run, a free worker waits
 //! instead: what they bring to a rung may outrank what waits there.
 //!
 //! When nothing is running and nothing can be promoted, the sweep is over:
@@ -39,8 +39,9 @@
 //! paused at (a [`Decision::Prune`] record), for good.
 //!
 //! Unlike the stopping variant, no trial is judged once and for all on the
-//! arrival order: a trial that paused early, when the rung held only worse
-//! values, is promoted as soon as it ranks in the top `1/eta` of its rung.
+//! arrival order: a trial that reached a rung when too few values or
+//! better ones were there waits, and is promoted as soon as it ranks in
+//! the top `1/eta` of its rung.
 //! The price is that promoted trials restart from a checkpoint, and that
 //! trials wait at rungs.
 
