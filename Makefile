@@ -140,7 +140,7 @@ bench: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.instal
 # bench/results/<date>-<time>-sweep.md and the curves to the .csv beside
 # it; the first five searches took 33m 41s on 2 cores for 4 seeds
 # (bench/results/2026-12-05-1558-sweep.md), the sixth (random + promotion
-# ASHA) 1m 13s to 1m 24s per seed (-1823-).
+# ASHA) 1m 00s to 1m 32s per seed (-1823- and -1915-).
 bench-sweep: release
 	python3 bench/sweep.py --runner $(RUNNER)
 

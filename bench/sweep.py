@@ -26,7 +26,8 @@ three axes of three values each: `optimizer.learning_rate` (1e-4 too small,
                     bench/sweep/random-asha-promotion.toml: the random draws
                     with promotion-based ASHA (`variant = "promotion"`),
                     rungs at 4 and 16, the promotion setting that met the
-                    target most often when replayed on seeds 1 to 8
+                    target most often when replayed on seeds 1 to 8, then
+                    run for real on seeds 9 to 20
 
 Row names keep their meaning from one results file to the next; results
 before 2026-12-05 16:00 have more rows (ASHA from epoch 3, rungs at 4 and
