@@ -142,7 +142,7 @@ impl Promotions {
 
     /// The trial's bracket: that of its records, or
     /// [`EarlyStop::bracket_of`] its index.
-    pub fn bracket(&self, trial: usize) -> usize {
+    fn bracket(&self, trial: usize) -> usize {
         self.trials
             .get(&trial)
             .map_or_else(|| self.plan.bracket_of(trial), |s| s.bracket)
@@ -297,11 +297,6 @@ impl Promotions {
             .map(|s| s.trained)
     }
 
-    /// Whether any trial is paused.
-    pub fn any_paused(&self) -> bool {
-        self.trials.values().any(|s| s.paused)
-    }
-
     fn value_at(&self, trial: usize, bracket: usize, epoch: usize) -> Option<f64> {
         self.rung_values
             .get(&(bracket, epoch))?
@@ -449,7 +444,7 @@ mod tests {
             ]
         );
         assert_eq!(p.pruned_at(1), Some(2));
-        assert!(!p.any_paused());
+        assert!((0..4).all(|t| p.paused_at(t).is_none()));
     }
 
     /// A trial that paused when the rung held better values is promoted
