@@ -31,35 +31,11 @@ it into bench/.venv-sweep); prints markdown.
 """
 
 import argparse
-import csv
 import logging
-import sys
-from collections import defaultdict
 
 import optuna
 
-AXES = ("optimizer.learning_rate", "model.dropout", "train.batch_size")
-
-
-def load(paths):
-    grids = defaultdict(dict)
-    metric = None
-    for path in paths:
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                if metric is None:
-                    metric = next(c for c in row if c.startswith("best_") and c != "best_epoch")[5:]
-                if row["strategy"] != "grid":
-                    continue
-                key = tuple(row[a] for a in AXES)
-                curve = [float(v) for v in row["curve"].split()]
-                seed = int(row["seed"])
-                # A grid recorded again (bench-sweep re-runs the grid of
-                # every seed it searches) must have the same curves.
-                if grids[seed].get(key, curve) != curve:
-                    sys.exit(f"{path}: seed {seed}'s grid point {key} has another curve in an earlier file")
-                grids[seed][key] = curve
-    return grids, metric
+from sweep_curves import AXES, Tally, load, only_seeds
 
 
 def search(curves, space, sampler, pruner, n_trials, name):
@@ -99,19 +75,17 @@ def main():
     grids, metric = load(args.files)
     if "loss" in metric:
         raise SystemExit(f"{metric}: only a metric to maximize is supported")
-    if args.seeds:
-        wanted = {int(s) for s in args.seeds.split(",")}
-        grids = {s: g for s, g in grids.items() if s in wanted}
+    grids = only_seeds(grids, args.seeds)
     scale = 100.0 if "accuracy" in metric else 1.0
     # Per seed, once: its curves, the values of each axis, the grid's epochs
     # and the grid's best value.
-    instances = [
-        (seed, curves,
-         {a: sorted({k[i] for k in curves}, key=float) for i, a in enumerate(AXES)},
-         sum(len(c) for c in curves.values()),
-         max(max(c) for c in curves.values()))
-        for seed, curves in sorted(grids.items())
-    ]
+    instances = []
+    for seed, points in sorted(grids.items()):
+        curves = {k: p.curve for k, p in points.items()}
+        instances.append((seed, curves,
+                          {a: sorted({k[i] for k in curves}, key=float) for i, a in enumerate(AXES)},
+                          sum(len(c) for c in curves.values()),
+                          max(max(c) for c in curves.values())))
 
     samplers = {
         "GridSampler (random order)": lambda seed, space: optuna.samplers.GridSampler(space, seed=seed),
@@ -131,27 +105,12 @@ def main():
     print("|---|---|---|---|---|---|")
     for sname, make_sampler in samplers.items():
         for pname, make_pruner in pruners.items():
-            met = close = runs = 0
-            fractions, per_seed = [], []
+            tally = Tally(args.within, args.budget, scale)
             for seed, curves, space, grid_epochs, reference in instances:
-                seed_met = 0
-                for rep in range(args.repeats):
-                    epochs, best = search(curves, space, make_sampler(rep, space), make_pruner(), args.trials,
-                                          f"seed{seed}-rep{rep}")
-                    fraction = epochs / grid_epochs
-                    within = (reference - best) * scale <= args.within + 1e-9
-                    ok = within and fraction <= args.budget + 1e-12
-                    met += ok
-                    close += within
-                    seed_met += ok
-                    runs += 1
-                    fractions.append(fraction)
-                per_seed.append(f"{seed}: {100 * seed_met / args.repeats:.0f}%")
-            fractions.sort()
-            mean = sum(fractions) / len(fractions)
-            p90 = fractions[min(len(fractions) * 9 // 10, len(fractions) - 1)]
-            print(f"| {sname} | {pname} | {100 * met / runs:.0f}% | {100 * close / runs:.0f}% | "
-                  f"{100 * mean:.1f} ({100 * p90:.1f}; {100 * fractions[-1]:.1f}) | {', '.join(per_seed)} |")
+                tally.seed(seed, [search(curves, space, make_sampler(rep, space), make_pruner(), args.trials,
+                                         f"seed{seed}-rep{rep}")
+                                  for rep in range(args.repeats)], grid_epochs, reference)
+            print("| " + " | ".join([sname, pname] + tally.cells()) + " |")
 
 
 if __name__ == "__main__":
