@@ -27,8 +27,8 @@ help:
 	@echo "make data       install Fashion-MNIST (Debian package dataset-fashion-mnist) for experiments/fashion-mnist.toml"
 	@echo "make fashion-bn train experiments/fashion-mnist-bn.toml (conv-BN-ReLU network; needs make data)"
 	@echo "make bench      runner vs PyTorch and Keras side by side: training img/s, peak RSS, loader, time to 0.90 (bench/results/)"
-	@echo "make bench-sweep one 27-point space as grid, random/TPE+ASHA (rungs 3, 12), random+ASHA (1, 3, 9), random+Hyperband, 4 seeds: epochs trained, best val_accuracy (bench/results/)"
-	@echo "make bench-sweep-replay  early-stopping settings, runner's and Optuna's, replayed on the curves bench-sweep recorded (minutes)"
+	@echo "make bench-sweep one 27-point space as grid, random/TPE+ASHA (rungs 3, 12), random+ASHA (1, 3, 9), random+Hyperband, random+promotion ASHA (4, 16), 4 seeds: epochs trained, best val_accuracy (bench/results/)"
+	@echo "make bench-sweep-replay  early-stopping settings, runner's, Optuna's and Syne Tune's, replayed on the curves bench-sweep recorded (minutes)"
 	@echo "make bench-data loader images/s against Keras ImageDataGenerator and torchvision, 1 thread and all cores (BENCH_PY=python with both)"
 	@echo "make test-gpu   the GPU path end to end: accuracy, CPU/GPU agreement, kill and resume, sweep, out of memory (needs an NVIDIA GPU; DEVICE=wgpu for Vulkan)"
 	@echo "make bench-gpu  runner --device cuda vs PyTorch on the GPU: img/s at batch 32 and 256, cold and warm start, GPU memory (needs an NVIDIA GPU)"
@@ -151,8 +151,10 @@ bench-sweep: release
 # one at a time; runner's TPE proposing the
 # trials (200 searches per seed, bench/sweep/tpe-asha.toml's [sweep]);
 # synchronous successive halving, every point ranked at every rung (what
-# the promotion variant approaches; runner does not run it); and Optuna's samplers and pruners, one trial at a time
-# (bench/sweep_optuna.py).
+# the promotion variant approaches; runner does not run it); Optuna's
+# samplers and pruners, one trial at a time (bench/sweep_optuna.py); and
+# Syne Tune's ASHA, promotion and stopping type, two at a time
+# (bench/sweep_synetune.py).
 SWEEP_CSV ?= $(wildcard bench/results/*-sweep.csv)
 $(SWEEP_VENV)/.installed: bench/requirements-sweep.txt
 	python3 -m venv $(SWEEP_VENV)
@@ -168,6 +170,7 @@ bench-sweep-replay: $(SWEEP_VENV)/.installed
 	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --orders 200 --tpe bench/sweep/tpe-asha.toml
 	$(TARGET_DIR)/release/examples/asha_replay $(SWEEP_CSV) --halving 1:3 --halving 3:4 --halving 4:2
 	$(SWEEP_VENV)/bin/python bench/sweep_optuna.py $(SWEEP_CSV)
+	$(SWEEP_VENV)/bin/python bench/sweep_synetune.py $(SWEEP_CSV) --orders 500
 
 # The GPU path checked end to end on a machine with a GPU (bench/gpu_check.sh
 # lists the checks); builds --features cuda unless RUNNER_BIN names a binary.
