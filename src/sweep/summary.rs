@@ -28,8 +28,8 @@ pub struct TrialResult {
     pub test_accuracy: Option<f64>,
     pub wall_seconds: Option<f64>,
     pub run_dir: PathBuf,
-    /// For a pruned trial, the epochs it had at the rung that pruned it.
-    pub pruned_at: Option<usize>,
+    /// For a trial pruned or paused at a rung, the epochs it had there.
+    pub rung_epoch: Option<usize>,
 }
 
 /// `val_accuracy` -> the metrics.csv column that holds it.
@@ -108,7 +108,7 @@ pub fn collect(
                     .as_ref()
                     .and_then(|m| seconds_between(&m.start_time, m.end_time.as_deref()?)),
                 run_dir: dir,
-                pruned_at: entry
+                rung_epoch: entry
                     .filter(|e| matches!(e.state, TrialState::Pruned | TrialState::Paused))
                     .and_then(|e| e.epoch),
             }
@@ -190,7 +190,7 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
     order.sort_by(|a, b| {
         tier(a)
             .cmp(&tier(b))
-            .then_with(|| b.pruned_at.cmp(&a.pruned_at))
+            .then_with(|| b.rung_epoch.cmp(&a.rung_epoch))
             .then_with(|| match (a.best, b.best) {
                 (Some(x), Some(y)) => {
                     let c = x.total_cmp(&y);
@@ -220,7 +220,7 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
                 String::new()
             },
             r.trial.folder_name(),
-            match r.pruned_at {
+            match r.rung_epoch {
                 Some(e) => format!("{}@{e}", r.state.as_str()),
                 None => r.state.as_str().to_string(),
             },
@@ -284,7 +284,7 @@ pub fn plot(
         let keys: Vec<&String> = spec.grid.iter().map(|a| &a.key).collect();
         // "pruned@N" (the epochs at its rung, as in the ranked table).
         let pruned_mark = |r: &TrialResult| {
-            (r.state == TrialState::Pruned).then(|| match r.pruned_at {
+            (r.state == TrialState::Pruned).then(|| match r.rung_epoch {
                 Some(e) => format!("pruned@{e}"),
                 None => "pruned".to_string(),
             })
@@ -375,7 +375,7 @@ mod tests {
             test_accuracy: None,
             wall_seconds: Some(3.0),
             run_dir: PathBuf::from(format!("/x/{index}")),
-            pruned_at: None,
+            rung_epoch: None,
         }
     }
 
@@ -425,7 +425,7 @@ mod tests {
 
     fn pruned(mut r: TrialResult, at: usize) -> TrialResult {
         r.state = TrialState::Pruned;
-        r.pruned_at = Some(at);
+        r.rung_epoch = Some(at);
         r
     }
 
