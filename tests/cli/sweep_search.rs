@@ -791,6 +791,61 @@ fn a_killed_promotion_sweep_resumes_to_the_same_decisions() {
     }
 }
 
+/// A trial that fails before its first rung under promotion is recorded as
+/// failed (exit 1, summary.csv), never reaches a rung record, and the
+/// sweep still promotes by the rule and trains a trial to the end.
+#[test]
+fn a_failing_trial_under_promotion_fails_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs = tmp.path().join("runs");
+    let exp = asha_experiment(tmp.path(), "promofail", "variant = \"promotion\"\n");
+    // Linear activations and SGD at 1e6 overflow to NaN in the first epoch
+    // (terminate_on_nan): trials 1 and 4 fail.
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace(
+            "[0.01, 1e-6, 0.02, 2e-6, 0.03, 3e-6]",
+            "[0.01, 1e6, 0.02, 2e-6, 1e6, 0.03, 3e-6]",
+        )
+        .replace("activation = \"relu\"", "activation = \"linear\"")
+        .replace("type = \"adam\"", "type = \"sgd\"");
+    std::fs::write(&exp, text).unwrap();
+    let out = runner_on("sweep", &exp, &runs)
+        .args(ASHA_SET)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("2 of 7 trial(s) failed"),
+        "{}",
+        stderr(&out)
+    );
+    let dir = latest_sweep(&runs, "promofail");
+    check_promotions(&dir, 3);
+    let st = states(&dir);
+    assert_eq!(st[&1], "failed", "{st:?}");
+    assert_eq!(st[&4], "failed", "{st:?}");
+    let others: Vec<&String> = st
+        .iter()
+        .filter(|(t, _)| !matches!(t, 1 | 4))
+        .map(|(_, s)| s)
+        .collect();
+    assert!(
+        others.iter().all(|s| *s == "done" || *s == "pruned"),
+        "{st:?}"
+    );
+    assert!(others.iter().any(|s| *s == "done"), "{st:?}");
+    assert!(
+        decisions(&dir).iter().all(|d| d.0 != 1 && d.0 != 4),
+        "a failed trial has a rung record"
+    );
+    let (header, rows) = summary(&dir);
+    let status = header.iter().position(|h| h == "status").unwrap();
+    assert_eq!(rows[1][status], "failed");
+    assert_eq!(rows[4][status], "failed");
+}
+
 #[test]
 fn promotion_is_refused_on_slurm_and_a_wrong_variant_is_named() {
     let tmp = tempfile::tempdir().unwrap();
