@@ -469,6 +469,21 @@ pub(super) fn check_sweep(
                 None,
             );
         }
+        // A value listed twice names the same points twice: the same
+        // trials trained again (a typo, more often than not).
+        for (i, v) in axis.values.iter().enumerate() {
+            if let Some(j) = axis.values[..i].iter().position(|w| w == v) {
+                ck.fail_at(
+                    KeyPath::parse("sweep.grid").key(key),
+                    format!(
+                        "{v} is listed twice (values {} and {}), so its trials would train twice",
+                        j + 1,
+                        i + 1
+                    ),
+                    Some("list each value once; to repeat a trial, sweep `experiment.seed`".into()),
+                );
+            }
+        }
     }
     let mut zip_len = None;
     for (key, values) in &s.zip {

@@ -508,7 +508,7 @@ trials = 4
 "train.batch_size" = [8, 16]
 
 [sweep.grid]
-"optimizer.type" = ["sgd", "adam"]
+"optimizer.type" = ["sgd", "adam", "sgd"]
 "model.dropout" = { values = [0.1, 0.2], when = { "optimizer.typ" = "sgd" } }
 
 [sweep.random]
@@ -799,13 +799,13 @@ fn a_failing_trial_under_promotion_fails_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     let exp = asha_experiment(tmp.path(), "promofail", "variant = \"promotion\"\n");
-    // Linear activations and SGD at 1e6 overflow to NaN in the first epoch
+    // Linear activations and SGD at 1e6 and 2e6 overflow to NaN in the first epoch
     // (terminate_on_nan): trials 1 and 4 fail.
     let text = std::fs::read_to_string(&exp)
         .unwrap()
         .replace(
             "[0.01, 1e-6, 0.02, 2e-6, 0.03, 3e-6]",
-            "[0.01, 1e6, 0.02, 2e-6, 1e6, 0.03, 3e-6]",
+            "[0.01, 1e6, 0.02, 2e-6, 2e6, 0.03, 3e-6]",
         )
         .replace("activation = \"relu\"", "activation = \"linear\"")
         .replace("type = \"adam\"", "type = \"sgd\"");
