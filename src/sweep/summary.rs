@@ -179,18 +179,22 @@ pub fn write_csv(
 /// Trials ranked by their best metric, the best one marked with `*`;
 /// pruned trials (whose best comes from fewer epochs) after the others
 /// with a metric, those that went further first; failed and unfinished
-/// ones last.
+/// ones last. A trial paused at a rung (promotion) is still in the race:
+/// it ranks by its best so far, as a running one does.
 pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult]) -> String {
     let mut order: Vec<&TrialResult> = results.iter().collect();
     let tier = |r: &TrialResult| match (r.best, r.state) {
         (None, _) => 2,
-        (Some(_), TrialState::Pruned | TrialState::Paused) => 1,
+        (Some(_), TrialState::Pruned) => 1,
         _ => 0,
     };
     order.sort_by(|a, b| {
         tier(a)
             .cmp(&tier(b))
-            .then_with(|| b.rung_epoch.cmp(&a.rung_epoch))
+            .then_with(|| match tier(a) {
+                1 => b.rung_epoch.cmp(&a.rung_epoch),
+                _ => std::cmp::Ordering::Equal,
+            })
             .then_with(|| match (a.best, b.best) {
                 (Some(x), Some(y)) => {
                     let c = x.total_cmp(&y);
@@ -396,6 +400,42 @@ mod tests {
             lines[3].contains("trial-001") && lines[3].contains("failed"),
             "{table}"
         );
+    }
+
+    /// A paused trial ranks by its value among the running and done ones
+    /// (here the best so far, with the `*`); pruned ones come after them,
+    /// the one pruned at the later rung first, whatever their values.
+    #[test]
+    fn a_paused_trial_ranks_by_its_value_and_pruned_ones_come_after() {
+        let m = Monitor::new("val_loss", Mode::Auto);
+        let mut paused = result(1, 0.02, Some(0.5), TrialState::Paused);
+        paused.rung_epoch = Some(3);
+        let results = vec![
+            result(0, 0.01, Some(1.0), TrialState::Done),
+            paused,
+            pruned(result(2, 0.03, Some(0.2), TrialState::Done), 1),
+            pruned(result(3, 0.04, Some(0.9), TrialState::Done), 3),
+            result(4, 0.05, Some(0.7), TrialState::Running),
+        ];
+        let axes = vec!["optimizer.learning_rate".to_string()];
+        let table = ranked_table(&axes, &m, &results);
+        let order: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.starts_with("trial-"))
+                    .unwrap()
+            })
+            .collect();
+        let names: Vec<String> = results.iter().map(|r| r.trial.folder_name()).collect();
+        assert_eq!(
+            order,
+            [&names[1], &names[4], &names[0], &names[3], &names[2]],
+            "{table}"
+        );
+        assert!(table.lines().nth(1).unwrap().starts_with('*'), "{table}");
+        assert!(table.contains("paused@3"), "{table}");
     }
 
     #[test]
