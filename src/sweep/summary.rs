@@ -178,13 +178,14 @@ pub fn write_csv(
 
 /// Trials ranked by their best metric, the best one marked with `*`;
 /// pruned trials (whose best comes from fewer epochs) after the others
-/// with a metric, those that went further first; failed and unfinished
-/// ones last. A trial paused at a rung (promotion) is still in the race:
-/// it ranks by its best so far, as a running one does.
+/// with a metric, those that went further first; failed trials (even with
+/// a metric: the best is never one that failed) and those with no metric
+/// yet last. A trial running, paused at a rung (promotion) or stopped for
+/// a resume is still in the race: it ranks by its best so far.
 pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult]) -> String {
     let mut order: Vec<&TrialResult> = results.iter().collect();
     let tier = |r: &TrialResult| match (r.best, r.state) {
-        (None, _) => 2,
+        (None, _) | (Some(_), TrialState::Failed) => 2,
         (Some(_), TrialState::Pruned) => 1,
         _ => 0,
     };
@@ -386,10 +387,13 @@ mod tests {
     #[test]
     fn ranking_puts_the_best_first_and_failures_last() {
         let m = Monitor::new("val_accuracy", Mode::Auto);
+        // Trial 3 failed after the best epoch of all (a NaN later, say):
+        // it is not the best, and ranks with the failures.
         let results = vec![
             result(0, 0.1, Some(0.5), TrialState::Done),
             result(1, 0.01, None, TrialState::Failed),
             result(2, 0.001, Some(0.9), TrialState::Done),
+            result(3, 0.003, Some(0.95), TrialState::Failed),
         ];
         let axes = vec!["optimizer.learning_rate".to_string()];
         let table = ranked_table(&axes, &m, &results);
@@ -398,6 +402,10 @@ mod tests {
         assert!(lines[2].contains("trial-000"), "{table}");
         assert!(
             lines[3].contains("trial-001") && lines[3].contains("failed"),
+            "{table}"
+        );
+        assert!(
+            lines[4].contains("trial-003") && lines[4].contains("failed"),
             "{table}"
         );
     }
