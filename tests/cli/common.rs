@@ -114,6 +114,21 @@ pub fn sweep_dir(runs: &Path, name: &str) -> PathBuf {
     sweeps.join(read_latest(sweeps.join("latest")).expect("latest sweep"))
 }
 
+/// `runner sweep --resume DIR` exits 0 with nothing left to run.
+pub fn assert_resume_runs_nothing(dir: &Path) {
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("0 trial(s) to run"),
+        "{}",
+        stdout(&out)
+    );
+}
+
 /// A run folder's meta.json.
 pub fn meta(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap()

@@ -327,17 +327,7 @@ fn a_killed_sweep_resumes_and_never_reruns_a_finished_trial() {
         log_before
     );
     // A second resume has nothing left to do.
-    let out = runner()
-        .args(["sweep", "--resume"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("0 trial(s) to run"),
-        "{}",
-        stdout(&out)
-    );
+    crate::common::assert_resume_runs_nothing(&dir);
     assert_eq!(states_of(&dir, "done"), vec![0, 1, 2, 3]);
 }
 
@@ -400,17 +390,7 @@ fn resuming_a_sweep_started_with_env_values_and_filled_defaults_is_allowed() {
     assert!(out.status.success(), "{}", stderr(&out));
     let dir = sweep_dir(&runs, "envsweep");
     // Resumed from another shell, where the variable is not set.
-    let out = runner()
-        .args(["sweep", "--resume"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
-    assert!(
-        stdout(&out).contains("0 trial(s) to run"),
-        "{}",
-        stdout(&out)
-    );
+    crate::common::assert_resume_runs_nothing(&dir);
     // A real change is still refused, and the variable is not taken for one.
     let text = std::fs::read_to_string(&exp)
         .unwrap()

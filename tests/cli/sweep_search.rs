@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_exit, runner, runner_on, stderr, stdout, tiny_experiment};
+use crate::common::{
+    assert_exit, assert_resume_runs_nothing, runner, runner_on, stderr, stdout, sweep_dir,
+    tiny_experiment,
+};
 use crate::slurm_cluster::SlurmCluster;
 
 fn journal(dir: &Path) -> Vec<serde_json::Value> {
@@ -56,9 +59,22 @@ fn summary(dir: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
-fn latest_sweep(runs: &Path, name: &str) -> PathBuf {
-    let sweeps = runs.join(name).join("sweeps");
-    sweeps.join(crate::common::read_latest(sweeps.join("latest")).unwrap())
+/// Each trial's status in summary.csv, in trial order.
+fn summary_status(dir: &Path) -> Vec<String> {
+    let (header, rows) = summary(dir);
+    let status = header.iter().position(|h| h == "status").unwrap();
+    rows.into_iter()
+        .map(|mut r| r.swap_remove(status))
+        .collect()
+}
+
+/// `runner sweep EXP` with ASHA_SET, to its end (at most 300 s).
+fn run_asha(exp: &Path, runs: &Path) -> std::process::Output {
+    runner_on("sweep", exp, runs)
+        .args(ASHA_SET)
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap()
 }
 
 fn trial_dir(sweep: &Path, index: u64) -> PathBuf {
@@ -188,7 +204,7 @@ max_epochs = 2
         .output()
         .unwrap();
     assert_exit(&out, 0);
-    let dir = latest_sweep(&runs, "slowepochs");
+    let dir = sweep_dir(&runs, "slowepochs");
     let st = states(&dir);
     assert_eq!(st[&1], "pruned", "{st:?}\n{}", stdout(&out));
     let d = trial_dir(&dir, 1);
@@ -211,14 +227,10 @@ fn asha_prunes_bad_trials_and_a_resume_never_reruns_them() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = asha_experiment(tmp.path(), "asha", "");
     let runs = tmp.path().join("runs");
-    let out = runner_on("sweep", &exp, &runs)
-        .args(ASHA_SET)
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap();
+    let out = run_asha(&exp, &runs);
     assert_exit(&out, 0);
     let text = stdout(&out);
-    let dir = latest_sweep(&runs, "asha");
+    let dir = sweep_dir(&runs, "asha");
     check_rule(&dir, 3);
     let st = states(&dir);
     let pruned: Vec<u64> = st
@@ -266,17 +278,7 @@ fn asha_prunes_bad_trials_and_a_resume_never_reruns_them() {
         .iter()
         .map(|&t| std::fs::read_to_string(trial_dir(&dir, t).join("run.log")).unwrap())
         .collect();
-    let out = runner()
-        .args(["sweep", "--resume"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
-    assert!(
-        stdout(&out).contains("0 trial(s) to run"),
-        "{}",
-        stdout(&out)
-    );
+    assert_resume_runs_nothing(&dir);
     for (&t, before) in pruned.iter().zip(&logs) {
         let after = std::fs::read_to_string(trial_dir(&dir, t).join("run.log")).unwrap();
         assert_eq!(&after, before, "trial {t} ran again");
@@ -296,13 +298,9 @@ fn reference_and_killed(
     decision: &str,
     trial: u64,
 ) -> (Vec<(u64, u64, String)>, PathBuf) {
-    let out = runner_on("sweep", reference, runs)
-        .args(ASHA_SET)
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap();
+    let out = run_asha(reference, runs);
     assert_exit(&out, 0);
-    let reference = decisions(&latest_sweep(runs, "reference"));
+    let reference = decisions(&sweep_dir(runs, "reference"));
     let mut child = crate::common::runner_process()
         .arg("sweep")
         .arg(exp)
@@ -423,7 +421,7 @@ n_startup = 3
         .output()
         .unwrap();
     assert_exit(&out, 0);
-    let dir = latest_sweep(&runs, "tpe");
+    let dir = sweep_dir(&runs, "tpe");
     let st = states(&dir);
     assert_eq!(st.len(), 6, "{st:?}");
     assert!(st.values().all(|s| s == "done"), "{st:?}");
@@ -472,7 +470,7 @@ fn budgets_stop_launching_and_say_why() {
     );
     let out = runner_on("sweep", &exp, &runs).output().unwrap();
     assert_exit(&out, 0);
-    assert_eq!(states(&latest_sweep(&runs, "capped")).len(), 2);
+    assert_eq!(states(&sweep_dir(&runs, "capped")).len(), 2);
 
     // A budget of a few milliseconds: the first trial starts (the clock
     // runs from the sweep's creation, checked before each start), then no
@@ -489,7 +487,7 @@ fn budgets_stop_launching_and_say_why() {
         text.contains("The sweep ended early: max_hours = 0.000001 reached"),
         "{text}"
     );
-    let st = states(&latest_sweep(&runs, "timed"));
+    let st = states(&sweep_dir(&runs, "timed"));
     assert!(st.values().any(|s| s == "pending"), "{st:?}");
 }
 
@@ -585,7 +583,7 @@ cpus_per_task = 1
         .unwrap();
     let text = stdout(&out);
     assert_exit(&out, 0);
-    let dir = latest_sweep(&runs, "slurmasha");
+    let dir = sweep_dir(&runs, "slurmasha");
     let st = states(&dir);
     assert_eq!(st[&0], "done", "{st:?}\n{text}\n{}", cluster.logs());
     for t in [1, 2] {
@@ -601,12 +599,7 @@ cpus_per_task = 1
         assert!(epochs < 30, "trial {t} trained {epochs} epochs");
     }
     check_rule(&dir, 2);
-    let (header, rows) = summary(&dir);
-    let status = header.iter().position(|h| h == "status").unwrap();
-    assert_eq!(
-        rows.iter().map(|r| r[status].as_str()).collect::<Vec<_>>(),
-        ["done", "pruned", "pruned"]
-    );
+    assert_eq!(summary_status(&dir), ["done", "pruned", "pruned"]);
     cluster.shutdown().expect("clean teardown");
 }
 
@@ -621,14 +614,10 @@ fn promotion_pauses_trials_at_rungs_and_resumes_the_best() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     let exp = asha_experiment(tmp.path(), "promo", "variant = \"promotion\"\n");
-    let out = runner_on("sweep", &exp, &runs)
-        .args(ASHA_SET)
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap();
+    let out = run_asha(&exp, &runs);
     assert_exit(&out, 0);
     let text = stdout(&out);
-    let dir = latest_sweep(&runs, "promo");
+    let dir = sweep_dir(&runs, "promo");
     check_promotions(&dir, 3);
     let st = states(&dir);
     assert!(st.values().all(|s| s == "done" || s == "pruned"), "{st:?}");
@@ -663,13 +652,9 @@ fn promotion_pauses_trials_at_rungs_and_resumes_the_best() {
     }
     assert!(text.contains("pruned@1"), "{text}");
     assert!(text.contains("Early stopping pruned"), "{text}");
-    let (header, rows) = summary(&dir);
-    let status = header.iter().position(|h| h == "status").unwrap();
+    let status = summary_status(&dir);
     for e in &pruned_entries {
-        assert_eq!(
-            rows[e["trial"].as_u64().unwrap() as usize][status],
-            "pruned"
-        );
+        assert_eq!(status[e["trial"].as_u64().unwrap() as usize], "pruned");
     }
 
     // The same points as a plain grid: a promoted trial's curve, paused and
@@ -681,13 +666,9 @@ fn promotion_pauses_trials_at_rungs_and_resumes_the_best() {
     let plain = std::fs::read_to_string(&grid).unwrap();
     let cut = plain.find("[sweep.early_stop]").unwrap();
     std::fs::write(&grid, &plain[..cut]).unwrap();
-    let out = runner_on("sweep", Path::new(&grid), &runs)
-        .args(ASHA_SET)
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap();
+    let out = run_asha(Path::new(&grid), &runs);
     assert_exit(&out, 0);
-    let plain_dir = latest_sweep(&runs, "plain");
+    let plain_dir = sweep_dir(&runs, "plain");
     for &t in &done {
         let curve = |d: &Path| {
             let mut r = csv::Reader::from_path(d.join("metrics.csv")).unwrap();
@@ -707,17 +688,7 @@ fn promotion_pauses_trials_at_rungs_and_resumes_the_best() {
     }
 
     // --resume runs nothing: the pruned trials stay where they paused.
-    let out = runner()
-        .args(["sweep", "--resume"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
-    assert!(
-        stdout(&out).contains("0 trial(s) to run"),
-        "{}",
-        stdout(&out)
-    );
+    assert_resume_runs_nothing(&dir);
     assert_eq!(states(&dir), st);
 }
 
@@ -813,18 +784,14 @@ fn a_failing_trial_under_promotion_fails_alone() {
         .replace("activation = \"relu\"", "activation = \"linear\"")
         .replace("type = \"adam\"", "type = \"sgd\"");
     std::fs::write(&exp, text).unwrap();
-    let out = runner_on("sweep", &exp, &runs)
-        .args(ASHA_SET)
-        .timeout(Duration::from_secs(300))
-        .output()
-        .unwrap();
+    let out = run_asha(&exp, &runs);
     assert_exit(&out, 1);
     assert!(
         stderr(&out).contains("2 of 7 trial(s) failed"),
         "{}",
         stderr(&out)
     );
-    let dir = latest_sweep(&runs, "promofail");
+    let dir = sweep_dir(&runs, "promofail");
     check_promotions(&dir, 3);
     let st = states(&dir);
     assert_eq!(st[&1], "failed", "{st:?}");
@@ -843,10 +810,9 @@ fn a_failing_trial_under_promotion_fails_alone() {
         decisions(&dir).iter().all(|d| d.0 != 1 && d.0 != 4),
         "a failed trial has a rung record"
     );
-    let (header, rows) = summary(&dir);
-    let status = header.iter().position(|h| h == "status").unwrap();
-    assert_eq!(rows[1][status], "failed");
-    assert_eq!(rows[4][status], "failed");
+    let status = summary_status(&dir);
+    assert_eq!(status[1], "failed");
+    assert_eq!(status[4], "failed");
 }
 
 #[test]
