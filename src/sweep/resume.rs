@@ -96,45 +96,34 @@ pub fn resume(dir: &Path, opts: &SweepOptions) -> Result<(), SweepError> {
 }
 
 /// A trial whose pruning was journaled but whose end was not (the sweep
-/// was killed in between) is recorded as pruned now.
+/// was killed in between) is recorded as pruned now. The stopping rule
+/// re-judges the trial's folder; promotion pruned it where it paused.
 fn record_pruned(s: &Sweep) {
     let journal = s.dir.journal();
-    if let Some(promoter) = Promoter::new(&s.sweep, &journal) {
-        let latest = journal.latest();
-        for t in &s.trials {
-            let state = latest.get(&t.index).map(|e| e.state);
-            let Some(epoch) = promoter.pruned_at(t.index) else {
-                continue;
-            };
-            if state != Some(TrialState::Pruned) {
-                let mut e = Entry::new(t.index, &t.id, TrialState::Pruned);
-                e.epoch = Some(epoch);
-                e.message = Some(promoter.pruned_message(epoch));
-                let _ = journal.append(&e);
-                hparams::session_end(t, &s.dir.root, TrialState::Pruned, e.epoch);
-            }
-        }
-        return;
-    }
-    let Some(pruner) = Pruner::new(&s.sweep, &journal) else {
-        return;
-    };
+    let promoter = Promoter::new(&s.sweep, &journal);
+    let pruner = Pruner::new(&s.sweep, &journal);
     let latest = journal.latest();
     for t in &s.trials {
         let state = latest.get(&t.index).map(|e| e.state);
         if matches!(state, Some(TrialState::Done | TrialState::Pruned)) {
             continue;
         }
-        if pruner.pruned_at(t.index).is_some() {
+        let pruned = if let Some(p) = &promoter {
+            p.pruned_at(t.index)
+                .map(|epoch| (Some(epoch), Some(p.pruned_message(epoch))))
+        } else if let Some(p) = pruner.as_ref().filter(|p| p.pruned_at(t.index).is_some()) {
             let mut f = judge(t, &t.dir(&s.dir.root), None, 0.0);
-            pruner.ended(&mut f);
-            if f.state == TrialState::Pruned {
-                let mut e = Entry::new(t.index, &t.id, TrialState::Pruned);
-                e.epoch = f.epoch;
-                e.message = f.message;
-                let _ = journal.append(&e);
-                hparams::session_end(t, &s.dir.root, TrialState::Pruned, e.epoch);
-            }
+            p.ended(&mut f);
+            (f.state == TrialState::Pruned).then_some((f.epoch, f.message))
+        } else {
+            None
+        };
+        if let Some((epoch, message)) = pruned {
+            let mut e = Entry::new(t.index, &t.id, TrialState::Pruned);
+            e.epoch = epoch;
+            e.message = message;
+            let _ = journal.append(&e);
+            hparams::session_end(t, &s.dir.root, TrialState::Pruned, epoch);
         }
     }
 }
