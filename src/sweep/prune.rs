@@ -72,10 +72,8 @@ impl Pruner {
         }
         let values = read_metric(&csv, &self.metric);
         for r in self.asha.observe(trial.index, &values) {
-            let mut e = Entry::new(trial.index, &trial.id, TrialState::Running);
             print_record(trial, self.asha.plan(), &self.metric, &r);
-            e.rung = Some(r);
-            let _ = journal.append(&e);
+            journal_rung(journal, trial, r);
         }
         self.asha.pruned_at(trial.index)
     }
@@ -111,6 +109,14 @@ fn rung_number(plan: &EarlyStop, r: &RungRecord) -> usize {
         .iter()
         .position(|&e| e == r.epoch)
         .map_or(0, |i| i + 1)
+}
+
+/// A rung decision, in the journal (on a `running` line: the trial's state
+/// changes only when it ends).
+fn journal_rung(journal: &Journal, trial: &Trial, r: RungRecord) {
+    let mut e = Entry::new(trial.index, &trial.id, TrialState::Running);
+    e.rung = Some(r);
+    let _ = journal.append(&e);
 }
 
 /// A rung decision, on the sweep's terminal.
@@ -205,9 +211,7 @@ impl Promoter {
                     r.value,
                     self.promotions.plan().reduction_factor
                 );
-                let mut e = Entry::new(trial, &t.id, TrialState::Running);
-                e.rung = Some(r);
-                let _ = journal.append(&e);
+                journal_rung(journal, t, r);
                 next
             }
             Next::Start | Next::Wait => next,
@@ -237,9 +241,7 @@ impl Promoter {
             return;
         };
         print_record(&f.trial, self.promotions.plan(), &self.metric, &r);
-        let mut e = Entry::new(f.trial.index, &f.trial.id, TrialState::Running);
-        e.rung = Some(r.clone());
-        let _ = journal.append(&e);
+        journal_rung(journal, &f.trial, r.clone());
         f.epoch = Some(until);
         f.exit_code = None;
         if r.decision == Decision::Prune {
