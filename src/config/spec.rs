@@ -1361,12 +1361,22 @@ pub type WhenSpec = BTreeMap<String, toml::Value>;
 
 /// A `[sweep.grid]` axis: a list of values, or a table with the list and
 /// a `when` condition.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct GridAxisSpec {
     /// The values, in order. Required.
     pub values: Vec<toml::Value>,
     /// When the axis applies. Default: none (always).
     pub when: WhenSpec,
+    /// Written as a table (`{ values = [...] }`) rather than a list: where
+    /// a diagnostic finds the values in the file. Not part of the axis's
+    /// meaning, so equality ignores it. Default: `false` (a list).
+    pub table: bool,
+}
+
+impl PartialEq for GridAxisSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.values == other.values && self.when == other.when
+    }
 }
 
 #[derive(Deserialize)]
@@ -1385,11 +1395,13 @@ impl<'de> Deserialize<'de> for GridAxisSpec {
                 Ok(GridAxisSpec {
                     values: c.values,
                     when: c.when,
+                    table: true,
                 })
             }
             v => Ok(GridAxisSpec {
                 values: tagged::inner(v)?,
                 when: WhenSpec::new(),
+                table: false,
             }),
         }
     }

@@ -473,12 +473,16 @@ pub(super) fn check_sweep(
         // trials trained again (a typo, more often than not).
         for (i, v) in axis.values.iter().enumerate() {
             if let Some(j) = axis.values[..i].iter().position(|w| w == v) {
+                let values = KeyPath::parse("sweep.grid").key(key);
+                let values = if axis.table {
+                    values.key("values")
+                } else {
+                    values
+                };
                 ck.fail_at(
-                    KeyPath::parse("sweep.grid").key(key),
+                    values.index(i),
                     format!(
-                        "{v} is listed twice (values {} and {}), so its trials would train twice",
-                        j + 1,
-                        i + 1
+                        "{v} is listed twice (at [{j}] and [{i}]), so its trials would train twice"
                     ),
                     Some("list each value once; to repeat a trial, sweep `experiment.seed`".into()),
                 );

@@ -507,7 +507,7 @@ trials = 4
 
 [sweep.grid]
 "optimizer.type" = ["sgd", "adam", "sgd"]
-"model.dropout" = { values = [0.1, 0.2], when = { "optimizer.typ" = "sgd" } }
+"model.dropout" = { values = [0.1, 0.2, 0.1], when = { "optimizer.typ" = "sgd" } }
 
 [sweep.random]
 "optimizer.momentum" = { distribution = "uniform", low = 0.0, high = 0.9, when = { "optimizer.type" = "rmsprop" } }
