@@ -138,9 +138,9 @@ bench: $(if $(filter $(BENCH_VENV)/bin/python,$(BENCH_PY)),$(BENCH_VENV)/.instal
 # time, and whether a search gets within 1 point of the grid's best with at
 # most 40% of its epochs (bench/sweep.py). Writes
 # bench/results/<date>-<time>-sweep.md and the curves to the .csv beside
-# it; the first five searches took 33m 41s on 2 cores for 4 seeds
-# (bench/results/2026-12-05-1558-sweep.md), the sixth (random + promotion
-# ASHA) 1m 00s to 1m 32s per seed (-1823- and -1915-).
+# it. All six searches: 48m 01s on 2 cores for the 4 seeds, 10m 09s and
+# 10m 42s for each of the two seeds that ran with nothing beside them
+# (bench/results/2026-12-05-2313-sweep.md).
 bench-sweep: release
 	python3 bench/sweep.py --runner $(RUNNER)
 
