@@ -52,15 +52,23 @@ pub fn load_plan(exp: &ExperimentArgs) -> Result<(Loaded, ExperimentPlan)> {
     Ok((loaded, plan))
 }
 
-/// Render an error with miette on stderr: colors only on a terminal.
+/// Render an error with miette on stderr. On a terminal: colors (unless
+/// `NO_COLOR`), wrapped to its width. In a pipe or a file (a Slurm log, CI):
+/// no colors, and each message on one line, so `grep` finds it whole.
 pub fn report(err: &Error) {
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let theme = if color {
+    let stderr = std::io::stderr();
+    let tty = stderr.is_terminal();
+    let theme = if tty && std::env::var_os("NO_COLOR").is_none() {
         miette::GraphicalTheme::unicode()
     } else {
         miette::GraphicalTheme::unicode_nocolor()
     };
-    let handler = miette::GraphicalReportHandler::new_themed(theme).with_width(100);
+    let handler = miette::GraphicalReportHandler::new_themed(theme);
+    let handler = match terminal_size::terminal_size_of(&stderr) {
+        Some((terminal_size::Width(w), _)) if tty => handler.with_width(usize::from(w).max(40)),
+        _ if tty => handler.with_width(100),
+        _ => handler.with_wrap_lines(false),
+    };
     let mut out = String::new();
     if handler.render_report(&mut out, err).is_err() {
         out = format!("error: {err}");

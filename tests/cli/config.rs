@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::common::{root, runner, stderr, stdout};
+use crate::common::{assert_exit, root, runner, stderr, stdout};
 
 #[test]
 fn every_experiment_file_checks() {
@@ -57,6 +57,41 @@ fn broken_corpus_fails_with_located_messages() {
         );
         insta::assert_snapshot!(format!("broken-{stem}"), err);
     }
+}
+
+/// An error report is one line per message in a pipe (a Slurm log, CI), so
+/// `grep` finds it whole, and wrapped to the width of a terminal. The
+/// terminal is a pseudo-terminal of 60 columns made by util-linux `script`.
+#[test]
+fn error_reports_wrap_on_a_terminal_and_never_in_a_pipe() {
+    let file = "tests/fixtures/broken/unknown-augment-key.toml";
+    let help = "help: did you mean `horizontal_flip`? (valid keys here: rescale, normalize,";
+    let piped = runner().args(["check", file]).output().unwrap();
+    assert_exit(&piped, 2);
+    let err = stderr(&piped);
+    assert!(err.lines().any(|l| l.contains(help)), "{err}");
+    assert!(err.lines().any(|l| l.len() > 100), "{err}");
+
+    let bin = assert_cmd::cargo::cargo_bin("runner");
+    let shell = format!("stty cols 60 rows 20; {} check {file}", bin.display());
+    let mut script = std::process::Command::new("script");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RUNNER_")) {
+        script.env_remove(k);
+    }
+    let tty = script
+        .args(["-qec", &shell, "/dev/null"])
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("util-linux `script` runs the check on a pseudo-terminal");
+    let text = stdout(&tty).replace('\r', "");
+    assert!(text.contains("unknown key `horizontal_flips`"), "{text}");
+    assert!(text.contains("did you mean `horizontal_flip`?"), "{text}");
+    let widest = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(
+        (40..=60).contains(&widest),
+        "widest line {widest} columns on a 60-column terminal:\n{text}"
+    );
 }
 
 #[test]
