@@ -43,6 +43,36 @@ pub(super) fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[S
     }
 }
 
+/// What early stopping saved: the epochs trained, against the epochs the
+/// same trials would have trained without it (each to the last rung's end,
+/// `max_epochs`).
+fn early_stop_line(
+    results: &[summary::TrialResult],
+    pruned: usize,
+    plan: Option<&crate::plan::EarlyStopPlan>,
+) -> String {
+    let epochs: usize = results.iter().map(|r| r.epochs).sum();
+    let mut line = format!(
+        "Early stopping pruned {pruned} of {} trial(s); {epochs} epoch(s) trained in all",
+        results.len()
+    );
+    let started = results
+        .iter()
+        .filter(|r| r.state != TrialState::Pending)
+        .count();
+    if let Some(p) = plan {
+        let full = started * p.max_epochs;
+        if full > 0 {
+            let share = 100.0 * epochs as f64 / full as f64;
+            line.push_str(&format!(
+                ", {share:.0}% of the {full} that {started} full trial(s) ({} epochs each) would take",
+                p.max_epochs
+            ));
+        }
+    }
+    line
+}
+
 /// Final summary: CSV, plot, ranked table, why trials stopped being
 /// started early (`ended_by`, a budget), and the sweep's result: an error
 /// when it was interrupted or a trial failed.
@@ -69,10 +99,9 @@ pub(super) fn conclude(
         .filter(|r| r.state == TrialState::Pruned)
         .count();
     if pruned > 0 {
-        let epochs: usize = results.iter().map(|r| r.epochs).sum();
         crate::outln!(
-            "Early stopping pruned {pruned} of {} trial(s); {epochs} epoch(s) trained in all",
-            results.len()
+            "{}",
+            early_stop_line(&results, pruned, s.sweep.early_stop.as_ref())
         );
     }
     if let Some(why) = ended_by {
@@ -93,4 +122,45 @@ pub(super) fn conclude(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::EarlyStopPlan;
+    use crate::vocab::HalvingVariant;
+
+    fn result(index: usize, state: TrialState, epochs: usize) -> summary::TrialResult {
+        let mut r = summary::tests::result(index, 0.1, None, state);
+        r.epochs = epochs;
+        r
+    }
+
+    /// 9 + 3 + 1 + 1 epochs of 4 started trials, to epoch 9: 14 of 36.
+    #[test]
+    fn the_early_stop_line_compares_with_every_started_trial_trained_to_the_end() {
+        let results = vec![
+            result(0, TrialState::Done, 9),
+            result(1, TrialState::Pruned, 3),
+            result(2, TrialState::Pruned, 1),
+            result(3, TrialState::Failed, 1),
+            result(4, TrialState::Pending, 0),
+        ];
+        let plan = EarlyStopPlan {
+            hyperband: false,
+            min_epochs: 1,
+            reduction_factor: 3,
+            max_epochs: 9,
+            variant: HalvingVariant::Stopping,
+        };
+        assert_eq!(
+            early_stop_line(&results, 2, Some(&plan)),
+            "Early stopping pruned 2 of 5 trial(s); 14 epoch(s) trained in all, \
+             39% of the 36 that 4 full trial(s) (9 epochs each) would take"
+        );
+        assert_eq!(
+            early_stop_line(&results, 2, None),
+            "Early stopping pruned 2 of 5 trial(s); 14 epoch(s) trained in all"
+        );
+    }
 }

@@ -355,11 +355,17 @@ pub fn plot(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::vocab::Mode;
 
-    fn result(index: usize, lr: f64, best: Option<f64>, state: TrialState) -> TrialResult {
+    /// A trial result of 2 epochs, for tests here and in outcome.rs.
+    pub(in crate::sweep) fn result(
+        index: usize,
+        lr: f64,
+        best: Option<f64>,
+        state: TrialState,
+    ) -> TrialResult {
         let params = BTreeMap::from([(
             "optimizer.learning_rate".to_string(),
             toml::Value::Float(lr),

@@ -263,7 +263,22 @@ fn asha_prunes_bad_trials_and_a_resume_never_reruns_them() {
         assert!(row[message].starts_with("pruned at epoch "), "{row:?}");
     }
     assert!(text.contains("pruned@1"), "{text}");
-    assert!(text.contains("Early stopping pruned"), "{text}");
+    // The final line: the epochs of summary.csv, against every trial to 9.
+    let epochs = header.iter().position(|h| h == "epochs").unwrap();
+    let trained: usize = rows
+        .iter()
+        .map(|r| r[epochs].parse::<usize>().unwrap())
+        .sum();
+    let full = rows.len() * 9;
+    let line = format!(
+        "Early stopping pruned {} of {} trial(s); {trained} epoch(s) trained in all, \
+         {:.0}% of the {full} that {} full trial(s) (9 epochs each) would take",
+        pruned.len(),
+        rows.len(),
+        100.0 * trained as f64 / full as f64,
+        rows.len()
+    );
+    assert!(text.contains(&line), "{line}\n{text}");
     let pruned_entries: Vec<serde_json::Value> = journal(&dir)
         .into_iter()
         .filter(|e| e["state"] == "pruned")
