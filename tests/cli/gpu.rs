@@ -213,6 +213,9 @@ fn short_last_batches_bring_no_new_kernels() {
     );
 }
 
+/// A sweep on a GPU device, two trials sharing the one GPU at once
+/// (`trials_per_gpu = 2`, with no `parallel`): both run on it, and their
+/// runs overlap in time.
 #[test]
 fn a_sweep_runs_its_trials_on_wgpu() {
     if !wgpu_here() {
@@ -222,7 +225,7 @@ fn a_sweep_runs_its_trials_on_wgpu() {
     let exp = tiny_experiment(
         tmp.path(),
         "gsweep",
-        "[runtime]\ndevice = \"wgpu\"\n[sweep]\nstrategy = \"grid\"\nmetric = \"val_accuracy\"\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.2]\n",
+        "[runtime]\ndevice = \"wgpu\"\n[sweep]\nstrategy = \"grid\"\nmetric = \"val_accuracy\"\ntrials_per_gpu = 2\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.2]\n",
     );
     let runs = tmp.path().join("runs");
     let out = runner_on("sweep", &exp, &runs)
@@ -245,12 +248,25 @@ fn a_sweep_runs_its_trials_on_wgpu() {
         })
         .collect();
     assert_eq!(trials.len(), 2, "{trials:?}");
+    assert!(stdout(&out).contains("2 at a time"), "{}", stdout(&out));
+    let time = |meta: &serde_json::Value, key: &str| {
+        let text = meta[key].as_str().unwrap_or_default().to_string();
+        time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("{key} {text:?}: {e}"))
+    };
+    let mut spans = Vec::new();
     for t in trials {
         let meta: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(t.join("meta.json")).unwrap()).unwrap();
         assert_eq!(meta["device"], "wgpu", "{}", t.display());
         assert_eq!(meta["status"], "completed", "{}", t.display());
+        spans.push((time(&meta, "start_time"), time(&meta, "end_time")));
     }
+    let ((s0, e0), (s1, e1)) = (spans[0], spans[1]);
+    assert!(
+        s0 < e1 && s1 < e0,
+        "the two trials did not run at the same time: {spans:?}"
+    );
 }
 
 #[test]
