@@ -1,6 +1,7 @@
 //! Runs side by side (`runner compare`): the config keys that differ
 //! between them, and their final and best metrics, read back from each run
-//! folder's resolved config, meta.json and metrics.csv.
+//! folder's resolved config, meta.json and metrics.csv; for the trials of
+//! a sweep, early stopping's verdict from the sweep's journal.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -9,7 +10,9 @@ use thiserror::Error;
 
 use crate::plan::Monitor;
 use crate::rundir::{RunDir, RunDirError};
+use crate::sweep::journal::{Journal, TrialState};
 use crate::sweep::summary::{best_of, read_metric};
+use crate::sweep::trial_folder_name;
 
 #[derive(Debug, Error)]
 pub enum CompareError {
@@ -42,10 +45,17 @@ impl Comparison {
         if runs.is_empty() {
             return Err(CompareError::NoRuns);
         }
+        let mut verdicts = BTreeMap::new();
         let rows = runs
             .iter()
-            .map(|d| load(d, label(d)))
-            .collect::<Result<_, _>>()?;
+            .map(|d| {
+                let mut row = load(d, label(d))?;
+                if let Some(v) = early_stop_verdict(&mut verdicts, d) {
+                    row.status = v;
+                }
+                Ok(row)
+            })
+            .collect::<Result<_, CompareError>>()?;
         Ok(Comparison { rows })
     }
 
@@ -134,6 +144,36 @@ fn load(dir: &Path, label: String) -> Result<Row, CompareError> {
         final_val_accuracy: acc.last().copied(),
         test_accuracy: meta.and_then(|m| m.test_accuracy),
     })
+}
+
+/// For a trial of a sweep that early stopping pruned or paused, its state
+/// as the sweep's ranked table shows it (`pruned@3`: at the rung of epoch
+/// 3), where its own meta.json only says `stopped`. Each sweep's journal is
+/// read once, into `verdicts` (sweep folder -> trial folder -> state).
+fn early_stop_verdict(
+    verdicts: &mut BTreeMap<PathBuf, BTreeMap<String, String>>,
+    dir: &Path,
+) -> Option<String> {
+    let sweep = dir.parent()?;
+    let by_trial = verdicts.entry(sweep.to_path_buf()).or_insert_with(|| {
+        let journal = Journal::new(sweep);
+        if !journal.exists() {
+            return BTreeMap::new();
+        }
+        journal
+            .latest()
+            .into_values()
+            .filter(|e| matches!(e.state, TrialState::Pruned | TrialState::Paused))
+            .map(|e| {
+                let state = match e.epoch {
+                    Some(n) => format!("{}@{n}", e.state.as_str()),
+                    None => e.state.as_str().to_string(),
+                };
+                (trial_folder_name(e.trial, &e.id), state)
+            })
+            .collect()
+    });
+    by_trial.get(dir.file_name()?.to_str()?).cloned()
 }
 
 /// A short, distinct label: the folder name, with its parent when needed.

@@ -80,6 +80,11 @@ pub struct SweepOptions {
     pub poll_seconds: f64,
 }
 
+/// `trial-NNN-<id>`: the folder of trial `index` in its sweep folder.
+pub fn trial_folder_name(index: usize, id: &str) -> String {
+    format!("trial-{index:03}-{id}")
+}
+
 /// One point of the sweep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trial {
@@ -94,7 +99,7 @@ pub struct Trial {
 impl Trial {
     /// `trial-007-3f9a1c`: short, safe, stable; values live in files.
     pub fn folder_name(&self) -> String {
-        format!("trial-{:03}-{}", self.index, self.id)
+        trial_folder_name(self.index, &self.id)
     }
 
     pub fn dir(&self, sweep_dir: &Path) -> PathBuf {

@@ -263,6 +263,18 @@ fn asha_prunes_bad_trials_and_a_resume_never_reruns_them() {
         assert!(row[message].starts_with("pruned at epoch "), "{row:?}");
     }
     assert!(text.contains("pruned@1"), "{text}");
+    // `runner compare` says pruned too (the trial's own meta.json: stopped).
+    let cmp = runner().arg("compare").arg(&dir).output().unwrap();
+    assert_exit(&cmp, 0);
+    let cmp = stdout(&cmp);
+    for &t in &pruned {
+        let line = cmp
+            .lines()
+            .find(|l| l.contains(&format!("trial-{t:03}-")))
+            .unwrap_or_else(|| panic!("trial {t} not compared:\n{cmp}"));
+        assert!(line.contains(" pruned@"), "{line}\n{cmp}");
+    }
+    assert!(!cmp.contains("stopped"), "{cmp}");
     // The final line: the epochs of summary.csv, against every trial to 9.
     let epochs = header.iter().position(|h| h == "epochs").unwrap();
     let trained: usize = rows
