@@ -1,5 +1,6 @@
-//! Experiment files: every shipped file checks, broken files fail with exit
-//! code 2 and a located message, overrides reach the resolved config.
+//! Experiment files: every shipped file and every example in the docs
+//! checks, broken files fail with exit code 2 and a located message,
+//! overrides reach the resolved config.
 
 use std::path::PathBuf;
 
@@ -23,6 +24,113 @@ fn every_experiment_file_checks() {
         assert!(out.status.success(), "{}: {}", f.display(), stderr(&out));
         assert!(stdout(&out).starts_with("ok: "), "{}", stdout(&out));
     }
+}
+
+/// The ```toml blocks of a Markdown file, in order.
+fn toml_blocks(doc: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(root().join(doc)).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match current.as_mut() {
+            None if line.trim_start() == "```toml" => current = Some(String::new()),
+            None => {}
+            Some(_) if line.trim_start() == "```" => blocks.extend(current.take()),
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+        }
+    }
+    blocks
+}
+
+/// `runner sweep --dry-run FILE` in `dir`: exit 0, and the trial count.
+fn dry_run_trials(dir: &std::path::Path, file: &str) -> usize {
+    let out = runner()
+        .current_dir(dir)
+        .args(["sweep", "--dry-run", file])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{file}: {}", stderr(&out));
+    let text = stdout(&out);
+    let last = text
+        .lines()
+        .find(|l| l.ends_with("nothing was run (--dry-run)."))
+        .unwrap_or_else(|| panic!("{file}: {text}"));
+    last.split(' ').next().unwrap().parse().unwrap()
+}
+
+/// The example files of docs/sweeps.md, README.md and docs/slurm.md run as
+/// written: each complete file (`# NAME.toml` on its first line) plans, with
+/// the trial count its comment gives, and each fragment plans in the file
+/// it belongs to.
+#[test]
+fn documented_examples_plan_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let blocks = toml_blocks("docs/sweeps.md");
+    let mut named = Vec::new();
+    let mut fragments = Vec::new();
+    for b in &blocks {
+        let first = b.lines().next().unwrap_or_default();
+        match first
+            .strip_prefix("# ")
+            .and_then(|r| r.split(".toml").next())
+        {
+            Some(name) if first.contains(".toml") => {
+                std::fs::write(dir.join(format!("{name}.toml")), b).unwrap();
+                named.push((name.to_string(), first.to_string()));
+            }
+            _ => fragments.push(b.clone()),
+        }
+    }
+    assert!(named.len() >= 7 && named[0].0 == "base", "{named:?}");
+    for (name, first) in &named[1..] {
+        let trials = dry_run_trials(dir, &format!("{name}.toml"));
+        // "# grid.toml: 3 x 3 = 9 trials", "# asha.toml: 27 random trials ..."
+        let words: Vec<&str> = first.split_whitespace().collect();
+        if let Some(i) = words
+            .iter()
+            .position(|w| w.trim_end_matches(',') == "trials")
+        {
+            let n = words[i - 1].parse().or_else(|_| words[i - 2].parse());
+            assert_eq!(Ok(trials), n, "{first}");
+        }
+    }
+    // Fragments: an early_stop table replaces asha.toml's; the budget
+    // [sweep] table goes with a random axis.
+    let asha = std::fs::read_to_string(dir.join("asha.toml")).unwrap();
+    let asha_head = &asha[..asha.find("[sweep.early_stop]").unwrap()];
+    assert_eq!(fragments.len(), 3, "{fragments:?}");
+    for (i, f) in fragments.iter().enumerate() {
+        let text = if f.starts_with("[sweep.early_stop]") {
+            format!("{asha_head}{f}")
+        } else {
+            format!("extends = \"base.toml\"\n{f}\n[sweep.random]\n\"model.dropout\" = {{ distribution = \"uniform\", low = 0.0, high = 0.5 }}\n")
+        };
+        let name = format!("fragment-{i}.toml");
+        std::fs::write(dir.join(&name), text).unwrap();
+        dry_run_trials(dir, &name);
+    }
+    // docs/slurm.md's launcher table, on the grid example.
+    let launcher = toml_blocks("docs/slurm.md");
+    assert_eq!(launcher.len(), 1);
+    let grid = std::fs::read_to_string(dir.join("grid.toml")).unwrap();
+    std::fs::write(dir.join("slurm.toml"), format!("{grid}\n{}", launcher[0])).unwrap();
+    assert_eq!(dry_run_trials(dir, "slurm.toml"), 9);
+    // README.md: the experiment checks; with its [sweep] table, 3 x 3 trials.
+    let readme = toml_blocks("README.md");
+    assert_eq!(readme.len(), 2);
+    std::fs::write(dir.join("readme.toml"), &readme[0]).unwrap();
+    let out = runner()
+        .current_dir(dir)
+        .args(["check", "readme.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(dir.join("readme-sweep.toml"), readme.join("\n")).unwrap();
+    assert_eq!(dry_run_trials(dir, "readme-sweep.toml"), 9);
 }
 
 /// Every broken file fails before any compute with exit code 2 and a message
