@@ -156,6 +156,19 @@ pub fn allocate_versioned(parent: &Path, prefix: &str) -> Result<PathBuf, RunDir
 /// Hold an exclusive lock on `path` while the returned file lives; `None`
 /// when another process holds it.
 pub fn try_lock(path: &Path) -> Result<Option<fs::File>, RunDirError> {
+    flock(path, libc::LOCK_EX | libc::LOCK_NB)
+}
+
+/// Hold an exclusive lock on `path` while the returned file lives, waiting
+/// for another process that holds it (for a step of milliseconds).
+pub fn lock(path: &Path) -> Result<fs::File, RunDirError> {
+    flock(path, libc::LOCK_EX)?.ok_or_else(|| RunDirError::Write {
+        path: path.to_path_buf(),
+        source: std::io::Error::last_os_error(),
+    })
+}
+
+fn flock(path: &Path, how: libc::c_int) -> Result<Option<fs::File>, RunDirError> {
     use std::os::fd::AsRawFd;
     let f = fs::OpenOptions::new()
         .create(true)
@@ -167,7 +180,7 @@ pub fn try_lock(path: &Path) -> Result<Option<fs::File>, RunDirError> {
             source,
         })?;
     // SAFETY: flock on a valid open descriptor.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    let rc = unsafe { libc::flock(f.as_raw_fd(), how) };
     Ok((rc == 0).then_some(f))
 }
 

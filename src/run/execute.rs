@@ -12,10 +12,11 @@ use crate::plan::ExperimentPlan;
 use crate::report;
 use crate::rundir::RunDir;
 use crate::signals::Signals;
+use crate::sweep::TrialJudge;
 use crate::train::checkpoint::Checkpoints;
 use crate::train::events::RunLog;
 use crate::train::progress::Progress;
-use crate::train::{self, Ending, Execution, Session, TrainState};
+use crate::train::{self, Ending, EpochEvents, Execution, Session, TrainError, TrainState};
 
 /// Result of training plus evaluation.
 pub(super) struct Outcome {
@@ -34,6 +35,8 @@ pub(super) struct Execute<'a> {
     pub(super) resume: bool,
     pub(super) until: Option<usize>,
     pub(super) execution: Execution,
+    /// A Slurm sweep trial's own rung decisions, after each epoch.
+    pub(super) judge: Option<&'a TrialJudge>,
 }
 
 impl WithBackend for Execute<'_> {
@@ -41,6 +44,35 @@ impl WithBackend for Execute<'_> {
 
     fn run<B: TrainBackend>(self, device: B::Device) -> Self::Output {
         execute::<B>(self, &device)
+    }
+}
+
+/// The run's per-epoch outputs, then a Slurm sweep trial's own rung
+/// decisions: a trial its rung prunes stops there, as on SIGUSR1 from a
+/// process following the sweep.
+struct Judged<'a, 'b> {
+    log: &'b mut RunLog<'a>,
+    judge: &'b TrialJudge,
+    signals: &'b Signals,
+}
+
+impl EpochEvents for Judged<'_, '_> {
+    fn on_batch(&mut self, step: u64, loss: f64, accuracy: f64) -> Result<(), TrainError> {
+        self.log.on_batch(step, loss, accuracy)
+    }
+
+    fn on_epoch_end(&mut self, state: &TrainState) -> Result<(), TrainError> {
+        self.log.on_epoch_end(state)?;
+        match self.judge.judge() {
+            Ok(Some(_)) => self
+                .signals
+                .request_stop("the sweep's early stopping (pruned at a rung)"),
+            Ok(None) => {}
+            Err(e) => crate::errln!(
+                "cannot decide this trial's rungs ({e}); a process following the sweep can"
+            ),
+        }
+        Ok(())
     }
 }
 
@@ -56,6 +88,7 @@ fn execute<B: TrainBackend>(
         resume,
         until,
         execution,
+        judge,
     } = job;
     let pad_eval = execution.pad_eval;
     let session = Session {
@@ -86,9 +119,18 @@ fn execute<B: TrainBackend>(
         tb,
     };
     let mut progress = Progress::new();
-    let fit = session
-        .fit::<B>(device, &mut events, &mut progress)
-        .map_err(Error::Train)?;
+    let fit = match judge {
+        Some(judge) => {
+            let mut judged = Judged {
+                log: &mut events,
+                judge,
+                signals,
+            };
+            session.fit::<B>(device, &mut judged, &mut progress)
+        }
+        None => session.fit::<B>(device, &mut events, &mut progress),
+    }
+    .map_err(Error::Train)?;
 
     let evaluate = matches!(fit.ending, Ending::Completed | Ending::EarlyStopped { .. });
     let mut test_accuracy = None;

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::plan::{self, ExperimentPlan};
 use crate::rundir::{self, RunDir, Status};
 use crate::signals::Signals;
-use crate::sweep::TRIAL_CONFIG;
+use crate::sweep::{TrialJudge, TRIAL_CONFIG};
 use crate::train::checkpoint::{Checkpoints, LAST};
 use crate::train::{loss, Execution};
 
@@ -51,6 +51,7 @@ pub struct RunOptions {
 /// Train, evaluate and record one run. Errors before training leave no new
 /// folder behind; errors after it are recorded in the folder's meta.json.
 pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
+    let trial = matches!(target, RunTarget::Trial(_));
     let Some((loaded, mut plan, place, resume)) = prepare(target, opts)? else {
         return Ok(());
     };
@@ -146,6 +147,7 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     };
 
     let signals = Signals::install();
+    let judge = if trial { trial_judge(run.root()) } else { None };
     let job = Execute {
         plan: &plan,
         data: &data,
@@ -154,6 +156,7 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
         resume,
         until: opts.until.filter(|&u| u < plan.train.epochs),
         execution,
+        judge: judge.as_ref(),
     };
     let outcome = backend::run_on(device, threads, plan.train.batch_size, job)
         .map_err(Error::from)
@@ -169,6 +172,18 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     // The same files are skipped on every resume of the run.
     meta.skipped_images = meta.skipped_images.max(skipped.len());
     finish::finish(&run, &mut meta, outcome)
+}
+
+/// A trial of a Slurm sweep with early stopping judges its own rungs
+/// ([`TrialJudge`]); one whose sweep cannot be read leaves them to a
+/// process following the sweep.
+fn trial_judge(dir: &Path) -> Option<TrialJudge> {
+    TrialJudge::for_trial(dir).unwrap_or_else(|e| {
+        crate::errln!(
+            "cannot read this trial's sweep ({e}); its rungs are left to `runner sweep --status --wait`"
+        );
+        None
+    })
 }
 
 /// Where a run trains: a new folder, made once every check has passed, or

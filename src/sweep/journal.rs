@@ -99,6 +99,20 @@ impl Journal {
         &self.path
     }
 
+    /// The lock every process takes to decide rungs: read the decisions
+    /// so far, decide, journal, release. On Slurm a trial decides its own
+    /// rungs while a follower may decide them too; under the lock the
+    /// second finds the first's record and decides nothing.
+    pub fn rungs_lock(&self) -> PathBuf {
+        self.path.with_file_name(".rungs.lock")
+    }
+
+    /// The journal's size in bytes (0 when there is none): it only grows,
+    /// so an unchanged size means no new line.
+    pub fn bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
     pub fn exists(&self) -> bool {
         self.path.is_file()
     }

@@ -50,6 +50,7 @@ mod submit;
 
 pub use error::SweepError;
 pub use follow::{cancel, status};
+pub use prune::TrialJudge;
 pub use resume::resume;
 pub use start::{dry_run, start, NewSweep};
 

@@ -16,7 +16,7 @@ use super::scheduler::Finished;
 use super::summary::read_metric;
 use super::Trial;
 use crate::plan::{EarlyStopPlan, SweepPlan};
-use crate::rundir::RunDir;
+use crate::rundir::{self, RunDir};
 use crate::vocab::HalvingVariant;
 
 /// The rung rule of `[sweep.early_stop]`.
@@ -40,6 +40,8 @@ pub struct Pruner {
     /// Size of each trial's metrics.csv when last read: unchanged files
     /// are not read again.
     seen: BTreeMap<usize, u64>,
+    /// Size of the journal when the records were last read from it.
+    journal_bytes: u64,
 }
 
 impl Pruner {
@@ -52,6 +54,7 @@ impl Pruner {
         }
         let plan = rule(&e);
         Some(Pruner {
+            journal_bytes: journal.bytes(),
             asha: Asha::restore(plan, sweep.monitor.maximize, journal.rungs()),
             metric: sweep.monitor.metric.clone(),
             seen: BTreeMap::new(),
@@ -60,7 +63,9 @@ impl Pruner {
 
     /// Decide the rungs `trial` has reached since it was last checked,
     /// journal each decision and print it; the epochs of its rung when it is
-    /// to stop (now or at an earlier check).
+    /// to stop (now or at an earlier check). Decided under the journal's
+    /// [rungs lock](Journal::rungs_lock), after reading the decisions that
+    /// other processes (Slurm trials judging themselves) have journaled.
     pub fn check(&mut self, sweep_dir: &Path, journal: &Journal, trial: &Trial) -> Option<usize> {
         if let Some(epoch) = self.asha.pruned_at(trial.index) {
             return Some(epoch);
@@ -71,10 +76,20 @@ impl Pruner {
             return None;
         }
         let values = read_metric(&csv, &self.metric);
+        let _lock = rundir::lock(&journal.rungs_lock()).ok();
+        let bytes = journal.bytes();
+        if bytes != self.journal_bytes {
+            self.asha = Asha::restore(
+                self.asha.plan().clone(),
+                self.asha.maximize(),
+                journal.rungs(),
+            );
+        }
         for r in self.asha.observe(trial.index, &values) {
             print_record(trial, self.asha.plan(), &self.metric, &r);
             journal_rung(journal, trial, r);
         }
+        self.journal_bytes = journal.bytes();
         self.asha.pruned_at(trial.index)
     }
 
@@ -100,6 +115,67 @@ impl Pruner {
             self.asha.plan().reduction_factor
         ));
         f.exit_code = None;
+    }
+}
+
+/// A trial of a Slurm sweep judging its own rungs at each epoch end, so that
+/// pruning needs no process following the sweep (as an Optuna or W&B
+/// worker asks whether to prune): under the journal's rungs lock it reads
+/// every decision so far, decides the rungs its `metrics.csv` has reached
+/// and journals them, exactly as a follower would.
+pub struct TrialJudge {
+    sweep_dir: std::path::PathBuf,
+    trial: Trial,
+    plan: EarlyStop,
+    maximize: bool,
+    metric: String,
+}
+
+impl TrialJudge {
+    /// The judge of the trial in `trial_dir`, if its sweep runs on Slurm
+    /// with stopping early stop (locally the sweep decides, as it runs).
+    pub fn for_trial(trial_dir: &Path) -> Result<Option<TrialJudge>, super::folder::FolderError> {
+        let Some(sweep_dir) = trial_dir.parent() else {
+            return Ok(None);
+        };
+        let s = super::folder::open(sweep_dir)?;
+        let Some(e) = s.sweep.early_stop else {
+            return Ok(None);
+        };
+        if s.meta.launcher != "slurm" || e.variant != HalvingVariant::Stopping {
+            return Ok(None);
+        }
+        let name = trial_dir.file_name().and_then(|n| n.to_str());
+        let Some(trial) = s
+            .trials
+            .iter()
+            .find(|t| Some(t.folder_name().as_str()) == name)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(TrialJudge {
+            sweep_dir: sweep_dir.to_path_buf(),
+            trial: trial.clone(),
+            plan: rule(&e),
+            maximize: s.sweep.monitor.maximize,
+            metric: s.sweep.monitor.metric.clone(),
+        }))
+    }
+
+    /// Decide the rungs the trial's `metrics.csv` has reached (journaled
+    /// and printed, once: a rung decided before is not decided again); the
+    /// epochs of the rung that pruned it, if one did.
+    pub fn judge(&self) -> Result<Option<usize>, crate::rundir::RunDirError> {
+        let journal = Journal::new(&self.sweep_dir);
+        let _lock = rundir::lock(&journal.rungs_lock())?;
+        let mut asha = Asha::restore(self.plan.clone(), self.maximize, journal.rungs());
+        let csv = RunDir::at_existing(&self.trial.dir(&self.sweep_dir)).metrics_csv();
+        let values = read_metric(&csv, &self.metric);
+        for r in asha.observe(self.trial.index, &values) {
+            print_record(&self.trial, &self.plan, &self.metric, &r);
+            journal_rung(&journal, &self.trial, r);
+        }
+        Ok(asha.pruned_at(self.trial.index))
     }
 }
 
@@ -284,5 +360,90 @@ impl Promoter {
             self.metric,
             self.promotions.plan().reduction_factor
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(index: usize) -> Trial {
+        Trial {
+            index,
+            id: format!("{index:06}"),
+            params: BTreeMap::new(),
+        }
+    }
+
+    /// `values` as the trial's metrics.csv (val_loss after each epoch).
+    fn curve(sweep: &Path, t: &Trial, values: &[f64]) {
+        let dir = t.dir(sweep);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut text = String::from("epoch,val_loss\n");
+        for (e, v) in values.iter().enumerate() {
+            text.push_str(&format!("{},{v}\n", e + 1));
+        }
+        std::fs::write(dir.join("metrics.csv"), text).unwrap();
+    }
+
+    fn decisions(journal: &Journal) -> Vec<(usize, usize, Decision)> {
+        journal
+            .rungs()
+            .iter()
+            .map(|r| (r.trial, r.epoch, r.decision))
+            .collect()
+    }
+
+    /// On Slurm a trial judges its own rungs while a follower, started
+    /// before, may judge them too: each rung is decided once, by whichever
+    /// comes first, and the other agrees with it.
+    #[test]
+    fn a_trial_and_a_follower_decide_each_rung_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sweep = tmp.path();
+        let journal = Journal::new(sweep);
+        // Rungs at epochs 1 and 2 (of 4); lower val_loss is better.
+        let plan = EarlyStop {
+            kind: EarlyStopKind::Asha,
+            min_epochs: 1,
+            reduction_factor: 2,
+            max_epochs: 4,
+        };
+        let mut follower = Pruner {
+            asha: Asha::new(plan.clone(), false),
+            metric: "val_loss".into(),
+            seen: BTreeMap::new(),
+            journal_bytes: journal.bytes(),
+        };
+        let judge = |t: &Trial| TrialJudge {
+            sweep_dir: sweep.to_path_buf(),
+            trial: t.clone(),
+            plan: plan.clone(),
+            maximize: false,
+            metric: "val_loss".into(),
+        };
+        let (t0, t1) = (trial(0), trial(1));
+        // t0 reaches rung 1 first (the follower decides: it continues).
+        curve(sweep, &t0, &[1.0]);
+        assert_eq!(follower.check(sweep, &journal, &t0), None);
+        // t1 reaches it worse and judges itself: pruned (n = 2, k = 1).
+        curve(sweep, &t1, &[2.0]);
+        assert_eq!(judge(&t1).judge().unwrap(), Some(1));
+        // The follower finds that decision and makes none of its own.
+        assert_eq!(follower.check(sweep, &journal, &t1), Some(1));
+        // t0 judges its rung 2 itself; the follower, later, agrees.
+        curve(sweep, &t0, &[1.0, 0.5]);
+        assert_eq!(judge(&t0).judge().unwrap(), None);
+        assert_eq!(follower.check(sweep, &journal, &t0), None);
+        // Judging again decides nothing new.
+        assert_eq!(judge(&t1).judge().unwrap(), Some(1));
+        assert_eq!(
+            decisions(&journal),
+            [
+                (0, 1, Decision::Continue),
+                (1, 1, Decision::Prune),
+                (0, 2, Decision::Continue),
+            ]
+        );
     }
 }

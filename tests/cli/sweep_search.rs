@@ -555,11 +555,12 @@ reduction_factor = 1
     insta::assert_snapshot!("bad-search-settings", err);
 }
 
-/// Early stopping through the Slurm launcher on the real cluster: the
-/// process following the sweep decides the rungs and stops a pruned task
-/// with `scancel --batch --signal=USR1`; the trial ends cleanly, pruned.
+/// Early stopping through the Slurm launcher on the real cluster, with no
+/// process following the sweep: each trial decides its own rungs at every
+/// epoch end (under the sweep's rungs lock) and a pruned one stops there,
+/// cleanly. A later `runner sweep --status` records them as pruned.
 #[test]
-fn slurm_trials_are_pruned_by_the_follower() {
+fn slurm_trials_prune_themselves_with_no_follower() {
     let Some(cluster) = SlurmCluster::start() else {
         return;
     };
@@ -587,45 +588,69 @@ cpus_per_task = 1
     );
     let runs = tmp.path().join("runs");
     let (k, v) = cluster.env();
+    // No --wait: runner submits the array and returns.
     let out = runner()
         .env(k, &v)
         .arg("sweep")
         .arg(&exp)
-        .args([
-            "--set",
-            "train.epochs=30",
-            // 30 epochs of 6,000 images take about 4 s in a release build
-            // (with 640, about 0.5 s: a pruned trial could finish before
-            // the follower, polling every 0.5 s, cancels it).
-            "--set",
-            "data.train_size=6000",
-            "--wait",
-            "--poll-seconds",
-            "0.5",
-            "--runs-dir",
-        ])
+        .args(["--set", "train.epochs=30", "--runs-dir"])
         .arg(&runs)
-        .timeout(Duration::from_secs(300))
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let dir = sweep_dir(&runs, "slurmasha");
+    // Wait for the array to leave the queue, asking Slurm only.
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let q = cluster
+            .command("squeue")
+            .args(["-h", "-n", "runner-slurmasha", "-o", "%i"])
+            .output()
+            .unwrap();
+        if q.status.success() && String::from_utf8_lossy(&q.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the array is still queued: {}\n{}",
+            String::from_utf8_lossy(&q.stdout),
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Every rung was decided by the trials themselves, before any follower.
+    check_rule(&dir, 2);
+    let pruned: Vec<u64> = journal(&dir)
+        .iter()
+        .filter(|e| e["rung"]["decision"] == "prune")
+        .map(|e| e["trial"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pruned, [1, 2], "{:?}", journal(&dir));
+    for t in [1, 2] {
+        let d = trial_dir(&dir, t);
+        let meta = crate::common::meta(&d);
+        assert_eq!(meta["status"], "stopped", "{meta}");
+        assert!(
+            meta["message"].as_str().unwrap().contains("early stopping"),
+            "{meta}"
+        );
+        // Pruned at the rung of epoch 1, so it stopped right there.
+        assert_eq!(crate::common::csv_epochs(&d).len(), 1, "trial {t}");
+    }
+    let out = runner()
+        .env(k, &v)
+        .args(["sweep", "--status"])
+        .arg(&dir)
+        .timeout(Duration::from_secs(60))
         .output()
         .unwrap();
     let text = stdout(&out);
     assert_exit(&out, 0);
-    let dir = sweep_dir(&runs, "slurmasha");
     let st = states(&dir);
     assert_eq!(st[&0], "done", "{st:?}\n{text}\n{}", cluster.logs());
-    for t in [1, 2] {
-        assert_eq!(st[&t], "pruned", "{st:?}\n{text}");
-        let d = trial_dir(&dir, t);
-        let meta = crate::common::meta(&d);
-        assert_eq!(meta["status"], "stopped");
-        assert!(
-            meta["message"].as_str().unwrap().contains("SIGUSR1"),
-            "{meta}"
-        );
-        let epochs = crate::common::csv_epochs(&d).len();
-        assert!(epochs < 30, "trial {t} trained {epochs} epochs");
-    }
-    check_rule(&dir, 2);
+    assert_eq!(st[&1], "pruned", "{st:?}\n{text}");
+    assert_eq!(st[&2], "pruned", "{st:?}\n{text}");
     assert_eq!(summary_status(&dir), ["done", "pruned", "pruned"]);
     cluster.shutdown().expect("clean teardown");
 }
