@@ -138,11 +138,18 @@ impl TrialJudge {
         let Some(sweep_dir) = trial_dir.parent() else {
             return Ok(None);
         };
+        // sweep.json first: a local sweep's trial is done here.
+        let dir = super::folder::SweepDir {
+            root: sweep_dir.to_path_buf(),
+        };
+        if dir.read_meta()?.launcher != "slurm" {
+            return Ok(None);
+        }
         let s = super::folder::open(sweep_dir)?;
         let Some(e) = s.sweep.early_stop else {
             return Ok(None);
         };
-        if s.meta.launcher != "slurm" || e.variant != HalvingVariant::Stopping {
+        if e.variant != HalvingVariant::Stopping {
             return Ok(None);
         }
         let name = trial_dir.file_name().and_then(|n| n.to_str());
