@@ -96,7 +96,15 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
                 Err(e) => return Err(e.into()),
             }
         };
+        let entries = journal.entries();
         let latest = journal.latest();
+        // Trials with a `running` line: a rung decision's line (which a
+        // Slurm trial writes itself) is not one.
+        let started: BTreeSet<usize> = entries
+            .iter()
+            .filter(|e| e.state == TrialState::Running && e.rung.is_none())
+            .map(|e| e.trial)
+            .collect();
         let by_trial = slurm::latest_job_per_trial(&jobs);
         let mut active = 0;
         for t in &s.trials {
@@ -136,6 +144,23 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
                             t.folder_name()
                         ),
                     }
+                }
+            }
+            // Running (or it ran, seen only now that it has ended) with no
+            // `running` line yet: its HParams session starts, and the line
+            // is written.
+            let ran = state == TrialState::Running
+                || (state != old
+                    && state != TrialState::Pending
+                    && rundir::RunDir::at_existing(&t.dir(&s.dir.root))
+                        .read_meta()
+                        .is_ok());
+            if ran && !started.contains(&t.index) {
+                hparams::session_start(t, &s.dir.root, &journal);
+                let _ = journal.append(&Entry::new(t.index, &t.id, TrialState::Running));
+                if state == TrialState::Running {
+                    crate::outln!("       {} running", t.folder_name());
+                    continue;
                 }
             }
             if state != old {

@@ -156,12 +156,14 @@ fn now_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A trial's session start, unless the journal says it ran before.
+/// A trial's session start, unless the journal says it ran before (a
+/// `running` line of its own; a rung decision's line, which a Slurm trial
+/// may write before any follower has seen it run, does not count).
 pub(super) fn session_start(trial: &Trial, sweep_root: &Path, journal: &Journal) {
     let started_before = journal
         .entries()
         .iter()
-        .any(|e| e.trial == trial.index && e.state == TrialState::Running);
+        .any(|e| e.trial == trial.index && e.state == TrialState::Running && e.rung.is_none());
     if started_before {
         return;
     }

@@ -653,6 +653,34 @@ cpus_per_task = 1
     assert_eq!(st[&2], "pruned", "{st:?}\n{text}");
     assert_eq!(summary_status(&dir), ["done", "pruned", "pruned"]);
     cluster.shutdown().expect("clean teardown");
+    // Each trial's HParams session started and ended, though no follower
+    // saw it run and the trials' own rung lines came first.
+    let Some(python) = crate::python::python_with("tensorboard") else {
+        return;
+    };
+    let out = crate::python::run_script(&python, "read_events.py", &[dir.as_os_str()]);
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // (A pruned trial's status is STATUS_UNKNOWN, proto3's default value,
+    // which the JSON leaves out.)
+    for (t, status) in [(0, "STATUS_SUCCESS"), (1, ""), (2, "")] {
+        let name = trial_dir(&dir, t)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let hp = &events["runs"][&name]["hparams"];
+        assert!(
+            hp["_hparams_/session_start_info"]["hparams"]["optimizer.learning_rate"].is_number(),
+            "trial {t}: {hp}"
+        );
+        let end = &hp["_hparams_/session_end_info"];
+        assert!(end["endTimeSecs"].is_number(), "trial {t}: {hp}");
+        assert_eq!(
+            end["status"].as_str().unwrap_or(""),
+            status,
+            "trial {t}: {hp}"
+        );
+    }
 }
 
 /// Promotion-based ASHA: trials train to a rung and pause there; the best
