@@ -125,6 +125,11 @@ impl Journal {
         };
         let mut line = serde_json::to_string(entry).unwrap_or_default();
         line.push('\n');
+        // On Slurm, trials on other nodes append their rung decisions while
+        // a follower appends states, and NFS has no atomic O_APPEND across
+        // clients: every append holds a lock (best effort: a filesystem
+        // without flock appends unlocked, as before).
+        let _guard = crate::rundir::lock(&self.path.with_file_name(".journal.lock")).ok();
         // A crash mid-write leaves a line without its newline: end it first,
         // so this entry starts on a line of its own.
         if let Ok(bytes) = std::fs::read(&self.path) {
