@@ -7,10 +7,13 @@ use crate::train::Ending;
 
 /// Record the outcome in `meta` and on disk, print it, and turn it into
 /// the command's result (an interrupted or diverged run is an error).
+/// `pruned`: the rung that pruned this sweep trial, if one did: its stop
+/// is then the sweep's doing, not an interruption, and exits 0.
 pub(super) fn finish(
     run: &RunDir,
     meta: &mut Meta,
     outcome: std::result::Result<Outcome, Error>,
+    pruned: Option<usize>,
 ) -> Result<()> {
     meta.end_time = Some(rundir::now_rfc3339());
     let result = match outcome {
@@ -34,6 +37,15 @@ pub(super) fn finish(
                         ),
                         None => format!("early stopping after epoch {}", epoch + 1),
                     });
+                    Ok(())
+                }
+                Ending::Interrupted { .. } if pruned.is_some() => {
+                    meta.status = Status::Stopped;
+                    meta.message = Some(format!(
+                        "pruned at epoch {} by the sweep's early stopping (after {} epoch(s)); a pruned trial is not resumed",
+                        pruned.unwrap_or_default(),
+                        o.state.epochs_done
+                    ));
                     Ok(())
                 }
                 Ending::Interrupted { reason } => {

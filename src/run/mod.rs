@@ -171,7 +171,8 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     }
     // The same files are skipped on every resume of the run.
     meta.skipped_images = meta.skipped_images.max(skipped.len());
-    finish::finish(&run, &mut meta, outcome)
+    let pruned = judge.as_ref().and_then(TrialJudge::pruned_at);
+    finish::finish(&run, &mut meta, outcome, pruned)
 }
 
 /// A trial of a Slurm sweep with early stopping judges its own rungs

@@ -169,6 +169,13 @@ impl TrialJudge {
         }))
     }
 
+    /// The rung that pruned the trial, if one did (read from the journal:
+    /// decided by the trial itself or by a follower).
+    pub fn pruned_at(&self) -> Option<usize> {
+        let journal = Journal::new(&self.sweep_dir);
+        Asha::restore(self.plan.clone(), self.maximize, journal.rungs()).pruned_at(self.trial.index)
+    }
+
     /// Decide the rungs the trial's `metrics.csv` has reached (journaled
     /// and printed, once: a rung decided before is not decided again); the
     /// epochs of the rung that pruned it, if one did.

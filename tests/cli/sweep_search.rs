@@ -632,7 +632,10 @@ cpus_per_task = 1
         let meta = crate::common::meta(&d);
         assert_eq!(meta["status"], "stopped", "{meta}");
         assert!(
-            meta["message"].as_str().unwrap().contains("early stopping"),
+            meta["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("pruned at epoch 1 by the sweep's early stopping"),
             "{meta}"
         );
         // Pruned at the rung of epoch 1, so it stopped right there.
@@ -647,6 +650,19 @@ cpus_per_task = 1
         .unwrap();
     let text = stdout(&out);
     assert_exit(&out, 0);
+    // A pruned trial's task exited 0: its stop was the sweep's doing.
+    for t in [1, 2] {
+        let name = trial_dir(&dir, t)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let line = text
+            .lines()
+            .find(|l| l.contains(&name) && l.contains(" epochs "))
+            .unwrap_or_else(|| panic!("{name}: {text}"));
+        assert!(line.contains("slurm completed"), "{line}\n{text}");
+    }
     let st = states(&dir);
     assert_eq!(st[&0], "done", "{st:?}\n{text}\n{}", cluster.logs());
     assert_eq!(st[&1], "pruned", "{st:?}\n{text}");
