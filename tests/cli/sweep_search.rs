@@ -699,6 +699,107 @@ cpus_per_task = 1
     }
 }
 
+/// The fallback: trials that cannot take the sweep's rungs lock (here a
+/// folder stands where the lock file goes) say so and train on, and the
+/// process following the sweep prunes them: it decides their rungs and
+/// stops each with `scancel --batch --signal=USR1`; the trial ends
+/// cleanly, pruned, its task exits 0. The array is submitted held, so the
+/// lock is blocked before any trial starts.
+#[test]
+fn slurm_trials_that_cannot_judge_are_pruned_by_the_follower() {
+    let Some(cluster) = SlurmCluster::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "slurmfollow",
+        r#"
+[sweep]
+metric = "val_loss"
+
+[sweep.grid]
+"optimizer.learning_rate" = [0.02, 1e-6, 2e-6]
+
+[sweep.early_stop]
+type = "asha"
+min_epochs = 1
+reduction_factor = 2
+
+[sweep.launcher]
+type = "slurm"
+max_parallel = 1
+cpus_per_task = 1
+extra = ["--hold"]
+"#,
+    );
+    let runs = tmp.path().join("runs");
+    let (k, v) = cluster.env();
+    // 30 epochs of 6,000 images take seconds, long past the follower's
+    // first poll (every 0.5 s) after a pruned trial's rung.
+    let sets = ["train.epochs=30", "data.train_size=6000"];
+    let mut submit = runner();
+    submit.env(k, &v).arg("sweep").arg(&exp);
+    for s in sets {
+        submit.args(["--set", s]);
+    }
+    let out = submit
+        .arg("--runs-dir")
+        .arg(&runs)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let dir = sweep_dir(&runs, "slurmfollow");
+    std::fs::create_dir(dir.join(".rungs.lock")).unwrap();
+    for job in runner::sweep::slurm::read_jobs(&dir).unwrap() {
+        let id = job.job_id;
+        let released = cluster
+            .command("scontrol")
+            .args(["release", &id])
+            .output()
+            .unwrap();
+        assert!(released.status.success(), "{released:?}");
+    }
+    let out = runner()
+        .env(k, &v)
+        .args(["sweep", "--status"])
+        .arg(&dir)
+        .args(["--wait", "--poll-seconds", "0.5"])
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_exit(&out, 0);
+    let st = states(&dir);
+    assert_eq!(st[&0], "done", "{st:?}\n{text}\n{}", cluster.logs());
+    for t in [1, 2] {
+        assert_eq!(st[&t], "pruned", "{st:?}\n{text}");
+        let d = trial_dir(&dir, t);
+        let meta = crate::common::meta(&d);
+        assert_eq!(meta["status"], "stopped", "{meta}");
+        assert!(
+            meta["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("pruned at epoch 1 by the sweep's early stopping"),
+            "{meta}"
+        );
+        let epochs = crate::common::csv_epochs(&d).len();
+        assert!(epochs < 30, "trial {t} trained {epochs} epochs");
+        // The trial said why it did not judge itself.
+        let log = std::fs::read_dir(dir.join("slurm/logs"))
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect::<String>();
+        assert!(log.contains("cannot decide this trial's rungs"), "{log}");
+    }
+    check_rule(&dir, 2);
+    assert_eq!(summary_status(&dir), ["done", "pruned", "pruned"]);
+    cluster.shutdown().expect("clean teardown");
+}
+
 /// Promotion-based ASHA: trials train to a rung and pause there; the best
 /// paused trial of a rung is resumed from its checkpoint once it is in the
 /// top 1/eta of the values there, else a new trial starts; what is still
