@@ -555,20 +555,16 @@ reduction_factor = 1
     insta::assert_snapshot!("bad-search-settings", err);
 }
 
-/// Early stopping through the Slurm launcher on the real cluster, with no
-/// process following the sweep: each trial decides its own rungs at every
-/// epoch end (under the sweep's rungs lock) and a pruned one stops there,
-/// cleanly. A later `runner sweep --status` records them as pruned.
-#[test]
-fn slurm_trials_prune_themselves_with_no_follower() {
-    let Some(cluster) = SlurmCluster::start() else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let exp = tiny_experiment(
-        tmp.path(),
-        "slurmasha",
-        r#"
+/// Three learning rates on the real cluster, one task at a time, ASHA
+/// rungs from epoch 1 keeping one in 2: the first trial learns, the other
+/// two barely move and are pruned at epoch 1. `launcher`: more
+/// `[sweep.launcher]` lines.
+fn slurm_asha_experiment(dir: &Path, name: &str, launcher: &str) -> PathBuf {
+    tiny_experiment(
+        dir,
+        name,
+        &format!(
+            r#"
 [sweep]
 metric = "val_loss"
 
@@ -584,8 +580,44 @@ reduction_factor = 2
 type = "slurm"
 max_parallel = 1
 cpus_per_task = 1
-"#,
+{launcher}"#
+        ),
+    )
+}
+
+/// The folder name of trial `t` of the sweep in `dir`.
+fn trial_name(dir: &Path, t: u64) -> String {
+    trial_dir(dir, t)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string()
+}
+
+/// A trial's own meta.json after its rung at epoch 1 pruned it.
+fn assert_pruned_at_epoch_1(trial: &Path) {
+    let meta = crate::common::meta(trial);
+    assert_eq!(meta["status"], "stopped", "{meta}");
+    assert!(
+        meta["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("pruned at epoch 1 by the sweep's early stopping"),
+        "{meta}"
     );
+}
+
+/// Early stopping through the Slurm launcher on the real cluster, with no
+/// process following the sweep: each trial decides its own rungs at every
+/// epoch end (under the sweep's rungs lock) and a pruned one stops there,
+/// cleanly. A later `runner sweep --status` records them as pruned.
+#[test]
+fn slurm_trials_prune_themselves_with_no_follower() {
+    let Some(cluster) = SlurmCluster::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = slurm_asha_experiment(tmp.path(), "slurmasha", "");
     let runs = tmp.path().join("runs");
     let (k, v) = cluster.env();
     // No --wait: runner submits the array and returns.
@@ -629,15 +661,7 @@ cpus_per_task = 1
     assert_eq!(pruned, [1, 2], "{:?}", journal(&dir));
     for t in [1, 2] {
         let d = trial_dir(&dir, t);
-        let meta = crate::common::meta(&d);
-        assert_eq!(meta["status"], "stopped", "{meta}");
-        assert!(
-            meta["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("pruned at epoch 1 by the sweep's early stopping"),
-            "{meta}"
-        );
+        assert_pruned_at_epoch_1(&d);
         // Pruned at the rung of epoch 1, so it stopped right there.
         assert_eq!(crate::common::csv_epochs(&d).len(), 1, "trial {t}");
     }
@@ -652,11 +676,7 @@ cpus_per_task = 1
     assert_exit(&out, 0);
     // A pruned trial's task exited 0: its stop was the sweep's doing.
     for t in [1, 2] {
-        let name = trial_dir(&dir, t)
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_string();
+        let name = trial_name(&dir, t);
         let line = text
             .lines()
             .find(|l| l.contains(&name) && l.contains(" epochs "))
@@ -679,11 +699,7 @@ cpus_per_task = 1
     // (A pruned trial's status is STATUS_UNKNOWN, proto3's default value,
     // which the JSON leaves out.)
     for (t, status) in [(0, "STATUS_SUCCESS"), (1, ""), (2, "")] {
-        let name = trial_dir(&dir, t)
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_string();
+        let name = trial_name(&dir, t);
         let hp = &events["runs"][&name]["hparams"];
         assert!(
             hp["_hparams_/session_start_info"]["hparams"]["optimizer.learning_rate"].is_number(),
@@ -711,28 +727,7 @@ fn slurm_trials_that_cannot_judge_are_pruned_by_the_follower() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let exp = tiny_experiment(
-        tmp.path(),
-        "slurmfollow",
-        r#"
-[sweep]
-metric = "val_loss"
-
-[sweep.grid]
-"optimizer.learning_rate" = [0.02, 1e-6, 2e-6]
-
-[sweep.early_stop]
-type = "asha"
-min_epochs = 1
-reduction_factor = 2
-
-[sweep.launcher]
-type = "slurm"
-max_parallel = 1
-cpus_per_task = 1
-extra = ["--hold"]
-"#,
-    );
+    let exp = slurm_asha_experiment(tmp.path(), "slurmfollow", "extra = [\"--hold\"]\n");
     let runs = tmp.path().join("runs");
     let (k, v) = cluster.env();
     // 30 epochs of 6,000 images take seconds, long past the follower's
@@ -776,25 +771,17 @@ extra = ["--hold"]
     for t in [1, 2] {
         assert_eq!(st[&t], "pruned", "{st:?}\n{text}");
         let d = trial_dir(&dir, t);
-        let meta = crate::common::meta(&d);
-        assert_eq!(meta["status"], "stopped", "{meta}");
-        assert!(
-            meta["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("pruned at epoch 1 by the sweep's early stopping"),
-            "{meta}"
-        );
+        assert_pruned_at_epoch_1(&d);
         let epochs = crate::common::csv_epochs(&d).len();
         assert!(epochs < 30, "trial {t} trained {epochs} epochs");
-        // The trial said why it did not judge itself.
-        let log = std::fs::read_dir(dir.join("slurm/logs"))
-            .unwrap()
-            .flatten()
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .collect::<String>();
-        assert!(log.contains("cannot decide this trial's rungs"), "{log}");
     }
+    // The trials said why they did not judge themselves.
+    let log = std::fs::read_dir(dir.join("slurm/logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(log.contains("cannot decide this trial's rungs"), "{log}");
     check_rule(&dir, 2);
     assert_eq!(summary_status(&dir), ["done", "pruned", "pruned"]);
     cluster.shutdown().expect("clean teardown");
