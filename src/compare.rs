@@ -164,13 +164,7 @@ fn early_stop_verdict(
             .latest()
             .into_values()
             .filter(|e| matches!(e.state, TrialState::Pruned | TrialState::Paused))
-            .map(|e| {
-                let state = match e.epoch {
-                    Some(n) => format!("{}@{n}", e.state.as_str()),
-                    None => e.state.as_str().to_string(),
-                };
-                (trial_folder_name(e.trial, &e.id), state)
-            })
+            .map(|e| (trial_folder_name(e.trial, &e.id), e.state.label(e.epoch)))
             .collect()
     });
     by_trial.get(dir.file_name()?.to_str()?).cloned()

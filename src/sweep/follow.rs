@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::error::SweepError;
 use super::folder::{open, Sweep};
 use super::hparams;
-use super::journal::{Entry, TrialState};
+use super::journal::{self, Entry, TrialState};
 use super::outcome::{conclude, finish_trial};
 use super::prune::Pruner;
 use super::scheduler::{self, Finished, LocalEnd};
@@ -97,7 +97,6 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
             }
         };
         let entries = journal.entries();
-        let latest = journal.latest();
         // Trials with a `running` line: a rung decision's line (which a
         // Slurm trial writes itself) is not one.
         let started: BTreeSet<usize> = entries
@@ -105,6 +104,7 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
             .filter(|e| e.state == TrialState::Running && e.rung.is_none())
             .map(|e| e.trial)
             .collect();
+        let latest = journal::latest_of(entries);
         let by_trial = slurm::latest_job_per_trial(&jobs);
         let mut active = 0;
         for t in &s.trials {
@@ -164,9 +164,6 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
                 }
             }
             if state != old {
-                if state == TrialState::Running {
-                    hparams::session_start(t, &s.dir.root, &journal);
-                }
                 let mut f = Finished {
                     trial: t.clone(),
                     state,

@@ -44,6 +44,15 @@ impl TrialState {
             TrialState::Paused => "paused",
         }
     }
+
+    /// The state as the ranked table, the plot and `runner compare` show
+    /// it: `pruned@3` for a trial pruned (or paused) at the rung of epoch 3.
+    pub fn label(&self, rung_epoch: Option<usize>) -> String {
+        match rung_epoch {
+            Some(e) => format!("{}@{e}", self.as_str()),
+            None => self.as_str().to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,12 +183,17 @@ impl Journal {
 
     /// The latest entry of each trial.
     pub fn latest(&self) -> BTreeMap<usize, Entry> {
-        let mut m = BTreeMap::new();
-        for e in self.entries() {
-            m.insert(e.trial, e);
-        }
-        m
+        latest_of(self.entries())
     }
+}
+
+/// The latest of `entries` (in journal order) for each trial.
+pub fn latest_of(entries: impl IntoIterator<Item = Entry>) -> BTreeMap<usize, Entry> {
+    let mut m = BTreeMap::new();
+    for e in entries {
+        m.insert(e.trial, e);
+    }
+    m
 }
 
 #[cfg(test)]

@@ -225,10 +225,7 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
                 String::new()
             },
             r.trial.folder_name(),
-            match r.rung_epoch {
-                Some(e) => format!("{}@{e}", r.state.as_str()),
-                None => r.state.as_str().to_string(),
-            },
+            r.state.label(r.rung_epoch),
         ];
         row.extend(
             axes.iter()
@@ -288,12 +285,8 @@ pub fn plot(
     {
         let keys: Vec<&String> = spec.grid.iter().map(|a| &a.key).collect();
         // "pruned@N" (the epochs at its rung, as in the ranked table).
-        let pruned_mark = |r: &TrialResult| {
-            (r.state == TrialState::Pruned).then(|| match r.rung_epoch {
-                Some(e) => format!("pruned@{e}"),
-                None => "pruned".to_string(),
-            })
-        };
+        let pruned_mark =
+            |r: &TrialResult| (r.state == TrialState::Pruned).then(|| r.state.label(r.rung_epoch));
         let (rows, cols) = (&spec.grid[0].values, &spec.grid[1].values);
         let cells: Vec<Vec<plots::Cell>> = rows
             .iter()
