@@ -250,8 +250,7 @@ pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
                 );
                 if s.sweep.early_stop.is_some() {
                     crate::outln!(
-                        "Early stopping decides its rungs while the sweep is followed: keep `runner sweep --status {} --wait` running.",
-                        s.dir.root.display()
+                        "Each trial decides its own rungs of early stopping: nothing needs to keep running."
                     );
                 }
                 Ok(())

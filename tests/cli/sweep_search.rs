@@ -631,6 +631,11 @@ fn slurm_trials_prune_themselves_with_no_follower() {
         .output()
         .unwrap();
     assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("Each trial decides its own rungs of early stopping"),
+        "{}",
+        stdout(&out)
+    );
     let dir = sweep_dir(&runs, "slurmasha");
     // Wait for the array to leave the queue, asking Slurm only.
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
