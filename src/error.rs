@@ -99,14 +99,14 @@ impl From<SweepError> for Error {
             e @ (SweepError::HParams(_)
             | SweepError::Slurm(_)
             | SweepError::SlurmUnknown(_)
-            | SweepError::TrialsFailed { .. }) => Error::RunFailed(e.to_string()),
+            | SweepError::TrialsFailed { .. }
+            | SweepError::ChosenTrialInvalid { .. }) => Error::RunFailed(e.to_string()),
             e @ (SweepError::Stopped(_)
             | SweepError::InterruptedBeforeSubmit
             | SweepError::InterruptedSubmit { .. }
             | SweepError::InterruptedUncancelled { .. }) => Error::Interrupted(e.to_string()),
             e @ (SweepError::NoSweepTable(_)
             | SweepError::NoTrials
-            | SweepError::TpeOnSlurm
             | SweepError::PromotionOnSlurm
             | SweepError::Launcher(_)
             | SweepError::RunnerBinary(_)

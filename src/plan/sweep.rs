@@ -574,13 +574,6 @@ pub(super) fn check_sweep(
                 Some("sweep the zipped keys as separate axes, or use strategy = \"random\"".into()),
             );
         }
-        if matches!(s.launcher, LauncherSpec::Slurm(_)) {
-            ck.fail(
-                "sweep.launcher.type",
-                "TPE chooses each trial from the results so far; the Slurm launcher submits every trial up front",
-                Some("use strategy = \"random\" with [sweep.early_stop] on Slurm, or run TPE locally".into()),
-            );
-        }
     } else if s.tpe.is_some() {
         ck.fail(
             "sweep.tpe",

@@ -232,6 +232,8 @@ fn prepare(
             Ok(Some((loaded, plan, Place::Existing(run), true)))
         }
         RunTarget::Trial(dir) => {
+            // A TPE trial on Slurm that its task chooses now.
+            let dir = crate::sweep::claim(&dir)?;
             let run = RunDir::at(&dir)?;
             if let Ok(meta) = run.read_meta() {
                 if meta.status == Status::Completed {

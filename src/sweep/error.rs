@@ -25,8 +25,8 @@ pub enum SweepError {
     #[error("the sweep has no trials")]
     NoTrials,
 
-    #[error("strategy = \"tpe\" chooses each trial from the results before it, and the Slurm launcher submits every trial up front; run TPE with the local launcher, or use strategy = \"random\" with [sweep.early_stop] on Slurm")]
-    TpeOnSlurm,
+    #[error("TPE chose {trial}, whose config does not plan (recorded as failed):\n{why}")]
+    ChosenTrialInvalid { trial: String, why: String },
 
     #[error("[sweep.early_stop] variant = \"promotion\" resumes paused trials when they rank in the top of a rung, and the Slurm launcher submits every trial up front; run it with the local launcher, or use variant = \"stopping\" (the default) on Slurm")]
     PromotionOnSlurm,

@@ -105,12 +105,7 @@ pub fn open(dir: &Path) -> Result<Sweep, FolderError> {
     let trials = match sweep.strategy {
         // TPE's trials after the first ones depend on results: the journal
         // has every one proposed so far.
-        Strategy::Tpe => dir
-            .journal()
-            .trials()
-            .into_iter()
-            .map(|(index, (id, params))| Trial { index, id, params })
-            .collect(),
+        Strategy::Tpe => journaled_trials(&dir.journal()),
         _ => super::expand(&sweep),
     };
     Ok(Sweep {
@@ -120,6 +115,23 @@ pub fn open(dir: &Path) -> Result<Sweep, FolderError> {
         plan,
         trials,
     })
+}
+
+/// The trials the journal has values for: a TPE sweep's trials chosen so
+/// far (on Slurm, more as their tasks start).
+pub fn journaled_trials(journal: &Journal) -> Vec<Trial> {
+    journal
+        .trials()
+        .into_iter()
+        .map(|(index, (id, params))| Trial { index, id, params })
+        .collect()
+}
+
+/// A TPE sweep's trials that are not chosen yet, by index.
+pub fn unchosen(s: &Sweep) -> Vec<usize> {
+    (0..s.meta.trials)
+        .filter(|i| !s.trials.iter().any(|t| t.index == *i))
+        .collect()
 }
 
 /// A trial's folder (`trial.toml`, `params.json`) and its first journal

@@ -8,16 +8,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::error::SweepError;
-use super::folder::{open, Sweep};
+use super::folder::{journaled_trials, open, unchosen, Sweep};
 use super::hparams;
 use super::journal::{self, Entry, TrialState};
 use super::outcome::{conclude, finish_trial};
 use super::prune::Pruner;
 use super::scheduler::{self, Finished, LocalEnd};
 use super::slurm::{self, Slurm, TaskState};
-use super::{axis_names, summary};
+use super::{axis_names, propose, summary};
 use crate::rundir;
 use crate::signals::Signals;
+use crate::vocab::Strategy;
 
 /// A trial's state from its folder and what Slurm says about its task.
 /// `log` is the task's Slurm output file, quoted when the trial failed.
@@ -71,10 +72,15 @@ fn slurm_state(
 /// Poll Slurm and the trial folders, record changes; with `wait`, until no
 /// trial is pending or running.
 ///
-/// With `[sweep.early_stop]`, the follower is what stops bad trials: each
-/// running trial's rungs are decided at every poll, and a pruned one gets
+/// With `[sweep.early_stop]`, trials decide their own rungs; the follower
+/// decides them too at every poll (whichever comes first decides), and a
+/// pruned trial still running (one that could not judge itself) gets
 /// SIGUSR1 through `scancel --batch` (it stops at the next batch).
-pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), SweepError> {
+///
+/// A TPE sweep's trials past the first are chosen by their own tasks as
+/// they start: the follower reads them from the journal at every poll, and
+/// a task that has not chosen its trial yet counts as pending.
+pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(), SweepError> {
     let axes = axis_names(&s.sweep);
     let journal = s.dir.journal();
     let client = Slurm::new(&s.dir.root);
@@ -96,6 +102,9 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
                 Err(e) => return Err(e.into()),
             }
         };
+        if s.sweep.strategy == Strategy::Tpe {
+            s.trials = journaled_trials(&journal);
+        }
         let entries = journal.entries();
         // Trials with a `running` line: a rung decision's line (which a
         // Slurm trial writes itself) is not one.
@@ -106,7 +115,11 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
             .collect();
         let latest = journal::latest_of(entries);
         let by_trial = slurm::latest_job_per_trial(&jobs);
-        let mut active = 0;
+        // Tasks still to choose their trial.
+        let mut active = unchosen(s)
+            .into_iter()
+            .filter(|i| tasks.get(i).is_some_and(|x| x.is_active()))
+            .count();
         for t in &s.trials {
             let old = latest
                 .get(&t.index)
@@ -205,7 +218,7 @@ pub(super) fn follow(s: &Sweep, wait: bool, poll_seconds: f64) -> Result<(), Swe
 
 fn print_status(s: &Sweep, tasks: &BTreeMap<usize, TaskState>) {
     let latest = s.dir.journal().latest();
-    crate::outln!("Sweep {} ({} trials)", s.dir.root.display(), s.trials.len());
+    crate::outln!("Sweep {} ({} trials)", s.dir.root.display(), s.meta.trials);
     for t in &s.trials {
         let state = latest
             .get(&t.index)
@@ -227,6 +240,16 @@ fn print_status(s: &Sweep, tasks: &BTreeMap<usize, TaskState>) {
             t.params_text()
         );
     }
+    for i in unchosen(s) {
+        let slurm = tasks
+            .get(&i)
+            .map(|x| format!("  slurm {}", x.label()))
+            .unwrap_or_default();
+        crate::outln!(
+            "  {}         not chosen yet{slurm}  (TPE chooses it when its task starts)",
+            propose::unchosen_name(i)
+        );
+    }
 }
 
 /// `runner sweep --status DIR [--wait]`: each trial's state and the ranked
@@ -234,7 +257,8 @@ fn print_status(s: &Sweep, tasks: &BTreeMap<usize, TaskState>) {
 pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepError> {
     let s = open(dir)?;
     if s.meta.launcher == "slurm" {
-        return follow(&s, wait, poll_seconds);
+        let mut s = s;
+        return follow(&mut s, wait, poll_seconds);
     }
     let monitor = &s.sweep.monitor;
     print_status(&s, &BTreeMap::new());
@@ -260,7 +284,8 @@ pub fn cancel(dir: &Path) -> Result<(), SweepError> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    follow(&s, false, 1.0)
+    let mut s = s;
+    follow(&mut s, false, 1.0)
 }
 
 #[cfg(test)]

@@ -4,18 +4,15 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, SystemTime};
 
-use super::asha::Decision;
 use super::error::SweepError;
-use super::folder::{write_trial, Sweep};
+use super::folder::Sweep;
 use super::hparams;
 use super::journal::{Entry, Journal, TrialState};
 use super::outcome::{conclude, finish_trial};
 use super::promotion::Next;
 use super::prune::{Promoter, Pruner};
 use super::scheduler::{self, Driver, Finished, Launch, LocalOptions};
-use super::tpe::{Observation, Outcome};
-use super::{axis_names, summary, tpe_next, trial_config, trial_id, SweepOptions, Trial};
-use crate::config;
+use super::{axis_names, propose, SweepOptions, Trial};
 use crate::device::{self, Device};
 use crate::rundir;
 use crate::signals::Signals;
@@ -113,7 +110,6 @@ pub(super) fn run_locally(
         promoter: Promoter::new(&s.sweep, &journal),
         no_more: false,
         deadline: deadline(s),
-        sweep_text: config::to_toml(&s.plan.spec),
         journal,
         queue: todo.into(),
         limit,
@@ -163,8 +159,6 @@ struct LocalDriver<'a> {
     /// No new trial can start (none was given when one was asked for).
     no_more: bool,
     deadline: Option<(SystemTime, f64)>,
-    /// The sweep's resolved config, that trials are planned from.
-    sweep_text: String,
     running: BTreeSet<usize>,
     /// Trials that ran before this process (a resume): they may finish
     /// after `max_hours`.
@@ -201,67 +195,20 @@ impl LocalDriver<'_> {
         true
     }
 
-    /// Every trial so far as TPE sees it: finished ones by their best
-    /// metric, pruned ones at their rung, running ones as pending.
-    fn history(&self) -> Vec<Observation> {
-        let monitor = &self.s.sweep.monitor;
-        let sign = if monitor.maximize { -1.0 } else { 1.0 };
-        let latest = self.journal.latest();
-        let rungs = self.journal.rungs();
-        summary::collect(&self.s.dir.root, &self.s.trials, &latest, monitor)
-            .into_iter()
-            .filter_map(|r| {
-                let outcome = match r.state {
-                    TrialState::Done => Outcome::Complete {
-                        loss: sign * r.best?,
-                    },
-                    // A paused trial counts at its rung, as a pruned one.
-                    TrialState::Pruned | TrialState::Paused => {
-                        let at = rungs.iter().rev().find(|x| {
-                            x.trial == r.trial.index
-                                && matches!(x.decision, Decision::Prune | Decision::Pause)
-                        })?;
-                        Outcome::Pruned {
-                            epochs: at.epoch,
-                            loss: sign * at.value,
-                        }
-                    }
-                    _ if self.running.contains(&r.trial.index) => Outcome::Pending,
-                    _ => return None,
-                };
-                Some(Observation {
-                    params: r.trial.params,
-                    outcome,
-                })
-            })
-            .collect()
-    }
-
     /// TPE's next trial, its folder written; trials whose config does not
-    /// plan are recorded as failed and the next one is proposed.
+    /// plan are recorded as failed and the next one is proposed. Pending:
+    /// the trials running now.
     fn propose(&mut self) -> Option<Trial> {
         while self.s.trials.len() < self.limit {
             let index = self.s.trials.len();
-            let history = self.history();
-            let mut seen: BTreeSet<String> = self.s.trials.iter().map(|t| t.id.clone()).collect();
-            let params = tpe_next(&self.s.sweep, index, &history, &mut seen);
-            let t = Trial {
-                index,
-                id: trial_id(&params),
-                params,
-            };
-            self.s.trials.push(t.clone());
-            let planned = trial_config(&self.s.dir.sweep_file(), &self.sweep_text, &t)
-                .map_err(|e| format!("{:?}", miette::Report::new(e)));
-            let written = planned.and_then(|(_, plan)| {
-                write_trial(&self.s.dir, &t, &plan).map_err(|e| e.to_string())
+            let latest = self.journal.latest();
+            let history = propose::history(self.s, &self.journal, &latest, |r| {
+                self.running.contains(&r.trial.index)
             });
+            let (t, written) = propose::propose(self.s, &self.journal, index, &history);
             match written {
                 Ok(()) => return Some(t),
                 Err(why) => {
-                    let mut e = Entry::new(t.index, &t.id, TrialState::Pending);
-                    e.params = Some(t.params.clone());
-                    let _ = self.journal.append(&e);
                     let f = Finished {
                         trial: t,
                         state: TrialState::Failed,

@@ -22,6 +22,8 @@
 //! error.rs      SweepError: why a sweep operation stopped
 //! hparams.rs    the TensorBoard HParams experiment and sessions
 //! outcome.rs    a finished trial recorded; the sweep's end concluded
+//! propose.rs    TPE's next trial: its history, proposed, written; claimed
+//!               by a Slurm array task
 //! local.rs      trials run on this machine
 //! submit.rs     trials submitted to Slurm
 //! follow.rs     --status and --cancel; a Slurm sweep followed
@@ -43,6 +45,7 @@ mod follow;
 mod hparams;
 mod local;
 mod outcome;
+mod propose;
 mod prune;
 mod resume;
 mod start;
@@ -50,6 +53,7 @@ mod submit;
 
 pub use error::SweepError;
 pub use follow::{cancel, status};
+pub use propose::claim;
 pub use prune::TrialJudge;
 pub use resume::resume;
 pub use start::{dry_run, start, NewSweep};

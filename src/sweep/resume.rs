@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::error::SweepError;
-use super::folder::{differing_keys, open, Sweep};
+use super::folder::{differing_keys, open, unchosen, Sweep};
 use super::follow::follow;
 use super::hparams;
 use super::journal::{Entry, TrialState};
@@ -73,21 +73,26 @@ pub fn resume(dir: &Path, opts: &SweepOptions) -> Result<(), SweepError> {
             } else {
                 client.poll(&jobs).map_err(SweepError::SlurmUnknown)?
             };
-            let todo: Vec<usize> = s
+            let idle = |i: &usize| !live.get(i).is_some_and(|st| st.is_active());
+            let mut todo: Vec<usize> = s
                 .trials
                 .iter()
-                .filter(|t| !live.get(&t.index).is_some_and(|st| st.is_active()))
+                .filter(|t| idle(&t.index))
                 .filter(unfinished)
                 .filter(|t| !trial_completed(&t.dir(&s.dir.root)))
                 .map(|t| t.index)
                 .collect();
+            // TPE trials that no task has chosen yet (their tasks were
+            // cancelled or never ran).
+            todo.extend(unchosen(&s).into_iter().filter(idle));
+            todo.sort_unstable();
             if todo.is_empty() {
                 crate::outln!("Nothing to resubmit in {}", s.dir.root.display());
             } else {
                 submit(&s, &settings, &todo)?;
             }
             if opts.wait {
-                follow(&s, true, opts.poll_seconds)
+                follow(&mut s, true, opts.poll_seconds)
             } else {
                 Ok(())
             }

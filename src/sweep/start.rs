@@ -83,19 +83,15 @@ fn plan_trials(new: &NewSweep, launcher: Option<&str>) -> Result<Planned, SweepE
     })
 }
 
-/// TPE chooses each trial from the results before it, and promotion
-/// resumes paused trials; the Slurm launcher submits every trial up front
-/// (the file's launcher was checked with the plan; this catches
-/// `--launcher slurm`).
+/// Promotion resumes paused trials, and the Slurm launcher submits every
+/// trial up front (the file's launcher was checked with the plan; this
+/// catches `--launcher slurm`).
 pub(super) fn refuse_local_only_on_slurm(
     sweep: &SweepPlan,
     launcher: &LauncherPlan,
 ) -> Result<(), SweepError> {
     if !matches!(launcher, LauncherPlan::Slurm(_)) {
         return Ok(());
-    }
-    if sweep.strategy == Strategy::Tpe {
-        return Err(SweepError::TpeOnSlurm);
     }
     if sweep
         .early_stop
@@ -239,10 +235,11 @@ pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
             run_locally(&mut s, todo, opts)
         }
         LauncherPlan::Slurm(settings) => {
-            let todo: Vec<usize> = s.trials.iter().map(|t| t.index).collect();
+            // TPE's trials past the first are chosen by their own tasks.
+            let todo: Vec<usize> = (0..s.meta.trials).collect();
             submit(&s, settings, &todo)?;
             if opts.wait {
-                follow(&s, true, opts.poll_seconds)
+                follow(&mut s, true, opts.poll_seconds)
             } else {
                 crate::outln!(
                     "Follow it with `runner sweep --status {0} [--wait]`; cancel with `runner sweep --cancel {0}`.",

@@ -1,24 +1,33 @@
 //! Submitting a sweep's trials to Slurm as job arrays: the trial list, the
 //! batch script, and `sbatch` with Ctrl-C held until the answer is recorded.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::error::SweepError;
 use super::folder::Sweep;
+use super::propose::unchosen_name;
 use super::slurm::{self, Slurm};
 use crate::plan::SlurmPlan;
 use crate::signals::Signals;
 
 /// Submit the trials `todo` (by index) with the `#SBATCH` `settings`.
+/// trials.txt lists every trial of the sweep: its folder, or for a TPE
+/// trial not chosen yet `trial-NNN`, which its task claims when it starts
+/// ([`claim`](super::claim)).
 pub(super) fn submit(s: &Sweep, settings: &SlurmPlan, todo: &[usize]) -> Result<(), SweepError> {
     let runner_bin = std::env::current_exe().map_err(SweepError::RunnerBinary)?;
-    let dirs: Vec<PathBuf> = s
+    let root = std::fs::canonicalize(&s.dir.root).unwrap_or_else(|_| s.dir.root.clone());
+    let chosen: BTreeMap<usize, String> = s
         .trials
         .iter()
-        .map(|t| {
-            std::fs::canonicalize(&s.dir.root)
-                .unwrap_or_else(|_| s.dir.root.clone())
-                .join(t.folder_name())
+        .map(|t| (t.index, t.folder_name()))
+        .collect();
+    let total = s.meta.trials.max(chosen.keys().last().map_or(0, |i| i + 1));
+    let dirs: Vec<PathBuf> = (0..total)
+        .map(|i| match chosen.get(&i) {
+            Some(name) => root.join(name),
+            None => root.join(unchosen_name(i)),
         })
         .collect();
     slurm::write_trials_file(&s.dir.root, &dirs)?;

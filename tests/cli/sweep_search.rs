@@ -2,7 +2,7 @@
 //! through Slurm, kill and resume with the same rung decisions, TPE over a
 //! conditional space, budgets, and the config errors of these keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -594,6 +594,48 @@ fn trial_name(dir: &Path, t: u64) -> String {
         .to_string()
 }
 
+/// Wait for the jobs named `job_name` to leave the queue, asking Slurm
+/// only (no runner process follows the sweep).
+fn wait_for_queue(cluster: &SlurmCluster, job_name: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let q = cluster
+            .command("squeue")
+            .args(["-h", "-n", job_name, "-o", "%i"])
+            .output()
+            .unwrap();
+        if q.status.success() && String::from_utf8_lossy(&q.stdout).trim().is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the array is still queued: {}\n{}",
+            String::from_utf8_lossy(&q.stdout),
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Release a job submitted held (`extra = ["--hold"]`).
+fn release(cluster: &SlurmCluster, job_id: &str) {
+    let released = cluster
+        .command("scontrol")
+        .args(["release", job_id])
+        .output()
+        .unwrap();
+    assert!(released.status.success(), "{released:?}");
+}
+
+/// Every Slurm log of the sweep in `dir`, concatenated.
+fn slurm_logs(dir: &Path) -> String {
+    std::fs::read_dir(dir.join("slurm/logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
 /// A trial's own meta.json after its rung at epoch 1 pruned it.
 fn assert_pruned_at_epoch_1(trial: &Path) {
     let meta = crate::common::meta(trial);
@@ -637,25 +679,7 @@ fn slurm_trials_prune_themselves_with_no_follower() {
         stdout(&out)
     );
     let dir = sweep_dir(&runs, "slurmasha");
-    // Wait for the array to leave the queue, asking Slurm only.
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    loop {
-        let q = cluster
-            .command("squeue")
-            .args(["-h", "-n", "runner-slurmasha", "-o", "%i"])
-            .output()
-            .unwrap();
-        if q.status.success() && String::from_utf8_lossy(&q.stdout).trim().is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the array is still queued: {}\n{}",
-            String::from_utf8_lossy(&q.stdout),
-            cluster.logs()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_queue(&cluster, "runner-slurmasha");
     // Every rung was decided by the trials themselves, before any follower.
     check_rule(&dir, 2);
     let pruned: Vec<u64> = journal(&dir)
@@ -753,13 +777,7 @@ fn slurm_trials_that_cannot_judge_are_pruned_by_the_follower() {
     let dir = sweep_dir(&runs, "slurmfollow");
     std::fs::create_dir(dir.join(".rungs.lock")).unwrap();
     for job in runner::sweep::slurm::read_jobs(&dir).unwrap() {
-        let id = job.job_id;
-        let released = cluster
-            .command("scontrol")
-            .args(["release", &id])
-            .output()
-            .unwrap();
-        assert!(released.status.success(), "{released:?}");
+        release(&cluster, &job.job_id);
     }
     let out = runner()
         .env(k, &v)
@@ -781,14 +799,164 @@ fn slurm_trials_that_cannot_judge_are_pruned_by_the_follower() {
         assert!(epochs < 30, "trial {t} trained {epochs} epochs");
     }
     // The trials said why they did not judge themselves.
-    let log = std::fs::read_dir(dir.join("slurm/logs"))
-        .unwrap()
-        .flatten()
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect::<String>();
+    let log = slurm_logs(&dir);
     assert!(log.contains("cannot decide this trial's rungs"), "{log}");
     check_rule(&dir, 2);
     assert_eq!(summary_status(&dir), ["done", "pruned", "pruned"]);
+    cluster.shutdown().expect("clean teardown");
+}
+
+/// TPE through the Slurm launcher on the real cluster: the array has a
+/// task for every trial, and each task past `n_startup` has TPE choose its
+/// trial when it starts, from the trials' own folders (no process follows
+/// the sweep, so the journal has no trial's end). Submitted held, the
+/// status shows the trials not chosen yet; cancelled before anything ran
+/// and resumed, all six tasks run again, one at a time, so each choice
+/// sees every trial before it finished; the six trials are the six points
+/// of the space, none twice.
+#[test]
+fn slurm_tpe_trials_are_chosen_by_their_own_tasks() {
+    let Some(cluster) = SlurmCluster::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "slurmtpe",
+        r#"
+[sweep]
+strategy = "tpe"
+trials = 6
+metric = "val_loss"
+
+[sweep.tpe]
+n_startup = 2
+
+[sweep.grid]
+"optimizer.learning_rate" = [0.02, 0.005, 1e-4]
+"model.dropout" = [0.0, 0.3]
+
+[sweep.launcher]
+type = "slurm"
+max_parallel = 1
+cpus_per_task = 1
+extra = ["--hold"]
+"#,
+    );
+    let runs = tmp.path().join("runs");
+    let (k, v) = cluster.env();
+    let status = |extra: &[&str]| {
+        runner()
+            .env(k, &v)
+            .args(["sweep", "--status"])
+            .arg(sweep_dir(&runs, "slurmtpe"))
+            .args(extra)
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap()
+    };
+    let out = runner()
+        .env(k, &v)
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("Submitted 6 trial(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let dir = sweep_dir(&runs, "slurmtpe");
+    let trials_txt = std::fs::read_to_string(dir.join("slurm/trials.txt")).unwrap();
+    let lines: Vec<&str> = trials_txt.lines().collect();
+    assert_eq!(lines.len(), 6, "{trials_txt}");
+    for (i, line) in lines.iter().enumerate() {
+        let name = Path::new(line).file_name().unwrap().to_string_lossy();
+        if i < 2 {
+            assert!(name.starts_with(&format!("trial-00{i}-")), "{trials_txt}");
+        } else {
+            assert_eq!(name, format!("trial-00{i}"), "{trials_txt}");
+        }
+    }
+    let out = status(&[]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    for i in 2..6 {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("trial-00{i} ")))
+            .unwrap_or_else(|| panic!("trial {i}: {text}"));
+        assert!(line.contains("not chosen yet"), "{line}\n{text}");
+        assert!(line.contains("slurm pending"), "{line}\n{text}");
+    }
+    // Cancelled before anything ran, then resumed: all six go again.
+    let out = runner()
+        .env(k, &v)
+        .args(["sweep", "--cancel"])
+        .arg(&dir)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let out = runner()
+        .env(k, &v)
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("Submitted 6 trial(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let jobs = runner::sweep::slurm::read_jobs(&dir).unwrap();
+    release(&cluster, &jobs.last().unwrap().job_id);
+    wait_for_queue(&cluster, "runner-slurmtpe");
+    // One task at a time: each choice saw every trial before it finished
+    // (read from their folders: no follower recorded them), none pending.
+    let log = slurm_logs(&dir);
+    let mut seen: Vec<(usize, usize, usize)> = log
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("TPE chose trial ")?;
+            let n: Vec<usize> = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|w| !w.is_empty())
+                .take(3)
+                .map(|w| w.parse().unwrap())
+                .collect();
+            Some((n[0], n[1], n[2]))
+        })
+        .collect();
+    seen.sort_unstable();
+    let mut finished: Vec<usize> = seen.iter().map(|s| s.1).collect();
+    finished.sort_unstable();
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [2, 3, 4, 5],
+        "{log}"
+    );
+    assert_eq!(finished, [2, 3, 4, 5], "{log}\n{}", cluster.logs());
+    assert!(seen.iter().all(|s| s.2 == 0), "{log}");
+    let out = status(&["--wait", "--poll-seconds", "0.5"]);
+    let text = stdout(&out);
+    assert_exit(&out, 0);
+    assert!(!text.contains("not chosen yet"), "{text}");
+    let st = states(&dir);
+    assert_eq!(st.len(), 6, "{st:?}\n{text}");
+    assert!(st.values().all(|s| s == "done"), "{st:?}\n{text}");
+    assert_eq!(summary_status(&dir), ["done"; 6]);
+    let mut points = BTreeSet::new();
+    for t in 0..6u64 {
+        let params = std::fs::read_to_string(trial_dir(&dir, t).join("params.json")).unwrap();
+        assert!(points.insert(params.clone()), "trial {t} again: {params}");
+    }
     cluster.shutdown().expect("clean teardown");
 }
 
