@@ -171,7 +171,13 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     }
     // The same files are skipped on every resume of the run.
     meta.skipped_images = meta.skipped_images.max(skipped.len());
-    let pruned = judge.as_ref().and_then(TrialJudge::pruned_at);
+    // A pruned trial's stop is the sweep's doing: decided by the trial
+    // itself on Slurm, by the sweep before it signalled the trial locally.
+    let pruned = match &judge {
+        Some(j) => j.pruned_at(),
+        None if trial => crate::sweep::journaled_prune(run.root()),
+        None => None,
+    };
     finish::finish(&run, &mut meta, outcome, pruned)
 }
 

@@ -54,7 +54,7 @@ mod submit;
 pub use error::SweepError;
 pub use follow::{cancel, status};
 pub use propose::claim;
-pub use prune::TrialJudge;
+pub use prune::{journaled_prune, TrialJudge};
 pub use resume::resume;
 pub use start::{dry_run, start, NewSweep};
 

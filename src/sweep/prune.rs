@@ -118,6 +118,28 @@ impl Pruner {
     }
 }
 
+/// The rung at which the sweep's journal says the trial in `trial_dir` was
+/// pruned, if it was: a local sweep decides its trials' rungs itself,
+/// journals the decision, then stops the trial with SIGUSR1, so the trial
+/// can tell its stop from an interruption.
+pub fn journaled_prune(trial_dir: &Path) -> Option<usize> {
+    let name = trial_dir.file_name()?.to_str()?;
+    let journal = Journal::new(trial_dir.parent()?);
+    if !journal.exists() {
+        return None;
+    }
+    let index = journal
+        .trials()
+        .into_iter()
+        .find(|(i, (id, _))| super::trial_folder_name(*i, id) == name)?
+        .0;
+    journal
+        .rungs()
+        .iter()
+        .find(|r| r.trial == index && matches!(r.decision, Decision::Prune))
+        .map(|r| r.epoch)
+}
+
 /// A trial of a Slurm sweep judging its own rungs at each epoch end, so that
 /// pruning needs no process following the sweep (as an Optuna or W&B
 /// worker asks whether to prune): under the journal's rungs lock it reads

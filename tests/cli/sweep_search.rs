@@ -208,12 +208,8 @@ max_epochs = 2
     let st = states(&dir);
     assert_eq!(st[&1], "pruned", "{st:?}\n{}", stdout(&out));
     let d = trial_dir(&dir, 1);
-    let meta = crate::common::meta(&d);
-    assert_eq!(meta["status"], "stopped", "{meta}");
-    assert!(
-        meta["message"].as_str().unwrap().contains("SIGUSR1"),
-        "{meta}"
-    );
+    // Its meta.json says pruned, not "continue with runner run --resume".
+    assert_pruned_at_epoch_1(&d);
     assert_eq!(
         crate::common::csv_epochs(&d).len(),
         1,
@@ -244,14 +240,18 @@ fn asha_prunes_bad_trials_and_a_resume_never_reruns_them() {
     for t in [1, 3, 5] {
         assert_eq!(st[&t], "pruned", "trial {t}: {st:?}");
     }
-    // A pruned trial was stopped by SIGUSR1, cleanly, before its end.
-    let stopped_early = pruned.iter().any(|&t| {
-        let d = trial_dir(&dir, t);
-        let meta = crate::common::meta(&d);
-        meta["status"] == "stopped"
-            && meta["message"].as_str().unwrap_or("").contains("SIGUSR1")
-            && crate::common::csv_epochs(&d).len() < 9
-    });
+    // A pruned trial was stopped, cleanly, before its end, and its own
+    // meta.json says why (not "continue with runner run --resume").
+    for &t in &pruned {
+        let meta = crate::common::meta(&trial_dir(&dir, t));
+        assert_eq!(meta["status"], "stopped", "{meta}");
+        let message = meta["message"].as_str().unwrap_or("");
+        assert!(message.starts_with("pruned at epoch "), "{meta}");
+        assert!(message.contains("a pruned trial is not resumed"), "{meta}");
+    }
+    let stopped_early = pruned
+        .iter()
+        .any(|&t| crate::common::csv_epochs(&trial_dir(&dir, t)).len() < 9);
     assert!(stopped_early, "no pruned trial was stopped before its end");
     // summary.csv, the ranked table and the final line say so.
     let (header, rows) = summary(&dir);
