@@ -185,7 +185,13 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
                         _ => None,
                     },
                     message,
-                    seconds: 0.0,
+                    // Slurm ran it: its own meta.json has its wall time.
+                    seconds: rundir::RunDir::at_existing(&t.dir(&s.dir.root))
+                        .read_meta()
+                        .ok()
+                        .as_ref()
+                        .and_then(summary::wall_seconds)
+                        .unwrap_or(0.0),
                     epoch: None,
                 };
                 if matches!(state, TrialState::Pending | TrialState::Running) {

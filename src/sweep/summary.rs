@@ -78,6 +78,12 @@ fn seconds_between(start: &str, end: &str) -> Option<f64> {
     Some((b - a).as_seconds_f64())
 }
 
+/// A run's wall time, from its meta.json's start to its end (none while it
+/// runs).
+pub fn wall_seconds(meta: &Meta) -> Option<f64> {
+    seconds_between(&meta.start_time, meta.end_time.as_deref()?)
+}
+
 /// Results of every trial, from the journal and the trial folders.
 pub fn collect(
     sweep_dir: &Path,
@@ -104,9 +110,7 @@ pub fn collect(
                 best: best.map(|b| b.1),
                 last: values.last().copied(),
                 test_accuracy: meta.as_ref().and_then(|m| m.test_accuracy),
-                wall_seconds: meta
-                    .as_ref()
-                    .and_then(|m| seconds_between(&m.start_time, m.end_time.as_deref()?)),
+                wall_seconds: meta.as_ref().and_then(wall_seconds),
                 run_dir: dir,
                 rung_epoch: entry
                     .filter(|e| matches!(e.state, TrialState::Pruned | TrialState::Paused))

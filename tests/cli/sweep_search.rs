@@ -791,6 +791,23 @@ fn slurm_trials_that_cannot_judge_are_pruned_by_the_follower() {
     assert_exit(&out, 0);
     let st = states(&dir);
     assert_eq!(st[&0], "done", "{st:?}\n{text}\n{}", cluster.logs());
+    // Its line gives the trial's wall time from its meta.json (30 epochs of
+    // 6,000 images: seconds), not the 0 s of a trial the follower never ran.
+    let line = text
+        .lines()
+        .find(|l| l.contains(&trial_name(&dir, 0)) && l.contains(" done in "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let secs: f64 = line
+        .split(" done in ")
+        .nth(1)
+        .unwrap()
+        .split('s')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let meta = crate::common::meta(&trial_dir(&dir, 0));
+    assert!(secs >= 1.0, "{line}\n{meta}");
     for t in [1, 2] {
         assert_eq!(st[&t], "pruned", "{st:?}\n{text}");
         let d = trial_dir(&dir, t);
