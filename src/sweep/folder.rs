@@ -129,9 +129,8 @@ pub fn journaled_trials(journal: &Journal) -> Vec<Trial> {
 
 /// A TPE sweep's trials that are not chosen yet, by index.
 pub fn unchosen(s: &Sweep) -> Vec<usize> {
-    (0..s.meta.trials)
-        .filter(|i| !s.trials.iter().any(|t| t.index == *i))
-        .collect()
+    let chosen: std::collections::BTreeSet<usize> = s.trials.iter().map(|t| t.index).collect();
+    (0..s.meta.trials).filter(|i| !chosen.contains(i)).collect()
 }
 
 /// A trial's folder (`trial.toml`, `params.json`) and its first journal

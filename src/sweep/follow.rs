@@ -252,7 +252,7 @@ fn print_status(s: &Sweep, tasks: &BTreeMap<usize, TaskState>) {
             .map(|x| format!("  slurm {}", x.label()))
             .unwrap_or_default();
         crate::outln!(
-            "  {}         not chosen yet{slurm}  (TPE chooses it when its task starts)",
+            "  {}         not chosen yet{slurm}  (TPE chooses it when it starts)",
             propose::unchosen_name(i)
         );
     }
@@ -261,9 +261,8 @@ fn print_status(s: &Sweep, tasks: &BTreeMap<usize, TaskState>) {
 /// `runner sweep --status DIR [--wait]`: each trial's state and the ranked
 /// table; a Slurm sweep is polled first (and with `wait`, followed).
 pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepError> {
-    let s = open(dir)?;
+    let mut s = open(dir)?;
     if s.meta.launcher == "slurm" {
-        let mut s = s;
         return follow(&mut s, wait, poll_seconds);
     }
     let monitor = &s.sweep.monitor;
@@ -277,7 +276,7 @@ pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepErro
 /// `runner sweep --cancel DIR`: cancel a Slurm sweep's jobs, then show
 /// where it stands.
 pub fn cancel(dir: &Path) -> Result<(), SweepError> {
-    let s = open(dir)?;
+    let mut s = open(dir)?;
     if s.meta.launcher != "slurm" {
         return Err(SweepError::RunsLocally(dir.to_path_buf()));
     }
@@ -290,7 +289,6 @@ pub fn cancel(dir: &Path) -> Result<(), SweepError> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let mut s = s;
     follow(&mut s, false, 1.0)
 }
 

@@ -227,8 +227,7 @@ fn describe_early_stop(e: &EarlyStopPlan) -> String {
 /// the trials here or submit them to Slurm (and with `wait`, follow them).
 pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
     let p = plan_trials(&new, opts.launcher.as_deref())?;
-    let s = create(new, &p)?;
-    let mut s = s;
+    let mut s = create(new, &p)?;
     match &p.launcher {
         LauncherPlan::Local => {
             let todo = s.trials.clone();
@@ -238,6 +237,13 @@ pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
             // TPE's trials past the first are chosen by their own tasks.
             let todo: Vec<usize> = (0..s.meta.trials).collect();
             submit(&s, settings, &todo)?;
+            if s.sweep.strategy == Strategy::Tpe && settings.max_parallel.is_none() {
+                crate::outln!(
+                    "With no [sweep.launcher] max_parallel, all {} tasks may start at once, and a task that starts before {} trial(s) have finished chooses at random: set max_parallel to the number of trials to run at once.",
+                    s.meta.trials,
+                    s.sweep.tpe.n_startup
+                );
+            }
             if opts.wait {
                 follow(&mut s, true, opts.poll_seconds)
             } else {

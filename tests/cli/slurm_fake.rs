@@ -180,3 +180,48 @@ fn resume_never_resubmits_when_slurm_cannot_say_what_runs() {
     assert!(stderr(&out).contains("jobs.json"), "{}", stderr(&out));
     assert_eq!(calls(&bin, "sbatch").len(), 1, "no second submission");
 }
+
+/// A TPE sweep submitted with no `max_parallel`: every task may start at
+/// once and choose at random, and `runner sweep` says so; the array has a
+/// task per trial, those past `n_startup` listed as not chosen yet.
+#[test]
+fn tpe_on_slurm_without_max_parallel_says_its_tasks_may_choose_at_random() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_slurm(tmp.path());
+    let exp = tiny_experiment(
+        tmp.path(),
+        "tpefree",
+        "[sweep]\nstrategy = \"tpe\"\ntrials = 5\n[sweep.tpe]\nn_startup = 2\n\
+         [sweep.random]\n\"model.dropout\" = { distribution = \"uniform\", low = 0.0, high = 0.5 }\n\
+         [sweep.launcher]\ntype = \"slurm\"\n",
+    );
+    let runs = tmp.path().join("runs");
+    let out = runner()
+        .env("PATH", path_with(&bin))
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("all 5 tasks may start at once, and a task that starts before 2 trial(s) have finished chooses at random"),
+        "{text}"
+    );
+    let sbatch = calls(&bin, "sbatch");
+    assert!(sbatch[0].contains("--array=0-4"), "{sbatch:?}");
+    let dir = sweep_dir(&runs, "tpefree");
+    let listed = std::fs::read_to_string(dir.join("slurm/trials.txt")).unwrap();
+    let unchosen: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.rsplit('/').next())
+        .filter(|n| n.len() == "trial-000".len())
+        .collect();
+    assert_eq!(
+        unchosen,
+        ["trial-002", "trial-003", "trial-004"],
+        "{listed}"
+    );
+}

@@ -887,6 +887,12 @@ extra = ["--hold"]
         "{}",
         stdout(&out)
     );
+    // max_parallel is set: no note about tasks choosing at random.
+    assert!(
+        !stdout(&out).contains("may start at once"),
+        "{}",
+        stdout(&out)
+    );
     let dir = sweep_dir(&runs, "slurmtpe");
     let trials_txt = std::fs::read_to_string(dir.join("slurm/trials.txt")).unwrap();
     let lines: Vec<&str> = trials_txt.lines().collect();
