@@ -159,6 +159,25 @@ pub fn try_lock(path: &Path) -> Result<Option<fs::File>, RunDirError> {
     flock(path, libc::LOCK_EX | libc::LOCK_NB)
 }
 
+/// [`try_lock`], tried again every 50 ms for up to `wait`: a process that
+/// was just killed (a sweep trial dies with its killed sweep) can hold its
+/// lock for a moment after its parent is gone.
+pub fn try_lock_within(
+    path: &Path,
+    wait: std::time::Duration,
+) -> Result<Option<fs::File>, RunDirError> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Some(f) = try_lock(path)? {
+            return Ok(Some(f));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Hold an exclusive lock on `path` while the returned file lives, waiting
 /// for another process that holds it (for a step of milliseconds).
 pub fn lock(path: &Path) -> Result<fs::File, RunDirError> {

@@ -13,6 +13,7 @@ mod finish;
 mod inputs;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::backend;
 use crate::config::{self, Loaded};
@@ -27,6 +28,10 @@ use crate::train::checkpoint::{Checkpoints, LAST};
 use crate::train::{loss, Execution};
 
 use execute::Execute;
+
+/// How long a run waits for its existing folder's lock, held by another
+/// process, before it gives up.
+const LOCK_WAIT_SECONDS: u64 = 10;
 
 /// What to run.
 pub enum RunTarget {
@@ -89,8 +94,11 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
         Place::Existing(run) => (run, true),
     };
     // One process per run folder: a second `--resume` or a requeued trial
-    // must not train into the same folder at the same time.
-    let Some(_lock) = rundir::try_lock(&run.root().join(".lock"))? else {
+    // must not train into the same folder at the same time. An existing
+    // folder's last process may still be dying (a trial of a sweep that was
+    // just killed and is resumed at once): it gets a few seconds to let go.
+    let wait = Duration::from_secs(if existing { LOCK_WAIT_SECONDS } else { 0 });
+    let Some(_lock) = rundir::try_lock_within(&run.root().join(".lock"), wait)? else {
         return Err(Error::Usage(format!(
             "{} is being run by another runner process",
             run.root().display()

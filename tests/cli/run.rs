@@ -538,3 +538,56 @@ fn signals_stop_a_run_cleanly_and_it_resumes() {
         assert_eq!(meta(&dir)["status"], "completed");
     }
 }
+
+/// A folder whose last process still holds its lock (a trial of a sweep
+/// killed a moment ago, still dying) is waited for, a few seconds, rather
+/// than failed at once; a folder that stays held gets a clear error.
+#[test]
+fn a_held_run_folder_is_waited_for_then_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "held", "");
+    let trial = tmp.path().join("trial-000-abcdef");
+    std::fs::create_dir_all(&trial).unwrap();
+    std::fs::copy(&exp, trial.join("trial.toml")).unwrap();
+    let lock = trial.join(".lock");
+    // Held for 1.5 s by another process (here: this one), then let go.
+    let held = runner::rundir::try_lock(&lock).unwrap().expect("lock");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(held);
+    });
+    let start = Instant::now();
+    let out = runner()
+        .args(["run", "--trial"])
+        .arg(&trial)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    release.join().unwrap();
+    assert_exit(&out, 0);
+    assert!(start.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(meta(&trial)["status"], "completed");
+    // Held for good: refused after the wait, naming the folder.
+    let trial = tmp.path().join("trial-001-abcdef");
+    std::fs::create_dir_all(&trial).unwrap();
+    std::fs::copy(&exp, trial.join("trial.toml")).unwrap();
+    let _held = runner::rundir::try_lock(&trial.join(".lock"))
+        .unwrap()
+        .expect("lock");
+    let start = Instant::now();
+    let out = runner()
+        .args(["run", "--trial"])
+        .arg(&trial)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_secs(10), "{waited:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("is being run by another runner process"),
+        "{err}"
+    );
+    assert!(err.contains("trial-001-abcdef"), "{err}");
+}
