@@ -981,6 +981,30 @@ extra = ["--hold"]
         assert!(points.insert(params.clone()), "trial {t} again: {params}");
     }
     cluster.shutdown().expect("clean teardown");
+    // TensorBoard's reader finds each trial's HParams session, started and
+    // ended, with the values its task chose.
+    let Some(python) = crate::python::python_with("tensorboard") else {
+        return;
+    };
+    let out = crate::python::run_script(&python, "read_events.py", &[dir.as_os_str()]);
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for t in 0..6u64 {
+        let name = trial_name(&dir, t);
+        let hp = &events["runs"][&name]["hparams"];
+        let start = &hp["_hparams_/session_start_info"]["hparams"];
+        let params: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(trial_dir(&dir, t).join("params.json")).unwrap(),
+        )
+        .unwrap();
+        for key in ["optimizer.learning_rate", "model.dropout"] {
+            let (a, b) = (start[key].as_f64(), params[key].as_f64());
+            assert!(a.is_some() && a == b, "trial {t} {key}: {hp} vs {params}");
+        }
+        assert_eq!(
+            hp["_hparams_/session_end_info"]["status"], "STATUS_SUCCESS",
+            "trial {t}: {hp}"
+        );
+    }
 }
 
 /// Promotion-based ASHA: trials train to a rung and pause there; the best
