@@ -246,16 +246,43 @@ fn print_status(s: &Sweep, tasks: &BTreeMap<usize, TaskState>) {
             t.params_text()
         );
     }
-    for i in unchosen(s) {
-        let slurm = tasks
-            .get(&i)
-            .map(|x| format!("  slurm {}", x.label()))
-            .unwrap_or_default();
-        crate::outln!(
-            "  {}         not chosen yet{slurm}  (TPE chooses it when it starts)",
-            propose::unchosen_name(i)
-        );
+    for line in unchosen_lines(&unchosen(s), tasks) {
+        crate::outln!("{line}");
     }
+}
+
+/// One line per run of consecutive TPE trials not chosen yet whose tasks
+/// Slurm reports alike: `trial-008 to trial-499  not chosen yet (492)
+/// slurm pending`, so a large sweep's status stays short.
+fn unchosen_lines(indices: &[usize], tasks: &BTreeMap<usize, TaskState>) -> Vec<String> {
+    let label = |i: &usize| tasks.get(i).map(|x| x.label());
+    let mut lines = Vec::new();
+    let mut rest = indices;
+    while let Some(first) = rest.first() {
+        let run = rest
+            .iter()
+            .enumerate()
+            .take_while(|(k, i)| **i == first + k && label(i) == label(first))
+            .count();
+        let last = rest[run - 1];
+        let slurm = label(first)
+            .map(|l| format!("  slurm {l}"))
+            .unwrap_or_default();
+        lines.push(if run == 1 {
+            format!(
+                "  {}         not chosen yet{slurm}  (TPE chooses it when it starts)",
+                propose::unchosen_name(*first)
+            )
+        } else {
+            format!(
+                "  {} to {}  not chosen yet ({run}){slurm}  (TPE chooses each when it starts)",
+                propose::unchosen_name(*first),
+                propose::unchosen_name(last)
+            )
+        });
+        rest = &rest[run..];
+    }
+    lines
 }
 
 /// `runner sweep --status DIR [--wait]`: each trial's state and the ranked
@@ -304,6 +331,26 @@ mod tests {
             ),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn unchosen_trials_are_listed_in_runs_of_the_same_slurm_state() {
+        let mut tasks = BTreeMap::new();
+        for i in [2, 3, 4, 7, 8] {
+            tasks.insert(i, TaskState::Pending);
+        }
+        tasks.insert(5, TaskState::Running);
+        let lines = unchosen_lines(&[2, 3, 4, 5, 7, 8, 10], &tasks);
+        assert_eq!(
+            lines,
+            [
+                "  trial-002 to trial-004  not chosen yet (3)  slurm pending  (TPE chooses each when it starts)",
+                "  trial-005         not chosen yet  slurm running  (TPE chooses it when it starts)",
+                "  trial-007 to trial-008  not chosen yet (2)  slurm pending  (TPE chooses each when it starts)",
+                "  trial-010         not chosen yet  (TPE chooses it when it starts)",
+            ]
+        );
+        assert!(unchosen_lines(&[], &tasks).is_empty());
     }
 
     #[test]
