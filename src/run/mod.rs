@@ -248,6 +248,13 @@ fn prepare(
         RunTarget::Trial(dir) => {
             // A TPE trial on Slurm that its task chooses now.
             let dir = crate::sweep::claim(&dir)?;
+            // Nothing is created for a path that is not a trial's folder.
+            if !dir.join(TRIAL_CONFIG).is_file() {
+                return Err(Error::Usage(format!(
+                    "{} is not a sweep trial's folder: it has no {TRIAL_CONFIG}",
+                    dir.display()
+                )));
+            }
             let run = RunDir::at(&dir)?;
             if let Ok(meta) = run.read_meta() {
                 if meta.status == Status::Completed {

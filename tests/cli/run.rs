@@ -591,3 +591,21 @@ fn a_held_run_folder_is_waited_for_then_refused() {
     );
     assert!(err.contains("trial-001-abcdef"), "{err}");
 }
+
+/// `runner run --trial` on a path that is not a trial's folder (a typo, or
+/// a TPE trial past the sweep's last) exits 2 and creates nothing there.
+#[test]
+fn a_trial_path_that_is_not_a_trial_folder_is_refused_and_not_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("sweeps/s0001/trial-042");
+    let out = runner()
+        .args(["run", "--trial"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("is not a sweep trial's folder"), "{err}");
+    assert!(err.contains("trial.toml"), "{err}");
+    assert!(!missing.exists() && !tmp.path().join("sweeps").exists());
+}
