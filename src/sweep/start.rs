@@ -129,8 +129,13 @@ pub fn dry_run(new: &NewSweep, launcher: Option<&str>) -> Result<(), SweepError>
     }
     if p.trials.len() < p.total() {
         crate::outln!(
-            "  ... {} more, each chosen by TPE from the results before it",
-            p.total() - p.trials.len()
+            "  ... {} more, each chosen by TPE from the results before it{}",
+            p.total() - p.trials.len(),
+            if matches!(p.launcher, LauncherPlan::Slurm(_)) {
+                ", by its own array task when it starts"
+            } else {
+                ""
+            }
         );
     }
     crate::outln!("{} trials; nothing was run (--dry-run).", p.total());

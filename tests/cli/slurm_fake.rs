@@ -195,6 +195,16 @@ fn tpe_on_slurm_without_max_parallel_says_its_tasks_may_choose_at_random() {
          [sweep.random]\n\"model.dropout\" = { distribution = \"uniform\", low = 0.0, high = 0.5 }\n\
          [sweep.launcher]\ntype = \"slurm\"\n",
     );
+    let dry = runner()
+        .args(["sweep", "--dry-run"])
+        .arg(&exp)
+        .output()
+        .unwrap();
+    let dry = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        dry.contains("  ... 3 more, each chosen by TPE from the results before it, by its own array task when it starts"),
+        "{dry}"
+    );
     let runs = tmp.path().join("runs");
     let out = runner()
         .env("PATH", path_with(&bin))
