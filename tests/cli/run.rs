@@ -546,41 +546,37 @@ fn signals_stop_a_run_cleanly_and_it_resumes() {
 fn a_held_run_folder_is_waited_for_then_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(tmp.path(), "held", "");
-    let trial = tmp.path().join("trial-000-abcdef");
-    std::fs::create_dir_all(&trial).unwrap();
-    std::fs::copy(&exp, trial.join("trial.toml")).unwrap();
-    let lock = trial.join(".lock");
+    // A trial folder `name` whose lock this process holds, and
+    // `runner run --trial` on it.
+    let held_trial = |name: &str| {
+        let trial = tmp.path().join(name);
+        std::fs::create_dir_all(&trial).unwrap();
+        std::fs::copy(&exp, trial.join("trial.toml")).unwrap();
+        let lock = runner::rundir::try_lock(&trial.join(".lock"))
+            .unwrap()
+            .expect("lock");
+        let mut cmd = runner();
+        cmd.args(["run", "--trial"])
+            .arg(&trial)
+            .timeout(Duration::from_secs(120));
+        (trial, lock, cmd)
+    };
     // Held for 1.5 s by another process (here: this one), then let go.
-    let held = runner::rundir::try_lock(&lock).unwrap().expect("lock");
+    let (trial, lock, mut cmd) = held_trial("trial-000-abcdef");
     let release = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(1500));
-        drop(held);
+        drop(lock);
     });
     let start = Instant::now();
-    let out = runner()
-        .args(["run", "--trial"])
-        .arg(&trial)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
+    let out = cmd.output().unwrap();
     release.join().unwrap();
     assert_exit(&out, 0);
     assert!(start.elapsed() >= Duration::from_millis(1500));
     assert_eq!(meta(&trial)["status"], "completed");
     // Held for good: refused after the wait, naming the folder.
-    let trial = tmp.path().join("trial-001-abcdef");
-    std::fs::create_dir_all(&trial).unwrap();
-    std::fs::copy(&exp, trial.join("trial.toml")).unwrap();
-    let _held = runner::rundir::try_lock(&trial.join(".lock"))
-        .unwrap()
-        .expect("lock");
+    let (_, _lock, mut cmd) = held_trial("trial-001-abcdef");
     let start = Instant::now();
-    let out = runner()
-        .args(["run", "--trial"])
-        .arg(&trial)
-        .timeout(Duration::from_secs(120))
-        .output()
-        .unwrap();
+    let out = cmd.output().unwrap();
     assert_exit(&out, 2);
     let waited = start.elapsed();
     assert!(waited >= Duration::from_secs(10), "{waited:?}");
