@@ -116,7 +116,8 @@ fn unchosen_index(name: &str) -> Option<usize> {
 /// trial whose meta.json says completed counts as done though no follower
 /// recorded it, one a rung pruned at that rung, the unfinished ones as
 /// pending), unless a task chose it before (a requeued or resubmitted
-/// task). Tasks claim one at a time, under `<sweep>/.propose.lock`.
+/// task). Tasks claim one at a time, under `<sweep>/.propose.lock`; where
+/// that lock cannot be taken, a task says so and chooses without it.
 ///
 /// When TPE's values do not plan, the trial is recorded as failed and the
 /// error says why.
@@ -131,7 +132,17 @@ pub fn claim(dir: &Path) -> Result<PathBuf, SweepError> {
     if dir.exists() || !root.meta().is_file() {
         return Ok(dir.to_path_buf());
     }
-    let _lock = rundir::lock(&sweep_dir.join(".propose.lock"))?;
+    let lock_path = sweep_dir.join(".propose.lock");
+    // Where the sweep's filesystem refuses locks, the task still chooses
+    // (as a trial that cannot lock its rungs still trains).
+    let _lock = rundir::lock(&lock_path)
+        .map_err(|e| {
+            crate::errln!(
+                "cannot take {} ({e}); choosing without it: tasks that start together may choose the same point",
+                lock_path.display()
+            )
+        })
+        .ok();
     let mut s = open(sweep_dir)?;
     if let Some(t) = s.trials.iter().find(|t| t.index == index) {
         return Ok(t.dir(sweep_dir));

@@ -235,3 +235,91 @@ fn tpe_on_slurm_without_max_parallel_says_its_tasks_may_choose_at_random() {
         "{listed}"
     );
 }
+
+/// What an array task of a TPE sweep does, run by hand on a sweep that the
+/// fake sbatch "queued": `runner run --trial <sweep>/trial-NNN` chooses
+/// trial NNN (from the trials before it, the finished startup trials here)
+/// and trains it; run again, as a requeued task, it finds the same trial
+/// done. Where `.propose.lock` cannot be taken, the task says so and
+/// still chooses.
+#[test]
+fn a_tpe_task_chooses_and_trains_its_trial_and_a_requeue_finds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_slurm(tmp.path());
+    let exp = tiny_experiment(
+        tmp.path(),
+        "tpetask",
+        "[sweep]\nstrategy = \"tpe\"\ntrials = 4\nmetric = \"val_loss\"\n[sweep.tpe]\nn_startup = 2\n\
+         [sweep.grid]\n\"optimizer.learning_rate\" = [0.02, 0.005, 1e-4]\n\
+         [sweep.launcher]\ntype = \"slurm\"\nmax_parallel = 1\n",
+    );
+    let runs = tmp.path().join("runs");
+    let out = runner()
+        .env("PATH", path_with(&bin))
+        .arg("sweep")
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = sweep_dir(&runs, "tpetask");
+    let lines: Vec<String> = std::fs::read_to_string(dir.join("slurm/trials.txt"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let task = |line: &str| {
+        runner()
+            .args(["run", "--trial", line])
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap()
+    };
+    for line in &lines[..2] {
+        let out = task(line);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // The lock cannot be taken (a folder stands where it goes): the task
+    // says so and chooses all the same.
+    std::fs::create_dir(dir.join(".propose.lock")).unwrap();
+    let out = task(&lines[2]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("choosing without it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        text.contains("TPE chose trial 2 from 2 finished and 0 pending trial(s)"),
+        "{text}"
+    );
+    let chosen: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("trial-002-"))
+        })
+        .collect();
+    assert_eq!(chosen.len(), 1, "{chosen:?}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(chosen[0].join("meta.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["status"], "completed", "{meta}");
+    // A requeued task of trial 2 finds the trial its index chose.
+    let out = task(&lines[2]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already completed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Trial 2 is a grid point that trials 0 and 1 do not have.
+    let params = |p: &Path| std::fs::read_to_string(p.join("params.json")).unwrap();
+    let startup: Vec<String> = lines[..2].iter().map(|l| params(Path::new(l))).collect();
+    assert!(!startup.contains(&params(&chosen[0])), "{startup:?}");
+}
