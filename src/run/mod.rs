@@ -179,12 +179,11 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     }
     // The same files are skipped on every resume of the run.
     meta.skipped_images = meta.skipped_images.max(skipped.len());
-    // A pruned trial's stop is the sweep's doing: decided by the trial
-    // itself on Slurm, by the sweep before it signalled the trial locally.
-    let pruned = match &judge {
-        Some(j) => j.pruned_at(),
-        None if trial => crate::sweep::journaled_prune(run.root()),
-        None => None,
+    // A pruned trial's stop is the sweep's doing, as its journal says.
+    let pruned = if trial {
+        crate::sweep::journaled_prune(run.root())
+    } else {
+        None
     };
     finish::finish(&run, &mut meta, outcome, pruned)
 }

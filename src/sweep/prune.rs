@@ -119,9 +119,10 @@ impl Pruner {
 }
 
 /// The rung at which the sweep's journal says the trial in `trial_dir` was
-/// pruned, if it was: a local sweep decides its trials' rungs itself,
-/// journals the decision, then stops the trial with SIGUSR1, so the trial
-/// can tell its stop from an interruption.
+/// pruned, if it was, so the trial can tell its stop from an interruption:
+/// decided by the trial itself on Slurm ([`TrialJudge`]), by a follower,
+/// or by a local sweep, which journals the decision and then stops the
+/// trial with SIGUSR1.
 pub fn journaled_prune(trial_dir: &Path) -> Option<usize> {
     let name = trial_dir.file_name()?.to_str()?;
     let journal = Journal::new(trial_dir.parent()?);
@@ -189,13 +190,6 @@ impl TrialJudge {
             maximize: s.sweep.monitor.maximize,
             metric: s.sweep.monitor.metric.clone(),
         }))
-    }
-
-    /// The rung that pruned the trial, if one did (read from the journal:
-    /// decided by the trial itself or by a follower).
-    pub fn pruned_at(&self) -> Option<usize> {
-        let journal = Journal::new(&self.sweep_dir);
-        Asha::restore(self.plan.clone(), self.maximize, journal.rungs()).pruned_at(self.trial.index)
     }
 
     /// Decide the rungs the trial's `metrics.csv` has reached (journaled

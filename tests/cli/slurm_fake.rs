@@ -67,6 +67,18 @@ fn calls(bin: &Path, program: &str) -> Vec<String> {
         .collect()
 }
 
+/// `runner sweep EXP --runs-dir RUNS` with the fake commands in `bin`.
+fn submit(bin: &Path, exp: &Path, runs: &Path) -> std::process::Output {
+    runner()
+        .env("PATH", path_with(bin))
+        .arg("sweep")
+        .arg(exp)
+        .arg("--runs-dir")
+        .arg(runs)
+        .output()
+        .unwrap()
+}
+
 fn slurm_experiment(dir: &Path, name: &str) -> PathBuf {
     tiny_experiment(
         dir,
@@ -140,14 +152,7 @@ fn resume_never_resubmits_when_slurm_cannot_say_what_runs() {
     let bin = fake_slurm(tmp.path());
     let exp = slurm_experiment(tmp.path(), "noanswer");
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .env("PATH", path_with(&bin))
-        .arg("sweep")
-        .arg(&exp)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
+    let out = submit(&bin, &exp, &runs);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(calls(&bin, "sbatch").len(), 1);
     let dir = sweep_dir(&runs, "noanswer");
@@ -206,14 +211,7 @@ fn tpe_on_slurm_without_max_parallel_says_its_tasks_may_choose_at_random() {
         "{dry}"
     );
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .env("PATH", path_with(&bin))
-        .arg("sweep")
-        .arg(&exp)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
+    let out = submit(&bin, &exp, &runs);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(
@@ -254,14 +252,7 @@ fn a_tpe_task_chooses_and_trains_its_trial_and_a_requeue_finds_it() {
          [sweep.launcher]\ntype = \"slurm\"\nmax_parallel = 1\n",
     );
     let runs = tmp.path().join("runs");
-    let out = runner()
-        .env("PATH", path_with(&bin))
-        .arg("sweep")
-        .arg(&exp)
-        .arg("--runs-dir")
-        .arg(&runs)
-        .output()
-        .unwrap();
+    let out = submit(&bin, &exp, &runs);
     assert!(out.status.success(), "{}", stderr(&out));
     let dir = sweep_dir(&runs, "tpetask");
     let lines: Vec<String> = std::fs::read_to_string(dir.join("slurm/trials.txt"))
