@@ -149,12 +149,13 @@ pub enum Command {
         #[arg(required = true, value_parser = folder_arg)]
         dirs: Vec<PathBuf>,
     },
-    /// Run a grid or random search over any config keys, one run per trial.
+    /// Run a grid, random or TPE search over any config keys, one run per trial.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "resume", "status", "cancel"])))]
     Sweep {
         /// The experiment file, with a [sweep] table.
         file: Option<PathBuf>,
-        /// Override a config key of the base experiment. Repeatable.
+        /// Override a config key of the base experiment. Repeatable. With --resume, only
+        /// the budget: sweep.trials, sweep.max_trials, sweep.max_hours.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// Ignore `RUNNER_*` environment variables.
@@ -176,7 +177,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         runs_dir: Option<PathBuf>,
         /// Continue an interrupted sweep: finished trials are never run again.
-        #[arg(long, value_name = "SWEEP_DIR", value_parser = folder_arg, conflicts_with_all = ["file", "set"])]
+        #[arg(long, value_name = "SWEEP_DIR", value_parser = folder_arg, conflicts_with = "file")]
         resume: Option<PathBuf>,
         /// With --resume: run failed trials again too.
         #[arg(long, requires = "resume")]
@@ -329,6 +330,11 @@ pub fn main() -> ExitCode {
             cancel,
             poll_seconds,
         } => commands::sweep::sweep(&commands::sweep::SweepArgs {
+            resume_set: if resume.is_some() {
+                set.clone()
+            } else {
+                Vec::new()
+            },
             exp: file.map(|file| ExperimentArgs { file, set, no_env }),
             dry_run,
             parallel,

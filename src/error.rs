@@ -112,6 +112,8 @@ impl From<SweepError> for Error {
             | SweepError::RunnerBinary(_)
             | SweepError::TrialsChanged { .. }
             | SweepError::SourceChanged { .. }
+            | SweepError::FewerTrials { .. }
+            | SweepError::BudgetChanged { .. }
             | SweepError::Locked(_)
             | SweepError::RunsLocally(_)) => Error::Usage(e.to_string()),
         }

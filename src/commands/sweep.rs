@@ -20,6 +20,8 @@ pub struct SweepArgs {
     pub launcher: Option<String>,
     pub runs_dir: Option<PathBuf>,
     pub resume: Option<PathBuf>,
+    /// `--set` flags given with `--resume`: the sweep's new budget.
+    pub resume_set: Vec<String>,
     pub retry_failed: bool,
     pub status: Option<PathBuf>,
     pub wait: bool,
@@ -49,7 +51,7 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
         return Ok(sweep::cancel(dir)?);
     }
     if let Some(dir) = &args.resume {
-        return Ok(sweep::resume(dir, &args.options())?);
+        return Ok(sweep::resume(dir, &args.resume_set, &args.options())?);
     }
     let Some(exp) = &args.exp else {
         return Err(Error::Usage(

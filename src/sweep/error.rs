@@ -60,6 +60,30 @@ pub enum SweepError {
         keys: Vec<String>,
     },
 
+    #[error(
+        "{}: the sweep has {had} trial(s), and the new budget allows {now}; a resumed sweep can add trials but never drops them",
+        dir.display()
+    )]
+    FewerTrials {
+        dir: PathBuf,
+        had: usize,
+        now: usize,
+    },
+
+    #[error(
+        "{} gives another budget ({}) than the sweep in {} has; to run the sweep with it, add `{}` to `runner sweep --resume`, or restore the file",
+        file.display(),
+        keys.join(", "),
+        dir.display(),
+        sets.join(" ")
+    )]
+    BudgetChanged {
+        file: PathBuf,
+        dir: PathBuf,
+        keys: Vec<String>,
+        sets: Vec<String>,
+    },
+
     #[error("{} is already being run by another runner process", .0.display())]
     Locked(PathBuf),
 

@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use super::journal::{Entry, Journal, TrialState};
 use super::{Trial, SWEEP_FILE, TRIAL_CONFIG};
-use crate::config::{self, ConfigError, LoadOptions};
+use crate::config::{self, ConfigError, LoadOptions, Override};
 use crate::plan::{ExperimentPlan, PlanErrors, SweepPlan};
 use crate::rundir::{write_atomic, RunDirError};
 use crate::vocab::Strategy;
@@ -39,8 +39,15 @@ pub struct SweepMeta {
     pub env: Vec<String>,
     pub created: String,
     pub launcher: String,
+    /// Trials in all (for TPE, those chosen so far and those to come).
     pub trials: usize,
     pub runner_version: String,
+    /// `--set` flags given to `runner sweep --resume` that raised the
+    /// sweep's budget (`sweep.trials`, `sweep.max_trials`,
+    /// `sweep.max_hours`), in order: applied over `sweep.toml` whenever the
+    /// sweep is read back, so `sweep.toml` is never rewritten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resume_set: Vec<String>,
 }
 
 /// Paths inside a sweep folder.
@@ -96,7 +103,15 @@ pub fn open(dir: &Path) -> Result<Sweep, FolderError> {
         root: dir.to_path_buf(),
     };
     let meta = dir.read_meta()?;
-    let loaded = config::load(&dir.sweep_file(), &LoadOptions::default())?;
+    let opts = LoadOptions {
+        overrides: meta
+            .resume_set
+            .iter()
+            .map(|o| Override::parse(o))
+            .collect::<Result<_, _>>()?,
+        use_env: false,
+    };
+    let loaded = config::load(&dir.sweep_file(), &opts)?;
     let plan = crate::plan::plan(&loaded)?;
     let sweep = plan
         .sweep

@@ -81,10 +81,7 @@ pub(super) fn run_locally(
     let Some(_lock) = rundir::try_lock(&s.dir.lock())? else {
         return Err(SweepError::Locked(s.dir.root.clone()));
     };
-    let limit = match s.sweep.strategy {
-        Strategy::Tpe => s.sweep.trials.min(s.sweep.max_trials.unwrap_or(usize::MAX)),
-        _ => s.trials.len(),
-    };
+    let limit = super::total_trials(&s.sweep, s.trials.len());
     let local = local_options(s, limit.max(todo.len()), opts)?;
     crate::outln!(
         "Running {} trial(s), {} at a time, {} thread(s) each",

@@ -41,6 +41,7 @@ pub mod summary;
 pub mod tpe;
 
 mod error;
+mod extend;
 mod follow;
 mod hparams;
 mod local;
@@ -215,6 +216,16 @@ pub fn expand(spec: &SweepPlan) -> Vec<Trial> {
             params,
         })
         .collect()
+}
+
+/// Trials in all: the `planned` ones (a grid's points, the random draws),
+/// or for TPE `trials` (at most `max_trials`), most of them chosen as the
+/// sweep goes on.
+pub fn total_trials(spec: &SweepPlan, planned: usize) -> usize {
+    match spec.strategy {
+        Strategy::Tpe => spec.trials.min(spec.max_trials.unwrap_or(usize::MAX)),
+        _ => planned,
+    }
 }
 
 /// How many times a point already in the sweep is drawn again before it is

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::error::SweepError;
+use super::extend::{extend, RESUME_KEYS};
 use super::folder::{differing_keys, open, unchosen, Sweep};
 use super::follow::follow;
 use super::hparams;
@@ -23,12 +24,14 @@ use crate::rundir;
 /// `retry_failed`, the failed ones), then for TPE the trials it has yet to
 /// propose; on Slurm, those of them that no live task still runs. A
 /// pruned trial is never resumed, and neither is one that a journaled rung
-/// decision pruned before the sweep stopped recording it.
-pub fn resume(dir: &Path, opts: &SweepOptions) -> Result<(), SweepError> {
+/// decision pruned before the sweep stopped recording it. `set`: `--set`
+/// flags that raise the sweep's budget first ([`extend`]).
+pub fn resume(dir: &Path, set: &[String], opts: &SweepOptions) -> Result<(), SweepError> {
     let mut s = open(dir)?;
     let journal = s.dir.journal();
     check_trials(&s)?;
-    check_source(&s)?;
+    check_source(&s, set)?;
+    extend(&mut s, set)?;
     record_pruned(&s);
     let latest = journal.latest();
     let launcher = if s.meta.launcher == "slurm" {
@@ -50,10 +53,18 @@ pub fn resume(dir: &Path, opts: &SweepOptions) -> Result<(), SweepError> {
         LauncherPlan::Local => {
             let todo: Vec<Trial> = s.trials.iter().filter(unfinished).cloned().collect();
             let skipped = s.trials.len() - todo.len();
+            // TPE's trials still to come.
+            let to_choose =
+                super::total_trials(&s.sweep, s.trials.len()).saturating_sub(s.trials.len());
             crate::outln!(
-                "Resuming {}: {} trial(s) to run, {skipped} already finished{}",
+                "Resuming {}: {} trial(s) to run{}, {skipped} already finished{}",
                 s.dir.root.display(),
                 todo.len(),
+                if to_choose > 0 {
+                    format!(" and {to_choose} for TPE to choose")
+                } else {
+                    String::new()
+                },
                 if opts.retry_failed {
                     ""
                 } else {
@@ -158,40 +169,67 @@ fn check_trials(s: &Sweep) -> Result<(), SweepError> {
 }
 
 /// The experiment file the sweep came from must still say the same, read
-/// as at the start (the same RUNNER_* values and --set flags) and planned as
-/// the sweep file was, so that filled-in defaults compare equal. A file that
-/// is gone, or no longer reads or plans, is not compared.
-fn check_source(s: &Sweep) -> Result<(), SweepError> {
+/// as at the start (the same RUNNER_* values and --set flags) and planned
+/// as the sweep file was, so that filled-in defaults compare equal. A file
+/// that is gone, or no longer reads or plans, is not compared. Its budget
+/// may also say what the sweep's is now, after the `--set` flags of
+/// earlier resumes and `set`, this resume's; a file that differs only in
+/// its budget is answered with the `--set` flags that give the sweep that
+/// budget.
+fn check_source(s: &Sweep, set: &[String]) -> Result<(), SweepError> {
     if !s.meta.source.is_file() {
         return Ok(());
     }
-    let opts = LoadOptions {
-        overrides: s
-            .meta
-            .env
-            .iter()
-            .chain(&s.meta.set)
-            .map(|o| Override::parse(o))
-            .collect::<Result<_, _>>()?,
-        use_env: false,
+    let read = |file: &Path, sets: Vec<&String>| -> Result<Option<toml::Table>, SweepError> {
+        let opts = LoadOptions {
+            overrides: sets
+                .into_iter()
+                .map(|o| Override::parse(o))
+                .collect::<Result<_, _>>()?,
+            use_env: false,
+        };
+        Ok(config::load(file, &opts)
+            .ok()
+            .and_then(|l| plan::plan(&l).ok())
+            .map(|p| config::to_table(&p.spec)))
     };
-    let now = config::load(&s.meta.source, &opts)
-        .ok()
-        .and_then(|now| plan::plan(&now).ok());
-    let Some(now) = now else {
+    let sweep_file = s.dir.sweep_file();
+    let (Some(now), Some(was), Some(budget)) = (
+        read(
+            &s.meta.source,
+            s.meta.env.iter().chain(&s.meta.set).collect(),
+        )?,
+        read(&sweep_file, Vec::new())?,
+        read(&sweep_file, s.meta.resume_set.iter().chain(set).collect())?,
+    ) else {
         return Ok(());
     };
     let mut diff = Vec::new();
-    differing_keys(
-        &config::to_table(&now.spec),
-        &config::to_table(&s.plan.spec),
-        "",
-        &mut diff,
-    );
+    differing_keys(&now, &was, "", &mut diff);
     // The data paths are made absolute in the sweep file.
     diff.retain(|k| !k.starts_with("data.") || !k.ends_with("path"));
+    // A budget the sweep was given since it started.
+    let value = |t: &toml::Table, k: &str| -> Option<toml::Value> {
+        t.get("sweep")?.get(k.strip_prefix("sweep.")?).cloned()
+    };
+    diff.retain(|k| !RESUME_KEYS.contains(&k.as_str()) || value(&now, k) != value(&budget, k));
     if diff.is_empty() {
         return Ok(());
+    }
+    if diff.iter().all(|k| RESUME_KEYS.contains(&k.as_str())) {
+        let sets = diff
+            .iter()
+            .map(|k| match value(&now, k) {
+                Some(v) => format!("--set {k}={v}"),
+                None => format!("--set {k}=..."),
+            })
+            .collect();
+        return Err(SweepError::BudgetChanged {
+            file: s.meta.source.clone(),
+            dir: s.dir.root.clone(),
+            keys: diff,
+            sets,
+        });
     }
     Err(SweepError::SourceChanged {
         file: s.meta.source.clone(),

@@ -38,13 +38,7 @@ impl Planned {
     /// Trials in all: those planned now, or for TPE, `trials` (at most
     /// `max_trials`), most of them chosen later.
     fn total(&self) -> usize {
-        match self.sweep.strategy {
-            Strategy::Tpe => self
-                .sweep
-                .trials
-                .min(self.sweep.max_trials.unwrap_or(usize::MAX)),
-            _ => self.trials.len(),
-        }
+        super::total_trials(&self.sweep, self.trials.len())
     }
 
     fn strategy(&self) -> &'static str {
@@ -296,6 +290,7 @@ fn create(new: NewSweep, p: &Planned) -> Result<Sweep, SweepError> {
         launcher: p.launcher.name().into(),
         trials: p.total(),
         runner_version: env!("CARGO_PKG_VERSION").into(),
+        resume_set: Vec::new(),
     };
     write_atomic(
         &dir.meta(),

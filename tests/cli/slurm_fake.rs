@@ -313,4 +313,83 @@ fn a_tpe_task_chooses_and_trains_its_trial_and_a_requeue_finds_it() {
     let params = |p: &Path| std::fs::read_to_string(p.join("params.json")).unwrap();
     let startup: Vec<String> = lines[..2].iter().map(|l| params(Path::new(l))).collect();
     assert!(!startup.contains(&params(&chosen[0])), "{startup:?}");
+
+    // One more trial: resubmitted with trial 3, whose task never ran, and
+    // chosen from the three results when its task starts.
+    std::fs::remove_dir(dir.join(".propose.lock")).unwrap();
+    let out = resume_with(&bin, &dir, "sweep.trials=5");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sbatch = calls(&bin, "sbatch");
+    assert!(
+        sbatch.last().unwrap().contains("--array=3-4%1"),
+        "{sbatch:?}"
+    );
+    let lines = trials_file(&dir);
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert!(lines[4].ends_with("/trial-004"), "{lines:?}");
+    let out = task(&lines[4]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("TPE chose trial 4 from 3 finished and 0 pending trial(s)"),
+        "{text}"
+    );
+}
+
+/// `runner sweep --resume DIR --set KEY=VALUE` with the fake commands in `bin`.
+fn resume_with(bin: &Path, dir: &Path, set: &str) -> std::process::Output {
+    runner()
+        .env("PATH", path_with(bin))
+        .args(["sweep", "--resume"])
+        .arg(dir)
+        .args(["--set", set])
+        .output()
+        .unwrap()
+}
+
+fn trials_file(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("slurm/trials.txt"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_slurm_sweep_resumed_with_a_higher_budget_submits_only_the_new_trials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_slurm(tmp.path());
+    let exp = tiny_experiment(
+        tmp.path(),
+        "slurmmore",
+        "[sweep]\nmax_trials = 2\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1, 0.2, 0.3]\n\
+         [sweep.launcher]\ntype = \"slurm\"\n",
+    );
+    let runs = tmp.path().join("runs");
+    let out = submit(&bin, &exp, &runs);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = sweep_dir(&runs, "slurmmore");
+    for line in trials_file(&dir) {
+        let out = runner().args(["run", "--trial", &line]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = resume_with(&bin, &dir, "sweep.max_trials=4");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 trial(s) before, 4 now"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let sbatch = calls(&bin, "sbatch");
+    assert_eq!(sbatch.len(), 2, "{sbatch:?}");
+    assert!(sbatch[1].contains("--array=2-3"), "{sbatch:?}");
+    let lines = trials_file(&dir);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let out = runner()
+        .args(["run", "--trial", &lines[3]])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let params = std::fs::read_to_string(Path::new(&lines[3]).join("params.json")).unwrap();
+    assert!(params.contains("0.3"), "{params}");
 }

@@ -409,3 +409,134 @@ fn resuming_a_sweep_started_with_env_values_and_filled_defaults_is_allowed() {
         "{err}"
     );
 }
+
+/// The trial folders of a sweep folder, by name.
+fn trial_folders(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("trial-"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_sweep_resumed_with_a_higher_budget_runs_only_the_trials_it_adds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "more",
+        "[sweep]\nstrategy = \"random\"\ntrials = 3\nseed = 5\n[sweep.random]\n\
+         \"optimizer.learning_rate\" = { distribution = \"log_uniform\", low = 1e-3, high = 1e-1 }\n",
+    );
+    let runs = tmp.path().join("runs");
+    let out = runner_on("sweep", &exp, &runs)
+        .args(["--set", "train.epochs=1"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let dir = sweep_dir(&runs, "more");
+    let first = trial_folders(&dir);
+    assert_eq!(first.len(), 3);
+    let curves: Vec<Vec<u8>> = first
+        .iter()
+        .map(|t| std::fs::read(dir.join(t).join("metrics.csv")).unwrap())
+        .collect();
+    let meta = std::fs::read(dir.join("sweep.json")).unwrap();
+    let resume = |set: &[&str]| {
+        let mut cmd = runner();
+        cmd.args(["sweep", "--resume"]).arg(&dir);
+        for s in set {
+            cmd.args(["--set", s]);
+        }
+        cmd.output().unwrap()
+    };
+
+    // Only the budget can change, and never downwards; a refusal writes nothing.
+    let out = resume(&["model.dropout=0.3"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("only the sweep's budget can change when it resumes: sweep.trials, sweep.max_trials, sweep.max_hours"),
+        "{err}"
+    );
+    let out = resume(&["sweep.trails=5"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("did you mean `sweep.trials`?"),
+        "{}",
+        stderr(&out)
+    );
+    let out = resume(&["sweep.trials=2"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("the sweep has 3 trial(s), and the new budget allows 2"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(dir.join("sweep.json")).unwrap(), meta);
+    assert_eq!(trial_folders(&dir), first);
+
+    // Five trials: the two a five-trial sweep would have drawn after the three.
+    let dry = runner_on("sweep", &exp, &runs)
+        .args([
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "sweep.trials=5",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&dry, 0);
+    let out = resume(&["sweep.trials=5"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("Sweep budget changed (sweep.trials=5): 3 trial(s) before, 5 now"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 trial(s) to run, 3 already finished"),
+        "{text}"
+    );
+    let now = trial_folders(&dir);
+    assert_eq!(now.len(), 5);
+    for t in &now {
+        assert!(
+            stdout(&dry).contains(&format!("  {t}  ")),
+            "{t} is not in\n{}",
+            stdout(&dry)
+        );
+    }
+    for (t, curve) in first.iter().zip(&curves) {
+        assert_eq!(
+            &std::fs::read(dir.join(t).join("metrics.csv")).unwrap(),
+            curve,
+            "{t} ran again"
+        );
+    }
+    assert_eq!(states_of(&dir, "done"), vec![0, 1, 2, 3, 4]);
+    assert_eq!(summary_rows(&dir).len(), 1 + 5);
+    // The new budget stays: a plain resume has nothing to do.
+    crate::common::assert_resume_runs_nothing(&dir);
+
+    // The file asking for another budget is answered with the flag that gives it.
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("trials = 3", "trials = 6");
+    std::fs::write(&exp, text).unwrap();
+    let out = resume(&[]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(err.contains("gives another budget (sweep.trials)"), "{err}");
+    assert!(
+        err.contains("add `--set sweep.trials=6` to `runner sweep --resume`"),
+        "{err}"
+    );
+    let out = resume(&["sweep.trials=6"]);
+    assert_exit(&out, 0);
+    assert_eq!(states_of(&dir, "done"), vec![0, 1, 2, 3, 4, 5]);
+}

@@ -484,6 +484,31 @@ n_startup = 3
         .unwrap();
     assert_exit(&out, 0);
     assert_eq!(states(&dir).len(), 6);
+    // Two more, chosen by TPE from the six results.
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .args(["--set", "sweep.trials=8"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("0 trial(s) to run and 2 for TPE to choose, 6 already finished"),
+        "{}",
+        stdout(&out)
+    );
+    let st = states(&dir);
+    assert_eq!(st.len(), 8, "{st:?}");
+    assert!(st.values().all(|s| s == "done"), "{st:?}");
+    for t in 6..8u64 {
+        let config = std::fs::read_to_string(trial_dir(&dir, t).join("trial.toml")).unwrap();
+        let params = std::fs::read_to_string(trial_dir(&dir, t).join("params.json")).unwrap();
+        assert_eq!(
+            config.contains("momentum"),
+            params.contains("\"sgd\""),
+            "trial {t}:\n{config}"
+        );
+    }
 }
 
 #[test]
@@ -497,7 +522,34 @@ fn budgets_stop_launching_and_say_why() {
     );
     let out = runner_on("sweep", &exp, &runs).output().unwrap();
     assert_exit(&out, 0);
-    assert_eq!(states(&sweep_dir(&runs, "capped")).len(), 2);
+    let capped = sweep_dir(&runs, "capped");
+    assert_eq!(states(&capped).len(), 2);
+    // A grid has no `trials` to raise.
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&capped)
+        .args(["--set", "sweep.trials=3"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("a grid's trials are its points; `sweep.max_trials` caps them"),
+        "{}",
+        stderr(&out)
+    );
+    // Raised on resume, the cap lets the grid's next point run.
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&capped)
+        .args(["--set", "sweep.max_trials=3"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let st = states(&capped);
+    assert_eq!(st.len(), 3, "{st:?}");
+    assert!(st.values().all(|s| s == "done"), "{st:?}");
+    let params = std::fs::read_to_string(trial_dir(&capped, 2).join("params.json")).unwrap();
+    assert!(params.contains("0.03"), "{params}");
 
     // A budget of a few milliseconds: the first trial starts (the clock
     // runs from the sweep's creation, checked before each start), then no
@@ -514,8 +566,20 @@ fn budgets_stop_launching_and_say_why() {
         text.contains("The sweep ended early: max_hours = 0.000001 reached"),
         "{text}"
     );
-    let st = states(&sweep_dir(&runs, "timed"));
+    let timed = sweep_dir(&runs, "timed");
+    let st = states(&timed);
     assert!(st.values().any(|s| s == "pending"), "{st:?}");
+    // A resume with more time runs the rest.
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&timed)
+        .args(["--set", "sweep.max_hours=1"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(!stdout(&out).contains("ended early"), "{}", stdout(&out));
+    let st = states(&timed);
+    assert!(st.values().all(|s| s == "done"), "{st:?}");
 }
 
 #[test]
