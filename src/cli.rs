@@ -162,7 +162,7 @@ pub enum Command {
         #[arg(long)]
         no_env: bool,
         /// List the trials and their values, check every trial's config, run nothing.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["resume", "status", "cancel"])]
         dry_run: bool,
         /// Trials at once (overrides sweep.parallel).
         #[arg(long)]
@@ -174,7 +174,7 @@ pub enum Command {
         #[arg(long)]
         launcher: Option<String>,
         /// Where to create the sweep folder (overrides runtime.runs_dir).
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["resume", "status", "cancel"])]
         runs_dir: Option<PathBuf>,
         /// Continue an interrupted sweep: finished trials are never run again.
         #[arg(long, value_name = "SWEEP_DIR", value_parser = folder_arg, conflicts_with = "file")]

@@ -476,6 +476,19 @@ fn a_sweep_resumed_with_a_higher_budget_runs_only_the_trials_it_adds() {
         "{}",
         stderr(&out)
     );
+    // --dry-run is for a new sweep: with --resume it would have run it.
+    let out = runner()
+        .args(["sweep", "--dry-run", "--resume"])
+        .arg(&dir)
+        .args(["--set", "sweep.trials=5"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("'--dry-run' cannot be used with '--resume <SWEEP_DIR>'"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read(dir.join("sweep.json")).unwrap(), meta);
     assert_eq!(trial_folders(&dir), first);
 
