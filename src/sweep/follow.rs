@@ -268,14 +268,25 @@ fn unchosen_lines(indices: &[usize], tasks: &BTreeMap<usize, TaskState>) -> Vec<
         let slurm = label(first)
             .map(|l| format!("  slurm {l}"))
             .unwrap_or_default();
+        // A task that ended without choosing (cancelled, a node failure)
+        // has no trial until `--resume` submits it again.
+        let ended = tasks.get(first).is_some_and(|x| !x.is_active());
+        let why = match (ended, run) {
+            (true, 1) => "its task ended before choosing; `runner sweep --resume` submits it again",
+            (true, _) => {
+                "their tasks ended before choosing; `runner sweep --resume` submits them again"
+            }
+            (false, 1) => "TPE chooses it when it starts",
+            (false, _) => "TPE chooses each when it starts",
+        };
         lines.push(if run == 1 {
             format!(
-                "  {}         not chosen yet{slurm}  (TPE chooses it when it starts)",
+                "  {}         not chosen yet{slurm}  ({why})",
                 propose::unchosen_name(*first)
             )
         } else {
             format!(
-                "  {} to {}  not chosen yet ({run}){slurm}  (TPE chooses each when it starts)",
+                "  {} to {}  not chosen yet ({run}){slurm}  ({why})",
                 propose::unchosen_name(*first),
                 propose::unchosen_name(last)
             )
@@ -340,7 +351,10 @@ mod tests {
             tasks.insert(i, TaskState::Pending);
         }
         tasks.insert(5, TaskState::Running);
-        let lines = unchosen_lines(&[2, 3, 4, 5, 7, 8, 10], &tasks);
+        tasks.insert(11, TaskState::NodeFail);
+        tasks.insert(13, TaskState::Cancelled);
+        tasks.insert(14, TaskState::Cancelled);
+        let lines = unchosen_lines(&[2, 3, 4, 5, 7, 8, 10, 11, 13, 14], &tasks);
         assert_eq!(
             lines,
             [
@@ -348,6 +362,8 @@ mod tests {
                 "  trial-005         not chosen yet  slurm running  (TPE chooses it when it starts)",
                 "  trial-007 to trial-008  not chosen yet (2)  slurm pending  (TPE chooses each when it starts)",
                 "  trial-010         not chosen yet  (TPE chooses it when it starts)",
+                "  trial-011         not chosen yet  slurm node_fail  (its task ended before choosing; `runner sweep --resume` submits it again)",
+                "  trial-013 to trial-014  not chosen yet (2)  slurm cancelled  (their tasks ended before choosing; `runner sweep --resume` submits them again)",
             ]
         );
         assert!(unchosen_lines(&[], &tasks).is_empty());
