@@ -125,6 +125,22 @@ pub struct LoadOptions {
     pub use_env: bool,
 }
 
+impl LoadOptions {
+    /// `KEY=VALUE` overrides recorded earlier (a sweep's `--set` flags), in
+    /// order, without `RUNNER_*` variables.
+    pub fn recorded<'a>(
+        sets: impl IntoIterator<Item = &'a String>,
+    ) -> Result<LoadOptions, ConfigError> {
+        Ok(LoadOptions {
+            overrides: sets
+                .into_iter()
+                .map(|o| Override::parse(o))
+                .collect::<Result<_, _>>()?,
+            use_env: false,
+        })
+    }
+}
+
 /// The files and overrides an experiment was read from, with everything
 /// needed to explain where a value came from.
 #[derive(Debug, Clone)]

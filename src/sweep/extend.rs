@@ -56,15 +56,8 @@ pub(super) fn extend(s: &mut Sweep, set: &[String]) -> Result<(), SweepError> {
         }
     }
     let all: Vec<String> = s.meta.resume_set.iter().chain(set).cloned().collect();
-    let opts = LoadOptions {
-        overrides: all
-            .iter()
-            .map(|o| Override::parse(o))
-            .collect::<Result<_, _>>()?,
-        use_env: false,
-    };
     let file = s.dir.sweep_file();
-    let loaded = config::load(&file, &opts)?;
+    let loaded = config::load(&file, &LoadOptions::recorded(&all)?)?;
     let new_plan = plan::plan(&loaded).map_err(FolderError::from)?;
     let Some(sweep) = new_plan.sweep.clone() else {
         return Err(SweepError::NoSweepTable(file));

@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use super::journal::{Entry, Journal, TrialState};
 use super::{Trial, SWEEP_FILE, TRIAL_CONFIG};
-use crate::config::{self, ConfigError, LoadOptions, Override};
+use crate::config::{self, ConfigError, LoadOptions};
 use crate::plan::{ExperimentPlan, PlanErrors, SweepPlan};
 use crate::rundir::{write_atomic, RunDirError};
 use crate::vocab::Strategy;
@@ -103,15 +103,7 @@ pub fn open(dir: &Path) -> Result<Sweep, FolderError> {
         root: dir.to_path_buf(),
     };
     let meta = dir.read_meta()?;
-    let opts = LoadOptions {
-        overrides: meta
-            .resume_set
-            .iter()
-            .map(|o| Override::parse(o))
-            .collect::<Result<_, _>>()?,
-        use_env: false,
-    };
-    let loaded = config::load(&dir.sweep_file(), &opts)?;
+    let loaded = config::load(&dir.sweep_file(), &LoadOptions::recorded(&meta.resume_set)?)?;
     let plan = crate::plan::plan(&loaded)?;
     let sweep = plan
         .sweep

@@ -16,7 +16,7 @@ use super::scheduler::judge;
 use super::slurm::{self, Slurm};
 use super::submit::submit;
 use super::{SweepOptions, Trial};
-use crate::config::{self, LoadOptions, Override};
+use crate::config::{self, LoadOptions};
 use crate::plan::{self, LauncherPlan};
 use crate::rundir;
 
@@ -181,14 +181,7 @@ fn check_source(s: &Sweep, set: &[String]) -> Result<(), SweepError> {
         return Ok(());
     }
     let read = |file: &Path, sets: Vec<&String>| -> Result<Option<toml::Table>, SweepError> {
-        let opts = LoadOptions {
-            overrides: sets
-                .into_iter()
-                .map(|o| Override::parse(o))
-                .collect::<Result<_, _>>()?,
-            use_env: false,
-        };
-        Ok(config::load(file, &opts)
+        Ok(config::load(file, &LoadOptions::recorded(sets)?)
             .ok()
             .and_then(|l| plan::plan(&l).ok())
             .map(|p| config::to_table(&p.spec)))
