@@ -207,7 +207,7 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
             }
         }
         if !wait || active == 0 || signals.stop_requested() {
-            print_status(s, &tasks);
+            print_status(s, &s.dir.journal().latest(), &tasks);
             if active == 0 {
                 let failures = journal
                     .latest()
@@ -222,8 +222,7 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
     }
 }
 
-fn print_status(s: &Sweep, tasks: &BTreeMap<usize, TaskState>) {
-    let latest = s.dir.journal().latest();
+fn print_status(s: &Sweep, latest: &BTreeMap<usize, Entry>, tasks: &BTreeMap<usize, TaskState>) {
     crate::outln!("Sweep {} ({} trials)", s.dir.root.display(), s.meta.trials);
     for t in &s.trials {
         let state = latest
@@ -303,11 +302,52 @@ pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepErro
     if s.meta.launcher == "slurm" {
         return follow(&mut s, wait, poll_seconds);
     }
+    // A local sweep runs while its runner process holds the sweep's lock.
+    let mut live = rundir::try_lock(&s.dir.lock())?.is_none();
+    if live && wait {
+        crate::outln!(
+            "Waiting for the runner process that runs {} to end",
+            s.dir.root.display()
+        );
+        let signals = Signals::install();
+        while live && !signals.stop_requested() {
+            std::thread::sleep(Duration::from_secs_f64(poll_seconds));
+            live = rundir::try_lock(&s.dir.lock())?.is_none();
+        }
+    }
+    let mut latest = s.dir.journal().latest();
+    if !live {
+        // What the journal last saw running was stopped with its process.
+        for e in latest
+            .values_mut()
+            .filter(|e| e.state == TrialState::Running)
+        {
+            e.state = TrialState::Stopped;
+        }
+    }
     let monitor = &s.sweep.monitor;
-    print_status(&s, &BTreeMap::new());
+    print_status(&s, &latest, &BTreeMap::new());
     let axes = axis_names(&s.sweep);
-    let results = summary::collect(&s.dir.root, &s.trials, &s.dir.journal().latest(), monitor);
+    let results = summary::collect(&s.dir.root, &s.trials, &latest, monitor);
     crate::outln!("\n{}", summary::ranked_table(&axes, monitor, &results));
+    let unfinished = s.trials.len()
+        - latest
+            .values()
+            .filter(|e| {
+                matches!(
+                    e.state,
+                    TrialState::Done | TrialState::Pruned | TrialState::Failed
+                )
+            })
+            .count();
+    if live {
+        crate::outln!("A runner process is running this sweep; `--wait` waits for it to end.");
+    } else if unfinished > 0 {
+        crate::outln!(
+            "No runner process is running this sweep; `runner sweep --resume {}` runs the {unfinished} trial(s) not finished.",
+            s.dir.root.display()
+        );
+    }
     Ok(())
 }
 

@@ -553,3 +553,83 @@ fn a_sweep_resumed_with_a_higher_budget_runs_only_the_trials_it_adds() {
     assert_exit(&out, 0);
     assert_eq!(states_of(&dir, "done"), vec![0, 1, 2, 3, 4, 5]);
 }
+
+/// `--status` of a local sweep says whether a runner process still runs
+/// it; a trial the journal last saw running in a killed sweep shows as
+/// stopped, and `--wait` waits for the process to end.
+#[test]
+fn status_tells_a_running_local_sweep_from_a_killed_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "alive",
+        "[sweep]\nparallel = 1\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1]\n",
+    );
+    let runs = tmp.path().join("runs");
+    let mut child = crate::common::runner_process()
+        .arg("sweep")
+        .arg(&exp)
+        .args(["--set", "train.epochs=1000", "--runs-dir"])
+        .arg(&runs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let dir = loop {
+        if let Ok(target) = crate::common::read_latest(runs.join("alive/sweeps/latest")) {
+            let dir = runs.join("alive/sweeps").join(target);
+            if states_of(&dir, "running") == vec![0] {
+                break dir;
+            }
+        }
+        assert!(Instant::now() < deadline, "trial 0 never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let running_lines = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("trial-000") && l.contains("  running"))
+            .count()
+    };
+    let out = runner()
+        .args(["sweep", "--status"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("A runner process is running this sweep"),
+        "{text}"
+    );
+    assert_eq!(running_lines(&text), 2, "{text}");
+
+    let waiter = crate::common::runner_process()
+        .args(["sweep", "--wait", "--poll-seconds", "0.2", "--status"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = waiter.wait_with_output().unwrap();
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("Waiting for the runner process that runs"),
+        "{text}"
+    );
+    assert_eq!(running_lines(&text), 0, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("trial-000") && l.contains("  stopped")),
+        "{text}"
+    );
+    assert!(
+        text.contains("No runner process is running this sweep; `runner sweep --resume")
+            && text.contains("runs the 2 trial(s) not finished"),
+        "{text}"
+    );
+}
