@@ -187,6 +187,22 @@ pub fn lock(path: &Path) -> Result<fs::File, RunDirError> {
     })
 }
 
+/// Whether a process holds the lock at `path` ([`try_lock`]), probed
+/// read-only with a shared lock that is let go at once: `Some(false)` when
+/// there is no lock file, `None` when the file cannot be opened (a folder
+/// this user may only read, say).
+pub fn is_locked(path: &Path) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    let f = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(false),
+        Err(_) => return None,
+    };
+    // SAFETY: flock on a valid open descriptor.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    Some(rc != 0)
+}
+
 fn flock(path: &Path, how: libc::c_int) -> Result<Option<fs::File>, RunDirError> {
     use std::os::fd::AsRawFd;
     let f = fs::OpenOptions::new()
@@ -489,6 +505,20 @@ pub fn resolve_latest(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_locked_sees_a_held_lock_and_takes_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".lock");
+        assert_eq!(is_locked(&p), Some(false));
+        assert!(!p.exists(), "the probe creates no lock file");
+        let held = try_lock(&p).unwrap().unwrap();
+        assert_eq!(is_locked(&p), Some(true));
+        drop(held);
+        assert_eq!(is_locked(&p), Some(false));
+        // The probe let go: the lock can be taken after it.
+        assert!(try_lock(&p).unwrap().is_some());
+    }
 
     #[test]
     fn git_provenance_runs_no_fsmonitor_or_hook_of_the_repository() {

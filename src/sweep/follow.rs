@@ -302,21 +302,22 @@ pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepErro
     if s.meta.launcher == "slurm" {
         return follow(&mut s, wait, poll_seconds);
     }
-    // A local sweep runs while its runner process holds the sweep's lock.
-    let mut live = rundir::try_lock(&s.dir.lock())?.is_none();
-    if live && wait {
+    // A local sweep runs while its runner process holds the sweep's lock
+    // (None: the lock cannot be probed, and the journal is shown as it is).
+    let mut live = rundir::is_locked(&s.dir.lock());
+    if live == Some(true) && wait {
         crate::outln!(
             "Waiting for the runner process that runs {} to end",
             s.dir.root.display()
         );
         let signals = Signals::install();
-        while live && !signals.stop_requested() {
+        while live == Some(true) && !signals.stop_requested() {
             std::thread::sleep(Duration::from_secs_f64(poll_seconds));
-            live = rundir::try_lock(&s.dir.lock())?.is_none();
+            live = rundir::is_locked(&s.dir.lock());
         }
     }
     let mut latest = s.dir.journal().latest();
-    if !live {
+    if live == Some(false) {
         // What the journal last saw running was stopped with its process.
         for e in latest
             .values_mut()
@@ -340,9 +341,9 @@ pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepErro
                 )
             })
             .count();
-    if live {
+    if live == Some(true) {
         crate::outln!("A runner process is running this sweep; `--wait` waits for it to end.");
-    } else if unfinished > 0 {
+    } else if live == Some(false) && unfinished > 0 {
         crate::outln!(
             "No runner process is running this sweep; `runner sweep --resume {}` runs the {unfinished} trial(s) not finished.",
             s.dir.root.display()
