@@ -137,7 +137,7 @@ pub enum Command {
         #[arg(long)]
         device: Option<String>,
         /// Where to create the run folder (overrides runtime.runs_dir).
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["resume", "trial"])]
         runs_dir: Option<PathBuf>,
         /// CPU threads (overrides runtime.threads; 0 means all cores).
         #[arg(long)]

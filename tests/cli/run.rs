@@ -480,6 +480,21 @@ fn resume_refuses_a_completed_run() {
         "{}",
         stderr(&out)
     );
+    // A run resumes in its own folder: --runs-dir would be ignored.
+    let out = runner()
+        .arg("run")
+        .arg("--resume")
+        .arg(run_dir(&runs, "done"))
+        .arg("--runs-dir")
+        .arg(tmp.path().join("elsewhere"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("'--resume <RUN_DIR>' cannot be used with '--runs-dir <DIR>'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// SIGUSR1 (Slurm's warning before a time limit) stops at the next batch;
