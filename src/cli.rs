@@ -188,7 +188,7 @@ pub enum Command {
         /// Follow the sweep until every trial has ended.
         #[arg(long)]
         wait: bool,
-        /// Cancel a Slurm sweep's jobs (scancel).
+        /// Cancel a sweep: its Slurm jobs (scancel), or the runner process that runs it here (SIGTERM).
         #[arg(long, value_name = "SWEEP_DIR", value_parser = folder_arg, conflicts_with_all = ["file", "set"])]
         cancel: Option<PathBuf>,
         /// Seconds between Slurm polls.

@@ -100,7 +100,8 @@ impl From<SweepError> for Error {
             | SweepError::Slurm(_)
             | SweepError::SlurmUnknown(_)
             | SweepError::TrialsFailed { .. }
-            | SweepError::ChosenTrialInvalid { .. }) => Error::RunFailed(e.to_string()),
+            | SweepError::ChosenTrialInvalid { .. }
+            | SweepError::CannotSignal { .. }) => Error::RunFailed(e.to_string()),
             e @ (SweepError::Stopped(_)
             | SweepError::InterruptedBeforeSubmit
             | SweepError::InterruptedSubmit { .. }
@@ -115,7 +116,8 @@ impl From<SweepError> for Error {
             | SweepError::FewerTrials { .. }
             | SweepError::BudgetChanged { .. }
             | SweepError::Locked(_)
-            | SweepError::RunsLocally(_)) => Error::Usage(e.to_string()),
+            | SweepError::RunsLocally(_)
+            | SweepError::RunsOnAnotherHost { .. }) => Error::Usage(e.to_string()),
         }
     }
 }

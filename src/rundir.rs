@@ -203,6 +203,25 @@ pub fn is_locked(path: &Path) -> Option<bool> {
     Some(rc != 0)
 }
 
+/// Write this process into the lock file `f` it holds ([`try_lock`]):
+/// `<pid> <host>`, for [`lock_holder`]. Best effort: the lock works
+/// without it.
+pub fn record_holder(f: &fs::File) {
+    use std::os::unix::fs::FileExt;
+    if f.set_len(0).is_ok() {
+        let line = format!("{} {}\n", std::process::id(), hostname());
+        let _ = f.write_all_at(line.as_bytes(), 0);
+    }
+}
+
+/// The process a lock file names ([`record_holder`]): its pid and host.
+/// Whether it still holds the lock is [`is_locked`]'s to say.
+pub fn lock_holder(path: &Path) -> Option<(u32, String)> {
+    let text = fs::read_to_string(path).ok()?;
+    let (pid, host) = text.trim().split_once(' ')?;
+    Some((pid.parse().ok()?, host.to_string()))
+}
+
 fn flock(path: &Path, how: libc::c_int) -> Result<Option<fs::File>, RunDirError> {
     use std::os::fd::AsRawFd;
     let f = fs::OpenOptions::new()
@@ -517,7 +536,12 @@ mod tests {
         drop(held);
         assert_eq!(is_locked(&p), Some(false));
         // The probe let go: the lock can be taken after it.
-        assert!(try_lock(&p).unwrap().is_some());
+        let held = try_lock(&p).unwrap().unwrap();
+        assert_eq!(lock_holder(&p), None);
+        record_holder(&held);
+        record_holder(&held);
+        assert_eq!(lock_holder(&p), Some((std::process::id(), hostname())));
+        assert_eq!(is_locked(&p), Some(true));
     }
 
     #[test]

@@ -93,6 +93,23 @@ pub enum SweepError {
     )]
     RunsLocally(PathBuf),
 
+    #[error(
+        "{} is run by runner process {pid} on {host}; cancel it there, or stop that process",
+        dir.display()
+    )]
+    RunsOnAnotherHost {
+        dir: PathBuf,
+        host: String,
+        pid: u32,
+    },
+
+    #[error("cannot signal runner process {pid}: {source}")]
+    CannotSignal {
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error(transparent)]
     Trial(#[from] TrialError),
 

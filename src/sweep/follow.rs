@@ -342,7 +342,12 @@ pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepErro
             })
             .count();
     if live == Some(true) {
-        crate::outln!("A runner process is running this sweep; `--wait` waits for it to end.");
+        let who = rundir::lock_holder(&s.dir.lock())
+            .map(|(pid, host)| format!(" (pid {pid} on {host})"))
+            .unwrap_or_default();
+        crate::outln!(
+            "A runner process{who} is running this sweep; `--wait` waits for it to end, `--cancel` stops it."
+        );
     } else if live == Some(false) && unfinished > 0 {
         crate::outln!(
             "No runner process is running this sweep; `runner sweep --resume {}` runs the {unfinished} trial(s) not finished.",
@@ -357,7 +362,7 @@ pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepErro
 pub fn cancel(dir: &Path) -> Result<(), SweepError> {
     let mut s = open(dir)?;
     if s.meta.launcher != "slurm" {
-        return Err(SweepError::RunsLocally(dir.to_path_buf()));
+        return cancel_local(&s);
     }
     let jobs = slurm::read_jobs(&s.dir.root)?;
     Slurm::new(&s.dir.root).cancel(&jobs)?;
@@ -369,6 +374,50 @@ pub fn cancel(dir: &Path) -> Result<(), SweepError> {
             .join(", ")
     );
     follow(&mut s, false, 1.0)
+}
+
+/// `runner sweep --cancel DIR` of a local sweep: SIGTERM to the runner
+/// process that holds the sweep's lock, as Ctrl-C in its terminal would
+/// stop it (its trials finish their epoch; the sweep stays resumable).
+fn cancel_local(s: &Sweep) -> Result<(), SweepError> {
+    let lock = s.dir.lock();
+    match rundir::is_locked(&lock) {
+        Some(false) => {
+            crate::outln!(
+                "No runner process is running {}; nothing to cancel",
+                s.dir.root.display()
+            );
+            return Ok(());
+        }
+        None => return Err(SweepError::RunsLocally(s.dir.root.clone())),
+        Some(true) => {}
+    }
+    let Some((pid, host)) = rundir::lock_holder(&lock) else {
+        return Err(SweepError::RunsLocally(s.dir.root.clone()));
+    };
+    if host != rundir::hostname() {
+        return Err(SweepError::RunsOnAnotherHost {
+            dir: s.dir.root.clone(),
+            host,
+            pid,
+        });
+    }
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+        return Err(SweepError::RunsLocally(s.dir.root.clone()));
+    };
+    // SAFETY: kill(2) with a pid read from the lock file that its holder
+    // wrote; the lock is held, so the process is alive.
+    if unsafe { libc::kill(pid_t, libc::SIGTERM) } != 0 {
+        return Err(SweepError::CannotSignal {
+            pid,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    crate::outln!(
+        "Asked runner process {pid} to stop the sweep (SIGTERM): its trials stop at the end of their epoch, and `runner sweep --resume {0}` continues it. `runner sweep --status {0} --wait` waits until it has stopped.",
+        s.dir.root.display()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

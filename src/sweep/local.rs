@@ -78,9 +78,11 @@ pub(super) fn run_locally(
     todo: Vec<Trial>,
     opts: &SweepOptions,
 ) -> Result<(), SweepError> {
-    let Some(_lock) = rundir::try_lock(&s.dir.lock())? else {
+    let Some(lock) = rundir::try_lock(&s.dir.lock())? else {
         return Err(SweepError::Locked(s.dir.root.clone()));
     };
+    // For `--status` and `--cancel` from another terminal.
+    rundir::record_holder(&lock);
     let limit = super::total_trials(&s.sweep, s.trials.len());
     let local = local_options(s, limit.max(todo.len()), opts)?;
     crate::outln!(

@@ -599,7 +599,10 @@ fn status_tells_a_running_local_sweep_from_a_killed_one() {
     assert_exit(&out, 0);
     let text = stdout(&out);
     assert!(
-        text.contains("A runner process is running this sweep"),
+        text.contains(&format!("A runner process (pid {} on ", child.id()))
+            && text.contains(
+                "is running this sweep; `--wait` waits for it to end, `--cancel` stops it."
+            ),
         "{text}"
     );
     assert_eq!(running_lines(&text), 2, "{text}");
@@ -631,5 +634,76 @@ fn status_tells_a_running_local_sweep_from_a_killed_one() {
         text.contains("No runner process is running this sweep; `runner sweep --resume")
             && text.contains("runs the 2 trial(s) not finished"),
         "{text}"
+    );
+}
+
+/// `runner sweep --cancel DIR` of a local sweep stops the runner process
+/// that runs it, as Ctrl-C in its terminal would: resumable.
+#[test]
+fn a_local_sweep_is_cancelled_from_another_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "cancelme",
+        "[sweep]\nparallel = 1\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1]\n",
+    );
+    let runs = tmp.path().join("runs");
+    let mut child = crate::common::runner_process()
+        .arg("sweep")
+        .arg(&exp)
+        .args(["--set", "train.epochs=1000", "--runs-dir"])
+        .arg(&runs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let dir = loop {
+        if let Ok(target) = crate::common::read_latest(runs.join("cancelme/sweeps/latest")) {
+            let dir = runs.join("cancelme/sweeps").join(target);
+            if states_of(&dir, "running") == vec![0] {
+                break dir;
+            }
+        }
+        assert!(Instant::now() < deadline, "trial 0 never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let cancel = || {
+        runner()
+            .args(["sweep", "--cancel"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = cancel();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains(&format!(
+            "Asked runner process {} to stop the sweep (SIGTERM)",
+            child.id()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the sweep did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("runner sweep --resume"), "{err}");
+    assert_eq!(states_of(&dir, "stopped"), vec![0]);
+    let out = cancel();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("No runner process is running")
+            && stdout(&out).contains("nothing to cancel"),
+        "{}",
+        stdout(&out)
     );
 }
