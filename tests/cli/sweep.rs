@@ -554,38 +554,50 @@ fn a_sweep_resumed_with_a_higher_budget_runs_only_the_trials_it_adds() {
     assert_eq!(states_of(&dir, "done"), vec![0, 1, 2, 3, 4, 5]);
 }
 
-/// `--status` of a local sweep says whether a runner process still runs
-/// it; a trial the journal last saw running in a killed sweep shows as
-/// stopped, and `--wait` waits for the process to end.
-#[test]
-fn status_tells_a_running_local_sweep_from_a_killed_one() {
-    let tmp = tempfile::tempdir().unwrap();
+/// A local sweep of two 1000-epoch trials, one at a time, started in
+/// `tmp`, with its stderr to `stderr`; returned once trial 0 runs.
+// The caller waits for the child it is given.
+#[allow(clippy::zombie_processes)]
+fn long_local_sweep(tmp: &Path, stderr: Stdio) -> (std::process::Child, PathBuf) {
     let exp = tiny_experiment(
-        tmp.path(),
-        "alive",
+        tmp,
+        "long",
         "[sweep]\nparallel = 1\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1]\n",
     );
-    let runs = tmp.path().join("runs");
+    let runs = tmp.join("runs");
     let mut child = crate::common::runner_process()
         .arg("sweep")
         .arg(&exp)
         .args(["--set", "train.epochs=1000", "--runs-dir"])
         .arg(&runs)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    let dir = loop {
-        if let Ok(target) = crate::common::read_latest(runs.join("alive/sweeps/latest")) {
-            let dir = runs.join("alive/sweeps").join(target);
+    loop {
+        if let Ok(target) = crate::common::read_latest(runs.join("long/sweeps/latest")) {
+            let dir = runs.join("long/sweeps").join(target);
             if states_of(&dir, "running") == vec![0] {
-                break dir;
+                return (child, dir);
             }
         }
-        assert!(Instant::now() < deadline, "trial 0 never started");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("trial 0 never started");
+        }
         std::thread::sleep(Duration::from_millis(20));
-    };
+    }
+}
+
+/// `--status` of a local sweep says whether a runner process still runs
+/// it; a trial the journal last saw running in a killed sweep shows as
+/// stopped, and `--wait` waits for the process to end.
+#[test]
+fn status_tells_a_running_local_sweep_from_a_killed_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, dir) = long_local_sweep(tmp.path(), Stdio::null());
     let running_lines = |text: &str| {
         text.lines()
             .filter(|l| l.contains("trial-000") && l.contains("  running"))
@@ -642,32 +654,7 @@ fn status_tells_a_running_local_sweep_from_a_killed_one() {
 #[test]
 fn a_local_sweep_is_cancelled_from_another_terminal() {
     let tmp = tempfile::tempdir().unwrap();
-    let exp = tiny_experiment(
-        tmp.path(),
-        "cancelme",
-        "[sweep]\nparallel = 1\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1]\n",
-    );
-    let runs = tmp.path().join("runs");
-    let mut child = crate::common::runner_process()
-        .arg("sweep")
-        .arg(&exp)
-        .args(["--set", "train.epochs=1000", "--runs-dir"])
-        .arg(&runs)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let dir = loop {
-        if let Ok(target) = crate::common::read_latest(runs.join("cancelme/sweeps/latest")) {
-            let dir = runs.join("cancelme/sweeps").join(target);
-            if states_of(&dir, "running") == vec![0] {
-                break dir;
-            }
-        }
-        assert!(Instant::now() < deadline, "trial 0 never started");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut child, dir) = long_local_sweep(tmp.path(), Stdio::piped());
     let cancel = || {
         runner()
             .args(["sweep", "--cancel"])
