@@ -331,16 +331,18 @@ pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepErro
     let axes = axis_names(&s.sweep);
     let results = summary::collect(&s.dir.root, &s.trials, &latest, monitor);
     crate::outln!("\n{}", summary::ranked_table(&axes, monitor, &results));
-    let unfinished = s.trials.len()
-        - latest
-            .values()
-            .filter(|e| {
-                matches!(
-                    e.state,
-                    TrialState::Done | TrialState::Pruned | TrialState::Failed
-                )
-            })
-            .count();
+    // The sweep's trials not done, pruned or failed (TPE's to come too).
+    let finished = s
+        .trials
+        .iter()
+        .filter(|t| {
+            matches!(
+                latest.get(&t.index).map(|e| e.state),
+                Some(TrialState::Done | TrialState::Pruned | TrialState::Failed)
+            )
+        })
+        .count();
+    let unfinished = super::total_trials(&s.sweep, s.trials.len()).saturating_sub(finished);
     if live == Some(true) {
         let who = rundir::lock_holder(&s.dir.lock())
             .map(|(pid, host)| format!(" (pid {pid} on {host})"))
