@@ -190,7 +190,7 @@ pub fn lock(path: &Path) -> Result<fs::File, RunDirError> {
 /// Whether a process holds the lock at `path` ([`try_lock`]), probed
 /// read-only with a shared lock that is let go at once: `Some(false)` when
 /// there is no lock file, `None` when the file cannot be opened (a folder
-/// this user may only read, say).
+/// this user may only read, say) or the filesystem refuses the probe.
 pub fn is_locked(path: &Path) -> Option<bool> {
     use std::os::fd::AsRawFd;
     let f = match fs::File::open(path) {
@@ -199,8 +199,12 @@ pub fn is_locked(path: &Path) -> Option<bool> {
         Err(_) => return None,
     };
     // SAFETY: flock on a valid open descriptor.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-    Some(rc != 0)
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        return Some(false);
+    }
+    // Held elsewhere; any other failure (no locks on this filesystem)
+    // tells nothing.
+    (std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)).then_some(true)
 }
 
 /// Write this process into the lock file `f` it holds ([`try_lock`]):
