@@ -176,7 +176,8 @@ pub enum Command {
         /// Where to create the sweep folder (overrides runtime.runs_dir).
         #[arg(long, value_name = "DIR", conflicts_with_all = ["resume", "status", "cancel"])]
         runs_dir: Option<PathBuf>,
-        /// Continue an interrupted sweep: finished trials are never run again.
+        /// Continue an interrupted sweep (finished trials are never run again), or one that
+        /// ended, with more trials: `--set sweep.trials=N`.
         #[arg(long, value_name = "SWEEP_DIR", value_parser = folder_arg, conflicts_with = "file")]
         resume: Option<PathBuf>,
         /// With --resume: run failed trials again too.
