@@ -48,7 +48,7 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
         return Ok(sweep::status(dir, args.wait, args.poll_seconds)?);
     }
     if let Some(dir) = &args.cancel {
-        return Ok(sweep::cancel(dir)?);
+        return Ok(sweep::cancel(dir, args.wait, args.poll_seconds)?);
     }
     if let Some(dir) = &args.resume {
         return Ok(sweep::resume(dir, &args.resume_set, &args.options())?);

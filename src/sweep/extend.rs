@@ -47,6 +47,13 @@ pub(super) fn extend(s: &mut Sweep, set: &[String]) -> Result<(), SweepError> {
             }
             .into());
         }
+        if o.key == "sweep.max_hours" && s.meta.launcher == "slurm" {
+            return Err(ConfigError::BadOverride {
+                raw: raw.clone(),
+                reason: "max_hours applies to the local launcher; on Slurm, each task's `time` in [sweep.launcher] limits it".into(),
+            }
+            .into());
+        }
         if o.key == "sweep.trials" && s.sweep.strategy == Strategy::Grid {
             return Err(ConfigError::BadOverride {
                 raw: raw.clone(),

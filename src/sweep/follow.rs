@@ -359,12 +359,18 @@ pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepErro
     Ok(())
 }
 
-/// `runner sweep --cancel DIR`: cancel a Slurm sweep's jobs, then show
-/// where it stands.
-pub fn cancel(dir: &Path) -> Result<(), SweepError> {
+/// `runner sweep --cancel DIR [--wait]`: cancel a Slurm sweep's jobs, or
+/// stop the runner process of a local one, then show where it stands
+/// (with `wait`, once every trial or the process has ended).
+pub fn cancel(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepError> {
     let mut s = open(dir)?;
     if s.meta.launcher != "slurm" {
-        return cancel_local(&s);
+        let signalled = cancel_local(&s)?;
+        return if signalled && wait {
+            status(dir, true, poll_seconds)
+        } else {
+            Ok(())
+        };
     }
     let jobs = slurm::read_jobs(&s.dir.root)?;
     Slurm::new(&s.dir.root).cancel(&jobs)?;
@@ -375,13 +381,14 @@ pub fn cancel(dir: &Path) -> Result<(), SweepError> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    follow(&mut s, false, 1.0)
+    follow(&mut s, wait, poll_seconds)
 }
 
 /// `runner sweep --cancel DIR` of a local sweep: SIGTERM to the runner
 /// process that holds the sweep's lock, as Ctrl-C in its terminal would
 /// stop it (its trials finish their epoch; the sweep stays resumable).
-fn cancel_local(s: &Sweep) -> Result<(), SweepError> {
+/// Whether a process was signalled.
+fn cancel_local(s: &Sweep) -> Result<bool, SweepError> {
     let lock = s.dir.lock();
     match rundir::is_locked(&lock) {
         Some(false) => {
@@ -389,7 +396,7 @@ fn cancel_local(s: &Sweep) -> Result<(), SweepError> {
                 "No runner process is running {}; nothing to cancel",
                 s.dir.root.display()
             );
-            return Ok(());
+            return Ok(false);
         }
         None => return Err(SweepError::RunsLocally(s.dir.root.clone())),
         Some(true) => {}
@@ -419,7 +426,7 @@ fn cancel_local(s: &Sweep) -> Result<(), SweepError> {
         "Asked runner process {pid} to stop the sweep (SIGTERM): its trials stop at the end of their epoch, and `runner sweep --resume {0}` continues it. `runner sweep --status {0} --wait` waits until it has stopped.",
         s.dir.root.display()
     );
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

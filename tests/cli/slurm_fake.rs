@@ -373,6 +373,14 @@ fn a_slurm_sweep_resumed_with_a_higher_budget_submits_only_the_new_trials() {
         let out = runner().args(["run", "--trial", &line]).output().unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
     }
+    // max_hours is the local launcher's.
+    let out = resume_with(&bin, &dir, "sweep.max_hours=1");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("max_hours applies to the local launcher"),
+        "{}",
+        stderr(&out)
+    );
     let out = resume_with(&bin, &dir, "sweep.max_trials=4");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(

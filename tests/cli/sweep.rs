@@ -655,22 +655,34 @@ fn status_tells_a_running_local_sweep_from_a_killed_one() {
 fn a_local_sweep_is_cancelled_from_another_terminal() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut child, dir) = long_local_sweep(tmp.path(), Stdio::piped());
-    let cancel = || {
+    let cancel = |wait: &[&str]| {
         runner()
-            .args(["sweep", "--cancel"])
+            .args(["sweep"])
+            .args(wait)
+            .arg("--cancel")
             .arg(&dir)
             .output()
             .unwrap()
     };
-    let out = cancel();
+    // With --wait, it comes back once the sweep has stopped.
+    let out = cancel(&["--wait", "--poll-seconds", "0.2"]);
     assert_exit(&out, 0);
+    let text = stdout(&out);
     assert!(
-        stdout(&out).contains(&format!(
+        text.contains(&format!(
             "Asked runner process {} to stop the sweep (SIGTERM)",
             child.id()
         )),
-        "{}",
-        stdout(&out)
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("trial-000") && l.contains("  stopped")),
+        "{text}"
+    );
+    assert!(
+        text.contains("No runner process is running this sweep"),
+        "{text}"
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
@@ -685,7 +697,7 @@ fn a_local_sweep_is_cancelled_from_another_terminal() {
     assert_eq!(status.code(), Some(130), "{err}");
     assert!(err.contains("runner sweep --resume"), "{err}");
     assert_eq!(states_of(&dir, "stopped"), vec![0]);
-    let out = cancel();
+    let out = cancel(&[]);
     assert_exit(&out, 0);
     assert!(
         stdout(&out).contains("No runner process is running")
