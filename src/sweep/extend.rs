@@ -33,31 +33,26 @@ pub(super) fn extend(s: &mut Sweep, set: &[String]) -> Result<(), SweepError> {
     }
     for raw in set {
         let o = Override::parse(raw)?;
-        if !RESUME_KEYS.contains(&o.key.as_str()) {
+        let refusal = if !RESUME_KEYS.contains(&o.key.as_str()) {
             let hint = did_you_mean(&o.key, &RESUME_KEYS)
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
+            Some(format!(
+                "only the sweep's budget can change when it resumes: {}{hint}; \
+                 anything else makes another experiment, so start a new sweep for it",
+                RESUME_KEYS.join(", ")
+            ))
+        } else if o.key == "sweep.max_hours" && s.meta.launcher == "slurm" {
+            Some("max_hours applies to the local launcher; on Slurm, each task's `time` in [sweep.launcher] limits it".into())
+        } else if o.key == "sweep.trials" && s.sweep.strategy == Strategy::Grid {
+            Some("a grid's trials are its points; `sweep.max_trials` caps them".into())
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
             return Err(ConfigError::BadOverride {
                 raw: raw.clone(),
-                reason: format!(
-                    "only the sweep's budget can change when it resumes: {}{hint}; \
-                     anything else makes another experiment, so start a new sweep for it",
-                    RESUME_KEYS.join(", ")
-                ),
-            }
-            .into());
-        }
-        if o.key == "sweep.max_hours" && s.meta.launcher == "slurm" {
-            return Err(ConfigError::BadOverride {
-                raw: raw.clone(),
-                reason: "max_hours applies to the local launcher; on Slurm, each task's `time` in [sweep.launcher] limits it".into(),
-            }
-            .into());
-        }
-        if o.key == "sweep.trials" && s.sweep.strategy == Strategy::Grid {
-            return Err(ConfigError::BadOverride {
-                raw: raw.clone(),
-                reason: "a grid's trials are its points; `sweep.max_trials` caps them".into(),
+                reason,
             }
             .into());
         }

@@ -335,12 +335,7 @@ pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepErro
     let finished = s
         .trials
         .iter()
-        .filter(|t| {
-            matches!(
-                latest.get(&t.index).map(|e| e.state),
-                Some(TrialState::Done | TrialState::Pruned | TrialState::Failed)
-            )
-        })
+        .filter(|t| latest.get(&t.index).is_some_and(|e| e.state.is_ended()))
         .count();
     let unfinished = super::total_trials(&s.sweep, s.trials.len()).saturating_sub(finished);
     if live == Some(true) {

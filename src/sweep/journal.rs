@@ -45,6 +45,15 @@ impl TrialState {
         }
     }
 
+    /// Done, pruned or failed: a trial that the sweep runs no further
+    /// unless asked to retry it.
+    pub fn is_ended(&self) -> bool {
+        matches!(
+            self,
+            TrialState::Done | TrialState::Pruned | TrialState::Failed
+        )
+    }
+
     /// The state as the ranked table, the plot and `runner compare` show
     /// it: `pruned@3` for a trial pruned (or paused) at the rung of epoch 3.
     pub fn label(&self, rung_epoch: Option<usize>) -> String {

@@ -199,11 +199,7 @@ fn as_trials_say(s: &Sweep, journal: &Journal) -> BTreeMap<usize, Entry> {
     let mut latest = journal.latest();
     let rungs = journal.rungs();
     for t in &s.trials {
-        let state = latest.get(&t.index).map(|e| e.state);
-        if matches!(
-            state,
-            Some(TrialState::Done | TrialState::Pruned | TrialState::Failed)
-        ) {
+        if latest.get(&t.index).is_some_and(|e| e.state.is_ended()) {
             continue;
         }
         let meta = RunDir::at_existing(&t.dir(&s.dir.root)).read_meta().ok();
