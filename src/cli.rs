@@ -127,6 +127,10 @@ pub enum Command {
         /// (a trial pausing at a rung of promotion-based early stopping).
         #[arg(long, value_name = "EPOCHS", hide = true, requires = "trial")]
         until: Option<usize>,
+        /// With --trial: a Slurm task of a promotion sweep; after its trial
+        /// pauses at a rung, it runs the promotions the sweep decides.
+        #[arg(long, hide = true, requires = "trial", conflicts_with = "until")]
+        worker: bool,
         /// Override a config key, e.g. `--set optimizer.learning_rate=3e-4`. Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
@@ -295,10 +299,11 @@ pub fn main() -> ExitCode {
             runs_dir,
             threads,
             until,
+            worker,
         } => {
             let target = match (file, resume, trial) {
                 (_, Some(dir), _) => commands::run::RunTarget::Resume(dir),
-                (_, _, Some(dir)) => commands::run::RunTarget::Trial(dir),
+                (_, _, Some(dir)) => commands::run::RunTarget::Trial { dir, worker },
                 (Some(file), _, _) => {
                     commands::run::RunTarget::New(ExperimentArgs { file, set, no_env })
                 }

@@ -108,7 +108,6 @@ impl From<SweepError> for Error {
             | SweepError::InterruptedUncancelled { .. }) => Error::Interrupted(e.to_string()),
             e @ (SweepError::NoSweepTable(_)
             | SweepError::NoTrials
-            | SweepError::PromotionOnSlurm
             | SweepError::Launcher(_)
             | SweepError::RunnerBinary(_)
             | SweepError::TrialsChanged { .. }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::ExperimentArgs;
 use crate::error::Result;
 use crate::run;
+use crate::sweep::{self, WorkerOptions};
 
 pub use crate::run::RunOptions;
 
@@ -16,14 +17,28 @@ pub enum RunTarget {
     /// Continue an interrupted run in its folder.
     Resume(PathBuf),
     /// A sweep trial: start it, or resume it if it has a checkpoint.
-    Trial(PathBuf),
+    /// `worker`: a Slurm task of a promotion sweep, which then runs the
+    /// sweep's promotions ([`crate::sweep::work`]).
+    Trial { dir: PathBuf, worker: bool },
 }
 
 pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     let target = match target {
         RunTarget::New(exp) => run::RunTarget::New(Box::new(super::load_plan(&exp)?)),
         RunTarget::Resume(dir) => run::RunTarget::Resume(dir),
-        RunTarget::Trial(dir) => run::RunTarget::Trial(dir),
+        RunTarget::Trial { dir, worker: false } => run::RunTarget::Trial(dir),
+        RunTarget::Trial { dir, worker: true } => {
+            // A TPE task chooses its trial first.
+            let dir = sweep::claim(&dir)?;
+            let worker = WorkerOptions {
+                threads: opts.threads,
+                device: opts.device.clone(),
+            };
+            if sweep::work(&dir, &worker)? {
+                return Ok(());
+            }
+            run::RunTarget::Trial(dir)
+        }
     };
     run::run(target, opts)
 }

@@ -637,13 +637,6 @@ pub(super) fn check_sweep(
                 Some("leave max_epochs out (it defaults to train.epochs), or raise train.epochs".into()),
             );
         }
-        if r.variant == HalvingVariant::Promotion && matches!(s.launcher, LauncherSpec::Slurm(_)) {
-            ck.fail(
-                "sweep.early_stop.variant",
-                "promotion resumes paused trials when they rank in the top of a rung; the Slurm launcher submits every trial up front",
-                Some("use variant = \"stopping\" (the default) on Slurm, or sweep locally".into()),
-            );
-        }
         ck.at_most(
             "sweep.early_stop.reduction_factor",
             r.reduction_factor,

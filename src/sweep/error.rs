@@ -28,9 +28,6 @@ pub enum SweepError {
     #[error("TPE chose {trial}, whose config does not plan (recorded as failed):\n{why}")]
     ChosenTrialInvalid { trial: String, why: String },
 
-    #[error("[sweep.early_stop] variant = \"promotion\" resumes paused trials when they rank in the top of a rung, and the Slurm launcher submits every trial up front; run it with the local launcher, or use variant = \"stopping\" (the default) on Slurm")]
-    PromotionOnSlurm,
-
     #[error(transparent)]
     Launcher(#[from] LauncherError),
 

@@ -18,7 +18,7 @@ use super::slurm::{self, Slurm, TaskState};
 use super::{axis_names, propose, summary};
 use crate::rundir;
 use crate::signals::Signals;
-use crate::vocab::Strategy;
+use crate::vocab::{HalvingVariant, Strategy};
 
 /// A trial's state from its folder and what Slurm says about its task.
 /// `log` is the task's Slurm output file, quoted when the trial failed.
@@ -86,6 +86,10 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
     let client = Slurm::new(&s.dir.root);
     let signals = Signals::install();
     let mut pruner = Pruner::new(&s.sweep, &journal);
+    let promotion = s
+        .sweep
+        .early_stop
+        .is_some_and(|e| e.variant == HalvingVariant::Promotion);
     let mut signalled: BTreeSet<usize> = BTreeSet::new();
     loop {
         let jobs = slurm::read_jobs(&s.dir.root)?;
@@ -113,6 +117,17 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
             .filter(|e| e.state == TrialState::Running && e.rung.is_none())
             .map(|e| e.trial)
             .collect();
+        // A promotion sweep's tasks are workers: once a trial has reached a
+        // rung, the workers record its states (a paused trial's task may
+        // have ended, or run another trial).
+        let workers = promotion.then(|| {
+            entries
+                .iter()
+                .filter(|e| e.rung.is_some())
+                .map(|e| e.trial)
+                .collect::<BTreeSet<usize>>()
+        });
+        let tasks_active = tasks.values().any(|x| x.is_active());
         let latest = journal::latest_of(entries);
         let by_trial = slurm::latest_job_per_trial(&jobs);
         // Tasks still to choose their trial.
@@ -126,6 +141,23 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
                 .map(|e| e.state)
                 .unwrap_or(TrialState::Pending);
             if old == TrialState::Pruned {
+                continue;
+            }
+            if workers.as_ref().is_some_and(|w| w.contains(&t.index)) {
+                // What a worker last recorded running ran in a task that
+                // has ended with no word of it (a node failure, a time
+                // limit): it is stopped, and `--resume` runs it.
+                if old == TrialState::Running && !tasks_active {
+                    let f = Finished {
+                        trial: t.clone(),
+                        state: TrialState::Stopped,
+                        exit_code: None,
+                        message: Some("the Slurm task that ran it ended before it did".into()),
+                        seconds: 0.0,
+                        epoch: None,
+                    };
+                    finish_trial(s, &journal, &f, &axes);
+                }
                 continue;
             }
             let log = by_trial
@@ -205,6 +237,10 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
                     finish_trial(s, &journal, &f, &axes);
                 }
             }
+        }
+        if promotion && tasks_active {
+            // Any task may be training a promoted trial.
+            active = active.max(1);
         }
         if !wait || active == 0 || signals.stop_requested() {
             print_status(s, &s.dir.journal().latest(), &tasks);

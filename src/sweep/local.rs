@@ -39,7 +39,7 @@ fn local_options(s: &Sweep, todo: usize, opts: &SweepOptions) -> Result<LocalOpt
     let devices = slot_devices(device, gpus, parallel);
     Ok(LocalOptions {
         parallel,
-        threads: (cores / parallel).max(1),
+        threads: Some((cores / parallel).max(1)),
         fail_fast: opts.fail_fast,
         runner_bin,
         devices,
@@ -85,6 +85,9 @@ pub(super) fn run_locally(
     rundir::record_holder(&lock);
     let limit = super::total_trials(&s.sweep, s.trials.len());
     let local = local_options(s, limit.max(todo.len()), opts)?;
+    let threads = local
+        .threads
+        .map_or("as configured".into(), |n| n.to_string());
     crate::outln!(
         "Running {} trial(s), {} at a time, {} thread(s) each",
         if s.sweep.strategy == Strategy::Tpe {
@@ -93,7 +96,7 @@ pub(super) fn run_locally(
             todo.len()
         },
         local.parallel,
-        local.threads
+        threads
     );
     let journal = s.dir.journal();
     let started_before = journal

@@ -51,6 +51,7 @@ mod prune;
 mod resume;
 mod start;
 mod submit;
+mod worker;
 
 pub use error::SweepError;
 pub use follow::{cancel, status};
@@ -58,6 +59,7 @@ pub use propose::claim;
 pub use prune::{journaled_prune, TrialJudge};
 pub use resume::resume;
 pub use start::{dry_run, start, NewSweep};
+pub use worker::{work, WorkerOptions};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -288,10 +288,16 @@ impl Promoter {
         self.promotions.pruned_at(trial)
     }
 
+    /// Whether `trial` waits at a rung for a promotion.
+    pub fn paused(&self, trial: usize) -> bool {
+        self.promotions.paused_at(trial).is_some()
+    }
+
     /// What a free worker runs next (see [`Promotions::next`]); a promotion
     /// is journaled and printed here, and the promoted trial's launch
-    /// trains to [`until`](Self::until). `trials`: the sweep's trials, by
-    /// index.
+    /// trains to [`until`](Self::until). `trials`: the sweep's trials (on
+    /// Slurm, a TPE sweep's may have gaps: trials its tasks have yet to
+    /// choose).
     pub fn next(
         &mut self,
         journal: &Journal,
@@ -302,7 +308,7 @@ impl Promoter {
         let next = self.promotions.next(starting, running);
         match next {
             Next::Promote { trial, from, .. } => {
-                let Some(t) = trials.get(trial) else {
+                let Some(t) = trials.iter().find(|t| t.index == trial) else {
                     return Next::Wait;
                 };
                 let Some(r) = self.promotions.promote(trial, from) else {
@@ -371,7 +377,7 @@ impl Promoter {
     pub fn finish(&mut self, journal: &Journal, trials: &[Trial]) -> Vec<(Trial, usize)> {
         let mut pruned = Vec::new();
         for r in self.promotions.finish() {
-            let Some(t) = trials.get(r.trial) else {
+            let Some(t) = trials.iter().find(|t| t.index == r.trial) else {
                 continue;
             };
             let mut e = Entry::new(r.trial, &t.id, TrialState::Paused);

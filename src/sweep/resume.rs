@@ -39,7 +39,6 @@ pub fn resume(dir: &Path, set: &[String], opts: &SweepOptions) -> Result<(), Swe
     } else {
         s.sweep.launcher_with(opts.launcher.as_deref())?
     };
-    super::start::refuse_local_only_on_slurm(&s.sweep, &launcher)?;
     // With promotion, a trial paused at a rung runs again only when the
     // sweep promotes it.
     let promoter = Promoter::new(&s.sweep, &journal);
@@ -85,11 +84,20 @@ pub fn resume(dir: &Path, set: &[String], opts: &SweepOptions) -> Result<(), Swe
                 client.poll(&jobs).map_err(SweepError::SlurmUnknown)?
             };
             let idle = |i: &usize| !live.get(i).is_some_and(|st| st.is_active());
+            // A promotion sweep's tasks run promoted trials too: while any
+            // task runs, a trial recorded running may be in it.
+            let any_live = live.values().any(|st| st.is_active());
+            let elsewhere = |t: &&Trial| {
+                promoter.is_some()
+                    && any_live
+                    && latest.get(&t.index).map(|e| e.state) == Some(TrialState::Running)
+            };
             let mut todo: Vec<usize> = s
                 .trials
                 .iter()
                 .filter(|t| idle(&t.index))
                 .filter(unfinished)
+                .filter(|t| !elsewhere(t))
                 .filter(|t| !trial_completed(&t.dir(&s.dir.root)))
                 .map(|t| t.index)
                 .collect();
@@ -97,6 +105,20 @@ pub fn resume(dir: &Path, set: &[String], opts: &SweepOptions) -> Result<(), Swe
             // cancelled or never ran).
             todo.extend(unchosen(&s).into_iter().filter(idle));
             todo.sort_unstable();
+            // Trials paused at rungs with no task left to promote them (the
+            // last one ended before the sweep did): one task runs the
+            // promotions, and prunes what is still paused at the end.
+            let paused = s
+                .trials
+                .iter()
+                .find(|t| promoter.as_ref().is_some_and(|p| p.paused(t.index)));
+            if let (true, false, Some(t)) = (todo.is_empty(), any_live, paused) {
+                crate::outln!(
+                    "Trials wait at rungs of early stopping with no task to promote them: the task of {} runs the sweep's promotions",
+                    t.folder_name()
+                );
+                todo.push(t.index);
+            }
             if todo.is_empty() {
                 crate::outln!("Nothing to resubmit in {}", s.dir.root.display());
             } else {

@@ -1,6 +1,6 @@
 //! Running trials as local child processes, `parallel` at a time.
 //!
-//! Each trial is `runner run --trial DIR --threads N`, its output going to
+//! Each trial is `runner run --trial DIR [--threads N]`, its output going to
 //! `DIR/run.log`. Children die with the sweep (PR_SET_PDEATHSIG), so a
 //! killed sweep never leaves orphans writing into trial folders. A
 //! [`Driver`] decides which trial starts next, is asked about each running
@@ -22,8 +22,8 @@ use super::Trial;
 
 pub struct LocalOptions {
     pub parallel: usize,
-    /// CPU threads per trial.
-    pub threads: usize,
+    /// CPU threads per trial; `None`: as each trial's config says.
+    pub threads: Option<usize>,
     pub fail_fast: bool,
     pub runner_bin: PathBuf,
     /// One device per slot (e.g. `cuda:0`, `cuda:1`), or none to let each
@@ -156,12 +156,13 @@ fn launch(
     cmd.arg("run")
         .arg("--trial")
         .arg(&dir)
-        .arg("--threads")
-        .arg(opts.threads.to_string())
         .env("RUNNER_PLAIN", "1")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
+    if let Some(n) = opts.threads {
+        cmd.arg("--threads").arg(n.to_string());
+    }
     if let Some(d) = opts.devices.get(slot) {
         cmd.arg("--device").arg(d);
     }
@@ -205,11 +206,18 @@ pub fn run_local(
         if signals.stop_requested() && !forwarded {
             // A terminal's Ctrl-C reached the children too; a SIGTERM sent to
             // the sweep alone is passed on, so they also finish their epoch.
+            // SIGUSR1 (Slurm's warning before a time limit) is passed on as
+            // it came: they stop at the next batch.
             stopping = true;
             forwarded = true;
+            let signal = if signals.urgent() {
+                libc::SIGUSR1
+            } else {
+                libc::SIGTERM
+            };
             for r in &running {
                 // SAFETY: signalling our own child by pid.
-                unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
+                unsafe { libc::kill(r.child.id() as i32, signal) };
             }
         }
         while !stopping && running.len() < parallel {

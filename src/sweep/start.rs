@@ -58,7 +58,6 @@ fn plan_trials(new: &NewSweep, launcher: Option<&str>) -> Result<Planned, SweepE
         return Err(SweepError::NoSweepTable(new.file.to_path_buf()));
     };
     let launcher = sweep.launcher_with(launcher)?;
-    refuse_local_only_on_slurm(&sweep, &launcher)?;
     let trials = expand(&sweep);
     if trials.is_empty() {
         return Err(SweepError::NoTrials);
@@ -75,25 +74,6 @@ fn plan_trials(new: &NewSweep, launcher: Option<&str>) -> Result<Planned, SweepE
         trials,
         trial_plans,
     })
-}
-
-/// Promotion resumes paused trials, and the Slurm launcher submits every
-/// trial up front (the file's launcher was checked with the plan; this
-/// catches `--launcher slurm`).
-pub(super) fn refuse_local_only_on_slurm(
-    sweep: &SweepPlan,
-    launcher: &LauncherPlan,
-) -> Result<(), SweepError> {
-    if !matches!(launcher, LauncherPlan::Slurm(_)) {
-        return Ok(());
-    }
-    if sweep
-        .early_stop
-        .is_some_and(|e| e.variant == HalvingVariant::Promotion)
-    {
-        return Err(SweepError::PromotionOnSlurm);
-    }
-    Ok(())
 }
 
 /// `runner sweep --dry-run FILE`: plan every trial and list them; nothing
@@ -250,10 +230,14 @@ pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
                     "Follow it with `runner sweep --status {0} [--wait]`; cancel with `runner sweep --cancel {0}`.",
                     s.dir.root.display()
                 );
-                if s.sweep.early_stop.is_some() {
-                    crate::outln!(
+                match s.sweep.early_stop.map(|e| e.variant) {
+                    Some(HalvingVariant::Stopping) => crate::outln!(
                         "Each trial decides its own rungs of early stopping: nothing needs to keep running."
-                    );
+                    ),
+                    Some(HalvingVariant::Promotion) => crate::outln!(
+                        "Each task trains its trial to its first rung, then runs the promotions the sweep decides: nothing needs to keep running."
+                    ),
+                    None => {}
                 }
                 Ok(())
             }

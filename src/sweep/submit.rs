@@ -10,6 +10,7 @@ use super::propose::unchosen_name;
 use super::slurm::{self, Slurm};
 use crate::plan::SlurmPlan;
 use crate::signals::Signals;
+use crate::vocab::HalvingVariant;
 
 /// Submit the trials `todo` (by index) with the `#SBATCH` `settings`.
 /// trials.txt lists every trial of the sweep: its folder, or for a TPE
@@ -32,7 +33,12 @@ pub(super) fn submit(s: &Sweep, settings: &SlurmPlan, todo: &[usize]) -> Result<
         .collect();
     slurm::write_trials_file(&s.dir.root, &dirs)?;
     let job_name = format!("runner-{}", s.plan.name);
-    let script = slurm::write_script(settings, &s.dir.root, &runner_bin, &job_name)?;
+    // A promotion sweep's tasks are its workers (see `worker`).
+    let worker = s
+        .sweep
+        .early_stop
+        .is_some_and(|e| e.variant == HalvingVariant::Promotion);
+    let script = slurm::write_script(settings, &s.dir.root, &runner_bin, &job_name, worker)?;
     let client = Slurm::new(&s.dir.root);
     // Ctrl-C must not land between sbatch queueing an array and jobs.json
     // recording it: hold the signal until the answer is written down, then

@@ -53,7 +53,7 @@ fn make_sweep(root: &Path, n: usize, body: &str) -> (PathBuf, PathBuf, Vec<PathB
     )
     .unwrap();
     std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let script = write_script(&spec(), &sweep, &runner, "runner-test").unwrap();
+    let script = write_script(&spec(), &sweep, &runner, "runner-test", false).unwrap();
     (sweep, script, trials)
 }
 

@@ -401,3 +401,115 @@ fn a_slurm_sweep_resumed_with_a_higher_budget_submits_only_the_new_trials() {
     let params = std::fs::read_to_string(Path::new(&lines[3]).join("params.json")).unwrap();
     assert!(params.contains("0.3"), "{params}");
 }
+
+/// A promotion sweep's Slurm tasks run one after the other (as with
+/// `max_parallel = 1`), each `runner run --trial LINE --worker`: each
+/// trains its trial to the first rung and ends, and the last, with no new
+/// trial to start, runs the promotions and prunes what still waits. They
+/// make the decisions of the same sweep run locally one trial at a time.
+#[test]
+fn promotion_tasks_in_turn_decide_as_a_local_sweep_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_slurm(tmp.path());
+    let exp = tiny_experiment(
+        tmp.path(),
+        "promotasks",
+        "[sweep]\nmetric = \"val_loss\"\nparallel = 1\n\
+         [sweep.grid]\n\"optimizer.learning_rate\" = [0.01, 1e-6, 0.02, 2e-6, 0.03, 3e-6]\n\
+         [sweep.early_stop]\ntype = \"asha\"\nmin_epochs = 1\nvariant = \"promotion\"\n\
+         [sweep.launcher]\ntype = \"slurm\"\nmax_parallel = 1\n",
+    );
+    let runs = tmp.path().join("runs");
+    let sets = ["--set", "train.epochs=9"];
+    let out = runner()
+        .env("PATH", path_with(&bin))
+        .arg("sweep")
+        .arg(&exp)
+        .args(sets)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = sweep_dir(&runs, "promotasks");
+    let lines = trials_file(&dir);
+    assert_eq!(lines.len(), 6);
+    let mut logs = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let out = runner()
+            .args(["run", "--trial", line, "--worker"])
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "task {i}: {text}\n{}", stderr(&out));
+        assert!(
+            text.starts_with(&format!("{} started", trial_name(line))),
+            "task {i}: {text}"
+        );
+        logs.push(text);
+    }
+    let all = logs.concat();
+    assert!(all.contains("promoted from rung 1 (epoch 1)"), "{all}");
+    assert!(all.contains("resumed, to the end"), "{all}");
+    // Only the last task, with no trial left to start, ends the sweep.
+    for text in &logs[..5] {
+        assert!(!text.contains(" pruned "), "{all}");
+    }
+    let last = &logs[5];
+    assert!(last.contains(" pruned in 0s"), "{all}");
+
+    // The same sweep, run locally.
+    let local = runner()
+        .arg("sweep")
+        .arg(&exp)
+        .args(sets)
+        .args(["--launcher", "local", "--runs-dir"])
+        .arg(tmp.path().join("local"))
+        .timeout(Duration::from_secs(300))
+        .output()
+        .unwrap();
+    assert!(local.status.success(), "{}", stderr(&local));
+    let local_dir = sweep_dir(&tmp.path().join("local"), "promotasks");
+    let decided = |d: &Path| -> Vec<(u64, u64, String)> {
+        std::fs::read_to_string(d.join("journal.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|e| {
+                let r = e.get("rung")?;
+                Some((
+                    r["trial"].as_u64()?,
+                    r["epoch"].as_u64()?,
+                    r["decision"].as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    };
+    let tasks = decided(&dir);
+    assert_eq!(tasks, decided(&local_dir), "{all}");
+    assert!(tasks.iter().any(|d| d.2 == "continue"), "{tasks:?}");
+    assert!(tasks.iter().any(|d| d.2 == "prune"), "{tasks:?}");
+
+    // A task of a trial that is pruned, run again (a requeue), trains
+    // nothing and decides nothing.
+    let pruned = tasks.iter().find(|d| d.2 == "prune").unwrap().0 as usize;
+    let out = runner()
+        .args(["run", "--trial", &lines[pruned], "--worker"])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("Worker done: 0 launch(es)"), "{text}");
+    assert_eq!(decided(&dir), tasks);
+}
+
+/// The folder name at the end of a trials.txt line.
+fn trial_name(line: &str) -> String {
+    Path::new(line)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string()
+}

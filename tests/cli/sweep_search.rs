@@ -1280,35 +1280,118 @@ fn a_failing_trial_under_promotion_fails_alone() {
     assert_eq!(status[4], "failed");
 }
 
+/// Promotion through the Slurm launcher on the real cluster, two tasks at
+/// a time and no process following the sweep: each task trains its trial
+/// to the first rung, then runs the promotions the journal allows, and the
+/// last one prunes what still waits. Every promotion follows the rule,
+/// pruned trials trained exactly to their rung, and `--status` and
+/// `--resume` take the tasks' records as they are.
 #[test]
-fn promotion_is_refused_on_slurm_and_a_wrong_variant_is_named() {
+fn promotion_on_slurm_runs_promotions_in_the_array_tasks() {
+    let Some(cluster) = SlurmCluster::start() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let exp = asha_experiment(
         tmp.path(),
-        "promoslurm",
-        "variant = \"promotion\"\n\n[sweep.launcher]\ntype = \"slurm\"\n",
+        "slurmpromo",
+        "variant = \"promotion\"\n\n[sweep.launcher]\ntype = \"slurm\"\nmax_parallel = 2\ncpus_per_task = 1\n",
     );
     let out = runner().arg("check").arg(&exp).output().unwrap();
-    assert_exit(&out, 2);
-    let err = stderr(&out);
-    assert!(err.contains("sweep.early_stop.variant"), "{err}");
-    assert!(
-        err.contains("Slurm launcher submits every trial up front"),
-        "{err}"
-    );
-    // Without the file's launcher, `--launcher slurm` is refused too.
-    let exp = asha_experiment(tmp.path(), "promolocal", "variant = \"promotion\"\n");
+    assert_exit(&out, 0);
+    let runs = tmp.path().join("runs");
+    let (k, v) = cluster.env();
     let out = runner()
-        .args(["sweep", "--launcher", "slurm"])
+        .env(k, &v)
+        .arg("sweep")
         .arg(&exp)
+        .args(ASHA_SET)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .timeout(Duration::from_secs(60))
         .output()
         .unwrap();
-    assert_exit(&out, 2);
+    assert_exit(&out, 0);
     assert!(
-        stderr(&out).contains("variant = \"promotion\""),
+        stdout(&out).contains("then runs the promotions the sweep decides"),
         "{}",
-        stderr(&out)
+        stdout(&out)
     );
+    let dir = sweep_dir(&runs, "slurmpromo");
+    let script = std::fs::read_to_string(dir.join("slurm/sweep.sbatch")).unwrap();
+    assert!(
+        script.contains("--trial \"$TRIAL_DIR\" --worker\n"),
+        "{script}"
+    );
+    wait_for_queue(&cluster, "runner-slurmpromo");
+    let logs = slurm_logs(&dir);
+    check_promotions(&dir, 3);
+    let d = decisions(&dir);
+    assert_eq!(
+        d.iter().filter(|x| x.2 == "pause" && x.1 == 1).count(),
+        6,
+        "{d:?}\n{logs}"
+    );
+    assert!(d.iter().any(|x| x.2 == "continue"), "{d:?}\n{logs}");
+    assert!(logs.contains("promoted from rung 1 (epoch 1)"), "{logs}");
+    assert!(logs.contains("resumed, to epoch 3"), "{logs}");
+    let st = states(&dir);
+    assert!(
+        st.values().all(|s| s == "done" || s == "pruned"),
+        "{st:?}\n{logs}\n{}",
+        cluster.logs()
+    );
+    assert!(st.values().any(|s| s == "done"), "{st:?}\n{logs}");
+    for (&t, state) in &st {
+        let epochs = crate::common::csv_epochs(&trial_dir(&dir, t));
+        assert_eq!(epochs, (0..epochs.len()).collect::<Vec<_>>(), "trial {t}");
+        if state == "done" {
+            assert_eq!(epochs.len(), 9, "trial {t}");
+        } else {
+            // Pruned where it paused: at a rung, never past it.
+            let at = journal(&dir)
+                .iter()
+                .rev()
+                .find(|e| e["trial"] == t && e["state"] == "pruned")
+                .map(|e| e["epoch"].as_u64().unwrap() as usize);
+            assert_eq!(Some(epochs.len()), at, "trial {t}");
+            assert!(matches!(epochs.len(), 1 | 3), "trial {t}: {epochs:?}");
+        }
+    }
+    let status = summary_status(&dir);
+    for (&t, state) in &st {
+        assert_eq!(&status[t as usize], state, "trial {t}");
+    }
+    // A follower takes the tasks' records as they are: a paused trial's
+    // task ended long before the trial did.
+    let out = runner()
+        .env(k, &v)
+        .args(["sweep", "--status"])
+        .arg(&dir)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(states(&dir), st, "{}", stdout(&out));
+    let out = runner()
+        .env(k, &v)
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("Nothing to resubmit"),
+        "{}",
+        stdout(&out)
+    );
+    cluster.shutdown().expect("clean teardown");
+}
+
+#[test]
+fn a_wrong_early_stop_variant_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
     let exp = asha_experiment(tmp.path(), "promotypo", "variant = \"promote\"\n");
     let out = runner().arg("check").arg(&exp).output().unwrap();
     assert_exit(&out, 2);

@@ -17,6 +17,7 @@ pub fn write_script(
     sweep_dir: &Path,
     runner_bin: &Path,
     job_name: &str,
+    worker: bool,
 ) -> Result<PathBuf, SlurmError> {
     let paths = SlurmPaths::new(sweep_dir);
     let logs = paths.logs_dir();
@@ -24,7 +25,7 @@ pub fn write_script(
     let path = paths.script();
     write_atomic(
         &path,
-        render_script(slurm, sweep_dir, runner_bin, job_name).as_bytes(),
+        render_script(slurm, sweep_dir, runner_bin, job_name, worker).as_bytes(),
     )?;
     Ok(path)
 }
@@ -33,7 +34,8 @@ pub fn write_script(
 /// that maps `SLURM_ARRAY_TASK_ID + $RUNNER_TRIAL_OFFSET` to a line of
 /// `<sweep>/slurm/trials.txt` and whose last line `exec`s
 /// `<runner_bin> run --trial "$TRIAL_DIR"` (so `--signal=B:USR1@N`, sent to the
-/// batch shell, reaches `runner` itself).
+/// batch shell, reaches `runner` itself); with `worker` (a promotion sweep)
+/// `--worker` follows, and the task then runs the sweep's promotions.
 ///
 /// The `--array` range is not in the script: [`Slurm::submit`](super::Slurm::submit) passes it on
 /// the `sbatch` command line, so a resubmission can name any subset of trials.
@@ -42,6 +44,7 @@ pub fn render_script(
     sweep_dir: &Path,
     runner_bin: &Path,
     job_name: &str,
+    worker: bool,
 ) -> String {
     let paths = SlurmPaths::new(sweep_dir);
     let logs = paths.logs_dir();
@@ -93,6 +96,7 @@ pub fn render_script(
     }
     let trials_file = shell_quote(&paths.trials_file().display().to_string());
     let runner = shell_quote(&runner_bin.display().to_string());
+    let worker = if worker { " --worker" } else { "" };
     // Writing into a String cannot fail.
     let _ = write!(
         s,
@@ -108,7 +112,7 @@ if [ -z "$TRIAL_DIR" ]; then
 fi
 echo "runner: job ${{SLURM_ARRAY_JOB_ID:-?}}_$task_id on ${{SLURMD_NODENAME:-?}} runs trial $trial_index: $TRIAL_DIR"
 cd "${{SLURM_SUBMIT_DIR:-$PWD}}"
-exec {runner} run --trial "$TRIAL_DIR"
+exec {runner} run --trial "$TRIAL_DIR"{worker}
 "#
     );
     s
@@ -198,6 +202,7 @@ mod tests {
             Path::new("/scratch/runs/cnn/sweeps/lr-grid"),
             Path::new("/opt/runner/bin/runner"),
             "cnn lr-grid",
+            false,
         );
         insta::assert_snapshot!(script);
     }
@@ -209,8 +214,20 @@ mod tests {
             Path::new("/data/my runs/it's/sweeps/s1"),
             Path::new("/opt/run ner"),
             "s1",
+            false,
         );
         insta::assert_snapshot!(script);
+    }
+
+    #[test]
+    fn a_promotion_sweeps_tasks_run_as_workers() {
+        let render = |worker| render_script(&spec(), Path::new("/s"), Path::new("/r"), "s", worker);
+        let exec = |s: &str| s.lines().last().unwrap_or_default().to_string();
+        assert_eq!(exec(&render(false)), "exec '/r' run --trial \"$TRIAL_DIR\"");
+        assert_eq!(
+            exec(&render(true)),
+            "exec '/r' run --trial \"$TRIAL_DIR\" --worker"
+        );
     }
 
     #[test]
@@ -230,7 +247,7 @@ mod tests {
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let script = write_script(&spec(), &sweep, &runner, "t").unwrap();
+        let script = write_script(&spec(), &sweep, &runner, "t", false).unwrap();
         assert!(SlurmPaths::new(&sweep).logs_dir().is_dir());
 
         let run = |task: &str, offset: Option<&str>| {
