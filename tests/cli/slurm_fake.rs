@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::common::{runner, runner_process, stderr, sweep_dir, tiny_experiment};
+use crate::common::{runner, runner_process, stderr, stdout, sweep_dir, tiny_experiment};
 
 /// A folder of fake Slurm commands. Each logs its arguments to
 /// `<bin>/calls.log`; `sbatch` answers job ids 1000, 1001, ... after
@@ -404,11 +404,14 @@ fn a_slurm_sweep_resumed_with_a_higher_budget_submits_only_the_new_trials() {
 
 /// A promotion sweep's Slurm tasks run one after the other (as with
 /// `max_parallel = 1`), each `runner run --trial LINE --worker`: each
-/// trains its trial to the first rung and ends, and the last, with no new
-/// trial to start, runs the promotions and prunes what still waits. They
-/// make the decisions of the same sweep run locally one trial at a time.
+/// trains its trial to the rung and then runs the promotions the journal
+/// allows. The first task to promote a trial is killed (kill -9, as a node
+/// failure would) while that trial trains; `--status` then records the
+/// trial stopped, `--resume` submits it alone, and its new task trains it
+/// on from its checkpoint and ends the sweep. The tasks make the decisions
+/// of the same sweep run locally one trial at a time, never interrupted.
 #[test]
-fn promotion_tasks_in_turn_decide_as_a_local_sweep_does() {
+fn promotion_tasks_in_turn_decide_as_a_local_sweep_does_despite_a_kill() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = fake_slurm(tmp.path());
     let exp = tiny_experiment(
@@ -420,7 +423,9 @@ fn promotion_tasks_in_turn_decide_as_a_local_sweep_does() {
          [sweep.launcher]\ntype = \"slurm\"\nmax_parallel = 1\n",
     );
     let runs = tmp.path().join("runs");
-    let sets = ["--set", "train.epochs=9"];
+    // One rung, at epoch 1; a promoted trial trains epochs 2 and 3, of
+    // about a second each (30,000 small images).
+    let sets = ["--set", "train.epochs=3", "--set", "data.train_size=30000"];
     let out = runner()
         .env("PATH", path_with(&bin))
         .arg("sweep")
@@ -434,15 +439,48 @@ fn promotion_tasks_in_turn_decide_as_a_local_sweep_does() {
     let dir = sweep_dir(&runs, "promotasks");
     let lines = trials_file(&dir);
     assert_eq!(lines.len(), 6);
-    let mut logs = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let out = runner()
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let task = |line: &str, log: &Path| {
+        runner_process()
             .args(["run", "--trial", line, "--worker"])
-            .timeout(Duration::from_secs(120))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(out.status.success(), "task {i}: {text}\n{}", stderr(&out));
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut logs = Vec::new();
+    let mut killed: Option<String> = None;
+    for (i, line) in lines.iter().enumerate() {
+        let log = tmp.path().join(format!("task-{i}.log"));
+        let mut child = task(line, &log);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "task {i}: {}", read(&log));
+                break;
+            }
+            assert!(Instant::now() < deadline, "task {i}: {}", read(&log));
+            // A promoted trial's process has started training once its
+            // run.log says so a second time.
+            let promoted = killed.is_none().then(|| read(&log)).and_then(|text| {
+                let l = text.lines().find(|l| l.contains(" resumed, to "))?;
+                Some(l.split_whitespace().next()?.to_string())
+            });
+            if let Some(name) = promoted {
+                if read(&dir.join(&name).join("run.log"))
+                    .matches("Run folder:")
+                    .count()
+                    >= 2
+                {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    killed = Some(name);
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let text = read(&log);
         assert!(
             text.starts_with(&format!("{} started", trial_name(line))),
             "task {i}: {text}"
@@ -450,14 +488,61 @@ fn promotion_tasks_in_turn_decide_as_a_local_sweep_does() {
         logs.push(text);
     }
     let all = logs.concat();
+    let killed = killed.unwrap_or_else(|| panic!("no task promoted a trial: {all}"));
     assert!(all.contains("promoted from rung 1 (epoch 1)"), "{all}");
-    assert!(all.contains("resumed, to the end"), "{all}");
-    // Only the last task, with no trial left to start, ends the sweep.
-    for text in &logs[..5] {
-        assert!(!text.contains(" pruned "), "{all}");
-    }
-    let last = &logs[5];
-    assert!(last.contains(" pruned in 0s"), "{all}");
+    let latest = |name: &str| -> serde_json::Value {
+        read(&dir.join("journal.jsonl"))
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| name.starts_with(&format!("trial-{:03}-", e["trial"].as_u64().unwrap())))
+            .last()
+            .unwrap()
+    };
+    assert_eq!(latest(&killed)["state"], "running");
+
+    // No task runs (the fake squeue knows none): the trial the killed
+    // task trained is stopped, and only it is submitted again.
+    let out = runner()
+        .env("PATH", path_with(&bin))
+        .args(["sweep", "--status"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = latest(&killed);
+    assert_eq!(e["state"], "stopped", "{e}\n{}", stdout(&out));
+    assert_eq!(
+        e["message"], "the Slurm task that ran it ended before it did",
+        "{e}"
+    );
+    let out = runner()
+        .env("PATH", path_with(&bin))
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let index: usize = killed[6..9].parse().unwrap();
+    let sbatch = calls(&bin, "sbatch");
+    assert!(
+        sbatch
+            .last()
+            .unwrap()
+            .contains(&format!("--array={index}%1")),
+        "{sbatch:?}"
+    );
+    let log = tmp.path().join("task-again.log");
+    let status = task(&lines[index], &log).wait().unwrap();
+    let text = read(&log);
+    assert!(status.success(), "{text}");
+    assert!(
+        text.starts_with(&format!("{killed} resumed, to the end")),
+        "{text}"
+    );
+    // It ended the sweep: nothing waits at the rung any more.
+    assert!(text.contains(" pruned in 0s"), "{text}");
+    let epochs = crate::common::csv_epochs(&dir.join(&killed));
+    assert_eq!(epochs, [0, 1, 2], "{killed}");
 
     // The same sweep, run locally.
     let local = runner()
@@ -472,8 +557,7 @@ fn promotion_tasks_in_turn_decide_as_a_local_sweep_does() {
     assert!(local.status.success(), "{}", stderr(&local));
     let local_dir = sweep_dir(&tmp.path().join("local"), "promotasks");
     let decided = |d: &Path| -> Vec<(u64, u64, String)> {
-        std::fs::read_to_string(d.join("journal.jsonl"))
-            .unwrap()
+        read(&d.join("journal.jsonl"))
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter_map(|e| {
@@ -487,19 +571,18 @@ fn promotion_tasks_in_turn_decide_as_a_local_sweep_does() {
             .collect()
     };
     let tasks = decided(&dir);
-    assert_eq!(tasks, decided(&local_dir), "{all}");
-    assert!(tasks.iter().any(|d| d.2 == "continue"), "{tasks:?}");
+    assert_eq!(tasks, decided(&local_dir), "{all}\n{text}");
     assert!(tasks.iter().any(|d| d.2 == "prune"), "{tasks:?}");
 
-    // A task of a trial that is pruned, run again (a requeue), trains
-    // nothing and decides nothing.
+    // A task of a pruned trial, run again (a requeue), trains nothing and
+    // decides nothing.
     let pruned = tasks.iter().find(|d| d.2 == "prune").unwrap().0 as usize;
     let out = runner()
         .args(["run", "--trial", &lines[pruned], "--worker"])
         .timeout(Duration::from_secs(60))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("Worker done: 0 launch(es)"), "{text}");
     assert_eq!(decided(&dir), tasks);
