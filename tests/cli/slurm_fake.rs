@@ -588,6 +588,65 @@ fn promotion_tasks_in_turn_decide_as_a_local_sweep_does_despite_a_kill() {
     assert_eq!(decided(&dir), tasks);
 }
 
+/// Slurm's warning before a time limit (`--signal=B:USR1@N`) reaches the
+/// batch shell, that is the worker: it passes SIGUSR1 on to the trial it
+/// trains, which stops at the next batch (SIGTERM would finish the epoch),
+/// recorded stopped; the task exits 130.
+#[test]
+fn a_worker_passes_slurms_time_limit_warning_to_its_trial() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_slurm(tmp.path());
+    let exp = tiny_experiment(
+        tmp.path(),
+        "promousr1",
+        "[sweep]\nmetric = \"val_loss\"\n\
+         [sweep.grid]\n\"optimizer.learning_rate\" = [0.01, 0.02, 0.03]\n\
+         [sweep.early_stop]\ntype = \"asha\"\nmin_epochs = 1\nvariant = \"promotion\"\n\
+         [sweep.launcher]\ntype = \"slurm\"\n",
+    );
+    let runs = tmp.path().join("runs");
+    // Epochs of about two seconds: the warning lands inside the first.
+    let out = runner()
+        .env("PATH", path_with(&bin))
+        .arg("sweep")
+        .arg(&exp)
+        .args(["--set", "data.train_size=60000", "--runs-dir"])
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = sweep_dir(&runs, "promousr1");
+    let line = trials_file(&dir)[0].clone();
+    let run_log = Path::new(&line).join("run.log");
+    let mut worker = runner_process()
+        .args(["run", "--trial", &line, "--worker"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&run_log)
+        .unwrap_or_default()
+        .contains("Run folder:")
+    {
+        assert!(Instant::now() < deadline, "the trial never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(worker.id() as i32, libc::SIGUSR1) };
+    let status = worker.wait().unwrap();
+    let log = std::fs::read_to_string(&run_log).unwrap();
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(log.contains("SIGUSR1"), "{log}");
+    let rows = std::fs::read_to_string(Path::new(&line).join("metrics.csv")).unwrap_or_default();
+    assert!(rows.lines().nth(1).is_none(), "{rows}\n{log}");
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
+    assert_eq!(last["state"], "stopped", "{journal}");
+    assert_eq!(last["trial"], 0, "{journal}");
+}
+
 /// The folder name at the end of a trials.txt line.
 fn trial_name(line: &str) -> String {
     Path::new(line)
