@@ -8,12 +8,14 @@ use crate::train::Ending;
 /// Record the outcome in `meta` and on disk, print it, and turn it into
 /// the command's result (an interrupted or diverged run is an error).
 /// `pruned`: the rung that pruned this sweep trial, if one did: its stop
-/// is then the sweep's doing, not an interruption, and exits 0.
+/// is then the sweep's doing, not an interruption, and exits 0. `sweep`:
+/// the folder of the sweep this run is a trial of, which resumes it.
 pub(super) fn finish(
     run: &RunDir,
     meta: &mut Meta,
     outcome: std::result::Result<Outcome, Error>,
     pruned: Option<usize>,
+    sweep: Option<&std::path::Path>,
 ) -> Result<()> {
     meta.end_time = Some(rundir::now_rfc3339());
     let result = match outcome {
@@ -50,10 +52,15 @@ pub(super) fn finish(
                 }
                 Ending::Interrupted { reason } => {
                     meta.status = Status::Stopped;
+                    // A trial goes on with its sweep, whose journal and
+                    // summary a standalone resume would leave behind.
+                    let resume = match sweep {
+                        Some(dir) => format!("runner sweep --resume {}", dir.display()),
+                        None => format!("runner run --resume {}", run.root().display()),
+                    };
                     let msg = format!(
-                        "stopped by {reason} after {} epoch(s); continue with `runner run --resume {}`",
-                        o.state.epochs_done,
-                        run.root().display()
+                        "stopped by {reason} after {} epoch(s); continue with `{resume}`",
+                        o.state.epochs_done
                     );
                     meta.message = Some(msg.clone());
                     Err(Error::Interrupted(msg))

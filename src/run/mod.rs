@@ -185,7 +185,8 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     } else {
         None
     };
-    finish::finish(&run, &mut meta, outcome, pruned)
+    let sweep = if trial { run.root().parent() } else { None };
+    finish::finish(&run, &mut meta, outcome, pruned, sweep)
 }
 
 /// A trial of a Slurm sweep with early stopping judges its own rungs

@@ -639,6 +639,11 @@ fn a_worker_passes_slurms_time_limit_warning_to_its_trial() {
     let log = std::fs::read_to_string(&run_log).unwrap();
     assert_eq!(status.code(), Some(130), "{log}");
     assert!(log.contains("SIGUSR1"), "{log}");
+    // A trial goes on with its sweep, not on its own.
+    assert!(
+        log.contains("continue with `runner sweep --resume "),
+        "{log}"
+    );
     let rows = std::fs::read_to_string(Path::new(&line).join("metrics.csv")).unwrap_or_default();
     assert!(rows.lines().nth(1).is_none(), "{rows}\n{log}");
     let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
