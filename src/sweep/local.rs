@@ -296,15 +296,7 @@ impl LocalDriver<'_> {
         let Some(promoter) = &mut self.promoter else {
             return;
         };
-        for (trial, epoch) in promoter.finish(&self.journal, &self.s.trials) {
-            let f = Finished {
-                trial,
-                state: TrialState::Pruned,
-                exit_code: None,
-                message: Some(promoter.pruned_message(epoch)),
-                seconds: 0.0,
-                epoch: Some(epoch),
-            };
+        for f in promoter.finish(&self.journal, &self.s.trials) {
             finish_trial(self.s, &self.journal, &f, &self.axes);
         }
     }

@@ -373,8 +373,9 @@ impl Promoter {
     }
 
     /// The sweep is over: every trial still paused is pruned at its rung
-    /// (journaled); the trials and their rungs.
-    pub fn finish(&mut self, journal: &Journal, trials: &[Trial]) -> Vec<(Trial, usize)> {
+    /// (the decision journaled); how each ended, for
+    /// [`finish_trial`](super::outcome::finish_trial).
+    pub fn finish(&mut self, journal: &Journal, trials: &[Trial]) -> Vec<Finished> {
         let mut pruned = Vec::new();
         for r in self.promotions.finish() {
             let Some(t) = trials.iter().find(|t| t.index == r.trial) else {
@@ -384,7 +385,14 @@ impl Promoter {
             e.epoch = Some(r.epoch);
             e.rung = Some(r.clone());
             let _ = journal.append(&e);
-            pruned.push((t.clone(), r.epoch));
+            pruned.push(Finished {
+                trial: t.clone(),
+                state: TrialState::Pruned,
+                exit_code: None,
+                message: Some(self.pruned_message(r.epoch)),
+                seconds: 0.0,
+                epoch: Some(r.epoch),
+            });
         }
         pruned
     }

@@ -167,15 +167,7 @@ impl Worker<'_> {
             Next::Start => None,
             Next::Wait => {
                 if running == 0 && !starting {
-                    for (trial, epoch) in promoter.finish(&self.journal, &self.s.trials) {
-                        let f = Finished {
-                            trial,
-                            state: TrialState::Pruned,
-                            exit_code: None,
-                            message: Some(promoter.pruned_message(epoch)),
-                            seconds: 0.0,
-                            epoch: Some(epoch),
-                        };
+                    for f in promoter.finish(&self.journal, &self.s.trials) {
                         finish_trial(self.s, &self.journal, &f, &self.axes);
                     }
                 }

@@ -494,8 +494,7 @@ fn promotion_tasks_in_turn_decide_as_a_local_sweep_does_despite_a_kill() {
         read(&dir.join("journal.jsonl"))
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| name.starts_with(&format!("trial-{:03}-", e["trial"].as_u64().unwrap())))
-            .last()
+            .rfind(|e| name.starts_with(&format!("trial-{:03}-", e["trial"].as_u64().unwrap())))
             .unwrap()
     };
     assert_eq!(latest(&killed)["state"], "running");
