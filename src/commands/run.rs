@@ -23,6 +23,13 @@ pub enum RunTarget {
 }
 
 pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
+    if let RunTarget::Trial { dir, .. } = &target {
+        // A Slurm task that starts after its sweep's max_hours runs nothing.
+        if let Some(why) = sweep::out_of_time(dir) {
+            crate::outln!("{why}");
+            return Ok(());
+        }
+    }
     let target = match target {
         RunTarget::New(exp) => run::RunTarget::New(Box::new(super::load_plan(&exp)?)),
         RunTarget::Resume(dir) => run::RunTarget::Resume(dir),

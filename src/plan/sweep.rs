@@ -648,21 +648,12 @@ pub(super) fn check_sweep(
 }
 
 fn check_budget(ck: &mut Checker, s: &SweepSpec) {
-    if matches!(s.launcher, LauncherSpec::Slurm(_)) {
-        if s.max_hours.is_some() {
-            ck.fail(
-                "sweep.max_hours",
-                "the Slurm launcher submits every trial at once, so no start can wait for a clock",
-                Some("use [sweep.launcher] time for each task's limit, or max_trials".into()),
-            );
-        }
-        if s.trials_per_gpu != 1 {
-            ck.fail(
-                "sweep.trials_per_gpu",
-                "packing trials onto a GPU is done by the local launcher; Slurm places each task itself",
-                Some("request a share of a GPU through [sweep.launcher] gres, or sweep locally".into()),
-            );
-        }
+    if matches!(s.launcher, LauncherSpec::Slurm(_)) && s.trials_per_gpu != 1 {
+        ck.fail(
+            "sweep.trials_per_gpu",
+            "packing trials onto a GPU is done by the local launcher; Slurm places each task itself",
+            Some("request a share of a GPU through [sweep.launcher] gres, or sweep locally".into()),
+        );
     }
     if s.max_trials == Some(0) {
         ck.fail("sweep.max_trials", "must be at least 1 when set", None);

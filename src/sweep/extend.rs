@@ -42,8 +42,6 @@ pub(super) fn extend(s: &mut Sweep, set: &[String]) -> Result<(), SweepError> {
                  anything else makes another experiment, so start a new sweep for it",
                 RESUME_KEYS.join(", ")
             ))
-        } else if o.key == "sweep.max_hours" && s.meta.launcher == "slurm" {
-            Some("max_hours applies to the local launcher; on Slurm, each task's `time` in [sweep.launcher] limits it".into())
         } else if o.key == "sweep.trials" && s.sweep.strategy == Strategy::Grid {
             Some("a grid's trials are its points; `sweep.max_trials` caps them".into())
         } else {

@@ -1,6 +1,7 @@
 //! A sweep folder: its files, `sweep.json`, and the sweep read back from it.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -95,6 +96,28 @@ pub struct Sweep {
     /// The plan of the whole experiment, `[sweep]` included.
     pub plan: ExperimentPlan,
     pub trials: Vec<Trial>,
+}
+
+impl Sweep {
+    /// When `max_hours` runs out, counted from the sweep's creation, with
+    /// the hours; `None` without `max_hours`.
+    pub fn deadline(&self) -> Option<(SystemTime, f64)> {
+        let hours = self.sweep.max_hours?;
+        let created = time::OffsetDateTime::parse(
+            &self.meta.created,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()?;
+        let start = SystemTime::UNIX_EPOCH
+            + Duration::from_secs_f64(created.unix_timestamp_nanos() as f64 / 1e9);
+        Some((start + Duration::from_secs_f64(hours * 3600.0), hours))
+    }
+
+    /// The hours of `max_hours`, once they have run out.
+    pub fn out_of_time(&self) -> Option<f64> {
+        self.deadline()
+            .and_then(|(at, hours)| (SystemTime::now() >= at).then_some(hours))
+    }
 }
 
 /// Read a sweep folder back: its plans and trials.

@@ -37,6 +37,12 @@ fn slurm_state(
     match task {
         Some(TaskState::Pending) => (TrialState::Pending, None),
         Some(TaskState::Running) => (TrialState::Running, None),
+        // Its task chose not to start it (the sweep's max_hours had run
+        // out): it has not failed.
+        Some(TaskState::Completed) if meta.is_none() => (
+            TrialState::Pending,
+            Some("its task ended without starting it".into()),
+        ),
         // Ended by Slurm before runner ever started it (`runner sweep
         // --cancel` on a pending task, a preemption, a node failure): it
         // has not failed, and `--resume` must run it.
@@ -250,7 +256,13 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
                     .values()
                     .filter(|e| e.state == TrialState::Failed)
                     .count();
-                return conclude(s, &axes, LocalEnd::Finished, failures, None);
+                return conclude(
+                    s,
+                    &axes,
+                    LocalEnd::Finished,
+                    failures,
+                    ended_by(s).as_deref(),
+                );
             }
             return Ok(());
         }
@@ -284,6 +296,25 @@ fn print_status(s: &Sweep, latest: &BTreeMap<usize, Entry>, tasks: &BTreeMap<usi
     for line in unchosen_lines(&unchosen(s), tasks) {
         crate::outln!("{line}");
     }
+}
+
+/// Why trials were left unstarted, as a local sweep says it: `max_hours`
+/// ran out before their tasks started.
+fn ended_by(s: &Sweep) -> Option<String> {
+    let hours = s.out_of_time()?;
+    let latest = s.dir.journal().latest();
+    let unstarted = s
+        .trials
+        .iter()
+        .filter(|t| {
+            latest
+                .get(&t.index)
+                .is_none_or(|e| e.state == TrialState::Pending)
+        })
+        .count()
+        + unchosen(s).len();
+    (unstarted > 0)
+        .then(|| format!("max_hours = {hours} reached; {unstarted} trial(s) not started"))
 }
 
 /// One line per run of consecutive TPE trials not chosen yet whose tasks

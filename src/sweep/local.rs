@@ -2,7 +2,7 @@
 //! devices, with how many threads, and recording each as it starts and ends.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use super::error::SweepError;
 use super::folder::Sweep;
@@ -111,7 +111,7 @@ pub(super) fn run_locally(
         pruner: Pruner::new(&s.sweep, &journal),
         promoter: Promoter::new(&s.sweep, &journal),
         no_more: false,
-        deadline: deadline(s),
+        deadline: s.deadline(),
         journal,
         queue: todo.into(),
         limit,
@@ -130,20 +130,6 @@ pub(super) fn run_locally(
         ..
     } = driver;
     conclude(s, &axes, end, failures, ended_by.as_deref())
-}
-
-/// When `max_hours` runs out, counted from the sweep's creation, with the
-/// hours.
-fn deadline(s: &Sweep) -> Option<(SystemTime, f64)> {
-    let hours = s.sweep.max_hours?;
-    let created = time::OffsetDateTime::parse(
-        &s.meta.created,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .ok()?;
-    let start = SystemTime::UNIX_EPOCH
-        + Duration::from_secs_f64(created.unix_timestamp_nanos() as f64 / 1e9);
-    Some((start + Duration::from_secs_f64(hours * 3600.0), hours))
 }
 
 /// The sweep as the scheduler runs it.

@@ -51,6 +51,7 @@ mod prune;
 mod resume;
 mod start;
 mod submit;
+mod task;
 mod worker;
 
 pub use error::SweepError;
@@ -59,6 +60,7 @@ pub use propose::claim;
 pub use prune::{journaled_prune, TrialJudge};
 pub use resume::resume;
 pub use start::{dry_run, start, NewSweep};
+pub use task::out_of_time;
 pub use worker::{work, WorkerOptions};
 
 use std::collections::BTreeMap;

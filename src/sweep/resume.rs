@@ -105,6 +105,23 @@ pub fn resume(dir: &Path, set: &[String], opts: &SweepOptions) -> Result<(), Swe
             // cancelled or never ran).
             todo.extend(unchosen(&s).into_iter().filter(idle));
             todo.sort_unstable();
+            // Past max_hours, as locally, only a trial that ran before goes on.
+            if let Some(hours) = s.out_of_time() {
+                let ran = |i: &usize| {
+                    s.trials
+                        .iter()
+                        .find(|t| t.index == *i)
+                        .is_some_and(|t| t.dir(&s.dir.root).join("meta.json").is_file())
+                };
+                let before = todo.len();
+                todo.retain(ran);
+                if todo.len() < before {
+                    crate::outln!(
+                        "max_hours = {hours} has run out: {} trial(s) that never started are not submitted (`--set sweep.max_hours=H` gives the sweep more time)",
+                        before - todo.len()
+                    );
+                }
+            }
             // Trials paused at rungs with no task left to promote them (the
             // last one ended before the sweep did): one task runs the
             // promotions, and prunes what is still paused at the end.

@@ -157,8 +157,15 @@ impl Worker<'_> {
             .filter(|e| !matches!(e.state, TrialState::Pending | TrialState::Stopped))
             .map(|e| e.trial)
             .collect();
-        let starting = (0..self.s.meta.trials).any(|i| !started.contains(&i));
-        match promoter.next(&self.journal, &self.s.trials, starting, running) {
+        // After max_hours, as locally, no trial starts and none is promoted.
+        let out_of_time = self.s.out_of_time().is_some();
+        let starting = !out_of_time && (0..self.s.meta.trials).any(|i| !started.contains(&i));
+        let next = if out_of_time {
+            Next::Wait
+        } else {
+            promoter.next(&self.journal, &self.s.trials, starting, running)
+        };
+        match next {
             Next::Promote { trial, .. } => {
                 let until = promoter.until(trial);
                 let trial = self.s.trials.iter().find(|t| t.index == trial)?.clone();

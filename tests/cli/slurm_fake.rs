@@ -373,14 +373,6 @@ fn a_slurm_sweep_resumed_with_a_higher_budget_submits_only_the_new_trials() {
         let out = runner().args(["run", "--trial", &line]).output().unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    // max_hours is the local launcher's.
-    let out = resume_with(&bin, &dir, "sweep.max_hours=1");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("max_hours applies to the local launcher"),
-        "{}",
-        stderr(&out)
-    );
     let out = resume_with(&bin, &dir, "sweep.max_trials=4");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -649,6 +641,65 @@ fn a_worker_passes_slurms_time_limit_warning_to_its_trial() {
     let last: serde_json::Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
     assert_eq!(last["state"], "stopped", "{journal}");
     assert_eq!(last["trial"], 0, "{journal}");
+}
+
+/// `max_hours` on Slurm: every task is submitted at once, so a task that
+/// starts after the budget has run out runs nothing (exit 0, no
+/// meta.json), `--resume` submits no trial that never started, and
+/// `--resume --set sweep.max_hours=H` gives the sweep more time.
+#[test]
+fn a_slurm_task_starts_no_trial_after_max_hours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_slurm(tmp.path());
+    let exp = tiny_experiment(
+        tmp.path(),
+        "slurmtimed",
+        "[sweep]\nmax_hours = 1e-6\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n\
+         [sweep.launcher]\ntype = \"slurm\"\n",
+    );
+    let runs = tmp.path().join("runs");
+    let out = submit(&bin, &exp, &runs);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = sweep_dir(&runs, "slurmtimed");
+    let lines = trials_file(&dir);
+    let out = runner()
+        .args(["run", "--trial", &lines[0]])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("max_hours = 0.000001 has run out since the sweep started"),
+        "{text}"
+    );
+    assert!(!Path::new(&lines[0]).join("meta.json").exists());
+    let out = runner()
+        .env("PATH", path_with(&bin))
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("3 trial(s) that never started are not submitted"),
+        "{text}"
+    );
+    assert!(text.contains("Nothing to resubmit"), "{text}");
+    assert_eq!(calls(&bin, "sbatch").len(), 1);
+    let out = resume_with(&bin, &dir, "sweep.max_hours=1");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sbatch = calls(&bin, "sbatch");
+    assert!(sbatch.last().unwrap().contains("--array=0-2"), "{sbatch:?}");
+    let out = runner()
+        .args(["run", "--trial", &lines[0]])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        crate::common::meta(Path::new(&lines[0]))["status"],
+        "completed"
+    );
 }
 
 /// The folder name at the end of a trials.txt line.

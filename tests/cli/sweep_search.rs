@@ -1389,6 +1389,56 @@ fn promotion_on_slurm_runs_promotions_in_the_array_tasks() {
     cluster.shutdown().expect("clean teardown");
 }
 
+/// `max_hours` through the real cluster: the budget has run out before
+/// the tasks start, so each ends without starting its trial (Slurm says
+/// completed, and no meta.json exists); the follower records them as not
+/// started rather than failed, and says why the sweep ended early.
+#[test]
+fn slurm_tasks_after_max_hours_start_nothing_and_the_sweep_says_why() {
+    let Some(cluster) = SlurmCluster::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "slurmtimed",
+        "[sweep]\nmax_hours = 1e-6\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n\
+         [sweep.launcher]\ntype = \"slurm\"\ncpus_per_task = 1\n",
+    );
+    let runs = tmp.path().join("runs");
+    let (k, v) = cluster.env();
+    let out = runner()
+        .env(k, &v)
+        .arg("sweep")
+        .arg(&exp)
+        .args(["--wait", "--poll-seconds", "0.5", "--runs-dir"])
+        .arg(&runs)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_exit(&out, 0);
+    assert!(
+        text.contains(
+            "The sweep ended early: max_hours = 0.000001 reached; 3 trial(s) not started"
+        ),
+        "{text}\n{}",
+        stderr(&out)
+    );
+    let dir = sweep_dir(&runs, "slurmtimed");
+    let st = states(&dir);
+    assert!(st.values().all(|s| s == "pending"), "{st:?}\n{text}");
+    assert!(
+        slurm_logs(&dir).contains("is not started"),
+        "{}",
+        slurm_logs(&dir)
+    );
+    for t in 0..3 {
+        assert!(!trial_dir(&dir, t).join("meta.json").exists());
+    }
+    cluster.shutdown().expect("clean teardown");
+}
+
 #[test]
 fn a_wrong_early_stop_variant_is_named() {
     let tmp = tempfile::tempdir().unwrap();

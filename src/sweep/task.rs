@@ -1,0 +1,33 @@
+//! What a Slurm array task checks before it runs its trial: the sweep's
+//! `max_hours`. The Slurm launcher submits every trial at once, so the
+//! budget is kept where a trial starts: a task that starts after the
+//! sweep's `max_hours` have run out (counted from its creation, as
+//! locally) runs nothing, and a trial that ran before may still finish.
+
+use std::path::Path;
+
+use super::folder::{open, SweepDir};
+
+/// Why the trial in `dir` (a trial folder, or a TPE trial's unchosen
+/// `trial-NNN`) must not start now: its Slurm sweep's `max_hours` have run
+/// out and it never ran. `None`: run it (a local sweep's scheduler keeps
+/// the budget itself).
+pub fn out_of_time(dir: &Path) -> Option<String> {
+    let sweep_dir = dir.parent()?;
+    let root = SweepDir {
+        root: sweep_dir.to_path_buf(),
+    };
+    if root.read_meta().ok()?.launcher != "slurm" {
+        return None;
+    }
+    let s = open(sweep_dir).ok()?;
+    let hours = s.out_of_time()?;
+    if dir.join("meta.json").is_file() {
+        return None;
+    }
+    Some(format!(
+        "max_hours = {hours} has run out since the sweep started: {} is not started (`runner sweep --resume {} --set sweep.max_hours=H` gives it more time)",
+        dir.file_name()?.to_string_lossy(),
+        sweep_dir.display()
+    ))
+}
