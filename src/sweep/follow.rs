@@ -293,7 +293,7 @@ fn print_status(s: &Sweep, latest: &BTreeMap<usize, Entry>, tasks: &BTreeMap<usi
             t.params_text()
         );
     }
-    for line in unchosen_lines(&unchosen(s), tasks) {
+    for line in unchosen_lines(&unchosen(s), tasks, s.out_of_time().is_some()) {
         crate::outln!("{line}");
     }
 }
@@ -319,8 +319,14 @@ fn ended_by(s: &Sweep) -> Option<String> {
 
 /// One line per run of consecutive TPE trials not chosen yet whose tasks
 /// Slurm reports alike: `trial-008 to trial-499  not chosen yet (492)
-/// slurm pending`, so a large sweep's status stays short.
-fn unchosen_lines(indices: &[usize], tasks: &BTreeMap<usize, TaskState>) -> Vec<String> {
+/// slurm pending`, so a large sweep's status stays short. `out_of_time`:
+/// the sweep's `max_hours` have run out, so a task that ended without
+/// choosing will not be submitted again.
+fn unchosen_lines(
+    indices: &[usize],
+    tasks: &BTreeMap<usize, TaskState>,
+    out_of_time: bool,
+) -> Vec<String> {
     let label = |i: &usize| tasks.get(i).map(|x| x.label());
     let mut lines = Vec::new();
     let mut rest = indices;
@@ -338,6 +344,12 @@ fn unchosen_lines(indices: &[usize], tasks: &BTreeMap<usize, TaskState>) -> Vec<
         // has no trial until `--resume` submits it again.
         let ended = tasks.get(first).is_some_and(|x| !x.is_active());
         let why = match (ended, run) {
+            (true, 1) if out_of_time => {
+                "its task ended before choosing, and max_hours has run out: it is not submitted again"
+            }
+            (true, _) if out_of_time => {
+                "their tasks ended before choosing, and max_hours has run out: they are not submitted again"
+            }
             (true, 1) => "its task ended before choosing; `runner sweep --resume` submits it again",
             (true, _) => {
                 "their tasks ended before choosing; `runner sweep --resume` submits them again"
@@ -515,7 +527,7 @@ mod tests {
         tasks.insert(11, TaskState::NodeFail);
         tasks.insert(13, TaskState::Cancelled);
         tasks.insert(14, TaskState::Cancelled);
-        let lines = unchosen_lines(&[2, 3, 4, 5, 7, 8, 10, 11, 13, 14], &tasks);
+        let lines = unchosen_lines(&[2, 3, 4, 5, 7, 8, 10, 11, 13, 14], &tasks, false);
         assert_eq!(
             lines,
             [
@@ -527,7 +539,16 @@ mod tests {
                 "  trial-013 to trial-014  not chosen yet (2)  slurm cancelled  (their tasks ended before choosing; `runner sweep --resume` submits them again)",
             ]
         );
-        assert!(unchosen_lines(&[], &tasks).is_empty());
+        assert!(unchosen_lines(&[], &tasks, false).is_empty());
+        // Past max_hours, a task that ended without choosing is not
+        // submitted again; one still to start says as before.
+        assert_eq!(
+            unchosen_lines(&[10, 11], &tasks, true),
+            [
+                "  trial-010         not chosen yet  (TPE chooses it when it starts)",
+                "  trial-011         not chosen yet  slurm node_fail  (its task ended before choosing, and max_hours has run out: it is not submitted again)",
+            ]
+        );
     }
 
     #[test]
@@ -546,6 +567,25 @@ mod tests {
         let failed = TaskState::Failed { exit_code: 2 };
         let (state, _) = slurm_state(dir.path(), Some(&failed), TrialState::Pending, None);
         assert_eq!(state, TrialState::Failed);
+        // One that chose not to start it (max_hours had run out) exited 0
+        // and wrote nothing: still to start, not failed.
+        let (state, why) = slurm_state(
+            dir.path(),
+            Some(&TaskState::Completed),
+            TrialState::Pending,
+            None,
+        );
+        assert_eq!(state, TrialState::Pending);
+        assert_eq!(why.as_deref(), Some("its task ended without starting it"));
+        // Once it has run, a completed task's trial is what its folder says.
+        meta_with(dir.path(), "stopped");
+        let (state, _) = slurm_state(
+            dir.path(),
+            Some(&TaskState::Completed),
+            TrialState::Running,
+            None,
+        );
+        assert_eq!(state, TrialState::Stopped);
     }
 
     #[test]
