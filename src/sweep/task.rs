@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use super::folder::{open, SweepDir};
+use super::propose::unchosen_name;
 
 /// Why the trial in `dir` (a trial folder, or a TPE trial's unchosen
 /// `trial-NNN`) must not start now: its Slurm sweep's `max_hours` have run
@@ -22,12 +23,19 @@ pub fn out_of_time(dir: &Path) -> Option<String> {
     }
     let s = open(sweep_dir).ok()?;
     let hours = s.out_of_time()?;
-    if dir.join("meta.json").is_file() {
+    // A TPE task's line names `trial-NNN` even after the task chose the
+    // trial's folder (a requeued task): the trial that ran is there.
+    let name = dir.file_name()?.to_string_lossy();
+    let folder = s
+        .trials
+        .iter()
+        .find(|t| unchosen_name(t.index) == name)
+        .map_or(dir.to_path_buf(), |t| t.dir(sweep_dir));
+    if folder.join("meta.json").is_file() {
         return None;
     }
     Some(format!(
-        "max_hours = {hours} has run out since the sweep started: {} is not started (`runner sweep --resume {} --set sweep.max_hours=H` gives it more time)",
-        dir.file_name()?.to_string_lossy(),
+        "max_hours = {hours} has run out since the sweep started: {name} is not started (`runner sweep --resume {} --set sweep.max_hours=H` gives it more time)",
         sweep_dir.display()
     ))
 }

@@ -702,6 +702,75 @@ fn a_slurm_task_starts_no_trial_after_max_hours() {
     );
 }
 
+/// Past `max_hours`, a TPE task requeued with its `trial-NNN` line goes
+/// on with the trial it chose before (in `trial-NNN-<id>`), while one whose
+/// trial was never chosen starts nothing.
+#[test]
+fn past_max_hours_a_requeued_tpe_task_finishes_the_trial_it_chose() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_slurm(tmp.path());
+    let exp = tiny_experiment(
+        tmp.path(),
+        "tpetimed",
+        "[sweep]\nstrategy = \"tpe\"\ntrials = 4\nmax_hours = 1\nmetric = \"val_loss\"\n\
+         [sweep.tpe]\nn_startup = 2\n[sweep.grid]\n\"optimizer.learning_rate\" = [0.02, 0.005, 1e-4]\n\
+         [sweep.launcher]\ntype = \"slurm\"\nmax_parallel = 1\n",
+    );
+    let runs = tmp.path().join("runs");
+    let out = submit(&bin, &exp, &runs);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = sweep_dir(&runs, "tpetimed");
+    let lines = trials_file(&dir);
+    assert!(lines[2].ends_with("/trial-002"), "{lines:?}");
+    for line in &lines[..2] {
+        let out = runner().args(["run", "--trial", line]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    // Trial 2 is chosen and stops after one epoch (a time limit would).
+    let out = runner()
+        .args(["run", "--trial", &lines[2], "--until", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The budget runs out.
+    let out = resume_with(&bin, &dir, "sweep.max_hours=1e-6");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("1 trial(s) that never started are not submitted"),
+        "{}",
+        stdout(&out)
+    );
+    let out = runner()
+        .args(["run", "--trial", &lines[2]])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(!text.contains("is not started"), "{text}");
+    let chosen = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("trial-002-"))
+        })
+        .unwrap();
+    assert_eq!(crate::common::meta(&chosen)["status"], "completed");
+    let out = runner()
+        .args(["run", "--trial", &lines[3]])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("trial-003 is not started"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!dir.join("trial-003").exists());
+}
+
 /// The folder name at the end of a trials.txt line.
 fn trial_name(line: &str) -> String {
     Path::new(line)
