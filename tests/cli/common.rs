@@ -142,3 +142,41 @@ pub fn csv_epochs(dir: &Path) -> Vec<usize> {
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect()
 }
+
+/// Every readable line of a sweep's journal.jsonl, in order.
+pub fn journal(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// (trial, epoch, decision) of every rung line, in journal order.
+pub fn decisions(dir: &Path) -> Vec<(u64, u64, String)> {
+    journal(dir)
+        .iter()
+        .filter_map(|e| {
+            let r = e.get("rung")?;
+            Some((
+                r["trial"].as_u64()?,
+                r["epoch"].as_u64()?,
+                r["decision"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The folder of trial `index` of the sweep in `sweep` (`trial-NNN-<id>`).
+pub fn trial_dir(sweep: &Path, index: u64) -> PathBuf {
+    std::fs::read_dir(sweep)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("trial-{index:03}-")))
+        })
+        .unwrap_or_else(|| panic!("no trial {index} in {}", sweep.display()))
+}

@@ -7,7 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::common::{runner, runner_process, stderr, stdout, sweep_dir, tiny_experiment};
+use crate::common::{
+    decisions, journal, runner, runner_process, stderr, stdout, sweep_dir, tiny_experiment,
+    trial_dir,
+};
 
 /// A folder of fake Slurm commands. Each logs its arguments to
 /// `<bin>/calls.log`; `sbatch` answers job ids 1000, 1001, ... after
@@ -483,9 +486,8 @@ fn promotion_tasks_in_turn_decide_as_a_local_sweep_does_despite_a_kill() {
     let killed = killed.unwrap_or_else(|| panic!("no task promoted a trial: {all}"));
     assert!(all.contains("promoted from rung 1 (epoch 1)"), "{all}");
     let latest = |name: &str| -> serde_json::Value {
-        read(&dir.join("journal.jsonl"))
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        journal(&dir)
+            .into_iter()
             .rfind(|e| name.starts_with(&format!("trial-{:03}-", e["trial"].as_u64().unwrap())))
             .unwrap()
     };
@@ -547,22 +549,8 @@ fn promotion_tasks_in_turn_decide_as_a_local_sweep_does_despite_a_kill() {
         .unwrap();
     assert!(local.status.success(), "{}", stderr(&local));
     let local_dir = sweep_dir(&tmp.path().join("local"), "promotasks");
-    let decided = |d: &Path| -> Vec<(u64, u64, String)> {
-        read(&d.join("journal.jsonl"))
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter_map(|e| {
-                let r = e.get("rung")?;
-                Some((
-                    r["trial"].as_u64()?,
-                    r["epoch"].as_u64()?,
-                    r["decision"].as_str()?.to_string(),
-                ))
-            })
-            .collect()
-    };
-    let tasks = decided(&dir);
-    assert_eq!(tasks, decided(&local_dir), "{all}\n{text}");
+    let tasks = decisions(&dir);
+    assert_eq!(tasks, decisions(&local_dir), "{all}\n{text}");
     assert!(tasks.iter().any(|d| d.2 == "prune"), "{tasks:?}");
 
     // A task of a pruned trial, run again (a requeue), trains nothing and
@@ -576,7 +564,7 @@ fn promotion_tasks_in_turn_decide_as_a_local_sweep_does_despite_a_kill() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("Worker done: 0 launch(es)"), "{text}");
-    assert_eq!(decided(&dir), tasks);
+    assert_eq!(decisions(&dir), tasks);
 }
 
 /// Slurm's warning before a time limit (`--signal=B:USR1@N`) reaches the
@@ -637,10 +625,10 @@ fn a_worker_passes_slurms_time_limit_warning_to_its_trial() {
     );
     let rows = std::fs::read_to_string(Path::new(&line).join("metrics.csv")).unwrap_or_default();
     assert!(rows.lines().nth(1).is_none(), "{rows}\n{log}");
-    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
-    let last: serde_json::Value = serde_json::from_str(journal.lines().last().unwrap()).unwrap();
-    assert_eq!(last["state"], "stopped", "{journal}");
-    assert_eq!(last["trial"], 0, "{journal}");
+    let lines = journal(&dir);
+    let last = lines.last().unwrap();
+    assert_eq!(last["state"], "stopped", "{lines:?}");
+    assert_eq!(last["trial"], 0, "{lines:?}");
 }
 
 /// `max_hours` on Slurm: every task is submitted at once, so a task that
@@ -747,17 +735,10 @@ fn past_max_hours_a_requeued_tpe_task_finishes_the_trial_it_chose() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(!text.contains("is not started"), "{text}");
-    let chosen = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("trial-002-"))
-        })
-        .unwrap();
-    assert_eq!(crate::common::meta(&chosen)["status"], "completed");
+    assert_eq!(
+        crate::common::meta(&trial_dir(&dir, 2))["status"],
+        "completed"
+    );
     let out = runner()
         .args(["run", "--trial", &lines[3]])
         .output()

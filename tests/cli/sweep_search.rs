@@ -8,33 +8,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    assert_exit, assert_resume_runs_nothing, runner, runner_on, stderr, stdout, sweep_dir,
-    tiny_experiment,
+    assert_exit, assert_resume_runs_nothing, decisions, journal, runner, runner_on, stderr, stdout,
+    sweep_dir, tiny_experiment, trial_dir,
 };
 use crate::slurm_cluster::SlurmCluster;
-
-fn journal(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// (trial, epoch, decision) of every rung line, in journal order.
-fn decisions(dir: &Path) -> Vec<(u64, u64, String)> {
-    journal(dir)
-        .iter()
-        .filter_map(|e| {
-            let r = e.get("rung")?;
-            Some((
-                r["trial"].as_u64()?,
-                r["epoch"].as_u64()?,
-                r["decision"].as_str()?.to_string(),
-            ))
-        })
-        .collect()
-}
 
 /// The latest state of each trial.
 fn states(dir: &Path) -> BTreeMap<u64, String> {
@@ -75,19 +52,6 @@ fn run_asha(exp: &Path, runs: &Path) -> std::process::Output {
         .timeout(Duration::from_secs(300))
         .output()
         .unwrap()
-}
-
-fn trial_dir(sweep: &Path, index: u64) -> PathBuf {
-    std::fs::read_dir(sweep)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("trial-{index:03}-")))
-        })
-        .unwrap_or_else(|| panic!("no trial {index} in {}", sweep.display()))
 }
 
 /// Re-derive every rung decision from the values the journal recorded, in
