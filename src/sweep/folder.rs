@@ -99,9 +99,10 @@ pub struct Sweep {
 }
 
 impl Sweep {
-    /// When `max_hours` runs out, counted from the sweep's creation, with
-    /// the hours; `None` without `max_hours`.
-    pub fn deadline(&self) -> Option<(SystemTime, f64)> {
+    /// The hours of `max_hours` once they have run out, counted from the
+    /// sweep's creation (the time in `sweep.json`, so a resume or a Slurm
+    /// task counts from the same start); `None` before, or without it.
+    pub fn out_of_time(&self) -> Option<f64> {
         let hours = self.sweep.max_hours?;
         let created = time::OffsetDateTime::parse(
             &self.meta.created,
@@ -110,13 +111,8 @@ impl Sweep {
         .ok()?;
         let start = SystemTime::UNIX_EPOCH
             + Duration::from_secs_f64(created.unix_timestamp_nanos() as f64 / 1e9);
-        Some((start + Duration::from_secs_f64(hours * 3600.0), hours))
-    }
-
-    /// The hours of `max_hours`, once they have run out.
-    pub fn out_of_time(&self) -> Option<f64> {
-        self.deadline()
-            .and_then(|(at, hours)| (SystemTime::now() >= at).then_some(hours))
+        let deadline = start + Duration::from_secs_f64(hours * 3600.0);
+        (SystemTime::now() >= deadline).then_some(hours)
     }
 }
 

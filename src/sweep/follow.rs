@@ -11,7 +11,7 @@ use super::error::SweepError;
 use super::folder::{journaled_trials, open, unchosen, Sweep};
 use super::hparams;
 use super::journal::{self, Entry, TrialState};
-use super::outcome::{conclude, finish_trial};
+use super::outcome::{conclude, finish_trial, out_of_time_line};
 use super::prune::Pruner;
 use super::scheduler::{self, Finished, LocalEnd};
 use super::slurm::{self, Slurm, TaskState};
@@ -313,8 +313,7 @@ fn ended_by(s: &Sweep) -> Option<String> {
         })
         .count()
         + unchosen(s).len();
-    (unstarted > 0)
-        .then(|| format!("max_hours = {hours} reached; {unstarted} trial(s) not started"))
+    (unstarted > 0).then(|| out_of_time_line(hours, unstarted))
 }
 
 /// One line per run of consecutive TPE trials not chosen yet whose tasks

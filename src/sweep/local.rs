@@ -2,13 +2,12 @@
 //! devices, with how many threads, and recording each as it starts and ends.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::time::SystemTime;
 
 use super::error::SweepError;
 use super::folder::Sweep;
 use super::hparams;
 use super::journal::{Entry, Journal, TrialState};
-use super::outcome::{conclude, finish_trial};
+use super::outcome::{conclude, finish_trial, out_of_time_line};
 use super::promotion::Next;
 use super::prune::{Promoter, Pruner};
 use super::scheduler::{self, Driver, Finished, Launch, LocalOptions};
@@ -111,7 +110,6 @@ pub(super) fn run_locally(
         pruner: Pruner::new(&s.sweep, &journal),
         promoter: Promoter::new(&s.sweep, &journal),
         no_more: false,
-        deadline: s.deadline(),
         journal,
         queue: todo.into(),
         limit,
@@ -146,7 +144,6 @@ struct LocalDriver<'a> {
     promoter: Option<Promoter>,
     /// No new trial can start (none was given when one was asked for).
     no_more: bool,
-    deadline: Option<(SystemTime, f64)>,
     running: BTreeSet<usize>,
     /// Trials that ran before this process (a resume): they may finish
     /// after `max_hours`.
@@ -168,17 +165,11 @@ impl LocalDriver<'_> {
     }
 
     fn out_of_time(&mut self) -> bool {
-        let Some((deadline, hours)) = self.deadline else {
+        let Some(hours) = self.s.out_of_time() else {
             return false;
         };
-        if SystemTime::now() < deadline {
-            return false;
-        }
         if self.ended_by.is_none() && self.left() > 0 {
-            self.ended_by = Some(format!(
-                "max_hours = {hours} reached; {} trial(s) not started",
-                self.left()
-            ));
+            self.ended_by = Some(out_of_time_line(hours, self.left()));
         }
         true
     }

@@ -43,6 +43,12 @@ pub(super) fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[S
     }
 }
 
+/// Why a sweep ended early, as its end says after "The sweep ended
+/// early: ": `max_hours` ran out with `unstarted` trials not started.
+pub(super) fn out_of_time_line(hours: f64, unstarted: usize) -> String {
+    format!("max_hours = {hours} reached; {unstarted} trial(s) not started")
+}
+
 /// What early stopping saved: the epochs trained, against the epochs the
 /// same trials would have trained without it (each to the last rung's end,
 /// `max_epochs`).
