@@ -413,16 +413,17 @@ pub(super) fn from_serde(
             "not a known value",
         );
     }
-    if let Some(field) = raw
-        .strip_prefix("missing field `")
-        .and_then(|r| r.split('`').next())
-    {
-        let field = field.to_string();
+    if let Some((field, variants)) = parse_unknown(&raw, "missing field") {
         let message = if path.is_empty() {
             format!("missing required table or key `{field}`")
         } else {
             format!("missing required key `{field}` in `{path}`{context}")
         };
+        // A tagged table without its tag: the variants it can name.
+        let help = (!variants.is_empty()).then(|| {
+            let table = value_at(merged, &path).and_then(|v| v.as_object());
+            missing_tag_help(&field, &variants, table)
+        });
         let full = path.clone().key(&field);
         let origin = sources_origin(sources, &full);
         return located_with(
@@ -430,7 +431,7 @@ pub(super) fn from_serde(
             &sources.files,
             full,
             message,
-            None,
+            help,
             SpanOf::Key,
             "required key missing here",
         );
@@ -490,6 +491,32 @@ fn parse_unknown(raw: &str, prefix: &str) -> Option<(String, Vec<String>)> {
     Some((name.to_string(), expected))
 }
 
+/// Help for a table without its tag `tag`: the key or the value in it
+/// that names one of the `variants` (`{ uniform = [0, 1] }`, `kind =
+/// "conv2d"`), else the variants.
+fn missing_tag_help(
+    tag: &str,
+    variants: &[String],
+    table: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> String {
+    let one_of = format!("`{tag}` is one of: {}", variants.join(", "));
+    let names = |s: &str| variants.iter().any(|v| v == s);
+    let entries = || table.into_iter().flatten();
+    if let Some((key, _)) = entries().find(|(k, _)| names(k)) {
+        return format!(
+            "did you mean `{tag} = \"{key}\"`? `{key}` is a value of `{tag}` here, not a key ({one_of})"
+        );
+    }
+    if let Some((key, value)) =
+        entries().find_map(|(k, v)| v.as_str().filter(|s| names(s)).map(|s| (k, s)))
+    {
+        return format!(
+            "did you mean `{tag} = \"{value}\"` rather than `{key} = \"{value}\"`? ({one_of})"
+        );
+    }
+    one_of
+}
+
 /// " (layer 6 of the model: dropout)" for paths into the layer list.
 fn section_context(merged: &serde_json::Value, path: &KeyPath) -> String {
     match path.0.as_slice() {
@@ -543,6 +570,38 @@ mod tests {
             &text[find_span(text, &p, SpanOf::Key).unwrap()],
             "input_shape"
         );
+    }
+
+    #[test]
+    fn a_missing_tag_is_found_in_a_key_or_a_value() {
+        let variants: Vec<String> = ["uniform", "log_uniform", "int", "choice"]
+            .map(String::from)
+            .to_vec();
+        let table = |v: serde_json::Value| v.as_object().cloned().unwrap();
+        let t = table(serde_json::json!({ "uniform": [0.0, 0.5] }));
+        assert_eq!(
+            missing_tag_help("distribution", &variants, Some(&t)),
+            "did you mean `distribution = \"uniform\"`? `uniform` is a value of `distribution` here, \
+             not a key (`distribution` is one of: uniform, log_uniform, int, choice)"
+        );
+        let t = table(serde_json::json!({ "low": 1, "kind": "int", "high": 4 }));
+        assert_eq!(
+            missing_tag_help("distribution", &variants, Some(&t)),
+            "did you mean `distribution = \"int\"` rather than `kind = \"int\"`? \
+             (`distribution` is one of: uniform, log_uniform, int, choice)"
+        );
+        let t = table(serde_json::json!({ "low": 1, "high": 4 }));
+        assert_eq!(
+            missing_tag_help("distribution", &variants, Some(&t)),
+            "`distribution` is one of: uniform, log_uniform, int, choice"
+        );
+        assert_eq!(
+            missing_tag_help("distribution", &variants, None),
+            "`distribution` is one of: uniform, log_uniform, int, choice"
+        );
+        // serde's own message for a missing struct field names no variants.
+        let (f, e) = parse_unknown("missing field `name`", "missing field").unwrap();
+        assert_eq!((f.as_str(), e.len()), ("name", 0));
     }
 
     #[test]

@@ -14,13 +14,22 @@ const MARK: char = '\u{1}';
 const SEP: char = '\u{2}';
 
 /// Read a table, take out its tag, and return (tag, rest of the table).
+/// Without the tag, the error names the `variants` as serde names those
+/// of an unknown variant: "missing field `type`, expected one of `a`, `b`".
 pub fn split<'de, D: Deserializer<'de>>(
     d: D,
     tag: &'static str,
+    variants: &[&str],
 ) -> Result<(String, serde_json::Value), D::Error> {
     let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
     match map.remove(tag) {
-        None => Err(de::Error::missing_field(tag)),
+        None => {
+            let names: Vec<String> = variants.iter().map(|v| format!("`{v}`")).collect();
+            Err(de::Error::custom(format!(
+                "missing field `{tag}`, expected one of {}",
+                names.join(", ")
+            )))
+        }
         Some(serde_json::Value::String(t)) => Ok((t, serde_json::Value::Object(map))),
         Some(other) => Err(de::Error::invalid_type(
             unexpected(&other),
@@ -99,7 +108,7 @@ macro_rules! tagged_enum {
         impl<'de> serde::Deserialize<'de> for $name {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 const VARIANTS: &[&str] = &[$($key),*];
-                let (tag, rest) = $crate::config::tagged::split(d, $tag)?;
+                let (tag, rest) = $crate::config::tagged::split(d, $tag, VARIANTS)?;
                 match tag.as_str() {
                     $($key => $crate::config::tagged::inner::<$ty, D::Error>(rest).map($name::$variant),)*
                     other => Err(serde::de::Error::unknown_variant(other, VARIANTS)),
