@@ -112,6 +112,21 @@ pub fn dry_run(new: &NewSweep, launcher: Option<&str>) -> Result<(), SweepError>
             }
         );
     }
+    if let LauncherPlan::Slurm(settings) = &p.launcher {
+        let all: Vec<usize> = (0..p.total()).collect();
+        let throttle = settings
+            .max_parallel
+            .map(|n| format!("%{n}"))
+            .unwrap_or_default();
+        crate::outln!(
+            "On Slurm: sbatch --array={}{throttle} <sweep>/slurm/sweep.sbatch, a task per trial \
+             (<sweep>: the sweep's folder, made when it starts), with",
+            super::slurm::compact_ranges(&all)
+        );
+        for line in super::slurm::sbatch_lines(settings, &new.plan.name) {
+            crate::outln!("  {line}");
+        }
+    }
     crate::outln!("{} trials; nothing was run (--dry-run).", p.total());
     Ok(())
 }

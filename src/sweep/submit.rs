@@ -32,7 +32,7 @@ pub(super) fn submit(s: &Sweep, settings: &SlurmPlan, todo: &[usize]) -> Result<
         })
         .collect();
     slurm::write_trials_file(&s.dir.root, &dirs)?;
-    let job_name = format!("runner-{}", s.plan.name);
+    let job_name = slurm::job_name(&s.plan.name);
     // A promotion sweep's tasks are its workers (see `worker`).
     let worker = s
         .sweep

@@ -192,6 +192,53 @@ fn resume_never_resubmits_when_slurm_cannot_say_what_runs() {
 /// A TPE sweep submitted with no `max_parallel`: every task may start at
 /// once and choose at random, and `runner sweep` says so; the array has a
 /// task per trial, those past `n_startup` listed as not chosen yet.
+/// `--dry-run` of a Slurm sweep shows the `sbatch` it would run and the
+/// script's `#SBATCH` lines, and calls no Slurm command.
+#[test]
+fn a_slurm_dry_run_shows_the_sbatch_lines_and_submits_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_slurm(tmp.path());
+    let exp = tiny_experiment(
+        tmp.path(),
+        "drysl",
+        "[sweep.grid]\n\"optimizer.learning_rate\" = [0.01, 0.02, 0.03]\n\
+         [sweep.launcher]\ntype = \"slurm\"\npartition = \"gpu\"\ntime = \"02:00:00\"\n\
+         gres = \"gpu:1\"\nmax_parallel = 2\nextra = [\"--qos=normal\"]\n",
+    );
+    let runs = tmp.path().join("runs");
+    let out = runner()
+        .env("PATH", path_with(&bin))
+        .args(["sweep", "--dry-run"])
+        .arg(&exp)
+        .arg("--runs-dir")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    let from = text.find("On Slurm:").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        text[from..].lines().collect::<Vec<_>>(),
+        [
+            "On Slurm: sbatch --array=0-2%2 <sweep>/slurm/sweep.sbatch, a task per trial \
+             (<sweep>: the sweep's folder, made when it starts), with",
+            "  #SBATCH --job-name=runner-drysl",
+            "  #SBATCH --output=<sweep>/slurm/logs/%A_%a.out",
+            "  #SBATCH --error=<sweep>/slurm/logs/%A_%a.err",
+            "  #SBATCH --time=02:00:00",
+            "  #SBATCH --partition=gpu",
+            "  #SBATCH --gres=gpu:1",
+            "  #SBATCH --signal=B:USR1@120",
+            "  #SBATCH --qos=normal",
+            "3 trials; nothing was run (--dry-run).",
+        ]
+    );
+    assert!(std::fs::read_to_string(bin.join("calls.log"))
+        .unwrap_or_default()
+        .is_empty());
+    assert!(!runs.exists());
+}
+
 #[test]
 fn tpe_on_slurm_without_max_parallel_says_its_tasks_may_choose_at_random() {
     let tmp = tempfile::tempdir().unwrap();

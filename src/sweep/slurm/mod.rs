@@ -51,7 +51,7 @@ pub use client::{Slurm, SlurmOptions};
 pub use files::{write_trials_file, SlurmPaths};
 pub use jobs::{latest_job_per_trial, read_jobs, SubmittedJob};
 pub use poll::{PollEvent, Poller};
-pub use script::{render_script, write_script};
+pub use script::{job_name, render_script, sbatch_lines, write_script};
 pub use state::{
     parse_parsable, parse_sacct, parse_scontrol_jobs, parse_squeue, TaskState, TaskStates,
 };

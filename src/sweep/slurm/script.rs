@@ -118,6 +118,28 @@ exec {runner} run --trial "$TRIAL_DIR"{worker}
     s
 }
 
+/// The Slurm job name of the sweep of experiment `name`.
+pub fn job_name(name: &str) -> String {
+    format!("runner-{name}")
+}
+
+/// The `#SBATCH` lines of a sweep's batch script, for `--dry-run`; the
+/// sweep folder, not made yet, is written `<sweep>`.
+pub fn sbatch_lines(slurm: &SlurmPlan, name: &str) -> Vec<String> {
+    let script = render_script(
+        slurm,
+        Path::new("<sweep>"),
+        Path::new("runner"),
+        &job_name(name),
+        false,
+    );
+    script
+        .lines()
+        .filter(|l| l.starts_with("#SBATCH"))
+        .map(String::from)
+        .collect()
+}
+
 /// Control characters (a line break would end an `#SBATCH` line) become spaces.
 fn one_line(text: &str) -> String {
     text.chars()
