@@ -474,7 +474,7 @@ fn plain_types(msg: &str) -> String {
 }
 
 fn sources_origin(sources: &Sources, path: &KeyPath) -> Origin {
-    super::provenance::origin(&sources.figment, &sources.files, &sources.env, path, true)
+    super::provenance::origin(sources, path, true)
 }
 
 /// `(name, expected)` from serde's "unknown field `x`, expected one of `a`, `b`".

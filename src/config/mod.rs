@@ -43,7 +43,10 @@ pub struct SourceFile {
 #[derive(Debug, Clone)]
 pub struct Override {
     pub raw: String,
+    /// The key path as given (`sweep.grid."model.dropout"`).
     pub key: String,
+    /// Its keys (`sweep`, `grid`, `model.dropout`).
+    pub path: Vec<String>,
     pub value: Value,
     /// Where the override came from, as error messages and provenance
     /// notes name it: `--set model.dropout=0.3`, `sweep axis model.dropout = 0.3`.
@@ -59,15 +62,15 @@ impl Override {
             });
         };
         let key = key.trim();
-        if key.is_empty() || key.split('.').any(|s| s.is_empty()) {
+        let Some(path) = key_path(key) else {
             return Err(ConfigError::BadOverride {
                 raw: raw.to_string(),
                 reason: format!("`{key}` is not a key path such as `optimizer.learning_rate`"),
             });
-        }
-        if let Some(seg) = key
-            .split('.')
-            .find(|s| s.chars().all(|c| c.is_ascii_digit()))
+        };
+        if let Some(seg) = path
+            .iter()
+            .find(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
         {
             return Err(ConfigError::BadOverride {
                 raw: raw.to_string(),
@@ -82,6 +85,7 @@ impl Override {
         Ok(Override {
             raw: raw.to_string(),
             key: key.to_string(),
+            path,
             value,
             label: format!("{OVERRIDE_LABEL}{raw}"),
         })
@@ -101,6 +105,34 @@ impl Override {
         o.label = format!("{AXIS_LABEL}{key} = {value}");
         Ok(o)
     }
+}
+
+/// The keys of a `--set` key path, read as a TOML dotted key, so a key
+/// with a dot in it is quoted as in the file: `sweep.grid."model.dropout"`.
+/// A path that TOML does not read (a class name with a space in
+/// `train.class_weight.my class`) is split at its dots, unless it has a
+/// quote. `None`: no key path.
+fn key_path(key: &str) -> Option<Vec<String>> {
+    let toml_path = toml::from_str::<toml::Table>(&format!("{key} = 0"))
+        .ok()
+        .and_then(|t| {
+            let mut path = Vec::new();
+            let mut table = &t;
+            loop {
+                let (k, v) = table.iter().next()?;
+                path.push(k.clone());
+                match v {
+                    toml::Value::Table(inner) if inner.len() == 1 => table = inner,
+                    _ => return Some(path),
+                }
+            }
+        });
+    let path = match toml_path {
+        Some(p) => p,
+        None if key.contains(['"', '\'']) => return None,
+        None => key.split('.').map(|s| s.trim().to_string()).collect(),
+    };
+    (!path.is_empty() && !path.iter().any(|s| s.trim().is_empty())).then_some(path)
 }
 
 /// A `--set` value in TOML syntax (`0.3`, `1e-4`, `true`, `[1, 2]`,
@@ -161,13 +193,13 @@ impl Sources {
 
     /// Where the value at `path` came from.
     pub fn origin(&self, path: &KeyPath) -> provenance::Origin {
-        provenance::origin(&self.figment, &self.files, &self.env, path, false)
+        provenance::origin(self, path, false)
     }
 
     /// Turn a problem found after parsing (a bad value, an impossible shape)
     /// into an error located at the key in the file that set it.
     pub fn error_at(&self, path: KeyPath, message: String, help: Option<String>) -> ConfigError {
-        let origin = provenance::origin(&self.figment, &self.files, &self.env, &path, true);
+        let origin = provenance::origin(self, &path, true);
         diagnostic::located(&origin, &self.files, path, message, help)
     }
 }
@@ -389,14 +421,16 @@ impl Provider for SetProvider {
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         let mut value = self.0.value.clone();
-        let segs: Vec<&str> = self.0.key.split('.').collect();
-        for seg in segs[1..].iter().rev() {
+        let Some((first, rest)) = self.0.path.split_first() else {
+            return Ok(Map::new());
+        };
+        for seg in rest.iter().rev() {
             let mut d = Dict::new();
-            d.insert((*seg).to_string(), value);
+            d.insert(seg.clone(), value);
             value = Value::from(d);
         }
         let mut dict = Dict::new();
-        dict.insert(segs[0].to_string(), value);
+        dict.insert(first.clone(), value);
         Ok(Profile::Default.collect(dict))
     }
 }
@@ -438,5 +472,30 @@ mod tests {
         assert_eq!(v("[1, 2]").into_array().map(|a| a.len()), Some(2));
         assert!(Override::parse("novalue").is_err());
         assert!(Override::parse("model.layers.1.rate=0.5").is_err());
+    }
+
+    #[test]
+    fn set_keys_read_as_toml_dotted_keys() {
+        let path = |s: &str| Override::parse(&format!("{s}=1")).map(|o| o.path);
+        assert_eq!(
+            path("optimizer.learning_rate").unwrap(),
+            ["optimizer", "learning_rate"]
+        );
+        assert_eq!(
+            path("sweep.grid.\"optimizer.learning_rate\"").unwrap(),
+            ["sweep", "grid", "optimizer.learning_rate"]
+        );
+        assert_eq!(
+            path("sweep . grid.'model.dropout'").unwrap(),
+            ["sweep", "grid", "model.dropout"]
+        );
+        // Not TOML, but a path: split at its dots, as before.
+        assert_eq!(
+            path("train.class_weight.my class").unwrap(),
+            ["train", "class_weight", "my class"]
+        );
+        for bad in ["", "a..b", ".a", "a.", "sweep.grid.\"open", " . "] {
+            assert!(path(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -1,11 +1,11 @@
 //! Where a resolved value came from: a file of the `extends` chain, a
 //! `RUNNER_*` environment variable, a `--set` flag, or a built-in default.
 
-use figment::Figment;
+use figment::value::Value;
 use figment::Source;
 
 use super::key_path::{KeyPath, Seg};
-use super::SourceFile;
+use super::{Override, SourceFile, Sources};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -36,13 +36,8 @@ impl Origin {
 /// to the list as a whole, since lists are replaced wholesale when layered.
 /// With `nearest`, a key that is not set resolves to its closest parent
 /// table that is (where an error about a missing key should point).
-pub fn origin(
-    figment: &Figment,
-    files: &[SourceFile],
-    env: &[(String, String)],
-    path: &KeyPath,
-    nearest: bool,
-) -> Origin {
+pub fn origin(sources: &Sources, path: &KeyPath, nearest: bool) -> Origin {
+    let (figment, files, env) = (&sources.figment, &sources.files, &sources.env);
     let keys: Vec<&str> = path
         .0
         .iter()
@@ -52,7 +47,13 @@ pub fn origin(
         })
         .collect();
     // A key with a dot inside it (a sweep axis such as "model.dropout") cannot be
-    // looked up by a dotted path; fall back to its parent table.
+    // looked up by a dotted path: the overrides and files are asked, else its
+    // parent table is.
+    if keys.iter().any(|k| k.contains('.')) {
+        if let Some(o) = dotted_origin(&sources.overrides, files, &keys) {
+            return o;
+        }
+    }
     let exact = keys.len() == path.0.len() && !keys.iter().any(|k| k.contains('.'));
     for n in (1..=keys.len()).rev() {
         if keys[..n].iter().any(|k| k.contains('.')) {
@@ -85,6 +86,38 @@ pub fn origin(
         return Origin::Default;
     }
     Origin::Default
+}
+
+/// Where the value at `keys` (one of them with a dot in it) came from: the
+/// last override that set it, else the first file (the experiment file,
+/// then its parents) that has it.
+fn dotted_origin(overrides: &[Override], files: &[SourceFile], keys: &[&str]) -> Option<Origin> {
+    let set = overrides.iter().rev().find(|o| {
+        o.path.len() <= keys.len()
+            && o.path.iter().zip(keys).all(|(a, b)| a == b)
+            && keys[o.path.len()..]
+                .iter()
+                .try_fold(&o.value, |v, k| match v {
+                    Value::Dict(_, d) => d.get(*k),
+                    _ => None,
+                })
+                .is_some()
+    });
+    if let Some(o) = set {
+        return Some(Origin::Set {
+            flag: o.label.clone(),
+        });
+    }
+    files
+        .iter()
+        .position(|f| {
+            let (last, tables) = keys.split_last().unwrap_or((&"", &[]));
+            tables
+                .iter()
+                .try_fold(&f.table, |t, k| t.get(*k).and_then(|v| v.as_table()))
+                .is_some_and(|t| t.contains_key(*last))
+        })
+        .map(|index| Origin::File { index })
 }
 
 fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {

@@ -215,6 +215,59 @@ fn missing_file_is_named_not_a_missing_field() {
     assert!(!err.contains("missing"), "{err}");
 }
 
+/// A `--set` key is read as a TOML dotted key, so a sweep axis, whose key
+/// has dots in it, is named quoted, as errors and `--show-config` name it;
+/// `--show-config` then says which axis the flag set and which the file did.
+#[test]
+fn set_reaches_a_sweep_axis_by_its_quoted_key() {
+    let set = [
+        "--set",
+        "sweep.grid.\"optimizer.learning_rate\"=[1e-3, 1e-2, 3e-2]",
+    ];
+    let out = runner()
+        .args(["sweep", "experiments/quickstart.toml", "--dry-run"])
+        .args(set)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("6 trials; nothing was run"), "{text}");
+    assert!(
+        text.contains("model.dropout=0.3  optimizer.learning_rate=0.03"),
+        "{text}"
+    );
+    let out = runner()
+        .args(["check", "experiments/quickstart.toml", "--show-config"])
+        .args(set)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("\n\"model.dropout\" = [0.1, 0.3]\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "\n\"optimizer.learning_rate\" = [0.001, 0.01, 0.03]  \
+             # from --set sweep.grid.\"optimizer.learning_rate\"=[1e-3, 1e-2, 3e-2]\n"
+        ),
+        "{text}"
+    );
+    // An unterminated quote is no key path.
+    let out = runner()
+        .args(["check", "experiments/quickstart.toml"])
+        .args(["--set", "sweep.grid.\"model.dropout=[0.2]"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a key path"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn set_and_env_overrides_reach_the_resolved_config() {
     let out = runner()
