@@ -229,9 +229,10 @@ fn positive_arg(s: &str) -> Result<usize, String> {
     }
 }
 
-/// A run or sweep folder argument; `.../latest` names the newest one.
+/// A run or sweep folder argument; `.../latest` names the newest one, a
+/// sweep's `best` its best finished trial.
 fn folder_arg(s: &str) -> Result<PathBuf, std::convert::Infallible> {
-    Ok(crate::rundir::resolve_latest(std::path::Path::new(s)))
+    Ok(crate::rundir::resolve_pointers(std::path::Path::new(s)))
 }
 
 pub fn main() -> ExitCode {

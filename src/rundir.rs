@@ -511,18 +511,30 @@ fn write_latest(parent: &Path, name: &str) -> Result<(), RunDirError> {
     write_atomic(&path, format!("{name}\n").as_bytes())
 }
 
-/// `.../latest` (the file) as the folder it names; any other path, an older
-/// runner's `latest` symlink included, unchanged.
-pub fn resolve_latest(path: &Path) -> PathBuf {
-    if path.file_name().is_some_and(|n| n == LATEST) && path.is_file() {
-        if let (Some(parent), Ok(text)) = (path.parent(), fs::read_to_string(path)) {
+/// The file in a sweep folder naming its best finished trial.
+pub const BEST_TRIAL: &str = "best";
+
+/// `path` with each `latest` and `best` in it that is a one-line file read
+/// as the folder it names: `runs/x/sweeps/latest/best` becomes
+/// `runs/x/sweeps/s0003/trial-004-1a2b3c`. Other paths, an older runner's
+/// `latest` symlink included, are unchanged.
+pub fn resolve_pointers(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        out.push(c);
+        let pointer =
+            matches!(c, std::path::Component::Normal(n) if n == LATEST || n == BEST_TRIAL);
+        if !(pointer && out.is_file()) {
+            continue;
+        }
+        if let Ok(text) = fs::read_to_string(&out) {
             let name = text.trim();
-            if !name.is_empty() && !name.contains('/') {
-                return parent.join(name);
+            if !name.is_empty() && !name.contains('/') && name != "." && name != ".." {
+                out.set_file_name(name);
             }
         }
     }
-    path.to_path_buf()
+    out
 }
 
 #[cfg(test)]
@@ -608,12 +620,44 @@ mod tests {
         assert!(b.root().ends_with("exp/v0002"));
         let latest = tmp.path().join("exp/latest");
         assert_eq!(fs::read_to_string(&latest).unwrap(), "v0002\n");
-        assert_eq!(resolve_latest(&latest), tmp.path().join("exp/v0002"));
+        assert_eq!(resolve_pointers(&latest), tmp.path().join("exp/v0002"));
         // Not a directory link: TensorBoard would list every run twice.
         assert!(!latest.is_symlink());
         assert_eq!(
-            resolve_latest(&tmp.path().join("exp/v0001")),
+            resolve_pointers(&tmp.path().join("exp/v0001")),
             tmp.path().join("exp/v0001")
+        );
+    }
+
+    #[test]
+    fn pointers_resolve_anywhere_in_a_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sweeps = tmp.path().join("exp/sweeps");
+        fs::create_dir_all(sweeps.join("s0002/trial-004-abc/checkpoints")).unwrap();
+        fs::write(sweeps.join(LATEST), "s0002\n").unwrap();
+        fs::write(sweeps.join("s0002").join(BEST_TRIAL), "trial-004-abc\n").unwrap();
+        let trial = sweeps.join("s0002/trial-004-abc");
+        assert_eq!(resolve_pointers(&sweeps.join("latest/best")), trial);
+        assert_eq!(
+            resolve_pointers(&sweeps.join("latest/best/checkpoints")),
+            trial.join("checkpoints")
+        );
+        assert_eq!(
+            resolve_pointers(&sweeps.join("latest/trial-004-abc")),
+            trial
+        );
+        // A folder named `best` (a checkpoint) is a folder, not a pointer.
+        let ckpt = trial.join("checkpoints/best");
+        fs::create_dir_all(&ckpt).unwrap();
+        assert_eq!(
+            resolve_pointers(&sweeps.join("latest/best/checkpoints/best")),
+            ckpt
+        );
+        // A pointer that names no single folder is left as it is.
+        fs::write(sweeps.join(LATEST), "../elsewhere\n").unwrap();
+        assert_eq!(
+            resolve_pointers(&sweeps.join("latest")),
+            sweeps.join("latest")
         );
     }
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{absolute, check_model, Checker, LayerKind, LayerPlan, ModelPlan};
-use crate::rundir::{resolve_latest, RunDir, FINAL, LAST, MODEL_FILE};
+use crate::rundir::{resolve_pointers, RunDir, FINAL, LAST, MODEL_FILE};
 
 /// The checkpoint a new run copies its matching layers from.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +176,7 @@ pub(super) fn check(
     model: &ModelPlan,
 ) -> Option<InitFromPlan> {
     const KEY: &str = "model.init_from";
-    let folder = resolve_latest(&absolute(base, path));
+    let folder = resolve_pointers(&absolute(base, path));
     let (model_file, run) = match locate(&folder) {
         Ok(found) => found,
         Err(e) => {

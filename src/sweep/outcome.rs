@@ -9,7 +9,7 @@ use super::journal::{Entry, Journal, TrialState};
 use super::scheduler::{Finished, LocalEnd};
 use super::summary;
 use crate::report::plots;
-use crate::rundir::write_atomic;
+use crate::rundir::{write_atomic, BEST_TRIAL};
 
 /// Record one finished trial: journal, HParams end, summary.csv, a line.
 pub(super) fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[String]) {
@@ -22,6 +22,7 @@ pub(super) fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[S
     hparams::session_end(&f.trial, &s.dir.root, f.state, f.epoch);
     let results = summary::collect(&s.dir.root, &s.trials, &journal.latest(), monitor);
     let _ = summary::write_csv(&s.dir.summary_csv(), axes, &monitor.metric, &results);
+    let _ = write_best(s, &results);
     let best = results
         .iter()
         .find(|r| r.trial.index == f.trial.index)
@@ -41,6 +42,27 @@ pub(super) fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[S
             }
         }
     }
+}
+
+/// Name the best finished trial in the sweep folder's one-line file `best`
+/// (`runner export runs/x/sweeps/latest/best`), as `latest` names the
+/// newest run; with no finished trial there is no such file.
+fn write_best(s: &Sweep, results: &[summary::TrialResult]) -> Result<(), SweepError> {
+    let path = s.dir.root.join(BEST_TRIAL);
+    match summary::best_done(results, &s.sweep.monitor) {
+        Some(r) => write_atomic(&path, format!("{}\n", r.trial.folder_name()).as_bytes())?,
+        None => {
+            if path.is_file() {
+                std::fs::remove_file(&path).map_err(|source| {
+                    crate::rundir::RunDirError::Write {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why a sweep ended early, as its end says after "The sweep ended
@@ -93,6 +115,7 @@ pub(super) fn conclude(
     let latest = s.dir.journal().latest();
     let results = summary::collect(&s.dir.root, &s.trials, &latest, monitor);
     summary::write_csv(&s.dir.summary_csv(), axes, &monitor.metric, &results)?;
+    write_best(s, &results)?;
     if let Ok(Some(img)) = summary::plot(&s.sweep, &results) {
         if let Ok(png) = plots::encode_png(&img) {
             write_atomic(&s.dir.summary_png(), &png)?;

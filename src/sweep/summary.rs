@@ -71,6 +71,21 @@ pub fn best_of(values: &[f64], monitor: &Monitor) -> Option<(usize, f64)> {
         })
 }
 
+/// The finished (`done`) trial with the best value of the sweep's metric,
+/// the first of equal values: the `*` of the ranked table once the sweep
+/// has ended.
+pub fn best_done<'a>(results: &'a [TrialResult], monitor: &Monitor) -> Option<&'a TrialResult> {
+    results
+        .iter()
+        .filter(|r| r.state == TrialState::Done)
+        .filter_map(|r| r.best.filter(|b| b.is_finite()).map(|b| (r, b)))
+        .fold(None, |acc: Option<(&TrialResult, f64)>, (r, v)| match acc {
+            Some((_, b)) if !monitor.improves(v, b, 0.0) => acc,
+            _ => Some((r, v)),
+        })
+        .map(|(r, _)| r)
+}
+
 fn seconds_between(start: &str, end: &str) -> Option<f64> {
     let fmt = &time::format_description::well_known::Rfc3339;
     let a = time::OffsetDateTime::parse(start, fmt).ok()?;
@@ -385,6 +400,25 @@ pub(super) mod tests {
             run_dir: PathBuf::from(format!("/x/{index}")),
             rung_epoch: None,
         }
+    }
+
+    #[test]
+    fn the_best_done_trial_is_never_a_pruned_failed_or_running_one() {
+        let results = vec![
+            result(0, 0.1, Some(0.5), TrialState::Done),
+            result(1, 0.01, Some(0.99), TrialState::Pruned),
+            result(2, 0.001, Some(0.98), TrialState::Failed),
+            result(3, 0.003, Some(0.97), TrialState::Running),
+            result(4, 0.004, Some(0.7), TrialState::Done),
+            result(5, 0.005, Some(0.7), TrialState::Done),
+        ];
+        let max = Monitor::new("val_accuracy", Mode::Auto);
+        let best = |m: &Monitor, r: &[TrialResult]| best_done(r, m).map(|r| r.trial.index);
+        // Of equal values, the first.
+        assert_eq!(best(&max, &results), Some(4));
+        let min = Monitor::new("val_loss", Mode::Auto);
+        assert_eq!(best(&min, &results), Some(0));
+        assert_eq!(best(&max, &results[1..4]), None);
     }
 
     #[test]

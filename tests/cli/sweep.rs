@@ -155,6 +155,42 @@ fn a_sweep_leaves_summary_trial_folders_plot_and_hparams() {
         .skip_while(|l| !(l.contains("status") && l.contains("best val_accuracy")))
         .collect();
     assert!(table.len() >= 5 && table[1].starts_with('*'), "{text}");
+    // The one-line file `best` names that trial (the best done trial of
+    // summary.csv, the first of equal values), and a command that takes a
+    // run folder takes `sweeps/latest/best`.
+    let col = rows[0]
+        .iter()
+        .position(|c| c == "best_val_accuracy")
+        .unwrap();
+    let value = |r: &Vec<String>| r[col].parse::<f64>().unwrap();
+    let best_row = rows[1..]
+        .iter()
+        .fold(None, |best: Option<&Vec<String>>, r| match best {
+            Some(b) if value(b) >= value(r) => Some(b),
+            _ => Some(r),
+        })
+        .unwrap();
+    let best = Path::new(best_row.last().unwrap())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("best")).unwrap(),
+        format!("{best}\n")
+    );
+    assert!(table[1].contains(&best), "{text}");
+    let eval = runner()
+        .arg("eval")
+        .arg(runs.join("swept/sweeps/latest/best"))
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    assert!(
+        stdout(&eval).contains(&format!("{best}/eval/final")),
+        "{}",
+        stdout(&eval)
+    );
 
     // `runner compare` lines the trials up with only the keys that differ.
     let cmp = runner().arg("compare").arg(&dir).output().unwrap();
@@ -216,6 +252,12 @@ fn a_failing_trial_is_reported_and_the_others_finish() {
     let rows = summary_rows(&dir);
     let status: Vec<&str> = rows[1..].iter().map(|r| r[2].as_str()).collect();
     assert_eq!(status, vec!["done", "failed", "done"]);
+    // `best` never names a failed trial.
+    let best = std::fs::read_to_string(dir.join("best")).unwrap();
+    assert!(
+        best.starts_with("trial-000-") || best.starts_with("trial-002-"),
+        "{best}"
+    );
     let msg_col = rows[0].iter().position(|c| c == "message").unwrap();
     assert!(rows[2][msg_col].contains("loss became"), "{:?}", rows[2]);
     let code_col = rows[0].iter().position(|c| c == "exit_code").unwrap();
