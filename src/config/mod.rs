@@ -115,6 +115,7 @@ impl Override {
 fn key_path(key: &str) -> Option<Vec<String>> {
     let toml_path = toml::from_str::<toml::Table>(&format!("{key} = 0"))
         .ok()
+        .filter(|t| t.len() == 1)
         .and_then(|t| {
             let mut path = Vec::new();
             let mut table = &t;

@@ -108,10 +108,10 @@ fn dotted_origin(overrides: &[Override], files: &[SourceFile], keys: &[&str]) ->
             flag: o.label.clone(),
         });
     }
+    let (last, tables) = keys.split_last()?;
     files
         .iter()
         .position(|f| {
-            let (last, tables) = keys.split_last().unwrap_or((&"", &[]));
             tables
                 .iter()
                 .try_fold(&f.table, |t, k| t.get(*k).and_then(|v| v.as_table()))
