@@ -294,22 +294,7 @@ fn tpe_on_slurm_without_max_parallel_says_its_tasks_may_choose_at_random() {
 fn a_tpe_task_chooses_and_trains_its_trial_and_a_requeue_finds_it() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = fake_slurm(tmp.path());
-    let exp = tiny_experiment(
-        tmp.path(),
-        "tpetask",
-        "[sweep]\nstrategy = \"tpe\"\ntrials = 4\nmetric = \"val_loss\"\n[sweep.tpe]\nn_startup = 2\n\
-         [sweep.grid]\n\"optimizer.learning_rate\" = [0.02, 0.005, 1e-4]\n\
-         [sweep.launcher]\ntype = \"slurm\"\nmax_parallel = 1\n",
-    );
-    let runs = tmp.path().join("runs");
-    let out = submit(&bin, &exp, &runs);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let dir = sweep_dir(&runs, "tpetask");
-    let lines: Vec<String> = std::fs::read_to_string(dir.join("slurm/trials.txt"))
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
+    let (dir, lines) = tpe_sweep_past_startup(tmp.path(), &bin, "tpetask", "");
     let task = |line: &str| {
         runner()
             .args(["run", "--trial", line])
@@ -317,10 +302,6 @@ fn a_tpe_task_chooses_and_trains_its_trial_and_a_requeue_finds_it() {
             .output()
             .unwrap()
     };
-    for line in &lines[..2] {
-        let out = task(line);
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
     // The lock cannot be taken (a folder stands where it goes): the task
     // says so and chooses all the same.
     std::fs::create_dir(dir.join(".propose.lock")).unwrap();
@@ -347,9 +328,7 @@ fn a_tpe_task_chooses_and_trains_its_trial_and_a_requeue_finds_it() {
         })
         .collect();
     assert_eq!(chosen.len(), 1, "{chosen:?}");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(chosen[0].join("meta.json")).unwrap())
-            .unwrap();
+    let meta = crate::common::meta(&chosen[0]);
     assert_eq!(meta["status"], "completed", "{meta}");
     // A requeued task of trial 2 finds the trial its index chose.
     let out = task(&lines[2]);
@@ -744,23 +723,8 @@ fn a_slurm_task_starts_no_trial_after_max_hours() {
 fn past_max_hours_a_requeued_tpe_task_finishes_the_trial_it_chose() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = fake_slurm(tmp.path());
-    let exp = tiny_experiment(
-        tmp.path(),
-        "tpetimed",
-        "[sweep]\nstrategy = \"tpe\"\ntrials = 4\nmax_hours = 1\nmetric = \"val_loss\"\n\
-         [sweep.tpe]\nn_startup = 2\n[sweep.grid]\n\"optimizer.learning_rate\" = [0.02, 0.005, 1e-4]\n\
-         [sweep.launcher]\ntype = \"slurm\"\nmax_parallel = 1\n",
-    );
-    let runs = tmp.path().join("runs");
-    let out = submit(&bin, &exp, &runs);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let dir = sweep_dir(&runs, "tpetimed");
-    let lines = trials_file(&dir);
+    let (dir, lines) = tpe_sweep_past_startup(tmp.path(), &bin, "tpetimed", "max_hours = 1\n");
     assert!(lines[2].ends_with("/trial-002"), "{lines:?}");
-    for line in &lines[..2] {
-        let out = runner().args(["run", "--trial", line]).output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-    }
     // Trial 2 is chosen and stops after one epoch (a time limit would).
     let out = runner()
         .args(["run", "--trial", &lines[2], "--until", "1"])
@@ -797,6 +761,42 @@ fn past_max_hours_a_requeued_tpe_task_finishes_the_trial_it_chose() {
         stdout(&out)
     );
     assert!(!dir.join("trial-003").exists());
+}
+
+/// A TPE sweep of 4 trials (2 random to start, over 3 grid points, plus
+/// the `[sweep]` lines `extra`) submitted to the fake Slurm one task at a
+/// time, with the tasks of its 2 startup trials run by hand: the sweep
+/// folder and its trials.txt lines.
+fn tpe_sweep_past_startup(
+    tmp: &Path,
+    bin: &Path,
+    name: &str,
+    extra: &str,
+) -> (PathBuf, Vec<String>) {
+    let exp = tiny_experiment(
+        tmp,
+        name,
+        &format!(
+            "[sweep]\nstrategy = \"tpe\"\ntrials = 4\nmetric = \"val_loss\"\n{extra}\
+             [sweep.tpe]\nn_startup = 2\n\
+             [sweep.grid]\n\"optimizer.learning_rate\" = [0.02, 0.005, 1e-4]\n\
+             [sweep.launcher]\ntype = \"slurm\"\nmax_parallel = 1\n"
+        ),
+    );
+    let runs = tmp.join("runs");
+    let out = submit(bin, &exp, &runs);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = sweep_dir(&runs, name);
+    let lines = trials_file(&dir);
+    for line in &lines[..2] {
+        let out = runner()
+            .args(["run", "--trial", line])
+            .timeout(Duration::from_secs(120))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    (dir, lines)
 }
 
 /// The folder name at the end of a trials.txt line.
