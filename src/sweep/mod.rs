@@ -116,6 +116,13 @@ impl Trial {
         sweep_dir.join(self.folder_name())
     }
 
+    /// Whether the trial has ever started: its run wrote `meta.json`.
+    pub fn has_run(&self, sweep_dir: &Path) -> bool {
+        crate::rundir::RunDir::at_existing(&self.dir(sweep_dir))
+            .meta()
+            .is_file()
+    }
+
     /// `key=value` for each swept key, two spaces apart.
     pub fn params_text(&self) -> String {
         self.params

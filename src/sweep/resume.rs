@@ -111,7 +111,7 @@ pub fn resume(dir: &Path, set: &[String], opts: &SweepOptions) -> Result<(), Swe
                     s.trials
                         .iter()
                         .find(|t| t.index == *i)
-                        .is_some_and(|t| t.dir(&s.dir.root).join("meta.json").is_file())
+                        .is_some_and(|t| t.has_run(&s.dir.root))
                 };
                 let before = todo.len();
                 todo.retain(ran);

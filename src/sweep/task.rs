@@ -26,12 +26,12 @@ pub fn out_of_time(dir: &Path) -> Option<String> {
     // A TPE task's line names `trial-NNN` even after the task chose the
     // trial's folder (a requeued task): the trial that ran is there.
     let name = dir.file_name()?.to_string_lossy();
-    let folder = s
+    let ran = s
         .trials
         .iter()
-        .find(|t| unchosen_name(t.index) == name)
-        .map_or(dir.to_path_buf(), |t| t.dir(sweep_dir));
-    if folder.join("meta.json").is_file() {
+        .find(|t| t.folder_name() == name || unchosen_name(t.index) == name)
+        .is_some_and(|t| t.has_run(sweep_dir));
+    if ran {
         return None;
     }
     Some(format!(
