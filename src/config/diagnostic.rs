@@ -11,6 +11,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::key_path::{KeyPath, Seg};
 use super::provenance::Origin;
+use super::variant::{tag_of, value_at, variants_taking};
 use super::{SourceFile, Sources};
 
 /// Everything that can be wrong with an experiment before any compute starts.
@@ -301,27 +302,6 @@ pub fn find_span(text: &str, path: &KeyPath, of: SpanOf) -> Option<Range<usize>>
     })
 }
 
-/// The value at `path` in the merged config, if any.
-fn value_at<'a>(root: &'a serde_json::Value, path: &KeyPath) -> Option<&'a serde_json::Value> {
-    path.0.iter().try_fold(root, |v, seg| match seg {
-        Seg::Key(k) => v.get(k.as_str()),
-        Seg::Index(i) => v.get(*i),
-    })
-}
-
-/// For a tagged table at `path`: its tag key and what the tag names.
-fn tag_of(path: &KeyPath) -> (&'static str, &'static str) {
-    match path.0.as_slice() {
-        [.., Seg::Key(l), Seg::Index(_)] if l == "layers" => ("type", "layer type"),
-        [Seg::Key(d)] if d == "data" => ("source", "data source"),
-        [Seg::Key(o)] if o == "optimizer" => ("type", "optimizer type"),
-        [.., Seg::Key(s)] if s == "lr_schedule" => ("type", "schedule type"),
-        [.., Seg::Key(l)] if l == "launcher" => ("type", "launcher type"),
-        [.., Seg::Key(r), Seg::Key(_)] if r == "random" => ("distribution", "distribution"),
-        _ => ("type", "type"),
-    }
-}
-
 /// Turn a serde error from reading the merged config into a located error.
 pub(super) fn from_serde(
     sources: &Sources,
@@ -360,7 +340,20 @@ pub(super) fn from_serde(
         } else {
             format!("valid keys here: {}", candidates.join(", "))
         };
+        let elsewhere = variants_taking(merged, &parent, &field);
         let help = match did_you_mean(&field, &candidates) {
+            _ if !elsewhere.is_empty() => {
+                let (tag, noun) = tag_of(&parent);
+                let now = value_at(merged, &parent.clone().key(tag))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                let names: Vec<String> = elsewhere.iter().map(|v| format!("`{v}`")).collect();
+                format!(
+                    "`{field}` is a key of {noun} {}; `{}` here is `{now}` ({accepted})",
+                    names.join(" or "),
+                    parent.clone().key(tag)
+                )
+            }
             Some(h) => format!("{h} ({accepted})"),
             None => accepted,
         };

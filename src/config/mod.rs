@@ -13,6 +13,7 @@ pub mod key_path;
 pub mod provenance;
 pub mod spec;
 pub mod tagged;
+pub mod variant;
 
 use std::path::{Path, PathBuf};
 
@@ -183,6 +184,9 @@ pub struct Sources {
     pub overrides: Vec<Override>,
     /// Environment overrides that were applied: (variable, key path).
     pub env: Vec<(String, String)>,
+    /// Keys a lower layer gave a table whose variant a higher layer
+    /// switched, left out (see [`variant`]).
+    pub dropped: Vec<variant::Dropped>,
     figment: Figment,
 }
 
@@ -249,18 +253,32 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
         figment = figment.merge(SetProvider(o.clone()));
     }
 
-    let value: serde_json::Value = figment.extract().map_err(|e| ConfigError::Layering {
+    let mut value: serde_json::Value = figment.extract().map_err(|e| ConfigError::Layering {
         message: e.to_string(),
     })?;
-    let sources = Sources {
+    let mut sources = Sources {
         files,
         overrides: opts.overrides.clone(),
         env: env_used,
+        dropped: Vec::new(),
         figment,
     };
-    let mut spec: ExperimentSpec = match serde_path_to_error::deserialize(&value) {
-        Ok(spec) => spec,
-        Err(err) => return Err(diagnostic::from_serde(&sources, &value, err)),
+    // Each pass either reads the spec, fails, or drops one key.
+    let mut spec: ExperimentSpec = loop {
+        let err = match serde_path_to_error::deserialize(&value) {
+            Ok(spec) => break spec,
+            Err(err) => diagnostic::from_serde(&sources, &value, err),
+        };
+        let dropped = match &err {
+            ConfigError::Invalid { path, message, .. } if message.starts_with("unknown key") => {
+                variant::leftover(&value, path, |p| sources.origin(p), sources.files.len())
+            }
+            _ => None,
+        };
+        match dropped {
+            Some(d) if variant::remove(&mut value, &d.path).is_some() => sources.dropped.push(d),
+            _ => return Err(err),
+        }
     };
     spec.extends = None;
     Ok(Loaded { spec, sources })
@@ -452,7 +470,39 @@ impl Loaded {
     pub fn annotated(&self) -> String {
         let files = &self.sources.files;
         provenance::annotated_toml(&to_table(&self.spec), &|p| {
-            self.sources.origin(p).note(files)
+            let note = self.sources.origin(p).note(files);
+            let dropped: Vec<&variant::Dropped> = self
+                .sources
+                .dropped
+                .iter()
+                .filter(|d| &d.tag == p)
+                .collect();
+            let Some(first) = dropped.first() else {
+                return note;
+            };
+            let keys: Vec<String> = dropped
+                .iter()
+                .map(|d| {
+                    let from = d
+                        .from
+                        .note(files)
+                        .unwrap_or_else(|| format!("from {}", files[0].path.display()));
+                    let key = match d.path.0.last() {
+                        Some(Seg::Key(k)) => k.as_str(),
+                        _ => "",
+                    };
+                    format!("`{key} = {}` ({from})", d.value)
+                })
+                .collect();
+            let dropped = format!(
+                "dropped {}, which `{}` does not take",
+                keys.join(", "),
+                first.variant
+            );
+            Some(match note {
+                Some(n) => format!("{n}; {dropped}"),
+                None => dropped,
+            })
         })
     }
 }

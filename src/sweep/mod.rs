@@ -401,9 +401,10 @@ pub enum TrialError {
 ///
 /// A trial that switches a table's variant (`optimizer.type = "adam"` in a
 /// sweep whose file says `sgd`) drops the keys of that table the new
-/// variant does not take (`momentum`): the resolved sweep file lists the
-/// old variant's defaults, which belong to it. A key the trial sets itself
-/// is never dropped, and neither is one of a table whose variant it keeps.
+/// variant does not take (`momentum`), as any layer above the file does
+/// ([`config::variant`]): the resolved sweep file lists the old variant's
+/// defaults, which belong to it. A key the trial sets itself is never
+/// dropped.
 pub fn trial_config(
     sweep_file: &Path,
     sweep_text: &str,
@@ -418,62 +419,12 @@ pub fn trial_config(
         overrides,
         use_env: false,
     };
-    let mut text = sweep_text.to_string();
-    let mut loaded = loop {
-        match config::load_text(sweep_file, &text, &opts) {
-            Ok(loaded) => break loaded,
-            Err(e) => match variant_leftover(&e, trial).and_then(|k| without_key(&text, &k)) {
-                Some(shorter) => text = shorter,
-                None => return Err(e.into()),
-            },
-        }
-    };
+    let mut loaded = config::load_text(sweep_file, sweep_text, &opts)?;
     let mut plan = plan::plan(&loaded)?;
     loaded.spec.sweep = None;
     plan.spec.sweep = None;
     plan.sweep = None;
     Ok((loaded, plan))
-}
-
-/// The dotted key an "unknown key" error names, when it is in a table
-/// whose variant (`type` or `source`) the trial switches and the trial does
-/// not set it itself.
-fn variant_leftover(e: &ConfigError, trial: &Trial) -> Option<String> {
-    let ConfigError::Invalid { path, message, .. } = e else {
-        return None;
-    };
-    if !message.starts_with("unknown key") {
-        return None;
-    }
-    let keys: Vec<&str> = path
-        .0
-        .iter()
-        .map(|s| match s {
-            config::key_path::Seg::Key(k) => Some(k.as_str()),
-            config::key_path::Seg::Index(_) => None,
-        })
-        .collect::<Option<_>>()?;
-    let (_, table) = keys.split_last()?;
-    let key = keys.join(".");
-    let switched = ["type", "source"].iter().any(|tag| {
-        trial
-            .params
-            .contains_key(&format!("{}.{tag}", table.join(".")))
-    });
-    (switched && !trial.params.contains_key(&key)).then_some(key)
-}
-
-/// `text` without the dotted `key`; `None` when it has no such key.
-fn without_key(text: &str, key: &str) -> Option<String> {
-    let mut doc: toml::Table = toml::from_str(text).ok()?;
-    let parts: Vec<&str> = key.split('.').collect();
-    let (last, table) = parts.split_last()?;
-    let mut t = &mut doc;
-    for p in table {
-        t = t.get_mut(*p)?.as_table_mut()?;
-    }
-    t.remove(*last)?;
-    toml::to_string(&doc).ok()
 }
 
 /// Every swept key must be a key the config has, and every value it can

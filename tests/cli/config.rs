@@ -423,3 +423,90 @@ fn cuda_request_without_cuda_is_a_one_line_error() {
     assert!(err.contains("built without it"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// A variant chosen by a higher layer (`--set optimizer.type=sgd`, a
+/// `RUNNER_*` variable, a child file's `type`) drops the keys lower layers
+/// gave the old one, and `--show-config` says so; a key the same layer
+/// sets is an error that names the variant taking it.
+#[test]
+fn a_variant_chosen_above_drops_the_old_variants_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let quickstart = root().join("experiments/quickstart.toml");
+    let parent = tmp.path().join("rmsprop.toml");
+    std::fs::write(
+        &parent,
+        format!(
+            "extends = {:?}\n\n[optimizer]\ntype = \"rmsprop\"\nlearning_rate = 1e-3\nrho = 0.8\n",
+            quickstart.display().to_string()
+        ),
+    )
+    .unwrap();
+    let child = tmp.path().join("adam.toml");
+    std::fs::write(
+        &child,
+        "extends = \"rmsprop.toml\"\n\n[optimizer]\ntype = \"adam\"\n",
+    )
+    .unwrap();
+    let show = |file: &PathBuf, args: &[&str], var: Option<&str>| {
+        let mut cmd = runner();
+        cmd.arg("check").arg(file).arg("--show-config").args(args);
+        if let Some(v) = var {
+            cmd.env("RUNNER_OPTIMIZER__TYPE", v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let optimizer = text
+            .split("\n[optimizer]\n")
+            .nth(1)
+            .and_then(|t| t.split("\n\n").next())
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_string();
+        optimizer
+    };
+    let by_set = show(&parent, &["--set", "optimizer.type=sgd"], None);
+    let dropped = format!(
+        "dropped `rho = 0.8` (from {}), which `sgd` does not take\n",
+        parent.display()
+    );
+    assert!(
+        by_set.starts_with(&format!(
+            "type = \"sgd\"  # from --set optimizer.type=sgd; {dropped}\
+             learning_rate = 0.001\nmomentum = 0.0  # default\n"
+        )),
+        "{by_set}"
+    );
+    assert!(!by_set.contains("\nrho ="), "{by_set}");
+    let by_env = show(&parent, &[], Some("sgd"));
+    assert!(
+        by_env.starts_with(&format!(
+            "type = \"sgd\"  # from environment variable RUNNER_OPTIMIZER__TYPE; {dropped}"
+        )),
+        "{by_env}"
+    );
+    let by_child = show(&child, &[], None);
+    assert!(
+        by_child.starts_with(&format!(
+            "type = \"adam\"  # {}",
+            dropped.replace("sgd", "adam")
+        )),
+        "{by_child}"
+    );
+    // The same layer set both: an error naming the variant that takes the key.
+    let out = runner()
+        .arg("check")
+        .arg(&parent)
+        .args(["--set", "optimizer.type=sgd", "--set", "optimizer.rho=0.5"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("--set optimizer.rho=0.5: unknown key `rho` in `optimizer`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`rho` is a key of optimizer type `rmsprop`; `optimizer.type` here is `sgd`"),
+        "{err}"
+    );
+}
