@@ -172,11 +172,29 @@ for attempt in 1 2 3; do
 done
 [ -n "$started" ] || fail "slurmctld could not bind a port"
 
-# --- slurmd --------------------------------------------------------------------------
-setsid slurmd -D -f "$CONF" -N localnode </dev/null >>"$D/log/slurmd.out" 2>&1 &
-echo $! >"$D/run/slurmd.pid"
+# --- slurmd (started again, twice at most, when it exits during start-up: seen once in
+# a test run on a loaded 2-core machine, with nothing in its logs) --------------------
 node_idle() { [ "$(sinfo -h -n localnode -o %T)" = "idle" ]; }
-wait_for 30 slurmd node_idle
+for attempt in 1 2 3; do
+    setsid slurmd -D -f "$CONF" -N localnode </dev/null >>"$D/log/slurmd.out" 2>&1 &
+    slurmd_pid=$!
+    echo "$slurmd_pid" >"$D/run/slurmd.pid"
+    deadline=$(( $(date +%s) + 30 ))
+    ready=""
+    while [ "$(date +%s)" -lt "$deadline" ]; do
+        if node_idle >/dev/null 2>&1 && alive slurmd; then ready=yes; break; fi
+        alive slurmd || break
+        sleep 0.2
+    done
+    [ -n "$ready" ] && break
+    alive slurmd && fail "slurmd not ready after 30s"
+    status=0
+    wait "$slurmd_pid" || status=$?
+    why="exit status $status"
+    [ "$status" -gt 128 ] && why="killed by signal $(( status - 128 ))"
+    [ "$attempt" -lt 3 ] || fail "slurmd exited during start-up ($why), three times"
+    echo "up.sh: slurmd exited during start-up ($why); starting it again" >&2
+done
 
 if [ -n "$watch_pid" ]; then
     setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done
