@@ -22,7 +22,7 @@ pub enum Command {
         /// Experiment files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Override a config key (applies to every file). Repeatable.
+        /// Override a config key (applies to every file), or remove one with `~KEY`. Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// Ignore `RUNNER_*` environment variables.
@@ -48,7 +48,7 @@ pub enum Command {
         /// Other data to evaluate on: a test folder (image_folder) or a dataset root (food101, idx).
         #[arg(long, value_name = "PATH")]
         data: Option<PathBuf>,
-        /// Override a config key of the run. Repeatable.
+        /// Override a config key of the run, or remove one with `~KEY`. Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// cpu, cuda, cuda:N or wgpu (default: the run's runtime.device).
@@ -131,7 +131,8 @@ pub enum Command {
         /// pauses at a rung, it runs the promotions the sweep decides.
         #[arg(long, hide = true, requires = "trial", conflicts_with = "until")]
         worker: bool,
-        /// Override a config key, e.g. `--set optimizer.learning_rate=3e-4`. Repeatable.
+        /// Override a config key, e.g. `--set optimizer.learning_rate=3e-4`, or remove one:
+        /// `--set '~callbacks.early_stopping'`. Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// Ignore `RUNNER_*` environment variables.
@@ -158,8 +159,9 @@ pub enum Command {
     Sweep {
         /// The experiment file, with a [sweep] table.
         file: Option<PathBuf>,
-        /// Override a config key of the base experiment. Repeatable. With --resume, only
-        /// the budget: sweep.trials, sweep.max_trials, sweep.max_hours.
+        /// Override a config key of the base experiment, or remove one with `~KEY`.
+        /// Repeatable. With --resume, only the budget: sweep.trials, sweep.max_trials,
+        /// sweep.max_hours.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// Ignore `RUNNER_*` environment variables.

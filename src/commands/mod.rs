@@ -25,7 +25,8 @@ use crate::plan::{self, ExperimentPlan};
 pub struct ExperimentArgs {
     /// The experiment file (TOML).
     pub file: PathBuf,
-    /// Override a config key, e.g. `--set optimizer.learning_rate=3e-4`. Repeatable.
+    /// Override a config key, e.g. `--set optimizer.learning_rate=3e-4`, or remove one:
+    /// `--set '~callbacks.early_stopping'`. Repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// Ignore `RUNNER_*` environment variables.

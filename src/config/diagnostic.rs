@@ -218,7 +218,7 @@ fn located_with(
             label: label.to_string(),
             help,
         },
-        Origin::Set { flag } => ConfigError::Invalid {
+        Origin::Set { flag } | Origin::Removed { flag } => ConfigError::Invalid {
             location: flag.clone(),
             path,
             message,

@@ -49,6 +49,8 @@ pub struct Override {
     /// Its keys (`sweep`, `grid`, `model.dropout`).
     pub path: Vec<String>,
     pub value: Value,
+    /// `--set '~key'`: take the key out of every layer below this one.
+    pub remove: bool,
     /// Where the override came from, as error messages and provenance
     /// notes name it: `--set model.dropout=0.3`, `sweep axis model.dropout = 0.3`.
     pub label: String,
@@ -56,12 +58,26 @@ pub struct Override {
 
 impl Override {
     pub fn parse(raw: &str) -> Result<Override, ConfigError> {
-        let Some((key, value)) = raw.split_once('=') else {
-            return Err(ConfigError::BadOverride {
-                raw: raw.to_string(),
-                reason: "expected KEY=VALUE, for example `--set model.dropout=0.3`".into(),
-            });
+        let bad = |reason: &str| ConfigError::BadOverride {
+            raw: raw.to_string(),
+            reason: reason.into(),
         };
+        let (key, value, remove) =
+            match raw.trim_start().strip_prefix('~') {
+                Some(key) if key.contains('=') => return Err(bad(
+                    "`~KEY` removes a key and takes no value: `--set '~callbacks.early_stopping'`",
+                )),
+                Some(key) => (key, None, true),
+                None => match raw.split_once('=') {
+                    Some((key, value)) => (key, Some(value), false),
+                    None => {
+                        return Err(bad(
+                            "expected KEY=VALUE, for example `--set model.dropout=0.3`, \
+                         or ~KEY to remove a key",
+                        ))
+                    }
+                },
+            };
         let key = key.trim();
         let Some(path) = key_path(key) else {
             return Err(ConfigError::BadOverride {
@@ -82,12 +98,15 @@ impl Override {
                 ),
             });
         }
-        let value = parse_value(value.trim());
+        let value = value.map_or(Value::from(figment::value::Empty::None), |v| {
+            parse_value(v.trim())
+        });
         Ok(Override {
             raw: raw.to_string(),
             key: key.to_string(),
             path,
             value,
+            remove,
             label: format!("{OVERRIDE_LABEL}{raw}"),
         })
     }
@@ -239,23 +258,64 @@ pub fn load_text(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, 
 /// deserialized into a spec.
 fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     // Farthest ancestor first, so each child overrides its parent.
+    // `--set '~key'` takes its key out of every layer below it.
+    let mut removed = vec![false; opts.overrides.len()];
+    // The removals from the `i`-th override on.
+    let from = |i: usize| {
+        opts.overrides
+            .iter()
+            .enumerate()
+            .filter(move |(r, o)| o.remove && *r >= i)
+    };
     let mut figment = Figment::new();
     for file in files.iter().rev() {
-        figment = figment.merge(ParsedFile(file));
+        let mut table = file.table.clone();
+        for (r, o) in from(0) {
+            removed[r] |= remove_from_table(&mut table, &o.path);
+        }
+        figment = figment.merge(ParsedFile(file, table));
     }
     let mut env_used = Vec::new();
     if opts.use_env {
-        let (env, used) = env_provider()?;
-        env_used = used;
+        let gone: Vec<String> = from(0).map(|(_, o)| o.path.join(".")).collect();
+        let (env, used) = env_provider(&gone)?;
+        for (r, o) in from(0) {
+            let key = o.path.join(".");
+            removed[r] |= used.iter().any(|(_, k)| under(k, &key));
+        }
+        env_used = used
+            .into_iter()
+            .filter(|(_, k)| !gone.iter().any(|r| under(k, r)))
+            .collect();
         figment = figment.merge(env);
     }
-    for o in &opts.overrides {
-        figment = figment.merge(SetProvider(o.clone()));
+    for (i, o) in opts.overrides.iter().enumerate().filter(|(_, o)| !o.remove) {
+        let mut o = o.clone();
+        let mut gone = false;
+        for (r, removal) in from(i + 1) {
+            if o.path.starts_with(&removal.path) {
+                gone = true;
+                removed[r] = true;
+            } else if let Some(rest) = removal.path.strip_prefix(o.path.as_slice()) {
+                removed[r] |= remove_from_value(&mut o.value, rest);
+            }
+        }
+        if !gone {
+            figment = figment.merge(SetProvider(o));
+        }
     }
 
     let mut value: serde_json::Value = figment.extract().map_err(|e| ConfigError::Layering {
         message: e.to_string(),
     })?;
+    if let Some((_, o)) = opts
+        .overrides
+        .iter()
+        .enumerate()
+        .find(|(r, o)| o.remove && !removed[*r])
+    {
+        return Err(nothing_to_remove(o, &value));
+    }
     let mut sources = Sources {
         files,
         overrides: opts.overrides.clone(),
@@ -381,10 +441,69 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// Whether the dotted `key` is `path` or inside it.
+fn under(key: &str, path: &str) -> bool {
+    key.strip_prefix(path)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
+/// Take the key at `path` out of a file's table; whether it was there.
+fn remove_from_table(table: &mut toml::Table, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    parents
+        .iter()
+        .try_fold(table, |t, k| {
+            t.get_mut(k).and_then(toml::Value::as_table_mut)
+        })
+        .and_then(|t| t.remove(last))
+        .is_some()
+}
+
+/// Take the key at `path` out of an override's value; whether it was there.
+fn remove_from_value(value: &mut Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let parent = parents.iter().try_fold(value, |v, k| match v {
+        Value::Dict(_, d) => d.get_mut(k),
+        _ => None,
+    });
+    match parent {
+        Some(Value::Dict(_, d)) => d.remove(last).is_some(),
+        _ => false,
+    }
+}
+
+/// `--set '~key'` for a key no layer below it sets (a typo, or a key that
+/// only has its default), with the keys its table does have.
+fn nothing_to_remove(o: &Override, merged: &serde_json::Value) -> ConfigError {
+    let (last, parents) = o.path.split_last().unwrap_or((&o.key, &[]));
+    let keys: Vec<&str> = parents
+        .iter()
+        .try_fold(merged, |v, k| v.get(k))
+        .and_then(serde_json::Value::as_object)
+        .map(|t| t.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let hint = diagnostic::did_you_mean(last, &keys)
+        .map(|h| format!("; {h}"))
+        .unwrap_or_default();
+    ConfigError::BadOverride {
+        raw: o.raw.clone(),
+        reason: format!(
+            "no file, RUNNER_* variable or earlier --set sets `{}`, so there is nothing \
+             to remove (a key that is not set has its default){hint}",
+            o.key
+        ),
+    }
+}
+
 /// `RUNNER_SECTION__KEY=value` variables. Variables without `__` (such as a
 /// CI system's `RUNNER_OS`) are not config keys and are left alone; a
-/// variable with `__` whose section does not exist is an error.
-fn env_provider() -> Result<(Env, Vec<(String, String)>), ConfigError> {
+/// variable with `__` whose section does not exist is an error. Variables
+/// for a key in `removed` (or inside one) are left out.
+fn env_provider(removed: &[String]) -> Result<(Env, Vec<(String, String)>), ConfigError> {
     let mut used = Vec::new();
     for (name, _) in std::env::vars() {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
@@ -404,9 +523,12 @@ fn env_provider() -> Result<(Env, Vec<(String, String)>), ConfigError> {
         }
         used.push((name, key));
     }
-    let env = Env::prefixed(ENV_PREFIX).split("__").filter(|k| {
+    let removed = removed.to_vec();
+    let env = Env::prefixed(ENV_PREFIX).split("__").filter(move |k| {
         let k = k.as_str().to_ascii_lowercase();
-        k.contains('.') && TOP_LEVEL_KEYS.contains(&k.split('.').next().unwrap_or(""))
+        k.contains('.')
+            && TOP_LEVEL_KEYS.contains(&k.split('.').next().unwrap_or(""))
+            && !removed.iter().any(|r| under(&k, r))
     });
     Ok((env, used))
 }
@@ -414,7 +536,8 @@ fn env_provider() -> Result<(Env, Vec<(String, String)>), ConfigError> {
 /// A figment provider for a file of the chain, from the table `read_chain`
 /// parsed: the same values and metadata as figment's own TOML file
 /// provider, without reading and parsing the file a second time.
-struct ParsedFile<'a>(&'a SourceFile);
+/// Its table is the file's, less what `--set '~key'` removed.
+struct ParsedFile<'a>(&'a SourceFile, toml::Table);
 
 impl Provider for ParsedFile<'_> {
     fn metadata(&self) -> Metadata {
@@ -422,7 +545,7 @@ impl Provider for ParsedFile<'_> {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let dict = Value::serialize(&self.0.table)?
+        let dict = Value::serialize(&self.1)?
             .into_dict()
             .ok_or_else(|| figment::Error::from("a TOML file is a table".to_string()))?;
         Ok(Profile::Default.collect(dict))
@@ -523,6 +646,97 @@ mod tests {
         assert_eq!(v("[1, 2]").into_array().map(|a| a.len()), Some(2));
         assert!(Override::parse("novalue").is_err());
         assert!(Override::parse("model.layers.1.rate=0.5").is_err());
+    }
+
+    #[test]
+    fn a_removal_takes_a_key_out_of_every_layer_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("parent.toml"),
+            "[experiment]\nname = \"p\"\n[data]\nsource = \"synthetic\"\n\
+             [model]\ninput_shape = [8, 8, 1]\nlayers = []\n\
+             [callbacks.early_stopping]\npatience = 3\n",
+        )
+        .unwrap();
+        let child = dir.path().join("child.toml");
+        std::fs::write(
+            &child,
+            "extends = \"parent.toml\"\n[callbacks.early_stopping]\nmonitor = \"loss\"\n",
+        )
+        .unwrap();
+        let load = |sets: &[&str]| {
+            let opts =
+                LoadOptions::recorded(&sets.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+            load(&child, &opts)
+        };
+        let patience = KeyPath::parse("callbacks.early_stopping.patience");
+        let stop = |l: &Loaded| l.spec.callbacks.early_stopping.clone().unwrap();
+
+        // Out of both files: early stopping is off.
+        let l = load(&["~callbacks.early_stopping"]).unwrap();
+        assert!(l.spec.callbacks.early_stopping.is_none());
+        // Out of the parent and of an earlier --set: the default.
+        let l = load(&[
+            "callbacks.early_stopping.patience=5",
+            "~callbacks.early_stopping.patience",
+        ])
+        .unwrap();
+        assert_eq!(stop(&l).patience, 0);
+        assert_eq!(stop(&l).monitor, "loss");
+        assert!(l.sources.origin(&patience).is_default());
+        // Out of a table an earlier --set gave.
+        let l = load(&[
+            "callbacks.early_stopping={patience = 5, monitor = \"val_loss\"}",
+            "~callbacks.early_stopping.patience",
+        ])
+        .unwrap();
+        assert_eq!(
+            (stop(&l).patience, stop(&l).monitor.as_str()),
+            (0, "val_loss")
+        );
+        // A later --set sets it again.
+        let l = load(&[
+            "~callbacks.early_stopping",
+            "callbacks.early_stopping.patience=7",
+        ])
+        .unwrap();
+        assert_eq!(
+            (stop(&l).patience, stop(&l).monitor.as_str()),
+            (7, "val_loss")
+        );
+        assert_eq!(
+            l.sources
+                .origin(&patience)
+                .note(&l.sources.files)
+                .as_deref(),
+            Some("from --set callbacks.early_stopping.patience=7")
+        );
+        assert_eq!(
+            l.sources
+                .origin(&KeyPath::parse("callbacks.early_stopping.monitor"))
+                .note(&l.sources.files)
+                .as_deref(),
+            Some("default (--set ~callbacks.early_stopping)")
+        );
+        // Nothing below sets it (a typo, or only a default): an error.
+        for bad in [
+            "~callbacks.early_stoping",
+            "~callbacks.early_stopping.min_delta",
+        ] {
+            let e = load(&[bad]).unwrap_err();
+            assert!(matches!(e, ConfigError::BadOverride { .. }), "{bad}: {e}");
+        }
+        let e = load(&[
+            "~callbacks.early_stopping.patience",
+            "callbacks.early_stopping.patience=1",
+        ]);
+        assert!(e.is_ok());
+        let e = load(&[
+            "callbacks.early_stopping.patience=1",
+            "~callbacks.early_stopping.patience=1",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("takes no value"), "{e}");
     }
 
     #[test]

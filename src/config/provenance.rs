@@ -17,6 +17,8 @@ pub enum Origin {
     Env { var: String },
     /// Set by a `--set` flag or a sweep axis (as written).
     Set { flag: String },
+    /// Taken out of the layers by `--set '~key'` (as written): the default.
+    Removed { flag: String },
 }
 
 impl Origin {
@@ -28,7 +30,14 @@ impl Origin {
             Origin::File { index } => Some(format!("from {}", files[*index].path.display())),
             Origin::Env { var } => Some(format!("from environment variable {var}")),
             Origin::Set { flag } => Some(format!("from {flag}")),
+            Origin::Removed { flag } => Some(format!("default ({flag})")),
         }
+    }
+
+    /// The built-in default: nothing set the value, or `--set '~key'`
+    /// removed what did.
+    pub fn is_default(&self) -> bool {
+        matches!(self, Origin::Default | Origin::Removed { .. })
     }
 }
 
@@ -46,6 +55,9 @@ pub fn origin(sources: &Sources, path: &KeyPath, nearest: bool) -> Origin {
             Seg::Index(_) => None,
         })
         .collect();
+    if let Some(flag) = removed_by(&sources.overrides, &keys) {
+        return Origin::Removed { flag };
+    }
     // A key with a dot inside it (a sweep axis such as "model.dropout") cannot be
     // looked up by a dotted path: the overrides and files are asked, else its
     // parent table is.
@@ -86,6 +98,21 @@ pub fn origin(sources: &Sources, path: &KeyPath, nearest: bool) -> Origin {
         return Origin::Default;
     }
     Origin::Default
+}
+
+/// The `--set '~key'` that took `keys` (or a table holding it) out, unless
+/// a later `--set` sets it again.
+fn removed_by(overrides: &[Override], keys: &[&str]) -> Option<String> {
+    for o in overrides.iter().rev() {
+        let covers = o.path.len() <= keys.len() && o.path.iter().zip(keys).all(|(a, b)| a == b);
+        let inside = keys.iter().zip(&o.path).all(|(a, b)| a == b);
+        match (o.remove, covers) {
+            (true, true) => return Some(o.label.clone()),
+            (false, _) if inside => return None,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Where the value at `keys` (one of them with a dot in it) came from: the

@@ -55,7 +55,7 @@ fn rank(origin: &Origin, files: usize) -> usize {
         Origin::Default => 0,
         Origin::File { index } => files.saturating_sub(*index),
         Origin::Env { .. } => files + 1,
-        Origin::Set { .. } => files + 2,
+        Origin::Set { .. } | Origin::Removed { .. } => files + 2,
     }
 }
 

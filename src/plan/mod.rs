@@ -394,9 +394,7 @@ fn plan_with(loaded: &Loaded, check_init_from: bool) -> Result<ExperimentPlan, P
     // default and there is no validation data, it watches the training loss.
     let mut callbacks = spec.callbacks.clone();
     let monitor_path = KeyPath::parse("callbacks.checkpoint.monitor");
-    if !has_validation
-        && loaded.sources.origin(&monitor_path) == crate::config::provenance::Origin::Default
-    {
+    if !has_validation && loaded.sources.origin(&monitor_path).is_default() {
         callbacks.checkpoint.monitor = "loss".into();
     }
     check_callbacks(&mut ck, &callbacks, &metrics, has_validation, t.epochs);

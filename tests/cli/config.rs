@@ -510,3 +510,49 @@ fn a_variant_chosen_above_drops_the_old_variants_keys() {
         "{err}"
     );
 }
+
+/// `--set '~key'` takes a key out of the files and `RUNNER_*` variables
+/// below it: a table that is on when present goes off, a key gets its
+/// default and `--show-config` says why; removing what nothing sets fails.
+#[test]
+fn set_tilde_removes_a_key_from_the_layers_below() {
+    let file = "experiments/baseline.toml";
+    let out = runner()
+        .args(["check", file, "--show-config"])
+        .args(["--set", "~callbacks.early_stopping"])
+        .env("RUNNER_CALLBACKS__EARLY_STOPPING__PATIENCE", "9")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("\n[callbacks.checkpoint]\n"), "{text}");
+    assert!(!text.contains("early_stopping"), "{text}");
+
+    let out = runner()
+        .args(["check", file, "--show-config"])
+        .args(["--set", "~callbacks.early_stopping.patience"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("\npatience = 0  # default (--set ~callbacks.early_stopping.patience)\n"),
+        "{text}"
+    );
+
+    let out = runner()
+        .args(["check", file])
+        .args(["--set", "~callbacks.early_stoping"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "bad --set override `~callbacks.early_stoping`: no file, RUNNER_* variable or \
+             earlier --set sets `callbacks.early_stoping`, so there is nothing to remove"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `early_stopping`?"), "{err}");
+}
