@@ -11,7 +11,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::key_path::{KeyPath, Seg};
 use super::provenance::Origin;
-use super::variant::{tag_of, value_at, variants_taking};
+use super::variant::{tag_of, value_at, variants, variants_taking};
 use super::{SourceFile, Sources};
 
 /// Everything that can be wrong with an experiment before any compute starts.
@@ -341,7 +341,20 @@ pub(super) fn from_serde(
             format!("valid keys here: {}", candidates.join(", "))
         };
         let elsewhere = variants_taking(merged, &parent, &field);
-        let help = match did_you_mean(&field, &candidates) {
+        // `name = "sgd"` beside the tag: a value naming a variant.
+        let named = value_at(merged, &path)
+            .and_then(|v| v.as_str())
+            .filter(|v| {
+                variants(merged, &parent).is_some_and(|(_, all)| all.iter().any(|a| a == v))
+            });
+        let help = match (did_you_mean(&field, &candidates), named) {
+            (_, Some(v)) => {
+                let (tag, noun) = tag_of(&parent);
+                format!(
+                    "`{field} = \"{v}\"`: `{v}` is one of the {noun}s; did you mean \
+                     `{tag} = \"{v}\"`? ({accepted})"
+                )
+            }
             _ if !elsewhere.is_empty() => {
                 let (tag, noun) = tag_of(&parent);
                 let now = value_at(merged, &parent.clone().key(tag))
@@ -354,8 +367,8 @@ pub(super) fn from_serde(
                     parent.clone().key(tag)
                 )
             }
-            Some(h) => format!("{h} ({accepted})"),
-            None => accepted,
+            (Some(h), None) => format!("{h} ({accepted})"),
+            (None, None) => accepted,
         };
         let where_ = if parent.is_empty() {
             "at the top level".to_string()

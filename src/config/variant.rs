@@ -101,50 +101,56 @@ pub fn remove(root: &mut Value, path: &KeyPath) -> Option<Value> {
     parent.as_object_mut()?.remove(last)
 }
 
+/// The variant that the tagged table at `table` names, and all its
+/// variants, as serde lists them for a tag naming none.
+pub fn variants(merged: &Value, table: &KeyPath) -> Option<(String, Vec<String>)> {
+    let tag = tag_of(table).0;
+    let now = value_at(merged, table)?.get(tag)?.as_str()?.to_string();
+    const PROBE: &str = "__probe__";
+    let listing = match read_with(merged, table, serde_json::json!({ tag: PROBE })) {
+        Some((at, msg)) if at == *table => msg,
+        _ => return None,
+    };
+    let rest = listing.strip_prefix(&format!("unknown variant `{PROBE}`, expected one of "))?;
+    let all = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((now, all))
+}
+
 /// The variants of the tagged table at `table` that take `key`, other than
 /// the one it has: each is tried in `merged` with the table cut down to its
 /// tag and `key` (serde reports an unknown key before a missing one).
 pub fn variants_taking(merged: &Value, table: &KeyPath, key: &str) -> Vec<String> {
     let tag = tag_of(table).0;
-    let Some(current) = value_at(merged, table).and_then(Value::as_object) else {
-        return Vec::new();
-    };
-    let Some(Value::String(now)) = current.get(tag) else {
-        return Vec::new();
-    };
-    let Some(value) = current.get(key) else {
-        return Vec::new();
-    };
-    let with = |variant: &str| {
-        let mut probe = merged.clone();
-        if let Some(slot) = value_at_mut(&mut probe, table) {
-            *slot = serde_json::json!({ tag: variant, key: value });
-        }
-        serde_path_to_error::deserialize::<_, ExperimentSpec>(&probe)
-            .err()
-            .map(|e| error_at(&e))
-    };
-    const PROBE: &str = "__probe__";
-    let listing = match with(PROBE) {
-        Some((at, msg)) if at == *table => msg,
-        _ => return Vec::new(),
-    };
-    let Some(rest) = listing.strip_prefix(&format!("unknown variant `{PROBE}`, expected one of "))
-    else {
+    let (Some((now, all)), Some(value)) = (
+        variants(merged, table),
+        value_at(merged, &table.clone().key(key)),
+    ) else {
         return Vec::new();
     };
     let here = table.clone().key(key);
     let unknown = format!("unknown field `{key}`");
-    rest.split('`')
-        .skip(1)
-        .step_by(2)
-        .filter(|v| v != now)
+    all.into_iter()
+        .filter(|v| *v != now)
         .filter(|v| {
-            with(v)
+            read_with(merged, table, serde_json::json!({ tag: v, key: value }))
                 .is_none_or(|(at, msg)| !(at == here || at == *table) || !msg.starts_with(&unknown))
         })
-        .map(str::to_string)
         .collect()
+}
+
+/// The error of reading `merged` as a spec with `body` for the table at
+/// `table`, if any.
+fn read_with(merged: &Value, table: &KeyPath, body: Value) -> Option<(KeyPath, String)> {
+    let mut probe = merged.clone();
+    *value_at_mut(&mut probe, table)? = body;
+    serde_path_to_error::deserialize::<_, ExperimentSpec>(&probe)
+        .err()
+        .map(|e| error_at(&e))
 }
 
 /// Where a serde error of reading the spec is (its path, with the inner
@@ -265,6 +271,20 @@ mod tests {
         m["model"]["layers"] = serde_json::json!([{ "type": "dense", "units": 4, "rate": 0.5 }]);
         let layer = KeyPath::parse("model.layers").index(0);
         assert_eq!(variants_taking(&m, &layer, "rate"), ["dropout"]);
+        let (now, all) = variants(&merged(), &optimizer).unwrap();
+        assert_eq!(
+            (now.as_str(), all),
+            (
+                "sgd",
+                vec![
+                    "rmsprop".into(),
+                    "adam".into(),
+                    "adamw".into(),
+                    "sgd".into()
+                ]
+            )
+        );
+        assert_eq!(variants(&m, &KeyPath::parse("experiment")), None);
     }
 
     #[test]
