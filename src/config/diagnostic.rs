@@ -302,6 +302,48 @@ pub fn find_span(text: &str, path: &KeyPath, of: SpanOf) -> Option<Range<usize>>
     })
 }
 
+/// Help for an unknown key `field` in the table at `parent`, which takes
+/// the keys `candidates`: a value naming a variant (`name = "sgd"`) points
+/// at the tag; a key of other variants names them; else a "did you mean".
+fn unknown_key_help(
+    merged: &serde_json::Value,
+    parent: &KeyPath,
+    field: &str,
+    candidates: &[&str],
+) -> String {
+    let accepted = if candidates.is_empty() {
+        "it accepts no keys".to_string()
+    } else {
+        format!("valid keys here: {}", candidates.join(", "))
+    };
+    let (tag, noun) = tag_of(parent);
+    let named = value_at(merged, &parent.clone().key(field))
+        .and_then(|v| v.as_str())
+        .filter(|v| variants(merged, parent).is_some_and(|(_, all)| all.iter().any(|a| a == v)));
+    if let Some(v) = named {
+        return format!(
+            "`{field} = \"{v}\"`: `{v}` is one of the {noun}s; did you mean \
+             `{tag} = \"{v}\"`? ({accepted})"
+        );
+    }
+    let elsewhere = variants_taking(merged, parent, field);
+    if !elsewhere.is_empty() {
+        let now = value_at(merged, &parent.clone().key(tag))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let names: Vec<String> = elsewhere.iter().map(|v| format!("`{v}`")).collect();
+        return format!(
+            "`{field}` is a key of {noun} {}; `{}` here is `{now}` ({accepted})",
+            names.join(" or "),
+            parent.clone().key(tag)
+        );
+    }
+    match did_you_mean(field, candidates) {
+        Some(h) => format!("{h} ({accepted})"),
+        None => accepted,
+    }
+}
+
 /// Turn a serde error from reading the merged config into a located error.
 pub(super) fn from_serde(
     sources: &Sources,
@@ -335,41 +377,7 @@ pub(super) fn from_serde(
         }
         let parent = KeyPath(path.0[..path.0.len() - 1].to_vec());
         let candidates: Vec<&str> = expected.iter().map(String::as_str).collect();
-        let accepted = if candidates.is_empty() {
-            "it accepts no keys".to_string()
-        } else {
-            format!("valid keys here: {}", candidates.join(", "))
-        };
-        let elsewhere = variants_taking(merged, &parent, &field);
-        // `name = "sgd"` beside the tag: a value naming a variant.
-        let named = value_at(merged, &path)
-            .and_then(|v| v.as_str())
-            .filter(|v| {
-                variants(merged, &parent).is_some_and(|(_, all)| all.iter().any(|a| a == v))
-            });
-        let help = match (did_you_mean(&field, &candidates), named) {
-            (_, Some(v)) => {
-                let (tag, noun) = tag_of(&parent);
-                format!(
-                    "`{field} = \"{v}\"`: `{v}` is one of the {noun}s; did you mean \
-                     `{tag} = \"{v}\"`? ({accepted})"
-                )
-            }
-            _ if !elsewhere.is_empty() => {
-                let (tag, noun) = tag_of(&parent);
-                let now = value_at(merged, &parent.clone().key(tag))
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default();
-                let names: Vec<String> = elsewhere.iter().map(|v| format!("`{v}`")).collect();
-                format!(
-                    "`{field}` is a key of {noun} {}; `{}` here is `{now}` ({accepted})",
-                    names.join(" or "),
-                    parent.clone().key(tag)
-                )
-            }
-            (Some(h), None) => format!("{h} ({accepted})"),
-            (None, None) => accepted,
-        };
+        let help = unknown_key_help(merged, &parent, &field, &candidates);
         let where_ = if parent.is_empty() {
             "at the top level".to_string()
         } else {

@@ -58,26 +58,22 @@ pub struct Override {
 
 impl Override {
     pub fn parse(raw: &str) -> Result<Override, ConfigError> {
+        const NO_VALUE: &str =
+            "`~KEY` removes a key and takes no value: `--set '~callbacks.early_stopping'`";
+        const NO_EQUALS: &str =
+            "expected KEY=VALUE, for example `--set model.dropout=0.3`, or ~KEY to remove a key";
         let bad = |reason: &str| ConfigError::BadOverride {
             raw: raw.to_string(),
             reason: reason.into(),
         };
-        let (key, value, remove) =
-            match raw.trim_start().strip_prefix('~') {
-                Some(key) if key.contains('=') => return Err(bad(
-                    "`~KEY` removes a key and takes no value: `--set '~callbacks.early_stopping'`",
-                )),
-                Some(key) => (key, None, true),
-                None => match raw.split_once('=') {
-                    Some((key, value)) => (key, Some(value), false),
-                    None => {
-                        return Err(bad(
-                            "expected KEY=VALUE, for example `--set model.dropout=0.3`, \
-                         or ~KEY to remove a key",
-                        ))
-                    }
-                },
-            };
+        let (key, value, remove) = match raw.trim_start().strip_prefix('~') {
+            Some(key) if key.contains('=') => return Err(bad(NO_VALUE)),
+            Some(key) => (key, None, true),
+            None => match raw.split_once('=') {
+                Some((key, value)) => (key, Some(value), false),
+                None => return Err(bad(NO_EQUALS)),
+            },
+        };
         let key = key.trim();
         let Some(path) = key_path(key) else {
             return Err(ConfigError::BadOverride {
@@ -257,7 +253,6 @@ pub fn load_text(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, 
 /// `files` (child first) under the environment and `--set` overrides,
 /// deserialized into a spec.
 fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
-    // Farthest ancestor first, so each child overrides its parent.
     // `--set '~key'` takes its key out of every layer below it.
     let mut removed = vec![false; opts.overrides.len()];
     // The removals from the `i`-th override on.
@@ -268,6 +263,7 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
             .filter(move |(r, o)| o.remove && *r >= i)
     };
     let mut figment = Figment::new();
+    // Farthest ancestor first, so each child overrides its parent.
     for file in files.iter().rev() {
         let mut table = file.table.clone();
         for (r, o) in from(0) {
@@ -484,7 +480,7 @@ fn nothing_to_remove(o: &Override, merged: &serde_json::Value) -> ConfigError {
         .iter()
         .try_fold(merged, |v, k| v.get(k))
         .and_then(serde_json::Value::as_object)
-        .map(|t| t.keys().map(String::as_str).collect())
+        .map(|t| t.keys().map(String::as_str).filter(|k| k != last).collect())
         .unwrap_or_default();
     let hint = diagnostic::did_you_mean(last, &keys)
         .map(|h| format!("; {h}"))
