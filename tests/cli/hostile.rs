@@ -10,8 +10,8 @@ use std::process::Stdio;
 use runner::data::fixtures;
 
 use crate::common::{
-    assert_exit, csv_epochs, meta, run_dir, runner, runner_on, runner_process, stderr, sweep_dir,
-    tiny_experiment,
+    assert_exit, csv_epochs, meta, run_dir, runner, runner_on, runner_process, stderr, stdout,
+    sweep_dir, tiny_experiment,
 };
 
 /// Run folders (`v*`) under `runs/<name>`.
@@ -864,5 +864,67 @@ fn every_mutation_of_the_experiment_files_is_refused_cleanly() {
             legal.iter().any(|k| case.contains(&format!("{k}`"))),
             "accepted: {case}"
         );
+    }
+}
+
+/// Every variant of the optimizer and the data source chosen by `--set`
+/// over every shipped experiment, and over its resolved config (as a run
+/// folder keeps it, every default of the old variant written out): the
+/// keys the file gave the old variant are dropped (an optimizer switch
+/// always checks), and nothing panics.
+#[test]
+fn a_variant_switched_by_set_over_any_experiment_never_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(crate::common::root().join("experiments"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    for file in files.clone() {
+        let out = runner()
+            .arg("check")
+            .arg(&file)
+            .arg("--show-config")
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        let resolved = tmp.path().join(
+            file.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace(".toml", "-resolved.toml"),
+        );
+        std::fs::write(&resolved, stdout(&out)).unwrap();
+        files.push(resolved);
+    }
+    let switches = [
+        ("optimizer.type", &["rmsprop", "adam", "adamw", "sgd"][..]),
+        (
+            "data.source",
+            &["synthetic", "idx", "image_folder", "food101"][..],
+        ),
+    ];
+    for file in &files {
+        for (key, variants) in switches {
+            for v in variants {
+                let set = format!("{key}={v}");
+                let out = runner()
+                    .arg("check")
+                    .arg(file)
+                    .args(["--set", &set])
+                    .output()
+                    .unwrap();
+                let case = format!("{} --set {set}", file.display());
+                no_panic(&out);
+                let code = out.status.code();
+                if key == "optimizer.type" {
+                    assert_eq!(code, Some(0), "{case}: {}", stderr(&out));
+                } else {
+                    assert!(matches!(code, Some(0 | 2)), "{case}: {}", stderr(&out));
+                }
+            }
+        }
     }
 }
