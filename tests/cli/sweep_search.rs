@@ -533,11 +533,12 @@ fn budgets_stop_launching_and_say_why() {
     let timed = sweep_dir(&runs, "timed");
     let st = states(&timed);
     assert!(st.values().any(|s| s == "pending"), "{st:?}");
-    // A resume with more time runs the rest.
+    // A resume without the limit runs the rest (`sweep.max_hours=H` is
+    // resumed with in slurm_fake.rs).
     let out = runner()
         .args(["sweep", "--resume"])
         .arg(&timed)
-        .args(["--set", "sweep.max_hours=1"])
+        .args(["--set", "~sweep.max_hours"])
         .output()
         .unwrap();
     assert_exit(&out, 0);
