@@ -588,7 +588,21 @@ impl Loaded {
     /// the experiment file (`runner check --show-config`).
     pub fn annotated(&self) -> String {
         let files = &self.sources.files;
-        provenance::annotated_toml(&to_table(&self.spec), &|p| {
+        let table = to_table(&self.spec);
+        // What `--set '~key'` removed and the resolved config does not have
+        // (a table that is off unless present): a line each, on top.
+        let mut out = String::new();
+        for o in self.sources.overrides.iter().filter(|o| o.remove) {
+            let (last, parents) = o.path.split_last().unwrap_or((&o.key, &[]));
+            let present = parents
+                .iter()
+                .try_fold(&table, |t, k| t.get(k).and_then(toml::Value::as_table))
+                .is_some_and(|t| t.contains_key(last));
+            if !present {
+                out.push_str(&format!("# {}: removed by {}\n", o.key, o.label));
+            }
+        }
+        out + &provenance::annotated_toml(&table, &|p| {
             let note = self.sources.origin(p).note(files);
             let dropped: Vec<&variant::Dropped> = self
                 .sources

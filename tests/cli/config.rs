@@ -526,7 +526,12 @@ fn set_tilde_removes_a_key_from_the_layers_below() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("\n[callbacks.checkpoint]\n"), "{text}");
-    assert!(!text.contains("early_stopping"), "{text}");
+    let (head, body) = text.split_once("\n\n").unwrap();
+    assert!(
+        head.ends_with("\n# callbacks.early_stopping: removed by --set ~callbacks.early_stopping"),
+        "{text}"
+    );
+    assert!(!body.contains("early_stopping"), "{text}");
 
     let out = runner()
         .args(["check", file, "--show-config"])
