@@ -60,19 +60,19 @@ fn rank(origin: &Origin, files: usize) -> usize {
 }
 
 /// The key at `path` (one that the variant of its table does not take),
-/// when a higher layer than the key's own chose that variant.
+/// when a higher layer than the key's own chose that variant and another
+/// variant takes the key (a key no variant takes, a typo, stays an error).
 pub fn leftover(
     merged: &Value,
     path: &KeyPath,
     origin: impl Fn(&KeyPath) -> Origin,
     files: usize,
 ) -> Option<Dropped> {
-    let (last, table) = path.0.split_last()?;
+    let (Seg::Key(key), table) = path.0.split_last()? else {
+        return None;
+    };
     // Lists (the layers) are replaced whole: one layer set every key of an element.
-    if !matches!(last, Seg::Key(_))
-        || table.is_empty()
-        || table.iter().any(|s| matches!(s, Seg::Index(_)))
-    {
+    if table.is_empty() || table.iter().any(|s| matches!(s, Seg::Index(_))) {
         return None;
     }
     let table = KeyPath(table.to_vec());
@@ -80,7 +80,8 @@ pub fn leftover(
     let variant = value_at(merged, &tag)?.as_str()?.to_string();
     let value = value_at(merged, path)?.clone();
     let from = origin(path);
-    (rank(&origin(&tag), files) > rank(&from, files)).then_some(Dropped {
+    let switched = rank(&origin(&tag), files) > rank(&from, files);
+    (switched && !variants_taking(merged, &table, key).is_empty()).then_some(Dropped {
         path: path.clone(),
         value,
         from,
@@ -243,6 +244,11 @@ mod tests {
         ] {
             assert!(leftover(&m, &rho, at(t, k), 2).is_none());
         }
+        // A key no optimizer takes (a typo): kept, so it is an error.
+        let mut typo = m.clone();
+        typo["optimizer"]["learning_rat"] = serde_json::json!(0.1);
+        let key = KeyPath::parse("optimizer.learning_rat");
+        assert!(leftover(&typo, &key, at(set.clone(), Origin::File { index: 0 }), 2).is_none());
         // Not in a tagged table with a tag, or in a list.
         let mut m = m;
         m["model"]["layers"] = serde_json::json!([{ "type": "dense", "units": 4, "rate": 0.5 }]);
