@@ -310,7 +310,7 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
         .enumerate()
         .find(|(r, o)| o.remove && !removed[*r])
     {
-        return Err(nothing_to_remove(o, &value));
+        return Err(nothing_to_remove(o, &files[0].path, &value));
     }
     let mut sources = Sources {
         files,
@@ -473,8 +473,9 @@ fn remove_from_value(value: &mut Value, path: &[String]) -> bool {
 }
 
 /// `--set '~key'` for a key no layer below it sets (a typo, or a key that
-/// only has its default), with the keys its table does have.
-fn nothing_to_remove(o: &Override, merged: &serde_json::Value) -> ConfigError {
+/// only has its default) over the experiment `file`, with the keys its
+/// table does have.
+fn nothing_to_remove(o: &Override, file: &Path, merged: &serde_json::Value) -> ConfigError {
     let (last, parents) = o.path.split_last().unwrap_or((&o.key, &[]));
     let keys: Vec<&str> = parents
         .iter()
@@ -488,9 +489,11 @@ fn nothing_to_remove(o: &Override, merged: &serde_json::Value) -> ConfigError {
     ConfigError::BadOverride {
         raw: o.raw.clone(),
         reason: format!(
-            "no file, RUNNER_* variable or earlier --set sets `{}`, so there is nothing \
-             to remove (a key that is not set has its default){hint}",
-            o.key
+            "`{}` is not set in {} (nor a file it extends), a RUNNER_* variable or an \
+             earlier --set, so there is nothing to remove (a key that is not set has its \
+             default){hint}",
+            o.key,
+            file.display()
         ),
     }
 }

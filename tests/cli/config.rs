@@ -554,8 +554,9 @@ fn set_tilde_removes_a_key_from_the_layers_below() {
     let err = stderr(&out);
     assert!(
         err.contains(
-            "bad --set override `~callbacks.early_stoping`: no file, RUNNER_* variable or \
-             earlier --set sets `callbacks.early_stoping`, so there is nothing to remove"
+            "bad --set override `~callbacks.early_stoping`: `callbacks.early_stoping` is not \
+             set in experiments/baseline.toml (nor a file it extends), a RUNNER_* variable or \
+             an earlier --set, so there is nothing to remove"
         ),
         "{err}"
     );
