@@ -790,9 +790,8 @@ fn mutants(text: &str) -> Vec<(&'static str, String, String)> {
     out
 }
 
-#[test]
-fn every_mutation_of_the_experiment_files_is_refused_cleanly() {
-    let tmp = tempfile::tempdir().unwrap();
+/// The shipped experiments, `experiments/*.toml`, sorted.
+fn experiment_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(crate::common::root().join("experiments"))
         .unwrap()
         .flatten()
@@ -800,6 +799,13 @@ fn every_mutation_of_the_experiment_files_is_refused_cleanly() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
+    files
+}
+
+#[test]
+fn every_mutation_of_the_experiment_files_is_refused_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = experiment_files();
     assert!(!files.is_empty());
     let mut tally: std::collections::BTreeMap<(&str, Option<i32>), usize> = Default::default();
     let mut accepted = Vec::new();
@@ -875,13 +881,7 @@ fn every_mutation_of_the_experiment_files_is_refused_cleanly() {
 #[test]
 fn a_variant_switched_by_set_over_any_experiment_never_panics() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(crate::common::root().join("experiments"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
+    let mut files = experiment_files();
     for file in files.clone() {
         let out = runner()
             .arg("check")
