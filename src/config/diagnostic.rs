@@ -350,25 +350,7 @@ pub(super) fn from_serde(
     merged: &serde_json::Value,
     err: serde_path_to_error::Error<serde_json::Error>,
 ) -> ConfigError {
-    let mut path = KeyPath(
-        err.path()
-            .iter()
-            .filter_map(|s| match s {
-                serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
-                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
-                serde_path_to_error::Segment::Enum { .. }
-                | serde_path_to_error::Segment::Unknown => None,
-            })
-            .collect(),
-    );
-    let mut raw = err.inner().to_string();
-    if let Some((inner, msg)) = super::tagged::split_inner(&raw) {
-        path.0.extend(inner.into_iter().map(|s| match s {
-            super::tagged::InnerSeg::Key(k) => Seg::Key(k),
-            super::tagged::InnerSeg::Index(i) => Seg::Index(i),
-        }));
-        raw = msg;
-    }
+    let (mut path, raw) = super::tagged::error_at(&err);
     let context = section_context(merged, &path);
 
     if let Some((field, expected)) = parse_unknown(&raw, "unknown field") {

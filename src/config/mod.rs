@@ -477,9 +477,8 @@ fn remove_from_value(value: &mut Value, path: &[String]) -> bool {
 /// table does have.
 fn nothing_to_remove(o: &Override, file: &Path, merged: &serde_json::Value) -> ConfigError {
     let (last, parents) = o.path.split_last().unwrap_or((&o.key, &[]));
-    let keys: Vec<&str> = parents
-        .iter()
-        .try_fold(merged, |v, k| v.get(k))
+    let parent = KeyPath(parents.iter().map(|k| Seg::Key(k.clone())).collect());
+    let keys: Vec<&str> = variant::value_at(merged, &parent)
         .and_then(serde_json::Value::as_object)
         .map(|t| t.keys().map(String::as_str).filter(|k| k != last).collect())
         .unwrap_or_default();

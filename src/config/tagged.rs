@@ -10,6 +10,8 @@
 use serde::de::{self, DeserializeOwned, Deserializer};
 use serde::Deserialize;
 
+use super::key_path::{KeyPath, Seg};
+
 const MARK: char = '\u{1}';
 const SEP: char = '\u{2}';
 
@@ -100,6 +102,32 @@ pub fn split_inner(msg: &str) -> Option<(Vec<InnerSeg>, String)> {
         })
         .collect();
     Some((segs, msg.to_string()))
+}
+
+/// Where an error of reading the spec is (its path, with the inner path of
+/// a tagged table's error, from [`inner`]) and its message.
+pub fn error_at(e: &serde_path_to_error::Error<serde_json::Error>) -> (KeyPath, String) {
+    let mut path: Vec<Seg> =
+        e.path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+                serde_path_to_error::Segment::Enum { .. }
+                | serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+    let raw = e.inner().to_string();
+    match split_inner(&raw) {
+        Some((inner, msg)) => {
+            path.extend(inner.into_iter().map(|s| match s {
+                InnerSeg::Key(k) => Seg::Key(k),
+                InnerSeg::Index(i) => Seg::Index(i),
+            }));
+            (KeyPath(path), msg)
+        }
+        None => (KeyPath(path), raw),
+    }
 }
 
 /// Implement `Deserialize` for an enum of newtype variants tagged by `$tag`.

@@ -95,11 +95,9 @@ pub fn remove(root: &mut Value, path: &KeyPath) -> Option<Value> {
     let (Seg::Key(last), parents) = path.0.split_last()? else {
         return None;
     };
-    let parent = parents.iter().try_fold(root, |v, seg| match seg {
-        Seg::Key(k) => v.get_mut(k.as_str()),
-        Seg::Index(i) => v.get_mut(*i),
-    })?;
-    parent.as_object_mut()?.remove(last)
+    value_at_mut(root, &KeyPath(parents.to_vec()))?
+        .as_object_mut()?
+        .remove(last)
 }
 
 /// The variant that the tagged table at `table` names, and all its
@@ -151,32 +149,7 @@ fn read_with(merged: &Value, table: &KeyPath, body: Value) -> Option<(KeyPath, S
     *value_at_mut(&mut probe, table)? = body;
     serde_path_to_error::deserialize::<_, ExperimentSpec>(&probe)
         .err()
-        .map(|e| error_at(&e))
-}
-
-/// Where a serde error of reading the spec is (its path, with the inner
-/// path of a tagged table's error) and its message.
-fn error_at(e: &serde_path_to_error::Error<serde_json::Error>) -> (KeyPath, String) {
-    let mut path: Vec<Seg> = e
-        .path()
-        .iter()
-        .filter_map(|s| match s {
-            serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
-            serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
-            _ => None,
-        })
-        .collect();
-    let raw = e.inner().to_string();
-    match tagged::split_inner(&raw) {
-        Some((inner, msg)) => {
-            path.extend(inner.into_iter().map(|s| match s {
-                tagged::InnerSeg::Key(k) => Seg::Key(k),
-                tagged::InnerSeg::Index(i) => Seg::Index(i),
-            }));
-            (KeyPath(path), msg)
-        }
-        None => (KeyPath(path), raw),
-    }
+        .map(|e| tagged::error_at(&e))
 }
 
 /// The value at `path` in the merged config, if any.
