@@ -114,14 +114,10 @@ pub fn dry_run(new: &NewSweep, launcher: Option<&str>) -> Result<(), SweepError>
     }
     if let LauncherPlan::Slurm(settings) = &p.launcher {
         let all: Vec<usize> = (0..p.total()).collect();
-        let throttle = settings
-            .max_parallel
-            .map(|n| format!("%{n}"))
-            .unwrap_or_default();
         crate::outln!(
-            "On Slurm: sbatch --array={}{throttle} <sweep>/slurm/sweep.sbatch, a task per trial \
+            "On Slurm: sbatch --array={} <sweep>/slurm/sweep.sbatch, a task per trial \
              (<sweep>: the sweep's folder, made when it starts), with",
-            super::slurm::compact_ranges(&all)
+            super::slurm::array_spec(&all, settings.max_parallel)
         );
         for line in super::slurm::sbatch_lines(settings, &new.plan.name) {
             crate::outln!("  {line}");

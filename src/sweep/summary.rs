@@ -75,15 +75,13 @@ pub fn best_of(values: &[f64], monitor: &Monitor) -> Option<(usize, f64)> {
 /// the first of equal values: the `*` of the ranked table once the sweep
 /// has ended.
 pub fn best_done<'a>(results: &'a [TrialResult], monitor: &Monitor) -> Option<&'a TrialResult> {
-    results
+    let done: Vec<(&TrialResult, f64)> = results
         .iter()
         .filter(|r| r.state == TrialState::Done)
-        .filter_map(|r| r.best.filter(|b| b.is_finite()).map(|b| (r, b)))
-        .fold(None, |acc: Option<(&TrialResult, f64)>, (r, v)| match acc {
-            Some((_, b)) if !monitor.improves(v, b, 0.0) => acc,
-            _ => Some((r, v)),
-        })
-        .map(|(r, _)| r)
+        .filter_map(|r| r.best.map(|b| (r, b)))
+        .collect();
+    let values: Vec<f64> = done.iter().map(|(_, b)| *b).collect();
+    best_of(&values, monitor).map(|(i, _)| done[i].0)
 }
 
 fn seconds_between(start: &str, end: &str) -> Option<f64> {

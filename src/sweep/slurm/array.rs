@@ -2,6 +2,16 @@
 
 use std::fmt::Write as _;
 
+/// The value of `sbatch --array`: the task ids as ranges, with at most
+/// `max_parallel` of them running at once (`0-8%4`).
+pub fn array_spec(task_ids: &[usize], max_parallel: Option<usize>) -> String {
+    let throttle = max_parallel
+        .filter(|&n| n > 0)
+        .map(|n| format!("%{n}"))
+        .unwrap_or_default();
+    format!("{}{throttle}", compact_ranges(task_ids))
+}
+
 /// `0-3,7,9-10` for `[0,1,2,3,7,9,10]` (sorted and deduplicated first).
 pub fn compact_ranges(indices: &[usize]) -> String {
     let mut sorted = indices.to_vec();
@@ -101,6 +111,9 @@ mod tests {
         assert_eq!(compact_ranges(&[9, 0, 1, 2, 3, 7, 10, 3]), "0-3,7,9-10");
         assert_eq!(compact_ranges(&[5]), "5");
         assert_eq!(compact_ranges(&[]), "");
+        assert_eq!(array_spec(&[0, 1, 2, 5], Some(2)), "0-2,5%2");
+        assert_eq!(array_spec(&[0, 1], None), "0-1");
+        assert_eq!(array_spec(&[0, 1], Some(0)), "0-1");
         assert_eq!(
             parse_array_spec("0-3,7,9-10"),
             Some(vec![0, 1, 2, 3, 7, 9, 10])

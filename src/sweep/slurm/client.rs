@@ -8,7 +8,7 @@ use std::process::{Command, ExitStatus};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use super::array::{compact_ranges, plan_chunks};
+use super::array::{array_spec, plan_chunks};
 use super::jobs::{append_job, latest_job_per_trial, SubmittedJob};
 use super::state::{
     parse_config, parse_parsable, parse_sacct, parse_scontrol_jobs, parse_squeue, ClusterFacts,
@@ -290,10 +290,7 @@ impl Slurm {
         if max_array_size == 0 {
             return Err(SlurmError::ArraysDisabled);
         }
-        let throttle = max_parallel
-            .filter(|&n| n > 0)
-            .map(|n| format!("%{n}"))
-            .unwrap_or_default();
+        let throttled = max_parallel.is_some_and(|n| n > 0);
         let mut submitted: Vec<SubmittedJob> = Vec::new();
         for chunk in plan_chunks(trials, max_array_size) {
             if stop() {
@@ -301,10 +298,10 @@ impl Slurm {
             }
             let mut args = vec![
                 "--parsable".to_string(),
-                format!("--array={}{throttle}", compact_ranges(&chunk.task_ids())),
+                format!("--array={}", array_spec(&chunk.task_ids(), max_parallel)),
                 format!("--export=ALL,{OFFSET_VAR}={}", chunk.offset),
             ];
-            if let (Some(previous), false) = (submitted.last(), throttle.is_empty()) {
+            if let (Some(previous), true) = (submitted.last(), throttled) {
                 args.push(format!("--dependency=afterany:{}", previous.job_id));
             }
             args.push(script.display().to_string());

@@ -46,7 +46,7 @@ mod poll;
 mod script;
 mod state;
 
-pub use array::{compact_ranges, parse_array_spec, plan_chunks, Chunk};
+pub use array::{array_spec, compact_ranges, parse_array_spec, plan_chunks, Chunk};
 pub use client::{Slurm, SlurmOptions};
 pub use files::{write_trials_file, SlurmPaths};
 pub use jobs::{latest_job_per_trial, read_jobs, SubmittedJob};
