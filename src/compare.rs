@@ -9,15 +9,16 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::plan::Monitor;
-use crate::rundir::{RunDir, RunDirError};
+use crate::rundir::describe::describe;
+use crate::rundir::{RunDir, RunDirError, RESOLVED_CONFIG};
 use crate::sweep::journal::{Journal, TrialState};
 use crate::sweep::summary::{best_of, read_metric};
 use crate::sweep::trial_folder_name;
 
 #[derive(Debug, Error)]
 pub enum CompareError {
-    #[error("no run folders found in the given paths")]
-    NoRuns,
+    #[error("{} holds no runs to compare: {reason}", path.display())]
+    NoRuns { path: PathBuf, reason: String },
     #[error(transparent)]
     Run(#[from] RunDirError),
     #[error("{}: {source}", path.display())]
@@ -41,10 +42,7 @@ impl Comparison {
     /// Read every run named by `dirs`: a run folder, the trials of a sweep
     /// folder, or every run of an experiment folder.
     pub fn load(dirs: &[PathBuf]) -> Result<Comparison, CompareError> {
-        let runs = expand(dirs);
-        if runs.is_empty() {
-            return Err(CompareError::NoRuns);
-        }
+        let runs = expand(dirs)?;
         let mut verdicts = BTreeMap::new();
         let rows = runs
             .iter()
@@ -94,11 +92,12 @@ fn flatten(prefix: &str, t: &toml::Table, out: &mut BTreeMap<String, String>) {
 }
 
 /// Run folders named on the command line: a run folder itself, the trials
-/// of a sweep folder, or every run of an experiment folder.
-fn expand(dirs: &[PathBuf]) -> Vec<PathBuf> {
+/// of a sweep folder, or every run of an experiment folder. A folder that
+/// gives none is an error saying what it is.
+fn expand(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, CompareError> {
     let mut runs = Vec::new();
     for d in dirs {
-        if d.join("config.resolved.toml").is_file() {
+        if d.join(RESOLVED_CONFIG).is_file() {
             runs.push(d.clone());
             continue;
         }
@@ -107,12 +106,18 @@ fn expand(dirs: &[PathBuf]) -> Vec<PathBuf> {
             .flatten()
             .flatten()
             .map(|e| e.path())
-            .filter(|p| !p.is_symlink() && p.join("config.resolved.toml").is_file())
+            .filter(|p| !p.is_symlink() && p.join(RESOLVED_CONFIG).is_file())
             .collect();
+        if children.is_empty() {
+            return Err(CompareError::NoRuns {
+                path: d.clone(),
+                reason: describe(d).not_a_run(d),
+            });
+        }
         children.sort();
         runs.extend(children);
     }
-    runs
+    Ok(runs)
 }
 
 fn load(dir: &Path, label: String) -> Result<Row, CompareError> {

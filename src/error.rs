@@ -47,9 +47,11 @@ pub enum Error {
     #[diagnostic(code(runner::train))]
     Train(TrainError),
 
+    /// Reading or writing a run folder failed (a folder argument that
+    /// names no run is [`Error::Usage`], see the `From` below).
     #[error(transparent)]
     #[diagnostic(code(runner::output))]
-    RunDir(#[from] RunDirError),
+    RunDir(RunDirError),
 
     #[error(transparent)]
     #[diagnostic(code(runner::report))]
@@ -75,6 +77,16 @@ impl From<PlanErrors> for Error {
     }
 }
 
+impl From<RunDirError> for Error {
+    /// A folder argument that names no run is the command's mistake (2).
+    fn from(e: RunDirError) -> Error {
+        match e {
+            e @ RunDirError::NotARun { .. } => Error::Usage(e.to_string()),
+            other => Error::RunDir(other),
+        }
+    }
+}
+
 impl From<FolderError> for Error {
     fn from(e: FolderError) -> Error {
         match e {
@@ -95,7 +107,7 @@ impl From<SweepError> for Error {
             SweepError::Trial(TrialError::Plan(p)) => p.into(),
             SweepError::Folder(f) => f.into(),
             SweepError::Device(d) => Error::Device(d),
-            SweepError::RunDir(r) => Error::RunDir(r),
+            SweepError::RunDir(r) => r.into(),
             e @ (SweepError::HParams(_)
             | SweepError::Slurm(_)
             | SweepError::SlurmUnknown(_)
@@ -126,8 +138,6 @@ impl Error {
     /// run itself failed.
     pub fn exit_code(&self) -> u8 {
         match self {
-            // A folder argument that names no run is the command's mistake.
-            Error::RunDir(RunDirError::NotARun { .. }) => 2,
             Error::Config(_)
             | Error::Plan(_)
             | Error::Device(_)

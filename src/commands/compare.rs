@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 
 pub fn compare(dirs: &[PathBuf]) -> Result<()> {
     let table = Comparison::load(dirs).map_err(|e| match e {
-        CompareError::Run(r) => Error::RunDir(r),
+        CompareError::Run(r) => r.into(),
         other => Error::Usage(other.to_string()),
     })?;
     crate::out!("{}", table.render());

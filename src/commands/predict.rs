@@ -22,9 +22,7 @@ fn to_error(e: PredictError) -> Error {
     match e {
         PredictError::Config(c) => Error::Config(c),
         PredictError::Plan(p) => p.into(),
-        PredictError::RunDir(r) | PredictError::Checkpoint(CheckpointError::Io(r)) => {
-            Error::RunDir(r)
-        }
+        PredictError::RunDir(r) | PredictError::Checkpoint(CheckpointError::Io(r)) => r.into(),
         PredictError::Device(d) => Error::Device(d),
         PredictError::Backend(b) => Error::Backend(b),
         PredictError::Data(d) => Error::Data(d),

@@ -81,7 +81,13 @@ impl ConfigError {
 
 /// "did you mean `x`?" for the closest candidate, if one is close enough.
 pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
-    let best = candidates
+    closest(word, candidates).map(|best| format!("did you mean `{best}`?"))
+}
+
+/// The candidate closest to `word`, if one is close enough to be a typo of
+/// it.
+pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
         .iter()
         .map(|c| (strsim::jaro_winkler(word, c), *c))
         .filter(|(score, _)| *score > 0.8)
@@ -94,8 +100,7 @@ pub fn did_you_mean(word: &str, candidates: &[&str]) -> Option<String> {
                 .filter(|(d, c)| *d <= 2 && *d < c.len())
                 .min_by_key(|(d, _)| *d)
                 .map(|(_, c)| c)
-        })?;
-    Some(format!("did you mean `{best}`?"))
+        })
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

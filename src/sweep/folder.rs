@@ -10,13 +10,14 @@ use super::journal::{Entry, Journal, TrialState};
 use super::{Trial, SWEEP_FILE, TRIAL_CONFIG};
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::plan::{ExperimentPlan, PlanErrors, SweepPlan};
-use crate::rundir::{write_atomic, RunDirError};
+use crate::rundir::describe::describe;
+use crate::rundir::{write_atomic, RunDirError, SWEEP_META};
 use crate::vocab::Strategy;
 
 /// Why a folder could not be read back as a sweep.
 #[derive(Debug, Error)]
 pub enum FolderError {
-    #[error("{} is not a sweep folder ({reason})", dir.display())]
+    #[error("{} is not a sweep folder: {reason}", dir.display())]
     NotASweep { dir: PathBuf, reason: String },
     #[error("{}: sweep.json is unreadable: {reason}", dir.display())]
     BadMeta { dir: PathBuf, reason: String },
@@ -61,7 +62,7 @@ impl SweepDir {
         self.root.join(SWEEP_FILE)
     }
     pub fn meta(&self) -> PathBuf {
-        self.root.join("sweep.json")
+        self.root.join(SWEEP_META)
     }
     pub fn summary_csv(&self) -> PathBuf {
         self.root.join("summary.csv")
@@ -78,7 +79,10 @@ impl SweepDir {
     pub fn read_meta(&self) -> Result<SweepMeta, FolderError> {
         let text = std::fs::read_to_string(self.meta()).map_err(|e| FolderError::NotASweep {
             dir: self.root.clone(),
-            reason: e.to_string(),
+            reason: match e.kind() {
+                std::io::ErrorKind::NotFound => describe(&self.root).not_a_sweep(&self.root),
+                _ => format!("cannot read {SWEEP_META}: {e}"),
+            },
         })?;
         serde_json::from_str(&text).map_err(|e| FolderError::BadMeta {
             dir: self.root.clone(),

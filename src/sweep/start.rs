@@ -259,7 +259,8 @@ pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
 /// The sweep folder, written from the validated plans.
 fn create(new: NewSweep, p: &Planned) -> Result<Sweep, SweepError> {
     let plan = new.plan;
-    let root = rundir::allocate_versioned(&plan.runs_dir.join(&plan.name).join("sweeps"), "s")?;
+    let root =
+        rundir::allocate_versioned(&plan.runs_dir.join(&plan.name).join(rundir::SWEEPS), "s")?;
     let dir = SweepDir { root };
     write_atomic(&dir.sweep_file(), config::to_toml(&plan.spec).as_bytes())?;
     for f in &new.loaded.sources.files {

@@ -126,6 +126,71 @@ fn folder_arguments_that_name_no_run_exit_2() {
 }
 
 #[test]
+fn a_wrong_folder_argument_names_the_folder_to_give_instead() {
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_experiment(
+        tmp.path(),
+        "wf",
+        "[sweep]\nstrategy = \"grid\"\nmetric = \"val_accuracy\"\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.2]\n",
+    );
+    // Relative paths from the temporary folder, so the snapshot holds no
+    // temporary names.
+    let out = runner()
+        .current_dir(tmp.path())
+        .args([
+            "sweep",
+            "wf.toml",
+            "--set",
+            "train.epochs=1",
+            "--runs-dir",
+            "runs",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let sweep = "runs/wf/sweeps/s0001";
+    let trial = std::fs::read_to_string(tmp.path().join(sweep).join("best")).unwrap();
+    let trial = format!("{sweep}/{}", trial.trim());
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["eval", "runs/wf"],
+        vec!["eval", sweep],
+        vec!["run", "--resume", "runs"],
+        vec!["export", "runs/wff", "--format", "onnx"],
+        vec!["sweep", "--status", "runs/wf"],
+        vec!["sweep", "--status", &trial],
+        vec!["sweep", "--resume", "runs/wf/sweeps/s0002"],
+        vec!["compare", &trial, "runs/wf"],
+    ];
+    let mut text = String::new();
+    for args in commands {
+        let out = runner()
+            .current_dir(tmp.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        no_panic(&out);
+        assert_exit(&out, 2);
+        text += &format!("$ runner {}\n{}\n", args.join(" "), stderr(&out).trim_end());
+    }
+    let text = text.replace(trial.rsplit('/').next().unwrap(), "trial-NNN-xxxxxx");
+    insta::assert_snapshot!("wrong-folder-arguments", text);
+    // What the messages offer is what the commands take.
+    for args in [
+        vec!["eval", "runs/wf/sweeps/s0001/best"],
+        vec!["eval", "runs/wf/sweeps/latest/best"],
+        vec!["sweep", "--status", "runs/wf/sweeps/latest"],
+        vec!["compare", "runs/wf/sweeps/latest"],
+    ] {
+        let out = runner()
+            .current_dir(tmp.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+    }
+}
+
+#[test]
 fn absurd_counts_are_config_errors_naming_the_key() {
     let tmp = tempfile::tempdir().unwrap();
     for (from, to, key) in [

@@ -22,6 +22,15 @@ use thiserror::Error;
 
 use crate::process::{output_within, Finished};
 
+pub mod describe;
+
+/// The resolved config of a run: the file that makes a folder a run folder.
+pub const RESOLVED_CONFIG: &str = "config.resolved.toml";
+/// What makes a folder a sweep folder: where the sweep came from.
+pub const SWEEP_META: &str = "sweep.json";
+/// The folder of an experiment's sweeps: `runs/<name>/sweeps/sNNNN`.
+pub const SWEEPS: &str = "sweeps";
+
 #[derive(Debug, Error)]
 pub enum RunDirError {
     #[error("cannot create run folder under {}: {source}", parent.display())]
@@ -304,7 +313,7 @@ impl RunDir {
         if !dir.resolved_config().is_file() {
             return Err(RunDirError::NotARun {
                 path: root.to_path_buf(),
-                reason: "it has no config.resolved.toml".into(),
+                reason: describe::describe(root).not_a_run(root),
             });
         }
         Ok(dir)
@@ -317,7 +326,7 @@ impl RunDir {
         self.root.join("source")
     }
     pub fn resolved_config(&self) -> PathBuf {
-        self.root.join("config.resolved.toml")
+        self.root.join(RESOLVED_CONFIG)
     }
     pub fn overrides(&self) -> PathBuf {
         self.root.join("overrides.json")
