@@ -132,7 +132,8 @@ pub enum Command {
         #[arg(long, hide = true, requires = "trial", conflicts_with = "until")]
         worker: bool,
         /// Override a config key, e.g. `--set optimizer.learning_rate=3e-4`, or remove one:
-        /// `--set '~callbacks.early_stopping'`. Repeatable.
+        /// `--set '~callbacks.early_stopping'`. Hydra's `+KEY=VALUE` (only where no layer
+        /// sets the key) and `++KEY=VALUE` work too. Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// Ignore `RUNNER_*` environment variables.

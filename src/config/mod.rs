@@ -51,6 +51,10 @@ pub struct Override {
     pub value: Value,
     /// `--set '~key'`: take the key out of every layer below this one.
     pub remove: bool,
+    /// `--set '+key=value'` (Hydra's append): an error where a layer below
+    /// already sets the key. `++key=value` sets it either way, as
+    /// `key=value` does.
+    pub add: bool,
     /// Where the override came from, as error messages and provenance
     /// notes name it: `--set model.dropout=0.3`, `sweep axis model.dropout = 0.3`.
     pub label: String,
@@ -62,14 +66,24 @@ impl Override {
             "`~KEY` removes a key and takes no value: `--set '~callbacks.early_stopping'`";
         const NO_EQUALS: &str =
             "expected KEY=VALUE, for example `--set model.dropout=0.3`, or ~KEY to remove a key";
+        const PLUS_AND_TILDE: &str =
+            "`+KEY=VALUE` adds a key and `~KEY` removes one; give one of them";
         let bad = |reason: &str| ConfigError::BadOverride {
             raw: raw.to_string(),
             reason: reason.into(),
         };
-        let (key, value, remove) = match raw.trim_start().strip_prefix('~') {
+        let given = raw.trim_start();
+        let (body, add) = match given.strip_prefix("++") {
+            Some(body) => (body, false),
+            None => given
+                .strip_prefix('+')
+                .map_or((given, false), |body| (body, true)),
+        };
+        let (key, value, remove) = match body.strip_prefix('~') {
+            Some(_) if body.len() < given.len() => return Err(bad(PLUS_AND_TILDE)),
             Some(key) if key.contains('=') => return Err(bad(NO_VALUE)),
             Some(key) => (key, None, true),
-            None => match raw.split_once('=') {
+            None => match body.split_once('=') {
                 Some((key, value)) => (key, Some(value), false),
                 None => return Err(bad(NO_EQUALS)),
             },
@@ -103,6 +117,7 @@ impl Override {
             path,
             value,
             remove,
+            add,
             label: format!("{OVERRIDE_LABEL}{raw}"),
         })
     }
@@ -286,6 +301,15 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
         figment = figment.merge(env);
     }
     for (i, o) in opts.overrides.iter().enumerate().filter(|(_, o)| !o.remove) {
+        if o.add {
+            let so_far: serde_json::Value =
+                figment.extract().map_err(|e| ConfigError::Layering {
+                    message: e.to_string(),
+                })?;
+            if variant::value_at(&so_far, &key_path_of(&o.path)).is_some() {
+                return Err(already_set(o, &files, &env_used, &opts.overrides[..i]));
+            }
+        }
         let mut o = o.clone();
         let mut gone = false;
         for (r, removal) in from(i + 1) {
@@ -472,12 +496,67 @@ fn remove_from_value(value: &mut Value, path: &[String]) -> bool {
     }
 }
 
+/// `path` as a [`KeyPath`] of table keys.
+fn key_path_of(path: &[String]) -> KeyPath {
+    KeyPath(path.iter().map(|k| Seg::Key(k.clone())).collect())
+}
+
+/// Whether a file's table sets the key at `path`.
+fn table_has(table: &toml::Table, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    parents
+        .iter()
+        .try_fold(table, |t, k| t.get(k).and_then(toml::Value::as_table))
+        .is_some_and(|t| t.contains_key(last))
+}
+
+/// `--set '+key=value'` for a key that a layer below already sets: names
+/// that layer, the nearest first.
+fn already_set(
+    o: &Override,
+    files: &[SourceFile],
+    env_used: &[(String, String)],
+    earlier: &[Override],
+) -> ConfigError {
+    let key = o.path.join(".");
+    let related = |other: &str| under(other, &key) || under(&key, other);
+    let layer = earlier
+        .iter()
+        .rev()
+        .find(|e| !e.remove && related(&e.path.join(".")))
+        .map(|e| format!("an earlier `{}`", e.label))
+        .or_else(|| {
+            env_used
+                .iter()
+                .find(|(_, k)| related(k))
+                .map(|(var, _)| format!("`{var}`"))
+        })
+        .or_else(|| {
+            files
+                .iter()
+                .find(|f| table_has(&f.table, &o.path))
+                .map(|f| f.path.display().to_string())
+        })
+        .unwrap_or_else(|| "a layer below".into());
+    ConfigError::BadOverride {
+        raw: o.raw.clone(),
+        reason: format!(
+            "`{0}` is already set in {layer}, and `+KEY=VALUE` adds only a key that no \
+             layer below sets (Hydra's rule; a key at its default is not set): \
+             `--set {0}=...` overrides it, `--set ++{0}=...` sets it either way",
+            o.key
+        ),
+    }
+}
+
 /// `--set '~key'` for a key no layer below it sets (a typo, or a key that
 /// only has its default) over the experiment `file`, with the keys its
 /// table does have.
 fn nothing_to_remove(o: &Override, file: &Path, merged: &serde_json::Value) -> ConfigError {
     let (last, parents) = o.path.split_last().unwrap_or((&o.key, &[]));
-    let parent = KeyPath(parents.iter().map(|k| Seg::Key(k.clone())).collect());
+    let parent = key_path_of(parents);
     let keys: Vec<&str> = variant::value_at(merged, &parent)
         .and_then(serde_json::Value::as_object)
         .map(|t| t.keys().map(String::as_str).filter(|k| k != last).collect())
@@ -749,6 +828,66 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.to_string().contains("takes no value"), "{e}");
+    }
+
+    #[test]
+    fn an_addition_refuses_a_key_a_layer_below_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("parent.toml"),
+            "[experiment]\nname = \"p\"\n[data]\nsource = \"synthetic\"\n\
+             [model]\ninput_shape = [8, 8, 1]\nlayers = []\n\
+             [callbacks.early_stopping]\npatience = 3\n",
+        )
+        .unwrap();
+        let child = dir.path().join("child.toml");
+        std::fs::write(
+            &child,
+            "extends = \"parent.toml\"\n[model]\ndropout = 0.2\n",
+        )
+        .unwrap();
+        let load = |sets: &[&str]| {
+            let opts =
+                LoadOptions::recorded(&sets.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+            load(&child, &opts)
+        };
+        // A key only at its default, or a table no layer has: added.
+        let l = load(&[
+            "+train.epochs=5",
+            "+callbacks.reduce_lr_on_plateau={patience = 2}",
+        ])
+        .unwrap();
+        assert_eq!(l.spec.train.epochs, 5);
+        assert_eq!(l.spec.callbacks.reduce_lr_on_plateau.unwrap().patience, 2);
+        // `++` sets it either way, as a plain --set.
+        let l = load(&["++model.dropout=0.4"]).unwrap();
+        assert_eq!(l.spec.model.dropout, Some(0.4));
+        // Set below: in the file, its parent (inside a table), an earlier
+        // --set; each names where.
+        for (sets, layer) in [
+            (vec!["+model.dropout=0.4"], child.display().to_string()),
+            (
+                vec!["+callbacks.early_stopping.patience=9"],
+                dir.path().join("parent.toml").display().to_string(),
+            ),
+            (
+                vec![
+                    "optimizer.learning_rate=0.1",
+                    "+optimizer.learning_rate=0.2",
+                ],
+                "an earlier `--set optimizer.learning_rate=0.1`".into(),
+            ),
+        ] {
+            let e = load(&sets).unwrap_err().to_string();
+            assert!(e.contains(&format!("is already set in {layer},")), "{e}");
+            assert!(e.contains("`--set ++"), "{e}");
+        }
+        // Removed below it first: no longer set.
+        let l = load(&["~model.dropout", "+model.dropout=0.3"]).unwrap();
+        assert_eq!(l.spec.model.dropout, Some(0.3));
+        for bad in ["+~model.dropout", "++~model.dropout", "+model.dropout"] {
+            assert!(Override::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

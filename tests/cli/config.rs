@@ -562,3 +562,51 @@ fn set_tilde_removes_a_key_from_the_layers_below() {
     );
     assert!(err.contains("did you mean `early_stopping`?"), "{err}");
 }
+
+/// Hydra's `+key=value` adds a key only where no layer below sets it, and
+/// names the layer that does; `++key=value` sets it either way.
+#[test]
+fn set_plus_adds_only_what_no_layer_sets() {
+    let file = "experiments/baseline.toml";
+    let out = runner()
+        .args(["check", file, "--show-config"])
+        .args(["--set", "+train.label_smoothing=0.1"])
+        .args(["--set", "++model.dropout=0.3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("\nlabel_smoothing = 0.1  # from --set +train.label_smoothing=0.1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\ndropout = 0.3  # from --set ++model.dropout=0.3\n"),
+        "{text}"
+    );
+
+    for (set, env, layer) in [
+        ("+model.dropout=0.3", None, "experiments/baseline.toml"),
+        (
+            "+model.dropout=0.3",
+            Some(("RUNNER_MODEL__DROPOUT", "0.4")),
+            "`RUNNER_MODEL__DROPOUT`",
+        ),
+    ] {
+        let mut cmd = runner();
+        cmd.args(["check", file, "--set", set]);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "bad --set override `+model.dropout=0.3`: `model.dropout` is already set in \
+                 {layer}, and `+KEY=VALUE` adds only a key that no layer below sets"
+            )),
+            "{err}"
+        );
+    }
+}
