@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{absolute, check_model, Checker, LayerKind, LayerPlan, ModelPlan};
+use crate::rundir::describe;
 use crate::rundir::{resolve_pointers, RunDir, FINAL, LAST, MODEL_FILE};
 
 /// The checkpoint a new run copies its matching layers from.
@@ -36,8 +37,9 @@ fn locate(folder: &Path) -> Result<(PathBuf, PathBuf), String> {
     let run = RunDir::at_existing(folder);
     if !run.resolved_config().is_file() {
         return Err(format!(
-            "{} is neither a run folder (with config.resolved.toml) nor a checkpoint folder (with model.mpk)",
-            folder.display()
+            "{} is neither a run folder (with config.resolved.toml) nor a checkpoint folder (with model.mpk): {}",
+            folder.display(),
+            describe::describe(folder).not_a_run(folder)
         ));
     }
     let file = run.checkpoint(FINAL).join(MODEL_FILE);
@@ -366,8 +368,14 @@ layers = [
             errors[0].contains("`model.init_from`") && errors[0].contains("neither a run folder"),
             "{errors:?}"
         );
-        // A run without a `final` checkpoint.
+        // An experiment's folder: the message names its newest run.
         let run = source_run(tmp.path(), SOURCE);
+        let errors = plan(SOURCE, &tmp.path().join("runs/src")).unwrap_err();
+        assert!(
+            errors[0].contains(&format!("its newest run is {}", run.display())),
+            "{errors:?}"
+        );
+        // A run without a `final` checkpoint.
         std::fs::remove_dir_all(run.join("checkpoints/final")).unwrap();
         let errors = plan(SOURCE, &run).unwrap_err();
         assert!(errors[0].contains("no `final` checkpoint"), "{errors:?}");
