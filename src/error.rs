@@ -10,6 +10,7 @@ use crate::data::DataError;
 use crate::device::DeviceError;
 use crate::plan::PlanErrors;
 use crate::report::ReportError;
+use crate::rundir::describe::describe;
 use crate::rundir::RunDirError;
 use crate::sweep::folder::FolderError;
 use crate::sweep::{SweepError, TrialError};
@@ -81,10 +82,41 @@ impl From<RunDirError> for Error {
     /// A folder argument that names no run is the command's mistake (2).
     fn from(e: RunDirError) -> Error {
         match e {
-            e @ RunDirError::NotARun { .. } => Error::Usage(e.to_string()),
+            RunDirError::NotARun { path, reason } => Error::Usage(
+                RunDirError::NotARun {
+                    reason: experiment_file(&path, Wanted::Run).unwrap_or(reason),
+                    path,
+                }
+                .to_string(),
+            ),
             other => Error::RunDir(other),
         }
     }
+}
+
+/// What a command wanted where it was given an experiment file.
+pub enum Wanted {
+    Run,
+    Sweep,
+}
+
+/// Why the experiment file `path` is not the run (or sweep) folder a
+/// command wants, naming its newest run (or sweep) from where its runs go:
+/// `runner eval experiments/x.toml` is an easy slip. `None` when `path`
+/// is not an experiment file.
+pub fn experiment_file(path: &std::path::Path, wanted: Wanted) -> Option<String> {
+    if !path.is_file() {
+        return None;
+    }
+    let runs = crate::config::runs_of(path)?;
+    let found = describe(&runs);
+    const SUBJECT: &str = "it is an experiment file";
+    Some(match wanted {
+        Wanted::Run => found
+            .experiment_runs(SUBJECT, &runs)
+            .unwrap_or_else(|| format!("{SUBJECT}, with no run in {} yet", runs.display())),
+        Wanted::Sweep => found.experiment_sweeps(SUBJECT, &runs),
+    })
 }
 
 impl From<FolderError> for Error {
@@ -92,6 +124,13 @@ impl From<FolderError> for Error {
         match e {
             FolderError::Config(c) => Error::Config(c),
             FolderError::Plan(p) => p.into(),
+            FolderError::NotASweep { dir, reason } => Error::Usage(
+                FolderError::NotASweep {
+                    reason: experiment_file(&dir, Wanted::Sweep).unwrap_or(reason),
+                    dir,
+                }
+                .to_string(),
+            ),
             other => Error::Usage(other.to_string()),
         }
     }

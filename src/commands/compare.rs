@@ -4,11 +4,18 @@
 use std::path::PathBuf;
 
 use crate::compare::{CompareError, Comparison};
-use crate::error::{Error, Result};
+use crate::error::{experiment_file, Error, Result, Wanted};
 
 pub fn compare(dirs: &[PathBuf]) -> Result<()> {
     let table = Comparison::load(dirs).map_err(|e| match e {
         CompareError::Run(r) => r.into(),
+        CompareError::NoRuns { path, reason } => Error::Usage(
+            CompareError::NoRuns {
+                reason: experiment_file(&path, Wanted::Run).unwrap_or(reason),
+                path,
+            }
+            .to_string(),
+        ),
         other => Error::Usage(other.to_string()),
     })?;
     crate::out!("{}", table.render());

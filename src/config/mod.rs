@@ -364,6 +364,20 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
     Ok(Loaded { spec, sources })
 }
 
+/// Where the runs of the experiment file `path` go, as `runner run` would
+/// put them (`runtime.runs_dir`/`experiment.name`, `RUNNER_*` variables
+/// applied, relative to the working folder); `None` when `path` does not
+/// read as an experiment file. For a command given the file where it
+/// wants a run or sweep folder.
+pub fn runs_of(path: &Path) -> Option<PathBuf> {
+    let opts = LoadOptions {
+        overrides: Vec::new(),
+        use_env: true,
+    };
+    let spec = load(path, &opts).ok()?.spec;
+    Some(spec.runtime.runs_dir.join(&spec.experiment.name))
+}
+
 /// Parse a resolved config text (no `extends`, no overrides), e.g. a run
 /// folder's `config.resolved.toml` or a sweep trial's config.
 pub fn load_exact(path: &Path) -> Result<Loaded, ConfigError> {

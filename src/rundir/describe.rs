@@ -88,25 +88,9 @@ impl Found {
             Found::Sweep { best: None } => {
                 "it is a sweep folder, and none of its trials has finished yet".into()
             }
-            Found::Experiment { run: Some(run), .. } => format!(
-                "it is an experiment's folder; its newest run is {}{}",
-                run.display(),
-                named_by(path.join(LATEST), run)
-            ),
-            Found::Experiment {
-                run: None,
-                sweep: Some(sweep),
-            } => match best_trial(sweep) {
-                Some(best) => format!(
-                    "it holds only sweeps; the best trial of the newest is {}{}",
-                    best.display(),
-                    named_by(latest_sweeps(path).join(BEST_TRIAL), &best)
-                ),
-                None => format!(
-                    "it holds only sweeps; the newest is {}, and none of its trials has finished yet",
-                    sweep.display()
-                ),
-            },
+            Found::Experiment { .. } => self
+                .experiment_runs("it is an experiment's folder", path)
+                .unwrap_or_else(|| format!("it has no {RESOLVED_CONFIG}")),
             Found::Runs { experiments } => format!(
                 "it is a folder of experiments ({}); give one of their runs{}",
                 list(experiments),
@@ -123,15 +107,8 @@ impl Found {
                 format!("it is a trial of the sweep {}", sweep.display())
             }
             Found::Run { sweep: None } => "it is the folder of a single run, not of a sweep".into(),
-            Found::Experiment {
-                sweep: Some(sweep), ..
-            } => format!(
-                "its newest sweep is {}{}",
-                sweep.display(),
-                named_by(latest_sweeps(path), sweep)
-            ),
-            Found::Experiment { sweep: None, .. } => {
-                "it is the folder of an experiment that has no sweeps".into()
+            Found::Experiment { .. } => {
+                self.experiment_sweeps("it is an experiment's folder", path)
             }
             Found::Runs { experiments } => format!(
                 "it is a folder of experiments ({}); give one of their sweeps{}",
@@ -143,6 +120,53 @@ impl Found {
                 )
             ),
             other => other.otherwise(SWEEP_META),
+        }
+    }
+
+    /// For what [`describe`] found at the folder of an experiment's runs
+    /// (`runs/<name>`): `subject` (the experiment's folder or file), then
+    /// its newest run, else the best trial of its newest sweep; `None`
+    /// where it has neither.
+    pub fn experiment_runs(&self, subject: &str, path: &Path) -> Option<String> {
+        match self {
+            Found::Experiment { run: Some(run), .. } => Some(format!(
+                "{subject}; its newest run is {}{}",
+                run.display(),
+                named_by(path.join(LATEST), run)
+            )),
+            Found::Experiment {
+                run: None,
+                sweep: Some(sweep),
+            } => Some(match best_trial(sweep) {
+                Some(best) => format!(
+                    "{subject}, with only sweeps; the best trial of the newest is {}{}",
+                    best.display(),
+                    named_by(latest_sweeps(path).join(BEST_TRIAL), &best)
+                ),
+                None => format!(
+                    "{subject}, with only sweeps; the newest is {}, and none of its trials has finished yet",
+                    sweep.display()
+                ),
+            }),
+            _ => None,
+        }
+    }
+
+    /// As [`Found::experiment_runs`], for its newest sweep; says so where
+    /// it has none.
+    pub fn experiment_sweeps(&self, subject: &str, path: &Path) -> String {
+        match self {
+            Found::Experiment {
+                sweep: Some(sweep), ..
+            } => format!(
+                "{subject}; its newest sweep is {}{}",
+                sweep.display(),
+                named_by(latest_sweeps(path), sweep)
+            ),
+            _ => format!(
+                "{subject}, with no sweep in {} yet",
+                path.join(SWEEPS).display()
+            ),
         }
     }
 
@@ -396,7 +420,7 @@ mod tests {
         assert_eq!(
             why(&runs.join("b")),
             format!(
-                "it holds only sweeps; the best trial of the newest is {} (`{}` names it)",
+                "it is an experiment's folder, with only sweeps; the best trial of the newest is {} (`{}` names it)",
                 sweep.join("trial-001-bbbbbb").display(),
                 runs.join("b/sweeps/latest/best").display()
             )
@@ -424,7 +448,7 @@ mod tests {
         assert_eq!(
             not_sweep(&runs.join("b")),
             format!(
-                "its newest sweep is {} (`{}` names it)",
+                "it is an experiment's folder; its newest sweep is {} (`{}` names it)",
                 sweep.display(),
                 runs.join("b/sweeps/latest").display()
             )
@@ -433,11 +457,17 @@ mod tests {
         fs::write(runs.join("b/sweeps").join(LATEST), "s0009\n").unwrap();
         assert_eq!(
             not_sweep(&runs.join("b")),
-            format!("its newest sweep is {}", sweep.display())
+            format!(
+                "it is an experiment's folder; its newest sweep is {}",
+                sweep.display()
+            )
         );
         assert_eq!(
             not_sweep(&runs.join("a")),
-            "it is the folder of an experiment that has no sweeps"
+            format!(
+                "it is an experiment's folder, with no sweep in {} yet",
+                runs.join("a/sweeps").display()
+            )
         );
         assert_eq!(
             not_sweep(&runs.join("a/v0001")),

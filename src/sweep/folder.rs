@@ -79,9 +79,10 @@ impl SweepDir {
     pub fn read_meta(&self) -> Result<SweepMeta, FolderError> {
         let text = std::fs::read_to_string(self.meta()).map_err(|e| FolderError::NotASweep {
             dir: self.root.clone(),
-            reason: match e.kind() {
-                std::io::ErrorKind::NotFound => describe(&self.root).not_a_sweep(&self.root),
-                _ => format!("cannot read {SWEEP_META}: {e}"),
+            reason: if self.meta().exists() {
+                format!("cannot read {SWEEP_META}: {e}")
+            } else {
+                describe(&self.root).not_a_sweep(&self.root)
             },
         })?;
         serde_json::from_str(&text).map_err(|e| FolderError::BadMeta {

@@ -160,6 +160,9 @@ fn a_wrong_folder_argument_names_the_folder_to_give_instead() {
         vec!["sweep", "--status", &trial],
         vec!["sweep", "--resume", "runs/wf/sweeps/s0002"],
         vec!["compare", &trial, "runs/wf"],
+        // The experiment file itself.
+        vec!["predict", "wf.toml", "x.png"],
+        vec!["sweep", "--status", "wf.toml"],
     ];
     let mut text = String::new();
     for args in commands {
