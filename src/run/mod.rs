@@ -231,6 +231,7 @@ fn prepare(
                     dir.display()
                 )));
             }
+            refuse_sweep_hold(&run)?;
             // Its own checkpoint holds the weights: `init_from` is not checked again.
             let loaded = config::load_exact(&run.resolved_config())?;
             let plan = plan::plan_saved(&loaded)?;
@@ -269,6 +270,32 @@ fn prepare(
             Ok(Some((loaded, plan, Place::Existing(run), resume)))
         }
     }
+}
+
+/// `runner run --resume` of a sweep trial that early stopping pruned, or
+/// that waits at a rung for a promotion: training it on here would undo
+/// the sweep's decision and leave its record (journal, summary, ranking)
+/// saying otherwise. Its values can still train to the end as a new run.
+fn refuse_sweep_hold(run: &RunDir) -> Result<()> {
+    let dir = run.root();
+    let why = if let Some(epoch) = crate::sweep::journaled_prune(dir) {
+        format!(
+            "early stopping pruned this trial at epoch {epoch}, and a pruned trial is never resumed"
+        )
+    } else if crate::sweep::journaled_pause(dir) {
+        let sweep = dir.parent().unwrap_or(dir);
+        format!(
+            "this trial waits at a rung for its sweep to promote it; `runner sweep --resume {}` decides whether it goes on",
+            sweep.display()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::Usage(format!(
+        "{} cannot be resumed: {why}. To train its values to the end, start a new run from its config: `runner run {}`",
+        dir.display(),
+        run.resolved_config().display()
+    )))
 }
 
 fn load_exact(path: &Path) -> Result<(Loaded, ExperimentPlan)> {

@@ -57,7 +57,7 @@ mod worker;
 pub use error::SweepError;
 pub use follow::{cancel, status};
 pub use propose::claim;
-pub use prune::{journaled_prune, TrialJudge};
+pub use prune::{journaled_pause, journaled_prune, TrialJudge};
 pub use resume::resume;
 pub use start::{dry_run, start, NewSweep};
 pub use task::out_of_time;

@@ -141,6 +141,21 @@ pub fn journaled_prune(trial_dir: &Path) -> Option<usize> {
         .map(|r| r.epoch)
 }
 
+/// Whether the trial in `trial_dir` waits at a rung for its sweep to
+/// promote it (promotion-based early stopping), as the journal says last.
+pub fn journaled_pause(trial_dir: &Path) -> bool {
+    let Some(name) = trial_dir.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let Some(sweep) = trial_dir.parent() else {
+        return false;
+    };
+    Journal::new(sweep)
+        .latest()
+        .into_values()
+        .any(|e| e.state == TrialState::Paused && super::trial_folder_name(e.trial, &e.id) == name)
+}
+
 /// A trial of a Slurm sweep judging its own rungs at each epoch end, so that
 /// pruning needs no process following the sweep (as an Optuna or W&B
 /// worker asks whether to prune): under the journal's rungs lock it reads
@@ -410,6 +425,31 @@ impl Promoter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pause_is_read_from_the_trials_latest_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let journal = Journal::new(tmp.path());
+        let folder = tmp.path().join(super::super::trial_folder_name(0, "abc"));
+        let other = tmp.path().join(super::super::trial_folder_name(1, "xyz"));
+        assert!(!journaled_pause(&folder), "no journal");
+        let mut paused = Entry::new(0, "abc", TrialState::Paused);
+        paused.epoch = Some(3);
+        for e in [
+            Entry::new(0, "abc", TrialState::Running),
+            paused,
+            Entry::new(1, "xyz", TrialState::Running),
+        ] {
+            journal.append(&e).unwrap();
+        }
+        assert!(journaled_pause(&folder));
+        assert!(!journaled_pause(&other));
+        // Promoted: running again.
+        journal
+            .append(&Entry::new(0, "abc", TrialState::Running))
+            .unwrap();
+        assert!(!journaled_pause(&folder));
+    }
 
     fn trial(index: usize) -> Trial {
         Trial {

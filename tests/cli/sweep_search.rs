@@ -270,6 +270,20 @@ fn asha_prunes_bad_trials_and_a_resume_never_reruns_them() {
         .map(|&t| std::fs::read_to_string(trial_dir(&dir, t).join("run.log")).unwrap())
         .collect();
     assert_resume_runs_nothing(&dir);
+    // Nor by `runner run --resume` of its folder, which names the way to
+    // train its values to the end.
+    let out = runner()
+        .args(["run", "--resume"])
+        .arg(trial_dir(&dir, pruned[0]))
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot be resumed: early stopping pruned this trial at epoch ")
+            && err.contains("config.resolved.toml`"),
+        "{err}"
+    );
     for (&t, before) in pruned.iter().zip(&logs) {
         let after = std::fs::read_to_string(trial_dir(&dir, t).join("run.log")).unwrap();
         assert_eq!(&after, before, "trial {t} ran again");
