@@ -753,27 +753,35 @@ mod tests {
         assert!(Override::parse("model.layers.1.rate=0.5").is_err());
     }
 
-    #[test]
-    fn a_removal_takes_a_key_out_of_every_layer_below_it() {
-        let dir = tempfile::tempdir().unwrap();
+    /// `parent.toml` (with early stopping, patience 3) and `child.toml`
+    /// (`child_text` below an `extends` of it) in `dir`; the child's path.
+    fn parent_and_child(dir: &Path, child_text: &str) -> PathBuf {
         std::fs::write(
-            dir.path().join("parent.toml"),
+            dir.join("parent.toml"),
             "[experiment]\nname = \"p\"\n[data]\nsource = \"synthetic\"\n\
              [model]\ninput_shape = [8, 8, 1]\nlayers = []\n\
              [callbacks.early_stopping]\npatience = 3\n",
         )
         .unwrap();
-        let child = dir.path().join("child.toml");
-        std::fs::write(
-            &child,
-            "extends = \"parent.toml\"\n[callbacks.early_stopping]\nmonitor = \"loss\"\n",
-        )
-        .unwrap();
-        let load = |sets: &[&str]| {
-            let opts =
-                LoadOptions::recorded(&sets.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-            load(&child, &opts)
-        };
+        let child = dir.join("child.toml");
+        std::fs::write(&child, format!("extends = \"parent.toml\"\n{child_text}")).unwrap();
+        child
+    }
+
+    /// `file` under the `--set` flags `sets`, without `RUNNER_*` variables.
+    fn load_with(file: &Path, sets: &[&str]) -> Result<Loaded, ConfigError> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        load(file, &LoadOptions::recorded(&sets)?)
+    }
+
+    #[test]
+    fn a_removal_takes_a_key_out_of_every_layer_below_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let child = parent_and_child(
+            dir.path(),
+            "[callbacks.early_stopping]\nmonitor = \"loss\"\n",
+        );
+        let load = |sets: &[&str]| load_with(&child, sets);
         let patience = KeyPath::parse("callbacks.early_stopping.patience");
         let stop = |l: &Loaded| l.spec.callbacks.early_stopping.clone().unwrap();
 
@@ -847,24 +855,8 @@ mod tests {
     #[test]
     fn an_addition_refuses_a_key_a_layer_below_sets() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("parent.toml"),
-            "[experiment]\nname = \"p\"\n[data]\nsource = \"synthetic\"\n\
-             [model]\ninput_shape = [8, 8, 1]\nlayers = []\n\
-             [callbacks.early_stopping]\npatience = 3\n",
-        )
-        .unwrap();
-        let child = dir.path().join("child.toml");
-        std::fs::write(
-            &child,
-            "extends = \"parent.toml\"\n[model]\ndropout = 0.2\n",
-        )
-        .unwrap();
-        let load = |sets: &[&str]| {
-            let opts =
-                LoadOptions::recorded(&sets.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-            load(&child, &opts)
-        };
+        let child = parent_and_child(dir.path(), "[model]\ndropout = 0.2\n");
+        let load = |sets: &[&str]| load_with(&child, sets);
         // A key only at its default, or a table no layer has: added.
         let l = load(&[
             "+train.epochs=5",
