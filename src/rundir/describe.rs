@@ -19,6 +19,8 @@ pub enum Found {
     File,
     /// A run folder; `sweep` is the sweep folder it is a trial of.
     Run { sweep: Option<PathBuf> },
+    /// A folder inside a run folder (`checkpoints/`, `report/`).
+    InsideRun { run: PathBuf },
     /// A sweep folder, with its best finished trial so far.
     Sweep { best: Option<PathBuf> },
     /// An experiment's folder (`runs/<name>`) or its `sweeps` folder, with
@@ -55,6 +57,17 @@ pub fn describe(path: &Path) -> Found {
             best: best_trial(path),
         };
     }
+    // `checkpoints/epoch-0003` is two levels down.
+    if let Some(run) = path
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .find(|a| a.join(RESOLVED_CONFIG).is_file())
+    {
+        return Found::InsideRun {
+            run: run.to_path_buf(),
+        };
+    }
     let run = newest(path, "v", RESOLVED_CONFIG);
     // `runs/<name>`, or `runs/<name>/sweeps` itself.
     let sweep =
@@ -88,6 +101,7 @@ impl Found {
             Found::Sweep { best: None } => {
                 "it is a sweep folder, and none of its trials has finished yet".into()
             }
+            Found::InsideRun { run } => format!("it is inside the run folder {}", run.display()),
             Found::Experiment { .. } => self
                 .experiment_runs("it is an experiment's folder", path)
                 .unwrap_or_else(|| format!("it has no {RESOLVED_CONFIG}")),
@@ -107,6 +121,15 @@ impl Found {
                 format!("it is a trial of the sweep {}", sweep.display())
             }
             Found::Run { sweep: None } => "it is the folder of a single run, not of a sweep".into(),
+            Found::InsideRun { run } => match run.parent().filter(|p| p.join(SWEEP_META).is_file())
+            {
+                Some(sweep) => format!(
+                    "it is inside the trial {} of the sweep {}",
+                    run.display(),
+                    sweep.display()
+                ),
+                None => format!("it is inside the run folder {}", run.display()),
+            },
             Found::Experiment { .. } => {
                 self.experiment_sweeps("it is an experiment's folder", path)
             }
@@ -365,6 +388,18 @@ mod tests {
             }
         );
         assert_eq!(describe(&runs.join("a/v0001")), Found::Run { sweep: None });
+        let ckpt = runs.join("a/v0001/checkpoints/epoch-0001");
+        fs::create_dir_all(&ckpt).unwrap();
+        for inside in [ckpt.clone(), ckpt.parent().unwrap().to_path_buf()] {
+            assert_eq!(
+                describe(&inside),
+                Found::InsideRun {
+                    run: runs.join("a/v0001")
+                },
+                "{}",
+                inside.display()
+            );
+        }
         assert_eq!(
             describe(&runs),
             Found::Runs {
@@ -478,6 +513,20 @@ mod tests {
             format!("there is no such folder; did you mean {}?", sweep.display())
         );
         assert_eq!(not_sweep(tmp.path()), "it has no sweep.json");
+        let trial = sweep.join("trial-000-aaaaaa");
+        fs::create_dir_all(trial.join("report")).unwrap();
+        assert_eq!(
+            not_sweep(&trial.join("report")),
+            format!(
+                "it is inside the trial {} of the sweep {}",
+                trial.display(),
+                sweep.display()
+            )
+        );
+        assert_eq!(
+            why(&trial.join("report")),
+            format!("it is inside the run folder {}", trial.display())
+        );
         assert_eq!(why(tmp.path()), "it has no config.resolved.toml");
     }
 
