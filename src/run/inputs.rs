@@ -68,6 +68,9 @@ pub(super) fn new_meta(
         best_value: None,
         test_accuracy: None,
         resumes: 0,
+        session_start: None,
+        earlier_seconds: 0.0,
+        run_seconds: None,
         skipped_images: 0,
         class_weights: None,
     }

@@ -126,6 +126,7 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     let mut meta = match (resume, run.read_meta()) {
         (true, Ok(mut m)) => {
             m.resumes += 1;
+            m.begin_session(rundir::now_rfc3339());
             m.status = Status::Running;
             m.end_time = None;
             m.message = None;

@@ -368,8 +368,11 @@ impl RunDir {
         })
     }
 
+    /// Write meta.json, its `run_seconds` brought up to now.
     pub fn write_meta(&self, meta: &Meta) -> Result<(), RunDirError> {
-        let text = serde_json::to_string_pretty(meta).unwrap_or_default();
+        let mut meta = meta.clone();
+        meta.run_seconds = meta.seconds_until(&now_rfc3339());
+        let text = serde_json::to_string_pretty(&meta).unwrap_or_default();
         write_atomic(&self.meta(), text.as_bytes())
     }
 }
@@ -411,6 +414,18 @@ pub struct Meta {
     /// How many times `--resume` continued this run.
     #[serde(default)]
     pub resumes: usize,
+    /// When this session of the run began: `start_time`, or its latest
+    /// `--resume`. Absent in an older runner's meta.json.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_start: Option<String>,
+    /// The seconds the run's earlier sessions ran, each to its last write
+    /// of meta.json (an interrupted session's time up to its last epoch).
+    #[serde(default, skip_serializing_if = "is_zero_seconds")]
+    pub earlier_seconds: f64,
+    /// The seconds the run has run, over all its sessions, as of this
+    /// write: the time between a stop and its `--resume` is not in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_seconds: Option<f64>,
     /// Images left out as unreadable under `data.on_bad_image = "skip"`
     /// (by the last session of the run).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -422,6 +437,26 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// The seconds the run has run by `now` (RFC 3339): its earlier
+    /// sessions, and this one from its start.
+    pub fn seconds_until(&self, now: &str) -> Option<f64> {
+        let start = self.session_start.as_deref().unwrap_or(&self.start_time);
+        Some(self.earlier_seconds + seconds_between(start, now)?.max(0.0))
+    }
+
+    /// Begin a new session (`--resume`): what the run has run so far is
+    /// kept in `earlier_seconds`. A meta.json without `run_seconds` (an
+    /// older runner's) counts its span up to its end, if it has one.
+    pub fn begin_session(&mut self, now: String) {
+        self.earlier_seconds = self.run_seconds.unwrap_or_else(|| {
+            self.end_time
+                .as_deref()
+                .and_then(|end| seconds_between(&self.start_time, end))
+                .unwrap_or(0.0)
+        });
+        self.session_start = Some(now);
+    }
+
     /// The class names the run trained on, in label order, from the dataset
     /// fingerprint; `None` when meta.json names none.
     pub fn class_names(&self) -> Option<Vec<String>> {
@@ -505,6 +540,18 @@ pub const BEST: &str = "best";
 pub const RESTORE: &str = "restore";
 /// The weights the run ended with and was evaluated on.
 pub const FINAL: &str = "final";
+
+/// The seconds from one RFC 3339 time to another.
+fn seconds_between(start: &str, end: &str) -> Option<f64> {
+    let fmt = &time::format_description::well_known::Rfc3339;
+    let a = time::OffsetDateTime::parse(start, fmt).ok()?;
+    let b = time::OffsetDateTime::parse(end, fmt).ok()?;
+    Some((b - a).as_seconds_f64())
+}
+
+fn is_zero_seconds(s: &f64) -> bool {
+    *s == 0.0
+}
 
 /// The file naming the newest run (or sweep) folder of its parent.
 pub const LATEST: &str = "latest";
@@ -688,6 +735,34 @@ mod tests {
         });
         let unique: std::collections::BTreeSet<_> = dirs.iter().collect();
         assert_eq!(unique.len(), 16);
+    }
+
+    #[test]
+    fn a_runs_time_leaves_out_the_pause_before_a_resume() {
+        let mut meta: Meta = serde_json::from_str(
+            r#"{"experiment":"t","runner_version":"0","backend":"flex","device":"cpu",
+            "threads":1,"seed":1,"dataset":null,"command":[],"cwd":"/","hostname":"h",
+            "pid":1,"start_time":"2026-01-01T10:00:00Z","status":"running"}"#,
+        )
+        .unwrap();
+        // An older runner's meta.json: its span.
+        assert_eq!(meta.seconds_until("2026-01-01T10:00:30Z"), Some(30.0));
+        meta.run_seconds = meta.seconds_until("2026-01-01T10:00:30Z");
+        // Stopped at 10:00:30, resumed at 11:00:00, ended at 11:00:10.
+        meta.begin_session("2026-01-01T11:00:00Z".into());
+        assert_eq!(meta.earlier_seconds, 30.0);
+        assert_eq!(meta.seconds_until("2026-01-01T11:00:10Z"), Some(40.0));
+        // Without run_seconds, an ended run's span is what came before.
+        meta.run_seconds = None;
+        meta.end_time = Some("2026-01-01T11:00:10Z".into());
+        meta.begin_session("2026-01-02T00:00:00Z".into());
+        assert_eq!(meta.earlier_seconds, 3610.0);
+        // A write records the time so far.
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::at(tmp.path()).unwrap();
+        run.write_meta(&meta).unwrap();
+        let back = run.read_meta().unwrap();
+        assert!(back.run_seconds.unwrap() > 3610.0);
     }
 
     #[test]

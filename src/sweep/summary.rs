@@ -84,17 +84,11 @@ pub fn best_done<'a>(results: &'a [TrialResult], monitor: &Monitor) -> Option<&'
     best_of(&values, monitor).map(|(i, _)| done[i].0)
 }
 
-fn seconds_between(start: &str, end: &str) -> Option<f64> {
-    let fmt = &time::format_description::well_known::Rfc3339;
-    let a = time::OffsetDateTime::parse(start, fmt).ok()?;
-    let b = time::OffsetDateTime::parse(end, fmt).ok()?;
-    Some((b - a).as_seconds_f64())
-}
-
-/// A run's wall time, from its meta.json's start to its end (none while it
+/// A run's wall time up to its end, from its meta.json: every session's,
+/// the time between a stop and its `--resume` left out (none while it
 /// runs).
 pub fn wall_seconds(meta: &Meta) -> Option<f64> {
-    seconds_between(&meta.start_time, meta.end_time.as_deref()?)
+    meta.seconds_until(meta.end_time.as_deref()?)
 }
 
 /// Results of every trial, from the journal and the trial folders.

@@ -542,6 +542,9 @@ fn signals_stop_a_run_cleanly_and_it_resumes() {
         assert!(m["message"].as_str().unwrap().contains("--resume"), "{m}");
         let done = csv_epochs(&dir).len();
         assert!(done < 30, "{name}: stopped early");
+        let first = m["run_seconds"].as_f64().unwrap();
+        // The pause between the stop and the resume is not the run's time.
+        std::thread::sleep(Duration::from_secs(2));
         let out = runner()
             .arg("run")
             .arg("--resume")
@@ -550,7 +553,24 @@ fn signals_stop_a_run_cleanly_and_it_resumes() {
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(csv_epochs(&dir), (0..30).collect::<Vec<_>>());
-        assert_eq!(meta(&dir)["status"], "completed");
+        let m = meta(&dir);
+        assert_eq!(m["status"], "completed");
+        let at = |key: &str| {
+            time::OffsetDateTime::parse(
+                m[key].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+        };
+        let span = (at("end_time") - at("start_time")).as_seconds_f64();
+        let session = (at("end_time") - at("session_start")).as_seconds_f64();
+        let total = m["run_seconds"].as_f64().unwrap();
+        assert_eq!(m["earlier_seconds"].as_f64(), Some(first), "{m}");
+        assert!((total - (first + session)).abs() < 0.01, "{m}");
+        assert!(
+            total < span - 1.5,
+            "{name}: {total} s of a {span} s span: {m}"
+        );
     }
 }
 
