@@ -124,11 +124,7 @@ impl Pruner {
 /// or by a local sweep, which journals the decision and then stops the
 /// trial with SIGUSR1.
 pub fn journaled_prune(trial_dir: &Path) -> Option<usize> {
-    let name = trial_dir.file_name()?.to_str()?;
-    let journal = Journal::new(trial_dir.parent()?);
-    if !journal.exists() {
-        return None;
-    }
+    let (journal, name) = trial_journal(trial_dir)?;
     let index = journal
         .trials()
         .into_iter()
@@ -144,16 +140,19 @@ pub fn journaled_prune(trial_dir: &Path) -> Option<usize> {
 /// Whether the trial in `trial_dir` waits at a rung for its sweep to
 /// promote it (promotion-based early stopping), as the journal says last.
 pub fn journaled_pause(trial_dir: &Path) -> bool {
-    let Some(name) = trial_dir.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    let Some(sweep) = trial_dir.parent() else {
-        return false;
-    };
-    Journal::new(sweep)
-        .latest()
-        .into_values()
-        .any(|e| e.state == TrialState::Paused && super::trial_folder_name(e.trial, &e.id) == name)
+    trial_journal(trial_dir).is_some_and(|(journal, name)| {
+        journal.latest().into_values().any(|e| {
+            e.state == TrialState::Paused && super::trial_folder_name(e.trial, &e.id) == name
+        })
+    })
+}
+
+/// The journal of the sweep folder that holds `trial_dir`, if it has one,
+/// and the trial folder's name.
+fn trial_journal(trial_dir: &Path) -> Option<(Journal, &str)> {
+    let name = trial_dir.file_name()?.to_str()?;
+    let journal = Journal::new(trial_dir.parent()?);
+    journal.exists().then_some((journal, name))
 }
 
 /// A trial of a Slurm sweep judging its own rungs at each epoch end, so that
