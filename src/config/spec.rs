@@ -707,6 +707,42 @@ impl LayerSpec {
     }
 }
 
+/// Keras's base name for layers of type `layer_type`, from which an unnamed
+/// layer gets its name (`max_pool2d` layers are `max_pooling2d`,
+/// `max_pooling2d_1`, ...); the type itself for any other.
+pub fn keras_base_name(layer_type: &str) -> &str {
+    match layer_type {
+        "max_pool2d" => "max_pooling2d",
+        "avg_pool2d" => "average_pooling2d",
+        "global_avg_pool2d" => "global_average_pooling2d",
+        "batch_norm" => "batch_normalization",
+        other => other,
+    }
+}
+
+/// The layers' names, given each layer's (`type`, `name`): its own `name`,
+/// else Keras's scheme, its type's [`keras_base_name`] numbered from the
+/// second layer of that type on (`conv2d`, `conv2d_1`, ...). A layer with
+/// its own name still takes a number of its type.
+pub fn layer_names<'a>(
+    layers: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Vec<String> {
+    let mut counters = BTreeMap::<&str, usize>::new();
+    layers
+        .into_iter()
+        .map(|(layer_type, name)| {
+            let base = keras_base_name(layer_type);
+            let n = counters.entry(base).or_insert(0);
+            let auto = match *n {
+                0 => base.to_string(),
+                n => format!("{base}_{n}"),
+            };
+            *n += 1;
+            name.map_or(auto, str::to_string)
+        })
+        .collect()
+}
+
 /// An integer `k` (meaning `[k, k]`) or a pair `[h, w]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pair(

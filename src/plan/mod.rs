@@ -10,7 +10,7 @@ use crate::config::spec::{
     ExperimentSpec, InitializerKind, LayerSpec, LrScheduleSpec, OptimizerSpec, Padding, Pair,
     PoolSpec,
 };
-use crate::config::KeyPath;
+use crate::config::{spec, KeyPath};
 use crate::config::{Loaded, Sources};
 use crate::device::DeviceRequest;
 
@@ -156,20 +156,6 @@ impl LayerKind {
             LayerKind::Dense { .. } => "Dense",
             LayerKind::BatchNorm { .. } => "BatchNormalization",
             LayerKind::Activation(_) => "Activation",
-        }
-    }
-
-    fn keras_base_name(&self) -> &'static str {
-        match self {
-            LayerKind::Conv2d { .. } => "conv2d",
-            LayerKind::MaxPool2d { .. } => "max_pooling2d",
-            LayerKind::AvgPool2d { .. } => "average_pooling2d",
-            LayerKind::GlobalAvgPool2d => "global_average_pooling2d",
-            LayerKind::Dropout { .. } => "dropout",
-            LayerKind::Flatten => "flatten",
-            LayerKind::Dense { .. } => "dense",
-            LayerKind::BatchNorm { .. } => "batch_normalization",
-            LayerKind::Activation(_) => "activation",
         }
     }
 }
@@ -811,20 +797,11 @@ fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
     };
 
     // Names: Keras's scheme, unless the user names a layer.
-    let mut counters = std::collections::BTreeMap::<&str, usize>::new();
+    let all_names = spec::layer_names(m.layers.iter().map(|l| (l.type_name(), l.name())));
     let mut names = std::collections::BTreeSet::new();
     let mut layers = Vec::with_capacity(m.layers.len());
-    for (i, (layer, shape)) in m.layers.iter().zip(&shapes).enumerate() {
+    for (i, ((layer, shape), name)) in m.layers.iter().zip(&shapes).zip(all_names).enumerate() {
         let kind = layer_kind(layer, shape, m.dropout);
-        let base = kind.keras_base_name();
-        let n = counters.entry(base).or_insert(0);
-        let auto = if *n == 0 {
-            base.to_string()
-        } else {
-            format!("{base}_{n}")
-        };
-        *n += 1;
-        let name = layer.name().map(str::to_string).unwrap_or(auto);
         if !names.insert(name.clone()) {
             ck.fail_at(
                 KeyPath::parse("model.layers").index(i).key("name"),
