@@ -74,7 +74,9 @@ struct Row {
     test_accuracy: Option<f64>,
 }
 
-/// Flatten a TOML table into `key.path = value` pairs (arrays inline).
+/// Flatten a TOML table into `key.path = value` pairs, the keys of a list
+/// of tables by index as `--set` takes them (`model.layers.2.units`),
+/// other arrays inline.
 fn flatten(prefix: &str, t: &toml::Table, out: &mut BTreeMap<String, String>) {
     for (k, v) in t {
         let path = if prefix.is_empty() {
@@ -84,6 +86,15 @@ fn flatten(prefix: &str, t: &toml::Table, out: &mut BTreeMap<String, String>) {
         };
         match v {
             toml::Value::Table(inner) => flatten(&path, inner, out),
+            toml::Value::Array(items)
+                if !items.is_empty() && items.iter().all(|i| i.is_table()) =>
+            {
+                for (i, item) in items.iter().enumerate() {
+                    if let toml::Value::Table(inner) = item {
+                        flatten(&format!("{path}.{i}"), inner, out);
+                    }
+                }
+            }
             other => {
                 out.insert(path, other.to_string());
             }
@@ -286,5 +297,31 @@ mod tests {
         assert!(header.contains("optimizer.learning_rate"));
         assert!(!header.contains("train.epochs"));
         assert!(text.lines().nth(1).unwrap().contains("0.5000 @2"), "{text}");
+    }
+
+    #[test]
+    fn a_list_of_tables_is_flattened_by_index_as_set_takes_it() {
+        let table: toml::Table = toml::from_str(
+            r#"
+            [model]
+            input_shape = [8, 8, 1]
+            layers = [{ type = "conv2d", filters = 4 }, { type = "flatten" }]
+            "#,
+        )
+        .unwrap();
+        let mut out = BTreeMap::new();
+        flatten("", &table, &mut out);
+        let keys: Vec<&str> = out.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "model.input_shape",
+                "model.layers.0.filters",
+                "model.layers.0.type",
+                "model.layers.1.type"
+            ]
+        );
+        assert_eq!(out["model.layers.0.filters"], "4");
+        assert_eq!(out["model.input_shape"], "[8, 8, 1]");
     }
 }
