@@ -133,7 +133,8 @@ pub enum Command {
         worker: bool,
         /// Override a config key, e.g. `--set optimizer.learning_rate=3e-4`, or remove one:
         /// `--set '~callbacks.early_stopping'`. Hydra's `+KEY=VALUE` (only where no layer
-        /// sets the key) and `++KEY=VALUE` work too. Repeatable.
+        /// sets the key) and `++KEY=VALUE` work too. A key can choose one layer by index
+        /// or by its summary name: `--set model.layers.dense.units=128`. Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// Ignore `RUNNER_*` environment variables.

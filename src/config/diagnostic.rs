@@ -53,6 +53,10 @@ pub enum ConfigError {
     #[diagnostic(code(runner::config::set))]
     BadOverride { raw: String, reason: String },
 
+    #[error("bad sweep axis `{axis}`: {reason}")]
+    #[diagnostic(code(runner::config::axis))]
+    BadAxis { axis: String, reason: String },
+
     #[error("environment variable {name} names an unknown config section `{section}`")]
     #[diagnostic(
         code(runner::config::env),

@@ -9,6 +9,7 @@
 pub mod diagnostic;
 #[cfg(test)]
 mod docs_tests;
+mod element;
 pub mod key_path;
 pub mod provenance;
 pub mod spec;
@@ -95,19 +96,6 @@ impl Override {
                 reason: format!("`{key}` is not a key path such as `optimizer.learning_rate`"),
             });
         };
-        if let Some(seg) = path
-            .iter()
-            .find(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
-        {
-            return Err(ConfigError::BadOverride {
-                raw: raw.to_string(),
-                reason: format!(
-                    "`{seg}` indexes into a list; list elements (such as one layer of `model.layers`) \
-                     cannot be overridden one by one. Override a table key instead, e.g. `model.dropout`, \
-                     which every dropout layer without its own rate inherits"
-                ),
-            });
-        }
         let value = value.map_or(Value::from(figment::value::Empty::None), |v| {
             parse_value(v.trim())
         });
@@ -125,16 +113,34 @@ impl Override {
     /// A sweep trial's value for one axis.
     pub fn axis(key: &str, value: &toml::Value) -> Result<Override, ConfigError> {
         let raw = format!("{key}={value}");
-        let mut o = Override::parse(&raw)?;
+        let label = format!("{AXIS_LABEL}{key} = {value}");
+        let mut o = Override::parse(&raw).map_err(|e| match e {
+            ConfigError::BadOverride { reason, .. } => ConfigError::BadAxis {
+                axis: format!("{key} = {value}"),
+                reason,
+            },
+            other => other,
+        })?;
+        o.label = label;
         o.value = value
             .clone()
             .try_into::<Value>()
-            .map_err(|e| ConfigError::BadOverride {
-                raw: raw.clone(),
-                reason: e.to_string(),
-            })?;
-        o.label = format!("{AXIS_LABEL}{key} = {value}");
+            .map_err(|e| o.error(e.to_string()))?;
         Ok(o)
+    }
+
+    /// An error in this override: a bad `--set`, or a bad sweep axis.
+    pub fn error(&self, reason: String) -> ConfigError {
+        match self.label.strip_prefix(AXIS_LABEL) {
+            Some(axis) => ConfigError::BadAxis {
+                axis: axis.to_string(),
+                reason,
+            },
+            None => ConfigError::BadOverride {
+                raw: self.raw.clone(),
+                reason,
+            },
+        }
     }
 }
 
@@ -217,6 +223,8 @@ pub struct Sources {
     /// Keys a lower layer gave a table whose variant a higher layer
     /// switched, left out (see [`variant`]).
     pub dropped: Vec<variant::Dropped>,
+    /// What keys into a list (`model.layers.2.units`) changed, in order.
+    pub patched: Vec<Patched>,
     figment: Figment,
 }
 
@@ -237,6 +245,16 @@ impl Sources {
         let origin = provenance::origin(self, &path, true);
         diagnostic::located(&origin, &self.files, path, message, help)
     }
+}
+
+/// A key inside a list's element that an override set or took out.
+#[derive(Debug, Clone)]
+pub struct Patched {
+    /// The key, with the element chosen: `model.layers[2].units`.
+    pub at: KeyPath,
+    /// The override's provenance label.
+    pub flag: String,
+    pub remove: bool,
 }
 
 /// A fully resolved experiment and where it came from.
@@ -300,15 +318,24 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
             .collect();
         figment = figment.merge(env);
     }
+    // Keys into a list (`model.layers.2.units`), by override: applied to
+    // the merged value below.
+    let mut into_lists: Vec<(usize, Override)> = Vec::new();
+    let mut so_far: Option<serde_json::Value> = None;
     for (i, o) in opts.overrides.iter().enumerate().filter(|(_, o)| !o.remove) {
-        if o.add {
-            let so_far: serde_json::Value =
-                figment.extract().map_err(|e| ConfigError::Layering {
-                    message: e.to_string(),
-                })?;
-            if variant::value_at(&so_far, &key_path_of(&o.path)).is_some() {
-                return Err(already_set(o, &files, &env_used, &opts.overrides[..i]));
-            }
+        let merged = match so_far {
+            Some(ref v) => v,
+            None => so_far.insert(extract(&figment)?),
+        };
+        let into_list = element::list_depth(merged, &o.path).is_some();
+        if o.add && !into_list && variant::value_at(merged, &key_path_of(&o.path)).is_some() {
+            return Err(already_set(
+                o,
+                &o.path,
+                &files,
+                &env_used,
+                &opts.overrides[..i],
+            ));
         }
         let mut o = o.clone();
         let mut gone = false;
@@ -320,13 +347,20 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
                 removed[r] |= remove_from_value(&mut o.value, rest);
             }
         }
-        if !gone {
+        if gone {
+            continue;
+        }
+        if into_list {
+            into_lists.push((i, o));
+        } else {
             figment = figment.merge(SetProvider(o));
+            so_far = None;
         }
     }
 
-    let mut value: serde_json::Value = figment.extract().map_err(|e| ConfigError::Layering {
-        message: e.to_string(),
+    let mut value = extract(&figment)?;
+    let patched = into_list_patches(opts, into_lists, &mut value, &mut removed, |o, i, list| {
+        already_set(o, list, &files, &env_used, &opts.overrides[..i])
     })?;
     if let Some((_, o)) = opts
         .overrides
@@ -341,6 +375,7 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
         overrides: opts.overrides.clone(),
         env: env_used,
         dropped: Vec::new(),
+        patched,
         figment,
     };
     // Each pass either reads the spec, fails, or drops one key.
@@ -362,6 +397,76 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
     };
     spec.extends = None;
     Ok(Loaded { spec, sources })
+}
+
+fn extract(figment: &Figment) -> Result<serde_json::Value, ConfigError> {
+    figment.extract().map_err(|e| ConfigError::Layering {
+        message: e.to_string(),
+    })
+}
+
+/// Apply the overrides whose keys reach into a list (`into_lists`, the
+/// sets that are not gone, and every removal that reaches into one) to
+/// the merged `value`, in the order given, each after every layer that sets
+/// the list, unless a later override sets or removes the whole list. A
+/// removal that takes a key out sets its `removed`; `added` is the error
+/// for `+KEY` over a key the element has (the override, its index, the
+/// list's path).
+fn into_list_patches(
+    opts: &LoadOptions,
+    into_lists: Vec<(usize, Override)>,
+    value: &mut serde_json::Value,
+    removed: &mut [bool],
+    added: impl Fn(&Override, usize, &[String]) -> ConfigError,
+) -> Result<Vec<Patched>, ConfigError> {
+    let mut sets = into_lists.into_iter().peekable();
+    let mut patched = Vec::new();
+    for (i, given) in opts.overrides.iter().enumerate() {
+        let o = match sets.next_if(|(at, _)| *at == i) {
+            Some((_, o)) => o,
+            None if given.remove => given.clone(),
+            None => continue,
+        };
+        let Some(depth) = element::list_depth(value, &o.path) else {
+            continue;
+        };
+        let list = &o.path[..depth];
+        let later = &opts.overrides[i + 1..];
+        let replaced = later.iter().any(|l| {
+            list.starts_with(&l.path) && (l.remove || value_has(&l.value, &list[l.path.len()..]))
+        });
+        if replaced {
+            removed[i] |= o.remove;
+            continue;
+        }
+        let bad = |reason: String| o.error(reason);
+        let at = element::resolve(value, &o.path).map_err(bad)?;
+        if o.remove {
+            removed[i] |= element::remove(value, &at).map_err(bad)?;
+        } else {
+            if o.add && variant::value_at(value, &at).is_some() {
+                return Err(added(&o, i, list));
+            }
+            let new = serde_json::to_value(&o.value).map_err(|e| bad(e.to_string()))?;
+            element::set(value, &at, new);
+        }
+        patched.push(Patched {
+            at,
+            flag: o.label.clone(),
+            remove: o.remove,
+        });
+    }
+    Ok(patched)
+}
+
+/// Whether an override's value has a key at `path` inside it.
+fn value_has(value: &Value, path: &[String]) -> bool {
+    path.iter()
+        .try_fold(value, |v, k| match v {
+            Value::Dict(_, d) => d.get(k),
+            _ => None,
+        })
+        .is_some()
 }
 
 /// Where the runs of the experiment file `path` go, as `runner run` would
@@ -528,29 +633,31 @@ fn table_has(table: &toml::Table, path: &[String]) -> bool {
 
 /// `--set '+key=value'` for a key that a layer below already sets: names
 /// that layer, the nearest first.
+/// `at` is where a file or variable sets it: the key, or the list holding it.
 fn already_set(
     o: &Override,
+    at: &[String],
     files: &[SourceFile],
     env_used: &[(String, String)],
     earlier: &[Override],
 ) -> ConfigError {
-    let key = o.path.join(".");
-    let related = |other: &str| under(other, &key) || under(&key, other);
+    let related = |key: &str, other: &str| under(other, key) || under(key, other);
+    let (key, list) = (o.path.join("."), at.join("."));
     let layer = earlier
         .iter()
         .rev()
-        .find(|e| !e.remove && related(&e.path.join(".")))
+        .find(|e| !e.remove && related(&key, &e.path.join(".")))
         .map(|e| format!("an earlier `{}`", e.label))
         .or_else(|| {
             env_used
                 .iter()
-                .find(|(_, k)| related(k))
+                .find(|(_, k)| related(&list, k))
                 .map(|(var, _)| format!("`{var}`"))
         })
         .or_else(|| {
             files
                 .iter()
-                .find(|f| table_has(&f.table, &o.path))
+                .find(|f| table_has(&f.table, at))
                 .map(|f| f.path.display().to_string())
         })
         .unwrap_or_else(|| "a layer below".into());
@@ -570,7 +677,7 @@ fn already_set(
 /// table does have.
 fn nothing_to_remove(o: &Override, file: &Path, merged: &serde_json::Value) -> ConfigError {
     let (last, parents) = o.path.split_last().unwrap_or((&o.key, &[]));
-    let parent = key_path_of(parents);
+    let parent = element::resolve(merged, parents).unwrap_or_else(|_| key_path_of(parents));
     let keys: Vec<&str> = variant::value_at(merged, &parent)
         .and_then(serde_json::Value::as_object)
         .map(|t| t.keys().map(String::as_str).filter(|k| k != last).collect())
@@ -687,7 +794,13 @@ impl Loaded {
         // What `--set '~key'` removed and the resolved config does not have
         // (a table that is off unless present): a line each, on top.
         let mut out = String::new();
-        for o in self.sources.overrides.iter().filter(|o| o.remove) {
+        let into_list = |o: &Override| self.sources.patched.iter().any(|p| p.flag == o.label);
+        for o in self
+            .sources
+            .overrides
+            .iter()
+            .filter(|o| o.remove && !into_list(o))
+        {
             let (last, parents) = o.path.split_last().unwrap_or((&o.key, &[]));
             let present = parents
                 .iter()
@@ -698,6 +811,11 @@ impl Loaded {
             }
         }
         out + &provenance::annotated_toml(&table, &|p| {
+            // A list is layered whole: inside one, only what a key into it
+            // changed has a note of its own.
+            if p.0.iter().any(|s| matches!(s, Seg::Index(_))) {
+                return provenance::patched(&self.sources, p).and_then(|o| o.note(files));
+            }
             let note = self.sources.origin(p).note(files);
             let dropped: Vec<&variant::Dropped> = self
                 .sources
@@ -750,7 +868,6 @@ mod tests {
         assert_eq!(v("\"x y\"").as_str(), Some("x y"));
         assert_eq!(v("[1, 2]").into_array().map(|a| a.len()), Some(2));
         assert!(Override::parse("novalue").is_err());
-        assert!(Override::parse("model.layers.1.rate=0.5").is_err());
     }
 
     /// `parent.toml` (with early stopping, patience 3) and `child.toml`
@@ -894,6 +1011,103 @@ mod tests {
         for bad in ["+~model.dropout", "++~model.dropout", "+model.dropout"] {
             assert!(Override::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_key_into_a_list_changes_one_element_after_every_layer_that_sets_it() {
+        use spec::LayerSpec;
+        let dir = tempfile::tempdir().unwrap();
+        let layers = "[model]\nlayers = [\n\
+             { type = \"conv2d\", filters = 4, kernel = 3, activation = \"relu\" },\n\
+             { type = \"flatten\" },\n\
+             { type = \"dense\", units = 2, name = \"out\" },\n]\n";
+        let child = parent_and_child(dir.path(), layers);
+        let load = |sets: &[&str]| load_with(&child, sets);
+        let filters = |l: &Loaded| match &l.spec.model.layers[0] {
+            LayerSpec::Conv2d(c) => (c.filters, c.activation),
+            other => panic!("{other:?}"),
+        };
+        let units = |l: &Loaded| match &l.spec.model.layers[2] {
+            LayerSpec::Dense(d) => d.units,
+            other => panic!("{other:?}"),
+        };
+
+        // By index, from the end, by Keras's name and by the layer's own.
+        let l = load(&["model.layers.0.filters=8", "model.layers.-1.units=3"]).unwrap();
+        assert_eq!((filters(&l).0, units(&l)), (8, 3));
+        let l = load(&["model.layers.conv2d.filters=16", "model.layers.out.units=5"]).unwrap();
+        assert_eq!((filters(&l).0, units(&l)), (16, 5));
+        // Provenance names the flag for the changed key only.
+        let at = |s: &str| KeyPath::parse("model.layers").index(0).key(s);
+        let flag = "--set model.layers.conv2d.filters=16".to_string();
+        assert_eq!(
+            l.sources.origin(&at("filters")),
+            provenance::Origin::Set { flag }
+        );
+        assert_eq!(
+            l.sources.origin(&at("kernel")),
+            provenance::Origin::File { index: 0 }
+        );
+        let shown = l.annotated();
+        assert!(shown.contains("filters = 16  # from --set model.layers.conv2d.filters=16\n"));
+        assert!(shown.contains("kernel = 3\n"), "{shown}");
+
+        // In order: a later key into the list wins; a later whole list
+        // replaces what an earlier key into it did; a removal returns the
+        // key to its default.
+        let l = load(&["model.layers.0.filters=8", "model.layers.0.filters=9"]).unwrap();
+        assert_eq!(filters(&l).0, 9);
+        let whole = "model.layers=[{type = \"flatten\"}, {type = \"dense\", units = 7}, \
+                     {type = \"dense\", units = 2}]";
+        let l = load(&["model.layers.1.units=8", whole]).unwrap();
+        assert!(matches!(&l.spec.model.layers[1], LayerSpec::Dense(d) if d.units == 7));
+        let l = load(&[whole, "model.layers.1.units=8"]).unwrap();
+        assert!(matches!(&l.spec.model.layers[1], LayerSpec::Dense(d) if d.units == 8));
+        let l = load(&["~model.layers.0.activation"]).unwrap();
+        assert_eq!(filters(&l).1, spec::Activation::Linear);
+        let l = load(&[
+            "~model.layers.0.activation",
+            "model.layers.0.activation=\"tanh\"",
+        ]);
+        assert_eq!(filters(&l.unwrap()).1, spec::Activation::Tanh);
+
+        // `+` adds only a key the element does not have.
+        assert!(load(&["+model.layers.1.name=\"flat\""]).is_ok());
+        let e = load(&["+model.layers.out.units=4"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("is already set in {},", child.display())),
+            "{e}"
+        );
+        let e = load(&[
+            "model.layers.0.use_bias=false",
+            "+model.layers.0.use_bias=true",
+        ]);
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.contains("an earlier `--set model.layers.0.use_bias=false`"),
+            "{e}"
+        );
+
+        // A key choosing no element, or taking a whole one out: errors.
+        let e = load(&["model.layers.3.units=4"]).unwrap_err().to_string();
+        assert!(e.contains("it has 3 elements: 0 to 2 (or -3 to -1)"), "{e}");
+        let e = load(&["model.layers.dens.units=4"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("or a layer's name: conv2d, flatten, out"), "{e}");
+        assert!(load(&["~model.layers.1"]).is_err());
+        let e = load(&["~model.layers.0.stride"]).unwrap_err().to_string();
+        assert!(e.contains("nothing to remove"), "{e}");
+        // A digit that does not index a list is a key, as in a table of
+        // class weights.
+        let l = load(&["train.class_weight.3=2.0"]).unwrap();
+        let weights = match l.spec.train.class_weight {
+            Some(spec::ClassWeightSpec::ByName(w)) => w,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(weights["3"], 2.0);
     }
 
     #[test]

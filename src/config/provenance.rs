@@ -42,10 +42,14 @@ impl Origin {
 }
 
 /// Find the origin of the value at `path`. Paths into lists (layers) resolve
-/// to the list as a whole, since lists are replaced wholesale when layered.
+/// to the list as a whole, since lists are replaced wholesale when layered,
+/// unless a key into the list set the value.
 /// With `nearest`, a key that is not set resolves to its closest parent
 /// table that is (where an error about a missing key should point).
 pub fn origin(sources: &Sources, path: &KeyPath, nearest: bool) -> Origin {
+    if let Some(o) = patched(sources, path) {
+        return o;
+    }
     let (figment, files, env) = (&sources.figment, &sources.files, &sources.env);
     let keys: Vec<&str> = path
         .0
@@ -98,6 +102,21 @@ pub fn origin(sources: &Sources, path: &KeyPath, nearest: bool) -> Origin {
         return Origin::Default;
     }
     Origin::Default
+}
+
+/// The origin of a value in a list's element that a key into the list
+/// (`model.layers.2.units`) set or took out: the last to reach it.
+pub fn patched(sources: &Sources, path: &KeyPath) -> Option<Origin> {
+    let p = sources
+        .patched
+        .iter()
+        .rev()
+        .find(|p| path.0.starts_with(&p.at.0))?;
+    let flag = p.flag.clone();
+    Some(match p.remove {
+        true => Origin::Removed { flag },
+        false => Origin::Set { flag },
+    })
 }
 
 /// The `--set '~key'` that took `keys` (or a table holding it) out, unless
@@ -157,7 +176,8 @@ fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
 
 /// The resolved config as TOML, with a comment on every value that did not
 /// come from the experiment file itself (a default, a parent file, an
-/// environment variable or a `--set` flag).
+/// environment variable or a `--set` flag), as `notes` gives it, inside the
+/// elements of lists too.
 pub fn annotated_toml(
     spec_value: &toml::Table,
     notes: &dyn Fn(&KeyPath) -> Option<String>,
@@ -205,7 +225,7 @@ fn emit_table(
             continue;
         }
         let key_path = path.clone().key(k);
-        let note = if in_array { None } else { notes(&key_path) };
+        let note = notes(&key_path);
         match note {
             Some(n) => out.push_str(&format!("{} = {}  # {n}\n", toml_key(k), v)),
             None => out.push_str(&format!("{} = {}\n", toml_key(k), v)),

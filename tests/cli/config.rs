@@ -342,7 +342,17 @@ fn bad_override_names_the_key() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("model.dropout"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "unknown key `rate` in `model.layers[1]` (layer 1 of the model, `max_pool2d`)"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("`rate` is a key of layer type `dropout`"),
+        "{err}"
+    );
 
     let out = runner()
         .args(["check", "experiments/quickstart.toml"])
@@ -609,4 +619,54 @@ fn set_plus_adds_only_what_no_layer_sets() {
             "{err}"
         );
     }
+}
+
+/// `--set` keys that choose one layer, by index or by the name `runner
+/// summary` shows, reach the model, and `--show-config` notes them; one
+/// that chooses none lists what there is.
+#[test]
+fn set_keys_choose_one_layer_by_index_or_name() {
+    let file = "experiments/quickstart.toml";
+    let out = runner()
+        .args(["summary", file])
+        .args(["--set", "model.layers.conv2d_1.filters=8"])
+        .args(["--set", "model.layers.-3.units=20"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // 3x3x16x8 + 8 and 8x8x8 -> 20: 512 x 20 + 20.
+    assert!(
+        text.contains("conv2d_1 (Conv2D)               (None, 16, 16, 8)         1,160"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dense (Dense)                   (None, 20)                10,260"),
+        "{text}"
+    );
+
+    let out = runner()
+        .args(["check", file, "--show-config"])
+        .args(["--set", "~model.layers.0.activation"])
+        .args(["--set", "model.layers.dense_1.units=10"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("\nactivation = \"linear\"  # default (--set ~model.layers.0.activation)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nunits = 10  # from --set model.layers.dense_1.units=10\n"),
+        "{text}"
+    );
+    assert!(text.contains("\nunits = 64\n"), "{text}");
+
+    let out = runner()
+        .args(["check", file, "--set", "model.layers.dens_2.units=3"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    insta::assert_snapshot!("set-key-choosing-no-layer", stderr(&out));
 }
