@@ -71,7 +71,10 @@ pub enum DataError {
     MissingClassFolder { path: PathBuf, class: String },
 
     #[error("class folder {} has no images (.jpg, .jpeg, .png, .bmp or .webp)", path.display())]
-    #[diagnostic(code(runner::data::empty_class))]
+    #[diagnostic(
+        code(runner::data::empty_class),
+        help("every sub-folder is a class: move the folder out, or list the classes to use in `data.classes`")
+    )]
     EmptyClass { path: PathBuf },
 
     #[error("class `{name}` does not exist in {}", path.display())]
