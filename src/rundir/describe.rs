@@ -7,7 +7,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{resolve_pointers, BEST_TRIAL, LATEST, RESOLVED_CONFIG, SWEEPS, SWEEP_META};
+use super::{
+    resolve_pointers, BEST_TRIAL, DEFAULT_RUNS_DIR, LATEST, RESOLVED_CONFIG, SWEEPS, SWEEP_META,
+};
 use crate::config::diagnostic::closest;
 
 /// What [`describe`] found at a path.
@@ -29,8 +31,12 @@ pub enum Found {
         run: Option<PathBuf>,
         sweep: Option<PathBuf>,
     },
-    /// A folder of experiment folders (`runs/`).
-    Runs { experiments: Vec<String> },
+    /// A folder of experiment folders (`runs/`), or a folder holding one
+    /// as `runs` (a project's folder): `runs` is that folder.
+    Runs {
+        runs: PathBuf,
+        experiments: Vec<String>,
+    },
     /// None of these.
     Other,
 }
@@ -83,10 +89,20 @@ pub fn describe(path: &Path) -> Found {
         .filter_map(|c| Some(c.file_name()?.to_str()?.to_string()))
         .collect();
     if experiments.is_empty() {
-        return Found::Other;
+        let runs = match path == Path::new(".") {
+            true => PathBuf::from(DEFAULT_RUNS_DIR),
+            false => path.join(DEFAULT_RUNS_DIR),
+        };
+        return match describe(&runs) {
+            found @ Found::Runs { .. } if runs.is_dir() => found,
+            _ => Found::Other,
+        };
     }
     experiments.sort();
-    Found::Runs { experiments }
+    Found::Runs {
+        runs: path.to_path_buf(),
+        experiments,
+    }
 }
 
 impl Found {
@@ -105,10 +121,10 @@ impl Found {
             Found::Experiment { .. } => self
                 .experiment_runs("it is an experiment's folder", path)
                 .unwrap_or_else(|| format!("it has no {RESOLVED_CONFIG}")),
-            Found::Runs { experiments } => format!(
-                "it is a folder of experiments ({}); give one of their runs{}",
-                list(experiments),
-                such_as(experiments.iter().find_map(|e| example_run(&path.join(e))))
+            Found::Runs { runs, experiments } => format!(
+                "{}; give one of their runs{}",
+                holds_runs(path, runs, experiments),
+                such_as(experiments.iter().find_map(|e| example_run(&runs.join(e))))
             ),
             other => other.otherwise(RESOLVED_CONFIG),
         }
@@ -133,13 +149,13 @@ impl Found {
             Found::Experiment { .. } => {
                 self.experiment_sweeps("it is an experiment's folder", path)
             }
-            Found::Runs { experiments } => format!(
-                "it is a folder of experiments ({}); give one of their sweeps{}",
-                list(experiments),
+            Found::Runs { runs, experiments } => format!(
+                "{}; give one of their sweeps{}",
+                holds_runs(path, runs, experiments),
                 such_as(
                     experiments
                         .iter()
-                        .find_map(|e| example_sweep(&path.join(e)))
+                        .find_map(|e| example_sweep(&runs.join(e)))
                 )
             ),
             other => other.otherwise(SWEEP_META),
@@ -205,6 +221,16 @@ impl Found {
             _ => format!("it has no {marker}"),
         }
     }
+}
+
+/// What `path` is when it is, or holds, the folder of experiments `runs`.
+fn holds_runs(path: &Path, runs: &Path, experiments: &[String]) -> String {
+    let what = if runs == path {
+        "it is a folder of experiments".to_string()
+    } else {
+        format!("it holds the folder of experiments {}", runs.display())
+    };
+    format!("{what} ({})", list(experiments))
 }
 
 /// A run of the experiment folder `exp` to show: its newest run, else the
@@ -400,14 +426,17 @@ mod tests {
                 inside.display()
             );
         }
-        assert_eq!(
-            describe(&runs),
-            Found::Runs {
-                experiments: vec!["a".into(), "b".into()]
-            }
-        );
+        let found = Found::Runs {
+            runs: runs.clone(),
+            experiments: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(describe(&runs), found);
         assert_eq!(describe(&runs.join("notes.txt")), Found::File);
-        assert_eq!(describe(tmp.path()), Found::Other);
+        // The folder holding `runs`: a project's folder.
+        assert_eq!(describe(tmp.path()), found);
+        let empty = tmp.path().join("notes");
+        fs::create_dir(&empty).unwrap();
+        assert_eq!(describe(&empty), Found::Other);
         // A typo of a sibling's name, and a name close to nothing.
         assert_eq!(
             describe(&runs.join("b/sweeps/s0002")),
@@ -512,7 +541,17 @@ mod tests {
             not_sweep(&runs.join("b/sweeps/s0002")),
             format!("there is no such folder; did you mean {}?", sweep.display())
         );
-        assert_eq!(not_sweep(tmp.path()), "it has no sweep.json");
+        assert_eq!(
+            not_sweep(tmp.path()),
+            format!(
+                "it holds the folder of experiments {} (a, b); give one of their sweeps, such as {}",
+                runs.display(),
+                sweep.display()
+            )
+        );
+        let empty = tmp.path().join("notes");
+        fs::create_dir(&empty).unwrap();
+        assert_eq!(not_sweep(&empty), "it has no sweep.json");
         let trial = sweep.join("trial-000-aaaaaa");
         fs::create_dir_all(trial.join("report")).unwrap();
         assert_eq!(
@@ -527,7 +566,7 @@ mod tests {
             why(&trial.join("report")),
             format!("it is inside the run folder {}", trial.display())
         );
-        assert_eq!(why(tmp.path()), "it has no config.resolved.toml");
+        assert_eq!(why(&empty), "it has no config.resolved.toml");
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub const RESOLVED_CONFIG: &str = "config.resolved.toml";
 pub const SWEEP_META: &str = "sweep.json";
 /// The folder of an experiment's sweeps: `runs/<name>/sweeps/sNNNN`.
 pub const SWEEPS: &str = "sweeps";
+/// Where run folders go unless `runtime.runs_dir` says otherwise (the
+/// default that config/spec.rs gives it; config sits above this module).
+pub const DEFAULT_RUNS_DIR: &str = "runs";
 
 #[derive(Debug, Error)]
 pub enum RunDirError {
@@ -596,6 +599,12 @@ pub fn resolve_pointers(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_runs_folder_is_the_configs() {
+        let spec = crate::config::spec::RuntimeSpec::default();
+        assert_eq!(spec.runs_dir, Path::new(DEFAULT_RUNS_DIR));
+    }
 
     #[test]
     fn is_locked_sees_a_held_lock_and_takes_none() {
