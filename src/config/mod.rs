@@ -130,7 +130,7 @@ impl Override {
     }
 
     /// An error in this override: a bad `--set`, or a bad sweep axis.
-    pub fn error(&self, reason: String) -> ConfigError {
+    fn error(&self, reason: String) -> ConfigError {
         match self.label.strip_prefix(AXIS_LABEL) {
             Some(axis) => ConfigError::BadAxis {
                 axis: axis.to_string(),
@@ -632,8 +632,8 @@ fn table_has(table: &toml::Table, path: &[String]) -> bool {
 }
 
 /// `--set '+key=value'` for a key that a layer below already sets: names
-/// that layer, the nearest first.
-/// `at` is where a file or variable sets it: the key, or the list holding it.
+/// that layer, the nearest first. `at` is where a file or variable would
+/// set it: the key, or the list holding it.
 fn already_set(
     o: &Override,
     at: &[String],
