@@ -203,7 +203,7 @@ fn label(dir: &Path) -> String {
 
 fn render(rows: &[Row]) -> String {
     let keys: BTreeSet<&String> = rows.iter().flat_map(|r| r.config.keys()).collect();
-    let differing: Vec<&String> = keys
+    let mut differing: Vec<&String> = keys
         .into_iter()
         .filter(|k| !k.starts_with("experiment.description"))
         .filter(|k| {
@@ -211,6 +211,15 @@ fn render(rows: &[Row]) -> String {
             rows.iter().any(|r| r.config.get(*k) != first)
         })
         .collect();
+    // Layer 2 before layer 10.
+    differing.sort_by_key(|k| {
+        k.split('.')
+            .map(|seg| match seg.parse::<usize>() {
+                Ok(n) => (n, String::new()),
+                Err(_) => (usize::MAX, seg.to_string()),
+            })
+            .collect::<Vec<_>>()
+    });
     let fmt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
     let fmt_best = |v: Option<(usize, f64)>| {
         v.map(|(e, v)| format!("{v:.4} @{}", e + 1))
@@ -297,6 +306,26 @@ mod tests {
         assert!(header.contains("optimizer.learning_rate"));
         assert!(!header.contains("train.epochs"));
         assert!(text.lines().nth(1).unwrap().contains("0.5000 @2"), "{text}");
+
+        let mut rows = [row("a", "0.1"), row("b", "0.1")];
+        for (key, a, b) in [
+            ("model.layers.10.units", "1", "2"),
+            ("model.layers.2.units", "1", "2"),
+            ("model.dropout", "0.1", "0.2"),
+        ] {
+            rows[0].config.insert(key.into(), a.into());
+            rows[1].config.insert(key.into(), b.into());
+        }
+        let text = render(&rows);
+        let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header[1..4],
+            [
+                "model.dropout",
+                "model.layers.2.units",
+                "model.layers.10.units"
+            ]
+        );
     }
 
     #[test]
