@@ -19,22 +19,11 @@ pub fn run(files: &[PathBuf], set: &[String], use_env: bool, show_config: bool) 
         };
         let checked = super::load_plan(&exp).and_then(|(loaded, plan)| {
             // A sweep's axes are checked too: every value a trial can take.
-            // A value a key refuses is located at the trial's override
-            // (`sweep axis model.dropout = 1.5`): the message names the file.
+            // A value a key refuses is located at its axis in the file.
             if let Some(sweep) = &plan.sweep {
                 let text = crate::config::to_toml(&plan.spec);
-                crate::sweep::check_axes(file, &text, sweep).map_err(|e| {
-                    let detail = match e {
-                        crate::sweep::TrialError::Config(c) => c.to_string(),
-                        crate::sweep::TrialError::Plan(p) => p
-                            .errors
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    };
-                    Error::Usage(format!("{}: [sweep]: {detail}", file.display()))
-                })?;
+                crate::sweep::check_axes(file, &text, sweep)
+                    .map_err(|e| e.located(&loaded.sources))?;
             }
             Ok((loaded, plan))
         });

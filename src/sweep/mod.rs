@@ -435,16 +435,16 @@ pub fn trial_config(
 /// (each case of a conditional axis), on the base config, together with a
 /// value of each axis its `when` names that makes it apply
 /// (`optimizer.momentum` is checked with `optimizer.type = "sgd"`).
-pub fn check_axes(sweep_file: &Path, sweep_text: &str, spec: &SweepPlan) -> Result<(), TrialError> {
-    let mut firsts: Vec<(String, toml::Value, Vec<plan::Condition>)> = Vec::new();
+pub fn check_axes(sweep_file: &Path, sweep_text: &str, spec: &SweepPlan) -> Result<(), AxisError> {
+    let mut firsts: Vec<(&str, String, toml::Value, Vec<plan::Condition>)> = Vec::new();
     for a in &spec.grid {
         for v in &a.values {
-            firsts.push((a.key.clone(), v.clone(), a.when.clone()));
+            firsts.push(("grid", a.key.clone(), v.clone(), a.when.clone()));
         }
     }
     for (k, vs) in &spec.zip {
         for v in vs {
-            firsts.push((k.clone(), v.clone(), Vec::new()));
+            firsts.push(("zip", k.clone(), v.clone(), Vec::new()));
         }
     }
     for a in &spec.random {
@@ -459,11 +459,11 @@ pub fn check_axes(sweep_file: &Path, sweep_text: &str, spec: &SweepPlan) -> Resu
                 Distribution::Choice(values) => values.clone(),
             };
             for v in ends {
-                firsts.push((a.key.clone(), v, c.when.clone()));
+                firsts.push(("random", a.key.clone(), v, c.when.clone()));
             }
         }
     }
-    for (key, value, when) in firsts {
+    for (table, key, value, when) in firsts {
         let mut params = BTreeMap::new();
         let mut conditions = when;
         // Parents first, then theirs (a chain is at most as long as the
@@ -478,15 +478,45 @@ pub fn check_axes(sweep_file: &Path, sweep_text: &str, spec: &SweepPlan) -> Resu
             }
             conditions.extend(parent_conditions(spec, &c.key, &params));
         }
-        params.insert(key, value);
+        params.insert(key.clone(), value);
         let trial = Trial {
             index: 0,
             id: String::new(),
             params,
         };
-        trial_config(sweep_file, sweep_text, &trial)?;
+        if let Err(error) = trial_config(sweep_file, sweep_text, &trial) {
+            let table = format!("sweep.{table}");
+            return Err(AxisError { table, key, error });
+        }
     }
     Ok(())
+}
+
+/// A value of a sweep axis that its key refuses (see [`check_axes`]).
+#[derive(Debug)]
+pub struct AxisError {
+    /// Where the axis is: `sweep.grid`, `sweep.zip` or `sweep.random`.
+    pub table: String,
+    pub key: String,
+    pub error: TrialError,
+}
+
+impl AxisError {
+    /// The error, with its message and help, located at the axis in the
+    /// file that gives it (`sweep.grid."model.dropout"`), as `sources`
+    /// (the sweep's experiment) tell.
+    pub fn located(self, sources: &config::Sources) -> ConfigError {
+        use miette::Diagnostic;
+        let (message, help) = match &self.error {
+            TrialError::Config(e) => (e.to_string(), e.help().map(|h| h.to_string())),
+            TrialError::Plan(e) => {
+                let all: Vec<String> = e.errors.iter().map(ToString::to_string).collect();
+                (all.join("; "), None)
+            }
+        };
+        let at = config::KeyPath::parse(&self.table).key(self.key);
+        sources.error_at(at, message, help)
+    }
 }
 
 /// The conditions of the axis `key` (of the case that can apply given

@@ -63,7 +63,7 @@ fn plan_trials(new: &NewSweep, launcher: Option<&str>) -> Result<Planned, SweepE
         return Err(SweepError::NoTrials);
     }
     let text = config::to_toml(&new.plan.spec);
-    check_axes(new.file, &text, &sweep)?;
+    check_axes(new.file, &text, &sweep).map_err(|e| e.located(&new.loaded.sources))?;
     let trial_plans = trials
         .iter()
         .map(|t| trial_config(new.file, &text, t).map(|(_, p)| p))

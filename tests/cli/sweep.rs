@@ -76,7 +76,15 @@ fn a_bad_axis_key_or_value_exits_2_naming_it() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("model.dropuot"), "{}", stderr(&out));
+    // Located at the axis in the file, as any key of the file is.
+    assert!(
+        stderr(&out).contains(
+            "tests/fixtures/sweeps/bad-axis.toml:34:19: sweep axis model.dropuot = 0.1: \
+             unknown key `dropuot` in `model`"
+        ),
+        "{}",
+        stderr(&out)
+    );
     assert!(
         stderr(&out).contains("did you mean `dropout`?"),
         "{}",
@@ -94,7 +102,7 @@ fn a_bad_axis_key_or_value_exits_2_naming_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("model.dropout = 1.5"),
+        stderr(&out).contains("bad-axis-value.toml:34:19: sweep axis model.dropout = 1.5"),
         "{}",
         stderr(&out)
     );
