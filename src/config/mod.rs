@@ -129,17 +129,43 @@ impl Override {
         Ok(o)
     }
 
-    /// An error in this override: a bad `--set`, or a bad sweep axis.
+    /// A `RUNNER_*` variable's value for the dotted `key`, as an override
+    /// (for a key into a list, which the variables' provider cannot layer).
+    fn env(var: &str, key: &str, value: &str) -> Override {
+        Override {
+            raw: format!("{var}={value}"),
+            key: key.to_string(),
+            path: key.split('.').map(str::to_string).collect(),
+            value: parse_value(value.trim()),
+            remove: false,
+            add: false,
+            label: format!("{ENV_LABEL}{var}"),
+        }
+    }
+
+    /// An error in this override: a bad `--set`, a bad sweep axis or a bad
+    /// `RUNNER_*` variable.
     fn error(&self, reason: String) -> ConfigError {
-        match self.label.strip_prefix(AXIS_LABEL) {
-            Some(axis) => ConfigError::BadAxis {
+        if let Some(axis) = self.label.strip_prefix(AXIS_LABEL) {
+            return ConfigError::BadAxis {
                 axis: axis.to_string(),
                 reason,
-            },
-            None => ConfigError::BadOverride {
-                raw: self.raw.clone(),
-                reason,
-            },
+            };
+        }
+        if self.label.starts_with(ENV_LABEL) {
+            return ConfigError::Invalid {
+                location: self.label.clone(),
+                path: key_path_of(&self.path),
+                message: reason,
+                src: None,
+                span: None,
+                label: "this value".into(),
+                help: None,
+            };
+        }
+        ConfigError::BadOverride {
+            raw: self.raw.clone(),
+            reason,
         }
     }
 }
@@ -186,6 +212,8 @@ fn parse_value(raw: &str) -> Value {
 /// Provenance labels of overrides (see [`provenance::Origin::Set`]).
 pub const OVERRIDE_LABEL: &str = "--set ";
 pub const AXIS_LABEL: &str = "sweep axis ";
+/// The provenance label of a `RUNNER_*` variable for a key into a list.
+const ENV_LABEL: &str = "environment variable ";
 
 /// How to read an experiment.
 #[derive(Debug, Clone, Default)]
@@ -305,9 +333,11 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
         figment = figment.merge(ParsedFile(file, table));
     }
     let mut env_used = Vec::new();
+    // Variables for keys into a list, applied with the `--set` ones below.
+    let mut env_into_lists = Vec::new();
     if opts.use_env {
         let gone: Vec<String> = from(0).map(|(_, o)| o.path.join(".")).collect();
-        let (env, used) = env_provider(&gone)?;
+        let (mut env, used) = env_provider(&gone)?;
         for (r, o) in from(0) {
             let key = o.path.join(".");
             removed[r] |= used.iter().any(|(_, k)| under(k, &key));
@@ -316,6 +346,19 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
             .into_iter()
             .filter(|(_, k)| !gone.iter().any(|r| under(k, r)))
             .collect();
+        let below = extract(&figment)?;
+        env_into_lists = env_used
+            .iter()
+            .filter_map(|(var, key)| {
+                let o = Override::env(var, key, &std::env::var(var).ok()?);
+                element::list_depth(&below, &o.path).map(|_| o)
+            })
+            .collect();
+        if !env_into_lists.is_empty() {
+            let mut skip = gone;
+            skip.extend(env_into_lists.iter().map(|o| o.key.clone()));
+            env = env_provider(&skip)?.0;
+        }
         figment = figment.merge(env);
     }
     // Keys into a list (`model.layers.2.units`), by override: applied to
@@ -359,9 +402,14 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
     }
 
     let mut value = extract(&figment)?;
-    let patched = into_list_patches(opts, into_lists, &mut value, &mut removed, |o, i, list| {
-        already_set(o, list, &files, &env_used, &opts.overrides[..i])
-    })?;
+    let patched = into_list_patches(
+        opts,
+        env_into_lists,
+        into_lists,
+        &mut value,
+        &mut removed,
+        |o, i, list| already_set(o, list, &files, &env_used, &opts.overrides[..i]),
+    )?;
     if let Some((_, o)) = opts
         .overrides
         .iter()
@@ -405,56 +453,72 @@ fn extract(figment: &Figment) -> Result<serde_json::Value, ConfigError> {
     })
 }
 
-/// Apply the overrides whose keys reach into a list (`into_lists`, the
-/// sets that are not gone, and every removal that reaches into one) to
-/// the merged `value`, in the order given, each after every layer that sets
-/// the list, unless a later override sets or removes the whole list. A
-/// removal that takes a key out sets its `removed`; `added` is the error
-/// for `+KEY` over a key the element has (the override, its index, the
-/// list's path).
+/// Apply the overrides whose keys reach into a list to the merged `value`,
+/// each after every layer that sets the list, in order: `env` (`RUNNER_*`
+/// variables), then `sets` (the `--set` flags that are not gone, by index)
+/// and every removal that reaches into one, unless a later flag sets or
+/// removes the whole list. A removal that takes a key out sets its
+/// `removed`; `added` is the error for `+KEY` over a key the element has
+/// (the flag, its index, the list's path).
 fn into_list_patches(
     opts: &LoadOptions,
-    into_lists: Vec<(usize, Override)>,
+    env: Vec<Override>,
+    sets: Vec<(usize, Override)>,
     value: &mut serde_json::Value,
     removed: &mut [bool],
     added: impl Fn(&Override, usize, &[String]) -> ConfigError,
 ) -> Result<Vec<Patched>, ConfigError> {
-    let mut sets = into_lists.into_iter().peekable();
+    let mut sets = sets.into_iter().peekable();
+    let flags: Vec<(Option<usize>, Override)> = opts
+        .overrides
+        .iter()
+        .enumerate()
+        .filter_map(|(i, given)| match sets.next_if(|(at, _)| *at == i) {
+            Some((_, o)) => Some((Some(i), o)),
+            None if given.remove => Some((Some(i), given.clone())),
+            None => None,
+        })
+        .collect();
     let mut patched = Vec::new();
-    for (i, given) in opts.overrides.iter().enumerate() {
-        let o = match sets.next_if(|(at, _)| *at == i) {
-            Some((_, o)) => o,
-            None if given.remove => given.clone(),
-            None => continue,
-        };
+    for (index, o) in env.into_iter().map(|o| (None, o)).chain(flags) {
         let Some(depth) = element::list_depth(value, &o.path) else {
             continue;
         };
         let list = &o.path[..depth];
-        let later = &opts.overrides[i + 1..];
+        let later = &opts.overrides[index.map_or(0, |i| i + 1)..];
         let replaced = later.iter().any(|l| {
             list.starts_with(&l.path) && (l.remove || value_has(&l.value, &list[l.path.len()..]))
         });
-        if replaced {
-            removed[i] |= o.remove;
-            continue;
-        }
         let bad = |reason: String| o.error(reason);
-        let at = element::resolve(value, &o.path).map_err(bad)?;
-        if o.remove {
-            removed[i] |= element::remove(value, &at).map_err(bad)?;
-        } else {
-            if o.add && variant::value_at(value, &at).is_some() {
-                return Err(added(&o, i, list));
+        let at = match replaced {
+            true => None,
+            false => Some(element::resolve(value, &o.path).map_err(bad)?),
+        };
+        // What a removal did, for its `removed` (a flag only: variables set).
+        let took_out = match (&at, o.remove) {
+            (None, remove) => remove,
+            (Some(at), true) => element::remove(value, at).map_err(bad)?,
+            (Some(at), false) => {
+                if let (Some(i), true) = (index, o.add) {
+                    if variant::value_at(value, at).is_some() {
+                        return Err(added(&o, i, list));
+                    }
+                }
+                let new = serde_json::to_value(&o.value).map_err(|e| bad(e.to_string()))?;
+                element::set(value, at, new);
+                false
             }
-            let new = serde_json::to_value(&o.value).map_err(|e| bad(e.to_string()))?;
-            element::set(value, &at, new);
+        };
+        if let Some(i) = index {
+            removed[i] |= took_out;
         }
-        patched.push(Patched {
-            at,
-            flag: o.label.clone(),
-            remove: o.remove,
-        });
+        if let Some(at) = at {
+            patched.push(Patched {
+                at,
+                flag: o.label.clone(),
+                remove: o.remove,
+            });
+        }
     }
     Ok(patched)
 }

@@ -669,4 +669,37 @@ fn set_keys_choose_one_layer_by_index_or_name() {
         .unwrap();
     assert_exit(&out, 2);
     insta::assert_snapshot!("set-key-choosing-no-layer", stderr(&out));
+
+    // A RUNNER_* variable reaches into the list too, below a --set.
+    let var = "RUNNER_MODEL__LAYERS__CONV2D_1__FILTERS";
+    let out = runner()
+        .args(["check", file, "--show-config"])
+        .env(var, "8")
+        .env("RUNNER_MODEL__LAYERS__0__FILTERS", "4")
+        .args(["--set", "model.layers.0.filters=6"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "\nfilters = 8  # from environment variable {var}\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nfilters = 6  # from --set model.layers.0.filters=6\n"),
+        "{text}"
+    );
+    let out = runner()
+        .args(["check", file])
+        .env("RUNNER_MODEL__LAYERS__9__UNITS", "3")
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("environment variable RUNNER_MODEL__LAYERS__9__UNITS: `9` chooses no element"),
+        "{err}"
+    );
 }
