@@ -337,7 +337,7 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
     let mut env_into_lists = Vec::new();
     if opts.use_env {
         let gone: Vec<String> = from(0).map(|(_, o)| o.path.join(".")).collect();
-        let (mut env, used) = env_provider(&gone)?;
+        let (env, used, into_lists) = env_layer(&figment, &gone)?;
         for (r, o) in from(0) {
             let key = o.path.join(".");
             removed[r] |= used.iter().any(|(_, k)| under(k, &key));
@@ -346,19 +346,7 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
             .into_iter()
             .filter(|(_, k)| !gone.iter().any(|r| under(k, r)))
             .collect();
-        let below = extract(&figment)?;
-        env_into_lists = env_used
-            .iter()
-            .filter_map(|(var, key)| {
-                let o = Override::env(var, key, &std::env::var(var).ok()?);
-                element::list_depth(&below, &o.path).map(|_| o)
-            })
-            .collect();
-        if !env_into_lists.is_empty() {
-            let mut skip = gone;
-            skip.extend(env_into_lists.iter().map(|o| o.key.clone()));
-            env = env_provider(&skip)?.0;
-        }
+        env_into_lists = into_lists;
         figment = figment.merge(env);
     }
     // Keys into a list (`model.layers.2.units`), by override: applied to
@@ -793,6 +781,33 @@ fn env_provider(removed: &[String]) -> Result<(Env, Vec<(String, String)>), Conf
             && !removed.iter().any(|r| under(&k, r))
     });
     Ok((env, used))
+}
+
+/// What [`env_layer`] gives.
+type EnvLayer = (Env, Vec<(String, String)>, Vec<Override>);
+
+/// The `RUNNER_*` variables over the files' `below`, less the keys in
+/// `gone` and inside them: their provider, every variable for a config key
+/// (name, dotted key, `gone` ones too), and as overrides the variables for
+/// a key into a list (`RUNNER_MODEL__LAYERS__0__FILTERS`), which the
+/// provider leaves out.
+fn env_layer(below: &Figment, gone: &[String]) -> Result<EnvLayer, ConfigError> {
+    let (env, used) = env_provider(gone)?;
+    let merged = extract(below)?;
+    let into_lists: Vec<Override> = used
+        .iter()
+        .filter(|(_, k)| !gone.iter().any(|r| under(k, r)))
+        .filter_map(|(var, key)| {
+            let o = Override::env(var, key, &std::env::var(var).ok()?);
+            element::list_depth(&merged, &o.path).map(|_| o)
+        })
+        .collect();
+    if into_lists.is_empty() {
+        return Ok((env, used, into_lists));
+    }
+    let mut skip = gone.to_vec();
+    skip.extend(into_lists.iter().map(|o| o.key.clone()));
+    Ok((env_provider(&skip)?.0, used, into_lists))
 }
 
 /// A figment provider for a file of the chain, from the table `read_chain`
