@@ -477,36 +477,34 @@ fn into_list_patches(
         let replaced = later.iter().any(|l| {
             list.starts_with(&l.path) && (l.remove || value_has(&l.value, &list[l.path.len()..]))
         });
-        let bad = |reason: String| o.error(reason);
-        let at = match replaced {
-            true => None,
-            false => Some(element::resolve(value, &o.path).map_err(bad)?),
-        };
-        // What a removal did, for its `removed` (a flag only: variables set).
-        let took_out = match (&at, o.remove) {
-            (None, remove) => remove,
-            (Some(at), true) => element::remove(value, at).map_err(bad)?,
-            (Some(at), false) => {
-                if let (Some(i), true) = (index, o.add) {
-                    if variant::value_at(value, at).is_some() {
-                        return Err(added(&o, i, list));
-                    }
-                }
-                let new = serde_json::to_value(&o.value).map_err(|e| bad(e.to_string()))?;
-                element::set(value, at, new);
-                false
+        // Only a flag removes (a variable sets), so only a flag is marked.
+        let mut mark = |took_out: bool| {
+            if let Some(i) = index {
+                removed[i] |= took_out;
             }
         };
-        if let Some(i) = index {
-            removed[i] |= took_out;
+        if replaced {
+            mark(o.remove);
+            continue;
         }
-        if let Some(at) = at {
-            patched.push(Patched {
-                at,
-                flag: o.label.clone(),
-                remove: o.remove,
-            });
+        let bad = |reason: String| o.error(reason);
+        let at = element::resolve(value, &o.path).map_err(bad)?;
+        if o.remove {
+            mark(element::remove(value, &at).map_err(bad)?);
+        } else {
+            if let (Some(i), true) = (index, o.add) {
+                if variant::value_at(value, &at).is_some() {
+                    return Err(added(&o, i, list));
+                }
+            }
+            let new = serde_json::to_value(&o.value).map_err(|e| bad(e.to_string()))?;
+            element::set(value, &at, new);
         }
+        patched.push(Patched {
+            at,
+            flag: o.label.clone(),
+            remove: o.remove,
+        });
     }
     Ok(patched)
 }
@@ -793,6 +791,9 @@ type EnvLayer = (Env, Vec<(String, String)>, Vec<Override>);
 /// provider leaves out.
 fn env_layer(below: &Figment, gone: &[String]) -> Result<EnvLayer, ConfigError> {
     let (env, used) = env_provider(gone)?;
+    if used.is_empty() {
+        return Ok((env, used, Vec::new()));
+    }
     let merged = extract(below)?;
     let into_lists: Vec<Override> = used
         .iter()
