@@ -253,6 +253,8 @@ pub struct Sources {
     pub dropped: Vec<variant::Dropped>,
     /// What keys into a list (`model.layers.2.units`) changed, in order.
     pub patched: Vec<Patched>,
+    /// Sweep axes of parent files that a nearer file's own axes replaced.
+    pub replaced_axes: Vec<ReplacedAxes>,
     figment: Figment,
 }
 
@@ -285,6 +287,56 @@ pub struct Patched {
     pub remove: bool,
 }
 
+/// The sweep axes a parent file gave, left out because a nearer file of
+/// the `extends` chain gives its own: a search space is replaced whole.
+#[derive(Debug, Clone)]
+pub struct ReplacedAxes {
+    /// The parent (an index into [`Sources::files`]).
+    pub file: usize,
+    /// The file whose axes replaced them.
+    pub by: usize,
+    /// The axes, as their key under `sweep` (`grid."model.dropout"`).
+    pub keys: Vec<String>,
+}
+
+/// The tables of `[sweep]` that hold its axes: together, the search space.
+const AXIS_TABLES: [&str; 3] = ["grid", "zip", "random"];
+
+/// Leave out of `files` (child first) the sweep axes of every file beyond
+/// the nearest one that has an axis table of its own. Merged key by key,
+/// a parent's grid would add its axes to a child's, or clash with the
+/// child's random axes, and a file cannot take a key back out.
+fn replace_inherited_axes(files: &mut [SourceFile]) -> Vec<ReplacedAxes> {
+    let has_axes = |f: &SourceFile| {
+        f.table
+            .get("sweep")
+            .and_then(toml::Value::as_table)
+            .is_some_and(|t| AXIS_TABLES.iter().any(|a| t.contains_key(*a)))
+    };
+    let Some(by) = files.iter().position(has_axes) else {
+        return Vec::new();
+    };
+    let mut replaced = Vec::new();
+    for (file, f) in files.iter_mut().enumerate().skip(by + 1) {
+        let Some(sweep) = f.table.get_mut("sweep").and_then(toml::Value::as_table_mut) else {
+            continue;
+        };
+        let mut keys = Vec::new();
+        for axes in AXIS_TABLES {
+            if let Some(toml::Value::Table(t)) = sweep.remove(axes) {
+                keys.extend(
+                    t.keys()
+                        .map(|k| format!("{axes}.{}", provenance::toml_key(k))),
+                );
+            }
+        }
+        if !keys.is_empty() {
+            replaced.push(ReplacedAxes { file, by, keys });
+        }
+    }
+    replaced
+}
+
 /// A fully resolved experiment and where it came from.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -313,7 +365,8 @@ pub fn load_text(path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, 
 
 /// `files` (child first) under the environment and `--set` overrides,
 /// deserialized into a spec.
-fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+fn layer(mut files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let replaced_axes = replace_inherited_axes(&mut files);
     // `--set '~key'` takes its key out of every layer below it.
     let mut removed = vec![false; opts.overrides.len()];
     // The removals from the `i`-th override on.
@@ -412,6 +465,7 @@ fn layer(files: Vec<SourceFile>, opts: &LoadOptions) -> Result<Loaded, ConfigErr
         env: env_used,
         dropped: Vec::new(),
         patched,
+        replaced_axes,
         figment,
     };
     // Each pass either reads the spec, fails, or drops one key.
@@ -890,6 +944,14 @@ impl Loaded {
                 out.push_str(&format!("# {}: removed by {}\n", o.key, o.label));
             }
         }
+        for r in &self.sources.replaced_axes {
+            out.push_str(&format!(
+                "# sweep axes of {} left out, replaced by those of {}: {}\n",
+                files[r.file].path.display(),
+                files[r.by].path.display(),
+                r.keys.join(", ")
+            ));
+        }
         out + &provenance::annotated_toml(&table, &|p| {
             // A list is layered whole: inside one, only what a key into it
             // changed has a note of its own.
@@ -1188,6 +1250,88 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(weights["3"], 2.0);
+    }
+
+    #[test]
+    fn a_file_with_sweep_axes_replaces_those_of_the_files_it_extends() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("grand.toml"),
+            "[experiment]\nname = \"g\"\n[data]\nsource = \"synthetic\"\n\
+             [model]\ninput_shape = [8, 8, 1]\nlayers = []\n\
+             [sweep]\nparallel = 3\n[sweep.zip]\n\"train.epochs\" = [1, 2]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("parent.toml"),
+            "extends = \"grand.toml\"\n[sweep]\nmetric = \"val_loss\"\n[sweep.grid]\n\
+             \"model.dropout\" = [0.1, 0.2]\n\"optimizer.learning_rate\" = [1e-3, 1e-2]\n",
+        )
+        .unwrap();
+        let write_child = |text: &str| {
+            let child = dir.path().join("child.toml");
+            std::fs::write(&child, format!("extends = \"parent.toml\"\n{text}")).unwrap();
+            load_with(&child, &[]).unwrap()
+        };
+
+        // Axes of its own: the parents' axes are left out, the other sweep
+        // keys still merge.
+        let l = write_child(
+            "[sweep]\nstrategy = \"random\"\ntrials = 4\n[sweep.random]\n\
+             \"optimizer.learning_rate\" = { distribution = \"log_uniform\", low = 1e-4, high = 1e-1 }\n",
+        );
+        let sweep = l.spec.sweep.clone().unwrap();
+        assert!(sweep.grid.is_empty() && sweep.zip.is_empty());
+        assert_eq!(
+            sweep.random.keys().collect::<Vec<_>>(),
+            ["optimizer.learning_rate"]
+        );
+        assert_eq!(
+            (sweep.parallel, sweep.metric.as_str()),
+            (Some(3), "val_loss")
+        );
+        let shown = l.annotated();
+        let note = |file: &str, keys: &str| {
+            format!(
+                "# sweep axes of {} left out, replaced by those of {}: {keys}\n",
+                dir.path().join(file).display(),
+                dir.path().join("child.toml").display()
+            )
+        };
+        assert!(
+            shown.contains(&note(
+                "parent.toml",
+                "grid.\"model.dropout\", grid.\"optimizer.learning_rate\""
+            )),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&note("grand.toml", "zip.\"train.epochs\"")),
+            "{shown}"
+        );
+
+        // No axes of its own: the nearest file with axes gives them all.
+        let l = write_child("[sweep]\nparallel = 2\n");
+        let sweep = l.spec.sweep.clone().unwrap();
+        assert_eq!(
+            sweep.grid.keys().collect::<Vec<_>>(),
+            ["model.dropout", "optimizer.learning_rate"]
+        );
+        assert!(sweep.zip.is_empty());
+        assert_eq!(sweep.parallel, Some(2));
+        assert_eq!(
+            l.sources
+                .replaced_axes
+                .iter()
+                .map(|r| (r.file, r.by))
+                .collect::<Vec<_>>(),
+            [(2, 1)]
+        );
+
+        // `--set` still adds an axis to the file's.
+        let child = dir.path().join("child.toml");
+        let l = load_with(&child, &["sweep.grid.\"train.batch_size\"=[8, 16]"]).unwrap();
+        assert_eq!(l.spec.sweep.unwrap().grid.len(), 3);
     }
 
     #[test]

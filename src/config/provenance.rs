@@ -187,7 +187,8 @@ pub fn annotated_toml(
     out
 }
 
-fn toml_key(k: &str) -> String {
+/// `k` as a TOML key: bare where it can be, else quoted.
+pub fn toml_key(k: &str) -> String {
     if !k.is_empty()
         && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
