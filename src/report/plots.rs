@@ -331,19 +331,28 @@ pub struct ScatterPoint {
     pub pruned: bool,
 }
 
-/// `y` against each of several numeric parameters, one panel per parameter;
-/// a log scale where a parameter spans more than a factor of 10. Points
+/// One panel of [`scatter_panels`]: `y` against one parameter.
+pub struct Panel {
+    /// The parameter, under the x axis.
+    pub name: String,
+    pub points: Vec<ScatterPoint>,
+    /// For a parameter whose values are not all numbers (an optimizer's
+    /// type, say): the values in axis order, and each point's `x` is the
+    /// index of its value here.
+    pub categories: Option<Vec<String>>,
+}
+
+/// `y` against each of several parameters, one panel per parameter. A
+/// number's axis is linear, or logarithmic where it spans more than a
+/// factor of 10, and labelled without a fraction where every value is a
+/// whole number; other values have a column each, in order. Points
 /// are filled blue discs; pruned ones hollow grey rings, explained by a
 /// legend strip under the panels ("finished", "pruned (best before its
 /// rung)") that is there only when some point is pruned.
-pub fn scatter_panels(
-    title: &str,
-    y_label: &str,
-    panels: &[(String, Vec<ScatterPoint>)],
-) -> Result<RgbImage, PlotError> {
+pub fn scatter_panels(title: &str, y_label: &str, panels: &[Panel]) -> Result<RgbImage, PlotError> {
     register_font();
     let n = panels.len().max(1);
-    let any_pruned = panels.iter().any(|(_, ps)| ps.iter().any(|p| p.pruned));
+    let any_pruned = panels.iter().any(|p| p.points.iter().any(|p| p.pruned));
     let plot_h = 420u32;
     let legend_h = if any_pruned { 30 } else { 0 };
     let (w, h) = (480 * n as u32, plot_h + legend_h);
@@ -359,7 +368,8 @@ pub fn scatter_panels(
             .titled(title, ("sans-serif", 20))
             .map_err(draw_err("scatter"))?;
         let areas = root.split_evenly((1, n));
-        for (area, (name, points)) in areas.iter().zip(panels) {
+        for (area, panel) in areas.iter().zip(panels) {
+            let (name, points) = (&panel.name, &panel.points);
             let xs: Vec<f64> = points.iter().map(|p| p.x).collect();
             let ys: Vec<f64> = points
                 .iter()
@@ -380,7 +390,9 @@ pub fn scatter_panels(
             let ypad = ((y_hi - y_lo) * 0.1).max(1e-3);
             let log = x_lo > 0.0 && x_hi / x_lo > 10.0;
             let y = (y_lo - ypad)..(y_hi + ypad);
-            if log {
+            if let Some(categories) = &panel.categories {
+                category_panel(area, categories, y, name, y_label, points)?;
+            } else if log {
                 scatter_panel(
                     area,
                     (x_lo * 0.8..x_hi * 1.25).log_scale(),
@@ -406,10 +418,10 @@ pub fn scatter_panels(
 /// blue disc, or for a pruned point a grey ring (a grey disc, then a white
 /// one inside it: cleaner than plotters' thick circle outline, and it hides
 /// the mesh under the hole).
-fn scatter_marker<C: Copy>(at: C, pruned: bool) -> Vec<Circle<C, i32>> {
+fn scatter_marker<C: Clone>(at: C, pruned: bool) -> Vec<Circle<C, i32>> {
     if pruned {
         vec![
-            Circle::new(at, 6, MUTED.filled()),
+            Circle::new(at.clone(), 6, MUTED.filled()),
             Circle::new(at, 4, WHITE.filled()),
         ]
     } else {
@@ -459,25 +471,86 @@ where
         .y_label_area_size(56)
         .build_cartesian_2d(x, y)
         .map_err(draw_err("scatter"))?;
-    chart
-        .configure_mesh()
-        .x_desc(name)
+    // Whole numbers (units, filters, a batch size) as such, not "128.0";
+    // fewer labels than plotters' ten, which overlap at three digits.
+    let whole = points.iter().all(|p| p.x.fract() == 0.0);
+    let format_x = |x: &f64| match whole {
+        true => format!("{x:.0}"),
+        false => format!("{x}"),
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(name)
         .y_desc(y_label)
         .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(draw_err("scatter"))?;
-    // Finished trials over pruned ones where they overlap.
+        .x_labels(6);
+    if whole {
+        mesh.x_label_formatter(&format_x);
+    }
+    mesh.draw().map_err(draw_err("scatter"))?;
+    draw_points(&mut chart, points, |p| p.x)
+}
+
+/// The points over a panel's chart: finished trials over pruned ones where
+/// they overlap, each at `x(point)`.
+fn draw_points<DB, X>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>,
+    points: &[ScatterPoint],
+    x: impl Fn(&ScatterPoint) -> X::ValueType,
+) -> Result<(), PlotError>
+where
+    DB: DrawingBackend,
+    X: plotters::coord::ranged1d::Ranged,
+    X::ValueType: Clone,
+{
     for pruned in [true, false] {
         chart
             .draw_series(
                 points
                     .iter()
                     .filter(|p| p.pruned == pruned)
-                    .flat_map(|p| scatter_marker((p.x, p.y), p.pruned)),
+                    .flat_map(|p| scatter_marker((x(p), p.y), p.pruned)),
             )
             .map_err(draw_err("scatter"))?;
     }
     Ok(())
+}
+
+/// One scatter panel whose x axis has a column per category; a point's
+/// `x` is its category's index.
+fn category_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    categories: &[String],
+    y: std::ops::Range<f64>,
+    name: &str,
+    y_label: &str,
+    points: &[ScatterPoint],
+) -> Result<(), PlotError> {
+    let last = categories.len().max(1) as i32 - 1;
+    let mut chart = ChartBuilder::on(area)
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d((0..last).into_segmented(), y)
+        .map_err(draw_err("scatter"))?;
+    let label = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(i) => usize::try_from(*i)
+            .ok()
+            .and_then(|i| categories.get(i))
+            .cloned()
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_desc(name)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 13))
+        .x_labels(categories.len())
+        .x_label_formatter(&label)
+        .draw()
+        .map_err(draw_err("scatter"))?;
+    draw_points(&mut chart, points, |p| SegmentValue::CenterOf(p.x as i32))
 }
 
 /// One tile of an image grid: a picture with up to two caption lines.
@@ -609,7 +682,12 @@ mod tests {
     #[test]
     fn scatter_draws_pruned_points_as_hollow_grey_circles_with_a_legend() {
         let draw = |pruned: &[bool]| {
-            scatter_panels("t", "val_loss", &[("lr".to_string(), points(pruned))]).unwrap()
+            let panel = Panel {
+                name: "lr".to_string(),
+                points: points(pruned),
+                categories: None,
+            };
+            scatter_panels("t", "val_loss", &[panel]).unwrap()
         };
         let finished = draw(&[false; 4]);
         let pruned = draw(&[false, true, false, true]);

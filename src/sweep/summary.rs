@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::plan::{Monitor, SweepPlan};
+use crate::plan::{Distribution, Monitor, SweepPlan};
 use crate::report::plots::{self, PlotError};
 use crate::rundir::{write_atomic, Meta, RunDir, RunDirError};
 use crate::vocab::Strategy;
@@ -329,13 +329,25 @@ pub fn plot(
     }
     let mut panels = Vec::new();
     for key in super::axis_names(spec) {
-        let points: Vec<plots::ScatterPoint> = done
+        let values: Vec<(&TrialResult, &toml::Value)> = done
             .iter()
-            .filter_map(|r| {
-                let x = match r.trial.params.get(&key)? {
-                    toml::Value::Float(f) => *f,
-                    toml::Value::Integer(i) => *i as f64,
-                    _ => return None,
+            .filter_map(|r| Some((*r, r.trial.params.get(&key)?)))
+            .collect();
+        let number = |v: &toml::Value| match v {
+            toml::Value::Float(f) => Some(*f),
+            toml::Value::Integer(i) => Some(*i as f64),
+            _ => None,
+        };
+        let categories = match values.iter().all(|(_, v)| number(v).is_some()) {
+            true => None,
+            false => Some(categories(spec, &key, values.iter().map(|(_, v)| *v))),
+        };
+        let points: Vec<plots::ScatterPoint> = values
+            .iter()
+            .filter_map(|(r, v)| {
+                let x = match &categories {
+                    None => number(v)?,
+                    Some(c) => c.iter().position(|c| c == v)? as f64,
                 };
                 Some(plots::ScatterPoint {
                     x,
@@ -345,7 +357,11 @@ pub fn plot(
             })
             .collect();
         if !points.is_empty() {
-            panels.push((key, points));
+            panels.push(plots::Panel {
+                name: key,
+                points,
+                categories: categories.map(|c| c.into_iter().map(value_text).collect()),
+            });
         }
     }
     if panels.is_empty() {
@@ -356,6 +372,38 @@ pub fn plot(
         &monitor.metric,
         &panels,
     )?))
+}
+
+/// The values of the axis `key`, for a panel with a column each: as the
+/// plan lists them (grid lists, zip lists, random choices), then any other
+/// value a trial had (a sweep folder from an older file).
+fn categories<'a>(
+    spec: &'a SweepPlan,
+    key: &str,
+    trials: impl Iterator<Item = &'a toml::Value>,
+) -> Vec<&'a toml::Value> {
+    let grid = spec
+        .grid
+        .iter()
+        .filter(|a| a.key == key)
+        .flat_map(|a| &a.values);
+    let zip = spec.zip.get(key).into_iter().flatten();
+    let choices = spec
+        .random
+        .iter()
+        .filter(|a| a.key == key)
+        .flat_map(|a| &a.cases)
+        .flat_map(|c| match &c.distribution {
+            Distribution::Choice(values) => values.as_slice(),
+            _ => &[],
+        });
+    let mut out: Vec<&toml::Value> = Vec::new();
+    for v in grid.chain(zip).chain(choices).chain(trials) {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -509,6 +557,63 @@ pub(super) mod tests {
     fn count(img: &image::RgbImage, color: plotters::style::RGBColor) -> usize {
         let plotters::style::RGBColor(r, g, b) = color;
         img.pixels().filter(|p| p.0 == [r, g, b]).count()
+    }
+
+    #[test]
+    fn plot_gives_an_axis_of_names_a_column_per_name() {
+        let spec = SweepPlan::from_toml(
+            "strategy = \"random\"\ntrials = 4\nmetric = \"val_loss\"\n[random]\n\
+             \"model.initializer\" = { distribution = \"choice\", values = [\"he_normal\", \"glorot_uniform\", \"he_uniform\"] }\n\
+             \"optimizer.learning_rate\" = { distribution = \"log_uniform\", low = 1e-4, high = 1e-1 }\n",
+            1,
+        );
+        let text = |s: &str| toml::Value::String(s.into());
+        let with_init = |inits: &[&str]| -> Vec<TrialResult> {
+            inits
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let mut r = result(i, 0.01, Some(0.3 + 0.1 * i as f64), TrialState::Done);
+                    r.trial.params.insert("model.initializer".into(), text(t));
+                    r
+                })
+                .collect()
+        };
+        // The columns in the plan's order, then values the plan lacks.
+        let trials = [
+            text("glorot_uniform"),
+            text("lecun_normal"),
+            text("he_normal"),
+        ];
+        let names: Vec<String> = categories(&spec, "model.initializer", trials.iter())
+            .into_iter()
+            .map(value_text)
+            .collect();
+        assert_eq!(
+            names,
+            ["he_normal", "glorot_uniform", "he_uniform", "lecun_normal"]
+        );
+
+        // A panel for the names (the first) beside the learning rate's,
+        // each point in its name's column.
+        let blue_xs = |inits: &[&str]| {
+            let img = plot(&spec, &with_init(inits)).unwrap().unwrap();
+            assert_eq!(img.width(), 2 * 480);
+            let plotters::style::RGBColor(r, g, b) = plots::FINISHED;
+            let xs: Vec<u32> = img
+                .enumerate_pixels()
+                .filter(|(x, _, p)| *x < 480 && p.0 == [r, g, b])
+                .map(|(x, _, _)| x)
+                .collect();
+            assert!(!xs.is_empty());
+            (*xs.iter().min().unwrap(), *xs.iter().max().unwrap())
+        };
+        // Three columns over about 400 pixels: he_normal's centre near
+        // 135, glorot_uniform's near 265.
+        let (lo, hi) = blue_xs(&["he_normal", "he_normal"]);
+        assert!(lo > 100 && hi < 170, "{lo}..{hi}");
+        let (lo, hi) = blue_xs(&["glorot_uniform", "glorot_uniform", "glorot_uniform"]);
+        assert!(lo > 230 && hi < 300, "{lo}..{hi}");
     }
 
     #[test]
