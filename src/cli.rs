@@ -172,7 +172,7 @@ pub enum Command {
         /// List the trials and their values, check every trial's config, run nothing.
         #[arg(long, conflicts_with_all = ["resume", "status", "cancel"])]
         dry_run: bool,
-        /// Trials at once (overrides sweep.parallel).
+        /// Trials at once (overrides sweep.parallel; on Slurm, also [sweep.launcher] max_parallel).
         #[arg(long)]
         parallel: Option<usize>,
         /// Stop the sweep at the first failed trial.

@@ -69,7 +69,7 @@ pub fn sweep(args: &SweepArgs) -> Result<()> {
         plan,
     };
     if args.dry_run {
-        return Ok(sweep::dry_run(&new, args.launcher.as_deref())?);
+        return Ok(sweep::dry_run(&new, &args.options())?);
     }
     Ok(sweep::start(new, &args.options())?)
 }

@@ -298,16 +298,26 @@ impl SweepPlan {
 
     /// The launcher to use: the file's, or the one `flag` (`--launcher`)
     /// names. Choosing `slurm` keeps the file's Slurm settings when it has
-    /// them.
-    pub fn launcher_with(&self, flag: Option<&str>) -> Result<LauncherPlan, LauncherError> {
-        match flag {
-            None => Ok(self.launcher.clone()),
-            Some("local") => Ok(LauncherPlan::Local),
-            Some("slurm") => Ok(match &self.launcher {
-                LauncherPlan::Slurm(s) => LauncherPlan::Slurm(s.clone()),
-                LauncherPlan::Local => LauncherPlan::Slurm(SlurmPlan::default()),
-            }),
-            Some(other) => Err(LauncherError::Unknown(other.to_string())),
+    /// them. On Slurm, the trials at once (`parallel`, the `--parallel`
+    /// flag, else `sweep.parallel`) are the array's throttle: `parallel`
+    /// over `max_parallel`, and `sweep.parallel` where `max_parallel` is
+    /// not set.
+    pub fn launcher_with(
+        &self,
+        flag: Option<&str>,
+        parallel: Option<usize>,
+    ) -> Result<LauncherPlan, LauncherError> {
+        let slurm = |s: &SlurmPlan| {
+            LauncherPlan::Slurm(SlurmPlan {
+                max_parallel: parallel.or(s.max_parallel).or(self.parallel),
+                ..s.clone()
+            })
+        };
+        match (flag, &self.launcher) {
+            (None | Some("slurm"), LauncherPlan::Slurm(s)) => Ok(slurm(s)),
+            (None | Some("local"), _) => Ok(LauncherPlan::Local),
+            (Some("slurm"), LauncherPlan::Local) => Ok(slurm(&SlurmPlan::default())),
+            (Some(other), _) => Err(LauncherError::Unknown(other.to_string())),
         }
     }
 }
@@ -957,9 +967,12 @@ mod tests {
     #[test]
     fn the_launcher_flag_overrides_the_file() {
         let local = SweepPlan::from_toml("[grid]\n\"a.b\" = [1]\n", 1);
-        assert_eq!(local.launcher_with(None).ok(), Some(LauncherPlan::Local));
         assert_eq!(
-            local.launcher_with(Some("slurm")).ok(),
+            local.launcher_with(None, None).ok(),
+            Some(LauncherPlan::Local)
+        );
+        assert_eq!(
+            local.launcher_with(Some("slurm"), None).ok(),
             Some(LauncherPlan::Slurm(SlurmPlan::default()))
         );
         assert_eq!(SlurmPlan::default().signal_seconds, 120);
@@ -967,7 +980,7 @@ mod tests {
             "[grid]\n\"a.b\" = [1]\n[launcher]\ntype = \"slurm\"\npartition = \"gpu\"\n",
             1,
         );
-        let LauncherPlan::Slurm(s) = slurm.launcher_with(Some("slurm")).unwrap() else {
+        let LauncherPlan::Slurm(s) = slurm.launcher_with(Some("slurm"), None).unwrap() else {
             panic!("slurm");
         };
         assert_eq!(
@@ -976,12 +989,40 @@ mod tests {
             "the file's settings stay"
         );
         assert_eq!(
-            slurm.launcher_with(Some("local")).ok(),
+            slurm.launcher_with(Some("local"), Some(3)).ok(),
             Some(LauncherPlan::Local)
         );
         assert_eq!(
-            slurm.launcher_with(Some("pbs")).unwrap_err().to_string(),
+            slurm
+                .launcher_with(Some("pbs"), None)
+                .unwrap_err()
+                .to_string(),
             "--launcher pbs: use local or slurm"
         );
+    }
+
+    #[test]
+    fn trials_at_once_throttle_a_slurm_array() {
+        let throttle = |sweep: &str, flag: Option<usize>| {
+            let plan = SweepPlan::from_toml(&format!("{sweep}[grid]\n\"a.b\" = [1]\n"), 1);
+            match plan.launcher_with(Some("slurm"), flag).unwrap() {
+                LauncherPlan::Slurm(s) => s.max_parallel,
+                LauncherPlan::Local => panic!("slurm"),
+            }
+        };
+        let launcher = "launcher = { type = \"slurm\", max_parallel = 4 }\n";
+        assert_eq!(throttle("", None), None);
+        assert_eq!(throttle("parallel = 2\n", None), Some(2));
+        assert_eq!(throttle(launcher, None), Some(4));
+        // The file's max_parallel over sweep.parallel; --parallel over both.
+        assert_eq!(
+            throttle(&format!("parallel = 2\n{launcher}"), None),
+            Some(4)
+        );
+        assert_eq!(
+            throttle(&format!("parallel = 2\n{launcher}"), Some(3)),
+            Some(3)
+        );
+        assert_eq!(throttle("", Some(3)), Some(3));
     }
 }

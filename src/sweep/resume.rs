@@ -34,10 +34,11 @@ pub fn resume(dir: &Path, set: &[String], opts: &SweepOptions) -> Result<(), Swe
     extend(&mut s, set)?;
     record_pruned(&s);
     let latest = journal.latest();
-    let launcher = if s.meta.launcher == "slurm" {
-        s.sweep.launcher_with(Some("slurm"))?
-    } else {
-        s.sweep.launcher_with(opts.launcher.as_deref())?
+    let launcher = match s.meta.launcher.as_str() {
+        "slurm" => s.sweep.launcher_with(Some("slurm"), opts.parallel)?,
+        _ => s
+            .sweep
+            .launcher_with(opts.launcher.as_deref(), opts.parallel)?,
     };
     // With promotion, a trial paused at a rung runs again only when the
     // sweep promotes it.

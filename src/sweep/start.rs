@@ -53,11 +53,11 @@ impl Planned {
 /// The sweep's plan, its launcher (the file's, or `launcher`, the
 /// `--launcher` flag) and every trial planned from the sweep's resolved
 /// config (held in memory, named `file` in diagnostics).
-fn plan_trials(new: &NewSweep, launcher: Option<&str>) -> Result<Planned, SweepError> {
+fn plan_trials(new: &NewSweep, opts: &SweepOptions) -> Result<Planned, SweepError> {
     let Some(sweep) = new.plan.sweep.clone() else {
         return Err(SweepError::NoSweepTable(new.file.to_path_buf()));
     };
-    let launcher = sweep.launcher_with(launcher)?;
+    let launcher = sweep.launcher_with(opts.launcher.as_deref(), opts.parallel)?;
     let trials = expand(&sweep);
     if trials.is_empty() {
         return Err(SweepError::NoTrials);
@@ -78,8 +78,8 @@ fn plan_trials(new: &NewSweep, launcher: Option<&str>) -> Result<Planned, SweepE
 
 /// `runner sweep --dry-run FILE`: plan every trial and list them; nothing
 /// is created or run.
-pub fn dry_run(new: &NewSweep, launcher: Option<&str>) -> Result<(), SweepError> {
-    let p = plan_trials(new, launcher)?;
+pub fn dry_run(new: &NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
+    let p = plan_trials(new, opts)?;
     let monitor = &p.sweep.monitor;
     crate::outln!(
         "Sweep of {}: {}, {} trials, ranked by {} ({})",
@@ -216,7 +216,7 @@ fn describe_early_stop(e: &EarlyStopPlan) -> String {
 /// `runner sweep FILE`: plan every trial, create the sweep folder, then run
 /// the trials here or submit them to Slurm (and with `wait`, follow them).
 pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
-    let p = plan_trials(&new, opts.launcher.as_deref())?;
+    let p = plan_trials(&new, opts)?;
     let mut s = create(new, &p)?;
     match &p.launcher {
         LauncherPlan::Local => {
@@ -229,7 +229,7 @@ pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
             submit(&s, settings, &todo)?;
             if s.sweep.strategy == Strategy::Tpe && settings.max_parallel.is_none() {
                 crate::outln!(
-                    "With no [sweep.launcher] max_parallel, all {} tasks may start at once, and a task that starts before {} trial(s) have finished chooses at random: set max_parallel to the number of trials to run at once.",
+                    "With neither sweep.parallel nor [sweep.launcher] max_parallel, all {} tasks may start at once, and a task that starts before {} trial(s) have finished chooses at random: set one to the number of trials to run at once.",
                     s.meta.trials,
                     s.sweep.tpe.n_startup
                 );

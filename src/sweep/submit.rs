@@ -62,8 +62,12 @@ pub(super) fn submit(s: &Sweep, settings: &SlurmPlan, todo: &[usize]) -> Result<
             },
         });
     }
+    let at_once = match settings.max_parallel {
+        Some(n) if n > 0 => format!(", {n} at a time"),
+        _ => String::new(),
+    };
     crate::outln!(
-        "Submitted {} trial(s) to Slurm as job {} (array {})",
+        "Submitted {} trial(s) to Slurm as job {} (array {}{at_once})",
         todo.len(),
         ids.join(", "),
         slurm::compact_ranges(todo)

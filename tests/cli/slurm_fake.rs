@@ -284,6 +284,42 @@ fn tpe_on_slurm_without_max_parallel_says_its_tasks_may_choose_at_random() {
     );
 }
 
+/// `sweep.parallel` (trials at once) throttles the job array where
+/// `[sweep.launcher] max_parallel` is not set, and `--parallel` overrides
+/// both, as it overrides `sweep.parallel` on the local launcher.
+#[test]
+fn trials_at_once_throttle_the_job_array() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_slurm(tmp.path());
+    let exp = tiny_experiment(
+        tmp.path(),
+        "atonce",
+        "[sweep]\nparallel = 2\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1, 0.2]\n\
+         [sweep.launcher]\ntype = \"slurm\"\n",
+    );
+    let runs = tmp.path().join("runs");
+    let out = submit(&bin, &exp, &runs);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("Submitted 3 trial(s) to Slurm as job 1000 (array 0-2, 2 at a time)"),
+        "{text}"
+    );
+    let sbatch = calls(&bin, "sbatch");
+    assert!(sbatch[0].contains("--array=0-2%2"), "{sbatch:?}");
+
+    let dry = runner()
+        .args(["sweep", "--dry-run", "--parallel", "1"])
+        .arg(&exp)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&dry).contains("On Slurm: sbatch --array=0-2%1 "),
+        "{}",
+        stdout(&dry)
+    );
+}
+
 /// What an array task of a TPE sweep does, run by hand on a sweep that the
 /// fake sbatch "queued": `runner run --trial <sweep>/trial-NNN` chooses
 /// trial NNN (from the trials before it, the finished startup trials here)
