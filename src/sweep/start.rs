@@ -205,9 +205,9 @@ fn describe_early_stop(e: &EarlyStopPlan) -> String {
             brackets
                 .iter()
                 .enumerate()
-                .map(|(i, b)| format!("bracket {i}: {b}"))
+                .map(|(i, b)| format!("{b} in bracket {i}"))
                 .collect::<Vec<_>>()
-                .join("; ")
+                .join(", ")
         },
         e.max_epochs
     )
@@ -312,4 +312,29 @@ fn create(new: NewSweep, p: &Planned) -> Result<Sweep, SweepError> {
         plan,
         trials: p.trials.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_stopping_is_described_with_each_brackets_rungs() {
+        let plan = |hyperband| EarlyStopPlan {
+            hyperband,
+            min_epochs: 1,
+            reduction_factor: 3,
+            max_epochs: 9,
+            variant: HalvingVariant::Stopping,
+        };
+        assert_eq!(
+            describe_early_stop(&plan(false)),
+            "Early stopping: asha, keeps the top 1/3 at each rung; rungs at epochs 1, 3 (of 9)"
+        );
+        assert_eq!(
+            describe_early_stop(&plan(true)),
+            "Early stopping: hyperband, keeps the top 1/3 at each rung; rungs at epochs \
+             1, 3 in bracket 0, 3 in bracket 1, none in bracket 2 (of 9)"
+        );
+    }
 }
