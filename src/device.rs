@@ -147,23 +147,28 @@ pub fn resolve(req: DeviceRequest) -> Result<Device, DeviceError> {
     }
 }
 
-/// Number of CPU threads to use: the configured count; otherwise the CPUs
-/// Slurm gave this task (`SLURM_CPUS_PER_TASK`), or all cores.
+/// Number of CPU threads to use: the configured count; otherwise, inside a
+/// Slurm job, the CPUs Slurm gave it (`SLURM_CPUS_PER_TASK`, else
+/// `SLURM_CPUS_ON_NODE`); otherwise all cores.
 pub fn cpu_threads(configured: usize) -> usize {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    threads_from(configured, |var| std::env::var(var).ok(), cores)
+}
+
+/// [`cpu_threads`] with the environment and the core count given. An
+/// array task without `--cpus-per-task` is given one CPU and only
+/// `SLURM_CPUS_ON_NODE` says so; where Slurm binds no cores (no cgroup or
+/// affinity plugin), using every core would oversubscribe the node.
+fn threads_from(configured: usize, var: impl Fn(&str) -> Option<String>, cores: usize) -> usize {
     if configured > 0 {
         return configured;
     }
-    if let Some(n) = std::env::var("SLURM_CPUS_PER_TASK")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if n > 0 {
-            return n;
-        }
-    }
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    ["SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"]
+        .iter()
+        .find_map(|name| var(name)?.trim().parse::<usize>().ok().filter(|n| *n > 0))
+        .unwrap_or(cores)
 }
 
 mod probe {
@@ -215,6 +220,29 @@ mod probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_are_the_configured_count_else_slurms_else_every_core() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(threads_from(3, env(&[("SLURM_CPUS_PER_TASK", "8")]), 16), 3);
+        assert_eq!(threads_from(0, env(&[]), 16), 16);
+        let both = env(&[("SLURM_CPUS_PER_TASK", "8"), ("SLURM_CPUS_ON_NODE", "4")]);
+        assert_eq!(threads_from(0, both, 16), 8);
+        // An array task given one CPU, without --cpus-per-task.
+        assert_eq!(threads_from(0, env(&[("SLURM_CPUS_ON_NODE", "1")]), 16), 1);
+        assert_eq!(threads_from(0, env(&[("SLURM_CPUS_ON_NODE", "x")]), 16), 16);
+        assert_eq!(
+            threads_from(0, env(&[("SLURM_CPUS_PER_TASK", "0")]), 16),
+            16
+        );
+    }
 
     #[test]
     fn parses_device_requests() {
