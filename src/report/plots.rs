@@ -474,10 +474,7 @@ where
     // Whole numbers (units, filters, a batch size) as such, not "128.0";
     // fewer labels than plotters' ten, which overlap at three digits.
     let whole = points.iter().all(|p| p.x.fract() == 0.0);
-    let format_x = |x: &f64| match whole {
-        true => format!("{x:.0}"),
-        false => format!("{x}"),
-    };
+    let format_x = |x: &f64| format!("{x:.0}");
     let mut mesh = chart.configure_mesh();
     mesh.x_desc(name)
         .y_desc(y_label)
