@@ -545,7 +545,7 @@ pub const RESTORE: &str = "restore";
 pub const FINAL: &str = "final";
 
 /// The seconds from one RFC 3339 time to another.
-fn seconds_between(start: &str, end: &str) -> Option<f64> {
+pub fn seconds_between(start: &str, end: &str) -> Option<f64> {
     let fmt = &time::format_description::well_known::Rfc3339;
     let a = time::OffsetDateTime::parse(start, fmt).ok()?;
     let b = time::OffsetDateTime::parse(end, fmt).ok()?;

@@ -1,7 +1,6 @@
 //! A sweep folder: its files, `sweep.json`, and the sweep read back from it.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -11,7 +10,7 @@ use super::{Trial, SWEEP_FILE, TRIAL_CONFIG};
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::plan::{ExperimentPlan, PlanErrors, SweepPlan};
 use crate::rundir::describe::describe;
-use crate::rundir::{write_atomic, RunDirError, SWEEP_META};
+use crate::rundir::{self, write_atomic, RunDirError, SWEEP_META};
 use crate::vocab::Strategy;
 
 /// Why a folder could not be read back as a sweep.
@@ -109,15 +108,8 @@ impl Sweep {
     /// task counts from the same start); `None` before, or without it.
     pub fn out_of_time(&self) -> Option<f64> {
         let hours = self.sweep.max_hours?;
-        let created = time::OffsetDateTime::parse(
-            &self.meta.created,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .ok()?;
-        let start = SystemTime::UNIX_EPOCH
-            + Duration::from_secs_f64(created.unix_timestamp_nanos() as f64 / 1e9);
-        let deadline = start + Duration::from_secs_f64(hours * 3600.0);
-        (SystemTime::now() >= deadline).then_some(hours)
+        let elapsed = rundir::seconds_between(&self.meta.created, &rundir::now_rfc3339())?;
+        (elapsed >= hours * 3600.0).then_some(hours)
     }
 }
 
