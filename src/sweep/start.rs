@@ -98,8 +98,15 @@ pub fn dry_run(new: &NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
     if let Some(e) = &p.sweep.early_stop {
         crate::outln!("{}", describe_early_stop(e));
     }
+    // Hyperband deals trials to its brackets by index: say where each goes.
+    let bracket = |t: &Trial| match &p.sweep.early_stop {
+        Some(e) if e.hyperband => {
+            format!("bracket {}  ", super::prune::rule(e).bracket_of(t.index))
+        }
+        _ => String::new(),
+    };
     for t in &p.trials {
-        crate::outln!("  {}  {}", t.folder_name(), t.params_text());
+        crate::outln!("  {}  {}{}", t.folder_name(), bracket(t), t.params_text());
     }
     if p.trials.len() < p.total() {
         crate::outln!(

@@ -380,6 +380,42 @@ fn a_killed_asha_sweep_resumes_to_the_same_decisions() {
     }
 }
 
+/// Hyperband's `--dry-run` names each bracket's rungs and the bracket
+/// each trial is dealt to, as docs/sweeps.md computes them by hand for 9
+/// epochs, rungs from epoch 1 and a reduction factor of 3: brackets 0, 1,
+/// 2, 0, 1, 0 for the first six trials.
+#[test]
+fn a_hyperband_dry_run_shows_each_trials_bracket() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "hb",
+        "[sweep]\nstrategy = \"random\"\ntrials = 6\n\
+         [sweep.random]\n\"model.dropout\" = { distribution = \"uniform\", low = 0.0, high = 0.5 }\n\
+         [sweep.early_stop]\ntype = \"hyperband\"\nmin_epochs = 1\n",
+    );
+    let out = runner()
+        .args(["sweep", "--dry-run", "--set", "train.epochs=9"])
+        .arg(&exp)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let dry = stdout(&out);
+    assert!(
+        dry.contains(
+            "Early stopping: hyperband, keeps the top 1/3 at each rung; rungs at epochs \
+             1, 3 in bracket 0, 3 in bracket 1, none in bracket 2 (of 9)"
+        ),
+        "{dry}"
+    );
+    let brackets: Vec<&str> = dry
+        .lines()
+        .filter(|l| l.trim_start().starts_with("trial-"))
+        .filter_map(|l| l.split("  bracket ").nth(1)?.split_whitespace().next())
+        .collect();
+    assert_eq!(brackets, ["0", "1", "2", "0", "1", "0"], "{dry}");
+}
+
 /// TPE over a conditional space: momentum only with SGD, a learning-rate
 /// range per optimizer. The first trials are random (and shown by
 /// --dry-run), the others proposed from the results; no trial has a key
