@@ -99,11 +99,14 @@ pub fn dry_run(new: &NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
         crate::outln!("{}", describe_early_stop(e));
     }
     // Hyperband deals trials to its brackets by index: say where each goes.
-    let bracket = |t: &Trial| match &p.sweep.early_stop {
-        Some(e) if e.hyperband => {
-            format!("bracket {}  ", super::prune::rule(e).bracket_of(t.index))
-        }
-        _ => String::new(),
+    let hyperband = p
+        .sweep
+        .early_stop
+        .filter(|e| e.hyperband)
+        .map(|e| super::prune::rule(&e));
+    let bracket = |t: &Trial| match &hyperband {
+        Some(rule) => format!("bracket {}  ", rule.bracket_of(t.index)),
+        None => String::new(),
     };
     for t in &p.trials {
         crate::outln!("  {}  {}{}", t.folder_name(), bracket(t), t.params_text());
