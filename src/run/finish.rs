@@ -90,7 +90,8 @@ pub(super) fn finish(
         }
     };
     run.write_meta(meta)?;
-    if let Some(m) = &meta.message {
+    // An error's message is printed once, by the command line's error report.
+    if let (Some(m), true) = (&meta.message, result.is_ok()) {
         crate::outln!("{m}");
     }
     crate::outln!("Status: {}", meta.status.as_str());
