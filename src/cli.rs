@@ -117,8 +117,9 @@ pub enum Command {
     Run {
         /// The experiment file (TOML).
         file: Option<PathBuf>,
-        /// Continue an interrupted run in its folder.
-        #[arg(long, value_name = "RUN_DIR", value_parser = folder_arg, conflicts_with_all = ["file", "set"])]
+        /// Continue an interrupted run in its folder; with `--set train.epochs=N`, also a
+        /// finished one, trained on to N epochs.
+        #[arg(long, value_name = "RUN_DIR", value_parser = folder_arg, conflicts_with = "file")]
         resume: Option<PathBuf>,
         /// Run one sweep trial in its folder (starts it, or resumes it from its checkpoint).
         #[arg(long, value_name = "TRIAL_DIR", hide = true, conflicts_with_all = ["file", "set"])]
@@ -135,6 +136,7 @@ pub enum Command {
         /// `--set '~callbacks.early_stopping'`. Hydra's `+KEY=VALUE` (only where no layer
         /// sets the key) and `++KEY=VALUE` work too. A key can choose one layer by index
         /// or by its summary name: `--set model.layers.dense.units=128`. Repeatable.
+        /// With --resume, only the epochs: `--set train.epochs=N`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// Ignore `RUNNER_*` environment variables.
@@ -307,7 +309,7 @@ pub fn main() -> ExitCode {
             worker,
         } => {
             let target = match (file, resume, trial) {
-                (_, Some(dir), _) => commands::run::RunTarget::Resume(dir),
+                (_, Some(dir), _) => commands::run::RunTarget::Resume { dir, set },
                 (_, _, Some(dir)) => commands::run::RunTarget::Trial { dir, worker },
                 (Some(file), _, _) => {
                     commands::run::RunTarget::New(ExperimentArgs { file, set, no_env })

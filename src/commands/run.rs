@@ -14,8 +14,9 @@ pub use crate::run::RunOptions;
 pub enum RunTarget {
     /// A new run of an experiment file.
     New(ExperimentArgs),
-    /// Continue an interrupted run in its folder.
-    Resume(PathBuf),
+    /// Continue an interrupted run in its folder, or train one on to more
+    /// epochs (`set`: `--set train.epochs=N`).
+    Resume { dir: PathBuf, set: Vec<String> },
     /// A sweep trial: start it, or resume it if it has a checkpoint.
     /// `worker`: a Slurm task of a promotion sweep, which then runs the
     /// sweep's promotions ([`crate::sweep::work`]).
@@ -32,7 +33,7 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     }
     let target = match target {
         RunTarget::New(exp) => run::RunTarget::New(Box::new(super::load_plan(&exp)?)),
-        RunTarget::Resume(dir) => run::RunTarget::Resume(dir),
+        RunTarget::Resume { dir, set } => run::RunTarget::Resume { dir, set },
         RunTarget::Trial { dir, worker: false } => run::RunTarget::Trial(dir),
         RunTarget::Trial { dir, worker: true } => {
             // A TPE task chooses its trial first.

@@ -3,12 +3,14 @@
 //! ended in `meta.json`. `runner run` (a new run, `--resume`, a sweep
 //! trial) is a thin command over [`run`].
 //!
-//! Files: [`inputs`] (what a new folder records first), [`execute`]
-//! (training and evaluation on the chosen backend), [`finish`] (the
-//! outcome into meta.json and an exit status). Imports run one way:
-//! mod -> inputs, execute -> finish.
+//! Files: [`inputs`] (what a new folder records first), [`extend`] (a
+//! resume that trains a run on to more epochs), [`execute`] (training and
+//! evaluation on the chosen backend), [`finish`] (the outcome into
+//! meta.json and an exit status). Imports run one way: mod -> inputs,
+//! extend, execute -> finish.
 
 mod execute;
+mod extend;
 mod finish;
 mod inputs;
 
@@ -37,8 +39,9 @@ const LOCK_WAIT_SECONDS: u64 = 10;
 pub enum RunTarget {
     /// A new run of a loaded and planned experiment.
     New(Box<(Loaded, ExperimentPlan)>),
-    /// Continue an interrupted run in its folder.
-    Resume(PathBuf),
+    /// Continue an interrupted run in its folder; `set`: `--set
+    /// train.epochs=N` flags that train it on to more epochs.
+    Resume { dir: PathBuf, set: Vec<String> },
     /// A sweep trial: start it, or resume it if it has a checkpoint.
     Trial(PathBuf),
 }
@@ -57,7 +60,7 @@ pub struct RunOptions {
 /// folder behind; errors after it are recorded in the folder's meta.json.
 pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     let trial = matches!(target, RunTarget::Trial(_));
-    let Some((loaded, mut plan, place, resume)) = prepare(target, opts)? else {
+    let Some((loaded, mut plan, place, resume, extension)) = prepare(target, opts)? else {
         return Ok(());
     };
     // Everything that can be wrong with the command, the device or the data
@@ -122,6 +125,9 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
 
     if !resume {
         inputs::write(&run, &loaded, &plan)?;
+    }
+    if let Some(ext) = &extension {
+        extend::record(&run, &plan, ext)?;
     }
     let mut meta = match (resume, run.read_meta()) {
         (true, Ok(mut m)) => {
@@ -209,43 +215,51 @@ enum Place {
     Existing(RunDir),
 }
 
+/// What [`prepare`] found: the config, its plan, where to train, whether
+/// it resumes, and how a resume trains on past the planned epochs.
+type Prepared = (
+    Loaded,
+    ExperimentPlan,
+    Place,
+    bool,
+    Option<extend::Extension>,
+);
+
 /// Read the config and find the run folder for each kind of target.
 /// `None` when there is nothing to do (a trial that already completed).
-fn prepare(
-    target: RunTarget,
-    opts: &RunOptions,
-) -> Result<Option<(Loaded, ExperimentPlan, Place, bool)>> {
+fn prepare(target: RunTarget, opts: &RunOptions) -> Result<Option<Prepared>> {
     match target {
         RunTarget::New(planned) => {
             let (loaded, mut plan) = *planned;
             if let Some(d) = &opts.runs_dir {
                 plan.runs_dir = d.clone();
             }
-            Ok(Some((loaded, plan, Place::New, false)))
+            Ok(Some((loaded, plan, Place::New, false, None)))
         }
-        RunTarget::Resume(dir) => {
+        RunTarget::Resume { dir, set } => {
             let run = RunDir::open(&dir)?;
             let meta = run.read_meta()?;
-            if meta.status == Status::Completed {
+            if meta.status == Status::Completed && set.is_empty() {
                 return Err(Error::Usage(format!(
-                    "{} already completed; nothing to resume",
+                    "{} already completed; nothing to resume (`--set train.epochs=N` trains it on to N epochs)",
                     dir.display()
                 )));
             }
             refuse_sweep_hold(&run)?;
+            let Some(done) = Checkpoints::new(run.checkpoints()).linked_epoch(LAST) else {
+                return Err(Error::Usage(format!(
+                    "{} has no checkpoint to resume from (it stopped before finishing its first epoch, or callbacks.checkpoint.save_last is off); start it again with `runner run`",
+                    dir.display()
+                )));
+            };
+            if !set.is_empty() {
+                let (loaded, plan, ext) = extend::extended(&run, &meta, done, &set)?;
+                return Ok(Some((loaded, plan, Place::Existing(run), true, Some(ext))));
+            }
             // Its own checkpoint holds the weights: `init_from` is not checked again.
             let loaded = config::load_exact(&run.resolved_config())?;
             let plan = plan::plan_saved(&loaded)?;
-            if Checkpoints::new(run.checkpoints())
-                .linked_epoch(LAST)
-                .is_none()
-            {
-                return Err(Error::Usage(format!(
-                    "{} has no checkpoint to resume from (it stopped before finishing its first epoch); start it again with `runner run`",
-                    dir.display()
-                )));
-            }
-            Ok(Some((loaded, plan, Place::Existing(run), true)))
+            Ok(Some((loaded, plan, Place::Existing(run), true, None)))
         }
         RunTarget::Trial(dir) => {
             // A TPE trial on Slurm that its task chooses now.
@@ -268,7 +282,7 @@ fn prepare(
             let resume = Checkpoints::new(run.checkpoints())
                 .linked_epoch(LAST)
                 .is_some();
-            Ok(Some((loaded, plan, Place::Existing(run), resume)))
+            Ok(Some((loaded, plan, Place::Existing(run), resume, None)))
         }
     }
 }

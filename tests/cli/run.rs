@@ -497,6 +497,145 @@ fn resume_refuses_a_completed_run() {
     );
 }
 
+/// Columns of metrics.csv that a run computes (epoch to lr, not its
+/// timings), per epoch.
+fn learned_rows(dir: &Path) -> Vec<Vec<f64>> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').take(6).map(|v| v.parse().unwrap()).collect())
+        .collect()
+}
+
+/// `runner run --resume DIR --set train.epochs=N` trains a finished run on
+/// to N epochs, and the run equals one that planned N from the start.
+#[test]
+fn a_finished_run_trains_on_to_more_epochs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "more", "");
+    let runs = tmp.path().join("runs");
+    let run = |epochs: &str, extra: &[&str]| {
+        let out = runner_on("run", &exp, &runs)
+            .args(["--set", &format!("train.epochs={epochs}")])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        run_dir(&runs, "more")
+    };
+    let resume = |dir: &Path, set: &[&str]| {
+        let mut cmd = runner();
+        cmd.current_dir(tmp.path())
+            .arg("run")
+            .arg("--resume")
+            .arg(dir);
+        for s in set {
+            cmd.args(["--set", s]);
+        }
+        cmd.output().unwrap()
+    };
+    let short = run("2", &[]);
+    let long = run("4", &[]);
+    let config_before = std::fs::read(short.join("config.resolved.toml")).unwrap();
+
+    // Refused, and nothing in the folder changes: another key, fewer
+    // epochs than it has trained, or a removal.
+    let rel = short.strip_prefix(tmp.path()).unwrap();
+    let other = resume(rel, &["optimizer.learning_rate=0.1"]);
+    assert_exit(&other, 2);
+    let fewer = resume(rel, &["train.epochs=2"]);
+    assert_exit(&fewer, 2);
+    let removed = resume(rel, &["~train.epochs"]);
+    assert_exit(&removed, 2);
+    insta::assert_snapshot!(
+        "resume-more-epochs-refusals",
+        [other, fewer, removed]
+            .iter()
+            .map(stderr)
+            .collect::<Vec<_>>()
+            .join("----\n")
+    );
+    assert_eq!(
+        std::fs::read(short.join("config.resolved.toml")).unwrap(),
+        config_before
+    );
+    assert_eq!(csv_epochs(&short), vec![0, 1]);
+    assert_eq!(meta(&short)["resumes"], 0);
+
+    let out = resume(rel, &["train.epochs=4"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("Training on to 4 epochs (train.epochs was 2)")
+            && text.contains("Resuming after epoch 2 of 4"),
+        "{text}"
+    );
+    // The same numbers as the run that planned 4 epochs (a sum over
+    // threads may differ in its last bit from run to run).
+    let (a, b) = (learned_rows(&short), learned_rows(&long));
+    assert_eq!(a.len(), 4);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0), "{a:?}\n{b:?}");
+    }
+    let (m, l) = (meta(&short), meta(&long));
+    assert_eq!(m["status"], "completed");
+    assert_eq!(m["epochs_completed"], 4);
+    assert_eq!(m["resumes"], 1);
+    assert_eq!(m["test_accuracy"], l["test_accuracy"]);
+    // Its config says so, and the flag is recorded.
+    let out = runner()
+        .arg("compare")
+        .arg(&short)
+        .arg(&long)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("(the configs are identical)"),
+        "{}",
+        stdout(&out)
+    );
+    let overrides: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(short.join("overrides.json")).unwrap())
+            .unwrap();
+    assert_eq!(overrides["set"], serde_json::json!(["train.epochs=2"]));
+    assert_eq!(
+        overrides["resume_set"],
+        serde_json::json!(["train.epochs=4"])
+    );
+
+    // A run that early stopping ended, and a cosine schedule that has
+    // begun, would not equal a longer run: refused.
+    let stopped = run(
+        "3",
+        &[
+            "--set",
+            "callbacks.early_stopping.min_delta=10",
+            "--set",
+            "callbacks.early_stopping.patience=1",
+        ],
+    );
+    assert_eq!(
+        csv_epochs(&stopped),
+        vec![0, 1],
+        "early stopping did not stop"
+    );
+    let out = resume(&stopped, &["train.epochs=6"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("early stopping ended") && stderr(&out).contains("model.init_from"),
+        "{}",
+        stderr(&out)
+    );
+    let cosine = run("2", &["--set", "callbacks.lr_schedule.type=\"cosine\""]);
+    let out = resume(&cosine, &["train.epochs=3"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("cosine schedule"), "{}", stderr(&out));
+    assert_eq!(csv_epochs(&cosine), vec![0, 1]);
+}
+
 /// SIGUSR1 (Slurm's warning before a time limit) stops at the next batch;
 /// SIGINT (Ctrl-C) finishes the epoch. Both leave a `stopped`, resumable run.
 #[test]
