@@ -63,6 +63,10 @@ impl Comparison {
     }
 }
 
+/// The status of a run whose meta.json says `running` but whose process
+/// is gone ([`RunDir::was_killed`]).
+const KILLED: &str = "killed";
+
 struct Row {
     name: String,
     config: BTreeMap<String, String>,
@@ -150,10 +154,11 @@ fn load(dir: &Path, label: String) -> Result<Row, CompareError> {
     Ok(Row {
         name: label,
         config,
-        status: meta
-            .as_ref()
-            .map(|m| m.status.as_str().to_string())
-            .unwrap_or_else(|| "unknown".into()),
+        status: match &meta {
+            Some(m) if run.was_killed(m) => KILLED.into(),
+            Some(m) => m.status.as_str().into(),
+            None => "unknown".into(),
+        },
         epochs: read_metric(&run.metrics_csv(), "loss").len(),
         best_val_accuracy: best_of(&acc, &Monitor::max("val_accuracy")),
         best_val_loss: best_of(&loss, &Monitor::min("val_loss")),
@@ -278,6 +283,13 @@ fn render(rows: &[Row]) -> String {
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
+    }
+    if rows.iter().any(|r| r.status == KILLED) {
+        out.push_str(
+            "killed: its meta.json says running, but no process runs it (killed, out of memory, \
+             or a power loss); `runner run --resume DIR` continues a run, \
+             `runner sweep --resume SWEEP_DIR` a sweep's trial\n",
+        );
     }
     out
 }

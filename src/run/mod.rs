@@ -101,7 +101,7 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     // folder's last process may still be dying (a trial of a sweep that was
     // just killed and is resumed at once): it gets a few seconds to let go.
     let wait = Duration::from_secs(if existing { LOCK_WAIT_SECONDS } else { 0 });
-    let Some(_lock) = rundir::try_lock_within(&run.root().join(".lock"), wait)? else {
+    let Some(_lock) = rundir::try_lock_within(&run.lock(), wait)? else {
         return Err(Error::Usage(format!(
             "{} is being run by another runner process",
             run.root().display()

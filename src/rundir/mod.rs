@@ -354,6 +354,22 @@ impl RunDir {
     pub fn log_file(&self) -> PathBuf {
         self.root.join("run.log")
     }
+    /// The lock its training process holds ([`try_lock`]): one process per
+    /// run folder.
+    pub fn lock(&self) -> PathBuf {
+        self.root.join(".lock")
+    }
+
+    /// Whether `meta` (this folder's) says `running` although no process
+    /// runs the folder: it was killed (SIGKILL, out of memory, a power
+    /// loss) before it could record its end, and `--resume` continues it.
+    /// Judged only for a run started on this machine, by its lock, since a
+    /// network filesystem may not share locks between machines.
+    pub fn was_killed(&self, meta: &Meta) -> bool {
+        meta.status == Status::Running
+            && meta.hostname == hostname()
+            && is_locked(&self.lock()) == Some(false)
+    }
 
     pub fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
         write_atomic(path, bytes)
@@ -623,6 +639,30 @@ mod tests {
         record_holder(&held);
         assert_eq!(lock_holder(&p), Some((std::process::id(), hostname())));
         assert_eq!(is_locked(&p), Some(true));
+    }
+
+    #[test]
+    fn a_running_run_without_its_process_was_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::at(dir.path()).unwrap();
+        let meta = |status: &str, host: &str| -> Meta {
+            serde_json::from_str(&format!(
+                r#"{{"experiment":"t","runner_version":"0","backend":"flex","device":"cpu","threads":1,"seed":1,"dataset":null,"command":[],"cwd":"/","hostname":"{host}","pid":1,"start_time":"x","status":"{status}"}}"#
+            ))
+            .unwrap()
+        };
+        let here = hostname();
+        assert!(run.was_killed(&meta("running", &here)));
+        // Its process holds the lock while it runs.
+        let held = try_lock(&run.lock()).unwrap().unwrap();
+        assert!(!run.was_killed(&meta("running", &here)));
+        drop(held);
+        assert!(run.was_killed(&meta("running", &here)));
+        // A run that recorded its end, or one started on another machine,
+        // whose lock this machine may not see.
+        assert!(!run.was_killed(&meta("stopped", &here)));
+        assert!(!run.was_killed(&meta("completed", &here)));
+        assert!(!run.was_killed(&meta("running", "another-host")));
     }
 
     #[test]

@@ -417,6 +417,16 @@ fn a_killed_run_resumes_without_losing_or_repeating_an_epoch() {
         "running",
         "a killed run has no chance to mark itself"
     );
+    // Its process is gone, which compare says, with the way on.
+    let out = runner().arg("compare").arg(&dir).output().unwrap();
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let row = text.lines().find(|l| l.starts_with("killed/")).unwrap();
+    assert!(row.contains(" killed "), "{text}");
+    assert!(
+        text.contains("`runner run --resume DIR` continues"),
+        "{text}"
+    );
 
     let out = runner()
         .arg("run")
