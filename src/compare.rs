@@ -99,6 +99,10 @@ fn flatten(prefix: &str, t: &toml::Table, out: &mut BTreeMap<String, String>) {
                     }
                 }
             }
+            // Bare, as the sweep's tables show values.
+            toml::Value::String(text) => {
+                out.insert(path, text.clone());
+            }
             other => {
                 out.insert(path, other.to_string());
             }
@@ -364,5 +368,7 @@ mod tests {
         );
         assert_eq!(out["model.layers.0.filters"], "4");
         assert_eq!(out["model.input_shape"], "[8, 8, 1]");
+        // A string bare, as the sweep's tables show it.
+        assert_eq!(out["model.layers.1.type"], "flatten");
     }
 }
