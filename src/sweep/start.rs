@@ -239,7 +239,7 @@ pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
             submit(&s, settings, &todo)?;
             if s.sweep.strategy == Strategy::Tpe && settings.max_parallel.is_none() {
                 crate::outln!(
-                    "With neither sweep.parallel nor [sweep.launcher] max_parallel, all {} tasks may start at once, and a task that starts before {} trial(s) have finished chooses at random: set one to the number of trials to run at once.",
+                    "With none of --parallel, sweep.parallel and [sweep.launcher] max_parallel, all {} tasks may start at once, and a task that starts before {} trial(s) have finished chooses at random: set one to the number of trials to run at once.",
                     s.meta.trials,
                     s.sweep.tpe.n_startup
                 );
