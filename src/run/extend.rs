@@ -131,10 +131,5 @@ pub(super) fn record(run: &RunDir, plan: &ExperimentPlan, ext: &Extension) -> Re
             .unwrap_or_default()
             .as_bytes(),
     )?;
-    crate::outln!(
-        "Training on to {} epochs (train.epochs was {})",
-        plan.train.epochs,
-        ext.from
-    );
     Ok(())
 }

@@ -147,6 +147,13 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     meta.class_weights = class_weights.map(|w| data.classes.iter().cloned().zip(w).collect());
     run.write_meta(&meta)?;
     crate::outln!("Run folder: {}", run.root().display());
+    if let Some(ext) = &extension {
+        crate::outln!(
+            "Training on to {} epochs (train.epochs was {})",
+            plan.train.epochs,
+            ext.from
+        );
+    }
     let execution = match gpu {
         Some(settings) => {
             crate::outln!("GPU: {device} ({})", settings.describe());
