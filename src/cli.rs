@@ -157,6 +157,10 @@ pub enum Command {
         /// Run folders, sweep folders (all their trials) or experiment folders (all their runs).
         #[arg(required = true, value_parser = folder_arg)]
         dirs: Vec<PathBuf>,
+        /// Also write the table as CSV for pandas (full precision, epochs from 0);
+        /// `-` writes it to stdout in place of the table.
+        #[arg(long, value_name = "FILE")]
+        csv: Option<PathBuf>,
     },
     /// Run a grid, random or TPE search over any config keys, one run per trial.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "resume", "status", "cancel"])))]
@@ -326,7 +330,7 @@ pub fn main() -> ExitCode {
                 },
             )
         }
-        Command::Compare { dirs } => commands::compare::compare(&dirs),
+        Command::Compare { dirs, csv } => commands::compare::compare(&dirs, csv.as_deref()),
         Command::Sweep {
             file,
             set,

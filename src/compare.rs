@@ -61,6 +61,57 @@ impl Comparison {
     pub fn render(&self) -> String {
         render(&self.rows)
     }
+
+    /// The same as CSV for pandas: one row per run, the keys that differ,
+    /// then status and metrics at full precision, each best with its epoch
+    /// (from 0, as metrics.csv counts), and the run's folder. A missing
+    /// value is an empty cell.
+    pub fn to_csv(&self) -> Vec<u8> {
+        let rows = &self.rows;
+        let keys = differing(rows);
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header = vec!["run".to_string()];
+        header.extend(keys.iter().map(|k| k.to_string()));
+        header.extend(
+            [
+                "status",
+                "epochs",
+                "best_val_accuracy",
+                "best_val_accuracy_epoch",
+                "best_val_loss",
+                "best_val_loss_epoch",
+                "final_val_accuracy",
+                "test_accuracy",
+                "run_dir",
+            ]
+            .map(String::from),
+        );
+        let _ = w.write_record(&header);
+        let num = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let best = |v: Option<(usize, f64)>| {
+            [
+                num(v.map(|(_, v)| v)),
+                v.map(|(e, _)| e.to_string()).unwrap_or_default(),
+            ]
+        };
+        for r in rows {
+            let mut rec = vec![r.name.clone()];
+            rec.extend(
+                keys.iter()
+                    .map(|k| r.config.get(*k).cloned().unwrap_or_default()),
+            );
+            rec.extend([r.status.clone(), r.epochs.to_string()]);
+            rec.extend(best(r.best_val_accuracy));
+            rec.extend(best(r.best_val_loss));
+            rec.extend([
+                num(r.final_val_accuracy),
+                num(r.test_accuracy),
+                r.dir.display().to_string(),
+            ]);
+            let _ = w.write_record(&rec);
+        }
+        w.into_inner().unwrap_or_default()
+    }
 }
 
 /// The status of a run whose meta.json says `running` but whose process
@@ -69,6 +120,7 @@ const KILLED: &str = "killed";
 
 struct Row {
     name: String,
+    dir: PathBuf,
     config: BTreeMap<String, String>,
     status: String,
     epochs: usize,
@@ -157,6 +209,7 @@ fn load(dir: &Path, label: String) -> Result<Row, CompareError> {
     let loss = read_metric(&run.metrics_csv(), "val_loss");
     Ok(Row {
         name: label,
+        dir: dir.to_path_buf(),
         config,
         status: match &meta {
             Some(m) if run.was_killed(m) => KILLED.into(),
@@ -210,7 +263,9 @@ fn label(dir: &Path) -> String {
     }
 }
 
-fn render(rows: &[Row]) -> String {
+/// The config keys whose values differ between the rows, layer 2 before
+/// layer 10.
+fn differing(rows: &[Row]) -> Vec<&String> {
     let keys: BTreeSet<&String> = rows.iter().flat_map(|r| r.config.keys()).collect();
     let mut differing: Vec<&String> = keys
         .into_iter()
@@ -220,7 +275,6 @@ fn render(rows: &[Row]) -> String {
             rows.iter().any(|r| r.config.get(*k) != first)
         })
         .collect();
-    // Layer 2 before layer 10.
     differing.sort_by_key(|k| {
         k.split('.')
             .map(|seg| match seg.parse::<usize>() {
@@ -229,6 +283,11 @@ fn render(rows: &[Row]) -> String {
             })
             .collect::<Vec<_>>()
     });
+    differing
+}
+
+fn render(rows: &[Row]) -> String {
+    let differing = differing(rows);
     let fmt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
     let fmt_best = |v: Option<(usize, f64)>| {
         v.map(|(e, v)| format!("{v:.4} @{}", e + 1))
@@ -306,6 +365,7 @@ mod tests {
     fn only_differing_keys_are_shown() {
         let row = |name: &str, lr: &str| Row {
             name: name.into(),
+            dir: PathBuf::from(name),
             config: BTreeMap::from([
                 ("optimizer.learning_rate".to_string(), lr.to_string()),
                 ("train.epochs".to_string(), "3".to_string()),

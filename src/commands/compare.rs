@@ -1,12 +1,14 @@
 //! `runner compare RUN_OR_SWEEP_DIR...`: runs side by side, showing only the
 //! config keys that differ, and their final and best metrics.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::compare::{CompareError, Comparison};
 use crate::error::{experiment_file, Error, Result, Wanted};
+use crate::rundir::write_atomic;
 
-pub fn compare(dirs: &[PathBuf]) -> Result<()> {
+/// `csv`: also write the table as CSV there; `-` prints the CSV alone.
+pub fn compare(dirs: &[PathBuf], csv: Option<&Path>) -> Result<()> {
     let table = Comparison::load(dirs).map_err(|e| match e {
         CompareError::Run(r) => r.into(),
         CompareError::NoRuns { path, reason } => Error::Usage(
@@ -18,6 +20,16 @@ pub fn compare(dirs: &[PathBuf]) -> Result<()> {
         ),
         other => Error::Usage(other.to_string()),
     })?;
-    crate::out!("{}", table.render());
+    match csv {
+        Some(path) if path == Path::new("-") => {
+            crate::out!("{}", String::from_utf8_lossy(&table.to_csv()));
+        }
+        Some(path) => {
+            crate::out!("{}", table.render());
+            write_atomic(path, &table.to_csv())?;
+            crate::outln!("CSV: {}", path.display());
+        }
+        None => crate::out!("{}", table.render()),
+    }
     Ok(())
 }

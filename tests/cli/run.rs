@@ -646,6 +646,75 @@ fn a_finished_run_trains_on_to_more_epochs() {
     assert_eq!(csv_epochs(&cosine), vec![0, 1]);
 }
 
+/// `runner compare --csv`: the table for pandas, whose numbers agree with
+/// each run's own metrics.csv.
+#[test]
+fn compare_writes_a_csv_that_pandas_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "cmp", "");
+    let runs = tmp.path().join("runs");
+    for lr in ["0.01", "0.001"] {
+        let out = runner_on("run", &exp, &runs)
+            .args(["--set", &format!("optimizer.learning_rate={lr}")])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+    }
+    let csv = tmp.path().join("cmp.csv");
+    let out = runner()
+        .arg("compare")
+        .arg(runs.join("cmp"))
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.starts_with("run  "), "the table first: {text}");
+    assert!(text.contains(&format!("CSV: {}", csv.display())), "{text}");
+    // `-`: the CSV alone on stdout, the same as the file.
+    let out = runner()
+        .arg("compare")
+        .arg(runs.join("cmp"))
+        .args(["--csv", "-"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), std::fs::read_to_string(&csv).unwrap());
+
+    let Some(python) = python_with("pandas") else {
+        return;
+    };
+    let code = r#"
+import sys
+import pandas as pd
+df = pd.read_csv(sys.argv[1])
+assert list(df.columns) == ["run", "optimizer.learning_rate", "status", "epochs",
+    "best_val_accuracy", "best_val_accuracy_epoch", "best_val_loss", "best_val_loss_epoch",
+    "final_val_accuracy", "test_accuracy", "run_dir"], list(df.columns)
+assert df["optimizer.learning_rate"].tolist() == [0.01, 0.001]
+assert (df.status == "completed").all()
+for _, r in df.iterrows():
+    m = pd.read_csv(f"{r.run_dir}/metrics.csv")
+    assert r.epochs == len(m)
+    assert r.best_val_accuracy == m.val_accuracy.max(), (r, m)
+    assert r.best_val_accuracy_epoch == m.epoch[m.val_accuracy.idxmax()]
+    assert r.best_val_loss == m.val_loss.min()
+    assert r.best_val_loss_epoch == m.epoch[m.val_loss.idxmin()]
+    assert r.final_val_accuracy == m.val_accuracy.iloc[-1]
+    assert 0 <= r.test_accuracy <= 1
+print(len(df))
+"#;
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(code)
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "2");
+}
+
 /// SIGUSR1 (Slurm's warning before a time limit) stops at the next batch;
 /// SIGINT (Ctrl-C) finishes the epoch. Both leave a `stopped`, resumable run.
 #[test]
