@@ -151,6 +151,10 @@ pub enum Command {
         /// CPU threads (overrides runtime.threads; 0 means all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Name the run folder runs/<experiment>/ID instead of the next vNNNN. If it holds a
+        /// run of the same config, resume it: `--id $SLURM_JOB_ID` continues a requeued job's run.
+        #[arg(long, conflicts_with_all = ["resume", "trial"])]
+        id: Option<String>,
     },
     /// Runs side by side: the config keys that differ, final and best metrics.
     Compare {
@@ -309,6 +313,7 @@ pub fn main() -> ExitCode {
             device,
             runs_dir,
             threads,
+            id,
             until,
             worker,
         } => {
@@ -326,6 +331,7 @@ pub fn main() -> ExitCode {
                     device,
                     runs_dir,
                     threads,
+                    id,
                     until,
                 },
             )

@@ -51,6 +51,9 @@ pub struct RunOptions {
     pub device: Option<String>,
     pub runs_dir: Option<PathBuf>,
     pub threads: Option<usize>,
+    /// `--id NAME`: a new run's folder is `runs/<experiment>/NAME`, and a
+    /// run of the same config already there is resumed ([`named`]).
+    pub id: Option<String>,
     /// Stop, resumable, after this many completed epochs (a sweep trial
     /// pausing at a rung; only with a trial).
     pub until: Option<usize>,
@@ -94,6 +97,8 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     .map_err(|e| Error::Usage(e.to_string()))?;
     let (run, existing) = match place {
         Place::New => (RunDir::allocate(&plan.runs_dir, &plan.name)?, false),
+        // Two processes given one --id meet at its lock, as a resume does.
+        Place::Named(id) => (RunDir::named(&plan.runs_dir, &plan.name, &id)?, true),
         Place::Existing(run) => (run, true),
     };
     // One process per run folder: a second `--resume` or a requeued trial
@@ -215,10 +220,12 @@ fn trial_judge(dir: &Path) -> Option<TrialJudge> {
     })
 }
 
-/// Where a run trains: a new folder, made once every check has passed, or
-/// the existing one of a resumed run or a sweep trial.
+/// Where a run trains: a new folder, made once every check has passed (the
+/// next `vNNNN`, or the one `--id` names), or the existing one of a resumed
+/// run or a sweep trial.
 enum Place {
     New,
+    Named(String),
     Existing(RunDir),
 }
 
@@ -241,7 +248,10 @@ fn prepare(target: RunTarget, opts: &RunOptions) -> Result<Option<Prepared>> {
             if let Some(d) = &opts.runs_dir {
                 plan.runs_dir = d.clone();
             }
-            Ok(Some((loaded, plan, Place::New, false, None)))
+            match &opts.id {
+                Some(id) => named(loaded, plan, id),
+                None => Ok(Some((loaded, plan, Place::New, false, None))),
+            }
         }
         RunTarget::Resume { dir, set } => {
             let run = RunDir::open(&dir)?;
@@ -291,6 +301,79 @@ fn prepare(target: RunTarget, opts: &RunOptions) -> Result<Option<Prepared>> {
                 .is_some();
             Ok(Some((loaded, plan, Place::Existing(run), resume, None)))
         }
+    }
+}
+
+/// `runner run FILE --id NAME`: the run in `runs/<experiment>/NAME`, as W&B's
+/// `resume="allow"` finds a run by its id. A folder without a run starts
+/// one; one holding a run of the same resolved config resumes it (a Slurm
+/// job requeued after a preemption runs the same command again, and `--id
+/// $SLURM_JOB_ID` continues its run); one that completed has nothing left
+/// to do. A run of another config there is an error: it is never mixed.
+fn named(loaded: Loaded, plan: ExperimentPlan, id: &str) -> Result<Option<Prepared>> {
+    check_id(id)?;
+    let dir = plan.runs_dir.join(&plan.name).join(id);
+    if let Ok(run) = RunDir::open(&dir) {
+        let saved = std::fs::read_to_string(run.resolved_config()).unwrap_or_default();
+        let completed = run.read_meta().is_ok_and(|m| m.status == Status::Completed);
+        if saved != config::to_toml(&plan.spec) {
+            let or_resume = if completed {
+                String::new()
+            } else {
+                format!(
+                    ", or continue that run as it was with `runner run --resume {}`",
+                    dir.display()
+                )
+            };
+            return Err(Error::Usage(format!(
+                "{} holds a run of another config (`runner compare` shows the keys that differ); give another --id{or_resume}",
+                dir.display()
+            )));
+        }
+        if completed {
+            crate::outln!(
+                "{} already completed; nothing to do (another --id starts a new run)",
+                dir.display()
+            );
+            return Ok(None);
+        }
+        let resume = Checkpoints::new(run.checkpoints())
+            .linked_epoch(LAST)
+            .is_some();
+        return Ok(Some((loaded, plan, Place::Existing(run), resume, None)));
+    }
+    Ok(Some((
+        loaded,
+        plan,
+        Place::Named(id.to_string()),
+        false,
+        None,
+    )))
+}
+
+/// A `--id` names one folder beside the numbered ones: letters, digits,
+/// `-`, `_` and `.`, and not a name runner gives (`v0001`, `latest`, `sweeps`).
+fn check_id(id: &str) -> Result<()> {
+    let numbered = id
+        .strip_prefix('v')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let why = if id.is_empty() || id.starts_with('.') {
+        Some("it must not be empty or start with `.`")
+    } else if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Some("use letters, digits, `-`, `_` and `.`")
+    } else if numbered || id == "latest" || id == "sweeps" {
+        Some("runner names folders so itself (`v0001`, `latest`, `sweeps`)")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::Usage(format!(
+            "--id {id:?} cannot name a run folder: {why}"
+        ))),
+        None => Ok(()),
     }
 }
 

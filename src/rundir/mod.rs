@@ -290,6 +290,17 @@ impl RunDir {
         Ok(RunDir { root })
     }
 
+    /// The folder `runs_dir/experiment/id` of a run named by `runner run
+    /// --id`, created if needed, with `latest` pointing at it; the folder
+    /// may already hold that run.
+    pub fn named(runs_dir: &Path, experiment: &str, id: &str) -> Result<RunDir, RunDirError> {
+        let parent = runs_dir.join(experiment);
+        let run = RunDir::at(&parent.join(id))?;
+        // Best effort: a stale `latest` must not fail the run.
+        let _ = write_latest(&parent, id);
+        Ok(run)
+    }
+
     /// Use `root` as the run folder, creating it if needed (sweep trials).
     pub fn at(root: &Path) -> Result<RunDir, RunDirError> {
         fs::create_dir_all(root).map_err(|source| RunDirError::Create {

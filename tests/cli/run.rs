@@ -715,6 +715,107 @@ print(len(df))
     assert_eq!(stdout(&out).trim(), "2");
 }
 
+/// `runner run FILE --id NAME`: the same command again (a requeued Slurm
+/// job) resumes its run in `runs/<experiment>/NAME`, and does nothing once
+/// it completed; another config under the same id is refused.
+#[test]
+fn a_run_named_by_id_resumes_when_its_command_runs_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "job", "");
+    let runs = tmp.path().join("runs");
+    let dir = runs.join("job/1234");
+    // Killed after a checkpoint, as a preempted job may be.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(&exp)
+        .args([
+            "--id",
+            "1234",
+            "--set",
+            "train.epochs=40",
+            "--set",
+            "data.train_size=400",
+        ])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .env("RUNNER_PLAIN", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_link(dir.join("checkpoints/last")).is_err() {
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        crate::common::read_latest(runs.join("job/latest")).unwrap(),
+        Path::new("1234")
+    );
+    let before = csv_epochs(&dir);
+    assert!(!before.is_empty() && before.len() < 40, "{before:?}");
+
+    // The same command resumes it: no epoch lost or repeated.
+    let again = |extra: &[&str]| {
+        runner_on("run", &exp, &runs)
+            .args([
+                "--id",
+                "1234",
+                "--set",
+                "train.epochs=40",
+                "--set",
+                "data.train_size=400",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = again(&[]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("Resuming after epoch"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(csv_epochs(&dir), (0..40).collect::<Vec<_>>());
+    assert_eq!(meta(&dir)["resumes"], 1);
+    // Completed: nothing to do, exit 0.
+    let out = again(&[]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("already completed"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(meta(&dir)["resumes"], 1);
+    // Another config under the id, and ids that are not folder names.
+    let out = again(&["--set", "optimizer.learning_rate=0.5"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("holds a run of another config"),
+        "{}",
+        stderr(&out)
+    );
+    for bad in ["v0002", "a/b", "latest", ""] {
+        let out = runner_on("run", &exp, &runs)
+            .args(["--id", bad])
+            .output()
+            .unwrap();
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains("cannot name a run folder"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+    // Numbered runs go on beside it.
+    let out = runner_on("run", &exp, &runs).output().unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(run_dir(&runs, "job"), runs.join("job/v0001"));
+}
+
 /// SIGUSR1 (Slurm's warning before a time limit) stops at the next batch;
 /// SIGINT (Ctrl-C) finishes the epoch. Both leave a `stopped`, resumable run.
 #[test]
