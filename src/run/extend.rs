@@ -106,17 +106,22 @@ pub(super) fn extended(
 
 /// Record the extension in the run folder before training goes on: the
 /// resolved config says the new epochs, and `overrides.json` lists the
-/// flags under `resume_set`, after those of earlier resumes.
+/// flags under `resume_set`, after those of earlier resumes. An
+/// `overrides.json` that exists but does not read as JSON is left as it is,
+/// not replaced by one that would lose what it held.
 pub(super) fn record(run: &RunDir, plan: &ExperimentPlan, ext: &Extension) -> Result<()> {
     run.write(
         &run.resolved_config(),
         config::to_toml(&plan.spec).as_bytes(),
     )?;
     let path = run.overrides();
-    let mut overrides: serde_json::Value = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_else(|| serde_json::json!({}));
+    let mut overrides: serde_json::Value = match std::fs::read_to_string(&path) {
+        Ok(text) => match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(_) => return Ok(()),
+        },
+        Err(_) => serde_json::json!({}),
+    };
     if let Some(map) = overrides.as_object_mut() {
         let list = map
             .entry("resume_set")
