@@ -6,7 +6,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    assert_exit, csv_epochs, meta, run_dir, runner, runner_on, stderr, stdout, tiny_experiment,
+    assert_exit, csv_epochs, meta, run_dir, runner, runner_on, runner_process, stderr, stdout,
+    tiny_experiment,
 };
 use crate::python::{python_with, run_script};
 
@@ -724,21 +725,21 @@ fn a_run_named_by_id_resumes_when_its_command_runs_again() {
     let exp = tiny_experiment(tmp.path(), "job", "");
     let runs = tmp.path().join("runs");
     let dir = runs.join("job/1234");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["--id", "1234", "--set", "train.epochs=40"]
+            .into_iter()
+            .chain(["--set", "data.train_size=400"])
+            .chain(extra.iter().copied())
+            .map(String::from)
+            .collect();
+        v.extend(["--runs-dir".to_string(), runs.display().to_string()]);
+        v
+    };
     // Killed after a checkpoint, as a preempted job may be.
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+    let mut child = runner_process()
         .arg("run")
         .arg(&exp)
-        .args([
-            "--id",
-            "1234",
-            "--set",
-            "train.epochs=40",
-            "--set",
-            "data.train_size=400",
-        ])
-        .arg("--runs-dir")
-        .arg(&runs)
-        .env("RUNNER_PLAIN", "1")
+        .args(args(&[]))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -759,16 +760,10 @@ fn a_run_named_by_id_resumes_when_its_command_runs_again() {
 
     // The same command resumes it: no epoch lost or repeated.
     let again = |extra: &[&str]| {
-        runner_on("run", &exp, &runs)
-            .args([
-                "--id",
-                "1234",
-                "--set",
-                "train.epochs=40",
-                "--set",
-                "data.train_size=400",
-            ])
-            .args(extra)
+        runner()
+            .arg("run")
+            .arg(&exp)
+            .args(args(extra))
             .output()
             .unwrap()
     };
