@@ -745,8 +745,15 @@ fn a_run_named_by_id_resumes_when_its_command_runs_again() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while std::fs::read_link(dir.join("checkpoints/last")).is_err() {
-        assert!(Instant::now() < deadline, "no checkpoint appeared");
+    // The second checkpoint: the first epoch's row is in metrics.csv by then.
+    while !std::fs::read_link(dir.join("checkpoints/last"))
+        .is_ok_and(|t| t != Path::new("epoch-0001"))
+    {
+        assert!(Instant::now() < deadline, "no second checkpoint appeared");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
