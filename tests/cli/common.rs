@@ -108,6 +108,40 @@ pub fn run_dir(runs: &Path, name: &str) -> PathBuf {
     runs.join(name).join(target)
 }
 
+/// Waits, while `child` still runs, until the newest run of experiment
+/// `name` under `runs` has saved its `nth` epoch's `last` checkpoint (or a
+/// later one), then returns that run's folder: the moment to kill or signal
+/// a run mid-training. By the second checkpoint the first epoch's row is in
+/// `metrics.csv`.
+pub fn await_checkpoint(
+    child: &mut std::process::Child,
+    runs: &Path,
+    name: &str,
+    nth: u32,
+) -> PathBuf {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Ok(target) = read_latest(runs.join(name).join("latest")) {
+            let dir = runs.join(name).join(target);
+            let epoch = std::fs::read_link(dir.join("checkpoints/last"))
+                .ok()
+                .and_then(|t| t.to_str()?.strip_prefix("epoch-")?.parse::<u32>().ok());
+            if epoch.is_some_and(|e| e >= nth) {
+                return dir;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of epoch {nth} appeared"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its checkpoint of epoch {nth} was seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The newest sweep folder of experiment `name` under `runs`.
 pub fn sweep_dir(runs: &Path, name: &str) -> PathBuf {
     let sweeps = runs.join(name).join("sweeps");

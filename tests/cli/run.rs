@@ -6,8 +6,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    assert_exit, csv_epochs, meta, run_dir, runner, runner_on, runner_process, stderr, stdout,
-    tiny_experiment,
+    assert_exit, await_checkpoint, csv_epochs, meta, run_dir, runner, runner_on, runner_process,
+    stderr, stdout, tiny_experiment,
 };
 use crate::python::{python_with, run_script};
 
@@ -392,23 +392,7 @@ fn a_killed_run_resumes_without_losing_or_repeating_an_epoch() {
         .spawn()
         .unwrap();
     // Wait for the second checkpoint, then SIGKILL mid-training.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let dir = loop {
-        if let Ok(target) = crate::common::read_latest(runs.join("killed/latest")) {
-            let dir = runs.join("killed").join(target);
-            if std::fs::read_link(dir.join("checkpoints/last"))
-                .is_ok_and(|t| t != Path::new("epoch-0001"))
-            {
-                break dir;
-            }
-        }
-        assert!(Instant::now() < deadline, "no checkpoint appeared");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let dir = await_checkpoint(&mut child, &runs, "killed", 2);
     child.kill().unwrap();
     child.wait().unwrap();
     let before = csv_epochs(&dir);
@@ -744,18 +728,8 @@ fn a_run_named_by_id_resumes_when_its_command_runs_again() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
     // The second checkpoint: the first epoch's row is in metrics.csv by then.
-    while !std::fs::read_link(dir.join("checkpoints/last"))
-        .is_ok_and(|t| t != Path::new("epoch-0001"))
-    {
-        assert!(Instant::now() < deadline, "no second checkpoint appeared");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before it could be killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_eq!(await_checkpoint(&mut child, &runs, "job", 2), dir);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(
@@ -826,7 +800,7 @@ fn signals_stop_a_run_cleanly_and_it_resumes() {
         let tmp = tempfile::tempdir().unwrap();
         let exp = tiny_experiment(tmp.path(), "signalled", "");
         let runs = tmp.path().join("runs");
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
             .arg("run")
             .arg(&exp)
             .args(["--set", "train.epochs=30", "--set", "data.train_size=400"])
@@ -837,17 +811,7 @@ fn signals_stop_a_run_cleanly_and_it_resumes() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let dir = loop {
-            if let Ok(target) = crate::common::read_latest(runs.join("signalled/latest")) {
-                let dir = runs.join("signalled").join(target);
-                if std::fs::read_link(dir.join("checkpoints/last")).is_ok() {
-                    break dir;
-                }
-            }
-            assert!(Instant::now() < deadline, "no checkpoint appeared");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let dir = await_checkpoint(&mut child, &runs, "signalled", 1);
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, signal) };
         let out = child.wait_with_output().unwrap();
