@@ -48,6 +48,10 @@ pub enum RunDirError {
 
 /// Write a file so that readers see either the old or the new content, never
 /// a torn one: write a temp file in the same folder, fsync, rename.
+///
+/// The file gets the mode a plain `File::create` would give it: that of the
+/// file it replaces, or else 0666 less the umask. (A temp file's own mode is
+/// 0600, which would hide every run from the rest of a team sharing `runs/`.)
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
     let err = |source| RunDirError::Write {
         path: path.to_path_buf(),
@@ -55,10 +59,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(err)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp-");
+    #[cfg(unix)]
+    let replaced = fs::metadata(path).ok().map(|m| m.permissions());
+    #[cfg(unix)]
+    builder.permissions({
+        use std::os::unix::fs::PermissionsExt;
+        fs::Permissions::from_mode(0o666)
+    });
+    let mut tmp = builder.tempfile_in(dir).map_err(err)?;
+    // The umask applies to the mode a file is created with, not to a set one.
+    #[cfg(unix)]
+    if let Some(mode) = replaced {
+        tmp.as_file().set_permissions(mode).map_err(err)?;
+    }
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
@@ -837,5 +852,25 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_write_gives_the_mode_a_plain_create_gives() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = tmp.path().join("plain");
+        fs::File::create(&plain).unwrap();
+        let p = tmp.path().join("meta.json");
+        write_atomic(&p, b"{}").unwrap();
+        // 0666 less the umask (0644 under the usual 022), not a temp
+        // file's 0600.
+        assert_eq!(mode(&p), mode(&plain));
+        // A replaced file keeps the mode its owner gave it.
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&p, b"{ }").unwrap();
+        assert_eq!(mode(&p), 0o640);
+        assert_eq!(fs::read(&p).unwrap(), b"{ }");
     }
 }

@@ -41,6 +41,19 @@ fn a_run_leaves_a_complete_folder() {
     }
     assert!(std::fs::read_dir(dir.join("train")).unwrap().count() > 0);
     assert!(std::fs::read_dir(dir.join("validation")).unwrap().count() > 0);
+    // Every file has the mode a plain create gives under this umask (0644
+    // under 022), so a team sharing `runs/` can read each other's runs.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let plain = tmp.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for e in walkdir::WalkDir::new(&dir).into_iter().flatten() {
+            if e.file_type().is_file() {
+                assert_eq!(mode(e.path()), mode(&plain), "{}", e.path().display());
+            }
+        }
+    }
     let m = meta(&dir);
     assert_eq!(m["status"], "completed");
     assert_eq!(m["epochs_completed"], 3);
