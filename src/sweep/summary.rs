@@ -230,7 +230,7 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
     let mut rows: Vec<Vec<String>> = vec![header];
     for (rank, r) in order.iter().enumerate() {
         let mut row = vec![
-            if rank == 0 && r.best.is_some() {
+            if rank == 0 && tier(r) == 0 {
                 "*".to_string()
             } else {
                 String::new()
@@ -485,6 +485,16 @@ pub(super) mod tests {
             lines[4].contains("trial-003") && lines[4].contains("failed"),
             "{table}"
         );
+        // With only failed (or pruned) trials, none is marked best.
+        for (state, label) in [(TrialState::Failed, "failed"), (TrialState::Done, "pruned")] {
+            let mut only = result(3, 0.003, Some(0.95), state);
+            if label == "pruned" {
+                only = pruned(only, 1);
+            }
+            let table = ranked_table(&axes, &m, &[only]);
+            let row = table.lines().nth(1).unwrap();
+            assert!(!row.starts_with('*') && row.contains(label), "{table}");
+        }
     }
 
     /// A paused trial ranks by its value among the running and done ones
