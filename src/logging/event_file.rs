@@ -97,17 +97,7 @@ impl EventFile {
     }
 
     fn write_event(&mut self, event: &Event) -> Result<(), LogError> {
-        let data = event.write_to_bytes().map_err(|source| LogError::Encode {
-            path: self.path.clone(),
-            source,
-        })?;
-        // Writing into a Vec cannot fail.
-        RecordWriter::new(&mut self.pending)
-            .write(&data)
-            .map_err(|source| LogError::Write {
-                path: self.path.clone(),
-                source,
-            })?;
+        frame(event, &mut self.pending, &self.path)?;
         if self.pending.len() >= AUTO_FLUSH_BYTES {
             self.flush()?;
         }
@@ -141,6 +131,39 @@ impl EventFile {
             }
         }
     }
+}
+
+/// Append `event` to `out` as one TFRecord; `path` names the file it is
+/// for in an error.
+fn frame(event: &Event, out: &mut Vec<u8>, path: &Path) -> Result<(), LogError> {
+    let data = event.write_to_bytes().map_err(|source| LogError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // Writing into a Vec cannot fail.
+    RecordWriter::new(out)
+        .write(&data)
+        .map_err(|source| LogError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// The bytes of a whole event file holding one `summary` at `step`, for a
+/// file that is written in one go and replaced whole (the file of
+/// `hparams::write_session_end`), unlike the appending [`EventFile`].
+pub(crate) fn whole_file(path: &Path, summary: Summary, step: i64) -> Result<Vec<u8>, LogError> {
+    let mut out = Vec::new();
+    let mut version = Event::new();
+    version.set_wall_time(now_secs());
+    version.set_file_version("brain.Event:2".to_string());
+    frame(&version, &mut out, path)?;
+    let mut event = Event::new();
+    event.set_wall_time(now_secs());
+    event.set_step(step);
+    event.set_summary(summary);
+    frame(&event, &mut out, path)?;
+    Ok(out)
 }
 
 impl Drop for EventFile {

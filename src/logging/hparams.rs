@@ -6,8 +6,14 @@
 //! ends. A metric `(group, tag)` is the scalar `tag` of the run
 //! `<trial>/<group>`, e.g. `validation` / `epoch_accuracy`.
 //!
+//! A plain run is a session too: its start holds its resolved config's
+//! keys, and TensorBoard builds the experiment from the sessions it finds.
+//!
 //! Each call writes one small event file of its own, so the calls need no
-//! shared writer and can come from different processes.
+//! shared writer and can come from different processes. A session's start
+//! and its end each have one file ([`SESSION_START_FILE`],
+//! [`SESSION_END_FILE`]), replaced whole, so the last one written is the
+//! one TensorBoard shows.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,7 +30,7 @@ use tensorboard_proto::tensor::TensorProto;
 use tensorboard_proto::tensor_shape::{TensorShapeProto, TensorShapeProto_Dim};
 use tensorboard_proto::types::DataType as TensorDataType;
 
-use super::event_file::{now_secs, EventFile};
+use super::event_file::{now_secs, whole_file, EventFile};
 use super::tensorboard::{plugin_metadata, summary_of};
 use super::LogError;
 
@@ -38,6 +44,20 @@ pub enum HValue {
     Number(f64),
     Text(String),
     Bool(bool),
+}
+
+impl From<&toml::Value> for HValue {
+    /// Numbers, texts and booleans as they are; anything else (an array, a
+    /// date) as its TOML text.
+    fn from(v: &toml::Value) -> HValue {
+        match v {
+            toml::Value::Float(f) => HValue::Number(*f),
+            toml::Value::Integer(i) => HValue::Number(*i as f64),
+            toml::Value::Boolean(b) => HValue::Bool(*b),
+            toml::Value::String(s) => HValue::Text(s.clone()),
+            other => HValue::Text(other.to_string()),
+        }
+    }
 }
 
 /// The values a hyperparameter may take.
@@ -98,8 +118,9 @@ pub fn write_experiment(
     write_plugin_data(dir, EXPERIMENT_TAG, &data)
 }
 
-/// `_hparams_/session_start_info` into the trial run folder (root of the run,
-/// not `train/`).
+/// `_hparams_/session_start_info` into the session's folder (the root of a
+/// trial or run, not `train/`), in [`SESSION_START_FILE`], replacing the
+/// start it had: a resumed run that trains on to more epochs says so.
 pub fn write_session_start(
     run_dir: &Path,
     hparams: &BTreeMap<String, HValue>,
@@ -115,10 +136,21 @@ pub fn write_session_start(
     info.set_start_time_secs(start_time_secs);
     let mut data = HParamsPluginData::new();
     data.set_session_start_info(info);
-    write_plugin_data(run_dir, SESSION_START_INFO_TAG, &data)
+    write_whole(run_dir, SESSION_START_FILE, SESSION_START_INFO_TAG, &data)
 }
 
-/// `_hparams_/session_end_info` into the trial run folder.
+/// The file holding a session's `_hparams_/session_end_info`, replaced
+/// whole each time the session ends. TensorBoard keeps the first value it
+/// reads of a tag in a run, so an end written into a new file beside an
+/// older one (a failed trial retried, an interrupted run resumed) would
+/// never show.
+pub const SESSION_END_FILE: &str = "events.out.tfevents.session-end";
+/// The file holding a session's `_hparams_/session_start_info`; see
+/// [`SESSION_END_FILE`].
+pub const SESSION_START_FILE: &str = "events.out.tfevents.session-start";
+
+/// `_hparams_/session_end_info` into the session's folder (a trial's or a
+/// run's), in [`SESSION_END_FILE`], replacing the end it had.
 pub fn write_session_end(
     run_dir: &Path,
     status: SessionStatus,
@@ -134,7 +166,32 @@ pub fn write_session_end(
     info.set_end_time_secs(end_time_secs);
     let mut data = HParamsPluginData::new();
     data.set_session_end_info(info);
-    write_plugin_data(run_dir, SESSION_END_INFO_TAG, &data)
+    write_whole(run_dir, SESSION_END_FILE, SESSION_END_INFO_TAG, &data)
+}
+
+/// `data` under `tag` as the whole of the event file `dir/name`, replaced
+/// atomically.
+fn write_whole(
+    dir: &Path,
+    name: &str,
+    tag: &str,
+    data: &HParamsPluginData,
+) -> Result<(), LogError> {
+    let path = dir.join(name);
+    let summary = plugin_summary(dir, tag, data)?;
+    crate::rundir::write_atomic(&path, &whole_file(&path, summary, 0)?)?;
+    Ok(())
+}
+
+/// Take back a session's end, as a run that starts again is running.
+pub fn clear_session_end(run_dir: &Path) -> Result<(), LogError> {
+    let path = run_dir.join(SESSION_END_FILE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(LogError::Write { path, source: e })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// One value of a session metric `(group, tag)`: the scalar `tag` at `step`
@@ -154,9 +211,21 @@ pub fn write_session_metric(
     file.flush()
 }
 
-/// One event file in `dir` holding `data` under `tag`, as TensorBoard's own
-/// `hparams` summaries do: plugin "hparams", version 0, an empty float tensor.
+/// One event file in `dir` holding `data` under `tag`.
 fn write_plugin_data(dir: &Path, tag: &str, data: &HParamsPluginData) -> Result<(), LogError> {
+    let mut file = EventFile::create(dir)?;
+    file.write_summary(plugin_summary(dir, tag, data)?, 0)?;
+    file.flush()
+}
+
+/// `data` under `tag` as TensorBoard's own `hparams` summaries hold it:
+/// plugin "hparams", version 0, an empty float tensor. `dir` names the
+/// folder it is for in an error.
+fn plugin_summary(
+    dir: &Path,
+    tag: &str,
+    data: &HParamsPluginData,
+) -> Result<tensorboard_proto::summary::Summary, LogError> {
     let mut dim = TensorShapeProto_Dim::new();
     dim.set_size(0);
     let mut shape = TensorShapeProto::new();
@@ -169,10 +238,7 @@ fn write_plugin_data(dir: &Path, tag: &str, data: &HParamsPluginData) -> Result<
     value.set_tag(tag.to_string());
     value.set_metadata(plugin_metadata("hparams", data, dir)?);
     value.set_tensor(null_tensor);
-
-    let mut file = EventFile::create(dir)?;
-    file.write_summary(summary_of(value), 0)?;
-    file.flush()
+    Ok(summary_of(value))
 }
 
 fn to_value(v: &HValue) -> Value {
@@ -403,5 +469,38 @@ mod tests {
             assert_eq!(data.get_session_end_info().get_status(), expected);
             assert_eq!(data.get_session_end_info().get_end_time_secs(), 99.0);
         }
+    }
+
+    #[test]
+    fn a_session_end_replaces_the_one_before() {
+        // TensorBoard keeps the first value of a tag it reads in a run: a
+        // retried trial's success must not sit beside its old failure.
+        let dir = tempfile::tempdir().unwrap();
+        write_session_end(dir.path(), SessionStatus::Failure, 1.0).unwrap();
+        write_session_end(dir.path(), SessionStatus::Success, 2.0).unwrap();
+        let (tag, data) = only_plugin_data(dir.path());
+        assert_eq!(tag, SESSION_END_INFO_TAG);
+        assert_eq!(
+            data.get_session_end_info().get_status(),
+            Status::STATUS_SUCCESS
+        );
+        assert_eq!(data.get_session_end_info().get_end_time_secs(), 2.0);
+        // A run that starts again has no end until it ends again.
+        clear_session_end(dir.path()).unwrap();
+        clear_session_end(dir.path()).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn toml_values_become_hparam_values() {
+        let v = |s: &str| s.parse::<toml::Table>().unwrap()["x"].clone();
+        assert_eq!(HValue::from(&v("x = 3")), HValue::Number(3.0));
+        assert_eq!(HValue::from(&v("x = 0.5")), HValue::Number(0.5));
+        assert_eq!(HValue::from(&v("x = true")), HValue::Bool(true));
+        assert_eq!(HValue::from(&v("x = 'adam'")), HValue::Text("adam".into()));
+        assert_eq!(
+            HValue::from(&v("x = [32, 32, 3]")),
+            HValue::Text("[32, 32, 3]".into())
+        );
     }
 }

@@ -47,4 +47,8 @@ pub enum LogError {
 
     #[error("hyperparameter `{name}`: {reason}")]
     InvalidHparam { name: String, reason: String },
+
+    /// A file written whole, atomically.
+    #[error(transparent)]
+    File(#[from] crate::rundir::RunDirError),
 }

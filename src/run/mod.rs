@@ -6,13 +6,15 @@
 //! Files: [`inputs`] (what a new folder records first), [`extend`] (a
 //! resume that trains a run on to more epochs), [`execute`] (training and
 //! evaluation on the chosen backend), [`finish`] (the outcome into
-//! meta.json and an exit status). Imports run one way: mod -> inputs,
-//! extend, execute -> finish.
+//! meta.json and an exit status), [`session`] (the run in TensorBoard's
+//! HParams tab). Imports run one way: mod -> inputs, extend, execute,
+//! finish, session.
 
 mod execute;
 mod extend;
 mod finish;
 mod inputs;
+mod session;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -151,6 +153,9 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     };
     meta.class_weights = class_weights.map(|w| data.classes.iter().cloned().zip(w).collect());
     run.write_meta(&meta)?;
+    if !trial {
+        session::start(&run, &plan, &meta);
+    }
     crate::outln!("Run folder: {}", run.root().display());
     if let Some(ext) = &extension {
         crate::outln!(
@@ -205,7 +210,11 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
         None
     };
     let sweep = if trial { run.root().parent() } else { None };
-    finish::finish(&run, &mut meta, outcome, pruned, sweep)
+    let result = finish::finish(&run, &mut meta, outcome, pruned, sweep);
+    if !trial {
+        session::end(&run, &meta);
+    }
+    result
 }
 
 /// A trial of a Slurm sweep with early stopping judges its own rungs

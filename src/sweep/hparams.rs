@@ -21,19 +21,9 @@ pub(crate) const PRUNED_GROUP: &str = "sweep";
 /// See [`PRUNED_GROUP`].
 pub(crate) const PRUNED_TAG: &str = "pruned_at_epoch";
 
-fn hvalue(v: &toml::Value) -> HValue {
-    match v {
-        toml::Value::Float(f) => HValue::Number(*f),
-        toml::Value::Integer(i) => HValue::Number(*i as f64),
-        toml::Value::Boolean(b) => HValue::Bool(*b),
-        toml::Value::String(s) => HValue::Text(s.clone()),
-        other => HValue::Text(other.to_string()),
-    }
-}
-
 /// Values of one discrete axis, all of one kind for TensorBoard.
 fn discrete(values: &[toml::Value]) -> Option<Domain> {
-    let vals: Vec<HValue> = values.iter().map(hvalue).collect();
+    let vals: Vec<HValue> = values.iter().map(HValue::from).collect();
     let same_kind = vals
         .windows(2)
         .all(|w| std::mem::discriminant(&w[0]) == std::mem::discriminant(&w[1]));
@@ -170,7 +160,7 @@ pub(super) fn session_start(trial: &Trial, sweep_root: &Path, journal: &Journal)
     let hp: BTreeMap<String, HValue> = trial
         .params
         .iter()
-        .map(|(k, v)| (k.clone(), hvalue(v)))
+        .map(|(k, v)| (k.clone(), HValue::from(v)))
         .collect();
     let _ = tb::write_session_start(&trial.dir(sweep_root), &hp, now_secs());
 }

@@ -171,6 +171,75 @@ fn the_logs_read_back_in_pandas_and_tensorboard() {
 }
 
 #[test]
+fn each_run_is_a_session_in_the_hparams_tab() {
+    // As Lightning and Keras runs log their hyperparameters: `tensorboard
+    // --logdir runs/<experiment>` lists every run with its values.
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "hp", "");
+    let runs = tmp.path().join("runs");
+    let first = runner_on("run", &exp, &runs)
+        .args(["--set", "train.epochs=2"])
+        .output()
+        .unwrap();
+    assert_exit(&first, 0);
+    let second = runner_on("run", &exp, &runs)
+        .args([
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "optimizer.learning_rate=0.003",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&second, 0);
+    // Trained on to 3 epochs: its entry says 3, not the 2 it started with.
+    let v1 = runs.join("hp/v0001");
+    let more = runner()
+        .args(["run", "--resume"])
+        .arg(&v1)
+        .args(["--set", "train.epochs=3"])
+        .output()
+        .unwrap();
+    assert_exit(&more, 0);
+    let Some(python) = python_with("tensorboard") else {
+        return;
+    };
+    let out = run_script(&python, "read_events.py", &[runs.join("hp").as_os_str()]);
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let session = |run: &str| {
+        let h = &events["runs"][run]["hparams"];
+        (
+            h["_hparams_/session_start_info"]["hparams"].clone(),
+            h["_hparams_/session_end_info"]["status"].clone(),
+        )
+    };
+    let (hp1, end1) = session("v0001");
+    let (hp2, end2) = session("v0002");
+    assert_eq!(hp1["optimizer.learning_rate"], 0.01, "{hp1}");
+    assert_eq!(hp2["optimizer.learning_rate"], 0.003, "{hp2}");
+    assert_eq!(hp1["train.epochs"], 3.0);
+    assert_eq!(hp2["train.epochs"], 2.0);
+    assert_eq!(hp1["model.layers[0].filters"], 4.0);
+    assert_eq!(hp1["optimizer.type"], "adam");
+    assert!(hp1.get("runtime.threads").is_none(), "{hp1}");
+    assert_eq!(end1, "STATUS_SUCCESS");
+    assert_eq!(end2, "STATUS_SUCCESS");
+    // A real server shows both sessions with their values, status and
+    // last metrics, in the experiment it infers from them.
+    let out = run_script(
+        &python,
+        "tb_server_check.py",
+        &[runs.join("hp").as_os_str(), "--hparams".as_ref()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ok hparams sessions: 2 sessions"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("'optimizer.learning_rate'"), "{stdout}");
+}
+
+#[test]
 fn terminate_on_nan_fails_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(tmp.path(), "nan", "");

@@ -382,6 +382,98 @@ fn a_killed_sweep_resumes_and_never_reruns_a_finished_trial() {
 }
 
 #[test]
+fn a_killed_trial_fails_and_retry_failed_finishes_it() {
+    // A trial killed by the OOM killer or a `kill -9`: the sweep records it
+    // as failed and goes on; `--resume --retry-failed` runs it again from
+    // its last checkpoint, and every record of it then says done.
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "retry",
+        "[sweep.grid]\n\"model.dropout\" = [0.1]\n",
+    );
+    let runs = tmp.path().join("runs");
+    let epochs = 20;
+    let mut sweep = crate::common::runner_process()
+        .arg("sweep")
+        .arg(&exp)
+        .args(["--set", &format!("train.epochs={epochs}")])
+        .args(["--set", "data.train_size=400", "--runs-dir"])
+        .arg(&runs)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its trial's second checkpoint: the trial is mid-training.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let trial = loop {
+        let found = crate::common::read_latest(runs.join("retry/sweeps/latest"))
+            .ok()
+            .map(|s| crate::common::trial_dir(&runs.join("retry/sweeps").join(s), 0))
+            .filter(|t| {
+                std::fs::read_link(t.join("checkpoints/last"))
+                    .is_ok_and(|l| l != Path::new("epoch-0001"))
+            });
+        if let Some(t) = found {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "no second checkpoint appeared");
+        assert!(sweep.try_wait().unwrap().is_none(), "the sweep ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let pid = crate::common::meta(&trial)["pid"].as_i64().unwrap();
+    // SAFETY: signalling the trial process our sweep started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    assert_eq!(sweep.wait().unwrap().code(), Some(1));
+    let dir = trial.parent().unwrap().to_path_buf();
+    assert_eq!(states_of(&dir, "failed"), vec![0]);
+    let done_before = crate::common::csv_epochs(&trial).len();
+    assert!(done_before < epochs, "killed too late");
+
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    // Without --retry-failed it stays failed, and says how to retry it.
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("0 trial(s) to run"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("--retry-failed"), "{}", stdout(&out));
+    let out = runner()
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .arg("--retry-failed")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(states_of(&dir, "done"), vec![0]);
+    let rows = summary_rows(&dir);
+    assert_eq!(rows[1][2], "done", "{rows:?}");
+    let m = crate::common::meta(&trial);
+    assert_eq!(m["status"], "completed");
+    assert_eq!(m["resumes"], 1);
+    // From its checkpoint: no epoch lost or repeated.
+    assert_eq!(
+        crate::common::csv_epochs(&trial),
+        (0..epochs).collect::<Vec<_>>()
+    );
+    // TensorBoard's HParams tab shows it succeeded, not its first end.
+    let Some(python) = python_with("tensorboard") else {
+        return;
+    };
+    let out = run_script(&python, "read_events.py", &[trial.as_os_str()]);
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        events["runs"]["."]["hparams"]["_hparams_/session_end_info"]["status"], "STATUS_SUCCESS",
+        "{events}"
+    );
+}
+
+#[test]
 fn resuming_with_a_changed_spec_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(

@@ -9,9 +9,11 @@ the server, on 127.0.0.1 and a free port with --load_fast=false, must list
   * every run found there that holds scalars, with all of its scalar tags;
   * each --expect-run (a run name as TensorBoard shows it, e.g.
     "trial-0/validation"), with every tag of --expect-tags;
-  * with --hparams: the experiment's hparams and metrics, and every session
-    (run with a session_start_info) with its hparam values, its status and,
-    for each experiment metric its run has on disk, the last value logged.
+  * with --hparams: the experiment's hparams and metrics (those of its
+    summary, or, with none in the folder, those TensorBoard infers from the
+    sessions), and every session (run with a session_start_info) with its
+    hparam values, its status and, for each experiment metric its run has
+    on disk, the last value logged.
 Exits 0 when all hold, 1 with the reason otherwise; the server is always
 stopped. Prints one line per check.
 """
@@ -142,10 +144,9 @@ def hparams_on_disk(disk):
     experiments = [d["hparams"][read_events.hparams_metadata.EXPERIMENT_TAG]
                    for d in disk["runs"].values()
                    if read_events.hparams_metadata.EXPERIMENT_TAG in d["hparams"]]
-    if len(experiments) != 1:
-        raise CheckFailed("expected one hparams experiment summary in the folder, found %d"
-                          % len(experiments))
-    experiment = experiments[0]
+    if len(experiments) > 1:
+        raise CheckFailed("expected at most one hparams experiment summary in the folder, "
+                          "found %d" % len(experiments))
     sessions = {}
     for run, d in disk["runs"].items():
         start = d["hparams"].get(read_events.hparams_metadata.SESSION_START_INFO_TAG)
@@ -158,7 +159,27 @@ def hparams_on_disk(disk):
         }
     if not sessions:
         raise CheckFailed("no session_start_info in the folder")
-    return experiment, sessions
+    if experiments:
+        return experiments[0], sessions
+    return inferred_experiment(disk, sessions), sessions
+
+
+def inferred_experiment(disk, sessions):
+    """The experiment TensorBoard builds when no summary declares one: every
+    hparam some session starts with, and as metrics every scalar tag of the
+    runs inside a session's folder, the run's path below it as the group."""
+    hparams = sorted({h for s in sessions.values() for h in s["hparams"]})
+    metrics = set()
+    for run, data in disk["runs"].items():
+        for session in sessions:
+            inside = session == "." or run.startswith(session + "/")
+            if inside and run != session:
+                group = run if session == "." else run[len(session) + 1:]
+                metrics.update((group, tag) for tag in data["scalars"])
+    return {
+        "hparamInfos": [{"name": h} for h in hparams],
+        "metricInfos": [{"name": {"group": g, "tag": t}} for g, t in sorted(metrics)],
+    }
 
 
 def last_scalar(disk, session, group, tag):
