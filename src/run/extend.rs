@@ -104,6 +104,40 @@ pub(super) fn extended(
     Ok((loaded, plan, extension))
 }
 
+/// What `runner run --resume` of a completed run offers instead, in
+/// parentheses: to train it on with `--set train.epochs=N` where
+/// [`extended`] would allow it, else what would (a new run), or nothing.
+pub(super) fn completed_hint(run: &RunDir, meta: &Meta) -> String {
+    let dir = run.root();
+    if dir.join(TRIAL_CONFIG).is_file() {
+        return String::new();
+    }
+    let Ok(plan) = config::load_exact(&run.resolved_config())
+        .map_err(Error::from)
+        .and_then(|l| plan::plan_saved(&l).map_err(Error::from))
+    else {
+        return String::new();
+    };
+    let done = meta.epochs_completed;
+    let cosine_begun =
+        plan.callbacks.lr_schedule.as_ref().is_some_and(|s| {
+            matches!(s.shape, ScheduleShape::Cosine { .. }) && done > s.warmup_epochs
+        });
+    if done < plan.train.epochs {
+        format!(
+            " (early stopping ended it after epoch {done}; `model.init_from = \"{}\"` starts a new run from its weights)",
+            dir.display()
+        )
+    } else if cosine_begun {
+        format!(
+            " (its cosine schedule spans its epochs; `runner run {} --set train.epochs=N` starts a longer run of its config)",
+            run.resolved_config().display()
+        )
+    } else {
+        " (`--set train.epochs=N` trains it on to N epochs)".to_string()
+    }
+}
+
 /// Record the extension in the run folder before training goes on: the
 /// resolved config says the new epochs, and `overrides.json` lists the
 /// flags under `resume_set`, after those of earlier resumes. An

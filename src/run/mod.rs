@@ -267,8 +267,9 @@ fn prepare(target: RunTarget, opts: &RunOptions) -> Result<Option<Prepared>> {
             let meta = run.read_meta()?;
             if meta.status == Status::Completed && set.is_empty() {
                 return Err(Error::Usage(format!(
-                    "{} already completed; nothing to resume (`--set train.epochs=N` trains it on to N epochs)",
-                    dir.display()
+                    "{} already completed; nothing to resume{}",
+                    dir.display(),
+                    extend::completed_hint(&run, &meta)
                 )));
             }
             refuse_sweep_hold(&run)?;

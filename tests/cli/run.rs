@@ -711,6 +711,26 @@ fn a_finished_run_trains_on_to_more_epochs() {
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("cosine schedule"), "{}", stderr(&out));
     assert_eq!(csv_epochs(&cosine), vec![0, 1]);
+
+    // A plain --resume of a completed run offers only what would work.
+    let plain = |dir: &Path| {
+        let out = resume(dir, &[]);
+        assert_exit(&out, 2);
+        stderr(&out)
+    };
+    let offers_more = "`--set train.epochs=N` trains it on";
+    let text = plain(&short);
+    assert!(text.contains(offers_more), "{text}");
+    let text = plain(&stopped);
+    assert!(
+        text.contains("early stopping ended it after epoch 2") && !text.contains(offers_more),
+        "{text}"
+    );
+    let text = plain(&cosine);
+    assert!(
+        text.contains("its cosine schedule spans its epochs") && !text.contains(offers_more),
+        "{text}"
+    );
 }
 
 /// `runner compare --csv`: the table for pandas, whose numbers agree with
