@@ -150,8 +150,8 @@ fn frame(event: &Event, out: &mut Vec<u8>, path: &Path) -> Result<(), LogError> 
 }
 
 /// The bytes of a whole event file holding one `summary` at `step`, for a
-/// file that is written in one go and replaced whole (the file of
-/// `hparams::write_session_end`), unlike the appending [`EventFile`].
+/// file that is written in one go and replaced whole (a session's start or
+/// end, see `hparams::SESSION_END_FILE`), unlike the appending [`EventFile`].
 pub(crate) fn whole_file(path: &Path, summary: Summary, step: i64) -> Result<Vec<u8>, LogError> {
     let mut out = Vec::new();
     let mut version = Event::new();
