@@ -225,6 +225,7 @@ fn a_slurm_dry_run_shows_the_sbatch_lines_and_submits_nothing() {
             "  #SBATCH --job-name=runner-drysl",
             "  #SBATCH --output=<sweep>/slurm/logs/%A_%a.out",
             "  #SBATCH --error=<sweep>/slurm/logs/%A_%a.err",
+            "  #SBATCH --open-mode=append",
             "  #SBATCH --time=02:00:00",
             "  #SBATCH --partition=gpu",
             "  #SBATCH --gres=gpu:1",

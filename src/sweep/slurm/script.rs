@@ -66,6 +66,9 @@ pub fn render_script(
     opt("job-name", &job_name_of(job_name));
     opt("output", &format!("{}/%A_%a.out", logs.display()));
     opt("error", &format!("{}/%A_%a.err", logs.display()));
+    // A task that Slurm requeues (a preemption, a node failure) writes to
+    // the same files again: appending keeps the first attempt's log.
+    opt("open-mode", "append");
     if let Some(cpus) = slurm.cpus_per_task {
         opt("cpus-per-task", &cpus.to_string());
     }
