@@ -9,6 +9,8 @@ mod event_file;
 pub mod hparams;
 pub mod tensorboard;
 
+pub(crate) use event_file::now_secs;
+
 use std::io;
 use std::path::PathBuf;
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::config::{self, key_path::KeyPath};
 use crate::logging::hparams::{self as tb, HValue, SessionStatus};
-use crate::logging::LogError;
+use crate::logging::{now_secs, LogError};
 use crate::plan::ExperimentPlan;
 use crate::rundir::{Meta, RunDir, Status};
 
@@ -83,10 +83,7 @@ pub(super) fn end(run: &RunDir, meta: &Meta) {
         Status::Stopped => SessionStatus::Aborted,
         Status::Running => return,
     };
-    let ended = meta
-        .end_time
-        .as_deref()
-        .map_or_else(now_seconds, unix_seconds);
+    let ended = meta.end_time.as_deref().map_or_else(now_secs, unix_seconds);
     warn(tb::write_session_end(run.root(), status, ended));
 }
 
@@ -101,14 +98,7 @@ fn warn(result: Result<(), LogError>) {
 fn unix_seconds(rfc3339: &str) -> f64 {
     time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp_nanos() as f64 / 1e9)
-        .unwrap_or_else(|_| now_seconds())
-}
-
-fn now_seconds() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|_| now_secs())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::path::Path;
 use super::journal::{Journal, TrialState};
 use super::Trial;
 use crate::logging::hparams::{self as tb, Domain, HValue, HparamInfo, MetricInfo, SessionStatus};
-use crate::logging::LogError;
+use crate::logging::{now_secs, LogError};
 use crate::plan::{Distribution, ExperimentPlan, SweepPlan};
 
 /// The metric that marks pruned trials in the HParams table, declared when
@@ -137,13 +137,6 @@ pub(super) fn write_experiment(
         });
     }
     tb::write_experiment(root, &infos, &metrics)
-}
-
-fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// A trial's session start, unless the journal says it ran before (a
