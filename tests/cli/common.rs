@@ -103,26 +103,28 @@ pub fn read_latest(path: impl AsRef<Path>) -> std::io::Result<PathBuf> {
 
 /// The newest run folder of experiment `name` under `runs` (its `latest`).
 pub fn run_dir(runs: &Path, name: &str) -> PathBuf {
-    let latest = runs.join(name).join("latest");
-    let target = read_latest(&latest).expect("latest file");
-    runs.join(name).join(target)
+    newest_run(runs, name).expect("latest file")
 }
 
-/// Waits, while `child` still runs, until the newest run of experiment
-/// `name` under `runs` has saved its `nth` epoch's `last` checkpoint (or a
-/// later one), then returns that run's folder: the moment to kill or signal
-/// a run mid-training. By the second checkpoint the first epoch's row is in
+/// [`run_dir`], or `None` while its `latest` does not exist yet.
+pub fn newest_run(runs: &Path, name: &str) -> Option<PathBuf> {
+    let target = read_latest(runs.join(name).join("latest")).ok()?;
+    Some(runs.join(name).join(target))
+}
+
+/// Waits, while `child` still runs, until the run folder that `locate`
+/// finds has saved its `nth` epoch's `last` checkpoint (or a later one),
+/// then returns that folder: the moment to kill or signal a run
+/// mid-training. By the second checkpoint the first epoch's row is in
 /// `metrics.csv`.
 pub fn await_checkpoint(
     child: &mut std::process::Child,
-    runs: &Path,
-    name: &str,
     nth: u32,
+    locate: impl Fn() -> Option<PathBuf>,
 ) -> PathBuf {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        if let Ok(target) = read_latest(runs.join(name).join("latest")) {
-            let dir = runs.join(name).join(target);
+        if let Some(dir) = locate() {
             let epoch = std::fs::read_link(dir.join("checkpoints/last"))
                 .ok()
                 .and_then(|t| t.to_str()?.strip_prefix("epoch-")?.parse::<u32>().ok());
@@ -203,8 +205,13 @@ pub fn decisions(dir: &Path) -> Vec<(u64, u64, String)> {
 
 /// The folder of trial `index` of the sweep in `sweep` (`trial-NNN-<id>`).
 pub fn trial_dir(sweep: &Path, index: u64) -> PathBuf {
+    find_trial(sweep, index).unwrap_or_else(|| panic!("no trial {index} in {}", sweep.display()))
+}
+
+/// [`trial_dir`], or `None` while it does not exist yet.
+pub fn find_trial(sweep: &Path, index: u64) -> Option<PathBuf> {
     std::fs::read_dir(sweep)
-        .unwrap()
+        .ok()?
         .flatten()
         .map(|e| e.path())
         .find(|p| {
@@ -212,5 +219,4 @@ pub fn trial_dir(sweep: &Path, index: u64) -> PathBuf {
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with(&format!("trial-{index:03}-")))
         })
-        .unwrap_or_else(|| panic!("no trial {index} in {}", sweep.display()))
 }

@@ -6,8 +6,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    assert_exit, await_checkpoint, csv_epochs, meta, run_dir, runner, runner_on, runner_process,
-    stderr, stdout, tiny_experiment,
+    assert_exit, await_checkpoint, csv_epochs, meta, newest_run, run_dir, runner, runner_on,
+    runner_process, stderr, stdout, tiny_experiment,
 };
 use crate::python::{python_with, run_script};
 
@@ -474,7 +474,7 @@ fn a_killed_run_resumes_without_losing_or_repeating_an_epoch() {
         .spawn()
         .unwrap();
     // Wait for the second checkpoint, then SIGKILL mid-training.
-    let dir = await_checkpoint(&mut child, &runs, "killed", 2);
+    let dir = await_checkpoint(&mut child, 2, || newest_run(&runs, "killed"));
     child.kill().unwrap();
     child.wait().unwrap();
     let before = csv_epochs(&dir);
@@ -831,7 +831,10 @@ fn a_run_named_by_id_resumes_when_its_command_runs_again() {
         .spawn()
         .unwrap();
     // The second checkpoint: the first epoch's row is in metrics.csv by then.
-    assert_eq!(await_checkpoint(&mut child, &runs, "job", 2), dir);
+    assert_eq!(
+        await_checkpoint(&mut child, 2, || newest_run(&runs, "job")),
+        dir
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(
@@ -913,7 +916,7 @@ fn signals_stop_a_run_cleanly_and_it_resumes() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let dir = await_checkpoint(&mut child, &runs, "signalled", 1);
+        let dir = await_checkpoint(&mut child, 1, || newest_run(&runs, "signalled"));
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, signal) };
         let out = child.wait_with_output().unwrap();

@@ -405,22 +405,11 @@ fn a_killed_trial_fails_and_retry_failed_finishes_it() {
         .spawn()
         .unwrap();
     // Its trial's second checkpoint: the trial is mid-training.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let trial = loop {
-        let found = crate::common::read_latest(runs.join("retry/sweeps/latest"))
-            .ok()
-            .map(|s| crate::common::trial_dir(&runs.join("retry/sweeps").join(s), 0))
-            .filter(|t| {
-                std::fs::read_link(t.join("checkpoints/last"))
-                    .is_ok_and(|l| l != Path::new("epoch-0001"))
-            });
-        if let Some(t) = found {
-            break t;
-        }
-        assert!(Instant::now() < deadline, "no second checkpoint appeared");
-        assert!(sweep.try_wait().unwrap().is_none(), "the sweep ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let sweeps = runs.join("retry/sweeps");
+    let trial = crate::common::await_checkpoint(&mut sweep, 2, || {
+        let latest = crate::common::read_latest(sweeps.join("latest")).ok()?;
+        crate::common::find_trial(&sweeps.join(latest), 0)
+    });
     let pid = crate::common::meta(&trial)["pid"].as_i64().unwrap();
     // SAFETY: signalling the trial process our sweep started.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
