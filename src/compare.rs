@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::config;
 use crate::plan::Monitor;
 use crate::rundir::describe::describe;
 use crate::rundir::{RunDir, RunDirError, RESOLVED_CONFIG};
@@ -130,36 +131,17 @@ struct Row {
     test_accuracy: Option<f64>,
 }
 
-/// Flatten a TOML table into `key.path = value` pairs, the keys of a list
-/// of tables by index as `--set` takes them (`model.layers.2.units`),
-/// other arrays inline.
-fn flatten(prefix: &str, t: &toml::Table, out: &mut BTreeMap<String, String>) {
-    for (k, v) in t {
-        let path = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match v {
-            toml::Value::Table(inner) => flatten(&path, inner, out),
-            toml::Value::Array(items)
-                if !items.is_empty() && items.iter().all(|i| i.is_table()) =>
-            {
-                for (i, item) in items.iter().enumerate() {
-                    if let toml::Value::Table(inner) = item {
-                        flatten(&format!("{path}.{i}"), inner, out);
-                    }
-                }
-            }
-            // Bare, as the sweep's tables show values.
-            toml::Value::String(text) => {
-                out.insert(path, text.clone());
-            }
-            other => {
-                out.insert(path, other.to_string());
-            }
-        }
-    }
+/// A config's values as the table shows them, by key path
+/// ([`config::flatten`]): a string bare, as the sweep's tables show values,
+/// anything else as TOML.
+fn flatten(table: &toml::Table) -> BTreeMap<String, String> {
+    config::flatten(table)
+        .into_iter()
+        .map(|(k, v)| match v {
+            toml::Value::String(text) => (k, text),
+            other => (k, other.to_string()),
+        })
+        .collect()
 }
 
 /// Run folders named on the command line: a run folder itself, the trials
@@ -202,8 +184,7 @@ fn load(dir: &Path, label: String) -> Result<Row, CompareError> {
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut config = BTreeMap::new();
-    flatten("", &table, &mut config);
+    let config = flatten(&table);
     let meta = run.read_meta().ok();
     let acc = read_metric(&run.metrics_csv(), "val_accuracy");
     let loss = read_metric(&run.metrics_csv(), "val_loss");
@@ -414,8 +395,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let mut out = BTreeMap::new();
-        flatten("", &table, &mut out);
+        let out = flatten(&table);
         let keys: Vec<&str> = out.keys().map(String::as_str).collect();
         assert_eq!(
             keys,

@@ -919,6 +919,43 @@ pub fn to_toml(spec: &ExperimentSpec) -> String {
     provenance::annotated_toml(&to_table(spec), &|_| None)
 }
 
+/// Every value of a config table under its key path as `--set` takes it:
+/// dotted, the tables of a list by index (`model.layers.2.units`); other
+/// lists are one value.
+pub fn flatten(table: &toml::Table) -> std::collections::BTreeMap<String, toml::Value> {
+    fn walk(
+        prefix: &str,
+        t: &toml::Table,
+        out: &mut std::collections::BTreeMap<String, toml::Value>,
+    ) {
+        for (k, v) in t {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(inner) => walk(&path, inner, out),
+                toml::Value::Array(items)
+                    if !items.is_empty() && items.iter().all(|i| i.is_table()) =>
+                {
+                    for (i, item) in items.iter().enumerate() {
+                        if let toml::Value::Table(inner) = item {
+                            walk(&format!("{path}.{i}"), inner, out);
+                        }
+                    }
+                }
+                other => {
+                    out.insert(path, other.clone());
+                }
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk("", table, &mut out);
+    out
+}
+
 impl Loaded {
     /// The resolved config with a note on every value that did not come from
     /// the experiment file (`runner check --show-config`).

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{self, key_path::KeyPath};
+use crate::config;
 use crate::logging::hparams::{self as tb, HValue, SessionStatus};
 use crate::logging::{now_secs, LogError};
 use crate::plan::ExperimentPlan;
@@ -28,39 +28,19 @@ const NOT_HPARAMS: [&str; 9] = [
 ];
 
 /// The run's hyperparameters: every value of its resolved config but
-/// [`NOT_HPARAMS`], named by its key path (`optimizer.learning_rate`,
-/// `model.layers[3].rate`), as `--set` and sweeps name keys. Lists of
-/// values (`model.input_shape`) are one value, their TOML text.
+/// [`NOT_HPARAMS`], named by its key path as `--set`, sweeps and `runner
+/// compare` name keys (`optimizer.learning_rate`, `model.layers.3.rate`).
+/// Lists of values (`model.input_shape`) are one value, their TOML text.
 pub(super) fn hparams(plan: &ExperimentPlan) -> BTreeMap<String, HValue> {
-    let mut out = BTreeMap::new();
-    for (k, v) in config::to_table(&plan.spec) {
-        flatten(KeyPath::default().key(k), &v, &mut out);
-    }
-    out
-}
-
-fn flatten(path: KeyPath, v: &toml::Value, out: &mut BTreeMap<String, HValue>) {
-    let name = path.to_string();
-    if NOT_HPARAMS.contains(&name.as_str()) {
-        return;
-    }
-    match v {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                flatten(path.clone().key(k.clone()), v, out);
-            }
-        }
-        toml::Value::Array(items)
-            if items.iter().all(toml::Value::is_table) && !items.is_empty() =>
-        {
-            for (i, v) in items.iter().enumerate() {
-                flatten(path.clone().index(i), v, out);
-            }
-        }
-        v => {
-            out.insert(name, HValue::from(v));
-        }
-    }
+    config::flatten(&config::to_table(&plan.spec))
+        .into_iter()
+        .filter(|(k, _)| {
+            !NOT_HPARAMS
+                .iter()
+                .any(|n| k == n || k.starts_with(&format!("{n}.")))
+        })
+        .map(|(k, v)| (k, HValue::from(&v)))
+        .collect()
 }
 
 /// The session starts, or starts again: its start holds the plan's values
@@ -128,9 +108,9 @@ mod tests {
         assert_eq!(hp["experiment.seed"], HValue::Number(7.0));
         assert_eq!(hp["model.input_shape"], HValue::Text("[32, 32, 3]".into()));
         // Layers by index, as `--set` names them; defaults resolved.
-        assert_eq!(hp["model.layers[0].filters"], HValue::Number(16.0));
-        assert_eq!(hp["model.layers[0].stride"], HValue::Number(1.0));
-        assert_eq!(hp["model.layers[6].type"], HValue::Text("dropout".into()));
+        assert_eq!(hp["model.layers.0.filters"], HValue::Number(16.0));
+        assert_eq!(hp["model.layers.0.stride"], HValue::Number(1.0));
+        assert_eq!(hp["model.layers.6.type"], HValue::Text("dropout".into()));
         assert_eq!(hp["callbacks.early_stopping.patience"], HValue::Number(3.0));
         // Its name, where and how it ran, what it records and its sweep
         // are not hparams.

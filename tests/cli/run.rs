@@ -219,7 +219,7 @@ fn each_run_is_a_session_in_the_hparams_tab() {
     assert_eq!(hp2["optimizer.learning_rate"], 0.003, "{hp2}");
     assert_eq!(hp1["train.epochs"], 3.0);
     assert_eq!(hp2["train.epochs"], 2.0);
-    assert_eq!(hp1["model.layers[0].filters"], 4.0);
+    assert_eq!(hp1["model.layers.0.filters"], 4.0);
     assert_eq!(hp1["optimizer.type"], "adam");
     assert!(hp1.get("runtime.threads").is_none(), "{hp1}");
     assert_eq!(end1, "STATUS_SUCCESS");
