@@ -69,7 +69,7 @@ pub(super) fn extended(
     let loaded = config::load(&run.resolved_config(), &LoadOptions::recorded(set)?)?;
     let plan = plan::plan_saved(&loaded)?;
     let (from, to) = (before.train.epochs, plan.train.epochs);
-    if meta.status == Status::Completed && done < from {
+    if early_stopped(meta, done, from) {
         return Err(Error::Usage(format!(
             "early stopping ended {} after epoch {done} of {from}, and more epochs would meet \
              the same rule; to train on from its weights, start a new run with \
@@ -85,17 +85,15 @@ pub(super) fn extended(
             dir.display()
         )));
     }
-    if let Some(s) = &plan.callbacks.lr_schedule {
-        if matches!(s.shape, ScheduleShape::Cosine { .. }) && to != from && done > s.warmup_epochs {
-            return Err(Error::Usage(format!(
-                "{}'s cosine schedule (callbacks.lr_schedule) spans train.epochs: its {done} \
-                 epoch(s) followed a decay over {from}, and a run of {to} would have had other \
-                 rates; start a new run of its config, `runner run {} --set train.epochs={to}`, \
-                 or one from its weights (`model.init_from`)",
-                dir.display(),
-                run.resolved_config().display()
-            )));
-        }
+    if to != from && cosine_begun(&plan, done) {
+        return Err(Error::Usage(format!(
+            "{}'s cosine schedule (callbacks.lr_schedule) spans train.epochs: its {done} \
+             epoch(s) followed a decay over {from}, and a run of {to} would have had other \
+             rates; start a new run of its config, `runner run {} --set train.epochs={to}`, \
+             or one from its weights (`model.init_from`)",
+            dir.display(),
+            run.resolved_config().display()
+        )));
     }
     let extension = Extension {
         set: set.to_vec(),
@@ -119,16 +117,12 @@ pub(super) fn completed_hint(run: &RunDir, meta: &Meta) -> String {
         return String::new();
     };
     let done = meta.epochs_completed;
-    let cosine_begun =
-        plan.callbacks.lr_schedule.as_ref().is_some_and(|s| {
-            matches!(s.shape, ScheduleShape::Cosine { .. }) && done > s.warmup_epochs
-        });
-    if done < plan.train.epochs {
+    if early_stopped(meta, done, plan.train.epochs) {
         format!(
             " (early stopping ended it after epoch {done}; `model.init_from = \"{}\"` starts a new run from its weights)",
             dir.display()
         )
-    } else if cosine_begun {
+    } else if cosine_begun(&plan, done) {
         format!(
             " (its cosine schedule spans its epochs; `runner run {} --set train.epochs=N` starts a longer run of its config)",
             run.resolved_config().display()
@@ -136,6 +130,21 @@ pub(super) fn completed_hint(run: &RunDir, meta: &Meta) -> String {
     } else {
         " (`--set train.epochs=N` trains it on to N epochs)".to_string()
     }
+}
+
+/// A completed run that trained fewer epochs than it planned: early
+/// stopping ended it.
+fn early_stopped(meta: &Meta, done: usize, planned: usize) -> bool {
+    meta.status == Status::Completed && done < planned
+}
+
+/// Whether `plan`'s cosine schedule has begun to decay after `done`
+/// epochs: its rates then span `train.epochs`, which cannot change.
+fn cosine_begun(plan: &ExperimentPlan, done: usize) -> bool {
+    plan.callbacks
+        .lr_schedule
+        .as_ref()
+        .is_some_and(|s| matches!(s.shape, ScheduleShape::Cosine { .. }) && done > s.warmup_epochs)
 }
 
 /// Record the extension in the run folder before training goes on: the
