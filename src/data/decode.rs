@@ -67,9 +67,15 @@ pub fn load(path: &Path, target: &Target) -> Result<Decoded, String> {
 /// on hostile input becomes an error.
 pub fn decode(bytes: &[u8], target: &Target) -> Result<Decoded, String> {
     match catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, target))) {
-        Ok(r) => r,
+        Ok(r) => r.map_err(|reason| tidy_reason(&reason)),
         Err(_) => Err("the decoder crashed on this file".into()),
     }
+}
+
+/// A decoder's message on one line: some (the `image` crate's JPEG errors)
+/// end in a newline, which left a blank line in `runner data`'s list.
+pub fn tidy_reason(reason: &str) -> String {
+    reason.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn is_jpeg(bytes: &[u8]) -> bool {
@@ -512,5 +518,14 @@ mod tests {
             decode(&jpeg[..20], &target(16, 16, 3)).is_err(),
             "header only"
         );
+        // A JPEG cut inside its header: the `image` crate's message ends in
+        // a newline, which must not reach the one-line-per-file lists.
+        for cut in [20, 200] {
+            let Err(reason) = decode(&jpeg[..cut], &target(48, 48, 3)) else {
+                panic!("a JPEG cut at {cut} bytes decoded");
+            };
+            assert!(!reason.is_empty() && !reason.contains('\n'), "{reason:?}");
+            assert_eq!(reason, reason.trim(), "{reason:?}");
+        }
     }
 }

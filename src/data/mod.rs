@@ -406,7 +406,7 @@ impl Split {
                 match header {
                     Ok((w, h)) if w > 0 && h > 0 => None,
                     Ok((w, h)) => Some((path.clone(), format!("the image is {w}x{h}"))),
-                    Err(reason) => Some((path.clone(), reason)),
+                    Err(reason) => Some((path.clone(), decode::tidy_reason(&reason))),
                 }
             })
             .collect();
