@@ -35,11 +35,9 @@ pub(super) fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[S
         f.state.as_str(),
         f.seconds
     );
-    if matches!(f.state, TrialState::Failed | TrialState::Pruned) {
-        if let Some(m) = &f.message {
-            for line in m.lines() {
-                crate::outln!("         | {line}");
-            }
+    if let Some(m) = &f.message {
+        for line in m.lines() {
+            crate::outln!("         | {line}");
         }
     }
 }

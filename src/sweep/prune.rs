@@ -98,13 +98,17 @@ impl Pruner {
         self.asha.pruned_at(trial)
     }
 
-    /// A trial that ended after a rung pruned it is `pruned` (unless it
-    /// completed first), with the epoch of that rung.
+    /// A trial that ended after a rung pruned it is `pruned`, with the
+    /// epoch of that rung, unless it completed first: then it stays `done`,
+    /// and its message says why the prune printed for it did not stop it.
     pub fn ended(&self, f: &mut Finished) {
         let Some(epoch) = self.pruned_at(f.trial.index) else {
             return;
         };
         if f.state == TrialState::Done {
+            f.message = Some(format!(
+                "it completed all its epochs before its prune at epoch {epoch} took effect"
+            ));
             return;
         }
         f.state = TrialState::Pruned;
@@ -528,5 +532,62 @@ mod tests {
                 (0, 2, Decision::Continue),
             ]
         );
+    }
+
+    /// A pruned trial that stopped is `pruned` at its rung; one that
+    /// completed before the stop reached it stays `done`, and says so.
+    #[test]
+    fn a_pruned_trial_that_completed_first_stays_done_and_says_why() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sweep = tmp.path();
+        let journal = Journal::new(sweep);
+        let plan = EarlyStop {
+            kind: EarlyStopKind::Asha,
+            min_epochs: 1,
+            reduction_factor: 2,
+            max_epochs: 4,
+        };
+        let mut pruner = Pruner {
+            asha: Asha::new(plan, false),
+            metric: "val_loss".into(),
+            seen: BTreeMap::new(),
+            journal_bytes: journal.bytes(),
+        };
+        let (t0, t1, t2) = (trial(0), trial(1), trial(2));
+        curve(sweep, &t0, &[1.0]);
+        assert_eq!(pruner.check(sweep, &journal, &t0), None);
+        curve(sweep, &t1, &[2.0]);
+        assert_eq!(pruner.check(sweep, &journal, &t1), Some(1));
+        curve(sweep, &t2, &[3.0]);
+        assert_eq!(pruner.check(sweep, &journal, &t2), Some(1));
+        let finished = |t: &Trial, state: TrialState| Finished {
+            trial: t.clone(),
+            state,
+            exit_code: Some(0),
+            message: None,
+            seconds: 1.0,
+            epoch: None,
+        };
+        // t1 was stopped by the sweep's signal.
+        let mut stopped = finished(&t1, TrialState::Failed);
+        pruner.ended(&mut stopped);
+        assert_eq!(stopped.state, TrialState::Pruned);
+        assert_eq!(stopped.epoch, Some(1));
+        assert_eq!(stopped.exit_code, None);
+        assert!(stopped.message.unwrap().starts_with("pruned at epoch 1: its val_loss"));
+        // t2 finished its 4 epochs before the signal came.
+        let mut completed = finished(&t2, TrialState::Done);
+        pruner.ended(&mut completed);
+        assert_eq!(completed.state, TrialState::Done);
+        assert_eq!(completed.epoch, None);
+        assert_eq!(completed.exit_code, Some(0));
+        assert_eq!(
+            completed.message.as_deref(),
+            Some("it completed all its epochs before its prune at epoch 1 took effect")
+        );
+        // t0 was not pruned: nothing changes.
+        let mut kept = finished(&t0, TrialState::Done);
+        pruner.ended(&mut kept);
+        assert_eq!((kept.state, kept.message), (TrialState::Done, None));
     }
 }
