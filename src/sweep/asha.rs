@@ -63,6 +63,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::EarlyStopPlan;
+
 /// `[sweep.early_stop]` validated.
 ///
 /// The methods assume a valid plan: `min_epochs >= 1`,
@@ -91,6 +93,20 @@ pub enum EarlyStopKind {
 }
 
 impl EarlyStop {
+    /// The rung rule of `[sweep.early_stop]`.
+    pub fn of(e: &EarlyStopPlan) -> EarlyStop {
+        EarlyStop {
+            kind: if e.hyperband {
+                EarlyStopKind::Hyperband
+            } else {
+                EarlyStopKind::Asha
+            },
+            min_epochs: e.min_epochs,
+            reduction_factor: e.reduction_factor,
+            max_epochs: e.max_epochs,
+        }
+    }
+
     /// Whether the plan's numbers allow rungs at all (`min_epochs >= 1` and
     /// `reduction_factor >= 2`).
     fn has_rungs(&self) -> bool {

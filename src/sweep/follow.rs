@@ -407,7 +407,7 @@ pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepErro
     let monitor = &s.sweep.monitor;
     print_status(&s, &latest, &BTreeMap::new());
     let axes = axis_names(&s.sweep);
-    let results = summary::collect(&s.dir.root, &s.trials, &latest, monitor);
+    let results = summary::collect(&s.dir.root, &s.trials, &latest, &s.sweep);
     crate::outln!("\n{}", summary::ranked_table(&axes, monitor, &results));
     // The sweep's trials not done, pruned or failed (TPE's to come too).
     let finished = s

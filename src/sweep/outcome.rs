@@ -20,7 +20,7 @@ pub(super) fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[S
     e.epoch = f.epoch;
     let _ = journal.append(&e);
     hparams::session_end(&f.trial, &s.dir.root, f.state, f.epoch);
-    let results = summary::collect(&s.dir.root, &s.trials, &journal.latest(), monitor);
+    let results = summary::collect(&s.dir.root, &s.trials, &journal.latest(), &s.sweep);
     let _ = summary::write_csv(&s.dir.summary_csv(), axes, &monitor.metric, &results);
     let _ = write_best(s, &results);
     let best = results
@@ -111,7 +111,7 @@ pub(super) fn conclude(
 ) -> Result<(), SweepError> {
     let monitor = &s.sweep.monitor;
     let latest = s.dir.journal().latest();
-    let results = summary::collect(&s.dir.root, &s.trials, &latest, monitor);
+    let results = summary::collect(&s.dir.root, &s.trials, &latest, &s.sweep);
     summary::write_csv(&s.dir.summary_csv(), axes, &monitor.metric, &results)?;
     write_best(s, &results)?;
     if let Ok(Some(img)) = summary::plot(&s.sweep, &results) {

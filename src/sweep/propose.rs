@@ -33,7 +33,7 @@ pub(super) fn history(
     let monitor = &s.sweep.monitor;
     let sign = if monitor.maximize { -1.0 } else { 1.0 };
     let rungs = journal.rungs();
-    summary::collect(&s.dir.root, &s.trials, latest, monitor)
+    summary::collect(&s.dir.root, &s.trials, latest, &s.sweep)
         .into_iter()
         .filter_map(|r| {
             let outcome = match r.state {

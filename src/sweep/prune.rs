@@ -9,29 +9,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::asha::{Asha, Decision, EarlyStop, EarlyStopKind, RungRecord};
+use super::asha::{Asha, Decision, EarlyStop, RungRecord};
 use super::journal::{Entry, Journal, TrialState};
 use super::promotion::{Next, Promotions};
 use super::scheduler::Finished;
 use super::summary::read_metric;
 use super::Trial;
-use crate::plan::{EarlyStopPlan, SweepPlan};
+use crate::plan::SweepPlan;
 use crate::rundir::{self, RunDir};
 use crate::vocab::HalvingVariant;
-
-/// The rung rule of `[sweep.early_stop]`.
-pub fn rule(e: &EarlyStopPlan) -> EarlyStop {
-    EarlyStop {
-        kind: if e.hyperband {
-            EarlyStopKind::Hyperband
-        } else {
-            EarlyStopKind::Asha
-        },
-        min_epochs: e.min_epochs,
-        reduction_factor: e.reduction_factor,
-        max_epochs: e.max_epochs,
-    }
-}
 
 /// The rung records of a sweep with `[sweep.early_stop]`.
 pub struct Pruner {
@@ -52,7 +38,7 @@ impl Pruner {
         if e.variant != HalvingVariant::Stopping {
             return None;
         }
-        let plan = rule(&e);
+        let plan = EarlyStop::of(&e);
         Some(Pruner {
             journal_bytes: journal.bytes(),
             asha: Asha::restore(plan, sweep.monitor.maximize, journal.rungs()),
@@ -204,7 +190,7 @@ impl TrialJudge {
         Ok(Some(TrialJudge {
             sweep_dir: sweep_dir.to_path_buf(),
             trial: trial.clone(),
-            plan: rule(&e),
+            plan: EarlyStop::of(&e),
             maximize: s.sweep.monitor.maximize,
             metric: s.sweep.monitor.metric.clone(),
         }))
@@ -276,7 +262,11 @@ impl Promoter {
             return None;
         }
         Some(Promoter {
-            promotions: Promotions::restore(rule(&e), sweep.monitor.maximize, journal.rungs()),
+            promotions: Promotions::restore(
+                EarlyStop::of(&e),
+                sweep.monitor.maximize,
+                journal.rungs(),
+            ),
             metric: sweep.monitor.metric.clone(),
         })
     }
@@ -428,6 +418,7 @@ impl Promoter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sweep::asha::EarlyStopKind;
 
     #[test]
     fn a_pause_is_read_from_the_trials_latest_entry() {
@@ -574,7 +565,10 @@ mod tests {
         assert_eq!(stopped.state, TrialState::Pruned);
         assert_eq!(stopped.epoch, Some(1));
         assert_eq!(stopped.exit_code, None);
-        assert!(stopped.message.unwrap().starts_with("pruned at epoch 1: its val_loss"));
+        assert!(stopped
+            .message
+            .unwrap()
+            .starts_with("pruned at epoch 1: its val_loss"));
         // t2 finished its 4 epochs before the signal came.
         let mut completed = finished(&t2, TrialState::Done);
         pruner.ended(&mut completed);

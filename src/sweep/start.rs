@@ -103,7 +103,7 @@ pub fn dry_run(new: &NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
         .sweep
         .early_stop
         .filter(|e| e.hyperband)
-        .map(|e| super::prune::rule(&e));
+        .map(|e| super::asha::EarlyStop::of(&e));
     let bracket = |t: &Trial| match &hyperband {
         Some(rule) => format!("bracket {}  ", rule.bracket_of(t.index)),
         None => String::new(),
@@ -190,7 +190,7 @@ fn describe_axes(sweep: &SweepPlan) -> Vec<String> {
 
 /// The early stopping rule and its rungs.
 fn describe_early_stop(e: &EarlyStopPlan) -> String {
-    let plan = super::prune::rule(e);
+    let plan = super::asha::EarlyStop::of(e);
     let brackets: Vec<String> = (0..plan.brackets())
         .map(|b| {
             let r: Vec<String> = plan.rungs(b).iter().map(|e| e.to_string()).collect();

@@ -9,6 +9,7 @@ use crate::report::plots::{self, PlotError};
 use crate::rundir::{write_atomic, Meta, RunDir, RunDirError};
 use crate::vocab::Strategy;
 
+use super::asha::EarlyStop;
 use super::journal::{Entry, TrialState};
 use super::Trial;
 
@@ -30,6 +31,8 @@ pub struct TrialResult {
     pub run_dir: PathBuf,
     /// For a trial pruned or paused at a rung, the epochs it had there.
     pub rung_epoch: Option<usize>,
+    /// Its Hyperband bracket (`None` without Hyperband).
+    pub bracket: Option<usize>,
 }
 
 /// `val_accuracy` -> the metrics.csv column that holds it.
@@ -96,8 +99,13 @@ pub fn collect(
     sweep_dir: &Path,
     trials: &[Trial],
     latest: &BTreeMap<usize, Entry>,
-    monitor: &Monitor,
+    sweep: &SweepPlan,
 ) -> Vec<TrialResult> {
+    let monitor = &sweep.monitor;
+    let hyperband = sweep
+        .early_stop
+        .filter(|e| e.hyperband)
+        .map(|e| EarlyStop::of(&e));
     trials
         .iter()
         .map(|t| {
@@ -122,6 +130,7 @@ pub fn collect(
                 rung_epoch: entry
                     .filter(|e| matches!(e.state, TrialState::Pruned | TrialState::Paused))
                     .and_then(|e| e.epoch),
+                bracket: hyperband.as_ref().map(|h| h.bracket_of(t.index)),
             }
         })
         .collect()
@@ -143,7 +152,11 @@ pub fn write_csv(
     results: &[TrialResult],
 ) -> Result<(), RunDirError> {
     let mut w = csv::Writer::from_writer(Vec::new());
+    let brackets = results.iter().any(|r| r.bracket.is_some());
     let mut header: Vec<String> = vec!["trial".into(), "id".into(), "status".into()];
+    if brackets {
+        header.push("bracket".into());
+    }
     header.extend(axes.iter().cloned());
     header.extend([
         "epochs".into(),
@@ -164,6 +177,9 @@ pub fn write_csv(
             r.trial.id.clone(),
             r.state.as_str().to_string(),
         ];
+        if brackets {
+            rec.push(r.bracket.map(|b| b.to_string()).unwrap_or_default());
+        }
         rec.extend(
             axes.iter()
                 .map(|a| r.trial.params.get(a).map(value_text).unwrap_or_default()),
@@ -219,7 +235,11 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
                 _ => a.trial.index.cmp(&b.trial.index),
             })
     });
+    let brackets = results.iter().any(|r| r.bracket.is_some());
     let mut header: Vec<String> = vec!["".into(), "trial".into(), "status".into()];
+    if brackets {
+        header.push("bracket".into());
+    }
     header.extend(axes.iter().cloned());
     header.extend([
         format!("best {}", monitor.metric),
@@ -238,6 +258,9 @@ pub fn ranked_table(axes: &[String], monitor: &Monitor, results: &[TrialResult])
             r.trial.folder_name(),
             r.state.label(r.rung_epoch),
         ];
+        if brackets {
+            row.push(r.bracket.map(|b| b.to_string()).unwrap_or_default());
+        }
         row.extend(
             axes.iter()
                 .map(|a| r.trial.params.get(a).map(value_text).unwrap_or_default()),
@@ -439,6 +462,7 @@ pub(super) mod tests {
             wall_seconds: Some(3.0),
             run_dir: PathBuf::from(format!("/x/{index}")),
             rung_epoch: None,
+            bracket: None,
         }
     }
 
@@ -556,6 +580,59 @@ pub(super) mod tests {
         assert!(lines[1].starts_with("0,"), "{text}");
         assert!(lines[2].contains(",failed,0.01,"), "{text}");
         assert_eq!(lines.len(), 3);
+    }
+
+    /// Under Hyperband each trial's bracket is read into its result and
+    /// shown as a column of summary.csv and of the ranked table; under
+    /// ASHA (one bracket) there is no such column.
+    #[test]
+    fn hyperband_results_name_their_bracket() {
+        let tmp = tempfile::tempdir().unwrap();
+        let toml = |kind: &str| {
+            SweepPlan::from_toml(
+                &format!(
+                    "strategy = \"random\"\ntrials = 8\nmetric = \"val_accuracy\"\n\
+                     [random]\n\"optimizer.learning_rate\" = {{ distribution = \"log_uniform\", low = 1e-4, high = 1e-1 }}\n\
+                     [early_stop]\ntype = \"{kind}\"\nmin_epochs = 1\nmax_epochs = 9\n"
+                ),
+                1,
+            )
+        };
+        let trials: Vec<Trial> = (0..8)
+            .map(|i| result(i, 0.01, None, TrialState::Pending).trial)
+            .collect();
+        let axes = ["optimizer.learning_rate".to_string()];
+        let hyperband = toml("hyperband");
+        let results = collect(tmp.path(), &trials, &BTreeMap::new(), &hyperband);
+        // By hand: Hyperband over 9 epochs with eta 3 has brackets of
+        // n = 9, 5 and 3 trials, dealt out to the smallest share so far
+        // (ties to the lower bracket): 0, 1, 2, 0, 1, 0, 0, 2.
+        let brackets: Vec<Option<usize>> = results.iter().map(|r| r.bracket).collect();
+        let by_hand = [0, 1, 2, 0, 1, 0, 0, 2].map(Some);
+        assert_eq!(brackets, by_hand);
+        let path = tmp.path().join("summary.csv");
+        write_csv(&path, &axes, "val_accuracy", &results).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("trial,id,status,bracket,optimizer.learning_rate,"),
+            "{text}"
+        );
+        let row: Vec<&str> = text.lines().nth(3).unwrap().split(',').collect();
+        assert_eq!((row[0], row[3]), ("2", "2"), "{text}");
+        let table = ranked_table(&axes, &hyperband.monitor, &results);
+        let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(header[..3], ["trial", "status", "bracket"], "{table}");
+
+        let asha = toml("asha");
+        let results = collect(tmp.path(), &trials, &BTreeMap::new(), &asha);
+        assert!(results.iter().all(|r| r.bracket.is_none()));
+        write_csv(&path, &axes, "val_accuracy", &results).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("trial,id,status,optimizer.learning_rate,"),
+            "{text}"
+        );
+        assert!(!ranked_table(&axes, &asha.monitor, &results).contains("bracket"));
     }
 
     fn pruned(mut r: TrialResult, at: usize) -> TrialResult {
