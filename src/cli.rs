@@ -165,6 +165,9 @@ pub enum Command {
         /// `-` writes it to stdout in place of the table.
         #[arg(long, value_name = "FILE")]
         csv: Option<PathBuf>,
+        /// A column per run and a row per key, as on a terminal too narrow for a row per run.
+        #[arg(long)]
+        transpose: bool,
     },
     /// Run a grid, random or TPE search over any config keys, one run per trial.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "resume", "status", "cancel"])))]
@@ -336,7 +339,11 @@ pub fn main() -> ExitCode {
                 },
             )
         }
-        Command::Compare { dirs, csv } => commands::compare::compare(&dirs, csv.as_deref()),
+        Command::Compare {
+            dirs,
+            csv,
+            transpose,
+        } => commands::compare::compare(&dirs, csv.as_deref(), transpose),
         Command::Sweep {
             file,
             set,

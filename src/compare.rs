@@ -58,9 +58,13 @@ impl Comparison {
         Ok(Comparison { rows })
     }
 
-    /// The table: only the keys that differ, then status and metrics.
-    pub fn render(&self) -> String {
-        render(&self.rows)
+    /// The table: only the keys that differ, then status and metrics, a
+    /// row per run. Keys as rows and runs as columns instead (as W&B's and
+    /// MLflow's run comparisons show them) when `layout` says so, or, for
+    /// [`Layout::Auto`], when a row per run is wider than `width` (the
+    /// terminal's) and a column per run fits it.
+    pub fn render(&self, layout: Layout, width: Option<usize>) -> String {
+        render(&self.rows, layout, width)
     }
 
     /// The same as CSV for pandas: one row per run, the keys that differ,
@@ -113,6 +117,16 @@ impl Comparison {
         }
         w.into_inner().unwrap_or_default()
     }
+}
+
+/// How the table is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A row per run unless that is wider than the terminal and a column
+    /// per run fits it.
+    Auto,
+    /// A column per run, a row per key (`--transpose`).
+    Transposed,
 }
 
 /// The status of a run whose meta.json says `running` but whose process
@@ -250,7 +264,9 @@ fn differing(rows: &[Row]) -> Vec<&String> {
     let keys: BTreeSet<&String> = rows.iter().flat_map(|r| r.config.keys()).collect();
     let mut differing: Vec<&String> = keys
         .into_iter()
-        .filter(|k| !k.starts_with("experiment.description"))
+        // Neither changes what a run trains: a trial's config has no
+        // `[sweep]`, a plain run's keeps its file's.
+        .filter(|k| !k.starts_with("experiment.description") && !k.starts_with("sweep."))
         .filter(|k| {
             let first = rows[0].config.get(*k);
             rows.iter().any(|r| r.config.get(*k) != first)
@@ -267,7 +283,7 @@ fn differing(rows: &[Row]) -> Vec<&String> {
     differing
 }
 
-fn render(rows: &[Row]) -> String {
+fn render(rows: &[Row], layout: Layout, width: Option<usize>) -> String {
     let differing = differing(rows);
     let fmt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
     let fmt_best = |v: Option<(usize, f64)>| {
@@ -306,19 +322,50 @@ fn render(rows: &[Row]) -> String {
         ]);
         table.push(row);
     }
-    let widths: Vec<usize> = (0..table[0].len())
+    let by_run = aligned(&table);
+    let by_key = || aligned(&transpose(&table));
+    let widest = |text: &str| text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    let text = match (layout, width) {
+        (Layout::Transposed, _) => by_key(),
+        (Layout::Auto, Some(w)) if widest(&by_run) > w => {
+            let by_key = by_key();
+            if widest(&by_key) <= w {
+                by_key
+            } else {
+                by_run
+            }
+        }
+        (Layout::Auto, _) => by_run,
+    };
+    let mut out = String::new();
+    if differing.is_empty() {
+        out.push_str("(the configs are identical)\n");
+    }
+    out.push_str(&text);
+    if rows.iter().any(|r| r.status == KILLED) {
+        out.push_str(
+            "killed: its meta.json says running, but no process runs it (killed, out of memory, \
+             or a power loss); `runner run --resume DIR` continues a run, \
+             `runner sweep --resume SWEEP_DIR` a sweep's trial\n",
+        );
+    }
+    out
+}
+
+/// Rows of cells, each column as wide as its widest cell, two spaces apart.
+fn aligned(table: &[Vec<String>]) -> String {
+    let columns = table.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
         .map(|c| {
             table
                 .iter()
-                .map(|r| r[c].chars().count())
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
                 .max()
                 .unwrap_or(0)
         })
         .collect();
     let mut out = String::new();
-    if differing.is_empty() {
-        out.push_str("(the configs are identical)\n");
-    }
     for row in table {
         let cells: Vec<String> = row
             .iter()
@@ -328,14 +375,20 @@ fn render(rows: &[Row]) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
-    if rows.iter().any(|r| r.status == KILLED) {
-        out.push_str(
-            "killed: its meta.json says running, but no process runs it (killed, out of memory, \
-             or a power loss); `runner run --resume DIR` continues a run, \
-             `runner sweep --resume SWEEP_DIR` a sweep's trial\n",
-        );
-    }
     out
+}
+
+/// Columns as rows.
+fn transpose(table: &[Vec<String>]) -> Vec<Vec<String>> {
+    let columns = table.iter().map(Vec::len).max().unwrap_or(0);
+    (0..columns)
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r.get(c).cloned().unwrap_or_default())
+                .collect()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -358,7 +411,7 @@ mod tests {
             final_val_accuracy: Some(0.4),
             test_accuracy: None,
         };
-        let text = render(&[row("a", "0.1"), row("b", "0.01")]);
+        let text = render(&[row("a", "0.1"), row("b", "0.01")], Layout::Auto, None);
         let header = text.lines().next().unwrap();
         assert!(header.contains("optimizer.learning_rate"));
         assert!(!header.contains("train.epochs"));
@@ -373,7 +426,7 @@ mod tests {
             rows[0].config.insert(key.into(), a.into());
             rows[1].config.insert(key.into(), b.into());
         }
-        let text = render(&rows);
+        let text = render(&rows, Layout::Auto, None);
         let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
         assert_eq!(
             header[1..4],
@@ -383,6 +436,83 @@ mod tests {
                 "model.layers.10.units"
             ]
         );
+    }
+
+    fn run_row(name: &str, keys: &[(&str, &str)]) -> Row {
+        Row {
+            name: name.into(),
+            dir: PathBuf::from(name),
+            config: keys
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            status: "completed".into(),
+            epochs: 3,
+            best_val_accuracy: Some((1, 0.5)),
+            best_val_loss: Some((2, 0.7)),
+            final_val_accuracy: Some(0.4),
+            test_accuracy: None,
+        }
+    }
+
+    /// Two runs that differ in many keys: a row per run is wide, a column
+    /// per run narrow. Auto picks by the terminal's width; a pipe (no
+    /// width) always gets a row per run; `--transpose` always a column.
+    #[test]
+    fn runs_become_columns_when_rows_are_wider_than_the_terminal() {
+        let keys = |v: &str| -> Vec<(String, String)> {
+            (0..8)
+                .map(|i| (format!("model.layers.{i}.units"), format!("{v}{i}")))
+                .collect()
+        };
+        let row = |name: &str, v: &str| {
+            let k = keys(v);
+            let pairs: Vec<(&str, &str)> =
+                k.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            run_row(name, &pairs)
+        };
+        let rows = [row("a/v0001", "1"), row("b/v0002", "2")];
+        let by_run = render(&rows, Layout::Auto, None);
+        let widest = |t: &str| t.lines().map(str::len).max().unwrap();
+        assert_eq!(by_run.lines().count(), 3, "{by_run}");
+        assert!(widest(&by_run) > 200, "{by_run}");
+        let by_key = render(&rows, Layout::Transposed, None);
+        // run, 8 keys, status and 5 metrics.
+        assert_eq!(by_key.lines().count(), 1 + 8 + 6, "{by_key}");
+        let lines: Vec<&str> = by_key.lines().collect();
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["run", "a/v0001", "b/v0002"]
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            ["model.layers.0.units", "10", "20"]
+        );
+        assert_eq!(
+            lines[11].split_whitespace().collect::<Vec<_>>(),
+            ["best", "val_accuracy", "0.5000", "@2", "0.5000", "@2"]
+        );
+        assert!(widest(&by_key) < 60, "{by_key}");
+        assert_eq!(render(&rows, Layout::Auto, Some(80)), by_key);
+        assert_eq!(render(&rows, Layout::Auto, Some(widest(&by_run))), by_run);
+        // Neither fits: a row per run, the usual layout.
+        assert_eq!(render(&rows, Layout::Auto, Some(20)), by_run);
+    }
+
+    /// A plain run keeps its file's `[sweep]`, a trial has none: that is no
+    /// difference in what they trained.
+    #[test]
+    fn sweep_keys_are_not_differences() {
+        let rows = [
+            run_row(
+                "plain",
+                &[("train.epochs", "3"), ("sweep.metric", "val_loss")],
+            ),
+            run_row("trial", &[("train.epochs", "3")]),
+        ];
+        let text = render(&rows, Layout::Auto, None);
+        assert!(text.starts_with("(the configs are identical)"), "{text}");
+        assert!(!text.contains("sweep."), "{text}");
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! `runner compare RUN_OR_SWEEP_DIR...`: runs side by side, showing only the
 //! config keys that differ, and their final and best metrics.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use crate::compare::{CompareError, Comparison};
+use crate::compare::{CompareError, Comparison, Layout};
 use crate::error::{experiment_file, Error, Result, Wanted};
 use crate::rundir::write_atomic;
 
 /// `csv`: also write the table as CSV there; `-` prints the CSV alone.
-pub fn compare(dirs: &[PathBuf], csv: Option<&Path>) -> Result<()> {
+/// `transpose`: a column per run; otherwise a row per run unless that is
+/// wider than the terminal (standard output's) and a column per run fits.
+pub fn compare(dirs: &[PathBuf], csv: Option<&Path>, transpose: bool) -> Result<()> {
     let table = Comparison::load(dirs).map_err(|e| match e {
         CompareError::Run(r) => r.into(),
         CompareError::NoRuns { path, reason } => Error::Usage(
@@ -20,16 +23,26 @@ pub fn compare(dirs: &[PathBuf], csv: Option<&Path>) -> Result<()> {
         ),
         other => Error::Usage(other.to_string()),
     })?;
+    let layout = if transpose {
+        Layout::Transposed
+    } else {
+        Layout::Auto
+    };
+    let stdout = std::io::stdout();
+    let width = match terminal_size::terminal_size_of(&stdout) {
+        Some((terminal_size::Width(w), _)) if stdout.is_terminal() => Some(usize::from(w)),
+        _ => None,
+    };
     match csv {
         Some(path) if path == Path::new("-") => {
             crate::out!("{}", String::from_utf8_lossy(&table.to_csv()));
         }
         Some(path) => {
-            crate::out!("{}", table.render());
+            crate::out!("{}", table.render(layout, width));
             write_atomic(path, &table.to_csv())?;
             crate::outln!("CSV: {}", path.display());
         }
-        None => crate::out!("{}", table.render()),
+        None => crate::out!("{}", table.render(layout, width)),
     }
     Ok(())
 }
