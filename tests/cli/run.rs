@@ -768,6 +768,33 @@ fn compare_writes_a_csv_that_pandas_reads() {
         .unwrap();
     assert_exit(&out, 0);
     assert_eq!(stdout(&out), std::fs::read_to_string(&csv).unwrap());
+    // `--transpose`: a column per run, a row per key; the CSV unchanged.
+    let out = runner()
+        .arg("compare")
+        .arg(runs.join("cmp"))
+        .arg("--transpose")
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let cells = |line: &str| -> Vec<String> {
+        let found = text
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_default();
+        found.split_whitespace().map(String::from).collect()
+    };
+    assert_eq!(cells("run "), ["run", "cmp/v0001", "cmp/v0002"], "{text}");
+    assert_eq!(
+        cells("optimizer.learning_rate "),
+        ["optimizer.learning_rate", "0.01", "0.001"],
+        "{text}"
+    );
+    assert_eq!(
+        cells("status "),
+        ["status", "completed", "completed"],
+        "{text}"
+    );
 
     let Some(python) = python_with("pandas") else {
         return;
