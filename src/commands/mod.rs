@@ -16,9 +16,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{self, LoadOptions, Loaded, Override};
+use crate::config::{self, ConfigError, LoadOptions, Loaded, Override};
 use crate::error::{Error, Result};
 use crate::plan::{self, ExperimentPlan};
+use crate::rundir::describe::describe;
 
 /// How to read an experiment file: shared by every command that takes one.
 #[derive(Debug, Clone, Args)]
@@ -48,7 +49,14 @@ pub fn load_plan(exp: &ExperimentArgs) -> Result<(Loaded, ExperimentPlan)> {
         overrides: overrides(&exp.set)?,
         use_env: !exp.no_env,
     };
-    let loaded = config::load(&exp.file, &opts)?;
+    let loaded = config::load(&exp.file, &opts).map_err(|e| match e {
+        // `runner run runs/x/v0001`: say what the folder is, and what to give.
+        ConfigError::FileMissing { path, .. } if path.is_dir() => ConfigError::NotAFile {
+            reason: describe(&path).not_an_experiment_file(&path),
+            path,
+        },
+        other => other,
+    })?;
     let plan = plan::plan(&loaded)?;
     Ok((loaded, plan))
 }

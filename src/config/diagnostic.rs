@@ -21,6 +21,11 @@ pub enum ConfigError {
     #[diagnostic(code(runner::config::file))]
     FileMissing { path: PathBuf, reason: String },
 
+    /// A folder given as the experiment file: `reason` says what it is.
+    #[error("{} is not an experiment file: {reason}", path.display())]
+    #[diagnostic(code(runner::config::file))]
+    NotAFile { path: PathBuf, reason: String },
+
     #[error("{location}: TOML syntax error: {message}")]
     #[diagnostic(code(runner::config::syntax))]
     Syntax {

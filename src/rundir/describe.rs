@@ -162,6 +162,62 @@ impl Found {
         }
     }
 
+    /// Why the folder `path` is not an experiment file, and what to give
+    /// instead: a run folder's config, the command that continues a run or
+    /// a sweep, or the experiment files the folder holds.
+    pub fn not_an_experiment_file(&self, path: &Path) -> String {
+        let config = path.join(RESOLVED_CONFIG);
+        match self {
+            Found::Run { sweep: Some(sweep) } => format!(
+                "it is a trial of the sweep {}; its config is {} (`runner sweep --resume {}` continues the sweep)",
+                sweep.display(),
+                config.display(),
+                sweep.display()
+            ),
+            Found::Run { sweep: None } => format!(
+                "it is a run folder; its config is {} (`runner run --resume {}` continues the run)",
+                config.display(),
+                path.display()
+            ),
+            Found::Sweep { .. } => format!(
+                "it is a sweep folder (`runner sweep --resume {}` continues it)",
+                path.display()
+            ),
+            Found::InsideRun { run } => format!(
+                "it is inside the run folder {}, whose config is {}",
+                run.display(),
+                run.join(RESOLVED_CONFIG).display()
+            ),
+            Found::Experiment { run: Some(run), .. } => format!(
+                "it is an experiment's folder of runs; the config of its newest run is {}",
+                run.join(RESOLVED_CONFIG).display()
+            ),
+            Found::Experiment {
+                run: None,
+                sweep: Some(sweep),
+            } => format!(
+                "it is an experiment's folder of runs, with only sweeps (`runner sweep --resume {}` continues the newest)",
+                sweep.display()
+            ),
+            Found::Experiment { .. } => "it is an experiment's folder of runs".into(),
+            // `runs/` itself; a project's folder may hold experiment files
+            // beside its `runs/`, which are what to give.
+            Found::Runs { runs, experiments } if runs == path || toml_files(path).is_empty() => {
+                holds_runs(path, runs, experiments)
+            }
+            _ => {
+                let files = toml_files(path);
+                match files.len() {
+                    0 => "it is a folder, with no .toml file in it".into(),
+                    _ => format!(
+                        "it is a folder; give one of its experiment files: {}",
+                        list(&files)
+                    ),
+                }
+            }
+        }
+    }
+
     /// For what [`describe`] found at the folder of an experiment's runs
     /// (`runs/<name>`): `subject` (the experiment's folder or file), then
     /// its newest run, else the best trial of its newest sweep; `None`
@@ -280,6 +336,20 @@ fn latest_sweeps(experiment: &Path) -> PathBuf {
     } else {
         experiment.join(LATEST)
     }
+}
+
+/// The names of the `.toml` files in `dir`, sorted.
+fn toml_files(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+        .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
+        .collect();
+    files.sort();
+    files
 }
 
 /// The folders in `dir`, links left out.
@@ -452,6 +522,78 @@ mod tests {
         assert_eq!(describe(&runs.join("c")), Found::Missing { near: None });
         fs::create_dir(runs.join("home")).unwrap();
         assert_eq!(describe(&runs.join("nope")), Found::Missing { near: None });
+    }
+
+    /// `runner run runs/a/v0001` and the like: each folder says what it is
+    /// and what to give instead.
+    #[test]
+    fn a_folder_given_as_an_experiment_file_says_what_to_give() {
+        let tmp = layout();
+        let runs = tmp.path().join("runs");
+        let sweep = runs.join("b/sweeps/s0001");
+        let why = |p: &Path| describe(p).not_an_experiment_file(p);
+        let run = runs.join("a/v0001");
+        assert_eq!(
+            why(&run),
+            format!(
+                "it is a run folder; its config is {} (`runner run --resume {}` continues the run)",
+                run.join(RESOLVED_CONFIG).display(),
+                run.display()
+            )
+        );
+        let trial = sweep.join("trial-000-aaaaaa");
+        assert_eq!(
+            why(&trial),
+            format!(
+                "it is a trial of the sweep {}; its config is {} (`runner sweep --resume {}` continues the sweep)",
+                sweep.display(),
+                trial.join(RESOLVED_CONFIG).display(),
+                sweep.display()
+            )
+        );
+        assert_eq!(
+            why(&sweep),
+            format!(
+                "it is a sweep folder (`runner sweep --resume {}` continues it)",
+                sweep.display()
+            )
+        );
+        assert_eq!(
+            why(&runs.join("a")),
+            format!(
+                "it is an experiment's folder of runs; the config of its newest run is {}",
+                runs.join("a/v0002").join(RESOLVED_CONFIG).display()
+            )
+        );
+        assert_eq!(
+            why(&runs.join("b")),
+            format!(
+                "it is an experiment's folder of runs, with only sweeps (`runner sweep --resume {}` continues the newest)",
+                sweep.display()
+            )
+        );
+        assert!(
+            why(&runs).starts_with("it is a folder of experiments (a, b)"),
+            "{}",
+            why(&runs)
+        );
+        let exps = tmp.path().join("experiments");
+        fs::create_dir(&exps).unwrap();
+        assert_eq!(why(&exps), "it is a folder, with no .toml file in it");
+        for f in ["b.toml", "a.toml", "notes.md"] {
+            fs::write(exps.join(f), "").unwrap();
+        }
+        assert_eq!(
+            why(&exps),
+            "it is a folder; give one of its experiment files: a.toml, b.toml"
+        );
+        // A project's folder: its experiment files, else its runs.
+        assert!(why(tmp.path()).starts_with("it holds the folder of experiments"));
+        fs::write(tmp.path().join("c.toml"), "").unwrap();
+        assert_eq!(
+            why(tmp.path()),
+            "it is a folder; give one of its experiment files: c.toml"
+        );
     }
 
     #[test]

@@ -163,6 +163,12 @@ fn a_wrong_folder_argument_names_the_folder_to_give_instead() {
         // The experiment file itself.
         vec!["predict", "wf.toml", "x.png"],
         vec!["sweep", "--status", "wf.toml"],
+        // A folder where the experiment file goes.
+        vec!["run", "runs/wf/sweeps/s0001"],
+        vec!["sweep", sweep],
+        vec!["check", &trial],
+        vec!["data", "runs/wf"],
+        vec!["summary", "."],
     ];
     let mut text = String::new();
     for args in commands {
@@ -184,6 +190,15 @@ fn a_wrong_folder_argument_names_the_folder_to_give_instead() {
         vec!["sweep", "--status", "runs/wf/sweeps/latest"],
         vec!["compare", "runs/wf/sweeps/latest"],
     ] {
+        let out = runner()
+            .current_dir(tmp.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+    }
+    let config = format!("{trial}/config.resolved.toml");
+    for args in [vec!["check", &config], vec!["sweep", "--status", sweep]] {
         let out = runner()
             .current_dir(tmp.path())
             .args(&args)
