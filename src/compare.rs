@@ -397,19 +397,11 @@ mod tests {
 
     #[test]
     fn only_differing_keys_are_shown() {
-        let row = |name: &str, lr: &str| Row {
-            name: name.into(),
-            dir: PathBuf::from(name),
-            config: BTreeMap::from([
-                ("optimizer.learning_rate".to_string(), lr.to_string()),
-                ("train.epochs".to_string(), "3".to_string()),
-            ]),
-            status: "completed".into(),
-            epochs: 3,
-            best_val_accuracy: Some((1, 0.5)),
-            best_val_loss: Some((2, 0.7)),
-            final_val_accuracy: Some(0.4),
-            test_accuracy: None,
+        let row = |name: &str, lr: &str| {
+            run_row(
+                name,
+                &[("optimizer.learning_rate", lr), ("train.epochs", "3")],
+            )
         };
         let text = render(&[row("a", "0.1"), row("b", "0.01")], Layout::Auto, None);
         let header = text.lines().next().unwrap();

@@ -472,6 +472,26 @@ mod tests {
             .collect()
     }
 
+    /// ASHA with rungs at epochs 1 and 2 (of 4), halving at each.
+    fn rungs_1_and_2() -> EarlyStop {
+        EarlyStop {
+            kind: EarlyStopKind::Asha,
+            min_epochs: 1,
+            reduction_factor: 2,
+            max_epochs: 4,
+        }
+    }
+
+    /// A local sweep's pruner on [`rungs_1_and_2`]; lower val_loss is better.
+    fn val_loss_pruner(journal: &Journal) -> Pruner {
+        Pruner {
+            asha: Asha::new(rungs_1_and_2(), false),
+            metric: "val_loss".into(),
+            seen: BTreeMap::new(),
+            journal_bytes: journal.bytes(),
+        }
+    }
+
     /// On Slurm a trial judges its own rungs while a follower, started
     /// before, may judge them too: each rung is decided once, by whichever
     /// comes first, and the other agrees with it.
@@ -480,19 +500,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let sweep = tmp.path();
         let journal = Journal::new(sweep);
-        // Rungs at epochs 1 and 2 (of 4); lower val_loss is better.
-        let plan = EarlyStop {
-            kind: EarlyStopKind::Asha,
-            min_epochs: 1,
-            reduction_factor: 2,
-            max_epochs: 4,
-        };
-        let mut follower = Pruner {
-            asha: Asha::new(plan.clone(), false),
-            metric: "val_loss".into(),
-            seen: BTreeMap::new(),
-            journal_bytes: journal.bytes(),
-        };
+        let plan = rungs_1_and_2();
+        let mut follower = val_loss_pruner(&journal);
         let judge = |t: &Trial| TrialJudge {
             sweep_dir: sweep.to_path_buf(),
             trial: t.clone(),
@@ -532,18 +541,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let sweep = tmp.path();
         let journal = Journal::new(sweep);
-        let plan = EarlyStop {
-            kind: EarlyStopKind::Asha,
-            min_epochs: 1,
-            reduction_factor: 2,
-            max_epochs: 4,
-        };
-        let mut pruner = Pruner {
-            asha: Asha::new(plan, false),
-            metric: "val_loss".into(),
-            seen: BTreeMap::new(),
-            journal_bytes: journal.bytes(),
-        };
+        let mut pruner = val_loss_pruner(&journal);
         let (t0, t1, t2) = (trial(0), trial(1), trial(2));
         curve(sweep, &t0, &[1.0]);
         assert_eq!(pruner.check(sweep, &journal, &t0), None);
