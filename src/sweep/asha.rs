@@ -63,7 +63,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::EarlyStopPlan;
+use crate::plan::{EarlyStopPlan, SweepPlan};
 
 /// `[sweep.early_stop]` validated.
 ///
@@ -93,6 +93,23 @@ pub enum EarlyStopKind {
 }
 
 impl EarlyStop {
+    /// The rule of a sweep with Hyperband early stopping, whose trials
+    /// each belong to a bracket; `None` for ASHA (one bracket) or none.
+    pub fn hyperband(sweep: &SweepPlan) -> Option<EarlyStop> {
+        sweep
+            .early_stop
+            .filter(|e| e.hyperband)
+            .map(|e| EarlyStop::of(&e))
+    }
+
+    /// `bracket N  `, to go before a trial's values where
+    /// [`EarlyStop::hyperband`] gave a rule; nothing where it did not.
+    pub fn bracket_label(hyperband: Option<&EarlyStop>, index: usize) -> String {
+        hyperband
+            .map(|rule| format!("bracket {}  ", rule.bracket_of(index)))
+            .unwrap_or_default()
+    }
+
     /// The rung rule of `[sweep.early_stop]`.
     pub fn of(e: &EarlyStopPlan) -> EarlyStop {
         EarlyStop {

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use super::asha::EarlyStop;
 use super::error::SweepError;
 use super::folder::{journaled_trials, open, unchosen, Sweep};
 use super::hparams;
@@ -272,6 +273,7 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
 
 fn print_status(s: &Sweep, latest: &BTreeMap<usize, Entry>, tasks: &BTreeMap<usize, TaskState>) {
     crate::outln!("Sweep {} ({} trials)", s.dir.root.display(), s.meta.trials);
+    let hyperband = EarlyStop::hyperband(&s.sweep);
     for t in &s.trials {
         let state = latest
             .get(&t.index)
@@ -286,10 +288,11 @@ fn print_status(s: &Sweep, latest: &BTreeMap<usize, Entry>, tasks: &BTreeMap<usi
             .map(|x| format!("  slurm {}", x.label()))
             .unwrap_or_default();
         crate::outln!(
-            "  {}  {:<8} epochs {:>3}{slurm}  {}",
+            "  {}  {:<8} epochs {:>3}{slurm}  {}{}",
             t.folder_name(),
             state,
             values.len(),
+            EarlyStop::bracket_label(hyperband.as_ref(), t.index),
             t.params_text()
         );
     }

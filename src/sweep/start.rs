@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::asha::EarlyStop;
 use super::error::SweepError;
 use super::folder::{write_trial, Sweep, SweepDir, SweepMeta};
 use super::follow::follow;
@@ -99,17 +100,14 @@ pub fn dry_run(new: &NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
         crate::outln!("{}", describe_early_stop(e));
     }
     // Hyperband deals trials to its brackets by index: say where each goes.
-    let hyperband = p
-        .sweep
-        .early_stop
-        .filter(|e| e.hyperband)
-        .map(|e| super::asha::EarlyStop::of(&e));
-    let bracket = |t: &Trial| match &hyperband {
-        Some(rule) => format!("bracket {}  ", rule.bracket_of(t.index)),
-        None => String::new(),
-    };
+    let hyperband = EarlyStop::hyperband(&p.sweep);
     for t in &p.trials {
-        crate::outln!("  {}  {}{}", t.folder_name(), bracket(t), t.params_text());
+        crate::outln!(
+            "  {}  {}{}",
+            t.folder_name(),
+            EarlyStop::bracket_label(hyperband.as_ref(), t.index),
+            t.params_text()
+        );
     }
     if p.trials.len() < p.total() {
         crate::outln!(
@@ -190,7 +188,7 @@ fn describe_axes(sweep: &SweepPlan) -> Vec<String> {
 
 /// The early stopping rule and its rungs.
 fn describe_early_stop(e: &EarlyStopPlan) -> String {
-    let plan = super::asha::EarlyStop::of(e);
+    let plan = EarlyStop::of(e);
     let brackets: Vec<String> = (0..plan.brackets())
         .map(|b| {
             let r: Vec<String> = plan.rungs(b).iter().map(|e| e.to_string()).collect();

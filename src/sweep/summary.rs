@@ -102,10 +102,7 @@ pub fn collect(
     sweep: &SweepPlan,
 ) -> Vec<TrialResult> {
     let monitor = &sweep.monitor;
-    let hyperband = sweep
-        .early_stop
-        .filter(|e| e.hyperband)
-        .map(|e| EarlyStop::of(&e));
+    let hyperband = EarlyStop::hyperband(sweep);
     trials
         .iter()
         .map(|t| {

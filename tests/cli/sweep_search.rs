@@ -385,7 +385,7 @@ fn a_killed_asha_sweep_resumes_to_the_same_decisions() {
 /// epochs, rungs from epoch 1 and a reduction factor of 3: brackets 0, 1,
 /// 2, 0, 1, 0 for the first six trials.
 #[test]
-fn a_hyperband_dry_run_shows_each_trials_bracket() {
+fn a_hyperband_sweep_names_each_trials_bracket_everywhere() {
     let tmp = tempfile::tempdir().unwrap();
     let exp = tiny_experiment(
         tmp.path(),
@@ -414,6 +414,66 @@ fn a_hyperband_dry_run_shows_each_trials_bracket() {
         .filter_map(|l| l.split("  bracket ").nth(1)?.split_whitespace().next())
         .collect();
     assert_eq!(brackets, ["0", "1", "2", "0", "1", "0"], "{dry}");
+
+    // The sweep run: summary.csv, the ranked table and --status name each
+    // trial's bracket, the same as the dry run.
+    let runs = tmp.path().join("runs");
+    let out = runner_on("sweep", &exp, &runs)
+        .args(["--set", "train.epochs=9"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let sweep = sweep_dir(&runs, "hb");
+    let mut csv = csv::Reader::from_path(sweep.join("summary.csv")).unwrap();
+    let headers = csv.headers().unwrap().clone();
+    assert_eq!(
+        &headers.iter().take(4).collect::<Vec<_>>(),
+        &["trial", "id", "status", "bracket"]
+    );
+    let by_trial: Vec<(String, String)> = csv
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_string(), r[3].to_string())
+        })
+        .collect();
+    let expected: Vec<(String, String)> = brackets
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (i.to_string(), b.to_string()))
+        .collect();
+    assert_eq!(by_trial, expected);
+    let header = stdout(&out)
+        .lines()
+        .find(|l| l.trim_start().starts_with("trial "))
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    assert_eq!(
+        header.as_deref(),
+        Some("trial status bracket"),
+        "{}",
+        stdout(&out)
+    );
+    let out = runner()
+        .arg("sweep")
+        .arg("--status")
+        .arg(&sweep)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let status: Vec<String> = stdout(&out)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("trial-") && l.contains(" epochs "))
+        .filter_map(|l| {
+            Some(
+                l.split("  bracket ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(status, brackets, "{}", stdout(&out));
 }
 
 /// TPE over a conditional space: momentum only with SGD, a learning-rate
