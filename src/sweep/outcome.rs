@@ -35,9 +35,16 @@ pub(super) fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[S
         f.state.as_str(),
         f.seconds
     );
-    if let Some(m) = &f.message {
-        for line in m.lines() {
-            crate::outln!("         | {line}");
+    // A done trial's message says how it ended: early stopping, or a
+    // prune that came too late to stop it.
+    if matches!(
+        f.state,
+        TrialState::Failed | TrialState::Pruned | TrialState::Done
+    ) {
+        if let Some(m) = &f.message {
+            for line in m.lines() {
+                crate::outln!("         | {line}");
+            }
         }
     }
 }

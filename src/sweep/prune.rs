@@ -92,8 +92,13 @@ impl Pruner {
             return;
         };
         if f.state == TrialState::Done {
+            let how = match &f.message {
+                // Early stopping ended it.
+                Some(how) => format!("finished ({how})"),
+                None => "completed all its epochs".into(),
+            };
             f.message = Some(format!(
-                "it completed all its epochs before its prune at epoch {epoch} took effect"
+                "it {how} before its prune at epoch {epoch} took effect"
             ));
             return;
         }
@@ -576,6 +581,14 @@ mod tests {
         assert_eq!(
             completed.message.as_deref(),
             Some("it completed all its epochs before its prune at epoch 1 took effect")
+        );
+        // Early stopping ended it before the signal came: said too.
+        let mut early = finished(&t2, TrialState::Done);
+        early.message = Some("early stopping after epoch 2".into());
+        pruner.ended(&mut early);
+        assert_eq!(
+            early.message.as_deref(),
+            Some("it finished (early stopping after epoch 2) before its prune at epoch 1 took effect")
         );
         // t0 was not pruned: nothing changes.
         let mut kept = finished(&t0, TrialState::Done);
