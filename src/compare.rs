@@ -266,7 +266,7 @@ fn differing(rows: &[Row]) -> Vec<&String> {
         .into_iter()
         // Neither changes what a run trains: a trial's config has no
         // `[sweep]`, a plain run's keeps its file's.
-        .filter(|k| !k.starts_with("experiment.description") && !k.starts_with("sweep."))
+        .filter(|k| !config::under(k, "experiment.description") && !config::under(k, "sweep"))
         .filter(|k| {
             let first = rows[0].config.get(*k);
             rows.iter().any(|r| r.config.get(*k) != first)

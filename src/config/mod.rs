@@ -684,8 +684,9 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// Whether the dotted `key` is `path` or inside it.
-fn under(key: &str, path: &str) -> bool {
+/// Whether the dotted `key` is `path` or inside it (`model.layers.0.units`
+/// is under `model.layers` and `model`, not under `model.lay`).
+pub fn under(key: &str, path: &str) -> bool {
     key.strip_prefix(path)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
 }

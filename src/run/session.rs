@@ -34,11 +34,7 @@ const NOT_HPARAMS: [&str; 9] = [
 pub(super) fn hparams(plan: &ExperimentPlan) -> BTreeMap<String, HValue> {
     config::flatten(&config::to_table(&plan.spec))
         .into_iter()
-        .filter(|(k, _)| {
-            !NOT_HPARAMS
-                .iter()
-                .any(|n| k == n || k.starts_with(&format!("{n}.")))
-        })
+        .filter(|(k, _)| !NOT_HPARAMS.iter().any(|n| config::under(k, n)))
         .map(|(k, v)| (k, HValue::from(&v)))
         .collect()
 }
@@ -115,12 +111,7 @@ mod tests {
         // Its name, where and how it ran, what it records and its sweep
         // are not hparams.
         for k in hp.keys() {
-            assert!(
-                !NOT_HPARAMS
-                    .iter()
-                    .any(|n| k == n || k.starts_with(&format!("{n}."))),
-                "{k}"
-            );
+            assert!(!NOT_HPARAMS.iter().any(|n| config::under(k, n)), "{k}");
         }
         for k in [
             "experiment.name",
