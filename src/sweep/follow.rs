@@ -12,7 +12,7 @@ use super::error::SweepError;
 use super::folder::{journaled_trials, open, unchosen, Sweep};
 use super::hparams;
 use super::journal::{self, Entry, TrialState};
-use super::outcome::{conclude, finish_trial, out_of_time_line};
+use super::outcome::{conclude, finish_trial, out_of_time_line, print_message};
 use super::prune::Pruner;
 use super::scheduler::{self, Finished, LocalEnd};
 use super::slurm::{self, Slurm, TaskState};
@@ -22,7 +22,8 @@ use crate::signals::Signals;
 use crate::vocab::{HalvingVariant, Strategy};
 
 /// A trial's state from its folder and what Slurm says about its task.
-/// `log` is the task's Slurm output file, quoted when the trial failed.
+/// `log` is the task's Slurm error file: when the trial failed, its tail is
+/// quoted (if the trial left no message) and its path given.
 fn slurm_state(
     dir: &Path,
     task: Option<&TaskState>,
@@ -55,23 +56,39 @@ fn slurm_state(
                 Some(format!("{} before it started", t.explain())),
             )
         }
-        Some(t) => {
-            let why = t.explain();
-            match meta_status {
-                Some(rundir::Status::Stopped) => (TrialState::Stopped, Some(why)),
-                _ => {
-                    let detail = meta.and_then(|m| m.message).unwrap_or_else(tail);
-                    (
-                        TrialState::Failed,
-                        Some(if detail.is_empty() {
-                            why
-                        } else {
-                            format!("{why}: {detail}")
-                        }),
-                    )
-                }
+        Some(t) => match meta_status {
+            // runner stopped itself on a signal it caught (exit code 130, so
+            // Slurm says FAILED): its own message says which and how to go on.
+            // Where Slurm stopped it (scancel, a preemption, a time limit),
+            // Slurm's word says why.
+            Some(rundir::Status::Stopped) => {
+                let own = matches!(
+                    t,
+                    TaskState::Failed { .. } | TaskState::Completed | TaskState::Gone
+                );
+                let why = match meta.and_then(|m| m.message) {
+                    Some(m) if own => m,
+                    _ => t.explain(),
+                };
+                (TrialState::Stopped, Some(why))
             }
-        }
+            _ => {
+                let why = t.explain();
+                let detail = meta.and_then(|m| m.message).unwrap_or_else(tail);
+                let log = match log.filter(|l| l.is_file()) {
+                    Some(l) => format!(" (log: {})", l.display()),
+                    None => String::new(),
+                };
+                (
+                    TrialState::Failed,
+                    Some(if detail.is_empty() {
+                        format!("{why}{log}")
+                    } else {
+                        format!("{why}: {detail}{log}")
+                    }),
+                )
+            }
+        },
         None => (journal_state, None),
     }
 }
@@ -98,6 +115,7 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
         .early_stop
         .is_some_and(|e| e.variant == HalvingVariant::Promotion);
     let mut signalled: BTreeSet<usize> = BTreeSet::new();
+    let mut first = true;
     loop {
         let jobs = slurm::read_jobs(&s.dir.root)?;
         let tasks = if jobs.is_empty() {
@@ -242,6 +260,11 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
                         p.ended(&mut f);
                     }
                     finish_trial(s, &journal, &f, &axes);
+                    // On a cluster a trial stops by itself (a time limit, a
+                    // preemption, scancel): the line says which.
+                    if let (TrialState::Stopped, Some(m)) = (f.state, &f.message) {
+                        print_message(m);
+                    }
                 }
             }
         }
@@ -249,23 +272,49 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
             // Any task may be training a promoted trial.
             active = active.max(1);
         }
+        let root = s.dir.root.display().to_string();
+        let live = tasks.values().filter(|x| x.is_active()).count().max(1);
         if !wait || active == 0 || signals.stop_requested() {
-            print_status(s, &s.dir.journal().latest(), &tasks);
+            let latest = journal.latest();
+            print_status(s, &latest, &tasks);
             if active == 0 {
-                let failures = journal
-                    .latest()
+                let failures = latest
                     .values()
                     .filter(|e| e.state == TrialState::Failed)
                     .count();
-                return conclude(
+                let end = conclude(
                     s,
                     &axes,
                     LocalEnd::Finished,
                     failures,
                     ended_by(s).as_deref(),
                 );
+                let left = resumable(s, &latest);
+                if left > 0 {
+                    crate::outln!(
+                        "No task of this sweep is pending or running in Slurm; `runner sweep --resume {root}` submits the {left} trial(s) not finished."
+                    );
+                }
+                return end;
+            }
+            if signals.stop_requested() {
+                crate::outln!(
+                    "Stopped following; the sweep's Slurm jobs go on (`runner sweep --cancel {root}` stops them)."
+                );
+            } else {
+                crate::outln!(
+                    "{live} task(s) pending or running in Slurm; `runner sweep --status {root} --wait` follows them to the end."
+                );
             }
             return Ok(());
+        }
+        if first {
+            // Where it stands now, before the changes that follow.
+            print_status(s, &journal.latest(), &tasks);
+            crate::outln!(
+                "Following {live} task(s) every {poll_seconds} s until none is pending or running; Ctrl-C stops following, not the jobs."
+            );
+            first = false;
         }
         std::thread::sleep(Duration::from_secs_f64(poll_seconds));
     }
@@ -285,7 +334,12 @@ fn print_status(s: &Sweep, latest: &BTreeMap<usize, Entry>, tasks: &BTreeMap<usi
         );
         let slurm = tasks
             .get(&t.index)
-            .map(|x| format!("  slurm {}", x.label()))
+            .map(|x| match x {
+                TaskState::Failed { exit_code } if *exit_code >= 0 => {
+                    format!("  slurm {} (exit {exit_code})", x.label())
+                }
+                _ => format!("  slurm {}", x.label()),
+            })
             .unwrap_or_default();
         crate::outln!(
             "  {}  {:<8} epochs {:>3}{slurm}  {}{}",
@@ -295,6 +349,15 @@ fn print_status(s: &Sweep, latest: &BTreeMap<usize, Entry>, tasks: &BTreeMap<usi
             EarlyStop::bracket_label(hyperband.as_ref(), t.index),
             t.params_text()
         );
+        // Why a trial failed or stopped: what to retry or resume.
+        if let Some(e) = latest
+            .get(&t.index)
+            .filter(|e| matches!(e.state, TrialState::Failed | TrialState::Stopped))
+        {
+            if let Some(m) = &e.message {
+                print_message(m);
+            }
+        }
     }
     for line in unchosen_lines(&unchosen(s), tasks, s.out_of_time().is_some()) {
         crate::outln!("{line}");
@@ -303,6 +366,34 @@ fn print_status(s: &Sweep, latest: &BTreeMap<usize, Entry>, tasks: &BTreeMap<usi
 
 /// Why trials were left unstarted, as a local sweep says it: `max_hours`
 /// ran out before their tasks started.
+/// The trials that `runner sweep --resume` would run again: those not done,
+/// pruned or failed (TPE's still to choose too); once `max_hours` has run
+/// out, only the ones that stopped part way.
+fn resumable(s: &Sweep, latest: &BTreeMap<usize, Entry>) -> usize {
+    let state = |i: usize| latest.get(&i).map(|e| e.state);
+    if s.out_of_time().is_some() {
+        return s
+            .trials
+            .iter()
+            .filter(|t| state(t.index) == Some(TrialState::Stopped))
+            .count();
+    }
+    let ended = s
+        .trials
+        .iter()
+        .filter(|t| state(t.index).is_some_and(|st| st.is_ended()))
+        .count();
+    super::total_trials(&s.sweep, s.trials.len()).saturating_sub(ended)
+}
+
+/// After a submission that nothing follows: how to follow or cancel it.
+pub(super) fn print_follow_hint(root: &Path) {
+    crate::outln!(
+        "Follow it with `runner sweep --status {0} [--wait]`; cancel with `runner sweep --cancel {0}`.",
+        root.display()
+    );
+}
+
 fn ended_by(s: &Sweep) -> Option<String> {
     let hours = s.out_of_time()?;
     let latest = s.dir.journal().latest();
@@ -510,13 +601,68 @@ mod tests {
     use super::*;
 
     fn meta_with(dir: &Path, status: &str) {
+        meta_saying(dir, status, None);
+    }
+
+    fn meta_saying(dir: &Path, status: &str, message: Option<&str>) {
+        let message = message
+            .map(|m| format!(r#","message":"{m}""#))
+            .unwrap_or_default();
         std::fs::write(
             dir.join("meta.json"),
             format!(
-                r#"{{"experiment":"t","runner_version":"0","backend":"flex","device":"cpu","threads":1,"seed":1,"dataset":null,"command":[],"cwd":"/","hostname":"h","pid":1,"start_time":"x","status":"{status}"}}"#
+                r#"{{"experiment":"t","runner_version":"0","backend":"flex","device":"cpu","threads":1,"seed":1,"dataset":null,"command":[],"cwd":"/","hostname":"h","pid":1,"start_time":"x","status":"{status}"{message}}}"#
             ),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_trial_that_stopped_itself_says_why_in_its_own_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = "stopped by SIGUSR1 (a time limit approaching) after 3 epoch(s)";
+        meta_saying(dir.path(), "stopped", Some(own));
+        // runner exits 130 when it stops on a signal: Slurm says FAILED,
+        // which is no reason; runner's own message is.
+        let exited = TaskState::Failed { exit_code: 130 };
+        let (state, why) = slurm_state(dir.path(), Some(&exited), TrialState::Running, None);
+        assert_eq!((state, why.as_deref()), (TrialState::Stopped, Some(own)));
+        // Where Slurm stopped it, Slurm's word says why.
+        let (state, why) = slurm_state(
+            dir.path(),
+            Some(&TaskState::Cancelled),
+            TrialState::Running,
+            None,
+        );
+        assert_eq!(state, TrialState::Stopped);
+        assert_eq!(why, Some(TaskState::Cancelled.explain()));
+    }
+
+    #[test]
+    fn a_failed_trial_names_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("7_0.err");
+        std::fs::write(&log, "\nError: out of disk\n\n").unwrap();
+        let failed = TaskState::Failed { exit_code: 1 };
+        meta_with(dir.path(), "running");
+        let (state, why) = slurm_state(dir.path(), Some(&failed), TrialState::Running, Some(&log));
+        assert_eq!(state, TrialState::Failed);
+        assert_eq!(
+            why.unwrap(),
+            format!(
+                "the Slurm task failed with exit code 1: Error: out of disk (log: {})",
+                log.display()
+            )
+        );
+        // The trial's own message comes before the log's tail; a log that
+        // is not there is not named.
+        meta_saying(dir.path(), "failed", Some("the loss became NaN"));
+        let gone = dir.path().join("8_0.err");
+        let (_, why) = slurm_state(dir.path(), Some(&failed), TrialState::Running, Some(&gone));
+        assert_eq!(
+            why.as_deref(),
+            Some("the Slurm task failed with exit code 1: the loss became NaN")
+        );
     }
 
     #[test]

@@ -42,10 +42,15 @@ pub(super) fn finish_trial(s: &Sweep, journal: &Journal, f: &Finished, axes: &[S
         TrialState::Failed | TrialState::Pruned | TrialState::Done
     ) {
         if let Some(m) = &f.message {
-            for line in m.lines() {
-                crate::outln!("         | {line}");
-            }
+            print_message(m);
         }
+    }
+}
+
+/// A trial's message under its line, each of its lines marked `|`.
+pub(super) fn print_message(message: &str) {
+    for line in message.lines() {
+        crate::outln!("         | {line}");
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::error::SweepError;
 use super::extend::{extend, RESUME_KEYS};
 use super::folder::{differing_keys, open, unchosen, Sweep};
-use super::follow::follow;
+use super::follow::{follow, print_follow_hint};
 use super::hparams;
 use super::journal::{Entry, TrialState};
 use super::local::run_locally;
@@ -145,6 +145,9 @@ pub fn resume(dir: &Path, set: &[String], opts: &SweepOptions) -> Result<(), Swe
             if opts.wait {
                 follow(&mut s, true, opts.poll_seconds)
             } else {
+                if !todo.is_empty() {
+                    print_follow_hint(&s.dir.root);
+                }
                 Ok(())
             }
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::asha::EarlyStop;
 use super::error::SweepError;
 use super::folder::{write_trial, Sweep, SweepDir, SweepMeta};
-use super::follow::follow;
+use super::follow::{follow, print_follow_hint};
 use super::local::run_locally;
 use super::submit::submit;
 use super::{check_axes, expand, hparams, trial_config, SweepOptions, Trial};
@@ -245,10 +245,7 @@ pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
             if opts.wait {
                 follow(&mut s, true, opts.poll_seconds)
             } else {
-                crate::outln!(
-                    "Follow it with `runner sweep --status {0} [--wait]`; cancel with `runner sweep --cancel {0}`.",
-                    s.dir.root.display()
-                );
+                print_follow_hint(&s.dir.root);
                 match s.sweep.early_stop.map(|e| e.variant) {
                     Some(HalvingVariant::Stopping) => crate::outln!(
                         "Each trial decides its own rungs of early stopping: nothing needs to keep running."

@@ -239,9 +239,12 @@ fn runner_sweep_through_slurm_records_results_and_failures() {
     // The failure is explained by Slurm's state and the trial's own message.
     let msg = &rows[2][col("message")];
     assert!(
-        msg.contains("Slurm task failed with exit code 1") && msg.contains("loss became"),
+        msg.contains("Slurm task failed with exit code 1: ") && msg.contains("loss became"),
         "{msg}"
     );
+    // ...and where its whole log is.
+    let log = msg.rsplit_once("(log: ").unwrap().1.trim_end_matches(')');
+    assert!(log.ends_with("_2.err") && Path::new(log).is_file(), "{msg}");
     assert_eq!(rows[2][col("exit_code")], "1");
     for row in &rows {
         let tdir = std::path::PathBuf::from(&row[col("run_dir")]);
@@ -265,6 +268,12 @@ fn runner_sweep_through_slurm_records_results_and_failures() {
         st_out.matches(" done ").count() >= 3 && st_out.contains("failed"),
         "{st_out}"
     );
+    // Why it failed, under its line, without having watched it fail.
+    assert!(
+        st_out.contains("slurm failed (exit 1)")
+            && st_out.contains("| the Slurm task failed with exit code 1: "),
+        "{st_out}"
+    );
     println!("slurm sweep took {:.1}s", started.elapsed().as_secs_f64());
 
     let state_dir = cluster.state_dir().to_path_buf();
@@ -279,4 +288,112 @@ fn runner_sweep_through_slurm_records_results_and_failures() {
         "leftover processes: {}",
         String::from_utf8_lossy(&left.stdout)
     );
+}
+
+/// Slurm's warning before a time limit (`--signal=B:USR1@N`), sent here on
+/// demand with `scancel --batch --signal=USR1`: the trial checkpoints and
+/// exits 130, which Slurm calls FAILED. `--status` records it stopped, in
+/// runner's own words (not "killed by a signal"), shows Slurm's exit code,
+/// and says how to go on.
+#[test]
+fn a_trial_stopped_by_slurms_time_limit_warning_is_stopped_not_failed() {
+    let Some(cluster) = SlurmCluster::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = crate::common::tiny_experiment(
+        tmp.path(),
+        "slurmusr1",
+        "[sweep]\n[sweep.grid]\n\"model.dropout\" = [0.1]\n[sweep.launcher]\ntype = \"slurm\"\n",
+    );
+    let runs = tmp.path().join("runs");
+    let (k, v) = cluster.env();
+    // Long epochs: the warning lands while the trial trains.
+    let out = crate::common::runner()
+        .env(k, &v)
+        .arg("sweep")
+        .arg(&exp)
+        .args([
+            "--set",
+            "data.train_size=60000",
+            "--set",
+            "train.epochs=50",
+            "--runs-dir",
+        ])
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let submitted = crate::common::stdout(&out);
+    assert!(
+        submitted.contains("Follow it with `runner sweep --status "),
+        "{submitted}"
+    );
+    let dir = crate::common::sweep_dir(&runs, "slurmusr1");
+    let job = read_jobs(&dir).unwrap()[0].job_id.clone();
+    // Once its first epoch is in metrics.csv, the trial is training.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let log = loop {
+        let rows = crate::common::find_trial(&dir, 0)
+            .and_then(|t| std::fs::read_to_string(t.join("metrics.csv")).ok())
+            .unwrap_or_default();
+        if rows.lines().count() >= 2 {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the trial never trained an epoch:\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let sent = cluster
+        .command("scancel")
+        .args(["--batch", "--signal=USR1", &job])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{log}\n{sent:?}");
+    let st = crate::common::runner()
+        .env(k, &v)
+        .args(["sweep", "--wait", "--poll-seconds", "0.5", "--status"])
+        .arg(&dir)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let text = crate::common::stdout(&st);
+    assert_eq!(
+        st.status.code(),
+        Some(0),
+        "{text}\n{}",
+        crate::common::stderr(&st)
+    );
+    assert!(text.contains("Following 1 task(s) every 0.5 s"), "{text}");
+    assert!(text.contains("stopped  epochs"), "{text}");
+    assert!(text.contains("slurm failed (exit 130)"), "{text}");
+    assert!(text.contains("| stopped by SIGUSR1"), "{text}");
+    assert!(!text.contains("killed by signal"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "`runner sweep --resume {}` submits the 1 trial(s) not finished",
+            dir.display()
+        )),
+        "{text}"
+    );
+    let mut r = csv::Reader::from_path(dir.join("summary.csv")).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    let row: Vec<String> = r
+        .records()
+        .next()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(String::from)
+        .collect();
+    let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+    assert_eq!(row[col("status")], "stopped", "{row:?}");
+    assert!(
+        row[col("message")].starts_with("stopped by SIGUSR1"),
+        "{row:?}"
+    );
+    cluster.shutdown().expect("clean teardown");
 }

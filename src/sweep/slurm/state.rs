@@ -85,14 +85,14 @@ impl TaskState {
             TaskState::Running => "running under Slurm".into(),
             TaskState::Completed => "the Slurm task ended with exit code 0".into(),
             TaskState::Failed { exit_code } if *exit_code < 0 => {
-                "the Slurm task failed (exit code unknown); see its .err log".into()
+                "the Slurm task failed (exit code unknown)".into()
             }
             TaskState::Failed { exit_code } if *exit_code > 128 => format!(
-                "the Slurm task failed with exit code {exit_code} (killed by signal {}); see its .err log",
+                "the Slurm task failed with exit code {exit_code} (killed by signal {})",
                 exit_code - 128
             ),
             TaskState::Failed { exit_code } => {
-                format!("the Slurm task failed with exit code {exit_code}; see its .err log")
+                format!("the Slurm task failed with exit code {exit_code}")
             }
             TaskState::Timeout => {
                 "the Slurm time limit was reached (TIMEOUT); raise [sweep.launcher] time or resume"
