@@ -149,6 +149,7 @@ impl From<SweepError> for Error {
             SweepError::RunDir(r) => r.into(),
             e @ (SweepError::HParams(_)
             | SweepError::Slurm(_)
+            | SweepError::NotSubmitted { .. }
             | SweepError::SlurmUnknown(_)
             | SweepError::TrialsFailed { .. }
             | SweepError::ChosenTrialInvalid { .. }

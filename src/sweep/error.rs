@@ -68,13 +68,15 @@ pub enum SweepError {
     },
 
     #[error(
-        "{} gives another budget ({}) than the sweep in {} has; to run the sweep with it, add `{}` to `runner sweep --resume`, or restore the file",
+        "{} gives {what} ({}) than the sweep in {} has; to run the sweep with it, add `{}` to `runner sweep --resume`, or restore the file",
         file.display(),
         keys.join(", "),
         dir.display(),
         sets.join(" ")
     )]
     BudgetChanged {
+        /// "another budget", "other Slurm settings" or both.
+        what: &'static str,
         file: PathBuf,
         dir: PathBuf,
         keys: Vec<String>,
@@ -128,6 +130,19 @@ pub enum SweepError {
 
     #[error("slurm: {0}")]
     Slurm(#[from] SlurmError),
+
+    #[error(
+        "slurm: {source}\n{} trial(s) were not submitted; they wait in {}: `runner sweep --resume {}` submits them (add `--set sweep.launcher.KEY=VALUE` to change a Slurm setting, such as `partition`)",
+        count,
+        dir.display(),
+        dir.display()
+    )]
+    NotSubmitted {
+        #[source]
+        source: SlurmError,
+        count: usize,
+        dir: PathBuf,
+    },
 
     #[error("slurm: cannot tell which trials still run, so nothing was resubmitted: {0}")]
     SlurmUnknown(#[source] SlurmError),

@@ -2,7 +2,8 @@
 //! raised when it resumes, as an Optuna study is optimized for more trials.
 //!
 //! Only the budget can change: `sweep.trials`, `sweep.max_trials` and
-//! `sweep.max_hours`. The flags are recorded in `sweep.json`
+//! `sweep.max_hours`; and on Slurm the `[sweep.launcher]` settings
+//! (`--set sweep.launcher.time=08:00:00` after a time limit). The flags are recorded in `sweep.json`
 //! ([`SweepMeta::resume_set`](super::folder::SweepMeta)) and applied over
 //! `sweep.toml` whenever the sweep is read back; one atomic write commits
 //! them. A random sweep's draws and a grid's order do not depend on the
@@ -15,12 +16,34 @@ use super::folder::{write_trial, FolderError, Sweep};
 use super::{expand, total_trials, trial_config, Trial};
 use crate::config::diagnostic::did_you_mean;
 use crate::config::{self, ConfigError, LoadOptions, Override};
-use crate::plan;
+use crate::plan::{self, LauncherPlan};
 use crate::rundir::{self, write_atomic};
 use crate::vocab::Strategy;
 
 /// The keys `--set` may change on `--resume`.
 pub const RESUME_KEYS: [&str; 3] = ["sweep.trials", "sweep.max_trials", "sweep.max_hours"];
+
+/// The Slurm settings `--set` may change on `--resume` of a Slurm sweep:
+/// where and how its tasks run (a longer time limit, more memory, another
+/// partition), not what they compute. They apply to the tasks submitted
+/// from then on.
+pub const LAUNCHER_KEYS: [&str; 9] = [
+    "sweep.launcher.partition",
+    "sweep.launcher.time",
+    "sweep.launcher.cpus_per_task",
+    "sweep.launcher.mem",
+    "sweep.launcher.gres",
+    "sweep.launcher.account",
+    "sweep.launcher.max_parallel",
+    "sweep.launcher.signal_seconds",
+    "sweep.launcher.extra",
+];
+
+/// Whether `--resume` may change `key`: a budget key, or on a Slurm sweep
+/// one of its Slurm settings.
+pub fn resume_may_change(key: &str, slurm: bool) -> bool {
+    RESUME_KEYS.contains(&key) || (slurm && LAUNCHER_KEYS.contains(&key))
+}
 
 /// Apply `set` (the `--set` flags of `--resume`) to the sweep `s`: check
 /// the keys, plan the sweep with them, plan and write the trials they add,
@@ -31,16 +54,42 @@ pub(super) fn extend(s: &mut Sweep, set: &[String]) -> Result<(), SweepError> {
     if set.is_empty() {
         return Ok(());
     }
+    let slurm = s.meta.launcher == "slurm";
+    let mut changes_launcher = false;
     for raw in set {
         let o = Override::parse(raw)?;
-        let refusal = if !RESUME_KEYS.contains(&o.key.as_str()) {
-            let hint = did_you_mean(&o.key, &RESUME_KEYS)
+        let launcher_key = LAUNCHER_KEYS.contains(&o.key.as_str());
+        changes_launcher |= launcher_key;
+        let refusal = if launcher_key && !slurm {
+            Some(
+                "this sweep runs its trials locally, with no Slurm settings to change; \
+                 a sweep's launcher is chosen when it starts"
+                    .into(),
+            )
+        } else if !resume_may_change(&o.key, slurm) {
+            let keys: Vec<&str> = RESUME_KEYS
+                .iter()
+                .chain(LAUNCHER_KEYS.iter().filter(|_| slurm))
+                .copied()
+                .collect();
+            let hint = did_you_mean(&o.key, &keys)
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
+            let what = if slurm {
+                format!(
+                    "the sweep's budget ({}) and its Slurm settings (sweep.launcher.partition, \
+                     time, cpus_per_task, mem, gres, account, max_parallel, signal_seconds, extra) \
+                     can change when it resumes",
+                    RESUME_KEYS.join(", ")
+                )
+            } else {
+                format!(
+                    "the sweep's budget can change when it resumes: {}",
+                    RESUME_KEYS.join(", ")
+                )
+            };
             Some(format!(
-                "only the sweep's budget can change when it resumes: {}{hint}; \
-                 anything else makes another experiment, so start a new sweep for it",
-                RESUME_KEYS.join(", ")
+                "only {what}{hint}; anything else makes another experiment, so start a new sweep for it",
             ))
         } else if o.key == "sweep.trials" && s.sweep.strategy == Strategy::Grid {
             Some("a grid's trials are its points; `sweep.max_trials` caps them".into())
@@ -55,7 +104,13 @@ pub(super) fn extend(s: &mut Sweep, set: &[String]) -> Result<(), SweepError> {
             .into());
         }
     }
-    let all: Vec<String> = s.meta.resume_set.iter().chain(set).cloned().collect();
+    let mut all: Vec<String> = s.meta.resume_set.clone();
+    // A sweep sent to Slurm with `--launcher slurm` may have no
+    // `[sweep.launcher]` table to set keys in.
+    if changes_launcher && !matches!(s.sweep.launcher, LauncherPlan::Slurm(_)) {
+        all.push("sweep.launcher.type=slurm".into());
+    }
+    all.extend(set.iter().cloned());
     let file = s.dir.sweep_file();
     let loaded = config::load(&file, &LoadOptions::recorded(&all)?)?;
     let new_plan = plan::plan(&loaded).map_err(FolderError::from)?;
@@ -113,10 +168,22 @@ pub(super) fn extend(s: &mut Sweep, set: &[String]) -> Result<(), SweepError> {
             .as_bytes(),
     )?;
     drop(lock);
-    crate::outln!(
-        "Sweep budget changed ({}): {before} trial(s) before, {total} now",
-        set.join(", ")
-    );
+    let (settings, budget): (Vec<&String>, Vec<&String>) = set.iter().partition(|raw| {
+        Override::parse(raw).is_ok_and(|o| LAUNCHER_KEYS.contains(&o.key.as_str()))
+    });
+    let joined = |v: &[&String]| v.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", ");
+    if !budget.is_empty() {
+        crate::outln!(
+            "Sweep budget changed ({}): {before} trial(s) before, {total} now",
+            joined(&budget)
+        );
+    }
+    if !settings.is_empty() {
+        crate::outln!(
+            "Slurm settings changed ({}): the tasks submitted from now on use them",
+            joined(&settings)
+        );
+    }
     s.meta = meta;
     s.sweep = sweep;
     s.plan = new_plan;

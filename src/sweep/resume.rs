@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::error::SweepError;
-use super::extend::{extend, RESUME_KEYS};
+use super::extend::{extend, resume_may_change, RESUME_KEYS};
 use super::folder::{differing_keys, open, unchosen, Sweep};
 use super::follow::{follow, print_follow_hint};
 use super::hparams;
@@ -244,15 +244,19 @@ fn check_source(s: &Sweep, set: &[String]) -> Result<(), SweepError> {
     differing_keys(&now, &was, "", &mut diff);
     // The data paths are made absolute in the sweep file.
     diff.retain(|k| !k.starts_with("data.") || !k.ends_with("path"));
-    // A budget the sweep was given since it started.
+    // A budget (or Slurm settings) the sweep was given since it started.
     let value = |t: &toml::Table, k: &str| -> Option<toml::Value> {
-        t.get("sweep")?.get(k.strip_prefix("sweep.")?).cloned()
+        let mut parts = k.split('.');
+        let first = t.get(parts.next()?)?;
+        parts.try_fold(first, |v, p| v.get(p)).cloned()
     };
-    diff.retain(|k| !RESUME_KEYS.contains(&k.as_str()) || value(&now, k) != value(&budget, k));
+    let slurm = s.meta.launcher == "slurm";
+    let may = |k: &String| resume_may_change(k, slurm);
+    diff.retain(|k| !may(k) || value(&now, k) != value(&budget, k));
     if diff.is_empty() {
         return Ok(());
     }
-    if diff.iter().all(|k| RESUME_KEYS.contains(&k.as_str())) {
+    if diff.iter().all(may) {
         let sets = diff
             .iter()
             .map(|k| match value(&now, k) {
@@ -260,7 +264,17 @@ fn check_source(s: &Sweep, set: &[String]) -> Result<(), SweepError> {
                 None => format!("--set {k}=..."),
             })
             .collect();
+        let launcher = diff
+            .iter()
+            .filter(|k| !RESUME_KEYS.contains(&k.as_str()))
+            .count();
+        let what = match (launcher, diff.len() - launcher) {
+            (0, _) => "another budget",
+            (_, 0) => "other Slurm settings",
+            _ => "another budget and other Slurm settings",
+        };
         return Err(SweepError::BudgetChanged {
+            what,
             file: s.meta.source.clone(),
             dir: s.dir.root.clone(),
             keys: diff,

@@ -38,13 +38,29 @@ pub(super) fn submit(s: &Sweep, settings: &SlurmPlan, todo: &[usize]) -> Result<
         .sweep
         .early_stop
         .is_some_and(|e| e.variant == HalvingVariant::Promotion);
-    let script = slurm::write_script(settings, &s.dir.root, &runner_bin, &job_name, worker)?;
+    let script = slurm::write_script(settings, &root, &runner_bin, &job_name, worker)?;
     let client = Slurm::new(&s.dir.root);
     // Ctrl-C must not land between sbatch queueing an array and jobs.json
     // recording it: hold the signal until the answer is written down, then
     // take back what this call submitted.
     let held = Signals::hold();
-    let jobs = client.submit_until(&script, todo, settings.max_parallel, &|| held.requested())?;
+    let recorded = || slurm::read_jobs(&s.dir.root).unwrap_or_default();
+    let earlier = recorded().len();
+    let jobs = client
+        .submit_until(&script, todo, settings.max_parallel, &|| held.requested())
+        .map_err(|source| {
+            // The arrays that went in before the failure are in jobs.json.
+            let submitted: usize = recorded()
+                .iter()
+                .skip(earlier)
+                .map(|j| j.trials.len())
+                .sum();
+            SweepError::NotSubmitted {
+                source,
+                count: todo.len().saturating_sub(submitted),
+                dir: s.dir.root.clone(),
+            }
+        })?;
     let ids: Vec<&str> = jobs.iter().map(|j| j.job_id.as_str()).collect();
     if held.requested() {
         let cancelled = client.cancel(&jobs);

@@ -14,8 +14,9 @@ use crate::common::{
 
 /// A folder of fake Slurm commands. Each logs its arguments to
 /// `<bin>/calls.log`; `sbatch` answers job ids 1000, 1001, ... after
-/// sleeping `FAKE_SBATCH_SLEEP` seconds; `squeue` fails when
-/// `<bin>/squeue-fails` exists.
+/// sleeping `FAKE_SBATCH_SLEEP` seconds, and refuses a script with
+/// `--partition=gpu` when `<bin>/sbatch-refuses` exists; `squeue` fails
+/// when `<bin>/squeue-fails` exists.
 fn fake_slurm(dir: &Path) -> PathBuf {
     let bin = dir.join("fake-slurm");
     std::fs::create_dir_all(&bin).unwrap();
@@ -40,7 +41,10 @@ fn fake_slurm(dir: &Path) -> PathBuf {
     script(
         "sbatch",
         &format!(
-            "touch '{b}/sbatch-started'\nsleep \"${{FAKE_SBATCH_SLEEP:-0}}\"\nn=$(cat '{b}/count' 2>/dev/null || echo 0)\necho $((n + 1)) > '{b}/count'\necho $((1000 + n))"
+            "touch '{b}/sbatch-started'\nsleep \"${{FAKE_SBATCH_SLEEP:-0}}\"\n\
+             if [ -e '{b}/sbatch-refuses' ] && grep -q -- '--partition=gpu' \"${{@: -1}}\"; then\n  \
+             echo 'sbatch: error: invalid partition specified: gpu' >&2\n  exit 1\nfi\n\
+             n=$(cat '{b}/count' 2>/dev/null || echo 0)\necho $((n + 1)) > '{b}/count'\necho $((1000 + n))"
         ),
     );
     script(
@@ -458,6 +462,85 @@ fn a_slurm_sweep_resumed_with_a_higher_budget_submits_only_the_new_trials() {
     assert!(out.status.success(), "{}", stderr(&out));
     let params = std::fs::read_to_string(Path::new(&lines[3]).join("params.json")).unwrap();
     assert!(params.contains("0.3"), "{params}");
+}
+
+/// sbatch refuses the sweep's settings (a partition this cluster does not
+/// have): the error says the trials wait in the sweep folder, and
+/// `--resume --set sweep.launcher.partition=...` submits them with the
+/// other setting, recorded for later resumes. The experiment file edited
+/// to say the same is answered with that flag; a key that is not a Slurm
+/// setting is refused with the one it resembles.
+#[test]
+fn a_refused_submission_waits_for_a_resume_with_other_slurm_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_slurm(tmp.path());
+    std::fs::write(bin.join("sbatch-refuses"), "").unwrap();
+    let exp = tiny_experiment(
+        tmp.path(),
+        "slurmpart",
+        "[sweep]\n[sweep.grid]\n\"model.dropout\" = [0.0, 0.1]\n\
+         [sweep.launcher]\ntype = \"slurm\"\npartition = \"gpu\"\ntime = \"00:10:00\"\n",
+    );
+    let runs = tmp.path().join("runs");
+    let out = submit(&bin, &exp, &runs);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let dir = sweep_dir(&runs, "slurmpart");
+    let err = stderr(&out);
+    assert!(err.contains("invalid partition specified: gpu"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "2 trial(s) were not submitted; they wait in {}",
+            dir.display()
+        )),
+        "{err}"
+    );
+    assert!(recorded_jobs(&dir).is_empty());
+
+    let out = resume_with(&bin, &dir, "sweep.launcher.partiton=cpu");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("did you mean `sweep.launcher.partition`?"),
+        "{}",
+        stderr(&out)
+    );
+    let out = resume_with(&bin, &dir, "sweep.launcher.partition=cpu");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Slurm settings changed (sweep.launcher.partition=cpu)")
+            && text.contains("Submitted 2 trial(s) to Slurm as job 1000")
+            && text.contains("Follow it with `runner sweep --status "),
+        "{text}"
+    );
+    let script = std::fs::read_to_string(dir.join("slurm/sweep.sbatch")).unwrap();
+    assert!(
+        script.contains("#SBATCH --partition=cpu\n")
+            && script.contains("#SBATCH --time=00:10:00\n"),
+        "{script}"
+    );
+    assert_eq!(recorded_jobs(&dir), ["1000"]);
+
+    // The file now saying so is answered with the flags that say it.
+    let text = std::fs::read_to_string(&exp)
+        .unwrap()
+        .replace("partition = \"gpu\"", "partition = \"cpu\"")
+        .replace("00:10:00", "02:00:00");
+    std::fs::write(&exp, text).unwrap();
+    let out = runner()
+        .env("PATH", path_with(&bin))
+        .args(["sweep", "--resume"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("gives other Slurm settings (sweep.launcher.time)")
+            && err.contains(
+                "add `--set sweep.launcher.time=\"02:00:00\"` to `runner sweep --resume`"
+            ),
+        "{err}"
+    );
 }
 
 /// A promotion sweep's Slurm tasks run one after the other (as with

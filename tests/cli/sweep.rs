@@ -593,6 +593,14 @@ fn a_sweep_resumed_with_a_higher_budget_runs_only_the_trials_it_adds() {
         err.contains("only the sweep's budget can change when it resumes: sweep.trials, sweep.max_trials, sweep.max_hours"),
         "{err}"
     );
+    // A local sweep has no Slurm settings to change.
+    let out = resume(&["sweep.launcher.time=01:00:00"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("this sweep runs its trials locally"),
+        "{}",
+        stderr(&out)
+    );
     let out = resume(&["sweep.trails=5"]);
     assert_exit(&out, 2);
     assert!(

@@ -95,11 +95,11 @@ impl TaskState {
                 format!("the Slurm task failed with exit code {exit_code}")
             }
             TaskState::Timeout => {
-                "the Slurm time limit was reached (TIMEOUT); raise [sweep.launcher] time or resume"
+                "the Slurm time limit was reached (TIMEOUT); resume it, with `--set sweep.launcher.time=...` for a longer limit"
                     .into()
             }
             TaskState::OutOfMemory => {
-                "killed for using more memory than requested (OUT_OF_MEMORY); raise [sweep.launcher] mem"
+                "killed for using more memory than requested (OUT_OF_MEMORY); resume it with `--set sweep.launcher.mem=...`"
                     .into()
             }
             TaskState::NodeFail => "the node running it failed (NODE_FAIL); resume to rerun".into(),
