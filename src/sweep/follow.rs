@@ -321,7 +321,14 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
 }
 
 fn print_status(s: &Sweep, latest: &BTreeMap<usize, Entry>, tasks: &BTreeMap<usize, TaskState>) {
-    crate::outln!("Sweep {} ({} trials)", s.dir.root.display(), s.meta.trials);
+    let unchosen = unchosen(s);
+    crate::outln!(
+        "Sweep {} ({} trial{}{})",
+        s.dir.root.display(),
+        s.meta.trials,
+        if s.meta.trials == 1 { "" } else { "s" },
+        state_counts(s, latest, unchosen.len())
+    );
     let hyperband = EarlyStop::hyperband(&s.sweep);
     for t in &s.trials {
         let state = latest
@@ -359,7 +366,7 @@ fn print_status(s: &Sweep, latest: &BTreeMap<usize, Entry>, tasks: &BTreeMap<usi
             }
         }
     }
-    for line in unchosen_lines(&unchosen(s), tasks, s.out_of_time().is_some()) {
+    for line in unchosen_lines(&unchosen, tasks, s.out_of_time().is_some()) {
         crate::outln!("{line}");
     }
 }
@@ -408,6 +415,41 @@ fn ended_by(s: &Sweep) -> Option<String> {
         .count()
         + unchosen(s).len();
     (unstarted > 0).then(|| out_of_time_line(hours, unstarted))
+}
+
+/// How many trials are in each state, for the status line's header:
+/// `: 3 done, 1 running, 4 pending`, in the order a sweep moves through
+/// them; TPE's trials not chosen yet count as pending.
+fn state_counts(s: &Sweep, latest: &BTreeMap<usize, Entry>, unchosen: usize) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &s.trials {
+        let state = latest
+            .get(&t.index)
+            .map_or(TrialState::Pending, |e| e.state);
+        *counts.entry(state.as_str()).or_default() += 1;
+    }
+    *counts.entry(TrialState::Pending.as_str()).or_default() += unchosen;
+    let order = [
+        TrialState::Done,
+        TrialState::Running,
+        TrialState::Paused,
+        TrialState::Pending,
+        TrialState::Stopped,
+        TrialState::Pruned,
+        TrialState::Failed,
+    ];
+    let parts: Vec<String> = order
+        .iter()
+        .filter_map(|st| {
+            let n = counts.get(st.as_str()).copied().filter(|n| *n > 0)?;
+            Some(format!("{n} {}", st.as_str()))
+        })
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", parts.join(", "))
+    }
 }
 
 /// One line per run of consecutive TPE trials not chosen yet whose tasks

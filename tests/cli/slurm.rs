@@ -268,6 +268,7 @@ fn runner_sweep_through_slurm_records_results_and_failures() {
         st_out.matches(" done ").count() >= 3 && st_out.contains("failed"),
         "{st_out}"
     );
+    assert!(st_out.contains("(4 trials: 3 done, 1 failed)"), "{st_out}");
     // Why it failed, under its line, without having watched it fail.
     assert!(
         st_out.contains("slurm failed (exit 1)")
@@ -368,6 +369,7 @@ fn a_trial_stopped_by_slurms_time_limit_warning_is_stopped_not_failed() {
         crate::common::stderr(&st)
     );
     assert!(text.contains("Following 1 task(s) every 0.5 s"), "{text}");
+    assert!(text.contains("(1 trial: 1 stopped)"), "{text}");
     assert!(text.contains("stopped  epochs"), "{text}");
     assert!(text.contains("slurm failed (exit 130)"), "{text}");
     assert!(text.contains("| stopped by SIGUSR1"), "{text}");

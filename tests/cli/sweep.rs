@@ -757,6 +757,7 @@ fn status_tells_a_running_local_sweep_from_a_killed_one() {
         "{text}"
     );
     assert_eq!(running_lines(&text), 2, "{text}");
+    assert!(text.contains("(2 trials: 1 running, 1 pending)"), "{text}");
 
     let waiter = crate::common::runner_process()
         .args(["sweep", "--wait", "--poll-seconds", "0.2", "--status"])
@@ -776,6 +777,7 @@ fn status_tells_a_running_local_sweep_from_a_killed_one() {
         "{text}"
     );
     assert_eq!(running_lines(&text), 0, "{text}");
+    assert!(text.contains("(2 trials: 1 pending, 1 stopped)"), "{text}");
     assert!(
         text.lines()
             .any(|l| l.contains("trial-000") && l.contains("  stopped")),
