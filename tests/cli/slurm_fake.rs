@@ -165,12 +165,7 @@ fn resume_never_resubmits_when_slurm_cannot_say_what_runs() {
     let dir = sweep_dir(&runs, "noanswer");
 
     std::fs::write(bin.join("squeue-fails"), "").unwrap();
-    let out = runner()
-        .env("PATH", path_with(&bin))
-        .args(["sweep", "--resume"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = resume_with(&bin, &dir, &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -182,12 +177,7 @@ fn resume_never_resubmits_when_slurm_cannot_say_what_runs() {
     // A torn jobs.json is an error too, not "no jobs".
     std::fs::remove_file(bin.join("squeue-fails")).unwrap();
     std::fs::write(dir.join("slurm/jobs.json"), "{\"jobs\": [{\"job_id\": \"10").unwrap();
-    let out = runner()
-        .env("PATH", path_with(&bin))
-        .args(["sweep", "--resume"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = resume_with(&bin, &dir, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("jobs.json"), "{}", stderr(&out));
     assert_eq!(calls(&bin, "sbatch").len(), 1, "no second submission");
@@ -387,7 +377,7 @@ fn a_tpe_task_chooses_and_trains_its_trial_and_a_requeue_finds_it() {
     // One more trial: resubmitted with trial 3, whose task never ran, and
     // chosen from the three results when its task starts.
     std::fs::remove_dir(dir.join(".propose.lock")).unwrap();
-    let out = resume_with(&bin, &dir, "sweep.trials=5");
+    let out = resume_with(&bin, &dir, &["sweep.trials=5"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let sbatch = calls(&bin, "sbatch");
     assert!(
@@ -406,15 +396,17 @@ fn a_tpe_task_chooses_and_trains_its_trial_and_a_requeue_finds_it() {
     );
 }
 
-/// `runner sweep --resume DIR --set KEY=VALUE` with the fake commands in `bin`.
-fn resume_with(bin: &Path, dir: &Path, set: &str) -> std::process::Output {
-    runner()
-        .env("PATH", path_with(bin))
+/// `runner sweep --resume DIR [--set KEY=VALUE]...` with the fake commands
+/// in `bin`.
+fn resume_with(bin: &Path, dir: &Path, sets: &[&str]) -> std::process::Output {
+    let mut cmd = runner();
+    cmd.env("PATH", path_with(bin))
         .args(["sweep", "--resume"])
-        .arg(dir)
-        .args(["--set", set])
-        .output()
-        .unwrap()
+        .arg(dir);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    cmd.output().unwrap()
 }
 
 fn trials_file(dir: &Path) -> Vec<String> {
@@ -443,7 +435,7 @@ fn a_slurm_sweep_resumed_with_a_higher_budget_submits_only_the_new_trials() {
         let out = runner().args(["run", "--trial", &line]).output().unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
     }
-    let out = resume_with(&bin, &dir, "sweep.max_trials=4");
+    let out = resume_with(&bin, &dir, &["sweep.max_trials=4"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("2 trial(s) before, 4 now"),
@@ -496,14 +488,14 @@ fn a_refused_submission_waits_for_a_resume_with_other_slurm_settings() {
     );
     assert!(recorded_jobs(&dir).is_empty());
 
-    let out = resume_with(&bin, &dir, "sweep.launcher.partiton=cpu");
+    let out = resume_with(&bin, &dir, &["sweep.launcher.partiton=cpu"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("did you mean `sweep.launcher.partition`?"),
         "{}",
         stderr(&out)
     );
-    let out = resume_with(&bin, &dir, "sweep.launcher.partition=cpu");
+    let out = resume_with(&bin, &dir, &["sweep.launcher.partition=cpu"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -526,12 +518,7 @@ fn a_refused_submission_waits_for_a_resume_with_other_slurm_settings() {
         .replace("partition = \"gpu\"", "partition = \"cpu\"")
         .replace("00:10:00", "02:00:00");
     std::fs::write(&exp, text).unwrap();
-    let out = runner()
-        .env("PATH", path_with(&bin))
-        .args(["sweep", "--resume"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = resume_with(&bin, &dir, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -654,12 +641,7 @@ fn promotion_tasks_in_turn_decide_as_a_local_sweep_does_despite_a_kill() {
         e["message"], "the Slurm task that ran it ended before it did",
         "{e}"
     );
-    let out = runner()
-        .env("PATH", path_with(&bin))
-        .args(["sweep", "--resume"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = resume_with(&bin, &dir, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let index: usize = killed[6..9].parse().unwrap();
     let sbatch = calls(&bin, "sbatch");
@@ -807,12 +789,7 @@ fn a_slurm_task_starts_no_trial_after_max_hours() {
         "{text}"
     );
     assert!(!Path::new(&lines[0]).join("meta.json").exists());
-    let out = runner()
-        .env("PATH", path_with(&bin))
-        .args(["sweep", "--resume"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = resume_with(&bin, &dir, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -821,7 +798,7 @@ fn a_slurm_task_starts_no_trial_after_max_hours() {
     );
     assert!(text.contains("Nothing to resubmit"), "{text}");
     assert_eq!(calls(&bin, "sbatch").len(), 1);
-    let out = resume_with(&bin, &dir, "sweep.max_hours=1");
+    let out = resume_with(&bin, &dir, &["sweep.max_hours=1"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let sbatch = calls(&bin, "sbatch");
     assert!(sbatch.last().unwrap().contains("--array=0-2"), "{sbatch:?}");
@@ -852,7 +829,7 @@ fn past_max_hours_a_requeued_tpe_task_finishes_the_trial_it_chose() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     // The budget runs out.
-    let out = resume_with(&bin, &dir, "sweep.max_hours=1e-6");
+    let out = resume_with(&bin, &dir, &["sweep.max_hours=1e-6"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("1 trial(s) that never started are not submitted"),
