@@ -3,7 +3,8 @@
 //!
 //! Only the budget can change: `sweep.trials`, `sweep.max_trials` and
 //! `sweep.max_hours`; and on Slurm the `[sweep.launcher]` settings
-//! (`--set sweep.launcher.time=08:00:00` after a time limit). The flags are recorded in `sweep.json`
+//! (`--set sweep.launcher.time=08:00:00` after a time limit). The flags
+//! are recorded in `sweep.json`
 //! ([`SweepMeta::resume_set`](super::folder::SweepMeta)) and applied over
 //! `sweep.toml` whenever the sweep is read back; one atomic write commits
 //! them. A random sweep's draws and a grid's order do not depend on the

@@ -371,8 +371,6 @@ fn print_status(s: &Sweep, latest: &BTreeMap<usize, Entry>, tasks: &BTreeMap<usi
     }
 }
 
-/// Why trials were left unstarted, as a local sweep says it: `max_hours`
-/// ran out before their tasks started.
 /// The trials that `runner sweep --resume` would run again: those not done,
 /// pruned or failed (TPE's still to choose too); once `max_hours` has run
 /// out, only the ones that stopped part way.
@@ -401,6 +399,8 @@ pub(super) fn print_follow_hint(root: &Path) {
     );
 }
 
+/// Why trials were left unstarted, as a local sweep says it: `max_hours`
+/// ran out before their tasks started.
 fn ended_by(s: &Sweep) -> Option<String> {
     let hours = s.out_of_time()?;
     let latest = s.dir.journal().latest();
