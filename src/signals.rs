@@ -12,6 +12,12 @@ use std::sync::Arc;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::flag;
 
+/// Why a run stopped on SIGUSR1, as its message says it.
+pub const USR1_REASON: &str = "SIGUSR1 (a time limit approaching, or pruned by a sweep)";
+
+/// [`USR1_REASON`] for a run outside any sweep, which nothing prunes.
+pub const USR1_REASON_ALONE: &str = "SIGUSR1 (a time limit approaching)";
+
 #[derive(Debug, Clone, Default)]
 pub struct Signals {
     /// Finish the current unit of work, then stop.
@@ -56,7 +62,7 @@ impl Signals {
             }
         }
         if self.urgent() {
-            "SIGUSR1 (a time limit approaching, or pruned by a sweep)"
+            USR1_REASON
         } else {
             "interrupt (Ctrl-C or SIGTERM)"
         }

@@ -58,6 +58,13 @@ pub(super) fn finish(
                         Some(dir) => format!("runner sweep --resume {}", dir.display()),
                         None => format!("runner run --resume {}", run.root().display()),
                     };
+                    // No sweep prunes a run of its own.
+                    let reason = match sweep {
+                        None if reason == crate::signals::USR1_REASON => {
+                            crate::signals::USR1_REASON_ALONE
+                        }
+                        _ => reason.as_str(),
+                    };
                     let msg = format!(
                         "stopped by {reason} after {} epoch(s); continue with `{resume}`",
                         o.state.epochs_done

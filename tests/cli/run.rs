@@ -957,6 +957,8 @@ fn signals_stop_a_run_cleanly_and_it_resumes() {
         assert_eq!(m["status"], "stopped", "{name}: {m}");
         assert!(m["message"].as_str().unwrap().contains(name), "{m}");
         assert!(m["message"].as_str().unwrap().contains("--resume"), "{m}");
+        // Nothing prunes a run outside a sweep.
+        assert!(!m["message"].as_str().unwrap().contains("sweep"), "{m}");
         let done = csv_epochs(&dir).len();
         assert!(done < 30, "{name}: stopped early");
         let first = m["run_seconds"].as_f64().unwrap();
