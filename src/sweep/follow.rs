@@ -16,7 +16,7 @@ use super::outcome::{conclude, finish_trial, out_of_time_line, print_message};
 use super::prune::Pruner;
 use super::scheduler::{self, Finished, LocalEnd};
 use super::slurm::{self, Slurm, TaskState};
-use super::{axis_names, propose, summary};
+use super::{axis_names, propose, summary, trials_text};
 use crate::rundir;
 use crate::signals::Signals;
 use crate::vocab::{HalvingVariant, Strategy};
@@ -323,10 +323,9 @@ pub(super) fn follow(s: &mut Sweep, wait: bool, poll_seconds: f64) -> Result<(),
 fn print_status(s: &Sweep, latest: &BTreeMap<usize, Entry>, tasks: &BTreeMap<usize, TaskState>) {
     let unchosen = unchosen(s);
     crate::outln!(
-        "Sweep {} ({} trial{}{})",
+        "Sweep {} ({}{})",
         s.dir.root.display(),
-        s.meta.trials,
-        if s.meta.trials == 1 { "" } else { "s" },
+        trials_text(s.meta.trials),
         state_counts(s, latest, unchosen.len())
     );
     let hyperband = EarlyStop::hyperband(&s.sweep);

@@ -229,6 +229,15 @@ pub fn expand(spec: &SweepPlan) -> Vec<Trial> {
         .collect()
 }
 
+/// `1 trial`, `4 trials`: a count of trials as a sentence says it.
+pub fn trials_text(n: usize) -> String {
+    if n == 1 {
+        "1 trial".into()
+    } else {
+        format!("{n} trials")
+    }
+}
+
 /// Trials in all: the `planned` ones (a grid's points, the random draws),
 /// or for TPE `trials` (at most `max_trials`), most of them chosen as the
 /// sweep goes on.

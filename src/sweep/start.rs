@@ -10,7 +10,7 @@ use super::folder::{write_trial, Sweep, SweepDir, SweepMeta};
 use super::follow::{follow, print_follow_hint};
 use super::local::run_locally;
 use super::submit::submit;
-use super::{check_axes, expand, hparams, trial_config, SweepOptions, Trial};
+use super::{check_axes, expand, hparams, trial_config, trials_text, SweepOptions, Trial};
 use crate::config::{self, Loaded};
 use crate::plan::{
     Condition, Distribution, EarlyStopPlan, ExperimentPlan, LauncherPlan, SweepPlan,
@@ -83,10 +83,10 @@ pub fn dry_run(new: &NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
     let p = plan_trials(new, opts)?;
     let monitor = &p.sweep.monitor;
     crate::outln!(
-        "Sweep of {}: {}, {} trials, ranked by {} ({})",
+        "Sweep of {}: {}, {}, ranked by {} ({})",
         new.file.display(),
         p.strategy(),
-        p.total(),
+        trials_text(p.total()),
         monitor.metric,
         if monitor.maximize { "max" } else { "min" }
     );
@@ -131,7 +131,7 @@ pub fn dry_run(new: &NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
             crate::outln!("  {line}");
         }
     }
-    crate::outln!("{} trials; nothing was run (--dry-run).", p.total());
+    crate::outln!("{}; nothing was run (--dry-run).", trials_text(p.total()));
     Ok(())
 }
 
@@ -304,9 +304,9 @@ fn create(new: NewSweep, p: &Planned) -> Result<Sweep, SweepError> {
     }
     hparams::write_experiment(&dir.root, &p.sweep, &plan)?;
     crate::outln!(
-        "Sweep folder: {} ({} trials, {}, ranked by {})",
+        "Sweep folder: {} ({}, {}, ranked by {})",
         dir.root.display(),
-        p.total(),
+        trials_text(p.total()),
         p.strategy(),
         p.sweep.monitor.metric
     );

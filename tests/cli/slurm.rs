@@ -330,6 +330,10 @@ fn a_trial_stopped_by_slurms_time_limit_warning_is_stopped_not_failed() {
         submitted.contains("Follow it with `runner sweep --status "),
         "{submitted}"
     );
+    assert!(
+        submitted.contains(" (1 trial, grid, ranked by "),
+        "{submitted}"
+    );
     let dir = crate::common::sweep_dir(&runs, "slurmusr1");
     let job = read_jobs(&dir).unwrap()[0].job_id.clone();
     // Once its first epoch is in metrics.csv, the trial is training.
