@@ -57,6 +57,14 @@ fn make_sweep(root: &Path, n: usize, body: &str) -> (PathBuf, PathBuf, Vec<PathB
     (sweep, script, trials)
 }
 
+/// `runner`, talking to `cluster`.
+fn on(cluster: &SlurmCluster) -> assert_cmd::Command {
+    let mut cmd = crate::common::runner();
+    let (k, v) = cluster.env();
+    cmd.env(k, v);
+    cmd
+}
+
 /// Poll every 300 ms until nothing is pending or running, or `limit` passes.
 fn wait(slurm: &Slurm, jobs: &[SubmittedJob], limit: Duration) -> BTreeMap<usize, TaskState> {
     let start = Instant::now();
@@ -195,9 +203,7 @@ fn runner_sweep_through_slurm_records_results_and_failures() {
         .replace("type = \"adam\"", "type = \"sgd\"");
     std::fs::write(&exp, text).unwrap();
     let runs = tmp.path().join("runs");
-    let (k, v) = cluster.env();
-    let out = crate::common::runner()
-        .env(k, &v)
+    let out = on(&cluster)
         .arg("sweep")
         .arg(&exp)
         .args([
@@ -257,8 +263,7 @@ fn runner_sweep_through_slurm_records_results_and_failures() {
     }
     assert!(dir.join("slurm/jobs.json").is_file() && dir.join("slurm/sweep.sbatch").is_file());
     // --status re-attaches from another "shell" and reports the same states.
-    let st = crate::common::runner()
-        .env(k, &v)
+    let st = on(&cluster)
         .args(["sweep", "--status"])
         .arg(&dir)
         .output()
@@ -308,10 +313,8 @@ fn a_trial_stopped_by_slurms_time_limit_warning_is_stopped_not_failed() {
         "[sweep]\n[sweep.grid]\n\"model.dropout\" = [0.1]\n[sweep.launcher]\ntype = \"slurm\"\n",
     );
     let runs = tmp.path().join("runs");
-    let (k, v) = cluster.env();
     // Long epochs: the warning lands while the trial trains.
-    let out = crate::common::runner()
-        .env(k, &v)
+    let out = on(&cluster)
         .arg("sweep")
         .arg(&exp)
         .args([
@@ -358,8 +361,7 @@ fn a_trial_stopped_by_slurms_time_limit_warning_is_stopped_not_failed() {
         .output()
         .unwrap();
     assert!(sent.status.success(), "{log}\n{sent:?}");
-    let st = crate::common::runner()
-        .env(k, &v)
+    let st = on(&cluster)
         .args(["sweep", "--wait", "--poll-seconds", "0.5", "--status"])
         .arg(&dir)
         .timeout(Duration::from_secs(120))
