@@ -56,11 +56,16 @@ pub(super) fn extend(s: &mut Sweep, set: &[String]) -> Result<(), SweepError> {
         return Ok(());
     }
     let slurm = s.meta.launcher == "slurm";
-    let mut changes_launcher = false;
+    // The flags that change Slurm settings, and those that change the budget.
+    let (mut settings, mut budget): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
     for raw in set {
         let o = Override::parse(raw)?;
         let launcher_key = LAUNCHER_KEYS.contains(&o.key.as_str());
-        changes_launcher |= launcher_key;
+        if launcher_key {
+            settings.push(raw);
+        } else {
+            budget.push(raw);
+        }
         let refusal = if launcher_key && !slurm {
             Some(
                 "this sweep runs its trials locally, with no Slurm settings to change; \
@@ -108,7 +113,7 @@ pub(super) fn extend(s: &mut Sweep, set: &[String]) -> Result<(), SweepError> {
     let mut all: Vec<String> = s.meta.resume_set.clone();
     // A sweep sent to Slurm with `--launcher slurm` may have no
     // `[sweep.launcher]` table to set keys in.
-    if changes_launcher && !matches!(s.sweep.launcher, LauncherPlan::Slurm(_)) {
+    if !settings.is_empty() && !matches!(s.sweep.launcher, LauncherPlan::Slurm(_)) {
         all.push("sweep.launcher.type=slurm".into());
     }
     all.extend(set.iter().cloned());
@@ -169,20 +174,16 @@ pub(super) fn extend(s: &mut Sweep, set: &[String]) -> Result<(), SweepError> {
             .as_bytes(),
     )?;
     drop(lock);
-    let (settings, budget): (Vec<&String>, Vec<&String>) = set.iter().partition(|raw| {
-        Override::parse(raw).is_ok_and(|o| LAUNCHER_KEYS.contains(&o.key.as_str()))
-    });
-    let joined = |v: &[&String]| v.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(", ");
     if !budget.is_empty() {
         crate::outln!(
             "Sweep budget changed ({}): {before} trial(s) before, {total} now",
-            joined(&budget)
+            budget.join(", ")
         );
     }
     if !settings.is_empty() {
         crate::outln!(
             "Slurm settings changed ({}): the tasks submitted from now on use them",
-            joined(&settings)
+            settings.join(", ")
         );
     }
     s.meta = meta;

@@ -382,10 +382,15 @@ fn resumable(s: &Sweep, latest: &BTreeMap<usize, Entry>) -> usize {
             .filter(|t| state(t.index) == Some(TrialState::Stopped))
             .count();
     }
+    not_ended(s, latest)
+}
+
+/// The sweep's trials not done, pruned or failed (TPE's to come too).
+fn not_ended(s: &Sweep, latest: &BTreeMap<usize, Entry>) -> usize {
     let ended = s
         .trials
         .iter()
-        .filter(|t| state(t.index).is_some_and(|st| st.is_ended()))
+        .filter(|t| latest.get(&t.index).is_some_and(|e| e.state.is_ended()))
         .count();
     super::total_trials(&s.sweep, s.trials.len()).saturating_sub(ended)
 }
@@ -544,13 +549,7 @@ pub fn status(dir: &Path, wait: bool, poll_seconds: f64) -> Result<(), SweepErro
     let axes = axis_names(&s.sweep);
     let results = summary::collect(&s.dir.root, &s.trials, &latest, &s.sweep);
     crate::outln!("\n{}", summary::ranked_table(&axes, monitor, &results));
-    // The sweep's trials not done, pruned or failed (TPE's to come too).
-    let finished = s
-        .trials
-        .iter()
-        .filter(|t| latest.get(&t.index).is_some_and(|e| e.state.is_ended()))
-        .count();
-    let unfinished = super::total_trials(&s.sweep, s.trials.len()).saturating_sub(finished);
+    let unfinished = not_ended(&s, &latest);
     if live == Some(true) {
         let who = rundir::lock_holder(&s.dir.lock())
             .map(|(pid, host)| format!(" (pid {pid} on {host})"))
