@@ -628,6 +628,16 @@ fn check_callbacks(
     }
 }
 
+/// The help for a PyTorch-ordered `[channels, height, width]` shape.
+fn channels_first_help([c, h, w]: [usize; 3]) -> Option<String> {
+    matches!(c, 1 | 3).then(|| {
+        format!(
+            "`input_shape` is [height, width, channels], channels last as in Keras; \
+             for PyTorch's [{c}, {h}, {w}] write [{h}, {w}, {c}]"
+        )
+    })
+}
+
 fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
     let m = &spec.model;
     let mut ok = true;
@@ -648,7 +658,7 @@ fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
                 "{} channels: images have 1 (grayscale) or 3 (RGB) channels",
                 m.input_shape[2]
             ),
-            None,
+            channels_first_help(m.input_shape),
         );
         ok = false;
     }
