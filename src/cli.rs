@@ -75,8 +75,8 @@ pub enum Command {
             Each image is read as the run's evaluation read its test images (resized to the model's \
             input with the run's interpolation, its channels, rescale and normalize; no augmentation). \
             Prints a table (path, predicted class, probability, the top-k classes) and writes \
-            predictions.csv; an unreadable image fails the command unless the run has \
-            data.on_bad_image = \"skip\", which lists and leaves it out. Class names come from the \
+            predictions.csv; an unreadable image fails the command unless --skip-bad-images is given \
+            (or the run has data.on_bad_image = \"skip\"), which lists and leaves it out. Class names come from the \
             run's meta.json: the training data is not needed.")]
     Predict {
         /// The run folder (`runs/<experiment>/latest` for the newest).
@@ -111,6 +111,9 @@ pub enum Command {
         /// Also write every class's logit (the network's output before the softmax) to the CSV, as logit_<class> columns.
         #[arg(long)]
         logits: bool,
+        /// Leave out the files that cannot be decoded, listing them (default: as the run's data.on_bad_image, "fail" unless it was set).
+        #[arg(long)]
+        skip_bad_images: bool,
     },
     /// Train an experiment into a new run folder (or resume one).
     #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "resume", "trial"])))]
@@ -296,6 +299,7 @@ pub fn main() -> ExitCode {
             output,
             grid,
             logits,
+            skip_bad_images,
         } => commands::predict::predict(&commands::predict::PredictRequest {
             run_dir,
             images,
@@ -306,6 +310,7 @@ pub fn main() -> ExitCode {
             output,
             grid,
             logits,
+            skip_bad_images,
         }),
         Command::Run {
             file,

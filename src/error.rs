@@ -40,6 +40,17 @@ pub enum Error {
     #[diagnostic(transparent)]
     Data(#[from] DataError),
 
+    /// Bad data whose remedy is a flag of the command rather than the
+    /// config key [`DataError`]'s help names (`runner predict
+    /// --skip-bad-images`).
+    #[error("{message}")]
+    #[diagnostic(code(runner::data::bad_image))]
+    DataHint {
+        message: String,
+        #[help]
+        help: String,
+    },
+
     #[error("{0}")]
     #[diagnostic(code(runner::usage))]
     Usage(String),
@@ -182,7 +193,8 @@ impl Error {
             | Error::Plan(_)
             | Error::Device(_)
             | Error::Usage(_)
-            | Error::Data(_) => 2,
+            | Error::Data(_)
+            | Error::DataHint { .. } => 2,
             Error::Train(_) | Error::RunDir(_) | Error::Report(_) | Error::RunFailed(_) => 1,
             Error::Backend(e) if e.is_usage() => 2,
             Error::Backend(_) => 1,

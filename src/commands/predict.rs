@@ -2,6 +2,7 @@
 //! a table, predictions.csv and optionally a picture grid. The work is
 //! [`crate::predict`].
 
+use crate::data::DataError;
 use crate::error::{Error, Result};
 use crate::predict::{self, PredictError};
 use crate::train::checkpoint::CheckpointError;
@@ -15,7 +16,8 @@ pub fn predict(req: &PredictRequest) -> Result<()> {
 }
 
 /// Exit code 2 for what the command, the run folder or the images got
-/// wrong (an unreadable image under `on_bad_image = "fail"` included); 1
+/// wrong (an unreadable image under `on_bad_image = "fail"` included,
+/// whose help names `--skip-bad-images`); 1
 /// when the weights cannot be decoded, the model fails or an output cannot
 /// be written.
 fn to_error(e: PredictError) -> Error {
@@ -25,6 +27,14 @@ fn to_error(e: PredictError) -> Error {
         PredictError::RunDir(r) | PredictError::Checkpoint(CheckpointError::Io(r)) => r.into(),
         PredictError::Device(d) => Error::Device(d),
         PredictError::Backend(b) => Error::Backend(b),
+        PredictError::Data(d @ (DataError::BadImage { .. } | DataError::BadImages { .. })) => {
+            Error::DataHint {
+                message: d.to_string(),
+                help: "remove or replace the file, or pass --skip-bad-images to leave \
+                       unreadable files out (they are listed)"
+                    .to_string(),
+            }
+        }
         PredictError::Data(d) => Error::Data(d),
         PredictError::Plot(p) => Error::Report(p.into()),
         e @ (PredictError::Checkpoint(

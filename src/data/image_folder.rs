@@ -12,6 +12,15 @@ use crate::vocab::ClassSelect;
 /// File name extensions read as images, compared case-insensitively.
 pub const EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
 
+/// The extensions as a reader is told them: ".jpg, .jpeg, .png, .bmp or .webp".
+pub fn extensions_listed() -> String {
+    let dotted: Vec<String> = EXTENSIONS.iter().map(|e| format!(".{e}")).collect();
+    match dotted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => dotted.concat(),
+    }
+}
+
 pub fn is_image(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())

@@ -10,10 +10,21 @@ use walkdir::WalkDir;
 use super::error::PredictError;
 use crate::data::image_folder;
 
+/// The image arguments as files.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inputs {
+    /// The files to predict on, in order.
+    pub files: Vec<PathBuf>,
+    /// Files found in the folders searched whose extension is not an
+    /// image's, so left out (hidden files not counted), in path order.
+    pub others: Vec<PathBuf>,
+}
+
 /// The files named by `args`, in order: each argument's files in path
 /// order, a file named twice only at its first place.
-pub fn expand(args: &[String]) -> Result<Vec<PathBuf>, PredictError> {
+pub fn expand(args: &[String]) -> Result<Inputs, PredictError> {
     let mut files = Vec::new();
+    let mut others = Vec::new();
     let mut seen = HashSet::new();
     let mut add = |path: PathBuf, files: &mut Vec<PathBuf>| {
         if seen.insert(path.clone()) {
@@ -23,11 +34,11 @@ pub fn expand(args: &[String]) -> Result<Vec<PathBuf>, PredictError> {
     for arg in args {
         let path = Path::new(arg);
         let found = if path.exists() {
-            of_path(path)?
+            of_path(path, &mut others)?
         } else if is_pattern(arg) {
             let mut found = Vec::new();
             for m in matches(arg)? {
-                found.extend(of_path(&m)?);
+                found.extend(of_path(&m, &mut others)?);
             }
             if found.is_empty() {
                 return Err(PredictError::NoMatch {
@@ -47,7 +58,9 @@ pub fn expand(args: &[String]) -> Result<Vec<PathBuf>, PredictError> {
             args: args.to_vec(),
         });
     }
-    Ok(files)
+    let mut seen = HashSet::new();
+    others.retain(|p| seen.insert(p.clone()));
+    Ok(Inputs { files, others })
 }
 
 /// Whether `arg` holds glob syntax (`*`, `?` or `[`).
@@ -79,8 +92,9 @@ fn matches(pattern: &str) -> Result<Vec<PathBuf>, PredictError> {
 }
 
 /// A file as it is; a folder's image files (by extension, as the
-/// image-folder data source reads them), recursively, in path order.
-fn of_path(path: &Path) -> Result<Vec<PathBuf>, PredictError> {
+/// image-folder data source reads them), recursively, in path order. The
+/// folder's other files, but hidden ones, go to `others`.
+fn of_path(path: &Path, others: &mut Vec<PathBuf>) -> Result<Vec<PathBuf>, PredictError> {
     if !path.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
@@ -90,8 +104,13 @@ fn of_path(path: &Path) -> Result<Vec<PathBuf>, PredictError> {
             path: e.path().unwrap_or(path).to_path_buf(),
             reason: e.to_string(),
         })?;
-        if entry.file_type().is_file() && image_folder::is_image(entry.path()) {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        if image_folder::is_image(entry.path()) {
             files.push(entry.into_path());
+        } else if !entry.file_name().to_string_lossy().starts_with('.') {
+            others.push(entry.into_path());
         }
     }
     Ok(files)
@@ -125,11 +144,12 @@ mod tests {
         touch(&r.join("a/b.png"));
         touch(&r.join("a/deep/c.JPG"));
         touch(&r.join("a/notes.txt"));
+        touch(&r.join("a/.DS_Store"));
         touch(&r.join("z/one.webp"));
         touch(&r.join("z/two.bmp"));
         touch(&r.join("z/three.txt"));
         let s = |p: &str| r.join(p).display().to_string();
-        let files = expand(&[
+        let Inputs { files, others } = expand(&[
             s("z/two.bmp"),
             s("a"),
             s("z/*.webp"),
@@ -147,17 +167,21 @@ mod tests {
                 "z/three.txt"
             ]
         );
+        // The folder's other files are left out and named; a file given
+        // by name is taken as it is.
+        assert_eq!(names(&others, r), vec!["a/notes.txt"]);
         // `*` stays in its folder, `**` goes down.
-        let files = expand(&[s("*/*.png")]).expect("expands");
+        let files = expand(&[s("*/*.png")]).expect("expands").files;
         assert_eq!(names(&files, r), vec!["a/b.png"]);
-        let files = expand(&[s("a/**/*.JPG")]).expect("expands");
+        let files = expand(&[s("a/**/*.JPG")]).expect("expands").files;
         assert_eq!(names(&files, r), vec!["a/deep/c.JPG"]);
         // A pattern matching folders takes their images.
-        let files = expand(&[s("?")]).expect("expands");
+        let found = expand(&[s("?")]).expect("expands");
         assert_eq!(
-            names(&files, r),
+            names(&found.files, r),
             vec!["a/b.png", "a/deep/c.JPG", "z/one.webp", "z/two.bmp"]
         );
+        assert_eq!(names(&found.others, r), vec!["a/notes.txt", "z/three.txt"]);
     }
 
     #[test]

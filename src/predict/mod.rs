@@ -31,6 +31,7 @@ use crate::plan::{self, ModelPlan};
 use crate::report::plots;
 use crate::rundir::{write_atomic, RunDir};
 use crate::train::checkpoint::{self, Checkpoints};
+use crate::vocab::BadImagePolicy;
 
 pub use error::PredictError;
 pub use output::{Predictions, Row, GRID_MAX};
@@ -56,6 +57,8 @@ pub struct PredictRequest {
     pub grid: Option<PathBuf>,
     /// Also write every class's logit to the CSV.
     pub logits: bool,
+    /// Leave unreadable images out, whatever the run's `on_bad_image`.
+    pub skip_bad_images: bool,
 }
 
 /// What was predicted and written.
@@ -85,6 +88,7 @@ impl Outcome {
             p.render_table(self.top_k)
         );
         out.push_str(&p.render_skipped());
+        out.push_str(&p.render_not_images());
         out.push_str(&format!(
             "Predictions: {} ({} image(s), top {})\n",
             self.output.display(),
@@ -147,7 +151,10 @@ pub fn predict(req: &PredictRequest) -> Result<Outcome, PredictError> {
     let loaded = config::load_exact(&run.resolved_config())?;
     let mut plan = plan::plan_saved(&loaded)?;
     let classes = classes(&run, plan.model.num_classes)?;
-    let files = inputs::expand(&req.images)?;
+    let inputs = inputs::expand(&req.images)?;
+    if req.skip_bad_images {
+        plan.data.on_bad_image = BadImagePolicy::Skip;
+    }
     let model_file = Checkpoints::new(run.checkpoints()).model_file(&req.checkpoint)?;
     if let Some(d) = &req.device {
         plan.device = d
@@ -160,7 +167,7 @@ pub fn predict(req: &PredictRequest) -> Result<Outcome, PredictError> {
     backend::configure_cpu(threads);
 
     let batch_size = req.batch_size.unwrap_or(plan.train.batch_size).max(1);
-    let split = Split::unlabeled_files(&plan, files);
+    let split = Split::unlabeled_files(&plan, inputs.files);
     let job = Infer {
         model: &plan.model,
         model_file: &model_file,
@@ -195,6 +202,7 @@ pub fn predict(req: &PredictRequest) -> Result<Outcome, PredictError> {
         classes,
         rows,
         skipped,
+        not_images: inputs.others,
     };
     write_atomic(&req.output, predictions.csv(top_k, req.logits).as_bytes())?;
     let grid = match &req.grid {
@@ -405,7 +413,9 @@ monitor = "loss"
         let eval = crate::train::predict(&net, &split, 4, false, &device).expect("evaluates");
         assert_eq!(eval.indices.len(), 10);
 
-        let files = inputs::expand(&[test.display().to_string()]).expect("files");
+        let files = inputs::expand(&[test.display().to_string()])
+            .expect("files")
+            .files;
         let ours = Split::unlabeled_files(&plan, files);
         for (batch_size, pad) in [(5, false), (4, true), (32, false)] {
             let scores = probabilities(&net, &ours, batch_size, pad, &device).expect("predicts");

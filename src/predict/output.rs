@@ -7,7 +7,7 @@ use image::RgbImage;
 use plotters::style::RGBColor;
 
 use super::error::PredictError;
-use crate::data::Split;
+use crate::data::{image_folder, Split};
 use crate::report::plots::{self, Tile};
 
 /// Most images shown by `--grid` (the first ones, in input order).
@@ -61,7 +61,12 @@ pub struct Predictions {
     pub rows: Vec<Row>,
     /// Unreadable images left out under `on_bad_image = "skip"`, with why.
     pub skipped: Vec<(PathBuf, String)>,
+    /// Files in the folders given that are not images by their extension.
+    pub not_images: Vec<PathBuf>,
 }
+
+/// How many left-out files [`Predictions::render_not_images`] names.
+const NOT_IMAGES_NAMED: usize = 3;
 
 impl Predictions {
     fn name(&self, class: usize) -> &str {
@@ -156,14 +161,35 @@ impl Predictions {
         if self.skipped.is_empty() {
             return String::new();
         }
-        let mut out = format!(
-            "Skipped {} unreadable image(s) (data.on_bad_image = \"skip\"):\n",
-            self.skipped.len()
-        );
+        let mut out = format!("Skipped {} unreadable image(s):\n", self.skipped.len());
         for (path, reason) in &self.skipped {
             out.push_str(&format!("  {}: {reason}\n", path.display()));
         }
         out
+    }
+
+    /// One line on the folders' files that are not images, naming the
+    /// first few; empty when none. A `.tiff` left out unannounced would
+    /// look like a prediction lost.
+    pub fn render_not_images(&self) -> String {
+        let n = self.not_images.len();
+        if n == 0 {
+            return String::new();
+        }
+        let mut named: Vec<String> = self
+            .not_images
+            .iter()
+            .take(NOT_IMAGES_NAMED)
+            .map(|p| p.display().to_string())
+            .collect();
+        if n > NOT_IMAGES_NAMED {
+            named.push(format!("and {} more", n - NOT_IMAGES_NAMED));
+        }
+        format!(
+            "Left out {n} file(s) that are not {} images: {}\n",
+            image_folder::extensions_listed(),
+            named.join(", ")
+        )
     }
 
     /// The first [`GRID_MAX`] images at model input size (as the model saw
@@ -210,6 +236,7 @@ mod tests {
                 },
             ],
             skipped: vec![("pets/bad.jpg".into(), "not an image".into())],
+            not_images: Vec::new(),
         }
     }
 
@@ -263,7 +290,26 @@ mod tests {
         );
         assert_eq!(
             p.render_skipped(),
-            "Skipped 1 unreadable image(s) (data.on_bad_image = \"skip\"):\n  pets/bad.jpg: not an image\n"
+            "Skipped 1 unreadable image(s):\n  pets/bad.jpg: not an image\n"
+        );
+        assert_eq!(p.render_not_images(), "");
+    }
+
+    #[test]
+    fn files_that_are_not_images_are_counted_and_the_first_named() {
+        let mut p = predictions();
+        p.not_images = vec!["pets/notes.txt".into()];
+        assert_eq!(
+            p.render_not_images(),
+            "Left out 1 file(s) that are not .jpg, .jpeg, .png, .bmp or .webp images: pets/notes.txt\n"
+        );
+        p.not_images = ["a.tiff", "b.tiff", "c.txt", "d.gif", "e.heic"]
+            .map(PathBuf::from)
+            .to_vec();
+        assert_eq!(
+            p.render_not_images(),
+            "Left out 5 file(s) that are not .jpg, .jpeg, .png, .bmp or .webp images: \
+             a.tiff, b.tiff, c.txt, and 2 more\n"
         );
     }
 }

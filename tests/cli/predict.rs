@@ -315,8 +315,32 @@ fn unreadable_images_fail_by_default_and_bad_arguments_exit_2() {
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(err.contains("cannot decode image bad/broken.jpg"), "{err}");
+    assert!(err.contains("pass --skip-bad-images"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(!d.join("predictions.csv").exists());
+
+    // --skip-bad-images lists the file and predicts on the rest; a file
+    // that is not an image by its name is left out, and said so.
+    std::fs::write(bad.join("scan.tiff"), b"II*\0").expect("write");
+    let out = predict(d)
+        .arg(&run)
+        .args(["bad", "--skip-bad-images"])
+        .output()
+        .expect("runs");
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("Skipped 1 unreadable image(s):\n  bad/broken.jpg: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("Left out 1 file(s) that are not .jpg, .jpeg, .png, .bmp or .webp images: bad/scan.tiff"),
+        "{text}"
+    );
+    let (_, rows) = read_csv(&d.join("predictions.csv"));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], "bad/a-good.jpg");
+    std::fs::remove_file(d.join("predictions.csv")).expect("rm");
 
     let cases: [(&[&str], &str); 6] = [
         (&["nope.png"], "nope.png does not exist"),
