@@ -21,6 +21,54 @@ pub struct InitFromPlan {
     /// What is not copied (new layers, a re-sized final dense layer, source
     /// layers left out), one line each, for the run to print.
     pub notes: Vec<String>,
+    /// The classes the source run trained on, in label order, from its
+    /// meta.json (`None` when it names none).
+    pub source_classes: Option<Vec<String>>,
+}
+
+/// How many differing outputs [`InitFromPlan::head_note`] names.
+const OUTPUTS_NAMED: usize = 3;
+
+impl InitFromPlan {
+    /// A line for the run when the final layer `head` was copied from a
+    /// source that trained its outputs on other classes than `classes`
+    /// (this run's, in label order): each output then starts out meaning
+    /// the source's class at its place. `None` when the head was not
+    /// copied, the classes agree, or the source names none.
+    pub fn head_note(&self, head: &str, classes: &[String]) -> Option<String> {
+        let theirs = self.source_classes.as_deref()?;
+        if !self.copied.iter().any(|c| c == head) || theirs == classes {
+            return None;
+        }
+        let differ: Vec<String> = theirs
+            .iter()
+            .zip(classes)
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| format!("output {i} is `{a}` there, `{b}` here"))
+            .collect();
+        let mut named = differ[..differ.len().min(OUTPUTS_NAMED)].join("; ");
+        if differ.len() > OUTPUTS_NAMED {
+            named.push_str(&format!("; and {} more", differ.len() - OUTPUTS_NAMED));
+        }
+        let how = if same_set(theirs, classes) {
+            "the same classes in another order"
+        } else {
+            "other classes"
+        };
+        Some(format!(
+            "{head}: copied from a source that trained it on {how} ({named}); \
+             rename it (`name = \"head\"`) to start it fresh"
+        ))
+    }
+}
+
+/// Whether `a` and `b` hold the same names, in any order.
+fn same_set(a: &[String], b: &[String]) -> bool {
+    let (mut a, mut b) = (a.to_vec(), b.to_vec());
+    a.sort();
+    b.sort();
+    a == b
 }
 
 /// The source's checkpoint and run folder: a checkpoint folder holds
@@ -190,7 +238,8 @@ pub(super) fn check(
             return None;
         }
     };
-    let config = RunDir::at_existing(&run).resolved_config();
+    let source_run = RunDir::at_existing(&run);
+    let config = source_run.resolved_config();
     let loaded = match crate::config::load_exact(&config) {
         Ok(l) => l,
         Err(e) => {
@@ -230,6 +279,7 @@ pub(super) fn check(
             source,
             copied,
             notes,
+            source_classes: source_run.read_meta().ok().and_then(|m| m.class_names()),
         }),
         Err(mismatches) => {
             ck.fail(
@@ -357,6 +407,41 @@ layers = [
             .unwrap()
             .path
             .ends_with("v0001"));
+    }
+
+    #[test]
+    fn a_copied_head_on_other_classes_gets_a_note() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = source_run(tmp.path(), SOURCE);
+        let mut p = plan(SOURCE, &run).unwrap().unwrap();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // No meta.json classes: nothing to compare.
+        assert_eq!(p.source_classes, None);
+        assert_eq!(p.head_note("dense", &names(&["x", "y", "z"])), None);
+        p.source_classes = Some(names(&["a", "b", "c"]));
+        assert_eq!(p.head_note("dense", &names(&["a", "b", "c"])), None);
+        assert_eq!(
+            p.head_note("dense", &names(&["a", "c", "b"])).as_deref(),
+            Some(
+                "dense: copied from a source that trained it on the same classes in another \
+                 order (output 1 is `b` there, `c` here; output 2 is `c` there, `b` here); \
+                 rename it (`name = \"head\"`) to start it fresh"
+            )
+        );
+        p.source_classes = Some(names(&["a", "b", "c", "d", "e"]));
+        let note = p.head_note("dense", &names(&["v", "w", "x", "y", "z"]));
+        assert!(
+            note.as_deref().is_some_and(|n| n.contains(
+                "other classes (output 0 is `a` there, `v` here; output 1 is `b` there, `w` \
+                 here; output 2 is `c` there, `x` here; and 2 more)"
+            )),
+            "{note:?}"
+        );
+        // A head that was not copied (re-initialised or renamed).
+        assert_eq!(
+            p.head_note("head", &names(&["v", "w", "x", "y", "z"])),
+            None
+        );
     }
 
     #[test]

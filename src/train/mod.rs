@@ -582,6 +582,10 @@ impl Session<'_> {
             for note in &init.notes {
                 progress.note(note);
             }
+            let head = plan.model.layers.last().map(|l| l.name.as_str());
+            if let Some(note) = head.and_then(|h| init.head_note(h, &self.data.classes)) {
+                progress.note(&note);
+            }
         }
         model = model.freeze(&plan.model);
 

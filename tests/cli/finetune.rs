@@ -187,3 +187,38 @@ fn mismatching_layers_are_all_named_before_a_run_folder_exists() {
     }
     assert!(!dir.join("runs/wide").exists(), "no run folder");
 }
+
+/// A head copied from a run on other classes (the same count) is named:
+/// its outputs start out meaning the source's classes. The same classes
+/// say nothing.
+#[test]
+fn a_head_copied_from_other_classes_is_noted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    folder(&dir.join("abc"), &["a", "b", "c"], &[0, 1, 2]);
+    folder(&dir.join("xyz"), &["x", "y", "z"], &[0, 1, 2]);
+    assert_exit(
+        &run_in(dir, &experiment(dir, "first", "abc", 3, "", "", 1)),
+        0,
+    );
+    let from = "init_from = \"runs/first/latest\"";
+
+    let out = run_in(dir, &experiment(dir, "other", "xyz", 3, from, "", 1));
+    assert_exit(&out, 0);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("(3 layer(s) copied)"), "{said}");
+    assert!(
+        said.contains(
+            "dense: copied from a source that trained it on other classes (output 0 is `a` \
+             there, `x` here; output 1 is `b` there, `y` here; output 2 is `c` there, `z` here); \
+             rename it (`name = \"head\"`) to start it fresh"
+        ),
+        "{said}"
+    );
+
+    let out = run_in(dir, &experiment(dir, "same", "abc", 3, from, "", 1));
+    assert_exit(&out, 0);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("(3 layer(s) copied)"), "{said}");
+    assert!(!said.contains("trained it on"), "{said}");
+}
