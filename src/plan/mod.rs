@@ -849,7 +849,25 @@ fn check_model(ck: &mut Checker, spec: &ExperimentSpec) -> Option<ModelPlan> {
         return None;
     };
     if num_classes < 2 {
-        ck.fail("model.layers", format!("the model ends in {num_classes} output; a classifier needs one per class (at least 2)"), None);
+        // At the last dense layer's `units`, where the count is written.
+        let at = match m
+            .layers
+            .iter()
+            .rposition(|l| matches!(l, LayerSpec::Dense(_)))
+        {
+            Some(i) => KeyPath::parse("model.layers").index(i).key("units"),
+            None => KeyPath::parse("model.layers"),
+        };
+        ck.fail_at(
+            at,
+            format!("the model ends in {num_classes} output; a classifier needs one per class (at least 2)"),
+            Some(
+                "for two classes, end in { type = \"dense\", units = 2, activation = \"softmax\" }: \
+                 the loss is categorical cross-entropy, so Keras's Dense(1, \"sigmoid\") with \
+                 binary cross-entropy becomes two outputs"
+                    .into(),
+            ),
+        );
         return None;
     }
     let folded_softmax = match final_activation(&layers) {
