@@ -12,11 +12,33 @@ use std::sync::Arc;
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::flag;
 
-/// Why a run stopped on SIGUSR1, as its message says it.
-pub const USR1_REASON: &str = "SIGUSR1 (a time limit approaching, or pruned by a sweep)";
+/// What asked a run to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// SIGINT (Ctrl-C) or SIGTERM.
+    Interrupt,
+    /// SIGUSR1: Slurm's warning before a time limit, or, for a sweep
+    /// trial, the process following the sweep pruning it.
+    Usr1,
+    /// The process itself, saying why ([`Signals::request_stop`]).
+    Asked(&'static str),
+}
 
-/// [`USR1_REASON`] for a run outside any sweep, which nothing prunes.
-pub const USR1_REASON_ALONE: &str = "SIGUSR1 (a time limit approaching)";
+impl StopCause {
+    /// As a run's message says it. `in_sweep`: the run is a sweep trial,
+    /// which a sweep may prune with SIGUSR1; nothing prunes a run of its
+    /// own.
+    pub fn describe(self, in_sweep: bool) -> &'static str {
+        match self {
+            StopCause::Interrupt => "interrupt (Ctrl-C or SIGTERM)",
+            StopCause::Usr1 if in_sweep => {
+                "SIGUSR1 (a time limit approaching, or pruned by a sweep)"
+            }
+            StopCause::Usr1 => "SIGUSR1 (a time limit approaching)",
+            StopCause::Asked(why) => why,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Signals {
@@ -24,8 +46,8 @@ pub struct Signals {
     graceful: Arc<AtomicBool>,
     /// Stop as soon as possible.
     urgent: Arc<AtomicBool>,
-    /// Which signal asked first, for the message.
-    reason: Arc<std::sync::Mutex<Option<&'static str>>>,
+    /// Why the process asked itself to stop, if it did.
+    asked: Arc<std::sync::Mutex<Option<&'static str>>>,
 }
 
 impl Signals {
@@ -55,16 +77,18 @@ impl Signals {
         self.urgent.load(Ordering::Relaxed)
     }
 
-    pub fn reason(&self) -> &'static str {
-        if let Ok(r) = self.reason.lock() {
-            if let Some(r) = *r {
-                return r;
+    /// What asked the run to stop: the process itself first, then
+    /// SIGUSR1, else SIGINT or SIGTERM.
+    pub fn cause(&self) -> StopCause {
+        if let Ok(asked) = self.asked.lock() {
+            if let Some(why) = *asked {
+                return StopCause::Asked(why);
             }
         }
         if self.urgent() {
-            USR1_REASON
+            StopCause::Usr1
         } else {
-            "interrupt (Ctrl-C or SIGTERM)"
+            StopCause::Interrupt
         }
     }
 
@@ -86,8 +110,8 @@ impl Signals {
 
     /// Ask for a graceful stop from inside the process.
     pub fn request_stop(&self, why: &'static str) {
-        if let Ok(mut r) = self.reason.lock() {
-            r.get_or_insert(why);
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.get_or_insert(why);
         }
         self.graceful.store(true, Ordering::Relaxed);
     }
@@ -112,5 +136,39 @@ impl Drop for Held {
         for id in self.ids.drain(..) {
             signal_hook::low_level::unregister(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cause_is_the_process_own_then_usr1_then_an_interrupt() {
+        let s = Signals::none();
+        assert_eq!(s.cause(), StopCause::Interrupt);
+        s.urgent.store(true, Ordering::Relaxed);
+        assert_eq!(s.cause(), StopCause::Usr1);
+        s.request_stop("pruned");
+        s.request_stop("a second reason is not kept");
+        assert_eq!(s.cause(), StopCause::Asked("pruned"));
+        assert!(s.stop_requested());
+    }
+
+    #[test]
+    fn only_a_sweep_trial_may_have_been_pruned_by_sigusr1() {
+        assert_eq!(
+            StopCause::Usr1.describe(true),
+            "SIGUSR1 (a time limit approaching, or pruned by a sweep)"
+        );
+        assert_eq!(
+            StopCause::Usr1.describe(false),
+            "SIGUSR1 (a time limit approaching)"
+        );
+        assert_eq!(
+            StopCause::Interrupt.describe(true),
+            "interrupt (Ctrl-C or SIGTERM)"
+        );
+        assert_eq!(StopCause::Asked("pruned").describe(false), "pruned");
     }
 }

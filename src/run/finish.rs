@@ -50,7 +50,7 @@ pub(super) fn finish(
                     ));
                     Ok(())
                 }
-                Ending::Interrupted { reason } => {
+                Ending::Interrupted { cause } => {
                     meta.status = Status::Stopped;
                     // A trial goes on with its sweep, whose journal and
                     // summary a standalone resume would leave behind.
@@ -58,13 +58,7 @@ pub(super) fn finish(
                         Some(dir) => format!("runner sweep --resume {}", dir.display()),
                         None => format!("runner run --resume {}", run.root().display()),
                     };
-                    // No sweep prunes a run of its own.
-                    let reason = match sweep {
-                        None if reason == crate::signals::USR1_REASON => {
-                            crate::signals::USR1_REASON_ALONE
-                        }
-                        _ => reason.as_str(),
-                    };
+                    let reason = cause.describe(sweep.is_some());
                     let msg = format!(
                         "stopped by {reason} after {} epoch(s); continue with `{resume}`",
                         o.state.epochs_done

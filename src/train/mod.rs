@@ -26,7 +26,7 @@ use crate::data::{Batch, BatchOptions, DataError, Dataset, Split};
 use crate::logging::csv::EpochRow;
 use crate::model::{ConvOps, Net};
 use crate::plan::ExperimentPlan;
-use crate::signals::Signals;
+use crate::signals::{Signals, StopCause};
 use callbacks::{
     scheduled_lr, CheckpointTracker, Decision, EarlyStopping, Logs, ReduceLrOnPlateau,
 };
@@ -78,8 +78,9 @@ pub enum Ending {
         epoch: usize,
         restored: Option<usize>,
     },
-    /// A signal asked to stop; the run can be resumed.
-    Interrupted { reason: String },
+    /// A signal (or the process itself) asked to stop; the run can be
+    /// resumed.
+    Interrupted { cause: StopCause },
     /// Reached the `until` epoch count it was given (a sweep trial paused
     /// at a rung); the run can be resumed.
     Paused { epochs: usize },
@@ -618,7 +619,7 @@ impl Session<'_> {
             }
             if self.signals.stop_requested() {
                 ending = Ending::Interrupted {
-                    reason: self.signals.reason().to_string(),
+                    cause: self.signals.cause(),
                 };
                 break;
             }
@@ -706,7 +707,7 @@ impl Session<'_> {
             }
             if interrupted {
                 ending = Ending::Interrupted {
-                    reason: self.signals.reason().to_string(),
+                    cause: self.signals.cause(),
                 };
                 break;
             }
@@ -784,7 +785,7 @@ impl Session<'_> {
             }
             if self.signals.stop_requested() && state.epochs_done < train.epochs {
                 ending = Ending::Interrupted {
-                    reason: self.signals.reason().to_string(),
+                    cause: self.signals.cause(),
                 };
                 break;
             }
