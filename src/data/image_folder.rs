@@ -55,6 +55,63 @@ pub fn class_dirs(root: &Path) -> Result<Vec<String>, DataError> {
     Ok(names)
 }
 
+/// The data key each split folder name belongs to, as Keras tutorials
+/// lay a dataset out (`data/train/<class>`, `data/validation/<class>`).
+const SPLIT_NAMES: &[(&str, &str)] = &[
+    ("train", "path"),
+    ("training", "path"),
+    ("val", "validation_path"),
+    ("valid", "validation_path"),
+    ("validation", "validation_path"),
+    ("test", "test_path"),
+    ("testing", "test_path"),
+];
+
+/// Refuse a `root` whose "classes" are split folders: two or more of them
+/// named as splits (train, validation, test, ...), each holding
+/// sub-folders. Trained on, such a layout would learn to tell the splits
+/// apart. A class that is merely named `train` holds images, not folders.
+pub fn refuse_split_folders(root: &Path, classes: &[String]) -> Result<(), DataError> {
+    let mut splits: Vec<(&String, &str)> = classes
+        .iter()
+        .filter_map(|c| {
+            let key = SPLIT_NAMES
+                .iter()
+                .find(|(name, _)| c.eq_ignore_ascii_case(name))?
+                .1;
+            has_sub_folder(&root.join(c)).then_some((c, key))
+        })
+        .collect();
+    if splits.len() < 2 {
+        return Ok(());
+    }
+    // In the order a reader writes the keys: path, validation, test.
+    let rank = |key: &str| {
+        ["path", "validation_path", "test_path"]
+            .iter()
+            .position(|k| *k == key)
+    };
+    splits.sort_by_key(|(_, key)| rank(key));
+    let keys: Vec<String> = splits
+        .iter()
+        .map(|(c, key)| format!("{key} = {:?}", root.join(c).display().to_string()))
+        .collect();
+    Err(DataError::SplitFolders {
+        path: root.to_path_buf(),
+        splits: splits.iter().map(|(c, _)| c.to_string()).collect(),
+        help: format!("point [data] at each split: {}", keys.join(", ")),
+    })
+}
+
+/// Whether `dir` has a sub-folder that is not hidden.
+fn has_sub_folder(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+    })
+}
+
 /// Apply the `classes` setting to the available (sorted) class names:
 /// the first N, or the listed names in the listed order (Keras's label
 /// order for an explicit list).
@@ -129,6 +186,43 @@ mod tests {
     fn touch(p: &Path) {
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, b"x").expect("write");
+    }
+
+    #[test]
+    fn split_folders_are_refused_with_the_keys_that_name_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        touch(&r.join("train/cat/a.png"));
+        touch(&r.join("Validation/cat/b.png"));
+        touch(&r.join("test/dog/c.png"));
+        let classes = class_dirs(r).expect("classes");
+        let err = refuse_split_folders(r, &classes).unwrap_err();
+        let DataError::SplitFolders { splits, help, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(splits, &["train", "Validation", "test"]);
+        let q = |p: &str| format!("{:?}", r.join(p).display().to_string());
+        assert_eq!(
+            help,
+            &format!(
+                "point [data] at each split: path = {}, validation_path = {}, test_path = {}",
+                q("train"),
+                q("Validation"),
+                q("test")
+            )
+        );
+        // Classes named like splits that hold images are classes.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        touch(&r.join("train/a.png"));
+        touch(&r.join("test/b.png"));
+        touch(&r.join("bus/deep/c.png"));
+        let classes = class_dirs(r).expect("classes");
+        assert!(refuse_split_folders(r, &classes).is_ok());
+        // One split folder among classes is not a layout of splits.
+        touch(&r.join("val/x/d.png"));
+        let classes = class_dirs(r).expect("classes");
+        assert!(refuse_split_folders(r, &classes).is_ok());
     }
 
     #[test]

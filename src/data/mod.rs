@@ -63,6 +63,15 @@ pub enum DataError {
     )]
     NoClasses { path: PathBuf },
 
+    #[error("{} holds the split folders {}, not class folders", path.display(), splits.join(", "))]
+    #[diagnostic(code(runner::data::split_folders))]
+    SplitFolders {
+        path: PathBuf,
+        splits: Vec<String>,
+        #[help]
+        help: String,
+    },
+
     #[error("class folder {} does not exist (class `{class}`)", path.display())]
     #[diagnostic(
         code(runner::data::missing_class),
@@ -620,6 +629,7 @@ impl Dataset {
                 test_path,
             } => {
                 let available = image_folder::class_dirs(path)?;
+                image_folder::refuse_split_folders(path, &available)?;
                 let classes = image_folder::select_classes(&available, select.as_ref(), path)?;
                 let (files, labels) = image_folder::scan(path, &classes)?;
                 let (train, validation, from) = match validation {

@@ -133,6 +133,30 @@ fn missing_folder_is_named_with_exit_code_2() {
     insta::assert_snapshot!("missing_folder_stderr", redact(&stderr(&out), dir.path()));
 }
 
+/// `data/train/<class>`, `data/validation/<class>`, as Keras tutorials
+/// lay a dataset out, given whole as `path`: refused before a run folder
+/// is made, with the three keys that name the splits.
+#[test]
+fn split_folders_given_as_the_class_root_are_refused() {
+    let dir = tempdir();
+    let root = dir.path().join("pets");
+    for split in ["train", "validation"] {
+        fixtures::image_folder(&root.join(split), &["cat", "dog"], 1, (8, 8), "png")
+            .expect("fixture");
+    }
+    let data = format!("source = \"image_folder\"\npath = \"{}\"", root.display());
+    let exp = experiment(dir.path(), &data, "", [8, 8, 3], 2);
+    let out = runner()
+        .current_dir(dir.path())
+        .args(["run", "--no-env"])
+        .arg(&exp)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!("split_folders_stderr", redact(&stderr(&out), dir.path()));
+    assert!(!dir.path().join("runs").exists(), "no run folder");
+}
+
 #[test]
 fn unknown_class_gets_a_did_you_mean() {
     let dir = tempdir();
