@@ -79,7 +79,7 @@ pub enum DataError {
     )]
     MissingClassFolder { path: PathBuf, class: String },
 
-    #[error("class folder {} has no images (.jpg, .jpeg, .png, .bmp or .webp)", path.display())]
+    #[error("class folder {} has no images ({})", path.display(), image_folder::extensions_listed())]
     #[diagnostic(
         code(runner::data::empty_class),
         help("every sub-folder is a class: move the folder out, or list the classes to use in `data.classes`")

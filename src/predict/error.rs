@@ -6,7 +6,7 @@ use thiserror::Error;
 
 use crate::backend::BackendError;
 use crate::config::ConfigError;
-use crate::data::DataError;
+use crate::data::{image_folder, DataError};
 use crate::device::DeviceError;
 use crate::plan::PlanErrors;
 use crate::report::plots::PlotError;
@@ -37,7 +37,7 @@ pub enum PredictError {
     BadPattern { pattern: String, reason: String },
     #[error("cannot list {}: {reason}", path.display())]
     Walk { path: PathBuf, reason: String },
-    #[error("no image files (.jpg, .jpeg, .png, .bmp or .webp) found in {}", args.join(" "))]
+    #[error("no image files ({}) found in {}", image_folder::extensions_listed(), args.join(" "))]
     NoImages { args: Vec<String> },
     #[error("--device: {0}")]
     BadDevice(String),
