@@ -82,11 +82,15 @@ pub(super) fn extend(s: &mut Sweep, set: &[String]) -> Result<(), SweepError> {
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
             let what = if slurm {
+                let settings: Vec<&str> = LAUNCHER_KEYS
+                    .iter()
+                    .filter_map(|k| k.strip_prefix("sweep.launcher."))
+                    .collect();
                 format!(
-                    "the sweep's budget ({}) and its Slurm settings (sweep.launcher.partition, \
-                     time, cpus_per_task, mem, gres, account, max_parallel, signal_seconds, extra) \
+                    "the sweep's budget ({}) and its Slurm settings (sweep.launcher.{}) \
                      can change when it resumes",
-                    RESUME_KEYS.join(", ")
+                    RESUME_KEYS.join(", "),
+                    settings.join(", ")
                 )
             } else {
                 format!(
