@@ -5,7 +5,7 @@ use miette::Diagnostic;
 use thiserror::Error;
 
 use crate::backend::BackendError;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Sources};
 use crate::data::DataError;
 use crate::device::DeviceError;
 use crate::plan::PlanErrors;
@@ -76,6 +76,18 @@ pub enum Error {
     #[error("{0}")]
     #[diagnostic(code(runner::interrupted))]
     Interrupted(String),
+}
+
+impl Error {
+    /// A data error, located at the config key whose value is at fault
+    /// (`data.path`, `data.classes`) where it has one: the file and line
+    /// that set it, the `--set` flag or the variable.
+    pub fn data(sources: &Sources, e: DataError) -> Error {
+        match e.located(sources) {
+            Ok(c) => Error::Config(c),
+            Err(e) => Error::Data(e),
+        }
+    }
 }
 
 impl From<PlanErrors> for Error {
@@ -157,6 +169,7 @@ impl From<SweepError> for Error {
             SweepError::Trial(TrialError::Plan(p)) => p.into(),
             SweepError::Folder(f) => f.into(),
             SweepError::Device(d) => Error::Device(d),
+            SweepError::Data(d) => Error::Data(d),
             SweepError::RunDir(r) => r.into(),
             e @ (SweepError::HParams(_)
             | SweepError::Slurm(_)

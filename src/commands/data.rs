@@ -10,15 +10,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ExperimentArgs;
 use crate::data::{preview, DataError, Dataset, Inspection};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::vocab::BadImagePolicy;
 
 /// Samples in a preview grid.
 pub const PREVIEW_SAMPLES: usize = 16;
 
 pub fn run(exp: &ExperimentArgs, preview_path: Option<&Path>, quick: bool) -> Result<()> {
-    let (_, plan) = super::load_plan(exp)?;
-    let dataset = Dataset::open(&plan)?;
+    let (loaded, plan) = super::load_plan(exp)?;
+    let dataset = Dataset::open(&plan).map_err(|e| Error::data(&loaded.sources, e))?;
     crate::out!("{}", dataset.report());
     if !quick {
         let bar = progress_bar(dataset.splits().iter().map(|s| s.len()).sum());

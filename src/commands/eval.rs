@@ -66,7 +66,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     backend::prepare_gpu(device)?;
     let threads = device::cpu_threads(plan.threads);
     backend::configure_cpu(threads);
-    let data = Dataset::open(&plan).map_err(Error::Data)?;
+    let data = Dataset::open(&plan).map_err(|e| Error::data(&loaded.sources, e))?;
 
     let checkpoints = Checkpoints::new(run.checkpoints());
     let model_file = checkpoints

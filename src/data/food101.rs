@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::image_folder::select_classes;
+use super::image_folder::{is_image, select_classes};
+use super::missing::{self, shown, sub_folders};
 use super::DataError;
 use crate::vocab::ClassSelect;
 
@@ -24,12 +25,22 @@ pub struct Food101 {
     pub test: Listing,
 }
 
-fn read_meta(path: &Path) -> Result<BTreeMap<String, Vec<String>>, DataError> {
+/// Where to get Food-101, for a `data.path` that does not exist.
+const DOWNLOAD: &str = "runner does not download Food-101: get food-101.tar.gz (about 5 GB) from \
+    https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/, unpack it \
+    (`tar xzf food-101.tar.gz`) and set `data.path` to the food-101 folder it makes";
+
+/// The layout, for a folder that has only part of it.
+const LAYOUT: &str = "the Food-101 archive unpacks to food-101/images/<class>/*.jpg and \
+    food-101/meta/{train,test}.json; point `data.path` at food-101";
+
+fn read_meta(path: &Path, root: &Path) -> Result<BTreeMap<String, Vec<String>>, DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => DataError::MissingFile {
             path: path.to_path_buf(),
             what: "Food-101 meta file",
-            help: Some("the Food-101 archive unpacks to food-101/images/<class>/*.jpg and food-101/meta/{train,test}.json; point `data.path` at food-101".into()),
+            key: "data.path",
+            help: Some(remedy(root)),
         },
         _ => DataError::io(path, e),
     })?;
@@ -39,17 +50,86 @@ fn read_meta(path: &Path) -> Result<BTreeMap<String, Vec<String>>, DataError> {
     })
 }
 
+/// Whether `dir` is a Food-101 root.
+fn is_root(dir: &Path) -> bool {
+    dir.join("meta").join("train.json").is_file()
+}
+
+/// What to do about a `root` that has no `meta/train.json` or
+/// `meta/test.json`: point at the Food-101 root near it, or read its
+/// class folders as an `image_folder` source.
+fn remedy(root: &Path) -> String {
+    if root.join("meta").is_dir() {
+        return LAYOUT.into();
+    }
+    if let Some(found) = nearby(root) {
+        return format!(
+            "{} holds Food-101's images/ and meta/: set `data.path = {:?}`",
+            shown(&found),
+            shown(&found)
+        );
+    }
+    let images = root.join("images");
+    if !sub_folders(&images).is_empty() {
+        return format!(
+            "without meta/train.json and meta/test.json there is no official split; to read the class \
+             folders in {} as they are, set `source = \"image_folder\"`, `path = {:?}` and a `validation_split`",
+            shown(&images),
+            shown(&images)
+        );
+    }
+    if holds_class_folders(root) {
+        return format!(
+            "{} holds class folders of images, not Food-101's images/ and meta/: set `source = \"image_folder\"` to read them",
+            shown(root)
+        );
+    }
+    LAYOUT.into()
+}
+
+/// A Food-101 root near `root`: its parent when `root` is that root's
+/// `images/` or `meta/`, or a folder one or two levels below it (the
+/// archive's `food-101/`, a download's `food-101/food-101/`).
+fn nearby(root: &Path) -> Option<PathBuf> {
+    if matches!(
+        root.file_name().and_then(|n| n.to_str()),
+        Some("images" | "meta")
+    ) {
+        if let Some(parent) = root.parent().filter(|p| is_root(p)) {
+            return Some(parent.to_path_buf());
+        }
+    }
+    let children = sub_folders(root);
+    children.iter().find(|c| is_root(c)).cloned().or_else(|| {
+        children
+            .iter()
+            .flat_map(|c| sub_folders(c))
+            .find(|g| is_root(g))
+    })
+}
+
+/// Whether the first sub-folder of `dir` holds an image file directly.
+fn holds_class_folders(dir: &Path) -> bool {
+    let Some(first) = sub_folders(dir).into_iter().next() else {
+        return false;
+    };
+    std::fs::read_dir(first)
+        .is_ok_and(|entries| entries.filter_map(Result::ok).any(|e| is_image(&e.path())))
+}
+
 pub fn scan(root: &Path, select: Option<&ClassSelect>) -> Result<Food101, DataError> {
     if !root.is_dir() {
-        return Err(DataError::MissingFolder {
-            path: root.to_path_buf(),
-            what: "Food-101 folder",
-        });
+        return Err(missing::folder(
+            root,
+            "Food-101 folder",
+            "data.path",
+            Some(DOWNLOAD),
+        ));
     }
     let train_meta = root.join("meta").join("train.json");
     let test_meta = root.join("meta").join("test.json");
-    let train = read_meta(&train_meta)?;
-    let test = read_meta(&test_meta)?;
+    let train = read_meta(&train_meta, root)?;
+    let test = read_meta(&test_meta, root)?;
     let available: Vec<String> = train.keys().cloned().collect();
     if available.is_empty() {
         return Err(DataError::BadMeta {
@@ -225,5 +305,74 @@ mod tests {
                 "{entry}: {err}"
             );
         }
+    }
+
+    /// The help of the error `scan(root)` gives.
+    fn help_for(root: &Path) -> String {
+        match scan(root, None).unwrap_err() {
+            DataError::MissingFile { help, key, .. } => {
+                assert_eq!(key, "data.path");
+                help.expect("a help")
+            }
+            DataError::MissingFolder { help, key, .. } => {
+                assert_eq!(key, "data.path");
+                help
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn a_path_next_to_the_food101_root_points_at_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let root = d.join("downloads/food-101");
+        fixture(&root);
+        let points = |help: String| {
+            assert!(
+                help.contains(&format!("set `data.path = \"{}\"`", root.display())),
+                "{help}"
+            )
+        };
+        // The folder the archive was unpacked in, and the root's parts.
+        points(help_for(&d.join("downloads")));
+        points(help_for(&root.join("images")));
+        points(help_for(&root.join("meta")));
+        // Two levels down, as a download that holds food-101/food-101/.
+        points(help_for(d));
+    }
+
+    #[test]
+    fn a_folder_without_the_layout_gets_the_remedy_that_fits_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        // Not there at all: where to get it.
+        assert!(help_for(&d.join("food-101")).contains("food-101.tar.gz"));
+        // images/ without meta/: read it as class folders.
+        let only_images = d.join("only-images");
+        write(&only_images.join("images/pizza/1.jpg"), "x");
+        let help = help_for(&only_images);
+        assert!(
+            help.contains("source = \"image_folder\"")
+                && help.contains(&format!(
+                    "path = \"{}\"",
+                    only_images.join("images").display()
+                )),
+            "{help}"
+        );
+        // Class folders of images where images/ and meta/ should be.
+        let classes = d.join("classes");
+        write(&classes.join("pizza/1.jpg"), "x");
+        let help = help_for(&classes);
+        assert!(help.contains("holds class folders of images"), "{help}");
+        // Half a layout: meta/ without train.json is named as the layout.
+        let half = d.join("half");
+        fixture(&half);
+        std::fs::remove_file(half.join("meta/test.json")).expect("rm");
+        assert_eq!(help_for(&half), LAYOUT);
+        // An empty folder: the layout.
+        let empty = d.join("empty");
+        std::fs::create_dir_all(&empty).expect("mkdir");
+        assert_eq!(help_for(&empty), LAYOUT);
     }
 }

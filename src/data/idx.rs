@@ -38,6 +38,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
         std::io::ErrorKind::NotFound => DataError::MissingFile {
             path: path.to_path_buf(),
             what: "IDX file",
+            key: "data.path",
             help: None,
         },
         _ => DataError::io(path, e),

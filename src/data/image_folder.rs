@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
+use super::missing::{shown, sub_folders};
 use super::DataError;
 use crate::config::diagnostic::did_you_mean;
 use crate::vocab::ClassSelect;
@@ -31,10 +32,12 @@ pub fn is_image(path: &Path) -> bool {
 /// (starting with `.`) are not classes.
 pub fn class_dirs(root: &Path) -> Result<Vec<String>, DataError> {
     if !root.is_dir() {
-        return Err(DataError::MissingFolder {
-            path: root.to_path_buf(),
-            what: "data folder",
-        });
+        return Err(super::missing::folder(
+            root,
+            "data folder",
+            "data.path",
+            None,
+        ));
     }
     let entries = std::fs::read_dir(root).map_err(|e| DataError::io(root, e))?;
     let mut names = Vec::new();
@@ -79,7 +82,7 @@ pub fn refuse_split_folders(root: &Path, classes: &[String]) -> Result<(), DataE
                 .iter()
                 .find(|(name, _)| c.eq_ignore_ascii_case(name))?
                 .1;
-            has_sub_folder(&root.join(c)).then_some((c, key))
+            (!sub_folders(&root.join(c)).is_empty()).then_some((c, key))
         })
         .collect();
     if splits.len() < 2 {
@@ -94,21 +97,12 @@ pub fn refuse_split_folders(root: &Path, classes: &[String]) -> Result<(), DataE
     splits.sort_by_key(|(_, key)| rank(key));
     let keys: Vec<String> = splits
         .iter()
-        .map(|(c, key)| format!("{key} = {:?}", root.join(c).display().to_string()))
+        .map(|(c, key)| format!("{key} = {:?}", shown(&root.join(c))))
         .collect();
     Err(DataError::SplitFolders {
         path: root.to_path_buf(),
         splits: splits.iter().map(|(c, _)| c.to_string()).collect(),
         help: format!("point [data] at each split: {}", keys.join(", ")),
-    })
-}
-
-/// Whether `dir` has a sub-folder that is not hidden.
-fn has_sub_folder(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .filter_map(Result::ok)
-            .any(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
     })
 }
 

@@ -15,6 +15,7 @@ pub mod food101;
 pub mod idx;
 pub mod image_folder;
 pub mod loader;
+pub mod missing;
 pub mod preview;
 pub mod report;
 pub mod split;
@@ -30,6 +31,8 @@ use image::DynamicImage;
 use miette::Diagnostic;
 use thiserror::Error;
 
+use crate::config::key_path::KeyPath;
+use crate::config::{ConfigError, Sources};
 use crate::plan::{AugmentPlan, ExperimentPlan, Holdout, SourcePlan};
 use crate::vocab::BadImagePolicy;
 use augment::{Frame, Params, Standardize};
@@ -43,15 +46,25 @@ pub use report::{DataFingerprint, DataReport, Inspection};
 /// Everything that can be wrong with the data, each naming the path at fault.
 #[derive(Debug, Error, Diagnostic)]
 pub enum DataError {
+    /// Made by [`missing::folder`], which finds the help.
     #[error("{what} {} does not exist or is not a folder", path.display())]
-    #[diagnostic(code(runner::data::missing), help("check `data.path` in the experiment file (relative paths start from the current folder)"))]
-    MissingFolder { path: PathBuf, what: &'static str },
+    #[diagnostic(code(runner::data::missing))]
+    MissingFolder {
+        path: PathBuf,
+        what: &'static str,
+        /// The config key that names the folder (`data.path`).
+        key: &'static str,
+        #[help]
+        help: String,
+    },
 
     #[error("{what} {} does not exist", path.display())]
     #[diagnostic(code(runner::data::missing))]
     MissingFile {
         path: PathBuf,
         what: &'static str,
+        /// The config key that names the file or its folder.
+        key: &'static str,
         #[help]
         help: Option<String>,
     },
@@ -189,6 +202,33 @@ impl DataError {
         DataError::Io {
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    /// The config key whose value is at fault, where one is: the command
+    /// locates the error at the line that set it.
+    pub fn key(&self) -> Option<&'static str> {
+        match self {
+            DataError::MissingFolder { key, .. } | DataError::MissingFile { key, .. } => Some(key),
+            DataError::SplitFolders { .. } => Some("data.path"),
+            DataError::UnknownClass { .. } | DataError::TooFewClasses { .. } => {
+                Some("data.classes")
+            }
+            _ => None,
+        }
+    }
+
+    /// This error located at the config key whose value is at fault
+    /// ([`DataError::key`]): the file and line, `--set` flag or variable
+    /// that set it. Itself when it has no key.
+    pub fn located(self, sources: &Sources) -> Result<ConfigError, DataError> {
+        match self.key() {
+            Some(key) => Ok(sources.error_at(
+                KeyPath::parse(key),
+                self.to_string(),
+                self.help().map(|h| h.to_string()),
+            )),
+            None => Err(self),
         }
     }
 }
@@ -643,7 +683,8 @@ impl Dataset {
                         )
                     }
                     Holdout::Folder(vp) => {
-                        let (vf, vl) = scan_other(vp, &classes, "validation folder")?;
+                        let (vf, vl) =
+                            scan_other(vp, &classes, "validation folder", "data.validation_path")?;
                         (
                             split(SplitKind::Train, Items::Files(files), labels),
                             Some(split(SplitKind::Validation, Items::Files(vf), vl)),
@@ -658,7 +699,7 @@ impl Dataset {
                 };
                 let test = match test_path {
                     Some(tp) => {
-                        let (tf, tl) = scan_other(tp, &classes, "test folder")?;
+                        let (tf, tl) = scan_other(tp, &classes, "test folder", "data.test_path")?;
                         Some(split(SplitKind::Test, Items::Files(tf), tl))
                     }
                     None => None,
@@ -714,10 +755,12 @@ impl Dataset {
                 validation,
             } => {
                 if !folder.is_dir() {
-                    return Err(DataError::MissingFolder {
-                        path: folder.clone(),
-                        what: "IDX folder",
-                    });
+                    return Err(missing::folder(
+                        folder,
+                        "IDX folder",
+                        "data.path",
+                        Some(IDX_REMEDY),
+                    ));
                 }
                 let (train_images, train_labels) =
                     read_idx_pair(train_images_file, train_labels_file)?;
@@ -908,12 +951,10 @@ fn scan_other(
     root: &Path,
     classes: &[String],
     what: &'static str,
+    key: &'static str,
 ) -> Result<FilesAndLabels, DataError> {
     if !root.is_dir() {
-        return Err(DataError::MissingFolder {
-            path: root.to_path_buf(),
-            what,
-        });
+        return Err(missing::folder(root, what, key, None));
     }
     image_folder::scan(root, classes)
 }
@@ -932,16 +973,19 @@ fn read_idx_pair(images: &Path, labels: &Path) -> Result<(IdxImages, Vec<u8>), D
     Ok((imgs, lbls))
 }
 
+/// Where to get IDX data, for a folder or file that is not there.
+const IDX_REMEDY: &str = "`make data` installs Fashion-MNIST (Debian package dataset-fashion-mnist) into /usr/share/datasets/fashion-mnist; \
+                          or set `data.path` to a folder holding the four IDX files";
+
 fn with_idx_help(e: DataError) -> DataError {
     match e {
-        DataError::MissingFile { path, what, .. } => DataError::MissingFile {
+        DataError::MissingFile {
+            path, what, key, ..
+        } => DataError::MissingFile {
             path,
             what,
-            help: Some(
-                "`make data` installs Fashion-MNIST (Debian package dataset-fashion-mnist) into /usr/share/datasets/fashion-mnist; \
-                 or set `data.path` to a folder holding the four IDX files"
-                    .into(),
-            ),
+            key,
+            help: Some(IDX_REMEDY.into()),
         },
         other => other,
     }

@@ -79,16 +79,10 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     // Only the first call in a process can size the global pool.
     backend::configure_cpu(threads);
 
-    let data = Dataset::open(&plan).map_err(Error::Data)?;
+    let data = Dataset::open(&plan).map_err(|e| Error::data(&loaded.sources, e))?;
     data.check_headers().map_err(Error::Data)?;
-    if data.classes.len() != plan.model.num_classes {
-        return Err(Error::Usage(format!(
-            "the data has {} classes but the model ends in {} outputs; set the last dense layer's `units` to {}",
-            data.classes.len(),
-            plan.model.num_classes,
-            data.classes.len()
-        )));
-    }
+    // `Dataset::open` has checked that the data's classes and the model's
+    // outputs are as many.
     // `train.class_weight` can name only the classes the data has, which a
     // folder's layout reveals only now.
     let class_weights = loss::class_weights(

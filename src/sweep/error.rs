@@ -9,6 +9,7 @@ use super::folder::FolderError;
 use super::slurm::SlurmError;
 use super::TrialError;
 use crate::config::ConfigError;
+use crate::data::DataError;
 use crate::device::DeviceError;
 use crate::logging::LogError;
 use crate::plan::LauncherError;
@@ -120,6 +121,11 @@ pub enum SweepError {
 
     #[error(transparent)]
     Device(#[from] DeviceError),
+
+    /// The data the trials would read is not there (a local sweep checks
+    /// it before its folder is made).
+    #[error(transparent)]
+    Data(#[from] DataError),
 
     #[error(transparent)]
     RunDir(#[from] RunDirError),

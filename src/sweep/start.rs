@@ -11,9 +11,10 @@ use super::follow::{follow, print_follow_hint};
 use super::local::run_locally;
 use super::submit::submit;
 use super::{check_axes, expand, hparams, trial_config, trials_text, SweepOptions, Trial};
-use crate::config::{self, Loaded};
+use crate::config::{self, Loaded, Sources};
+use crate::data::Dataset;
 use crate::plan::{
-    Condition, Distribution, EarlyStopPlan, ExperimentPlan, LauncherPlan, SweepPlan,
+    Condition, Distribution, EarlyStopPlan, ExperimentPlan, LauncherPlan, SourcePlan, SweepPlan,
 };
 use crate::rundir::{self, write_atomic};
 use crate::vocab::{HalvingVariant, Strategy};
@@ -221,10 +222,38 @@ fn describe_early_stop(e: &EarlyStopPlan) -> String {
     )
 }
 
+/// Open the data the first trial of a local sweep will read, so that a
+/// data path that is not there stops the sweep before its folder is made,
+/// not every trial one by one; errors are located in `sources`, the
+/// sweep's own files and flags. Not when an axis varies a `data` key (each
+/// trial reads its own), and not for the generated `synthetic` source. A
+/// Slurm sweep is not checked: its data may be on the compute nodes only.
+fn check_data(
+    trial: &ExperimentPlan,
+    sources: &Sources,
+    sweep: &SweepPlan,
+) -> Result<(), SweepError> {
+    if matches!(trial.data.source, SourcePlan::Synthetic { .. })
+        || sweep.keys().iter().any(|k| config::under(k, "data"))
+    {
+        return Ok(());
+    }
+    match Dataset::open(trial) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match e.located(sources) {
+            Ok(c) => SweepError::Config(c),
+            Err(e) => SweepError::Data(e),
+        }),
+    }
+}
+
 /// `runner sweep FILE`: plan every trial, create the sweep folder, then run
 /// the trials here or submit them to Slurm (and with `wait`, follow them).
 pub fn start(new: NewSweep, opts: &SweepOptions) -> Result<(), SweepError> {
     let p = plan_trials(&new, opts)?;
+    if let (LauncherPlan::Local, Some(first)) = (&p.launcher, p.trial_plans.first()) {
+        check_data(first, &new.loaded.sources, &p.sweep)?;
+    }
     let mut s = create(new, &p)?;
     match &p.launcher {
         LauncherPlan::Local => {

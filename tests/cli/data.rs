@@ -133,6 +133,40 @@ fn missing_folder_is_named_with_exit_code_2() {
     insta::assert_snapshot!("missing_folder_stderr", redact(&stderr(&out), dir.path()));
 }
 
+/// A local sweep opens its trials' data before making its folder: a data
+/// path that is not there stops it at once (exit 2, located at the key),
+/// not in every trial one by one. A typo gets the folder beside it.
+#[test]
+fn a_local_sweep_checks_its_data_before_making_its_folder() {
+    let dir = tempdir();
+    fixtures::image_folder(
+        &dir.path().join("flowers"),
+        &["rose", "tulip"],
+        2,
+        (8, 8),
+        "png",
+    )
+    .expect("fixture");
+    let data = "source = \"image_folder\"\npath = \"flower\"\nvalidation_split = 0.5";
+    let exp = experiment(dir.path(), data, "", [8, 8, 3], 2);
+    let mut text = std::fs::read_to_string(&exp).expect("read");
+    text.push_str("\n[sweep]\nstrategy = \"grid\"\n\n[sweep.grid]\n\"optimizer.learning_rate\" = [0.01, 0.02]\n");
+    std::fs::write(&exp, text).expect("write");
+    let out = runner()
+        .current_dir(dir.path())
+        .args(["sweep", "--no-env"])
+        .arg(&exp)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("exp.toml:7:8: data folder") && err.contains("help: did you mean `flowers`?"),
+        "{err}"
+    );
+    assert!(!dir.path().join("runs").exists(), "no sweep folder");
+}
+
 /// `data/train/<class>`, `data/validation/<class>`, as Keras tutorials
 /// lay a dataset out, given whole as `path`: refused before a run folder
 /// is made, with the three keys that name the splits.
