@@ -14,6 +14,7 @@ pub mod compare;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod draw;
 pub mod error;
 pub mod export;
 pub mod gpu;

@@ -2,26 +2,12 @@
 //! (`runner data --preview out.png`), to check augmentation by eye.
 
 use std::path::Path;
-use std::sync::Once;
 
 use image::{imageops::FilterType, DynamicImage, RgbImage};
 use plotters::prelude::*;
-use plotters::style::FontStyle;
 
 use super::{split, DataError, Dataset};
-
-/// Register the bundled DejaVu Sans as plotters' "sans-serif" (once).
-pub fn register_fonts() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // The bundled font is valid; a failure would only lose the labels.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
-    });
-}
+use crate::draw;
 
 /// Side of one grid cell in pixels: small inputs are enlarged (nearest) so
 /// the picture is readable.
@@ -34,7 +20,7 @@ fn cell_side(h: usize, w: usize) -> u32 {
 /// Write a grid of `count` training samples as drawn for epoch 0 (shuffled
 /// and, when configured, augmented) to `path` as PNG, atomically.
 pub fn write(dataset: &Dataset, seed: u64, count: usize, path: &Path) -> Result<(), DataError> {
-    register_fonts();
+    draw::register_fonts();
     let train = &dataset.train;
     let order = split::epoch_order(train.len(), seed, 0, true);
     let picks: Vec<usize> = order.into_iter().take(count.max(1)).collect();
@@ -76,7 +62,7 @@ pub fn write(dataset: &Dataset, seed: u64, count: usize, path: &Path) -> Result<
             let (c, r) = (k as u32 % cols, k as u32 / cols);
             let x = (pad + c * (cw + pad)) as i32;
             let y = (pad + r * (ch + label_h + pad)) as i32;
-            let label: String = name.chars().take((cw as usize / 8).max(4)).collect();
+            let label = draw::clip(&name, (cw as usize / 8).max(4));
             root.draw(&Text::new(label, (x, y + 2), font.clone()))
                 .map_err(|e| fail(e.to_string()))?;
             if let Some(el) =

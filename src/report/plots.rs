@@ -2,13 +2,12 @@
 //! curves (what livelossplot showed), a confusion-matrix heat map, and grids
 //! of labelled images (test predictions, augmentation previews).
 
-use std::sync::Once;
-
 use image::{imageops, DynamicImage, ImageEncoder, RgbImage};
 use plotters::prelude::*;
-use plotters::style::{FontStyle, RGBColor};
+use plotters::style::RGBColor;
 use thiserror::Error;
 
+use crate::draw::{clip, register_fonts};
 use crate::logging::csv::EpochRow;
 
 #[derive(Debug, Error)]
@@ -22,20 +21,6 @@ fn draw_err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> PlotError
         what,
         message: e.to_string(),
     }
-}
-
-/// plotters draws text with a font we embed (DejaVu Sans), so pictures look
-/// the same on every machine and need no system fonts.
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold());
-    });
 }
 
 pub const GREEN: RGBColor = RGBColor(0, 140, 60);
@@ -57,7 +42,7 @@ pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>, PlotError> {
 
 /// Loss and accuracy for training and validation, one panel each.
 pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
-    register_font();
+    register_fonts();
     let (w, h) = (1200u32, 480u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
@@ -199,7 +184,7 @@ pub fn heatmap(
     cells: &[Vec<Cell>],
     fmt: impl Fn(f64) -> String,
 ) -> Result<RgbImage, PlotError> {
-    register_font();
+    register_fonts();
     let k = rows.len().max(cols.len()).max(1);
     let cell = (640 / k).clamp(28, 90) as i32;
     let longest = |names: &[String]| {
@@ -291,7 +276,7 @@ pub fn heatmap(
             }
         }
         for (r, name) in rows.iter().enumerate() {
-            let name: String = name.chars().take(24).collect();
+            let name = clip(name, 24);
             root.draw(&Text::new(
                 name,
                 (6, y0 + r as i32 * cell + cell / 3),
@@ -301,7 +286,7 @@ pub fn heatmap(
         }
         let yl = y0 + cell * rows.len() as i32 + 8;
         for (c, name) in cols.iter().enumerate() {
-            let name: String = name.chars().take(24).collect();
+            let name = clip(name, 24);
             let style =
                 TextStyle::from(("sans-serif", 13).into_font()).transform(FontTransform::Rotate90);
             root.draw(&Text::new(
@@ -350,7 +335,7 @@ pub struct Panel {
 /// legend strip under the panels ("finished", "pruned (best before its
 /// rung)") that is there only when some point is pruned.
 pub fn scatter_panels(title: &str, y_label: &str, panels: &[Panel]) -> Result<RgbImage, PlotError> {
-    register_font();
+    register_fonts();
     let n = panels.len().max(1);
     let any_pruned = panels.iter().any(|p| p.points.iter().any(|p| p.pruned));
     let plot_h = 420u32;
@@ -565,7 +550,7 @@ pub fn image_grid(
     cols: usize,
     cell: u32,
 ) -> Result<RgbImage, PlotError> {
-    register_font();
+    register_fonts();
     let cols = cols.max(1);
     let rows = tiles.len().div_ceil(cols).max(1);
     let caption_h = 44u32;
@@ -598,7 +583,7 @@ pub fn image_grid(
         for (i, tile) in tiles.iter().enumerate() {
             let (x, y) = origin(i);
             for (l, line) in tile.lines.iter().take(2).enumerate() {
-                let text: String = line.chars().take((cell / 7).max(8) as usize).collect();
+                let text = clip(line, (cell / 7).max(8) as usize);
                 let style = TextStyle::from(("sans-serif", 14).into_font()).color(&tile.color);
                 root.draw(&Text::new(
                     text,
