@@ -318,7 +318,9 @@ pub fn find_span(text: &str, path: &KeyPath, of: SpanOf) -> Option<Range<usize>>
 
 /// Help for an unknown key `field` in the table at `parent`, which takes
 /// the keys `candidates`: a value naming a variant (`name = "sgd"`) points
-/// at the tag; a key of other variants names them; else a "did you mean".
+/// at the tag; a key Keras or Lightning users write there gets runner's
+/// ([`super::foreign`]); a key of other variants names them; else a "did
+/// you mean".
 fn unknown_key_help(
     merged: &serde_json::Value,
     parent: &KeyPath,
@@ -339,6 +341,9 @@ fn unknown_key_help(
             "`{field} = \"{v}\"`: `{v}` is one of the {noun}s; did you mean \
              `{tag} = \"{v}\"`? ({accepted})"
         );
+    }
+    if let Some(h) = super::foreign::help(&parent.to_string(), field) {
+        return format!("{h} ({accepted})");
     }
     let elsewhere = variants_taking(merged, parent, field);
     if !elsewhere.is_empty() {

@@ -10,6 +10,7 @@ pub mod diagnostic;
 #[cfg(test)]
 mod docs_tests;
 mod element;
+mod foreign;
 pub mod key_path;
 pub mod provenance;
 pub mod spec;
