@@ -72,7 +72,9 @@ pub fn report(err: &Error) {
     } else {
         miette::GraphicalTheme::unicode_nocolor()
     };
-    let handler = miette::GraphicalReportHandler::new_themed(theme);
+    // Every message already ends in its cause's text (`cannot write X:
+    // No such file or directory`): the chain would say it twice.
+    let handler = miette::GraphicalReportHandler::new_themed(theme).without_cause_chain();
     let handler = match terminal_size::terminal_size_of(&stderr) {
         Some((terminal_size::Width(w), _)) if tty => handler.with_width(usize::from(w).max(40)),
         _ if tty => handler.with_width(100),

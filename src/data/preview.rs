@@ -8,6 +8,7 @@ use plotters::prelude::*;
 
 use super::{split, DataError, Dataset};
 use crate::draw;
+use crate::rundir::RunDirError;
 
 /// Side of one grid cell in pixels: small inputs are enlarged (nearest) so
 /// the picture is readable.
@@ -75,27 +76,13 @@ pub fn write(dataset: &Dataset, seed: u64, count: usize, path: &Path) -> Result<
     }
     let img = RgbImage::from_raw(width, height, buf)
         .ok_or_else(|| fail("picture buffer has the wrong size".into()))?;
-    save_png_atomically(&img, path).map_err(fail)
-}
-
-/// Write a PNG next to its destination, then rename it into place.
-pub fn save_png_atomically(img: &RgbImage, path: &Path) -> Result<(), String> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".preview")
-        .suffix(".png")
-        .tempfile_in(dir)
-        .map_err(|e| e.to_string())?;
-    let mut out = std::io::BufWriter::new(tmp.as_file_mut());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .map_err(|e| e.to_string())?;
-    std::io::Write::flush(&mut out).map_err(|e| e.to_string())?;
-    drop(out);
-    tmp.persist(path).map_err(|e| e.error.to_string())?;
-    Ok(())
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| fail(e.to_string()))?;
+    crate::rundir::write_atomic(path, &png).map_err(|e| match e {
+        RunDirError::Write { source, .. } => fail(source.to_string()),
+        other => fail(other.to_string()),
+    })
 }
 
 #[cfg(test)]

@@ -46,6 +46,16 @@ pub enum RunDirError {
     NotARun { path: PathBuf, reason: String },
 }
 
+/// tempfile's error names the temporary file ("No such file or directory
+/// (os error 2) at path \"/x/.tmp-WKcgWJ\""), a name the user never gave:
+/// keep the reason only.
+fn without_temp_name(e: io::Error) -> io::Error {
+    match e.to_string().split_once(" at path \"") {
+        Some((reason, _)) => io::Error::new(e.kind(), reason.to_string()),
+        None => e,
+    }
+}
+
 /// Write a file so that readers see either the old or the new content, never
 /// a torn one: write a temp file in the same folder, fsync, rename.
 ///
@@ -68,7 +78,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
         use std::os::unix::fs::PermissionsExt;
         fs::Permissions::from_mode(0o666)
     });
-    let mut tmp = builder.tempfile_in(dir).map_err(err)?;
+    let mut tmp = builder
+        .tempfile_in(dir)
+        .map_err(|e| err(without_temp_name(e)))?;
     // The umask applies to the mode a file is created with, not to a set one.
     #[cfg(unix)]
     if let Some(mode) = replaced {
@@ -641,6 +653,21 @@ pub fn resolve_pointers(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// /proc takes no new files: the temporary file cannot be made. The
+    /// error names the file asked for, not the temporary one.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_that_cannot_be_made_is_named_without_the_temporary_name() {
+        let err = write_atomic(Path::new("/proc/runner-test.csv"), b"x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot write /proc/runner-test.csv: "),
+            "{err}"
+        );
+        assert!(!err.contains(".tmp-") && !err.contains("at path"), "{err}");
+    }
 
     #[test]
     fn the_default_runs_folder_is_the_configs() {
