@@ -20,16 +20,16 @@ use thiserror::Error;
 /// or the summary it concerns.
 #[derive(Debug, Error)]
 pub enum LogError {
-    #[error("cannot create the log folder {path}")]
+    #[error("cannot create the log folder {path}: {source}")]
     CreateDir { path: PathBuf, source: io::Error },
 
-    #[error("cannot create the event file {path}")]
+    #[error("cannot create the event file {path}: {source}")]
     CreateFile { path: PathBuf, source: io::Error },
 
-    #[error("cannot write the event file {path}")]
+    #[error("cannot write the event file {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
 
-    #[error("cannot encode a TensorBoard event for {path}")]
+    #[error("cannot encode a TensorBoard event for {path}: {source}")]
     Encode {
         path: PathBuf,
         source: protobuf::ProtobufError,
@@ -53,4 +53,25 @@ pub enum LogError {
     /// A file written whole, atomically.
     #[error(transparent)]
     File(#[from] crate::rundir::RunDirError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Callers show a `LogError` by its message alone (a warning line, a
+    /// run's failure): the message carries the OS's reason.
+    #[test]
+    fn a_log_error_says_why() {
+        let e = LogError::CreateDir {
+            path: PathBuf::from("/runs/x/train"),
+            source: io::Error::from_raw_os_error(13),
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("cannot create the log folder /runs/x/train: ")
+                && msg.contains("os error 13"),
+            "{msg}"
+        );
+    }
 }
