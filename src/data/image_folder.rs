@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use super::missing::{shown, sub_folders};
+use super::missing::{list_sub_folders, shown, sub_folders};
 use super::DataError;
 use crate::config::diagnostic::did_you_mean;
 use crate::vocab::ClassSelect;
@@ -39,17 +39,12 @@ pub fn class_dirs(root: &Path) -> Result<Vec<String>, DataError> {
             None,
         ));
     }
-    let entries = std::fs::read_dir(root).map_err(|e| DataError::io(root, e))?;
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| DataError::io(root, e))?;
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if path.is_dir() && !name.starts_with('.') {
-            names.push(name);
-        }
-    }
-    names.sort();
+    let names: Vec<String> = list_sub_folders(root)
+        .map_err(|e| DataError::io(root, e))?
+        .iter()
+        .filter_map(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .collect();
     if names.is_empty() {
         return Err(DataError::NoClasses {
             path: root.to_path_buf(),

@@ -60,20 +60,24 @@ fn sibling(path: &Path) -> Option<PathBuf> {
 /// The sub-folders of `dir` that are not hidden, sorted (none when `dir`
 /// cannot be read). Links to folders count.
 pub fn sub_folders(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .filter(|e| {
-            e.file_type()
-                .is_ok_and(|t| t.is_dir() || (t.is_symlink() && e.path().is_dir()))
-        })
-        .map(|e| e.path())
-        .collect();
+    list_sub_folders(dir).unwrap_or_default()
+}
+
+/// [`sub_folders`], with the error when `dir` cannot be read.
+pub fn list_sub_folders(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let is_dir = entry
+            .file_type()
+            .is_ok_and(|t| t.is_dir() || (t.is_symlink() && path.is_dir()));
+        if is_dir && !entry.file_name().to_string_lossy().starts_with('.') {
+            out.push(path);
+        }
+    }
     out.sort();
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
