@@ -161,9 +161,14 @@ pub enum Command {
     },
     /// Runs side by side: the config keys that differ, final and best metrics.
     Compare {
-        /// Run folders, sweep folders (all their trials) or experiment folders (all their runs).
+        /// Run folders, or folders to take every run below from: a sweep's (its trials),
+        /// an experiment's (its runs and its sweeps' trials), a runs folder (every experiment's).
         #[arg(required = true, value_parser = folder_arg)]
         dirs: Vec<PathBuf>,
+        /// Rows in order of a metric, best first (val_accuracy, val_loss, final_val_accuracy,
+        /// test_accuracy, time), or of a config key's value (`model.dropout`).
+        #[arg(long, value_name = "KEY")]
+        sort: Option<String>,
         /// Also write the table as CSV for pandas (full precision, epochs from 0);
         /// `-` writes it to stdout in place of the table.
         #[arg(long, value_name = "FILE")]
@@ -346,9 +351,10 @@ pub fn main() -> ExitCode {
         }
         Command::Compare {
             dirs,
+            sort,
             csv,
             transpose,
-        } => commands::compare::compare(&dirs, csv.as_deref(), transpose),
+        } => commands::compare::compare(&dirs, sort.as_deref(), csv.as_deref(), transpose),
         Command::Sweep {
             file,
             set,

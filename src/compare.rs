@@ -3,17 +3,20 @@
 //! folder's resolved config, meta.json and metrics.csv; for the trials of
 //! a sweep, early stopping's verdict from the sweep's journal.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Component, Path, PathBuf};
 
 use thiserror::Error;
+use walkdir::WalkDir;
 
 use crate::config;
+use crate::config::diagnostic::did_you_mean;
 use crate::plan::Monitor;
 use crate::rundir::describe::describe;
 use crate::rundir::{RunDir, RunDirError, RESOLVED_CONFIG};
 use crate::sweep::journal::{Journal, TrialState};
-use crate::sweep::summary::{best_of, read_metric};
+use crate::sweep::summary::{best_of, read_metric, wall_seconds};
 use crate::sweep::trial_folder_name;
 
 #[derive(Debug, Error)]
@@ -32,7 +35,26 @@ pub enum CompareError {
         path: PathBuf,
         source: toml::de::Error,
     },
+    #[error("cannot sort by `{key}`: it is neither a metric nor a config key of these runs{}; \
+             sort by a metric, best first ({}), or by a config key as `--set` names it \
+             (`optimizer.learning_rate`)",
+            help.as_deref().map(|h| format!(" ({h})")).unwrap_or_default(),
+            SORT_METRICS.join(", "))]
+    UnknownSort { key: String, help: Option<String> },
 }
+
+/// What `--sort` takes besides config keys, each sorted best first.
+pub const SORT_METRICS: [&str; 5] = [
+    "val_accuracy",
+    "val_loss",
+    "final_val_accuracy",
+    "test_accuracy",
+    "time",
+];
+
+/// How deep below a folder its runs are looked for: a runs folder's
+/// `<experiment>/sweeps/<sweep>/<trial>` is four folders down.
+const DEPTH: usize = 4;
 
 /// The runs found under the given folders, one row each, in order.
 pub struct Comparison {
@@ -40,15 +62,18 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Read every run named by `dirs`: a run folder, the trials of a sweep
-    /// folder, or every run of an experiment folder.
+    /// Read every run named by `dirs`: a run folder, or every run and
+    /// trial below a folder (a sweep's, an experiment's, a runs folder),
+    /// each once, in the order of their paths.
     pub fn load(dirs: &[PathBuf]) -> Result<Comparison, CompareError> {
         let runs = expand(dirs)?;
+        let labels = labels(&runs);
         let mut verdicts = BTreeMap::new();
         let rows = runs
             .iter()
-            .map(|d| {
-                let mut row = load(d, label(d))?;
+            .zip(labels)
+            .map(|(d, label)| {
+                let mut row = load(d, label)?;
                 if let Some(v) = early_stop_verdict(&mut verdicts, d) {
                     row.status = v;
                 }
@@ -56,6 +81,54 @@ impl Comparison {
             })
             .collect::<Result<_, CompareError>>()?;
         Ok(Comparison { rows })
+    }
+
+    /// Put the rows in order of `key`: a metric of [`SORT_METRICS`] best
+    /// first (the highest accuracy, the lowest loss, the shortest time), or
+    /// a config key's value, numbers by value, from the smallest. Runs
+    /// without a value come last; ties keep their order.
+    pub fn sort_by(&mut self, key: &str) -> Result<(), CompareError> {
+        let metric = key.strip_prefix("best_").unwrap_or(key);
+        let metric = if metric == "wall_seconds" {
+            "time"
+        } else {
+            metric
+        };
+        let value = |r: &Row| -> Option<Value> {
+            let number = |v: Option<f64>| v.map(Value::Number);
+            match metric {
+                "val_accuracy" => number(r.best_val_accuracy.map(|(_, v)| -v)),
+                "val_loss" => number(r.best_val_loss.map(|(_, v)| v)),
+                "final_val_accuracy" => number(r.final_val_accuracy.map(|v| -v)),
+                "test_accuracy" => number(r.test_accuracy.map(|v| -v)),
+                "time" => number(r.wall_seconds),
+                _ => r.config.get(key).map(|text| match text.parse::<f64>() {
+                    Ok(v) => Value::Number(v),
+                    Err(_) => Value::Text(text.clone()),
+                }),
+            }
+        };
+        let known =
+            SORT_METRICS.contains(&metric) || self.rows.iter().any(|r| r.config.contains_key(key));
+        if !known {
+            let keys: BTreeSet<&str> = self
+                .rows
+                .iter()
+                .flat_map(|r| r.config.keys().map(String::as_str))
+                .chain(SORT_METRICS)
+                .collect();
+            return Err(CompareError::UnknownSort {
+                key: key.to_string(),
+                help: did_you_mean(key, &keys.into_iter().collect::<Vec<_>>()),
+            });
+        }
+        self.rows.sort_by(|a, b| match (value(a), value(b)) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        });
+        Ok(())
     }
 
     /// The table: only the keys that differ, then status and metrics, a
@@ -87,6 +160,8 @@ impl Comparison {
                 "best_val_loss_epoch",
                 "final_val_accuracy",
                 "test_accuracy",
+                "start_time",
+                "wall_seconds",
                 "run_dir",
             ]
             .map(String::from),
@@ -111,6 +186,8 @@ impl Comparison {
             rec.extend([
                 num(r.final_val_accuracy),
                 num(r.test_accuracy),
+                r.start_time.clone().unwrap_or_default(),
+                num(r.wall_seconds),
                 r.dir.display().to_string(),
             ]);
             let _ = w.write_record(&rec);
@@ -143,6 +220,35 @@ struct Row {
     best_val_loss: Option<(usize, f64)>,
     final_val_accuracy: Option<f64>,
     test_accuracy: Option<f64>,
+    start_time: Option<String>,
+    /// Up to the run's end, resumes' pauses left out; none while it runs.
+    wall_seconds: Option<f64>,
+}
+
+/// A value `--sort` orders by: numbers before text.
+#[derive(Debug, PartialEq)]
+enum Value {
+    Number(f64),
+    Text(String),
+}
+
+impl Eq for Value {}
+
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Value::Number(a), Value::Number(b)) => a.total_cmp(b),
+            (Value::Number(_), Value::Text(_)) => Ordering::Less,
+            (Value::Text(_), Value::Number(_)) => Ordering::Greater,
+            (Value::Text(a), Value::Text(b)) => a.cmp(b),
+        }
+    }
 }
 
 /// A config's values as the table shows them, by key path
@@ -158,33 +264,60 @@ fn flatten(table: &toml::Table) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Run folders named on the command line: a run folder itself, the trials
-/// of a sweep folder, or every run of an experiment folder. A folder that
-/// gives none is an error saying what it is.
+/// Run folders named on the command line, each once: a run folder
+/// itself, or every run folder below a folder (the trials of a sweep
+/// folder; an experiment folder's runs and its sweeps' trials; a runs
+/// folder's experiments). A folder that gives none is an error saying what
+/// it is.
 fn expand(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, CompareError> {
     let mut runs = Vec::new();
+    let mut seen = BTreeSet::new();
     for d in dirs {
-        if d.join(RESOLVED_CONFIG).is_file() {
-            runs.push(d.clone());
-            continue;
-        }
-        let mut children: Vec<PathBuf> = std::fs::read_dir(d)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| !p.is_symlink() && p.join(RESOLVED_CONFIG).is_file())
-            .collect();
-        if children.is_empty() {
+        let found = runs_under(d);
+        if found.is_empty() {
             return Err(CompareError::NoRuns {
                 path: d.clone(),
                 reason: describe(d).not_a_run(d),
             });
         }
-        children.sort();
-        runs.extend(children);
+        for run in found {
+            if seen.insert(run.canonicalize().unwrap_or_else(|_| run.clone())) {
+                runs.push(run);
+            }
+        }
     }
     Ok(runs)
+}
+
+/// `dir` if it is a run folder, else the run folders up to [`DEPTH`]
+/// below it, in the order of their paths. Nothing inside a run, in a
+/// hidden folder or behind a link (`latest`, a sweep's `best`) is looked
+/// at: a link names a run found by its own path.
+fn runs_under(dir: &Path) -> Vec<PathBuf> {
+    if dir.join(RESOLVED_CONFIG).is_file() {
+        return vec![dir.to_path_buf()];
+    }
+    let mut found = Vec::new();
+    let mut walk = WalkDir::new(dir)
+        .min_depth(1)
+        .max_depth(DEPTH)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = walk.next() {
+        let Ok(entry) = entry else { continue };
+        if !entry.file_type().is_dir() {
+            continue;
+        }
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        let run = !hidden && entry.path().join(RESOLVED_CONFIG).is_file();
+        if run {
+            found.push(entry.path().to_path_buf());
+        }
+        if hidden || run {
+            walk.skip_current_dir();
+        }
+    }
+    found
 }
 
 fn load(dir: &Path, label: String) -> Result<Row, CompareError> {
@@ -215,7 +348,9 @@ fn load(dir: &Path, label: String) -> Result<Row, CompareError> {
         best_val_accuracy: best_of(&acc, &Monitor::max("val_accuracy")),
         best_val_loss: best_of(&loss, &Monitor::min("val_loss")),
         final_val_accuracy: acc.last().copied(),
-        test_accuracy: meta.and_then(|m| m.test_accuracy),
+        test_accuracy: meta.as_ref().and_then(|m| m.test_accuracy),
+        start_time: meta.as_ref().map(|m| m.start_time.clone()),
+        wall_seconds: meta.as_ref().and_then(wall_seconds),
     })
 }
 
@@ -243,18 +378,42 @@ fn early_stop_verdict(
     by_trial.get(dir.file_name()?.to_str()?).cloned()
 }
 
-/// A short, distinct label: the folder name, with its parent when needed.
-fn label(dir: &Path) -> String {
-    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?");
-    let parent = dir
-        .parent()
-        .and_then(|p| p.file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or("");
-    if parent.is_empty() {
-        name.to_string()
-    } else {
-        format!("{parent}/{name}")
+/// A short, distinct label for each run: the last two parts of its path
+/// (`quickstart/v0001`, `s0001/trial-000-6ad8f9`), more where two runs
+/// would share them (two experiments' `s0001/trial-000-6ad8f9`).
+fn labels(dirs: &[PathBuf]) -> Vec<String> {
+    let parts: Vec<Vec<String>> = dirs
+        .iter()
+        .map(|d| {
+            d.components()
+                .filter_map(|c| match c {
+                    Component::Normal(part) => Some(part.to_string_lossy().into_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect();
+    let mut taken = vec![2; dirs.len()];
+    loop {
+        let labels: Vec<String> = parts
+            .iter()
+            .zip(&taken)
+            .map(|(p, &n)| p[p.len().saturating_sub(n)..].join("/"))
+            .collect();
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for l in &labels {
+            *count.entry(l).or_default() += 1;
+        }
+        let mut longer = false;
+        for (i, l) in labels.iter().enumerate() {
+            if count[l.as_str()] > 1 && taken[i] < parts[i].len() {
+                taken[i] += 1;
+                longer = true;
+            }
+        }
+        if !longer {
+            return labels;
+        }
     }
 }
 
@@ -301,6 +460,7 @@ fn render(rows: &[Row], layout: Layout, width: Option<usize>) -> String {
             "best val_loss",
             "final val_accuracy",
             "test accuracy",
+            "time",
         ]
         .map(String::from),
     );
@@ -319,6 +479,9 @@ fn render(rows: &[Row], layout: Layout, width: Option<usize>) -> String {
             fmt_best(r.best_val_loss),
             fmt(r.final_val_accuracy),
             fmt(r.test_accuracy),
+            r.wall_seconds
+                .map(|s| format!("{s:.0}s"))
+                .unwrap_or_else(|| "-".into()),
         ]);
         table.push(row);
     }
@@ -444,6 +607,8 @@ mod tests {
             best_val_loss: Some((2, 0.7)),
             final_val_accuracy: Some(0.4),
             test_accuracy: None,
+            start_time: None,
+            wall_seconds: Some(3.0),
         }
     }
 
@@ -469,8 +634,8 @@ mod tests {
         assert_eq!(by_run.lines().count(), 3, "{by_run}");
         assert!(widest(&by_run) > 200, "{by_run}");
         let by_key = render(&rows, Layout::Transposed, None);
-        // run, 8 keys, status and 5 metrics.
-        assert_eq!(by_key.lines().count(), 1 + 8 + 6, "{by_key}");
+        // run, 8 keys, status, 5 metrics and the time.
+        assert_eq!(by_key.lines().count(), 1 + 8 + 7, "{by_key}");
         let lines: Vec<&str> = by_key.lines().collect();
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
@@ -505,6 +670,123 @@ mod tests {
         let text = render(&rows, Layout::Auto, None);
         assert!(text.starts_with("(the configs are identical)"), "{text}");
         assert!(!text.contains("sweep."), "{text}");
+    }
+
+    #[test]
+    fn labels_are_the_shortest_distinct_ends_of_the_paths() {
+        let dirs = [
+            "runs/a/v0001",
+            "runs/a/sweeps/s0001/trial-000-ab12cd",
+            "runs/b/sweeps/s0001/trial-000-ab12cd",
+            "copy/b/v0001",
+            "runs/b/v0001",
+            "v0002",
+        ]
+        .map(PathBuf::from);
+        assert_eq!(
+            labels(&dirs),
+            [
+                "a/v0001",
+                "a/sweeps/s0001/trial-000-ab12cd",
+                "b/sweeps/s0001/trial-000-ab12cd",
+                "copy/b/v0001",
+                "runs/b/v0001",
+                "v0002",
+            ]
+        );
+        // The same parts under two parents (`..`): as long as the path.
+        let dirs = ["../x/v1", "x/v1", "x/v2"].map(PathBuf::from);
+        assert_eq!(labels(&dirs), ["x/v1", "x/v1", "x/v2"]);
+    }
+
+    /// A runs folder: every run and trial of every experiment, each once,
+    /// in path order; not what is inside a run, behind a link or hidden,
+    /// nor deeper than a runs folder's trials.
+    #[test]
+    fn every_run_below_a_folder_is_found_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("runs");
+        let run = |rel: &str| {
+            let dir = root.join(rel);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(RESOLVED_CONFIG), "").unwrap();
+            dir
+        };
+        let v1 = run("a/v0001");
+        let t0 = run("a/sweeps/s0001/trial-000-aaaaaa");
+        let t1 = run("a/sweeps/s0001/trial-001-bbbbbb");
+        let b1 = run("b/v0001");
+        // A run's own sub-folders, a hidden folder, one level too deep.
+        run("a/v0001/checkpoints/x");
+        run("a/.trash/v0009");
+        run("b/sweeps/s0001/more/trial-000-cccccc");
+        std::os::unix::fs::symlink("v0001", root.join("a/latest")).unwrap();
+        std::os::unix::fs::symlink("trial-001-bbbbbb", root.join("a/sweeps/s0001/best")).unwrap();
+        assert_eq!(
+            runs_under(&root),
+            [t0.clone(), t1.clone(), v1.clone(), b1.clone()]
+        );
+        assert_eq!(runs_under(&root.join("a/sweeps/s0001")), [t0.clone(), t1]);
+        // A link named on the command line is the run it names.
+        assert_eq!(runs_under(&root.join("a/latest")), [root.join("a/latest")]);
+        // Each once, whichever way it is named.
+        let all = expand(&[
+            root.join("a"),
+            v1.clone(),
+            root.join("a/latest"),
+            root.clone(),
+        ])
+        .unwrap();
+        assert_eq!(
+            all,
+            [t0, root.join("a/sweeps/s0001/trial-001-bbbbbb"), v1, b1]
+        );
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert!(matches!(expand(&[empty]), Err(CompareError::NoRuns { .. })));
+    }
+
+    #[test]
+    fn sort_puts_the_best_first_and_missing_values_last() {
+        let row = |name: &str, dropout: &str, acc: Option<f64>, loss: f64, secs: f64| {
+            let mut r = run_row(name, &[("model.dropout", dropout), ("model.name", name)]);
+            r.best_val_accuracy = acc.map(|v| (0, v));
+            r.best_val_loss = Some((0, loss));
+            r.wall_seconds = Some(secs);
+            r
+        };
+        let mut table = Comparison {
+            rows: vec![
+                row("a", "0.25", Some(0.5), 0.9, 30.0),
+                row("b", "0.1", Some(0.7), 0.4, 10.0),
+                row("c", "0.3", None, 0.6, 20.0),
+                row("d", "0.1", Some(0.6), 0.5, 40.0),
+            ],
+        };
+        let order = |t: &Comparison| t.rows.iter().map(|r| r.name.clone()).collect::<String>();
+        for (key, expected) in [
+            ("val_accuracy", "bdac"),
+            ("best_val_accuracy", "bdac"),
+            ("val_loss", "bdca"),
+            ("time", "bcad"),
+            ("wall_seconds", "bcad"),
+            // Numbers by value (0.25 < 0.3), ties in their order.
+            ("model.dropout", "bdac"),
+            ("model.name", "abcd"),
+        ] {
+            table.sort_by(key).unwrap();
+            assert_eq!(order(&table), expected, "{key}");
+        }
+        // Runs that lack the key come last.
+        table.rows[0].config.remove("model.dropout");
+        table.sort_by("model.dropout").unwrap();
+        assert!(order(&table).ends_with('a'), "{}", order(&table));
+
+        let err = table.sort_by("model.dropuot").unwrap_err().to_string();
+        assert!(err.contains("did you mean `model.dropout`?"), "{err}");
+        let err = table.sort_by("accuracy").unwrap_err().to_string();
+        assert!(err.contains("cannot sort by `accuracy`"), "{err}");
+        assert!(err.contains("val_accuracy, val_loss"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `runner compare RUN_OR_SWEEP_DIR...`: runs side by side, showing only the
-//! config keys that differ, and their final and best metrics.
+//! `runner compare DIR...`: runs side by side, showing only the config keys
+//! that differ, and their final and best metrics.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -8,11 +8,17 @@ use crate::compare::{CompareError, Comparison, Layout};
 use crate::error::{experiment_file, Error, Result, Wanted};
 use crate::rundir::write_atomic;
 
+/// `sort`: the rows in order of a metric or a config key.
 /// `csv`: also write the table as CSV there; `-` prints the CSV alone.
 /// `transpose`: a column per run; otherwise a row per run unless that is
 /// wider than the terminal (standard output's) and a column per run fits.
-pub fn compare(dirs: &[PathBuf], csv: Option<&Path>, transpose: bool) -> Result<()> {
-    let table = Comparison::load(dirs).map_err(|e| match e {
+pub fn compare(
+    dirs: &[PathBuf],
+    sort: Option<&str>,
+    csv: Option<&Path>,
+    transpose: bool,
+) -> Result<()> {
+    let mut table = Comparison::load(dirs).map_err(|e| match e {
         CompareError::Run(r) => r.into(),
         CompareError::NoRuns { path, reason } => Error::Usage(
             CompareError::NoRuns {
@@ -23,6 +29,11 @@ pub fn compare(dirs: &[PathBuf], csv: Option<&Path>, transpose: bool) -> Result<
         ),
         other => Error::Usage(other.to_string()),
     })?;
+    if let Some(key) = sort {
+        table
+            .sort_by(key)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+    }
     let layout = if transpose {
         Layout::Transposed
     } else {

@@ -151,6 +151,7 @@ fn a_wrong_folder_argument_names_the_folder_to_give_instead() {
     let sweep = "runs/wf/sweeps/s0001";
     let trial = std::fs::read_to_string(tmp.path().join(sweep).join("best")).unwrap();
     let trial = format!("{sweep}/{}", trial.trim());
+    let inside = format!("{trial}/checkpoints");
     let commands: Vec<Vec<&str>> = vec![
         vec!["eval", "runs/wf"],
         vec!["eval", sweep],
@@ -159,7 +160,7 @@ fn a_wrong_folder_argument_names_the_folder_to_give_instead() {
         vec!["sweep", "--status", "runs/wf"],
         vec!["sweep", "--status", &trial],
         vec!["sweep", "--resume", "runs/wf/sweeps/s0002"],
-        vec!["compare", &trial, "runs/wf"],
+        vec!["compare", &trial, &inside],
         // The experiment file itself.
         vec!["predict", "wf.toml", "x.png"],
         vec!["sweep", "--status", "wf.toml"],
@@ -190,6 +191,7 @@ fn a_wrong_folder_argument_names_the_folder_to_give_instead() {
         vec!["eval", "runs/wf/sweeps/latest/best"],
         vec!["sweep", "--status", "runs/wf/sweeps/latest"],
         vec!["compare", "runs/wf/sweeps/latest"],
+        vec!["compare", "runs", "--sort", "time"],
         vec!["check", &config],
         vec!["sweep", "--status", sweep],
     ] {

@@ -734,7 +734,8 @@ fn a_finished_run_trains_on_to_more_epochs() {
 }
 
 /// `runner compare --csv`: the table for pandas, whose numbers agree with
-/// each run's own metrics.csv.
+/// each run's own metrics.csv; for a whole runs folder, every run and
+/// trial of every experiment, in the order `--sort` asks for.
 #[test]
 fn compare_writes_a_csv_that_pandas_reads() {
     let tmp = tempfile::tempdir().unwrap();
@@ -747,6 +748,36 @@ fn compare_writes_a_csv_that_pandas_reads() {
             .unwrap();
         assert_exit(&out, 0);
     }
+    let other = tiny_experiment(
+        tmp.path(),
+        "other",
+        "[sweep]\nstrategy = \"grid\"\n[sweep.grid]\n\"model.dropout\" = [0.2, 0.3]\n",
+    );
+    let out = runner_on("sweep", &other, &runs).output().unwrap();
+    assert_exit(&out, 0);
+    let all = tmp.path().join("all.csv");
+    let out = runner()
+        .arg("compare")
+        .arg(&runs)
+        .args(["--sort", "val_loss", "--csv"])
+        .arg(&all)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    // A key no run has: refused, with the metric meant.
+    let out = runner()
+        .arg("compare")
+        .arg(&runs)
+        .args(["--sort", "val_los"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("cannot sort by `val_los`")
+            && stderr(&out).contains("did you mean `val_loss`?"),
+        "{}",
+        stderr(&out)
+    );
     let csv = tmp.path().join("cmp.csv");
     let out = runner()
         .arg("compare")
@@ -803,30 +834,43 @@ fn compare_writes_a_csv_that_pandas_reads() {
 import sys
 import pandas as pd
 df = pd.read_csv(sys.argv[1])
-assert list(df.columns) == ["run", "optimizer.learning_rate", "status", "epochs",
-    "best_val_accuracy", "best_val_accuracy_epoch", "best_val_loss", "best_val_loss_epoch",
-    "final_val_accuracy", "test_accuracy", "run_dir"], list(df.columns)
+metrics = ["status", "epochs", "best_val_accuracy", "best_val_accuracy_epoch",
+    "best_val_loss", "best_val_loss_epoch", "final_val_accuracy", "test_accuracy",
+    "start_time", "wall_seconds", "run_dir"]
+df = pd.read_csv(sys.argv[1])
+assert list(df.columns) == ["run", "optimizer.learning_rate"] + metrics, list(df.columns)
 assert df["optimizer.learning_rate"].tolist() == [0.01, 0.001]
-assert (df.status == "completed").all()
-for _, r in df.iterrows():
-    m = pd.read_csv(f"{r.run_dir}/metrics.csv")
-    assert r.epochs == len(m)
-    assert r.best_val_accuracy == m.val_accuracy.max(), (r, m)
-    assert r.best_val_accuracy_epoch == m.epoch[m.val_accuracy.idxmax()]
-    assert r.best_val_loss == m.val_loss.min()
-    assert r.best_val_loss_epoch == m.epoch[m.val_loss.idxmin()]
-    assert r.final_val_accuracy == m.val_accuracy.iloc[-1]
-    assert 0 <= r.test_accuracy <= 1
-print(len(df))
+all = pd.read_csv(sys.argv[2])
+assert list(all.columns) == ["run", "experiment.name", "model.dropout",
+    "optimizer.learning_rate"] + metrics, list(all.columns)
+labels = sorted(r.rsplit("-", 1)[0] if r.startswith("s0001/") else r for r in all.run)
+assert labels == ["cmp/v0001", "cmp/v0002", "s0001/trial-000", "s0001/trial-001"], all.run
+assert all["experiment.name"].value_counts().to_dict() == {"cmp": 2, "other": 2}
+assert all.best_val_loss.is_monotonic_increasing, all.best_val_loss
+for frame in (df, all):
+    assert (frame.status == "completed").all()
+    for _, r in frame.iterrows():
+        m = pd.read_csv(f"{r.run_dir}/metrics.csv")
+        assert r.epochs == len(m)
+        assert r.best_val_accuracy == m.val_accuracy.max(), (r, m)
+        assert r.best_val_accuracy_epoch == m.epoch[m.val_accuracy.idxmax()]
+        assert r.best_val_loss == m.val_loss.min()
+        assert r.best_val_loss_epoch == m.epoch[m.val_loss.idxmin()]
+        assert r.final_val_accuracy == m.val_accuracy.iloc[-1]
+        assert 0 <= r.test_accuracy <= 1
+        assert 0 < r.wall_seconds < 600, r.wall_seconds
+        assert pd.Timestamp(r.start_time).year >= 2024, r.start_time
+print(len(df), len(all))
 "#;
     let out = std::process::Command::new(&python)
         .arg("-c")
         .arg(code)
         .arg(&csv)
+        .arg(&all)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "2");
+    assert_eq!(stdout(&out).trim(), "2 4");
 }
 
 /// `runner run FILE --id NAME`: the same command again (a requeued Slurm
