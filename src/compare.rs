@@ -12,6 +12,7 @@ use walkdir::WalkDir;
 
 use crate::config;
 use crate::config::diagnostic::did_you_mean;
+use crate::config::spec::Mode;
 use crate::plan::Monitor;
 use crate::rundir::describe::describe;
 use crate::rundir::{RunDir, RunDirError, RESOLVED_CONFIG};
@@ -39,11 +40,16 @@ pub enum CompareError {
              sort by a metric, best first ({}), or by a config key as `--set` names it \
              (`optimizer.learning_rate`)",
             help.as_deref().map(|h| format!(" ({h})")).unwrap_or_default(),
-            SORT_METRICS.join(", "))]
-    UnknownSort { key: String, help: Option<String> },
+            metrics.join(", "))]
+    UnknownSort {
+        key: String,
+        help: Option<String>,
+        metrics: Vec<String>,
+    },
 }
 
-/// What `--sort` takes besides config keys, each sorted best first.
+/// What `--sort` takes besides config keys and the runs' other validation
+/// metrics ([`Row::extra`]), each sorted best first.
 pub const SORT_METRICS: [&str; 5] = [
     "val_accuracy",
     "val_loss",
@@ -83,10 +89,11 @@ impl Comparison {
         Ok(Comparison { rows })
     }
 
-    /// Put the rows in order of `key`: a metric of [`SORT_METRICS`] best
-    /// first (the highest accuracy, the lowest loss, the shortest time), or
-    /// a config key's value, numbers by value, from the smallest. Runs
-    /// without a value come last; ties keep their order.
+    /// Put the rows in order of `key`: a metric best first (the highest
+    /// accuracy, the lowest loss, the shortest time: [`SORT_METRICS`] and
+    /// the runs' other validation metrics, by their best), or a config
+    /// key's value, numbers by value, from the smallest. Runs without a
+    /// value come last; ties keep their order.
     pub fn sort_by(&mut self, key: &str) -> Result<(), CompareError> {
         let metric = key.strip_prefix("best_").unwrap_or(key);
         let metric = if metric == "wall_seconds" {
@@ -94,32 +101,45 @@ impl Comparison {
         } else {
             metric
         };
+        let extra: Vec<String> = extra_metrics(&self.rows).into_iter().cloned().collect();
+        let best_first = |v: Option<f64>, maximize: bool| {
+            v.map(|v| Value::Number(if maximize { -v } else { v }))
+        };
         let value = |r: &Row| -> Option<Value> {
-            let number = |v: Option<f64>| v.map(Value::Number);
             match metric {
-                "val_accuracy" => number(r.best_val_accuracy.map(|(_, v)| -v)),
-                "val_loss" => number(r.best_val_loss.map(|(_, v)| v)),
-                "final_val_accuracy" => number(r.final_val_accuracy.map(|v| -v)),
-                "test_accuracy" => number(r.test_accuracy.map(|v| -v)),
-                "time" => number(r.wall_seconds),
+                "val_accuracy" => best_first(r.best_val_accuracy.map(|(_, v)| v), true),
+                "val_loss" => best_first(r.best_val_loss.map(|(_, v)| v), false),
+                "final_val_accuracy" => best_first(r.final_val_accuracy, true),
+                "test_accuracy" => best_first(r.test_accuracy, true),
+                "time" => best_first(r.wall_seconds, false),
+                m if extra.iter().any(|e| e == m) => best_first(
+                    r.extra.get(m).copied().flatten().map(|(_, v)| v),
+                    Monitor::new(m, Mode::Auto).maximize,
+                ),
                 _ => r.config.get(key).map(|text| match text.parse::<f64>() {
                     Ok(v) => Value::Number(v),
                     Err(_) => Value::Text(text.clone()),
                 }),
             }
         };
-        let known =
-            SORT_METRICS.contains(&metric) || self.rows.iter().any(|r| r.config.contains_key(key));
+        let metrics: Vec<String> = SORT_METRICS
+            .iter()
+            .map(|m| m.to_string())
+            .chain(extra.iter().cloned())
+            .collect();
+        let known = metrics.iter().any(|m| m == metric)
+            || self.rows.iter().any(|r| r.config.contains_key(key));
         if !known {
             let keys: BTreeSet<&str> = self
                 .rows
                 .iter()
                 .flat_map(|r| r.config.keys().map(String::as_str))
-                .chain(SORT_METRICS)
+                .chain(metrics.iter().map(String::as_str))
                 .collect();
             return Err(CompareError::UnknownSort {
                 key: key.to_string(),
                 help: did_you_mean(key, &keys.into_iter().collect::<Vec<_>>()),
+                metrics,
             });
         }
         self.rows.sort_by(|a, b| match (value(a), value(b)) {
@@ -147,6 +167,7 @@ impl Comparison {
     pub fn to_csv(&self) -> Vec<u8> {
         let rows = &self.rows;
         let keys = differing(rows);
+        let extra = extra_metrics(rows);
         let mut w = csv::Writer::from_writer(Vec::new());
         let mut header = vec!["run".to_string()];
         header.extend(keys.iter().map(|k| k.to_string()));
@@ -158,6 +179,16 @@ impl Comparison {
                 "best_val_accuracy_epoch",
                 "best_val_loss",
                 "best_val_loss_epoch",
+            ]
+            .map(String::from),
+        );
+        header.extend(
+            extra
+                .iter()
+                .flat_map(|m| [format!("best_{m}"), format!("best_{m}_epoch")]),
+        );
+        header.extend(
+            [
                 "final_val_accuracy",
                 "test_accuracy",
                 "start_time",
@@ -183,6 +214,9 @@ impl Comparison {
             rec.extend([r.status.clone(), r.epochs.to_string()]);
             rec.extend(best(r.best_val_accuracy));
             rec.extend(best(r.best_val_loss));
+            for m in &extra {
+                rec.extend(best(r.extra.get(*m).copied().flatten()));
+            }
             rec.extend([
                 num(r.final_val_accuracy),
                 num(r.test_accuracy),
@@ -220,9 +254,33 @@ struct Row {
     best_val_loss: Option<(usize, f64)>,
     final_val_accuracy: Option<f64>,
     test_accuracy: Option<f64>,
+    /// The best of each other validation metric in its metrics.csv
+    /// (`val_top5_accuracy` with `train.top_k = 5`), by name.
+    extra: BTreeMap<String, Option<(usize, f64)>>,
     start_time: Option<String>,
     /// Up to the run's end, resumes' pauses left out; none while it runs.
     wall_seconds: Option<f64>,
+}
+
+/// The validation metrics besides val_accuracy and val_loss that any of
+/// the runs has, by name.
+fn extra_metrics(rows: &[Row]) -> Vec<&String> {
+    let names: BTreeSet<&String> = rows.iter().flat_map(|r| r.extra.keys()).collect();
+    names.into_iter().collect()
+}
+
+/// A metrics.csv's validation columns besides val_accuracy and val_loss.
+fn extra_columns(csv_path: &Path) -> Vec<String> {
+    csv::Reader::from_path(csv_path)
+        .ok()
+        .and_then(|mut r| r.headers().ok().cloned())
+        .map(|h| {
+            h.iter()
+                .filter(|c| c.starts_with("val_") && !matches!(*c, "val_accuracy" | "val_loss"))
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A value `--sort` orders by: numbers before text.
@@ -347,6 +405,14 @@ fn load(dir: &Path, label: String) -> Result<Row, CompareError> {
         epochs: read_metric(&run.metrics_csv(), "loss").len(),
         best_val_accuracy: best_of(&acc, &Monitor::max("val_accuracy")),
         best_val_loss: best_of(&loss, &Monitor::min("val_loss")),
+        extra: extra_columns(&run.metrics_csv())
+            .into_iter()
+            .map(|m| {
+                let values = read_metric(&run.metrics_csv(), &m);
+                let best = best_of(&values, &Monitor::new(&m, Mode::Auto));
+                (m, best)
+            })
+            .collect(),
         final_val_accuracy: acc.last().copied(),
         test_accuracy: meta.as_ref().and_then(|m| m.test_accuracy),
         start_time: meta.as_ref().map(|m| m.start_time.clone()),
@@ -444,6 +510,7 @@ fn differing(rows: &[Row]) -> Vec<&String> {
 
 fn render(rows: &[Row], layout: Layout, width: Option<usize>) -> String {
     let differing = differing(rows);
+    let extra = extra_metrics(rows);
     let fmt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
     let fmt_best = |v: Option<(usize, f64)>| {
         v.map(|(e, v)| format!("{v:.4} @{}", e + 1))
@@ -452,18 +519,9 @@ fn render(rows: &[Row], layout: Layout, width: Option<usize>) -> String {
     let mut table: Vec<Vec<String>> = Vec::new();
     let mut header = vec!["run".to_string()];
     header.extend(differing.iter().map(|k| k.to_string()));
-    header.extend(
-        [
-            "status",
-            "epochs",
-            "best val_accuracy",
-            "best val_loss",
-            "final val_accuracy",
-            "test accuracy",
-            "time",
-        ]
-        .map(String::from),
-    );
+    header.extend(["status", "epochs", "best val_accuracy", "best val_loss"].map(String::from));
+    header.extend(extra.iter().map(|m| format!("best {m}")));
+    header.extend(["final val_accuracy", "test accuracy", "time"].map(String::from));
     table.push(header);
     for r in rows {
         let mut row = vec![r.name.clone()];
@@ -477,6 +535,13 @@ fn render(rows: &[Row], layout: Layout, width: Option<usize>) -> String {
             r.epochs.to_string(),
             fmt_best(r.best_val_accuracy),
             fmt_best(r.best_val_loss),
+        ]);
+        row.extend(
+            extra
+                .iter()
+                .map(|m| fmt_best(r.extra.get(*m).copied().flatten())),
+        );
+        row.extend([
             fmt(r.final_val_accuracy),
             fmt(r.test_accuracy),
             r.wall_seconds
@@ -607,6 +672,7 @@ mod tests {
             best_val_loss: Some((2, 0.7)),
             final_val_accuracy: Some(0.4),
             test_accuracy: None,
+            extra: BTreeMap::new(),
             start_time: None,
             wall_seconds: Some(3.0),
         }
@@ -782,11 +848,36 @@ mod tests {
         table.sort_by("model.dropout").unwrap();
         assert!(order(&table).ends_with('a'), "{}", order(&table));
 
+        // Another validation metric: best first by its name's direction.
+        for (r, top5) in table.rows.iter_mut().zip([0.9, 0.8, 0.95, 0.85]) {
+            r.extra.insert("val_top5_accuracy".into(), Some((1, top5)));
+        }
+        table.rows[3].extra.insert("val_top5_accuracy".into(), None);
+        let names = |t: &Comparison| t.rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        let before = names(&table);
+        table.sort_by("val_top5_accuracy").unwrap();
+        assert_eq!(names(&table), [2, 0, 1, 3].map(|i| before[i].clone()),);
+        let text = render(&table.rows, Layout::Auto, None);
+        let header = text.lines().next().unwrap();
+        assert!(
+            header.contains("best val_loss  best val_top5_accuracy  final val_accuracy"),
+            "{header}"
+        );
+        assert!(text.lines().nth(1).unwrap().contains("0.9500 @2"), "{text}");
+        let csv = String::from_utf8(table.to_csv()).unwrap();
+        assert!(
+            csv.lines().next().unwrap().contains(
+                "best_val_loss_epoch,best_val_top5_accuracy,best_val_top5_accuracy_epoch,final_val_accuracy"
+            ),
+            "{csv}"
+        );
+
         let err = table.sort_by("model.dropuot").unwrap_err().to_string();
         assert!(err.contains("did you mean `model.dropout`?"), "{err}");
         let err = table.sort_by("accuracy").unwrap_err().to_string();
         assert!(err.contains("cannot sort by `accuracy`"), "{err}");
         assert!(err.contains("val_accuracy, val_loss"), "{err}");
+        assert!(err.contains("time, val_top5_accuracy)"), "{err}");
     }
 
     #[test]

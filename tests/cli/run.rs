@@ -751,7 +751,7 @@ fn compare_writes_a_csv_that_pandas_reads() {
     let other = tiny_experiment(
         tmp.path(),
         "other",
-        "[sweep]\nstrategy = \"grid\"\n[sweep.grid]\n\"model.dropout\" = [0.2, 0.3]\n",
+        "top_k = 2\n[sweep]\nstrategy = \"grid\"\n[sweep.grid]\n\"model.dropout\" = [0.2, 0.3]\n",
     );
     let out = runner_on("sweep", &other, &runs).output().unwrap();
     assert_exit(&out, 0);
@@ -841,8 +841,11 @@ df = pd.read_csv(sys.argv[1])
 assert list(df.columns) == ["run", "optimizer.learning_rate"] + metrics, list(df.columns)
 assert df["optimizer.learning_rate"].tolist() == [0.01, 0.001]
 all = pd.read_csv(sys.argv[2])
+top2 = ["best_val_top2_accuracy", "best_val_top2_accuracy_epoch"]
 assert list(all.columns) == ["run", "experiment.name", "model.dropout",
-    "optimizer.learning_rate"] + metrics, list(all.columns)
+    "optimizer.learning_rate", "train.top_k"] + metrics[:6] + top2 + metrics[6:], list(all.columns)
+# Only the sweep's trials log top-2 accuracy.
+assert all.best_val_top2_accuracy.isna().tolist() == (all["experiment.name"] == "cmp").tolist()
 labels = sorted(r.rsplit("-", 1)[0] if r.startswith("s0001/") else r for r in all.run)
 assert labels == ["cmp/v0001", "cmp/v0002", "s0001/trial-000", "s0001/trial-001"], all.run
 assert all["experiment.name"].value_counts().to_dict() == {"cmp": 2, "other": 2}
@@ -860,6 +863,9 @@ for frame in (df, all):
         assert 0 <= r.test_accuracy <= 1
         assert 0 < r.wall_seconds < 600, r.wall_seconds
         assert pd.Timestamp(r.start_time).year >= 2024, r.start_time
+        if "val_top2_accuracy" in m:
+            assert r.best_val_top2_accuracy == m.val_top2_accuracy.max()
+            assert r.best_val_top2_accuracy_epoch == m.epoch[m.val_top2_accuracy.idxmax()]
 print(len(df), len(all))
 "#;
     let out = std::process::Command::new(&python)
