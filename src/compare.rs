@@ -162,8 +162,9 @@ impl Comparison {
 
     /// The same as CSV for pandas: one row per run, the keys that differ,
     /// then status and metrics at full precision, each best with its epoch
-    /// (from 0, as metrics.csv counts), and the run's folder. A missing
-    /// value is an empty cell.
+    /// (from 0, as metrics.csv counts), and the run's folder as an absolute
+    /// path (as the sweep's summary.csv gives it), so a notebook elsewhere
+    /// opens it. A missing value is an empty cell.
     pub fn to_csv(&self) -> Vec<u8> {
         let rows = &self.rows;
         let keys = differing(rows);
@@ -222,7 +223,10 @@ impl Comparison {
                 num(r.test_accuracy),
                 r.start_time.clone().unwrap_or_default(),
                 num(r.wall_seconds),
-                r.dir.display().to_string(),
+                std::path::absolute(&r.dir)
+                    .unwrap_or_else(|_| r.dir.clone())
+                    .display()
+                    .to_string(),
             ]);
             let _ = w.write_record(&rec);
         }

@@ -831,7 +831,7 @@ fn compare_writes_a_csv_that_pandas_reads() {
         return;
     };
     let code = r#"
-import sys
+import os, sys
 import pandas as pd
 df = pd.read_csv(sys.argv[1])
 metrics = ["status", "epochs", "best_val_accuracy", "best_val_accuracy_epoch",
@@ -866,6 +866,10 @@ for frame in (df, all):
         if "val_top2_accuracy" in m:
             assert r.best_val_top2_accuracy == m.val_top2_accuracy.max()
             assert r.best_val_top2_accuracy_epoch == m.epoch[m.val_top2_accuracy.idxmax()]
+# Every run's learning curve in one frame, as the README shows it.
+hist = pd.concat(pd.read_csv(f"{d}/metrics.csv").assign(run=r) for r, d in zip(all.run, all.run_dir))
+assert hist.groupby("run").epoch.count().to_dict() == dict(zip(all.run, all.epochs))
+assert all.run_dir.map(os.path.isabs).all(), all.run_dir
 print(len(df), len(all))
 "#;
     let out = std::process::Command::new(&python)
