@@ -116,9 +116,18 @@ pub enum DataError {
         found: usize,
     },
 
+    /// Made by [`DataError::class_count`], which finds the help.
     #[error("the data has {data} classes but the model ends in {model} outputs")]
-    #[diagnostic(code(runner::data::class_count), help("make the last dense layer's `units` equal the number of classes, or choose classes with `data.classes`"))]
-    ClassCount { data: usize, model: usize },
+    #[diagnostic(code(runner::data::class_count))]
+    ClassCount {
+        data: usize,
+        model: usize,
+        /// Where the model's output count is written: the last dense
+        /// layer's `units` (`model.layers[7].units`).
+        units_key: KeyPath,
+        #[help]
+        help: String,
+    },
 
     #[error("{}: not a valid IDX file: {reason}", path.display())]
     #[diagnostic(code(runner::data::idx))]
@@ -205,15 +214,37 @@ impl DataError {
         }
     }
 
+    /// The model's `model` outputs do not match the data's `data` classes.
+    /// The error is located at the last dense layer's `units`
+    /// ([`ModelPlan::classes_key`]); `data.classes` can take fewer.
+    pub fn class_count(data: usize, model: usize, units_key: KeyPath) -> DataError {
+        let mut help = format!("set `units = {data}` in the last dense layer");
+        if data > model {
+            help += &format!(
+                ", or `data.classes = {model}` to train on the first {model} of the {data} classes \
+                 (or a list of {model} class names)"
+            );
+        }
+        DataError::ClassCount {
+            data,
+            model,
+            units_key,
+            help,
+        }
+    }
+
     /// The config key whose value is at fault, where one is: the command
     /// locates the error at the line that set it.
-    pub fn key(&self) -> Option<&'static str> {
+    pub fn key(&self) -> Option<KeyPath> {
         match self {
-            DataError::MissingFolder { key, .. } | DataError::MissingFile { key, .. } => Some(key),
-            DataError::SplitFolders { .. } => Some("data.path"),
-            DataError::UnknownClass { .. } | DataError::TooFewClasses { .. } => {
-                Some("data.classes")
+            DataError::MissingFolder { key, .. } | DataError::MissingFile { key, .. } => {
+                Some(KeyPath::parse(key))
             }
+            DataError::SplitFolders { .. } => Some(KeyPath::parse("data.path")),
+            DataError::UnknownClass { .. } | DataError::TooFewClasses { .. } => {
+                Some(KeyPath::parse("data.classes"))
+            }
+            DataError::ClassCount { units_key, .. } => Some(units_key.clone()),
             _ => None,
         }
     }
@@ -223,11 +254,9 @@ impl DataError {
     /// that set it. Itself when it has no key.
     pub fn located(self, sources: &Sources) -> Result<ConfigError, DataError> {
         match self.key() {
-            Some(key) => Ok(sources.error_at(
-                KeyPath::parse(key),
-                self.to_string(),
-                self.help().map(|h| h.to_string()),
-            )),
+            Some(key) => {
+                Ok(sources.error_at(key, self.to_string(), self.help().map(|h| h.to_string())))
+            }
             None => Err(self),
         }
     }
@@ -886,10 +915,11 @@ impl Dataset {
         };
 
         if classes.len() != plan.model.num_classes {
-            return Err(DataError::ClassCount {
-                data: classes.len(),
-                model: plan.model.num_classes,
-            });
+            return Err(DataError::class_count(
+                classes.len(),
+                plan.model.num_classes,
+                plan.model.classes_key(),
+            ));
         }
         let report = DataReport::new(
             &plan.data,

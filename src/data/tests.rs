@@ -346,9 +346,29 @@ fn bad_folders_and_classes_are_named() {
     }
     // Two classes for a 3-way model.
     let err = Dataset::open(&folder_plan(dir.path(), "classes = 2", "")).unwrap_err();
+    match &err {
+        DataError::ClassCount {
+            data: 2,
+            model: 3,
+            units_key,
+            help,
+        } => {
+            // Located at the last dense layer's `units`; fewer classes
+            // cannot be made more by `data.classes`.
+            let at = KeyPath::parse("model.layers").index(1).key("units");
+            assert_eq!(units_key, &at);
+            assert_eq!(err.key(), Some(at));
+            assert_eq!(help, "set `units = 2` in the last dense layer");
+        }
+        other => panic!("expected a class count error, got {other}"),
+    }
+    // More classes than outputs: `data.classes` can take the first ones.
+    let err = DataError::class_count(12, 10, KeyPath::parse("model.layers").index(20));
+    let help = miette::Diagnostic::help(&err).unwrap().to_string();
     assert!(
-        matches!(err, DataError::ClassCount { data: 2, model: 3 }),
-        "{err}"
+        help.contains("`units = 12`")
+            && help.contains("`data.classes = 10` to train on the first 10 of the 12 classes"),
+        "{help}"
     );
 }
 

@@ -73,6 +73,19 @@ pub struct ModelPlan {
 }
 
 impl ModelPlan {
+    /// The key that sets how many classes the model scores: the last dense
+    /// layer's `units` (`model.layers.7.units`).
+    pub fn classes_key(&self) -> KeyPath {
+        match self
+            .layers
+            .iter()
+            .rposition(|l| matches!(l.kind, LayerKind::Dense { .. }))
+        {
+            Some(i) => KeyPath::parse("model.layers").index(i).key("units"),
+            None => KeyPath::parse("model.layers"),
+        }
+    }
+
     /// Whether rows of a training batch interact (batch norm's statistics),
     /// so padding a short batch would change the result.
     pub fn mixes_rows(&self) -> bool {

@@ -312,6 +312,8 @@ fn model_outputs_must_match_the_classes() {
         "{}",
         stderr(&out)
     );
+    // Located at the last dense layer's `units`, with the two ways out.
+    insta::assert_snapshot!("class_count_stderr", redact(&stderr(&out), dir.path()));
 }
 
 #[test]
