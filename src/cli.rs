@@ -176,6 +176,10 @@ pub enum Command {
         /// A column per run and a row per key, as on a terminal too narrow for a row per run.
         #[arg(long)]
         transpose: bool,
+        /// Also draw the validation loss and accuracy curves of the table's first 10 runs
+        /// into this PNG, a line per run (with --sort, the 10 best).
+        #[arg(long, value_name = "FILE")]
+        plot: Option<PathBuf>,
     },
     /// Run a grid, random or TPE search over any config keys, one run per trial.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "resume", "status", "cancel"])))]
@@ -354,7 +358,14 @@ pub fn main() -> ExitCode {
             sort,
             csv,
             transpose,
-        } => commands::compare::compare(&dirs, sort.as_deref(), csv.as_deref(), transpose),
+            plot,
+        } => commands::compare::compare(&commands::compare::CompareArgs {
+            dirs: &dirs,
+            sort: sort.as_deref(),
+            csv: csv.as_deref(),
+            transpose,
+            plot: plot.as_deref(),
+        }),
         Command::Sweep {
             file,
             set,

@@ -14,6 +14,7 @@ use crate::config;
 use crate::config::diagnostic::did_you_mean;
 use crate::config::spec::Mode;
 use crate::plan::Monitor;
+use crate::report::plots::{compared_curves, encode_png, PlotError, RunCurves};
 use crate::rundir::describe::describe;
 use crate::rundir::{RunDir, RunDirError, RESOLVED_CONFIG};
 use crate::sweep::journal::{Journal, TrialState};
@@ -57,6 +58,10 @@ pub const SORT_METRICS: [&str; 5] = [
     "test_accuracy",
     "time",
 ];
+
+/// How many runs `--plot` draws: the table's first (W&B's charts show ten
+/// runs too), so that no two share a colour.
+pub const PLOTTED: usize = 10;
 
 /// How deep below a folder its runs are looked for: a runs folder's
 /// `<experiment>/sweeps/<sweep>/<trial>` is four folders down.
@@ -149,6 +154,28 @@ impl Comparison {
             (None, None) => Ordering::Equal,
         });
         Ok(())
+    }
+
+    /// Validation loss and accuracy by epoch of the first [`PLOTTED`] runs
+    /// in the table's order, a line each, as PNG; and how many it drew.
+    pub fn plot(&self) -> Result<(Vec<u8>, usize), PlotError> {
+        let runs: Vec<RunCurves> = self
+            .rows
+            .iter()
+            .take(PLOTTED)
+            .map(|r| RunCurves {
+                label: &r.name,
+                loss: &r.val_loss_curve,
+                accuracy: &r.val_accuracy_curve,
+            })
+            .collect();
+        let png = encode_png(&compared_curves(&runs)?)?;
+        Ok((png, runs.len()))
+    }
+
+    /// How many runs the table has.
+    pub fn runs(&self) -> usize {
+        self.rows.len()
     }
 
     /// The table: only the keys that differ, then status and metrics, a
@@ -261,6 +288,9 @@ struct Row {
     /// The best of each other validation metric in its metrics.csv
     /// (`val_top5_accuracy` with `train.top_k = 5`), by name.
     extra: BTreeMap<String, Option<(usize, f64)>>,
+    /// Each epoch's val_loss and val_accuracy, from metrics.csv.
+    val_loss_curve: Vec<f64>,
+    val_accuracy_curve: Vec<f64>,
     start_time: Option<String>,
     /// Up to the run's end, resumes' pauses left out; none while it runs.
     wall_seconds: Option<f64>,
@@ -353,8 +383,9 @@ fn expand(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, CompareError> {
 
 /// `dir` if it is a run folder, else the run folders up to [`DEPTH`]
 /// below it, in the order of their paths. Nothing inside a run, in a
-/// hidden folder or behind a link (`latest`, a sweep's `best`) is looked
-/// at: a link names a run found by its own path.
+/// hidden folder or behind a symbolic link is looked at: a link names a
+/// run found by its own path. (`latest` and a sweep's `best` are files
+/// naming a folder, not links.)
 fn runs_under(dir: &Path) -> Vec<PathBuf> {
     if dir.join(RESOLVED_CONFIG).is_file() {
         return vec![dir.to_path_buf()];
@@ -419,6 +450,8 @@ fn load(dir: &Path, label: String) -> Result<Row, CompareError> {
             .collect(),
         final_val_accuracy: acc.last().copied(),
         test_accuracy: meta.as_ref().and_then(|m| m.test_accuracy),
+        val_loss_curve: loss,
+        val_accuracy_curve: acc,
         start_time: meta.as_ref().map(|m| m.start_time.clone()),
         wall_seconds: meta.as_ref().and_then(wall_seconds),
     })
@@ -677,6 +710,8 @@ mod tests {
             final_val_accuracy: Some(0.4),
             test_accuracy: None,
             extra: BTreeMap::new(),
+            val_loss_curve: vec![0.9, 0.7],
+            val_accuracy_curve: vec![0.4, 0.5],
             start_time: None,
             wall_seconds: Some(3.0),
         }
@@ -790,20 +825,24 @@ mod tests {
         run("a/v0001/checkpoints/x");
         run("a/.trash/v0009");
         run("b/sweeps/s0001/more/trial-000-cccccc");
-        std::os::unix::fs::symlink("v0001", root.join("a/latest")).unwrap();
-        std::os::unix::fs::symlink("trial-001-bbbbbb", root.join("a/sweeps/s0001/best")).unwrap();
+        // runner's own pointers are files; a user's link is a link.
+        std::fs::write(root.join("a/latest"), "v0001").unwrap();
+        std::fs::write(root.join("a/sweeps/s0001/best"), "trial-001-bbbbbb").unwrap();
+        std::os::unix::fs::symlink("v0001", root.join("a/mine")).unwrap();
+        std::os::unix::fs::symlink("sweeps/s0001", root.join("a/good-sweep")).unwrap();
         assert_eq!(
             runs_under(&root),
             [t0.clone(), t1.clone(), v1.clone(), b1.clone()]
         );
         assert_eq!(runs_under(&root.join("a/sweeps/s0001")), [t0.clone(), t1]);
-        // A link named on the command line is the run it names.
-        assert_eq!(runs_under(&root.join("a/latest")), [root.join("a/latest")]);
+        // A link named on the command line is followed.
+        assert_eq!(runs_under(&root.join("a/mine")), [root.join("a/mine")]);
+        assert_eq!(runs_under(&root.join("a/good-sweep")).len(), 2);
         // Each once, whichever way it is named.
         let all = expand(&[
             root.join("a"),
             v1.clone(),
-            root.join("a/latest"),
+            root.join("a/mine"),
             root.clone(),
         ])
         .unwrap();

@@ -6,18 +6,31 @@ use std::path::{Path, PathBuf};
 
 use crate::compare::{CompareError, Comparison, Layout};
 use crate::error::{experiment_file, Error, Result, Wanted};
+use crate::report::ReportError;
 use crate::rundir::write_atomic;
 
-/// `sort`: the rows in order of a metric or a config key.
-/// `csv`: also write the table as CSV there; `-` prints the CSV alone.
-/// `transpose`: a column per run; otherwise a row per run unless that is
-/// wider than the terminal (standard output's) and a column per run fits.
-pub fn compare(
-    dirs: &[PathBuf],
-    sort: Option<&str>,
-    csv: Option<&Path>,
-    transpose: bool,
-) -> Result<()> {
+/// What `runner compare` was asked.
+pub struct CompareArgs<'a> {
+    pub dirs: &'a [PathBuf],
+    /// The rows in order of a metric or a config key.
+    pub sort: Option<&'a str>,
+    /// Also write the table as CSV there; `-` prints the CSV alone.
+    pub csv: Option<&'a Path>,
+    /// A column per run; otherwise a row per run unless that is wider than
+    /// the terminal (standard output's) and a column per run fits.
+    pub transpose: bool,
+    /// Also draw the first runs' validation curves into this PNG.
+    pub plot: Option<&'a Path>,
+}
+
+pub fn compare(args: &CompareArgs) -> Result<()> {
+    let CompareArgs {
+        dirs,
+        sort,
+        csv,
+        transpose,
+        plot,
+    } = *args;
     let mut table = Comparison::load(dirs).map_err(|e| match e {
         CompareError::Run(r) => r.into(),
         CompareError::NoRuns { path, reason } => Error::Usage(
@@ -54,6 +67,24 @@ pub fn compare(
             crate::outln!("CSV: {}", path.display());
         }
         None => crate::out!("{}", table.render(layout, width)),
+    }
+    if let Some(path) = plot {
+        let (png, drawn) = table.plot().map_err(ReportError::from)?;
+        write_atomic(path, &png)?;
+        let of = if drawn < table.runs() {
+            format!(
+                " (the first {drawn} of {} runs, in the table's order)",
+                table.runs()
+            )
+        } else {
+            String::new()
+        };
+        // With `--csv -`, standard output is the CSV alone.
+        if csv == Some(Path::new("-")) {
+            crate::errln!("Plot: {}{of}", path.display());
+        } else {
+            crate::outln!("Plot: {}{of}", path.display());
+        }
     }
     Ok(())
 }

@@ -42,45 +42,140 @@ pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>, PlotError> {
 
 /// Loss and accuracy for training and validation, one panel each.
 pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
+    let epochs: Vec<f64> = history.iter().map(|r| (r.epoch + 1) as f64).collect();
+    let series = |f: fn(&EpochRow) -> Option<f64>| -> Vec<(f64, f64)> {
+        history
+            .iter()
+            .zip(&epochs)
+            .filter_map(|(r, e)| f(r).filter(|v| v.is_finite()).map(|v| (*e, v)))
+            .collect()
+    };
+    let blue = RGBColor(31, 119, 180);
+    let orange = RGBColor(255, 127, 14);
+    let panel = |title: &'static str, train: Vec<(f64, f64)>, val: Vec<(f64, f64)>| LinePanel {
+        title,
+        lines: [("training", blue, train), ("validation", orange, val)]
+            .into_iter()
+            .filter(|(_, _, points)| !points.is_empty())
+            .map(|(label, color, points)| Line {
+                label: label.to_string(),
+                color,
+                points,
+            })
+            .collect(),
+    };
+    line_panels(
+        "curves",
+        &[
+            panel(
+                "Loss",
+                series(|r| Some(r.train_loss)),
+                series(|r| r.val_loss),
+            ),
+            panel(
+                "Accuracy",
+                series(|r| Some(r.train_accuracy)),
+                series(|r| r.val_accuracy),
+            ),
+        ],
+    )
+}
+
+/// The colours of matplotlib's `tab10`, for one line per run.
+const TAB10: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// One run's validation curves, by epoch from 0.
+pub struct RunCurves<'a> {
+    pub label: &'a str,
+    pub loss: &'a [f64],
+    pub accuracy: &'a [f64],
+}
+
+/// Validation loss and accuracy of several runs, one panel each, a line per
+/// run in `tab10`'s colours (at most ten runs, so no two share one), the
+/// legend naming them.
+pub fn compared_curves(runs: &[RunCurves]) -> Result<RgbImage, PlotError> {
+    let panel = |title: &'static str, pick: fn(&RunCurves) -> Vec<(f64, f64)>| LinePanel {
+        title,
+        lines: runs
+            .iter()
+            .zip(TAB10.iter().cycle())
+            .map(|(run, color)| Line {
+                label: clip(run.label, 40),
+                color: *color,
+                points: pick(run),
+            })
+            .collect(),
+    };
+    line_panels(
+        "compared curves",
+        &[
+            panel("Validation loss", |r| finite_points(r.loss)),
+            panel("Validation accuracy", |r| finite_points(r.accuracy)),
+        ],
+    )
+}
+
+/// The finite values of a series by epoch, counted from 1.
+fn finite_points(values: &[f64]) -> Vec<(f64, f64)> {
+    values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(e, v)| ((e + 1) as f64, *v))
+        .collect()
+}
+
+/// A line of a [`LinePanel`]: its legend label, colour and points.
+struct Line {
+    label: String,
+    color: RGBColor,
+    points: Vec<(f64, f64)>,
+}
+
+/// A panel of lines over epochs.
+struct LinePanel {
+    title: &'static str,
+    lines: Vec<Line>,
+}
+
+/// Panels side by side, each a line (with a dot per epoch) per series over
+/// whole epochs, and a legend.
+fn line_panels(what: &'static str, panels: &[LinePanel]) -> Result<RgbImage, PlotError> {
     register_fonts();
-    let (w, h) = (1200u32, 480u32);
+    let (w, h) = (600 * panels.len() as u32, 480u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err("curves"))?;
-        let panels = root.split_evenly((1, 2));
-        let epochs: Vec<f64> = history.iter().map(|r| (r.epoch + 1) as f64).collect();
-        let x_max = epochs.last().copied().unwrap_or(1.0).max(2.0);
-        type Pick = fn(&EpochRow) -> Option<f64>;
-        let specs: [(&str, Pick, Pick); 2] = [
-            ("Loss", |r| Some(r.train_loss), |r| r.val_loss),
-            ("Accuracy", |r| Some(r.train_accuracy), |r| r.val_accuracy),
-        ];
-        for (panel, (title, train, val)) in panels.iter().zip(specs) {
-            let series = |f: Pick| -> Vec<(f64, f64)> {
-                history
-                    .iter()
-                    .zip(&epochs)
-                    .filter_map(|(r, e)| f(r).filter(|v| v.is_finite()).map(|v| (*e, v)))
-                    .collect()
-            };
-            let tr = series(train);
-            let va = series(val);
-            let all: Vec<f64> = tr.iter().chain(&va).map(|p| p.1).collect();
-            let (mut lo, mut hi) = all
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+        root.fill(&WHITE).map_err(draw_err(what))?;
+        let areas = root.split_evenly((1, panels.len()));
+        for (area, panel) in areas.iter().zip(panels) {
+            let all = || panel.lines.iter().flat_map(|l| &l.points);
+            let x_max = all().map(|p| p.0).fold(1.0, f64::max).max(2.0);
+            let (mut lo, mut hi) =
+                all().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
             if !lo.is_finite() || !hi.is_finite() || lo > hi {
                 (lo, hi) = (0.0, 1.0);
             }
             let pad = ((hi - lo) * 0.08).max(1e-3);
-            let mut chart = ChartBuilder::on(panel)
-                .caption(title, ("sans-serif", 24))
+            let mut chart = ChartBuilder::on(area)
+                .caption(panel.title, ("sans-serif", 24))
                 .margin(16)
                 .x_label_area_size(40)
                 .y_label_area_size(60)
                 .build_cartesian_2d(1.0..x_max, (lo - pad)..(hi + pad))
-                .map_err(draw_err("curves"))?;
+                .map_err(draw_err(what))?;
             chart
                 .configure_mesh()
                 .x_desc("epoch")
@@ -94,30 +189,23 @@ pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
                 })
                 .label_style(("sans-serif", 14))
                 .draw()
-                .map_err(draw_err("curves"))?;
-            let blue = RGBColor(31, 119, 180);
-            let orange = RGBColor(255, 127, 14);
-            chart
-                .draw_series(LineSeries::new(tr.clone(), blue.stroke_width(2)))
-                .map_err(draw_err("curves"))?
-                .label("training")
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(2))
-                });
-            chart
-                .draw_series(tr.iter().map(|p| Circle::new(*p, 3, blue.filled())))
-                .map_err(draw_err("curves"))?;
-            if !va.is_empty() {
+                .map_err(draw_err(what))?;
+            for line in &panel.lines {
+                let color = line.color;
                 chart
-                    .draw_series(LineSeries::new(va.clone(), orange.stroke_width(2)))
-                    .map_err(draw_err("curves"))?
-                    .label("validation")
+                    .draw_series(LineSeries::new(line.points.clone(), color.stroke_width(2)))
+                    .map_err(draw_err(what))?
+                    .label(line.label.as_str())
                     .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], orange.stroke_width(2))
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                     });
                 chart
-                    .draw_series(va.iter().map(|p| Circle::new(*p, 3, orange.filled())))
-                    .map_err(draw_err("curves"))?;
+                    .draw_series(
+                        line.points
+                            .iter()
+                            .map(|p| Circle::new(*p, 3, color.filled())),
+                    )
+                    .map_err(draw_err(what))?;
             }
             chart
                 .configure_series_labels()
@@ -125,12 +213,12 @@ pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
                 .border_style(BLACK)
                 .label_font(("sans-serif", 14))
                 .draw()
-                .map_err(draw_err("curves"))?;
+                .map_err(draw_err(what))?;
         }
-        root.present().map_err(draw_err("curves"))?;
+        root.present().map_err(draw_err(what))?;
     }
     RgbImage::from_raw(w, h, buf).ok_or(PlotError::Draw {
-        what: "curves",
+        what,
         message: "buffer size".into(),
     })
 }
@@ -627,6 +715,39 @@ mod tests {
         let orange = img.pixels().filter(|p| p.0 == [255, 127, 14]).count();
         assert!(blue > 100 && orange > 100, "blue {blue} orange {orange}");
         assert!(!encode_png(&img).unwrap().is_empty());
+    }
+
+    /// A line per run in its own colour, the first ten runs' colours all
+    /// different; a run without validation draws nothing.
+    #[test]
+    fn compared_curves_draw_a_line_per_run() {
+        let loss: Vec<Vec<f64>> = (0..3)
+            .map(|i| vec![2.0 - i as f64 * 0.3, 1.5, f64::NAN, 1.0])
+            .collect();
+        let acc: Vec<Vec<f64>> = (0..3).map(|i| vec![0.3, 0.5 + i as f64 * 0.1]).collect();
+        let mut runs: Vec<RunCurves> = loss
+            .iter()
+            .zip(&acc)
+            .map(|(l, a)| RunCurves {
+                label: "exp/v0001",
+                loss: l,
+                accuracy: a,
+            })
+            .collect();
+        runs.push(RunCurves {
+            label: "no-validation",
+            loss: &[],
+            accuracy: &[],
+        });
+        let img = compared_curves(&runs).unwrap();
+        assert_eq!((img.width(), img.height()), (1200, 480));
+        let drawn: Vec<usize> = TAB10[..4].iter().map(|c| count(&img, *c)).collect();
+        // The three runs' lines; the fourth only its legend's sample lines.
+        assert!(drawn[..3].iter().all(|&n| n > 4 * drawn[3]), "{drawn:?}");
+        assert!(drawn[3] > 0, "{drawn:?}");
+        let distinct: std::collections::BTreeSet<_> =
+            TAB10.iter().map(|RGBColor(r, g, b)| (r, g, b)).collect();
+        assert_eq!(distinct.len(), 10);
     }
 
     #[test]

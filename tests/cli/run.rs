@@ -756,14 +756,25 @@ fn compare_writes_a_csv_that_pandas_reads() {
     let out = runner_on("sweep", &other, &runs).output().unwrap();
     assert_exit(&out, 0);
     let all = tmp.path().join("all.csv");
+    let png = tmp.path().join("curves.png");
     let out = runner()
         .arg("compare")
         .arg(&runs)
         .args(["--sort", "val_loss", "--csv"])
         .arg(&all)
+        .arg("--plot")
+        .arg(&png)
         .output()
         .unwrap();
     assert_exit(&out, 0);
+    // Four runs: each drawn, none left out.
+    assert!(
+        stdout(&out).ends_with(&format!("Plot: {}\n", png.display())),
+        "{}",
+        stdout(&out)
+    );
+    let picture = image::open(&png).unwrap();
+    assert_eq!((picture.width(), picture.height()), (1200, 480));
     // A key no run has: refused, with the metric meant.
     let out = runner()
         .arg("compare")
