@@ -74,7 +74,7 @@ pub struct ModelPlan {
 
 impl ModelPlan {
     /// The key that sets how many classes the model scores: the last dense
-    /// layer's `units` (`model.layers.7.units`).
+    /// layer's `units` (`model.layers[7].units`).
     pub fn classes_key(&self) -> KeyPath {
         match self
             .layers
