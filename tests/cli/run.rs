@@ -844,24 +844,23 @@ fn compare_writes_a_csv_that_pandas_reads() {
     let code = r#"
 import os, sys
 import pandas as pd
-df = pd.read_csv(sys.argv[1])
 metrics = ["status", "epochs", "best_val_accuracy", "best_val_accuracy_epoch",
     "best_val_loss", "best_val_loss_epoch", "final_val_accuracy", "test_accuracy",
     "start_time", "wall_seconds", "run_dir"]
 df = pd.read_csv(sys.argv[1])
 assert list(df.columns) == ["run", "optimizer.learning_rate"] + metrics, list(df.columns)
 assert df["optimizer.learning_rate"].tolist() == [0.01, 0.001]
-all = pd.read_csv(sys.argv[2])
+every = pd.read_csv(sys.argv[2])
 top2 = ["best_val_top2_accuracy", "best_val_top2_accuracy_epoch"]
-assert list(all.columns) == ["run", "experiment.name", "model.dropout",
-    "optimizer.learning_rate", "train.top_k"] + metrics[:6] + top2 + metrics[6:], list(all.columns)
+assert list(every.columns) == ["run", "experiment.name", "model.dropout",
+    "optimizer.learning_rate", "train.top_k"] + metrics[:6] + top2 + metrics[6:], list(every.columns)
 # Only the sweep's trials log top-2 accuracy.
-assert all.best_val_top2_accuracy.isna().tolist() == (all["experiment.name"] == "cmp").tolist()
-labels = sorted(r.rsplit("-", 1)[0] if r.startswith("s0001/") else r for r in all.run)
-assert labels == ["cmp/v0001", "cmp/v0002", "s0001/trial-000", "s0001/trial-001"], all.run
-assert all["experiment.name"].value_counts().to_dict() == {"cmp": 2, "other": 2}
-assert all.best_val_loss.is_monotonic_increasing, all.best_val_loss
-for frame in (df, all):
+assert every.best_val_top2_accuracy.isna().tolist() == (every["experiment.name"] == "cmp").tolist()
+labels = sorted(r.rsplit("-", 1)[0] if r.startswith("s0001/") else r for r in every.run)
+assert labels == ["cmp/v0001", "cmp/v0002", "s0001/trial-000", "s0001/trial-001"], every.run
+assert every["experiment.name"].value_counts().to_dict() == {"cmp": 2, "other": 2}
+assert every.best_val_loss.is_monotonic_increasing, every.best_val_loss
+for frame in (df, every):
     assert (frame.status == "completed").all()
     for _, r in frame.iterrows():
         m = pd.read_csv(f"{r.run_dir}/metrics.csv")
@@ -878,10 +877,10 @@ for frame in (df, all):
             assert r.best_val_top2_accuracy == m.val_top2_accuracy.max()
             assert r.best_val_top2_accuracy_epoch == m.epoch[m.val_top2_accuracy.idxmax()]
 # Every run's learning curve in one frame, as the README shows it.
-hist = pd.concat(pd.read_csv(f"{d}/metrics.csv").assign(run=r) for r, d in zip(all.run, all.run_dir))
-assert hist.groupby("run").epoch.count().to_dict() == dict(zip(all.run, all.epochs))
-assert all.run_dir.map(os.path.isabs).all(), all.run_dir
-print(len(df), len(all))
+hist = pd.concat(pd.read_csv(f"{d}/metrics.csv").assign(run=r) for r, d in zip(every.run, every.run_dir))
+assert hist.groupby("run").epoch.count().to_dict() == dict(zip(every.run, every.epochs))
+assert every.run_dir.map(os.path.isabs).all(), every.run_dir
+print(len(df), len(every))
 "#;
     let out = std::process::Command::new(&python)
         .arg("-c")
