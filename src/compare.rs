@@ -18,7 +18,7 @@ use crate::report::plots::{compared_curves, encode_png, PlotError, RunCurves};
 use crate::rundir::describe::describe;
 use crate::rundir::{RunDir, RunDirError, RESOLVED_CONFIG};
 use crate::sweep::journal::{Journal, TrialState};
-use crate::sweep::summary::{best_of, read_metric, wall_seconds};
+use crate::sweep::summary::{best_of, csv_column, read_columns, wall_seconds};
 use crate::sweep::trial_folder_name;
 
 #[derive(Debug, Error)]
@@ -303,20 +303,6 @@ fn extra_metrics(rows: &[Row]) -> Vec<&String> {
     names.into_iter().collect()
 }
 
-/// A metrics.csv's validation columns besides val_accuracy and val_loss.
-fn extra_columns(csv_path: &Path) -> Vec<String> {
-    csv::Reader::from_path(csv_path)
-        .ok()
-        .and_then(|mut r| r.headers().ok().cloned())
-        .map(|h| {
-            h.iter()
-                .filter(|c| c.starts_with("val_") && !matches!(*c, "val_accuracy" | "val_loss"))
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A value `--sort` orders by: numbers before text.
 #[derive(Debug, PartialEq)]
 enum Value {
@@ -426,8 +412,9 @@ fn load(dir: &Path, label: String) -> Result<Row, CompareError> {
     })?;
     let config = flatten(&table);
     let meta = run.read_meta().ok();
-    let acc = read_metric(&run.metrics_csv(), "val_accuracy");
-    let loss = read_metric(&run.metrics_csv(), "val_loss");
+    let mut columns = read_columns(&run.metrics_csv());
+    let acc = columns.remove("val_accuracy").unwrap_or_default();
+    let loss = columns.remove("val_loss").unwrap_or_default();
     Ok(Row {
         name: label,
         dir: dir.to_path_buf(),
@@ -437,15 +424,17 @@ fn load(dir: &Path, label: String) -> Result<Row, CompareError> {
             Some(m) => m.status.as_str().into(),
             None => "unknown".into(),
         },
-        epochs: read_metric(&run.metrics_csv(), "loss").len(),
+        epochs: columns.get(&csv_column("loss")).map_or(0, Vec::len),
         best_val_accuracy: best_of(&acc, &Monitor::max("val_accuracy")),
         best_val_loss: best_of(&loss, &Monitor::min("val_loss")),
-        extra: extra_columns(&run.metrics_csv())
-            .into_iter()
-            .map(|m| {
-                let values = read_metric(&run.metrics_csv(), &m);
-                let best = best_of(&values, &Monitor::new(&m, Mode::Auto));
-                (m, best)
+        // The other validation metrics (val_accuracy and val_loss are
+        // taken out above).
+        extra: columns
+            .iter()
+            .filter(|(name, _)| name.starts_with("val_"))
+            .map(|(name, values)| {
+                let best = best_of(values, &Monitor::new(name, Mode::Auto));
+                (name.clone(), best)
             })
             .collect(),
         final_val_accuracy: acc.last().copied(),

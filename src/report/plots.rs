@@ -50,11 +50,9 @@ pub fn curves(history: &[EpochRow]) -> Result<RgbImage, PlotError> {
             .filter_map(|(r, e)| f(r).filter(|v| v.is_finite()).map(|v| (*e, v)))
             .collect()
     };
-    let blue = RGBColor(31, 119, 180);
-    let orange = RGBColor(255, 127, 14);
     let panel = |title: &'static str, train: Vec<(f64, f64)>, val: Vec<(f64, f64)>| LinePanel {
         title,
-        lines: [("training", blue, train), ("validation", orange, val)]
+        lines: [("training", TAB10[0], train), ("validation", TAB10[1], val)]
             .into_iter()
             .filter(|(_, _, points)| !points.is_empty())
             .map(|(label, color, points)| Line {

@@ -43,6 +43,26 @@ pub fn csv_column(metric: &str) -> String {
     }
 }
 
+/// Every column of a metrics.csv by its header, read once: each cell that
+/// is a number, as [`read_metric`] reads one column.
+pub fn read_columns(csv_path: &Path) -> BTreeMap<String, Vec<f64>> {
+    let Ok(mut r) = csv::Reader::from_path(csv_path) else {
+        return BTreeMap::new();
+    };
+    let Ok(headers) = r.headers().cloned() else {
+        return BTreeMap::new();
+    };
+    let mut columns: Vec<Vec<f64>> = vec![Vec::new(); headers.len()];
+    for rec in r.records().flatten() {
+        for (column, cell) in columns.iter_mut().zip(rec.iter()) {
+            if let Ok(v) = cell.parse::<f64>() {
+                column.push(v);
+            }
+        }
+    }
+    headers.iter().map(String::from).zip(columns).collect()
+}
+
 /// One column of a metrics.csv.
 pub fn read_metric(csv_path: &Path, metric: &str) -> Vec<f64> {
     let Ok(mut r) = csv::Reader::from_path(csv_path) else {
@@ -461,6 +481,37 @@ pub(super) mod tests {
             rung_epoch: None,
             bracket: None,
         }
+    }
+
+    /// Every column read at once matches each column read alone.
+    #[test]
+    fn all_columns_read_once_match_each_read_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.csv");
+        std::fs::write(
+            &path,
+            "epoch,train_loss,val_loss,val_top2_accuracy\n0,2.5,2.0,0.5\n1,1.5,nan,\n",
+        )
+        .unwrap();
+        let columns = read_columns(&path);
+        assert_eq!(
+            columns.keys().collect::<Vec<_>>(),
+            ["epoch", "train_loss", "val_loss", "val_top2_accuracy"]
+        );
+        for (metric, column) in [
+            ("loss", "train_loss"),
+            ("val_loss", "val_loss"),
+            ("val_top2_accuracy", "val_top2_accuracy"),
+        ] {
+            let alone = read_metric(&path, metric);
+            assert_eq!(
+                format!("{alone:?}"),
+                format!("{:?}", columns[column]),
+                "{metric}"
+            );
+        }
+        assert_eq!(columns["val_top2_accuracy"], [0.5]);
+        assert!(read_columns(&dir.path().join("missing.csv")).is_empty());
     }
 
     #[test]
