@@ -66,6 +66,7 @@ const IDG: &str = "Keras's ImageDataGenerator";
 const FROM_DIR: &str = "Keras's image_dataset_from_directory";
 const FIT: &str = "Keras's fit";
 const TRAINER: &str = "a trainer's config";
+const KERAS_TB: &str = "Keras's TensorBoard";
 const RESIZE: Option<&str> = Some("height, width, channels: every image is resized to it");
 const NO_EQUIVALENT: &str = "runner has no equivalent";
 const CHANNELS: &str =
@@ -113,6 +114,14 @@ const FOREIGN: &[Foreign] = &[
     note("train", "optimizer", FIT, "the optimizer is a table of its own: `[optimizer]` with `type = \"adam\"`"),
     note("train", "loss", FIT, "the loss is categorical cross-entropy; `label_smoothing` and `class_weight` are its options"),
     note("train", "metrics", FIT, "loss and accuracy are recorded every epoch; `top_k` adds top-k accuracy"),
+    // [callbacks.tensorboard]: Keras's TensorBoard callback.
+    key("callbacks.tensorboard", "histogram_freq", KERAS_TB, "callbacks.tensorboard.histogram_every", "1", None),
+    key("callbacks.tensorboard", "update_freq", KERAS_TB, "callbacks.tensorboard.batch_every", "10", Some("a number of batches; every epoch's values are always written")),
+    note("callbacks.tensorboard", "log_dir", KERAS_TB, "each run writes its event files in its own run folder; `tensorboard --logdir runs` shows them all"),
+    note("callbacks.tensorboard", "write_images", KERAS_TB, NO_EQUIVALENT),
+    note("callbacks.tensorboard", "write_steps_per_second", KERAS_TB, "images per second are in metrics.csv's `images_per_second`"),
+    note("callbacks.tensorboard", "profile_batch", KERAS_TB, NO_EQUIVALENT),
+    note("callbacks.tensorboard", "embeddings_freq", KERAS_TB, NO_EQUIVALENT),
     // [optimizer]
     key("optimizer", "lr", "Keras's and PyTorch's optimizers", "optimizer.learning_rate", "0.01", None),
 ];

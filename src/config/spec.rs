@@ -1311,6 +1311,10 @@ pub struct TensorboardSpec {
     /// turns it off. Default: `0`.
     #[serde(default)]
     pub batch_every: usize,
+    /// Also write a histogram of every weight after every N-th epoch (epochs
+    /// 0, N, 2N, ...; Keras's `histogram_freq`); 0 turns it off. Default: `0`.
+    #[serde(default)]
+    pub histogram_every: usize,
 }
 
 impl Default for TensorboardSpec {
@@ -1318,6 +1322,7 @@ impl Default for TensorboardSpec {
         Self {
             enabled: default_true(),
             batch_every: 0,
+            histogram_every: 0,
         }
     }
 }

@@ -5,7 +5,6 @@
 //! node again at the end.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
 
 use crate::model::layer::{Act, ActKind, Layer};
 use crate::model::Net;
@@ -79,12 +78,6 @@ pub(crate) fn pads(
     }
 }
 
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<i64>, Vec<f32>) {
-    let dims = t.dims().iter().map(|&d| d as i64).collect();
-    let data = t.into_data().convert::<f32>();
-    (dims, data.to_vec::<f32>().unwrap_or_default())
-}
-
 struct Builder {
     graph: Graph,
     /// The name of the tensor the next node reads.
@@ -112,14 +105,22 @@ impl Builder {
         self.current = output;
     }
 
-    fn weight<B: Backend, const D: usize>(&mut self, name: String, t: Tensor<B, D>) -> String {
-        let (dims, values) = values(t);
-        self.graph.initializers.push(Initializer {
-            name: name.clone(),
-            dims,
-            values,
-        });
-        name
+    /// The layer's weights as initializers named `layer/weight`, in the
+    /// order the layer's operator takes them.
+    fn weights<B: Backend>(&mut self, layer_name: &str, layer: &Layer<B>) -> Vec<String> {
+        layer
+            .weights()
+            .into_iter()
+            .map(|w| {
+                let name = format!("{layer_name}/{}", w.name);
+                self.graph.initializers.push(Initializer {
+                    name: name.clone(),
+                    dims: w.dims.iter().map(|&d| d as i64).collect(),
+                    values: w.values,
+                });
+                name
+            })
+            .collect()
     }
 
     fn activation(&mut self, name: &str, act: &Act) {
@@ -194,10 +195,7 @@ pub fn build<B: Backend>(plan: &ModelPlan, net: &Net<B>) -> Graph {
                 },
                 Layer::Conv(cl),
             ) => {
-                let mut inputs = vec![b.weight(format!("{name}/kernel"), cl.conv.weight.val())];
-                if let Some(bias) = &cl.conv.bias {
-                    inputs.push(b.weight(format!("{name}/bias"), bias.val()));
-                }
+                let inputs = b.weights(name, layer);
                 let k = kernel.map(|v| v as i64).to_vec();
                 let s = stride.map(|v| v as i64).to_vec();
                 b.node(
@@ -256,21 +254,14 @@ pub fn build<B: Backend>(plan: &ModelPlan, net: &Net<B>) -> Graph {
                 b.node("Flatten", name, vec![], vec![("axis", Attr::Int(1))]);
             }
             (LayerKind::Dense { .. }, Layer::Dense(d)) => {
-                let mut inputs = vec![b.weight(format!("{name}/kernel"), d.linear.weight.val())];
-                if let Some(bias) = &d.linear.bias {
-                    inputs.push(b.weight(format!("{name}/bias"), bias.val()));
-                }
+                let inputs = b.weights(name, layer);
                 // burn keeps the kernel as [in, out]: y = x W + b.
                 b.node("Gemm", name, inputs, vec![]);
                 b.activation(name, &d.act);
             }
             (LayerKind::BatchNorm { .. }, Layer::BatchNorm(bn)) => {
-                let inputs = vec![
-                    b.weight(format!("{name}/gamma"), bn.gamma.val()),
-                    b.weight(format!("{name}/beta"), bn.beta.val()),
-                    b.weight(format!("{name}/moving_mean"), bn.running_mean.value()),
-                    b.weight(format!("{name}/moving_variance"), bn.running_var.value()),
-                ];
+                // Keras's order is ONNX's: scale, bias, mean, variance.
+                let inputs = b.weights(name, layer);
                 b.node(
                     "BatchNormalization",
                     name,

@@ -19,7 +19,7 @@ use tensorboard_proto::summary::{
     Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Image, Summary_Value,
 };
 use tensorboard_proto::tensor::TensorProto;
-use tensorboard_proto::tensor_shape::TensorShapeProto;
+use tensorboard_proto::tensor_shape::{TensorShapeProto, TensorShapeProto_Dim};
 use tensorboard_proto::types::DataType;
 
 use super::event_file::EventFile;
@@ -146,6 +146,41 @@ impl TensorboardLog {
         self.writer(stream)?.write_summary(summary_of(value), step)
     }
 
+    /// A histogram of `values` (histograms plugin, as `tf.summary.histogram`
+    /// writes it): [`HISTOGRAM_BUCKETS`] buckets, a `[k, 3]` tensor of left
+    /// edge, right edge and count. TensorBoard's HISTOGRAMS and
+    /// DISTRIBUTIONS tabs show it.
+    pub fn histogram(
+        &mut self,
+        stream: Stream,
+        tag: &str,
+        step: i64,
+        values: &[f32],
+    ) -> Result<(), LogError> {
+        let buckets = histogram_buckets(values, HISTOGRAM_BUCKETS);
+        let mut shape = TensorShapeProto::new();
+        shape.set_dim(RepeatedField::from_vec(
+            [buckets.len() as i64, 3]
+                .into_iter()
+                .map(|size| {
+                    let mut dim = TensorShapeProto_Dim::new();
+                    dim.set_size(size);
+                    dim
+                })
+                .collect(),
+        ));
+        let mut tensor = TensorProto::new();
+        tensor.set_dtype(DataType::DT_DOUBLE);
+        tensor.set_tensor_shape(shape);
+        tensor.set_double_val(buckets.into_iter().flatten().collect());
+        let mut value = Summary_Value::new();
+        value.set_tag(tag.to_string());
+        // HistogramPluginData version 0 is the empty message.
+        value.set_metadata(plugin_data("histograms", Vec::new()));
+        value.set_tensor(tensor);
+        self.writer(stream)?.write_summary(summary_of(value), step)
+    }
+
     /// Write everything queued to disk before returning.
     pub fn flush(&mut self) -> Result<(), LogError> {
         for writer in [&mut self.train, &mut self.validation]
@@ -156,6 +191,56 @@ impl TensorboardLog {
         }
         Ok(())
     }
+}
+
+/// Buckets per histogram: `tf.summary.histogram`'s default.
+pub const HISTOGRAM_BUCKETS: usize = 30;
+
+/// `count` buckets `[left, right, n]` over the finite `values`, by the rule of
+/// TensorBoard's `histogram_pb`: equal widths from the least value to the
+/// greatest, each bucket closed on the left and open on the right but the
+/// last, closed on both. When every value is the same, every edge is that
+/// value and the last bucket holds them all; with no finite value, all is 0.
+/// NaN and infinities are left out (a weight is never one while training
+/// goes on: `terminate_on_nan`).
+pub fn histogram_buckets(values: &[f32], count: usize) -> Vec<[f64; 3]> {
+    let finite = || {
+        values
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|&v| f64::from(v))
+    };
+    let (min, max, n) = finite().fold(
+        (f64::INFINITY, f64::NEG_INFINITY, 0usize),
+        |(lo, hi, n), v| (lo.min(v), hi.max(v), n + 1),
+    );
+    if n == 0 || count == 0 {
+        return vec![[0.0; 3]; count];
+    }
+    if min == max {
+        let mut buckets = vec![[min, min, 0.0]; count];
+        buckets[count - 1][2] = n as f64;
+        return buckets;
+    }
+    let width = (max - min) / count as f64;
+    let mut counts = vec![0usize; count];
+    for v in finite() {
+        let i = ((v - min) / width).floor() as usize;
+        counts[i.min(count - 1)] += 1;
+    }
+    // numpy's linspace: start + i * step, and the last edge exactly `max`.
+    let edge = |i: usize| {
+        if i == count {
+            max
+        } else {
+            min + i as f64 * width
+        }
+    };
+    counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| [edge(i), edge(i + 1), c as f64])
+        .collect()
 }
 
 pub(crate) fn summary_of(value: Summary_Value) -> Summary {
@@ -176,12 +261,17 @@ pub(crate) fn plugin_metadata(
             path: path.to_path_buf(),
             source,
         })?;
+    Ok(plugin_data(plugin, bytes))
+}
+
+/// Summary metadata naming a plugin, with its data already serialized.
+fn plugin_data(plugin: &str, content: Vec<u8>) -> SummaryMetadata {
     let mut data = SummaryMetadata_PluginData::new();
     data.set_plugin_name(plugin.to_string());
-    data.set_content(bytes);
+    data.set_content(content);
     let mut metadata = SummaryMetadata::new();
     metadata.set_plugin_data(data);
-    Ok(metadata)
+    metadata
 }
 
 fn to_i32(n: u32) -> i32 {
@@ -299,6 +389,74 @@ mod tests {
             (5, 3, 4)
         );
         assert_eq!(image.get_encoded_image_string(), &rgba[..]);
+    }
+
+    #[test]
+    fn histogram_buckets_follow_tensorboards_rule() {
+        // 0..=4 in two buckets of width 2: [0, 2) holds 0 and 1, [2, 4] the rest.
+        let values = [4.0, 0.0, 1.0, 2.0, 3.0];
+        assert_eq!(
+            histogram_buckets(&values, 2),
+            [[0.0, 2.0, 2.0], [2.0, 4.0, 3.0]]
+        );
+        // Three buckets of width 4/3: 0 and 1 fall in the first, 2 in the
+        // second (2 / (4/3) = 1.5), 3 and 4 in the last (4 is clamped to it).
+        let third = 4.0 / 3.0;
+        assert_eq!(
+            histogram_buckets(&values, 3),
+            [
+                [0.0, third, 2.0],
+                [third, 2.0 * third, 1.0],
+                [2.0 * third, 4.0, 2.0]
+            ]
+        );
+        // One value throughout: every edge is it, the last bucket holds all.
+        assert_eq!(
+            histogram_buckets(&[0.5; 7], 3),
+            [[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.5, 0.5, 7.0]]
+        );
+        // NaN and infinities are left out; nothing finite is all zeros.
+        assert_eq!(
+            histogram_buckets(&[f32::NAN, -1.0, f32::INFINITY, 1.0], 2),
+            [[-1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]
+        );
+        assert_eq!(histogram_buckets(&[f32::NAN], 2), [[0.0; 3]; 2]);
+        assert_eq!(histogram_buckets(&[], 2), [[0.0; 3]; 2]);
+        assert!(histogram_buckets(&[1.0, 2.0], 0).is_empty());
+    }
+
+    #[test]
+    fn a_histogram_is_a_k_by_3_tensor_for_the_histograms_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TensorboardLog::open(dir.path()).unwrap();
+        let values: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
+        log.histogram(Stream::Train, "dense/kernel/histogram", 4, &values)
+            .unwrap();
+        log.flush().unwrap();
+        let events = read_events(&event_files(&dir.path().join("train"))[0]);
+        assert_eq!(events[1].get_step(), 4);
+        let value = &events[1].get_summary().get_value()[0];
+        assert_eq!(value.get_tag(), "dense/kernel/histogram");
+        assert_eq!(
+            value.get_metadata().get_plugin_data().get_plugin_name(),
+            "histograms"
+        );
+        let tensor = value.get_tensor();
+        assert_eq!(tensor.get_dtype(), DataType::DT_DOUBLE);
+        let dims: Vec<i64> = tensor
+            .get_tensor_shape()
+            .get_dim()
+            .iter()
+            .map(|d| d.get_size())
+            .collect();
+        assert_eq!(dims, [HISTOGRAM_BUCKETS as i64, 3]);
+        let flat: Vec<f64> = histogram_buckets(&values, HISTOGRAM_BUCKETS)
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(tensor.get_double_val(), &flat[..]);
+        let counted: f64 = flat.chunks(3).map(|b| b[2]).sum();
+        assert_eq!(counted, 100.0);
     }
 
     #[test]

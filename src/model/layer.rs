@@ -78,6 +78,39 @@ pub struct DenseLayer<B: Backend> {
     pub act: Act,
 }
 
+/// One weight tensor of a layer, read back to the host: its Keras name
+/// (`kernel`, `bias`, `gamma`, ...), its dims in burn's layout (a conv kernel
+/// is `[out, in, kh, kw]`, a dense kernel `[in, out]`) and its values in that
+/// order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weight {
+    pub name: &'static str,
+    pub dims: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+impl Weight {
+    fn of<B: Backend, const D: usize>(name: &'static str, t: Tensor<B, D>) -> Weight {
+        let dims = t.dims().to_vec();
+        let values = t.into_data().convert::<f32>().to_vec::<f32>();
+        Weight {
+            name,
+            dims,
+            // Converted to f32 just above, so the read cannot fail.
+            values: values.unwrap_or_default(),
+        }
+    }
+}
+
+fn kernel_and_bias<B: Backend, const D: usize>(
+    kernel: Tensor<B, D>,
+    bias: Option<&Param<Tensor<B, 1>>>,
+) -> Vec<Weight> {
+    let mut weights = vec![Weight::of("kernel", kernel)];
+    weights.extend(bias.map(|b| Weight::of("bias", b.val())));
+    weights
+}
+
 /// A layer with no state that reshapes a feature map into a vector.
 #[derive(Module, Debug, Clone, Copy, Default)]
 pub struct Flatten;
@@ -205,6 +238,23 @@ impl<B: Backend> Layer<B> {
                     .init(device),
             ),
             LayerKind::Activation(a) => Layer::Activation((*a).into()),
+        }
+    }
+
+    /// The layer's weights by Keras's names and in Keras's order: `kernel`
+    /// and `bias` (conv2d, dense), `gamma`, `beta`, `moving_mean` and
+    /// `moving_variance` (batch_normalization); none for the other layers.
+    pub fn weights(&self) -> Vec<Weight> {
+        match self {
+            Layer::Conv(c) => kernel_and_bias(c.conv.weight.val(), c.conv.bias.as_ref()),
+            Layer::Dense(d) => kernel_and_bias(d.linear.weight.val(), d.linear.bias.as_ref()),
+            Layer::BatchNorm(bn) => vec![
+                Weight::of("gamma", bn.gamma.val()),
+                Weight::of("beta", bn.beta.val()),
+                Weight::of("moving_mean", bn.running_mean.value()),
+                Weight::of("moving_variance", bn.running_var.value()),
+            ],
+            _ => Vec::new(),
         }
     }
 

@@ -5,7 +5,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::layer::{ActKind, ConvLayer, Layer};
+use super::layer::{ActKind, ConvLayer, Layer, Weight};
 use crate::ops::{self, avg_pool, norm, pool, ConvOps};
 use crate::plan::ModelPlan;
 
@@ -49,6 +49,22 @@ impl<B: Backend> Net<B> {
 }
 
 impl<B: Backend> Net<B> {
+    /// Every weight of the net with its Keras path, `layer/weight`
+    /// (`conv2d/kernel`, `batch_normalization/moving_mean`), named after
+    /// `plan`'s layers, from which the net was built.
+    pub fn named_weights(&self, plan: &ModelPlan) -> Vec<(String, Weight)> {
+        plan.layers
+            .iter()
+            .zip(&self.layers)
+            .flat_map(|(lp, layer)| {
+                layer
+                    .weights()
+                    .into_iter()
+                    .map(|w| (format!("{}/{}", lp.name, w.name), w))
+            })
+            .collect()
+    }
+
     /// Copy the weights of the layers named in `names` from `source` (built
     /// from `source_plan`); the plan checked that their shapes match.
     pub fn copy_layers(
@@ -205,6 +221,53 @@ mod tests {
             folded_softmax: true,
             initializer: InitializerKind::GlorotUniform,
         }
+    }
+
+    #[test]
+    fn named_weights_are_keras_paths_covering_every_parameter() {
+        let mut plan = conv_pool_dense_plan();
+        plan.layers[0].name = "conv2d".into();
+        plan.layers[3].name = "dense".into();
+        plan.layers.insert(
+            1,
+            LayerPlan {
+                name: "batch_normalization".into(),
+                ..lp(LayerKind::BatchNorm {
+                    features: 4,
+                    momentum: 0.99,
+                    epsilon: 1e-3,
+                })
+            },
+        );
+        if let LayerKind::Conv2d { use_bias, .. } = &mut plan.layers[0].kind {
+            *use_bias = false;
+        }
+        let net = Net::<Flex>::init(&plan, &Default::default());
+        let weights = net.named_weights(&plan);
+        let got: Vec<(&str, &[usize])> = weights
+            .iter()
+            .map(|(path, w)| (path.as_str(), w.dims.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("conv2d/kernel", &[4, 1, 3, 3][..]),
+                ("batch_normalization/gamma", &[4]),
+                ("batch_normalization/beta", &[4]),
+                ("batch_normalization/moving_mean", &[4]),
+                ("batch_normalization/moving_variance", &[4]),
+                ("dense/kernel", &[36, 3]),
+                ("dense/bias", &[3]),
+            ]
+        );
+        for (path, w) in &weights {
+            assert_eq!(w.values.len(), w.dims.iter().product::<usize>(), "{path}");
+        }
+        let total: usize = weights.iter().map(|(_, w)| w.values.len()).sum();
+        assert_eq!(total, net.num_params());
+        // Read back as they are: gamma starts at 1, the moving variance at 1.
+        assert!(weights[1].1.values.iter().all(|&v| v == 1.0));
+        assert!(weights[4].1.values.iter().all(|&v| v == 1.0));
     }
 
     #[test]

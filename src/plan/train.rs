@@ -311,6 +311,17 @@ pub struct TensorboardPlan {
     pub enabled: bool,
     /// Log the batch loss every this many steps; 0 is never.
     pub batch_every: usize,
+    /// Log the weights' histograms every this many epochs; 0 is never.
+    pub histogram_every: usize,
+}
+
+impl TensorboardPlan {
+    /// Whether the weights' histograms are written at the end of `epoch`
+    /// (counted from 0): every `histogram_every`-th epoch from the first, as
+    /// Keras's `histogram_freq`.
+    pub fn histograms_after(&self, epoch: usize) -> bool {
+        self.enabled && self.histogram_every > 0 && epoch.is_multiple_of(self.histogram_every)
+    }
 }
 
 impl CallbacksPlan {
@@ -327,6 +338,7 @@ impl CallbacksPlan {
             tensorboard: TensorboardPlan {
                 enabled: spec.tensorboard.enabled,
                 batch_every: spec.tensorboard.batch_every,
+                histogram_every: spec.tensorboard.histogram_every,
             },
         }
     }

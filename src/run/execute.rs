@@ -8,6 +8,7 @@ use crate::config;
 use crate::data::Dataset;
 use crate::error::Error;
 use crate::logging::tensorboard::{Stream, TensorboardLog};
+use crate::model::layer::Weight;
 use crate::plan::ExperimentPlan;
 use crate::report;
 use crate::rundir::RunDir;
@@ -59,6 +60,10 @@ struct Judged<'a, 'b> {
 impl EpochEvents for Judged<'_, '_> {
     fn on_batch(&mut self, step: u64, loss: f64, accuracy: f64) -> Result<(), TrainError> {
         self.log.on_batch(step, loss, accuracy)
+    }
+
+    fn on_weights(&mut self, epoch: usize, weights: &[(String, Weight)]) -> Result<(), TrainError> {
+        self.log.on_weights(epoch, weights)
     }
 
     fn on_epoch_end(&mut self, state: &TrainState) -> Result<(), TrainError> {

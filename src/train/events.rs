@@ -4,6 +4,7 @@
 use crate::logging::csv::{self as metrics_csv, EpochRow};
 use crate::logging::tensorboard::{self as tb, Stream, TensorboardLog};
 use crate::logging::LogError;
+use crate::model::layer::Weight;
 use crate::plan::ExperimentPlan;
 use crate::rundir::RunDir;
 
@@ -64,6 +65,24 @@ impl EpochEvents for RunLog<'_> {
                 .map_err(Self::tb_err)?;
         }
         Ok(())
+    }
+
+    /// Keras's `histogram_freq`: one histogram per weight in `train/`, tag
+    /// `layer/weight/histogram`, step = epoch.
+    fn on_weights(&mut self, epoch: usize, weights: &[(String, Weight)]) -> Result<(), TrainError> {
+        let Some(tb) = self.tb.as_mut() else {
+            return Ok(());
+        };
+        for (path, weight) in weights {
+            tb.histogram(
+                Stream::Train,
+                &format!("{path}/histogram"),
+                epoch as i64,
+                &weight.values,
+            )
+            .map_err(Self::tb_err)?;
+        }
+        tb.flush().map_err(Self::tb_err)
     }
 
     fn on_epoch_end(&mut self, state: &TrainState) -> Result<(), TrainError> {

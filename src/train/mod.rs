@@ -24,6 +24,7 @@ use thiserror::Error;
 
 use crate::data::{Batch, BatchOptions, DataError, Dataset, Split};
 use crate::logging::csv::EpochRow;
+use crate::model::layer::Weight;
 use crate::model::{ConvOps, Net};
 use crate::plan::ExperimentPlan;
 use crate::signals::{Signals, StopCause};
@@ -104,6 +105,10 @@ pub trait EpochEvents {
         Ok(())
     }
     fn on_epoch_end(&mut self, state: &TrainState) -> Result<(), TrainError>;
+    /// The weights at the end of `epoch` (from 0), as `layer/weight` paths,
+    /// on the epochs `callbacks.tensorboard.histogram_every` names. No
+    /// default: a wrapper of another's events must pass them on.
+    fn on_weights(&mut self, epoch: usize, weights: &[(String, Weight)]) -> Result<(), TrainError>;
 }
 
 pub struct Fit<B: AutodiffBackend> {
@@ -510,6 +515,24 @@ impl Session<'_> {
         Ok((model, optim, state))
     }
 
+    /// The end of an epoch for the run's outputs: its logs, then, on the
+    /// epochs the plan asks for, its weights.
+    fn log_epoch<B: Backend>(
+        &self,
+        events: &mut dyn EpochEvents,
+        state: &TrainState,
+        model: &Net<B>,
+    ) -> Result<(), TrainError> {
+        events.on_epoch_end(state)?;
+        let Some(epoch) = state.epochs_done.checked_sub(1) else {
+            return Ok(());
+        };
+        if self.plan.callbacks.tensorboard.histograms_after(epoch) {
+            events.on_weights(epoch, &model.named_weights(&self.plan.model))?;
+        }
+        Ok(())
+    }
+
     /// Train according to the plan. Returns the final model (with best
     /// weights restored when early stopping says so) and how it ended.
     pub fn fit<B: AutodiffBackend<InnerBackend: ConvOps> + ConvOps>(
@@ -568,7 +591,7 @@ impl Session<'_> {
             // Rebuild the outputs from the checkpointed history: the CSV never
             // shows a row twice, and the last epoch's logs are written again
             // (same values, same step) in case the process died just before.
-            events.on_epoch_end(&state)?;
+            self.log_epoch(events, &state, &model)?;
         }
         // Weights from another run (a resumed run has its own).
         if let (false, Some(init)) = (self.resume, &plan.init_from) {
@@ -762,7 +785,7 @@ impl Session<'_> {
             // ---- checkpoint first, then the logs that point at it
             self.save_epoch(&model, &optim, &state, improved)?;
             progress.end_epoch(train.epochs, &row);
-            events.on_epoch_end(&state)?;
+            self.log_epoch(events, &state, &model)?;
 
             if let Decision::Stop { restore } = decision {
                 let restored = match restore {
@@ -1038,7 +1061,9 @@ top_k = 2
         crate::plan::plan(&loaded).unwrap()
     }
 
-    struct Steps(Vec<(u64, f64, f64)>);
+    /// What reached the events: every batch's (step, loss, accuracy), and
+    /// the weights with the epoch they were sent after.
+    struct Steps(Vec<(u64, f64, f64)>, Vec<(usize, Vec<(String, Weight)>)>);
 
     impl EpochEvents for Steps {
         fn on_batch(&mut self, step: u64, loss: f64, accuracy: f64) -> Result<(), TrainError> {
@@ -1046,6 +1071,14 @@ top_k = 2
             Ok(())
         }
         fn on_epoch_end(&mut self, _state: &TrainState) -> Result<(), TrainError> {
+            Ok(())
+        }
+        fn on_weights(
+            &mut self,
+            epoch: usize,
+            weights: &[(String, Weight)],
+        ) -> Result<(), TrainError> {
+            self.1.push((epoch, weights.to_vec()));
             Ok(())
         }
     }
@@ -1070,7 +1103,7 @@ top_k = 2
             until: None,
             execution,
         };
-        let mut steps = Steps(Vec::new());
+        let mut steps = Steps(Vec::new(), Vec::new());
         let before = thread_readbacks();
         let fit = session
             .fit::<B>(&Default::default(), &mut steps, &mut Progress::new())
@@ -1082,6 +1115,34 @@ top_k = 2
     fn fit(plan: &ExperimentPlan, execution: Execution) -> (Fit<B>, Steps, u64) {
         let dir = tempfile::tempdir().unwrap();
         fit_in(plan, execution, dir.path(), false)
+    }
+
+    #[test]
+    fn the_weights_reach_the_events_on_the_epochs_histogram_every_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = ["conv2d/kernel", "conv2d/bias", "dense/kernel", "dense/bias"];
+        for (every, epochs) in [(0, vec![]), (1, vec![0, 1]), (2, vec![0])] {
+            let extra = format!("[callbacks.tensorboard]\nhistogram_every = {every}\n");
+            let plan = plan(dir.path(), &extra);
+            let (fit, steps, _) = fit(&plan, Execution::cpu());
+            let sent: Vec<usize> = steps.1.iter().map(|(e, _)| *e).collect();
+            assert_eq!(sent, epochs, "histogram_every = {every}");
+            for (_, weights) in &steps.1 {
+                let paths: Vec<&str> = weights.iter().map(|(p, _)| p.as_str()).collect();
+                assert_eq!(paths, names);
+            }
+            if every == 1 {
+                // The last epoch's are the weights training ended with, and
+                // they moved since the first.
+                let last = &steps.1[1].1;
+                assert_eq!(last, &fit.model.named_weights(&plan.model));
+                assert_ne!(steps.1[0].1[0].1.values, last[0].1.values);
+            }
+        }
+        // Off with the TensorBoard callback, as every TensorBoard output is.
+        let extra = "[callbacks.tensorboard]\nenabled = false\nhistogram_every = 1\n";
+        let (_, steps, _) = fit(&plan(dir.path(), extra), Execution::cpu());
+        assert!(steps.1.is_empty());
     }
 
     /// A copy of a checkpoint folder, links as links.

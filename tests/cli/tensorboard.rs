@@ -14,6 +14,7 @@ use runner::logging::tensorboard::{
 };
 use serde_json::Value;
 
+use crate::common::{assert_exit, run_dir, runner_on, tiny_experiment};
 use crate::python::{python_with, run_script};
 
 fn loss(epoch: i64) -> f64 {
@@ -349,4 +350,113 @@ fn tensorboard_server_lists_runs_tags_and_sessions() {
         stderr.contains("run 'trial-0/validation' lacks tags ['epoch_learning_rate']"),
         "{stderr}"
     );
+}
+
+/// Values spread over a few orders of magnitude, with repeats.
+fn weight_like(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.3) * if i % 5 == 0 { 0.01 } else { 1.0 })
+        .collect()
+}
+
+/// TensorBoard's numpy version of `tf.summary.histogram`'s bucketing, over
+/// each list of values in the JSON list on stdin: one line of buckets each.
+const HISTOGRAM_PB: &str = r#"
+import json, sys
+import numpy as np
+from tensorboard.plugins.histogram.summary_v2 import histogram_pb
+from tensorboard.util import tensor_util
+for values in json.load(sys.stdin):
+    pb = histogram_pb("w", np.array(values, dtype=np.float32))
+    print(json.dumps(tensor_util.make_ndarray(pb.value[0].tensor).tolist()))
+"#;
+
+#[test]
+fn histograms_are_bucketed_as_tensorboards_own_histogram_pb() {
+    let Some(python) = python_with("tensorboard") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = TensorboardLog::open(dir.path()).unwrap();
+    let cases = [weight_like(1000), vec![0.25; 9], vec![-2.0, 3.5]];
+    for (step, values) in cases.iter().enumerate() {
+        log.histogram(Stream::Train, "w/histogram", step as i64, values)
+            .unwrap();
+    }
+    log.flush().unwrap();
+    let json = read_events(&python, dir.path());
+    let written = &json["runs"]["train"]["histograms"]["w/histogram"];
+
+    let mut child = std::process::Command::new(&python)
+        .args(["-c", HISTOGRAM_PB])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), &cases).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let reference: Vec<Vec<[f64; 3]>> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reference.len(), cases.len());
+    for (step, want) in reference.iter().enumerate() {
+        assert_eq!(written[step]["step"], step);
+        let got: Vec<[f64; 3]> = serde_json::from_value(written[step]["buckets"].clone()).unwrap();
+        assert_eq!(got.len(), 30);
+        for (g, w) in got.iter().zip(want) {
+            for (a, b) in g.iter().zip(w) {
+                assert!(
+                    (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                    "step {step}: {g:?} vs {w:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_runs_weight_histograms_show_in_tensorboards_histogram_tabs() {
+    let Some(python) = python_with("tensorboard") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = "[callbacks.tensorboard]\nhistogram_every = 2\n";
+    let exp = tiny_experiment(tmp.path(), "hist", extra);
+    let runs = tmp.path().join("runs");
+    let out = runner_on("run", &exp, &runs).output().unwrap();
+    assert_exit(&out, 0);
+    let dir = run_dir(&runs, "hist");
+    let json = read_events(&python, &dir);
+    let histograms = json["runs"]["train"]["histograms"].as_object().unwrap();
+    // Keras's tags, `layer/weight/histogram`, after epochs 0 and 2 of 3;
+    // each counts every value of its weight.
+    let sizes = BTreeMap::from([
+        ("conv2d/bias/histogram", 4.0),
+        ("conv2d/kernel/histogram", (4 * 3 * 3 * 3) as f64),
+        ("dense/bias/histogram", 4.0),
+        ("dense/kernel/histogram", (6 * 6 * 4 * 4) as f64),
+    ]);
+    let tags: Vec<&str> = histograms.keys().map(String::as_str).collect();
+    assert_eq!(tags, sizes.keys().copied().collect::<Vec<_>>());
+    for (tag, size) in sizes {
+        let events = histograms[tag].as_array().unwrap();
+        let steps: Vec<i64> = events.iter().map(|e| e["step"].as_i64().unwrap()).collect();
+        assert_eq!(steps, [0, 2], "{tag}");
+        for e in events {
+            let buckets: Vec<[f64; 3]> = serde_json::from_value(e["buckets"].clone()).unwrap();
+            assert_eq!(buckets.iter().map(|b| b[2]).sum::<f64>(), size, "{tag}");
+            assert!(buckets.windows(2).all(|w| w[0][1] == w[1][0]), "{tag}");
+        }
+    }
+    assert!(json["runs"]["validation"]["histograms"]
+        .as_object()
+        .unwrap()
+        .is_empty());
+    // A real server shows them, with their steps, in both tabs.
+    let out = run_script(&python, "tb_server_check.py", &[dir.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ok histograms: 4 histograms"), "{stdout}");
 }

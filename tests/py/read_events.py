@@ -11,6 +11,7 @@ TensorBoard server names runs. Prints one JSON object:
       "scalars": {TAG: [[step, value], ...]},
       "images":  {TAG: [{"step", "width", "height", "png_width", "png_height"}]},
       "texts":   {TAG: [{"step", "text"}]},
+      "histograms": {TAG: [{"step", "buckets": [[left, right, count], ...]}]},
       "plugins": {TAG: PLUGIN_NAME},
       "hparams": {TAG: the Experiment, SessionStartInfo or SessionEndInfo
                    that TensorBoard's hparams metadata parser returns, as a dict}}}}
@@ -84,7 +85,8 @@ def read_run(path):
     )
     acc.Reload()
     tags = acc.Tags()
-    run = {"scalars": {}, "images": {}, "texts": {}, "plugins": {}, "hparams": {}}
+    run = {"scalars": {}, "images": {}, "texts": {}, "histograms": {}, "plugins": {},
+           "hparams": {}}
     for tag in tags[event_accumulator.SCALARS]:
         run["scalars"][tag] = [[e.step, e.value] for e in acc.Scalars(tag)]
     for tag in tags[event_accumulator.IMAGES]:
@@ -102,6 +104,12 @@ def read_run(path):
             run["texts"][tag] = [
                 {"step": e.step,
                  "text": tensor_util.make_ndarray(e.tensor_proto).item().decode("utf-8")}
+                for e in acc.Tensors(tag)
+            ]
+        elif plugin == "histograms":
+            run["histograms"][tag] = [
+                {"step": e.step,
+                 "buckets": tensor_util.make_ndarray(e.tensor_proto).tolist()}
                 for e in acc.Tensors(tag)
             ]
     try:

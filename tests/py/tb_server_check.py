@@ -7,6 +7,8 @@ Usage: tb_server_check.py LOGDIR [--expect-run NAME]... [--expect-tags a,b]
 The folder is also read directly (read_events.py, TensorBoard's own reader);
 the server, on 127.0.0.1 and a free port with --load_fast=false, must list
   * every run found there that holds scalars, with all of its scalar tags;
+  * every run that holds histograms, with each histogram's steps and bucket
+    counts in the HISTOGRAMS tab and its steps in the DISTRIBUTIONS tab;
   * each --expect-run (a run name as TensorBoard shows it, e.g.
     "trial-0/validation"), with every tag of --expect-tags;
   * with --hparams: the experiment's hparams and metrics (those of its
@@ -28,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -138,6 +141,42 @@ def check_scalars(server, disk, expect_runs, expect_tags, deadline):
     print("ok scalars: %d runs listed with their tags: %s"
           % (len(want), ", ".join("%s [%s]" % (r, ",".join(sorted(t)))
                                   for r, t in sorted(want.items()))))
+
+
+def check_histograms(server, disk, deadline):
+    want = {run: data["histograms"] for run, data in disk["runs"].items() if data["histograms"]}
+    if not want:
+        return
+
+    def missing(tags):
+        return ["%s: %s" % (run, sorted(set(h) - set(tags.get(run, {}))))
+                for run, h in want.items() if not set(h) <= set(tags.get(run, {}))]
+
+    _, gaps = poll(deadline, lambda: server.get("/data/plugin/histograms/tags"), missing)
+    if gaps:
+        raise CheckFailed("server lacks histogram runs/tags: %s" % "; ".join(gaps))
+    n = 0
+    for run, histograms in sorted(want.items()):
+        for tag, events in sorted(histograms.items()):
+            query = urllib.parse.urlencode({"run": run, "tag": tag})
+            wanted = [(e["step"], [b[2] for b in e["buckets"]]) for e in events]
+            got, gaps = poll(
+                deadline,
+                lambda: [(step, [b[2] for b in buckets]) for _, step, buckets
+                         in server.get("/data/plugin/histograms/histograms?" + query)],
+                lambda got: [] if got == wanted else ["differs"])
+            if gaps:
+                raise CheckFailed("histogram %s/%s: server %r, file %r" % (run, tag, got, wanted))
+            steps = [e["step"] for e in events]
+            got, gaps = poll(
+                deadline,
+                lambda: [step for _, step, _
+                         in server.get("/data/plugin/distributions/distributions?" + query)],
+                lambda got: [] if got == steps else ["differs"])
+            if gaps:
+                raise CheckFailed("distribution %s/%s: steps %r, file %r" % (run, tag, got, steps))
+            n += 1
+    print("ok histograms: %d histograms listed with their steps and counts" % n)
 
 
 def hparams_on_disk(disk):
@@ -275,6 +314,7 @@ def main():
         server.wait_up(deadline)
         print("ok server: up at %s after %.1f s" % (server.base, time.monotonic() - started))
         check_scalars(server, disk, args.expect_run, expect_tags, deadline)
+        check_histograms(server, disk, deadline)
         if args.hparams:
             check_hparams(server, disk, deadline)
     except CheckFailed as e:
