@@ -125,6 +125,15 @@ pub enum Padding {
     Same,
 }
 
+impl Padding {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Padding::Valid => "valid",
+            Padding::Same => "same",
+        }
+    }
+}
+
 /// An activation function (`activation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]

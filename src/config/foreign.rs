@@ -118,6 +118,7 @@ const FOREIGN: &[Foreign] = &[
     key("callbacks.tensorboard", "histogram_freq", KERAS_TB, "callbacks.tensorboard.histogram_every", "1", None),
     key("callbacks.tensorboard", "update_freq", KERAS_TB, "callbacks.tensorboard.batch_every", "10", Some("a number of batches; every epoch's values are always written")),
     note("callbacks.tensorboard", "log_dir", KERAS_TB, "each run writes its event files in its own run folder; `tensorboard --logdir runs` shows them all"),
+    key("callbacks.tensorboard", "write_graph", KERAS_TB, "callbacks.tensorboard.graph", "false", Some("on by default, as in Keras")),
     note("callbacks.tensorboard", "write_images", KERAS_TB, NO_EQUIVALENT),
     note("callbacks.tensorboard", "write_steps_per_second", KERAS_TB, "images per second are in metrics.csv's `images_per_second`"),
     note("callbacks.tensorboard", "profile_batch", KERAS_TB, NO_EQUIVALENT),

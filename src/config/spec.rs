@@ -1315,6 +1315,10 @@ pub struct TensorboardSpec {
     /// 0, N, 2N, ...; Keras's `histogram_freq`); 0 turns it off. Default: `0`.
     #[serde(default)]
     pub histogram_every: usize,
+    /// Write the layer stack for TensorBoard's GRAPHS tab (Keras's
+    /// `write_graph`). Default: `true`.
+    #[serde(default = "default_true")]
+    pub graph: bool,
 }
 
 impl Default for TensorboardSpec {
@@ -1323,6 +1327,7 @@ impl Default for TensorboardSpec {
             enabled: default_true(),
             batch_every: 0,
             histogram_every: 0,
+            graph: default_true(),
         }
     }
 }

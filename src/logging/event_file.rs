@@ -96,6 +96,14 @@ impl EventFile {
         self.write_event(&event)
     }
 
+    /// Queue a serialized `GraphDef` as the file's graph event.
+    pub(crate) fn write_graph_def(&mut self, graph_def: Vec<u8>) -> Result<(), LogError> {
+        let mut event = Event::new();
+        event.set_wall_time(now_secs());
+        event.set_graph_def(graph_def);
+        self.write_event(&event)
+    }
+
     fn write_event(&mut self, event: &Event) -> Result<(), LogError> {
         frame(event, &mut self.pending, &self.path)?;
         if self.pending.len() >= AUTO_FLUSH_BYTES {

@@ -7,6 +7,7 @@
 //! A resumed run opens new event files in the same folders; TensorBoard merges
 //! all event files of a folder into one run.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,9 @@ use std::path::{Path, PathBuf};
 use image::codecs::png::PngDecoder;
 use image::{ColorType, ImageDecoder};
 use protobuf::{Message, RepeatedField};
+use tensorboard_proto::attr_value::{AttrValue, AttrValue_ListValue};
+use tensorboard_proto::graph::GraphDef;
+use tensorboard_proto::node_def::NodeDef;
 use tensorboard_proto::plugin_text::TextPluginData;
 use tensorboard_proto::summary::{
     Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Image, Summary_Value,
@@ -30,6 +34,21 @@ pub const EPOCH_ACCURACY: &str = "epoch_accuracy";
 pub const EPOCH_LEARNING_RATE: &str = "epoch_learning_rate";
 pub const BATCH_LOSS: &str = "batch_loss";
 pub const BATCH_ACCURACY: &str = "batch_accuracy";
+
+/// One node of a graph for TensorBoard's GRAPHS tab, a layer say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphNode {
+    pub name: String,
+    /// What it does (a layer's class, `Conv2D`).
+    pub op: String,
+    /// The nodes whose outputs it reads.
+    pub inputs: Vec<String>,
+    /// Its output's shape, -1 for a size that varies (the batch): the label
+    /// of the edges that leave it.
+    pub output_shape: Vec<i64>,
+    /// Shown, as text, in the node's info card.
+    pub attrs: Vec<(String, String)>,
+}
 
 /// Which subfolder (TensorBoard run) a summary goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,20 +177,9 @@ impl TensorboardLog {
         values: &[f32],
     ) -> Result<(), LogError> {
         let buckets = histogram_buckets(values, HISTOGRAM_BUCKETS);
-        let mut shape = TensorShapeProto::new();
-        shape.set_dim(RepeatedField::from_vec(
-            [buckets.len() as i64, 3]
-                .into_iter()
-                .map(|size| {
-                    let mut dim = TensorShapeProto_Dim::new();
-                    dim.set_size(size);
-                    dim
-                })
-                .collect(),
-        ));
         let mut tensor = TensorProto::new();
         tensor.set_dtype(DataType::DT_DOUBLE);
-        tensor.set_tensor_shape(shape);
+        tensor.set_tensor_shape(shape_proto(&[buckets.len() as i64, 3]));
         tensor.set_double_val(buckets.into_iter().flatten().collect());
         let mut value = Summary_Value::new();
         value.set_tag(tag.to_string());
@@ -179,6 +187,20 @@ impl TensorboardLog {
         value.set_metadata(plugin_data("histograms", Vec::new()));
         value.set_tensor(tensor);
         self.writer(stream)?.write_summary(summary_of(value), step)
+    }
+
+    /// `nodes` as the graph of `stream`'s run (a `GraphDef` event, as
+    /// Keras's `write_graph` writes it), for TensorBoard's GRAPHS tab.
+    pub fn graph(&mut self, stream: Stream, nodes: &[GraphNode]) -> Result<(), LogError> {
+        let mut graph = GraphDef::new();
+        graph.set_node(RepeatedField::from_vec(
+            nodes.iter().map(node_def).collect(),
+        ));
+        let bytes = graph.write_to_bytes().map_err(|source| LogError::Encode {
+            path: self.run_dir.clone(),
+            source,
+        })?;
+        self.writer(stream)?.write_graph_def(bytes)
     }
 
     /// Write everything queued to disk before returning.
@@ -191,6 +213,46 @@ impl TensorboardLog {
         }
         Ok(())
     }
+}
+
+fn node_def(node: &GraphNode) -> NodeDef {
+    let mut def = NodeDef::new();
+    def.set_name(node.name.clone());
+    def.set_op(node.op.clone());
+    def.set_input(RepeatedField::from_vec(node.inputs.clone()));
+    let mut attrs: HashMap<String, AttrValue> = node
+        .attrs
+        .iter()
+        .map(|(key, text)| {
+            let mut value = AttrValue::new();
+            value.set_s(text.as_bytes().to_vec());
+            (key.clone(), value)
+        })
+        .collect();
+    // TensorBoard labels an edge with its source's `_output_shapes`.
+    let mut shapes = AttrValue_ListValue::new();
+    shapes.set_shape(RepeatedField::from_vec(vec![shape_proto(
+        &node.output_shape,
+    )]));
+    let mut value = AttrValue::new();
+    value.set_list(shapes);
+    attrs.insert("_output_shapes".into(), value);
+    def.set_attr(attrs);
+    def
+}
+
+fn shape_proto(dims: &[i64]) -> TensorShapeProto {
+    let mut shape = TensorShapeProto::new();
+    shape.set_dim(RepeatedField::from_vec(
+        dims.iter()
+            .map(|&size| {
+                let mut dim = TensorShapeProto_Dim::new();
+                dim.set_size(size);
+                dim
+            })
+            .collect(),
+    ));
+    shape
 }
 
 /// Buckets per histogram: `tf.summary.histogram`'s default.
@@ -457,6 +519,48 @@ mod tests {
         assert_eq!(tensor.get_double_val(), &flat[..]);
         let counted: f64 = flat.chunks(3).map(|b| b[2]).sum();
         assert_eq!(counted, 100.0);
+    }
+
+    #[test]
+    fn a_graph_is_the_files_graph_event_with_shapes_on_its_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = TensorboardLog::open(dir.path()).unwrap();
+        let node = |name: &str, op: &str, inputs: &[&str], shape: &[i64]| GraphNode {
+            name: name.into(),
+            op: op.into(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            output_shape: shape.to_vec(),
+            attrs: vec![("units".into(), "4".into())],
+        };
+        let nodes = [
+            node("input", "InputLayer", &[], &[-1, 3]),
+            node("dense", "Dense", &["input"], &[-1, 4]),
+        ];
+        log.graph(Stream::Train, &nodes).unwrap();
+        log.flush().unwrap();
+        let events = read_events(&event_files(&dir.path().join("train"))[0]);
+        let graph = GraphDef::parse_from_bytes(events[1].get_graph_def()).unwrap();
+        let read: Vec<GraphNode> = graph
+            .get_node()
+            .iter()
+            .map(|n| {
+                let attr = n.get_attr();
+                let shapes = attr["_output_shapes"].get_list().get_shape();
+                assert_eq!(shapes.len(), 1);
+                GraphNode {
+                    name: n.get_name().into(),
+                    op: n.get_op().into(),
+                    inputs: n.get_input().to_vec(),
+                    output_shape: shapes[0].get_dim().iter().map(|d| d.get_size()).collect(),
+                    attrs: vec![(
+                        "units".into(),
+                        String::from_utf8(attr["units"].get_s().to_vec()).unwrap(),
+                    )],
+                }
+            })
+            .collect();
+        assert_eq!(read, nodes);
+        assert_eq!(graph.get_node()[1].get_attr().len(), 2);
     }
 
     #[test]

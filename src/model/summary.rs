@@ -5,8 +5,9 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 
 use super::Net;
-use crate::plan::ModelPlan;
+use crate::logging::tensorboard::GraphNode;
 use crate::plan::ParamCount;
+use crate::plan::{ModelPlan, Shape};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SummaryRow {
@@ -55,6 +56,45 @@ pub fn summarize<B: Backend>(plan: &ModelPlan, net: &Net<B>) -> Summary {
             non_trainable: acc.non_trainable + r.params.non_trainable,
         });
     Summary { rows, total }
+}
+
+/// The layer stack as TensorBoard's graph: an `input` node (`InputLayer`),
+/// then one node per layer, named and classed as in the summary table, each
+/// reading the one before. A node's info card lists the layer's options,
+/// its parameter count and whether it trains; edges are labelled with the
+/// shapes between layers (`?×16×16×32`: batch, height, width, channels).
+pub fn graph_nodes(plan: &ModelPlan) -> Vec<GraphNode> {
+    let dims = |s: Shape| match s {
+        Shape::Map { h, w, c } => vec![-1, h as i64, w as i64, c as i64],
+        Shape::Flat(n) => vec![-1, n as i64],
+    };
+    let [h, w, c] = plan.input;
+    let mut nodes = vec![GraphNode {
+        name: "input".into(),
+        op: "InputLayer".into(),
+        inputs: Vec::new(),
+        output_shape: dims(Shape::Map { h, w, c }),
+        attrs: Vec::new(),
+    }];
+    for layer in &plan.layers {
+        let before = nodes.last().map(|n| n.name.clone());
+        let mut attrs: Vec<(String, String)> = layer
+            .kind
+            .options()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        attrs.push(("params".into(), thousands(layer.shape.params.total())));
+        attrs.push(("trainable".into(), layer.trainable.to_string()));
+        nodes.push(GraphNode {
+            name: layer.name.clone(),
+            op: layer.kind.keras_class().into(),
+            inputs: before.into_iter().collect(),
+            output_shape: dims(layer.shape.output),
+            attrs,
+        });
+    }
+    nodes
 }
 
 /// `10588458` -> `10,588,458`.
@@ -259,5 +299,76 @@ layers = [
             assert_eq!(row.params, layer.shape.params, "layer {}", layer.name);
         }
         assert_eq!(s.total, plan.model.params());
+
+        // The graph: the same layers after an input, each reading the one
+        // before, with Keras's options and the shapes between them.
+        let nodes = graph_nodes(&plan.model);
+        let chain: Vec<(&str, &str, Vec<&str>, &[i64])> = nodes
+            .iter()
+            .map(|n| {
+                let inputs = n.inputs.iter().map(String::as_str).collect();
+                (n.name.as_str(), n.op.as_str(), inputs, &n.output_shape[..])
+            })
+            .collect();
+        assert_eq!(
+            chain,
+            [
+                ("input", "InputLayer", vec![], &[-1, 8, 8, 1][..]),
+                ("conv2d", "Conv2D", vec!["input"], &[-1, 6, 6, 5]),
+                (
+                    "batch_normalization",
+                    "BatchNormalization",
+                    vec!["conv2d"],
+                    &[-1, 6, 6, 5]
+                ),
+                (
+                    "global_average_pooling2d",
+                    "GlobalAveragePooling2D",
+                    vec!["batch_normalization"],
+                    &[-1, 5]
+                ),
+                ("dense", "Dense", vec!["global_average_pooling2d"], &[-1, 3]),
+            ]
+        );
+        let attrs = |i: usize| -> Vec<(&str, &str)> {
+            nodes[i]
+                .attrs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        };
+        assert_eq!(
+            attrs(1),
+            [
+                ("filters", "5"),
+                ("kernel_size", "(3, 3)"),
+                ("strides", "(1, 1)"),
+                ("padding", "valid"),
+                ("activation", "linear"),
+                ("use_bias", "true"),
+                ("params", "50"),
+                ("trainable", "false"),
+            ]
+        );
+        assert_eq!(
+            attrs(2),
+            [
+                ("momentum", "0.99"),
+                ("epsilon", "0.001"),
+                ("params", "20"),
+                ("trainable", "false")
+            ]
+        );
+        assert_eq!(attrs(3), [("params", "0"), ("trainable", "true")]);
+        assert_eq!(
+            attrs(4),
+            [
+                ("units", "3"),
+                ("activation", "linear"),
+                ("use_bias", "true"),
+                ("params", "18"),
+                ("trainable", "true")
+            ]
+        );
     }
 }

@@ -157,6 +157,64 @@ pub enum LayerKind {
 }
 
 impl LayerKind {
+    /// The layer's options by the names of Keras's layer arguments
+    /// (`filters`, `kernel_size`, `strides`, ...), as text: what TensorBoard's
+    /// graph shows of a layer.
+    pub fn options(&self) -> Vec<(&'static str, String)> {
+        let pair = |[a, b]: [usize; 2]| format!("({a}, {b})");
+        match self {
+            LayerKind::Conv2d {
+                filters,
+                kernel,
+                stride,
+                padding,
+                activation,
+                use_bias,
+                ..
+            } => vec![
+                ("filters", filters.to_string()),
+                ("kernel_size", pair(*kernel)),
+                ("strides", pair(*stride)),
+                ("padding", padding.as_str().to_string()),
+                ("activation", activation.as_str().to_string()),
+                ("use_bias", use_bias.to_string()),
+            ],
+            LayerKind::MaxPool2d {
+                pool,
+                stride,
+                padding,
+            }
+            | LayerKind::AvgPool2d {
+                pool,
+                stride,
+                padding,
+            } => vec![
+                ("pool_size", pair(*pool)),
+                ("strides", pair(*stride)),
+                ("padding", padding.as_str().to_string()),
+            ],
+            LayerKind::Dropout { rate } => vec![("rate", rate.to_string())],
+            LayerKind::Dense {
+                units,
+                activation,
+                use_bias,
+                ..
+            } => vec![
+                ("units", units.to_string()),
+                ("activation", activation.as_str().to_string()),
+                ("use_bias", use_bias.to_string()),
+            ],
+            LayerKind::BatchNorm {
+                momentum, epsilon, ..
+            } => vec![
+                ("momentum", momentum.to_string()),
+                ("epsilon", epsilon.to_string()),
+            ],
+            LayerKind::Activation(a) => vec![("activation", a.as_str().to_string())],
+            LayerKind::GlobalAvgPool2d | LayerKind::Flatten => Vec::new(),
+        }
+    }
+
     /// Keras's class name, for the summary table.
     pub fn keras_class(&self) -> &'static str {
         match self {

@@ -313,6 +313,8 @@ pub struct TensorboardPlan {
     pub batch_every: usize,
     /// Log the weights' histograms every this many epochs; 0 is never.
     pub histogram_every: usize,
+    /// Write the layer stack as a graph.
+    pub graph: bool,
 }
 
 impl TensorboardPlan {
@@ -339,6 +341,7 @@ impl CallbacksPlan {
                 enabled: spec.tensorboard.enabled,
                 batch_every: spec.tensorboard.batch_every,
                 histogram_every: spec.tensorboard.histogram_every,
+                graph: spec.tensorboard.graph,
             },
         }
     }

@@ -9,6 +9,7 @@ use crate::data::Dataset;
 use crate::error::Error;
 use crate::logging::tensorboard::{Stream, TensorboardLog};
 use crate::model::layer::Weight;
+use crate::model::summary::graph_nodes;
 use crate::plan::ExperimentPlan;
 use crate::report;
 use crate::rundir::RunDir;
@@ -112,6 +113,10 @@ fn execute<B: TrainBackend>(
             let config = format!("```toml\n{}\n```", config::to_toml(&plan.spec));
             log.text(Stream::Train, "config", 0, &config)
                 .map_err(|e| Error::RunFailed(e.to_string()))?;
+            if plan.callbacks.tensorboard.graph {
+                log.graph(Stream::Train, &graph_nodes(&plan.model))
+                    .map_err(|e| Error::RunFailed(e.to_string()))?;
+            }
         }
         Some(log)
     } else {

@@ -418,7 +418,7 @@ fn histograms_are_bucketed_as_tensorboards_own_histogram_pb() {
 }
 
 #[test]
-fn a_runs_weight_histograms_show_in_tensorboards_histogram_tabs() {
+fn a_runs_graph_and_weight_histograms_show_in_tensorboards_tabs() {
     let Some(python) = python_with("tensorboard") else {
         return;
     };
@@ -455,8 +455,66 @@ fn a_runs_weight_histograms_show_in_tensorboards_histogram_tabs() {
         .as_object()
         .unwrap()
         .is_empty());
-    // A real server shows them, with their steps, in both tabs.
+
+    // The layer stack as the graph of train/ (Keras's write_graph), once.
+    let graph = json["runs"]["train"]["graph"].as_array().unwrap();
+    let chain: Vec<(&str, &str, &Value)> = graph
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap(),
+                n["op"].as_str().unwrap(),
+                &n["inputs"],
+            )
+        })
+        .collect();
+    let names = [
+        "input",
+        "conv2d",
+        "max_pooling2d",
+        "flatten",
+        "dropout",
+        "dense",
+    ];
+    let ops = [
+        "InputLayer",
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dropout",
+        "Dense",
+    ];
+    for (i, (name, op, inputs)) in chain.iter().enumerate() {
+        assert_eq!((*name, *op), (names[i], ops[i]));
+        let before: Vec<&str> = names[..i].iter().rev().take(1).copied().collect();
+        assert_eq!(**inputs, serde_json::json!(before), "{name}");
+    }
+    assert_eq!(chain.len(), names.len());
+    assert_eq!(
+        graph[1]["output_shapes"],
+        serde_json::json!([[-1, 12, 12, 4]])
+    );
+    assert_eq!(graph[3]["output_shapes"], serde_json::json!([[-1, 144]]));
+    assert_eq!(graph[1]["attrs"]["filters"], "4");
+    assert_eq!(graph[5]["attrs"]["params"], "580");
+    assert!(json["runs"]["validation"]["graph"].is_null());
+
+    // A real server shows them: histograms with their steps in two tabs,
+    // the graph with every node.
     let out = run_script(&python, "tb_server_check.py", &[dir.as_os_str()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("ok histograms: 4 histograms"), "{stdout}");
+    assert!(stdout.contains("ok graphs: train (6 nodes)"), "{stdout}");
+
+    // `graph = false` writes none.
+    let extra = "[callbacks.tensorboard]\ngraph = false\n";
+    let exp = tiny_experiment(tmp.path(), "nograph", extra);
+    let out = runner_on("run", &exp, &runs)
+        .args(["--set", "train.epochs=1"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let json = read_events(&python, &run_dir(&runs, "nograph"));
+    assert!(json["runs"]["train"]["graph"].is_null());
+    assert!(json["runs"]["train"]["scalars"]["epoch_loss"].is_array());
 }

@@ -12,6 +12,8 @@ TensorBoard server names runs. Prints one JSON object:
       "images":  {TAG: [{"step", "width", "height", "png_width", "png_height"}]},
       "texts":   {TAG: [{"step", "text"}]},
       "histograms": {TAG: [{"step", "buckets": [[left, right, count], ...]}]},
+      "graph": null, or the run's graph as [{"name", "op", "inputs",
+               "output_shapes": [[dim, ...], ...], "attrs": {KEY: TEXT}}] in order,
       "plugins": {TAG: PLUGIN_NAME},
       "hparams": {TAG: the Experiment, SessionStartInfo or SessionEndInfo
                    that TensorBoard's hparams metadata parser returns, as a dict}}}}
@@ -86,7 +88,16 @@ def read_run(path):
     acc.Reload()
     tags = acc.Tags()
     run = {"scalars": {}, "images": {}, "texts": {}, "histograms": {}, "plugins": {},
-           "hparams": {}}
+           "hparams": {}, "graph": None}
+    if tags[event_accumulator.GRAPH]:
+        run["graph"] = [
+            {"name": n.name, "op": n.op, "inputs": list(n.input),
+             "output_shapes": [[d.size for d in shape.dim]
+                               for shape in n.attr["_output_shapes"].list.shape],
+             "attrs": {k: v.s.decode("utf-8") for k, v in sorted(n.attr.items())
+                       if k != "_output_shapes"}}
+            for n in acc.Graph().node
+        ]
     for tag in tags[event_accumulator.SCALARS]:
         run["scalars"][tag] = [[e.step, e.value] for e in acc.Scalars(tag)]
     for tag in tags[event_accumulator.IMAGES]:

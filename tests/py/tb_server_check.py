@@ -9,6 +9,7 @@ the server, on 127.0.0.1 and a free port with --load_fast=false, must list
   * every run found there that holds scalars, with all of its scalar tags;
   * every run that holds histograms, with each histogram's steps and bucket
     counts in the HISTOGRAMS tab and its steps in the DISTRIBUTIONS tab;
+  * every run that holds a graph, in the GRAPHS tab with every node;
   * each --expect-run (a run name as TensorBoard shows it, e.g.
     "trial-0/validation"), with every tag of --expect-tags;
   * with --hparams: the experiment's hparams and metrics (those of its
@@ -179,6 +180,28 @@ def check_histograms(server, disk, deadline):
     print("ok histograms: %d histograms listed with their steps and counts" % n)
 
 
+def check_graphs(server, disk, deadline):
+    want = {run: data["graph"] for run, data in disk["runs"].items() if data["graph"]}
+    if not want:
+        return
+
+    def missing(info):
+        return [run for run in want if not info.get(run, {}).get("run_graph")]
+
+    _, gaps = poll(deadline, lambda: server.get("/data/plugin/graphs/info"), missing)
+    if gaps:
+        raise CheckFailed("server lists no graph for runs %s" % gaps)
+    for run, nodes in sorted(want.items()):
+        query = urllib.parse.urlencode({"run": run, "conceptual": "false"})
+        with urllib.request.urlopen("%s/data/plugin/graphs/graph?%s" % (server.base, query),
+                                    timeout=5) as resp:
+            pbtxt = resp.read().decode()
+        lacking = [n["name"] for n in nodes if 'name: "%s"' % n["name"] not in pbtxt]
+        if lacking:
+            raise CheckFailed("graph of %r lacks nodes %s" % (run, lacking))
+    print("ok graphs: %s" % ", ".join("%s (%d nodes)" % (r, len(n)) for r, n in sorted(want.items())))
+
+
 def hparams_on_disk(disk):
     experiments = [d["hparams"][read_events.hparams_metadata.EXPERIMENT_TAG]
                    for d in disk["runs"].values()
@@ -315,6 +338,7 @@ def main():
         print("ok server: up at %s after %.1f s" % (server.base, time.monotonic() - started))
         check_scalars(server, disk, args.expect_run, expect_tags, deadline)
         check_histograms(server, disk, deadline)
+        check_graphs(server, disk, deadline)
         if args.hparams:
             check_hparams(server, disk, deadline)
     except CheckFailed as e:
