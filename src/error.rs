@@ -6,7 +6,7 @@ use thiserror::Error;
 
 use crate::backend::BackendError;
 use crate::config::{ConfigError, Sources};
-use crate::data::DataError;
+use crate::data::{DataError, LocatedData};
 use crate::device::DeviceError;
 use crate::plan::PlanErrors;
 use crate::report::ReportError;
@@ -39,6 +39,11 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Data(#[from] DataError),
+
+    /// Bad or missing data, located at the config key that names it.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    DataAt(LocatedData),
 
     /// Bad data whose remedy is a flag of the command rather than the
     /// config key [`DataError`]'s help names (`runner predict
@@ -84,7 +89,7 @@ impl Error {
     /// that set it, the `--set` flag or the variable.
     pub fn data(sources: &Sources, e: DataError) -> Error {
         match e.located(sources) {
-            Ok(c) => Error::Config(c),
+            Ok(located) => Error::DataAt(located),
             Err(e) => Error::Data(e),
         }
     }
@@ -170,6 +175,7 @@ impl From<SweepError> for Error {
             SweepError::Folder(f) => f.into(),
             SweepError::Device(d) => Error::Device(d),
             SweepError::Data(d) => Error::Data(d),
+            SweepError::DataAt(d) => Error::DataAt(d),
             SweepError::RunDir(r) => r.into(),
             e @ (SweepError::HParams(_)
             | SweepError::Slurm(_)
@@ -207,6 +213,7 @@ impl Error {
             | Error::Device(_)
             | Error::Usage(_)
             | Error::Data(_)
+            | Error::DataAt(_)
             | Error::DataHint { .. } => 2,
             Error::Train(_) | Error::RunDir(_) | Error::Report(_) | Error::RunFailed(_) => 1,
             Error::Backend(e) if e.is_usage() => 2,

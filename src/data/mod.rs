@@ -252,13 +252,46 @@ impl DataError {
     /// This error located at the config key whose value is at fault
     /// ([`DataError::key`]): the file and line, `--set` flag or variable
     /// that set it. Itself when it has no key.
-    pub fn located(self, sources: &Sources) -> Result<ConfigError, DataError> {
+    pub fn located(self, sources: &Sources) -> Result<LocatedData, DataError> {
         match self.key() {
-            Some(key) => {
-                Ok(sources.error_at(key, self.to_string(), self.help().map(|h| h.to_string())))
-            }
+            Some(key) => Ok(LocatedData {
+                code: self.code().map(|c| c.to_string()),
+                located: sources.error_at(
+                    key,
+                    self.to_string(),
+                    self.help().map(|h| h.to_string()),
+                ),
+            }),
             None => Err(self),
         }
+    }
+}
+
+/// A data error shown where its config key was set (the file and line with
+/// the value underlined, or the `--set` flag), as a config error is shown,
+/// under the data error's own code (`runner::data::missing`).
+#[derive(Debug, Error)]
+#[error("{located}")]
+pub struct LocatedData {
+    located: ConfigError,
+    code: Option<String>,
+}
+
+impl Diagnostic for LocatedData {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        match &self.code {
+            Some(code) => Some(Box::new(code)),
+            None => self.located.code(),
+        }
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.located.help()
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.located.source_code()
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.located.labels()
     }
 }
 

@@ -9,7 +9,7 @@ use super::folder::FolderError;
 use super::slurm::SlurmError;
 use super::TrialError;
 use crate::config::ConfigError;
-use crate::data::DataError;
+use crate::data::{DataError, LocatedData};
 use crate::device::DeviceError;
 use crate::logging::LogError;
 use crate::plan::LauncherError;
@@ -126,6 +126,10 @@ pub enum SweepError {
     /// it before its folder is made).
     #[error(transparent)]
     Data(#[from] DataError),
+
+    /// [`SweepError::Data`], located at its config key.
+    #[error(transparent)]
+    DataAt(LocatedData),
 
     #[error(transparent)]
     RunDir(#[from] RunDirError),

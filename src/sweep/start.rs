@@ -241,7 +241,7 @@ fn check_data(
     match Dataset::open(trial) {
         Ok(_) => Ok(()),
         Err(e) => Err(match e.located(sources) {
-            Ok(c) => SweepError::Config(c),
+            Ok(located) => SweepError::DataAt(located),
             Err(e) => SweepError::Data(e),
         }),
     }
