@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use burn::backend::Flex;
 
 use super::ExperimentArgs;
+use crate::data::missing_folders;
 use crate::error::{Error, Result};
 use crate::model::{summary, Net};
 
@@ -41,6 +42,10 @@ pub fn run(files: &[PathBuf], set: &[String], use_env: bool, show_config: bool) 
                         plan.model.layers.len(),
                         summary::thousands(params.total())
                     );
+                }
+                // The config is sound, but `runner run` would stop at once.
+                for missing in missing_folders(&plan.data.source) {
+                    super::warn(&Error::data(&loaded.sources, missing));
                 }
             }
             Err(e) => {

@@ -65,6 +65,16 @@ pub fn load_plan(exp: &ExperimentArgs) -> Result<(Loaded, ExperimentPlan)> {
 /// `NO_COLOR`), wrapped to its width. In a pipe or a file (a Slurm log, CI):
 /// no colors, and each message on one line, so `grep` finds it whole.
 pub fn report(err: &Error) {
+    render(err, "error");
+}
+
+/// [`report`] as a warning (miette's `⚠` for its `×`): something a command
+/// finds wrong that does not fail it.
+pub fn warn(err: &Error) {
+    render(&AsWarning(err), "warning");
+}
+
+fn render(diagnostic: &dyn miette::Diagnostic, kind: &str) {
     let stderr = std::io::stderr();
     let tty = stderr.is_terminal();
     let theme = if tty && std::env::var_os("NO_COLOR").is_none() {
@@ -81,8 +91,41 @@ pub fn report(err: &Error) {
         _ => handler.with_wrap_lines(false),
     };
     let mut out = String::new();
-    if handler.render_report(&mut out, err).is_err() {
-        out = format!("error: {err}");
+    if handler.render_report(&mut out, diagnostic).is_err() {
+        out = format!("{kind}: {diagnostic}");
     }
     crate::errln!("{out}");
+}
+
+/// A diagnostic with its text, code, labels and help, at warning severity.
+#[derive(Debug)]
+struct AsWarning<'a>(&'a Error);
+
+impl std::fmt::Display for AsWarning<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for AsWarning<'_> {}
+
+impl miette::Diagnostic for AsWarning<'_> {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.0.code()
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(miette::Severity::Warning)
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.0.help()
+    }
+    fn url<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        self.0.url()
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.0.source_code()
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        self.0.labels()
+    }
 }

@@ -26,7 +26,8 @@ pub struct Food101 {
 }
 
 /// Where to get Food-101, for a `data.path` that does not exist.
-const DOWNLOAD: &str = "runner does not download Food-101: get food-101.tar.gz (about 5 GB) from \
+pub(super) const DOWNLOAD: &str =
+    "runner does not download Food-101: get food-101.tar.gz (about 5 GB) from \
     https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/, unpack it \
     (`tar xzf food-101.tar.gz`) and set `data.path` to the food-101 folder it makes";
 

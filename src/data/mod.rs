@@ -1009,6 +1009,55 @@ fn split_files(
     (pick(&t), pick(&v))
 }
 
+/// The folders `source` names that do not exist, each as the error opening
+/// the data would give (what it is, its key, the source's remedy or a
+/// sibling one typo away): what `runner check` warns of without reading any.
+pub fn missing_folders(source: &SourcePlan) -> Vec<DataError> {
+    let mut named: Vec<(&Path, &'static str, &'static str, Option<&str>)> = Vec::new();
+    let validation = match source {
+        SourcePlan::ImageFolder {
+            path,
+            validation,
+            test_path,
+            ..
+        } => {
+            named.push((path, "data folder", "data.path", None));
+            named.extend(
+                test_path
+                    .as_deref()
+                    .map(|p| (p, "test folder", "data.test_path", None)),
+            );
+            validation
+        }
+        SourcePlan::Food101 {
+            path, validation, ..
+        } => {
+            named.push((
+                path,
+                "Food-101 folder",
+                "data.path",
+                Some(food101::DOWNLOAD),
+            ));
+            validation
+        }
+        SourcePlan::Idx {
+            folder, validation, ..
+        } => {
+            named.push((folder, "IDX folder", "data.path", Some(IDX_REMEDY)));
+            validation
+        }
+        SourcePlan::Synthetic { .. } => return Vec::new(),
+    };
+    if let Holdout::Folder(p) = validation {
+        named.push((p, "validation folder", "data.validation_path", None));
+    }
+    named
+        .into_iter()
+        .filter(|(path, ..)| !path.is_dir())
+        .map(|(path, what, key, remedy)| missing::folder(path, what, key, remedy))
+        .collect()
+}
+
 /// A validation or test folder, read with the training classes.
 fn scan_other(
     root: &Path,

@@ -167,6 +167,69 @@ fn a_local_sweep_checks_its_data_before_making_its_folder() {
     assert!(!dir.path().join("runs").exists(), "no sweep folder");
 }
 
+/// `runner check` reads no data, but a folder the config names that is not
+/// there gets a warning (exit 0: the config is sound), each the error
+/// `runner run` would stop with, located at its key.
+#[test]
+fn check_warns_of_each_missing_data_folder_as_run_would_fail() {
+    let dir = tempdir();
+    fixtures::image_folder(
+        &dir.path().join("flowers"),
+        &["rose", "tulip"],
+        2,
+        (8, 8),
+        "png",
+    )
+    .expect("fixture");
+    let data = "source = \"image_folder\"\npath = \"flower\"\ntest_path = \"flowers-test\"";
+    let exp = experiment(dir.path(), data, "", [8, 8, 3], 2);
+    let command = |name: &str| {
+        runner()
+            .current_dir(dir.path())
+            .args([name, "--no-env"])
+            .arg(&exp)
+            .output()
+            .expect("runs")
+    };
+    let check = command("check");
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    assert!(stdout(&check).starts_with("ok: "), "{}", stdout(&check));
+    let warned = stderr(&check);
+    let run = command("run");
+    assert_eq!(run.status.code(), Some(2));
+    let failed = stderr(&run);
+    // The run stops at the first; the check names both.
+    assert_eq!(
+        warned.matches("runner::data::missing").count(),
+        2,
+        "{warned}"
+    );
+    assert_eq!(warned.matches("⚠").count(), 2, "{warned}");
+    let first = warned
+        .split("\n\n")
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    assert_eq!(first.replace('⚠', "×"), failed.trim_end(), "{warned}");
+    assert!(warned.contains("help: did you mean `flowers`?"), "{warned}");
+    assert!(warned.contains("exp.toml:8:13: test folder"), "{warned}");
+    assert!(!dir.path().join("runs").exists());
+
+    // Once the folders are there, not a word.
+    std::fs::rename(dir.path().join("flowers"), dir.path().join("flower")).expect("mv");
+    fixtures::image_folder(
+        &dir.path().join("flowers-test"),
+        &["rose", "tulip"],
+        1,
+        (8, 8),
+        "png",
+    )
+    .expect("fixture");
+    let check = command("check");
+    assert_eq!(check.status.code(), Some(0));
+    assert_eq!(stderr(&check), "");
+}
+
 /// `data/train/<class>`, `data/validation/<class>`, as Keras tutorials
 /// lay a dataset out, given whole as `path`: refused before a run folder
 /// is made, with the three keys that name the splits.
