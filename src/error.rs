@@ -107,9 +107,11 @@ impl From<PlanErrors> for Error {
 }
 
 impl From<RunDirError> for Error {
-    /// A folder argument that names no run is the command's mistake (2).
+    /// A folder argument that names no run is the command's mistake (2),
+    /// as is a path that cannot be written at all (`--csv afile/x.csv`).
     fn from(e: RunDirError) -> Error {
         match e {
+            e if e.is_unwritable_path() => Error::Usage(e.to_string()),
             RunDirError::NotARun { path, reason } => Error::Usage(
                 RunDirError::NotARun {
                     reason: experiment_file(&path, Wanted::Run).unwrap_or(reason),

@@ -17,9 +17,9 @@ pub fn predict(req: &PredictRequest) -> Result<()> {
 
 /// Exit code 2 for what the command, the run folder or the images got
 /// wrong (an unreadable image under `on_bad_image = "fail"` included,
-/// whose help names `--skip-bad-images`); 1
-/// when the weights cannot be decoded, the model fails or an output cannot
-/// be written.
+/// whose help names `--skip-bad-images`), and an output path that cannot be
+/// written; 1 when the weights cannot be decoded, the model fails or the
+/// disk fails the write.
 fn to_error(e: PredictError) -> Error {
     match e {
         PredictError::Config(c) => Error::Config(c),

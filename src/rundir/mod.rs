@@ -46,6 +46,36 @@ pub enum RunDirError {
     NotARun { path: PathBuf, reason: String },
 }
 
+impl RunDirError {
+    /// Whether the path itself cannot be written, whatever is retried: a
+    /// folder in its place, a file where a folder should be, no permission,
+    /// a read-only file system. A path the user named is then theirs to
+    /// change (exit code 2), unlike a full disk or a failing one (1).
+    pub fn is_unwritable_path(&self) -> bool {
+        use io::ErrorKind::*;
+        matches!(
+            self,
+            RunDirError::Write { source, .. } | RunDirError::Create { source, .. }
+                if matches!(
+                    source.kind(),
+                    NotADirectory | IsADirectory | PermissionDenied | ReadOnlyFilesystem
+                )
+        )
+    }
+}
+
+/// Where `create_dir_all(dir)` failed because a file stands where one of
+/// `dir`'s folders should be (the OS says only "File exists"): that file.
+fn file_in_the_way(dir: &Path) -> Option<io::Error> {
+    let file = dir.ancestors().find(|a| a.exists())?;
+    (!file.is_dir()).then(|| {
+        io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is a file, not a folder", file.display()),
+        )
+    })
+}
+
 /// tempfile's error names the temporary file ("No such file or directory
 /// (os error 2) at path \"/x/.tmp-WKcgWJ\""), a name the user never gave:
 /// keep the reason only.
@@ -68,7 +98,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
         source,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(err)?;
+    fs::create_dir_all(dir).map_err(|e| err(file_in_the_way(dir).unwrap_or(e)))?;
     let mut builder = tempfile::Builder::new();
     builder.prefix(".tmp-");
     #[cfg(unix)]
@@ -865,6 +895,32 @@ mod tests {
         run.write_meta(&meta).unwrap();
         let back = run.read_meta().unwrap();
         assert!(back.run_seconds.unwrap() > 3610.0);
+    }
+
+    #[test]
+    fn a_file_where_a_folder_should_be_is_named_and_unwritable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("notes.txt");
+        fs::write(&file, "mine").unwrap();
+        let err = write_atomic(&file.join("a/b.csv"), b"x").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot write {}: {} is a file, not a folder",
+                file.join("a/b.csv").display(),
+                file.display()
+            )
+        );
+        assert!(err.is_unwritable_path());
+        let err = write_atomic(tmp.path(), b"x").unwrap_err();
+        assert!(err.is_unwritable_path(), "{err}");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "mine");
+        // A full or failing disk is not the path's fault.
+        let full = RunDirError::Write {
+            path: file.clone(),
+            source: io::Error::from(io::ErrorKind::StorageFull),
+        };
+        assert!(!full.is_unwritable_path());
     }
 
     #[test]

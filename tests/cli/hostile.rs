@@ -1007,3 +1007,67 @@ fn a_variant_switched_by_set_over_any_experiment_never_panics() {
         }
     }
 }
+
+/// An output named on the command line that cannot be a file (under a
+/// file, or a folder already) is the command's mistake: exit 2, naming
+/// the path and why, and nothing is written.
+#[test]
+fn an_output_path_that_cannot_be_written_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = tiny_experiment(tmp.path(), "out", "");
+    let out = runner()
+        .current_dir(tmp.path())
+        .args([
+            "run",
+            "out.toml",
+            "--set",
+            "train.epochs=1",
+            "--runs-dir",
+            "runs",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(exp.is_file());
+    let run = "runs/out/v0001";
+    let image = format!("{run}/report/predictions.png");
+    std::fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
+    for (args, why) in [
+        (
+            vec!["compare", "runs", "--csv", "notes.txt/all.csv"],
+            "notes.txt is a file, not a folder",
+        ),
+        (
+            vec!["compare", "runs", "--plot", "runs"],
+            "cannot write runs: Is a directory",
+        ),
+        (
+            vec![
+                "export",
+                run,
+                "--format",
+                "onnx",
+                "--output",
+                "notes.txt/m/model.onnx",
+            ],
+            "notes.txt is a file, not a folder",
+        ),
+        (
+            vec!["predict", run, &image, "-o", "notes.txt/p.csv"],
+            "cannot write notes.txt/p.csv: notes.txt is a file, not a folder",
+        ),
+    ] {
+        let out = runner()
+            .current_dir(tmp.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        no_panic(&out);
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
