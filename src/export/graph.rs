@@ -112,7 +112,7 @@ impl Builder {
             .weights()
             .into_iter()
             .map(|w| {
-                let name = format!("{layer_name}/{}", w.name);
+                let name = w.path(layer_name);
                 self.graph.initializers.push(Initializer {
                     name: name.clone(),
                     dims: w.dims.iter().map(|&d| d as i64).collect(),

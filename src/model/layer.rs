@@ -90,6 +90,11 @@ pub struct Weight {
 }
 
 impl Weight {
+    /// Its Keras path in a layer named `layer`: `conv2d/kernel`.
+    pub fn path(&self, layer: &str) -> String {
+        format!("{layer}/{}", self.name)
+    }
+
     fn of<B: Backend, const D: usize>(name: &'static str, t: Tensor<B, D>) -> Weight {
         let dims = t.dims().to_vec();
         let values = t.into_data().convert::<f32>().to_vec::<f32>();

@@ -56,12 +56,7 @@ impl<B: Backend> Net<B> {
         plan.layers
             .iter()
             .zip(&self.layers)
-            .flat_map(|(lp, layer)| {
-                layer
-                    .weights()
-                    .into_iter()
-                    .map(|w| (format!("{}/{}", lp.name, w.name), w))
-            })
+            .flat_map(|(lp, layer)| layer.weights().into_iter().map(|w| (w.path(&lp.name), w)))
             .collect()
     }
 

@@ -186,7 +186,7 @@ pub fn relink(link: &Path, target: &str) -> Result<(), RunDirError> {
 pub fn allocate_versioned(parent: &Path, prefix: &str) -> Result<PathBuf, RunDirError> {
     fs::create_dir_all(parent).map_err(|source| RunDirError::Create {
         parent: parent.to_path_buf(),
-        source,
+        source: file_in_the_way(parent).unwrap_or(source),
     })?;
     let highest = fs::read_dir(parent)
         .into_iter()

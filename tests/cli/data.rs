@@ -133,20 +133,19 @@ fn missing_folder_is_named_with_exit_code_2() {
     insta::assert_snapshot!("missing_folder_stderr", redact(&stderr(&out), dir.path()));
 }
 
+/// `flowers/{rose,tulip}` under `dir`, two images each.
+fn flowers(dir: &Path) {
+    fixtures::image_folder(&dir.join("flowers"), &["rose", "tulip"], 2, (8, 8), "png")
+        .expect("fixture");
+}
+
 /// A local sweep opens its trials' data before making its folder: a data
 /// path that is not there stops it at once (exit 2, located at the key),
 /// not in every trial one by one. A typo gets the folder beside it.
 #[test]
 fn a_local_sweep_checks_its_data_before_making_its_folder() {
     let dir = tempdir();
-    fixtures::image_folder(
-        &dir.path().join("flowers"),
-        &["rose", "tulip"],
-        2,
-        (8, 8),
-        "png",
-    )
-    .expect("fixture");
+    flowers(dir.path());
     let data = "source = \"image_folder\"\npath = \"flower\"\nvalidation_split = 0.5";
     let exp = experiment(dir.path(), data, "", [8, 8, 3], 2);
     let mut text = std::fs::read_to_string(&exp).expect("read");
@@ -173,14 +172,7 @@ fn a_local_sweep_checks_its_data_before_making_its_folder() {
 #[test]
 fn check_warns_of_each_missing_data_folder_as_run_would_fail() {
     let dir = tempdir();
-    fixtures::image_folder(
-        &dir.path().join("flowers"),
-        &["rose", "tulip"],
-        2,
-        (8, 8),
-        "png",
-    )
-    .expect("fixture");
+    flowers(dir.path());
     let data = "source = \"image_folder\"\npath = \"flower\"\ntest_path = \"flowers-test\"";
     let exp = experiment(dir.path(), data, "", [8, 8, 3], 2);
     let command = |name: &str| {

@@ -199,8 +199,17 @@ fn short_last_batches_bring_no_new_kernels() {
     let cache = tmp.path().join("kernels");
     let cold = kernels_compiled(tmp.path(), &cache, "warm", [96, 32, 32]);
     // Batches of 16: every split divides evenly, or none does (the last
-    // training, validation and test batches are short).
-    let even = kernels_compiled(tmp.path(), &cache, "even", [96, 32, 32]);
+    // training, validation and test batches are short). Once, under the
+    // whole suite's load, the first warm run compiled 50 kernels and the
+    // short run after it 45: warm until two runs agree.
+    let mut even = kernels_compiled(tmp.path(), &cache, "even", [96, 32, 32]);
+    for again in 0..3 {
+        let next = kernels_compiled(tmp.path(), &cache, &format!("even{again}"), [96, 32, 32]);
+        if next == even {
+            break;
+        }
+        even = next;
+    }
     let short = kernels_compiled(tmp.path(), &cache, "short", [90, 30, 27]);
     assert!(even > 10, "the log counted {even} kernels");
     assert!(

@@ -1034,6 +1034,10 @@ fn an_output_path_that_cannot_be_written_is_a_usage_error() {
     std::fs::write(tmp.path().join("notes.txt"), "mine").unwrap();
     for (args, why) in [
         (
+            vec!["run", "out.toml", "--runs-dir", "notes.txt/runs"],
+            "cannot create run folder under notes.txt/runs/out: notes.txt is a file, not a folder",
+        ),
+        (
             vec!["compare", "runs", "--csv", "notes.txt/all.csv"],
             "notes.txt is a file, not a folder",
         ),
