@@ -722,6 +722,11 @@ impl Dataset {
         let cache = data.cache;
         let split = |kind, items, labels| Split::new(kind, items, labels, pipeline.clone(), cache);
         let mut notes = Vec::new();
+        // Every folder the config names, before any is read (`runner check`
+        // warns of the same ones).
+        if let Some(missing) = missing_folders(&data.source).into_iter().next() {
+            return Err(missing);
+        }
 
         let (classes, train, validation, test, validation_from) = match &data.source {
             SourcePlan::ImageFolder {
@@ -745,8 +750,7 @@ impl Dataset {
                         )
                     }
                     Holdout::Folder(vp) => {
-                        let (vf, vl) =
-                            scan_other(vp, &classes, "validation folder", "data.validation_path")?;
+                        let (vf, vl) = image_folder::scan(vp, &classes)?;
                         (
                             split(SplitKind::Train, Items::Files(files), labels),
                             Some(split(SplitKind::Validation, Items::Files(vf), vl)),
@@ -761,7 +765,7 @@ impl Dataset {
                 };
                 let test = match test_path {
                     Some(tp) => {
-                        let (tf, tl) = scan_other(tp, &classes, "test folder", "data.test_path")?;
+                        let (tf, tl) = image_folder::scan(tp, &classes)?;
                         Some(split(SplitKind::Test, Items::Files(tf), tl))
                     }
                     None => None,
@@ -808,7 +812,7 @@ impl Dataset {
                 (f.classes, train, validation, test, from)
             }
             SourcePlan::Idx {
-                folder,
+                folder: _,
                 train_images: train_images_file,
                 train_labels: train_labels_file,
                 test_images: test_images_file,
@@ -816,14 +820,6 @@ impl Dataset {
                 class_names,
                 validation,
             } => {
-                if !folder.is_dir() {
-                    return Err(missing::folder(
-                        folder,
-                        "IDX folder",
-                        "data.path",
-                        Some(IDX_REMEDY),
-                    ));
-                }
                 let (train_images, train_labels) =
                     read_idx_pair(train_images_file, train_labels_file)?;
                 let (test_images, test_labels) = read_idx_pair(test_images_file, test_labels_file)?;
@@ -1013,62 +1009,38 @@ fn split_files(
 /// the data would give (what it is, its key, the source's remedy or a
 /// sibling one typo away): what `runner check` warns of without reading any.
 pub fn missing_folders(source: &SourcePlan) -> Vec<DataError> {
-    let mut named: Vec<(&Path, &'static str, &'static str, Option<&str>)> = Vec::new();
-    let validation = match source {
+    let (path, what, remedy, validation, test) = match source {
         SourcePlan::ImageFolder {
             path,
             validation,
             test_path,
             ..
-        } => {
-            named.push((path, "data folder", "data.path", None));
-            named.extend(
-                test_path
-                    .as_deref()
-                    .map(|p| (p, "test folder", "data.test_path", None)),
-            );
-            validation
-        }
+        } => (path, "data folder", None, validation, test_path.as_deref()),
         SourcePlan::Food101 {
             path, validation, ..
-        } => {
-            named.push((
-                path,
-                "Food-101 folder",
-                "data.path",
-                Some(food101::DOWNLOAD),
-            ));
-            validation
-        }
+        } => (
+            path,
+            "Food-101 folder",
+            Some(food101::DOWNLOAD),
+            validation,
+            None,
+        ),
         SourcePlan::Idx {
             folder, validation, ..
-        } => {
-            named.push((folder, "IDX folder", "data.path", Some(IDX_REMEDY)));
-            validation
-        }
+        } => (folder, "IDX folder", Some(IDX_REMEDY), validation, None),
         SourcePlan::Synthetic { .. } => return Vec::new(),
     };
+    // In the order the data is opened.
+    let mut named = vec![(path.as_path(), what, "data.path", remedy)];
     if let Holdout::Folder(p) = validation {
         named.push((p, "validation folder", "data.validation_path", None));
     }
+    named.extend(test.map(|p| (p, "test folder", "data.test_path", None)));
     named
         .into_iter()
         .filter(|(path, ..)| !path.is_dir())
         .map(|(path, what, key, remedy)| missing::folder(path, what, key, remedy))
         .collect()
-}
-
-/// A validation or test folder, read with the training classes.
-fn scan_other(
-    root: &Path,
-    classes: &[String],
-    what: &'static str,
-    key: &'static str,
-) -> Result<FilesAndLabels, DataError> {
-    if !root.is_dir() {
-        return Err(missing::folder(root, what, key, None));
-    }
-    image_folder::scan(root, classes)
 }
 
 fn read_idx_pair(images: &Path, labels: &Path) -> Result<(IdxImages, Vec<u8>), DataError> {
