@@ -108,16 +108,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
         use std::os::unix::fs::PermissionsExt;
         fs::Permissions::from_mode(0o666)
     });
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| err(without_temp_name(e)))?;
+    // A temp file's errors name its path, a name the user never gave.
+    let tmp_err = |e| err(without_temp_name(e));
+    let mut tmp = builder.tempfile_in(dir).map_err(tmp_err)?;
     // The umask applies to the mode a file is created with, not to a set one.
     #[cfg(unix)]
     if let Some(mode) = replaced {
-        tmp.as_file().set_permissions(mode).map_err(err)?;
+        tmp.as_file().set_permissions(mode).map_err(tmp_err)?;
     }
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
+    tmp.write_all(bytes).map_err(tmp_err)?;
+    tmp.as_file().sync_all().map_err(tmp_err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     // The rename, and a folder that create_dir_all just made, are only
     // durable once the folders that hold them are synced.

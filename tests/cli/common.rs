@@ -17,6 +17,24 @@ pub fn runner() -> Command {
 /// The same as [`runner`], as a plain process, for tests that hold its pipes.
 pub fn runner_process() -> std::process::Command {
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"));
+    runner_env(&mut cmd);
+    cmd
+}
+
+/// `bash -c SCRIPT` with `runner`'s environment, the binary's path in `$0`:
+/// for tests that set a limit first (`ulimit -f 200; exec "$0" run ...`).
+pub fn runner_in_shell(script: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg("-c")
+        .arg(script)
+        .arg(assert_cmd::cargo::cargo_bin("runner"));
+    runner_env(&mut cmd);
+    cmd
+}
+
+/// The repository root as the working folder, plain output, no RUNNER_*
+/// leaking in.
+fn runner_env(cmd: &mut std::process::Command) {
     cmd.current_dir(root());
     for (k, _) in std::env::vars() {
         if k.starts_with("RUNNER_") {
@@ -24,7 +42,6 @@ pub fn runner_process() -> std::process::Command {
         }
     }
     cmd.env("RUNNER_PLAIN", "1").env("NO_COLOR", "1");
-    cmd
 }
 
 /// `runner <command> <experiment> --runs-dir <runs>`, for more arguments.

@@ -10,8 +10,8 @@ use std::process::Stdio;
 use runner::data::fixtures;
 
 use crate::common::{
-    assert_exit, csv_epochs, meta, run_dir, runner, runner_on, runner_process, stderr, stdout,
-    sweep_dir, tiny_experiment,
+    assert_exit, csv_epochs, meta, run_dir, runner, runner_in_shell, runner_on, runner_process,
+    stderr, stdout, sweep_dir, tiny_experiment,
 };
 
 /// Run folders (`v*`) under `runs/<name>`.
@@ -1074,4 +1074,63 @@ fn an_output_path_that_cannot_be_written_is_a_usage_error() {
         std::fs::read_to_string(tmp.path().join("notes.txt")).unwrap(),
         "mine"
     );
+}
+
+/// A quota or a full disk mid-run (here a file-size limit, which fails a
+/// write as a full disk does): the run fails (exit 1) naming the file it
+/// could not write, not the temporary file it wrote through; no temporary
+/// file is left behind and `meta.json` still reads, saying `failed`.
+#[test]
+fn a_write_that_fails_mid_run_fails_the_run_and_names_its_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 110,000 weights: model.mpk is about 440 KB, every other file a few KB.
+    std::fs::write(
+        tmp.path().join("big.toml"),
+        r#"[experiment]
+name = "big"
+
+[data]
+source = "synthetic"
+classes = 4
+train_size = 32
+validation_size = 16
+test_size = 16
+
+[model]
+input_shape = [12, 12, 3]
+layers = [
+  { type = "flatten" },
+  { type = "dense", units = 256, activation = "relu" },
+  { type = "dense", units = 4, activation = "softmax" },
+]
+
+[train]
+epochs = 2
+batch_size = 16
+"#,
+    )
+    .unwrap();
+    // `ulimit -f` counts KiB; an ignored SIGXFSZ makes the write fail with
+    // EFBIG instead of killing the process.
+    let out =
+        runner_in_shell(r#"ulimit -f 200; trap '' XFSZ; exec "$0" run big.toml --runs-dir runs"#)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+    no_panic(&out);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("checkpoints/epoch-0001/model.mpk: File too large"),
+        "{err}"
+    );
+    assert!(!err.contains(".tmp-"), "{err}");
+    let run = run_dir(&tmp.path().join("runs"), "big");
+    assert_eq!(meta(&run)["status"], "failed");
+    let leftovers: Vec<_> = walkdir::WalkDir::new(&run)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
