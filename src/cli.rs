@@ -54,6 +54,9 @@ pub enum Command {
         /// cpu, cuda, cuda:N or wgpu (default: the run's runtime.device).
         #[arg(long)]
         device: Option<String>,
+        /// Where to write the report (default: <run>/eval/<checkpoint>); for a run you cannot write to, or an evaluation on --data kept apart.
+        #[arg(long, short = 'o', value_name = "DIR")]
+        output: Option<PathBuf>,
     },
     /// Write a run's model for other tools: ONNX, or safetensors for a PyTorch nn.Sequential, with its input layout, class names and preprocessing.
     Export {
@@ -280,12 +283,14 @@ pub fn main() -> ExitCode {
             data,
             set,
             device,
+            output,
         } => commands::eval::eval(&commands::eval::EvalArgs {
             run_dir,
             checkpoint,
             data,
             set,
             device,
+            output,
         }),
         Command::Export {
             run_dir,

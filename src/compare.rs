@@ -49,6 +49,20 @@ pub enum CompareError {
     },
 }
 
+impl CompareError {
+    /// Why the run `dir` could not be read, without naming `dir` again.
+    fn reason_in(&self, dir: &Path) -> String {
+        let file = |path: &Path| path.strip_prefix(dir).unwrap_or(path).display().to_string();
+        match self {
+            CompareError::Read { path, source } => format!("{}: {source}", file(path)),
+            CompareError::Parse { source, .. } => {
+                format!("{RESOLVED_CONFIG} is not TOML: {}", source.message())
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// What `--sort` takes besides config keys and the runs' other validation
 /// metrics ([`Row::extra`]), each sorted best first.
 pub const SORT_METRICS: [&str; 5] = [
@@ -70,28 +84,69 @@ const DEPTH: usize = 4;
 /// The runs found under the given folders, one row each, in order.
 pub struct Comparison {
     rows: Vec<Row>,
+    skipped: Vec<Skipped>,
+}
+
+/// A folder below one named on the command line that could not be read
+/// (another user's run in a shared `runs/`, a run folder cut short):
+/// left out of the table, with why, as `ls -R` and ripgrep go on past
+/// what they cannot read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
 }
 
 impl Comparison {
     /// Read every run named by `dirs`: a run folder, or every run and
     /// trial below a folder (a sweep's, an experiment's, a runs folder),
     /// each once, in the order of their paths.
+    ///
+    /// A run named itself that cannot be read is an error; one found below
+    /// a folder is [skipped](Comparison::skipped).
     pub fn load(dirs: &[PathBuf]) -> Result<Comparison, CompareError> {
-        let runs = expand(dirs)?;
-        let labels = labels(&runs);
-        let mut verdicts = BTreeMap::new();
-        let rows = runs
-            .iter()
-            .zip(labels)
-            .map(|(d, label)| {
-                let mut row = load(d, label)?;
-                if let Some(v) = early_stop_verdict(&mut verdicts, d) {
-                    row.status = v;
+        let (runs, mut skipped) = expand(dirs)?;
+        let mut rows = Vec::new();
+        let mut read = Vec::new();
+        for d in runs {
+            match load(&d, String::new()) {
+                Ok(row) => {
+                    rows.push(row);
+                    read.push(d);
                 }
-                Ok(row)
-            })
-            .collect::<Result<_, CompareError>>()?;
-        Ok(Comparison { rows })
+                Err(e) if !dirs.contains(&d) => skipped.push(Skipped {
+                    reason: e.reason_in(&d),
+                    path: d,
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut verdicts = BTreeMap::new();
+        for ((row, d), label) in rows.iter_mut().zip(&read).zip(labels(&read)) {
+            row.name = label;
+            if let Some(v) = early_stop_verdict(&mut verdicts, d) {
+                row.status = v;
+            }
+        }
+        if rows.is_empty() {
+            if let Some(first) = skipped.first() {
+                let under = dirs.iter().find(|d| first.path.starts_with(d));
+                return Err(CompareError::NoRuns {
+                    path: under.or(dirs.first()).cloned().unwrap_or_default(),
+                    reason: format!(
+                        "{} in it cannot be read: {}",
+                        first.path.display(),
+                        first.reason
+                    ),
+                });
+            }
+        }
+        Ok(Comparison { rows, skipped })
+    }
+
+    /// What was left out of the table, in the order it was met.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
     }
 
     /// Put the rows in order of `key`: a metric best first (the highest
@@ -345,45 +400,56 @@ fn flatten(table: &toml::Table) -> BTreeMap<String, String> {
 /// Run folders named on the command line, each once: a run folder
 /// itself, or every run folder below a folder (the trials of a sweep
 /// folder; an experiment folder's runs and its sweeps' trials; a runs
-/// folder's experiments). A folder that gives none is an error saying what
-/// it is.
-fn expand(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, CompareError> {
+/// folder's experiments); and the folders below them that could not be
+/// read. A folder that gives neither is an error saying what it is.
+fn expand(dirs: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Skipped>), CompareError> {
     let mut runs = Vec::new();
+    let mut skipped = Vec::new();
     let mut seen = BTreeSet::new();
     for d in dirs {
-        let found = runs_under(d);
-        if found.is_empty() {
+        let (found, unread) = runs_under(d);
+        if found.is_empty() && !unread.iter().any(|s| s.path != *d) {
             return Err(CompareError::NoRuns {
                 path: d.clone(),
                 reason: describe(d).not_a_run(d),
             });
         }
-        for run in found {
-            if seen.insert(run.canonicalize().unwrap_or_else(|_| run.clone())) {
-                runs.push(run);
-            }
-        }
+        let mut once = |p: &Path| seen.insert(p.canonicalize().unwrap_or_else(|_| p.to_path_buf()));
+        runs.extend(found.into_iter().filter(|run| once(run)));
+        skipped.extend(unread.into_iter().filter(|s| once(&s.path)));
     }
-    Ok(runs)
+    Ok((runs, skipped))
 }
 
 /// `dir` if it is a run folder, else the run folders up to [`DEPTH`]
-/// below it, in the order of their paths. Nothing inside a run, in a
-/// hidden folder or behind a symbolic link is looked at: a link names a
-/// run found by its own path. (`latest` and a sweep's `best` are files
-/// naming a folder, not links.)
-fn runs_under(dir: &Path) -> Vec<PathBuf> {
+/// below it, in the order of their paths, and the folders there that
+/// could not be read. Nothing inside a run, in a hidden folder or behind a
+/// symbolic link is looked at: a link names a run found by its own path.
+/// (`latest` and a sweep's `best` are files naming a folder, not links.)
+fn runs_under(dir: &Path) -> (Vec<PathBuf>, Vec<Skipped>) {
     if dir.join(RESOLVED_CONFIG).is_file() {
-        return vec![dir.to_path_buf()];
+        return (vec![dir.to_path_buf()], Vec::new());
     }
     let mut found = Vec::new();
+    let mut skipped = Vec::new();
     let mut walk = WalkDir::new(dir)
         .min_depth(1)
         .max_depth(DEPTH)
         .sort_by_file_name()
         .into_iter();
     while let Some(entry) = walk.next() {
-        let Ok(entry) = entry else { continue };
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                if let Some(path) = e.path() {
+                    skipped.push(Skipped {
+                        path: path.to_path_buf(),
+                        reason: e.io_error().map_or(e.to_string(), |io| io.to_string()),
+                    });
+                }
+                continue;
+            }
+        };
         if !entry.file_type().is_dir() {
             continue;
         }
@@ -396,7 +462,7 @@ fn runs_under(dir: &Path) -> Vec<PathBuf> {
             walk.skip_current_dir();
         }
     }
-    found
+    (found, skipped)
 }
 
 fn load(dir: &Path, label: String) -> Result<Row, CompareError> {
@@ -819,6 +885,7 @@ mod tests {
         std::fs::write(root.join("a/sweeps/s0001/best"), "trial-001-bbbbbb").unwrap();
         std::os::unix::fs::symlink("v0001", root.join("a/mine")).unwrap();
         std::os::unix::fs::symlink("sweeps/s0001", root.join("a/good-sweep")).unwrap();
+        let runs_under = |dir: &Path| runs_under(dir).0;
         assert_eq!(
             runs_under(&root),
             [t0.clone(), t1.clone(), v1.clone(), b1.clone()]
@@ -834,7 +901,8 @@ mod tests {
             root.join("a/mine"),
             root.clone(),
         ])
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(
             all,
             [t0, root.join("a/sweeps/s0001/trial-001-bbbbbb"), v1, b1]
@@ -842,6 +910,52 @@ mod tests {
         let empty = tmp.path().join("empty");
         std::fs::create_dir(&empty).unwrap();
         assert!(matches!(expand(&[empty]), Err(CompareError::NoRuns { .. })));
+    }
+
+    /// A run below a folder that cannot be read is left out and named; the
+    /// same run named itself is an error, and so is a folder whose runs
+    /// all are left out.
+    #[test]
+    fn a_run_that_cannot_be_read_is_skipped_unless_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let exp = tmp.path().join("a");
+        for (run, config) in [("v0001", ""), ("v0002", "[[[")] {
+            std::fs::create_dir_all(exp.join(run)).unwrap();
+            std::fs::write(exp.join(run).join(RESOLVED_CONFIG), config).unwrap();
+        }
+        let table = Comparison::load(std::slice::from_ref(&exp)).unwrap();
+        assert_eq!(table.runs(), 1);
+        assert_eq!(table.rows[0].dir, exp.join("v0001"));
+        let [skipped] = table.skipped() else {
+            panic!("{:?}", table.skipped())
+        };
+        assert_eq!(skipped.path, exp.join("v0002"));
+        assert!(
+            skipped
+                .reason
+                .starts_with("config.resolved.toml is not TOML: "),
+            "{}",
+            skipped.reason
+        );
+        assert!(matches!(
+            Comparison::load(&[exp.join("v0002")]),
+            Err(CompareError::Parse { .. })
+        ));
+        std::fs::remove_dir_all(exp.join("v0001")).unwrap();
+        match Comparison::load(std::slice::from_ref(&exp)) {
+            Err(CompareError::NoRuns { path, reason }) => {
+                assert_eq!(path, exp);
+                assert!(
+                    reason.starts_with(&format!(
+                        "{} in it cannot be read: ",
+                        exp.join("v0002").display()
+                    )),
+                    "{reason}"
+                );
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("no error"),
+        }
     }
 
     #[test]
@@ -860,6 +974,7 @@ mod tests {
                 row("c", "0.3", None, 0.6, 20.0),
                 row("d", "0.1", Some(0.6), 0.5, 40.0),
             ],
+            skipped: Vec::new(),
         };
         let order = |t: &Comparison| t.rows.iter().map(|r| r.name.clone()).collect::<String>();
         for (key, expected) in [

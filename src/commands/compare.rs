@@ -42,6 +42,13 @@ pub fn compare(args: &CompareArgs) -> Result<()> {
         ),
         other => Error::Usage(other.to_string()),
     })?;
+    for skipped in table.skipped() {
+        crate::errln!(
+            "warning: left out {}: {}",
+            skipped.path.display(),
+            skipped.reason
+        );
+    }
     if let Some(key) = sort {
         table
             .sort_by(key)

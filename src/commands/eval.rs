@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::model::Net;
 use crate::plan;
 use crate::report;
-use crate::rundir::RunDir;
+use crate::rundir::{self, RunDir};
 use crate::train::checkpoint::{self, Checkpoints};
 
 pub struct EvalArgs {
@@ -26,10 +26,23 @@ pub struct EvalArgs {
     pub set: Vec<String>,
     /// cpu, cuda, cuda:N or wgpu; the run's `runtime.device` when unset.
     pub device: Option<String>,
+    /// Where the report goes; `<run>/eval/<checkpoint>` when unset.
+    pub output: Option<PathBuf>,
 }
 
 pub fn eval(args: &EvalArgs) -> Result<()> {
     let run = RunDir::open(&args.run_dir)?;
+    let out = match &args.output {
+        Some(out) => {
+            rundir::check_writable_folder(out)?;
+            out.clone()
+        }
+        None => {
+            let out = run.root().join("eval").join(&args.checkpoint);
+            super::check_default_output(&out, rundir::check_writable_folder, "--output DIR")?;
+            out
+        }
+    };
     let mut overrides = super::overrides(&args.set)?;
     let loaded = config::load(&run.resolved_config(), &LoadOptions::default())?;
     if let Some(data) = &args.data {
@@ -89,7 +102,6 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     crate::outln!("Checkpoint: {}", model_file.display());
     crate::out!("{}", evaluation.render_table());
     let grid = report::prediction_grid(split, &preds, &data.classes, plan.seed)?;
-    let out = run.root().join("eval").join(&args.checkpoint);
     report::write(&out, &evaluation, &preds, &[], grid)?;
     crate::outln!("Report: {}", out.display());
     Ok(())

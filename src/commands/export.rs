@@ -8,7 +8,7 @@ use crate::config;
 use crate::error::{Error, Result};
 use crate::export::{self, ExportError};
 use crate::plan;
-use crate::rundir::RunDir;
+use crate::rundir::{check_writable_file, RunDir};
 use crate::train::checkpoint::CheckpointError;
 
 /// File formats `runner export` writes.
@@ -43,10 +43,17 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     let run = RunDir::open(&args.run_dir)?;
     let loaded = config::load_exact(&run.resolved_config())?;
     let plan = plan::plan_saved(&loaded)?;
-    let out = args
-        .output
-        .clone()
-        .unwrap_or_else(|| export::default_path(&run, args.format.extension()));
+    let out = match &args.output {
+        Some(out) => {
+            check_writable_file(out)?;
+            out.clone()
+        }
+        None => {
+            let out = export::default_path(&run, args.format.extension());
+            super::check_default_output(&out, check_writable_file, "--output FILE")?;
+            out
+        }
+    };
     let done = match args.format {
         Format::Onnx => export::onnx_file(&run, &plan, &args.checkpoint, &out),
         Format::Safetensors => export::safetensors_file(&run, &plan, &args.checkpoint, &out),

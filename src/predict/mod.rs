@@ -29,7 +29,7 @@ use crate::device::{self, Device, DeviceRequest};
 use crate::model::{ConvOps, Net};
 use crate::plan::{self, ModelPlan};
 use crate::report::plots;
-use crate::rundir::{write_atomic, RunDir};
+use crate::rundir::{check_writable_file, write_atomic, RunDir};
 use crate::train::checkpoint::{self, Checkpoints};
 use crate::vocab::BadImagePolicy;
 
@@ -151,6 +151,10 @@ pub fn predict(req: &PredictRequest) -> Result<Outcome, PredictError> {
     let loaded = config::load_exact(&run.resolved_config())?;
     let mut plan = plan::plan_saved(&loaded)?;
     let classes = classes(&run, plan.model.num_classes)?;
+    // Before the work, which may be long.
+    for path in std::iter::once(&req.output).chain(&req.grid) {
+        check_writable_file(path)?;
+    }
     let inputs = inputs::expand(&req.images)?;
     if req.skip_bad_images {
         plan.data.on_bad_image = BadImagePolicy::Skip;

@@ -19,6 +19,9 @@ pub enum Found {
     Missing { near: Option<PathBuf> },
     /// A file, not a folder.
     File,
+    /// A folder this user may not read (another's run in a shared
+    /// `runs/`): the error reading it.
+    Unreadable { reason: String },
     /// A run folder; `sweep` is the sweep folder it is a trial of.
     Run { sweep: Option<PathBuf> },
     /// A folder inside a run folder (`checkpoints/`, `report/`).
@@ -50,6 +53,16 @@ pub fn describe(path: &Path) -> Found {
     }
     if !path.is_dir() {
         return Found::File;
+    }
+    if let Err(e) =
+        fs::read_dir(path).and_then(|_| match fs::metadata(path.join(RESOLVED_CONFIG)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+    {
+        return Found::Unreadable {
+            reason: e.to_string(),
+        };
     }
     if path.join(RESOLVED_CONFIG).is_file() {
         let sweep = path
@@ -200,6 +213,7 @@ impl Found {
                 sweep.display()
             ),
             Found::Experiment { .. } => "it is an experiment's folder of runs".into(),
+            Found::Unreadable { .. } => self.otherwise(RESOLVED_CONFIG),
             // `runs/` itself; a project's folder may hold experiment files
             // beside its `runs/`, which are what to give.
             Found::Runs { runs, experiments } if runs == path || toml_files(path).is_empty() => {
@@ -274,6 +288,7 @@ impl Found {
             }
             Found::Missing { near: None } => "there is no such folder".into(),
             Found::File => "it is a file".into(),
+            Found::Unreadable { reason } => format!("it cannot be read: {reason}"),
             _ => format!("it has no {marker}"),
         }
     }

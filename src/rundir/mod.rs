@@ -86,6 +86,51 @@ fn without_temp_name(e: io::Error) -> io::Error {
     }
 }
 
+/// Whether [`write_atomic`] could write the file `path`, asked before the
+/// work that makes it, so that a path that cannot be written fails at
+/// once: a folder in its place, a file where a folder should be, no
+/// permission, a read-only file system, each as [`RunDirError::Write`]
+/// ([`RunDirError::is_unwritable_path`]). Nothing is created.
+pub fn check_writable_file(path: &Path) -> Result<(), RunDirError> {
+    if path.is_dir() {
+        return Err(RunDirError::Write {
+            path: path.to_path_buf(),
+            source: io::Error::from_raw_os_error(libc::EISDIR),
+        });
+    }
+    probe_folder(path.parent().unwrap_or(Path::new(".")), path)
+}
+
+/// As [`check_writable_file`], for a folder that files are to be written
+/// into (made if it is not there).
+pub fn check_writable_folder(dir: &Path) -> Result<(), RunDirError> {
+    probe_folder(dir, dir)
+}
+
+/// Whether files can be made in `dir`, or in the nearest folder above it
+/// that exists (where its missing folders would be made), by making an
+/// unnamed temporary file there; errors name `path`.
+fn probe_folder(dir: &Path, path: &Path) -> Result<(), RunDirError> {
+    let err = |source| RunDirError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match dir.as_os_str().is_empty() {
+        true => Path::new("."),
+        false => dir,
+    };
+    if let Some(file) = file_in_the_way(dir) {
+        return Err(err(file));
+    }
+    let existing = dir
+        .ancestors()
+        .find(|a| a.is_dir())
+        .unwrap_or(Path::new("."));
+    tempfile::tempfile_in(existing)
+        .map(drop)
+        .map_err(|e| err(without_temp_name(e)))
+}
+
 /// Write a file so that readers see either the old or the new content, never
 /// a torn one: write a temp file in the same folder, fsync, rename.
 ///
@@ -697,6 +742,48 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains(".tmp-") && !err.contains("at path"), "{err}");
+    }
+
+    /// The checks before the work: what write_atomic would refuse, they
+    /// refuse, naming the path asked for; what it would write, they pass,
+    /// creating nothing.
+    #[test]
+    fn writable_paths_are_checked_without_making_anything() {
+        let tmp = tempfile::tempdir().unwrap();
+        let notes = tmp.path().join("notes.txt");
+        fs::write(&notes, "mine").unwrap();
+        let new = tmp.path().join("a/b/c.csv");
+        check_writable_file(&new).unwrap();
+        check_writable_folder(&tmp.path().join("a/b")).unwrap();
+        check_writable_file(Path::new("c.csv")).unwrap();
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1, "made nothing");
+        let under = notes.join("c.csv");
+        let err = check_writable_file(&under).unwrap_err();
+        assert!(err.is_unwritable_path());
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot write {}: {} is a file, not a folder",
+                under.display(),
+                notes.display()
+            )
+        );
+        let err = check_writable_folder(&notes).unwrap_err();
+        assert!(err.is_unwritable_path(), "{err}");
+        let err = check_writable_file(tmp.path()).unwrap_err();
+        assert!(err.is_unwritable_path(), "{err}");
+        assert!(
+            err.to_string().ends_with("Is a directory (os error 21)"),
+            "{err}"
+        );
+        #[cfg(target_os = "linux")]
+        {
+            let proc = Path::new("/proc/runner-test.csv");
+            let err = check_writable_file(proc).unwrap_err().to_string();
+            let wrote = write_atomic(proc, b"x").unwrap_err().to_string();
+            assert_eq!(err, wrote);
+        }
+        assert_eq!(fs::read_to_string(&notes).unwrap(), "mine");
     }
 
     #[test]

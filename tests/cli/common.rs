@@ -32,6 +32,23 @@ pub fn runner_in_shell(script: &str) -> std::process::Command {
     cmd
 }
 
+/// [`runner`] bound by file permissions as any user is: as root, it runs
+/// under `setpriv` without the capabilities that let root read and write
+/// past them, so that a folder made unreadable (`chmod 000`) is.
+pub fn runner_bound_by_permissions() -> Command {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return runner();
+    }
+    let mut cmd = std::process::Command::new("setpriv");
+    let caps = "-dac_override,-dac_read_search";
+    cmd.arg(format!("--inh-caps={caps}"))
+        .arg(format!("--bounding-set={caps}"))
+        .arg(assert_cmd::cargo::cargo_bin("runner"));
+    runner_env(&mut cmd);
+    Command::from_std(cmd)
+}
+
 /// The repository root as the working folder, plain output, no RUNNER_*
 /// leaking in.
 fn runner_env(cmd: &mut std::process::Command) {

@@ -10,8 +10,8 @@ use std::process::Stdio;
 use runner::data::fixtures;
 
 use crate::common::{
-    assert_exit, csv_epochs, meta, run_dir, runner, runner_in_shell, runner_on, runner_process,
-    stderr, stdout, sweep_dir, tiny_experiment,
+    assert_exit, csv_epochs, meta, run_dir, runner, runner_bound_by_permissions, runner_in_shell,
+    runner_on, runner_process, stderr, stdout, sweep_dir, tiny_experiment,
 };
 
 /// Run folders (`v*`) under `runs/<name>`.
@@ -1060,6 +1060,14 @@ fn an_output_path_that_cannot_be_written_is_a_usage_error() {
             vec!["predict", run, &image, "-o", "notes.txt/p.csv"],
             "cannot write notes.txt/p.csv: notes.txt is a file, not a folder",
         ),
+        (
+            vec!["predict", run, &image, "--grid", "runs"],
+            "cannot write runs: Is a directory",
+        ),
+        (
+            vec!["eval", run, "--output", "notes.txt/eval"],
+            "cannot write notes.txt/eval: notes.txt is a file, not a folder",
+        ),
     ] {
         let out = runner()
             .current_dir(tmp.path())
@@ -1069,6 +1077,10 @@ fn an_output_path_that_cannot_be_written_is_a_usage_error() {
         no_panic(&out);
         assert_exit(&out, 2);
         assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+        // Found before the work, except by compare, which is quick.
+        if args[0] != "compare" {
+            assert_eq!(stdout(&out), "", "{args:?}");
+        }
     }
     assert_eq!(
         std::fs::read_to_string(tmp.path().join("notes.txt")).unwrap(),
@@ -1133,4 +1145,100 @@ batch_size = 16
         .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A `runs/` shared by a team: a teammate's run may be closed to me, or
+/// readable but not writable. `compare` leaves out what it cannot read
+/// and says so; `eval` and `export` say at once, before any work, that
+/// they cannot write into the run, and `--output` writes elsewhere.
+#[test]
+fn a_shared_runs_folder_with_runs_i_cannot_read_or_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_experiment(tmp.path(), "team", "");
+    for _ in 0..2 {
+        let out = runner()
+            .current_dir(tmp.path())
+            .args([
+                "run",
+                "team.toml",
+                "--set",
+                "train.epochs=1",
+                "--runs-dir",
+                "runs",
+            ])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+    }
+    let mode = |rel: &str, mode: u32| {
+        let path = tmp.path().join(rel);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode("runs/team/v0001", 0o555);
+    mode("runs/team/v0002", 0o000);
+    let run = |args: &[&str]| {
+        let out = runner_bound_by_permissions()
+            .current_dir(tmp.path())
+            .args(args)
+            .output()
+            .unwrap();
+        no_panic(&out);
+        out
+    };
+    let out = run(&["compare", "runs"]);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("team/v0001"), "{}", stdout(&out));
+    assert!(!stdout(&out).contains("v0002"), "{}", stdout(&out));
+    assert_eq!(
+        stderr(&out).trim(),
+        "warning: left out runs/team/v0002: Permission denied (os error 13)"
+    );
+    let out = run(&["eval", "runs/team/v0002"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out)
+            .contains("runs/team/v0002 is not a run folder: it cannot be read: Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    for (args, why) in [
+        (
+            vec!["eval", "runs/team/v0001"],
+            "cannot write runs/team/v0001/eval/final: Permission denied (os error 13); \
+             write elsewhere with --output DIR",
+        ),
+        (
+            vec!["export", "runs/team/v0001", "--format", "onnx"],
+            "cannot write runs/team/v0001/export/model.onnx: Permission denied (os error 13); \
+             write elsewhere with --output FILE",
+        ),
+    ] {
+        let out = run(&args);
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "{args:?}: no work before the check");
+    }
+    let out = run(&["eval", "runs/team/v0001", "--output", "mine/eval"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("Report: mine/eval"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(tmp.path().join("mine/eval/evaluation.json").is_file());
+    let out = run(&[
+        "export",
+        "runs/team/v0001",
+        "--format",
+        "onnx",
+        "-o",
+        "mine/m.onnx",
+    ]);
+    assert_exit(&out, 0);
+    assert!(tmp.path().join("mine/m.onnx").is_file());
+    // The tempdir's owner gets it back to remove it.
+    mode("runs/team/v0001", 0o755);
+    mode("runs/team/v0002", 0o755);
+    assert!(!tmp.path().join("runs/team/v0001/eval").exists());
 }
