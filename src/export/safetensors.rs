@@ -85,17 +85,18 @@ Written by `runner export --format safetensors`. {weights} beside this file
 holds the state dict of the nn.Sequential that `build()` returns.
 
     import {module}
-    model = {module}.load()               # nn.Sequential, in eval mode
-    logits = model(x)                     # x: float32 [batch, channels, height, width]
-    probabilities = logits.softmax(1)     # in the order of CLASSES
+    net = {module}.load()                     # nn.Sequential, in eval mode
+    x = {module}.preprocess("a.png", "b.jpg")  # float32 [2, channels, height, width]
+    probabilities = net(x).softmax(1)          # in the order of CLASSES
 
-Input: {input}, preprocessed as PREPROCESSING says.
+Input: {input}, preprocessed as PREPROCESSING says (preprocess() does it).
 Output: logits, one per class; a softmax gives the class probabilities.
 """
 
 import json
 from pathlib import Path
 
+import torch
 from torch import nn
 
 CLASSES = {classes}
@@ -115,6 +116,42 @@ def load(path=WEIGHTS) -> nn.Sequential:
     model = build()
     model.load_state_dict(load_file(str(path)))
     return model.eval()
+
+
+def preprocess(*images) -> torch.Tensor:
+    """Image files (paths) or PIL images as the model's input: float32
+    [len(images), channels, height, width].
+
+    As runner reads an image (and Keras's load_img): PIL's convert to the
+    model's colour, a resize to its size with the run's interpolation, then
+    PREPROCESSING's rescale and normalize. That is runner's input exactly
+    for an image already at the model's size, and for a `nearest` resize
+    (PIL's rule, which runner follows) of any image but a JPEG larger than
+    the model's size, which runner may decode at a reduced DCT scale.
+    There, and with PIL's other filters, a pixel can be a step or two apart.
+    """
+    import numpy as np
+    from PIL import Image
+
+    height, width = PREPROCESSING["resize"]
+    mode = "L" if PREPROCESSING["color"] == "grayscale" else "RGB"
+    resample = getattr(Image.Resampling, PREPROCESSING["interpolation"].upper())
+    normalize = PREPROCESSING["normalize"]
+    batch = []
+    for image in images:
+        if not isinstance(image, Image.Image):
+            image = Image.open(image)
+        image = image.convert(mode)
+        if image.size != (width, height):
+            image = image.resize((width, height), resample)
+        x = np.asarray(image, dtype=np.float32).reshape(height, width, -1)
+        x = x * np.float32(PREPROCESSING["rescale"])
+        if normalize:
+            x = (x - np.asarray(normalize["mean"], np.float32)) / np.asarray(
+                normalize["std"], np.float32
+            )
+        batch.append(x.transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(batch))
 "#,
         experiment = py_str(about.experiment),
         run = about.run,

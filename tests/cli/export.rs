@@ -10,12 +10,18 @@ use runner::data::fixtures;
 use crate::common::{assert_exit, run_dir, runner, runner_on, stdout};
 use crate::python::{python_with, run_script};
 
-/// PNG pictures at the model's input size for both sides to classify.
+/// PNG pictures for both sides to classify, two per class: the first at
+/// the model's input size, the second not (wider, and shorter or taller),
+/// which both sides resize, PIL's `nearest` and runner's.
 fn pictures(dir: &Path, classes: usize, size: u32, gray: bool) -> PathBuf {
     let out = dir.join("to-classify");
     for class in 0..classes {
         for k in 0..2 {
-            let img = fixtures::picture(9, class, k, size, size, 0.05);
+            let (w, h) = match k {
+                0 => (size, size),
+                _ => (size * 3 / 2 + 1, size + (class as u32 % 3) * 4 - 3),
+            };
+            let img = fixtures::picture(9, class, k, w, h, 0.05);
             let path = out.join(format!("c{class}-{k}.png"));
             if gray {
                 std::fs::create_dir_all(&out).unwrap();
@@ -121,6 +127,9 @@ fn check(
             report.contains(&format!("{} images", classes * 2)),
             "{report}"
         );
+        if module == "torch" {
+            assert!(report.contains(&format!("({classes} resized)")), "{report}");
+        }
     }
 }
 

@@ -3,8 +3,10 @@
 
 usage: onnx_check.py MODEL.onnx PREDICTIONS.csv
 
-The images are the `path` column of the CSV. They must be at the model's
-input size, so no resampling filter can differ between the two sides.
+The images are the `path` column of the CSV. One not at the model's input
+size is resized with PIL's NEAREST, which runner's `nearest` follows pixel
+for pixel (a PNG; runner may decode a large JPEG at a reduced DCT scale),
+so the run must use `nearest`.
 Prints one line per image; exits 1 on a different top-1 class or a
 probability more than 1e-4 away.
 """
@@ -31,7 +33,9 @@ rows = pd.read_csv(csv_path)
 batch = []
 for path in rows["path"]:
     img = Image.open(path).convert("L" if pre["color"] == "grayscale" else "RGB")
-    assert img.size == (width, height), f"{path}: {img.size} is not the input size"
+    if img.size != (width, height):
+        assert pre["interpolation"] == "nearest", pre
+        img = img.resize((width, height), Image.Resampling.NEAREST)
     x = np.asarray(img, dtype=np.float32).reshape(height, width, channels)
     x = x * np.float32(pre["rescale"])
     if pre["normalize"]:

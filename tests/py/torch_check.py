@@ -7,7 +7,10 @@ usage: torch_check.py STACK MODEL.safetensors PREDICTIONS.csv
 
 STACK names the hand-written Sequential below: baseline, bn or gray. The
 Python module runner writes beside the weights (MODEL.py) must build a
-Sequential that loads the same file and gives the same logits.
+Sequential that loads the same file and gives the same logits, and its
+preprocess() must give the input written here by hand: for an image at the
+model's size, the pixels times rescale, normalized; for another (a PNG),
+first PIL's NEAREST resize, which runner's `nearest` follows.
 
 Prints one line per image; exits 1 on a different top-1 class, a logit more
 than 1e-4 (relative to its size, at least 1) or a probability more than
@@ -112,9 +115,13 @@ channels = 1 if pre["color"] == "grayscale" else 3
 
 rows = pd.read_csv(csv_path)
 batch = []
+resized = 0
 for path in rows["path"]:
     img = Image.open(path).convert("L" if channels == 1 else "RGB")
-    assert img.size == (width, height), f"{path}: {img.size} is not the input size"
+    if img.size != (width, height):
+        assert pre["interpolation"] == "nearest", pre
+        img = img.resize((width, height), Image.Resampling.NEAREST)
+        resized += 1
     x = np.asarray(img, dtype=np.float32).reshape(height, width, channels)
     x = x * np.float32(pre["rescale"])
     if pre["normalize"]:
@@ -123,6 +130,11 @@ for path in rows["path"]:
         )
     batch.append(x.transpose(2, 0, 1))
 x = torch.from_numpy(np.stack(batch))
+# The generated preprocess(), from paths and from PIL images alike.
+pre_x = exported.preprocess(*rows["path"])
+assert pre_x.dtype == torch.float32 and pre_x.shape == x.shape, (pre_x.shape, x.shape)
+assert torch.equal(pre_x, x), "preprocess() differs from the input written by hand"
+assert torch.equal(exported.preprocess(*[Image.open(p) for p in rows["path"]]), x)
 with torch.no_grad():
     logits = ours(x).numpy()
     generated = theirs(x).numpy()
@@ -144,6 +156,6 @@ for i, row in rows.iterrows():
     failed |= not ok
     print(f"{row['path']}: PyTorch {top} {probs[i].max():.6f}, runner {row['predicted']} "
           f"{row['probability']:.6f}, logit diff {logit_diff:.2e}{'' if ok else '  MISMATCH'}")
-print(f"{len(rows)} images, largest logit difference {worst_logit:.2e}, "
+print(f"{len(rows)} images ({resized} resized), largest logit difference {worst_logit:.2e}, "
       f"largest probability difference {worst_prob:.2e}")
 sys.exit(1 if failed else 0)
