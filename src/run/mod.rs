@@ -102,7 +102,20 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     // folder's last process may still be dying (a trial of a sweep that was
     // just killed and is resumed at once): it gets a few seconds to let go.
     let wait = Duration::from_secs(if existing { LOCK_WAIT_SECONDS } else { 0 });
-    let Some(_lock) = rundir::try_lock_within(&run.lock(), wait)? else {
+    // A teammate's run in a shared `runs/` can be read, not written.
+    let not_ours = |e: rundir::RunDirError| match e {
+        e if existing && e.is_unwritable_path() => Error::Usage(format!(
+            "{e}; to train on from this run's weights, start a run of your own with \
+             `model.init_from = \"{}\"`",
+            run.root().display()
+        )),
+        e => e.into(),
+    };
+    if existing {
+        rundir::check_writable_folder(run.root()).map_err(not_ours)?;
+    }
+    let lock = rundir::try_lock_within(&run.lock(), wait).map_err(not_ours)?;
+    let Some(_lock) = lock else {
         return Err(Error::Usage(format!(
             "{} is being run by another runner process",
             run.root().display()

