@@ -61,9 +61,6 @@ pub fn load_plan(exp: &ExperimentArgs) -> Result<(Loaded, ExperimentPlan)> {
     Ok((loaded, plan))
 }
 
-/// Render an error with miette on stderr. On a terminal: colors (unless
-/// `NO_COLOR`), wrapped to its width. In a pipe or a file (a Slurm log, CI):
-/// no colors, and each message on one line, so `grep` finds it whole.
 /// Whether a command can write into the run folder it was given, asked
 /// before its work: `out` is where it writes by default. A teammate's run
 /// in a shared `runs/` may be readable but not writable; the error then
@@ -79,6 +76,9 @@ fn check_default_output(
     })
 }
 
+/// Render an error with miette on stderr. On a terminal: colors (unless
+/// `NO_COLOR`), wrapped to its width. In a pipe or a file (a Slurm log, CI):
+/// no colors, and each message on one line, so `grep` finds it whole.
 pub fn report(err: &Error) {
     render(err, "error");
 }
