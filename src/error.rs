@@ -106,6 +106,19 @@ impl From<PlanErrors> for Error {
     }
 }
 
+impl Error {
+    /// `e` as [`Error::from`] makes it, with `hint`, what to do instead,
+    /// after the reason where the path cannot be written at all (a
+    /// teammate's run in a shared `runs/`).
+    pub fn unwritable_with(e: RunDirError, hint: impl std::fmt::Display) -> Error {
+        if e.is_unwritable_path() {
+            Error::Usage(format!("{e}; {hint}"))
+        } else {
+            e.into()
+        }
+    }
+}
+
 impl From<RunDirError> for Error {
     /// A folder argument that names no run is the command's mistake (2),
     /// as is a path that cannot be written at all (`--csv afile/x.csv`).

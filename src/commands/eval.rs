@@ -39,7 +39,9 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
         }
         None => {
             let out = run.root().join("eval").join(&args.checkpoint);
-            super::check_default_output(&out, rundir::check_writable_folder, "--output DIR")?;
+            // A teammate's run in a shared `runs/` may be readable only.
+            rundir::check_writable_folder(&out)
+                .map_err(|e| Error::unwritable_with(e, "write elsewhere with --output DIR"))?;
             out
         }
     };

@@ -50,7 +50,9 @@ pub fn export(args: &ExportArgs) -> Result<()> {
         }
         None => {
             let out = export::default_path(&run, args.format.extension());
-            super::check_default_output(&out, check_writable_file, "--output FILE")?;
+            // A teammate's run in a shared `runs/` may be readable only.
+            check_writable_file(&out)
+                .map_err(|e| Error::unwritable_with(e, "write elsewhere with --output FILE"))?;
             out
         }
     };

@@ -61,21 +61,6 @@ pub fn load_plan(exp: &ExperimentArgs) -> Result<(Loaded, ExperimentPlan)> {
     Ok((loaded, plan))
 }
 
-/// Whether a command can write into the run folder it was given, asked
-/// before its work: `out` is where it writes by default. A teammate's run
-/// in a shared `runs/` may be readable but not writable; the error then
-/// names `flag`, which writes elsewhere.
-fn check_default_output(
-    out: &std::path::Path,
-    check: fn(&std::path::Path) -> std::result::Result<(), crate::rundir::RunDirError>,
-    flag: &str,
-) -> Result<()> {
-    check(out).map_err(|e| match Error::from(e) {
-        Error::Usage(why) => Error::Usage(format!("{why}; write elsewhere with {flag}")),
-        other => other,
-    })
-}
-
 /// Render an error with miette on stderr. On a terminal: colors (unless
 /// `NO_COLOR`), wrapped to its width. In a pipe or a file (a Slurm log, CI):
 /// no colors, and each message on one line, so `grep` finds it whole.

@@ -103,13 +103,16 @@ pub fn run(target: RunTarget, opts: &RunOptions) -> Result<()> {
     // just killed and is resumed at once): it gets a few seconds to let go.
     let wait = Duration::from_secs(if existing { LOCK_WAIT_SECONDS } else { 0 });
     // A teammate's run in a shared `runs/` can be read, not written.
-    let not_ours = |e: rundir::RunDirError| match e {
-        e if existing && e.is_unwritable_path() => Error::Usage(format!(
-            "{e}; to train on from this run's weights, start a run of your own with \
-             `model.init_from = \"{}\"`",
-            run.root().display()
-        )),
-        e => e.into(),
+    let not_ours = |e: rundir::RunDirError| match existing {
+        true => Error::unwritable_with(
+            e,
+            format_args!(
+                "to train on from this run's weights, start a run of your own with \
+                 `model.init_from = \"{}\"`",
+                run.root().display()
+            ),
+        ),
+        false => e.into(),
     };
     if existing {
         rundir::check_writable_folder(run.root()).map_err(not_ours)?;
